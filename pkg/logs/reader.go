@@ -1,0 +1,223 @@
+package logs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Entry is one json-file line.
+type Entry struct {
+	// Stream is "stdout" or "stderr".
+	Stream string `json:"stream"`
+	// Time is when the logger read the line.
+	Time time.Time `json:"time"`
+	// Log is the text, with its trailing "\n" unless Partial.
+	Log string `json:"log"`
+}
+
+// Partial reports whether the entry is a piece of a longer line (or the
+// unterminated last output of a stream); the next entry of the same stream
+// continues it.
+func (e Entry) Partial() bool { return !strings.HasSuffix(e.Log, "\n") }
+
+// ReadOptions selects what Read delivers.
+type ReadOptions struct {
+	// Tail delivers only the last Tail entries of the existing logs; 0 means all.
+	Tail int
+	// Since skips entries older than this; the zero time keeps all.
+	Since time.Time
+	// Follow keeps delivering new entries, across rotations, until ctx ends.
+	Follow bool
+	// PollInterval is how often a follower checks for new data; 0 means 100 ms.
+	PollInterval time.Duration
+}
+
+// Read delivers the log entries of the json-file log at path (and its
+// rotated files) to fn in order. It returns fn's first error, ctx's error
+// when following ends by cancellation, or nil once the existing entries are
+// delivered when not following.
+func Read(ctx context.Context, path string, opts ReadOptions, fn func(Entry) error) error {
+	poll := opts.PollInterval
+	if poll <= 0 {
+		poll = 100 * time.Millisecond
+	}
+	// Hold the current file first, so a rotation while the older files are
+	// read cannot make it vanish; rotated files with its inode are skipped.
+	cur, err := os.Open(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("open log %s: %w", path, err)
+	}
+	if cur != nil {
+		defer func() { cur.Close() }()
+	}
+	var curIno uint64
+	if cur != nil {
+		curIno = inode(cur)
+	}
+
+	keep := func(e Entry) bool { return opts.Since.IsZero() || !e.Time.Before(opts.Since) }
+	var ring []Entry
+	collect := func(e Entry) error {
+		if !keep(e) {
+			return nil
+		}
+		if opts.Tail <= 0 {
+			return fn(e)
+		}
+		if len(ring) == opts.Tail {
+			copy(ring, ring[1:])
+			ring = ring[:len(ring)-1]
+		}
+		ring = append(ring, e)
+		return nil
+	}
+
+	for _, name := range rotatedFiles(path) {
+		f, err := os.Open(name)
+		if err != nil {
+			continue // rotated away while listing
+		}
+		if cur != nil && inode(f) == curIno {
+			f.Close()
+			continue
+		}
+		_, err = readEntries(f, nil, collect)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	var pending []byte
+	if cur != nil {
+		if pending, err = readEntries(cur, nil, collect); err != nil {
+			return err
+		}
+	}
+	for _, e := range ring {
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if !opts.Follow {
+		return nil
+	}
+
+	emit := func(e Entry) error {
+		if !keep(e) {
+			return nil
+		}
+		return fn(e)
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		if cur == nil {
+			if f, err := os.Open(path); err == nil {
+				cur, curIno, pending = f, inode(f), nil
+			}
+		}
+		if cur != nil {
+			if pending, err = readEntries(cur, pending, emit); err != nil {
+				return err
+			}
+			// At EOF: if path is now another file, the old one was rotated
+			// and is complete (the writer never appends to a rotated file).
+			if st, err := os.Stat(path); err != nil || statInode(st) != curIno {
+				if pending, err = readEntries(cur, pending, emit); err != nil {
+					return err
+				}
+				cur.Close()
+				cur = nil
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// rotatedFiles lists path.N, oldest (highest N) first.
+func rotatedFiles(path string) []string {
+	matches, _ := filepath.Glob(path + ".*")
+	type numbered struct {
+		name string
+		n    int
+	}
+	var files []numbered
+	for _, m := range matches {
+		n, err := strconv.Atoi(strings.TrimPrefix(m, path+"."))
+		if err != nil || n < 1 {
+			continue
+		}
+		files = append(files, numbered{m, n})
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].n > files[j].n })
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.name
+	}
+	return names
+}
+
+// readEntries reads complete lines from r to EOF, decoding each. pending is
+// an incomplete last line left by a previous call; the new leftover is
+// returned. Lines that do not decode (a torn write after a disk-full error)
+// are skipped.
+func readEntries(r io.Reader, pending []byte, fn func(Entry) error) ([]byte, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			pending = append(pending, chunk...)
+			continue
+		}
+		if err != nil {
+			pending = append(pending, chunk...)
+			if errors.Is(err, io.EOF) {
+				return pending, nil
+			}
+			return pending, fmt.Errorf("read log: %w", err)
+		}
+		line := chunk
+		if len(pending) > 0 {
+			line = append(pending, chunk...)
+		}
+		var e Entry
+		if jerr := json.Unmarshal(bytes.TrimSpace(line), &e); jerr == nil {
+			if ferr := fn(e); ferr != nil {
+				return nil, ferr
+			}
+		}
+		pending = pending[:0]
+	}
+}
+
+func inode(f *os.File) uint64 {
+	st, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	return statInode(st)
+}
+
+func statInode(st os.FileInfo) uint64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return s.Ino
+	}
+	return 0
+}

@@ -1,0 +1,214 @@
+package logs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// flushThreshold bounds how much encoded output is held before it is
+// written, so a chatty container gets batched writes without large buffers.
+const flushThreshold = 64 << 10
+
+// jsonFile writes Docker json-file lines for both streams of one container
+// into one size-rotated file. Both stream readers share it.
+type jsonFile struct {
+	cfg Config
+	now func() time.Time
+
+	// mu guards everything below.
+	mu       sync.Mutex
+	f        *os.File
+	size     int64  // bytes in the current file, buffered ones included
+	buf      []byte // encoded lines not yet written
+	bufLines uint64
+	lines    uint64 // lines written successfully
+	dropped  uint64 // lines lost to write errors
+	lastErr  error
+}
+
+func openJSONFile(cfg Config, now func() time.Time) (*jsonFile, error) {
+	w := &jsonFile{cfg: cfg, now: now}
+	if err := w.openLocked(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *jsonFile) openLocked() error {
+	f, err := os.OpenFile(w.cfg.Path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("open log %s: %w", w.cfg.Path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("stat log %s: %w", w.cfg.Path, err)
+	}
+	w.f, w.size = f, st.Size()
+	return nil
+}
+
+// add encodes one message (a full line with its "\n", or a partial piece
+// without it) and writes it out when the buffer is large or flush is set.
+func (w *jsonFile) add(stream string, msg []byte, flush bool) {
+	t := w.now().UTC()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	start := len(w.buf)
+	w.buf = appendEntry(w.buf, stream, msg, t)
+	w.bufLines++
+	w.size += int64(len(w.buf) - start)
+	if flush || len(w.buf) >= flushThreshold {
+		w.flushLocked()
+	}
+	if w.cfg.MaxSize > 0 && w.size >= w.cfg.MaxSize {
+		w.flushLocked()
+		w.rotateLocked()
+	}
+}
+
+func (w *jsonFile) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.flushLocked()
+}
+
+// flushLocked writes the buffer. A failed write (disk full, file gone) drops
+// the buffered lines and counts them: the logger must keep draining the
+// container's pipes rather than stall the container.
+func (w *jsonFile) flushLocked() {
+	if len(w.buf) == 0 {
+		return
+	}
+	var err error
+	if w.f == nil {
+		err = errors.New("log file is not open")
+	} else {
+		_, err = w.f.Write(w.buf)
+	}
+	if err != nil {
+		w.dropped += w.bufLines
+		w.lastErr = err
+		w.size -= int64(len(w.buf))
+		if w.size < 0 {
+			w.size = 0
+		}
+	} else {
+		w.lines += w.bufLines
+	}
+	w.buf = w.buf[:0]
+	w.bufLines = 0
+}
+
+// rotateLocked shifts Path → Path.1 → … and drops the oldest. The current
+// file is always replaced by a new inode (never truncated in place) so that
+// followers holding the old one can finish reading it.
+func (w *jsonFile) rotateLocked() {
+	if w.f != nil {
+		w.f.Close()
+		w.f = nil
+	}
+	n := w.cfg.maxFile()
+	if n == 1 {
+		os.Remove(w.cfg.Path)
+	} else {
+		os.Remove(w.cfg.Path + "." + strconv.Itoa(n-1))
+		for i := n - 2; i >= 1; i-- {
+			os.Rename(w.cfg.Path+"."+strconv.Itoa(i), w.cfg.Path+"."+strconv.Itoa(i+1))
+		}
+		os.Rename(w.cfg.Path, w.cfg.Path+".1")
+	}
+	if err := w.openLocked(); err != nil {
+		// Lines keep being counted as dropped until a later rotation succeeds.
+		w.lastErr = err
+		w.size = 0
+	}
+}
+
+func (w *jsonFile) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.flushLocked()
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f = nil
+	return err
+}
+
+func (w *jsonFile) stats() CaptureStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return CaptureStats{Lines: w.lines, Dropped: w.dropped, LastError: w.lastErr}
+}
+
+// appendEntry appends {"log":msg,"stream":stream,"time":t}\n in the exact
+// field order and time format Docker's json-file driver writes.
+func appendEntry(dst []byte, stream string, msg []byte, t time.Time) []byte {
+	dst = append(dst, `{"log":`...)
+	dst = appendJSONString(dst, msg)
+	dst = append(dst, `,"stream":"`...)
+	dst = append(dst, stream...)
+	dst = append(dst, `","time":"`...)
+	dst = t.AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, "\"}\n"...)
+	return dst
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString quotes s as encoding/json would (HTML-safe escapes,
+// invalid UTF-8 replaced by U+FFFD) without its allocation per call.
+func appendJSONString(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"', '\\':
+				dst = append(dst, '\\', b)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
