@@ -247,7 +247,9 @@ func TestReadTailAndSinceAcrossRotatedFiles(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c-json.log")
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	e := func(i int) Entry { return Entry{Stream: "stdout", Time: base.Add(time.Duration(i) * time.Second), Log: fmt.Sprintf("%d\n", i)} }
+	e := func(i int) Entry {
+		return Entry{Stream: "stdout", Time: base.Add(time.Duration(i) * time.Second), Log: fmt.Sprintf("%d\n", i)}
+	}
 	writeLog(t, path+".2", e(0), e(1), e(2))
 	writeLog(t, path+".1", e(3), e(4), e(5))
 	writeLog(t, path, e(6), e(7))
