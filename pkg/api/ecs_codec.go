@@ -1,0 +1,124 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/ecs/schemas"
+	smithy "github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
+)
+
+// ECSTargetPrefix is the X-Amz-Target prefix of the ECS JSON 1.1 API.
+const ECSTargetPrefix = "AmazonEC2ContainerServiceV20141113."
+
+// The ECS API shapes are those of github.com/aws/aws-sdk-go-v2/service/ecs
+// and its types package: the endpoint decodes requests into the SDK's *Input
+// structs and encodes the SDK's *Output structs with the SDK's own schemas,
+// so member names, omitted members and timestamp encoding are exactly the
+// ones the SDK (and so the ECS API) uses.
+
+// ErrECSSerialization marks a request body that is not valid JSON for the
+// operation's input shape; the endpoint answers it with SerializationException.
+var ErrECSSerialization = fmt.Errorf("invalid ECS request body")
+
+// DecodeECSInput decodes an ECS JSON 1.1 request body into in, a pointer to
+// one of the SDK's operation input structs (for example
+// *ecs.RunTaskInput). Member names match the SDK's Go field names without
+// regard to case, which is how the ECS model names them. An empty body is an
+// empty input. Errors wrap ErrECSSerialization.
+func DecodeECSInput(body []byte, in any) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil
+	}
+	if body[0] != '{' {
+		return fmt.Errorf("%w: request body must be a JSON object", ErrECSSerialization)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(in); err != nil {
+		return fmt.Errorf("%w: %v", ErrECSSerialization, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: trailing data after the JSON object", ErrECSSerialization)
+	}
+	return nil
+}
+
+// ECSEpochTime is a timestamp member of a request as the ECS JSON protocol
+// sends it: seconds since the epoch as a JSON number. The SDK's input structs
+// hold *time.Time, which encoding/json cannot read from a number, so request
+// structs that carry timestamps shadow those members with this type.
+type ECSEpochTime struct {
+	time.Time
+}
+
+// UnmarshalJSON reads epoch seconds (a JSON number, fractions allowed).
+func (t *ECSEpochTime) UnmarshalJSON(b []byte) error {
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("timestamp must be epoch seconds: %w", err)
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e11 {
+		return fmt.Errorf("timestamp %v out of range", f)
+	}
+	sec, frac := math.Modf(f)
+	t.Time = time.Unix(int64(sec), int64(frac*1e9)).UTC()
+	return nil
+}
+
+// Ptr returns the time as the SDK's *time.Time, nil for a nil receiver.
+func (t *ECSEpochTime) Ptr() *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := t.Time
+	return &v
+}
+
+// EncodeECSOutput encodes one of the SDK's operation output structs (for
+// example *ecs.RunTaskOutput) as the JSON 1.1 response body, using the SDK's
+// own schema-driven serializer.
+func EncodeECSOutput(out smithy.Serializable) ([]byte, error) {
+	proto := awsjson.New11(schemas.AmazonEC2ContainerServiceV20141113)
+	// The protocol only needs a non-nil input schema to serialize; the
+	// output's Serialize method names its own shape.
+	op := smithy.NewOperationSchema(schemas.ListClusters, schemas.ListClustersResponse, schemas.ListClustersResponse)
+	req := smithyhttp.NewStackRequest().(*smithyhttp.Request)
+	if err := proto.SerializeRequest(context.Background(), op, out, req); err != nil {
+		return nil, fmt.Errorf("encode ECS response: %w", err)
+	}
+	built := req.Build(context.Background())
+	if built.Body == nil {
+		return []byte("{}"), nil
+	}
+	defer built.Body.Close()
+	b, err := io.ReadAll(built.Body)
+	if err != nil {
+		return nil, fmt.Errorf("encode ECS response: %w", err)
+	}
+	return b, nil
+}
+
+// ECSError is the body of an ECS JSON 1.1 error response.
+type ECSError struct {
+	Type    string `json:"__type"`
+	Message string `json:"message"`
+}
+
+// EncodeECSError encodes an AWS JSON error body such as
+// {"__type":"ClientException","message":"..."}.
+func EncodeECSError(typ, message string) []byte {
+	b, err := json.Marshal(ECSError{Type: typ, Message: message})
+	if err != nil {
+		// Marshalling two strings cannot fail; keep the shape regardless.
+		return []byte(`{"__type":"ServerException","message":"internal error"}`)
+	}
+	return b
+}
