@@ -1,0 +1,257 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/images"
+	"github.com/containerd/containerd/leases"
+	"github.com/containerd/containerd/namespaces"
+	"golang.org/x/sys/unix"
+)
+
+// Snapshotter names this package chooses between.
+const (
+	SnapshotterOverlay = "overlayfs"
+	SnapshotterNative  = "native"
+)
+
+// snapshotterLabel is the namespace label containerd's client reads to pick a
+// snapshotter when none is given (defaults.DefaultSnapshotterNSLabel).
+const snapshotterLabel = "containerd.io/defaults/snapshotter"
+
+// disabledPlugins keeps the private containerd small and quick to start: no
+// CRI, and no snapshotters that cannot work here.
+var disabledPlugins = []string{
+	"io.containerd.grpc.v1.cri",
+	"io.containerd.snapshotter.v1.aufs",
+	"io.containerd.snapshotter.v1.btrfs",
+	"io.containerd.snapshotter.v1.devmapper",
+	"io.containerd.snapshotter.v1.zfs",
+	"io.containerd.tracing.processor.v1.otlp",
+	"io.containerd.internal.v1.tracing",
+	"io.containerd.runtime.v1.linux",
+}
+
+// containerdServer is a private containerd started by this package.
+type containerdServer struct {
+	dir         string
+	address     string
+	snapshotter string
+	proc        *daemon
+}
+
+// detectSnapshotter tries an overlay mount inside dir; nested environments
+// often refuse it, and then the slower but always working native snapshotter
+// is used. BERTH_TEST_SNAPSHOTTER overrides the choice.
+func detectSnapshotter(dir string) string {
+	if s := os.Getenv(EnvSnapshotter); s != "" {
+		return s
+	}
+	probe := filepath.Join(dir, "overlay-probe")
+	defer os.RemoveAll(probe)
+	var paths [4]string
+	for i, n := range []string{"lower", "upper", "work", "merged"} {
+		paths[i] = filepath.Join(probe, n)
+		if err := os.MkdirAll(paths[i], 0o755); err != nil {
+			return SnapshotterNative
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", paths[0], paths[1], paths[2])
+	if err := unix.Mount("overlay", paths[3], "overlay", 0, opts); err != nil {
+		return SnapshotterNative
+	}
+	if err := unix.Unmount(paths[3], unix.MNT_DETACH); err != nil {
+		return SnapshotterNative
+	}
+	return SnapshotterOverlay
+}
+
+// startContainerd starts containerd with root, state, socket and config in
+// dir and waits until it serves.
+func startContainerd(ctx context.Context, dir string) (*containerdServer, error) {
+	for _, d := range []string{"root", "state", "opt"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o711); err != nil {
+			return nil, fmt.Errorf("start containerd: %w", err)
+		}
+	}
+	s := &containerdServer{
+		dir:         dir,
+		address:     filepath.Join(dir, "containerd.sock"),
+		snapshotter: detectSnapshotter(dir),
+	}
+	cfg := filepath.Join(dir, "config.toml")
+	quoted := make([]string, len(disabledPlugins))
+	for i, p := range disabledPlugins {
+		quoted[i] = fmt.Sprintf("%q", p)
+	}
+	conf := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = [%s]
+
+[grpc]
+  address = %q
+
+[ttrpc]
+  address = %q
+
+[debug]
+  level = "warn"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), strings.Join(quoted, ", "),
+		s.address, s.address+".ttrpc", filepath.Join(dir, "opt"))
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		return nil, fmt.Errorf("start containerd: write config: %w", err)
+	}
+	proc, err := startDaemon("containerd", filepath.Join(dir, "containerd.log"), "containerd", "--config", cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.proc = proc
+	if err := s.waitServing(ctx, 30*time.Second); err != nil {
+		_ = proc.stop(5 * time.Second)
+		return nil, err
+	}
+	return s, nil
+}
+
+// waitServing polls the socket until containerd answers a version request.
+func (s *containerdServer) waitServing(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var last error
+	for {
+		if s.proc.exited() {
+			return fmt.Errorf("containerd exited during start (%v); log:\n%s", s.proc.waitErr, s.proc.logTail())
+		}
+		if _, err := os.Stat(s.address); err == nil {
+			c, err := containerd.New(s.address, containerd.WithTimeout(2*time.Second))
+			if err == nil {
+				_, err = c.Version(ctx)
+				c.Close()
+				if err == nil {
+					return nil
+				}
+			}
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("containerd at %s not serving (last error %v); log:\n%s", s.address, last, s.proc.logTail())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// stop deletes every task and container in every namespace, stops
+// containerd, kills shims and their containers that still reference the
+// socket, and unmounts what is left under dir.
+func (s *containerdServer) stop(ctx context.Context) error {
+	var errs []error
+	if !s.proc.exited() {
+		if err := cleanupAllNamespaces(ctx, s.address); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.proc.stop(10 * time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := killProcsReferencing(s.dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := unmountUnder(s.dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// cleanupAllNamespaces kills and deletes every task and container that
+// containerd at address knows.
+func cleanupAllNamespaces(ctx context.Context, address string) error {
+	c, err := containerd.New(address, containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("connect to containerd %s for cleanup: %w", address, err)
+	}
+	defer c.Close()
+	nss, err := c.NamespaceService().List(ctx)
+	if err != nil {
+		return fmt.Errorf("list namespaces: %w", err)
+	}
+	var errs []error
+	for _, ns := range nss {
+		if err := deleteContainers(namespaces.WithNamespace(ctx, ns), c); err != nil {
+			errs = append(errs, fmt.Errorf("namespace %s: %w", ns, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// deleteContainers kills and deletes every task, then deletes every
+// container with its snapshot, in the namespace of ctx. NotFound counts as
+// done: another cleanup may have raced us.
+func deleteContainers(ctx context.Context, c *containerd.Client) error {
+	ctrs, err := c.Containers(ctx)
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	var errs []error
+	for _, ctr := range ctrs {
+		if task, err := ctr.Task(ctx, nil); err == nil {
+			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete task %s: %w", ctr.ID(), err))
+			}
+		} else if !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("load task %s: %w", ctr.ID(), err))
+		}
+		if err := ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete container %s: %w", ctr.ID(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// emptyNamespace deletes everything in the namespace of ctx: tasks,
+// containers with snapshots, leases, images (content and unpacked snapshots
+// go with the synchronous garbage collection), then the namespace itself.
+func emptyNamespace(ctx context.Context, c *containerd.Client, ns string) error {
+	ctx = namespaces.WithNamespace(ctx, ns)
+	if err := deleteContainers(ctx, c); err != nil {
+		return err
+	}
+	ls, err := c.LeasesService().List(ctx)
+	if err != nil {
+		return fmt.Errorf("list leases: %w", err)
+	}
+	for _, l := range ls {
+		if err := c.LeasesService().Delete(ctx, l, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete lease %s: %w", l.ID, err)
+		}
+	}
+	imgs, err := c.ImageService().List(ctx)
+	if err != nil {
+		return fmt.Errorf("list images: %w", err)
+	}
+	for i, img := range imgs {
+		var opts []images.DeleteOpt
+		if i == len(imgs)-1 {
+			opts = append(opts, images.SynchronousDelete())
+		}
+		if err := c.ImageService().Delete(ctx, img.Name, opts...); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete image %s: %w", img.Name, err)
+		}
+	}
+	if err := c.NamespaceService().Delete(ctx, ns); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete namespace: %w", err)
+	}
+	return nil
+}
