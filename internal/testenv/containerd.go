@@ -28,7 +28,8 @@ const (
 const snapshotterLabel = "containerd.io/defaults/snapshotter"
 
 // disabledPlugins keeps the private containerd small and quick to start: no
-// CRI, and no snapshotters that cannot work here.
+// CRI, and no snapshotters that cannot work here. The v1 linux runtime stays:
+// containerd 1.6's tasks service does not load without it.
 var disabledPlugins = []string{
 	"io.containerd.grpc.v1.cri",
 	"io.containerd.snapshotter.v1.aufs",
@@ -37,7 +38,6 @@ var disabledPlugins = []string{
 	"io.containerd.snapshotter.v1.zfs",
 	"io.containerd.tracing.processor.v1.otlp",
 	"io.containerd.internal.v1.tracing",
-	"io.containerd.runtime.v1.linux",
 }
 
 // containerdServer is a private containerd started by this package.

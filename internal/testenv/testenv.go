@@ -149,7 +149,8 @@ func (c *ContainerdInstance) Namespace(t testing.TB) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := cli.NamespaceService().Create(ctx, ns, map[string]string{snapshotterLabel: c.Snapshotter}); err != nil {
+	// The create event is published in the new namespace, so ctx carries it.
+	if err := cli.NamespaceService().Create(namespaces.WithNamespace(ctx, ns), ns, map[string]string{snapshotterLabel: c.Snapshotter}); err != nil {
 		cli.Close()
 		t.Fatalf("testenv: create containerd namespace %s: %v", ns, err)
 	}
