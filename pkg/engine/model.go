@@ -1,0 +1,221 @@
+package engine
+
+import (
+	"time"
+)
+
+// Failure reasons, in the words ECS uses, so that operators and tools that
+// match on them keep working.
+const (
+	ReasonEssentialExited = "Essential container in task exited"
+	ReasonStoppedByUser   = "Task stopped by user"
+	ReasonOOM             = "OutOfMemoryError: Container killed due to memory usage"
+	prefixPull            = "CannotPullContainerError: "
+	prefixCreate          = "CannotCreateContainerError: "
+	prefixStart           = "CannotStartContainerError: "
+	prefixStop            = "CannotStopContainerError: "
+	prefixResourceInit    = "ResourceInitializationError: "
+	prefixDependency      = "DependencyError: "
+)
+
+// Condition is a dependsOn condition.
+type Condition string
+
+// dependsOn conditions ECS defines.
+const (
+	CondStart    Condition = "START"
+	CondComplete Condition = "COMPLETE"
+	CondSuccess  Condition = "SUCCESS"
+	CondHealthy  Condition = "HEALTHY"
+)
+
+// Dependency says that a container waits for another one to reach Condition.
+type Dependency struct {
+	Container string    `json:"container"`
+	Condition Condition `json:"condition"`
+}
+
+// HealthCheck is a Docker-format health check run by exec inside the container.
+type HealthCheck struct {
+	// Test is the Docker test: ["CMD", args...] or ["CMD-SHELL", "script"].
+	Test        []string      `json:"test"`
+	Interval    time.Duration `json:"interval"`
+	Timeout     time.Duration `json:"timeout"`
+	Retries     int           `json:"retries"`
+	StartPeriod time.Duration `json:"startPeriod"`
+}
+
+// PortMapping is a container port published on the host. HostPort 0 means
+// the network allocates a dynamic one.
+type PortMapping struct {
+	ContainerPort uint16 `json:"containerPort"`
+	HostPort      uint16 `json:"hostPort"`
+	Protocol      string `json:"protocol"` // "tcp" or "udp"
+}
+
+// PortBinding is a port actually bound, reported as a networkBinding.
+type PortBinding struct {
+	ContainerPort uint16 `json:"containerPort"`
+	HostPort      uint16 `json:"hostPort"`
+	Protocol      string `json:"protocol"`
+	BindIP        string `json:"bindIP"`
+}
+
+// MountPoint binds a task volume into a container.
+type MountPoint struct {
+	Volume        string `json:"volume"`
+	ContainerPath string `json:"containerPath"`
+	ReadOnly      bool   `json:"readOnly"`
+}
+
+// VolumeKind says where a task volume's data lives.
+type VolumeKind string
+
+// Volume kinds the engine supports.
+const (
+	VolumeHost         VolumeKind = "host"          // a host path (or an empty agent-managed dir)
+	VolumeTaskScoped   VolumeKind = "docker-task"   // under the data dir, removed at clean-up
+	VolumeSharedScoped VolumeKind = "docker-shared" // under the data dir, kept across tasks
+)
+
+// Volume is a task volume resolved to a host path when the task starts.
+type Volume struct {
+	Name          string     `json:"name"`
+	Kind          VolumeKind `json:"kind"`
+	SourcePath    string     `json:"sourcePath,omitempty"`
+	Autoprovision bool       `json:"autoprovision,omitempty"`
+}
+
+// ContainerDef is what the task definition says about one container.
+type ContainerDef struct {
+	Name         string        `json:"name"`
+	Image        string        `json:"image"`
+	Essential    bool          `json:"essential"`
+	CPU          int64         `json:"cpu"`
+	MemoryMiB    int64         `json:"memoryMiB"`
+	Ports        []PortMapping `json:"ports,omitempty"`
+	Mounts       []MountPoint  `json:"mounts,omitempty"`
+	DependsOn    []Dependency  `json:"dependsOn,omitempty"`
+	HealthCheck  *HealthCheck  `json:"healthCheck,omitempty"`
+	StartTimeout time.Duration `json:"startTimeout,omitempty"`
+	StopTimeout  time.Duration `json:"stopTimeout,omitempty"`
+	// Spec is the runtime spec without the per-run fields (ID, netns,
+	// resolved mounts, log path), which the engine fills in at create.
+	Spec ContainerSpec `json:"spec"`
+}
+
+// TaskDef is what the task definition says about the task.
+type TaskDef struct {
+	ARN         string         `json:"arn"`
+	Family      string         `json:"family"`
+	Version     string         `json:"version"`
+	Cluster     string         `json:"cluster"`
+	NetworkMode string         `json:"networkMode"`
+	CPU         int64          `json:"cpu"`       // CPU units; 0 means the sum of containers
+	MemoryMiB   int64          `json:"memoryMiB"` // 0 means the sum of containers
+	Volumes     []Volume       `json:"volumes,omitempty"`
+	Containers  []ContainerDef `json:"containers"`
+	// Invalid is set when the definition cannot be honoured (an unsupported
+	// field, a dependency cycle); the task is stopped with it as the reason.
+	Invalid string `json:"invalid,omitempty"`
+}
+
+// step names a side-effecting operation that was started but not finished;
+// it is persisted before the operation so that recovery can finish or roll
+// back what a kill -9 interrupted.
+type step string
+
+const (
+	stepNone     step = ""
+	stepPulling  step = "pulling"
+	stepCreating step = "creating"
+	stepStarting step = "starting"
+	stepStopping step = "stopping"
+)
+
+// ContainerState is the known state of one container.
+type ContainerState struct {
+	Name          string          `json:"name"`
+	KnownStatus   ContainerStatus `json:"knownStatus"`
+	DesiredStatus ContainerStatus `json:"desiredStatus"`
+	RuntimeID     string          `json:"runtimeId,omitempty"`
+	ImageDigest   string          `json:"imageDigest,omitempty"`
+	PID           int             `json:"pid,omitempty"`
+	ExitCode      *int            `json:"exitCode,omitempty"`
+	Reason        string          `json:"reason,omitempty"`
+	Health        HealthStatus    `json:"health"`
+	Bindings      []PortBinding   `json:"bindings,omitempty"`
+	StartedAt     time.Time       `json:"startedAt,omitempty"`
+	FinishedAt    time.Time       `json:"finishedAt,omitempty"`
+	LogPath       string          `json:"logPath,omitempty"`
+	Step          step            `json:"step,omitempty"`
+}
+
+// TaskState is the whole persisted record of one task: its definition and
+// everything known about it. The task's goroutine is its only writer.
+type TaskState struct {
+	Def                TaskDef           `json:"def"`
+	DesiredStatus      TaskStatus        `json:"desiredStatus"`
+	KnownStatus        TaskStatus        `json:"knownStatus"`
+	StoppedReason      string            `json:"stoppedReason,omitempty"`
+	Admitted           bool              `json:"admitted,omitempty"`
+	NetworkReady       bool              `json:"networkReady,omitempty"`
+	NetworkStep        step              `json:"networkStep,omitempty"`
+	NetNSPath          string            `json:"netnsPath,omitempty"`
+	IPv4               string            `json:"ipv4,omitempty"`
+	Bindings           []PortBinding     `json:"bindings,omitempty"`
+	VolumePaths        map[string]string `json:"volumePaths,omitempty"`
+	PullStartedAt      time.Time         `json:"pullStartedAt,omitempty"`
+	PullStoppedAt      time.Time         `json:"pullStoppedAt,omitempty"`
+	ExecutionStoppedAt time.Time         `json:"executionStoppedAt,omitempty"`
+	StoppedAt          time.Time         `json:"stoppedAt,omitempty"`
+	Containers         []*ContainerState `json:"containers"`
+}
+
+func (t *TaskState) container(name string) *ContainerState {
+	for _, c := range t.Containers {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func (t *TaskState) def(name string) *ContainerDef {
+	for i := range t.Def.Containers {
+		if t.Def.Containers[i].Name == name {
+			return &t.Def.Containers[i]
+		}
+	}
+	return nil
+}
+
+// StateChangeKind says whether a change is about a task or a container.
+type StateChangeKind string
+
+// State change kinds.
+const (
+	ChangeTask      StateChangeKind = "task"
+	ChangeContainer StateChangeKind = "container"
+)
+
+// StateChange is one transition to report to the endpoint
+// (SubmitTaskStateChange / SubmitContainerStateChange). It is written to the
+// outbox in the same transaction as the state it describes.
+type StateChange struct {
+	Kind               StateChangeKind `json:"kind"`
+	TaskARN            string          `json:"taskArn"`
+	Cluster            string          `json:"cluster,omitempty"`
+	Status             string          `json:"status"`
+	Reason             string          `json:"reason,omitempty"`
+	ContainerName      string          `json:"containerName,omitempty"`
+	RuntimeID          string          `json:"runtimeId,omitempty"`
+	ImageDigest        string          `json:"imageDigest,omitempty"`
+	ExitCode           *int            `json:"exitCode,omitempty"`
+	NetworkBindings    []PortBinding   `json:"networkBindings,omitempty"`
+	HealthStatus       string          `json:"healthStatus,omitempty"`
+	PullStartedAt      time.Time       `json:"pullStartedAt,omitempty"`
+	PullStoppedAt      time.Time       `json:"pullStoppedAt,omitempty"`
+	ExecutionStoppedAt time.Time       `json:"executionStoppedAt,omitempty"`
+	At                 time.Time       `json:"at"`
+}

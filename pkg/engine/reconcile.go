@@ -1,0 +1,498 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// reconcile moves the task one round toward its desired status. It starts
+// at most one operation per container and never blocks: operations run in
+// the background and report back through the select loop.
+func (r *taskRunner) reconcile() {
+	if r.finished {
+		return
+	}
+	r.next = time.Time{}
+	defer r.armTimer()
+	st := r.st
+	if st.KnownStatus == TaskStopped {
+		r.cleanupWhenDue()
+		return
+	}
+	if st.Def.Invalid != "" {
+		r.stopTask(st.Def.Invalid)
+	}
+	if st.DesiredStatus == TaskStopped {
+		r.driveStop()
+		return
+	}
+	if !st.Admitted {
+		ok, fatal := r.e.admit(st.Def.ARN, &st.Def)
+		if fatal != "" {
+			r.stopTask(prefixResourceInit + fatal)
+			r.mustSave()
+			r.driveStop()
+			return
+		}
+		if !ok {
+			return // PENDING until another task frees resources
+		}
+		st.Admitted = true
+		if !r.mustSave() {
+			return
+		}
+	}
+	if !st.NetworkReady && !r.netBusy {
+		r.setupNetwork()
+	}
+	for _, c := range st.Containers {
+		if c.DesiredStatus != ContainerRunning || r.busy[c.Name] || c.KnownStatus >= ContainerRunning {
+			continue
+		}
+		r.advance(c)
+		if st.DesiredStatus == TaskStopped {
+			r.driveStop()
+			return
+		}
+	}
+	if st.KnownStatus < TaskRunning && r.allStarted() {
+		st.KnownStatus = TaskRunning
+		r.mustSave(r.taskChange())
+	}
+}
+
+// allStarted reports whether every container reached RUNNING (or ended
+// after that, or failed while non-essential).
+func (r *taskRunner) allStarted() bool {
+	for _, c := range r.st.Containers {
+		if c.KnownStatus < ContainerRunning {
+			return false
+		}
+	}
+	return true
+}
+
+// advance starts the next step of one container.
+func (r *taskRunner) advance(c *ContainerState) {
+	st := r.st
+	d := r.def(c)
+	rt := r.e.opts.Runtime
+	id := ContainerID(st.Def.ARN, c.Name)
+	switch c.KnownStatus {
+	case ContainerNone:
+		if st.PullStartedAt.IsZero() {
+			st.PullStartedAt = r.now()
+		}
+		c.Step = stepPulling
+		if !r.mustSave() {
+			return
+		}
+		r.e.count(func(m *Metrics) { m.Pulls++ })
+		image := d.Image
+		r.goOp(c.Name, true, func(ctx context.Context) event {
+			img, err := rt.Pull(ctx, image)
+			return event{kind: evPulled, image: img, err: err}
+		})
+	case ContainerPulled, ContainerCreated:
+		if !st.NetworkReady {
+			return
+		}
+		ok, reason := r.depsReady(c)
+		if reason != "" {
+			r.fail(c, prefixDependency+reason)
+			return
+		}
+		if !ok {
+			return
+		}
+		if c.KnownStatus == ContainerPulled {
+			spec := r.buildSpec(c, d)
+			c.Step = stepCreating
+			c.LogPath = spec.LogPath
+			if !r.mustSave() {
+				return
+			}
+			if err := os.MkdirAll(filepath.Dir(spec.LogPath), 0o755); err != nil {
+				r.fail(c, prefixCreate+fmt.Sprintf("create log directory: %v", err))
+				return
+			}
+			r.goOp(c.Name, false, func(ctx context.Context) event {
+				return event{kind: evCreated, err: rt.Create(ctx, spec)}
+			})
+			return
+		}
+		c.Step = stepStarting
+		if !r.mustSave() {
+			return
+		}
+		r.goOp(c.Name, false, func(ctx context.Context) event {
+			pid, err := rt.Start(ctx, id)
+			return event{kind: evStarted, pid: pid, err: err}
+		})
+	}
+}
+
+// depsReady checks c's dependsOn. It returns ok when every condition holds,
+// and a reason when one can no longer hold (or timed out).
+func (r *taskRunner) depsReady(c *ContainerState) (ok bool, reason string) {
+	d := r.def(c)
+	if len(d.DependsOn) == 0 {
+		return true, ""
+	}
+	since, waiting := r.waitSince[c.Name]
+	if !waiting {
+		since = r.now()
+		r.waitSince[c.Name] = since
+	}
+	ok = true
+	for _, dep := range d.DependsOn {
+		dc := r.st.container(dep.Container)
+		dd := r.st.def(dep.Container)
+		if dc == nil || dd == nil {
+			return false, fmt.Sprintf("container %s depends on unknown container %s", c.Name, dep.Container)
+		}
+		met, impossible := conditionMet(dep.Condition, dc)
+		if impossible {
+			return false, fmt.Sprintf("dependency %s of container %s can no longer reach %s", dep.Container, c.Name, dep.Condition)
+		}
+		if met {
+			continue
+		}
+		ok = false
+		if dd.StartTimeout > 0 {
+			deadline := since.Add(dd.StartTimeout)
+			if !r.now().Before(deadline) {
+				return false, fmt.Sprintf("dependency %s of container %s did not reach %s within %s", dep.Container, c.Name, dep.Condition, dd.StartTimeout)
+			}
+			r.wakeAt(deadline)
+		}
+	}
+	return ok, ""
+}
+
+func conditionMet(cond Condition, dc *ContainerState) (met, impossible bool) {
+	ran := !dc.StartedAt.IsZero()
+	stopped := dc.KnownStatus == ContainerStopped
+	switch cond {
+	case CondStart:
+		if dc.KnownStatus >= ContainerRunning && (ran || !stopped) {
+			return true, false
+		}
+		return false, stopped
+	case CondComplete:
+		return stopped && ran, stopped && !ran
+	case CondSuccess:
+		if stopped {
+			ok := ran && dc.ExitCode != nil && *dc.ExitCode == 0
+			return ok, !ok
+		}
+		return false, false
+	case CondHealthy:
+		if dc.Health == HealthHealthy && !stopped {
+			return true, false
+		}
+		return false, stopped || dc.Health == HealthUnhealthy
+	}
+	return false, true
+}
+
+// driveStop stops every container, dependents before what they depend on,
+// then tears the network down and marks the task STOPPED.
+func (r *taskRunner) driveStop() {
+	st := r.st
+	rt := r.e.opts.Runtime
+	allStopped := true
+	for _, c := range st.Containers {
+		if c.KnownStatus == ContainerStopped {
+			continue
+		}
+		allStopped = false
+		if r.busy[c.Name] {
+			if cancel := r.opCancel[c.Name]; cancel != nil {
+				cancel() // a pull need not finish for a task that is stopping
+			}
+			continue
+		}
+		switch c.KnownStatus {
+		case ContainerNone, ContainerPulled, ContainerCreated:
+			c.KnownStatus = ContainerStopped
+			c.DesiredStatus = ContainerStopped
+			c.Step = stepNone
+			r.mustSave(r.containerChange(c))
+		case ContainerRunning:
+			c.DesiredStatus = ContainerStopped
+			if r.stopIssued[c.Name] || r.dependentsRunning(c) {
+				continue
+			}
+			if at, ok := r.retryAt[c.Name]; ok && r.now().Before(at) {
+				r.wakeAt(at)
+				continue
+			}
+			delete(r.retryAt, c.Name)
+			c.Step = stepStopping
+			if !r.mustSave() {
+				continue
+			}
+			timeout := r.def(c).StopTimeout
+			if timeout <= 0 {
+				timeout = r.e.opts.StopTimeout
+			}
+			id := ContainerID(st.Def.ARN, c.Name)
+			r.goOp(c.Name, false, func(ctx context.Context) event {
+				return event{kind: evStopDone, err: rt.Stop(ctx, id, timeout)}
+			})
+		}
+	}
+	allStopped = true
+	for _, c := range st.Containers {
+		if c.KnownStatus != ContainerStopped {
+			allStopped = false
+		}
+	}
+	if !allStopped || len(r.busy) > 0 || r.netBusy {
+		return
+	}
+	if st.NetworkReady || st.NetworkStep != stepNone {
+		if at, ok := r.retryAt[""]; ok && r.now().Before(at) {
+			r.wakeAt(at)
+			return
+		}
+		delete(r.retryAt, "")
+		st.NetworkStep = stepStopping
+		if !r.mustSave() {
+			return
+		}
+		req := r.networkRequest()
+		nw := r.e.opts.Network
+		r.goOp("", false, func(ctx context.Context) event {
+			return event{kind: evNetDown, err: nw.Teardown(ctx, req)}
+		})
+		return
+	}
+	if st.Admitted {
+		st.Admitted = false
+		defer r.e.release(st.Def.ARN)
+	}
+	st.KnownStatus = TaskStopped
+	st.StoppedAt = r.now()
+	// Execution stopped when the last container did, not when the network
+	// was gone.
+	st.ExecutionStoppedAt = time.Time{}
+	for _, c := range st.Containers {
+		if c.FinishedAt.After(st.ExecutionStoppedAt) {
+			st.ExecutionStoppedAt = c.FinishedAt
+		}
+	}
+	if st.ExecutionStoppedAt.IsZero() {
+		st.ExecutionStoppedAt = st.StoppedAt
+	}
+	if st.StoppedReason == "" {
+		st.StoppedReason = ReasonEssentialExited
+	}
+	r.mustSave(r.taskChange())
+	r.cleanupWhenDue()
+}
+
+// dependentsRunning reports whether a container that depends on c is still
+// up; c is stopped only after those, the reverse of the start order.
+func (r *taskRunner) dependentsRunning(c *ContainerState) bool {
+	for _, d := range r.st.Def.Containers {
+		for _, dep := range d.DependsOn {
+			if dep.Container != c.Name {
+				continue
+			}
+			if dc := r.st.container(d.Name); dc != nil && dc.KnownStatus != ContainerStopped {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (r *taskRunner) networkRequest() NetworkRequest {
+	req := NetworkRequest{TaskID: TaskID(r.st.Def.ARN), Mode: r.st.Def.NetworkMode}
+	if req.Mode == "" {
+		req.Mode = "bridge"
+	}
+	if req.Mode == "bridge" {
+		for _, d := range r.st.Def.Containers {
+			req.Ports = append(req.Ports, d.Ports...)
+		}
+	}
+	return req
+}
+
+// setupNetwork prepares volumes and starts the network setup. A setup that
+// a crash interrupted is torn down first, so Setup always starts clean.
+func (r *taskRunner) setupNetwork() {
+	st := r.st
+	if err := r.prepareVolumes(); err != nil {
+		r.stopTask(prefixResourceInit + err.Error())
+		r.mustSave()
+		return
+	}
+	halfDone := st.NetworkStep != stepNone
+	st.NetworkStep = stepCreating
+	if !r.mustSave() {
+		return
+	}
+	req := r.networkRequest()
+	nw := r.e.opts.Network
+	r.goOp("", false, func(ctx context.Context) event {
+		if halfDone {
+			if err := nw.Teardown(ctx, req); err != nil {
+				return event{kind: evNetUp, err: fmt.Errorf("roll back interrupted network setup: %w", err)}
+			}
+		}
+		res, err := nw.Setup(ctx, req)
+		return event{kind: evNetUp, net: res, err: err}
+	})
+}
+
+// prepareVolumes resolves every task volume to a host path, creating the
+// agent-managed ones.
+func (r *taskRunner) prepareVolumes() error {
+	st := r.st
+	if st.VolumePaths == nil {
+		st.VolumePaths = map[string]string{}
+	}
+	for _, v := range st.Def.Volumes {
+		var path string
+		switch v.Kind {
+		case VolumeHost:
+			if v.SourcePath != "" {
+				st.VolumePaths[v.Name] = v.SourcePath
+				continue
+			}
+			path = r.taskVolumeDir(v.Name)
+		case VolumeTaskScoped:
+			path = r.taskVolumeDir(v.Name)
+		case VolumeSharedScoped:
+			path = filepath.Join(r.e.opts.DataDir, "volumes", "shared", sanitizeID(v.Name))
+			if _, err := os.Stat(path); err != nil {
+				if !errors.Is(err, os.ErrNotExist) || !v.Autoprovision {
+					return fmt.Errorf("shared volume %s: %w", v.Name, err)
+				}
+			}
+		default:
+			return fmt.Errorf("volume %s: unsupported type %q", v.Name, v.Kind)
+		}
+		if err := os.MkdirAll(path, 0o755); err != nil {
+			return fmt.Errorf("create volume %s: %w", v.Name, err)
+		}
+		st.VolumePaths[v.Name] = path
+	}
+	return nil
+}
+
+func (r *taskRunner) taskVolumeDir(name string) string {
+	return filepath.Join(r.e.opts.DataDir, "volumes", sanitizeID(TaskID(r.st.Def.ARN)), sanitizeID(name))
+}
+
+// buildSpec fills the per-run fields of a container's spec.
+func (r *taskRunner) buildSpec(c *ContainerState, d *ContainerDef) ContainerSpec {
+	st := r.st
+	spec := d.Spec
+	spec.ID = ContainerID(st.Def.ARN, c.Name)
+	spec.Image = d.Image
+	spec.Labels = map[string]string{}
+	for k, v := range d.Spec.Labels {
+		spec.Labels[k] = v
+	}
+	spec.Labels[LabelTaskARN] = st.Def.ARN
+	spec.Labels[LabelContainerName] = c.Name
+	spec.Labels[LabelTaskDefFamily] = st.Def.Family
+	spec.Labels[LabelTaskDefVersion] = st.Def.Version
+	spec.Labels[LabelCluster] = st.Def.Cluster
+	switch st.Def.NetworkMode {
+	case "host":
+		spec.HostNetwork = true
+	default:
+		spec.NetNSPath = st.NetNSPath
+	}
+	spec.Mounts = append([]Mount(nil), d.Spec.Mounts...)
+	for _, m := range d.Mounts {
+		spec.Mounts = append(spec.Mounts, Mount{Source: st.VolumePaths[m.Volume], Destination: m.ContainerPath, ReadOnly: m.ReadOnly})
+	}
+	spec.LogPath = r.e.opts.LogPath(TaskID(st.Def.ARN), c.Name)
+	return spec
+}
+
+// bindingsFor returns the host bindings of one container's port mappings.
+func bindingsFor(st *TaskState, d *ContainerDef) []PortBinding {
+	var out []PortBinding
+	for _, p := range d.Ports {
+		proto := p.Protocol
+		if proto == "" {
+			proto = "tcp"
+		}
+		for _, b := range st.Bindings {
+			if b.ContainerPort == p.ContainerPort && b.Protocol == proto {
+				out = append(out, b)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// cleanupWhenDue removes a stopped task's leftovers after CleanupWait.
+func (r *taskRunner) cleanupWhenDue() {
+	if r.cleaning || r.finished {
+		return
+	}
+	due := r.st.StoppedAt.Add(r.e.opts.CleanupWait)
+	if r.now().Before(due) {
+		r.wakeAt(due)
+		return
+	}
+	for _, cancel := range r.life {
+		cancel()
+	}
+	r.cleaning = true
+	st := r.st
+	var ids, logs, vols []string
+	for _, c := range st.Containers {
+		ids = append(ids, ContainerID(st.Def.ARN, c.Name))
+		if c.LogPath != "" {
+			logs = append(logs, c.LogPath)
+		}
+	}
+	for _, v := range st.Def.Volumes {
+		if v.Kind == VolumeTaskScoped || (v.Kind == VolumeHost && v.SourcePath == "") {
+			vols = append(vols, r.taskVolumeDir(v.Name))
+		}
+	}
+	taskDir := filepath.Join(r.e.opts.DataDir, "volumes", sanitizeID(TaskID(st.Def.ARN)))
+	arn := st.Def.ARN
+	e := r.e
+	r.goOp("", false, func(ctx context.Context) event {
+		var errs []error
+		for _, id := range ids {
+			if err := e.opts.Runtime.Remove(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+				errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))
+			}
+		}
+		for _, v := range vols {
+			if err := os.RemoveAll(v); err != nil {
+				errs = append(errs, fmt.Errorf("remove volume %s: %w", v, err))
+			}
+		}
+		_ = os.Remove(taskDir) // only when empty
+		if e.opts.Logs != nil {
+			for _, p := range logs {
+				if err := e.opts.Logs.RemoveLogs(ctx, p); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("remove logs %s: %w", p, err))
+				}
+			}
+		}
+		if err := e.opts.Store.DeleteTask(ctx, arn); err != nil {
+			errs = append(errs, fmt.Errorf("delete task record: %w", err))
+		}
+		return event{kind: evCleaned, err: errors.Join(errs...)}
+	})
+}

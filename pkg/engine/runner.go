@@ -1,0 +1,539 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+type eventKind int
+
+const (
+	evPulled eventKind = iota
+	evCreated
+	evStarted
+	evStopDone
+	evExited
+	evHealth
+	evNetUp
+	evNetDown
+	evCleaned
+)
+
+// event is the result of something the task's goroutine started in the
+// background, delivered back to it so that it stays the only writer.
+type event struct {
+	kind      eventKind
+	container string
+	err       error
+	image     Image
+	pid       int
+	exit      Exit
+	healthy   bool
+	net       NetworkResult
+}
+
+type desiredReq struct {
+	status TaskStatus
+	done   chan error
+}
+
+const maxStopAttempts = 3
+
+// taskRunner is the goroutine that owns one task. Every input (desired
+// status, operation results, exits, health results, timers) arrives on a
+// channel read by one select in run, so the task has a single writer.
+type taskRunner struct {
+	e       *Engine
+	st      *TaskState
+	log     *slog.Logger
+	desired chan desiredReq
+	events  chan event
+	wake    chan struct{}
+	done    chan struct{}
+	record  atomic.Pointer[[]byte] // last saved record, for snapshots
+
+	// The fields below are owned by the run goroutine.
+	ctx       context.Context
+	ops       sync.WaitGroup
+	busy      map[string]bool               // container name → operation in flight
+	opCancel  map[string]context.CancelFunc // cancels an in-flight pull
+	life      map[string]context.CancelFunc // ends a container's waiter and health check
+	netBusy   bool
+	cleaning  bool
+	finished  bool
+	waitSince map[string]time.Time // when a container started waiting on dependsOn
+	health    map[string]*healthTrack
+	attempts  map[string]int // stop and teardown attempts
+	// stopIssued marks containers whose Stop returned; their exit follows.
+	stopIssued map[string]bool
+	retryAt    map[string]time.Time
+	attach     []string // containers found running at recovery
+	timer      *time.Timer
+	next       time.Time
+}
+
+type healthTrack struct {
+	fails int
+}
+
+func newTaskRunner(e *Engine, st *TaskState) *taskRunner {
+	return &taskRunner{
+		e:          e,
+		st:         st,
+		log:        e.log.With("task", st.Def.ARN),
+		desired:    make(chan desiredReq),
+		events:     make(chan event),
+		wake:       make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		busy:       map[string]bool{},
+		opCancel:   map[string]context.CancelFunc{},
+		life:       map[string]context.CancelFunc{},
+		waitSince:  map[string]time.Time{},
+		health:     map[string]*healthTrack{},
+		attempts:   map[string]int{},
+		stopIssued: map[string]bool{},
+		retryAt:    map[string]time.Time{},
+	}
+}
+
+func (r *taskRunner) now() time.Time { return r.e.opts.Now() }
+
+// poke wakes the runner to look at its task again (resources were freed).
+func (r *taskRunner) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *taskRunner) snapshot() (TaskState, bool) {
+	b := r.record.Load()
+	if b == nil {
+		return TaskState{}, false
+	}
+	st, err := decodeTaskState(*b)
+	if err != nil {
+		return TaskState{}, false
+	}
+	return *st, true
+}
+
+// setDesired hands a desired status to the runner and waits until it is
+// stored (or found to change nothing).
+func (r *taskRunner) setDesired(ctx context.Context, status TaskStatus) error {
+	req := desiredReq{status: status, done: make(chan error, 1)}
+	select {
+	case r.desired <- req:
+	case <-r.done:
+		return nil // cleaned up: nothing left to change
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *taskRunner) run(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	r.ctx = ctx
+	r.timer = time.NewTimer(time.Hour)
+	r.timer.Stop()
+	defer func() {
+		cancel()
+		r.ops.Wait()
+		r.timer.Stop()
+		close(r.done)
+	}()
+	for _, name := range r.attach {
+		r.watch(name)
+	}
+	r.attach = nil
+	r.reconcile()
+	for !r.finished {
+		select {
+		case <-ctx.Done():
+			return
+		case req := <-r.desired:
+			req.done <- r.handleDesired(req.status)
+		case ev := <-r.events:
+			r.handle(ev)
+		case <-r.wake:
+		case <-r.timer.C:
+			r.next = time.Time{}
+		}
+		r.reconcile()
+	}
+}
+
+func (r *taskRunner) handleDesired(status TaskStatus) error {
+	if status <= r.st.DesiredStatus {
+		return nil // desired status only moves forward; a redelivery changes nothing
+	}
+	r.st.DesiredStatus = status
+	if status == TaskStopped && r.st.StoppedReason == "" {
+		r.st.StoppedReason = ReasonStoppedByUser
+	}
+	return r.save(r.ctx)
+}
+
+// save writes the record and the changes to the outbox in one transaction.
+func (r *taskRunner) save(ctx context.Context, changes ...StateChange) error {
+	b, err := json.Marshal(r.st)
+	if err != nil {
+		return fmt.Errorf("encode task %s: %w", r.st.Def.ARN, err)
+	}
+	if err := r.e.opts.Store.SaveTask(ctx, r.st.Def.ARN, b, changes); err != nil {
+		return fmt.Errorf("save task %s: %w", r.st.Def.ARN, err)
+	}
+	r.record.Store(&b)
+	if len(changes) > 0 && r.e.opts.OnStateChange != nil {
+		r.e.opts.OnStateChange()
+	}
+	return nil
+}
+
+// mustSave saves and logs a failure: the next transition rewrites the whole
+// record, so a failed write is retried by the next save.
+func (r *taskRunner) mustSave(changes ...StateChange) bool {
+	if err := r.save(r.ctx, changes...); err != nil {
+		if r.ctx.Err() == nil {
+			r.log.Error("persist task state", "err", err)
+		}
+		return false
+	}
+	return true
+}
+
+func (r *taskRunner) taskChange() StateChange {
+	st := r.st
+	ch := StateChange{
+		Kind:          ChangeTask,
+		TaskARN:       st.Def.ARN,
+		Cluster:       st.Def.Cluster,
+		Status:        st.KnownStatus.Reported(),
+		PullStartedAt: st.PullStartedAt,
+		PullStoppedAt: st.PullStoppedAt,
+		At:            r.now(),
+	}
+	if st.KnownStatus == TaskStopped {
+		ch.Reason = st.StoppedReason
+		ch.ExecutionStoppedAt = st.ExecutionStoppedAt
+	}
+	return ch
+}
+
+func (r *taskRunner) containerChange(c *ContainerState) StateChange {
+	ch := StateChange{
+		Kind:            ChangeContainer,
+		TaskARN:         r.st.Def.ARN,
+		Cluster:         r.st.Def.Cluster,
+		ContainerName:   c.Name,
+		Status:          c.KnownStatus.String(),
+		Reason:          c.Reason,
+		RuntimeID:       c.RuntimeID,
+		ImageDigest:     c.ImageDigest,
+		ExitCode:        c.ExitCode,
+		NetworkBindings: c.Bindings,
+		At:              r.now(),
+	}
+	if c.Health != HealthUnknown {
+		ch.HealthStatus = c.Health.String()
+	}
+	return ch
+}
+
+// goOp runs f in the background for one container (or the task when name
+// is "") and delivers its event back to the select loop.
+func (r *taskRunner) goOp(name string, cancellable bool, f func(ctx context.Context) event) {
+	ctx := r.ctx
+	var cancel context.CancelFunc = func() {}
+	if cancellable {
+		ctx, cancel = context.WithCancel(r.ctx)
+		r.opCancel[name] = cancel
+	}
+	if name == "" {
+		r.netBusy = true
+	} else {
+		r.busy[name] = true
+	}
+	r.ops.Add(1)
+	go func() {
+		defer r.ops.Done()
+		defer cancel()
+		ev := f(ctx)
+		if name != "" {
+			ev.container = name
+		}
+		select {
+		case r.events <- ev:
+		case <-r.ctx.Done():
+		}
+	}()
+}
+
+func (r *taskRunner) wakeAt(t time.Time) {
+	if r.next.IsZero() || t.Before(r.next) {
+		r.next = t
+	}
+}
+
+func (r *taskRunner) armTimer() {
+	r.timer.Stop()
+	if r.next.IsZero() {
+		return
+	}
+	d := r.next.Sub(r.now())
+	if d < 0 {
+		d = 0
+	}
+	r.timer.Reset(d)
+}
+
+// stopTask moves the desired status to STOPPED with reason, if the task was
+// still meant to run. The first reason wins.
+func (r *taskRunner) stopTask(reason string) {
+	if r.st.DesiredStatus == TaskStopped {
+		return
+	}
+	r.st.DesiredStatus = TaskStopped
+	if r.st.StoppedReason == "" {
+		r.st.StoppedReason = reason
+	}
+}
+
+// fail ends a container that could not be brought up.
+func (r *taskRunner) fail(c *ContainerState, reason string) {
+	r.e.count(func(m *Metrics) { m.Failures++ })
+	c.Reason = reason
+	c.DesiredStatus = ContainerStopped
+	c.KnownStatus = ContainerStopped
+	c.Step = stepNone
+	if r.def(c).Essential {
+		r.stopTask(reason)
+	}
+	r.mustSave(r.containerChange(c))
+}
+
+func (r *taskRunner) def(c *ContainerState) *ContainerDef {
+	if d := r.st.def(c.Name); d != nil {
+		return d
+	}
+	return &ContainerDef{Name: c.Name}
+}
+
+func (r *taskRunner) handle(ev event) {
+	st := r.st
+	if ev.kind == evNetUp || ev.kind == evNetDown || ev.kind == evCleaned {
+		r.netBusy = false
+		delete(r.opCancel, "")
+	} else if ev.kind != evExited && ev.kind != evHealth {
+		delete(r.busy, ev.container)
+		delete(r.opCancel, ev.container)
+	}
+	var c *ContainerState
+	if ev.container != "" {
+		c = st.container(ev.container)
+		if c == nil {
+			return
+		}
+	}
+	switch ev.kind {
+	case evPulled:
+		if ev.err != nil {
+			r.e.count(func(m *Metrics) { m.PullFailures++ })
+			if st.DesiredStatus == TaskStopped {
+				c.Step = stepNone
+				r.mustSave()
+				return
+			}
+			r.fail(c, prefixPull+ev.err.Error())
+			return
+		}
+		c.Step = stepNone
+		if c.KnownStatus < ContainerPulled {
+			c.KnownStatus = ContainerPulled
+		}
+		c.ImageDigest = ev.image.Digest
+		if r.allPulled() && st.PullStoppedAt.IsZero() {
+			st.PullStoppedAt = r.now()
+		}
+		r.mustSave()
+	case evCreated:
+		if ev.err != nil {
+			r.fail(c, prefixCreate+ev.err.Error())
+			return
+		}
+		c.Step = stepNone
+		c.KnownStatus = ContainerCreated
+		c.RuntimeID = ContainerID(st.Def.ARN, c.Name)
+		r.mustSave()
+	case evStarted:
+		if ev.err != nil {
+			r.fail(c, prefixStart+ev.err.Error())
+			return
+		}
+		r.e.count(func(m *Metrics) { m.Starts++ })
+		c.Step = stepNone
+		if c.KnownStatus < ContainerRunning {
+			c.KnownStatus = ContainerRunning
+		}
+		c.PID = ev.pid
+		c.StartedAt = r.now()
+		c.Bindings = bindingsFor(st, r.def(c))
+		r.mustSave(r.containerChange(c))
+		r.watch(c.Name)
+	case evStopDone:
+		if ev.err == nil {
+			// The exit arrives from the waiter; until then the step stays
+			// persisted so that a restart stops the container again.
+			r.stopIssued[c.Name] = true
+			return
+		}
+		c.Step = stepNone
+		if !errors.Is(ev.err, ErrNotFound) {
+			r.attempts[c.Name]++
+			r.log.Warn("stop container", "container", c.Name, "attempt", r.attempts[c.Name], "err", ev.err)
+			if r.attempts[c.Name] >= maxStopAttempts {
+				c.Reason = prefixStop + ev.err.Error()
+				r.exited(c, Exit{Code: -1, At: r.now()}, false)
+				return
+			}
+			r.retryAt[c.Name] = r.now().Add(time.Second)
+		}
+		if errors.Is(ev.err, ErrNotFound) && c.KnownStatus == ContainerRunning {
+			r.exited(c, Exit{Code: -1, At: r.now()}, false)
+			return
+		}
+		r.mustSave()
+	case evExited:
+		r.exited(c, ev.exit, true)
+	case evHealth:
+		r.healthResult(c, ev.healthy)
+	case evNetUp:
+		if ev.err != nil {
+			r.stopTask(prefixResourceInit + ev.err.Error())
+			// Leave NetworkStep set so that the stop path tears down what
+			// Setup may have made half-way.
+			r.mustSave()
+			return
+		}
+		st.NetworkStep = stepNone
+		st.NetworkReady = true
+		st.NetNSPath = ev.net.NetNSPath
+		st.IPv4 = ev.net.IPv4
+		st.Bindings = ev.net.Bindings
+		r.mustSave()
+	case evNetDown:
+		if ev.err != nil {
+			r.attempts[""]++
+			r.log.Warn("tear down task network", "attempt", r.attempts[""], "err", ev.err)
+			if r.attempts[""] < maxStopAttempts {
+				r.retryAt[""] = r.now().Add(time.Second)
+				return
+			}
+		}
+		st.NetworkStep = stepNone
+		st.NetworkReady = false
+		r.mustSave()
+	case evCleaned:
+		r.cleaning = false
+		if ev.err != nil {
+			r.log.Warn("clean up task", "err", ev.err)
+		}
+		r.finished = true
+		r.e.forget(st.Def.ARN)
+	}
+}
+
+// exited records that a container's process ended.
+func (r *taskRunner) exited(c *ContainerState, x Exit, observed bool) {
+	if cancel := r.life[c.Name]; cancel != nil {
+		cancel()
+		delete(r.life, c.Name)
+	}
+	if c.KnownStatus == ContainerStopped {
+		return
+	}
+	c.KnownStatus = ContainerStopped
+	c.DesiredStatus = ContainerStopped
+	c.Step = stepNone
+	if observed {
+		code := x.Code
+		c.ExitCode = &code
+	}
+	c.FinishedAt = x.At
+	if c.FinishedAt.IsZero() {
+		c.FinishedAt = r.now()
+	}
+	if x.OOMKill && c.Reason == "" {
+		c.Reason = ReasonOOM
+	}
+	if r.def(c).Essential {
+		r.stopTask(ReasonEssentialExited)
+	}
+	r.mustSave(r.containerChange(c))
+}
+
+func (r *taskRunner) allPulled() bool {
+	for _, c := range r.st.Containers {
+		if c.KnownStatus < ContainerPulled && c.DesiredStatus == ContainerRunning {
+			return false
+		}
+	}
+	return true
+}
+
+// watch waits for a running container's exit in the background.
+func (r *taskRunner) watch(name string) {
+	if _, ok := r.life[name]; ok {
+		return
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.life[name] = cancel
+	id := ContainerID(r.st.Def.ARN, name)
+	rt := r.e.opts.Runtime
+	r.ops.Add(1)
+	go func() {
+		defer r.ops.Done()
+		for {
+			x, err := rt.Wait(ctx, id)
+			if err == nil {
+				select {
+				case r.events <- event{kind: evExited, container: name, exit: x}:
+				case <-ctx.Done():
+				}
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, ErrNotFound) {
+				select {
+				case r.events <- event{kind: evExited, container: name, exit: Exit{Code: -1}}:
+				case <-ctx.Done():
+				}
+				return
+			}
+			// The runtime went away; this is not an exit. Ask again.
+			r.log.Warn("wait for container", "container", name, "err", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	if hc := r.st.def(name); hc != nil && hc.HealthCheck != nil {
+		r.startHealth(ctx, name, id, *hc.HealthCheck)
+	}
+}

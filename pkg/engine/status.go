@@ -1,0 +1,152 @@
+// Package engine owns the ECS task and container state machine of the agent:
+// it turns task definitions into neutral container specs, drives every
+// container from its known status toward its desired status (one goroutine
+// per task), accounts host resources, honours dependsOn and health checks,
+// stops and cleans up tasks, recovers after an agent restart, and records
+// every transition as a state change in the outbox of its Store.
+//
+// It is imported by pkg/agent only. It declares the small interfaces it needs
+// from the runtime, the network and the state store (see interfaces.go);
+// pkg/agent adapts pkg/runtime, pkg/network and pkg/state to them. It never
+// talks to the endpoint and never imports pkg/config.
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// ContainerStatus is the ordered lifecycle of one container. A container only
+// moves forward: NONE → PULLED → CREATED → RUNNING → STOPPED.
+type ContainerStatus int
+
+// Container statuses, in order.
+const (
+	ContainerNone ContainerStatus = iota
+	ContainerPulled
+	ContainerCreated
+	ContainerRunning
+	ContainerStopped
+)
+
+var containerStatusNames = [...]string{"NONE", "PULLED", "CREATED", "RUNNING", "STOPPED"}
+
+// String returns the ECS name of the status.
+func (s ContainerStatus) String() string {
+	if s < 0 || int(s) >= len(containerStatusNames) {
+		return fmt.Sprintf("ContainerStatus(%d)", int(s))
+	}
+	return containerStatusNames[s]
+}
+
+// MarshalJSON writes the ECS name so persisted records stay readable.
+func (s ContainerStatus) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// UnmarshalJSON reads an ECS name.
+func (s *ContainerStatus) UnmarshalJSON(b []byte) error {
+	var name string
+	if err := json.Unmarshal(b, &name); err != nil {
+		return fmt.Errorf("container status: %w", err)
+	}
+	for i, n := range containerStatusNames {
+		if n == name {
+			*s = ContainerStatus(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("container status: unknown %q", name)
+}
+
+// TaskStatus is the ordered lifecycle of a task as ECS reports it.
+type TaskStatus int
+
+// Task statuses, in order. TaskNone is reported as PENDING.
+const (
+	TaskNone TaskStatus = iota
+	TaskPending
+	TaskRunning
+	TaskStopped
+)
+
+var taskStatusNames = [...]string{"NONE", "PENDING", "RUNNING", "STOPPED"}
+
+// String returns the ECS name of the status.
+func (s TaskStatus) String() string {
+	if s < 0 || int(s) >= len(taskStatusNames) {
+		return fmt.Sprintf("TaskStatus(%d)", int(s))
+	}
+	return taskStatusNames[s]
+}
+
+// Reported is the status sent to the endpoint: NONE is reported as PENDING.
+func (s TaskStatus) Reported() string {
+	if s == TaskNone {
+		return "PENDING"
+	}
+	return s.String()
+}
+
+// MarshalJSON writes the ECS name.
+func (s TaskStatus) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// UnmarshalJSON reads an ECS name.
+func (s *TaskStatus) UnmarshalJSON(b []byte) error {
+	var name string
+	if err := json.Unmarshal(b, &name); err != nil {
+		return fmt.Errorf("task status: %w", err)
+	}
+	st, err := ParseTaskStatus(name)
+	if err != nil {
+		return err
+	}
+	*s = st
+	return nil
+}
+
+// ParseTaskStatus reads a desired or known task status as ACS sends it.
+func ParseTaskStatus(name string) (TaskStatus, error) {
+	for i, n := range taskStatusNames {
+		if n == name {
+			return TaskStatus(i), nil
+		}
+	}
+	return TaskNone, fmt.Errorf("task status: unknown %q", name)
+}
+
+// HealthStatus is the result of a container's Docker health check.
+type HealthStatus int
+
+// Health statuses. HealthUnknown means no health check or none decided yet.
+const (
+	HealthUnknown HealthStatus = iota
+	HealthHealthy
+	HealthUnhealthy
+)
+
+var healthNames = [...]string{"UNKNOWN", "HEALTHY", "UNHEALTHY"}
+
+// String returns the ECS name of the health status.
+func (h HealthStatus) String() string {
+	if h < 0 || int(h) >= len(healthNames) {
+		return fmt.Sprintf("HealthStatus(%d)", int(h))
+	}
+	return healthNames[h]
+}
+
+// MarshalJSON writes the ECS name.
+func (h HealthStatus) MarshalJSON() ([]byte, error) { return json.Marshal(h.String()) }
+
+// UnmarshalJSON reads an ECS name.
+func (h *HealthStatus) UnmarshalJSON(b []byte) error {
+	var name string
+	if err := json.Unmarshal(b, &name); err != nil {
+		return fmt.Errorf("health status: %w", err)
+	}
+	for i, n := range healthNames {
+		if n == name {
+			*h = HealthStatus(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("health status: unknown %q", name)
+}
