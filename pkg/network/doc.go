@@ -1,0 +1,12 @@
+// Package network owns task networking on one host: network namespaces the
+// agent creates and bind-mounts, CNI attachment through go-cni and the
+// standard plugins (bridge, host-local, portmap, firewall, loopback), the
+// host-port allocator, clean-up of what a crashed agent left behind, and the
+// iptables rules that route the task credentials address (169.254.170.2)
+// to the agent.
+//
+// It knows nothing of ECS: the engine (pkg/engine) calls it with neutral
+// types (Mode, PortRequest, Sandbox, Binding) and persists the Sandbox
+// records and port allocations it hands back. pkg/iam uses the credentials
+// routing helpers. Nothing else in the agent should import it.
+package network

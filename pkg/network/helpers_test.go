@@ -1,0 +1,188 @@
+package network
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+)
+
+// requireHost skips (or, under CI=true, fails) a test that needs root, the
+// CNI plugins and the iptables and iproute2 tools.
+func requireHost(t *testing.T) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	for _, bin := range []string{"iptables", "iptables-save", "ip", "busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	for _, p := range []string{"bridge", "host-local", "portmap", "firewall", "loopback"} {
+		found := false
+		for _, d := range DefaultPluginDirs {
+			if _, err := os.Stat(filepath.Join(d, p)); err == nil {
+				found = true
+			}
+		}
+		if !found {
+			missing = append(missing, "CNI plugin "+p)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("missing %s; run as root after scripts/test-deps.sh (installs containernetworking-plugins, iptables, iproute2, busybox-static)", strings.Join(missing, ", "))
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// testNet is one test's private slice of host networking: bridge, subnet,
+// IPAM dir, netns dir, name prefix and port range, all derived from n
+// (1..199), so tests in this and other packages cannot collide.
+type testNet struct {
+	opts  Options
+	store *FilePortStore
+	rng   PortRange
+}
+
+func newTestNet(t *testing.T, name string, n int) *testNet {
+	t.Helper()
+	if n < 1 || n > 199 {
+		t.Fatalf("test net index %d out of 1..199", n)
+	}
+	dir := filepath.Join("/run/berth-nettest", fmt.Sprintf("%s-%d", name, os.Getpid()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	tn := &testNet{
+		store: &FilePortStore{Path: filepath.Join(dir, "ports.json")},
+		// 100 ports per test in 20100-39999, away from the default dynamic range.
+		rng: PortRange{First: uint16(20000 + 100*n), Last: uint16(20000 + 100*n + 99)},
+	}
+	tn.opts = Options{
+		ConfDir:     filepath.Join(dir, "conf"),
+		NetworkName: fmt.Sprintf("bt-%s", name),
+		Bridge:      fmt.Sprintf("btbr%d", n),
+		Subnet:      fmt.Sprintf("10.250.%d.0/24", n),
+		IPAMDir:     filepath.Join(dir, "ipam"),
+		NetnsDir:    filepath.Join(dir, "netns"),
+		StateDir:    filepath.Join(dir, "state"),
+		NamePrefix:  fmt.Sprintf("bt%d-", n),
+	}
+	t.Cleanup(func() {
+		// The bridge outlives its sandboxes by design; remove it after the test.
+		_ = exec.Command("ip", "link", "del", tn.opts.Bridge).Run()
+	})
+	return tn
+}
+
+// manager returns a Manager over a new allocator on the test's store, as an
+// agent (re)start would build it.
+func (tn *testNet) manager(t *testing.T) *Manager {
+	t.Helper()
+	ports, err := NewPortAllocator(AllocatorOptions{Range: tn.rng, Store: tn.store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := tn.opts
+	o.Ports = ports
+	m, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// startHTTPD runs busybox httpd inside netns, serving a file whose content
+// is body, and stops it when the test ends.
+func startHTTPD(t *testing.T, netnsPath, body string) {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "index.html"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", "--net="+netnsPath, "busybox", "httpd", "-f", "-p", "80", "-h", root)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start httpd in %s: %v", netnsPath, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+}
+
+// httpGet fetches http://addr/ from inside netnsPath ("" = the host's netns),
+// retrying for a few seconds while the server starts.
+func httpGet(t *testing.T, netnsPath, addr string) string {
+	t.Helper()
+	var body string
+	var lastErr error
+	get := func() error {
+		d := net.Dialer{Timeout: time.Second}
+		conn, err := d.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: x\r\n\r\n"); err != nil {
+			return err
+		}
+		var sb strings.Builder
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			sb.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		resp := sb.String()
+		if !strings.HasPrefix(resp, "HTTP/1.") {
+			return fmt.Errorf("not an HTTP response: %q", resp)
+		}
+		_, body, _ = strings.Cut(resp, "\r\n\r\n")
+		return nil
+	}
+	for i := 0; i < 50; i++ {
+		if netnsPath == "" {
+			lastErr = get()
+		} else {
+			lastErr = ns.WithNetNSPath(netnsPath, func(ns.NetNS) error { return get() })
+		}
+		if lastErr == nil {
+			return body
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("GET http://%s/ from netns %q: %v", addr, netnsPath, lastErr)
+	return ""
+}
+
+func bg() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	_ = cancel // the deadline bounds a hung plugin; tests are short-lived
+	return ctx
+}

@@ -1,0 +1,479 @@
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	gocni "github.com/containerd/go-cni"
+)
+
+// Mode is a sandbox's network mode.
+type Mode string
+
+// The network modes.
+const (
+	// ModeBridge gives the sandbox its own netns on the agent's bridge, with
+	// host port mappings through portmap. It is the default.
+	ModeBridge Mode = "bridge"
+	// ModeHost shares the host's network: no netns; each mapping's host port
+	// must equal its container port.
+	ModeHost Mode = "host"
+	// ModeNone gives the sandbox its own netns with only a loopback interface.
+	ModeNone Mode = "none"
+	// ModeAWSVPC gives the sandbox its own netns and bridge IP, reported in
+	// the Sandbox, and no host port mappings.
+	ModeAWSVPC Mode = "awsvpc"
+)
+
+// Defaults applied by New to zero Options fields.
+const (
+	DefaultNetworkName = "berth"
+	DefaultBridge      = "berth0"
+	DefaultSubnet      = "10.203.0.0/16"
+	DefaultConfDir     = "/run/berth/cni"
+	DefaultIPAMDir     = "/run/berth/ipam"
+	DefaultNetnsDir    = "/run/netns"
+	DefaultStateDir    = "/run/berth/network"
+	DefaultNamePrefix  = "berth-"
+	// IfName is the sandbox's interface on the bridge.
+	IfName = "eth0"
+)
+
+// DefaultPluginDirs are searched for CNI plugins when Options.PluginDirs is empty.
+var DefaultPluginDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
+
+// Options configures a Manager. Zero fields take the defaults above.
+type Options struct {
+	// PluginDirs are searched in order for CNI plugin binaries.
+	PluginDirs []string
+	// ConfDir is where the agent writes its conflist (<NetworkName>.conflist).
+	ConfDir string
+	// NetworkName names the CNI network; it appears in iptables comments
+	// and names the IPAM state directory.
+	NetworkName string
+	// Bridge is the Linux bridge name (at most 15 bytes).
+	Bridge string
+	// Subnet is the IPv4 subnet host-local hands addresses from.
+	Subnet string
+	// IPAMDir is host-local's dataDir; leases live in IPAMDir/NetworkName.
+	// It belongs under /run so that a reboot cannot leave stale leases.
+	IPAMDir string
+	// NetnsDir holds the bind-mounted namespaces.
+	NetnsDir string
+	// StateDir holds one JSON record per sandbox, written before anything
+	// is created and removed after teardown, so Cleanup finds sandboxes
+	// whose owner crashed before persisting them.
+	StateDir string
+	// NamePrefix starts every sandbox ID and netns name; Cleanup only
+	// touches things carrying it.
+	NamePrefix string
+	// Ports allocates host ports; nil means an in-memory allocator over the
+	// default range (fine for tests, wrong for an agent that restarts).
+	Ports *PortAllocator
+}
+
+func (o *Options) setDefaults() {
+	if len(o.PluginDirs) == 0 {
+		o.PluginDirs = DefaultPluginDirs
+	}
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&o.ConfDir, DefaultConfDir)
+	def(&o.NetworkName, DefaultNetworkName)
+	def(&o.Bridge, DefaultBridge)
+	def(&o.Subnet, DefaultSubnet)
+	def(&o.IPAMDir, DefaultIPAMDir)
+	def(&o.NetnsDir, DefaultNetnsDir)
+	def(&o.StateDir, DefaultStateDir)
+	def(&o.NamePrefix, DefaultNamePrefix)
+}
+
+// PortMapping is one entry handed to the portmap plugin. Teardown must pass
+// exactly the list Setup passed, or portmap leaves its rules behind.
+type PortMapping struct {
+	HostPort      uint16   `json:"hostPort"`
+	ContainerPort uint16   `json:"containerPort"`
+	Protocol      Protocol `json:"protocol"`
+	HostIP        string   `json:"hostIP,omitempty"`
+}
+
+// Sandbox records a set-up sandbox: everything Teardown needs, and what the
+// caller reports. The caller persists it (it marshals to JSON) and passes
+// it back to Teardown or Cleanup, possibly after a restart.
+type Sandbox struct {
+	// ID is the CNI container ID, the netns name and the port allocation owner.
+	ID string `json:"id"`
+	// Owner is the caller's key for the sandbox (informational).
+	Owner string `json:"owner,omitempty"`
+	Mode  Mode   `json:"mode"`
+	// NetnsPath is empty in host mode.
+	NetnsPath string `json:"netnsPath,omitempty"`
+	// Network is the CNI network name used at setup.
+	Network string `json:"network,omitempty"`
+	IfName  string `json:"ifName,omitempty"`
+	// IP and Gateway are the sandbox's bridge addresses (bridge and awsvpc).
+	IP           string        `json:"ip,omitempty"`
+	Gateway      string        `json:"gateway,omitempty"`
+	PortMappings []PortMapping `json:"portMappings,omitempty"`
+	Bindings     []Binding     `json:"bindings,omitempty"`
+}
+
+// SetupRequest describes a sandbox to create.
+type SetupRequest struct {
+	// Owner is the caller's key (e.g. a task id); recorded, not interpreted.
+	Owner string
+	// Mode defaults to ModeBridge.
+	Mode  Mode
+	Ports []PortRequest
+}
+
+// Manager creates and removes sandboxes on one host. It is safe for
+// concurrent use.
+type Manager struct {
+	opts     Options
+	confPath string
+	bridge   gocni.CNI // the agent's conflist plus loopback
+	loopback gocni.CNI // loopback only, for ModeNone
+}
+
+// New writes the agent's conflist into ConfDir and loads it.
+func New(o Options) (*Manager, error) {
+	o.setDefaults()
+	if len(o.Bridge) > 15 {
+		return nil, fmt.Errorf("bridge name %q: longer than 15 bytes", o.Bridge)
+	}
+	if _, _, err := net.ParseCIDR(o.Subnet); err != nil {
+		return nil, fmt.Errorf("bridge subnet %q: %w", o.Subnet, err)
+	}
+	if o.Ports == nil {
+		p, err := NewPortAllocator(AllocatorOptions{})
+		if err != nil {
+			return nil, err
+		}
+		o.Ports = p
+	}
+	conf, err := Conflist(o)
+	if err != nil {
+		return nil, err
+	}
+	confPath := filepath.Join(o.ConfDir, o.NetworkName+".conflist")
+	if err := writeFileAtomic(confPath, conf); err != nil {
+		return nil, fmt.Errorf("write CNI config: %w", err)
+	}
+	// The conflist goes first so it gets interface index 0 (eth0);
+	// loopback is named "lo" whatever its position.
+	br, err := gocni.New(gocni.WithPluginDir(o.PluginDirs), gocni.WithInterfacePrefix("eth"),
+		gocni.WithMinNetworkCount(2), gocni.WithConfListFile(confPath), gocni.WithLoNetwork)
+	if err != nil {
+		return nil, fmt.Errorf("load CNI config %s: %w", confPath, err)
+	}
+	lo, err := gocni.New(gocni.WithPluginDir(o.PluginDirs), gocni.WithLoNetwork)
+	if err != nil {
+		return nil, fmt.Errorf("load CNI loopback config: %w", err)
+	}
+	return &Manager{opts: o, confPath: confPath, bridge: br, loopback: lo}, nil
+}
+
+// ConfPath returns the path of the conflist the Manager wrote.
+func (m *Manager) ConfPath() string { return m.confPath }
+
+// Ports returns the Manager's host port allocator.
+func (m *Manager) Ports() *PortAllocator { return m.opts.Ports }
+
+// Conflist returns the CNI network configuration list for o (defaults
+// applied to zero fields): bridge with host-local IPAM, portmap and firewall.
+func Conflist(o Options) ([]byte, error) {
+	o.setDefaults()
+	type obj = map[string]any
+	conf := obj{
+		"cniVersion": "1.0.0",
+		"name":       o.NetworkName,
+		"plugins": []obj{
+			{
+				"type":        "bridge",
+				"bridge":      o.Bridge,
+				"isGateway":   true,
+				"ipMasq":      true,
+				"hairpinMode": true,
+				"ipam": obj{
+					"type":    "host-local",
+					"ranges":  [][]obj{{{"subnet": o.Subnet}}},
+					"routes":  []obj{{"dst": "0.0.0.0/0"}},
+					"dataDir": o.IPAMDir,
+				},
+			},
+			{"type": "portmap", "capabilities": obj{"portMappings": true}, "snat": true},
+			{"type": "firewall"},
+		},
+	}
+	b, err := json.MarshalIndent(conf, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode CNI config: %w", err)
+	}
+	return b, nil
+}
+
+// Setup creates a sandbox. On failure everything it created is removed
+// again (CNI DEL runs even when ADD failed halfway) and the error says which
+// step failed.
+func (m *Manager) Setup(ctx context.Context, req SetupRequest) (*Sandbox, error) {
+	mode := req.Mode
+	if mode == "" {
+		mode = ModeBridge
+	}
+	id, err := newSandboxID(m.opts.NamePrefix)
+	if err != nil {
+		return nil, err
+	}
+	sb := &Sandbox{ID: id, Owner: req.Owner, Mode: mode}
+	switch mode {
+	case ModeHost:
+		return m.setupHost(sb, req.Ports)
+	case ModeNone:
+		if len(req.Ports) > 0 {
+			return nil, errors.New("set up sandbox: network mode none takes no port mappings")
+		}
+	case ModeBridge:
+		bindings, err := m.opts.Ports.Allocate(id, req.Ports)
+		if err != nil {
+			return nil, fmt.Errorf("set up sandbox: %w", err)
+		}
+		sb.Bindings = bindings
+		sb.PortMappings = portMappings(bindings)
+	case ModeAWSVPC:
+		for _, p := range req.Ports {
+			if p.HostPort != 0 && p.HostPort != p.ContainerPort {
+				return nil, fmt.Errorf("set up sandbox: awsvpc mode: host port %d must be 0 or equal container port %d", p.HostPort, p.ContainerPort)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("set up sandbox: unknown network mode %q", mode)
+	}
+	sb.NetnsPath = filepath.Join(m.opts.NetnsDir, id)
+	sb.Network = m.opts.NetworkName
+	sb.IfName = IfName
+	if mode == ModeNone {
+		sb.Network, sb.IfName = "", ""
+	}
+
+	fail := func(step string, err error) (*Sandbox, error) {
+		if terr := m.Teardown(ctx, *sb); terr != nil {
+			err = errors.Join(err, fmt.Errorf("undo: %w", terr))
+		}
+		return nil, fmt.Errorf("set up sandbox %s: %s: %w", id, step, err)
+	}
+	// The record comes first: whatever happens after, Cleanup can find it.
+	if err := m.writeRecord(*sb); err != nil {
+		return fail("record", err)
+	}
+	if _, err := createNetns(m.opts.NetnsDir, id); err != nil {
+		return fail("create netns", err)
+	}
+	if mode == ModeNone {
+		if _, err := m.loopback.Setup(ctx, id, sb.NetnsPath); err != nil {
+			return fail("CNI loopback", err)
+		}
+		return sb, nil
+	}
+	res, err := m.bridge.Setup(ctx, id, sb.NetnsPath, m.nsOpts(*sb)...)
+	if err != nil {
+		return fail("CNI add", err)
+	}
+	if ifc := res.Interfaces[IfName]; ifc != nil {
+		for _, c := range ifc.IPConfigs {
+			if c.IP.To4() != nil {
+				sb.IP = c.IP.String()
+				if c.Gateway != nil {
+					sb.Gateway = c.Gateway.String()
+				}
+				break
+			}
+		}
+	}
+	if sb.IP == "" {
+		return fail("CNI add", errors.New("no IPv4 address in the result"))
+	}
+	if mode == ModeAWSVPC {
+		for _, p := range req.Ports {
+			sb.Bindings = append(sb.Bindings, awsvpcBinding(sb.IP, p))
+		}
+	}
+	if err := m.writeRecord(*sb); err != nil {
+		return fail("record", err)
+	}
+	return sb, nil
+}
+
+func awsvpcBinding(ip string, p PortRequest) Binding {
+	b := Binding{BindIP: ip, Protocol: normProto(p.Protocol)}
+	if p.isRange() {
+		b.ContainerPortRange = fmt.Sprintf("%d-%d", p.ContainerPort, p.ContainerPortEnd)
+		b.HostPortRange = b.ContainerPortRange
+	} else {
+		b.ContainerPort, b.HostPort = p.ContainerPort, p.ContainerPort
+	}
+	return b
+}
+
+// setupHost reserves the host ports of a host-mode sandbox so no bridge
+// sandbox is handed the same ports.
+func (m *Manager) setupHost(sb *Sandbox, reqs []PortRequest) (*Sandbox, error) {
+	var static []PortRequest
+	for _, r := range reqs {
+		if r.HostPort != 0 && r.HostPort != r.ContainerPort {
+			return nil, fmt.Errorf("set up sandbox: host mode: host port %d must be 0 or equal container port %d", r.HostPort, r.ContainerPort)
+		}
+		last := r.ContainerPort
+		if r.isRange() {
+			last = r.ContainerPortEnd
+		}
+		for p := int(r.ContainerPort); p <= int(last); p++ {
+			static = append(static, PortRequest{ContainerPort: uint16(p), HostPort: uint16(p), Protocol: r.Protocol, BindIP: r.BindIP})
+		}
+	}
+	if _, err := m.opts.Ports.Allocate(sb.ID, static); err != nil {
+		return nil, fmt.Errorf("set up sandbox: %w", err)
+	}
+	for _, r := range reqs {
+		b := Binding{BindIP: r.BindIP, Protocol: normProto(r.Protocol)}
+		if b.BindIP == "" {
+			b.BindIP = "0.0.0.0"
+		}
+		if r.isRange() {
+			b.ContainerPortRange = fmt.Sprintf("%d-%d", r.ContainerPort, r.ContainerPortEnd)
+			b.HostPortRange = b.ContainerPortRange
+		} else {
+			b.ContainerPort, b.HostPort = r.ContainerPort, r.ContainerPort
+		}
+		sb.Bindings = append(sb.Bindings, b)
+	}
+	if err := m.writeRecord(*sb); err != nil {
+		_ = m.opts.Ports.Release(sb.ID)
+		return nil, fmt.Errorf("set up sandbox %s: record: %w", sb.ID, err)
+	}
+	return sb, nil
+}
+
+// portMappings expands bindings (ranges included) into portmap entries.
+func portMappings(bs []Binding) []PortMapping {
+	var out []PortMapping
+	for _, b := range bs {
+		hostIP := b.BindIP
+		if hostIP == "0.0.0.0" {
+			hostIP = ""
+		}
+		if b.HostPortRange == "" {
+			out = append(out, PortMapping{HostPort: b.HostPort, ContainerPort: b.ContainerPort, Protocol: b.Protocol, HostIP: hostIP})
+			continue
+		}
+		var c0, c1, h0, h1 int
+		_, _ = fmt.Sscanf(b.ContainerPortRange, "%d-%d", &c0, &c1)
+		_, _ = fmt.Sscanf(b.HostPortRange, "%d-%d", &h0, &h1)
+		for i := 0; i <= c1-c0; i++ {
+			out = append(out, PortMapping{HostPort: uint16(h0 + i), ContainerPort: uint16(c0 + i), Protocol: b.Protocol, HostIP: hostIP})
+		}
+	}
+	return out
+}
+
+func (m *Manager) nsOpts(sb Sandbox) []gocni.NamespaceOpts {
+	if len(sb.PortMappings) == 0 {
+		return nil
+	}
+	pm := make([]gocni.PortMapping, 0, len(sb.PortMappings))
+	for _, p := range sb.PortMappings {
+		pm = append(pm, gocni.PortMapping{HostPort: int32(p.HostPort), ContainerPort: int32(p.ContainerPort),
+			Protocol: string(p.Protocol), HostIP: p.HostIP})
+	}
+	return []gocni.NamespaceOpts{gocni.WithCapabilityPortMap(pm)}
+}
+
+// Teardown removes a sandbox with its recorded parameters: CNI DEL with the
+// same ID, interface and port mappings as Setup, then the netns, the host
+// ports and the record. It is idempotent; when CNI DEL fails the netns,
+// ports and record are kept so that a retry (or Cleanup) uses them again.
+func (m *Manager) Teardown(ctx context.Context, sb Sandbox) error {
+	if sb.ID == "" {
+		return errors.New("tear down sandbox: empty id")
+	}
+	if sb.Network != "" && sb.Network != m.opts.NetworkName {
+		return fmt.Errorf("tear down sandbox %s: set up on CNI network %q, this manager runs %q", sb.ID, sb.Network, m.opts.NetworkName)
+	}
+	switch sb.Mode {
+	case ModeBridge, ModeAWSVPC:
+		path := sb.NetnsPath
+		if _, err := os.Stat(path); err != nil {
+			// Without the netns (e.g. after a reboot) plugins still release
+			// IPAM leases and iptables rules when given no path.
+			path = ""
+		}
+		if err := m.bridge.Remove(ctx, sb.ID, path, m.nsOpts(sb)...); err != nil {
+			return fmt.Errorf("tear down sandbox %s: CNI del: %w", sb.ID, err)
+		}
+	case ModeNone, ModeHost, "":
+	default:
+		return fmt.Errorf("tear down sandbox %s: unknown network mode %q", sb.ID, sb.Mode)
+	}
+	if sb.NetnsPath != "" {
+		if err := removeNetns(sb.NetnsPath); err != nil {
+			return fmt.Errorf("tear down sandbox %s: %w", sb.ID, err)
+		}
+	}
+	if err := m.opts.Ports.Release(sb.ID); err != nil {
+		return fmt.Errorf("tear down sandbox %s: %w", sb.ID, err)
+	}
+	if err := os.Remove(m.recordPath(sb.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("tear down sandbox %s: remove record: %w", sb.ID, err)
+	}
+	return nil
+}
+
+func (m *Manager) recordPath(id string) string {
+	return filepath.Join(m.opts.StateDir, id+".json")
+}
+
+func (m *Manager) writeRecord(sb Sandbox) error {
+	b, err := json.Marshal(sb)
+	if err != nil {
+		return fmt.Errorf("encode sandbox record: %w", err)
+	}
+	return writeFileAtomic(m.recordPath(sb.ID), b)
+}
+
+// records reads every sandbox record in StateDir carrying our prefix.
+func (m *Manager) records() ([]Sandbox, error) {
+	entries, err := os.ReadDir(m.opts.StateDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list sandbox records: %w", err)
+	}
+	var out []Sandbox
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, m.opts.NamePrefix) || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(m.opts.StateDir, name))
+		if err != nil {
+			return nil, fmt.Errorf("read sandbox record: %w", err)
+		}
+		var sb Sandbox
+		if err := json.Unmarshal(b, &sb); err != nil || sb.ID != strings.TrimSuffix(name, ".json") {
+			// A torn or foreign file: fall back to what the name tells.
+			sb = Sandbox{ID: strings.TrimSuffix(name, ".json")}
+		}
+		out = append(out, sb)
+	}
+	return out, nil
+}
