@@ -1,0 +1,121 @@
+package state
+
+import "time"
+
+// This file holds one-transaction shorthands on DB for the common calls.
+
+// SaveTask writes the record of the task arn and appends changes to the
+// outbox in one transaction, setting each change's Seq. It is the shape of
+// pkg/engine's Store.SaveTask.
+func (db *DB) SaveTask(arn string, record []byte, changes []StateChange) error {
+	return db.Update(func(tx *Tx) error {
+		if err := tx.PutTask(arn, record); err != nil {
+			return err
+		}
+		for i := range changes {
+			if _, err := tx.AppendStateChange(&changes[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DeleteTask removes the record of the task arn; its outbox entries stay.
+func (db *DB) DeleteTask(arn string) error {
+	return db.Update(func(tx *Tx) error { return tx.DeleteTask(arn) })
+}
+
+// Tasks returns every task record, ordered by ARN.
+func (db *DB) Tasks() ([]TaskEntry, error) {
+	var out []TaskEntry
+	err := db.View(func(tx *Tx) error {
+		var err error
+		out, err = tx.Tasks()
+		return err
+	})
+	return out, err
+}
+
+// PendingStateChanges returns up to limit outbox entries, oldest first
+// (limit <= 0 means all).
+func (db *DB) PendingStateChanges(limit int) ([]StateChange, error) {
+	var out []StateChange
+	err := db.View(func(tx *Tx) error {
+		var err error
+		out, err = tx.PendingStateChanges(limit)
+		return err
+	})
+	return out, err
+}
+
+// DeleteStateChange removes the outbox entries seqs in one transaction.
+func (db *DB) DeleteStateChange(seqs ...uint64) error {
+	return db.Update(func(tx *Tx) error {
+		for _, s := range seqs {
+			if err := tx.DeleteStateChange(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// StateChangeCount returns the number of entries in the outbox (for the
+// "state changes pending" metric).
+func (db *DB) StateChangeCount() (int, error) {
+	var n int
+	err := db.View(func(tx *Tx) error {
+		var err error
+		n, err = tx.StateChangeCount()
+		return err
+	})
+	return n, err
+}
+
+// Instance returns the stored instance identity (ErrNotFound before the
+// first registration).
+func (db *DB) Instance() (InstanceIdentity, error) {
+	var id InstanceIdentity
+	err := db.View(func(tx *Tx) error {
+		var err error
+		id, err = tx.Instance()
+		return err
+	})
+	return id, err
+}
+
+// PutInstance stores the instance identity.
+func (db *DB) PutInstance(id InstanceIdentity) error {
+	return db.Update(func(tx *Tx) error { return tx.PutInstance(id) })
+}
+
+// ACSSeqNum returns the recorded ACS sequence number (0 when none).
+func (db *DB) ACSSeqNum() (int64, error) {
+	var n int64
+	err := db.View(func(tx *Tx) error {
+		var err error
+		n, err = tx.ACSSeqNum()
+		return err
+	})
+	return n, err
+}
+
+// MessageProcessed reports whether the ACS message id was recorded.
+func (db *DB) MessageProcessed(id string) (bool, error) {
+	var ok bool
+	err := db.View(func(tx *Tx) error { ok = tx.MessageProcessed(id); return nil })
+	return ok, err
+}
+
+// PruneProcessedMessages forgets message ids processed before the time
+// given and returns how many it removed.
+func (db *DB) PruneProcessedMessages(before time.Time) (int, error) {
+	var n int
+	err := db.Update(func(tx *Tx) error {
+		var err error
+		n, err = tx.PruneProcessedMessages(before)
+		return err
+	})
+	return n, err
+}

@@ -1,0 +1,167 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// PortAllocation is one host port held by an owner (a task). Its JSON names
+// match pkg/network's Allocation, so the agent's PortStore adapter is a
+// field-by-field copy.
+type PortAllocation struct {
+	Owner    string `json:"owner"`
+	Protocol string `json:"protocol"`
+	HostPort uint16 `json:"hostPort"`
+}
+
+func portKey(protocol string, port uint16) []byte {
+	return fmt.Appendf(nil, "%s/%05d", protocol, port)
+}
+
+// PutPortAllocation records one allocation, replacing any record of the
+// same protocol and port.
+func (tx *Tx) PutPortAllocation(a PortAllocation) error {
+	if a.Protocol == "" || a.HostPort == 0 {
+		return fmt.Errorf("put port allocation %+v: protocol and port are required", a)
+	}
+	v, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("put port allocation: %w", err)
+	}
+	if err := tx.bucket(bucketPorts).Put(portKey(a.Protocol, a.HostPort), v); err != nil {
+		return fmt.Errorf("put port allocation %s/%d: %w", a.Protocol, a.HostPort, err)
+	}
+	return nil
+}
+
+// DeletePortAllocation removes the record of one port; a missing record is
+// not an error.
+func (tx *Tx) DeletePortAllocation(protocol string, port uint16) error {
+	if err := tx.bucket(bucketPorts).Delete(portKey(protocol, port)); err != nil {
+		return fmt.Errorf("delete port allocation %s/%d: %w", protocol, port, err)
+	}
+	return nil
+}
+
+// PortAllocations returns every allocation, ordered by protocol and port.
+func (tx *Tx) PortAllocations() ([]PortAllocation, error) {
+	var out []PortAllocation
+	err := tx.bucket(bucketPorts).ForEach(func(k, v []byte) error {
+		var a PortAllocation
+		if err := json.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("port allocation %s: %w", k, err)
+		}
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list port allocations: %w", err)
+	}
+	return out, nil
+}
+
+// ReplacePortAllocations makes the stored set exactly allocs (the
+// PortStore.SavePorts contract of pkg/network).
+func (tx *Tx) ReplacePortAllocations(allocs []PortAllocation) error {
+	b := tx.bucket(bucketPorts)
+	var keys [][]byte
+	if err := b.ForEach(func(k, _ []byte) error { keys = append(keys, clone(k)); return nil }); err != nil {
+		return fmt.Errorf("replace port allocations: %w", err)
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return fmt.Errorf("replace port allocations: %w", err)
+		}
+	}
+	for _, a := range allocs {
+		if err := tx.PutPortAllocation(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LoadPorts returns every stored port allocation. With SavePorts it is the
+// shape of pkg/network's PortStore.
+func (db *DB) LoadPorts() ([]PortAllocation, error) {
+	var out []PortAllocation
+	err := db.View(func(tx *Tx) error {
+		var err error
+		out, err = tx.PortAllocations()
+		return err
+	})
+	return out, err
+}
+
+// SavePorts replaces the stored port allocations with allocs in one
+// transaction.
+func (db *DB) SavePorts(allocs []PortAllocation) error {
+	return db.Update(func(tx *Tx) error { return tx.ReplacePortAllocations(allocs) })
+}
+
+// SandboxRecord is a task's network sandbox as the network layer set it up:
+// the netns path and whatever the layer needs to tear it down again after a
+// restart (kept as opaque JSON in Data).
+type SandboxRecord struct {
+	// ID is the sandbox's key, usually the task ARN or task ID.
+	ID        string          `json:"id"`
+	NetNSPath string          `json:"netnsPath,omitempty"`
+	Mode      string          `json:"mode,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"`
+	CreatedAt time.Time       `json:"createdAt,omitzero"`
+}
+
+// PutSandbox stores (or replaces) a sandbox record.
+func (tx *Tx) PutSandbox(r SandboxRecord) error {
+	if r.ID == "" {
+		return errors.New("put sandbox: empty ID")
+	}
+	v, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("put sandbox %s: %w", r.ID, err)
+	}
+	if err := tx.bucket(bucketSandboxes).Put([]byte(r.ID), v); err != nil {
+		return fmt.Errorf("put sandbox %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// Sandbox returns one sandbox record, or an error wrapping ErrNotFound.
+func (tx *Tx) Sandbox(id string) (SandboxRecord, error) {
+	var r SandboxRecord
+	v := tx.bucket(bucketSandboxes).Get([]byte(id))
+	if v == nil {
+		return r, fmt.Errorf("sandbox %s: %w", id, ErrNotFound)
+	}
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, fmt.Errorf("sandbox %s: decode: %w", id, err)
+	}
+	return r, nil
+}
+
+// Sandboxes returns every sandbox record, ordered by ID.
+func (tx *Tx) Sandboxes() ([]SandboxRecord, error) {
+	var out []SandboxRecord
+	err := tx.bucket(bucketSandboxes).ForEach(func(k, v []byte) error {
+		var r SandboxRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("sandbox %s: %w", k, err)
+		}
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteSandbox removes a sandbox record; a missing one is not an error.
+func (tx *Tx) DeleteSandbox(id string) error {
+	if err := tx.bucket(bucketSandboxes).Delete([]byte(id)); err != nil {
+		return fmt.Errorf("delete sandbox %s: %w", id, err)
+	}
+	return nil
+}
