@@ -1,0 +1,273 @@
+// Package runtime owns the agent's use of containerd: connecting, pulling
+// images (credentials, mirrors, pull behaviours, timeouts), creating
+// containers from a neutral ContainerSpec, and their lifecycle (start, exit,
+// stop, remove, exec, stats, list and re-attach after an agent restart).
+//
+// It knows nothing of ECS, tasks or networks: pkg/engine translates task
+// definitions into ContainerSpecs and joins network namespaces that
+// pkg/network created. Container output goes to the logger of pkg/logs,
+// which the shim starts, so no container IO passes through this package.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/events"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
+	"golang.org/x/sync/singleflight"
+
+	eventtypes "github.com/containerd/containerd/api/events"
+)
+
+// Defaults applied by New to zero Options fields.
+const (
+	DefaultAddress        = "/run/containerd/containerd.sock"
+	DefaultNamespace      = "berth"
+	DefaultSnapshotter    = "overlayfs"
+	DefaultRuntimeName    = "io.containerd.runc.v2"
+	DefaultHostResolvConf = "/etc/resolv.conf"
+	// DefaultSystemdResolvConf is the upstream resolver list of
+	// systemd-resolved, used when the host file only names its stub.
+	DefaultSystemdResolvConf = "/run/systemd/resolve/resolv.conf"
+	DefaultHostsDir          = "/etc/containerd/certs.d"
+	DefaultStateDir          = "/var/lib/berth/containers"
+)
+
+// Options configures a Runtime. Zero fields take the defaults above.
+type Options struct {
+	// Address is containerd's socket; Namespace the containerd namespace
+	// holding every container and image of this agent.
+	Address   string
+	Namespace string
+	// ConnectTimeout bounds how long New waits for containerd to come up;
+	// 0 waits until ctx ends.
+	ConnectTimeout time.Duration
+	// Snapshotter and RuntimeName are passed to containerd.
+	Snapshotter string
+	RuntimeName string
+
+	// Registry configures image pulls.
+	Registry RegistryOptions
+	// PullBehavior is the default for pulls that do not set their own.
+	PullBehavior PullBehavior
+	// PullTimeout bounds a whole pull; 0 means no bound.
+	PullTimeout time.Duration
+	// PullInactivityTimeout cancels a pull that receives no bytes for this
+	// long; 0 disables it.
+	PullInactivityTimeout time.Duration
+
+	// DisablePrivileged refuses containers that ask for privileged mode.
+	DisablePrivileged bool
+	// HostResolvConf is copied (without loopback resolvers) into containers
+	// with their own network namespace; SystemdResolvConf replaces it when
+	// it only names the systemd-resolved stub.
+	HostResolvConf    string
+	SystemdResolvConf string
+	// StateDir holds per-container files (resolv.conf, hosts, hostname).
+	StateDir string
+	// LoggerBinary is the program the shim runs as "<binary> logger <arg>"
+	// to capture container output; empty means this executable.
+	LoggerBinary string
+	// InitBinary, when set, is bind-mounted as /sbin/docker-init and run as
+	// PID 1 for containers with Init set; without it Init is refused.
+	InitBinary string
+}
+
+// Runtime runs containers on containerd. It is safe for concurrent use.
+type Runtime struct {
+	opts   Options
+	client *containerd.Client
+	pulls  singleflight.Group
+
+	// ctx scopes the goroutines the Runtime owns (event subscription, exit
+	// monitors); Close cancels it and waits for them through wg.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu guards ooms.
+	mu   sync.Mutex
+	ooms map[string]time.Time // container ID → time of its last OOM event
+}
+
+// New connects to containerd, retrying until it answers, ConnectTimeout
+// passes or ctx ends, and starts watching OOM events.
+func New(ctx context.Context, opts Options) (*Runtime, error) {
+	opts = withDefaults(opts)
+	if err := opts.PullBehavior.validate(); err != nil {
+		return nil, err
+	}
+	if opts.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.ConnectTimeout)
+		defer cancel()
+	}
+	client, err := connect(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	// The runtime's own goroutines outlive the caller's ctx; Close ends them.
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r := &Runtime{
+		opts:   opts,
+		client: client,
+		ctx:    namespaces.WithNamespace(rctx, opts.Namespace),
+		cancel: cancel,
+		ooms:   make(map[string]time.Time),
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.watchOOM()
+	}()
+	return r, nil
+}
+
+func withDefaults(o Options) Options {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&o.Address, DefaultAddress)
+	def(&o.Namespace, DefaultNamespace)
+	def(&o.Snapshotter, DefaultSnapshotter)
+	def(&o.RuntimeName, DefaultRuntimeName)
+	def(&o.HostResolvConf, DefaultHostResolvConf)
+	def(&o.SystemdResolvConf, DefaultSystemdResolvConf)
+	def(&o.StateDir, DefaultStateDir)
+	def(&o.Registry.HostsDir, DefaultHostsDir)
+	if o.PullBehavior == "" {
+		o.PullBehavior = PullDefault
+	}
+	return o
+}
+
+func connect(ctx context.Context, opts Options) (*containerd.Client, error) {
+	delay := 100 * time.Millisecond
+	for {
+		client, err := tryConnect(ctx, opts)
+		if err == nil {
+			return client, nil
+		}
+		log.G(ctx).WithError(err).Debug("containerd not ready, retrying")
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to containerd at %s: %w (last error: %v)", opts.Address, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+func tryConnect(ctx context.Context, opts Options) (*containerd.Client, error) {
+	if _, err := os.Stat(opts.Address); err != nil {
+		return nil, err
+	}
+	client, err := containerd.New(opts.Address,
+		containerd.WithDefaultNamespace(opts.Namespace),
+		containerd.WithDefaultRuntime(opts.RuntimeName),
+		containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := client.Version(vctx); err != nil {
+		client.Close()
+		return nil, err
+	}
+	return client, nil
+}
+
+// Client returns the underlying containerd client (for tests and tooling).
+func (r *Runtime) Client() *containerd.Client { return r.client }
+
+// Namespace returns the containerd namespace the Runtime works in.
+func (r *Runtime) Namespace() string { return r.opts.Namespace }
+
+// Close stops the Runtime's goroutines and closes the connection. Running
+// containers are left alone; a new Runtime re-attaches to them.
+func (r *Runtime) Close() error {
+	r.cancel()
+	r.wg.Wait()
+	if err := r.client.Close(); err != nil {
+		return fmt.Errorf("close containerd client: %w", err)
+	}
+	return nil
+}
+
+// withNS returns ctx in the Runtime's namespace.
+func (r *Runtime) withNS(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, r.opts.Namespace)
+}
+
+// watchOOM records OOM events until the Runtime closes. Events are not
+// replayed, so exit handling also reads the cgroup's OOM-kill counter.
+func (r *Runtime) watchOOM() {
+	delay := 100 * time.Millisecond
+	for r.ctx.Err() == nil {
+		err := r.subscribeOOM()
+		if r.ctx.Err() != nil {
+			return
+		}
+		log.G(r.ctx).WithError(err).Warn("containerd event subscription ended, resubscribing")
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+func (r *Runtime) subscribeOOM() error {
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	ch, errs := r.client.Subscribe(ctx, fmt.Sprintf(`topic=="/tasks/oom",namespace==%q`, r.opts.Namespace))
+	for {
+		select {
+		case env := <-ch:
+			r.recordOOM(env)
+		case err := <-errs:
+			if err == nil {
+				err = errors.New("event stream closed")
+			}
+			return err
+		}
+	}
+}
+
+func (r *Runtime) recordOOM(env *events.Envelope) {
+	if env == nil || env.Event == nil {
+		return
+	}
+	v, err := typeurl.UnmarshalAny(env.Event)
+	if err != nil {
+		return
+	}
+	oom, ok := v.(*eventtypes.TaskOOM)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	r.ooms[oom.ContainerID] = env.Timestamp
+	r.mu.Unlock()
+}
+
+// takeOOM reports and forgets whether an OOM event was seen for id.
+func (r *Runtime) takeOOM(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.ooms[id]
+	delete(r.ooms, id)
+	return ok
+}

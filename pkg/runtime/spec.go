@@ -1,0 +1,545 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/containers"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/oci"
+	"github.com/containerd/containerd/pkg/cap"
+	"github.com/moby/sys/signal"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-dev/berth/pkg/logs"
+)
+
+// ContainerSpec is everything Create needs, in Docker's terms and free of
+// any orchestrator's vocabulary. Zero fields mean "the image's or Docker's
+// default".
+type ContainerSpec struct {
+	// ID names the container in containerd; it must be unique in the namespace.
+	ID string
+	// Image is a reference already made local by Pull.
+	Image string
+	// Entrypoint and Command follow Docker: a given Entrypoint replaces the
+	// image's ENTRYPOINT and drops its CMD unless Command is also given; a
+	// given Command replaces the image's CMD.
+	Entrypoint []string
+	Command    []string
+	// Env ("K=V") is merged over the image's environment.
+	Env []string
+	// WorkingDir replaces the image's WORKDIR.
+	WorkingDir string
+	// User is "name", "uid", "name:group" or "uid:gid", resolved against the
+	// image's /etc/passwd and /etc/group; empty keeps the image's USER.
+	User string
+
+	// Resources and limits.
+	Resources Resources
+	// Security settings.
+	Security Security
+
+	// ShmSize is the size of /dev/shm in bytes; 0 keeps 64 MiB.
+	ShmSize int64
+	// Tmpfs and Mounts are added to the container's filesystem.
+	Tmpfs  []Tmpfs
+	Mounts []Mount
+
+	// Network identity: NetNSPath joins an existing network namespace; with
+	// HostNetwork the host's is shared; with neither the container gets a
+	// namespace of its own with only loopback.
+	NetNSPath   string
+	HostNetwork bool
+	Hostname    string
+	DNS         DNS
+	// ExtraHosts are "name:ip" entries added to /etc/hosts.
+	ExtraHosts []string
+
+	// StopSignal overrides the image's STOPSIGNAL (default SIGTERM).
+	StopSignal string
+	// Init runs Options.InitBinary as PID 1 to reap zombies and forward signals.
+	Init bool
+	// Sysctls are namespaced kernel parameters.
+	Sysctls map[string]string
+	// Labels are stored on the containerd container; List selects by them.
+	Labels map[string]string
+	// Log is where the container's output goes; a zero Log discards it.
+	Log LogOptions
+}
+
+// Resources are cgroup and rlimit settings.
+type Resources struct {
+	// CPUShares is the relative CPU weight (cgroup cpu.shares); 0 keeps the default.
+	CPUShares uint64
+	// MemoryLimit is the hard limit in bytes; swap is limited to the same
+	// value (no swap use). 0 means unlimited.
+	MemoryLimit int64
+	// MemoryReservation is the soft limit in bytes.
+	MemoryReservation int64
+	// Ulimits are per-process resource limits.
+	Ulimits []Ulimit
+	// PidsLimit caps the number of processes; 0 means unlimited.
+	PidsLimit int64
+}
+
+// Ulimit is one rlimit; Name is Docker's ("nofile", "nproc", "core", ...).
+type Ulimit struct {
+	Name       string
+	Soft, Hard uint64
+}
+
+// Security are privilege settings.
+type Security struct {
+	// CapAdd and CapDrop name capabilities with or without "CAP_"; "ALL" is allowed.
+	CapAdd, CapDrop []string
+	// Privileged gives all capabilities and host devices; refused when the
+	// Runtime has DisablePrivileged.
+	Privileged bool
+	// ReadonlyRootfs mounts the image's filesystem read-only.
+	ReadonlyRootfs bool
+	// NoNewPrivileges sets the no_new_privs bit.
+	NoNewPrivileges bool
+}
+
+// Tmpfs is a tmpfs mount.
+type Tmpfs struct {
+	Destination string
+	// Size in bytes; 0 means the kernel default (half of RAM).
+	Size int64
+	// Options are mount options such as "noexec" or "mode=1777".
+	Options []string
+}
+
+// Mount is a bind mount of a host path.
+type Mount struct {
+	Source, Destination string
+	ReadOnly            bool
+}
+
+// DNS configures the container's resolv.conf; all empty means "derived from
+// the host's".
+type DNS struct {
+	Servers, Search, Options []string
+}
+
+// LogOptions place the container's json-file log: Dir/<ID>-json.log,
+// rotated at MaxSize bytes keeping MaxFile files.
+type LogOptions struct {
+	Dir     string
+	MaxSize int64
+	MaxFile int
+}
+
+// LogPath is where a container's current json-file log is written.
+func LogPath(dir, id string) string { return filepath.Join(dir, id+"-json.log") }
+
+// Labels set by the runtime on every container it creates.
+const (
+	labelStopSignal = "io.berth.stop-signal"
+	labelLogConfig  = "io.berth.log-config"
+	labelLogBinary  = "io.berth.log-binary"
+)
+
+// ErrPrivilegedDisabled is returned by Create for privileged containers when
+// the Runtime was configured with DisablePrivileged.
+var ErrPrivilegedDisabled = errors.New("privileged containers are disabled on this host")
+
+// ErrUnsupported marks a ContainerSpec setting the runtime cannot honour;
+// the error text names the setting.
+var ErrUnsupported = errors.New("unsupported container setting")
+
+// Create makes a container (not yet started) from spec. The image must have
+// been pulled. On error nothing is left behind.
+func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error) {
+	ctx = r.withNS(ctx)
+	if spec.ID == "" {
+		return errors.New("create container: ID is empty")
+	}
+	if spec.Security.Privileged && r.opts.DisablePrivileged {
+		return fmt.Errorf("create container %s: privileged: %w", spec.ID, ErrPrivilegedDisabled)
+	}
+	img, err := r.localImage(ctx, spec.Image)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", spec.ID, err)
+	}
+	imgSpec, err := img.Spec(ctx)
+	if err != nil {
+		return fmt.Errorf("create container %s: read image config: %w", spec.ID, err)
+	}
+	stopSignal := spec.StopSignal
+	if stopSignal == "" {
+		stopSignal = imgSpec.Config.StopSignal
+	}
+	if stopSignal == "" {
+		stopSignal = "SIGTERM"
+	}
+	if _, err := signal.ParseSignal(stopSignal); err != nil {
+		return fmt.Errorf("create container %s: stop signal %q: %w", spec.ID, stopSignal, err)
+	}
+	labels := map[string]string{labelStopSignal: stopSignal}
+	for k, v := range spec.Labels {
+		labels[k] = v
+	}
+	if spec.Log.Dir != "" {
+		arg, binary, err := r.logArg(spec)
+		if err != nil {
+			return fmt.Errorf("create container %s: %w", spec.ID, err)
+		}
+		labels[labelLogConfig], labels[labelLogBinary] = arg, binary
+	}
+
+	files, err := r.writeNetworkFiles(spec)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", spec.ID, err)
+	}
+	defer func() {
+		if retErr != nil {
+			os.RemoveAll(r.containerDir(spec.ID))
+		}
+	}()
+	specOpts, err := r.specOpts(spec, img, imgSpec, files)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", spec.ID, err)
+	}
+	_, err = r.client.NewContainer(ctx, spec.ID,
+		containerd.WithImage(img),
+		containerd.WithSnapshotter(r.opts.Snapshotter),
+		containerd.WithNewSnapshot(spec.ID, img),
+		containerd.WithNewSpec(specOpts...),
+		containerd.WithContainerLabels(labels),
+		containerd.WithRuntime(r.opts.RuntimeName, nil),
+	)
+	if err != nil {
+		// NewContainer leaves the snapshot behind when the spec fails.
+		if rmErr := r.client.SnapshotService(r.opts.Snapshotter).Remove(ctx, spec.ID); rmErr != nil && !errdefs.IsNotFound(rmErr) {
+			err = errors.Join(err, fmt.Errorf("remove snapshot: %w", rmErr))
+		}
+		if errdefs.IsAlreadyExists(err) {
+			return fmt.Errorf("create container %s: %w", spec.ID, err)
+		}
+		return fmt.Errorf("create container %s: %w", spec.ID, err)
+	}
+	return nil
+}
+
+func (r *Runtime) logArg(spec ContainerSpec) (arg, binary string, err error) {
+	if err := os.MkdirAll(spec.Log.Dir, 0o750); err != nil {
+		return "", "", fmt.Errorf("log dir: %w", err)
+	}
+	cfg := logs.Config{Path: LogPath(spec.Log.Dir, spec.ID), MaxSize: spec.Log.MaxSize, MaxFile: spec.Log.MaxFile}
+	if arg, err = cfg.Encode(); err != nil {
+		return "", "", err
+	}
+	binary = r.opts.LoggerBinary
+	if binary == "" {
+		if binary, err = os.Executable(); err != nil {
+			return "", "", fmt.Errorf("find logger binary: %w", err)
+		}
+	}
+	return arg, binary, nil
+}
+
+// logIO is the IO of a container's task: the shim runs the logger binary
+// with the encoded log config, or output is discarded.
+func logIO(labels map[string]string) cio.Creator {
+	arg, binary := labels[labelLogConfig], labels[labelLogBinary]
+	if arg == "" || binary == "" {
+		return cio.NullIO
+	}
+	return cio.BinaryIO(binary, map[string]string{logs.LoggerMode: arg})
+}
+
+// specOpts translates the ContainerSpec into OCI spec options, in an order
+// where later options see the effects of earlier ones (image config first,
+// then overrides).
+func (r *Runtime) specOpts(spec ContainerSpec, img containerd.Image, imgSpec ocispec.Image, files networkFiles) ([]oci.SpecOpts, error) {
+	opts := []oci.SpecOpts{
+		// Start from an empty env so that the image's PATH is not overridden
+		// by the default spec's.
+		func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			s.Process.Env = nil
+			return nil
+		},
+		oci.WithImageConfig(img),
+		oci.WithProcessArgs(processArgs(spec, imgSpec.Config)...),
+	}
+	if len(spec.Env) > 0 {
+		opts = append(opts, oci.WithEnv(spec.Env))
+	}
+	if spec.WorkingDir != "" {
+		opts = append(opts, oci.WithProcessCwd(spec.WorkingDir))
+	}
+	if spec.User != "" {
+		opts = append(opts, oci.WithUser(spec.User), withAdditionalGIDsOf(spec.User))
+	}
+	if len(processArgs(spec, imgSpec.Config)) == 0 {
+		return nil, errors.New("no command: neither the spec nor the image has an entrypoint or command")
+	}
+	if spec.Init {
+		if r.opts.InitBinary == "" {
+			return nil, fmt.Errorf("init: %w: no init binary is configured", ErrUnsupported)
+		}
+		opts = append(opts, withInit(r.opts.InitBinary))
+	}
+
+	res, err := resourceOpts(spec.Resources)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, res...)
+	sec, err := securityOpts(spec.Security)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, sec...)
+
+	if spec.ShmSize > 0 {
+		opts = append(opts, oci.WithDevShmSize(spec.ShmSize/1024))
+	}
+	mounts, err := mountSpecs(spec)
+	if err != nil {
+		return nil, err
+	}
+	mounts = append(mounts, files.mounts()...)
+	opts = append(opts, oci.WithMounts(mounts))
+
+	switch {
+	case spec.HostNetwork && spec.NetNSPath != "":
+		return nil, errors.New("network: both host network and a network namespace path are set")
+	case spec.HostNetwork:
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace))
+	case spec.NetNSPath != "":
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: spec.NetNSPath}))
+	}
+	if spec.Hostname != "" {
+		opts = append(opts, oci.WithHostname(spec.Hostname))
+	}
+	if len(spec.Sysctls) > 0 {
+		sysctls := spec.Sysctls
+		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			if s.Linux.Sysctl == nil {
+				s.Linux.Sysctl = map[string]string{}
+			}
+			for k, v := range sysctls {
+				s.Linux.Sysctl[k] = v
+			}
+			return nil
+		})
+	}
+	// Cgroups under /<namespace>/<id>, so they are easy to find and clean.
+	opts = append(opts, oci.WithNamespacedCgroup())
+	return opts, nil
+}
+
+// processArgs applies Docker's entrypoint/command rules.
+func processArgs(spec ContainerSpec, img ocispec.ImageConfig) []string {
+	var args []string
+	switch {
+	case len(spec.Entrypoint) > 0:
+		args = append(args, spec.Entrypoint...)
+		args = append(args, spec.Command...)
+	case len(spec.Command) > 0:
+		args = append(args, img.Entrypoint...)
+		args = append(args, spec.Command...)
+	default:
+		args = append(args, img.Entrypoint...)
+		args = append(args, img.Cmd...)
+	}
+	return args
+}
+
+// withAdditionalGIDsOf sets supplementary groups from the image's
+// /etc/group for the user part of "user[:group]", as Docker does.
+func withAdditionalGIDsOf(user string) oci.SpecOpts {
+	name, _, _ := strings.Cut(user, ":")
+	return oci.WithAdditionalGIDs(name)
+}
+
+func withInit(binary string) oci.SpecOpts {
+	const target = "/sbin/docker-init"
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: target, Type: "bind", Source: binary, Options: []string{"rbind", "ro"}})
+		s.Process.Args = append([]string{target, "--"}, s.Process.Args...)
+		return nil
+	}
+}
+
+func resourceOpts(res Resources) ([]oci.SpecOpts, error) {
+	var opts []oci.SpecOpts
+	if res.CPUShares > 0 {
+		opts = append(opts, oci.WithCPUShares(res.CPUShares))
+	}
+	if res.MemoryLimit < 0 || res.MemoryReservation < 0 {
+		return nil, errors.New("memory: negative limit or reservation")
+	}
+	if res.MemoryLimit > 0 {
+		if res.MemoryReservation > res.MemoryLimit {
+			return nil, fmt.Errorf("memory reservation %d is above the memory limit %d", res.MemoryReservation, res.MemoryLimit)
+		}
+		opts = append(opts, oci.WithMemoryLimit(uint64(res.MemoryLimit)), oci.WithMemorySwap(res.MemoryLimit))
+	}
+	if res.MemoryReservation > 0 {
+		reservation := res.MemoryReservation
+		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			if s.Linux.Resources == nil {
+				s.Linux.Resources = &specs.LinuxResources{}
+			}
+			if s.Linux.Resources.Memory == nil {
+				s.Linux.Resources.Memory = &specs.LinuxMemory{}
+			}
+			s.Linux.Resources.Memory.Reservation = &reservation
+			return nil
+		})
+	}
+	if res.PidsLimit > 0 {
+		opts = append(opts, oci.WithPidsLimit(res.PidsLimit))
+	}
+	if len(res.Ulimits) > 0 {
+		var rlimits []specs.POSIXRlimit
+		for _, u := range res.Ulimits {
+			name, err := rlimitName(u.Name)
+			if err != nil {
+				return nil, err
+			}
+			if u.Soft > u.Hard {
+				return nil, fmt.Errorf("ulimit %s: soft limit %d above hard limit %d", u.Name, u.Soft, u.Hard)
+			}
+			rlimits = append(rlimits, specs.POSIXRlimit{Type: name, Soft: u.Soft, Hard: u.Hard})
+		}
+		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			for _, rl := range rlimits {
+				replaced := false
+				for i := range s.Process.Rlimits {
+					if s.Process.Rlimits[i].Type == rl.Type {
+						s.Process.Rlimits[i], replaced = rl, true
+					}
+				}
+				if !replaced {
+					s.Process.Rlimits = append(s.Process.Rlimits, rl)
+				}
+			}
+			return nil
+		})
+	}
+	return opts, nil
+}
+
+var rlimits = map[string]bool{
+	"as": true, "core": true, "cpu": true, "data": true, "fsize": true, "locks": true,
+	"memlock": true, "msgqueue": true, "nice": true, "nofile": true, "nproc": true,
+	"rss": true, "rtprio": true, "rttime": true, "sigpending": true, "stack": true,
+}
+
+func rlimitName(name string) (string, error) {
+	n := strings.ToLower(strings.TrimPrefix(strings.ToUpper(name), "RLIMIT_"))
+	if !rlimits[n] {
+		return "", fmt.Errorf("ulimit %q: %w: unknown limit name", name, ErrUnsupported)
+	}
+	return "RLIMIT_" + strings.ToUpper(n), nil
+}
+
+func securityOpts(sec Security) ([]oci.SpecOpts, error) {
+	var opts []oci.SpecOpts
+	if sec.Privileged {
+		all, err := cap.Current()
+		if err != nil {
+			return nil, fmt.Errorf("privileged: read capabilities: %w", err)
+		}
+		opts = append(opts,
+			oci.WithCapabilities(all),
+			oci.WithMaskedPaths(nil),
+			oci.WithReadonlyPaths(nil),
+			oci.WithHostDevices,
+			oci.WithAllDevicesAllowed,
+			oci.WithWriteableSysfs,
+			oci.WithWriteableCgroupfs,
+		)
+	}
+	add, err := capNames("capAdd", sec.CapAdd)
+	if err != nil {
+		return nil, err
+	}
+	drop, err := capNames("capDrop", sec.CapDrop)
+	if err != nil {
+		return nil, err
+	}
+	// Docker applies drops first, then adds, so "drop ALL, add X" keeps X.
+	if len(drop) > 0 {
+		if drop[0] == "ALL" {
+			opts = append(opts, oci.WithCapabilities(nil))
+		} else {
+			opts = append(opts, oci.WithDroppedCapabilities(drop))
+		}
+	}
+	if len(add) > 0 {
+		if add[0] == "ALL" {
+			opts = append(opts, oci.WithAddedCapabilities(cap.Known()))
+		} else {
+			opts = append(opts, oci.WithAddedCapabilities(add))
+		}
+	}
+	if sec.ReadonlyRootfs {
+		opts = append(opts, oci.WithRootFSReadonly())
+	}
+	if sec.NoNewPrivileges {
+		opts = append(opts, oci.WithNoNewPrivileges)
+	}
+	return opts, nil
+}
+
+// capNames normalises capability names to "CAP_X" and checks they exist;
+// "ALL" is returned alone.
+func capNames(setting string, names []string) ([]string, error) {
+	known := map[string]bool{}
+	for _, c := range cap.Known() {
+		known[c] = true
+	}
+	var out []string
+	for _, n := range names {
+		u := strings.ToUpper(strings.TrimSpace(n))
+		if u == "ALL" {
+			return []string{"ALL"}, nil
+		}
+		if !strings.HasPrefix(u, "CAP_") {
+			u = "CAP_" + u
+		}
+		if !known[u] {
+			return nil, fmt.Errorf("%s %q: %w: unknown capability", setting, n, ErrUnsupported)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+func mountSpecs(spec ContainerSpec) ([]specs.Mount, error) {
+	var mounts []specs.Mount
+	for _, m := range spec.Mounts {
+		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Destination) {
+			return nil, fmt.Errorf("mount %s:%s: source and destination must be absolute", m.Source, m.Destination)
+		}
+		opt := "rw"
+		if m.ReadOnly {
+			opt = "ro"
+		}
+		mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: []string{"rbind", opt}})
+	}
+	for _, t := range spec.Tmpfs {
+		if !filepath.IsAbs(t.Destination) {
+			return nil, fmt.Errorf("tmpfs %s: destination must be absolute", t.Destination)
+		}
+		opts := append([]string{"nosuid", "nodev"}, t.Options...)
+		if t.Size > 0 {
+			opts = append(opts, fmt.Sprintf("size=%d", t.Size))
+		}
+		mounts = append(mounts, specs.Mount{Destination: t.Destination, Type: "tmpfs", Source: "tmpfs", Options: opts})
+	}
+	return mounts, nil
+}
