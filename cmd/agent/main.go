@@ -1,0 +1,251 @@
+// Command berth-agent is the Berth agent: it joins a cluster over the ECS
+// control-plane protocol and runs tasks on containerd. This package holds only
+// flags, signals and exit codes; configuration lives in pkg/config and the
+// agent itself in pkg/agent.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/berth-dev/berth/internal/version"
+	"github.com/berth-dev/berth/pkg/config"
+)
+
+// Exit codes, documented in docs/configuration.md ("Exit codes").
+const (
+	// exitOK is a clean stop: a signal ended the agent, or a command succeeded.
+	exitOK = 0
+	// exitFailure is a runtime failure, or `check` finding configuration errors.
+	exitFailure = 1
+	// exitUsage is a bad flag or command.
+	exitUsage = 2
+	// exitTerminal is a configuration or registration error that a restart
+	// cannot fix; systemd units set RestartPreventExitStatus=5.
+	exitTerminal = 5
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `usage: berth-agent [--version] [--config FILE] [--toml FILE] [command]
+
+With no command, run the agent.
+
+commands:
+  check          validate the configuration, print every problem; exit 1 on errors
+  print-config   print every setting's effective value and source (secrets redacted)
+
+flags:
+`
+
+// run is main without the process: it returns the exit code.
+func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("berth-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	paths := addPathFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return parseExit(err)
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "berth-agent %s\n", version.Version)
+		return exitOK
+	}
+	cmd, rest := "", fs.Args()
+	if len(rest) > 0 {
+		cmd, rest = rest[0], rest[1:]
+	}
+	if cmd != "" {
+		// Subcommands accept the path flags after their name too.
+		sub := flag.NewFlagSet("berth-agent "+cmd, flag.ContinueOnError)
+		sub.SetOutput(stderr)
+		paths.addTo(sub)
+		if err := sub.Parse(rest); err != nil {
+			return parseExit(err)
+		}
+		if sub.NArg() > 0 {
+			fmt.Fprintf(stderr, "berth-agent %s: unexpected argument %q\n", cmd, sub.Arg(0))
+			return exitUsage
+		}
+	}
+	opts := paths.loadOptions(env)
+
+	switch cmd {
+	case "":
+		return runAgent(ctx, opts, stderr)
+	case "check":
+		return check(opts, stdout)
+	case "print-config":
+		return printConfig(opts, stdout, stderr)
+	case "logger":
+		// Hidden mode: containerd's shim starts this binary as the binary://
+		// logger of every container (DESIGN.md, Logs). Its entry point comes
+		// from pkg/logs and is wired in here; until then the mode is refused.
+		fmt.Fprintln(stderr, "berth-agent: logger mode is not part of this build")
+		return exitFailure
+	default:
+		fmt.Fprintf(stderr, "berth-agent: unknown command %q\n", cmd)
+		fs.Usage()
+		return exitUsage
+	}
+}
+
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
+// pathFlags are --config and --toml, which both the top level and every
+// subcommand accept.
+type pathFlags struct {
+	config, toml       string
+	configSet, tomlSet bool
+}
+
+func addPathFlags(fs *flag.FlagSet) *pathFlags {
+	p := &pathFlags{}
+	p.addTo(fs)
+	return p
+}
+
+func (p *pathFlags) addTo(fs *flag.FlagSet) {
+	fs.Func("config", "ecs.config file (default "+config.DefaultConfigPath+")", func(s string) error {
+		p.config, p.configSet = s, true
+		return nil
+	})
+	fs.Func("toml", "TOML configuration file (default "+config.DefaultTOMLPath+")", func(s string) error {
+		p.toml, p.tomlSet = s, true
+		return nil
+	})
+}
+
+func (p *pathFlags) loadOptions(env []string) config.LoadOptions {
+	return config.LoadOptions{Env: env,
+		ConfigPath: p.config, ConfigPathSet: p.configSet,
+		TOMLPath: p.toml, TOMLPathSet: p.tomlSet}
+}
+
+// check prints every problem and fails when any is an error.
+func check(opts config.LoadOptions, stdout io.Writer) int {
+	_, problems, err := config.Load(opts)
+	for _, p := range problems {
+		fmt.Fprintln(stdout, p)
+	}
+	errs := 0
+	for _, p := range problems {
+		if p.Severity == config.SeverityError {
+			errs++
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stdout, "configuration has %d error(s) and %d warning(s)\n", errs, len(problems)-errs)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "configuration OK (%d warning(s))\n", len(problems))
+	return exitOK
+}
+
+// printConfig prints the effective settings; problems go to stderr.
+func printConfig(opts config.LoadOptions, stdout, stderr io.Writer) int {
+	cfg, problems, err := config.Load(opts)
+	for _, p := range problems {
+		fmt.Fprintln(stderr, p)
+	}
+	if werr := cfg.WriteSettings(stdout); werr != nil {
+		fmt.Fprintf(stderr, "berth-agent: %v\n", werr)
+		return exitFailure
+	}
+	if err != nil {
+		return exitFailure
+	}
+	return exitOK
+}
+
+// runAgent loads the configuration, sets up logging and runs the agent until
+// ctx is cancelled.
+func runAgent(ctx context.Context, opts config.LoadOptions, stderr io.Writer) int {
+	cfg, problems, cfgErr := config.Load(opts)
+	out, closeLog, err := openLogOutput(cfg.Log.File, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth-agent: %v\n", err)
+		return exitTerminal
+	}
+	defer closeLog()
+	log := config.NewLogger(cfg.Log, out)
+	for _, p := range problems {
+		entry := log.WithField("problem", p.String())
+		if p.Severity == config.SeverityError {
+			entry.Error("configuration error")
+		} else {
+			entry.Warn("configuration warning")
+		}
+	}
+	if cfgErr != nil {
+		log.Error("invalid configuration; not starting (exit 5)")
+		return exitTerminal
+	}
+	log.WithField("version", version.Version).Info("berth-agent starting")
+
+	// pkg/agent plugs in by replacing the next line with: err = agent.Run(ctx, cfg, log)
+	err = errNotImplemented
+
+	return exitCode(ctx, err, log)
+}
+
+// errNotImplemented stands in for the agent until pkg/agent exists.
+var errNotImplemented = errors.New("running tasks is not yet implemented")
+
+// terminalError is implemented by errors that a restart cannot fix (bad
+// configuration, the cluster refusing registration); they exit with 5.
+type terminalError interface {
+	error
+	Terminal() bool
+}
+
+// exitCode maps the agent's result onto the documented exit codes; a
+// cancelled context is a clean stop.
+func exitCode(ctx context.Context, err error, log *logrus.Logger) int {
+	var term terminalError
+	switch {
+	case err == nil, errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		log.Info("berth-agent stopped")
+		return exitOK
+	case errors.As(err, &term) && term.Terminal():
+		log.WithError(err).Error("berth-agent stopped by a terminal error")
+		return exitTerminal
+	default:
+		log.WithError(err).Error("berth-agent failed")
+		return exitFailure
+	}
+}
+
+// openLogOutput opens ECS_LOGFILE for appending, or returns stderr.
+func openLogOutput(path string, stderr io.Writer) (io.Writer, func(), error) {
+	if path == "" {
+		return stderr, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open ECS_LOGFILE: %w", err)
+	}
+	return f, func() { _ = f.Close() }, nil
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+)
+
+const authSecret = "hunter2-do-not-print"
+
+// badLine3 is an ecs.config whose third line has an invalid port list.
+const badLine3 = "# lab instance\nECS_CLUSTER=lab\nECS_RESERVED_PORTS=22,abc\n"
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// runIn runs the command in-process. Callers name both files, so the host's
+// /etc files never leak into a test.
+func runIn(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, env, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestRun(t *testing.T) {
+	bad := writeFile(t, "ecs.config", badLine3)
+	good := writeFile(t, "ecs.config", "ECS_CLUSTER=lab\nECS_CLUSTR=typo\n")
+	noTOML := writeFile(t, "agent.toml", "") // empty, so the host's /etc/berth/agent.toml is never read
+	tests := []struct {
+		name       string
+		env        []string
+		args       []string
+		code       int
+		stdoutHas  []string
+		stderrHas  []string
+		stdoutLine string // a line stdout must start with
+	}{
+		{name: "version", args: []string{"--version"}, code: exitOK, stdoutHas: []string{"berth-agent dev"}},
+		{name: "help", args: []string{"-h"}, code: exitOK, stderrHas: []string{"usage: berth-agent"}},
+		{name: "unknown flag", args: []string{"--nope"}, code: exitUsage},
+		{name: "unknown command", args: []string{"frobnicate"}, code: exitUsage, stderrHas: []string{`unknown command "frobnicate"`}},
+		{name: "extra argument", args: []string{"check", "x"}, code: exitUsage},
+		{name: "check bad line 3", args: []string{"check", "--config", bad, "--toml", noTOML}, code: exitFailure,
+			stdoutLine: bad + ":3: ECS_RESERVED_PORTS: ",
+			stdoutHas:  []string{`"22,abc" is not a JSON array of ports (1-65535)`, "1 error(s)"}},
+		{name: "check flags before the command", args: []string{"--config", bad, "--toml", noTOML, "check"}, code: exitFailure,
+			stdoutLine: bad + ":3: ECS_RESERVED_PORTS: "},
+		{name: "check warnings only", args: []string{"check", "--config", good, "--toml", noTOML}, code: exitOK,
+			stdoutHas: []string{"ECS_CLUSTR: warning: unknown key, ignored; did you mean ECS_CLUSTER?", "configuration OK (1 warning(s))"}},
+		{name: "check env error", env: []string{"ECS_LOGLEVEL=loud"}, args: []string{"check", "--config", good, "--toml", noTOML},
+			code: exitFailure, stdoutLine: "environment: ECS_LOGLEVEL: "},
+		{name: "check missing named file", args: []string{"check", "--config", filepath.Join(t.TempDir(), "missing"), "--toml", noTOML}, code: exitFailure,
+			stdoutHas: []string{"cannot read configuration file"}},
+		{name: "print-config", env: []string{"ECS_CLUSTER=from-env"}, args: []string{"print-config", "--config", good, "--toml", noTOML}, code: exitOK,
+			stdoutHas: []string{"ECS_CLUSTER", "from-env", "environment", "ECS_DATADIR", "/var/lib/berth", "default"}},
+		{name: "run with bad config is terminal", args: []string{"--config", bad, "--toml", noTOML}, code: exitTerminal,
+			stderrHas: []string{bad + ":3: ECS_RESERVED_PORTS: ", "not starting"}},
+		{name: "run says what is missing", args: []string{"--config", good, "--toml", noTOML}, code: exitFailure,
+			stderrHas: []string{"running tasks is not yet implemented"}},
+		{name: "run logs json", env: []string{"ECS_LOG_OUTPUT_FORMAT=json"}, args: []string{"--config", good, "--toml", noTOML}, code: exitFailure,
+			stderrHas: []string{`"level":"error"`, `"msg":"berth-agent failed"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runIn(t, tt.env, tt.args...)
+			if code != tt.code {
+				t.Errorf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout, stderr)
+			}
+			for _, s := range tt.stdoutHas {
+				if !strings.Contains(stdout, s) {
+					t.Errorf("stdout lacks %q:\n%s", s, stdout)
+				}
+			}
+			for _, s := range tt.stderrHas {
+				if !strings.Contains(stderr, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, stderr)
+				}
+			}
+			if tt.stdoutLine != "" && !hasLinePrefix(stdout, tt.stdoutLine) {
+				t.Errorf("no stdout line starts with %q:\n%s", tt.stdoutLine, stdout)
+			}
+		})
+	}
+}
+
+func hasLinePrefix(out, prefix string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+type terminal struct{}
+
+func (terminal) Error() string  { return "cluster refused registration" }
+func (terminal) Terminal() bool { return true }
+
+func TestExitCode(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	tests := []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want int
+	}{
+		{"nil", context.Background(), nil, exitOK},
+		{"cancelled by a signal", cancelled, fmt.Errorf("run: %w", context.Canceled), exitOK},
+		{"terminal", context.Background(), fmt.Errorf("register: %w", terminal{}), exitTerminal},
+		{"other", context.Background(), errors.New("containerd went away"), exitFailure},
+	}
+	for _, tt := range tests {
+		if got := exitCode(tt.ctx, tt.err, log); got != tt.want {
+			t.Errorf("%s: exit code %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestBinary builds berth-agent and checks the issue's "must show" cases
+// against the real executable: the bad line 3 and redaction in print-config.
+func TestBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary; skipped with -short")
+	}
+	bin := filepath.Join(t.TempDir(), "berth-agent")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	noTOML := writeFile(t, "agent.toml", "") // empty, so the host's /etc/berth/agent.toml is never read
+
+	bad := writeFile(t, "ecs.config", badLine3)
+	cmd := exec.Command(bin, "check", "--config", bad, "--toml", noTOML)
+	cmd.Env = []string{}
+	out, err := cmd.Output()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
+		t.Errorf("check exit: %v, want exit status 1", err)
+	}
+	if !strings.HasPrefix(string(out), bad+":3: ECS_RESERVED_PORTS:") {
+		t.Errorf("check output does not start with %q:\n%s", bad+":3: ECS_RESERVED_PORTS:", out)
+	}
+
+	auth := `{"registry.lab":{"username":"u","password":"` + authSecret + `"}}`
+	cfgFile := writeFile(t, "ecs.config", "ECS_ENGINE_AUTH_TYPE=docker\nECS_ENGINE_AUTH_DATA='"+auth+"'\n")
+	cmd = exec.Command(bin, "print-config", "--config", cfgFile, "--toml", noTOML)
+	cmd.Env = []string{"AWS_SECRET_ACCESS_KEY=" + authSecret}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err = cmd.Output()
+	if err != nil {
+		t.Fatalf("print-config: %v\n%s", err, stderr.String())
+	}
+	if strings.Contains(string(out)+stderr.String(), authSecret) {
+		t.Fatalf("print-config printed a secret:\n%s", out)
+	}
+	for _, key := range []string{"ECS_ENGINE_AUTH_DATA", "AWS_SECRET_ACCESS_KEY"} {
+		line := lineFor(string(out), key)
+		if !strings.Contains(line, "<redacted>") {
+			t.Errorf("%s line is %q, want the value <redacted>", key, line)
+		}
+	}
+}
+
+func lineFor(out, key string) string {
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, key+" ") {
+			return line
+		}
+	}
+	return ""
+}
+
+func TestLogFile(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "agent.log")
+	good := writeFile(t, "ecs.config", "ECS_LOGFILE="+logFile+"\n")
+	toml := writeFile(t, "agent.toml", "")
+	code, _, stderr := runIn(t, nil, "--config", good, "--toml", toml)
+	if code != exitFailure || stderr != "" {
+		t.Errorf("exit %d, stderr %q; want 1 and nothing on stderr", code, stderr)
+	}
+	data, err := os.ReadFile(logFile)
+	if err != nil || !strings.Contains(string(data), "running tasks is not yet implemented") {
+		t.Errorf("ECS_LOGFILE content %q (%v)", data, err)
+	}
+}
