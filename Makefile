@@ -4,9 +4,12 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/berth-dev/berth/internal/version.Version=$(VERSION)
 GOTEST_FLAGS ?= -count=1 -timeout 15m
-# Integration tests share one private containerd and registry, started by the
-# testenv runner around the whole `go test` run (see internal/testenv).
-TESTENV := $(GO) run ./internal/testenv/cmd/berth-testenv --
+# Integration tests share one private containerd and registries, started by the
+# testenv runner around the whole `go test` run (see docs/testing.md). The
+# runner is built first rather than used through `go run`, which would turn
+# every failing exit status into 1 and stand between it and signals.
+TESTENV_BIN := bin/berth-testenv
+TESTENV := $(TESTENV_BIN) --
 
 .PHONY: all build test test-deps vet unit lint bench demo clean fuzz
 
@@ -25,9 +28,11 @@ vet:
 # test: installs what is missing, vets, then runs every test (unit and integration)
 # with the race detector against a private containerd and registry.
 test: test-deps vet build
+	$(GO) build -o $(TESTENV_BIN) ./internal/testenv/cmd/berth-testenv
 	$(TESTENV) $(GO) test -race $(GOTEST_FLAGS) ./...
 
-# unit: only tests that need no containerd (integration tests skip outside CI).
+# unit: only tests that need no containerd or registry; with -short, testenv
+# skips every test that asks for one.
 unit:
 	$(GO) test -race $(GOTEST_FLAGS) -short ./...
 

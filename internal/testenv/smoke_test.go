@@ -302,6 +302,9 @@ func getJSON(t *testing.T, url string, v any) {
 // container running in it (as a crashed test would), closes it, and checks
 // that no process, mount or file of it remains.
 func TestTeardownLeavesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts its own containerd; skipped with -short")
+	}
 	testenv.RequireRoot(t)
 	testenv.RequireBinaries(t, "containerd", "runc", "containerd-shim-runc-v2", "docker-registry")
 	testenv.RequireBusyboxStatic(t)

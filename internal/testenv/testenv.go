@@ -79,6 +79,15 @@ func requireMain(t testing.TB) {
 	}
 }
 
+// skipShort skips integration tests under `go test -short` (make unit),
+// which asks for tests that need no daemon.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("testenv: integration test skipped with -short")
+	}
+}
+
 // ContainerdInstance is a running private containerd.
 type ContainerdInstance struct {
 	// Address is the unix socket path of its gRPC API.
@@ -93,6 +102,7 @@ type ContainerdInstance struct {
 // and containerd-shim-runc-v2 (and containerd itself when starting one).
 func Containerd(t testing.TB) *ContainerdInstance {
 	t.Helper()
+	skipShort(t)
 	RequireRoot(t)
 	RequireBinaries(t, "runc", "containerd-shim-runc-v2")
 	requireMain(t)
@@ -186,6 +196,7 @@ func AuthRegistry(t testing.TB) *RegistryInstance {
 
 func registryFor(t testing.TB, auth bool) *RegistryInstance {
 	t.Helper()
+	skipShort(t)
 	requireMain(t)
 	if auth {
 		if host := os.Getenv(EnvAuthRegistry); host != "" {
