@@ -1,0 +1,200 @@
+package layout
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/berth-dev/berth"
+
+// rule forbids packages matching from (minus fromExcept) to import packages
+// matching to (minus toExcept). Patterns are module-relative; "x/..." matches
+// x and everything below it, "..." matches every package of the module.
+// Rules over packages that do not exist yet simply match nothing.
+type rule struct {
+	why                string
+	from, fromExcept   []string
+	to, toExcept       []string
+	transitive         bool // check Deps (all non-test dependencies) instead of direct imports
+	includeTestImports bool // direct rules only: also check the package's tests' imports
+}
+
+// rules is DESIGN.md's "Packages" table as data.
+func rules() []rule {
+	return []rule{
+		{why: "only cmd/* and pkg/agent import pkg/config; other packages take their own options structs",
+			from: []string{"..."}, fromExcept: []string{"cmd/...", "pkg/agent/...", "pkg/config/..."},
+			to: []string{"pkg/config/..."}, includeTestImports: true},
+		{why: "pkg/config imports no other berth package",
+			from: []string{"pkg/config/..."}, to: []string{"..."}, toExcept: []string{"pkg/config/..."}, transitive: true},
+		{why: "pkg/api holds wire types only and imports no other berth package",
+			from: []string{"pkg/api/..."}, to: []string{"..."}, toExcept: []string{"pkg/api/..."}, transitive: true},
+		{why: "pkg/runtime and pkg/network know nothing of ECS",
+			from: []string{"pkg/runtime/...", "pkg/network/..."},
+			to:   []string{"pkg/api/...", "pkg/engine/...", "pkg/registration/...", "pkg/config/..."}, transitive: true},
+		{why: "pkg/cluster/... imports no agent package except pkg/api",
+			from: []string{"pkg/cluster/..."}, to: []string{"pkg/..."}, toExcept: []string{"pkg/api/...", "pkg/cluster/..."}, transitive: true},
+		{why: "internal/testenv is test-only: only tests and the testenv runner import it",
+			from: []string{"..."}, fromExcept: []string{"internal/testenv/...", "bench/..."},
+			to: []string{"internal/testenv/..."}},
+		{why: "internal/testenv must not ship in the berth binaries",
+			from: []string{"cmd/agent", "cmd/cluster"}, to: []string{"internal/testenv/..."}, transitive: true},
+	}
+}
+
+// pkg is the part of `go list -json` output the rules need.
+type pkg struct {
+	ImportPath   string
+	Imports      []string
+	Deps         []string
+	TestImports  []string
+	XTestImports []string
+}
+
+func matches(path string, patterns []string) bool {
+	rel, ok := strings.CutPrefix(path, module)
+	if !ok || (rel != "" && rel[0] != '/') {
+		return false // not a package of this module
+	}
+	rel = strings.TrimPrefix(rel, "/")
+	for _, p := range patterns {
+		if p == "..." {
+			return true
+		}
+		if base, ok := strings.CutSuffix(p, "/..."); ok {
+			if rel == base || strings.HasPrefix(rel, base+"/") {
+				return true
+			}
+		} else if rel == p {
+			return true
+		}
+	}
+	return false
+}
+
+// violations returns one line per forbidden import in pkgs.
+func violations(pkgs []pkg, rs []rule) []string {
+	var out []string
+	for _, r := range rs {
+		for _, p := range pkgs {
+			if !matches(p.ImportPath, r.from) || matches(p.ImportPath, r.fromExcept) {
+				continue
+			}
+			var imports []string
+			if r.transitive {
+				imports = p.Deps
+			} else {
+				imports = slices.Clone(p.Imports)
+				if r.includeTestImports {
+					imports = append(append(imports, p.TestImports...), p.XTestImports...)
+				}
+			}
+			for _, imp := range imports {
+				if imp == p.ImportPath {
+					continue // an external test package imports the package under test
+				}
+				if matches(imp, r.to) && !matches(imp, r.toExcept) {
+					out = append(out, fmt.Sprintf("%s imports %s: %s", p.ImportPath, imp, r.why))
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// listModule runs `go list -e -json` over the whole module. -e keeps a
+// package that does not compile right now (another change in progress) from
+// hiding the layout of all the others.
+func listModule(t *testing.T) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-e", "-json", module+"/...")
+	cmd.Dir = "../.."
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p pkg
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("decode go list output: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+func TestLayout(t *testing.T) {
+	pkgs := listModule(t)
+	// Guard against passing vacuously on an empty or mis-rooted listing.
+	for _, want := range []string{module + "/pkg/config", module + "/cmd/agent"} {
+		if !slices.ContainsFunc(pkgs, func(p pkg) bool { return p.ImportPath == want }) {
+			t.Fatalf("go list did not report %s; found %d packages", want, len(pkgs))
+		}
+	}
+	for _, v := range violations(pkgs, rules()) {
+		t.Error(v)
+	}
+}
+
+// TestRulesCatchViolations proves each rule fires on a made-up module that
+// breaks it, and stays quiet on one that follows the layout.
+func TestRulesCatchViolations(t *testing.T) {
+	m := func(rel string) string { return module + "/" + rel }
+	bad := []pkg{
+		{ImportPath: m("pkg/engine"), Imports: []string{m("pkg/config")}},
+		{ImportPath: m("pkg/state"), TestImports: []string{m("pkg/config")}},
+		{ImportPath: m("pkg/config"), Deps: []string{"fmt", m("internal/version")}},
+		{ImportPath: m("pkg/api/acs"), Deps: []string{m("pkg/runtime")}},
+		{ImportPath: m("pkg/runtime"), Deps: []string{m("pkg/api")}},
+		{ImportPath: m("pkg/network/cni"), Deps: []string{m("pkg/config")}},
+		{ImportPath: m("pkg/cluster/store"), Deps: []string{m("pkg/api"), m("pkg/engine")}},
+		{ImportPath: m("pkg/logs"), Imports: []string{m("internal/testenv")}},
+		{ImportPath: m("cmd/agent"), Deps: []string{m("internal/testenv")}},
+	}
+	got := violations(bad, rules())
+	want := []string{
+		m("cmd/agent") + " imports " + m("internal/testenv"),
+		m("pkg/api/acs") + " imports " + m("pkg/runtime"),
+		m("pkg/cluster/store") + " imports " + m("pkg/engine"),
+		m("pkg/config") + " imports " + m("internal/version"),
+		m("pkg/engine") + " imports " + m("pkg/config"),
+		m("pkg/logs") + " imports " + m("internal/testenv"),
+		m("pkg/network/cni") + " imports " + m("pkg/config"),
+		m("pkg/runtime") + " imports " + m("pkg/api"),
+		m("pkg/state") + " imports " + m("pkg/config"),
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d violations, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]+": ") {
+			t.Errorf("violation %d = %q, want it to start with %q", i, got[i], want[i])
+		}
+	}
+
+	good := []pkg{
+		{ImportPath: m("cmd/agent"), Imports: []string{m("pkg/config"), m("pkg/agent")}, Deps: []string{m("pkg/config"), m("pkg/runtime")}},
+		{ImportPath: m("pkg/agent"), Imports: []string{m("pkg/config"), m("pkg/engine")}},
+		{ImportPath: m("pkg/cluster/api"), Deps: []string{m("pkg/api"), m("pkg/cluster/store"), m("internal/version")}},
+		{ImportPath: m("pkg/runtime"), Deps: []string{"context", m("internal/version")}, TestImports: []string{m("internal/testenv")}},
+		{ImportPath: m("internal/testenv/cmd/berth-testenv"), Imports: []string{m("internal/testenv")}},
+		{ImportPath: m("pkg/configuration"), Imports: []string{"github.com/other/pkg/config"}},
+	}
+	if got := violations(good, rules()); len(got) != 0 {
+		t.Errorf("a layout-following module has violations:\n%s", strings.Join(got, "\n"))
+	}
+}
