@@ -307,6 +307,25 @@ func TestMissingFiles(t *testing.T) {
 	}
 }
 
+func TestTOMLTypeErrors(t *testing.T) {
+	opts := files(t, "", "disable_privileged = \"yes\"\nreserved_ports = [22, \"ssh\"]\n[instance_attributes]\nzone = 1\n")
+	_, problems, _ := Load(opts)
+	got := problemStrings(problems)
+	want := []string{
+		opts.TOMLPath + `:1: disable_privileged: is a TOML String, not a boolean (allowed: true, false)`,
+		opts.TOMLPath + `:2: reserved_ports: is not a JSON array of ports (1-65535): toml: line 2 (last key "reserved_ports"): incompatible types`,
+		opts.TOMLPath + `:3: instance_attributes: is not a JSON object of attribute names to values: `,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("problems = %q, want %d", got, len(want))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("problem %d = %q, want prefix %q", i, got[i], want[i])
+		}
+	}
+}
+
 func TestTOMLSyntaxError(t *testing.T) {
 	opts := files(t, "", "cluster = \"a\"\nloglevel = \n")
 	_, problems, err := Load(opts)

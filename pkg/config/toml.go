@@ -40,8 +40,12 @@ func (l *loader) loadTOML(data []byte, path string) {
 		}
 		text, err := decodeTOMLValue(&md, doc[name], k.shape)
 		if err != nil {
-			problems = append(problems, Problem{Severity: SeverityError, Where: where, Key: name,
-				Message: fmt.Sprintf("is a TOML %s, not %s", md.Type(name), k.want)})
+			msg := fmt.Sprintf("is a TOML %s, not %s", md.Type(name), k.want)
+			if md.Type(name) == tomlTypeName(k.shape) {
+				// The shape is right but an element is not; BurntSushi says which.
+				msg = fmt.Sprintf("is not %s: %v", k.want, err)
+			}
+			problems = append(problems, Problem{Severity: SeverityError, Where: where, Key: name, Message: msg})
 			continue
 		}
 		if text == "" {
@@ -121,6 +125,22 @@ func decodeTOMLValue(md *toml.MetaData, p toml.Primitive, shape tomlShape) (stri
 		var s string
 		err := md.PrimitiveDecode(p, &s)
 		return s, err
+	}
+}
+
+// tomlTypeName is the name MetaData.Type reports for a value of shape.
+func tomlTypeName(shape tomlShape) string {
+	switch shape {
+	case tomlBool:
+		return "Bool"
+	case tomlInt:
+		return "Integer"
+	case tomlIntArray, tomlStringArray:
+		return "Array"
+	case tomlStringTable:
+		return "Hash"
+	default:
+		return "String"
 	}
 }
 
