@@ -1,0 +1,180 @@
+package api
+
+import (
+	"regexp"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	smithy "github.com/aws/smithy-go"
+
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+var (
+	attrNameRE  = regexp.MustCompile(`^[a-zA-Z0-9_.\-/\\]{1,128}$`)
+	attrValueRE = regexp.MustCompile(`^[a-zA-Z0-9_.\-@/\\: ]{1,128}$`)
+)
+
+// validateAttributes checks names and values; withTarget requires targetId
+// (PutAttributes, DeleteAttributes).
+func validateAttributes(as []types.Attribute, withTarget bool) error {
+	for _, a := range as {
+		if !attrNameRE.MatchString(aws.ToString(a.Name)) {
+			return invalidParam("Attribute name %q is invalid: up to 128 letters, numbers, hyphens, underscores, slashes or periods.", aws.ToString(a.Name))
+		}
+		if a.Value != nil && !attrValueRE.MatchString(*a.Value) {
+			return invalidParam("Attribute value %q of %q is invalid.", *a.Value, aws.ToString(a.Name))
+		}
+		if a.TargetType != "" && a.TargetType != types.TargetTypeContainerInstance {
+			return invalidParam("Attribute targetType must be container-instance.")
+		}
+		if withTarget && aws.ToString(a.TargetId) == "" {
+			return invalidParam("Attribute %q needs a targetId.", aws.ToString(a.Name))
+		}
+	}
+	return nil
+}
+
+// mergeAttributes sets (by name) the attributes in add on have.
+func mergeAttributes(have, add []types.Attribute) []types.Attribute {
+	byName := map[string]int{}
+	for i, a := range have {
+		byName[aws.ToString(a.Name)] = i
+	}
+	for _, a := range add {
+		a.TargetId, a.TargetType = nil, ""
+		if i, ok := byName[aws.ToString(a.Name)]; ok {
+			have[i] = a
+			continue
+		}
+		byName[aws.ToString(a.Name)] = len(have)
+		have = append(have, a)
+	}
+	return sortedAttributes(have)
+}
+
+// changeAttributes applies fn to the instance each attribute targets.
+func (s *Server) changeAttributes(clusterRef *string, as []types.Attribute, fn func(rec *instanceRecord, a types.Attribute)) ([]types.Attribute, error) {
+	cluster, err := s.clusterName(clusterRef)
+	if err != nil {
+		return nil, err
+	}
+	if len(as) == 0 || len(as) > 10 {
+		return nil, invalidParam("attributes must have between 1 and 10 items.")
+	}
+	if err := validateAttributes(as, true); err != nil {
+		return nil, err
+	}
+	err = s.opts.Store.Update(func(tx store.Tx) error {
+		if _, err := activeCluster(tx, cluster); err != nil {
+			return err
+		}
+		for i, a := range as {
+			rec, ok, err := s.loadInstance(tx, cluster, *a.TargetId)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return clientErr("TargetNotFoundException", "Could not find %s.", *a.TargetId)
+			}
+			fn(rec, a)
+			if err := tx.Put(store.Instances, instanceKey(cluster, lastSegment(*rec.Instance.ContainerInstanceArn)), rec); err != nil {
+				return err
+			}
+			as[i].TargetType = types.TargetTypeContainerInstance
+			as[i].TargetId = rec.Instance.ContainerInstanceArn
+		}
+		return nil
+	})
+	return as, err
+}
+
+func (s *Server) putAttributes(c *call, in *ecs.PutAttributesInput) (smithy.Serializable, error) {
+	as, err := s.changeAttributes(in.Cluster, in.Attributes, func(rec *instanceRecord, a types.Attribute) {
+		rec.Instance.Attributes = mergeAttributes(rec.Instance.Attributes, []types.Attribute{a})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ecs.PutAttributesOutput{Attributes: as}, nil
+}
+
+func (s *Server) deleteAttributes(c *call, in *ecs.DeleteAttributesInput) (smithy.Serializable, error) {
+	as, err := s.changeAttributes(in.Cluster, in.Attributes, func(rec *instanceRecord, a types.Attribute) {
+		kept := rec.Instance.Attributes[:0]
+		for _, h := range rec.Instance.Attributes {
+			if aws.ToString(h.Name) != aws.ToString(a.Name) {
+				kept = append(kept, h)
+			}
+		}
+		rec.Instance.Attributes = kept
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ecs.DeleteAttributesOutput{Attributes: as}, nil
+}
+
+func (s *Server) listAttributes(c *call, in *ecs.ListAttributesInput) (smithy.Serializable, error) {
+	cluster, err := s.clusterName(in.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	if in.TargetType != types.TargetTypeContainerInstance {
+		return nil, invalidParam("targetType must be container-instance.")
+	}
+	if in.AttributeValue != nil && in.AttributeName == nil {
+		return nil, invalidParam("attributeValue requires attributeName.")
+	}
+	var out []types.Attribute
+	var keys []string
+	err = s.opts.Store.View(func(tx store.Tx) error {
+		if _, err := activeCluster(tx, cluster); err != nil {
+			return err
+		}
+		return tx.ForEach(store.Instances, cluster+"/", func(_ string, raw []byte) error {
+			var rec instanceRecord
+			if err := decode(raw, &rec); err != nil {
+				return err
+			}
+			if aws.ToString(rec.Instance.Status) == "INACTIVE" {
+				return nil
+			}
+			for _, a := range rec.Instance.Attributes {
+				if in.AttributeName != nil && aws.ToString(a.Name) != *in.AttributeName {
+					continue
+				}
+				if in.AttributeValue != nil && aws.ToString(a.Value) != *in.AttributeValue {
+					continue
+				}
+				a.TargetType = types.TargetTypeContainerInstance
+				a.TargetId = rec.Instance.ContainerInstanceArn
+				keys = append(keys, aws.ToString(a.TargetId)+"|"+aws.ToString(a.Name))
+				out = append(out, a)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	page, next, err := paginate(keys, in.MaxResults, in.NextToken, 100)
+	if err != nil {
+		return nil, err
+	}
+	start := 0
+	if len(page) > 0 {
+		for i, k := range keys {
+			if k == page[0] {
+				start = i
+				break
+			}
+		}
+	}
+	res := out[start : start+len(page)]
+	if res == nil {
+		res = []types.Attribute{}
+	}
+	return &ecs.ListAttributesOutput{Attributes: res, NextToken: next}, nil
+}

@@ -1,0 +1,234 @@
+package api
+
+import (
+	"errors"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	smithy "github.com/aws/smithy-go"
+
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+// operations is the table of every ECS operation served. Operations marked
+// agent may be called with an agent key.
+func (s *Server) operations() map[string]operation {
+	return map[string]operation{
+		"CreateCluster":                 op(false, s.createCluster),
+		"DeleteCluster":                 op(false, s.deleteCluster),
+		"ListClusters":                  op(false, s.listClusters),
+		"DescribeClusters":              op(false, s.describeClusters),
+		"RegisterTaskDefinition":        op(false, s.registerTaskDefinition),
+		"DeregisterTaskDefinition":      op(false, s.deregisterTaskDefinition),
+		"DescribeTaskDefinition":        op(false, s.describeTaskDefinition),
+		"ListTaskDefinitions":           op(false, s.listTaskDefinitions),
+		"ListTaskDefinitionFamilies":    op(false, s.listTaskDefinitionFamilies),
+		"RegisterContainerInstance":     op(true, s.registerContainerInstance),
+		"DeregisterContainerInstance":   op(true, s.deregisterContainerInstance),
+		"ListContainerInstances":        op(false, s.listContainerInstances),
+		"DescribeContainerInstances":    op(false, s.describeContainerInstances),
+		"UpdateContainerInstancesState": op(false, s.updateContainerInstancesState),
+		"PutAttributes":                 op(false, s.putAttributes),
+		"ListAttributes":                op(false, s.listAttributes),
+		"DeleteAttributes":              op(false, s.deleteAttributes),
+		"DiscoverPollEndpoint":          op(true, s.discoverPollEndpoint),
+		"RunTask":                       op(false, s.runTask),
+		"StartTask":                     op(false, s.startTask),
+		"StopTask":                      op(false, s.stopTask),
+		"ListTasks":                     op(false, s.listTasks),
+		"DescribeTasks":                 op(false, s.describeTasks),
+		"SubmitTaskStateChange":         op(true, s.submitTaskStateChange),
+		"SubmitContainerStateChange":    op(true, s.submitContainerStateChange),
+	}
+}
+
+// withCounts fills the instance and task counts of a cluster.
+func withCounts(tx store.Tx, rec *clusterRecord) (types.Cluster, error) {
+	c := rec.Cluster
+	name := aws.ToString(c.ClusterName)
+	var instances, running, pending int32
+	err := tx.ForEach(store.Instances, name+"/", func(_ string, raw []byte) error {
+		var in instanceRecord
+		if err := decode(raw, &in); err != nil {
+			return err
+		}
+		if st := aws.ToString(in.Instance.Status); st == "ACTIVE" || st == "DRAINING" {
+			instances++
+		}
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	err = tx.ForEach(store.Tasks, name+"/", func(_ string, raw []byte) error {
+		var t taskRecord
+		if err := decode(raw, &t); err != nil {
+			return err
+		}
+		switch aws.ToString(t.Task.LastStatus) {
+		case "RUNNING":
+			running++
+		case "PROVISIONING", "PENDING", "ACTIVATING":
+			pending++
+		}
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	c.RegisteredContainerInstancesCount = instances
+	c.RunningTasksCount = running
+	c.PendingTasksCount = pending
+	return c, nil
+}
+
+func (s *Server) createCluster(c *call, in *ecs.CreateClusterInput) (smithy.Serializable, error) {
+	name := aws.ToString(in.ClusterName)
+	if name == "" {
+		name = "default"
+	}
+	if !nameRE.MatchString(name) {
+		return nil, invalidParam("Cluster name can have up to 255 characters: letters (upper and lower case), numbers, underscores and hyphens.")
+	}
+	out := &ecs.CreateClusterOutput{}
+	err := s.opts.Store.Update(func(tx store.Tx) error {
+		var rec clusterRecord
+		err := tx.Get(store.Clusters, name, &rec)
+		switch {
+		case err == nil && aws.ToString(rec.Cluster.Status) == "ACTIVE":
+			// ECS answers a create of an existing cluster with that cluster.
+		case err == nil || errors.Is(err, store.ErrNotFound):
+			rec.Cluster = types.Cluster{
+				ClusterArn:  aws.String(s.clusterArn(name)),
+				ClusterName: aws.String(name),
+				Status:      aws.String("ACTIVE"),
+				Tags:        in.Tags,
+				Settings:    in.Settings,
+			}
+			if err := tx.Put(store.Clusters, name, rec); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+		cl, err := withCounts(tx, &rec)
+		out.Cluster = &cl
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) deleteCluster(c *call, in *ecs.DeleteClusterInput) (smithy.Serializable, error) {
+	if in.Cluster == nil {
+		return nil, invalidParam("Cluster is required.")
+	}
+	name, err := s.clusterName(in.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	out := &ecs.DeleteClusterOutput{}
+	err = s.opts.Store.Update(func(tx store.Tx) error {
+		rec, err := activeCluster(tx, name)
+		if err != nil {
+			return err
+		}
+		cl, err := withCounts(tx, rec)
+		if err != nil {
+			return err
+		}
+		if cl.RegisteredContainerInstancesCount > 0 {
+			return clientErr("ClusterContainsContainerInstancesException", "The Cluster cannot be deleted while Container Instances are active or draining.")
+		}
+		if cl.RunningTasksCount+cl.PendingTasksCount > 0 {
+			return clientErr("ClusterContainsTasksException", "The Cluster cannot be deleted while Tasks are active.")
+		}
+		rec.Cluster.Status = aws.String("INACTIVE")
+		if err := tx.Put(store.Clusters, name, rec); err != nil {
+			return err
+		}
+		cl.Status = rec.Cluster.Status
+		out.Cluster = &cl
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) listClusters(c *call, in *ecs.ListClustersInput) (smithy.Serializable, error) {
+	var arns []string
+	err := s.opts.Store.View(func(tx store.Tx) error {
+		return tx.ForEach(store.Clusters, "", func(_ string, raw []byte) error {
+			var rec clusterRecord
+			if err := decode(raw, &rec); err != nil {
+				return err
+			}
+			if aws.ToString(rec.Cluster.Status) == "ACTIVE" {
+				arns = append(arns, aws.ToString(rec.Cluster.ClusterArn))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	page, next, err := paginate(arns, in.MaxResults, in.NextToken, 100)
+	if err != nil {
+		return nil, err
+	}
+	return &ecs.ListClustersOutput{ClusterArns: nonNil(page), NextToken: next}, nil
+}
+
+func (s *Server) describeClusters(c *call, in *ecs.DescribeClustersInput) (smithy.Serializable, error) {
+	refs := in.Clusters
+	if len(refs) == 0 {
+		refs = []string{"default"}
+	}
+	if len(refs) > 100 {
+		return nil, invalidParam("Clusters can have at most 100 items.")
+	}
+	out := &ecs.DescribeClustersOutput{Clusters: []types.Cluster{}, Failures: []types.Failure{}}
+	err := s.opts.Store.View(func(tx store.Tx) error {
+		for _, ref := range refs {
+			name, err := s.clusterName(aws.String(ref))
+			var rec clusterRecord
+			if err == nil {
+				err = tx.Get(store.Clusters, name, &rec)
+			}
+			if err != nil {
+				if errors.Is(err, store.ErrNotFound) || isAPIError(err) {
+					out.Failures = append(out.Failures, types.Failure{Arn: aws.String(ref), Reason: aws.String("MISSING")})
+					continue
+				}
+				return err
+			}
+			cl, err := withCounts(tx, &rec)
+			if err != nil {
+				return err
+			}
+			out.Clusters = append(out.Clusters, cl)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func isAPIError(err error) bool {
+	var ae *apiError
+	return errors.As(err, &ae)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

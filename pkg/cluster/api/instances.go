@@ -1,0 +1,455 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"sort"
+	"strconv"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	smithy "github.com/aws/smithy-go"
+
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/scheduler"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+// resourceInt returns an INTEGER resource's value.
+func resourceInt(rs []types.Resource, name string) int64 {
+	for _, r := range rs {
+		if aws.ToString(r.Name) == name {
+			if r.IntegerValue != 0 {
+				return int64(r.IntegerValue)
+			}
+			return r.LongValue
+		}
+	}
+	return 0
+}
+
+// resourcePorts returns a STRINGSET port resource's ports.
+func resourcePorts(rs []types.Resource, name string) map[int]bool {
+	out := map[int]bool{}
+	for _, r := range rs {
+		if aws.ToString(r.Name) != name {
+			continue
+		}
+		for _, s := range r.StringSetValue {
+			if p, err := strconv.Atoi(s); err == nil {
+				out[p] = true
+			}
+		}
+	}
+	return out
+}
+
+// candidate returns the scheduler's view of an instance: registered
+// resources minus what placed tasks use.
+func (rec *instanceRecord) candidate() *scheduler.Instance {
+	reg := rec.Instance.RegisteredResources
+	c := &scheduler.Instance{
+		Arn:             aws.ToString(rec.Instance.ContainerInstanceArn),
+		RemainingCPU:    resourceInt(reg, "CPU") - rec.UsedCPU,
+		RemainingMemory: resourceInt(reg, "MEMORY") - rec.UsedMemory,
+		UsedTCP:         resourcePorts(reg, "PORTS"),
+		UsedUDP:         resourcePorts(reg, "PORTS_UDP"),
+	}
+	for _, p := range rec.UsedTCP {
+		c.UsedTCP[p] = true
+	}
+	for _, p := range rec.UsedUDP {
+		c.UsedUDP[p] = true
+	}
+	return c
+}
+
+// take and release record a task's demand on the instance.
+func (rec *instanceRecord) take(d scheduler.Demand) {
+	rec.UsedCPU += d.CPU
+	rec.UsedMemory += d.Memory
+	rec.UsedTCP = append(rec.UsedTCP, d.TCPPorts...)
+	rec.UsedUDP = append(rec.UsedUDP, d.UDPPorts...)
+}
+
+func (rec *instanceRecord) release(d scheduler.Demand) {
+	rec.UsedCPU = max(0, rec.UsedCPU-d.CPU)
+	rec.UsedMemory = max(0, rec.UsedMemory-d.Memory)
+	rec.UsedTCP = removePorts(rec.UsedTCP, d.TCPPorts)
+	rec.UsedUDP = removePorts(rec.UsedUDP, d.UDPPorts)
+}
+
+func removePorts(have, drop []int) []int {
+	out := have[:0:0]
+	dropped := map[int]int{}
+	for _, p := range drop {
+		dropped[p]++
+	}
+	for _, p := range have {
+		if dropped[p] > 0 {
+			dropped[p]--
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func portStrings(set map[int]bool) []string {
+	ps := scheduler.SortedPorts(set)
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = strconv.Itoa(p)
+	}
+	return out
+}
+
+// view returns the instance as ECS describes it, with remaining resources
+// and task counts.
+func (rec *instanceRecord) view(tx store.Tx) (types.ContainerInstance, error) {
+	ci := rec.Instance
+	c := rec.candidate()
+	ci.RemainingResources = []types.Resource{
+		{Name: aws.String("CPU"), Type: aws.String("INTEGER"), IntegerValue: int32(c.RemainingCPU)},
+		{Name: aws.String("MEMORY"), Type: aws.String("INTEGER"), IntegerValue: int32(c.RemainingMemory)},
+		{Name: aws.String("PORTS"), Type: aws.String("STRINGSET"), StringSetValue: portStrings(c.UsedTCP)},
+		{Name: aws.String("PORTS_UDP"), Type: aws.String("STRINGSET"), StringSetValue: portStrings(c.UsedUDP)},
+	}
+	var running, pending int32
+	arn := aws.ToString(ci.ContainerInstanceArn)
+	err := tx.ForEach(store.Tasks, rec.Cluster+"/", func(_ string, raw []byte) error {
+		var t taskRecord
+		if err := decode(raw, &t); err != nil {
+			return err
+		}
+		if aws.ToString(t.Task.ContainerInstanceArn) != arn {
+			return nil
+		}
+		switch aws.ToString(t.Task.LastStatus) {
+		case "RUNNING":
+			running++
+		case "PROVISIONING", "PENDING", "ACTIVATING":
+			pending++
+		}
+		return nil
+	})
+	ci.RunningTasksCount, ci.PendingTasksCount = running, pending
+	if ci.Attributes == nil {
+		ci.Attributes = []types.Attribute{}
+	}
+	return ci, err
+}
+
+// instanceKey is the store key of an instance.
+func instanceKey(cluster, id string) string { return cluster + "/" + id }
+
+// loadInstance resolves an id or ARN in cluster. ok is false when it does
+// not exist.
+func (s *Server) loadInstance(tx store.Tx, cluster, ref string) (*instanceRecord, bool, error) {
+	id, ok := s.resourceID("container-instance", cluster, ref)
+	if !ok {
+		return nil, false, nil
+	}
+	var rec instanceRecord
+	if err := tx.Get(store.Instances, instanceKey(cluster, id), &rec); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	return &rec, true, nil
+}
+
+// mayActOn enforces that an agent key acts only on the instances it registered.
+func mayActOn(c *call, rec *instanceRecord) error {
+	if c.isAgent() && rec.AgentKeyID != c.key.AccessKeyID {
+		return &apiError{typ: auth.AccessDenied, status: http.StatusBadRequest,
+			msg: "User: " + c.key.AccessKeyID + " is not authorized to act on container instance " + aws.ToString(rec.Instance.ContainerInstanceArn)}
+	}
+	return nil
+}
+
+func validateResources(rs []types.Resource) error {
+	for _, r := range rs {
+		switch aws.ToString(r.Name) {
+		case "CPU", "MEMORY":
+			if r.IntegerValue < 0 || r.LongValue < 0 {
+				return invalidParam("Resource %s must not be negative.", aws.ToString(r.Name))
+			}
+		case "PORTS", "PORTS_UDP":
+			for _, p := range r.StringSetValue {
+				if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65535 {
+					return invalidParam("Resource %s has an invalid port %q.", aws.ToString(r.Name), p)
+				}
+			}
+		}
+	}
+	if resourceInt(rs, "CPU") == 0 || resourceInt(rs, "MEMORY") == 0 {
+		return invalidParam("totalResources must include CPU and MEMORY.")
+	}
+	return nil
+}
+
+func (s *Server) registerContainerInstance(c *call, in *ecs.RegisterContainerInstanceInput) (smithy.Serializable, error) {
+	cluster, err := s.clusterName(in.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateResources(in.TotalResources); err != nil {
+		return nil, err
+	}
+	if err := validateAttributes(in.Attributes, false); err != nil {
+		return nil, err
+	}
+	out := &ecs.RegisterContainerInstanceOutput{}
+	err = s.opts.Store.Update(func(tx store.Tx) error {
+		if _, err := activeCluster(tx, cluster); err != nil {
+			return err
+		}
+		var rec *instanceRecord
+		if ref := aws.ToString(in.ContainerInstanceArn); ref != "" {
+			existing, ok, err := s.loadInstance(tx, cluster, ref)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return invalidParam("Container instance %s is not registered in cluster %s.", ref, cluster)
+			}
+			if err := mayActOn(c, existing); err != nil {
+				return err
+			}
+			rec = existing
+		} else {
+			id, err := newID()
+			if err != nil {
+				return err
+			}
+			rec = &instanceRecord{Cluster: cluster}
+			rec.Instance = types.ContainerInstance{
+				ContainerInstanceArn: aws.String(s.instanceArn(cluster, id)),
+				RegisteredAt:         aws.Time(c.now),
+			}
+			if c.isAgent() {
+				rec.AgentKeyID = c.key.AccessKeyID
+			}
+		}
+		ci := &rec.Instance
+		ci.Status = aws.String("ACTIVE")
+		ci.RegisteredResources = in.TotalResources
+		ci.VersionInfo = in.VersionInfo
+		ci.Attributes = mergeAttributes(ci.Attributes, in.Attributes)
+		ci.Tags = in.Tags
+		ci.Version++
+		if err := tx.Put(store.Instances, instanceKey(cluster, lastSegment(*ci.ContainerInstanceArn)), rec); err != nil {
+			return err
+		}
+		v, err := rec.view(tx)
+		out.ContainerInstance = &v
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) deregisterContainerInstance(c *call, in *ecs.DeregisterContainerInstanceInput) (smithy.Serializable, error) {
+	cluster, err := s.clusterName(in.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	ref := aws.ToString(in.ContainerInstance)
+	if ref == "" {
+		return nil, invalidParam("ContainerInstance is required.")
+	}
+	out := &ecs.DeregisterContainerInstanceOutput{}
+	err = s.opts.Store.Update(func(tx store.Tx) error {
+		if _, err := activeCluster(tx, cluster); err != nil {
+			return err
+		}
+		rec, ok, err := s.loadInstance(tx, cluster, ref)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return invalidParam("The referenced container instance %s was not found.", ref)
+		}
+		if err := mayActOn(c, rec); err != nil {
+			return err
+		}
+		v, err := rec.view(tx)
+		if err != nil {
+			return err
+		}
+		if (v.RunningTasksCount > 0 || v.PendingTasksCount > 0) && !aws.ToBool(in.Force) {
+			return invalidParam("The specified container instance has tasks running on it: stop them or use force.")
+		}
+		rec.Instance.Status = aws.String("INACTIVE")
+		rec.Instance.Version++
+		if err := tx.Put(store.Instances, instanceKey(cluster, lastSegment(ref)), rec); err != nil {
+			return err
+		}
+		v.Status, v.Version = rec.Instance.Status, rec.Instance.Version
+		out.ContainerInstance = &v
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) listContainerInstances(c *call, in *ecs.ListContainerInstancesInput) (smithy.Serializable, error) {
+	cluster, err := s.clusterName(in.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	if aws.ToString(in.Filter) != "" {
+		return nil, invalidParam("The cluster query language (filter) is not supported yet.")
+	}
+	want := map[string]bool{"ACTIVE": true, "DRAINING": true}
+	if in.Status != "" {
+		switch in.Status {
+		case types.ContainerInstanceStatusActive, types.ContainerInstanceStatusDraining, "INACTIVE",
+			types.ContainerInstanceStatusRegistering, types.ContainerInstanceStatusDeregistering, types.ContainerInstanceStatusRegistrationFailed:
+		default:
+			return nil, invalidParam("Invalid status %q.", in.Status)
+		}
+		want = map[string]bool{string(in.Status): true}
+	}
+	var arns []string
+	err = s.opts.Store.View(func(tx store.Tx) error {
+		if _, err := activeCluster(tx, cluster); err != nil {
+			return err
+		}
+		return tx.ForEach(store.Instances, cluster+"/", func(_ string, raw []byte) error {
+			var rec instanceRecord
+			if err := decode(raw, &rec); err != nil {
+				return err
+			}
+			if want[aws.ToString(rec.Instance.Status)] {
+				arns = append(arns, *rec.Instance.ContainerInstanceArn)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	page, next, err := paginate(arns, in.MaxResults, in.NextToken, 100)
+	if err != nil {
+		return nil, err
+	}
+	return &ecs.ListContainerInstancesOutput{ContainerInstanceArns: nonNil(page), NextToken: next}, nil
+}
+
+func (s *Server) describeContainerInstances(c *call, in *ecs.DescribeContainerInstancesInput) (smithy.Serializable, error) {
+	cluster, err := s.clusterName(in.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	if len(in.ContainerInstances) == 0 || len(in.ContainerInstances) > 100 {
+		return nil, invalidParam("containerInstances must have between 1 and 100 items.")
+	}
+	out := &ecs.DescribeContainerInstancesOutput{ContainerInstances: []types.ContainerInstance{}, Failures: []types.Failure{}}
+	err = s.opts.Store.View(func(tx store.Tx) error {
+		if _, err := activeCluster(tx, cluster); err != nil {
+			return err
+		}
+		for _, ref := range in.ContainerInstances {
+			rec, ok, err := s.loadInstance(tx, cluster, ref)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				out.Failures = append(out.Failures, types.Failure{Arn: aws.String(ref), Reason: aws.String("MISSING")})
+				continue
+			}
+			v, err := rec.view(tx)
+			if err != nil {
+				return err
+			}
+			out.ContainerInstances = append(out.ContainerInstances, v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) updateContainerInstancesState(c *call, in *ecs.UpdateContainerInstancesStateInput) (smithy.Serializable, error) {
+	cluster, err := s.clusterName(in.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	if in.Status != types.ContainerInstanceStatusActive && in.Status != types.ContainerInstanceStatusDraining {
+		return nil, invalidParam("Container instance status must be ACTIVE or DRAINING.")
+	}
+	if len(in.ContainerInstances) == 0 || len(in.ContainerInstances) > 10 {
+		return nil, invalidParam("containerInstances must have between 1 and 10 items.")
+	}
+	out := &ecs.UpdateContainerInstancesStateOutput{ContainerInstances: []types.ContainerInstance{}, Failures: []types.Failure{}}
+	err = s.opts.Store.Update(func(tx store.Tx) error {
+		if _, err := activeCluster(tx, cluster); err != nil {
+			return err
+		}
+		for _, ref := range in.ContainerInstances {
+			rec, ok, err := s.loadInstance(tx, cluster, ref)
+			if err != nil {
+				return err
+			}
+			if !ok || aws.ToString(rec.Instance.Status) == "INACTIVE" {
+				out.Failures = append(out.Failures, types.Failure{Arn: aws.String(ref), Reason: aws.String("MISSING")})
+				continue
+			}
+			if aws.ToString(rec.Instance.Status) != string(in.Status) {
+				rec.Instance.Status = aws.String(string(in.Status))
+				rec.Instance.Version++
+				if err := tx.Put(store.Instances, instanceKey(cluster, lastSegment(*rec.Instance.ContainerInstanceArn)), rec); err != nil {
+					return err
+				}
+			}
+			v, err := rec.view(tx)
+			if err != nil {
+				return err
+			}
+			out.ContainerInstances = append(out.ContainerInstances, v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) discoverPollEndpoint(c *call, in *ecs.DiscoverPollEndpointInput) (smithy.Serializable, error) {
+	ep := s.opts.PollEndpoint
+	if ep == "" {
+		ep = c.baseURL
+	}
+	return &ecs.DiscoverPollEndpointOutput{
+		Endpoint:               aws.String(ep),
+		TelemetryEndpoint:      aws.String(ep),
+		ServiceConnectEndpoint: aws.String(ep),
+	}, nil
+}
+
+// lastSegment returns what follows the last "/" (the id of an ARN).
+func lastSegment(s string) string {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '/' {
+			return s[i+1:]
+		}
+	}
+	return s
+}
+
+// sortedAttributes orders attributes by name for stable output.
+func sortedAttributes(as []types.Attribute) []types.Attribute {
+	sort.Slice(as, func(i, j int) bool { return aws.ToString(as[i].Name) < aws.ToString(as[j].Name) })
+	return as
+}

@@ -1,0 +1,255 @@
+// Package api serves the ECS JSON 1.1 API of the cluster endpoint: it reads
+// and size-limits the request, verifies its SigV4 signature, checks the key's
+// role, decodes the operation's input, runs the operation in one store
+// transaction and answers with the ECS response or an AWS error shape. It is
+// imported by pkg/cluster, which wires it to a listener.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	smithy "github.com/aws/smithy-go"
+	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+// MaxRequestBody is the largest request body accepted. ECS task definitions
+// are limited to 64 KiB; an agent's state change with many containers stays
+// far below this.
+const MaxRequestBody = 1 << 20
+
+// TaskChange tells a TaskNotifier about one task whose delivery to its agent
+// is due: it was just placed (Placed) or its desired status changed.
+type TaskChange struct {
+	ClusterArn           string
+	ContainerInstanceArn string
+	TaskArn              string
+	DesiredStatus        string
+	Placed               bool
+}
+
+// TaskNotifier is told, after the transaction that placed tasks or changed
+// their desired status has committed, which tasks an agent must now be sent.
+// The ACS session server implements it to push PayloadMessages; it must not
+// block (queue and return). Until then the endpoint uses NopNotifier.
+type TaskNotifier interface {
+	TasksChanged(ctx context.Context, changes []TaskChange)
+}
+
+// NopNotifier drops every change.
+type NopNotifier struct{}
+
+var _ TaskNotifier = NopNotifier{}
+
+// TasksChanged does nothing.
+func (NopNotifier) TasksChanged(context.Context, []TaskChange) {}
+
+// Verifier authenticates a request whose body has been read. *auth.Verifier
+// implements it.
+type Verifier interface {
+	Verify(r *http.Request, body []byte) (auth.Key, error)
+}
+
+var _ Verifier = (*auth.Verifier)(nil)
+
+// Options configure a Server.
+type Options struct {
+	Store    store.Store
+	Verifier Verifier
+	// Region and AccountID appear in every ARN.
+	Region    string
+	AccountID string
+	// PollEndpoint is returned by DiscoverPollEndpoint; empty means the
+	// scheme and host the request came to.
+	PollEndpoint string
+	// Notifier is told about placed and stopping tasks; nil means NopNotifier.
+	Notifier TaskNotifier
+	// Websocket serves GET /ws (the ACS session, a later issue); nil answers 404.
+	Websocket http.Handler
+	Logger    *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the ECS JSON API handler.
+type Server struct {
+	opts Options
+	ops  map[string]operation
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New returns a Server; Store, Verifier, Region and AccountID are required.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil || opts.Verifier == nil || opts.Region == "" || opts.AccountID == "" {
+		return nil, errors.New("cluster api: Store, Verifier, Region and AccountID are required")
+	}
+	if opts.Notifier == nil {
+		opts.Notifier = NopNotifier{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{opts: opts}
+	s.ops = s.operations()
+	return s, nil
+}
+
+// ServeHTTP routes POST / by X-Amz-Target and GET /ws to the websocket handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/ws" && r.Method == http.MethodGet && s.opts.Websocket != nil:
+		s.opts.Websocket.ServeHTTP(w, r)
+	case r.URL.Path == "/" && r.Method == http.MethodPost:
+		s.serveJSON(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// call is one API request being served.
+type call struct {
+	ctx      context.Context
+	key      auth.Key
+	op       string
+	now      time.Time
+	notifies []TaskChange
+	// baseURL is the scheme and host the request came to.
+	baseURL string
+}
+
+// isAgent reports whether the caller holds an agent key.
+func (c *call) isAgent() bool { return c.key.Role == auth.RoleAgent }
+
+// operation is one ECS operation: whether an agent key may call it and how to
+// run it on the raw body.
+type operation struct {
+	agent bool
+	run   func(c *call, body []byte) (smithy.Serializable, error)
+}
+
+// op adapts a typed handler: it decodes the body into a new In and runs fn.
+func op[In any](agent bool, fn func(c *call, in *In) (smithy.Serializable, error)) operation {
+	return operation{agent: agent, run: func(c *call, body []byte) (smithy.Serializable, error) {
+		in := new(In)
+		if err := api.DecodeECSInput(body, in); err != nil {
+			return nil, &apiError{typ: "SerializationException", status: http.StatusBadRequest, msg: err.Error()}
+		}
+		return fn(c, in)
+	}}
+}
+
+func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBody+1))
+	if err != nil {
+		s.writeError(w, "", clientErr("SerializationException", "read request body: %v", err))
+		return
+	}
+	if len(body) > MaxRequestBody {
+		s.writeError(w, "", &apiError{typ: "RequestEntityTooLargeException", status: http.StatusRequestEntityTooLarge,
+			msg: fmt.Sprintf("request body exceeds %d bytes", MaxRequestBody)})
+		return
+	}
+	key, err := s.opts.Verifier.Verify(r, body)
+	if err != nil {
+		s.writeError(w, "", err)
+		return
+	}
+	target := r.Header.Get("X-Amz-Target")
+	name, ok := strings.CutPrefix(target, api.ECSTargetPrefix)
+	// Other target prefixes (CloudWatch Logs' Logs_20140328) are routed here
+	// once their API exists.
+	o, known := s.ops[name]
+	if !ok || !known {
+		s.writeError(w, target, &apiError{typ: "UnknownOperationException", status: http.StatusBadRequest,
+			msg: fmt.Sprintf("Unknown operation %q", target)})
+		return
+	}
+	if key.Role == auth.RoleAgent && !o.agent {
+		s.writeError(w, name, &apiError{typ: auth.AccessDenied, status: http.StatusBadRequest,
+			msg: fmt.Sprintf("User: %s is not authorized to perform: ecs:%s (agent keys may only call agent operations)", key.AccessKeyID, name)})
+		return
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	c := &call{ctx: r.Context(), key: key, op: name, now: s.opts.Now().UTC(), baseURL: scheme + "://" + r.Host}
+	out, err := o.run(c, body)
+	if err != nil {
+		s.writeError(w, name, err)
+		return
+	}
+	resp, err := api.EncodeECSOutput(out)
+	if err != nil {
+		s.writeError(w, name, err)
+		return
+	}
+	if len(c.notifies) > 0 {
+		s.opts.Notifier.TasksChanged(r.Context(), c.notifies)
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.WriteHeader(http.StatusOK)
+	w.Write(resp)
+}
+
+// apiError is an error the client sees with its AWS type.
+type apiError struct {
+	typ    string
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.typ + ": " + e.msg }
+
+func clientErr(typ, format string, args ...any) *apiError {
+	return &apiError{typ: typ, status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+// Shorthands for the ECS error types used most.
+func invalidParam(format string, args ...any) *apiError {
+	return clientErr("InvalidParameterException", format, args...)
+}
+
+func clientException(format string, args ...any) *apiError {
+	return clientErr("ClientException", format, args...)
+}
+
+func clusterNotFound() *apiError {
+	return clientErr("ClusterNotFoundException", "Cluster not found.")
+}
+
+func (s *Server) writeError(w http.ResponseWriter, op string, err error) {
+	var (
+		ae    *apiError
+		authE *auth.Error
+		typ   string
+		code  int
+		msg   string
+	)
+	switch {
+	case errors.As(err, &ae):
+		typ, code, msg = ae.typ, ae.status, ae.msg
+	case errors.As(err, &authE):
+		typ, code, msg = authE.Type, authE.Status, authE.Message
+	default:
+		// Internal details go to the log, not to the client.
+		s.opts.Logger.Error("ECS request failed", "operation", op, "err", err)
+		typ, code, msg = "ServerException", http.StatusInternalServerError, "internal error"
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.Header().Set("X-Amzn-ErrorType", typ)
+	w.WriteHeader(code)
+	w.Write(api.EncodeECSError(typ, msg))
+}

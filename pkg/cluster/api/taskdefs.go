@@ -1,0 +1,640 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	smithy "github.com/aws/smithy-go"
+
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+var (
+	cpuRE    = regexp.MustCompile(`(?i)^\s*([0-9]+(?:\.[0-9]+)?)\s*(vcpu)?\s*$`)
+	memoryRE = regexp.MustCompile(`(?i)^\s*([0-9]+(?:\.[0-9]+)?)\s*(gb)?\s*$`)
+)
+
+// Limits of task-level sizes for the EC2 launch type.
+const (
+	minTaskCPU       = 128
+	maxTaskCPU       = 196608
+	minTaskMemory    = 128
+	maxTaskMemory    = 16 << 20
+	minContainerMiB  = 6
+	maxContainers    = 10
+	maxTaskDefLength = 64 << 10
+)
+
+// parseUnits parses a task-level cpu ("256", "0.25 vCPU") or memory ("512",
+// "1 GB") value into CPU units or MiB.
+func parseUnits(s string, re *regexp.Regexp, scale float64) (int64, bool) {
+	m := re.FindStringSubmatch(s)
+	if m == nil {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return 0, false
+	}
+	if m[2] != "" {
+		f *= scale
+	} else if strings.Contains(m[1], ".") {
+		return 0, false
+	}
+	if f != float64(int64(f)) {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// taskCPU and taskMemory parse and range-check task-level sizes.
+func taskCPU(s string) (int64, error) {
+	v, ok := parseUnits(s, cpuRE, 1024)
+	if !ok || v < minTaskCPU || v > maxTaskCPU {
+		return 0, clientException("Invalid 'cpu' setting for task. The value must be between %d and %d CPU units (or '0.125 vCPU' to '192 vCPU'), got %q.", minTaskCPU, maxTaskCPU, s)
+	}
+	return v, nil
+}
+
+func taskMemory(s string) (int64, error) {
+	v, ok := parseUnits(s, memoryRE, 1024)
+	if !ok || v < minTaskMemory || v > maxTaskMemory {
+		return 0, clientException("Invalid 'memory' setting for task. The value must be at least %d MiB (or '0.125 GB'), got %q.", minTaskMemory, s)
+	}
+	return v, nil
+}
+
+var validDependencyConditions = map[types.ContainerCondition]bool{
+	types.ContainerConditionStart: true, types.ContainerConditionComplete: true,
+	types.ContainerConditionSuccess: true, types.ContainerConditionHealthy: true,
+}
+
+// validateTaskDefinition checks a RegisterTaskDefinition input as ECS does
+// and fills the defaults ECS returns (essential, protocol, host ports).
+func validateTaskDefinition(in *ecs.RegisterTaskDefinitionInput) error {
+	family := aws.ToString(in.Family)
+	if !nameRE.MatchString(family) {
+		return clientException("Family name can have up to 255 characters: letters (upper and lower case), numbers, hyphens and underscores; got %q.", family)
+	}
+	if len(in.ContainerDefinitions) == 0 {
+		return clientException("Container list cannot be empty.")
+	}
+	if len(in.ContainerDefinitions) > maxContainers {
+		return clientException("Too many containers: at most %d per task definition.", maxContainers)
+	}
+	mode := in.NetworkMode
+	switch mode {
+	case "", types.NetworkModeBridge, types.NetworkModeHost, types.NetworkModeAwsvpc, types.NetworkModeNone:
+	default:
+		return clientException("Invalid networkMode %q: must be one of bridge, host, awsvpc, none.", mode)
+	}
+	if mode == "" {
+		mode = types.NetworkModeBridge
+	}
+	var tCPU, tMem int64
+	var err error
+	if in.Cpu != nil {
+		if tCPU, err = taskCPU(*in.Cpu); err != nil {
+			return err
+		}
+		in.Cpu = aws.String(strconv.FormatInt(tCPU, 10))
+	}
+	if in.Memory != nil {
+		if tMem, err = taskMemory(*in.Memory); err != nil {
+			return err
+		}
+		in.Memory = aws.String(strconv.FormatInt(tMem, 10))
+	}
+	volumes := map[string]bool{}
+	for _, v := range in.Volumes {
+		n := aws.ToString(v.Name)
+		if !nameRE.MatchString(n) {
+			return clientException("Invalid volume name %q.", n)
+		}
+		if volumes[n] {
+			return clientException("Duplicate volume name %q.", n)
+		}
+		volumes[n] = true
+	}
+	names := map[string]*types.ContainerDefinition{}
+	essential := false
+	var sumCPU int64
+	hostPorts := map[string]bool{}
+	for i := range in.ContainerDefinitions {
+		cd := &in.ContainerDefinitions[i]
+		n := aws.ToString(cd.Name)
+		if !nameRE.MatchString(n) {
+			return clientException("Container name can have up to 255 characters: letters (upper and lower case), numbers, hyphens and underscores; got %q.", n)
+		}
+		if names[n] != nil {
+			return clientException("Duplicate container name %q.", n)
+		}
+		names[n] = cd
+		if strings.TrimSpace(aws.ToString(cd.Image)) == "" {
+			return clientException("Container.image should not be null or empty.")
+		}
+		if cd.Essential == nil {
+			cd.Essential = aws.Bool(true)
+		}
+		if *cd.Essential {
+			essential = true
+		}
+		if cd.Cpu < 0 {
+			return clientException("Invalid 'cpu' setting for container %q: must not be negative.", n)
+		}
+		sumCPU += int64(cd.Cpu)
+		if err := validateContainerMemory(cd, tMem); err != nil {
+			return err
+		}
+		for j := range cd.PortMappings {
+			if err := normalizePortMapping(n, mode, &cd.PortMappings[j], hostPorts); err != nil {
+				return err
+			}
+		}
+		for _, mp := range cd.MountPoints {
+			if !volumes[aws.ToString(mp.SourceVolume)] {
+				return clientException("Invalid 'mountPoints' setting for container %q. Volume %q is not defined in the task definition's volumes.", n, aws.ToString(mp.SourceVolume))
+			}
+			if aws.ToString(mp.ContainerPath) == "" {
+				return clientException("Invalid 'mountPoints' setting for container %q: containerPath is required.", n)
+			}
+		}
+		if len(cd.Links) > 0 && mode != types.NetworkModeBridge {
+			return clientException("Links are only supported with the bridge network mode.")
+		}
+		if hc := cd.HealthCheck; hc != nil {
+			if err := validateHealthCheck(n, hc); err != nil {
+				return err
+			}
+		}
+		if lc := cd.LogConfiguration; lc != nil && lc.LogDriver == "" {
+			return clientException("Invalid 'logConfiguration' for container %q: logDriver is required.", n)
+		}
+		ensureLists(cd)
+	}
+	if !essential {
+		return clientException("Task definition does not have any essential container.")
+	}
+	if in.Cpu != nil && sumCPU > tCPU {
+		return clientException("Invalid 'cpu' setting for task: the containers' cpu (%d) exceeds the task's cpu (%d).", sumCPU, tCPU)
+	}
+	for _, cd := range in.ContainerDefinitions {
+		for _, vf := range cd.VolumesFrom {
+			if names[aws.ToString(vf.SourceContainer)] == nil {
+				return clientException("Invalid 'volumesFrom' setting for container %q: container %q is not in the task definition.", aws.ToString(cd.Name), aws.ToString(vf.SourceContainer))
+			}
+		}
+		for _, d := range cd.DependsOn {
+			target := names[aws.ToString(d.ContainerName)]
+			if target == nil {
+				return clientException("Invalid 'dependsOn' setting for container %q: container %q is not in the task definition.", aws.ToString(cd.Name), aws.ToString(d.ContainerName))
+			}
+			if !validDependencyConditions[d.Condition] {
+				return clientException("Invalid 'dependsOn' condition %q for container %q: must be START, COMPLETE, SUCCESS or HEALTHY.", d.Condition, aws.ToString(cd.Name))
+			}
+			if d.Condition == types.ContainerConditionHealthy && target.HealthCheck == nil {
+				return clientException("Invalid 'dependsOn' setting for container %q: container %q has no healthCheck, so it cannot be waited on as HEALTHY.", aws.ToString(cd.Name), aws.ToString(d.ContainerName))
+			}
+		}
+	}
+	return checkDependencyCycles(in.ContainerDefinitions)
+}
+
+func validateContainerMemory(cd *types.ContainerDefinition, taskMem int64) error {
+	n := aws.ToString(cd.Name)
+	if cd.Memory == nil && cd.MemoryReservation == nil && taskMem == 0 {
+		return clientException("Invalid setting for container %q. At least one of 'memory' or 'memoryReservation' must be specified.", n)
+	}
+	if cd.Memory != nil && *cd.Memory < minContainerMiB {
+		return clientException("Invalid 'memory' setting for container %q. The value must be at least %d MiB.", n, minContainerMiB)
+	}
+	if cd.MemoryReservation != nil && *cd.MemoryReservation < minContainerMiB {
+		return clientException("Invalid 'memoryReservation' setting for container %q. The value must be at least %d MiB.", n, minContainerMiB)
+	}
+	if cd.Memory != nil && cd.MemoryReservation != nil && *cd.MemoryReservation > *cd.Memory {
+		return clientException("Invalid setting for container %q. 'memory' must be greater than or equal to 'memoryReservation'.", n)
+	}
+	if taskMem > 0 && cd.Memory != nil && int64(*cd.Memory) > taskMem {
+		return clientException("Invalid 'memory' setting for container %q: it exceeds the task's memory (%d MiB).", n, taskMem)
+	}
+	return nil
+}
+
+func normalizePortMapping(container string, mode types.NetworkMode, pm *types.PortMapping, seen map[string]bool) error {
+	if mode == types.NetworkModeNone {
+		return clientException("Port mappings are not allowed with the none network mode (container %q).", container)
+	}
+	if pm.ContainerPort == nil || *pm.ContainerPort < 1 || *pm.ContainerPort > 65535 {
+		if pm.ContainerPortRange == nil {
+			return clientException("Invalid 'portMappings' for container %q: containerPort must be between 1 and 65535.", container)
+		}
+	}
+	switch pm.Protocol {
+	case "":
+		pm.Protocol = types.TransportProtocolTcp
+	case types.TransportProtocolTcp, types.TransportProtocolUdp:
+	default:
+		return clientException("Invalid 'portMappings' protocol %q for container %q: must be tcp or udp.", pm.Protocol, container)
+	}
+	if pm.ContainerPort == nil {
+		return nil
+	}
+	if pm.HostPort != nil && (*pm.HostPort < 0 || *pm.HostPort > 65535) {
+		return clientException("Invalid 'portMappings' for container %q: hostPort must be between 0 and 65535.", container)
+	}
+	switch mode {
+	case types.NetworkModeHost, types.NetworkModeAwsvpc:
+		if pm.HostPort != nil && *pm.HostPort != 0 && *pm.HostPort != *pm.ContainerPort {
+			return clientException("When networkMode=%s, the host ports and container ports in port mappings must match.", mode)
+		}
+		pm.HostPort = aws.Int32(*pm.ContainerPort)
+	default:
+		if pm.HostPort == nil {
+			pm.HostPort = aws.Int32(0)
+		}
+	}
+	if *pm.HostPort != 0 {
+		k := fmt.Sprintf("%d/%s", *pm.HostPort, pm.Protocol)
+		if seen[k] {
+			return clientException("Invalid 'portMappings': host port %s is used more than once in the task definition.", k)
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+func validateHealthCheck(container string, hc *types.HealthCheck) error {
+	if len(hc.Command) == 0 {
+		return clientException("Invalid 'healthCheck' for container %q: command is required.", container)
+	}
+	switch hc.Command[0] {
+	case "CMD", "CMD-SHELL", "NONE":
+	default:
+		return clientException("Invalid 'healthCheck' command for container %q: the first item must be CMD, CMD-SHELL or NONE.", container)
+	}
+	check := func(name string, v *int32, lo, hi int32, def int32) (*int32, error) {
+		if v == nil {
+			return aws.Int32(def), nil
+		}
+		if *v < lo || *v > hi {
+			return nil, clientException("Invalid 'healthCheck' %s for container %q: must be between %d and %d.", name, container, lo, hi)
+		}
+		return v, nil
+	}
+	var err error
+	if hc.Interval, err = check("interval", hc.Interval, 5, 300, 30); err != nil {
+		return err
+	}
+	if hc.Timeout, err = check("timeout", hc.Timeout, 2, 120, 5); err != nil {
+		return err
+	}
+	if hc.Retries, err = check("retries", hc.Retries, 1, 10, 3); err != nil {
+		return err
+	}
+	if hc.StartPeriod != nil && (*hc.StartPeriod < 0 || *hc.StartPeriod > 300) {
+		return clientException("Invalid 'healthCheck' startPeriod for container %q: must be between 0 and 300.", container)
+	}
+	return nil
+}
+
+// ensureLists makes the list members ECS always returns non-nil.
+func ensureLists(cd *types.ContainerDefinition) {
+	if cd.PortMappings == nil {
+		cd.PortMappings = []types.PortMapping{}
+	}
+	if cd.Environment == nil {
+		cd.Environment = []types.KeyValuePair{}
+	}
+	if cd.MountPoints == nil {
+		cd.MountPoints = []types.MountPoint{}
+	}
+	if cd.VolumesFrom == nil {
+		cd.VolumesFrom = []types.VolumeFrom{}
+	}
+}
+
+// checkDependencyCycles refuses dependsOn graphs with a cycle.
+func checkDependencyCycles(cds []types.ContainerDefinition) error {
+	deps := map[string][]string{}
+	for _, cd := range cds {
+		for _, d := range cd.DependsOn {
+			deps[aws.ToString(cd.Name)] = append(deps[aws.ToString(cd.Name)], aws.ToString(d.ContainerName))
+		}
+	}
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := map[string]int{}
+	var visit func(n string, path []string) error
+	visit = func(n string, path []string) error {
+		switch state[n] {
+		case visiting:
+			return clientException("Invalid 'dependsOn' setting: the containers' dependencies form a cycle (%s -> %s).", strings.Join(path, " -> "), n)
+		case done:
+			return nil
+		}
+		state[n] = visiting
+		for _, d := range deps[n] {
+			if err := visit(d, append(path, n)); err != nil {
+				return err
+			}
+		}
+		state[n] = done
+		return nil
+	}
+	names := make([]string, 0, len(cds))
+	for _, cd := range cds {
+		names = append(names, aws.ToString(cd.Name))
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := visit(n, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) registerTaskDefinition(c *call, in *ecs.RegisterTaskDefinitionInput) (smithy.Serializable, error) {
+	if err := validateTaskDefinition(in); err != nil {
+		return nil, err
+	}
+	for _, rc := range in.RequiresCompatibilities {
+		if rc != types.CompatibilityEc2 && rc != types.CompatibilityExternal {
+			return nil, clientException("Requires compatibility %q is not supported by this endpoint: use EC2 or EXTERNAL.", rc)
+		}
+	}
+	family := *in.Family
+	out := &ecs.RegisterTaskDefinitionOutput{}
+	err := s.opts.Store.Update(func(tx store.Tx) error {
+		var fam familyRecord
+		if err := tx.Get(store.Families, family, &fam); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		fam.Family = family
+		fam.LatestRevision++
+		if err := tx.Put(store.Families, family, fam); err != nil {
+			return err
+		}
+		td := types.TaskDefinition{
+			TaskDefinitionArn:       aws.String(s.taskDefArn(family, fam.LatestRevision)),
+			Family:                  aws.String(family),
+			Revision:                fam.LatestRevision,
+			ContainerDefinitions:    in.ContainerDefinitions,
+			Volumes:                 in.Volumes,
+			NetworkMode:             in.NetworkMode,
+			Cpu:                     in.Cpu,
+			Memory:                  in.Memory,
+			TaskRoleArn:             in.TaskRoleArn,
+			ExecutionRoleArn:        in.ExecutionRoleArn,
+			PlacementConstraints:    in.PlacementConstraints,
+			RequiresCompatibilities: in.RequiresCompatibilities,
+			Compatibilities:         []types.Compatibility{types.CompatibilityEc2, types.CompatibilityExternal},
+			PidMode:                 in.PidMode,
+			IpcMode:                 in.IpcMode,
+			ProxyConfiguration:      in.ProxyConfiguration,
+			RuntimePlatform:         in.RuntimePlatform,
+			EphemeralStorage:        in.EphemeralStorage,
+			Status:                  types.TaskDefinitionStatusActive,
+			RegisteredAt:            aws.Time(c.now),
+			RegisteredBy:            aws.String(fmt.Sprintf("arn:aws:iam::%s:user/%s", s.opts.AccountID, c.key.AccessKeyID)),
+		}
+		if td.Volumes == nil {
+			td.Volumes = []types.Volume{}
+		}
+		if td.PlacementConstraints == nil {
+			td.PlacementConstraints = []types.TaskDefinitionPlacementConstraint{}
+		}
+		if err := tx.Put(store.TaskDefinitions, taskDefKey(family, fam.LatestRevision), taskDefRecord{TaskDefinition: td, Tags: in.Tags}); err != nil {
+			return err
+		}
+		out.TaskDefinition = &td
+		out.Tags = in.Tags
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// findTaskDefinition resolves "family", "family:revision" or an ARN. A bare
+// family means its latest ACTIVE revision.
+func (s *Server) findTaskDefinition(tx store.Tx, ref string) (*taskDefRecord, error) {
+	notFound := clientException("Unable to describe task definition.")
+	if strings.HasPrefix(ref, "arn:") {
+		prefix := fmt.Sprintf("arn:aws:ecs:%s:%s:task-definition/", s.opts.Region, s.opts.AccountID)
+		rest, ok := strings.CutPrefix(ref, prefix)
+		if !ok || !strings.Contains(rest, ":") {
+			return nil, notFound
+		}
+		ref = rest
+	}
+	family, revStr, hasRev := strings.Cut(ref, ":")
+	if !nameRE.MatchString(family) {
+		return nil, notFound
+	}
+	var rec taskDefRecord
+	if hasRev {
+		rev, err := strconv.ParseInt(revStr, 10, 32)
+		if err != nil || rev < 1 {
+			return nil, notFound
+		}
+		if err := tx.Get(store.TaskDefinitions, taskDefKey(family, int32(rev)), &rec); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, notFound
+			}
+			return nil, err
+		}
+		return &rec, nil
+	}
+	found := false
+	err := tx.ForEach(store.TaskDefinitions, family+":", func(_ string, raw []byte) error {
+		var r taskDefRecord
+		if err := decode(raw, &r); err != nil {
+			return err
+		}
+		if r.TaskDefinition.Status == types.TaskDefinitionStatusActive {
+			rec, found = r, true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, notFound
+	}
+	return &rec, nil
+}
+
+func (s *Server) deregisterTaskDefinition(c *call, in *ecs.DeregisterTaskDefinitionInput) (smithy.Serializable, error) {
+	ref := aws.ToString(in.TaskDefinition)
+	if ref == "" {
+		return nil, clientException("TaskDefinition is required.")
+	}
+	if !strings.Contains(strings.TrimPrefix(ref, "arn:"), ":") {
+		return nil, clientException("Revision is required: use family:revision or the full ARN.")
+	}
+	out := &ecs.DeregisterTaskDefinitionOutput{}
+	err := s.opts.Store.Update(func(tx store.Tx) error {
+		rec, err := s.findTaskDefinition(tx, ref)
+		if err != nil {
+			return err
+		}
+		td := &rec.TaskDefinition
+		if td.Status == types.TaskDefinitionStatusActive {
+			td.Status = types.TaskDefinitionStatusInactive
+			td.DeregisteredAt = aws.Time(c.now)
+			if err := tx.Put(store.TaskDefinitions, taskDefKey(*td.Family, td.Revision), rec); err != nil {
+				return err
+			}
+		}
+		out.TaskDefinition = td
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) describeTaskDefinition(c *call, in *ecs.DescribeTaskDefinitionInput) (smithy.Serializable, error) {
+	ref := aws.ToString(in.TaskDefinition)
+	if ref == "" {
+		return nil, clientException("TaskDefinition is required.")
+	}
+	out := &ecs.DescribeTaskDefinitionOutput{}
+	err := s.opts.Store.View(func(tx store.Tx) error {
+		rec, err := s.findTaskDefinition(tx, ref)
+		if err != nil {
+			return err
+		}
+		out.TaskDefinition = &rec.TaskDefinition
+		for _, f := range in.Include {
+			if f == types.TaskDefinitionFieldTags {
+				out.Tags = rec.Tags
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) listTaskDefinitions(c *call, in *ecs.ListTaskDefinitionsInput) (smithy.Serializable, error) {
+	status := in.Status
+	if status == "" {
+		status = types.TaskDefinitionStatusActive
+	}
+	if status != types.TaskDefinitionStatusActive && status != types.TaskDefinitionStatusInactive {
+		return nil, invalidParam("status must be ACTIVE or INACTIVE.")
+	}
+	if in.Sort != "" && in.Sort != types.SortOrderAsc && in.Sort != types.SortOrderDesc {
+		return nil, invalidParam("sort must be ASC or DESC.")
+	}
+	type item struct {
+		family string
+		rev    int32
+		arn    string
+	}
+	var items []item
+	prefix := aws.ToString(in.FamilyPrefix)
+	err := s.opts.Store.View(func(tx store.Tx) error {
+		return tx.ForEach(store.TaskDefinitions, prefix, func(_ string, raw []byte) error {
+			var r taskDefRecord
+			if err := decode(raw, &r); err != nil {
+				return err
+			}
+			if r.TaskDefinition.Status == status {
+				items = append(items, item{*r.TaskDefinition.Family, r.TaskDefinition.Revision, *r.TaskDefinition.TaskDefinitionArn})
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	// ECS sorts by family name, then revision.
+	sort.Slice(items, func(i, j int) bool {
+		if items[i].family != items[j].family {
+			return items[i].family < items[j].family
+		}
+		return items[i].rev < items[j].rev
+	})
+	if in.Sort == types.SortOrderDesc {
+		for i, j := 0, len(items)-1; i < j; i, j = i+1, j-1 {
+			items[i], items[j] = items[j], items[i]
+		}
+	}
+	arns := make([]string, len(items))
+	for i, it := range items {
+		arns[i] = it.arn
+	}
+	page, next, err := paginate(arns, in.MaxResults, in.NextToken, 100)
+	if err != nil {
+		return nil, err
+	}
+	return &ecs.ListTaskDefinitionsOutput{TaskDefinitionArns: nonNil(page), NextToken: next}, nil
+}
+
+func (s *Server) listTaskDefinitionFamilies(c *call, in *ecs.ListTaskDefinitionFamiliesInput) (smithy.Serializable, error) {
+	status := in.Status
+	if status == "" {
+		status = types.TaskDefinitionFamilyStatusActive
+	}
+	switch status {
+	case types.TaskDefinitionFamilyStatusActive, types.TaskDefinitionFamilyStatusInactive, types.TaskDefinitionFamilyStatusAll:
+	default:
+		return nil, invalidParam("status must be ACTIVE, INACTIVE or ALL.")
+	}
+	active := map[string]bool{}
+	var families []string
+	prefix := aws.ToString(in.FamilyPrefix)
+	err := s.opts.Store.View(func(tx store.Tx) error {
+		if err := tx.ForEach(store.Families, prefix, func(k string, _ []byte) error {
+			families = append(families, k)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.ForEach(store.TaskDefinitions, prefix, func(_ string, raw []byte) error {
+			var r taskDefRecord
+			if err := decode(raw, &r); err != nil {
+				return err
+			}
+			if r.TaskDefinition.Status == types.TaskDefinitionStatusActive {
+				active[*r.TaskDefinition.Family] = true
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range families {
+		switch {
+		case status == types.TaskDefinitionFamilyStatusAll,
+			status == types.TaskDefinitionFamilyStatusActive && active[f],
+			status == types.TaskDefinitionFamilyStatusInactive && !active[f]:
+			out = append(out, f)
+		}
+	}
+	page, next, err := paginate(out, in.MaxResults, in.NextToken, 100)
+	if err != nil {
+		return nil, err
+	}
+	return &ecs.ListTaskDefinitionFamiliesOutput{Families: nonNil(page), NextToken: next}, nil
+}

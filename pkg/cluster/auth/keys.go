@@ -1,0 +1,246 @@
+// Package auth authenticates requests to the cluster endpoint: it keeps the
+// endpoint's access keys (with their role) in the store, sealed with a master
+// key, and verifies AWS Signature Version 4 on every request. SigV4 needs the
+// secret itself to recompute a signature, so secrets cannot be hashed; they
+// are encrypted with AES-256-GCM under a 32-byte master key kept in a 0600
+// file in the data directory. It is imported by pkg/cluster and
+// pkg/cluster/api.
+package auth
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+// Role says what a key may do.
+type Role string
+
+const (
+	// RoleAdmin may call every operation.
+	RoleAdmin Role = "admin"
+	// RoleAgent may call only the operations an agent uses, and only for the
+	// container instances it registered.
+	RoleAgent Role = "agent"
+)
+
+// ParseRole accepts "admin" or "agent".
+func ParseRole(s string) (Role, error) {
+	switch Role(s) {
+	case RoleAdmin, RoleAgent:
+		return Role(s), nil
+	}
+	return "", fmt.Errorf("role %q: must be admin or agent", s)
+}
+
+// ErrUnknownKey is returned when an access key does not exist or was revoked.
+var ErrUnknownKey = errors.New("unknown access key")
+
+// Key is one access key as listed; it never carries the secret.
+type Key struct {
+	AccessKeyID string    `json:"accessKeyId"`
+	Role        Role      `json:"role"`
+	CreatedAt   time.Time `json:"createdAt"`
+	Revoked     bool      `json:"revoked,omitempty"`
+}
+
+// keyRecord is what the store holds under the access key id.
+type keyRecord struct {
+	Key
+	// SealedSecret is nonce||AES-GCM(secret), with the key id as additional
+	// data so a sealed secret cannot be moved to another key.
+	SealedSecret []byte `json:"sealedSecret"`
+}
+
+// Keyring creates, lists, revokes and looks up access keys.
+type Keyring struct {
+	store store.Store
+	aead  cipher.AEAD
+}
+
+// MasterKeyFile is the name of the master key file inside the data directory.
+const MasterKeyFile = "master.key"
+
+// LoadMasterKey reads dir/master.key, creating it with 32 random bytes and
+// mode 0600 if it does not exist. A file readable by group or others is
+// refused, since it decrypts every secret.
+func LoadMasterKey(dir string) ([]byte, error) {
+	path := filepath.Join(dir, MasterKeyFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, fmt.Errorf("generate master key: %w", err)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("create master key %s: %w", path, err)
+		}
+		if _, err := f.Write(key); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("write master key %s: %w", path, err)
+		}
+		if err := f.Close(); err != nil {
+			return nil, fmt.Errorf("write master key %s: %w", path, err)
+		}
+		return key, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read master key %s: %w", path, err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("stat master key %s: %w", path, err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("master key %s has mode %v: must not be readable by group or others (chmod 600)", path, st.Mode().Perm())
+	}
+	if len(b) != 32 {
+		return nil, fmt.Errorf("master key %s: want 32 bytes, have %d", path, len(b))
+	}
+	return b, nil
+}
+
+// NewKeyring returns a keyring over st sealed with the 32-byte master key.
+func NewKeyring(st store.Store, masterKey []byte) (*Keyring, error) {
+	block, err := aes.NewCipher(masterKey)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	return &Keyring{store: st, aead: aead}, nil
+}
+
+// Create makes a new key pair with the given role and returns the access key
+// id and the secret. The secret is shown to the caller once; only its sealed
+// form is stored.
+func (k *Keyring) Create(role Role, now time.Time) (id, secret string, err error) {
+	if _, err := ParseRole(string(role)); err != nil {
+		return "", "", err
+	}
+	idBytes := make([]byte, 12)
+	secretBytes := make([]byte, 30)
+	if _, err := rand.Read(idBytes); err != nil {
+		return "", "", fmt.Errorf("generate key id: %w", err)
+	}
+	if _, err := rand.Read(secretBytes); err != nil {
+		return "", "", fmt.Errorf("generate secret: %w", err)
+	}
+	// AWS access key ids are 20 upper-case characters; "BK" marks Berth keys.
+	id = "BK" + strings.ToUpper(base32NoPad(idBytes))[:18]
+	secret = base64.RawStdEncoding.EncodeToString(secretBytes)[:40]
+	sealed, err := k.seal(id, secret)
+	if err != nil {
+		return "", "", err
+	}
+	rec := keyRecord{Key: Key{AccessKeyID: id, Role: role, CreatedAt: now.UTC()}, SealedSecret: sealed}
+	err = k.store.Update(func(tx store.Tx) error {
+		var existing keyRecord
+		if err := tx.Get(store.Keys, id, &existing); err == nil {
+			return fmt.Errorf("access key id collision %s", id)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return tx.Put(store.Keys, id, rec)
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("create key: %w", err)
+	}
+	return id, secret, nil
+}
+
+// List returns every key, revoked ones included, ordered by id.
+func (k *Keyring) List() ([]Key, error) {
+	var keys []Key
+	err := k.store.View(func(tx store.Tx) error {
+		return tx.ForEach(store.Keys, "", func(_ string, raw []byte) error {
+			var rec keyRecord
+			if err := jsonUnmarshal(raw, &rec); err != nil {
+				return err
+			}
+			keys = append(keys, rec.Key)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].AccessKeyID < keys[j].AccessKeyID })
+	return keys, nil
+}
+
+// Revoke marks a key revoked; requests signed with it are refused from then
+// on. The sealed secret is erased.
+func (k *Keyring) Revoke(id string) error {
+	err := k.store.Update(func(tx store.Tx) error {
+		var rec keyRecord
+		if err := tx.Get(store.Keys, id, &rec); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("%w: %s", ErrUnknownKey, id)
+			}
+			return err
+		}
+		rec.Revoked = true
+		rec.SealedSecret = nil
+		return tx.Put(store.Keys, id, rec)
+	})
+	if err != nil {
+		return fmt.Errorf("revoke key %s: %w", id, err)
+	}
+	return nil
+}
+
+// Lookup returns the key and its secret, or ErrUnknownKey when the key does
+// not exist or is revoked.
+func (k *Keyring) Lookup(id string) (Key, string, error) {
+	var rec keyRecord
+	err := k.store.View(func(tx store.Tx) error { return tx.Get(store.Keys, id, &rec) })
+	if errors.Is(err, store.ErrNotFound) {
+		return Key{}, "", ErrUnknownKey
+	}
+	if err != nil {
+		return Key{}, "", fmt.Errorf("look up key: %w", err)
+	}
+	if rec.Revoked {
+		return Key{}, "", ErrUnknownKey
+	}
+	secret, err := k.open(id, rec.SealedSecret)
+	if err != nil {
+		return Key{}, "", err
+	}
+	return rec.Key, secret, nil
+}
+
+func (k *Keyring) seal(id, secret string) ([]byte, error) {
+	nonce := make([]byte, k.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("generate nonce: %w", err)
+	}
+	return k.aead.Seal(nonce, nonce, []byte(secret), []byte(id)), nil
+}
+
+func (k *Keyring) open(id string, sealed []byte) (string, error) {
+	n := k.aead.NonceSize()
+	if len(sealed) < n {
+		return "", fmt.Errorf("sealed secret of %s is truncated", id)
+	}
+	plain, err := k.aead.Open(nil, sealed[:n], sealed[n:], []byte(id))
+	if err != nil {
+		// Wrong master key or a tampered record: never fall back to anything.
+		return "", fmt.Errorf("unseal secret of %s (wrong master key?): %w", id, err)
+	}
+	return string(plain), nil
+}

@@ -1,0 +1,173 @@
+// Package cluster wires Berth's self-contained cluster endpoint: the bbolt
+// store, the access keys, SigV4 verification and the ECS JSON API handler,
+// served on one listener. cmd/cluster, dev mode and tests use it; it imports
+// no agent package except pkg/api (through its api subpackage).
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+// StoreFile is the name of the bbolt file inside the data directory.
+const StoreFile = "cluster.db"
+
+// Options configure an Endpoint.
+type Options struct {
+	// Listen is the address to serve on, e.g. ":8443" or "127.0.0.1:0".
+	Listen string
+	// TLSCertFile and TLSKeyFile enable HTTPS. Without them InsecureHTTP
+	// must be set.
+	TLSCertFile  string
+	TLSKeyFile   string
+	InsecureHTTP bool
+	Region       string
+	AccountID    string
+	// DataDir holds cluster.db and master.key; created with mode 0700.
+	DataDir string
+	// PollEndpoint is what DiscoverPollEndpoint returns; empty means the
+	// address each request came to.
+	PollEndpoint string
+	// Notifier is told about placed and stopping tasks (the ACS server).
+	Notifier clusterapi.TaskNotifier
+	Logger   *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Endpoint is an open cluster endpoint.
+type Endpoint struct {
+	opts    Options
+	db      *store.DB
+	keys    *auth.Keyring
+	handler *clusterapi.Server
+}
+
+// OpenStore opens the data directory's store and keyring without serving;
+// `berth-cluster keys` uses it.
+func OpenStore(dataDir string) (*store.DB, *auth.Keyring, error) {
+	if dataDir == "" {
+		return nil, nil, errors.New("data directory is required")
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create data directory: %w", err)
+	}
+	db, err := store.Open(filepath.Join(dataDir, StoreFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	mk, err := auth.LoadMasterKey(dataDir)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	kr, err := auth.NewKeyring(db, mk)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, kr, nil
+}
+
+// Open opens the store and builds the handler.
+func Open(opts Options) (*Endpoint, error) {
+	if opts.Region == "" || opts.AccountID == "" {
+		return nil, errors.New("open cluster endpoint: region and account id are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	db, kr, err := OpenStore(opts.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("open cluster endpoint: %w", err)
+	}
+	h, err := clusterapi.New(clusterapi.Options{
+		Store:        db,
+		Verifier:     &auth.Verifier{Keys: kr, Region: opts.Region, Services: []string{"ecs"}, Now: opts.Now},
+		Region:       opts.Region,
+		AccountID:    opts.AccountID,
+		PollEndpoint: opts.PollEndpoint,
+		Notifier:     opts.Notifier,
+		Logger:       opts.Logger,
+		Now:          opts.Now,
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open cluster endpoint: %w", err)
+	}
+	return &Endpoint{opts: opts, db: db, keys: kr, handler: h}, nil
+}
+
+// Handler is the endpoint's HTTP handler (ECS JSON API on POST /).
+func (e *Endpoint) Handler() http.Handler { return e.handler }
+
+// Keys is the endpoint's keyring.
+func (e *Endpoint) Keys() *auth.Keyring { return e.keys }
+
+// Store is the endpoint's store.
+func (e *Endpoint) Store() *store.DB { return e.db }
+
+// Close closes the store.
+func (e *Endpoint) Close() error { return e.db.Close() }
+
+// Listen opens the configured listener.
+func (e *Endpoint) Listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", e.opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", e.opts.Listen, err)
+	}
+	return ln, nil
+}
+
+// Serve serves on ln until ctx is cancelled, then shuts down gracefully
+// (in-flight requests get 10 seconds). A cancelled context is a clean stop.
+func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           e.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(e.opts.Logger.Handler(), slog.LevelWarn),
+	}
+	if !e.opts.InsecureHTTP {
+		if e.opts.TLSCertFile == "" || e.opts.TLSKeyFile == "" {
+			ln.Close()
+			return errors.New("serve: tls_cert and tls_key are required unless insecure_http = true")
+		}
+		cert, err := tls.LoadX509KeyPair(e.opts.TLSCertFile, e.opts.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("serve: load TLS key pair: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	<-errc // Serve has returned http.ErrServerClosed.
+	if err != nil {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	smithy "github.com/aws/smithy-go"
+
+	"github.com/berth-dev/berth/pkg/cluster"
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+const (
+	testRegion  = "us-test-1"
+	testAccount = "123456789012"
+)
+
+// runningEndpoint is a real berth-cluster endpoint serving plain HTTP on a
+// loopback port, with an admin key.
+type runningEndpoint struct {
+	ep          *cluster.Endpoint
+	url         string
+	adminID     string
+	adminSecret string
+	stop        func()
+}
+
+// startEndpoint opens the endpoint on dir and serves it on 127.0.0.1:0 until
+// the test ends (or stop is called).
+func startEndpoint(t *testing.T, dir string) *runningEndpoint {
+	t.Helper()
+	ep, err := cluster.Open(cluster.Options{
+		Listen: "127.0.0.1:0", InsecureHTTP: true,
+		Region: testRegion, AccountID: testAccount, DataDir: dir,
+	})
+	if err != nil {
+		t.Fatalf("open endpoint: %v", err)
+	}
+	ln, err := ep.Listen()
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ep.Serve(ctx, ln) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if err := ep.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	re := &runningEndpoint{ep: ep, url: "http://" + ln.Addr().(*net.TCPAddr).String(), stop: stop}
+	keys, err := ep.Keys().List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) == 0 {
+		re.adminID, re.adminSecret = newKey(t, ep, auth.RoleAdmin)
+	}
+	return re
+}
+
+func newKey(t *testing.T, ep *cluster.Endpoint, role auth.Role) (string, string) {
+	t.Helper()
+	id, secret, err := ep.Keys().Create(role, time.Now())
+	if err != nil {
+		t.Fatalf("create %s key: %v", role, err)
+	}
+	return id, secret
+}
+
+// client is the real AWS SDK ECS client for the endpoint, without retries
+// so that each error is seen as it was answered.
+func (re *runningEndpoint) client(id, secret string) *ecs.Client {
+	return ecs.New(ecs.Options{
+		Region:       testRegion,
+		BaseEndpoint: aws.String(re.url),
+		Credentials:  credentials.NewStaticCredentialsProvider(id, secret, ""),
+		HTTPClient:   awshttp.NewBuildableClient(),
+		Retryer:      aws.NopRetryer{},
+	})
+}
+
+func (re *runningEndpoint) admin() *ecs.Client { return re.client(re.adminID, re.adminSecret) }
+
+// errorCode returns the AWS error type of an SDK error, or "" for nil.
+func errorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return "not an API error: " + err.Error()
+}
+
+// rawRequest is an ECS request built by hand, for what the SDK will not send.
+type rawRequest struct {
+	target   string // operation name; prefixed with the ECS target prefix
+	body     string
+	id       string
+	secret   string
+	signAt   time.Time // zero: now
+	unsigned bool
+	// tamper changes the request after signing.
+	tamper func(*http.Request)
+}
+
+// do sends the request and returns the HTTP status and the error type.
+func (re *runningEndpoint) do(t *testing.T, r rawRequest) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, re.url+"/", bytes.NewReader([]byte(r.body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", "AmazonEC2ContainerServiceV20141113."+r.target)
+	if !r.unsigned {
+		at := r.signAt
+		if at.IsZero() {
+			at = time.Now()
+		}
+		sum := sha256.Sum256([]byte(r.body))
+		err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: r.id, SecretAccessKey: r.secret},
+			req, hex.EncodeToString(sum[:]), "ecs", testRegion, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r.tamper != nil {
+		r.tamper(req)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", r.target, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		return resp.StatusCode, ""
+	}
+	var e struct {
+		Type    string `json:"__type"`
+		Message string `json:"message"`
+	}
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatalf("%s: error body %q is not an AWS error shape: %v", r.target, b, err)
+	}
+	if e.Message == "" {
+		t.Errorf("%s: error %s has no message", r.target, e.Type)
+	}
+	return resp.StatusCode, e.Type
+}
+
+func snapshot(t *testing.T, re *runningEndpoint) map[store.Bucket]map[string]string {
+	t.Helper()
+	s, err := re.ep.Store().Snapshot()
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	return s
+}
+
+func ioNopCloser(s string) io.ReadCloser { return io.NopCloser(bytes.NewReader([]byte(s))) }
