@@ -41,9 +41,9 @@ type Options struct {
 	// DataDir holds docker-type volumes (volumes/<task-id>/<name> and
 	// volumes/shared/<name>).
 	DataDir string
-	// LogPath returns where a container's log file lives; nil means
-	// DataDir/logs/<task-id>/<container>.log.
-	LogPath func(taskID, container string) string
+	// LogPath returns where the container with this runtime ID logs; nil
+	// means DataDir/logs/<id>-json.log.
+	LogPath func(containerID string) string
 	// CPUUnits and MemoryMiB are the host capacity tasks are admitted
 	// against; zero means unlimited.
 	CPUUnits  int64
@@ -57,7 +57,11 @@ type Options struct {
 	// OnStateChange is called (without locks held) after changes were
 	// written to the outbox, so a sender can wake up. Optional.
 	OnStateChange func()
-	Logger        *slog.Logger
+	// AfterRecover runs once recovery has loaded every task and before any
+	// task goroutine starts, with the network handles of every task that
+	// holds a network. The agent uses it to sweep networks nobody holds.
+	AfterRecover func(ctx context.Context, liveNetworks [][]byte) error
+	Logger       *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -100,8 +104,8 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.LogPath == nil {
 		dir := opts.DataDir
-		opts.LogPath = func(taskID, container string) string {
-			return filepath.Join(dir, "logs", taskID, container+".log")
+		opts.LogPath = func(id string) string {
+			return filepath.Join(dir, "logs", id+"-json.log")
 		}
 	}
 	return &Engine{

@@ -144,6 +144,10 @@ type NetworkRequest struct {
 	// Mode is bridge, host, none or awsvpc.
 	Mode  string
 	Ports []PortMapping
+	// Handle is what Setup returned in NetworkResult.Handle, persisted with
+	// the task; Teardown gets it back (empty when Setup never returned, e.g.
+	// after a crash in the middle of it).
+	Handle []byte
 }
 
 // NetworkResult is what Setup produced.
@@ -151,6 +155,8 @@ type NetworkResult struct {
 	NetNSPath string
 	IPv4      string
 	Bindings  []PortBinding
+	// Handle is opaque to the engine: the network's record of what it made.
+	Handle []byte
 }
 
 // Network sets up and tears down a task's network namespace and host ports.

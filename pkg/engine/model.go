@@ -162,6 +162,7 @@ type TaskState struct {
 	NetworkReady       bool              `json:"networkReady,omitempty"`
 	NetworkStep        step              `json:"networkStep,omitempty"`
 	NetNSPath          string            `json:"netnsPath,omitempty"`
+	NetHandle          []byte            `json:"netHandle,omitempty"`
 	IPv4               string            `json:"ipv4,omitempty"`
 	Bindings           []PortBinding     `json:"bindings,omitempty"`
 	VolumePaths        map[string]string `json:"volumePaths,omitempty"`

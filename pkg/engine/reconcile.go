@@ -314,7 +314,7 @@ func (r *taskRunner) dependentsRunning(c *ContainerState) bool {
 }
 
 func (r *taskRunner) networkRequest() NetworkRequest {
-	req := NetworkRequest{TaskID: TaskID(r.st.Def.ARN), Mode: r.st.Def.NetworkMode}
+	req := NetworkRequest{TaskID: TaskID(r.st.Def.ARN), Mode: r.st.Def.NetworkMode, Handle: r.st.NetHandle}
 	if req.Mode == "" {
 		req.Mode = "bridge"
 	}
@@ -418,7 +418,7 @@ func (r *taskRunner) buildSpec(c *ContainerState, d *ContainerDef) ContainerSpec
 	for _, m := range d.Mounts {
 		spec.Mounts = append(spec.Mounts, Mount{Source: st.VolumePaths[m.Volume], Destination: m.ContainerPath, ReadOnly: m.ReadOnly})
 	}
-	spec.LogPath = r.e.opts.LogPath(TaskID(st.Def.ARN), c.Name)
+	spec.LogPath = r.e.opts.LogPath(spec.ID)
 	return spec
 }
 

@@ -57,6 +57,17 @@ func (e *Engine) recover(ctx context.Context) error {
 			e.log.Warn("remove leftover container", "id", o.ID, "err", err)
 		}
 	}
+	if e.opts.AfterRecover != nil {
+		var live [][]byte
+		for _, r := range runners {
+			if len(r.st.NetHandle) > 0 {
+				live = append(live, r.st.NetHandle)
+			}
+		}
+		if err := e.opts.AfterRecover(ctx, live); err != nil {
+			return fmt.Errorf("after recovery: %w", err)
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, r := range runners {

@@ -432,6 +432,7 @@ func (r *taskRunner) handle(ev event) {
 		st.NetNSPath = ev.net.NetNSPath
 		st.IPv4 = ev.net.IPv4
 		st.Bindings = ev.net.Bindings
+		st.NetHandle = ev.net.Handle
 		r.mustSave()
 	case evNetDown:
 		if ev.err != nil {
@@ -444,6 +445,7 @@ func (r *taskRunner) handle(ev event) {
 		}
 		st.NetworkStep = stepNone
 		st.NetworkReady = false
+		st.NetHandle = nil
 		r.mustSave()
 	case evCleaned:
 		r.cleaning = false

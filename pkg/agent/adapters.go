@@ -1,0 +1,415 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/engine"
+	"github.com/berth-dev/berth/pkg/network"
+	"github.com/berth-dev/berth/pkg/runtime"
+	"github.com/berth-dev/berth/pkg/state"
+)
+
+// runtimeAdapter maps the engine's runtime interface onto pkg/runtime.
+type runtimeAdapter struct {
+	rt *runtime.Runtime
+
+	// mu guards exits.
+	mu sync.Mutex
+	// exits holds the exit channel Start returned until the engine's
+	// waiter takes it; after a restart Wait re-attaches instead.
+	exits map[string]<-chan runtime.ExitStatus
+}
+
+var _ engine.ContainerRuntime = (*runtimeAdapter)(nil)
+
+func newRuntimeAdapter(rt *runtime.Runtime) *runtimeAdapter {
+	return &runtimeAdapter{rt: rt, exits: map[string]<-chan runtime.ExitStatus{}}
+}
+
+// engineErr maps the runtime's "does not exist" errors onto the engine's.
+func engineErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, runtime.ErrContainerNotFound) || errors.Is(err, runtime.ErrNoTask) {
+		return fmt.Errorf("%w: %w", engine.ErrNotFound, err)
+	}
+	return err
+}
+
+func (a *runtimeAdapter) Pull(ctx context.Context, ref string) (engine.Image, error) {
+	img, err := a.rt.Pull(ctx, ref, runtime.PullOptions{})
+	if err != nil {
+		return engine.Image{}, err
+	}
+	return engine.Image{Ref: img.Ref, Digest: img.Digest}, nil
+}
+
+func (a *runtimeAdapter) Create(ctx context.Context, s engine.ContainerSpec) error {
+	ref, err := runtime.NormalizeReference(s.Image)
+	if err != nil {
+		return err
+	}
+	spec := runtime.ContainerSpec{
+		ID:         s.ID,
+		Image:      ref,
+		Entrypoint: s.Entrypoint,
+		Command:    s.Command,
+		Env:        s.Env,
+		WorkingDir: s.WorkingDir,
+		User:       s.User,
+		Resources: runtime.Resources{
+			MemoryLimit:       s.MemoryLimit,
+			MemoryReservation: s.MemoryReservation,
+		},
+		Security: runtime.Security{
+			CapAdd:         s.CapAdd,
+			CapDrop:        s.CapDrop,
+			Privileged:     s.Privileged,
+			ReadonlyRootfs: s.ReadonlyRootfs,
+		},
+		ShmSize:     s.ShmSize,
+		NetNSPath:   s.NetNSPath,
+		HostNetwork: s.HostNetwork,
+		Hostname:    s.Hostname,
+		DNS:         runtime.DNS{Servers: s.DNS, Search: s.DNSSearch},
+		ExtraHosts:  s.ExtraHosts,
+		StopSignal:  s.StopSignal,
+		Init:        s.Init,
+		Labels:      s.Labels,
+	}
+	if s.CPUShares > 0 {
+		spec.Resources.CPUShares = uint64(s.CPUShares)
+	}
+	for _, u := range s.Ulimits {
+		spec.Resources.Ulimits = append(spec.Resources.Ulimits, runtime.Ulimit{Name: u.Name, Soft: rlimit(u.Soft), Hard: rlimit(u.Hard)})
+	}
+	for _, t := range s.Tmpfs {
+		tm, err := tmpfsMount(t)
+		if err != nil {
+			return err
+		}
+		spec.Tmpfs = append(spec.Tmpfs, tm)
+	}
+	for _, m := range s.Mounts {
+		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: m.Source, Destination: m.Destination, ReadOnly: m.ReadOnly})
+	}
+	if s.Log.Driver != "none" && s.LogPath != "" {
+		lo := runtime.LogOptions{Dir: filepath.Dir(s.LogPath)}
+		if v := s.Log.Options["max-size"]; v != "" {
+			n, err := parseSize(v)
+			if err != nil {
+				return fmt.Errorf("log option max-size: %w", err)
+			}
+			lo.MaxSize = n
+		}
+		if v := s.Log.Options["max-file"]; v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("log option max-file %q: %w", v, err)
+			}
+			lo.MaxFile = n
+		}
+		spec.Log = lo
+	}
+	return a.rt.Create(ctx, spec)
+}
+
+// rlimit maps Docker's -1 (unlimited) onto the largest rlimit.
+func rlimit(v int64) uint64 {
+	if v < 0 {
+		return ^uint64(0)
+	}
+	return uint64(v)
+}
+
+// tmpfsMount splits Docker's tmpfs options ("rw,size=16m,mode=1777").
+func tmpfsMount(t engine.Tmpfs) (runtime.Tmpfs, error) {
+	out := runtime.Tmpfs{Destination: t.Path}
+	for _, o := range strings.Split(t.Options, ",") {
+		o = strings.TrimSpace(o)
+		if o == "" {
+			continue
+		}
+		if v, ok := strings.CutPrefix(o, "size="); ok {
+			n, err := parseSize(v)
+			if err != nil {
+				return out, fmt.Errorf("tmpfs %s size: %w", t.Path, err)
+			}
+			out.Size = n
+			continue
+		}
+		out.Options = append(out.Options, o)
+	}
+	return out, nil
+}
+
+// parseSize reads Docker sizes: "10m", "64k", "1g", "512" (bytes).
+func parseSize(s string) (int64, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "b": 1} {
+		if strings.HasSuffix(s, suffix) {
+			num := strings.TrimSuffix(s, suffix)
+			if _, err := strconv.ParseFloat(num, 64); err == nil {
+				s, mult = num, m
+				break
+			}
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("size %q is not a number with an optional k, m or g suffix", s)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+func (a *runtimeAdapter) Start(ctx context.Context, id string) (int, error) {
+	ch, err := a.rt.Start(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	a.mu.Lock()
+	a.exits[id] = ch
+	a.mu.Unlock()
+	return a.pid(ctx, id), nil
+}
+
+// pid reads the running process's PID; 0 when it cannot be read (it is
+// informational only).
+func (a *runtimeAdapter) pid(ctx context.Context, id string) int {
+	c, err := a.rt.Client().LoadContainer(ctx, id)
+	if err != nil {
+		return 0
+	}
+	t, err := c.Task(ctx, nil)
+	if err != nil {
+		return 0
+	}
+	return int(t.Pid())
+}
+
+func (a *runtimeAdapter) Wait(ctx context.Context, id string) (engine.Exit, error) {
+	a.mu.Lock()
+	ch, ok := a.exits[id]
+	delete(a.exits, id)
+	a.mu.Unlock()
+	if !ok {
+		var err error
+		ch, err = a.rt.Attach(ctx, id)
+		if err != nil {
+			return engine.Exit{}, engineErr(err)
+		}
+	}
+	select {
+	case st, ok := <-ch:
+		if !ok {
+			return engine.Exit{}, errors.New("runtime closed before the container exited")
+		}
+		return engine.Exit{Code: int(st.ExitCode), At: st.ExitedAt, OOMKill: st.OOMKilled}, nil
+	case <-ctx.Done():
+		return engine.Exit{}, ctx.Err()
+	}
+}
+
+func (a *runtimeAdapter) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	return engineErr(a.rt.Stop(ctx, id, timeout))
+}
+
+func (a *runtimeAdapter) Remove(ctx context.Context, id string) error {
+	a.mu.Lock()
+	delete(a.exits, id)
+	a.mu.Unlock()
+	return engineErr(a.rt.Remove(ctx, id))
+}
+
+func (a *runtimeAdapter) Exec(ctx context.Context, id string, args []string, timeout time.Duration) (int, error) {
+	res, err := a.rt.Exec(ctx, id, runtime.ExecOptions{Args: args, Timeout: timeout})
+	if err != nil {
+		return -1, engineErr(err)
+	}
+	return int(res.ExitCode), nil
+}
+
+func (a *runtimeAdapter) List(ctx context.Context, key string) ([]engine.Observed, error) {
+	infos, err := a.rt.List(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []engine.Observed
+	for _, ci := range infos {
+		if _, ok := ci.Labels[key]; !ok {
+			continue
+		}
+		o := engine.Observed{ID: ci.ID, Labels: ci.Labels, PID: int(ci.Pid)}
+		switch {
+		case ci.State == runtime.TaskRunning || ci.State == runtime.TaskPaused || ci.State == runtime.TaskUnknown:
+			o.Running = true
+		case ci.Exit != nil:
+			o.Exited = true
+			o.Exit = engine.Exit{Code: int(ci.Exit.ExitCode), At: ci.Exit.ExitedAt, OOMKill: ci.Exit.OOMKilled}
+		case ci.State == runtime.TaskStopped:
+			o.Exited = true
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// networkAdapter maps the engine's network interface onto pkg/network; the
+// handle the engine persists is the network.Sandbox as JSON.
+type networkAdapter struct {
+	m *network.Manager
+}
+
+var _ engine.Network = networkAdapter{}
+
+func (n networkAdapter) Setup(ctx context.Context, req engine.NetworkRequest) (engine.NetworkResult, error) {
+	sr := network.SetupRequest{Owner: req.TaskID, Mode: network.Mode(req.Mode)}
+	for _, p := range req.Ports {
+		sr.Ports = append(sr.Ports, network.PortRequest{ContainerPort: p.ContainerPort, HostPort: p.HostPort, Protocol: network.Protocol(p.Protocol)})
+	}
+	sb, err := n.m.Setup(ctx, sr)
+	if err != nil {
+		return engine.NetworkResult{}, err
+	}
+	handle, err := json.Marshal(sb)
+	if err != nil {
+		// Without a handle nothing could tear it down again: undo now.
+		return engine.NetworkResult{}, errors.Join(fmt.Errorf("encode sandbox: %w", err), n.m.Teardown(ctx, *sb))
+	}
+	res := engine.NetworkResult{NetNSPath: sb.NetnsPath, IPv4: sb.IP, Handle: handle}
+	for _, b := range sb.Bindings {
+		res.Bindings = append(res.Bindings, engine.PortBinding{ContainerPort: b.ContainerPort, HostPort: b.HostPort, Protocol: string(b.Protocol), BindIP: b.BindIP})
+	}
+	return res, nil
+}
+
+func (n networkAdapter) Teardown(ctx context.Context, req engine.NetworkRequest) error {
+	if len(req.Handle) == 0 {
+		// Setup never returned (a crash in the middle of it); the sweep at
+		// start-up (network.Cleanup) removed what it made.
+		return nil
+	}
+	var sb network.Sandbox
+	if err := json.Unmarshal(req.Handle, &sb); err != nil {
+		return fmt.Errorf("decode sandbox of task %s: %w", req.TaskID, err)
+	}
+	return n.m.Teardown(ctx, sb)
+}
+
+// cleanup sweeps every sandbox, netns, rule and port that no live task holds.
+func (n networkAdapter) cleanup(ctx context.Context, handles [][]byte) error {
+	var live []network.Sandbox
+	for _, h := range handles {
+		var sb network.Sandbox
+		if err := json.Unmarshal(h, &sb); err != nil {
+			return fmt.Errorf("decode sandbox: %w", err)
+		}
+		live = append(live, sb)
+	}
+	_, err := n.m.Cleanup(ctx, live, nil)
+	return err
+}
+
+// storeAdapter maps the engine's store onto pkg/state.
+type storeAdapter struct {
+	db *state.DB
+}
+
+var _ engine.Store = storeAdapter{}
+
+func (s storeAdapter) SaveTask(ctx context.Context, arn string, record []byte, changes []engine.StateChange) error {
+	out := make([]state.StateChange, 0, len(changes))
+	for _, c := range changes {
+		sc := state.StateChange{
+			Kind:               state.ChangeKind(c.Kind),
+			TaskARN:            c.TaskARN,
+			Cluster:            c.Cluster,
+			Status:             c.Status,
+			Reason:             c.Reason,
+			ContainerName:      c.ContainerName,
+			RuntimeID:          c.RuntimeID,
+			ImageDigest:        c.ImageDigest,
+			ExitCode:           c.ExitCode,
+			HealthStatus:       c.HealthStatus,
+			PullStartedAt:      c.PullStartedAt,
+			PullStoppedAt:      c.PullStoppedAt,
+			ExecutionStoppedAt: c.ExecutionStoppedAt,
+			At:                 c.At,
+		}
+		for _, b := range c.NetworkBindings {
+			sc.NetworkBindings = append(sc.NetworkBindings, state.NetworkBinding{ContainerPort: b.ContainerPort, HostPort: b.HostPort, Protocol: b.Protocol, BindIP: b.BindIP})
+		}
+		out = append(out, sc)
+	}
+	return s.db.SaveTask(arn, record, out)
+}
+
+func (s storeAdapter) DeleteTask(ctx context.Context, arn string) error { return s.db.DeleteTask(arn) }
+
+func (s storeAdapter) LoadTasks(ctx context.Context) ([][]byte, error) {
+	entries, err := s.db.Tasks()
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, e.Record)
+	}
+	return out, nil
+}
+
+// portStore persists the network's port allocations in the state database.
+type portStore struct {
+	db *state.DB
+}
+
+var _ network.PortStore = portStore{}
+
+func (p portStore) LoadPorts() ([]network.Allocation, error) {
+	in, err := p.db.LoadPorts()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]network.Allocation, 0, len(in))
+	for _, a := range in {
+		out = append(out, network.Allocation{Owner: a.Owner, Protocol: network.Protocol(a.Protocol), HostPort: a.HostPort})
+	}
+	return out, nil
+}
+
+func (p portStore) SavePorts(in []network.Allocation) error {
+	out := make([]state.PortAllocation, 0, len(in))
+	for _, a := range in {
+		out = append(out, state.PortAllocation{Owner: a.Owner, Protocol: string(a.Protocol), HostPort: a.HostPort})
+	}
+	return p.db.SavePorts(out)
+}
+
+// logRemover deletes a container's json-file log and its rotated files.
+type logRemover struct{}
+
+func (logRemover) RemoveLogs(ctx context.Context, path string) error {
+	// Rotated files are path.1, path.2, ... (see logs.Config).
+	rotated, err := filepath.Glob(path + ".*")
+	if err != nil {
+		return fmt.Errorf("list rotated logs of %s: %w", path, err)
+	}
+	var errs []error
+	for _, p := range append(rotated, path) {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

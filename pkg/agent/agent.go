@@ -1,0 +1,368 @@
+// Package agent wires one Berth agent together from a config.Config: the
+// state database (pkg/state), containerd (pkg/runtime), task networking
+// (pkg/network), container logs (pkg/logs), the task engine (pkg/engine) and
+// the introspection API (pkg/introspection). Run runs it until its context
+// ends; HandlePayload is how ACS payloads (or tests) hand it tasks.
+//
+// cmd/agent, dev mode and integration tests import it. It maps the config
+// onto each package's own options and holds no protocol or runtime logic.
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/internal/version"
+	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/config"
+	"github.com/berth-dev/berth/pkg/engine"
+	"github.com/berth-dev/berth/pkg/introspection"
+	"github.com/berth-dev/berth/pkg/network"
+	"github.com/berth-dev/berth/pkg/runtime"
+	"github.com/berth-dev/berth/pkg/state"
+)
+
+// Option adjusts how New wires the agent beyond what the config says.
+type Option func(*options)
+
+type options struct {
+	logger       *slog.Logger
+	loggerBinary string
+	initBinary   string
+	netRunDir    string
+	namePrefix   string
+	instanceARN  string
+}
+
+// WithLogger sets the agent's logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithLoggerBinary is the program the containerd shim runs as
+// "<binary> logger <arg>" to capture container output (default: this
+// executable, which must serve that mode).
+func WithLoggerBinary(path string) Option { return func(o *options) { o.loggerBinary = path } }
+
+// WithInitBinary is the init process run as PID 1 for containers with
+// initProcessEnabled; without it such containers are refused.
+func WithInitBinary(path string) Option { return func(o *options) { o.initBinary = path } }
+
+// WithNetworkRunDir puts the CNI config, IPAM leases and sandbox records
+// under dir instead of /run/berth (tests give every agent its own).
+func WithNetworkRunDir(dir string) Option { return func(o *options) { o.netRunDir = dir } }
+
+// WithNamePrefix starts every sandbox and netns name with prefix (default
+// network.DefaultNamePrefix); start-up clean-up only touches names with it.
+func WithNamePrefix(prefix string) Option { return func(o *options) { o.namePrefix = prefix } }
+
+// WithContainerInstanceARN sets the ARN reported by /v1/metadata until
+// registration stores one.
+func WithContainerInstanceARN(arn string) Option { return func(o *options) { o.instanceARN = arn } }
+
+// Agent is one Berth agent. Create it with New and call Run once.
+type Agent struct {
+	cfg *config.Config
+	o   options
+	log *slog.Logger
+
+	started chan struct{} // closed once Run has built the engine
+
+	// mu guards the fields below, set by Run.
+	mu     sync.Mutex
+	eng    *engine.Engine
+	db     *state.DB
+	listen net.Addr
+}
+
+// New checks the config and returns an agent that does nothing until Run.
+func New(cfg *config.Config, opts ...Option) (*Agent, error) {
+	if cfg == nil {
+		return nil, errors.New("agent: nil config")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("agent: ECS_DATADIR is empty")
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	if o.loggerBinary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("agent: find own executable for the logger: %w", err)
+		}
+		o.loggerBinary = exe
+	}
+	return &Agent{cfg: cfg, o: o, log: o.logger, started: make(chan struct{})}, nil
+}
+
+// Run opens the state, connects to containerd, recovers tasks, serves the
+// introspection API and runs tasks until ctx ends. Containers keep running
+// when Run returns; the next Run re-attaches to them.
+func (a *Agent) Run(ctx context.Context) error {
+	cfg := a.cfg
+	db, err := state.OpenDir(cfg.DataDir, state.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	rt, err := a.newRuntime(ctx)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+
+	ports, err := network.NewPortAllocator(network.AllocatorOptions{
+		Range:       network.PortRange{First: cfg.Ports.DynamicRange.First, Last: cfg.Ports.DynamicRange.Last},
+		ReservedTCP: cfg.Ports.Reserved,
+		ReservedUDP: cfg.Ports.ReservedUDP,
+		Store:       portStore{db: db},
+	})
+	if err != nil {
+		return fmt.Errorf("port allocator: %w", err)
+	}
+	defer ports.Close()
+	nwOpts := network.Options{
+		PluginDirs: cfg.Network.CNIPath,
+		Bridge:     cfg.Network.BridgeName,
+		NamePrefix: a.o.namePrefix,
+		Ports:      ports,
+	}
+	if cfg.Network.BridgeSubnet.IsValid() {
+		nwOpts.Subnet = cfg.Network.BridgeSubnet.String()
+	}
+	if d := a.o.netRunDir; d != "" {
+		nwOpts.ConfDir, nwOpts.IPAMDir, nwOpts.StateDir = d+"/cni", d+"/ipam", d+"/sandboxes"
+	}
+	nm, err := network.New(nwOpts)
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	nw := networkAdapter{m: nm}
+
+	cpu, mem := hostCapacity(cfg.Containers.ReservedMemoryMiB)
+	eng, err := engine.New(engine.Options{
+		Runtime:      newRuntimeAdapter(rt),
+		Network:      nw,
+		Store:        storeAdapter{db: db},
+		Logs:         logRemover{},
+		DataDir:      cfg.DataDir,
+		LogPath:      func(id string) string { return runtime.LogPath(cfg.DataDir+"/logs", id) },
+		CPUUnits:     cpu,
+		MemoryMiB:    mem,
+		StopTimeout:  cfg.Containers.StopTimeout,
+		CleanupWait:  cfg.Containers.TaskCleanupWait,
+		AfterRecover: nw.cleanup,
+		Logger:       a.log,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen.Introspection.String())
+	if err != nil {
+		return fmt.Errorf("introspection API: listen on %s: %w", cfg.Listen.Introspection, err)
+	}
+	a.mu.Lock()
+	a.eng, a.db, a.listen = eng, db, ln.Addr()
+	a.mu.Unlock()
+	close(a.started)
+
+	srv := &http.Server{
+		Handler: introspection.New(introspection.Options{
+			Tasks:    eng,
+			Metadata: a.metadata,
+			Pending:  db.StateChangeCount,
+			Logger:   a.log,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("introspection API stopped", "err", err)
+		}
+	}()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		wg.Wait()
+	}()
+
+	a.log.Info("agent running", "dataDir", cfg.DataDir, "introspection", ln.Addr().String(), "cpuUnits", cpu, "memoryMiB", mem)
+	return eng.Run(ctx)
+}
+
+func (a *Agent) newRuntime(ctx context.Context) (*runtime.Runtime, error) {
+	cfg := a.cfg
+	opts := runtime.Options{
+		Address:               cfg.Containerd.Address,
+		Namespace:             cfg.Containerd.Namespace,
+		PullBehavior:          runtime.PullBehavior(cfg.Images.PullBehavior),
+		PullTimeout:           cfg.Images.PullTimeout,
+		PullInactivityTimeout: cfg.Images.PullInactivityTimeout,
+		DisablePrivileged:     cfg.Containers.DisablePrivileged,
+		StateDir:              cfg.DataDir + "/containers",
+		LoggerBinary:          a.o.loggerBinary,
+		InitBinary:            a.o.initBinary,
+		ConnectTimeout:        time.Minute,
+	}
+	opts.Registry.InsecureRegistries = cfg.Images.InsecureRegistries
+	if cfg.Images.AuthType != "" {
+		auth, err := runtime.ParseEngineAuth(cfg.Images.AuthType, cfg.Images.AuthData.Reveal())
+		if err != nil {
+			return nil, fmt.Errorf("ECS_ENGINE_AUTH_DATA: %w", err)
+		}
+		opts.Registry.EngineAuth = auth
+	}
+	rt, err := runtime.New(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	return rt, nil
+}
+
+// engine waits until Run has built the engine.
+func (a *Agent) engine(ctx context.Context) (*engine.Engine, error) {
+	select {
+	case <-a.started:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.eng, nil
+}
+
+// HandlePayload hands every task of an ACS payload to the engine. It
+// returns once each task and its desired status are durably stored (the
+// point at which ACS may be acknowledged). A redelivered payload changes
+// nothing; a bad task is stopped with a reason, never an error here.
+func (a *Agent) HandlePayload(ctx context.Context, p *api.PayloadMessage) error {
+	eng, err := a.engine(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, t := range p.Tasks {
+		if t == nil {
+			continue
+		}
+		desired, err := engine.ParseTaskStatus(t.DesiredStatus)
+		if err != nil || (desired != engine.TaskRunning && desired != engine.TaskStopped) {
+			a.log.Warn("ignore task with unknown desired status", "task", t.Arn, "desiredStatus", t.DesiredStatus)
+			continue
+		}
+		if err := eng.Apply(ctx, engine.FromAPI(t, p.ClusterArn), desired); err != nil {
+			errs = append(errs, fmt.Errorf("task %s: %w", t.Arn, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Ready is closed once the agent has recovered its tasks and accepts payloads.
+func (a *Agent) Ready(ctx context.Context) error {
+	eng, err := a.engine(ctx)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-eng.Ready():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// IntrospectionAddr is the address the introspection API listens on (nil
+// before Run got that far).
+func (a *Agent) IntrospectionAddr() net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.listen
+}
+
+// Task returns the engine's view of one task.
+func (a *Agent) Task(arn string) (engine.TaskState, bool) {
+	a.mu.Lock()
+	eng := a.eng
+	a.mu.Unlock()
+	if eng == nil {
+		return engine.TaskState{}, false
+	}
+	return eng.Task(arn)
+}
+
+// PendingStateChanges returns the outbox, oldest first.
+func (a *Agent) PendingStateChanges() ([]state.StateChange, error) {
+	a.mu.Lock()
+	db := a.db
+	a.mu.Unlock()
+	if db == nil {
+		return nil, errors.New("agent not running")
+	}
+	return db.PendingStateChanges(0)
+}
+
+func (a *Agent) metadata() introspection.Metadata {
+	md := introspection.Metadata{
+		Cluster:              a.cfg.Cluster,
+		ContainerInstanceArn: a.o.instanceARN,
+		Version:              "Berth Agent - " + version.Version,
+	}
+	a.mu.Lock()
+	db := a.db
+	a.mu.Unlock()
+	if db != nil {
+		if id, err := db.Instance(); err == nil {
+			md.ContainerInstanceArn = id.ContainerInstanceArn
+			if id.ClusterArn != "" {
+				md.Cluster = id.ClusterArn
+			}
+		}
+	}
+	return md
+}
+
+// hostCapacity is what tasks may use: every CPU (1024 units each) and the
+// host's memory less ECS_RESERVED_MEMORY.
+func hostCapacity(reservedMiB int) (cpuUnits, memMiB int64) {
+	cpuUnits = int64(goruntime.NumCPU()) * 1024
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return cpuUnits, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, err := strconv.ParseInt(fields[1], 10, 64)
+			if err == nil {
+				memMiB = kb/1024 - int64(reservedMiB)
+			}
+		}
+	}
+	if memMiB < 0 {
+		memMiB = 0
+	}
+	return cpuUnits, memMiB
+}
