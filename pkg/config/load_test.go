@@ -439,3 +439,16 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+func TestRegionNames(t *testing.T) {
+	for _, ok := range []string{"us-east-1", "us-gov-west-1", "lab"} {
+		if _, _, err := Load(files(t, "", "", "AWS_REGION="+ok)); err != nil {
+			t.Errorf("AWS_REGION=%s rejected: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"us east", "-x", "a/b"} {
+		if _, _, err := Load(files(t, "", "", "AWS_REGION="+bad)); err == nil {
+			t.Errorf("AWS_REGION=%q accepted", bad)
+		}
+	}
+}

@@ -310,7 +310,7 @@ func noDetail(err error) error {
 
 var (
 	clusterNameRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
-	regionRE       = regexp.MustCompile(`^[a-z]{2}(-[a-z0-9]+)+$`)
+	regionRE       = regexp.MustCompile(`^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$`)
 	namespaceRE    = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$`)
 	attrNameRE     = regexp.MustCompile(`^[A-Za-z0-9_./-]{1,128}$`)
 	attrValueRE    = regexp.MustCompile(`^[A-Za-z0-9_.@/: -]{1,128}$`)
