@@ -150,3 +150,38 @@ func TestEncodeDockerConfigNames(t *testing.T) {
 		t.Fatalf("empty settings encoded to %+v, %v", empty, err)
 	}
 }
+
+func FuzzDecodeDockerConfig(f *testing.F) {
+	f.Add(`{"Healthcheck":{"Test":["CMD","true"],"Interval":1000},"User":"0"}`, `{"LogConfig":{"Type":"json-file"},"Tmpfs":{"/run":"rw"}}`)
+	f.Add(`{}`, `{"Devices":[{"PathOnHost":"/dev/null"}]}`)
+	f.Add(``, `{"Ulimits":[{"Name":"nofile","Soft":1,"Hard":2}],"ExtraHosts":["a:1.2.3.4"]}`)
+	f.Fuzz(func(t *testing.T, config, host string) {
+		s, err := DecodeDockerConfig(config, host)
+		if err != nil {
+			var ufe *UnsupportedFieldError
+			if !errors.As(err, &ufe) && !errors.Is(err, ErrInvalidDockerConfig) {
+				t.Fatalf("error of unexpected kind: %v", err)
+			}
+			return
+		}
+		// What decodes also encodes, and decodes back to the same settings.
+		raw, err := EncodeDockerConfig(s)
+		if err != nil {
+			t.Fatalf("decoded settings do not encode: %v", err)
+		}
+		back, err := raw.Decode()
+		if err != nil {
+			t.Fatalf("re-encoded settings do not decode: %v\n%+v", err, raw)
+		}
+		if !reflect.DeepEqual(normalizeSettings(s), normalizeSettings(back)) {
+			t.Fatalf("round trip changed the settings:\n%+v\n%+v", s, back)
+		}
+	})
+}
+
+// normalizeSettings re-encodes settings so that empty and nil collections
+// compare equal.
+func normalizeSettings(s *ContainerSettings) string {
+	raw, _ := EncodeDockerConfig(s)
+	return raw.Config + raw.HostConfig
+}
