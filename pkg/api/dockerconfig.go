@@ -94,7 +94,8 @@ type ContainerSettings struct {
 // Berth cannot honour. Its message names the field so that it can be used
 // as (part of) a task's stop reason.
 type UnsupportedFieldError struct {
-	// Section is "config" or "hostConfig".
+	// Section is "config" or "hostConfig" (the dockerConfig strings), or
+	// "container" for an ACS container member (see Container.Settings).
 	Section string
 	// Field is the member's name as sent, with its parent for nested
 	// members (e.g. "Healthcheck.StartInterval").
@@ -326,4 +327,52 @@ func (s *ContainerSettings) Validate() error {
 		return bad("LogConfig has options but no Type")
 	}
 	return nil
+}
+
+// Settings decodes the container's dockerConfig and folds in the ACS
+// members that say the same things in ECS's own words: privileged and
+// linuxParameters (capabilities, initProcessEnabled, sharedMemorySize in
+// MiB). Where both forms are present, hostConfig wins for single values and
+// capability lists are merged. linuxParameters.devices is not supported and
+// is reported as an *UnsupportedFieldError with Section "container".
+func (c *Container) Settings() (*ContainerSettings, error) {
+	s, err := c.DockerConfig.Decode()
+	if err != nil {
+		return nil, err
+	}
+	h := &s.HostConfig
+	if c.Privileged != nil && *c.Privileged {
+		h.Privileged = true
+	}
+	lp := c.LinuxParameters
+	if lp == nil {
+		return s, nil
+	}
+	if len(lp.Devices) > 0 {
+		return nil, &UnsupportedFieldError{Section: "container", Field: "linuxParameters.devices"}
+	}
+	if caps := lp.Capabilities; caps != nil {
+		h.CapAdd = mergeUnique(h.CapAdd, caps.Add)
+		h.CapDrop = mergeUnique(h.CapDrop, caps.Drop)
+	}
+	if h.Init == nil && lp.InitProcessEnabled != nil {
+		v := *lp.InitProcessEnabled
+		h.Init = &v
+	}
+	if h.ShmSize == 0 && lp.SharedMemorySize != nil {
+		if *lp.SharedMemorySize < 0 {
+			return nil, fmt.Errorf("%w: linuxParameters.sharedMemorySize %d is negative", ErrInvalidDockerConfig, *lp.SharedMemorySize)
+		}
+		h.ShmSize = *lp.SharedMemorySize << 20
+	}
+	return s, nil
+}
+
+func mergeUnique(a, b []string) []string {
+	for _, v := range b {
+		if !slices.Contains(a, v) {
+			a = append(a, v)
+		}
+	}
+	return a
 }

@@ -185,3 +185,42 @@ func normalizeSettings(s *ContainerSettings) string {
 	raw, _ := EncodeDockerConfig(s)
 	return raw.Config + raw.HostConfig
 }
+
+func TestContainerSettingsFoldsACSMembers(t *testing.T) {
+	yes, no := true, false
+	shm := int64(32)
+	c := &Container{
+		Name:       "x",
+		Privileged: &yes,
+		LinuxParameters: &LinuxParameters{
+			Capabilities:       &KernelCapabilities{Add: []string{"NET_ADMIN", "NET_BIND_SERVICE"}, Drop: []string{"MKNOD"}},
+			InitProcessEnabled: &yes,
+			SharedMemorySize:   &shm,
+		},
+		DockerConfig: RawDockerConfig{HostConfig: `{"CapAdd":["NET_BIND_SERVICE"],"Init":false}`},
+	}
+	s, err := c.Settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.HostConfig
+	if !h.Privileged || !reflect.DeepEqual(h.CapAdd, []string{"NET_BIND_SERVICE", "NET_ADMIN"}) ||
+		!reflect.DeepEqual(h.CapDrop, []string{"MKNOD"}) || h.Init == nil || *h.Init != no || h.ShmSize != 32<<20 {
+		t.Fatalf("settings %+v", h)
+	}
+	c.LinuxParameters.Devices = []Device{{HostPath: "/dev/fuse"}}
+	_, err = c.Settings()
+	if err == nil || err.Error() != `unsupported container field "linuxParameters.devices"` {
+		t.Fatalf("devices: %v", err)
+	}
+	// The fixture's app container: hostConfig and linuxParameters agree.
+	p, err := DecodeFrame(fixtureFrames(t)["PayloadMessage-berth-web-task.json"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := p.(*PayloadMessage).Tasks[0].Container("app")
+	s, err = app.Settings()
+	if err != nil || s.HostConfig.ShmSize != 64<<20 || s.HostConfig.Init == nil || !*s.HostConfig.Init {
+		t.Fatalf("app settings %+v, %v", s, err)
+	}
+}
