@@ -184,7 +184,7 @@ func (m *Manager) sweepIPTables(ctx context.Context, live map[string]bool, stale
 		chains := map[string]bool{}
 		for _, r := range parseSave(out) {
 			stale := false
-			if mm := commentID.FindStringSubmatch(r.line); mm != nil && m.ours(mm[1]) && !live[mm[1]] {
+			if mm := commentID.FindStringSubmatch(strings.Join(r.args, " ")); mm != nil && m.ours(mm[1]) && !live[mm[1]] {
 				stale = true
 			}
 			if table == "filter" && r.chain == "CNI-FORWARD" {

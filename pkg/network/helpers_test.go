@@ -62,7 +62,9 @@ func newTestNet(t *testing.T, name string, n int) *testNet {
 	if n < 1 || n > 199 {
 		t.Fatalf("test net index %d out of 1..199", n)
 	}
-	dir := filepath.Join("/run/berth-nettest", fmt.Sprintf("%s-%d", name, os.Getpid()))
+	// The dir is the same on every run, so that the clean-up below reclaims
+	// what an earlier, interrupted run of this test left.
+	dir := filepath.Join("/run/berth-nettest", name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +88,10 @@ func newTestNet(t *testing.T, name string, n int) *testNet {
 		// The bridge outlives its sandboxes by design; remove it after the test.
 		_ = exec.Command("ip", "link", "del", tn.opts.Bridge).Run()
 	})
+	m := tn.manager(t)
+	if _, err := m.Cleanup(bg(), nil, nil); err != nil {
+		t.Fatalf("clean up leftovers of an earlier run: %v", err)
+	}
 	return tn
 }
 

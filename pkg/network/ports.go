@@ -144,7 +144,7 @@ type PortAllocator struct {
 
 	mu sync.Mutex
 	// Fields below are guarded by mu.
-	held map[portKey]string   // port -> owner
+	held map[portKey]string  // port -> owner
 	next map[Protocol]uint16 // where the next dynamic search starts
 }
 

@@ -1,0 +1,166 @@
+package network
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// childEnv carries a testNet to the helper process of the crash test.
+const childEnv = "BERTH_NETWORK_CRASH_CHILD"
+
+type childConfig struct {
+	Opts  Options
+	Store string
+	Range PortRange
+}
+
+// TestCrashChild is not a test of its own: run by TestCrashBetweenSetupAndRecord
+// as a child process, it sets up a sandbox, prints its ID and waits to be
+// killed before "recording" the result anywhere.
+func TestCrashChild(t *testing.T) {
+	raw := os.Getenv(childEnv)
+	if raw == "" {
+		t.Skip("helper process for TestCrashBetweenSetupAndRecord")
+	}
+	var cfg childConfig
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := NewPortAllocator(AllocatorOptions{Range: cfg.Range, Store: &FilePortStore{Path: cfg.Store}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Opts.Ports = ports
+	m, err := New(cfg.Opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}, {ContainerPort: 53, Protocol: UDP}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Stdout.WriteString("SANDBOX " + sb.ID + "\n")
+	time.Sleep(time.Minute)
+}
+
+func TestCrashBetweenSetupAndRecord(t *testing.T) {
+	requireHost(t)
+	tn := newTestNet(t, "crash", 15)
+	before := snapshot(t, tn)
+	o := tn.opts
+	raw, err := json.Marshal(childConfig{Opts: o, Store: tn.store.Path, Range: tn.rng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "SANDBOX "); ok {
+			id = rest
+			break
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if id == "" {
+		t.Fatal("child exited without setting up a sandbox")
+	}
+	during := snapshot(t, tn)
+	if len(during.ipam) != 1 || len(during.links) != 1 || len(during.iptables) == 0 {
+		t.Fatalf("after the kill, want the child's sandbox in place; got\n%s", during)
+	}
+
+	// The next start: a new allocator and manager over the same state, and a
+	// caller that recorded nothing.
+	m := tn.manager(t)
+	rep, err := m.Cleanup(bg(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.TornDown) != 1 || rep.TornDown[0] != id {
+		t.Fatalf("cleanup report: want %s torn down, got %+v", id, rep)
+	}
+	after := snapshot(t, tn)
+	if before.String() != after.String() {
+		t.Fatalf("crashed sandbox left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if got := m.Ports().Allocations(); len(got) != 0 {
+		t.Fatalf("ports still held: %+v", got)
+	}
+	if _, err := os.Stat(filepath.Join(o.NetnsDir, id)); !os.IsNotExist(err) {
+		t.Fatalf("netns of %s still there: %v", id, err)
+	}
+}
+
+// TestCleanupSweepsWithoutRecords covers state whose records were lost
+// entirely: the sweep finds the rules by the ID in their comments, the
+// firewall rules by the leased address and the lease by its content.
+func TestCleanupSweepsWithoutRecords(t *testing.T) {
+	requireHost(t)
+	tn := newTestNet(t, "sweep", 16)
+	m := tn.manager(t)
+	before := snapshot(t, tn)
+	live, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Teardown(bg(), *live)
+	withNetns, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Lose the records of both; of the second also the netns (which takes
+	// its veth with it) and the libcni cache, as a reboot of /run would.
+	for _, sb := range []*Sandbox{withNetns, bare} {
+		if err := os.Remove(m.recordPath(sb.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := removeNetns(bare.NetnsPath); err != nil {
+		t.Fatal(err)
+	}
+	caches, _ := filepath.Glob("/var/lib/cni/results/*" + bare.ID + "*")
+	for _, c := range caches {
+		_ = os.Remove(c)
+	}
+
+	rep, err := m.Cleanup(bg(), []Sandbox{*live}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Chains) == 0 || len(rep.Leases) != 1 || !strings.Contains(rep.Leases[0], bare.ID) {
+		t.Fatalf("sweep report: want the orphan's portmap chain and lease; got %+v", rep)
+	}
+	if err := m.Teardown(bg(), *live); err != nil {
+		t.Fatal(err)
+	}
+	after := snapshot(t, tn)
+	if before.String() != after.String() {
+		t.Fatalf("orphans left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if got := m.Ports().Allocations(); len(got) != 0 {
+		t.Fatalf("ports still held: %+v", got)
+	}
+}

@@ -1,0 +1,89 @@
+package network
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// ruleLines returns the iptables-save lines carrying comment.
+func ruleLines(t *testing.T, comment string) []string {
+	t.Helper()
+	var out []string
+	for _, table := range []string{"nat", "filter"} {
+		for _, line := range strings.Split(run(t, "iptables-save", "-t", table), "\n") {
+			if strings.Contains(line, comment) {
+				out = append(out, table+" "+line)
+			}
+		}
+	}
+	return out
+}
+
+func TestCredentialsRoute(t *testing.T) {
+	requireHost(t)
+	tn := newTestNet(t, "creds", 17)
+	m := tn.manager(t)
+
+	// The agent's credentials listener, on loopback only.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "creds for %s", r.URL.Path)
+	})}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	defer func() { _ = srv.Close(); <-done }()
+
+	route := CredentialsRoute{
+		Bridge:      tn.opts.Bridge, // does not exist yet: Install creates it
+		ListenPort:  uint16(ln.Addr().(*net.TCPAddr).Port),
+		HostNetwork: true,
+		BlockIMDS:   true,
+		Comment:     "berth:test-creds:" + tn.opts.Bridge,
+	}
+	t.Cleanup(func() { _ = route.Remove(bg()) })
+	for i := 0; i < 2; i++ {
+		if err := route.Install(bg()); err != nil {
+			t.Fatalf("install %d: %v", i+1, err)
+		}
+	}
+	lines := ruleLines(t, route.Comment)
+	if len(lines) != 4 {
+		t.Fatalf("after installing twice: want 4 rules (PREROUTING, OUTPUT, INPUT, FORWARD), once each; got %d:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	for _, chain := range []string{"-A PREROUTING ", "-A OUTPUT ", "-A INPUT ", "-A FORWARD "} {
+		n := 0
+		for _, l := range lines {
+			if strings.Contains(l, chain) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("chain %q: want 1 rule, got %d:\n%s", chain, n, strings.Join(lines, "\n"))
+		}
+	}
+
+	// A bridge sandbox reaches the listener as 169.254.170.2:80.
+	sb, err := m.Setup(bg(), SetupRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Teardown(bg(), *sb)
+	if got := httpGet(t, sb.NetnsPath, CredentialsAddress+":80"); got != "creds for /" {
+		t.Fatalf("GET 169.254.170.2:80 from a sandbox: got %q", got)
+	}
+	if err := route.Remove(bg()); err != nil {
+		t.Fatal(err)
+	}
+	if err := route.Remove(bg()); err != nil {
+		t.Fatalf("second remove: %v", err)
+	}
+	if lines := ruleLines(t, route.Comment); len(lines) != 0 {
+		t.Fatalf("after remove: want no rules, got:\n%s", strings.Join(lines, "\n"))
+	}
+}

@@ -1,0 +1,292 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+)
+
+// peerNetns creates a namespace standing in for another machine, linked to
+// the host by a veth pair on 10.251.n.0/30 (host .1, peer .2), and returns
+// its path and the host-side address.
+func peerNetns(t *testing.T, tn *testNet, n int) (string, string) {
+	t.Helper()
+	path, err := createNetns(tn.opts.NetnsDir, fmt.Sprintf("peer%d", n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = removeNetns(path) })
+	host, peer := fmt.Sprintf("vbh%d", n), fmt.Sprintf("vbp%d", n)
+	hostIP := fmt.Sprintf("10.251.%d.1", n)
+	in := func(args ...string) { run(t, "nsenter", append([]string{"--net=" + path}, args...)...) }
+	in("ip", "link", "add", peer, "type", "veth", "peer", "name", host, "netns", strconv.Itoa(os.Getpid()))
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", host).Run() })
+	in("ip", "addr", "add", fmt.Sprintf("10.251.%d.2/30", n), "dev", peer)
+	in("ip", "link", "set", peer, "up")
+	in("ip", "link", "set", "lo", "up")
+	run(t, "ip", "addr", "add", hostIP+"/30", "dev", host)
+	run(t, "ip", "link", "set", host, "up")
+	return path, hostIP
+}
+
+func TestBridgeTwoSandboxesDynamicPorts(t *testing.T) {
+	requireHost(t)
+	tn := newTestNet(t, "two", 11)
+	m := tn.manager(t)
+	var sbs []*Sandbox
+	for i := 0; i < 2; i++ {
+		sb, err := m.Setup(bg(), SetupRequest{Owner: fmt.Sprintf("task-%d", i), Ports: []PortRequest{{ContainerPort: 80}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Teardown(bg(), *sb) })
+		sbs = append(sbs, sb)
+		startHTTPD(t, sb.NetnsPath, fmt.Sprintf("sandbox %d", i))
+	}
+	p0, p1 := sbs[0].Bindings[0].HostPort, sbs[1].Bindings[0].HostPort
+	if p0 == p1 {
+		t.Fatalf("both sandboxes got host port %d", p0)
+	}
+	for _, p := range []uint16{p0, p1} {
+		if p < tn.rng.First || p > tn.rng.Last {
+			t.Fatalf("host port %d outside the range %s", p, tn.rng)
+		}
+	}
+	peer, hostIP := peerNetns(t, tn, 11)
+	for i, sb := range sbs {
+		want := fmt.Sprintf("sandbox %d", i)
+		port := strconv.Itoa(int(sb.Bindings[0].HostPort))
+		if got := httpGet(t, "", "127.0.0.1:"+port); got != want {
+			t.Fatalf("127.0.0.1:%s: want %q, got %q", port, want, got)
+		}
+		if got := httpGet(t, peer, net.JoinHostPort(hostIP, port)); got != want {
+			t.Fatalf("from the peer netns to %s:%s: want %q, got %q", hostIP, port, want, got)
+		}
+		other := sbs[1-i]
+		if got := httpGet(t, other.NetnsPath, sb.IP+":80"); got != want {
+			t.Fatalf("from sandbox %s to %s:80: want %q, got %q", other.ID, sb.IP, want, got)
+		}
+	}
+	for _, sb := range sbs {
+		if err := m.Teardown(bg(), *sb); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(sb.NetnsPath); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("netns %s still there after teardown: %v", sb.NetnsPath, err)
+		}
+	}
+	if got := m.Ports().Allocations(); len(got) != 0 {
+		t.Fatalf("ports held after teardown: %+v", got)
+	}
+}
+
+func TestStaticHostPortCollision(t *testing.T) {
+	requireHost(t)
+	tn := newTestNet(t, "static", 12)
+	m := tn.manager(t)
+	static := tn.rng.First + 50
+	a, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80, HostPort: static}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Teardown(bg(), *a)
+	_, err = m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80, HostPort: static}}})
+	want := fmt.Sprintf("host port %d/tcp is already allocated to %s", static, a.ID)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second static %d: want error containing %q, got %v", static, want, err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := uint16(ln.Addr().(*net.TCPAddr).Port)
+	_, err = m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80, HostPort: busy}}})
+	want = fmt.Sprintf("host port %d/tcp is in use by a process listening on the host", busy)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("static port with a host listener: want error containing %q, got %v", want, err)
+	}
+	// Host mode collides the same way.
+	_, err = m.Setup(bg(), SetupRequest{Mode: ModeHost, Ports: []PortRequest{{ContainerPort: static}}})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("host port %d/tcp", static)) {
+		t.Fatalf("host mode on a held port: want a conflict naming %d, got %v", static, err)
+	}
+	if _, err := m.Setup(bg(), SetupRequest{Mode: ModeHost, Ports: []PortRequest{{ContainerPort: 80, HostPort: 81}}}); err == nil {
+		t.Fatal("host mode with host port != container port: want an error")
+	}
+}
+
+func TestModes(t *testing.T) {
+	requireHost(t)
+	tn := newTestNet(t, "modes", 13)
+	m := tn.manager(t)
+
+	t.Run("awsvpc", func(t *testing.T) {
+		sb, err := m.Setup(bg(), SetupRequest{Mode: ModeAWSVPC, Ports: []PortRequest{{ContainerPort: 80}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Teardown(bg(), *sb)
+		if len(sb.PortMappings) != 0 || len(m.Ports().Allocations()) != 0 {
+			t.Fatalf("awsvpc took host ports: %+v %+v", sb.PortMappings, m.Ports().Allocations())
+		}
+		if !strings.HasPrefix(sb.IP, "10.250.13.") {
+			t.Fatalf("awsvpc IP %q not in the test subnet", sb.IP)
+		}
+		want := Binding{BindIP: sb.IP, Protocol: TCP, ContainerPort: 80, HostPort: 80}
+		if len(sb.Bindings) != 1 || sb.Bindings[0] != want {
+			t.Fatalf("awsvpc bindings: want [%+v], got %+v", want, sb.Bindings)
+		}
+		startHTTPD(t, sb.NetnsPath, "awsvpc")
+		if got := httpGet(t, "", sb.IP+":80"); got != "awsvpc" {
+			t.Fatalf("GET %s:80 from the host: got %q", sb.IP, got)
+		}
+	})
+	t.Run("none", func(t *testing.T) {
+		sb, err := m.Setup(bg(), SetupRequest{Mode: ModeNone})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Teardown(bg(), *sb)
+		if sb.IP != "" {
+			t.Fatalf("none mode got IP %s", sb.IP)
+		}
+		var names []string
+		var loUp bool
+		err = ns.WithNetNSPath(sb.NetnsPath, func(ns.NetNS) error {
+			ifs, err := net.Interfaces()
+			for _, i := range ifs {
+				names = append(names, i.Name)
+				loUp = loUp || (i.Name == "lo" && i.Flags&net.FlagUp != 0)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(names) != "[lo]" || !loUp {
+			t.Fatalf("none mode interfaces: want only lo, up; got %v (lo up: %v)", names, loUp)
+		}
+	})
+	t.Run("host", func(t *testing.T) {
+		sb, err := m.Setup(bg(), SetupRequest{Mode: ModeHost, Ports: []PortRequest{{ContainerPort: tn.rng.First + 7}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sb.NetnsPath != "" || sb.IP != "" {
+			t.Fatalf("host mode got netns %q IP %q", sb.NetnsPath, sb.IP)
+		}
+		// No netns: the sandbox sees the host's interfaces, the test bridge among them.
+		ifs, err := net.Interfaces()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var found bool
+		for _, i := range ifs {
+			found = found || i.Name == tn.opts.Bridge
+		}
+		if !found {
+			t.Fatalf("host mode: bridge %s not among the host's interfaces", tn.opts.Bridge)
+		}
+		p := tn.rng.First + 7
+		want := Binding{BindIP: "0.0.0.0", Protocol: TCP, ContainerPort: p, HostPort: p}
+		if len(sb.Bindings) != 1 || sb.Bindings[0] != want {
+			t.Fatalf("host bindings: want [%+v], got %+v", want, sb.Bindings)
+		}
+		if err := m.Teardown(bg(), *sb); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Ports().Allocations(); len(got) != 0 {
+			t.Fatalf("host-mode ports held after teardown: %+v", got)
+		}
+	})
+}
+
+// hostSnapshot is the part of host state one test's sandboxes can touch.
+type hostSnapshot struct {
+	iptables []string // rules naming the test network, subnet or ID prefix
+	netns    []string // `ip netns` entries with the ID prefix
+	links    []string // links enslaved to the test bridge
+	ipam     []string // lease files
+	cache    []string // libcni result caches with the ID prefix
+}
+
+func snapshot(t *testing.T, tn *testNet) hostSnapshot {
+	t.Helper()
+	var s hostSnapshot
+	subnet := strings.TrimSuffix(tn.opts.Subnet, "0/24")
+	for _, table := range []string{"nat", "filter"} {
+		for _, line := range strings.Split(run(t, "iptables-save", "-t", table), "\n") {
+			if strings.Contains(line, tn.opts.NamePrefix) || strings.Contains(line, subnet) ||
+				strings.Contains(line, `"`+tn.opts.NetworkName+`\"`) || strings.HasPrefix(line, ":CNI-") && !sharedCNIChain(strings.Fields(line[1:])[0]) {
+				s.iptables = append(s.iptables, line)
+			}
+		}
+	}
+	for _, line := range strings.Split(run(t, "ip", "netns", "list"), "\n") {
+		if strings.HasPrefix(line, tn.opts.NamePrefix) {
+			s.netns = append(s.netns, line)
+		}
+	}
+	if _, err := os.Stat("/sys/class/net/" + tn.opts.Bridge); err == nil {
+		for _, line := range strings.Split(strings.TrimSpace(run(t, "ip", "-o", "link", "show", "master", tn.opts.Bridge)), "\n") {
+			if line != "" {
+				s.links = append(s.links, line)
+			}
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(tn.opts.IPAMDir, tn.opts.NetworkName))
+	for _, e := range entries {
+		if e.Name() != "lock" && !strings.HasPrefix(e.Name(), "last_reserved_ip") {
+			s.ipam = append(s.ipam, e.Name())
+		}
+	}
+	cache, _ := filepath.Glob("/var/lib/cni/results/*" + tn.opts.NamePrefix + "*")
+	s.cache = cache
+	return s
+}
+
+func (s hostSnapshot) String() string {
+	return fmt.Sprintf("iptables:\n  %s\nnetns: %v\nlinks: %v\nipam: %v\ncache: %v",
+		strings.Join(s.iptables, "\n  "), s.netns, s.links, s.ipam, s.cache)
+}
+
+func TestFiftySandboxesLeaveNothing(t *testing.T) {
+	requireHost(t)
+	tn := newTestNet(t, "fifty", 14)
+	// This test uses the real /run/netns so that `ip netns` lists the
+	// namespaces; the ID prefix keeps the comparison to what it created.
+	tn.opts.NetnsDir = DefaultNetnsDir
+	m := tn.manager(t)
+	before := snapshot(t, tn)
+	const n = 50
+	var sbs []*Sandbox
+	for i := 0; i < n; i++ {
+		sb, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}, {ContainerPort: 53, Protocol: UDP}}})
+		if err != nil {
+			t.Fatalf("setup %d: %v", i, err)
+		}
+		sbs = append(sbs, sb)
+	}
+	during := snapshot(t, tn)
+	if len(during.netns) != n || len(during.ipam) != n || len(during.links) != n || len(during.iptables) < 2*n {
+		t.Fatalf("with %d sandboxes: want %d netns, leases and bridge ports; got\n%s", n, n, during)
+	}
+	for _, sb := range sbs {
+		if err := m.Teardown(bg(), *sb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := snapshot(t, tn)
+	if before.String() != after.String() {
+		t.Fatalf("host state changed by %d setups and teardowns:\nbefore:\n%s\nafter:\n%s", n, before, after)
+	}
+}
