@@ -50,11 +50,8 @@ type containerdServer struct {
 
 // detectSnapshotter tries an overlay mount inside dir; nested environments
 // often refuse it, and then the slower but always working native snapshotter
-// is used. BERTH_TEST_SNAPSHOTTER overrides the choice.
+// is used.
 func detectSnapshotter(dir string) string {
-	if s := os.Getenv(EnvSnapshotter); s != "" {
-		return s
-	}
 	probe := filepath.Join(dir, "overlay-probe")
 	defer os.RemoveAll(probe)
 	var paths [4]string
@@ -75,17 +72,20 @@ func detectSnapshotter(dir string) string {
 }
 
 // startContainerd starts containerd with root, state, socket and config in
-// dir and waits until it serves.
-func startContainerd(ctx context.Context, dir string) (*containerdServer, error) {
+// dir and waits until it serves. An empty snapshotter is detected.
+func startContainerd(ctx context.Context, dir, snapshotter string) (*containerdServer, error) {
 	for _, d := range []string{"root", "state", "opt"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o711); err != nil {
 			return nil, fmt.Errorf("start containerd: %w", err)
 		}
 	}
+	if snapshotter == "" {
+		snapshotter = detectSnapshotter(dir)
+	}
 	s := &containerdServer{
 		dir:         dir,
 		address:     filepath.Join(dir, "containerd.sock"),
-		snapshotter: detectSnapshotter(dir),
+		snapshotter: snapshotter,
 	}
 	cfg := filepath.Join(dir, "config.toml")
 	quoted := make([]string, len(disabledPlugins))

@@ -32,6 +32,10 @@ const (
 type Options struct {
 	// Dir is where the temporary directory is created; "" means os.TempDir().
 	Dir string
+	// Snapshotter forces containerd's default snapshotter ("overlayfs" or
+	// "native"); "" means BERTH_TEST_CONTAINERD_SNAPSHOTTER if set, else
+	// overlayfs when an overlay mount works here, else native.
+	Snapshotter string
 	// NoContainerd, NoRegistry and NoAuthRegistry leave that part out.
 	NoContainerd   bool
 	NoRegistry     bool
@@ -41,7 +45,8 @@ type Options struct {
 // Env is a set of private daemons under one temporary directory. Parts are
 // started on first use and all stopped by Close.
 type Env struct {
-	dir string
+	dir         string
+	snapshotter string // forced snapshotter, "" to detect
 
 	// mu guards the fields below; it is held while a part starts so that
 	// concurrent tests wait for one start instead of racing two.
@@ -57,7 +62,10 @@ type Env struct {
 }
 
 // newEnv creates the temporary directory of an Env.
-func newEnv(parent string) (*Env, error) {
+func newEnv(parent, snapshotter string) (*Env, error) {
+	if snapshotter == "" {
+		snapshotter = os.Getenv(EnvSnapshotter)
+	}
 	dir, err := os.MkdirTemp(parent, "berth-testenv-")
 	if err != nil {
 		return nil, fmt.Errorf("create test environment dir: %w", err)
@@ -66,13 +74,13 @@ func newEnv(parent string) (*Env, error) {
 	if real, err := filepath.EvalSymlinks(dir); err == nil {
 		dir = real
 	}
-	return &Env{dir: dir}, nil
+	return &Env{dir: dir, snapshotter: snapshotter}, nil
 }
 
 // Start creates an Env and starts the parts opts asks for. On error
 // everything already started is stopped again.
 func Start(ctx context.Context, opts Options) (*Env, error) {
-	e, err := newEnv(opts.Dir)
+	e, err := newEnv(opts.Dir, opts.Snapshotter)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +117,7 @@ func (e *Env) containerd(ctx context.Context) (*containerdServer, error) {
 		return nil, errors.New("test environment already closed")
 	}
 	if e.ctrd == nil && e.ctrdErr == nil {
-		e.ctrd, e.ctrdErr = startContainerd(ctx, filepath.Join(e.dir, "containerd"))
+		e.ctrd, e.ctrdErr = startContainerd(ctx, filepath.Join(e.dir, "containerd"), e.snapshotter)
 	}
 	return e.ctrd, e.ctrdErr
 }

@@ -298,9 +298,10 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
-// TestTeardownLeavesNothing starts a separate environment, leaves a
-// container running in it (as a crashed test would), closes it, and checks
-// that no process, mount or file of it remains.
+// TestTeardownLeavesNothing starts a separate environment on the native
+// snapshotter (the fallback where overlay mounts fail), leaves a container
+// running in it (as a crashed test would), closes it, and checks that no
+// process, mount or file of it remains.
 func TestTeardownLeavesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts its own containerd; skipped with -short")
@@ -310,7 +311,7 @@ func TestTeardownLeavesNothing(t *testing.T) {
 	testenv.RequireBusyboxStatic(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	env, err := testenv.Start(ctx, testenv.Options{NoAuthRegistry: true})
+	env, err := testenv.Start(ctx, testenv.Options{NoAuthRegistry: true, Snapshotter: testenv.SnapshotterNative})
 	if err != nil {
 		t.Fatalf("start environment: %v", err)
 	}
@@ -352,6 +353,9 @@ func TestTeardownLeavesNothing(t *testing.T) {
 	if len(shimsFor(t, "leaky", "sleeper")) == 0 {
 		t.Fatal("no shim found for the running task; the leftover check below would prove nothing")
 	}
+	if !mountedUnder(t, env.Dir()) {
+		t.Fatal("no mount under the environment dir while a task runs; the mount check below would prove nothing")
+	}
 
 	closed = true
 	if err := env.Close(ctx); err != nil {
@@ -369,4 +373,19 @@ func TestTeardownLeavesNothing(t *testing.T) {
 	if _, err := os.Stat(env.Dir()); !os.IsNotExist(err) {
 		t.Fatalf("environment dir %s still exists (stat: %v)", env.Dir(), err)
 	}
+}
+
+// mountedUnder reports whether anything is mounted below dir.
+func mountedUnder(t *testing.T, dir string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatalf("read mountinfo: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			return true
+		}
+	}
+	return false
 }

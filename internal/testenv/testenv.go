@@ -33,7 +33,7 @@ func (p *processState) lazyEnv() (*Env, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.env == nil && p.err == nil {
-		p.env, p.err = newEnv("")
+		p.env, p.err = newEnv("", "")
 	}
 	return p.env, p.err
 }

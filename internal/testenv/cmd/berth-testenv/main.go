@@ -53,7 +53,14 @@ func run(args []string) int {
 		return code
 	}
 
-	code = runCommand(args, vars, sigs)
+	select {
+	case sig := <-sigs:
+		// Interrupted while starting: do not run the command at all.
+		fmt.Fprintf(os.Stderr, "berth-testenv: %v during start: tearing down\n", sig)
+		code = 128 + int(sig.(syscall.Signal))
+	default:
+		code = runCommand(args, vars, sigs)
+	}
 
 	if env != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
