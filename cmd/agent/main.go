@@ -72,6 +72,15 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	if len(rest) > 0 {
 		cmd, rest = rest[0], rest[1:]
 	}
+	if cmd == "logger" {
+		// Hidden mode: containerd's shim starts this binary as
+		// "berth-agent logger ..." to capture a container's output (DESIGN.md,
+		// Logs; pkg/agent's WithLoggerBinary). Its arguments belong to
+		// pkg/logs, whose entry point is wired in here; until then the mode
+		// is refused.
+		fmt.Fprintln(stderr, "berth-agent: logger mode is not part of this build")
+		return exitFailure
+	}
 	if cmd != "" {
 		// Subcommands accept the path flags after their name too.
 		sub := flag.NewFlagSet("berth-agent "+cmd, flag.ContinueOnError)
@@ -94,12 +103,6 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		return check(opts, stdout)
 	case "print-config":
 		return printConfig(opts, stdout, stderr)
-	case "logger":
-		// Hidden mode: containerd's shim starts this binary as the binary://
-		// logger of every container (DESIGN.md, Logs). Its entry point comes
-		// from pkg/logs and is wired in here; until then the mode is refused.
-		fmt.Fprintln(stderr, "berth-agent: logger mode is not part of this build")
-		return exitFailure
 	default:
 		fmt.Fprintf(stderr, "berth-agent: unknown command %q\n", cmd)
 		fs.Usage()
@@ -204,14 +207,19 @@ func runAgent(ctx context.Context, opts config.LoadOptions, stderr io.Writer) in
 		return exitTerminal
 	}
 	log.WithField("version", version.Version).Info("berth-agent starting")
-
-	// pkg/agent plugs in by replacing the next line with: err = agent.Run(ctx, cfg, log)
-	err = errNotImplemented
-
-	return exitCode(ctx, err, log)
+	return exitCode(ctx, startAgent(ctx, cfg, log), log)
 }
 
-// errNotImplemented stands in for the agent until pkg/agent exists.
+// startAgent runs the agent until ctx ends. pkg/agent is wired in here, e.g.
+//
+//	a, err := agent.New(cfg, agent.WithLogger(config.NewSlog(log)))
+//	if err != nil { return err }
+//	return a.Run(ctx)
+func startAgent(_ context.Context, _ *config.Config, _ *logrus.Logger) error {
+	return errNotImplemented
+}
+
+// errNotImplemented stands in for the agent until pkg/agent is wired in.
 var errNotImplemented = errors.New("running tasks is not yet implemented")
 
 // terminalError is implemented by errors that a restart cannot fix (bad

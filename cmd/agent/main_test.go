@@ -56,6 +56,8 @@ func TestRun(t *testing.T) {
 		{name: "unknown flag", args: []string{"--nope"}, code: exitUsage},
 		{name: "unknown command", args: []string{"frobnicate"}, code: exitUsage, stderrHas: []string{`unknown command "frobnicate"`}},
 		{name: "extra argument", args: []string{"check", "x"}, code: exitUsage},
+		{name: "logger mode is reserved", args: []string{"logger", "--some-arg", "x"}, code: exitFailure,
+			stderrHas: []string{"logger mode is not part of this build"}},
 		{name: "check bad line 3", args: []string{"check", "--config", bad, "--toml", noTOML}, code: exitFailure,
 			stdoutLine: bad + ":3: ECS_RESERVED_PORTS: ",
 			stdoutHas:  []string{`"22,abc" is not a JSON array of ports (1-65535)`, "1 error(s)"}},
