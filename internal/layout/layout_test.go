@@ -41,6 +41,8 @@ func rules() []rule {
 			to:   []string{"pkg/api/...", "pkg/engine/...", "pkg/registration/...", "pkg/config/..."}, transitive: true},
 		{why: "pkg/cluster/... imports no agent package except pkg/api",
 			from: []string{"pkg/cluster/..."}, to: []string{"pkg/..."}, toExcept: []string{"pkg/api/...", "pkg/cluster/..."}, transitive: true},
+		{why: "pkg/engine never talks to the endpoint; pkg/registration does",
+			from: []string{"pkg/engine/..."}, to: []string{"pkg/registration/..."}, transitive: true},
 		{why: "internal/testenv is test-only: only tests and the testenv runner import it",
 			from: []string{"..."}, fromExcept: []string{"internal/testenv/...", "bench/..."},
 			to: []string{"internal/testenv/..."}},
@@ -164,6 +166,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/cluster/store"), Deps: []string{m("pkg/api"), m("pkg/engine")}},
 		{ImportPath: m("pkg/logs"), Imports: []string{m("internal/testenv")}},
 		{ImportPath: m("cmd/agent"), Deps: []string{m("internal/testenv")}},
+		{ImportPath: m("pkg/engine/health"), Deps: []string{m("pkg/registration")}},
 	}
 	got := violations(bad, rules())
 	want := []string{
@@ -172,6 +175,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		m("pkg/cluster/store") + " imports " + m("pkg/engine"),
 		m("pkg/config") + " imports " + m("internal/version"),
 		m("pkg/engine") + " imports " + m("pkg/config"),
+		m("pkg/engine/health") + " imports " + m("pkg/registration"),
 		m("pkg/logs") + " imports " + m("internal/testenv"),
 		m("pkg/network/cni") + " imports " + m("pkg/config"),
 		m("pkg/runtime") + " imports " + m("pkg/api"),
