@@ -81,6 +81,11 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "berth-agent: logger mode is not part of this build")
 		return exitFailure
 	}
+	if cmd != "" && cmd != "check" && cmd != "print-config" {
+		fmt.Fprintf(stderr, "berth-agent: unknown command %q\n", cmd)
+		fs.Usage()
+		return exitUsage
+	}
 	if cmd != "" {
 		// Subcommands accept the path flags after their name too.
 		sub := flag.NewFlagSet("berth-agent "+cmd, flag.ContinueOnError)
@@ -101,12 +106,8 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		return runAgent(ctx, opts, stderr)
 	case "check":
 		return check(opts, stdout)
-	case "print-config":
+	default: // "print-config"
 		return printConfig(opts, stdout, stderr)
-	default:
-		fmt.Fprintf(stderr, "berth-agent: unknown command %q\n", cmd)
-		fs.Usage()
-		return exitUsage
 	}
 }
 

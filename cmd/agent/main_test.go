@@ -54,7 +54,7 @@ func TestRun(t *testing.T) {
 		{name: "version", args: []string{"--version"}, code: exitOK, stdoutHas: []string{"berth-agent dev"}},
 		{name: "help", args: []string{"-h"}, code: exitOK, stderrHas: []string{"usage: berth-agent"}},
 		{name: "unknown flag", args: []string{"--nope"}, code: exitUsage},
-		{name: "unknown command", args: []string{"frobnicate"}, code: exitUsage, stderrHas: []string{`unknown command "frobnicate"`}},
+		{name: "unknown command", args: []string{"frobnicate", "--x"}, code: exitUsage, stderrHas: []string{`unknown command "frobnicate"`}},
 		{name: "extra argument", args: []string{"check", "x"}, code: exitUsage},
 		{name: "logger mode is reserved", args: []string{"logger", "--some-arg", "x"}, code: exitFailure,
 			stderrHas: []string{"logger mode is not part of this build"}},
