@@ -24,6 +24,7 @@ type lab struct {
 	agentA       *ecs.Client
 	agentB       *ecs.Client
 	agentAKey    string
+	agentASecret string
 	taskDefArn   string
 	instA, instB string
 	tasks        []types.Task
@@ -81,10 +82,9 @@ func buildLab(t *testing.T, re *runningEndpoint) *lab {
 	if l.taskDefArn != "arn:aws:ecs:us-test-1:123456789012:task-definition/web:1" || rtd.TaskDefinition.Revision != 1 {
 		t.Fatalf("task definition ARN = %s revision %d, want web:1", l.taskDefArn, rtd.TaskDefinition.Revision)
 	}
-	var agentASecret, agentBSecret, agentBKey string
-	l.agentAKey, agentASecret = newKey(t, re.ep, auth.RoleAgent)
-	agentBKey, agentBSecret = newKey(t, re.ep, auth.RoleAgent)
-	l.agentA, l.agentB = re.client(l.agentAKey, agentASecret), re.client(agentBKey, agentBSecret)
+	l.agentAKey, l.agentASecret = newKey(t, re.ep, auth.RoleAgent)
+	agentBKey, agentBSecret := newKey(t, re.ep, auth.RoleAgent)
+	l.agentA, l.agentB = re.client(l.agentAKey, l.agentASecret), re.client(agentBKey, agentBSecret)
 	// Instance A is short of memory, B of CPU: A takes two tasks, B one.
 	ra, err := l.agentA.RegisterContainerInstance(ctx, &ecs.RegisterContainerInstanceInput{
 		Cluster: aws.String("lab"), TotalResources: resources(2048, 800),
