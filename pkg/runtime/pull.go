@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -282,6 +283,9 @@ func classifyPullError(ref string, err, cause, overall error) error {
 		case http.StatusNotFound:
 			return class(ErrImageNotFound, "")
 		}
+		if status.StatusCode >= 500 {
+			return class(ErrRegistryUnreachable, "")
+		}
 	}
 	msg := err.Error()
 	switch {
@@ -290,6 +294,8 @@ func classifyPullError(ref string, err, cause, overall error) error {
 		return class(ErrUnauthorized, "")
 	case errdefs.IsNotFound(err), strings.Contains(msg, "not found"), strings.Contains(msg, "404 Not Found"):
 		return class(ErrImageNotFound, "")
+	case serverError.MatchString(msg):
+		return class(ErrRegistryUnreachable, "")
 	}
 	var netErr net.Error
 	var opErr *net.OpError
@@ -301,6 +307,10 @@ func classifyPullError(ref string, err, cause, overall error) error {
 	}
 	return class(ErrRegistryUnreachable, "unclassified")
 }
+
+// serverError matches a 5xx status in containerd's error text, for errors
+// that lost their ErrUnexpectedStatus on the way.
+var serverError = regexp.MustCompile(`: 5\d\d [A-Z]`)
 
 // registryHosts builds containerd's host configuration for one pull:
 // certs.d, credentials (per-pull, agent-wide, docker config, in that order),
@@ -351,7 +361,8 @@ func (r *Runtime) registryHosts(ctx context.Context, ref string, creds *Credenti
 	plain.DefaultScheme = "http"
 	insecure := config.ConfigureHosts(ctx, plain)
 	return func(host string) ([]docker.RegistryHost, error) {
-		if r.insecureRegistry(host) {
+		// Loopback registries are plain HTTP, without a first HTTPS attempt.
+		if r.insecureRegistry(host) || docker.IsLocalhost(host) {
 			return insecure(host)
 		}
 		return secure(host)

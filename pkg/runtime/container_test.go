@@ -1,0 +1,364 @@
+package runtime
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/cgroups/v3"
+
+	"github.com/berth-dev/berth/internal/testenv"
+)
+
+func TestEntrypointCommandEnvUserWorkdirFollowDocker(t *testing.T) {
+	tr := newTestRuntime(t, nil)
+	reg := testenv.Registry(t)
+	img := testenv.BuildImage(t, reg, "rt/semantics", testenv.ImageSpec{
+		Entrypoint: []string{"/bin/echo", "image-entrypoint"},
+		Cmd:        []string{"image-cmd"},
+		Env:        []string{"FROM_IMAGE=yes", "OVERRIDE=image"},
+		WorkingDir: "/tmp",
+	})
+	userImg := testenv.BuildImage(t, reg, "rt/semantics-user", testenv.ImageSpec{
+		Cmd: []string{"/bin/sh", "-c", "echo $(id -u):$(id -g) $(pwd)"}, User: "app",
+	})
+	tr.pull(t, img.Ref)
+	tr.pull(t, userImg.Ref)
+	sh := func(script string) []string { return []string{"/bin/sh", "-c", script} }
+	cases := []struct {
+		name string
+		spec ContainerSpec
+		want string
+	}{
+		{"image ENTRYPOINT and CMD", ContainerSpec{}, "image-entrypoint image-cmd"},
+		{"command replaces CMD, keeps ENTRYPOINT", ContainerSpec{Command: []string{"given-cmd"}}, "image-entrypoint given-cmd"},
+		{"entrypoint replaces ENTRYPOINT and drops CMD", ContainerSpec{Entrypoint: []string{"/bin/echo", "given-entry"}}, "given-entry"},
+		{"entrypoint and command", ContainerSpec{Entrypoint: []string{"/bin/echo", "given-entry"}, Command: []string{"given-cmd"}}, "given-entry given-cmd"},
+		{"image env merged with spec env", ContainerSpec{Entrypoint: sh("echo $FROM_IMAGE $OVERRIDE $ADDED")}, "yes image"},
+		{"spec env overrides image env", ContainerSpec{Entrypoint: sh("echo $FROM_IMAGE $OVERRIDE $ADDED"), Env: []string{"OVERRIDE=spec", "ADDED=1"}}, "yes spec 1"},
+		{"image PATH kept", ContainerSpec{Entrypoint: sh("echo $PATH")}, "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		{"image WORKDIR", ContainerSpec{Entrypoint: sh("pwd")}, "/tmp"},
+		{"spec working dir", ContainerSpec{Entrypoint: sh("pwd"), WorkingDir: "/etc"}, "/etc"},
+		{"default user is root", ContainerSpec{Entrypoint: sh("echo $(id -u):$(id -g)")}, "0:0"},
+		{"user by name", ContainerSpec{Entrypoint: sh("echo $(id -u):$(id -g)"), User: "app"}, "1000:1000"},
+		{"user by uid takes the passwd group", ContainerSpec{Entrypoint: sh("echo $(id -u):$(id -g)"), User: "1000"}, "1000:1000"},
+		{"uid:gid", ContainerSpec{Entrypoint: sh("echo $(id -u):$(id -g)"), User: "65534:1000"}, "65534:1000"},
+		{"name:group", ContainerSpec{Entrypoint: sh("echo $(id -u):$(id -g)"), User: "nobody:app"}, "65534:1000"},
+		{"image USER", ContainerSpec{Image: userImg.Ref}, "1000:1000 /"},
+		{"spec user overrides image USER", ContainerSpec{Image: userImg.Ref, User: "root"}, "0:0 /"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			spec := c.spec
+			if spec.Image == "" {
+				spec.Image = img.Ref
+			}
+			st, out := tr.run(t, spec)
+			if st.ExitCode != 0 {
+				t.Fatalf("exit %d, stderr %q", st.ExitCode, out.stderr)
+			}
+			if got := strings.TrimSpace(out.stdout); got != c.want {
+				t.Errorf("output %q, want %q", got, c.want)
+			}
+		})
+	}
+	t.Run("unknown user is an error", func(t *testing.T) {
+		err := tr.Create(t.Context(), ContainerSpec{ID: "baduser", Image: img.Ref, User: "ghost"})
+		if err == nil {
+			t.Fatal("Create with a user missing from the image succeeded")
+		}
+		if err := tr.Remove(t.Context(), "baduser"); err != nil {
+			t.Errorf("Remove after failed Create: %v", err)
+		}
+	})
+}
+
+// cgroupFile returns the host path of a cgroup file of a container.
+func (tr *testRuntime) cgroupFile(t *testing.T, id, v1Controller, file string) string {
+	t.Helper()
+	c, err := tr.Client().LoadContainer(tr.withNS(t.Context()), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Spec(tr.withNS(t.Context()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cgroups.Mode() == cgroups.Unified {
+		return filepath.Join("/sys/fs/cgroup", s.Linux.CgroupsPath, file)
+	}
+	return filepath.Join("/sys/fs/cgroup", v1Controller, s.Linux.CgroupsPath, file)
+}
+
+func readTrim(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestLimitsAreEnforced(t *testing.T) {
+	tr := newTestRuntime(t, nil)
+	reg := testenv.Registry(t)
+	img := testenv.BuildImage(t, reg, "rt/limits", testenv.ImageSpec{Cmd: []string{"/bin/sh", "-c", "sleep 300"}})
+	tr.pull(t, img.Ref)
+
+	t.Run("memory limit OOM-kills and is reported", func(t *testing.T) {
+		// tail keeps an ever-growing "line" from /dev/zero in memory.
+		st, _ := tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/tail", "/dev/zero"},
+			Resources: Resources{MemoryLimit: 32 << 20}})
+		if !st.OOMKilled || st.ExitCode != 137 {
+			t.Errorf("exit = %+v, want OOMKilled with code 137", st)
+		}
+	})
+	t.Run("a normal exit is not OOM", func(t *testing.T) {
+		st, _ := tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", "exit 3"},
+			Resources: Resources{MemoryLimit: 32 << 20}})
+		if st.OOMKilled || st.ExitCode != 3 {
+			t.Errorf("exit = %+v, want code 3 without OOM", st)
+		}
+	})
+	t.Run("cpu shares, memory limit, swap and reservation in the cgroup", func(t *testing.T) {
+		spec := ContainerSpec{Image: img.Ref, Resources: Resources{CPUShares: 512, MemoryLimit: 64 << 20, MemoryReservation: 48 << 20}}
+		id := tr.create(t, &spec)
+		defer tr.Remove(t.Context(), id)
+		if _, err := tr.Start(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+		if cgroups.Mode() == cgroups.Unified {
+			checks := map[string]string{"memory.max": "67108864", "memory.low": "50331648", "memory.swap.max": "0"}
+			for f, want := range checks {
+				if got := readTrim(t, tr.cgroupFile(t, id, "", f)); got != want {
+					t.Errorf("%s = %s, want %s", f, got, want)
+				}
+			}
+			// runc maps shares 512 to weight 1+((512-2)*9999)/262142 = 20.
+			if got := readTrim(t, tr.cgroupFile(t, id, "", "cpu.weight")); got != "20" {
+				t.Errorf("cpu.weight = %s, want 20 (shares 512)", got)
+			}
+			return
+		}
+		checks := []struct{ ctrl, file, want string }{
+			{"cpu", "cpu.shares", "512"},
+			{"memory", "memory.limit_in_bytes", "67108864"},
+			{"memory", "memory.soft_limit_in_bytes", "50331648"},
+			{"memory", "memory.memsw.limit_in_bytes", "67108864"},
+		}
+		for _, c := range checks {
+			if got := readTrim(t, tr.cgroupFile(t, id, c.ctrl, c.file)); got != c.want {
+				t.Errorf("%s = %s, want %s", c.file, got, c.want)
+			}
+		}
+	})
+	t.Run("ulimit nofile", func(t *testing.T) {
+		st, out := tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", "ulimit -n; ulimit -Hn"},
+			Resources: Resources{Ulimits: []Ulimit{{Name: "nofile", Soft: 1234, Hard: 2345}}}})
+		if st.ExitCode != 0 || out.stdout != "1234\n2345\n" {
+			t.Errorf("exit %d, output %q; want 1234 and 2345", st.ExitCode, out.stdout)
+		}
+	})
+	t.Run("read-only root filesystem", func(t *testing.T) {
+		st, out := tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", "touch /newfile && echo wrote; touch /tmp/x2 && echo tmp-ok"},
+			Security: Security{ReadonlyRootfs: true}, Tmpfs: []Tmpfs{{Destination: "/tmp", Size: 1 << 20}}})
+		if strings.Contains(out.stdout, "wrote") || !strings.Contains(out.stderr, "Read-only file system") {
+			t.Errorf("write to read-only root: stdout %q stderr %q", out.stdout, out.stderr)
+		}
+		if !strings.Contains(out.stdout, "tmp-ok") || st.ExitCode != 0 {
+			t.Errorf("tmpfs on a read-only root is not writable: exit %d, stdout %q", st.ExitCode, out.stdout)
+		}
+	})
+	t.Run("privileged refused when disabled", func(t *testing.T) {
+		tr2 := newTestRuntime(t, func(o *Options) { o.DisablePrivileged = true })
+		tr2.pull(t, img.Ref)
+		err := tr2.Create(t.Context(), ContainerSpec{ID: "priv", Image: img.Ref, Security: Security{Privileged: true}})
+		if !errors.Is(err, ErrPrivilegedDisabled) {
+			t.Errorf("Create privileged = %v, want ErrPrivilegedDisabled", err)
+		}
+	})
+	t.Run("unsupported settings are named", func(t *testing.T) {
+		for name, spec := range map[string]ContainerSpec{
+			"init":   {ID: "u1", Image: img.Ref, Init: true},
+			"ulimit": {ID: "u2", Image: img.Ref, Resources: Resources{Ulimits: []Ulimit{{Name: "bogus"}}}},
+			"capAdd": {ID: "u3", Image: img.Ref, Security: Security{CapAdd: []string{"FLY"}}},
+		} {
+			err := tr.Create(t.Context(), spec)
+			if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s: Create = %v, want ErrUnsupported naming %q", name, err, name)
+			}
+		}
+	})
+}
+
+func TestStopSignalsAndTimeouts(t *testing.T) {
+	tr := newTestRuntime(t, nil)
+	reg := testenv.Registry(t)
+	stubborn := testenv.BuildImage(t, reg, "rt/stubborn", testenv.ImageSpec{
+		Cmd: []string{"/bin/sh", "-c", `trap "echo got-term" TERM; echo ready; while true; do sleep 0.1; done`},
+	})
+	polite := testenv.BuildImage(t, reg, "rt/polite", testenv.ImageSpec{
+		StopSignal: "SIGUSR1",
+		Cmd:        []string{"/bin/sh", "-c", `trap "echo got-usr1; exit 0" USR1; echo ready; while true; do sleep 0.1; done`},
+	})
+	tr.pull(t, stubborn.Ref)
+	tr.pull(t, polite.Ref)
+
+	startReady := func(t *testing.T, spec ContainerSpec) (string, <-chan ExitStatus) {
+		id := tr.create(t, &spec)
+		ch, err := tr.Start(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; !strings.Contains(tr.logsOf(t, id).stdout, "ready"); i++ {
+			if i > 200 {
+				t.Fatal("container never printed ready")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return id, ch
+	}
+
+	t.Run("ignoring SIGTERM means SIGKILL after the timeout", func(t *testing.T) {
+		id, ch := startReady(t, ContainerSpec{Image: stubborn.Ref})
+		defer tr.Remove(t.Context(), id)
+		const timeout = 2 * time.Second
+		began := time.Now()
+		if err := tr.Stop(t.Context(), id, timeout); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(began)
+		st := waitExit(t, ch, 30*time.Second)
+		if st.ExitCode != 137 {
+			t.Errorf("exit code %d, want 137 (SIGKILL)", st.ExitCode)
+		}
+		if took < timeout {
+			t.Errorf("Stop returned after %s, before the %s timeout", took, timeout)
+		}
+		// Generous bound: it must be the timeout that ended it, not some
+		// other mechanism minutes later.
+		if took > timeout+15*time.Second {
+			t.Errorf("Stop took %s for a %s timeout", took, timeout)
+		}
+		if !strings.Contains(tr.logsOf(t, id).stdout, "got-term") {
+			t.Error("the container never received SIGTERM")
+		}
+	})
+	t.Run("image STOPSIGNAL is used", func(t *testing.T) {
+		id, ch := startReady(t, ContainerSpec{Image: polite.Ref})
+		defer tr.Remove(t.Context(), id)
+		if err := tr.Stop(t.Context(), id, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		st := waitExit(t, ch, 30*time.Second)
+		if st.ExitCode != 0 || !strings.Contains(tr.logsOf(t, id).stdout, "got-usr1") {
+			t.Errorf("exit %+v, output %q; want a clean exit on SIGUSR1", st, tr.logsOf(t, id).stdout)
+		}
+	})
+	t.Run("stop and remove are idempotent", func(t *testing.T) {
+		for range 2 {
+			if err := tr.Stop(t.Context(), "never-existed", time.Second); err != nil {
+				t.Errorf("Stop of a missing container: %v", err)
+			}
+			if err := tr.Remove(t.Context(), "never-existed"); err != nil {
+				t.Errorf("Remove of a missing container: %v", err)
+			}
+		}
+	})
+}
+
+func TestExecStatsListAttach(t *testing.T) {
+	tr := newTestRuntime(t, nil)
+	reg := testenv.Registry(t)
+	img := testenv.BuildImage(t, reg, "rt/ops", testenv.ImageSpec{Cmd: []string{"/bin/sh", "-c", "while true; do sleep 0.1; done"}})
+	tr.pull(t, img.Ref)
+	spec := ContainerSpec{Image: img.Ref, Labels: map[string]string{"test.group": "ops", "test.role": "main"},
+		Hostname: "ops-host", ExtraHosts: []string{"db:10.9.8.7"}, DNS: DNS{Search: []string{"svc.test"}}}
+	id := tr.create(t, &spec)
+	defer tr.Remove(t.Context(), id)
+	ch, err := tr.Start(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := tr.Exec(t.Context(), id, ExecOptions{Args: []string{"/bin/sh", "-c", "hostname; cat /etc/resolv.conf /etc/hosts; echo err >&2; exit 3"}, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(res.Output)
+	if res.ExitCode != 3 {
+		t.Errorf("exec exit code %d, want 3", res.ExitCode)
+	}
+	for _, want := range []string{"ops-host", "search svc.test", "10.9.8.7\tdb", "err", "nameserver 8.8.8.8"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("exec output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "127.0.0.53") {
+		t.Errorf("the host's systemd-resolved stub leaked into a container with its own netns:\n%s", out)
+	}
+	began := time.Now()
+	_, err = tr.Exec(t.Context(), id, ExecOptions{Args: []string{"/bin/sleep", "30"}, Timeout: 500 * time.Millisecond})
+	if !errors.Is(err, ErrExecTimeout) {
+		t.Errorf("exec past its timeout: %v, want ErrExecTimeout", err)
+	}
+	if time.Since(began) > 20*time.Second {
+		t.Errorf("timed-out exec returned after %s", time.Since(began))
+	}
+
+	st, err := tr.Stats(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.CPUUsageNanos == 0 || st.MemoryUsageBytes == 0 || st.Pids == 0 {
+		t.Errorf("stats look empty: %+v", st)
+	}
+
+	list, err := tr.List(t.Context(), map[string]string{"test.group": "ops", "test.role": "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].ID != id || list[0].State != TaskRunning {
+		t.Errorf("List by labels = %+v, want only %s running", list, id)
+	}
+	if list, _ := tr.List(t.Context(), map[string]string{"test.group": "other"}); len(list) != 0 {
+		t.Errorf("List with a non-matching label = %+v", list)
+	}
+
+	// A second Runtime stands in for the restarted agent: it re-attaches,
+	// and the first one's monitor keeps working too.
+	tr2, err := New(t.Context(), tr.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr2.Close()
+	ch2, err := tr2.Attach(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr2.Stop(t.Context(), id, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st2 := waitExit(t, ch2, 30*time.Second)
+	st1 := waitExit(t, ch, 30*time.Second)
+	if st2.ExitCode != st1.ExitCode || st2.ExitedAt.IsZero() {
+		t.Errorf("re-attached exit %+v differs from original %+v", st2, st1)
+	}
+	// Attaching after the exit delivers the recorded exit at once.
+	ch3, err := tr2.Attach(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st3 := waitExit(t, ch3, 10*time.Second); st3.ExitCode != st1.ExitCode {
+		t.Errorf("attach after exit: %+v, want %+v", st3, st1)
+	}
+	if list, _ := tr.List(t.Context(), map[string]string{"test.group": "ops"}); len(list) != 1 || list[0].Exit == nil || list[0].State != TaskNone {
+		t.Errorf("List after exit = %+v, want the recorded exit and no task", list)
+	}
+	if _, err := tr.Exec(t.Context(), id, ExecOptions{Args: []string{"/bin/true"}}); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("exec in a stopped container: %v, want ErrNotRunning", err)
+	}
+}
