@@ -1,0 +1,168 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/state"
+	bolt "go.etcd.io/bbolt"
+)
+
+// BenchmarkStateSaveTask measures pkg/state's SaveTask (a 2 KiB task record
+// plus two outbox entries in one fsynced transaction) against raw bbolt
+// doing the same writes in the same run, and reports the ratio as
+// "x-raw-bbolt". Both write to the same kind of file in b.TempDir().
+func BenchmarkStateSaveTask(b *testing.B) {
+	record := bytes.Repeat([]byte("x"), 2048)
+	record = append(append([]byte(`{"blob":"`), record...), []byte(`"}`)...)
+	change := state.StateChange{Kind: state.ChangeContainer, TaskARN: "arn:aws:ecs:us-east-1:000000000000:task/lab/0123456789abcdef",
+		ContainerName: "app", Status: "RUNNING", RuntimeID: "0123456789abcdef-app", At: time.Now(),
+		NetworkBindings: []state.NetworkBinding{{ContainerPort: 8080, HostPort: 49153, Protocol: "tcp", BindIP: "0.0.0.0"}}}
+	changeJSON, err := json.Marshal(change)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	db, err := state.OpenDir(b.TempDir(), state.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	raw, err := bolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	if err := raw.Update(func(tx *bolt.Tx) error {
+		for _, n := range []string{"tasks", "outbox"} {
+			if _, err := tx.CreateBucket([]byte(n)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+
+	// Interleave the two so that file growth and disk noise hit both alike.
+	var rawDur, stateDur time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		err := raw.Update(func(tx *bolt.Tx) error {
+			if err := tx.Bucket([]byte("tasks")).Put([]byte(change.TaskARN), record); err != nil {
+				return err
+			}
+			out := tx.Bucket([]byte("outbox"))
+			for j := 0; j < 2; j++ {
+				seq, err := out.NextSequence()
+				if err != nil {
+					return err
+				}
+				k := make([]byte, 8)
+				binary.BigEndian.PutUint64(k, seq)
+				if err := out.Put(k, changeJSON); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rawDur += time.Since(start)
+		start = time.Now()
+		changes := []state.StateChange{change, change}
+		if err := db.SaveTask(change.TaskARN, record, changes); err != nil {
+			b.Fatal(err)
+		}
+		stateDur += time.Since(start)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(rawDur.Nanoseconds())/float64(b.N), "raw-ns/op")
+	b.ReportMetric(float64(stateDur.Nanoseconds())/float64(b.N), "state-ns/op")
+	b.ReportMetric(float64(stateDur)/float64(rawDur), "x-raw-bbolt")
+}
+
+// BenchmarkStatePendingStateChanges reads 1,000 pending outbox entries, the
+// sender's hot path after a long disconnection, against a raw bbolt cursor
+// walk that unmarshals the same entries, and reports the ratio.
+func BenchmarkStatePendingStateChanges(b *testing.B) {
+	db, err := state.OpenDir(b.TempDir(), state.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	change := state.StateChange{Kind: state.ChangeTask, TaskARN: "arn:aws:ecs:us-east-1:000000000000:task/lab/x", Status: "RUNNING", At: time.Now()}
+	if err := db.Update(func(tx *state.Tx) error {
+		for i := 0; i < 1000; i++ {
+			c := change
+			if _, err := tx.AppendStateChange(&c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	raw, err := bolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	changeJSON, err := json.Marshal(change)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := raw.Update(func(tx *bolt.Tx) error {
+		out, err := tx.CreateBucket([]byte("outbox"))
+		if err != nil {
+			return err
+		}
+		for i := 0; i < 1000; i++ {
+			k := make([]byte, 8)
+			binary.BigEndian.PutUint64(k, uint64(i+1))
+			if err := out.Put(k, changeJSON); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	var rawDur, stateDur time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		var n int
+		err := raw.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket([]byte("outbox")).Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				var sc state.StateChange
+				if err := json.Unmarshal(v, &sc); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil || n != 1000 {
+			b.Fatalf("raw walk: %d entries, %v", n, err)
+		}
+		rawDur += time.Since(start)
+		start = time.Now()
+		cs, err := db.PendingStateChanges(0)
+		if err != nil || len(cs) != 1000 {
+			b.Fatalf("%d entries, %v", len(cs), err)
+		}
+		stateDur += time.Since(start)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(rawDur.Nanoseconds())/float64(b.N), "raw-ns/op")
+	b.ReportMetric(float64(stateDur.Nanoseconds())/float64(b.N), "state-ns/op")
+	b.ReportMetric(float64(stateDur)/float64(rawDur), "x-raw-bbolt")
+}
