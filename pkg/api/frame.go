@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 )
 
 // Frame types: the "type" member of an ACS frame, which is the name of the
@@ -155,6 +156,9 @@ func DecodeFrame(data []byte) (Frame, error) {
 func EncodeFrame(f Frame) ([]byte, error) {
 	if f == nil {
 		return nil, errors.New("encode ACS frame: nil frame")
+	}
+	if v := reflect.ValueOf(f); v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil, fmt.Errorf("encode ACS frame %s: nil message", f.FrameType())
 	}
 	typ := f.FrameType()
 	if typ == "" {

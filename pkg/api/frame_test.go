@@ -310,6 +310,9 @@ func TestEncodeAgentFrames(t *testing.T) {
 	if _, err := EncodeFrame(nil); err == nil {
 		t.Fatal("EncodeFrame(nil) succeeded")
 	}
+	if _, err := EncodeFrame((*PayloadMessage)(nil)); err == nil {
+		t.Fatal("EncodeFrame of a nil *PayloadMessage succeeded")
+	}
 	if _, err := EncodeFrame(&ErrorFrame{}); err == nil {
 		t.Fatal("EncodeFrame of an ErrorFrame without type succeeded")
 	}

@@ -1,5 +1,7 @@
 package api
 
+import "strings"
+
 // Desired and known statuses that travel on the wire.
 const (
 	StatusRunning = "RUNNING"
@@ -88,6 +90,13 @@ type Task struct {
 	Group                         string                         `json:"group,omitempty"`
 	EnableFaultInjection          bool                           `json:"enableFaultInjection,omitempty"`
 	TrustedExecutionConfiguration *TrustedExecutionConfiguration `json:"trustedExecutionConfiguration,omitempty"`
+}
+
+// ID returns the task ID: the last "/"-separated segment of the ARN
+// (arn:aws:ecs:<region>:<account>:task/<cluster>/<id>), or the whole ARN
+// when it has no "/".
+func (t *Task) ID() string {
+	return t.Arn[strings.LastIndexByte(t.Arn, '/')+1:]
 }
 
 // Container looks up a container of the task by name; nil when absent.

@@ -11,8 +11,10 @@ import (
 // ErrInvalidTask is wrapped by every error Task.Validate returns.
 var ErrInvalidTask = errors.New("invalid task")
 
-// Validate checks that a task is consistent in itself: it has an ARN and at
-// least one container; container and volume names are non-empty and unique;
+// Validate checks that a task is consistent in itself: it has an ARN whose
+// last segment (ID) is a safe name, and at least one container; container
+// and volume names are unique and made of letters, digits, '-' and '_'
+// (so they are safe in paths); host volume paths are absolute;
 // dependsOn, links, volumesFrom and mountPoints name things that exist;
 // dependsOn conditions are known and form no cycle; port mappings are in
 // range, use tcp or udp, and no host port is claimed twice. Containers of a
@@ -27,6 +29,8 @@ func (t *Task) Validate() error {
 	}
 	if t.Arn == "" {
 		bad("no arn")
+	} else if !safeName(t.ID()) {
+		bad("arn %q does not end in a task ID of letters, digits, '-' and '_'", t.Arn)
 	}
 	if len(t.Containers) == 0 {
 		bad("no containers")
@@ -39,6 +43,12 @@ func (t *Task) Validate() error {
 		}
 		if volumes[v.Name] {
 			bad("volume %q appears twice", v.Name)
+		}
+		if !safeName(v.Name) {
+			bad("volume name %q: only letters, digits, '-' and '_' are allowed (at most 255)", v.Name)
+		}
+		if v.Host != nil && v.Host.SourcePath != "" && !strings.HasPrefix(v.Host.SourcePath, "/") {
+			bad("volume %q: host sourcePath %q is not absolute", v.Name, v.Host.SourcePath)
 		}
 		volumes[v.Name] = true
 		switch v.Type {
@@ -62,6 +72,9 @@ func (t *Task) Validate() error {
 		}
 		if names[c.Name] {
 			bad("container %q appears twice", c.Name)
+		}
+		if !safeName(c.Name) {
+			bad("container name %q: only letters, digits, '-' and '_' are allowed (at most 255)", c.Name)
 		}
 		names[c.Name] = true
 	}
@@ -150,6 +163,21 @@ func (t *Task) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// safeName reports whether s is a valid ECS container or volume name: 1 to
+// 255 letters, digits, hyphens and underscores. Such names are safe as path
+// segments and label values, which the agent relies on.
+func safeName(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // ParsePortRange parses a containerPortRange "first-last" (1-65535, first

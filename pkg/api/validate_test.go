@@ -73,6 +73,12 @@ func TestValidateRejects(t *testing.T) {
 		{"bad range", func(t *Task) { t.Containers[1].PortMappings[2].ContainerPortRange = "7010-7000" }, `port range "7010-7000"`},
 		{"range with port", func(t *Task) { t.Containers[1].PortMappings[2].ContainerPort = 7000 }, "both containerPort and containerPortRange"},
 		{"range with host port", func(t *Task) { t.Containers[1].PortMappings[2].HostPort = 7000 }, "cannot have a hostPort"},
+		{"bad arn", func(t *Task) { t.Arn = "arn:aws:ecs:r:1:task/lab/.." }, "does not end in a task ID"},
+		{"empty task id", func(t *Task) { t.Arn = "arn:aws:ecs:r:1:task/lab/" }, "does not end in a task ID"},
+		{"path in container name", func(t *Task) { t.Containers[2].Name = "../etc" }, `container name "../etc"`},
+		{"long container name", func(t *Task) { t.Containers[2].Name = strings.Repeat("a", 256) }, "at most 255"},
+		{"path in volume name", func(t *Task) { t.Volumes[1].Name = "a/b"; t.Containers[1].MountPoints = nil }, `volume name "a/b"`},
+		{"relative host path", func(t *Task) { t.Volumes[0].Host.SourcePath = "srv" }, `host sourcePath "srv" is not absolute`},
 		{"negative timeout", func(t *Task) { t.Containers[0].StopTimeout = -1 }, "negative start or stop timeout"},
 	}
 	for _, c := range cases {
@@ -94,6 +100,19 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	err := task.Validate()
 	if err == nil || !strings.Contains(err.Error(), "no arn") || !strings.Contains(err.Error(), `container "db" has no image`) {
 		t.Fatalf("Validate() = %v; want both problems", err)
+	}
+}
+
+func TestTaskID(t *testing.T) {
+	for arn, want := range map[string]string{
+		"arn:aws:ecs:us-east-1:000000000000:task/lab/3b2f9c1d": "3b2f9c1d",
+		"arn:aws:ecs:us-east-1:000000000000:task/3b2f9c1d":     "3b2f9c1d",
+		"arn1": "arn1",
+		"":     "",
+	} {
+		if got := (&Task{Arn: arn}).ID(); got != want {
+			t.Errorf("ID of %q = %q, want %q", arn, got, want)
+		}
 	}
 }
 
