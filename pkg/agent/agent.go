@@ -43,6 +43,17 @@ type options struct {
 	netRunDir    string
 	namePrefix   string
 	instanceARN  string
+	snapshotter  string
+	stepHook     func(ctx context.Context, step engine.Step)
+}
+
+// WithSnapshotter picks containerd's snapshotter (default overlayfs).
+func WithSnapshotter(name string) Option { return func(o *options) { o.snapshotter = name } }
+
+// WithStepHook is a test seam: hook runs around every side-effecting step
+// of the engine (see engine.Options.StepHook).
+func WithStepHook(hook func(ctx context.Context, step engine.Step)) Option {
+	return func(o *options) { o.stepHook = hook }
 }
 
 // WithLogger sets the agent's logger (default slog.Default()).
@@ -167,6 +178,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		StopTimeout:  cfg.Containers.StopTimeout,
 		CleanupWait:  cfg.Containers.TaskCleanupWait,
 		AfterRecover: nw.cleanup,
+		StepHook:     a.o.stepHook,
 		Logger:       a.log,
 	})
 	if err != nil {
@@ -223,6 +235,7 @@ func (a *Agent) newRuntime(ctx context.Context) (*runtime.Runtime, error) {
 		StateDir:              cfg.DataDir + "/containers",
 		LoggerBinary:          a.o.loggerBinary,
 		InitBinary:            a.o.initBinary,
+		Snapshotter:           a.o.snapshotter,
 		ConnectTimeout:        time.Minute,
 	}
 	opts.Registry.InsecureRegistries = cfg.Images.InsecureRegistries

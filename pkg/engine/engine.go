@@ -61,7 +61,12 @@ type Options struct {
 	// task goroutine starts, with the network handles of every task that
 	// holds a network. The agent uses it to sweep networks nobody holds.
 	AfterRecover func(ctx context.Context, liveNetworks [][]byte) error
-	Logger       *slog.Logger
+	// StepHook, when set, runs in the operation's goroutine just before
+	// and just after each side-effecting step (pull, create, start, stop,
+	// network-setup, network-teardown, cleanup). It is a test seam: crash
+	// tests block in it and kill the agent at a precise point.
+	StepHook func(ctx context.Context, step Step)
+	Logger   *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

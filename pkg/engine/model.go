@@ -133,6 +133,19 @@ const (
 	stepStopping step = "stopping"
 )
 
+// Step describes one side-effecting operation for Options.StepHook.
+type Step struct {
+	TaskARN string
+	// Container is empty for task-level steps (network).
+	Container string
+	// Name is pull, create, start, stop, network-setup or network-teardown.
+	Name string
+	// Done is false before the operation and true after it returned
+	// (before its result is recorded).
+	Done bool
+	Err  error
+}
+
 // ContainerState is the known state of one container.
 type ContainerState struct {
 	Name          string          `json:"name"`

@@ -93,7 +93,7 @@ func (r *taskRunner) advance(c *ContainerState) {
 		}
 		r.e.count(func(m *Metrics) { m.Pulls++ })
 		image := d.Image
-		r.goOp(c.Name, true, func(ctx context.Context) event {
+		r.goOp(c.Name, "pull", true, func(ctx context.Context) event {
 			img, err := rt.Pull(ctx, image)
 			return event{kind: evPulled, image: img, err: err}
 		})
@@ -120,7 +120,7 @@ func (r *taskRunner) advance(c *ContainerState) {
 				r.fail(c, prefixCreate+fmt.Sprintf("create log directory: %v", err))
 				return
 			}
-			r.goOp(c.Name, false, func(ctx context.Context) event {
+			r.goOp(c.Name, "create", false, func(ctx context.Context) event {
 				return event{kind: evCreated, err: rt.Create(ctx, spec)}
 			})
 			return
@@ -129,7 +129,7 @@ func (r *taskRunner) advance(c *ContainerState) {
 		if !r.mustSave() {
 			return
 		}
-		r.goOp(c.Name, false, func(ctx context.Context) event {
+		r.goOp(c.Name, "start", false, func(ctx context.Context) event {
 			pid, err := rt.Start(ctx, id)
 			return event{kind: evStarted, pid: pid, err: err}
 		})
@@ -242,7 +242,7 @@ func (r *taskRunner) driveStop() {
 				timeout = r.e.opts.StopTimeout
 			}
 			id := ContainerID(st.Def.ARN, c.Name)
-			r.goOp(c.Name, false, func(ctx context.Context) event {
+			r.goOp(c.Name, "stop", false, func(ctx context.Context) event {
 				return event{kind: evStopDone, err: rt.Stop(ctx, id, timeout)}
 			})
 		}
@@ -268,7 +268,7 @@ func (r *taskRunner) driveStop() {
 		}
 		req := r.networkRequest()
 		nw := r.e.opts.Network
-		r.goOp("", false, func(ctx context.Context) event {
+		r.goOp("", "network-teardown", false, func(ctx context.Context) event {
 			return event{kind: evNetDown, err: nw.Teardown(ctx, req)}
 		})
 		return
@@ -342,7 +342,7 @@ func (r *taskRunner) setupNetwork() {
 	}
 	req := r.networkRequest()
 	nw := r.e.opts.Network
-	r.goOp("", false, func(ctx context.Context) event {
+	r.goOp("", "network-setup", false, func(ctx context.Context) event {
 		if halfDone {
 			if err := nw.Teardown(ctx, req); err != nil {
 				return event{kind: evNetUp, err: fmt.Errorf("roll back interrupted network setup: %w", err)}
@@ -470,7 +470,7 @@ func (r *taskRunner) cleanupWhenDue() {
 	taskDir := filepath.Join(r.e.opts.DataDir, "volumes", sanitizeID(TaskID(st.Def.ARN)))
 	arn := st.Def.ARN
 	e := r.e
-	r.goOp("", false, func(ctx context.Context) event {
+	r.goOp("", "cleanup", false, func(ctx context.Context) event {
 		var errs []error
 		for _, id := range ids {
 			if err := e.opts.Runtime.Remove(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {

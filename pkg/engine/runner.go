@@ -246,7 +246,8 @@ func (r *taskRunner) containerChange(c *ContainerState) StateChange {
 		NetworkBindings: c.Bindings,
 		At:              r.now(),
 	}
-	if c.Health != HealthUnknown {
+	if c.Health != HealthUnknown && c.KnownStatus == ContainerRunning {
+		// Health describes a running container; a stopped one has none.
 		ch.HealthStatus = c.Health.String()
 	}
 	return ch
@@ -254,7 +255,7 @@ func (r *taskRunner) containerChange(c *ContainerState) StateChange {
 
 // goOp runs f in the background for one container (or the task when name
 // is "") and delivers its event back to the select loop.
-func (r *taskRunner) goOp(name string, cancellable bool, f func(ctx context.Context) event) {
+func (r *taskRunner) goOp(name, stepName string, cancellable bool, f func(ctx context.Context) event) {
 	ctx := r.ctx
 	var cancel context.CancelFunc = func() {}
 	if cancellable {
@@ -270,7 +271,16 @@ func (r *taskRunner) goOp(name string, cancellable bool, f func(ctx context.Cont
 	go func() {
 		defer r.ops.Done()
 		defer cancel()
+		hook := r.e.opts.StepHook
+		step := Step{TaskARN: r.st.Def.ARN, Container: name, Name: stepName}
+		if hook != nil {
+			hook(ctx, step)
+		}
 		ev := f(ctx)
+		if hook != nil {
+			step.Done, step.Err = true, ev.err
+			hook(ctx, step)
+		}
 		if name != "" {
 			ev.container = name
 		}

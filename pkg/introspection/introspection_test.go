@@ -37,8 +37,10 @@ func newServer(t *testing.T, logPath string) *httptest.Server {
 		}},
 	}
 	h := introspection.New(introspection.Options{
-		Tasks:           fakeTasks{tasks: []engine.TaskState{st}},
-		Metadata:        func() introspection.Metadata { return introspection.Metadata{Cluster: "lab", Version: "Berth Agent - test"} },
+		Tasks: fakeTasks{tasks: []engine.TaskState{st}},
+		Metadata: func() introspection.Metadata {
+			return introspection.Metadata{Cluster: "lab", Version: "Berth Agent - test"}
+		},
 		Pending:         func() (int, error) { return 5, nil },
 		LogPollInterval: 10 * time.Millisecond,
 	})

@@ -1,0 +1,238 @@
+package agent_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	mrand "math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/agent"
+	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/config"
+	"github.com/berth-dev/berth/pkg/engine"
+	"github.com/berth-dev/berth/pkg/logs"
+)
+
+// TestMain serves the modes the agent binary has besides the tests: the
+// shim-spawned logger (the runtime points the shim at this executable) and
+// a child agent for the kill -9 tests.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 2 && os.Args[1] == logs.LoggerMode {
+		if err := logs.RunShimLogger(context.Background(), os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "logger:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if spec := os.Getenv(childEnv); spec != "" {
+		os.Exit(runChild(spec))
+	}
+	os.Exit(testenv.Main(m))
+}
+
+// initBinary is a tini-compatible init ("init -- cmd args").
+func initBinary(t testing.TB) string {
+	t.Helper()
+	for _, name := range []string{"docker-init", "tini-static", "tini"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if testenv.InCI() {
+		t.Fatal("no init binary (docker-init or tini) on PATH; install the tini package")
+	}
+	t.Skip("no init binary (docker-init or tini) on PATH; install it with `apt-get install tini`")
+	return ""
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// hostEnv is one agent's private slice of the host: its containerd
+// namespace, data directory, bridge, subnet, name prefix and port range.
+type hostEnv struct {
+	Containerd  string `json:"containerd"`
+	Snapshotter string `json:"snapshotter"`
+	Namespace   string `json:"namespace"`
+	Registry    string `json:"registry"`
+	DataDir     string `json:"dataDir"`
+	NetRunDir   string `json:"netRunDir"`
+	Bridge      string `json:"bridge"`
+	Subnet      string `json:"subnet"`
+	Prefix      string `json:"prefix"`
+	PortFirst   uint16 `json:"portFirst"`
+	InitBinary  string `json:"initBinary"`
+}
+
+func newHostEnv(t *testing.T) *hostEnv {
+	t.Helper()
+	testenv.RequireBinaries(t, "iptables", "ip")
+	cd := testenv.Containerd(t)
+	reg := testenv.Registry(t)
+	id := randomHex(3)
+	first := uint16(42000 + mrand.IntN(200)*100)
+	h := &hostEnv{
+		Containerd:  cd.Address,
+		Snapshotter: cd.Snapshotter,
+		Namespace:   cd.Namespace(t),
+		Registry:    reg.Host,
+		DataDir:     t.TempDir(),
+		NetRunDir:   t.TempDir(),
+		Bridge:      "bt" + id,
+		Subnet:      fmt.Sprintf("10.%d.%d.0/24", 160+mrand.IntN(60), mrand.IntN(256)),
+		Prefix:      "bt" + id + "-",
+		PortFirst:   first,
+		InitBinary:  initBinary(t),
+	}
+	t.Cleanup(func() {
+		// The bridge is the one thing CNI leaves by design.
+		_ = exec.Command("ip", "link", "del", h.Bridge).Run()
+	})
+	return h
+}
+
+// config builds the agent's configuration the way cmd/agent does (through
+// config.Load), then shortens what the tests cannot wait for.
+func (h *hostEnv) config(t testing.TB) *config.Config {
+	env := []string{
+		"ECS_CLUSTER=lab",
+		"ECS_DATADIR=" + h.DataDir,
+		"BERTH_CONTAINERD_ADDRESS=" + h.Containerd,
+		"BERTH_CONTAINERD_NAMESPACE=" + h.Namespace,
+		"BERTH_BRIDGE_NAME=" + h.Bridge,
+		"BERTH_BRIDGE_SUBNET=" + h.Subnet,
+		fmt.Sprintf("ECS_DYNAMIC_HOST_PORT_RANGE=%d-%d", h.PortFirst, h.PortFirst+99),
+		"ECS_CONTAINER_STOP_TIMEOUT=2s",
+	}
+	noFiles := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
+	cfg, _, err := config.Load(config.LoadOptions{Env: env, ReadFile: noFiles})
+	if err != nil {
+		t.Fatalf("load config: %v", err)
+	}
+	// Values below the configurable minimums, for tests only.
+	cfg.Listen.Introspection = netip.MustParseAddrPort("127.0.0.1:0")
+	cfg.Containers.TaskCleanupWait = time.Hour
+	return cfg
+}
+
+func (h *hostEnv) options(extra ...agent.Option) []agent.Option {
+	exe, _ := os.Executable()
+	return append([]agent.Option{
+		agent.WithLoggerBinary(exe),
+		agent.WithInitBinary(h.InitBinary),
+		agent.WithNetworkRunDir(h.NetRunDir),
+		agent.WithNamePrefix(h.Prefix),
+		agent.WithSnapshotter(h.Snapshotter),
+	}, extra...)
+}
+
+// runAgent runs an agent in this process until the test ends.
+func (h *hostEnv) runAgent(t *testing.T, cfg *config.Config, opts ...agent.Option) *agent.Agent {
+	t.Helper()
+	a, err := agent.New(cfg, h.options(opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("agent Run: %v", err)
+		}
+	})
+	rctx, rcancel := context.WithTimeout(ctx, time.Minute)
+	defer rcancel()
+	if err := a.Ready(rctx); err != nil {
+		select {
+		case err := <-done:
+			t.Fatalf("agent ended before it was ready: %v", err)
+		default:
+		}
+		t.Fatalf("agent not ready: %v", err)
+	}
+	return a
+}
+
+// fixture decodes a shared protocol fixture with its images pointed at the
+// test registry.
+func (h *hostEnv) fixture(t testing.TB, name string) *api.PayloadMessage {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "api", "testdata", "fixtures", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = []byte(strings.ReplaceAll(string(b), "registry.internal:5000", h.Registry))
+	f, err := api.DecodeFrame(b)
+	if err != nil {
+		t.Fatalf("decode %s: %v", name, err)
+	}
+	p, ok := f.(*api.PayloadMessage)
+	if !ok {
+		t.Fatalf("%s is a %T, want a PayloadMessage", name, f)
+	}
+	return p
+}
+
+// waitTask polls the agent until cond holds for the task.
+func waitTask(t testing.TB, a *agent.Agent, arn, what string, timeout time.Duration, cond func(engine.TaskState) bool) engine.TaskState {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last engine.TaskState
+	for time.Now().Before(deadline) {
+		if st, ok := a.Task(arn); ok {
+			last = st
+			if cond(st) {
+				return st
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("task %s did not reach %s within %s; last: %s", arn, what, timeout, describe(last))
+	return last
+}
+
+func describe(st engine.TaskState) string {
+	var parts []string
+	for _, c := range st.Containers {
+		parts = append(parts, fmt.Sprintf("%s=%s/%s exit=%v reason=%q", c.Name, c.KnownStatus, c.Health, exitOf(c), c.Reason))
+	}
+	return fmt.Sprintf("known=%s desired=%s reason=%q [%s]", st.KnownStatus, st.DesiredStatus, st.StoppedReason, strings.Join(parts, "; "))
+}
+
+func exitOf(c *engine.ContainerState) any {
+	if c.ExitCode == nil {
+		return nil
+	}
+	return *c.ExitCode
+}
+
+func container(st engine.TaskState, name string) *engine.ContainerState {
+	for _, c := range st.Containers {
+		if c.Name == name {
+			return c
+		}
+	}
+	return &engine.ContainerState{}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
