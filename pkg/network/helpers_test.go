@@ -18,6 +18,9 @@ import (
 // CNI plugins and the iptables and iproute2 tools.
 func requireHost(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test (root, CNI plugins, iptables) skipped with -short")
+	}
 	var missing []string
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root")

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -9,10 +10,61 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/oci"
 	"github.com/containernetworking/plugins/pkg/ns"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-dev/berth/internal/testenv"
 )
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// startContainer runs image as container id inside the network namespace at
+// netnsPath with BODY=body, and kills and deletes it when the test ends.
+func startContainer(t *testing.T, ctx context.Context, cli *containerd.Client, image containerd.Image, id, netnsPath, body string) {
+	t.Helper()
+	// t.Context ends before clean-up functions run; the task's wait and
+	// clean-up must outlive it.
+	ctx = context.WithoutCancel(ctx)
+	ctr, err := cli.NewContainer(ctx, id,
+		containerd.WithNewSnapshot(id+"-snap", image),
+		containerd.WithNewSpec(oci.WithImageConfig(image), oci.WithEnv([]string{"BODY=" + body}),
+			oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netnsPath})))
+	if err != nil {
+		t.Fatalf("create container %s: %v", id, err)
+	}
+	task, err := ctr.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		_ = ctr.Delete(ctx, containerd.WithSnapshotCleanup)
+		t.Fatalf("create task %s: %v", id, err)
+	}
+	exitCh, err := task.Wait(ctx)
+	if err != nil {
+		t.Fatalf("wait task %s: %v", id, err)
+	}
+	t.Cleanup(func() {
+		_ = task.Kill(ctx, syscall.SIGKILL)
+		select {
+		case <-exitCh:
+		case <-time.After(10 * time.Second):
+		}
+		if _, err := task.Delete(ctx); err != nil {
+			t.Errorf("delete task %s: %v", id, err)
+		}
+		if err := ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil {
+			t.Errorf("delete container %s: %v", id, err)
+		}
+	})
+	if err := task.Start(ctx); err != nil {
+		t.Fatalf("start task %s: %v", id, err)
+	}
+}
 
 // peerNetns creates a namespace standing in for another machine, linked to
 // the host by a veth pair on 10.251.n.0/30 (host .1, peer .2), and returns
@@ -49,7 +101,21 @@ func TestBridgeTwoSandboxesDynamicPorts(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = m.Teardown(bg(), *sb) })
 		sbs = append(sbs, sb)
-		startHTTPD(t, sb.NetnsPath, fmt.Sprintf("sandbox %d", i))
+	}
+	// Real containers joining the sandboxes' namespaces, as the engine runs them.
+	cd := testenv.Containerd(t)
+	reg := testenv.Registry(t)
+	img := testenv.BuildImage(t, reg, "berth/network-httpd", testenv.ImageSpec{
+		Cmd: []string{"/bin/sh", "-c", "echo -n \"$BODY\" > /tmp/index.html && exec httpd -f -p 80 -h /tmp"},
+	})
+	cli := cd.Client(t)
+	ctx := testenv.Context(t, cd.Namespace(t))
+	image, err := cli.Pull(ctx, img.Ref, containerd.WithPullUnpack, containerd.WithResolver(reg.Resolver()))
+	if err != nil {
+		t.Fatalf("pull %s: %v", img.Ref, err)
+	}
+	for i, sb := range sbs {
+		startContainer(t, ctx, cli, image, fmt.Sprintf("httpd-%d", i), sb.NetnsPath, fmt.Sprintf("sandbox %d", i))
 	}
 	p0, p1 := sbs[0].Bindings[0].HostPort, sbs[1].Bindings[0].HostPort
 	if p0 == p1 {
