@@ -119,3 +119,15 @@ func (db *DB) PruneProcessedMessages(before time.Time) (int, error) {
 	})
 	return n, err
 }
+
+// MarkMessageProcessed records the ACS message id as handled at the given
+// time. Prefer Tx.MarkMessageProcessed in the transaction that applies the
+// message when there is one.
+func (db *DB) MarkMessageProcessed(id string, at time.Time) error {
+	return db.Update(func(tx *Tx) error { return tx.MarkMessageProcessed(id, at) })
+}
+
+// SetACSSeqNum records the ACS sequence number.
+func (db *DB) SetACSSeqNum(n int64) error {
+	return db.Update(func(tx *Tx) error { return tx.SetACSSeqNum(n) })
+}

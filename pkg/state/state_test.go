@@ -227,6 +227,21 @@ func TestInstanceSeqNumMessages(t *testing.T) {
 	if n, _ := db.ACSSeqNum(); n != 42 {
 		t.Fatalf("seqNum %d", n)
 	}
+	if err := db.SetACSSeqNum(43); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := db.ACSSeqNum(); n != 43 {
+		t.Fatalf("seqNum %d after DB.SetACSSeqNum", n)
+	}
+	if err := db.MarkMessageProcessed("", now); err == nil {
+		t.Fatal("empty message id accepted")
+	}
+	if err := db.MarkMessageProcessed("viaDB", now); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := db.MessageProcessed("viaDB"); !ok {
+		t.Fatal("message marked through DB not recorded")
+	}
 	for id, want := range map[string]bool{"old": true, "new": true, "other": false} {
 		if got, _ := db.MessageProcessed(id); got != want {
 			t.Fatalf("MessageProcessed(%q) = %v", id, got)
