@@ -1,26 +1,50 @@
-// Command berth-cluster is Berth's self-contained ECS-compatible cluster endpoint.
+// Command berth-cluster is Berth's self-contained ECS-compatible cluster
+// endpoint: `serve` runs it, `keys` manages its access keys. Flags, signals
+// and exit codes live here; everything else is in pkg/cluster.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
 
 	"github.com/berth-dev/berth/internal/version"
+	"github.com/berth-dev/berth/pkg/cluster"
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/config"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+const usage = `usage: berth-cluster [--version] <command> [flags]
+
+commands:
+  serve [--config FILE]                       run the cluster endpoint
+  keys create --role admin|agent [--config FILE | --data-dir DIR]
+                                              create an access key; the secret is printed once
+  keys list [--config FILE | --data-dir DIR]  list access keys (never secrets)
+  keys revoke [--config FILE | --data-dir DIR] ACCESS_KEY_ID
+`
+
+// run returns the exit code: 0 success, 1 failure, 2 usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("berth-cluster", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: berth-cluster [--version] <command>\n\ncommands:\n  serve   run the cluster endpoint (not yet)\n")
-	}
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -28,6 +52,162 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "berth-cluster %s\n", version.Version)
 		return 0
 	}
-	fs.Usage()
-	return 2
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return 2
+	}
+	var err error
+	switch rest[0] {
+	case "serve":
+		err = serve(ctx, rest[1:], stderr)
+	case "keys":
+		err = keys(rest[1:], stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "berth-cluster: unknown command %q\n", rest[0])
+		fs.Usage()
+		return 2
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "berth-cluster: %v\n", err)
+		fmt.Fprint(stderr, usage)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "berth-cluster: %v\n", err)
+		return 1
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", config.DefaultPath, "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	ep, err := cluster.Open(cluster.Options{
+		Listen: cfg.Listen, TLSCertFile: cfg.TLSCert, TLSKeyFile: cfg.TLSKey, InsecureHTTP: cfg.InsecureHTTP,
+		Region: cfg.Region, AccountID: cfg.AccountID, DataDir: cfg.DataDir, PollEndpoint: cfg.PollEndpoint,
+		Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
+	ln, err := ep.Listen()
+	if err != nil {
+		return err
+	}
+	scheme := "https"
+	if cfg.InsecureHTTP {
+		scheme = "http"
+		logger.Warn("serving plain HTTP (insecure_http = true)")
+	}
+	logger.Info("berth-cluster serving", "version", version.Version, "url", scheme+"://"+ln.Addr().String(), "region", cfg.Region, "data_dir", cfg.DataDir)
+	if err := ep.Serve(ctx, ln); err != nil {
+		return err
+	}
+	logger.Info("berth-cluster stopped")
+	return nil
+}
+
+// keysDataDir parses --config/--data-dir and returns the data directory.
+func keysFlags(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*flag.FlagSet, string, error) {
+	fs := flag.NewFlagSet("keys "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", config.DefaultPath, "configuration file (for data_dir)")
+	dataDir := fs.String("data-dir", "", "data directory (instead of reading --config)")
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, "", usageError{err.Error()}
+	}
+	if *dataDir != "" {
+		return fs, *dataDir, nil
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return nil, "", err
+	}
+	return fs, cfg.DataDir, nil
+}
+
+func keys(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"keys needs a subcommand: create, list or revoke"}
+	}
+	var role string
+	var extra func(*flag.FlagSet)
+	if args[0] == "create" {
+		extra = func(fs *flag.FlagSet) { fs.StringVar(&role, "role", "", "admin or agent") }
+	}
+	fs, dataDir, err := keysFlags(args[0], args[1:], stderr, extra)
+	if err != nil {
+		return err
+	}
+	keyring, err := cluster.OpenKeyring(dataDir)
+	if err != nil {
+		return err
+	}
+	defer keyring.Close()
+	switch args[0] {
+	case "create":
+		r, err := auth.ParseRole(role)
+		if err != nil {
+			return usageError{"--role: " + err.Error()}
+		}
+		id, secret, err := keyring.Create(r, time.Now())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n", id, secret)
+		fmt.Fprintln(stderr, "The secret is shown only now; store it safely.")
+	case "list":
+		list, err := keyring.List()
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ACCESS KEY ID\tROLE\tCREATED\tSTATUS")
+		for _, k := range list {
+			status := "active"
+			if k.Revoked {
+				status = "revoked"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.AccessKeyID, k.Role, k.CreatedAt.Format(time.RFC3339), status)
+		}
+		return tw.Flush()
+	case "revoke":
+		if fs.NArg() != 1 {
+			return usageError{"keys revoke takes one ACCESS_KEY_ID"}
+		}
+		if err := keyring.Revoke(fs.Arg(0)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked %s\n", fs.Arg(0))
+	default:
+		return usageError{fmt.Sprintf("unknown keys subcommand %q", args[0])}
+	}
+	return nil
 }

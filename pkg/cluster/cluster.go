@@ -132,7 +132,8 @@ func (e *Endpoint) Listen() (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve serves on ln until ctx is cancelled, then shuts down gracefully
+// Serve serves the API on ln, and key management on the data directory's
+// admin socket, until ctx is cancelled; then it shuts down gracefully
 // (in-flight requests get 10 seconds). A cancelled context is a clean stop.
 func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
@@ -155,17 +156,34 @@ func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
+	adminLn, err := e.listenAdmin()
+	if err != nil {
+		ln.Close()
 		return fmt.Errorf("serve: %w", err)
+	}
+	admin := &http.Server{Handler: e.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- admin.Serve(adminLn) }()
+	pending := 2
+	var serveErr error
+	select {
+	case serveErr = <-errc:
+		pending-- // a server failed; stop the other one too
 	case <-ctx.Done():
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	err := srv.Shutdown(shutdownCtx)
-	<-errc // Serve has returned http.ErrServerClosed.
+	err = errors.Join(srv.Shutdown(shutdownCtx), admin.Shutdown(shutdownCtx))
+	for ; pending > 0; pending-- {
+		if e := <-errc; serveErr == nil || errors.Is(serveErr, http.ErrServerClosed) {
+			serveErr = e
+		}
+	}
+	os.Remove(filepath.Join(e.opts.DataDir, AdminSocket))
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", serveErr)
+	}
 	if err != nil {
 		return fmt.Errorf("shut down: %w", err)
 	}

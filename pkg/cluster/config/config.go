@@ -1,0 +1,149 @@
+// Package config reads berth-cluster's TOML configuration file
+// (/etc/berth/cluster.toml) into typed settings, reporting every mistake as
+// "file:line: key: what is wrong, what is allowed". Only cmd/cluster (and dev
+// mode) import it; pkg/cluster takes its own Options.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where serve looks without --config.
+const DefaultPath = "/etc/berth/cluster.toml"
+
+// Config is the cluster endpoint's configuration file.
+type Config struct {
+	// Listen is the address the ECS API (and later the ACS websocket) is served on.
+	Listen string `toml:"listen"`
+	// TLSCert and TLSKey are PEM files; required unless InsecureHTTP.
+	TLSCert      string `toml:"tls_cert"`
+	TLSKey       string `toml:"tls_key"`
+	InsecureHTTP bool   `toml:"insecure_http"`
+	// Region and AccountID appear in ARNs; clients must sign for Region.
+	Region    string `toml:"region"`
+	AccountID string `toml:"account_id"`
+	// DataDir holds cluster.db and master.key.
+	DataDir string `toml:"data_dir"`
+	// PollEndpoint is the URL agents are told to open the ACS websocket on;
+	// empty means the URL each request came to.
+	PollEndpoint string `toml:"poll_endpoint"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+}
+
+// Defaults returns the settings used where the file says nothing.
+func Defaults() Config {
+	return Config{
+		Listen:   ":8443",
+		Region:   "us-east-1",
+		DataDir:  "/var/lib/berth-cluster",
+		LogLevel: "info",
+	}
+}
+
+// Error lists every problem found, one per line.
+type Error struct {
+	Problems []string
+}
+
+func (e *Error) Error() string { return strings.Join(e.Problems, "\n") }
+
+var (
+	regionRE  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	accountRE = regexp.MustCompile(`^[0-9]{12}$`)
+	typeErrRE = regexp.MustCompile(`line ([0-9]+) \(last key "([^"]*)"\): (.*)$`)
+)
+
+// Load reads the file at path over Defaults and validates it.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes data (named path in errors) over Defaults and validates it.
+func Parse(path string, data []byte) (Config, error) {
+	cfg := Defaults()
+	md, err := toml.Decode(string(data), &cfg)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) && pe.Position.Line > 0 {
+			return Config{}, &Error{Problems: []string{fmt.Sprintf("%s:%d: TOML syntax: %s", path, pe.Position.Line, pe.Message)}}
+		}
+		// Type mismatches come as plain errors that name the line and key.
+		if m := typeErrRE.FindStringSubmatch(err.Error()); m != nil {
+			return Config{}, &Error{Problems: []string{fmt.Sprintf("%s:%s: %s: %s", path, m[1], m[2], m[3])}}
+		}
+		return Config{}, &Error{Problems: []string{fmt.Sprintf("%s: %v", path, err)}}
+	}
+	var problems []string
+	add := func(key, format string, args ...any) {
+		where := path
+		if line := keyLine(data, key); line > 0 {
+			where = fmt.Sprintf("%s:%d", path, line)
+		}
+		problems = append(problems, fmt.Sprintf("%s: %s: %s", where, key, fmt.Sprintf(format, args...)))
+	}
+	for _, k := range md.Undecoded() {
+		add(k.String(), "unknown setting; allowed: listen, tls_cert, tls_key, insecure_http, region, account_id, data_dir, poll_endpoint, log_level")
+	}
+	if _, port, err := net.SplitHostPort(cfg.Listen); err != nil || port == "" {
+		add("listen", "%q is not host:port (e.g. \":8443\" or \"127.0.0.1:8443\")", cfg.Listen)
+	}
+	switch {
+	case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
+		add("tls_key", "tls_cert and tls_key must be set together")
+	case cfg.TLSCert == "" && !cfg.InsecureHTTP:
+		add("tls_cert", "required (with tls_key) unless insecure_http = true; plain HTTP sends signed requests and task credentials in the clear")
+	case cfg.TLSCert != "" && cfg.InsecureHTTP:
+		add("insecure_http", "cannot be true when tls_cert and tls_key are set")
+	}
+	if !regionRE.MatchString(cfg.Region) {
+		add("region", "%q is not a region name like us-east-1", cfg.Region)
+	}
+	if !accountRE.MatchString(cfg.AccountID) {
+		add("account_id", "%q must be 12 digits (it appears in every ARN)", cfg.AccountID)
+	}
+	if !filepath.IsAbs(cfg.DataDir) {
+		add("data_dir", "%q must be an absolute path", cfg.DataDir)
+	}
+	if cfg.PollEndpoint != "" && !strings.HasPrefix(cfg.PollEndpoint, "https://") && !strings.HasPrefix(cfg.PollEndpoint, "http://") {
+		add("poll_endpoint", "%q must be an http:// or https:// URL", cfg.PollEndpoint)
+	}
+	switch cfg.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level", "%q: allowed are debug, info, warn, error", cfg.LogLevel)
+	}
+	if len(problems) > 0 {
+		return Config{}, &Error{Problems: problems}
+	}
+	return cfg, nil
+}
+
+// keyLine returns the line where a top-level key is assigned, or 0. The
+// file is flat, so a line-oriented scan is exact enough; a key inside a
+// [table] is reported with the table's name and found the same way.
+func keyLine(data []byte, key string) int {
+	last := key
+	if i := strings.LastIndex(key, "."); i >= 0 {
+		last = key[i+1:]
+	}
+	re := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(last) + `"?\s*=`)
+	for i, line := range strings.Split(string(data), "\n") {
+		if re.MatchString(line) {
+			return i + 1
+		}
+	}
+	return 0
+}

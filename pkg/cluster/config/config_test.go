@@ -1,0 +1,44 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseValid(t *testing.T) {
+	cfg, err := Parse("cluster.toml", []byte(`
+listen = "127.0.0.1:8443"
+insecure_http = true
+region = "eu-west-1"
+account_id = "123456789012"
+data_dir = "/var/lib/berth-cluster"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:8443" || !cfg.InsecureHTTP || cfg.Region != "eu-west-1" || cfg.LogLevel != "info" {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+}
+
+func TestParseErrorsNameFileAndLine(t *testing.T) {
+	cases := []struct {
+		name, doc, want string
+	}{
+		{"syntax", "listen = \"x\nregion = 1\n", "cluster.toml:1: TOML syntax"},
+		{"unknown key", "account_id = \"123456789012\"\ninsecure_http = true\nlistne = \":1\"\n", "cluster.toml:3: listne: unknown setting"},
+		{"bad account", "insecure_http = true\n\naccount_id = \"42\"\n", "cluster.toml:3: account_id: \"42\" must be 12 digits"},
+		{"bad region", "insecure_http = true\naccount_id = \"123456789012\"\nregion = \"mars\"\n", "cluster.toml:3: region:"},
+		{"no tls", "account_id = \"123456789012\"\n", "cluster.toml: tls_cert: required"},
+		{"half tls", "account_id = \"123456789012\"\ntls_cert = \"/c.pem\"\n", "tls_key: tls_cert and tls_key must be set together"},
+		{"relative data dir", "insecure_http = true\naccount_id = \"123456789012\"\ndata_dir = \"data\"\n", "cluster.toml:3: data_dir:"},
+		{"bad listen", "listen = \"8443\"\ninsecure_http = true\naccount_id = \"123456789012\"\n", "cluster.toml:1: listen:"},
+		{"wrong type", "insecure_http = \"yes\"\n", "cluster.toml:1:"},
+	}
+	for _, c := range cases {
+		_, err := Parse("cluster.toml", []byte(c.doc))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want it to contain %q", c.name, err, c.want)
+		}
+	}
+}
