@@ -138,7 +138,7 @@ func TestCleanupSweepsWithoutRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := removeNetns(bare.NetnsPath); err != nil {
+	if err := RemoveNetns(bare.NetnsPath); err != nil {
 		t.Fatal(err)
 	}
 	caches, _ := filepath.Glob("/var/lib/cni/results/*" + bare.ID + "*")

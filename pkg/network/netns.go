@@ -22,11 +22,12 @@ func newSandboxID(prefix string) (string, error) {
 	return prefix + hex.EncodeToString(b[:]), nil
 }
 
-// createNetns creates a new network namespace and keeps it alive by
+// CreateNetns creates a new network namespace and keeps it alive by
 // bind-mounting it at dir/name, the way `ip netns add` does, so that
 // containers and CNI plugins can join it by path and it outlives this
-// process. It returns the path.
-func createNetns(dir, name string) (string, error) {
+// process. It returns the path. Setup uses it; it is exported for tests and
+// benchmarks that need a namespace of their own.
+func CreateNetns(dir, name string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create netns dir %s: %w", dir, err)
 	}
@@ -69,15 +70,15 @@ func createNetns(dir, name string) (string, error) {
 		errc <- mountErr
 	}()
 	if err := <-errc; err != nil {
-		_ = removeNetns(path)
+		_ = RemoveNetns(path)
 		return "", err
 	}
 	return path, nil
 }
 
-// removeNetns unmounts and deletes a namespace file made by createNetns. A
+// RemoveNetns unmounts and deletes a namespace file made by CreateNetns. A
 // path that is already gone, or a file that is not mounted, is not an error.
-func removeNetns(path string) error {
+func RemoveNetns(path string) error {
 	if path == "" {
 		return nil
 	}

@@ -166,7 +166,7 @@ func New(o Options) (*Manager, error) {
 		return nil, err
 	}
 	confPath := filepath.Join(o.ConfDir, o.NetworkName+".conflist")
-	if err := writeFileAtomic(confPath, conf); err != nil {
+	if err := writeFileAtomic(confPath, conf, false); err != nil {
 		return nil, fmt.Errorf("write CNI config: %w", err)
 	}
 	// The conflist goes first so it gets interface index 0 (eth0);
@@ -275,7 +275,7 @@ func (m *Manager) Setup(ctx context.Context, req SetupRequest) (*Sandbox, error)
 	if err := m.writeRecord(*sb); err != nil {
 		return fail("record", err)
 	}
-	if _, err := createNetns(m.opts.NetnsDir, id); err != nil {
+	if _, err := CreateNetns(m.opts.NetnsDir, id); err != nil {
 		return fail("create netns", err)
 	}
 	if mode == ModeNone {
@@ -424,7 +424,7 @@ func (m *Manager) Teardown(ctx context.Context, sb Sandbox) error {
 		return fmt.Errorf("tear down sandbox %s: unknown network mode %q", sb.ID, sb.Mode)
 	}
 	if sb.NetnsPath != "" {
-		if err := removeNetns(sb.NetnsPath); err != nil {
+		if err := RemoveNetns(sb.NetnsPath); err != nil {
 			return fmt.Errorf("tear down sandbox %s: %w", sb.ID, err)
 		}
 	}
@@ -446,7 +446,10 @@ func (m *Manager) writeRecord(sb Sandbox) error {
 	if err != nil {
 		return fmt.Errorf("encode sandbox record: %w", err)
 	}
-	return writeFileAtomic(m.recordPath(sb.ID), b)
+	// No fsync: the record describes kernel state (netns, veths, iptables)
+	// that a reboot discards too, so it only has to survive a crash of the
+	// agent, which the page cache does.
+	return writeFileAtomic(m.recordPath(sb.ID), b, false)
 }
 
 // records reads every sandbox record in StateDir carrying our prefix.

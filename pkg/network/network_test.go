@@ -71,11 +71,11 @@ func startContainer(t *testing.T, ctx context.Context, cli *containerd.Client, i
 // its path and the host-side address.
 func peerNetns(t *testing.T, tn *testNet, n int) (string, string) {
 	t.Helper()
-	path, err := createNetns(tn.opts.NetnsDir, fmt.Sprintf("peer%d", n))
+	path, err := CreateNetns(tn.opts.NetnsDir, fmt.Sprintf("peer%d", n))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = removeNetns(path) })
+	t.Cleanup(func() { _ = RemoveNetns(path) })
 	host, peer := fmt.Sprintf("vbh%d", n), fmt.Sprintf("vbp%d", n)
 	hostIP := fmt.Sprintf("10.251.%d.1", n)
 	in := func(args ...string) { run(t, "nsenter", append([]string{"--net=" + path}, args...)...) }

@@ -67,12 +67,13 @@ func (s *FilePortStore) SavePorts(a []Allocation) error {
 	if err != nil {
 		return fmt.Errorf("encode port allocations: %w", err)
 	}
-	return writeFileAtomic(s.Path, b)
+	return writeFileAtomic(s.Path, b, true)
 }
 
-// writeFileAtomic replaces path with data so a crash leaves either the old or
-// the new content, never a torn file.
-func writeFileAtomic(path string, data []byte) error {
+// writeFileAtomic replaces path with data so a crash of this process leaves
+// either the old or the new content, never a torn file. sync also flushes
+// it to disk, which only matters for files that must survive a reboot.
+func writeFileAtomic(path string, data []byte, sync bool) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("create dir of %s: %w", path, err)
 	}
@@ -82,7 +83,7 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	tmp := f.Name()
 	_, werr := f.Write(data)
-	if werr == nil {
+	if werr == nil && sync {
 		werr = f.Sync()
 	}
 	if cerr := f.Close(); werr == nil {
