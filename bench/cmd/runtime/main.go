@@ -1,0 +1,264 @@
+// Command runtime benchmarks pkg/runtime and the pkg/logs capture path
+// against raw baselines measured in the same run:
+//
+//   - container lifecycle (create, start, wait for exit, remove of /bin/true)
+//     through pkg/runtime versus the raw containerd client doing the same;
+//   - log capture: a container writing N lines to stdout (captured by the
+//     shim-spawned logger into json-file) versus the same container writing
+//     them to /dev/null.
+//
+// It uses the containerd and registry of BERTH_TEST_* variables when set
+// (make bench under the testenv runner), otherwise starts private ones via
+// internal/testenv. Run as root: go run ./bench/cmd/runtime
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/oci"
+
+	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/logs"
+	"github.com/berth-dev/berth/pkg/runtime"
+)
+
+func main() {
+	// The shim starts this same binary as the containers' logger.
+	if len(os.Args) == 3 && os.Args[1] == logs.LoggerMode {
+		if err := logs.RunShimLogger(context.Background(), os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	iterations := flag.Int("n", 20, "lifecycle iterations per side")
+	lines := flag.Int("lines", 500000, "lines written per log-capture run")
+	rounds := flag.Int("rounds", 3, "log-capture rounds per side")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *iterations, *lines, *rounds); err != nil {
+		fmt.Fprintln(os.Stderr, "bench runtime:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, n, lines, rounds int) (retErr error) {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (containerd, runc); see scripts/test-deps.sh")
+	}
+	address, snapshotter := os.Getenv(testenv.EnvContainerdAddress), os.Getenv(testenv.EnvSnapshotter)
+	var reg *testenv.RegistryInstance
+	if host := os.Getenv(testenv.EnvRegistry); host != "" {
+		reg = &testenv.RegistryInstance{Host: host}
+	}
+	if address == "" || reg == nil {
+		env, err := testenv.Start(ctx, testenv.Options{NoAuthRegistry: true})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			retErr = errors.Join(retErr, env.Close(cctx))
+		}()
+		address, snapshotter, reg = env.Containerd().Address, env.Containerd().Snapshotter, env.Registry()
+	}
+	if snapshotter == "" {
+		snapshotter = testenv.SnapshotterNative
+	}
+	img, err := testenv.BuildAndPush(ctx, reg, "bench/runtime", testenv.ImageSpec{Cmd: []string{"/bin/true"}})
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "berth-bench-runtime-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	ns := fmt.Sprintf("bench-runtime-%d", os.Getpid())
+	rt, err := runtime.New(ctx, runtime.Options{
+		Address: address, Namespace: ns, Snapshotter: snapshotter, ConnectTimeout: time.Minute,
+		StateDir: filepath.Join(dir, "state"), LoggerBinary: self,
+	})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	defer cleanNamespace(context.WithoutCancel(ctx), rt.Client(), ns)
+	if _, err := rt.Pull(ctx, img.Ref, runtime.PullOptions{}); err != nil {
+		return err
+	}
+	fmt.Printf("containerd %s, snapshotter %s, image %s\n\n", address, snapshotter, img.Ref)
+
+	if err := benchLifecycle(ctx, rt, ns, img.Ref, n); err != nil {
+		return err
+	}
+	return benchLogs(ctx, rt, img.Ref, filepath.Join(dir, "logs"), lines, rounds)
+}
+
+// benchLifecycle interleaves raw and pkg/runtime runs of /bin/true.
+func benchLifecycle(ctx context.Context, rt *runtime.Runtime, ns, ref string, n int) error {
+	cli := rt.Client()
+	nctx := namespaces.WithNamespace(ctx, ns)
+	image, err := cli.GetImage(nctx, ref)
+	if err != nil {
+		return err
+	}
+	var raw, berth []time.Duration
+	for i := range n {
+		d, err := timed(func() error { return rawLifecycle(nctx, cli, image, fmt.Sprintf("raw-%d", i)) })
+		if err != nil {
+			return fmt.Errorf("raw lifecycle: %w", err)
+		}
+		raw = append(raw, d)
+		d, err = timed(func() error { return berthLifecycle(ctx, rt, ref, fmt.Sprintf("berth-%d", i)) })
+		if err != nil {
+			return fmt.Errorf("berth lifecycle: %w", err)
+		}
+		berth = append(berth, d)
+	}
+	mr, mb := median(raw), median(berth)
+	fmt.Printf("lifecycle (create, start, wait exit, remove of /bin/true), %d runs each, median:\n", n)
+	fmt.Printf("  raw containerd client  %8.1f ms\n", ms(mr))
+	fmt.Printf("  pkg/runtime            %8.1f ms\n", ms(mb))
+	fmt.Printf("  ratio                  %8.2fx\n\n", float64(mb)/float64(mr))
+	return nil
+}
+
+func rawLifecycle(ctx context.Context, cli *containerd.Client, image containerd.Image, id string) error {
+	c, err := cli.NewContainer(ctx, id,
+		containerd.WithNewSnapshot(id, image),
+		containerd.WithNewSpec(oci.WithImageConfig(image), oci.WithProcessArgs("/bin/true")))
+	if err != nil {
+		return err
+	}
+	task, err := c.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		return err
+	}
+	exit, err := task.Wait(ctx)
+	if err != nil {
+		return err
+	}
+	if err := task.Start(ctx); err != nil {
+		return err
+	}
+	<-exit
+	if _, err := task.Delete(ctx); err != nil {
+		return err
+	}
+	return c.Delete(ctx, containerd.WithSnapshotCleanup)
+}
+
+func berthLifecycle(ctx context.Context, rt *runtime.Runtime, ref, id string) error {
+	if err := rt.Create(ctx, runtime.ContainerSpec{ID: id, Image: ref, Command: []string{"/bin/true"}}); err != nil {
+		return err
+	}
+	ch, err := rt.Start(ctx, id)
+	if err != nil {
+		return err
+	}
+	<-ch
+	return rt.Remove(ctx, id)
+}
+
+// benchLogs compares a container writing lines to its captured stdout with
+// the same container writing them to /dev/null.
+func benchLogs(ctx context.Context, rt *runtime.Runtime, ref, logDir string, lines, rounds int) error {
+	const line = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqr" // 64 bytes + \n
+	script := fmt.Sprintf("yes %s | head -n %d", line, lines)
+	var captured, devnull []time.Duration
+	for r := range rounds {
+		for _, toNull := range []bool{false, true} {
+			id := fmt.Sprintf("logs-%d-%t", r, toNull)
+			cmd := script
+			if toNull {
+				cmd += " > /dev/null"
+			}
+			spec := runtime.ContainerSpec{ID: id, Image: ref, Command: []string{"/bin/sh", "-c", cmd},
+				Log: runtime.LogOptions{Dir: logDir, MaxSize: 64 << 20, MaxFile: 2}}
+			if err := rt.Create(ctx, spec); err != nil {
+				return err
+			}
+			start := time.Now()
+			ch, err := rt.Start(ctx, id)
+			if err != nil {
+				return err
+			}
+			// The exit arrives after the task is deleted, which waits for the
+			// logger to drain and exit: the log is complete at this point.
+			<-ch
+			d := time.Since(start)
+			if err := rt.Remove(ctx, id); err != nil {
+				return err
+			}
+			if toNull {
+				devnull = append(devnull, d)
+				continue
+			}
+			captured = append(captured, d)
+			got := 0
+			if err := logs.Read(ctx, runtime.LogPath(logDir, id), logs.ReadOptions{}, func(logs.Entry) error { got++; return nil }); err != nil {
+				return err
+			}
+			if got != lines {
+				return fmt.Errorf("log capture kept %d of %d lines", got, lines)
+			}
+		}
+	}
+	mc, mn := median(captured), median(devnull)
+	mb := float64(lines*len(line+"\n")) / (1 << 20)
+	fmt.Printf("log capture of %d lines (%.1f MiB) on stdout, %d rounds each, median wall time start→exit:\n", lines, mb, rounds)
+	fmt.Printf("  to /dev/null           %8.1f ms\n", ms(mn))
+	fmt.Printf("  captured to json-file  %8.1f ms  (%.1f MiB/s)\n", ms(mc), mb/mc.Seconds())
+	fmt.Printf("  ratio                  %8.2fx\n", float64(mc)/float64(mn))
+	return nil
+}
+
+func timed(f func() error) (time.Duration, error) {
+	start := time.Now()
+	err := f()
+	return time.Since(start), err
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// cleanNamespace removes what the benchmark left in its namespace.
+func cleanNamespace(ctx context.Context, cli *containerd.Client, ns string) {
+	ctx = namespaces.WithNamespace(ctx, ns)
+	cs, _ := cli.Containers(ctx)
+	for _, c := range cs {
+		if t, err := c.Task(ctx, nil); err == nil {
+			t.Delete(ctx, containerd.WithProcessKill)
+		}
+		c.Delete(ctx, containerd.WithSnapshotCleanup)
+	}
+	imgs, _ := cli.ImageService().List(ctx)
+	for _, i := range imgs {
+		cli.ImageService().Delete(ctx, i.Name)
+	}
+	cli.NamespaceService().Delete(ctx, ns)
+}
