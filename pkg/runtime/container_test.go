@@ -65,6 +65,18 @@ func TestEntrypointCommandEnvUserWorkdirFollowDocker(t *testing.T) {
 			}
 		})
 	}
+	t.Run("an existing ID is refused and left intact", func(t *testing.T) {
+		spec := ContainerSpec{ID: "dup", Image: img.Ref}
+		tr.create(t, &spec)
+		defer tr.Remove(t.Context(), "dup")
+		if err := tr.Create(t.Context(), spec); !errors.Is(err, ErrContainerExists) {
+			t.Fatalf("second Create = %v, want ErrContainerExists", err)
+		}
+		st, out := tr.runExisting(t, "dup")
+		if st.ExitCode != 0 || strings.TrimSpace(out.stdout) != "image-entrypoint image-cmd" {
+			t.Errorf("the first container was damaged: exit %+v, output %q", st, out.stdout)
+		}
+	})
 	t.Run("unknown user is an error", func(t *testing.T) {
 		err := tr.Create(t.Context(), ContainerSpec{ID: "baduser", Image: img.Ref, User: "ghost"})
 		if err == nil {

@@ -117,6 +117,13 @@ func (tr *testRuntime) logsOf(t *testing.T, id string) output {
 func (tr *testRuntime) run(t *testing.T, spec ContainerSpec) (ExitStatus, output) {
 	t.Helper()
 	id := tr.create(t, &spec)
+	return tr.runExisting(t, id)
+}
+
+// runExisting starts a created container, waits for it, removes it and
+// returns its exit and output.
+func (tr *testRuntime) runExisting(t *testing.T, id string) (ExitStatus, output) {
+	t.Helper()
 	ch, err := tr.Start(t.Context(), id)
 	if err != nil {
 		t.Fatalf("Start(%s): %v", id, err)

@@ -152,6 +152,9 @@ const (
 // the Runtime was configured with DisablePrivileged.
 var ErrPrivilegedDisabled = errors.New("privileged containers are disabled on this host")
 
+// ErrContainerExists is returned by Create for an ID already in use.
+var ErrContainerExists = errors.New("container already exists")
+
 // ErrUnsupported marks a ContainerSpec setting the runtime cannot honour;
 // the error text names the setting.
 var ErrUnsupported = errors.New("unsupported container setting")
@@ -165,6 +168,13 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error)
 	}
 	if spec.Security.Privileged && r.opts.DisablePrivileged {
 		return fmt.Errorf("create container %s: privileged: %w", spec.ID, ErrPrivilegedDisabled)
+	}
+	// Refuse an existing ID before touching anything: the cleanup below
+	// would otherwise remove the existing container's files and snapshot.
+	if _, err := r.client.LoadContainer(ctx, spec.ID); err == nil {
+		return fmt.Errorf("create container %s: %w", spec.ID, ErrContainerExists)
+	} else if !errdefs.IsNotFound(err) {
+		return fmt.Errorf("create container %s: %w", spec.ID, err)
 	}
 	img, err := r.localImage(ctx, spec.Image)
 	if err != nil {
@@ -218,12 +228,13 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error)
 		containerd.WithRuntime(r.opts.RuntimeName, nil),
 	)
 	if err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			// Lost a race with another Create of the same ID: leave its snapshot.
+			return fmt.Errorf("create container %s: %w: %w", spec.ID, ErrContainerExists, err)
+		}
 		// NewContainer leaves the snapshot behind when the spec fails.
 		if rmErr := r.client.SnapshotService(r.opts.Snapshotter).Remove(ctx, spec.ID); rmErr != nil && !errdefs.IsNotFound(rmErr) {
 			err = errors.Join(err, fmt.Errorf("remove snapshot: %w", rmErr))
-		}
-		if errdefs.IsAlreadyExists(err) {
-			return fmt.Errorf("create container %s: %w", spec.ID, err)
 		}
 		return fmt.Errorf("create container %s: %w", spec.ID, err)
 	}
