@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,7 +101,15 @@ func newHostEnv(t *testing.T) *hostEnv {
 		InitBinary:  initBinary(t),
 	}
 	t.Cleanup(func() {
-		// The bridge is the one thing CNI leaves by design.
+		// The bridge is the one thing CNI leaves by design. Namespaces are
+		// only left when a test failed with tasks running; the assertions
+		// have reported them already.
+		entries, _ := os.ReadDir("/run/netns")
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), h.Prefix) {
+				_ = exec.Command("ip", "netns", "del", e.Name()).Run()
+			}
+		}
 		_ = exec.Command("ip", "link", "del", h.Bridge).Run()
 	})
 	return h
@@ -109,6 +118,14 @@ func newHostEnv(t *testing.T) *hostEnv {
 // config builds the agent's configuration the way cmd/agent does (through
 // config.Load), then shortens what the tests cannot wait for.
 func (h *hostEnv) config(t testing.TB) *config.Config {
+	cfg, err := h.loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func (h *hostEnv) loadConfig() (*config.Config, error) {
 	env := []string{
 		"ECS_CLUSTER=lab",
 		"ECS_DATADIR=" + h.DataDir,
@@ -122,12 +139,12 @@ func (h *hostEnv) config(t testing.TB) *config.Config {
 	noFiles := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
 	cfg, _, err := config.Load(config.LoadOptions{Env: env, ReadFile: noFiles})
 	if err != nil {
-		t.Fatalf("load config: %v", err)
+		return nil, fmt.Errorf("load config: %w", err)
 	}
 	// Values below the configurable minimums, for tests only.
 	cfg.Listen.Introspection = netip.MustParseAddrPort("127.0.0.1:0")
 	cfg.Containers.TaskCleanupWait = time.Hour
-	return cfg
+	return cfg, nil
 }
 
 func (h *hostEnv) options(extra ...agent.Option) []agent.Option {
@@ -144,6 +161,14 @@ func (h *hostEnv) options(extra ...agent.Option) []agent.Option {
 // runAgent runs an agent in this process until the test ends.
 func (h *hostEnv) runAgent(t *testing.T, cfg *config.Config, opts ...agent.Option) *agent.Agent {
 	t.Helper()
+	a, _ := h.startAgent(t, cfg, opts...)
+	return a
+}
+
+// startAgent runs an agent in this process; stop ends it (and runs at the
+// end of the test if not called before).
+func (h *hostEnv) startAgent(t *testing.T, cfg *config.Config, opts ...agent.Option) (a *agent.Agent, stop func()) {
+	t.Helper()
 	a, err := agent.New(cfg, h.options(opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -151,12 +176,16 @@ func (h *hostEnv) runAgent(t *testing.T, cfg *config.Config, opts ...agent.Optio
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("agent Run: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("agent Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	rctx, rcancel := context.WithTimeout(ctx, time.Minute)
 	defer rcancel()
 	if err := a.Ready(rctx); err != nil {
@@ -167,7 +196,7 @@ func (h *hostEnv) runAgent(t *testing.T, cfg *config.Config, opts ...agent.Optio
 		}
 		t.Fatalf("agent not ready: %v", err)
 	}
-	return a
+	return a, stop
 }
 
 // fixture decodes a shared protocol fixture with its images pointed at the
