@@ -101,16 +101,23 @@ func (r *Runtime) Start(ctx context.Context, id string) (<-chan ExitStatus, erro
 		}
 		return nil, fmt.Errorf("start %s: %w", id, err)
 	}
-	return r.monitor(id, exitCh), nil
+	out, err := r.monitor(id, exitCh)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", id, err)
+	}
+	return out, nil
 }
 
 // monitor owns one goroutine per running container that turns the task's
 // exit into an ExitStatus, records it and deletes the stopped task.
-func (r *Runtime) monitor(id string, exitCh <-chan containerd.ExitStatus) <-chan ExitStatus {
+func (r *Runtime) monitor(id string, exitCh <-chan containerd.ExitStatus) (<-chan ExitStatus, error) {
+	done, err := r.track()
+	if err != nil {
+		return nil, err
+	}
 	out := make(chan ExitStatus, 1)
-	r.wg.Add(1)
 	go func() {
-		defer r.wg.Done()
+		defer done()
 		defer close(out)
 		for {
 			select {
@@ -137,7 +144,7 @@ func (r *Runtime) monitor(id string, exitCh <-chan containerd.ExitStatus) <-chan
 			}
 		}
 	}()
-	return out
+	return out, nil
 }
 
 // rewait re-opens a task after a broken wait, retrying until containerd
@@ -263,7 +270,11 @@ func (r *Runtime) Attach(ctx context.Context, id string) (<-chan ExitStatus, err
 		close(out)
 		return out, nil
 	}
-	return r.monitor(id, ch), nil
+	out, err := r.monitor(id, ch)
+	if err != nil {
+		return nil, fmt.Errorf("attach %s: %w", id, err)
+	}
+	return out, nil
 }
 
 // Stop sends the container's stop signal, waits up to timeout for it to

@@ -46,7 +46,14 @@ func (r *Runtime) writeNetworkFiles(spec ContainerSpec) (networkFiles, error) {
 	if err != nil {
 		return networkFiles{}, err
 	}
-	hosts, err := hostsFile(spec.Hostname, spec.ExtraHosts)
+	var base []byte
+	if spec.HostNetwork {
+		// Sharing the host's network means sharing its names too, as Docker does.
+		if base, err = os.ReadFile(r.opts.HostHostsFile); err != nil && !os.IsNotExist(err) {
+			return networkFiles{}, fmt.Errorf("read host hosts file: %w", err)
+		}
+	}
+	hosts, err := hostsFile(base, spec.Hostname, spec.ExtraHosts)
 	if err != nil {
 		return networkFiles{}, err
 	}
@@ -153,12 +160,20 @@ func resolvConf(host []byte, dns DNS, ownNetNS bool) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// hostsFile builds /etc/hosts: loopback names, the hostname on 127.0.1.1
-// (the container's own address is not known here) and extra hosts.
-func hostsFile(hostname string, extra []string) ([]byte, error) {
+// hostsFile builds /etc/hosts: the host's file (host network) or loopback
+// names, the hostname on 127.0.1.1 (the container's own address is not known
+// here) and extra hosts.
+func hostsFile(base []byte, hostname string, extra []string) ([]byte, error) {
 	var b bytes.Buffer
-	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-	if hostname != "" {
+	if len(base) > 0 {
+		b.Write(base)
+		if base[len(base)-1] != '\n' {
+			b.WriteByte('\n')
+		}
+	} else {
+		b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	}
+	if hostname != "" && len(base) == 0 {
 		fmt.Fprintf(&b, "127.0.1.1\t%s\n", hostname)
 	}
 	for _, e := range extra {

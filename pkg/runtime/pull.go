@@ -181,9 +181,18 @@ func (r *Runtime) sharedPull(ctx context.Context, ref string, creds *Credentials
 		key += "\x00" + hex.EncodeToString(h[:])
 	}
 	ch := r.pulls.DoChan(key, func() (any, error) {
+		done, err := r.track()
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: %w", ref, err)
+		}
+		defer done()
 		// Detached from the first caller so that its cancellation does not
-		// fail the others; bounded by the pull timeouts instead.
-		return r.pull(context.WithoutCancel(ctx), ref, creds)
+		// fail the others; bounded by the pull timeouts and by Close instead.
+		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		stop := context.AfterFunc(r.ctx, cancel)
+		defer stop()
+		return r.pull(pctx, ref, creds)
 	})
 	select {
 	case res := <-ch:

@@ -37,6 +37,7 @@ const (
 	// DefaultSystemdResolvConf is the upstream resolver list of
 	// systemd-resolved, used when the host file only names its stub.
 	DefaultSystemdResolvConf = "/run/systemd/resolve/resolv.conf"
+	DefaultHostHostsFile     = "/etc/hosts"
 	DefaultHostsDir          = "/etc/containerd/certs.d"
 	DefaultStateDir          = "/var/lib/berth/containers"
 )
@@ -71,6 +72,8 @@ type Options struct {
 	// it only names the systemd-resolved stub.
 	HostResolvConf    string
 	SystemdResolvConf string
+	// HostHostsFile is the base of /etc/hosts for host-network containers.
+	HostHostsFile string
 	// StateDir holds per-container files (resolv.conf, hosts, hostname).
 	StateDir string
 	// LoggerBinary is the program the shim runs as "<binary> logger <arg>"
@@ -93,9 +96,26 @@ type Runtime struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// mu guards ooms.
-	mu   sync.Mutex
-	ooms map[string]time.Time // container ID → time of its last OOM event
+	// mu guards ooms and closed; wg.Add happens under it so that no
+	// goroutine starts once Close is waiting.
+	mu     sync.Mutex
+	ooms   map[string]time.Time // container ID → time of its last OOM event
+	closed bool
+}
+
+// ErrClosed is returned for work started after Close.
+var ErrClosed = errors.New("runtime is closed")
+
+// track registers one goroutine's worth of work with the Runtime, so Close
+// waits for it; the caller must call the returned done.
+func (r *Runtime) track() (done func(), err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	r.wg.Add(1)
+	return r.wg.Done, nil
 }
 
 // New connects to containerd, retrying until it answers, ConnectTimeout
@@ -123,9 +143,9 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		cancel: cancel,
 		ooms:   make(map[string]time.Time),
 	}
-	r.wg.Add(1)
+	done, _ := r.track()
 	go func() {
-		defer r.wg.Done()
+		defer done()
 		r.watchOOM()
 	}()
 	return r, nil
@@ -143,6 +163,7 @@ func withDefaults(o Options) Options {
 	def(&o.RuntimeName, DefaultRuntimeName)
 	def(&o.HostResolvConf, DefaultHostResolvConf)
 	def(&o.SystemdResolvConf, DefaultSystemdResolvConf)
+	def(&o.HostHostsFile, DefaultHostHostsFile)
 	def(&o.StateDir, DefaultStateDir)
 	def(&o.Registry.HostsDir, DefaultHostsDir)
 	if o.PullBehavior == "" {
@@ -194,9 +215,13 @@ func (r *Runtime) Client() *containerd.Client { return r.client }
 // Namespace returns the containerd namespace the Runtime works in.
 func (r *Runtime) Namespace() string { return r.opts.Namespace }
 
-// Close stops the Runtime's goroutines and closes the connection. Running
-// containers are left alone; a new Runtime re-attaches to them.
+// Close stops the Runtime's goroutines (exit monitors, pulls in flight) and
+// closes the connection. Running containers are left alone; a new Runtime
+// re-attaches to them. Exit channels not yet delivered are closed.
 func (r *Runtime) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
 	if err := r.client.Close(); err != nil {

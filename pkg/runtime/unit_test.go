@@ -92,7 +92,7 @@ func TestSystemdStubIsReplacedByUpstreamList(t *testing.T) {
 }
 
 func TestHostsFile(t *testing.T) {
-	got, err := hostsFile("web", []string{"db:10.0.0.5", "v6:fd00::1"})
+	got, err := hostsFile(nil, "web", []string{"db:10.0.0.5", "v6:fd00::1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,8 +100,12 @@ func TestHostsFile(t *testing.T) {
 	if string(got) != want {
 		t.Errorf("hosts:\n got %q\nwant %q", got, want)
 	}
+	got, _ = hostsFile([]byte("10.0.0.1 myhost"), "ignored", []string{"db:10.0.0.5"})
+	if want := "10.0.0.1 myhost\n10.0.0.5\tdb\n"; string(got) != want {
+		t.Errorf("host-network hosts:\n got %q\nwant %q", got, want)
+	}
 	for _, bad := range []string{"noip", ":1.2.3.4", "x:not-an-ip"} {
-		if _, err := hostsFile("", []string{bad}); err == nil {
+		if _, err := hostsFile(nil, "", []string{bad}); err == nil {
 			t.Errorf("extra host %q accepted", bad)
 		}
 	}
