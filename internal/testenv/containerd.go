@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containerd/containerd"
@@ -46,6 +48,7 @@ type containerdServer struct {
 	address     string
 	snapshotter string
 	proc        *daemon
+	refs        []containerRef // containers seen during stop, for the leftover check
 }
 
 // detectSnapshotter tries an overlay mount inside dir; nested environments
@@ -154,20 +157,41 @@ func (s *containerdServer) waitServing(ctx context.Context, limit time.Duration)
 }
 
 // stop deletes every task and container in every namespace, stops
-// containerd, kills shims and their containers that still reference the
-// socket, and unmounts what is left under dir.
+// containerd, force-deletes and kills shims and their containers that still
+// reference the socket, removes the per-namespace directories runc leaves on
+// the host, and unmounts what is left under dir.
 func (s *containerdServer) stop(ctx context.Context) error {
 	var errs []error
+	var nss []string
 	if !s.proc.exited() {
-		if err := cleanupAllNamespaces(ctx, s.address); err != nil {
+		var refs []containerRef
+		var err error
+		nss, refs, err = cleanupAllNamespaces(ctx, s.address)
+		// A containerd that died meanwhile is not a teardown failure: its
+		// shims are found and killed below.
+		if err != nil && !s.proc.exited() {
 			errs = append(errs, err)
 		}
+		s.refs = append(s.refs, refs...)
 	}
 	if err := s.proc.stop(10 * time.Second); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := killProcsReferencing(s.dir); err != nil {
+	refs, err := killShims(s.dir, s.address)
+	if err != nil {
 		errs = append(errs, err)
+	}
+	s.refs = append(s.refs, refs...)
+	for _, r := range refs {
+		nss = append(nss, r.ns)
+	}
+	for _, ns := range nss {
+		// A namespace directory still in use belongs to another containerd
+		// that uses the same name (the system's "default"); our own
+		// containers are checked one by one by hostLeftovers.
+		if err := removeNamespaceDirs(ns); err != nil && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EBUSY) {
+			errs = append(errs, err)
+		}
 	}
 	if err := unmountUnder(s.dir); err != nil {
 		errs = append(errs, err)
@@ -176,24 +200,39 @@ func (s *containerdServer) stop(ctx context.Context) error {
 }
 
 // cleanupAllNamespaces kills and deletes every task and container that
-// containerd at address knows.
-func cleanupAllNamespaces(ctx context.Context, address string) error {
+// containerd at address knows, and returns the namespaces and containers it
+// saw.
+func cleanupAllNamespaces(ctx context.Context, address string) ([]string, []containerRef, error) {
+	// The gRPC client retries a refused socket until its timeout; a plain
+	// dial tells at once that containerd is gone.
+	conn, err := net.DialTimeout("unix", address, 2*time.Second)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to containerd %s for cleanup: %w", address, err)
+	}
+	conn.Close()
 	c, err := containerd.New(address, containerd.WithTimeout(5*time.Second))
 	if err != nil {
-		return fmt.Errorf("connect to containerd %s for cleanup: %w", address, err)
+		return nil, nil, fmt.Errorf("connect to containerd %s for cleanup: %w", address, err)
 	}
 	defer c.Close()
 	nss, err := c.NamespaceService().List(ctx)
 	if err != nil {
-		return fmt.Errorf("list namespaces: %w", err)
+		return nil, nil, fmt.Errorf("list namespaces: %w", err)
 	}
+	var refs []containerRef
 	var errs []error
 	for _, ns := range nss {
-		if err := deleteContainers(namespaces.WithNamespace(ctx, ns), c); err != nil {
+		nsCtx := namespaces.WithNamespace(ctx, ns)
+		if ctrs, err := c.Containers(nsCtx); err == nil {
+			for _, ctr := range ctrs {
+				refs = append(refs, containerRef{ns: ns, id: ctr.ID()})
+			}
+		}
+		if err := deleteContainers(nsCtx, c); err != nil {
 			errs = append(errs, fmt.Errorf("namespace %s: %w", ns, err))
 		}
 	}
-	return errors.Join(errs...)
+	return nss, refs, errors.Join(errs...)
 }
 
 // deleteContainers kills and deletes every task, then deletes every

@@ -226,6 +226,9 @@ func (e *Env) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("remove %s: %w", e.dir, err))
 	}
 	e.leftovers = leftoversUnder(e.dir)
+	if e.ctrd != nil {
+		e.leftovers = append(e.leftovers, hostLeftovers(e.ctrd.address, e.ctrd.refs)...)
+	}
 	if len(e.leftovers) > 0 {
 		errs = append(errs, fmt.Errorf("left behind after teardown:\n  %s", strings.Join(e.leftovers, "\n  ")))
 	}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -113,40 +115,53 @@ func shimsFor(t *testing.T, ns, id string) []string {
 // TestSmokeBuildPushPullRun is the end-to-end proof that the environment
 // works: an image built here is pushed to the registry, pulled by the
 // private containerd, run, and its output read back; the shim is gone after
-// the task is deleted.
+// the task is deleted, and the namespace's host directories (runc state,
+// cgroups) are gone after the test's cleanup.
 func TestSmokeBuildPushPullRun(t *testing.T) {
-	cd := testenv.Containerd(t)
-	reg := testenv.Registry(t)
-	img := testenv.BuildImage(t, reg, "berth/smoke", testenv.ImageSpec{
-		Files: []testenv.File{{Path: "/srv/greeting", Mode: 0o644, Data: []byte("hello from berth")}},
-		Cmd:   []string{"/bin/sh", "-c", "cat /srv/greeting; echo; id -u; echo $A"},
-		Env:   []string{"A=b"},
-		User:  "app",
-	})
-	t.Logf("containerd %s, snapshotter %s, registry %s", cd.Address, cd.Snapshotter, reg.Host)
-	cli := cd.Client(t)
-	ns := cd.Namespace(t)
-	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(t.Context(), ns), 2*time.Minute)
-	defer cancel()
+	var ns string
+	t.Run("run", func(t *testing.T) {
+		cd := testenv.Containerd(t)
+		reg := testenv.Registry(t)
+		img := testenv.BuildImage(t, reg, "berth/smoke", testenv.ImageSpec{
+			Files: []testenv.File{{Path: "/srv/greeting", Mode: 0o644, Data: []byte("hello from berth")}},
+			Cmd:   []string{"/bin/sh", "-c", "cat /srv/greeting; echo; id -u; echo $A"},
+			Env:   []string{"A=b"},
+			User:  "app",
+		})
+		t.Logf("containerd %s, snapshotter %s, registry %s", cd.Address, cd.Snapshotter, reg.Host)
+		cli := cd.Client(t)
+		ns = cd.Namespace(t)
+		ctx, cancel := context.WithTimeout(namespaces.WithNamespace(t.Context(), ns), 2*time.Minute)
+		defer cancel()
 
-	image, err := cli.Pull(ctx, img.Ref, containerd.WithPullUnpack, containerd.WithResolver(reg.Resolver()))
-	if err != nil {
-		t.Fatalf("pull %s: %v", img.Ref, err)
-	}
-	if got := image.Target().Digest; got != img.Digest {
-		t.Fatalf("pulled manifest digest %s, BuildImage returned %s", got, img.Digest)
-	}
-	code, out := runToExit(t, ctx, cli, image, "smoke")
-	if want := "hello from berth\n1000\nb\n"; code != 0 || out != want {
-		t.Fatalf("container exited %d with output %q, want 0 and %q", code, out, want)
-	}
-	// The shim exits on its own after the task is deleted; give it time.
-	deadline := time.Now().Add(20 * time.Second)
-	for left := shimsFor(t, ns, "smoke"); len(left) > 0; left = shimsFor(t, ns, "smoke") {
-		if time.Now().After(deadline) {
-			t.Fatalf("shim still running after task delete: %v", left)
+		image, err := cli.Pull(ctx, img.Ref, containerd.WithPullUnpack, containerd.WithResolver(reg.Resolver()))
+		if err != nil {
+			t.Fatalf("pull %s: %v", img.Ref, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		if got := image.Target().Digest; got != img.Digest {
+			t.Fatalf("pulled manifest digest %s, BuildImage returned %s", got, img.Digest)
+		}
+		code, out := runToExit(t, ctx, cli, image, "smoke")
+		if want := "hello from berth\n1000\nb\n"; code != 0 || out != want {
+			t.Fatalf("container exited %d with output %q, want 0 and %q", code, out, want)
+		}
+		if len(hostDirs(ns)) == 0 {
+			t.Fatal("no runc state or cgroup directory of the namespace exists; the host check after cleanup would prove nothing")
+		}
+		// The shim exits on its own after the task is deleted; give it time.
+		deadline := time.Now().Add(20 * time.Second)
+		for left := shimsFor(t, ns, "smoke"); len(left) > 0; left = shimsFor(t, ns, "smoke") {
+			if time.Now().After(deadline) {
+				t.Fatalf("shim still running after task delete: %v", left)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	if ns == "" {
+		return // skipped or failed before the namespace existed
+	}
+	if left := hostDirs(ns); len(left) > 0 {
+		t.Fatalf("host directories of namespace %s left after the test's cleanup: %v", ns, left)
 	}
 }
 
@@ -301,7 +316,9 @@ func getJSON(t *testing.T, url string, v any) {
 // TestTeardownLeavesNothing starts a separate environment on the native
 // snapshotter (the fallback where overlay mounts fail), leaves a container
 // running in it (as a crashed test would), closes it, and checks that no
-// process, mount or file of it remains.
+// process, mount, file or host directory of it remains: once with
+// containerd still running (teardown deletes through the API) and once after
+// containerd was SIGKILLed (teardown must find and kill the orphaned shim).
 func TestTeardownLeavesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts its own containerd; skipped with -short")
@@ -309,6 +326,11 @@ func TestTeardownLeavesNothing(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireBinaries(t, "containerd", "runc", "containerd-shim-runc-v2", "docker-registry")
 	testenv.RequireBusyboxStatic(t)
+	t.Run("containerd running", func(t *testing.T) { teardownCase(t, false) })
+	t.Run("containerd crashed", func(t *testing.T) { teardownCase(t, true) })
+}
+
+func teardownCase(t *testing.T, crash bool) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	env, err := testenv.Start(ctx, testenv.Options{NoAuthRegistry: true, Snapshotter: testenv.SnapshotterNative})
@@ -329,7 +351,10 @@ func TestTeardownLeavesNothing(t *testing.T) {
 		t.Fatalf("connect: %v", err)
 	}
 	defer cli.Close()
-	nsCtx := namespaces.WithNamespace(ctx, "leaky")
+	// The namespace name is unique: runc keeps state under
+	// /run/containerd/runc/<namespace> for every containerd on the host.
+	leaky := "leaky-" + strings.TrimPrefix(filepath.Base(env.Dir()), "berth-testenv-")
+	nsCtx := namespaces.WithNamespace(ctx, leaky)
 	image, err := cli.Pull(nsCtx, img.Ref, containerd.WithPullUnpack, containerd.WithResolver(reg.Resolver()),
 		containerd.WithPullSnapshotter(cd.Snapshotter))
 	if err != nil {
@@ -350,11 +375,17 @@ func TestTeardownLeavesNothing(t *testing.T) {
 		t.Fatalf("start task: %v", err)
 	}
 	pid := int(task.Pid())
-	if len(shimsFor(t, "leaky", "sleeper")) == 0 {
+	if len(shimsFor(t, leaky, "sleeper")) == 0 {
 		t.Fatal("no shim found for the running task; the leftover check below would prove nothing")
 	}
 	if !mountedUnder(t, env.Dir()) {
 		t.Fatal("no mount under the environment dir while a task runs; the mount check below would prove nothing")
+	}
+	if len(hostDirs(leaky)) == 0 {
+		t.Fatal("no runc state or cgroup of the namespace while a task runs; the host check below would prove nothing")
+	}
+	if crash {
+		killContainerd(t, env.Dir())
 	}
 
 	closed = true
@@ -364,7 +395,7 @@ func TestTeardownLeavesNothing(t *testing.T) {
 	if left := env.Leftovers(); len(left) > 0 {
 		t.Fatalf("left behind after Close: %v", left)
 	}
-	if left := shimsFor(t, "leaky", "sleeper"); len(left) > 0 {
+	if left := shimsFor(t, leaky, "sleeper"); len(left) > 0 {
 		t.Fatalf("shim left after Close: %v", left)
 	}
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
@@ -373,6 +404,54 @@ func TestTeardownLeavesNothing(t *testing.T) {
 	if _, err := os.Stat(env.Dir()); !os.IsNotExist(err) {
 		t.Fatalf("environment dir %s still exists (stat: %v)", env.Dir(), err)
 	}
+	if left := hostDirs(leaky); len(left) > 0 {
+		t.Fatalf("host directories of namespace %s left after Close: %v", leaky, left)
+	}
+}
+
+// hostDirs lists runc state and cgroup directories named after namespace ns.
+func hostDirs(ns string) []string {
+	var found []string
+	for _, pattern := range []string{"/run/containerd/runc/" + ns, "/sys/fs/cgroup/" + ns, "/sys/fs/cgroup/*/" + ns} {
+		m, _ := filepath.Glob(pattern)
+		found = append(found, m...)
+	}
+	return found
+}
+
+// killContainerd SIGKILLs the containerd started for dir and waits until it
+// is gone, leaving its shims orphaned as a crash would.
+func killContainerd(t *testing.T, dir string) {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if filepath.Base(args[0]) != "containerd" || !strings.Contains(string(b), dir) {
+			continue
+		}
+		pid, _ := strconv.Atoi(e.Name())
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill containerd %d: %v", pid, err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			// The test process is not its parent's reaper, so a zombie
+			// counts as gone: its stat state is Z.
+			st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+			if err != nil || strings.Contains(string(st), ") Z ") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("containerd %d still alive after SIGKILL", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Fatalf("no containerd process found for %s", dir)
 }
 
 // mountedUnder reports whether anything is mounted below dir.

@@ -171,6 +171,11 @@ func (c *ContainerdInstance) Namespace(t testing.TB) string {
 		if err := emptyNamespace(ctx, cli, ns); err != nil {
 			t.Errorf("testenv: clean containerd namespace %s: %v", ns, err)
 		}
+		// runc leaves the namespace's state directory and parent cgroups
+		// on the host; the name is this test's own, so they go too.
+		if err := removeNamespaceDirs(ns); err != nil {
+			t.Errorf("testenv: clean host directories of namespace %s: %v", ns, err)
+		}
 	})
 	return ns
 }
