@@ -45,9 +45,10 @@ type CaptureStats struct {
 }
 
 // Capture copies both streams into the json-file log until both reach EOF.
-// It returns an error only when the log cannot be opened or Ready fails;
-// write errors are counted in the stats while draining continues, so the
-// container never blocks on a full disk.
+// It returns an error only for an invalid Config or when Ready fails. A log
+// that cannot be opened or written (directory gone, disk full) costs lines,
+// counted in the stats, while draining continues: the container never blocks
+// or fails on its output.
 func Capture(opts CaptureOptions) (CaptureStats, error) {
 	if err := opts.Config.Validate(); err != nil {
 		return CaptureStats{}, err
@@ -56,10 +57,7 @@ func Capture(opts CaptureOptions) (CaptureStats, error) {
 	if now == nil {
 		now = time.Now
 	}
-	w, err := openJSONFile(opts.Config, now)
-	if err != nil {
-		return CaptureStats{}, err
-	}
+	w := openJSONFile(opts.Config, now)
 	if opts.Ready != nil {
 		if err := opts.Ready(); err != nil {
 			w.close()

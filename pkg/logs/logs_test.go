@@ -231,6 +231,38 @@ func TestWriteErrorsAreCountedAndDrainingContinues(t *testing.T) {
 	}
 }
 
+func TestUnopenableLogStillDrainsAndRecovers(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gone", "c-json.log") // the directory does not exist yet
+
+	// Capture drains everything and reports the loss instead of failing.
+	var in bytes.Buffer
+	for i := range 100 {
+		fmt.Fprintf(&in, "line %d\n", i)
+	}
+	st, err := Capture(CaptureOptions{Config: Config{Path: path}, Stdout: &in})
+	if err != nil || in.Len() != 0 || st.Dropped != 100 || st.LastError == nil {
+		t.Fatalf("Capture into a missing directory: %+v, %v, %d bytes undrained", st, err, in.Len())
+	}
+
+	// Once the directory is back, the next open attempt succeeds.
+	clock := time.Now()
+	w := openJSONFile(Config{Path: path}, func() time.Time { return clock })
+	w.add("stdout", []byte("lost 1\n"), true)
+	w.add("stdout", []byte("lost 2\n"), true)
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	w.add("stdout", []byte("lost 3 (retry not due yet)\n"), true)
+	clock = clock.Add(reopenInterval)
+	w.add("stdout", []byte("kept\n"), true)
+	w.close()
+	if st := w.stats(); st.Dropped != 3 || st.Lines != 1 {
+		t.Errorf("stats = %+v, want 3 dropped and 1 written", st)
+	}
+	if got := joinStream(readAll(t, path, ReadOptions{}), "stdout"); got != "kept\n" {
+		t.Errorf("log after recovery = %q, want %q", got, "kept\n")
+	}
+}
+
 func writeLog(t *testing.T, path string, entries ...Entry) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

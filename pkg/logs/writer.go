@@ -23,20 +23,27 @@ type jsonFile struct {
 	// mu guards everything below.
 	mu       sync.Mutex
 	f        *os.File
-	size     int64  // bytes in the current file, buffered ones included
-	buf      []byte // encoded lines not yet written
+	lastOpen time.Time // last failed open attempt, while f is nil
+	size     int64     // bytes in the current file, buffered ones included
+	buf      []byte    // encoded lines not yet written
 	bufLines uint64
 	lines    uint64 // lines written successfully
 	dropped  uint64 // lines lost to write errors
 	lastErr  error
 }
 
-func openJSONFile(cfg Config, now func() time.Time) (*jsonFile, error) {
+// reopenInterval is how often a logger without an open file retries.
+const reopenInterval = time.Second
+
+// openJSONFile opens the log. When that fails (directory removed, disk
+// full) it still returns a usable jsonFile that drops lines, counting them,
+// and retries the open every reopenInterval: the container must not notice.
+func openJSONFile(cfg Config, now func() time.Time) *jsonFile {
 	w := &jsonFile{cfg: cfg, now: now}
 	if err := w.openLocked(); err != nil {
-		return nil, err
+		w.lastErr, w.lastOpen = err, now()
 	}
-	return w, nil
+	return w
 }
 
 func (w *jsonFile) openLocked() error {
@@ -86,6 +93,11 @@ func (w *jsonFile) flushLocked() {
 		return
 	}
 	var err error
+	if w.f == nil && w.now().Sub(w.lastOpen) >= reopenInterval {
+		if oerr := w.openLocked(); oerr != nil {
+			w.lastOpen = w.now()
+		}
+	}
 	if w.f == nil {
 		err = errors.New("log file is not open")
 	} else {
@@ -124,8 +136,8 @@ func (w *jsonFile) rotateLocked() {
 		os.Rename(w.cfg.Path, w.cfg.Path+".1")
 	}
 	if err := w.openLocked(); err != nil {
-		// Lines keep being counted as dropped until a later rotation succeeds.
-		w.lastErr = err
+		// Lines are counted as dropped until a later open succeeds.
+		w.lastErr, w.lastOpen = err, w.now()
 		w.size = 0
 	}
 }
