@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -372,5 +373,70 @@ func TestExecStatsListAttach(t *testing.T) {
 	}
 	if _, err := tr.Exec(t.Context(), id, ExecOptions{Args: []string{"/bin/true"}}); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("exec in a stopped container: %v, want ErrNotRunning", err)
+	}
+}
+
+func TestCapabilitiesAndJoinedNetworkNamespace(t *testing.T) {
+	tr := newTestRuntime(t, nil)
+	reg := testenv.Registry(t)
+	img := testenv.BuildImage(t, reg, "rt/caps", testenv.ImageSpec{
+		Cmd:   []string{"/bin/sh", "-c", "grep CapEff /proc/self/status"},
+		Files: []testenv.File{{Path: "/srv/index.html", Mode: 0o644, Data: []byte("netns-ok")}},
+	})
+	tr.pull(t, img.Ref)
+
+	capEff := func(t *testing.T, sec Security) uint64 {
+		t.Helper()
+		st, out := tr.run(t, ContainerSpec{Image: img.Ref, Security: sec})
+		var v uint64
+		if _, err := fmt.Sscanf(strings.TrimSpace(out.stdout), "CapEff:\t%x", &v); err != nil || st.ExitCode != 0 {
+			t.Fatalf("CapEff output %q (exit %d): %v", out.stdout, st.ExitCode, err)
+		}
+		return v
+	}
+	const chown, netAdmin, sysAdmin = 1 << 0, 1 << 12, 1 << 21
+	def := capEff(t, Security{})
+	if def&chown == 0 || def&netAdmin != 0 || def&sysAdmin != 0 {
+		t.Errorf("default capabilities %x: want CHOWN without NET_ADMIN and SYS_ADMIN", def)
+	}
+	if got := capEff(t, Security{CapAdd: []string{"NET_ADMIN"}, CapDrop: []string{"chown"}}); got&netAdmin == 0 || got&chown != 0 {
+		t.Errorf("capAdd NET_ADMIN, capDrop chown: %x", got)
+	}
+	if got := capEff(t, Security{CapDrop: []string{"ALL"}, CapAdd: []string{"CAP_CHOWN"}}); got != chown {
+		t.Errorf("drop ALL, add CHOWN: %x, want only CHOWN", got)
+	}
+	if got := capEff(t, Security{Privileged: true}); got&sysAdmin == 0 || got&netAdmin == 0 {
+		t.Errorf("privileged capabilities %x lack SYS_ADMIN or NET_ADMIN", got)
+	}
+
+	// A server bound to loopback in one container is reachable from a
+	// second container only when it joins the first one's namespace.
+	server := ContainerSpec{Image: img.Ref, Command: []string{"/bin/httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/srv"}}
+	sid := tr.create(t, &server)
+	defer tr.Remove(t.Context(), sid)
+	if _, err := tr.Start(t.Context(), sid); err != nil {
+		t.Fatal(err)
+	}
+	list, err := tr.List(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid uint32
+	for _, c := range list {
+		if c.ID == sid {
+			pid = c.Pid
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("no pid for the server container in %+v", list)
+	}
+	client := `for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.3; done; exit 1`
+	st, out := tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", client}, NetNSPath: fmt.Sprintf("/proc/%d/ns/net", pid)})
+	if st.ExitCode != 0 || out.stdout != "netns-ok" {
+		t.Errorf("client in the joined namespace: exit %d, output %q, stderr %q", st.ExitCode, out.stdout, out.stderr)
+	}
+	st, _ = tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", strings.Replace(client, "1 2 3 4 5 6 7 8 9 10", "1", 1)}})
+	if st.ExitCode == 0 {
+		t.Error("a container with its own namespace reached the other container's loopback server")
 	}
 }
