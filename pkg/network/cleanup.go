@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"crypto/sha512"
 	"errors"
 	"fmt"
 	"os"
@@ -88,11 +89,15 @@ func (m *Manager) Cleanup(ctx context.Context, live, stale []Sandbox) (CleanupRe
 		rep.Netns = append(rep.Netns, filepath.Join(m.opts.NetnsDir, id))
 	}
 
-	staleIPs, err := m.sweepLeases(liveIDs, &rep)
+	staleIPs, leaseIDs, err := m.sweepLeases(liveIDs, &rep)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if err := m.sweepIPTables(ctx, liveIDs, staleIPs, &rep); err != nil {
+	staleIDs := leaseIDs
+	for id := range done {
+		staleIDs = append(staleIDs, id)
+	}
+	if err := m.sweepIPTables(ctx, liveIDs, staleIDs, staleIPs, &rep); err != nil {
 		errs = append(errs, err)
 	}
 	m.sweepCNICache(liveIDs)
@@ -125,18 +130,18 @@ func (m *Manager) orphan(id string) Sandbox {
 }
 
 // sweepLeases releases host-local leases held by our non-live IDs and
-// returns their addresses. A lease file is named by the IP and holds
+// returns their addresses and IDs. A lease file is named by the IP and holds
 // "<container id>\r\n<ifname>".
-func (m *Manager) sweepLeases(live map[string]bool, rep *CleanupReport) ([]string, error) {
+func (m *Manager) sweepLeases(live map[string]bool, rep *CleanupReport) ([]string, []string, error) {
 	dir := filepath.Join(m.opts.IPAMDir, m.opts.NetworkName)
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list IPAM leases: %w", err)
+		return nil, nil, fmt.Errorf("list IPAM leases: %w", err)
 	}
-	var ips []string
+	var ips, ids []string
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
@@ -158,19 +163,39 @@ func (m *Manager) sweepLeases(live map[string]bool, rep *CleanupReport) ([]strin
 			continue
 		}
 		ips = append(ips, name)
+		ids = append(ids, id)
 		rep.Leases = append(rep.Leases, name+" "+id)
 	}
-	return ips, errors.Join(errs...)
+	return ips, ids, errors.Join(errs...)
+}
+
+// chainNames returns the per-container chains the bridge (ipMasq) and
+// portmap plugins name after a hash of network name and container ID.
+func chainNames(network, id string) []string {
+	sum := fmt.Sprintf("%x", sha512.Sum512([]byte(network+id)))
+	const maxChainLength = 28
+	var out []string
+	for _, p := range []string{"CNI-", "CNI-DN-", "CNI-SN-"} {
+		out = append(out, (p + sum)[:maxChainLength])
+	}
+	return out
 }
 
 var commentID = regexp.MustCompile(`id: "([^"]+)"`)
 
 // sweepIPTables deletes the CNI rules that name one of our non-live
 // container IDs in their comment (bridge masquerade and portmap DNAT rules),
-// the CNI-* chains those rules jump to, and the firewall plugin's
-// CNI-FORWARD rules for stale addresses (which carry no comment).
-func (m *Manager) sweepIPTables(ctx context.Context, live map[string]bool, staleIPs []string, rep *CleanupReport) error {
+// the CNI-* chains those rules jump to or that are named after a stale ID,
+// and the firewall plugin's CNI-FORWARD rules for stale addresses (which
+// carry no comment).
+func (m *Manager) sweepIPTables(ctx context.Context, live map[string]bool, staleIDs, staleIPs []string, rep *CleanupReport) error {
 	var errs []error
+	staleChains := map[string]bool{}
+	for _, id := range staleIDs {
+		for _, c := range chainNames(m.opts.NetworkName, id) {
+			staleChains[c] = true
+		}
+	}
 	ipSet := map[string]bool{}
 	for _, ip := range staleIPs {
 		ipSet[ip+"/32"] = true
@@ -182,10 +207,20 @@ func (m *Manager) sweepIPTables(ctx context.Context, live map[string]bool, stale
 			continue
 		}
 		chains := map[string]bool{}
+		for _, line := range strings.Split(out, "\n") {
+			if name, ok := strings.CutPrefix(line, ":"); ok {
+				if f := strings.Fields(name); len(f) > 0 && staleChains[f[0]] {
+					chains[f[0]] = true
+				}
+			}
+		}
 		for _, r := range parseSave(out) {
-			stale := false
+			stale := staleChains[r.target()]
 			if mm := commentID.FindStringSubmatch(strings.Join(r.args, " ")); mm != nil && m.ours(mm[1]) && !live[mm[1]] {
 				stale = true
+				for _, c := range chainNames(m.opts.NetworkName, mm[1]) {
+					staleChains[c] = true
+				}
 			}
 			if table == "filter" && r.chain == "CNI-FORWARD" {
 				for i := 0; i+1 < len(r.args); i++ {

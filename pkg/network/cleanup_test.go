@@ -98,6 +98,9 @@ func TestCrashBetweenSetupAndRecord(t *testing.T) {
 	if len(rep.TornDown) != 1 || rep.TornDown[0] != id {
 		t.Fatalf("cleanup report: want %s torn down, got %+v", id, rep)
 	}
+	if left := leftoverChains(t, tn, []string{id}); len(left) != 0 {
+		t.Fatalf("chains of the crashed sandbox left: %v", left)
+	}
 	after := snapshot(t, tn)
 	if before.String() != after.String() {
 		t.Fatalf("crashed sandbox left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
@@ -155,6 +158,9 @@ func TestCleanupSweepsWithoutRecords(t *testing.T) {
 	}
 	if err := m.Teardown(bg(), *live); err != nil {
 		t.Fatal(err)
+	}
+	if left := leftoverChains(t, tn, []string{live.ID, withNetns.ID, bare.ID}); len(left) != 0 {
+		t.Fatalf("chains of the orphans left: %v", left)
 	}
 	after := snapshot(t, tn)
 	if before.String() != after.String() {
