@@ -105,15 +105,19 @@ type layer struct {
 // give equal digests.
 var epoch = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// baseCache holds the busybox layer, built once per process; building it
-// means compressing about 2 MB.
+// baseCache holds the busybox layer, built once per process (it lives in
+// processState); building it means compressing about 2 MB.
 type baseCache struct {
 	once  sync.Once
 	layer layer
 	err   error
 }
 
-var busyboxBase baseCache
+// get builds the layer on first use.
+func (b *baseCache) get() (layer, error) {
+	b.once.Do(func() { b.layer, b.err = buildBaseLayer() })
+	return b.layer, b.err
+}
 
 // BuildImage builds an image from busybox-static plus spec, pushes it to reg
 // as repo (a name with an optional ":tag", default "latest") and returns
@@ -126,7 +130,7 @@ var busyboxBase baseCache
 func BuildImage(t testing.TB, reg *RegistryInstance, repo string, spec ImageSpec) Image {
 	t.Helper()
 	RequireBusyboxStatic(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	img, err := BuildAndPush(ctx, reg, repo, spec)
 	if err != nil {
@@ -142,11 +146,11 @@ func BuildAndPush(ctx context.Context, reg *RegistryInstance, repo string, spec 
 	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
 		name, tag = repo[:i], repo[i+1:]
 	}
-	busyboxBase.once.Do(func() { busyboxBase.layer, busyboxBase.err = buildBaseLayer() })
-	if busyboxBase.err != nil {
-		return Image{}, busyboxBase.err
+	base, err := process.busybox.get()
+	if err != nil {
+		return Image{}, err
 	}
-	layers := []layer{busyboxBase.layer}
+	layers := []layer{base}
 	if len(spec.Files) > 0 {
 		l, err := buildFilesLayer(spec.Files)
 		if err != nil {

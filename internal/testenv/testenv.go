@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,11 +17,13 @@ import (
 	"github.com/containerd/containerd/namespaces"
 )
 
-// processState is the test process's lazily started Env. It is the one
-// package-level variable here: the contract (Containerd(t), Registry(t))
-// has no handle to carry it, and Main must find it to tear it down.
+// processState is the test process's lazily started Env and image cache. It
+// is the one package-level variable here: the contract (Containerd(t),
+// Registry(t), BuildImage) has no handle to carry it, and Main must find it
+// to tear it down.
 type processState struct {
 	mainCalled atomic.Bool
+	busybox    baseCache
 
 	mu  sync.Mutex // guards env and err
 	env *Env
@@ -49,6 +53,35 @@ func (p *processState) close(ctx context.Context) error {
 	return env.Close(ctx)
 }
 
+// closeOnSignal tears down what this process started when SIGINT or
+// SIGTERM arrives during the run (Ctrl-C on `go test`), then exits 128+N
+// as the default action would have. The returned function stops watching
+// and waits for the watcher to end.
+func (p *processState) closeOnSignal() (stop func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		select {
+		case sig := <-sigs:
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := p.close(ctx); err != nil {
+				fmt.Fprintf(os.Stderr, "testenv: teardown after %v failed: %v\n", sig, err)
+			}
+			os.Exit(128 + int(sig.(syscall.Signal)))
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(sigs)
+		close(done)
+		<-finished
+	}
+}
+
 // Main runs the tests and then tears down every daemon this process started
 // (containerd with all its containers, registries, mounts, files). A package
 // that uses testenv calls it from TestMain:
@@ -58,7 +91,9 @@ func (p *processState) close(ctx context.Context) error {
 // A failed teardown turns a passing run into exit code 1.
 func Main(m *testing.M) int {
 	process.mainCalled.Store(true)
+	stopWatch := process.closeOnSignal()
 	code := m.Run()
+	stopWatch()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := process.close(ctx); err != nil {
@@ -118,7 +153,7 @@ func Containerd(t testing.TB) *ContainerdInstance {
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	srv, err := env.containerd(context.Background())
+	srv, err := env.containerd(t.Context())
 	if err != nil {
 		t.Fatalf("testenv: start containerd: %v", err)
 	}
@@ -157,7 +192,7 @@ func (c *ContainerdInstance) Namespace(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("testenv: connect to containerd %s: %v", c.Address, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	// The create event is published in the new namespace, so ctx carries it.
 	if err := cli.NamespaceService().Create(namespaces.WithNamespace(ctx, ns), ns, map[string]string{snapshotterLabel: c.Snapshotter}); err != nil {
@@ -166,6 +201,7 @@ func (c *ContainerdInstance) Namespace(t testing.TB) string {
 	}
 	t.Cleanup(func() {
 		defer cli.Close()
+		// t.Context() is already cancelled when cleanups run.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if err := emptyNamespace(ctx, cli, ns); err != nil {
@@ -215,7 +251,7 @@ func registryFor(t testing.TB, auth bool) *RegistryInstance {
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	srv, err := env.registry(context.Background(), auth)
+	srv, err := env.registry(t.Context(), auth)
 	if err != nil {
 		t.Fatalf("testenv: start registry: %v", err)
 	}
