@@ -44,10 +44,20 @@ type runningEndpoint struct {
 // the test ends (or stop is called).
 func startEndpoint(t *testing.T, dir string) *runningEndpoint {
 	t.Helper()
-	ep, err := cluster.Open(cluster.Options{
+	return startEndpointWith(t, dir, nil)
+}
+
+// startEndpointWith lets a test adjust the options (edit may be nil).
+func startEndpointWith(t *testing.T, dir string, edit func(*cluster.Options)) *runningEndpoint {
+	t.Helper()
+	opts := cluster.Options{
 		Listen: "127.0.0.1:0", InsecureHTTP: true,
 		Region: testRegion, AccountID: testAccount, DataDir: dir,
-	})
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	ep, err := cluster.Open(opts)
 	if err != nil {
 		t.Fatalf("open endpoint: %v", err)
 	}

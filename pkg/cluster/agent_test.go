@@ -1,0 +1,112 @@
+package cluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+
+	"github.com/berth-dev/berth/pkg/cluster"
+	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+)
+
+// TestUpstreamAgentRegistration replays the RegisterContainerInstance body
+// that the upstream ECS agent sends (captured on loopback), signed with an
+// agent key, and checks the instance as ECS would describe it.
+func TestUpstreamAgentRegistration(t *testing.T) {
+	// A copy of shared/protocol/fixtures/ecs-agent-RegisterContainerInstance.json.
+	raw, err := os.ReadFile("testdata/ecs-agent-RegisterContainerInstance.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fixture struct {
+		Request json.RawMessage `json:"request"`
+	}
+	if err := json.Unmarshal(raw, &fixture); err != nil {
+		t.Fatal(err)
+	}
+	re := startEndpoint(t, t.TempDir())
+	ctx := context.Background()
+	if _, err := re.admin().CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String("lab")}); err != nil {
+		t.Fatal(err)
+	}
+	id, secret := newKey(t, re.ep, auth.RoleAgent)
+	if status, typ := re.do(t, rawRequest{target: "RegisterContainerInstance", body: string(fixture.Request), id: id, secret: secret}); status != 200 {
+		t.Fatalf("upstream agent registration: HTTP %d %s", status, typ)
+	}
+	list, err := re.admin().ListContainerInstances(ctx, &ecs.ListContainerInstancesInput{Cluster: aws.String("lab")})
+	if err != nil || len(list.ContainerInstanceArns) != 1 {
+		t.Fatalf("ListContainerInstances = %v, %v", list, err)
+	}
+	d, err := re.admin().DescribeContainerInstances(ctx, &ecs.DescribeContainerInstancesInput{Cluster: aws.String("lab"), ContainerInstances: list.ContainerInstanceArns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci := d.ContainerInstances[0]
+	if remaining(ci, "CPU") != 2048 || remaining(ci, "MEMORY") != 24105 || len(ci.Attributes) < 40 || ci.AgentConnected {
+		t.Errorf("instance = cpu %d memory %d, %d attributes, connected %v", remaining(ci, "CPU"), remaining(ci, "MEMORY"), len(ci.Attributes), ci.AgentConnected)
+	}
+	// The agent may deregister its own instance.
+	agent := re.client(id, secret)
+	if _, err := agent.DeregisterContainerInstance(ctx, &ecs.DeregisterContainerInstanceInput{Cluster: aws.String("lab"), ContainerInstance: aws.String(list.ContainerInstanceArns[0])}); err != nil {
+		t.Fatalf("agent deregistering its own instance: %v", err)
+	}
+}
+
+// recordingNotifier is the test's stand-in for the ACS server.
+type recordingNotifier struct {
+	mu      sync.Mutex
+	changes []clusterapi.TaskChange
+}
+
+func (r *recordingNotifier) TasksChanged(_ context.Context, cs []clusterapi.TaskChange) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.changes = append(r.changes, cs...)
+}
+
+func (r *recordingNotifier) take() []clusterapi.TaskChange {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.changes
+	r.changes = nil
+	return out
+}
+
+// TestNotifierHook checks that the hook the ACS server will implement is
+// told about placed tasks and desired-status changes, and not about
+// requests that changed nothing.
+func TestNotifierHook(t *testing.T) {
+	rec := &recordingNotifier{}
+	re := startEndpointWith(t, t.TempDir(), func(o *cluster.Options) { o.Notifier = rec })
+	l := buildLab(t, re)
+	ctx := context.Background()
+	placed := rec.take()
+	if len(placed) != 3 {
+		t.Fatalf("after RunTask of 3: %d changes, want 3", len(placed))
+	}
+	for i, c := range placed {
+		if !c.Placed || c.DesiredStatus != "RUNNING" || c.TaskArn != *l.tasks[i].TaskArn || c.ContainerInstanceArn != *l.tasks[i].ContainerInstanceArn ||
+			c.ClusterArn != "arn:aws:ecs:us-test-1:123456789012:cluster/lab" {
+			t.Errorf("change %d = %+v, want task %s placed", i, c, *l.tasks[i].TaskArn)
+		}
+	}
+	// Nothing fits: no change. Then a stop, twice: one change.
+	if _, err := l.admin.RunTask(ctx, &ecs.RunTaskInput{Cluster: aws.String("lab"), TaskDefinition: aws.String("web"), Count: aws.Int32(2)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := l.admin.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String("lab"), Task: l.tasks[2].TaskArn}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := rec.take()
+	if len(got) != 1 || got[0].Placed || got[0].DesiredStatus != "STOPPED" || got[0].TaskArn != *l.tasks[2].TaskArn || got[0].ContainerInstanceArn != l.instB {
+		t.Errorf("after a failed RunTask and two StopTasks: %+v, want one STOPPED change for task 3 on B", got)
+	}
+}
