@@ -52,3 +52,9 @@ demo: test-deps build
 
 clean:
 	rm -rf bin dist
+
+.PHONY: package
+# package: .deb and .rpm of berth-agent and berth-cluster in dist/, versioned
+# from git describe (docs/install.md). nfpm runs through `go run`.
+package: build
+	VERSION='$(VERSION)' ./scripts/package.sh
