@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/berth-dev/berth/pkg/cluster"
 	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
 // TestUpstreamAgentRegistration replays the RegisterContainerInstance body
@@ -108,5 +110,56 @@ func TestNotifierHook(t *testing.T) {
 	got := rec.take()
 	if len(got) != 1 || got[0].Placed || got[0].DesiredStatus != "STOPPED" || got[0].TaskArn != *l.tasks[2].TaskArn || got[0].ContainerInstanceArn != l.instB {
 		t.Errorf("after a failed RunTask and two StopTasks: %+v, want one STOPPED change for task 3 on B", got)
+	}
+}
+
+// fakeSessions stands in for pkg/cluster/acs in the wiring test.
+type fakeSessions struct {
+	recordingNotifier
+	wsRequests int
+	closed     bool
+}
+
+func (f *fakeSessions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.wsRequests++
+	f.mu.Unlock()
+	w.WriteHeader(http.StatusSwitchingProtocols)
+}
+
+func (f *fakeSessions) Close() error { f.closed = true; return nil }
+
+// TestSessionServerWiring: the session server gets GET /ws, the task
+// changes, the store and verifier, and is closed with the endpoint.
+func TestSessionServerWiring(t *testing.T) {
+	fake := &fakeSessions{}
+	var gotStore store.Store
+	re := startEndpointWith(t, t.TempDir(), func(o *cluster.Options) {
+		o.NewSessionServer = func(st store.Store, v *auth.Verifier) (cluster.SessionServer, error) {
+			if v == nil || v.Region != testRegion {
+				t.Errorf("verifier = %+v", v)
+			}
+			gotStore = st
+			return fake, nil
+		}
+	})
+	if gotStore == nil {
+		t.Fatal("NewSessionServer not called with the store")
+	}
+	resp, err := http.Get(re.url + "/ws?clusterArn=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols || fake.wsRequests != 1 {
+		t.Errorf("GET /ws: HTTP %d, session server saw %d requests", resp.StatusCode, fake.wsRequests)
+	}
+	buildLab(t, re)
+	if n := len(fake.take()); n != 3 {
+		t.Errorf("session server told about %d tasks, want 3", n)
+	}
+	re.stop()
+	if !fake.closed {
+		t.Errorf("session server not closed with the endpoint")
 	}
 }

@@ -41,19 +41,35 @@ type Options struct {
 	// PollEndpoint is what DiscoverPollEndpoint returns; empty means the
 	// address each request came to.
 	PollEndpoint string
-	// Notifier is told about placed and stopping tasks (the ACS server).
+	// Notifier is told about placed and stopping tasks. Ignored when
+	// NewSessionServer is set (the session server is the notifier then).
 	Notifier clusterapi.TaskNotifier
+	// NewSessionServer builds the ACS session server once the store and the
+	// SigV4 verifier exist; it serves GET /ws and is the task notifier.
+	// Nil serves no websocket.
+	NewSessionServer func(store.Store, *auth.Verifier) (SessionServer, error)
 	Logger   *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
+// SessionServer is the ACS side of the endpoint (pkg/cluster/acs): it
+// serves the agents' websocket on GET /ws and is told by the JSON API which
+// tasks to deliver. If it also implements io.Closer, Endpoint.Close closes
+// it (websocket connections are hijacked, so the HTTP server's graceful
+// shutdown does not wait for them).
+type SessionServer interface {
+	http.Handler
+	clusterapi.TaskNotifier
+}
+
 // Endpoint is an open cluster endpoint.
 type Endpoint struct {
-	opts    Options
-	db      *store.DB
-	keys    *auth.Keyring
-	handler *clusterapi.Server
+	opts     Options
+	db       *store.DB
+	keys     *auth.Keyring
+	handler  *clusterapi.Server
+	sessions SessionServer
 }
 
 // OpenStore opens the data directory's store and keyring without serving;
@@ -94,21 +110,31 @@ func Open(opts Options) (*Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open cluster endpoint: %w", err)
 	}
-	h, err := clusterapi.New(clusterapi.Options{
+	verifier := &auth.Verifier{Keys: kr, Region: opts.Region, Services: []string{"ecs"}, Now: opts.Now}
+	apiOpts := clusterapi.Options{
 		Store:        db,
-		Verifier:     &auth.Verifier{Keys: kr, Region: opts.Region, Services: []string{"ecs"}, Now: opts.Now},
+		Verifier:     verifier,
 		Region:       opts.Region,
 		AccountID:    opts.AccountID,
 		PollEndpoint: opts.PollEndpoint,
 		Notifier:     opts.Notifier,
 		Logger:       opts.Logger,
 		Now:          opts.Now,
-	})
+	}
+	var sessions SessionServer
+	if opts.NewSessionServer != nil {
+		if sessions, err = opts.NewSessionServer(db, verifier); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open cluster endpoint: session server: %w", err)
+		}
+		apiOpts.Notifier, apiOpts.Websocket = sessions, sessions
+	}
+	h, err := clusterapi.New(apiOpts)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open cluster endpoint: %w", err)
 	}
-	return &Endpoint{opts: opts, db: db, keys: kr, handler: h}, nil
+	return &Endpoint{opts: opts, db: db, keys: kr, handler: h, sessions: sessions}, nil
 }
 
 // Handler is the endpoint's HTTP handler (ECS JSON API on POST /).
@@ -120,8 +146,14 @@ func (e *Endpoint) Keys() *auth.Keyring { return e.keys }
 // Store is the endpoint's store.
 func (e *Endpoint) Store() *store.DB { return e.db }
 
-// Close closes the store.
-func (e *Endpoint) Close() error { return e.db.Close() }
+// Close closes the session server (if it is an io.Closer) and the store.
+func (e *Endpoint) Close() error {
+	var err error
+	if c, ok := e.sessions.(io.Closer); ok {
+		err = c.Close()
+	}
+	return errors.Join(err, e.db.Close())
+}
 
 // Listen opens the configured listener.
 func (e *Endpoint) Listen() (net.Listener, error) {
