@@ -202,6 +202,10 @@ func newCountingProxy(t *testing.T, target string) *countingProxy {
 		case mode == "down":
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
+		case mode == "slow" && strings.Contains(r.URL.Path, "/blobs/"):
+			// Moving, but slowly: 128 KiB every 400 ms.
+			rp.ServeHTTP(&slowWriter{ResponseWriter: w, chunk: 128 << 10, pause: 400 * time.Millisecond}, r)
+			return
 		case mode == "stall" && strings.Contains(r.URL.Path, "/blobs/"):
 			w.Header().Set("Content-Length", "1000000")
 			w.WriteHeader(http.StatusOK)
@@ -245,4 +249,32 @@ func total(c map[string]int) int {
 		n += v
 	}
 	return n
+}
+
+// slowWriter delivers a response with a pause after every chunk bytes.
+type slowWriter struct {
+	http.ResponseWriter
+	chunk   int
+	pause   time.Duration
+	written int // since the last pause
+}
+
+func (s *slowWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		c := min(len(p), s.chunk-s.written)
+		m, err := s.ResponseWriter.Write(p[:c])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		s.written += m
+		p = p[c:]
+		if s.written >= s.chunk {
+			s.ResponseWriter.(http.Flusher).Flush()
+			time.Sleep(s.pause)
+			s.written = 0
+		}
+	}
+	return n, nil
 }

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -196,4 +197,74 @@ func TestPullBehaviorsAndFailureClasses(t *testing.T) {
 	if _, err := tr.Pull(t.Context(), proxy.Host+strings.TrimPrefix(stallImg.Ref, reg.Host), PullOptions{}); !errors.Is(err, ErrPullTimeout) {
 		t.Errorf("stalled pull: %v, want ErrPullTimeout", err)
 	}
+}
+
+func TestSlowPullsAndTimeouts(t *testing.T) {
+	reg := testenv.Registry(t)
+	img := testenv.BuildImage(t, reg, "rt/slow", testenv.ImageSpec{
+		Cmd:   []string{"/bin/true"},
+		Files: []testenv.File{{Path: "/data", Mode: 0o644, Data: randomBytes(512 << 10)}},
+	})
+	proxy := newCountingProxy(t, reg.Host)
+	proxy.setMode("slow")
+	ref := proxy.Host + strings.TrimPrefix(img.Ref, reg.Host)
+
+	// Pauses of 400 ms stay under a 1.5 s inactivity timeout even though
+	// the whole pull takes longer than that.
+	tr := newTestRuntime(t, func(o *Options) { o.PullInactivityTimeout = 1500 * time.Millisecond })
+	began := time.Now()
+	if _, err := tr.Pull(t.Context(), ref, PullOptions{}); err != nil {
+		t.Fatalf("slow but moving pull: %v", err)
+	}
+	took := time.Since(began)
+	t.Logf("slow pull took %s", took)
+	if took < 1500*time.Millisecond {
+		t.Fatalf("pull took %s; the proxy did not slow it enough for the test to mean anything", took)
+	}
+	// The overall timeout still bounds it. (Another image: containerd shares
+	// content between namespaces, so the first one would not be fetched again.)
+	img2 := testenv.BuildImage(t, reg, "rt/slow2", testenv.ImageSpec{
+		Cmd:   []string{"/bin/true"},
+		Files: []testenv.File{{Path: "/data", Mode: 0o644, Data: randomBytes(1 << 20)}},
+	})
+	tr2 := newTestRuntime(t, func(o *Options) { o.PullTimeout = time.Second })
+	defer func(began time.Time) { t.Logf("timed-out pull took %s", time.Since(began)) }(time.Now())
+	if _, err := tr2.Pull(t.Context(), proxy.Host+strings.TrimPrefix(img2.Ref, reg.Host), PullOptions{}); !errors.Is(err, ErrPullTimeout) {
+		t.Errorf("pull past PullTimeout: %v, want ErrPullTimeout", err)
+	}
+}
+
+func TestCertsDirMirror(t *testing.T) {
+	reg := testenv.Registry(t)
+	img := testenv.BuildImage(t, reg, "rt/mirrored", testenv.ImageSpec{Cmd: []string{"/bin/true"}})
+	proxy := newCountingProxy(t, reg.Host)
+	tr := newTestRuntime(t, nil)
+	// "mirror.invalid" only exists through its hosts.toml, whose server and
+	// mirror are both the loopback proxy: no traffic leaves the host.
+	dir := filepath.Join(tr.opts.Registry.HostsDir, "mirror.invalid")
+	os.MkdirAll(dir, 0o755)
+	toml := `server = "http://` + proxy.Host + `"
+
+[host."http://` + proxy.Host + `"]
+  capabilities = ["pull", "resolve"]
+`
+	if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := tr.Pull(t.Context(), "mirror.invalid"+strings.TrimPrefix(img.Ref, reg.Host), PullOptions{})
+	if err != nil {
+		t.Fatalf("pull through certs.d mirror: %v", err)
+	}
+	if got.Digest != img.Digest.String() {
+		t.Errorf("digest %s, want %s", got.Digest, img.Digest)
+	}
+	if total(proxy.take()) == 0 {
+		t.Error("the mirror configured in hosts.toml was not used")
+	}
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
 }
