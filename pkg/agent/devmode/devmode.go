@@ -1,0 +1,179 @@
+// Package devmode is `berth-agent --dev`: a cluster endpoint on a free
+// loopback port and an agent registered to it, in one process, with every
+// file under one directory. It creates the cluster "default", an admin key
+// for the user and an agent key for the agent, writes them as an AWS
+// shared-credentials file and writes DIR/env with the exports that point the
+// AWS CLI and SDKs at the endpoint. cmd/agent and the end-to-end tests use it.
+package devmode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	smithy "github.com/aws/smithy-go"
+
+	"github.com/berth-dev/berth/pkg/agent"
+	"github.com/berth-dev/berth/pkg/agent/member"
+	"github.com/berth-dev/berth/pkg/cluster/acs"
+	"github.com/berth-dev/berth/pkg/config"
+)
+
+// Defaults of dev mode.
+const (
+	DefaultDir     = "berth-dev"
+	DefaultRegion  = "us-east-1"
+	DefaultAccount = "000000000000"
+	ClusterName    = "default"
+	// Profile is the admin profile in the credentials file; AgentProfile
+	// holds the agent's key.
+	Profile      = "berth-dev"
+	AgentProfile = "berth-dev-agent"
+)
+
+// Options configure Run.
+type Options struct {
+	// Dir holds everything: cluster/ (endpoint data), agent/ (ECS_DATADIR
+	// unless the config sets one), credentials and env.
+	Dir string
+	// Config is the agent's loaded configuration; Run overrides the
+	// cluster, backend host, region and (unless set) data directory.
+	Config *config.Config
+	// Listen is the endpoint's address; empty means 127.0.0.1:0 (a free
+	// loopback port).
+	Listen string
+	// AgentOptions are passed to agent.New.
+	AgentOptions []agent.Option
+	// ACS tunes the endpoint's session server (tests shorten timers).
+	ACS acs.Options
+	// Member tunes the agent's session and submitter; Config, Agent and
+	// Credentials are filled in.
+	Member member.Options
+	// Out receives the lines printed at start (the env exports).
+	Out    io.Writer
+	Logger *slog.Logger
+	// Started, when set, is called once the endpoint serves and the files
+	// are written.
+	Started func(*Dev)
+}
+
+// Dev describes a running dev mode.
+type Dev struct {
+	Endpoint *Endpoint
+	// EnvFile and CredentialsFile are the files written under Dir.
+	EnvFile, CredentialsFile string
+	// Admin is the user's key (profile berth-dev).
+	Admin  aws.Credentials
+	Region string
+}
+
+// Run starts the endpoint and the agent and runs both until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	if o.Config == nil {
+		return errors.New("dev mode: no agent configuration")
+	}
+	if o.Dir == "" {
+		o.Dir = DefaultDir
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return fmt.Errorf("dev mode: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("dev mode: create %s: %w", dir, err)
+	}
+	cfg := *o.Config
+	region := cfg.Region()
+	if region == "" {
+		region = DefaultRegion
+	}
+	ep, err := StartEndpoint(EndpointOptions{
+		DataDir: filepath.Join(dir, "cluster"), Listen: o.Listen,
+		Region: region, AccountID: DefaultAccount, ACS: o.ACS, Logger: o.Logger.With("component", "endpoint"),
+	})
+	if err != nil {
+		return fmt.Errorf("dev mode: %w", err)
+	}
+	defer ep.Close()
+
+	credsFile := filepath.Join(dir, "credentials")
+	admin, agentKey, err := ensureKeys(ep, credsFile)
+	if err != nil {
+		return fmt.Errorf("dev mode: %w", err)
+	}
+	if err := createCluster(ctx, ep.URL, region, admin); err != nil {
+		return fmt.Errorf("dev mode: %w", err)
+	}
+	envFile := filepath.Join(dir, "env")
+	lines := EnvLines(ep.URL, credsFile, region)
+	if err := writeFile(envFile, lines); err != nil {
+		return fmt.Errorf("dev mode: %w", err)
+	}
+	fmt.Fprintf(o.Out, "berth dev mode: endpoint %s, cluster %q; to use it:\n. %s\n%s", ep.URL, ClusterName, envFile, lines)
+
+	cfg.Cluster = ClusterName
+	cfg.BackendHost = ep.URL
+	cfg.AWS.Region = region
+	if cfg.DataDir == "" || cfg.Source("ECS_DATADIR").Kind == config.SourceDefault {
+		cfg.DataDir = filepath.Join(dir, "agent")
+	}
+	a, err := agent.New(&cfg, append([]agent.Option{agent.WithLogger(o.Logger.With("component", "agent"))}, o.AgentOptions...)...)
+	if err != nil {
+		return fmt.Errorf("dev mode: %w", err)
+	}
+	if o.Started != nil {
+		o.Started(&Dev{Endpoint: ep, EnvFile: envFile, CredentialsFile: credsFile, Admin: admin, Region: region})
+	}
+	mo := o.Member
+	mo.Config, mo.Agent = &cfg, a
+	mo.Credentials = credentials.StaticCredentialsProvider{Value: agentKey}
+	if mo.Logger == nil {
+		mo.Logger = o.Logger.With("component", "agent")
+	}
+	return member.Run(ctx, mo)
+}
+
+// EnvLines are the exports that point the AWS CLI and SDKs at the endpoint.
+// The AWS CLI v1 reads only AWS_DEFAULT_REGION, so both region names are set.
+func EnvLines(endpointURL, credsFile, region string) string {
+	return fmt.Sprintf("export AWS_ENDPOINT_URL_ECS=%s\nexport AWS_SHARED_CREDENTIALS_FILE=%s\nexport AWS_PROFILE=%s\nexport AWS_REGION=%s\nexport AWS_DEFAULT_REGION=%s\n",
+		endpointURL, credsFile, Profile, region, region)
+}
+
+// createCluster creates the cluster "default"; it exists already on a
+// restart, which CreateCluster accepts.
+func createCluster(ctx context.Context, url, region string, admin aws.Credentials) error {
+	client := NewECSClient(url, region, admin)
+	_, err := client.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(ClusterName)})
+	var ae smithy.APIError
+	if err != nil && !(errors.As(err, &ae) && ae.ErrorCode() == "InvalidParameterException") {
+		return fmt.Errorf("create cluster %s: %w", ClusterName, err)
+	}
+	return nil
+}
+
+// NewECSClient returns an ECS client for the endpoint at url signed with
+// creds (tests, the demo and the benchmark use it).
+func NewECSClient(url, region string, creds aws.Credentials) *ecs.Client {
+	return ecs.New(ecs.Options{
+		Region:       region,
+		BaseEndpoint: aws.String(url),
+		Credentials:  credentials.StaticCredentialsProvider{Value: creds},
+		HTTPClient:   awshttp.NewBuildableClient().WithTimeout(30 * time.Second),
+	})
+}

@@ -1,0 +1,143 @@
+package devmode
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/cluster"
+	"github.com/berth-dev/berth/pkg/cluster/acs"
+	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+// EndpointOptions configure StartEndpoint.
+type EndpointOptions struct {
+	// DataDir holds the endpoint's store and master key.
+	DataDir string
+	// Listen is the address to serve on; empty means 127.0.0.1:0.
+	Listen            string
+	Region, AccountID string
+	// ACS tunes the session server (Store and Verifier are filled in).
+	ACS acs.Options
+	// Wrap, when set, wraps the HTTP handler (tests record requests).
+	Wrap   func(http.Handler) http.Handler
+	Logger *slog.Logger
+}
+
+// Endpoint is a cluster endpoint serving the ECS JSON API (POST /) and the
+// ACS websocket (GET /ws) over plain HTTP on one listener.
+type Endpoint struct {
+	// URL is http://host:port.
+	URL string
+	// Addr is the listener's address.
+	Addr  string
+	Keys  *auth.Keyring
+	ACS   *acs.Server
+	Store *store.DB
+
+	srv  *http.Server
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// StartEndpoint opens the store under o.DataDir and serves until Close.
+func StartEndpoint(o EndpointOptions) (*Endpoint, error) {
+	if o.Region == "" || o.AccountID == "" || o.DataDir == "" {
+		return nil, errors.New("start endpoint: DataDir, Region and AccountID are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("start endpoint: %w", err)
+	}
+	db, keys, err := cluster.OpenStore(o.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("start endpoint: %w", err)
+	}
+	verifier := &auth.Verifier{Keys: keys, Region: o.Region, Services: []string{"ecs"}}
+	ao := o.ACS
+	ao.Store, ao.Verifier = db, verifier
+	if ao.Logger == nil {
+		ao.Logger = o.Logger
+	}
+	acsSrv, err := acs.New(ao)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("start endpoint: %w", err)
+	}
+	h, err := clusterapi.New(clusterapi.Options{
+		Store: db, Verifier: verifier, Region: o.Region, AccountID: o.AccountID,
+		Notifier: acsSrv, Websocket: acsSrv, Logger: o.Logger,
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("start endpoint: %w", err)
+	}
+	var handler http.Handler = h
+	if o.Wrap != nil {
+		handler = o.Wrap(handler)
+	}
+	ln, err := listen(o.Listen)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("start endpoint: %w", err)
+	}
+	e := &Endpoint{
+		URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(),
+		Keys: keys, ACS: acsSrv, Store: db,
+		srv: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)},
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		if err := e.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			o.Logger.Error("endpoint stopped", "err", err)
+		}
+	}()
+	return e, nil
+}
+
+// listen retries briefly: a restarted endpoint reuses its old port, which
+// the kernel may hold for a moment.
+func listen(addr string) (net.Listener, error) {
+	var err error
+	for i := 0; i < 50; i++ {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			return ln, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("listen %s: %w", addr, err)
+}
+
+// Close stops serving, ends every ACS session and closes the store.
+func (e *Endpoint) Close() error {
+	var err error
+	e.once.Do(func() {
+		// Sessions are hijacked connections that the HTTP server does not
+		// track; the ACS server ends them.
+		e.ACS.Close()
+		err = e.srv.Close()
+		e.wg.Wait()
+		err = errors.Join(err, e.Store.Close())
+	})
+	return err
+}
+
+// DataFile is where the endpoint keeps its store inside DataDir.
+func DataFile(dir string) string { return filepath.Join(dir, cluster.StoreFile) }

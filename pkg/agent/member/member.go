@@ -1,0 +1,197 @@
+// Package member runs a Berth agent as a member of its cluster: beside
+// pkg/agent's Agent.Run it registers the container instance
+// (pkg/registration), keeps the ACS session that delivers tasks open and
+// drains the outbox of state changes to the endpoint. cmd/agent, dev mode
+// and the end-to-end tests use it; it maps config.Config onto
+// pkg/registration's options and holds no protocol logic itself.
+package member
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/berth-dev/berth/internal/version"
+	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/config"
+	"github.com/berth-dev/berth/pkg/registration"
+	"github.com/berth-dev/berth/pkg/state"
+)
+
+// Host is the agent a member runs beside. *agent.Agent implements it.
+type Host interface {
+	Run(ctx context.Context) error
+	HandlePayload(ctx context.Context, p *api.PayloadMessage) error
+	StateDB(ctx context.Context) (*state.DB, error)
+	ActiveTaskARNs() []string
+}
+
+// Options configure Run.
+type Options struct {
+	Config *config.Config
+	Agent  Host
+	// Credentials override the config's static keys and the standard AWS
+	// credential chain (dev mode passes its generated agent key).
+	Credentials aws.CredentialsProvider
+	// HeartbeatTimeout, SubmitPoll and ReconnectBackoff tune the session
+	// and submitter (zero: their defaults); tests shorten them.
+	HeartbeatTimeout time.Duration
+	SubmitPoll       time.Duration
+	ReconnectBackoff registration.Backoff
+	Logger           *slog.Logger
+	// Registered, when set, is called once the instance is registered.
+	Registered func(state.InstanceIdentity)
+	// Session, when set, receives the ACS session once it exists (tests
+	// watch Connected through it).
+	Session func(*registration.Session)
+}
+
+// Run runs the agent and, once its state is open, registers the instance
+// and keeps the ACS session and the submitter going until ctx ends or one
+// of them fails for good. Terminal registration and session errors are
+// *registration.TerminalError (exit code 5 in cmd/agent).
+func Run(ctx context.Context, o Options) error {
+	if o.Config == nil || o.Agent == nil {
+		return errors.New("member: Config and Agent are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	cfg := o.Config
+	creds := o.Credentials
+	if creds == nil && cfg.AWS.AccessKeyID != "" {
+		creds = credentials.NewStaticCredentialsProvider(cfg.AWS.AccessKeyID, cfg.AWS.SecretAccessKey.Reveal(), cfg.AWS.SessionToken.Reveal())
+	}
+	client, err := registration.NewClient(ctx, registration.ClientOptions{
+		Endpoint: cfg.BackendHost, Region: cfg.Region(), Credentials: creds,
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	spawn := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := fn(ctx)
+			if err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			} else if err == nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s stopped", name)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer cancel()
+
+	spawn("agent", o.Agent.Run)
+	db, err := o.Agent.StateDB(ctx)
+	if err != nil {
+		return firstErr(errc, err)
+	}
+	id, err := registration.Register(ctx, registerOptions(cfg, client, db, o.Logger))
+	if err != nil {
+		return firstErr(errc, err)
+	}
+	if o.Registered != nil {
+		o.Registered(id)
+	}
+	sess, err := registration.NewSession(registration.SessionOptions{
+		API: client.ECS, Credentials: client.Credentials, Region: client.Region,
+		ClusterArn: id.ClusterArn, ContainerInstanceArn: id.ContainerInstanceArn,
+		Handler: o.Agent, Tasks: o.Agent,
+		AgentVersion: version.Version, AgentHash: version.Version,
+		TLSConfig:        tlsConfig(client),
+		HeartbeatTimeout: o.HeartbeatTimeout, Backoff: o.ReconnectBackoff,
+		Logger: o.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	if o.Session != nil {
+		o.Session(sess)
+	}
+	sub, err := registration.NewSubmitter(registration.SubmitterOptions{
+		Outbox: db, API: client.ECS, Cluster: id.ClusterArn, Poll: o.SubmitPoll, Logger: o.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	spawn("ACS session", sess.Run)
+	spawn("state change submitter", sub.Run)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// firstErr prefers an error a goroutine reported (the agent failing is why
+// StateDB or Register gave up) over err.
+func firstErr(errc <-chan error, err error) error {
+	select {
+	case e := <-errc:
+		return e
+	default:
+		return err
+	}
+}
+
+func registerOptions(cfg *config.Config, client *registration.Client, db *state.DB, log *slog.Logger) registration.RegisterOptions {
+	cpu, mem := HostResources(cfg.Containers.ReservedMemoryMiB)
+	ports := append([]uint16(nil), cfg.Ports.Reserved...)
+	if cfg.Ports.ReserveDynamic {
+		for p := int(cfg.Ports.DynamicRange.First); p <= int(cfg.Ports.DynamicRange.Last); p++ {
+			ports = append(ports, uint16(p))
+		}
+	}
+	return registration.RegisterOptions{
+		API: client.ECS, Store: db, Cluster: cfg.Cluster,
+		Resources: registration.Resources{CPU: cpu, MemoryMiB: mem, Ports: ports, PortsUDP: cfg.Ports.ReservedUDP},
+		Capabilities: registration.Capabilities(registration.CapabilityOptions{
+			LoggingDrivers: cfg.Containers.AvailableLoggingDrivers,
+			Privileged:     !cfg.Containers.DisablePrivileged,
+		}),
+		Attributes:   cfg.Instance.Attributes,
+		Tags:         cfg.Instance.Tags,
+		AgentVersion: version.Version, AgentHash: version.Version,
+		Logger: log,
+	}
+}
+
+// HostResources is what the instance offers: every CPU at 1024 units and
+// the host's memory in MiB less reservedMiB.
+func HostResources(reservedMiB int) (cpuUnits, memMiB int64) {
+	cpuUnits = int64(goruntime.NumCPU()) * 1024
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return cpuUnits, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			if kb, err := strconv.ParseInt(fields[1], 10, 64); err == nil {
+				memMiB = kb/1024 - int64(reservedMiB)
+			}
+		}
+	}
+	return cpuUnits, max(memMiB, 0)
+}

@@ -1,0 +1,157 @@
+package acs
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+
+	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+// This file reads the endpoint's records (written by pkg/cluster/api) in
+// their stored JSON form: keys "<cluster>/<id>" in store.Instances and
+// store.Tasks, "<family>:<revision, 10 digits>" in store.TaskDefinitions.
+// Only the members the session needs are decoded, and the one write
+// (agentConnected) patches the instance record without touching the rest.
+
+type instanceView struct {
+	Instance   types.ContainerInstance
+	Cluster    string
+	AgentKeyID string
+}
+
+type taskView struct {
+	Task    types.Task
+	Cluster string
+}
+
+type taskDefView struct {
+	TaskDefinition types.TaskDefinition
+}
+
+// arnParts splits "arn:aws:ecs:region:account:<kind>/<cluster>/<id>" into
+// cluster and id.
+func arnParts(arn, kind string) (cluster, id string, ok bool) {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || parts[0] != "arn" {
+		return "", "", false
+	}
+	res := strings.Split(parts[5], "/")
+	if len(res) != 3 || res[0] != kind || res[1] == "" || res[2] == "" {
+		return "", "", false
+	}
+	return res[1], res[2], true
+}
+
+func loadInstance(tx store.Tx, instanceArn string) (*instanceView, error) {
+	cluster, id, ok := arnParts(instanceArn, "container-instance")
+	if !ok {
+		return nil, fmt.Errorf("container instance %q: %w", instanceArn, store.ErrNotFound)
+	}
+	var v instanceView
+	if err := tx.Get(store.Instances, cluster+"/"+id, &v); err != nil {
+		return nil, fmt.Errorf("container instance %s: %w", instanceArn, err)
+	}
+	return &v, nil
+}
+
+// setAgentConnected records whether the instance's agent holds a session,
+// which DescribeContainerInstances shows as agentConnected.
+func setAgentConnected(st store.Store, instanceArn string, connected bool) error {
+	cluster, id, ok := arnParts(instanceArn, "container-instance")
+	if !ok {
+		return fmt.Errorf("container instance %q: not an ARN", instanceArn)
+	}
+	key := cluster + "/" + id
+	return st.Update(func(tx store.Tx) error {
+		var raw map[string]json.RawMessage
+		if err := tx.Get(store.Instances, key, &raw); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+		var ci types.ContainerInstance
+		if err := json.Unmarshal(raw["Instance"], &ci); err != nil {
+			return fmt.Errorf("decode container instance %s: %w", key, err)
+		}
+		if ci.AgentConnected == connected {
+			return nil
+		}
+		ci.AgentConnected = connected
+		b, err := json.Marshal(ci)
+		if err != nil {
+			return err
+		}
+		raw["Instance"] = b
+		return tx.Put(store.Instances, key, raw)
+	})
+}
+
+// instanceTasks returns the instance's tasks that have not reached
+// STOPPED, as ACS tasks, in key order.
+func instanceTasks(tx store.Tx, instanceArn string) ([]*api.Task, error) {
+	cluster, _, ok := arnParts(instanceArn, "container-instance")
+	if !ok {
+		return nil, fmt.Errorf("container instance %q: not an ARN", instanceArn)
+	}
+	var out []*api.Task
+	err := tx.ForEach(store.Tasks, cluster+"/", func(key string, raw []byte) error {
+		var t taskView
+		if err := json.Unmarshal(raw, &t); err != nil {
+			return fmt.Errorf("decode task %s: %w", key, err)
+		}
+		if aws.ToString(t.Task.ContainerInstanceArn) != instanceArn || aws.ToString(t.Task.LastStatus) == "STOPPED" {
+			return nil
+		}
+		at, err := acsTask(tx, &t.Task)
+		if err != nil {
+			return err
+		}
+		out = append(out, at)
+		return nil
+	})
+	return out, err
+}
+
+// loadTask returns one task as an ACS task and the instance it is placed on.
+func loadTask(tx store.Tx, taskArn string) (*api.Task, string, error) {
+	cluster, id, ok := arnParts(taskArn, "task")
+	if !ok {
+		return nil, "", fmt.Errorf("task %q: not an ARN", taskArn)
+	}
+	var t taskView
+	if err := tx.Get(store.Tasks, cluster+"/"+id, &t); err != nil {
+		return nil, "", fmt.Errorf("task %s: %w", taskArn, err)
+	}
+	at, err := acsTask(tx, &t.Task)
+	if err != nil {
+		return nil, "", err
+	}
+	return at, aws.ToString(t.Task.ContainerInstanceArn), nil
+}
+
+func acsTask(tx store.Tx, t *types.Task) (*api.Task, error) {
+	tdArn := aws.ToString(t.TaskDefinitionArn)
+	_, famRev, ok := strings.Cut(tdArn, ":task-definition/")
+	family, revStr, ok2 := strings.Cut(famRev, ":")
+	rev, err := strconv.Atoi(revStr)
+	if !ok || !ok2 || err != nil {
+		return nil, fmt.Errorf("task %s: task definition ARN %q", aws.ToString(t.TaskArn), tdArn)
+	}
+	var td taskDefView
+	if err := tx.Get(store.TaskDefinitions, fmt.Sprintf("%s:%010d", family, rev), &td); err != nil {
+		return nil, fmt.Errorf("task %s: task definition %s: %w", aws.ToString(t.TaskArn), tdArn, err)
+	}
+	at, err := api.ACSTaskFromECS(&td.TaskDefinition, t)
+	if err != nil {
+		return nil, fmt.Errorf("task %s: %w", aws.ToString(t.TaskArn), err)
+	}
+	return at, nil
+}

@@ -1,0 +1,321 @@
+// Package acs is the endpoint's side of the Agent Communication Service: the
+// websocket (GET /ws) an agent holds open to receive its tasks. It verifies
+// the SigV4-signed handshake, binds the session to the agent's container
+// instance, delivers PayloadMessages with sequence numbers and resends each
+// until the agent's AckRequest, sends heartbeats, rotates connections with a
+// CloseMessage ("ConnectionExpired"), refuses deregistered instances with
+// InactiveInstanceException, and on every (re)connect sends the instance's
+// current tasks and a TaskManifestMessage so that nothing assigned while the
+// agent was away is missed.
+//
+// Server implements pkg/cluster/api's TaskNotifier, so the JSON API tells it
+// about placed and stopping tasks. pkg/cluster and dev mode wire it; it
+// imports pkg/api and pkg/cluster/{store,auth,api} only.
+package acs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/berth-dev/berth/pkg/api"
+	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+// Verifier authenticates the handshake. *auth.Verifier implements it.
+type Verifier interface {
+	Verify(r *http.Request, body []byte) (auth.Key, error)
+}
+
+var _ Verifier = (*auth.Verifier)(nil)
+
+// Options configure a Server.
+type Options struct {
+	Store    store.Store
+	Verifier Verifier
+	// HeartbeatInterval is how often an idle session gets a HeartbeatMessage;
+	// zero means 20 seconds (agents drop a session silent for a minute).
+	HeartbeatInterval time.Duration
+	// RedeliverAfter is how long an unacknowledged message waits before it
+	// is sent again; zero means 5 seconds.
+	RedeliverAfter time.Duration
+	// ConnectionLifetime is when a session is rotated with a CloseMessage;
+	// zero means 30 minutes.
+	ConnectionLifetime time.Duration
+	// DropAck is a test seam: when it returns true for an AckRequest, the
+	// acknowledgement is ignored as if it had been lost on the way.
+	DropAck func(instanceArn, messageID string) bool
+	Logger  *slog.Logger
+}
+
+// Server serves ACS sessions. Create it with New; it is an http.Handler for
+// GET /ws and a clusterapi.TaskNotifier.
+type Server struct {
+	o        Options
+	upgrader websocket.Upgrader
+
+	// mu guards the fields below.
+	mu       sync.Mutex
+	sessions map[string]*session // by container instance ARN
+	closed   bool
+	wg       sync.WaitGroup // every running session
+}
+
+var (
+	_ http.Handler            = (*Server)(nil)
+	_ clusterapi.TaskNotifier = (*Server)(nil)
+)
+
+// New returns a Server; Store and Verifier are required.
+func New(o Options) (*Server, error) {
+	if o.Store == nil || o.Verifier == nil {
+		return nil, errors.New("ACS server: Store and Verifier are required")
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = 20 * time.Second
+	}
+	if o.RedeliverAfter <= 0 {
+		o.RedeliverAfter = 5 * time.Second
+	}
+	if o.ConnectionLifetime <= 0 {
+		o.ConnectionLifetime = 30 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Server{
+		o:        o,
+		sessions: map[string]*session{},
+		upgrader: websocket.Upgrader{HandshakeTimeout: 30 * time.Second, CheckOrigin: func(*http.Request) bool { return true }},
+	}, nil
+}
+
+// Connected reports whether the instance's agent holds a session.
+func (s *Server) Connected(instanceArn string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[instanceArn] != nil
+}
+
+// Close ends every session and waits for them; later handshakes are refused.
+// Agents see their connection drop and reconnect with backoff.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	for _, sess := range s.sessions {
+		sess.cancel()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func writeErr(w http.ResponseWriter, status int, typ, msg string) {
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.Header().Set("X-Amzn-ErrorType", typ)
+	w.WriteHeader(status)
+	w.Write(api.EncodeECSError(typ, msg))
+}
+
+// ServeHTTP runs one ACS session: GET /ws?clusterArn=..&containerInstanceArn=..
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		writeErr(w, http.StatusMethodNotAllowed, "BadRequestException", "ACS sessions are opened with GET")
+		return
+	}
+	key, err := s.o.Verifier.Verify(r, nil)
+	if err != nil {
+		var ae *auth.Error
+		if errors.As(err, &ae) {
+			writeErr(w, ae.Status, ae.Type, ae.Message)
+			return
+		}
+		s.o.Logger.Error("verify ACS handshake", "err", err)
+		writeErr(w, http.StatusInternalServerError, "ServerException", "internal error")
+		return
+	}
+	q := r.URL.Query()
+	instanceArn, clusterArn := q.Get("containerInstanceArn"), q.Get("clusterArn")
+	if instanceArn == "" {
+		writeErr(w, http.StatusBadRequest, "BadRequestException", "containerInstanceArn is required")
+		return
+	}
+	var inst *instanceView
+	err = s.o.Store.View(func(tx store.Tx) error {
+		var err error
+		inst, err = loadInstance(tx, instanceArn)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		writeErr(w, http.StatusBadRequest, api.TypeInvalidInstanceException, "Container instance "+instanceArn+" is not registered.")
+		return
+	}
+	if err != nil {
+		s.o.Logger.Error("ACS handshake: load instance", "err", err)
+		writeErr(w, http.StatusInternalServerError, "ServerException", "internal error")
+		return
+	}
+	if key.Role == auth.RoleAgent && inst.AgentKeyID != key.AccessKeyID {
+		writeErr(w, http.StatusForbidden, auth.AccessDenied, "User: "+key.AccessKeyID+" is not authorized to connect as container instance "+instanceArn)
+		return
+	}
+	conn, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered the client
+	}
+	defer conn.Close()
+	if inst.Instance.Status != nil && *inst.Instance.Status == "INACTIVE" {
+		b, _ := api.EncodeFrame(&api.ErrorFrame{Type: api.TypeInactiveInstanceException, Message: "Container instance " + instanceArn + " is inactive (deregistered)."})
+		_ = conn.WriteMessage(websocket.TextMessage, b)
+		_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "InactiveInstanceException"))
+		return
+	}
+	if clusterArn == "" {
+		clusterArn = clusterArnOf(strValue(inst.Instance.ContainerInstanceArn))
+	}
+	sess := s.register(r.Context(), conn, instanceArn, clusterArn)
+	if sess == nil {
+		return
+	}
+	defer s.unregister(sess)
+	s.run(sess)
+}
+
+func strValue(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// register makes sess the instance's session, ending any older one.
+func (s *Server) register(ctx context.Context, conn *websocket.Conn, instanceArn, clusterArn string) *session {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	sess := newSession(ctx, cancel, s, conn, instanceArn, clusterArn)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		cancel()
+		return nil
+	}
+	old := s.sessions[instanceArn]
+	s.sessions[instanceArn] = sess
+	s.wg.Add(1)
+	s.mu.Unlock()
+	if old != nil {
+		old.cancel()
+	}
+	if err := setAgentConnected(s.o.Store, instanceArn, true); err != nil {
+		s.o.Logger.Error("record agentConnected", "instance", instanceArn, "err", err)
+	}
+	return sess
+}
+
+func (s *Server) unregister(sess *session) {
+	sess.cancel()
+	s.mu.Lock()
+	last := s.sessions[sess.instanceArn] == sess
+	if last {
+		delete(s.sessions, sess.instanceArn)
+	}
+	s.mu.Unlock()
+	if last {
+		if err := setAgentConnected(s.o.Store, sess.instanceArn, false); err != nil {
+			s.o.Logger.Error("record agentConnected", "instance", sess.instanceArn, "err", err)
+		}
+	}
+	s.wg.Done()
+}
+
+// run sends the instance's current tasks and manifest, then serves the
+// session until it ends.
+func (s *Server) run(sess *session) {
+	var tasks []*api.Task
+	err := s.o.Store.View(func(tx store.Tx) error {
+		var err error
+		tasks, err = instanceTasks(tx, sess.instanceArn)
+		return err
+	})
+	if err != nil {
+		s.o.Logger.Error("ACS session: load the instance's tasks", "instance", sess.instanceArn, "err", err)
+		return
+	}
+	if len(tasks) > 0 {
+		sess.enqueuePayload(tasks)
+	}
+	manifest := &api.TaskManifestMessage{
+		MessageID:            newMessageID(),
+		ClusterArn:           sess.clusterArn,
+		ContainerInstanceArn: sess.instanceArn,
+		GeneratedAt:          time.Now().UnixMilli(),
+		Tasks:                []*api.TaskIdentifier{},
+	}
+	for _, t := range tasks {
+		manifest.Tasks = append(manifest.Tasks, &api.TaskIdentifier{TaskArn: t.Arn, TaskClusterArn: t.TaskClusterArn, DesiredStatus: t.DesiredStatus})
+	}
+	sess.enqueue(manifest.MessageID, manifest)
+	s.o.Logger.Info("ACS session open", "instance", sess.instanceArn, "tasks", len(tasks))
+	sess.serve()
+	s.o.Logger.Info("ACS session closed", "instance", sess.instanceArn)
+}
+
+// TasksChanged implements clusterapi.TaskNotifier: every task is sent (with
+// its new desired status) to its instance's session, if one is open; an
+// instance without a session gets it in the manifest when it reconnects.
+func (s *Server) TasksChanged(_ context.Context, changes []clusterapi.TaskChange) {
+	byInstance := map[string][]string{}
+	var order []string
+	for _, c := range changes {
+		if c.ContainerInstanceArn == "" {
+			continue
+		}
+		if _, ok := byInstance[c.ContainerInstanceArn]; !ok {
+			order = append(order, c.ContainerInstanceArn)
+		}
+		byInstance[c.ContainerInstanceArn] = append(byInstance[c.ContainerInstanceArn], c.TaskArn)
+	}
+	for _, instanceArn := range order {
+		s.mu.Lock()
+		sess := s.sessions[instanceArn]
+		s.mu.Unlock()
+		if sess == nil {
+			continue
+		}
+		var tasks []*api.Task
+		err := s.o.Store.View(func(tx store.Tx) error {
+			for _, arn := range byInstance[instanceArn] {
+				t, _, err := loadTask(tx, arn)
+				if err != nil {
+					return err
+				}
+				tasks = append(tasks, t)
+			}
+			return nil
+		})
+		if err != nil {
+			// The manifest on the next reconnect repairs this; end the
+			// session so that it comes soon.
+			s.o.Logger.Error("ACS: build payload; closing the session so the agent resyncs", "instance", instanceArn, "err", err)
+			sess.cancel()
+			continue
+		}
+		sess.enqueuePayload(tasks)
+	}
+}
+
+func newMessageID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	h := hex.EncodeToString(b)
+	return fmt.Sprintf("%s-%s-%s-%s-%s", h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+}

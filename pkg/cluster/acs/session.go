@@ -1,0 +1,196 @@
+package acs
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/berth-dev/berth/pkg/api"
+)
+
+// outgoing is one message that waits for the agent's acknowledgement.
+type outgoing struct {
+	id     string
+	frame  api.Frame
+	sentAt time.Time // zero until first sent
+}
+
+// session is one agent's websocket. The handler goroutine reads; the
+// writer goroutine, owned by serve, sends queued messages, redeliveries,
+// heartbeats and the rotation CloseMessage.
+type session struct {
+	srv                     *Server
+	conn                    *websocket.Conn
+	instanceArn, clusterArn string
+	ctx                     context.Context
+	cancel                  context.CancelFunc
+	kick                    chan struct{}
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	pending []*outgoing // in send order; removed when acknowledged
+	seq     int64
+}
+
+func newSession(ctx context.Context, cancel context.CancelFunc, srv *Server, conn *websocket.Conn, instanceArn, clusterArn string) *session {
+	return &session{srv: srv, conn: conn, instanceArn: instanceArn, clusterArn: clusterArn,
+		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1)}
+}
+
+// enqueuePayload queues a PayloadMessage with the next sequence number.
+func (s *session) enqueuePayload(tasks []*api.Task) {
+	s.mu.Lock()
+	s.seq++
+	p := &api.PayloadMessage{
+		MessageID:            newMessageID(),
+		ClusterArn:           s.clusterArn,
+		ContainerInstanceArn: s.instanceArn,
+		GeneratedAt:          time.Now().UnixMilli(),
+		SeqNum:               s.seq,
+		Tasks:                tasks,
+	}
+	s.pending = append(s.pending, &outgoing{id: p.MessageID, frame: p})
+	s.mu.Unlock()
+	s.poke()
+}
+
+// enqueue queues a message that the agent acknowledges with AckRequest.
+func (s *session) enqueue(id string, f api.Frame) {
+	s.mu.Lock()
+	s.pending = append(s.pending, &outgoing{id: id, frame: f})
+	s.mu.Unlock()
+	s.poke()
+}
+
+func (s *session) poke() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *session) acked(id string) {
+	if drop := s.srv.o.DropAck; drop != nil && drop(s.instanceArn, id) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, o := range s.pending {
+		if o.id == id {
+			s.pending = append(s.pending[:i], s.pending[i+1:]...)
+			return
+		}
+	}
+}
+
+// serve runs the writer and reads until the connection or the session ends.
+func (s *session) serve() {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.write()
+	}()
+	stop := context.AfterFunc(s.ctx, func() { s.conn.Close() })
+	defer stop()
+	for {
+		_, data, err := s.conn.ReadMessage()
+		if err != nil {
+			break
+		}
+		f, err := api.DecodeFrame(data)
+		if err != nil {
+			s.srv.o.Logger.Warn("ACS: malformed frame from agent", "instance", s.instanceArn, "err", err)
+			continue
+		}
+		switch m := f.(type) {
+		case *api.AckRequest:
+			s.acked(m.MessageID)
+		case *api.HeartbeatAckRequest, *api.IAMRoleCredentialsAckRequest:
+		case *api.NackRequest:
+			s.acked(m.MessageID)
+		default:
+			s.srv.o.Logger.Debug("ACS: ignore frame from agent", "type", f.FrameType())
+		}
+	}
+	s.cancel()
+	wg.Wait()
+}
+
+func (s *session) send(f api.Frame) error {
+	b, err := api.EncodeFrame(f)
+	if err != nil {
+		return err
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	return s.conn.WriteMessage(websocket.TextMessage, b)
+}
+
+// write is the only writer of the connection.
+func (s *session) write() {
+	o := s.srv.o
+	tick := time.NewTicker(min(o.RedeliverAfter/2, time.Second))
+	defer tick.Stop()
+	heartbeat := time.NewTicker(o.HeartbeatInterval)
+	defer heartbeat.Stop()
+	rotate := time.NewTimer(o.ConnectionLifetime)
+	defer rotate.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.kick:
+		case <-tick.C:
+		case <-heartbeat.C:
+			if err := s.send(&api.HeartbeatMessage{Healthy: true, MessageID: newMessageID()}); err != nil {
+				s.cancel()
+				return
+			}
+		case <-rotate.C:
+			_ = s.send(&api.CloseMessage{Message: "ConnectionExpired: Reconnect to continue"})
+			_ = s.conn.WriteControl(websocket.CloseMessage,
+				websocket.FormatCloseMessage(websocket.CloseNormalClosure, "ConnectionExpired"), time.Now().Add(time.Second))
+			s.cancel()
+			return
+		}
+		if err := s.flush(); err != nil {
+			s.srv.o.Logger.Warn("ACS: send failed; closing the session", "instance", s.instanceArn, "err", err)
+			s.cancel()
+			return
+		}
+	}
+}
+
+// flush sends what was never sent and resends what waited too long for its
+// acknowledgement, in queue order.
+func (s *session) flush() error {
+	now := time.Now()
+	s.mu.Lock()
+	var due []*outgoing
+	for _, m := range s.pending {
+		if m.sentAt.IsZero() || now.Sub(m.sentAt) >= s.srv.o.RedeliverAfter {
+			m.sentAt = now
+			due = append(due, m)
+		}
+	}
+	s.mu.Unlock()
+	for _, m := range due {
+		if err := s.send(m.frame); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clusterArnOf derives the cluster ARN from a container instance ARN.
+func clusterArnOf(instanceArn string) string {
+	cluster, _, ok := arnParts(instanceArn, "container-instance")
+	if !ok {
+		return ""
+	}
+	prefix, _, _ := strings.Cut(instanceArn, ":container-instance/")
+	return prefix + ":cluster/" + cluster
+}

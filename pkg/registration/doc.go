@@ -1,0 +1,12 @@
+// Package registration is the agent's side of the ECS control plane: the ECS
+// API client (aws-sdk-go-v2 with ECS_BACKEND_HOST as base endpoint and the
+// standard credential chain), RegisterContainerInstance with the instance's
+// resources, attributes and tags, the ACS websocket session that delivers
+// tasks (Session), and the Submitter that drains the state outbox into
+// SubmitTaskStateChange and SubmitContainerStateChange.
+//
+// It starts no container: payloads go to a PayloadHandler (pkg/agent's
+// Agent.HandlePayload) and state changes come from an Outbox (pkg/state's
+// DB). cmd/agent, dev mode and tests wire it; it imports pkg/api and
+// pkg/state only among Berth packages.
+package registration

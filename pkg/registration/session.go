@@ -1,0 +1,369 @@
+package registration
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/gorilla/websocket"
+
+	"github.com/berth-dev/berth/pkg/api"
+)
+
+// DiscoverAPI finds the ACS endpoint. *ecs.Client implements it.
+type DiscoverAPI interface {
+	DiscoverPollEndpoint(ctx context.Context, in *ecs.DiscoverPollEndpointInput, optFns ...func(*ecs.Options)) (*ecs.DiscoverPollEndpointOutput, error)
+}
+
+var _ DiscoverAPI = (*ecs.Client)(nil)
+
+// PayloadHandler accepts the tasks of a payload. It returns once they are
+// durably stored; only then is the payload acknowledged. pkg/agent's Agent
+// implements it.
+type PayloadHandler interface {
+	HandlePayload(ctx context.Context, p *api.PayloadMessage) error
+}
+
+// TaskLister is optional: it lists the tasks the agent runs, so that tasks
+// missing from the endpoint's manifest can be stopped.
+type TaskLister interface {
+	// ActiveTaskARNs returns the ARNs of tasks whose desired status is not
+	// STOPPED.
+	ActiveTaskARNs() []string
+}
+
+// SessionOptions configure an ACS Session.
+type SessionOptions struct {
+	API         DiscoverAPI
+	Credentials aws.CredentialsProvider
+	Region      string
+	// ClusterArn and ContainerInstanceArn come from registration.
+	ClusterArn, ContainerInstanceArn string
+	Handler                          PayloadHandler
+	// Tasks is optional; see TaskLister.
+	Tasks                   TaskLister
+	AgentVersion, AgentHash string
+	// TLSConfig is used for wss:// endpoints (nil: system roots).
+	TLSConfig *tls.Config
+	// HeartbeatTimeout is how long a silent connection is kept; a random
+	// extra of up to a quarter of it is added. Zero means 1 minute.
+	HeartbeatTimeout time.Duration
+	// Backoff paces reconnects (default 250 ms to 2 minutes, 20% jitter).
+	Backoff Backoff
+	Clock   Clock
+	Logger  *slog.Logger
+}
+
+// Session keeps one ACS websocket open to the endpoint, reconnecting with
+// backoff, and hands payloads to the PayloadHandler.
+type Session struct {
+	o         SessionOptions
+	connected atomic.Bool
+	connects  atomic.Int64
+}
+
+// errConnectionExpired means the endpoint closed the session on purpose
+// (CloseMessage); the agent reconnects at once.
+var errConnectionExpired = errors.New("endpoint closed the session")
+
+// NewSession checks the options and returns a Session; Run starts it.
+func NewSession(o SessionOptions) (*Session, error) {
+	if o.API == nil || o.Credentials == nil || o.Handler == nil || o.Region == "" || o.ContainerInstanceArn == "" {
+		return nil, errors.New("ACS session: API, Credentials, Handler, Region and ContainerInstanceArn are required")
+	}
+	if o.HeartbeatTimeout <= 0 {
+		o.HeartbeatTimeout = time.Minute
+	}
+	if o.Backoff.Min == 0 {
+		o.Backoff = Backoff{Min: 250 * time.Millisecond, Max: 2 * time.Minute, Jitter: 0.2}
+	}
+	if o.Clock == nil {
+		o.Clock = SystemClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Session{o: o}, nil
+}
+
+// Connected reports whether a websocket is open right now.
+func (s *Session) Connected() bool { return s.connected.Load() }
+
+// Connects returns how many times a websocket was opened.
+func (s *Session) Connects() int64 { return s.connects.Load() }
+
+// Run connects and reconnects until ctx ends (returning ctx's error) or the
+// endpoint says the instance is inactive (a *TerminalError wrapping
+// ErrInactiveInstance).
+func (s *Session) Run(ctx context.Context) error {
+	attempt := 0
+	for {
+		began := s.o.Clock.Now()
+		err := s.once(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, ErrInactiveInstance) {
+			return &TerminalError{Op: "ACS session", Err: err,
+				Hint: "the container instance was deregistered from the cluster; move ECS_DATADIR aside to register a new instance"}
+		}
+		if errors.Is(err, errConnectionExpired) || s.o.Clock.Now().Sub(began) > time.Minute {
+			attempt = 0
+		}
+		d := s.o.Backoff.Delay(attempt)
+		attempt++
+		if errors.Is(err, errConnectionExpired) {
+			s.o.Logger.Info("ACS session closed by the endpoint; reconnecting", "reason", err, "in", d)
+		} else {
+			s.o.Logger.Warn("ACS session ended; reconnecting", "err", err, "in", d)
+		}
+		if err := sleep(ctx, s.o.Clock, d); err != nil {
+			return err
+		}
+	}
+}
+
+// once runs one websocket connection to its end.
+func (s *Session) once(ctx context.Context) error {
+	out, err := s.o.API.DiscoverPollEndpoint(ctx, &ecs.DiscoverPollEndpointInput{
+		Cluster:           aws.String(s.o.ClusterArn),
+		ContainerInstance: aws.String(s.o.ContainerInstanceArn),
+	})
+	if err != nil {
+		return fmt.Errorf("discover poll endpoint: %w", err)
+	}
+	wsURL, httpURL, err := s.sessionURL(aws.ToString(out.Endpoint))
+	if err != nil {
+		return err
+	}
+	header, err := s.sign(ctx, httpURL)
+	if err != nil {
+		return err
+	}
+	dialer := websocket.Dialer{
+		HandshakeTimeout: 30 * time.Second,
+		TLSClientConfig:  s.o.TLSConfig,
+		Proxy:            http.ProxyFromEnvironment,
+	}
+	conn, resp, err := dialer.DialContext(ctx, wsURL, header)
+	if err != nil {
+		if resp != nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if strings.Contains(string(body), "InactiveInstanceException") {
+				return fmt.Errorf("connect ACS: %w", ErrInactiveInstance)
+			}
+			return fmt.Errorf("connect ACS %s: %s: %s", httpURL, resp.Status, strings.TrimSpace(string(body)))
+		}
+		return fmt.Errorf("connect ACS %s: %w", httpURL, err)
+	}
+	s.connected.Store(true)
+	s.connects.Add(1)
+	defer s.connected.Store(false)
+	s.o.Logger.Info("ACS session connected", "endpoint", httpURL)
+
+	// Closing the connection is what ends a blocked read when ctx ends.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer conn.Close()
+	c := &acsConn{conn: conn}
+	return s.serve(ctx, c)
+}
+
+// sessionURL builds the websocket URL (and the same URL with an http
+// scheme, which is what the handshake is signed as) from the poll endpoint.
+func (s *Session) sessionURL(endpoint string) (ws, plain string, err error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return "", "", fmt.Errorf("poll endpoint %q is not a URL", endpoint)
+	}
+	switch u.Scheme {
+	case "http", "ws":
+		u.Scheme = "http"
+	case "https", "wss", "":
+		u.Scheme = "https"
+	default:
+		return "", "", fmt.Errorf("poll endpoint %q: unsupported scheme", endpoint)
+	}
+	u.Path = strings.TrimRight(u.Path, "/") + "/ws"
+	q := url.Values{}
+	q.Set("clusterArn", s.o.ClusterArn)
+	q.Set("containerInstanceArn", s.o.ContainerInstanceArn)
+	q.Set("agentHash", s.o.AgentHash)
+	q.Set("agentVersion", s.o.AgentVersion)
+	q.Set("seqNum", "1")
+	q.Set("protocolVersion", "2")
+	q.Set("dockerVersion", "containerd")
+	q.Set("sendCredentials", "true")
+	u.RawQuery = q.Encode()
+	plain = u.String()
+	if u.Scheme == "http" {
+		u.Scheme = "ws"
+	} else {
+		u.Scheme = "wss"
+	}
+	return u.String(), plain, nil
+}
+
+// emptySHA256 is the payload hash of the bodiless handshake GET.
+var emptySHA256 = func() string { s := sha256.Sum256(nil); return hex.EncodeToString(s[:]) }()
+
+// sign returns the SigV4 headers (service ecs) for the handshake GET.
+func (s *Session) sign(ctx context.Context, plainURL string) (http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, plainURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sign ACS handshake: %w", err)
+	}
+	creds, err := s.o.Credentials.Retrieve(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sign ACS handshake: retrieve credentials: %w", err)
+	}
+	if err := v4.NewSigner().SignHTTP(ctx, creds, req, emptySHA256, "ecs", s.o.Region, s.o.Clock.Now().UTC()); err != nil {
+		return nil, fmt.Errorf("sign ACS handshake: %w", err)
+	}
+	h := http.Header{}
+	for _, k := range []string{"Authorization", "X-Amz-Date", "X-Amz-Security-Token"} {
+		if v := req.Header.Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	return h, nil
+}
+
+// acsConn serialises writes: gorilla allows one writer at a time.
+type acsConn struct {
+	conn *websocket.Conn
+	// mu guards writes on conn.
+	mu sync.Mutex
+}
+
+func (c *acsConn) send(f api.Frame) error {
+	b, err := api.EncodeFrame(f)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		return fmt.Errorf("send %s: %w", f.FrameType(), err)
+	}
+	return nil
+}
+
+// serve reads frames until the connection ends.
+func (s *Session) serve(ctx context.Context, c *acsConn) error {
+	for {
+		// A connection that stays silent longer than the heartbeat timeout
+		// (plus jitter, so that a fleet does not reconnect in step) is dead.
+		timeout := s.o.HeartbeatTimeout + time.Duration(rand.Float64()*float64(s.o.HeartbeatTimeout)/4)
+		_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read ACS frame: %w", err)
+		}
+		f, err := api.DecodeFrame(data)
+		if err != nil {
+			s.o.Logger.Warn("ignore malformed ACS frame", "err", err)
+			continue
+		}
+		if err := s.handle(ctx, c, f); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Session) ack(c *acsConn, id string) error {
+	return c.send(&api.AckRequest{Cluster: s.o.ClusterArn, ContainerInstance: s.o.ContainerInstanceArn, MessageID: id})
+}
+
+// handle acts on one frame; an error ends the connection.
+func (s *Session) handle(ctx context.Context, c *acsConn, f api.Frame) error {
+	switch m := f.(type) {
+	case *api.PayloadMessage:
+		if err := s.o.Handler.HandlePayload(ctx, m); err != nil {
+			// Not acknowledged: the endpoint redelivers it.
+			s.o.Logger.Error("payload not accepted; leaving it unacknowledged", "messageId", m.MessageID, "err", err)
+			return nil
+		}
+		return s.ack(c, m.MessageID)
+	case *api.HeartbeatMessage:
+		return c.send(&api.HeartbeatAckRequest{MessageID: m.MessageID})
+	case *api.TaskManifestMessage:
+		if err := s.reconcile(ctx, m); err != nil {
+			s.o.Logger.Error("task manifest not applied; leaving it unacknowledged", "messageId", m.MessageID, "err", err)
+			return nil
+		}
+		return s.ack(c, m.MessageID)
+	case *api.CloseMessage:
+		return fmt.Errorf("%w: %s", errConnectionExpired, m.Message)
+	case *api.ErrorFrame:
+		if m.Type == api.TypeInactiveInstanceException {
+			return fmt.Errorf("%w: %s", ErrInactiveInstance, m.Message)
+		}
+		return fmt.Errorf("endpoint sent %s: %s", m.Type, m.Message)
+	case *api.IAMRoleCredentialsMessage:
+		// Task IAM roles are not served by this build; acknowledge so that
+		// the endpoint does not resend forever.
+		s.o.Logger.Warn("ignoring task role credentials (task IAM roles are not enabled)", "task", m.TaskArn)
+		return c.send(&api.IAMRoleCredentialsAckRequest{MessageID: m.MessageID})
+	case *api.AttachTaskNetworkInterfacesMessage:
+		return s.ack(c, m.MessageID)
+	case *api.AttachInstanceNetworkInterfacesMessage:
+		return s.ack(c, m.MessageID)
+	case *api.ConfirmAttachmentMessage:
+		return s.ack(c, m.MessageID)
+	case *api.PerformUpdateMessage:
+		return c.send(&api.NackRequest{Cluster: s.o.ClusterArn, ContainerInstance: s.o.ContainerInstanceArn, MessageID: m.MessageID, Reason: "Berth does not update itself"})
+	case *api.StageUpdateMessage:
+		return c.send(&api.NackRequest{Cluster: s.o.ClusterArn, ContainerInstance: s.o.ContainerInstanceArn, MessageID: m.MessageID, Reason: "Berth does not update itself"})
+	default:
+		s.o.Logger.Debug("ignore ACS frame", "type", f.FrameType())
+		return nil
+	}
+}
+
+// reconcile stops the tasks the agent runs that the endpoint's manifest no
+// longer lists: they were stopped or removed while the agent was away.
+func (s *Session) reconcile(ctx context.Context, m *api.TaskManifestMessage) error {
+	if s.o.Tasks == nil {
+		return nil
+	}
+	listed := map[string]bool{}
+	for _, t := range m.Tasks {
+		if t != nil {
+			listed[t.TaskArn] = true
+		}
+	}
+	var stop []*api.Task
+	for _, arn := range s.o.Tasks.ActiveTaskARNs() {
+		if !listed[arn] {
+			stop = append(stop, &api.Task{Arn: arn, DesiredStatus: "STOPPED"})
+		}
+	}
+	if len(stop) == 0 {
+		return nil
+	}
+	s.o.Logger.Info("stopping tasks the endpoint no longer has", "count", len(stop))
+	return s.o.Handler.HandlePayload(ctx, &api.PayloadMessage{
+		MessageID: m.MessageID, ClusterArn: s.o.ClusterArn, ContainerInstanceArn: s.o.ContainerInstanceArn, Tasks: stop,
+	})
+}
