@@ -170,3 +170,56 @@ func TestCleanupSweepsWithoutRecords(t *testing.T) {
 		t.Fatalf("ports still held: %+v", got)
 	}
 }
+
+// TestSetupFailureUndoesEverything makes the last plugin of the chain
+// (firewall) fail on ADD, after bridge and portmap succeeded, and checks that
+// Setup's undo (CNI DEL with the same parameters, netns removal, port
+// release) leaves nothing behind.
+func TestSetupFailureUndoesEverything(t *testing.T) {
+	requireHost(t)
+	tn := newTestNet(t, "fail", 18)
+	plugins := filepath.Join(t.TempDir(), "cni")
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
+		src := ""
+		for _, d := range DefaultPluginDirs {
+			if _, err := os.Stat(filepath.Join(d, p)); err == nil && src == "" {
+				src = filepath.Join(d, p)
+			}
+		}
+		if err := os.Symlink(src, filepath.Join(plugins, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := `#!/bin/sh
+case "$CNI_COMMAND" in
+ADD) echo '{"cniVersion":"1.0.0","code":999,"msg":"injected failure"}'; exit 1 ;;
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}' ;;
+esac
+exit 0
+`
+	if err := os.WriteFile(filepath.Join(plugins, "firewall"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tn.opts.PluginDirs = []string{plugins}
+	m := tn.manager(t)
+	before := snapshot(t, tn)
+	_, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}}})
+	if err == nil || !strings.Contains(err.Error(), "injected failure") {
+		t.Fatalf("want the injected firewall failure, got %v", err)
+	}
+	after := snapshot(t, tn)
+	if before.String() != after.String() {
+		t.Fatalf("failed setup left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if got := m.Ports().Allocations(); len(got) != 0 {
+		t.Fatalf("ports still held: %+v", got)
+	}
+	entries, _ := os.ReadDir(tn.opts.NetnsDir)
+	recs, _ := os.ReadDir(tn.opts.StateDir)
+	if len(entries) != 0 || len(recs) != 0 {
+		t.Fatalf("netns files %v and records %v left", entries, recs)
+	}
+}

@@ -91,3 +91,16 @@ func RemoveNetns(path string) error {
 	}
 	return nil
 }
+
+// isNetns reports whether path is a mounted network namespace (and not the
+// empty file CreateNetns mounts over).
+func isNetns(path string) bool {
+	if path == "" {
+		return false
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.NSFS_MAGIC
+}

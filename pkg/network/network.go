@@ -266,7 +266,8 @@ func (m *Manager) Setup(ctx context.Context, req SetupRequest) (*Sandbox, error)
 	}
 
 	fail := func(step string, err error) (*Sandbox, error) {
-		if terr := m.Teardown(ctx, *sb); terr != nil {
+		// The undo must run even when ctx was what cut Setup short.
+		if terr := m.Teardown(context.WithoutCancel(ctx), *sb); terr != nil {
 			err = errors.Join(err, fmt.Errorf("undo: %w", terr))
 		}
 		return nil, fmt.Errorf("set up sandbox %s: %s: %w", id, step, err)
@@ -411,9 +412,10 @@ func (m *Manager) Teardown(ctx context.Context, sb Sandbox) error {
 	switch sb.Mode {
 	case ModeBridge, ModeAWSVPC:
 		path := sb.NetnsPath
-		if _, err := os.Stat(path); err != nil {
-			// Without the netns (e.g. after a reboot) plugins still release
-			// IPAM leases and iptables rules when given no path.
+		if !isNetns(path) {
+			// Without the netns (after a reboot, or a crash before it was
+			// mounted) plugins still release IPAM leases and iptables
+			// rules when given no path; given a dead path they would fail.
 			path = ""
 		}
 		if err := m.bridge.Remove(ctx, sb.ID, path, m.nsOpts(sb)...); err != nil {
