@@ -440,3 +440,69 @@ func TestCapabilitiesAndJoinedNetworkNamespace(t *testing.T) {
 		t.Error("a container with its own namespace reached the other container's loopback server")
 	}
 }
+
+// TestExitWhileAgentDownAndRestart covers an exit nobody was watching: the
+// Runtime that started the container is closed (agent gone) and the
+// container exits. A new Runtime either attaches and gets the exit, or
+// starts the container again straight away over the stale stopped task.
+func TestExitWhileAgentDownAndRestart(t *testing.T) {
+	tr := newTestRuntime(t, nil)
+	reg := testenv.Registry(t)
+	img := testenv.BuildImage(t, reg, "rt/restart", testenv.ImageSpec{Cmd: []string{"/bin/sh", "-c", "sleep 1; echo run; exit 4"}})
+	tr.pull(t, img.Ref)
+	for _, attachFirst := range []bool{true, false} {
+		gone, err := New(t.Context(), tr.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := ContainerSpec{ID: fmt.Sprintf("restart-%t", attachFirst), Image: img.Ref, Log: LogOptions{Dir: tr.logDir}}
+		if err := gone.Create(t.Context(), spec); err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Remove(t.Context(), spec.ID)
+		ch, err := gone.Start(t.Context(), spec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone.Close()
+		if _, ok := <-ch; ok {
+			t.Fatal("the closed Runtime delivered an exit it could not have seen")
+		}
+		for i := 0; ; i++ {
+			list, err := tr.List(t.Context(), map[string]string{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stopped := false
+			for _, c := range list {
+				stopped = stopped || (c.ID == spec.ID && c.State == TaskStopped)
+			}
+			if stopped {
+				break
+			}
+			if i > 300 {
+				t.Fatalf("container never stopped: %+v", list)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if attachFirst {
+			ch, err = tr.Attach(t.Context(), spec.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := waitExit(t, ch, 10*time.Second); st.ExitCode != 4 {
+				t.Errorf("exit found on attach = %+v, want code 4", st)
+			}
+		}
+		ch, err = tr.Start(t.Context(), spec.ID)
+		if err != nil {
+			t.Fatalf("start again (attach first: %t): %v", attachFirst, err)
+		}
+		if st := waitExit(t, ch, time.Minute); st.ExitCode != 4 {
+			t.Errorf("second run exit = %+v, want code 4", st)
+		}
+		if out := tr.logsOf(t, spec.ID).stdout; out != "run\nrun\n" {
+			t.Errorf("log of two runs = %q", out)
+		}
+	}
+}

@@ -84,6 +84,17 @@ func (r *Runtime) Start(ctx context.Context, id string) (<-chan ExitStatus, erro
 			return nil, fmt.Errorf("start %s: clear exit label: %w", id, err)
 		}
 	}
+	// A stopped task left by an agent that died before deleting it would
+	// make NewTask fail; a running one means the container is started.
+	if old, err := c.Task(ctx, nil); err == nil {
+		st, serr := old.Status(ctx)
+		if serr != nil || st.Status != containerd.Stopped {
+			return nil, fmt.Errorf("start %s: task already exists (%s)", id, st.Status)
+		}
+		if _, err := old.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("start %s: delete stopped task: %w", id, err)
+		}
+	}
 	task, err := c.NewTask(ctx, logIO(labels))
 	if err != nil {
 		return nil, fmt.Errorf("start %s: create task: %w", id, err)

@@ -73,7 +73,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (ExecRe
 	pspec := *spec.Process
 	pspec.Terminal = false
 	pspec.Args = opts.Args
-	pspec.Env = append(append([]string(nil), pspec.Env...), opts.Env...)
+	pspec.Env = mergeEnv(pspec.Env, opts.Env)
 
 	max := opts.MaxOutput
 	if max <= 0 {
@@ -127,6 +127,25 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (ExecRe
 	case <-time.After(10 * time.Second):
 	}
 	return ExecResult{ExitCode: 137, Output: out.Bytes()}, timedOut
+}
+
+// mergeEnv returns base with overrides applied: a KEY in overrides replaces
+// the same KEY in base, others are appended.
+func mergeEnv(base, overrides []string) []string {
+	out := append([]string(nil), base...)
+	for _, kv := range overrides {
+		key, _, _ := strings.Cut(kv, "=")
+		replaced := false
+		for i, e := range out {
+			if k, _, _ := strings.Cut(e, "="); k == key {
+				out[i], replaced = kv, true
+			}
+		}
+		if !replaced {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func randomHex(n int) string {

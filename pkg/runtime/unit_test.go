@@ -249,3 +249,10 @@ func TestInsecureRegistries(t *testing.T) {
 		}
 	}
 }
+
+func TestMergeEnv(t *testing.T) {
+	got := mergeEnv([]string{"A=1", "B=2"}, []string{"B=3", "C=4"})
+	if want := []string{"A=1", "B=3", "C=4"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("mergeEnv = %q, want %q", got, want)
+	}
+}
