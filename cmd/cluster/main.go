@@ -18,8 +18,10 @@ import (
 
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/berth-dev/berth/pkg/cluster"
+	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/config"
+	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
 func main() {
@@ -109,6 +111,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Listen: cfg.Listen, TLSCertFile: cfg.TLSCert, TLSKeyFile: cfg.TLSKey, InsecureHTTP: cfg.InsecureHTTP,
 		Region: cfg.Region, AccountID: cfg.AccountID, DataDir: cfg.DataDir, PollEndpoint: cfg.PollEndpoint,
 		Logger: logger,
+		NewSessionServer: func(st store.Store, v *auth.Verifier) (cluster.SessionServer, error) {
+			return acs.New(acs.Options{Store: st, Verifier: v, Logger: logger})
+		},
 	})
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -122,6 +123,16 @@ func TestServeKeysAndRestart(t *testing.T) {
 	ctx := context.Background()
 	if _, err := client.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String("prod")}); err != nil {
 		t.Fatalf("CreateCluster with the printed key: %v", err)
+	}
+	// The ACS session server is wired on GET /ws: an unsigned handshake
+	// gets an AWS error, not a 404.
+	resp, err := http.Get("http://" + addr + "/ws?clusterArn=prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound || resp.Header.Get("X-Amzn-ErrorType") == "" {
+		t.Errorf("GET /ws unsigned: HTTP %d %q, want an AWS auth error from the session server", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"))
 	}
 	if code := stop(); code != 0 {
 		t.Fatalf("serve exit code after cancel = %d, want 0", code)

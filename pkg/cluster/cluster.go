@@ -48,16 +48,17 @@ type Options struct {
 	// SigV4 verifier exist; it serves GET /ws and is the task notifier.
 	// Nil serves no websocket.
 	NewSessionServer func(store.Store, *auth.Verifier) (SessionServer, error)
-	Logger   *slog.Logger
+	Logger           *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
 // SessionServer is the ACS side of the endpoint (pkg/cluster/acs): it
 // serves the agents' websocket on GET /ws and is told by the JSON API which
-// tasks to deliver. If it also implements io.Closer, Endpoint.Close closes
-// it (websocket connections are hijacked, so the HTTP server's graceful
-// shutdown does not wait for them).
+// tasks to deliver. If it also has a Close method (with or without an error
+// result), Serve calls it at shutdown and Endpoint.Close before closing the
+// store: websocket connections are hijacked, so the HTTP server's graceful
+// shutdown neither ends nor waits for them.
 type SessionServer interface {
 	http.Handler
 	clusterapi.TaskNotifier
@@ -146,13 +147,20 @@ func (e *Endpoint) Keys() *auth.Keyring { return e.keys }
 // Store is the endpoint's store.
 func (e *Endpoint) Store() *store.DB { return e.db }
 
-// Close closes the session server (if it is an io.Closer) and the store.
+// Close closes the session server (if it has a Close method) and the store.
 func (e *Endpoint) Close() error {
-	var err error
-	if c, ok := e.sessions.(io.Closer); ok {
-		err = c.Close()
+	return errors.Join(e.closeSessions(), e.db.Close())
+}
+
+// closeSessions ends the ACS sessions; it may be called more than once.
+func (e *Endpoint) closeSessions() error {
+	switch c := e.sessions.(type) {
+	case interface{ Close() error }:
+		return c.Close()
+	case interface{ Close() }:
+		c.Close()
 	}
-	return errors.Join(err, e.db.Close())
+	return nil
 }
 
 // Listen opens the configured listener.
@@ -206,7 +214,7 @@ func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	err = errors.Join(srv.Shutdown(shutdownCtx), admin.Shutdown(shutdownCtx))
+	err = errors.Join(e.closeSessions(), srv.Shutdown(shutdownCtx), admin.Shutdown(shutdownCtx))
 	for ; pending > 0; pending-- {
 		if e := <-errc; serveErr == nil || errors.Is(serveErr, http.ErrServerClosed) {
 			serveErr = e
