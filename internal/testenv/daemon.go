@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -39,14 +40,26 @@ func startDaemon(name, logPath string, args ...string) (*daemon, error) {
 		Setpgid:   true,
 		Pdeathsig: syscall.SIGTERM,
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
 	d := &daemon{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	started := make(chan error, 1)
+	// The parent-death signal fires when the forking *thread* ends, and
+	// tests that enter network namespaces end their locked threads on
+	// purpose. So the daemon is forked from a thread locked to this
+	// goroutine, which lives until the daemon has exited.
 	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			close(d.done)
+			return
+		}
+		started <- nil
 		d.waitErr = cmd.Wait()
 		close(d.done)
 	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
 	return d, nil
 }
 
