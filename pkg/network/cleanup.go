@@ -36,7 +36,9 @@ type CleanupReport struct {
 // persisting the result), then sweeps what carries our name prefix and no
 // live ID: netns files, CNI iptables rules and chains, host-local leases,
 // CNI result caches and port allocations. Errors do not stop the sweep; they
-// are joined in the result.
+// are joined in the result. Call it before any Setup of this run: a
+// sandbox whose Setup is still in progress is not live yet and would be
+// torn down.
 func (m *Manager) Cleanup(ctx context.Context, live, stale []Sandbox) (CleanupReport, error) {
 	var rep CleanupReport
 	var errs []error

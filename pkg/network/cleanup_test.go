@@ -223,3 +223,40 @@ exit 0
 		t.Fatalf("netns files %v and records %v left", entries, recs)
 	}
 }
+
+// TestTeardownAfterRestart persists a Sandbox as JSON, as the engine does,
+// and tears it down through a new Manager and allocator over the same state.
+func TestTeardownAfterRestart(t *testing.T) {
+	requireHost(t)
+	tn := newTestNet(t, "restart", 19)
+	before := snapshot(t, tn)
+	m := tn.manager(t)
+	sb, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}, {ContainerPort: 8000, ContainerPortEnd: 8002, Protocol: UDP}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := tn.manager(t)
+	if got := len(m2.Ports().Allocations()); got != 4 {
+		t.Fatalf("after restart: want 4 held ports (1 tcp + 3 udp), got %d", got)
+	}
+	var back Sandbox
+	if err := json.Unmarshal(raw, &back); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Teardown(bg(), back); err != nil {
+		t.Fatal(err)
+	}
+	if left := leftoverChains(t, tn, []string{sb.ID}); len(left) != 0 {
+		t.Fatalf("chains left: %v", left)
+	}
+	if after := snapshot(t, tn); before.String() != after.String() {
+		t.Fatalf("teardown after restart left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if got := m2.Ports().Allocations(); len(got) != 0 {
+		t.Fatalf("ports still held: %+v", got)
+	}
+}

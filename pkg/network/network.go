@@ -421,7 +421,13 @@ func (m *Manager) Teardown(ctx context.Context, sb Sandbox) error {
 		if err := m.bridge.Remove(ctx, sb.ID, path, m.nsOpts(sb)...); err != nil {
 			return fmt.Errorf("tear down sandbox %s: CNI del: %w", sb.ID, err)
 		}
-	case ModeNone, ModeHost, "":
+	case ModeNone:
+		// loopback's DEL does nothing to the namespace, but it drops
+		// libcni's cached result for the ID.
+		if err := m.loopback.Remove(ctx, sb.ID, ""); err != nil {
+			return fmt.Errorf("tear down sandbox %s: CNI del loopback: %w", sb.ID, err)
+		}
+	case ModeHost, "":
 	default:
 		return fmt.Errorf("tear down sandbox %s: unknown network mode %q", sb.ID, sb.Mode)
 	}

@@ -241,6 +241,12 @@ func TestModes(t *testing.T) {
 		if fmt.Sprint(names) != "[lo]" || !loUp {
 			t.Fatalf("none mode interfaces: want only lo, up; got %v (lo up: %v)", names, loUp)
 		}
+		if err := m.Teardown(bg(), *sb); err != nil {
+			t.Fatal(err)
+		}
+		if left, _ := filepath.Glob("/var/lib/cni/results/*" + sb.ID + "*"); len(left) != 0 {
+			t.Fatalf("none mode: CNI caches left after teardown: %v", left)
+		}
 	})
 	t.Run("host", func(t *testing.T) {
 		sb, err := m.Setup(bg(), SetupRequest{Mode: ModeHost, Ports: []PortRequest{{ContainerPort: tn.rng.First + 7}}})
