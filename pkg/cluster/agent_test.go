@@ -163,3 +163,25 @@ func TestSessionServerWiring(t *testing.T) {
 		t.Errorf("session server not closed with the endpoint")
 	}
 }
+
+// TestStopTaskOnDeregisteredInstance: with no agent left to report, a
+// stopped task on a force-deregistered instance is STOPPED at once.
+func TestStopTaskOnDeregisteredInstance(t *testing.T) {
+	re := startEndpoint(t, t.TempDir())
+	l := buildLab(t, re)
+	ctx := context.Background()
+	if _, err := l.agentB.DeregisterContainerInstance(ctx, &ecs.DeregisterContainerInstanceInput{Cluster: aws.String("lab"), ContainerInstance: aws.String(l.instB)}); errorCode(err) != "InvalidParameterException" {
+		t.Fatalf("deregistering an instance with a task without force: %v, want InvalidParameterException", err)
+	}
+	if _, err := l.agentB.DeregisterContainerInstance(ctx, &ecs.DeregisterContainerInstanceInput{Cluster: aws.String("lab"), ContainerInstance: aws.String(l.instB), Force: aws.Bool(true)}); err != nil {
+		t.Fatalf("force deregistration: %v", err)
+	}
+	out, err := l.admin.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String("lab"), Task: l.tasks[2].TaskArn})
+	if err != nil || aws.ToString(out.Task.LastStatus) != "STOPPED" || out.Task.StoppedAt == nil {
+		t.Fatalf("StopTask on a deregistered instance = %+v, %v; want STOPPED now", out, err)
+	}
+	onA, err := l.admin.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String("lab"), Task: l.tasks[0].TaskArn})
+	if err != nil || aws.ToString(onA.Task.LastStatus) != "PROVISIONING" {
+		t.Fatalf("StopTask on a live instance = %+v, %v; want it to wait for the agent", onA, err)
+	}
+}

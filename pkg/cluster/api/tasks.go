@@ -441,6 +441,18 @@ func (s *Server) stopTask(c *call, in *ecs.StopTaskInput) (smithy.Serializable, 
 			t.Task.StoppedReason = aws.String(reason)
 			t.Task.StoppingAt = aws.Time(c.now)
 			t.Task.Version++
+			// A task on a deregistered instance has no agent left to report
+			// its stop: it is stopped now and its resources are released.
+			inst, ok, err := s.loadInstance(tx, cluster, aws.ToString(t.Task.ContainerInstanceArn))
+			if err != nil {
+				return err
+			}
+			if ok && aws.ToString(inst.Instance.Status) == "INACTIVE" {
+				applyTaskStatus(t, inst, "STOPPED", nil, c.now)
+				if err := s.putInstance(tx, inst); err != nil {
+					return err
+				}
+			}
 			if err := s.putTask(tx, t); err != nil {
 				return err
 			}
