@@ -17,7 +17,11 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/berth-dev/berth/internal/version"
+	"github.com/berth-dev/berth/pkg/agent"
+	"github.com/berth-dev/berth/pkg/agent/devmode"
+	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/config"
+	"github.com/berth-dev/berth/pkg/logs"
 )
 
 // Exit codes, documented in docs/configuration.md ("Exit codes").
@@ -40,9 +44,10 @@ func main() {
 	os.Exit(code)
 }
 
-const usage = `usage: berth-agent [--version] [--config FILE] [--toml FILE] [command]
+const usage = `usage: berth-agent [--version] [--config FILE] [--toml FILE] [--dev [--dev-dir DIR]] [command]
 
-With no command, run the agent.
+With no command, run the agent. With --dev, run a cluster endpoint on a free
+loopback port and an agent registered to it, in one process (docs/dev-mode.md).
 
 commands:
   check          validate the configuration, print every problem; exit 1 on errors
@@ -57,6 +62,8 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	paths := addPathFlags(fs)
+	dev := fs.Bool("dev", false, "dev mode: run a cluster endpoint and an agent registered to it in one process")
+	devDir := fs.String("dev-dir", devmode.DefaultDir, "dev mode: directory for the endpoint's and the agent's data, credentials and env")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -74,12 +81,17 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	}
 	if cmd == "logger" {
 		// Hidden mode: containerd's shim starts this binary as
-		// "berth-agent logger ..." to capture a container's output (DESIGN.md,
-		// Logs; pkg/agent's WithLoggerBinary). Its arguments belong to
-		// pkg/logs, whose entry point is wired in here; until then the mode
-		// is refused.
-		fmt.Fprintln(stderr, "berth-agent: logger mode is not part of this build")
-		return exitFailure
+		// "berth-agent logger <config>" to capture a container's output
+		// (DESIGN.md, Logs; pkg/agent's WithLoggerBinary).
+		if len(rest) != 1 {
+			fmt.Fprintln(stderr, "berth-agent: logger mode takes one argument and is started by the containerd shim")
+			return exitFailure
+		}
+		if err := logs.RunShimLogger(ctx, rest[0]); err != nil {
+			fmt.Fprintf(stderr, "berth-agent logger: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
 	}
 	if cmd != "" && cmd != "check" && cmd != "print-config" {
 		fmt.Fprintf(stderr, "berth-agent: unknown command %q\n", cmd)
@@ -103,7 +115,8 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 
 	switch cmd {
 	case "":
-		return runAgent(ctx, opts, stderr)
+		mode := runMode{dev: *dev, devDir: *devDir, stdout: stdout}
+		return runAgent(ctx, opts, mode, stderr)
 	case "check":
 		return check(opts, stdout)
 	default: // "print-config"
@@ -184,9 +197,16 @@ func printConfig(opts config.LoadOptions, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// runMode says how to run: as a cluster member, or in dev mode.
+type runMode struct {
+	dev    bool
+	devDir string
+	stdout io.Writer
+}
+
 // runAgent loads the configuration, sets up logging and runs the agent until
 // ctx is cancelled.
-func runAgent(ctx context.Context, opts config.LoadOptions, stderr io.Writer) int {
+func runAgent(ctx context.Context, opts config.LoadOptions, mode runMode, stderr io.Writer) int {
 	cfg, problems, cfgErr := config.Load(opts)
 	out, closeLog, err := openLogOutput(cfg.Log.File, stderr)
 	if err != nil {
@@ -208,20 +228,21 @@ func runAgent(ctx context.Context, opts config.LoadOptions, stderr io.Writer) in
 		return exitTerminal
 	}
 	log.WithField("version", version.Version).Info("berth-agent starting")
-	return exitCode(ctx, startAgent(ctx, cfg, log), log)
+	return exitCode(ctx, startAgent(ctx, cfg, mode, log), log)
 }
 
-// startAgent runs the agent until ctx ends. pkg/agent is wired in here, e.g.
-//
-//	a, err := agent.New(cfg, agent.WithLogger(config.NewSlog(log)))
-//	if err != nil { return err }
-//	return a.Run(ctx)
-func startAgent(_ context.Context, _ *config.Config, _ *logrus.Logger) error {
-	return errNotImplemented
+// startAgent runs the agent, registered to its cluster, until ctx ends.
+func startAgent(ctx context.Context, cfg *config.Config, mode runMode, log *logrus.Logger) error {
+	slogger := config.NewSlog(log)
+	if mode.dev {
+		return devmode.Run(ctx, devmode.Options{Dir: mode.devDir, Config: cfg, Out: mode.stdout, Logger: slogger})
+	}
+	a, err := agent.New(cfg, agent.WithLogger(slogger))
+	if err != nil {
+		return err
+	}
+	return member.Run(ctx, member.Options{Config: cfg, Agent: a, Logger: slogger})
 }
-
-// errNotImplemented stands in for the agent until pkg/agent is wired in.
-var errNotImplemented = errors.New("running tasks is not yet implemented")
 
 // terminalError is implemented by errors that a restart cannot fix (bad
 // configuration, the cluster refusing registration); they exit with 5.

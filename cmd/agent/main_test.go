@@ -56,8 +56,10 @@ func TestRun(t *testing.T) {
 		{name: "unknown flag", args: []string{"--nope"}, code: exitUsage},
 		{name: "unknown command", args: []string{"frobnicate", "--x"}, code: exitUsage, stderrHas: []string{`unknown command "frobnicate"`}},
 		{name: "extra argument", args: []string{"check", "x"}, code: exitUsage},
-		{name: "logger mode is reserved", args: []string{"logger", "--some-arg", "x"}, code: exitFailure,
-			stderrHas: []string{"logger mode is not part of this build"}},
+		{name: "logger mode is for the shim", args: []string{"logger", "--some-arg", "x"}, code: exitFailure,
+			stderrHas: []string{"started by the containerd shim"}},
+		{name: "logger mode refuses a bad config", args: []string{"logger", "not-a-config"}, code: exitFailure,
+			stderrHas: []string{"berth-agent logger: "}},
 		{name: "check bad line 3", args: []string{"check", "--config", bad, "--toml", noTOML}, code: exitFailure,
 			stdoutLine: bad + ":3: ECS_RESERVED_PORTS: ",
 			stdoutHas:  []string{`"22,abc" is not a JSON array of ports (1-65535)`, "1 error(s)"}},
@@ -73,10 +75,10 @@ func TestRun(t *testing.T) {
 			stdoutHas: []string{"ECS_CLUSTER", "from-env", "environment", "ECS_DATADIR", "/var/lib/berth", "default"}},
 		{name: "run with bad config is terminal", args: []string{"--config", bad, "--toml", noTOML}, code: exitTerminal,
 			stderrHas: []string{bad + ":3: ECS_RESERVED_PORTS: ", "not starting"}},
-		{name: "run says what is missing", args: []string{"--config", good, "--toml", noTOML}, code: exitFailure,
-			stderrHas: []string{"running tasks is not yet implemented"}},
-		{name: "run logs json", env: []string{"ECS_LOG_OUTPUT_FORMAT=json"}, args: []string{"--config", good, "--toml", noTOML}, code: exitFailure,
-			stderrHas: []string{`"level":"error"`, `"msg":"berth-agent failed"`}},
+		{name: "run without a region is terminal and says what to set", args: []string{"--config", good, "--toml", noTOML}, code: exitTerminal,
+			stderrHas: []string{"set AWS_REGION"}},
+		{name: "run logs json", env: []string{"ECS_LOG_OUTPUT_FORMAT=json"}, args: []string{"--config", good, "--toml", noTOML}, code: exitTerminal,
+			stderrHas: []string{`"level":"error"`, `"msg":"berth-agent stopped by a terminal error"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,11 +201,11 @@ func TestLogFile(t *testing.T) {
 	good := writeFile(t, "ecs.config", "ECS_LOGFILE="+logFile+"\n")
 	toml := writeFile(t, "agent.toml", "")
 	code, _, stderr := runIn(t, nil, "--config", good, "--toml", toml)
-	if code != exitFailure || stderr != "" {
-		t.Errorf("exit %d, stderr %q; want 1 and nothing on stderr", code, stderr)
+	if code != exitTerminal || stderr != "" {
+		t.Errorf("exit %d, stderr %q; want 5 and nothing on stderr", code, stderr)
 	}
 	data, err := os.ReadFile(logFile)
-	if err != nil || !strings.Contains(string(data), "running tasks is not yet implemented") {
+	if err != nil || !strings.Contains(string(data), "set AWS_REGION") {
 		t.Errorf("ECS_LOGFILE content %q (%v)", data, err)
 	}
 }

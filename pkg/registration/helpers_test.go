@@ -95,7 +95,7 @@ func (l *lab) register(t *testing.T, db *state.DB) state.InstanceIdentity {
 		Attributes:   map[string]string{"stack": "test"},
 		Tags:         map[string]string{"team": "berth"},
 		AgentVersion: "test", AgentHash: "abc",
-		Logger:       testLogger(t),
+		Logger: testLogger(t),
 	})
 	if err != nil {
 		t.Fatalf("Register: %v", err)
