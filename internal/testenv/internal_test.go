@@ -1,9 +1,12 @@
 package testenv
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -86,5 +89,65 @@ func TestInCI(t *testing.T) {
 		if got := InCI(); got != want {
 			t.Errorf("CI=%q: InCI() = %v, want %v", v, got, want)
 		}
+	}
+}
+
+// recorder stands in for a test to see how a missing dependency is
+// reported; only the first report counts, as the real Fatal/Skip would stop
+// the test there.
+type recorder struct {
+	testing.TB
+	kind, msg string
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Fatalf(format string, args ...any) {
+	if r.kind == "" {
+		r.kind, r.msg = "fatal", fmt.Sprintf(format, args...)
+	}
+}
+func (r *recorder) Skipf(format string, args ...any) {
+	if r.kind == "" {
+		r.kind, r.msg = "skip", fmt.Sprintf(format, args...)
+	}
+}
+
+func TestMissingDependencyFailsUnderCISkipsElsewhere(t *testing.T) {
+	const absent = "berth-no-such-program"
+	for _, c := range []struct {
+		ci       string
+		wantKind string
+		wantText string
+	}{
+		{"true", "fatal", "CI=true"},
+		{"", "skip", "make test-deps"},
+	} {
+		t.Setenv("CI", c.ci)
+		r := &recorder{TB: t}
+		RequireBinaries(r, "sh", absent)
+		if r.kind != c.wantKind || !strings.Contains(r.msg, absent) || !strings.Contains(r.msg, c.wantText) {
+			t.Errorf("CI=%q: got %s %q, want %s naming %s and %q", c.ci, r.kind, r.msg, c.wantKind, absent, c.wantText)
+		}
+		r = &recorder{TB: t}
+		RequireBinaries(r, "sh")
+		if r.kind != "" {
+			t.Errorf("CI=%q: present program reported as %s: %s", c.ci, r.kind, r.msg)
+		}
+	}
+}
+
+func TestShimRefAndSocketPath(t *testing.T) {
+	args := []string{"/usr/bin/containerd-shim-runc-v2", "-namespace", "ns1", "-id", "c1", "-address", "/tmp/x/containerd.sock"}
+	r, ok := shimRef(args)
+	if !ok || r != (containerRef{ns: "ns1", id: "c1"}) {
+		t.Fatalf("shimRef = %v, %v; want ns1/c1", r, ok)
+	}
+	if _, ok := shimRef([]string{"/usr/bin/containerd", "-namespace", "x", "-id", "y"}); ok {
+		t.Fatal("shimRef accepted a non-shim process")
+	}
+	// The same formula as containerd's runtime/v2/shim.SocketAddress.
+	want := "/run/containerd/s/" + fmt.Sprintf("%x", sha256.Sum256([]byte("/tmp/x/containerd.sock/ns1/c1")))
+	if got := shimSocketPath("/tmp/x/containerd.sock", r); got != want {
+		t.Fatalf("shimSocketPath = %s, want %s", got, want)
 	}
 }

@@ -3,8 +3,10 @@ package testenv_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -384,6 +386,12 @@ func teardownCase(t *testing.T, crash bool) {
 	if len(hostDirs(leaky)) == 0 {
 		t.Fatal("no runc state or cgroup of the namespace while a task runs; the host check below would prove nothing")
 	}
+	// containerd 1.6 puts the shim's socket at sha256(address/ns/id) in
+	// /run/containerd/s; a killed shim leaves it behind.
+	shimSocket := fmt.Sprintf("/run/containerd/s/%x", sha256.Sum256([]byte(filepath.Join(cd.Address, leaky, "sleeper"))))
+	if _, err := os.Stat(shimSocket); err != nil {
+		t.Fatalf("shim socket not where expected: %v", err)
+	}
 	if crash {
 		killContainerd(t, env.Dir())
 	}
@@ -406,6 +414,9 @@ func teardownCase(t *testing.T, crash bool) {
 	}
 	if left := hostDirs(leaky); len(left) > 0 {
 		t.Fatalf("host directories of namespace %s left after Close: %v", leaky, left)
+	}
+	if _, err := os.Stat(shimSocket); !os.IsNotExist(err) {
+		t.Fatalf("shim socket %s left after Close (stat: %v)", shimSocket, err)
 	}
 }
 
