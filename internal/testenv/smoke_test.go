@@ -126,9 +126,10 @@ func TestSmokeBuildPushPullRun(t *testing.T) {
 		reg := testenv.Registry(t)
 		img := testenv.BuildImage(t, reg, "berth/smoke", testenv.ImageSpec{
 			Files: []testenv.File{{Path: "/srv/greeting", Mode: 0o644, Data: []byte("hello from berth")}},
-			Cmd:   []string{"/bin/sh", "-c", "cat /srv/greeting; echo; id -u; echo $A"},
-			Env:   []string{"A=b"},
-			User:  "app",
+			Cmd: []string{"/bin/sh", "-c", "cat /srv/greeting; echo; id -u; echo $A; stat -c %a /tmp; " +
+				"grep -c . /etc/passwd; for a in httpd nc wget sleep; do [ -x /bin/$a ] && printf '%s ' $a; done"},
+			Env:  []string{"A=b"},
+			User: "app",
 		})
 		t.Logf("containerd %s, snapshotter %s, registry %s", cd.Address, cd.Snapshotter, reg.Host)
 		cli := cd.Client(t)
@@ -144,7 +145,7 @@ func TestSmokeBuildPushPullRun(t *testing.T) {
 			t.Fatalf("pulled manifest digest %s, BuildImage returned %s", got, img.Digest)
 		}
 		code, out := runToExit(t, ctx, cli, image, "smoke")
-		if want := "hello from berth\n1000\nb\n"; code != 0 || out != want {
+		if want := "hello from berth\n1000\nb\n1777\n3\nhttpd nc wget sleep "; code != 0 || out != want {
 			t.Fatalf("container exited %d with output %q, want 0 and %q", code, out, want)
 		}
 		if len(hostDirs(ns)) == 0 {
