@@ -56,6 +56,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"RunTask override of unknown container", "RunTask", `{"cluster":"lab","taskDefinition":"web","overrides":{"containerOverrides":[{"name":"zz"}]}}`, 400, "InvalidParameterException"},
 		{"StopTask unknown task", "StopTask", `{"cluster":"lab","task":"0123456789abcdef0123456789abcdef"}`, 400, "InvalidParameterException"},
 		{"invalid cluster name", "CreateCluster", `{"clusterName":"no spaces"}`, 400, "InvalidParameterException"},
+		{"task definition over 64 KiB", "RegisterTaskDefinition", container(`,"command":["` + strings.Repeat("x", 70000) + `"]`), 400, "ClientException"},
 		{"body too large", "CreateCluster", `{"clusterName":"` + strings.Repeat("x", clusterapi.MaxRequestBody) + `"}`, http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException"},
 	}
 	for _, c := range cases {

@@ -127,6 +127,8 @@ type call struct {
 	notifies []TaskChange
 	// baseURL is the scheme and host the request came to.
 	baseURL string
+	// bodyLen is the request body's size in bytes.
+	bodyLen int
 }
 
 // isAgent reports whether the caller holds an agent key.
@@ -185,7 +187,7 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	c := &call{ctx: r.Context(), key: key, op: name, now: s.opts.Now().UTC(), baseURL: scheme + "://" + r.Host}
+	c := &call{ctx: r.Context(), key: key, op: name, now: s.opts.Now().UTC(), baseURL: scheme + "://" + r.Host, bodyLen: len(body)}
 	out, err := o.run(c, body)
 	if err != nil {
 		s.writeError(w, name, err)

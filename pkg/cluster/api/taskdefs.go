@@ -23,12 +23,13 @@ var (
 
 // Limits of task-level sizes for the EC2 launch type.
 const (
-	minTaskCPU       = 128
-	maxTaskCPU       = 196608
-	minTaskMemory    = 128
-	maxTaskMemory    = 16 << 20
-	minContainerMiB  = 6
-	maxContainers    = 10
+	minTaskCPU      = 128
+	maxTaskCPU      = 196608
+	minTaskMemory   = 128
+	maxTaskMemory   = 16 << 20
+	minContainerMiB = 6
+	maxContainers   = 10
+	// maxTaskDefLength is ECS's limit on a RegisterTaskDefinition request.
 	maxTaskDefLength = 64 << 10
 )
 
@@ -365,6 +366,9 @@ func checkDependencyCycles(cds []types.ContainerDefinition) error {
 }
 
 func (s *Server) registerTaskDefinition(c *call, in *ecs.RegisterTaskDefinitionInput) (smithy.Serializable, error) {
+	if c.bodyLen > maxTaskDefLength {
+		return nil, clientException("Actual length: '%d'. Max allowed length is '%d' bytes.", c.bodyLen, maxTaskDefLength)
+	}
 	if err := validateTaskDefinition(in); err != nil {
 		return nil, err
 	}
