@@ -432,3 +432,48 @@ func TestRunShimLoggerDrainsAfterSIGTERM(t *testing.T) {
 		t.Errorf("stdout = %q", got)
 	}
 }
+
+// TestTailMatchesFullRead checks the backwards tail scan against the last N
+// entries of a full read, over rotated files, block boundaries, lines
+// longer than a block and an unterminated last line.
+func TestTailMatchesFullRead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c-json.log")
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	i := 0
+	mk := func(size int) Entry {
+		i++
+		return Entry{Stream: "stdout", Time: base.Add(time.Duration(i) * time.Millisecond), Log: fmt.Sprintf("%d %s\n", i, strings.Repeat("z", size))}
+	}
+	var es []Entry
+	for _, name := range []string{path + ".2", path + ".1", path} {
+		var file []Entry
+		for j := range 300 {
+			size := (j * 7919) % 900
+			if j%97 == 0 {
+				size = 70 << 10 // longer than the 64 KiB scan block
+			}
+			file = append(file, mk(size))
+		}
+		writeLog(t, name, file...)
+		es = append(es, file...)
+	}
+	// An unterminated line being written right now is not an entry yet.
+	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(`{"log":"partial`)
+	f.Close()
+	for _, n := range []int{1, 2, 299, 300, 301, 650, 899, 900, 901, 5000} {
+		got := readAll(t, path, ReadOptions{Tail: n})
+		want := es[max(0, len(es)-n):]
+		if len(got) != len(want) {
+			t.Errorf("Tail %d: %d entries, want %d", n, len(got), len(want))
+			continue
+		}
+		for k := range got {
+			if got[k].Log != want[k].Log {
+				t.Errorf("Tail %d: entry %d = %.20q, want %.20q", n, k, got[k].Log, want[k].Log)
+				break
+			}
+		}
+	}
+}

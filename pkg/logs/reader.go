@@ -68,7 +68,10 @@ func Read(ctx context.Context, path string, opts ReadOptions, fn func(Entry) err
 	}
 
 	keep := func(e Entry) bool { return opts.Since.IsZero() || !e.Time.Before(opts.Since) }
+	// ring keeps the last Tail entries; next is where the oldest one sits
+	// once it is full.
 	var ring []Entry
+	next := 0
 	collect := func(e Entry) error {
 		if !keep(e) {
 			return nil
@@ -76,14 +79,24 @@ func Read(ctx context.Context, path string, opts ReadOptions, fn func(Entry) err
 		if opts.Tail <= 0 {
 			return fn(e)
 		}
-		if len(ring) == opts.Tail {
-			copy(ring, ring[1:])
-			ring = ring[:len(ring)-1]
+		if len(ring) < opts.Tail {
+			ring = append(ring, e)
+			return nil
 		}
-		ring = append(ring, e)
+		ring[next] = e
+		next = (next + 1) % opts.Tail
 		return nil
 	}
 
+	// The files to read, oldest first, ending with the current one.
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			if f != cur {
+				f.Close()
+			}
+		}
+	}()
 	for _, name := range rotatedFiles(path) {
 		f, err := os.Open(name)
 		if err != nil {
@@ -93,17 +106,43 @@ func Read(ctx context.Context, path string, opts ReadOptions, fn func(Entry) err
 			f.Close()
 			continue
 		}
-		_, err = readEntries(f, nil, collect)
-		f.Close()
-		if err != nil {
-			return err
+		files = append(files, f)
+	}
+	if cur != nil {
+		files = append(files, cur)
+	}
+	// For a plain tail, start each file where the last Tail lines begin
+	// instead of decoding everything before them.
+	starts := make([]int64, len(files))
+	first := 0
+	if opts.Tail > 0 && opts.Since.IsZero() {
+		need := opts.Tail
+		for i := len(files) - 1; i >= 0; i-- {
+			off, found, err := tailOffset(files[i], need)
+			if err != nil {
+				return err
+			}
+			starts[i], need, first = off, need-found, i
+			if need <= 0 {
+				break
+			}
 		}
 	}
 	var pending []byte
-	if cur != nil {
-		if pending, err = readEntries(cur, nil, collect); err != nil {
+	for i := first; i < len(files); i++ {
+		if _, err := files[i].Seek(starts[i], io.SeekStart); err != nil {
+			return fmt.Errorf("read log: %w", err)
+		}
+		p, err := readEntries(files[i], nil, collect)
+		if err != nil {
 			return err
 		}
+		if files[i] == cur {
+			pending = p
+		}
+	}
+	if len(ring) == opts.Tail {
+		ring = append(ring[next:], ring[:next]...)
 	}
 	for _, e := range ring {
 		if err := fn(e); err != nil {
@@ -149,6 +188,39 @@ func Read(ctx context.Context, path string, opts ReadOptions, fn func(Entry) err
 		case <-t.C:
 		}
 	}
+}
+
+// tailOffset finds where the last n complete lines of f start, scanning
+// backwards; found is how many lines that offset covers (fewer than n when
+// the file is shorter). An unterminated last line is not counted.
+func tailOffset(f *os.File, n int) (off int64, found int, err error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, 0, fmt.Errorf("stat log: %w", err)
+	}
+	const block = 64 << 10
+	buf := make([]byte, block)
+	newlines := 0
+	for end := st.Size(); end > 0; {
+		start := max(0, end-block)
+		chunk := buf[:end-start]
+		if _, err := f.ReadAt(chunk, start); err != nil && !errors.Is(err, io.EOF) {
+			return 0, 0, fmt.Errorf("read log: %w", err)
+		}
+		for i := len(chunk) - 1; i >= 0; i-- {
+			if chunk[i] != '\n' {
+				continue
+			}
+			newlines++
+			// The (n+1)th newline from the end closes the line before
+			// the last n.
+			if newlines == n+1 {
+				return start + int64(i) + 1, n, nil
+			}
+		}
+		end = start
+	}
+	return 0, newlines, nil
 }
 
 // rotatedFiles lists path.N, oldest (highest N) first.
