@@ -50,6 +50,16 @@ const (
 	PullPreferCached PullBehavior = "prefer-cached"
 )
 
+// ParsePullBehavior checks an ECS_IMAGE_PULL_BEHAVIOR value; empty means
+// PullDefault.
+func ParsePullBehavior(s string) (PullBehavior, error) {
+	if s == "" {
+		return PullDefault, nil
+	}
+	b := PullBehavior(s)
+	return b, b.validate()
+}
+
 func (b PullBehavior) validate() error {
 	switch b {
 	case PullDefault, PullAlways, PullOnce, PullPreferCached:

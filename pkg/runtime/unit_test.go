@@ -256,3 +256,14 @@ func TestMergeEnv(t *testing.T) {
 		t.Errorf("mergeEnv = %q, want %q", got, want)
 	}
 }
+
+func TestParsePullBehavior(t *testing.T) {
+	for in, want := range map[string]PullBehavior{"": PullDefault, "default": PullDefault, "always": PullAlways, "once": PullOnce, "prefer-cached": PullPreferCached} {
+		if got, err := ParsePullBehavior(in); err != nil || got != want {
+			t.Errorf("ParsePullBehavior(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := ParsePullBehavior("sometimes"); err == nil {
+		t.Error("ParsePullBehavior accepted an unknown behaviour")
+	}
+}
