@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -405,6 +404,3 @@ func buildFilesLayer(files []File) (layer, error) {
 	}
 	return b.finish()
 }
-
-// errUnexpectedStatus marks a registry answer this package did not expect.
-var errUnexpectedStatus = errors.New("unexpected registry status")

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 )
+
+// errUnexpectedStatus marks a registry answer this package did not expect.
+var errUnexpectedStatus = errors.New("unexpected registry status")
 
 // pusher uploads blobs and manifests to one repository with the Docker
 // Registry HTTP API v2 over plain HTTP.
