@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -353,6 +354,26 @@ func (s hostSnapshot) String() string {
 		strings.Join(s.iptables, "\n  "), s.netns, s.links, s.ipam, s.cache)
 }
 
+// parallel runs f(0..n-1) on workers goroutines and waits for them.
+func parallel(n, workers int, f func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				f(i)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
 func TestFiftySandboxesLeaveNothing(t *testing.T) {
 	requireHost(t)
 	tn := newTestNet(t, "fifty", 14)
@@ -361,14 +382,17 @@ func TestFiftySandboxesLeaveNothing(t *testing.T) {
 	tn.opts.NetnsDir = DefaultNetnsDir
 	m := tn.manager(t)
 	before := snapshot(t, tn)
-	const n = 50
-	var sbs []*Sandbox
-	for i := 0; i < n; i++ {
-		sb, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}, {ContainerPort: 53, Protocol: UDP}}})
+	const n, workers = 50, 4
+	// Four at a time, as an engine starting several tasks would.
+	sbs := make([]*Sandbox, n)
+	errs := make([]error, n)
+	parallel(n, workers, func(i int) {
+		sbs[i], errs[i] = m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}, {ContainerPort: 53, Protocol: UDP}}})
+	})
+	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("setup %d: %v", i, err)
 		}
-		sbs = append(sbs, sb)
 	}
 	during := snapshot(t, tn)
 	if len(during.netns) != n || len(during.ipam) != n || len(during.links) != n || len(during.iptables) < 2*n {
@@ -381,9 +405,10 @@ func TestFiftySandboxesLeaveNothing(t *testing.T) {
 	if left := leftoverChains(t, tn, ids); len(left) != 2*n {
 		t.Fatalf("with %d sandboxes: want a masquerade and a DNAT chain each, found %d", n, len(left))
 	}
-	for _, sb := range sbs {
-		if err := m.Teardown(bg(), *sb); err != nil {
-			t.Fatal(err)
+	parallel(n, workers, func(i int) { errs[i] = m.Teardown(bg(), *sbs[i]) })
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("teardown %d: %v", i, err)
 		}
 	}
 	if left := leftoverChains(t, tn, ids); len(left) != 0 {
