@@ -150,7 +150,7 @@ func BenchmarkClusterDescribeTasks100(b *testing.B) {
 	if err != nil || len(first.Tasks) != 100 {
 		b.Fatalf("DescribeTasks: %v", err)
 	}
-	canned, err := api.EncodeECSOutput(first)
+	canned, err := api.EncodeECSOutput(ctx, first)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func BenchmarkClusterRunTask(b *testing.B) {
 	if err != nil || len(first.Tasks) != 1 {
 		b.Fatalf("RunTask: %v %v", first, err)
 	}
-	canned, err := api.EncodeECSOutput(first)
+	canned, err := api.EncodeECSOutput(ctx, first)
 	if err != nil {
 		b.Fatal(err)
 	}

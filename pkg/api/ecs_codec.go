@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -26,7 +27,7 @@ const ECSTargetPrefix = "AmazonEC2ContainerServiceV20141113."
 
 // ErrECSSerialization marks a request body that is not valid JSON for the
 // operation's input shape; the endpoint answers it with SerializationException.
-var ErrECSSerialization = fmt.Errorf("invalid ECS request body")
+var ErrECSSerialization = errors.New("invalid ECS request body")
 
 // DecodeECSInput decodes an ECS JSON 1.1 request body into in, a pointer to
 // one of the SDK's operation input structs (for example
@@ -84,17 +85,17 @@ func (t *ECSEpochTime) Ptr() *time.Time {
 
 // EncodeECSOutput encodes one of the SDK's operation output structs (for
 // example *ecs.RunTaskOutput) as the JSON 1.1 response body, using the SDK's
-// own schema-driven serializer.
-func EncodeECSOutput(out smithy.Serializable) ([]byte, error) {
+// own schema-driven serializer. ctx is only handed to the serializer.
+func EncodeECSOutput(ctx context.Context, out smithy.Serializable) ([]byte, error) {
 	proto := awsjson.New11(schemas.AmazonEC2ContainerServiceV20141113)
 	// The protocol only needs a non-nil input schema to serialize; the
 	// output's Serialize method names its own shape.
 	op := smithy.NewOperationSchema(schemas.ListClusters, schemas.ListClustersResponse, schemas.ListClustersResponse)
 	req := smithyhttp.NewStackRequest().(*smithyhttp.Request)
-	if err := proto.SerializeRequest(context.Background(), op, out, req); err != nil {
+	if err := proto.SerializeRequest(ctx, op, out, req); err != nil {
 		return nil, fmt.Errorf("encode ECS response: %w", err)
 	}
-	built := req.Build(context.Background())
+	built := req.Build(ctx)
 	if built.Body == nil {
 		return []byte("{}"), nil
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -19,7 +20,7 @@ func TestEncodeECSOutputUsesECSNamesAndEpochSeconds(t *testing.T) {
 			{HostPort: aws.Int32(32768), BindIP: aws.String("0.0.0.0")},
 		}}},
 	}}, Failures: []types.Failure{}}
-	b, err := EncodeECSOutput(out)
+	b, err := EncodeECSOutput(context.Background(), out)
 	if err != nil {
 		t.Fatal(err)
 	}

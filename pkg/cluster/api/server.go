@@ -193,7 +193,7 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, name, err)
 		return
 	}
-	resp, err := api.EncodeECSOutput(out)
+	resp, err := api.EncodeECSOutput(r.Context(), out)
 	if err != nil {
 		s.writeError(w, name, err)
 		return

@@ -72,9 +72,12 @@ func taskMemory(s string) (int64, error) {
 	return v, nil
 }
 
-var validDependencyConditions = map[types.ContainerCondition]bool{
-	types.ContainerConditionStart: true, types.ContainerConditionComplete: true,
-	types.ContainerConditionSuccess: true, types.ContainerConditionHealthy: true,
+func validDependencyCondition(c types.ContainerCondition) bool {
+	switch c {
+	case types.ContainerConditionStart, types.ContainerConditionComplete, types.ContainerConditionSuccess, types.ContainerConditionHealthy:
+		return true
+	}
+	return false
 }
 
 // validateTaskDefinition checks a RegisterTaskDefinition input as ECS does
@@ -197,7 +200,7 @@ func validateTaskDefinition(in *ecs.RegisterTaskDefinitionInput) error {
 			if target == nil {
 				return clientException("Invalid 'dependsOn' setting for container %q: container %q is not in the task definition.", aws.ToString(cd.Name), aws.ToString(d.ContainerName))
 			}
-			if !validDependencyConditions[d.Condition] {
+			if !validDependencyCondition(d.Condition) {
 				return clientException("Invalid 'dependsOn' condition %q for container %q: must be START, COMPLETE, SUCCESS or HEALTHY.", d.Condition, aws.ToString(cd.Name))
 			}
 			if d.Condition == types.ContainerConditionHealthy && target.HealthCheck == nil {

@@ -588,14 +588,22 @@ func (s *Server) describeTasks(c *call, in *ecs.DescribeTasksInput) (smithy.Seri
 }
 
 // statusRank orders task and container statuses so state changes only move
-// forward, which makes resubmitting one harmless.
-var statusRank = map[string]int{
-	"PROVISIONING": 0, "PENDING": 1, "MANIFEST_PULLED": 2, "ACTIVATING": 3, "RUNNING": 4,
-	"DEACTIVATING": 5, "STOPPING": 6, "DEPROVISIONING": 7, "STOPPED": 8,
+// forward, which makes resubmitting one harmless; ok is false for a status
+// ECS does not have.
+func statusRank(status string) (rank int, ok bool) {
+	for i, s := range []string{"PROVISIONING", "PENDING", "MANIFEST_PULLED", "ACTIVATING", "RUNNING",
+		"DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"} {
+		if s == status {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 func advances(from *string, to string) bool {
-	return statusRank[to] > statusRank[aws.ToString(from)]
+	a, _ := statusRank(to)
+	b, _ := statusRank(aws.ToString(from))
+	return a > b
 }
 
 // submitTaskStateChangeRequest is SubmitTaskStateChange's input with its
@@ -650,7 +658,7 @@ func applyContainerChange(t *taskRecord, name string, status, reason, runtimeID,
 			continue
 		}
 		if status != nil {
-			if _, known := statusRank[*status]; !known {
+			if _, known := statusRank(*status); !known {
 				return invalidParam("Invalid container status %q.", *status)
 			}
 			if advances(ct.LastStatus, *status) {
@@ -712,7 +720,7 @@ func applyTaskStatus(t *taskRecord, inst *instanceRecord, status string, reason 
 
 func (s *Server) submitTaskStateChange(c *call, in *submitTaskStateChangeRequest) (smithy.Serializable, error) {
 	if in.Status != nil {
-		if _, known := statusRank[*in.Status]; !known {
+		if _, known := statusRank(*in.Status); !known {
 			return nil, invalidParam("Invalid task status %q.", *in.Status)
 		}
 	}

@@ -22,6 +22,7 @@ type Error struct {
 	Message string
 }
 
+// Error returns "Type: message".
 func (e *Error) Error() string { return e.Type + ": " + e.Message }
 
 // The AWS error types of authentication failures.

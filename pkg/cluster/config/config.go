@@ -54,6 +54,7 @@ type Error struct {
 	Problems []string
 }
 
+// Error returns every problem, one per line.
 func (e *Error) Error() string { return strings.Join(e.Problems, "\n") }
 
 var (

@@ -29,7 +29,9 @@ const (
 )
 
 // AllBuckets lists every bucket; they are created when the store opens.
-var AllBuckets = []Bucket{Clusters, TaskDefinitions, Families, Instances, Tasks, Keys}
+func AllBuckets() []Bucket {
+	return []Bucket{Clusters, TaskDefinitions, Families, Instances, Tasks, Keys}
+}
 
 // ErrNotFound is returned by Tx.Get when the key does not exist.
 var ErrNotFound = errors.New("record not found")
@@ -69,7 +71,7 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range AllBuckets {
+		for _, b := range AllBuckets() {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
@@ -101,7 +103,7 @@ func (d *DB) Close() error { return d.db.Close() }
 func (d *DB) Snapshot() (map[Bucket]map[string]string, error) {
 	out := make(map[Bucket]map[string]string)
 	err := d.View(func(tx Tx) error {
-		for _, b := range AllBuckets {
+		for _, b := range AllBuckets() {
 			m := make(map[string]string)
 			if err := tx.ForEach(b, "", func(k string, raw []byte) error {
 				m[k] = string(raw)
