@@ -54,7 +54,13 @@ clean:
 	rm -rf bin dist
 
 .PHONY: package
-# package: .deb and .rpm of berth-agent and berth-cluster in dist/, versioned
-# from git describe (docs/install.md). nfpm runs through `go run`.
-package: build
-	VERSION='$(VERSION)' ./scripts/package.sh
+# package: .deb and .rpm of berth-agent and berth-cluster in $(DIST), versioned
+# from git describe (docs/install.md). nfpm is built with `go install` into a scratch directory. The
+# binaries are built into their own directory so that a concurrent
+# `make build` cannot swap them between build and packaging.
+DIST ?= dist
+PACKAGE_BIN ?= bin/package
+package:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PACKAGE_BIN)/berth-agent ./cmd/agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PACKAGE_BIN)/berth-cluster ./cmd/cluster
+	VERSION='$(VERSION)' BIN='$(PACKAGE_BIN)' DIST='$(DIST)' ./scripts/package.sh
