@@ -90,12 +90,21 @@ func Capture(opts CaptureOptions) (CaptureStats, error) {
 // copyStream reads lines of any length and writes them as entries. It
 // flushes whenever it has nothing more buffered, so followers see output
 // promptly while busy containers get batched writes.
+//
+// Every line is stamped with the time it was read. Lines that arrived in the
+// same read share that time, so the clock is read (and formatted) once per
+// read rather than once per line.
 func copyStream(w *jsonFile, stream string, r io.Reader) {
 	br := bufio.NewReaderSize(r, MaxLineSize)
+	var ts []byte
 	for {
+		before := br.Buffered()
 		piece, err := br.ReadSlice('\n')
 		if len(piece) > 0 {
-			w.add(stream, piece, br.Buffered() == 0)
+			if ts == nil || len(piece) > before {
+				ts = w.now().UTC().AppendFormat(ts[:0], time.RFC3339Nano)
+			}
+			w.add(stream, piece, ts, br.Buffered() == 0)
 		}
 		switch {
 		case err == nil, errors.Is(err, bufio.ErrBufferFull):

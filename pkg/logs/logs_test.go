@@ -248,12 +248,13 @@ func TestUnopenableLogStillDrainsAndRecovers(t *testing.T) {
 	// Once the directory is back, the next open attempt succeeds.
 	clock := time.Now()
 	w := openJSONFile(Config{Path: path}, func() time.Time { return clock })
-	w.add("stdout", []byte("lost 1\n"), true)
-	w.add("stdout", []byte("lost 2\n"), true)
+	ts := []byte(clock.Format(time.RFC3339Nano))
+	w.add("stdout", []byte("lost 1\n"), ts, true)
+	w.add("stdout", []byte("lost 2\n"), ts, true)
 	os.MkdirAll(filepath.Dir(path), 0o755)
-	w.add("stdout", []byte("lost 3 (retry not due yet)\n"), true)
+	w.add("stdout", []byte("lost 3 (retry not due yet)\n"), ts, true)
 	clock = clock.Add(reopenInterval)
-	w.add("stdout", []byte("kept\n"), true)
+	w.add("stdout", []byte("kept\n"), ts, true)
 	w.close()
 	if st := w.stats(); st.Dropped != 3 || st.Lines != 1 {
 		t.Errorf("stats = %+v, want 3 dropped and 1 written", st)

@@ -62,12 +62,12 @@ func (w *jsonFile) openLocked() error {
 
 // add encodes one message (a full line with its "\n", or a partial piece
 // without it) and writes it out when the buffer is large or flush is set.
-func (w *jsonFile) add(stream string, msg []byte, flush bool) {
-	t := w.now().UTC()
+// ts is the read time, already formatted as RFC 3339 with nanoseconds.
+func (w *jsonFile) add(stream string, msg, ts []byte, flush bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	start := len(w.buf)
-	w.buf = appendEntry(w.buf, stream, msg, t)
+	w.buf = appendEntryTS(w.buf, stream, msg, ts)
 	w.bufLines++
 	w.size += int64(len(w.buf) - start)
 	if flush || len(w.buf) >= flushThreshold {
@@ -163,17 +163,27 @@ func (w *jsonFile) stats() CaptureStats {
 // appendEntry appends {"log":msg,"stream":stream,"time":t}\n in the exact
 // field order and time format Docker's json-file driver writes.
 func appendEntry(dst []byte, stream string, msg []byte, t time.Time) []byte {
+	return appendEntryTS(dst, stream, msg, t.UTC().AppendFormat(nil, time.RFC3339Nano))
+}
+
+// appendEntryTS is appendEntry with the time already formatted.
+func appendEntryTS(dst []byte, stream string, msg, ts []byte) []byte {
 	dst = append(dst, `{"log":`...)
 	dst = appendJSONString(dst, msg)
 	dst = append(dst, `,"stream":"`...)
 	dst = append(dst, stream...)
 	dst = append(dst, `","time":"`...)
-	dst = t.AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, ts...)
 	dst = append(dst, "\"}\n"...)
 	return dst
 }
 
 const hexDigits = "0123456789abcdef"
+
+// jsonSafeASCII has '1' at every ASCII byte that encoding/json writes
+// unescaped (printable, not '"', '\\', '<', '>' or '&'): one lookup per byte
+// on the hot path of the logger.
+const jsonSafeASCII = "00000000000000000000000000000000110111011111111111111111111101011111111111111111111111111111011111111111111111111111111111111111"
 
 // appendJSONString quotes s as encoding/json would (HTML-safe escapes,
 // invalid UTF-8 replaced by U+FFFD) without its allocation per call.
@@ -183,7 +193,7 @@ func appendJSONString(dst, s []byte) []byte {
 	for i := 0; i < len(s); {
 		b := s[i]
 		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+			if jsonSafeASCII[b] == '1' {
 				i++
 				continue
 			}
