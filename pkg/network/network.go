@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	gocni "github.com/containerd/go-cni"
 )
@@ -143,6 +144,18 @@ type Manager struct {
 	confPath string
 	bridge   gocni.CNI // the agent's conflist plus loopback
 	loopback gocni.CNI // loopback only, for ModeNone
+	// cniMu serializes calls into go-cni when serializeCNI is set.
+	cniMu sync.Mutex
+}
+
+// lockCNI serializes go-cni calls in race builds (see cnilock_race.go) and
+// returns the matching unlock.
+func (m *Manager) lockCNI() func() {
+	if !serializeCNI {
+		return func() {}
+	}
+	m.cniMu.Lock()
+	return m.cniMu.Unlock
 }
 
 // New writes the agent's conflist into ConfDir and loads it.
@@ -280,12 +293,17 @@ func (m *Manager) Setup(ctx context.Context, req SetupRequest) (*Sandbox, error)
 		return fail("create netns", err)
 	}
 	if mode == ModeNone {
-		if _, err := m.loopback.Setup(ctx, id, sb.NetnsPath); err != nil {
+		unlock := m.lockCNI()
+		_, err := m.loopback.Setup(ctx, id, sb.NetnsPath)
+		unlock()
+		if err != nil {
 			return fail("CNI loopback", err)
 		}
 		return sb, nil
 	}
+	unlock := m.lockCNI()
 	res, err := m.bridge.Setup(ctx, id, sb.NetnsPath, m.nsOpts(*sb)...)
+	unlock()
 	if err != nil {
 		return fail("CNI add", err)
 	}
@@ -418,13 +436,19 @@ func (m *Manager) Teardown(ctx context.Context, sb Sandbox) error {
 			// rules when given no path; given a dead path they would fail.
 			path = ""
 		}
-		if err := m.bridge.Remove(ctx, sb.ID, path, m.nsOpts(sb)...); err != nil {
+		unlock := m.lockCNI()
+		err := m.bridge.Remove(ctx, sb.ID, path, m.nsOpts(sb)...)
+		unlock()
+		if err != nil {
 			return fmt.Errorf("tear down sandbox %s: CNI del: %w", sb.ID, err)
 		}
 	case ModeNone:
 		// loopback's DEL does nothing to the namespace, but it drops
 		// libcni's cached result for the ID.
-		if err := m.loopback.Remove(ctx, sb.ID, ""); err != nil {
+		unlock := m.lockCNI()
+		err := m.loopback.Remove(ctx, sb.ID, "")
+		unlock()
+		if err != nil {
 			return fmt.Errorf("tear down sandbox %s: CNI del loopback: %w", sb.ID, err)
 		}
 	case ModeHost, "":
