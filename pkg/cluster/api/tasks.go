@@ -140,29 +140,25 @@ func (s *Server) newTask(c *call, p taskParams, instanceArn string, d scheduler.
 	if ov.ContainerOverrides == nil {
 		ov.ContainerOverrides = []types.ContainerOverride{}
 	}
-	if ov.InferenceAcceleratorOverrides == nil {
-		ov.InferenceAcceleratorOverrides = []types.InferenceAcceleratorOverride{}
-	}
 	t := types.Task{
-		TaskArn:               aws.String(arn),
-		ClusterArn:            aws.String(s.clusterArn(p.cluster)),
-		TaskDefinitionArn:     p.td.TaskDefinitionArn,
-		ContainerInstanceArn:  aws.String(instanceArn),
-		Overrides:             ov,
-		LastStatus:            aws.String("PROVISIONING"),
-		DesiredStatus:         aws.String("RUNNING"),
-		Cpu:                   aws.String(strconv.FormatInt(d.CPU, 10)),
-		Memory:                aws.String(strconv.FormatInt(d.Memory, 10)),
-		CreatedAt:             aws.Time(c.now),
-		StartedBy:             p.startedBy,
-		Group:                 group,
-		LaunchType:            types.LaunchTypeEc2,
-		Version:               1,
-		Tags:                  p.tags,
-		Attachments:           []types.Attachment{},
-		Attributes:            []types.Attribute{},
-		InferenceAccelerators: []types.InferenceAccelerator{},
-		HealthStatus:          types.HealthStatusUnknown,
+		TaskArn:              aws.String(arn),
+		ClusterArn:           aws.String(s.clusterArn(p.cluster)),
+		TaskDefinitionArn:    p.td.TaskDefinitionArn,
+		ContainerInstanceArn: aws.String(instanceArn),
+		Overrides:            ov,
+		LastStatus:           aws.String("PROVISIONING"),
+		DesiredStatus:        aws.String("RUNNING"),
+		Cpu:                  aws.String(strconv.FormatInt(d.CPU, 10)),
+		Memory:               aws.String(strconv.FormatInt(d.Memory, 10)),
+		CreatedAt:            aws.Time(c.now),
+		StartedBy:            p.startedBy,
+		Group:                group,
+		LaunchType:           types.LaunchTypeEc2,
+		Version:              1,
+		Tags:                 p.tags,
+		Attachments:          []types.Attachment{},
+		Attributes:           []types.Attribute{},
+		HealthStatus:         types.HealthStatusUnknown,
 	}
 	for _, cd := range p.td.ContainerDefinitions {
 		cid, err := newUUID()
