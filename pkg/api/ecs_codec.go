@@ -10,6 +10,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/schemas"
 	smithy "github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -104,7 +105,90 @@ func EncodeECSOutput(ctx context.Context, out smithy.Serializable) ([]byte, erro
 	if err != nil {
 		return nil, fmt.Errorf("encode ECS response: %w", err)
 	}
+	if !needsZeroMembers(out) {
+		return b, nil
+	}
+	return addZeroMembers(b)
+}
+
+// The SDK's serializer leaves out members whose value is 0 or false, but
+// ECS sends the counters and flags below, and scripts read them (aws ecs
+// describe-clusters --query 'clusters[0].runningTasksCount'). They are put
+// back for the outputs that carry clusters, container instances and task
+// definitions; other outputs (DescribeTasks, the hot path) are left as the
+// SDK wrote them.
+func zeroMemberDefaults() map[string]map[string]any {
+	return map[string]map[string]any{
+		"cluster":              {"registeredContainerInstancesCount": 0, "runningTasksCount": 0, "pendingTasksCount": 0, "activeServicesCount": 0},
+		"clusters":             {"registeredContainerInstancesCount": 0, "runningTasksCount": 0, "pendingTasksCount": 0, "activeServicesCount": 0},
+		"containerInstance":    {"runningTasksCount": 0, "pendingTasksCount": 0, "agentConnected": false},
+		"containerInstances":   {"runningTasksCount": 0, "pendingTasksCount": 0, "agentConnected": false},
+		"containerDefinitions": {"cpu": 0},
+	}
+}
+
+func needsZeroMembers(out smithy.Serializable) bool {
+	switch out.(type) {
+	case *ecs.CreateClusterOutput, *ecs.DeleteClusterOutput, *ecs.DescribeClustersOutput,
+		*ecs.RegisterContainerInstanceOutput, *ecs.DeregisterContainerInstanceOutput,
+		*ecs.DescribeContainerInstancesOutput, *ecs.UpdateContainerInstancesStateOutput,
+		*ecs.RegisterTaskDefinitionOutput, *ecs.DeregisterTaskDefinitionOutput, *ecs.DescribeTaskDefinitionOutput:
+		return true
+	}
+	return false
+}
+
+// addZeroMembers re-encodes body with the zeroMembers defaults filled in.
+func addZeroMembers(body []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber() // keep every number's text (epoch seconds with fractions)
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("encode ECS response: %w", err)
+	}
+	fillZeroMembers(doc, zeroMemberDefaults())
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encode ECS response: %w", err)
+	}
 	return b, nil
+}
+
+func fillZeroMembers(v any, zeroMembers map[string]map[string]any) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, child := range v {
+			if defaults, ok := zeroMembers[k]; ok {
+				forEachObject(child, func(obj map[string]any) {
+					for name, zero := range defaults {
+						if _, set := obj[name]; !set {
+							obj[name] = zero
+						}
+					}
+				})
+			}
+			fillZeroMembers(child, zeroMembers)
+		}
+	case []any:
+		for _, child := range v {
+			fillZeroMembers(child, zeroMembers)
+		}
+	}
+}
+
+// forEachObject calls fn for v if it is an object, or for each object in v
+// if it is a list.
+func forEachObject(v any, fn func(map[string]any)) {
+	switch v := v.(type) {
+	case map[string]any:
+		fn(v)
+	case []any:
+		for _, item := range v {
+			if obj, ok := item.(map[string]any); ok {
+				fn(obj)
+			}
+		}
+	}
 }
 
 // ECSError is the body of an ECS JSON 1.1 error response.

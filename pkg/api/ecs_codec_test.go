@@ -51,3 +51,26 @@ func TestDecodeECSInput(t *testing.T) {
 		t.Fatalf("epoch time = %v, %v", ts.At, err)
 	}
 }
+
+func TestEncodeECSOutputKeepsZeroCounters(t *testing.T) {
+	out := &ecs.DescribeClustersOutput{Clusters: []types.Cluster{{ClusterName: aws.String("lab"), RunningTasksCount: 2}}}
+	b, err := EncodeECSOutput(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"runningTasksCount":2`, `"pendingTasksCount":0`, `"registeredContainerInstancesCount":0`, `"clusterName":"lab"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("response %s lacks %s", b, want)
+		}
+	}
+	ci := &ecs.DescribeContainerInstancesOutput{ContainerInstances: []types.ContainerInstance{{RegisteredAt: aws.Time(time.Unix(1700000000, 250000000))}}}
+	b, err = EncodeECSOutput(context.Background(), ci)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"agentConnected":false`, `"runningTasksCount":0`, `"registeredAt":1700000000.25`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("response %s lacks %s", b, want)
+		}
+	}
+}
