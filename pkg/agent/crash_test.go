@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -65,7 +68,8 @@ func runChild(raw string) int {
 			<-ctx.Done()
 		}
 	}
-	a, err := agent.New(cfg, spec.Host.options(agent.WithStepHook(hook))...)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := agent.New(cfg, spec.Host.options(agent.WithStepHook(hook), agent.WithLogger(logger))...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -174,9 +178,24 @@ func (c *child) waitFor(t *testing.T, prefix string) string {
 				return l
 			}
 		case <-timeout:
-			t.Fatalf("child agent did not print %q", prefix)
+			t.Fatalf("child agent did not print %q; its tasks: %s", prefix, c.dump())
 		}
 	}
+}
+
+// dump returns the child's /v1/tasks, for failure messages.
+func (c *child) dump() string {
+	if c.addr == "" {
+		return "(not ready)"
+	}
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + c.addr + "/v1/tasks")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // kill sends SIGKILL: no deferred function, no clean-up, no flush.

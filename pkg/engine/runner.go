@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -196,6 +197,9 @@ func (r *taskRunner) save(ctx context.Context, changes ...StateChange) error {
 		return fmt.Errorf("save task %s: %w", r.st.Def.ARN, err)
 	}
 	r.record.Store(&b)
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		r.log.Debug("task saved", "known", st(r.st), "changes", len(changes))
+	}
 	if len(changes) > 0 && r.e.opts.OnStateChange != nil {
 		r.e.opts.OnStateChange()
 	}
@@ -276,7 +280,9 @@ func (r *taskRunner) goOp(name, stepName string, cancellable bool, f func(ctx co
 		if hook != nil {
 			hook(ctx, step)
 		}
+		r.log.Debug("step started", "step", stepName, "container", name)
 		ev := f(ctx)
+		r.log.Debug("step done", "step", stepName, "container", name, "err", ev.err)
 		if hook != nil {
 			step.Done, step.Err = true, ev.err
 			hook(ctx, step)
@@ -548,4 +554,14 @@ func (r *taskRunner) watch(name string) {
 	if hc := r.st.def(name); hc != nil && hc.HealthCheck != nil {
 		r.startHealth(ctx, name, id, *hc.HealthCheck)
 	}
+}
+
+// st renders a task's statuses for debug logs.
+func st(t *TaskState) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s/%s", t.KnownStatus, t.DesiredStatus)
+	for _, c := range t.Containers {
+		fmt.Fprintf(&b, " %s=%s/%s", c.Name, c.KnownStatus, c.Step)
+	}
+	return b.String()
 }
