@@ -185,3 +185,31 @@ func TestStopTaskOnDeregisteredInstance(t *testing.T) {
 		t.Fatalf("StopTask on a live instance = %+v, %v; want it to wait for the agent", onA, err)
 	}
 }
+
+// TestAgentKeyRotation: a host's new agent key takes over its instance
+// once the old key is revoked, and not before.
+func TestAgentKeyRotation(t *testing.T) {
+	re := startEndpoint(t, t.TempDir())
+	l := buildLab(t, re)
+	ctx := context.Background()
+	newID, newSecret := newKey(t, re.ep, auth.RoleAgent)
+	next := re.client(newID, newSecret)
+	reregister := &ecs.RegisterContainerInstanceInput{Cluster: aws.String("lab"), ContainerInstanceArn: aws.String(l.instA), TotalResources: resources(2048, 800)}
+	if _, err := next.RegisterContainerInstance(ctx, reregister); errorCode(err) != "AccessDeniedException" {
+		t.Fatalf("takeover while the old key is active: %v, want AccessDeniedException", err)
+	}
+	if err := re.ep.Keys().Revoke(l.agentAKey); err != nil {
+		t.Fatal(err)
+	}
+	out, err := next.RegisterContainerInstance(ctx, reregister)
+	if err != nil || aws.ToString(out.ContainerInstance.ContainerInstanceArn) != l.instA {
+		t.Fatalf("takeover after revoking the old key = %v, %v; want the same ARN", out, err)
+	}
+	if _, err := next.SubmitTaskStateChange(ctx, &ecs.SubmitTaskStateChangeInput{Cluster: aws.String("lab"), Task: l.tasks[0].TaskArn, Status: aws.String("RUNNING")}); err != nil {
+		t.Fatalf("new key reporting for the instance's task: %v", err)
+	}
+	// The other instance stays bound to its own key.
+	if _, err := next.SubmitTaskStateChange(ctx, &ecs.SubmitTaskStateChangeInput{Cluster: aws.String("lab"), Task: l.tasks[2].TaskArn, Status: aws.String("RUNNING")}); errorCode(err) != "AccessDeniedException" {
+		t.Fatalf("new key reporting for B's task: %v, want AccessDeniedException", err)
+	}
+}

@@ -216,8 +216,17 @@ func (s *Server) registerContainerInstance(c *call, in *ecs.RegisterContainerIns
 			if !ok {
 				return invalidParam("Container instance %s is not registered in cluster %s.", ref, cluster)
 			}
-			if err := mayActOn(c, existing); err != nil {
-				return err
+			if c.isAgent() && existing.AgentKeyID != c.key.AccessKeyID {
+				// After a key rotation the host's new agent key takes over the
+				// instance, but only once the key it was bound to is revoked.
+				active, err := auth.KeyActive(tx, existing.AgentKeyID)
+				if err != nil {
+					return err
+				}
+				if active || existing.AgentKeyID == "" {
+					return mayActOn(c, existing)
+				}
+				existing.AgentKeyID = c.key.AccessKeyID
 			}
 			rec = existing
 		} else {

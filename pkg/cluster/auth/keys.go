@@ -244,3 +244,18 @@ func (k *Keyring) open(id string, sealed []byte) (string, error) {
 	}
 	return string(plain), nil
 }
+
+// KeyActive reports, inside the caller's transaction, whether the key
+// exists and is not revoked. The API uses it to let a new agent key take
+// over a container instance whose key was revoked (key rotation on a host).
+func KeyActive(tx store.Tx, id string) (bool, error) {
+	var rec keyRecord
+	err := tx.Get(store.Keys, id, &rec)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up key %s: %w", id, err)
+	}
+	return !rec.Revoked, nil
+}
