@@ -506,3 +506,33 @@ func TestExitWhileAgentDownAndRestart(t *testing.T) {
 		}
 	}
 }
+
+func TestMountsShmAndSysctls(t *testing.T) {
+	tr := newTestRuntime(t, nil)
+	reg := testenv.Registry(t)
+	img := testenv.BuildImage(t, reg, "rt/mounts", testenv.ImageSpec{Cmd: []string{"/bin/true"}})
+	tr.pull(t, img.Ref)
+	ro, rw := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(ro, "seen"), []byte("from-host"), 0o644)
+	script := `cat /ro/seen; echo
+touch /ro/new 2>/dev/null && echo ro-writable || echo ro-refused
+echo from-container > /rw/out && echo rw-ok
+df -k /dev/shm | tail -1 | awk '{print "shm", $2}'
+df -k /scratch | tail -1 | awk '{print "scratch", $2}'
+cat /proc/sys/net/ipv4/ip_local_port_range`
+	st, out := tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", script},
+		Mounts:  []Mount{{Source: ro, Destination: "/ro", ReadOnly: true}, {Source: rw, Destination: "/rw"}},
+		ShmSize: 8 << 20,
+		Tmpfs:   []Tmpfs{{Destination: "/scratch", Size: 4 << 20}},
+		Sysctls: map[string]string{"net.ipv4.ip_local_port_range": "40000 41000"}})
+	if st.ExitCode != 0 {
+		t.Fatalf("exit %+v, stderr %q", st, out.stderr)
+	}
+	want := "from-host\nro-refused\nrw-ok\nshm 8192\nscratch 4096\n40000\t41000\n"
+	if out.stdout != want {
+		t.Errorf("output:\n%s\nwant:\n%s", out.stdout, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(rw, "out")); err != nil || string(b) != "from-container\n" {
+		t.Errorf("file written through the rw bind mount: %q, %v", b, err)
+	}
+}
