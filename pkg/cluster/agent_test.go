@@ -3,8 +3,10 @@ package cluster_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -211,5 +213,44 @@ func TestAgentKeyRotation(t *testing.T) {
 	// The other instance stays bound to its own key.
 	if _, err := next.SubmitTaskStateChange(ctx, &ecs.SubmitTaskStateChangeInput{Cluster: aws.String("lab"), Task: l.tasks[2].TaskArn, Status: aws.String("RUNNING")}); errorCode(err) != "AccessDeniedException" {
 		t.Fatalf("new key reporting for B's task: %v, want AccessDeniedException", err)
+	}
+}
+
+// syncBuf collects log output written from request goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestLogsNeverCarrySecrets runs the walk-through with debug logging and
+// checks that requests are logged and no secret is.
+func TestLogsNeverCarrySecrets(t *testing.T) {
+	logs := &syncBuf{}
+	re := startEndpointWith(t, t.TempDir(), func(o *cluster.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	l := buildLab(t, re)
+	re.client(re.adminID, "wrong-secret-wrong-secret-wrong-secret00").ListClusters(context.Background(), &ecs.ListClustersInput{})
+	re.stop()
+	out := logs.String()
+	if !strings.Contains(out, "operation=RunTask") || !strings.Contains(out, "error=InvalidSignatureException") {
+		t.Errorf("logs lack the requests:\n%s", out)
+	}
+	for _, secret := range []string{re.adminSecret, l.agentASecret} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("a secret appears in the logs")
+		}
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	smithy "github.com/aws/smithy-go"
-	"github.com/berth-dev/berth/pkg/api"
+	wire "github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
@@ -145,7 +145,7 @@ type operation struct {
 func op[In any](agent bool, fn func(c *call, in *In) (smithy.Serializable, error)) operation {
 	return operation{agent: agent, run: func(c *call, body []byte) (smithy.Serializable, error) {
 		in := new(In)
-		if err := api.DecodeECSInput(body, in); err != nil {
+		if err := wire.DecodeECSInput(body, in); err != nil {
 			return nil, &apiError{typ: "SerializationException", status: http.StatusBadRequest, msg: err.Error()}
 		}
 		return fn(c, in)
@@ -165,11 +165,15 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 	}
 	key, err := s.opts.Verifier.Verify(r, body)
 	if err != nil {
+		var authE *auth.Error
+		if errors.As(err, &authE) {
+			s.opts.Logger.Info("request refused", "remote", r.RemoteAddr, "error", authE.Type, "reason", authE.Message)
+		}
 		s.writeError(w, "", err)
 		return
 	}
 	target := r.Header.Get("X-Amz-Target")
-	name, ok := strings.CutPrefix(target, api.ECSTargetPrefix)
+	name, ok := strings.CutPrefix(target, wire.ECSTargetPrefix)
 	// Other target prefixes (CloudWatch Logs' Logs_20140328) are routed here
 	// once their API exists.
 	o, known := s.ops[name]
@@ -187,13 +191,18 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
+	start := s.opts.Now()
 	c := &call{ctx: r.Context(), key: key, op: name, now: s.opts.Now().UTC(), baseURL: scheme + "://" + r.Host, bodyLen: len(body)}
 	out, err := o.run(c, body)
+	// Access key ids are not secret; secrets never reach this point.
+	defer func() {
+		s.opts.Logger.Debug("ECS request", "operation", name, "accessKeyId", key.AccessKeyID, "err", err, "duration", s.opts.Now().Sub(start))
+	}()
 	if err != nil {
 		s.writeError(w, name, err)
 		return
 	}
-	resp, err := api.EncodeECSOutput(r.Context(), out)
+	resp, err := wire.EncodeECSOutput(r.Context(), out)
 	if err != nil {
 		s.writeError(w, name, err)
 		return
@@ -253,5 +262,5 @@ func (s *Server) writeError(w http.ResponseWriter, op string, err error) {
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("X-Amzn-ErrorType", typ)
 	w.WriteHeader(code)
-	w.Write(api.EncodeECSError(typ, msg))
+	w.Write(wire.EncodeECSError(typ, msg))
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	smithy "github.com/aws/smithy-go"
 
-	"github.com/berth-dev/berth/pkg/api"
+	wire "github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster/scheduler"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
@@ -604,7 +604,7 @@ func advances(from *string, to string) bool {
 
 // submitTaskStateChangeRequest is SubmitTaskStateChange's input with its
 // timestamps read as epoch seconds.
-type apiEpoch = api.ECSEpochTime
+type apiEpoch = wire.ECSEpochTime
 
 type submitTaskStateChangeRequest struct {
 	ecs.SubmitTaskStateChangeInput
