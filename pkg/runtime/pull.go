@@ -134,24 +134,20 @@ func (r *Runtime) Pull(ctx context.Context, ref string, opts PullOptions) (Image
 	if err := behavior.validate(); err != nil {
 		return Image{}, err
 	}
-	cached, cachedErr := r.cachedImage(ctx, norm)
-	switch behavior {
-	case PullPreferCached:
-		if cachedErr == nil {
-			return cached.Image, nil
-		}
-	case PullOnce:
-		if cachedErr == nil && cached.pulledByUs {
+	if behavior == PullPreferCached || behavior == PullOnce {
+		if cached, err := r.cachedImage(ctx, norm); err == nil && (behavior == PullPreferCached || cached.pulledByUs) {
 			return cached.Image, nil
 		}
 	}
 	img, err := r.sharedPull(ctx, norm, opts.Credentials)
 	if err != nil {
-		if behavior == PullDefault && cachedErr == nil {
-			log.G(ctx).WithError(err).WithField("image", norm).Warn("pull failed, using the cached image")
-			c := cached.Image
-			c.PullError = err
-			return c, nil
+		if behavior == PullDefault {
+			if cached, cerr := r.cachedImage(ctx, norm); cerr == nil {
+				log.G(ctx).WithError(err).WithField("image", norm).Warn("pull failed, using the cached image")
+				c := cached.Image
+				c.PullError = err
+				return c, nil
+			}
 		}
 		return Image{}, err
 	}
