@@ -253,20 +253,35 @@ func (s *Server) run(sess *session) {
 	if len(tasks) > 0 {
 		sess.enqueuePayload(tasks)
 	}
-	manifest := &api.TaskManifestMessage{
-		MessageID:            newMessageID(),
+	id := newMessageID()
+	sess.enqueueBuilt(id, func() (api.Frame, error) { return s.manifest(sess, id) })
+	s.o.Logger.Info("ACS session open", "instance", sess.instanceArn, "tasks", len(tasks))
+	sess.serve()
+	s.o.Logger.Info("ACS session closed", "instance", sess.instanceArn)
+}
+
+// manifest lists the instance's tasks that have not reached STOPPED, read
+// from the store when it is sent.
+func (s *Server) manifest(sess *session, id string) (api.Frame, error) {
+	var tasks []*api.Task
+	if err := s.o.Store.View(func(tx store.Tx) error {
+		var err error
+		tasks, err = instanceTasks(tx, sess.instanceArn)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("build task manifest: %w", err)
+	}
+	m := &api.TaskManifestMessage{
+		MessageID:            id,
 		ClusterArn:           sess.clusterArn,
 		ContainerInstanceArn: sess.instanceArn,
 		GeneratedAt:          time.Now().UnixMilli(),
 		Tasks:                []*api.TaskIdentifier{},
 	}
 	for _, t := range tasks {
-		manifest.Tasks = append(manifest.Tasks, &api.TaskIdentifier{TaskArn: t.Arn, TaskClusterArn: t.TaskClusterArn, DesiredStatus: t.DesiredStatus})
+		m.Tasks = append(m.Tasks, &api.TaskIdentifier{TaskArn: t.Arn, TaskClusterArn: t.TaskClusterArn, DesiredStatus: t.DesiredStatus})
 	}
-	sess.enqueue(manifest.MessageID, manifest)
-	s.o.Logger.Info("ACS session open", "instance", sess.instanceArn, "tasks", len(tasks))
-	sess.serve()
-	s.o.Logger.Info("ACS session closed", "instance", sess.instanceArn)
+	return m, nil
 }
 
 // TasksChanged implements clusterapi.TaskNotifier: every task is sent (with

@@ -13,8 +13,12 @@ import (
 
 // outgoing is one message that waits for the agent's acknowledgement.
 type outgoing struct {
-	id     string
-	frame  api.Frame
+	id    string
+	frame api.Frame
+	// build, when set, makes the frame afresh for every (re)send: a
+	// manifest must list the tasks as they are when it is sent, or a stale
+	// copy would make the agent stop tasks placed since.
+	build  func() (api.Frame, error)
 	sentAt time.Time // zero until first sent
 }
 
@@ -57,10 +61,11 @@ func (s *session) enqueuePayload(tasks []*api.Task) {
 	s.poke()
 }
 
-// enqueue queues a message that the agent acknowledges with AckRequest.
-func (s *session) enqueue(id string, f api.Frame) {
+// enqueueBuilt queues a message, built at each send, that the agent
+// acknowledges with AckRequest.
+func (s *session) enqueueBuilt(id string, build func() (api.Frame, error)) {
 	s.mu.Lock()
-	s.pending = append(s.pending, &outgoing{id: id, frame: f})
+	s.pending = append(s.pending, &outgoing{id: id, build: build})
 	s.mu.Unlock()
 	s.poke()
 }
@@ -178,7 +183,14 @@ func (s *session) flush() error {
 	}
 	s.mu.Unlock()
 	for _, m := range due {
-		if err := s.send(m.frame); err != nil {
+		f := m.frame
+		if m.build != nil {
+			var err error
+			if f, err = m.build(); err != nil {
+				return err
+			}
+		}
+		if err := s.send(f); err != nil {
 			return err
 		}
 	}
