@@ -1,0 +1,202 @@
+package acs_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/gorilla/websocket"
+
+	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/cluster/acs"
+	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+const region = "us-test-1"
+
+type fixture struct {
+	srv         *httptest.Server
+	acs         *acs.Server
+	st          *store.DB
+	keyA, keyB  aws.Credentials
+	admin       *ecs.Client
+	instanceArn string
+	clusterArn  string
+}
+
+func client(url string, c aws.Credentials) *ecs.Client {
+	return ecs.New(ecs.Options{Region: region, BaseEndpoint: aws.String(url), Credentials: credentials.StaticCredentialsProvider{Value: c}})
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "cluster.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	kr, err := auth.NewKeyring(st, make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &auth.Verifier{Keys: kr, Region: region, Services: []string{"ecs"}}
+	a, err := acs.New(acs.Options{Store: st, Verifier: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := clusterapi.New(clusterapi.Options{Store: st, Verifier: v, Region: region, AccountID: "123456789012", Notifier: a, Websocket: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{srv: httptest.NewServer(h), acs: a, st: st}
+	t.Cleanup(func() { a.Close(); f.srv.Close() })
+	mk := func(role auth.Role) aws.Credentials {
+		id, secret, err := kr.Create(role, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.Credentials{AccessKeyID: id, SecretAccessKey: secret}
+	}
+	f.admin = client(f.srv.URL, mk(auth.RoleAdmin))
+	f.keyA, f.keyB = mk(auth.RoleAgent), mk(auth.RoleAgent)
+	ctx := context.Background()
+	if _, err := f.admin.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String("c")}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := client(f.srv.URL, f.keyA).RegisterContainerInstance(ctx, &ecs.RegisterContainerInstanceInput{
+		Cluster: aws.String("c"),
+		TotalResources: []types.Resource{{Name: aws.String("CPU"), Type: aws.String("INTEGER"), IntegerValue: 1024},
+			{Name: aws.String("MEMORY"), Type: aws.String("INTEGER"), IntegerValue: 512}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.instanceArn = aws.ToString(out.ContainerInstance.ContainerInstanceArn)
+	f.clusterArn = f.instanceArn[:strings.Index(f.instanceArn, ":container-instance/")] + ":cluster/c"
+	return f
+}
+
+// dial opens the session signed with creds (nil: unsigned).
+func (f *fixture) dial(t *testing.T, creds *aws.Credentials, instanceArn string) (*websocket.Conn, *http.Response, error) {
+	t.Helper()
+	q := url.Values{"clusterArn": {f.clusterArn}, "containerInstanceArn": {instanceArn}, "seqNum": {"1"}, "protocolVersion": {"2"}}
+	plain := f.srv.URL + "/ws?" + q.Encode()
+	h := http.Header{}
+	if creds != nil {
+		req, _ := http.NewRequest(http.MethodGet, plain, nil)
+		sum := sha256.Sum256(nil)
+		if err := v4.NewSigner().SignHTTP(context.Background(), *creds, req, hex.EncodeToString(sum[:]), "ecs", region, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		h.Set("Authorization", req.Header.Get("Authorization"))
+		h.Set("X-Amz-Date", req.Header.Get("X-Amz-Date"))
+	}
+	return websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(plain, "http"), h)
+}
+
+func (f *fixture) connected(t *testing.T) bool {
+	t.Helper()
+	out, err := f.admin.DescribeContainerInstances(context.Background(), &ecs.DescribeContainerInstancesInput{
+		Cluster: aws.String("c"), ContainerInstances: []string{f.instanceArn}})
+	if err != nil || len(out.ContainerInstances) != 1 {
+		t.Fatalf("DescribeContainerInstances: %v", err)
+	}
+	return out.ContainerInstances[0].AgentConnected
+}
+
+func TestHandshakeRefusals(t *testing.T) {
+	f := newFixture(t)
+	cases := []struct {
+		name     string
+		creds    *aws.Credentials
+		instance string
+		status   int
+		errType  string
+	}{
+		{"unsigned", nil, f.instanceArn, http.StatusForbidden, "MissingAuthenticationTokenException"},
+		{"another agent's instance", &f.keyB, f.instanceArn, http.StatusForbidden, "AccessDeniedException"},
+		{"unknown instance", &f.keyA, strings.Replace(f.instanceArn, "/c/", "/c/0", 1), http.StatusBadRequest, api.TypeInvalidInstanceException},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, resp, err := f.dial(t, tc.creds, tc.instance)
+			if err == nil || resp == nil {
+				t.Fatalf("handshake succeeded (%v), want HTTP %d", err, tc.status)
+			}
+			defer resp.Body.Close()
+			var body struct {
+				Type string `json:"__type"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			if resp.StatusCode != tc.status || !strings.Contains(body.Type, strings.TrimSuffix(tc.errType, "Exception")) {
+				t.Errorf("HTTP %d %q, want %d %s", resp.StatusCode, body.Type, tc.status, tc.errType)
+			}
+		})
+	}
+}
+
+func TestSessionManifestAndAgentConnected(t *testing.T) {
+	f := newFixture(t)
+	if f.connected(t) {
+		t.Fatal("agentConnected before any session")
+	}
+	conn, _, err := f.dial(t, &f.keyA, f.instanceArn)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	_, data, err := conn.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, err := api.DecodeFrame(data)
+	if m, ok := frame.(*api.TaskManifestMessage); !ok || err != nil || m.ContainerInstanceArn != f.instanceArn {
+		t.Fatalf("first frame = %T %+v (%v), want this instance's TaskManifestMessage", frame, frame, err)
+	}
+	if !f.connected(t) {
+		t.Error("agentConnected false while a session is open")
+	}
+	conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.connected(t) {
+		if time.Now().After(deadline) {
+			t.Fatal("agentConnected still true after the session closed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestInactiveInstanceIsTold(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.admin.DeregisterContainerInstance(context.Background(), &ecs.DeregisterContainerInstanceInput{
+		Cluster: aws.String("c"), ContainerInstance: aws.String(f.instanceArn)}); err != nil {
+		t.Fatal(err)
+	}
+	conn, _, err := f.dial(t, &f.keyA, f.instanceArn)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	_, data, err := conn.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, _ := api.DecodeFrame(data)
+	if e, ok := frame.(*api.ErrorFrame); !ok || e.Type != api.TypeInactiveInstanceException {
+		t.Fatalf("frame = %T %+v, want InactiveInstanceException", frame, frame)
+	}
+}
