@@ -254,3 +254,39 @@ func TestLogsNeverCarrySecrets(t *testing.T) {
 		}
 	}
 }
+
+// logsTarget stands in for a later CloudWatch Logs API.
+type logsTarget struct{}
+
+func (logsTarget) ServeTarget(_ context.Context, key auth.Key, op string, body []byte) ([]byte, error) {
+	if op == "CreateLogGroup" && key.Role == auth.RoleAdmin {
+		return []byte(`{}`), nil
+	}
+	return nil, &clusterapi.Error{Type: "ResourceNotFoundException", Message: "no " + op}
+}
+
+// TestExtraTargets: another JSON API shares POST / by target prefix, with
+// its own SigV4 service checked both ways.
+func TestExtraTargets(t *testing.T) {
+	re := startEndpointWith(t, t.TempDir(), func(o *cluster.Options) {
+		o.Targets = []clusterapi.Target{{Prefix: "Logs_20140328.", Service: "logs", Handler: logsTarget{}}}
+	})
+	cases := []struct {
+		name, target, service string
+		wantStatus            int
+		want                  string
+	}{
+		{"logs op signed for logs", "Logs_20140328.CreateLogGroup", "logs", 200, ""},
+		{"handler error type", "Logs_20140328.DeleteLogGroup", "logs", 400, "ResourceNotFoundException"},
+		{"logs op signed for ecs", "Logs_20140328.CreateLogGroup", "ecs", 400, "InvalidSignatureException"},
+		{"ecs op signed for logs", "ListClusters", "logs", 400, "InvalidSignatureException"},
+		{"unknown prefix", "Kinesis_20131202.ListStreams", "logs", 400, "UnknownOperationException"},
+		{"ecs op signed for ecs", "ListClusters", "ecs", 200, ""},
+	}
+	for _, c := range cases {
+		status, typ := re.do(t, rawRequest{target: c.target, body: "{}", id: re.adminID, secret: re.adminSecret, service: c.service})
+		if status != c.wantStatus || typ != c.want {
+			t.Errorf("%s: HTTP %d %s, want %d %s", c.name, status, typ, c.wantStatus, c.want)
+		}
+	}
+}

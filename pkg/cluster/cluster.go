@@ -48,7 +48,10 @@ type Options struct {
 	// SigV4 verifier exist; it serves GET /ws and is the task notifier.
 	// Nil serves no websocket.
 	NewSessionServer func(store.Store, *auth.Verifier) (SessionServer, error)
-	Logger           *slog.Logger
+	// Targets are further JSON APIs served on POST / by X-Amz-Target prefix
+	// (the CloudWatch Logs API, later); their SigV4 services are accepted.
+	Targets []clusterapi.Target
+	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -111,7 +114,11 @@ func Open(opts Options) (*Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open cluster endpoint: %w", err)
 	}
-	verifier := &auth.Verifier{Keys: kr, Region: opts.Region, Services: []string{"ecs"}, Now: opts.Now}
+	services := []string{clusterapi.ECSService}
+	for _, t := range opts.Targets {
+		services = append(services, t.Service)
+	}
+	verifier := &auth.Verifier{Keys: kr, Region: opts.Region, Services: services, Now: opts.Now}
 	apiOpts := clusterapi.Options{
 		Store:        db,
 		Verifier:     verifier,
@@ -119,6 +126,7 @@ func Open(opts Options) (*Endpoint, error) {
 		AccountID:    opts.AccountID,
 		PollEndpoint: opts.PollEndpoint,
 		Notifier:     opts.Notifier,
+		Targets:      opts.Targets,
 		Logger:       opts.Logger,
 		Now:          opts.Now,
 	}

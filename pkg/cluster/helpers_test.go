@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,6 +138,8 @@ type rawRequest struct {
 	secret   string
 	signAt   time.Time // zero: now
 	unsigned bool
+	// service is the SigV4 service signed for; empty means ecs.
+	service string
 	// tamper changes the request after signing.
 	tamper func(*http.Request)
 }
@@ -149,7 +152,15 @@ func (re *runningEndpoint) do(t *testing.T, r rawRequest) (int, string) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("X-Amz-Target", "AmazonEC2ContainerServiceV20141113."+r.target)
+	if strings.Contains(r.target, ".") {
+		req.Header.Set("X-Amz-Target", r.target)
+	} else {
+		req.Header.Set("X-Amz-Target", "AmazonEC2ContainerServiceV20141113."+r.target)
+	}
+	service := r.service
+	if service == "" {
+		service = "ecs"
+	}
 	if !r.unsigned {
 		at := r.signAt
 		if at.IsZero() {
@@ -157,7 +168,7 @@ func (re *runningEndpoint) do(t *testing.T, r rawRequest) (int, string) {
 		}
 		sum := sha256.Sum256([]byte(r.body))
 		err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: r.id, SecretAccessKey: r.secret},
-			req, hex.EncodeToString(sum[:]), "ecs", testRegion, at)
+			req, hex.EncodeToString(sum[:]), service, testRegion, at)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,8 +17,8 @@ import (
 // fuzz target exercises, SigV4 has its own tests.
 type acceptAll struct{}
 
-func (acceptAll) Verify(*http.Request, []byte) (auth.Key, error) {
-	return auth.Key{AccessKeyID: "BKFUZZ", Role: auth.RoleAdmin}, nil
+func (acceptAll) VerifyScope(*http.Request, []byte) (auth.Key, string, error) {
+	return auth.Key{AccessKeyID: "BKFUZZ", Role: auth.RoleAdmin}, ECSService, nil
 }
 
 var _ Verifier = acceptAll{}

@@ -52,11 +52,44 @@ var _ TaskNotifier = NopNotifier{}
 // TasksChanged does nothing.
 func (NopNotifier) TasksChanged(context.Context, []TaskChange) {}
 
-// Verifier authenticates a request whose body has been read. *auth.Verifier
-// implements it.
+// Verifier authenticates a request whose body has been read and says which
+// SigV4 service it was signed for. *auth.Verifier implements it.
 type Verifier interface {
-	Verify(r *http.Request, body []byte) (auth.Key, error)
+	VerifyScope(r *http.Request, body []byte) (auth.Key, string, error)
 }
+
+// ECSService is the SigV4 service name of the ECS API.
+const ECSService = "ecs"
+
+// Target serves another AWS JSON API on POST / beside ECS, chosen by its
+// X-Amz-Target prefix: CloudWatch Logs ("Logs_20140328.", service "logs")
+// is the one planned.
+type Target struct {
+	// Prefix is the X-Amz-Target prefix including the dot.
+	Prefix string
+	// Service is the SigV4 service requests must be signed for; the
+	// Verifier must accept it.
+	Service string
+	Handler TargetHandler
+}
+
+// TargetHandler runs one operation of a Target's API for a verified caller
+// (of either role: the handler decides what an agent key may do). It returns
+// the JSON response body, or an error; an *Error gives its AWS type, any
+// other error is a ServerException.
+type TargetHandler interface {
+	ServeTarget(ctx context.Context, key auth.Key, operation string, body []byte) ([]byte, error)
+}
+
+// Error is an AWS error with its type, for TargetHandlers.
+type Error struct {
+	Type    string
+	Status  int // zero means 400
+	Message string
+}
+
+// Error returns "Type: message".
+func (e *Error) Error() string { return e.Type + ": " + e.Message }
 
 var _ Verifier = (*auth.Verifier)(nil)
 
@@ -72,9 +105,11 @@ type Options struct {
 	PollEndpoint string
 	// Notifier is told about placed and stopping tasks; nil means NopNotifier.
 	Notifier TaskNotifier
-	// Websocket serves GET /ws (the ACS session, a later issue); nil answers 404.
+	// Websocket serves GET /ws (the ACS session); nil answers 404.
 	Websocket http.Handler
-	Logger    *slog.Logger
+	// Targets are other JSON APIs served on POST / by X-Amz-Target prefix.
+	Targets []Target
+	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -163,7 +198,7 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 			msg: fmt.Sprintf("request body exceeds %d bytes", MaxRequestBody)})
 		return
 	}
-	key, err := s.opts.Verifier.Verify(r, body)
+	key, service, err := s.opts.Verifier.VerifyScope(r, body)
 	if err != nil {
 		var authE *auth.Error
 		if errors.As(err, &authE) {
@@ -174,12 +209,17 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 	}
 	target := r.Header.Get("X-Amz-Target")
 	name, ok := strings.CutPrefix(target, wire.ECSTargetPrefix)
-	// Other target prefixes (CloudWatch Logs' Logs_20140328) are routed here
-	// once their API exists.
+	if !ok {
+		s.serveTarget(w, r, key, service, target, body)
+		return
+	}
+	if service != ECSService {
+		s.writeError(w, target, wrongService(ECSService))
+		return
+	}
 	o, known := s.ops[name]
-	if !ok || !known {
-		s.writeError(w, target, &apiError{typ: "UnknownOperationException", status: http.StatusBadRequest,
-			msg: fmt.Sprintf("Unknown operation %q", target)})
+	if !known {
+		s.writeError(w, target, unknownOperation(target))
 		return
 	}
 	if key.Role == auth.RoleAgent && !o.agent {
@@ -215,6 +255,39 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 	w.Write(resp)
 }
 
+func unknownOperation(target string) *apiError {
+	return &apiError{typ: "UnknownOperationException", status: http.StatusBadRequest, msg: fmt.Sprintf("Unknown operation %q", target)}
+}
+
+func wrongService(want string) *auth.Error {
+	return &auth.Error{Type: auth.InvalidSignature, Status: http.StatusBadRequest,
+		Message: fmt.Sprintf("Credential should be scoped to correct service: '%s'. ", want)}
+}
+
+// serveTarget routes a request whose target is not ECS's to its Target.
+func (s *Server) serveTarget(w http.ResponseWriter, r *http.Request, key auth.Key, service, target string, body []byte) {
+	for _, t := range s.opts.Targets {
+		op, ok := strings.CutPrefix(target, t.Prefix)
+		if !ok || op == "" {
+			continue
+		}
+		if service != t.Service {
+			s.writeError(w, target, wrongService(t.Service))
+			return
+		}
+		resp, err := t.Handler.ServeTarget(r.Context(), key, op, body)
+		if err != nil {
+			s.writeError(w, target, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.WriteHeader(http.StatusOK)
+		w.Write(resp)
+		return
+	}
+	s.writeError(w, target, unknownOperation(target))
+}
+
 // apiError is an error the client sees with its AWS type.
 type apiError struct {
 	typ    string
@@ -244,6 +317,7 @@ func clusterNotFound() *apiError {
 func (s *Server) writeError(w http.ResponseWriter, op string, err error) {
 	var (
 		ae    *apiError
+		te    *Error
 		authE *auth.Error
 		typ   string
 		code  int
@@ -252,11 +326,16 @@ func (s *Server) writeError(w http.ResponseWriter, op string, err error) {
 	switch {
 	case errors.As(err, &ae):
 		typ, code, msg = ae.typ, ae.status, ae.msg
+	case errors.As(err, &te):
+		typ, code, msg = te.Type, te.Status, te.Message
+		if code == 0 {
+			code = http.StatusBadRequest
+		}
 	case errors.As(err, &authE):
 		typ, code, msg = authE.Type, authE.Status, authE.Message
 	default:
 		// Internal details go to the log, not to the client.
-		s.opts.Logger.Error("ECS request failed", "operation", op, "err", err)
+		s.opts.Logger.Error("request failed", "operation", op, "err", err)
 		typ, code, msg = "ServerException", http.StatusInternalServerError, "internal error"
 	}
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")

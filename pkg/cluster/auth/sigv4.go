@@ -69,32 +69,48 @@ type Verifier struct {
 // Verify authenticates r, whose body has already been read into body, and
 // returns the key that signed it. Failures are *Error.
 func (v *Verifier) Verify(r *http.Request, body []byte) (Key, error) {
+	k, _, err := v.VerifyScope(r, body)
+	return k, err
+}
+
+// VerifyScope is Verify that also returns the SigV4 service the request was
+// signed for (one of Services), so that a server with several APIs on one
+// listener can check that each request was signed for the API it calls.
+func (v *Verifier) VerifyScope(r *http.Request, body []byte) (Key, string, error) {
+	k, service, err := v.verify(r, body)
+	if err != nil {
+		return Key{}, "", err
+	}
+	return k, service, nil
+}
+
+func (v *Verifier) verify(r *http.Request, body []byte) (Key, string, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return Key{}, authErr(MissingAuthenticationToken, http.StatusForbidden, "Missing Authentication Token")
+		return Key{}, "", authErr(MissingAuthenticationToken, http.StatusForbidden, "Missing Authentication Token")
 	}
 	cred, signedHeaders, sig, err := parseAuthorization(h)
 	if err != nil {
-		return Key{}, err
+		return Key{}, "", err
 	}
 	amzDate := r.Header.Get("X-Amz-Date")
 	if amzDate == "" {
-		return Key{}, authErr(IncompleteSignature, http.StatusBadRequest, "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+		return Key{}, "", authErr(IncompleteSignature, http.StatusBadRequest, "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
 	}
 	signedAt, perr := time.Parse(amzDateLayout, amzDate)
 	if perr != nil {
-		return Key{}, authErr(IncompleteSignature, http.StatusBadRequest, "X-Amz-Date %q is not in the form YYYYMMDD'T'HHMMSS'Z'", amzDate)
+		return Key{}, "", authErr(IncompleteSignature, http.StatusBadRequest, "X-Amz-Date %q is not in the form YYYYMMDD'T'HHMMSS'Z'", amzDate)
 	}
 	if !containsString(signedHeaders, "host") {
-		return Key{}, authErr(IncompleteSignature, http.StatusBadRequest, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+		return Key{}, "", authErr(IncompleteSignature, http.StatusBadRequest, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
 	}
 	if !containsString(signedHeaders, "x-amz-date") {
-		return Key{}, authErr(IncompleteSignature, http.StatusBadRequest, "'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.")
+		return Key{}, "", authErr(IncompleteSignature, http.StatusBadRequest, "'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.")
 	}
 	// Credential=AKID/yyyymmdd/region/service/aws4_request
 	parts := strings.Split(cred, "/")
 	if len(parts) != 5 || parts[4] != "aws4_request" {
-		return Key{}, authErr(IncompleteSignature, http.StatusBadRequest, "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '%s'", cred)
+		return Key{}, "", authErr(IncompleteSignature, http.StatusBadRequest, "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '%s'", cred)
 	}
 	keyID, date, region, service := parts[0], parts[1], parts[2], parts[3]
 	now := time.Now
@@ -103,28 +119,28 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (Key, error) {
 	}
 	t := now().UTC()
 	if d := t.Sub(signedAt); d > MaxClockSkew || d < -MaxClockSkew {
-		return Key{}, authErr(InvalidSignature, http.StatusBadRequest,
+		return Key{}, "", authErr(InvalidSignature, http.StatusBadRequest,
 			"Signature expired: %s is now earlier than %s (%s - 15 min.)",
 			amzDate, t.Add(-MaxClockSkew).Format(amzDateLayout), t.Format(amzDateLayout))
 	}
 	if date != signedAt.Format("20060102") {
-		return Key{}, authErr(InvalidSignature, http.StatusBadRequest, "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s'", date, signedAt.Format("20060102"))
+		return Key{}, "", authErr(InvalidSignature, http.StatusBadRequest, "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s'", date, signedAt.Format("20060102"))
 	}
 	if region != v.Region {
-		return Key{}, authErr(InvalidSignature, http.StatusBadRequest, "Credential should be scoped to a valid region, not '%s'. ", region)
+		return Key{}, "", authErr(InvalidSignature, http.StatusBadRequest, "Credential should be scoped to a valid region, not '%s'. ", region)
 	}
 	if !containsString(v.Services, service) {
-		return Key{}, authErr(InvalidSignature, http.StatusBadRequest, "Credential should be scoped to correct service: '%s'. ", strings.Join(v.Services, "', '"))
+		return Key{}, "", authErr(InvalidSignature, http.StatusBadRequest, "Credential should be scoped to correct service: '%s'. ", strings.Join(v.Services, "', '"))
 	}
 	key, secret, lerr := v.Keys.Lookup(keyID)
 	if errors.Is(lerr, ErrUnknownKey) {
-		return Key{}, authErr(UnrecognizedClient, http.StatusBadRequest, "The security token included in the request is invalid.")
+		return Key{}, "", authErr(UnrecognizedClient, http.StatusBadRequest, "The security token included in the request is invalid.")
 	}
 	if lerr != nil {
-		return Key{}, fmt.Errorf("verify signature: %w", lerr)
+		return Key{}, "", fmt.Errorf("verify signature: %w", lerr)
 	}
 	if r.Header.Get("X-Amz-Content-Sha256") == "UNSIGNED-PAYLOAD" {
-		return Key{}, authErr(InvalidSignature, http.StatusBadRequest, "unsigned payloads are not accepted")
+		return Key{}, "", authErr(InvalidSignature, http.StatusBadRequest, "unsigned payloads are not accepted")
 	}
 	sum := sha256.Sum256(body)
 	payloadHash := hex.EncodeToString(sum[:])
@@ -134,9 +150,9 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (Key, error) {
 	stringToSign := algorithm + "\n" + amzDate + "\n" + scope + "\n" + hex.EncodeToString(crHash[:])
 	want := hex.EncodeToString(hmacSHA256(signingKey(secret, date, region, service), stringToSign))
 	if !hmac.Equal([]byte(want), []byte(strings.ToLower(sig))) {
-		return Key{}, authErr(InvalidSignature, http.StatusBadRequest, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
+		return Key{}, "", authErr(InvalidSignature, http.StatusBadRequest, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
 	}
-	return key, nil
+	return key, service, nil
 }
 
 // parseAuthorization splits "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...".
