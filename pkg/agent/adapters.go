@@ -12,6 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/errdefs"
+
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/runtime"
@@ -412,4 +415,38 @@ func (logRemover) RemoveLogs(ctx context.Context, path string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// imageStore lists and deletes the images of the agent's containerd
+// namespace for the engine's image clean-up.
+// TODO(runtime): this belongs in pkg/runtime (ListImages/RemoveImage); it
+// talks to containerd through Runtime.Client until those exist.
+type imageStore struct {
+	rt *runtime.Runtime
+}
+
+var _ engine.ImageStore = imageStore{}
+
+func (s imageStore) Images(ctx context.Context) ([]engine.ImageInfo, error) {
+	ctx = namespaces.WithNamespace(ctx, s.rt.Namespace())
+	imgs, err := s.rt.Client().ImageService().List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	out := make([]engine.ImageInfo, 0, len(imgs))
+	for _, img := range imgs {
+		out = append(out, engine.ImageInfo{Ref: img.Name, UpdatedAt: img.UpdatedAt})
+	}
+	return out, nil
+}
+
+func (s imageStore) RemoveImage(ctx context.Context, ref string) error {
+	ctx = namespaces.WithNamespace(ctx, s.rt.Namespace())
+	if err := s.rt.Client().ImageService().Delete(ctx, ref); err != nil {
+		if errdefs.IsNotFound(err) {
+			return fmt.Errorf("remove image %s: %w", ref, engine.ErrNotFound)
+		}
+		return fmt.Errorf("remove image %s: %w", ref, err)
+	}
+	return nil
 }

@@ -179,6 +179,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		CleanupWait:  cfg.Containers.TaskCleanupWait,
 		AfterRecover: nw.cleanup,
 		StepHook:     a.o.stepHook,
+		Images:       imageCleanup(cfg, rt),
 		Logger:       a.log,
 	})
 	if err != nil {
@@ -251,6 +252,19 @@ func (a *Agent) newRuntime(ctx context.Context) (*runtime.Runtime, error) {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
 	return rt, nil
+}
+
+// imageCleanup maps the ECS image clean-up settings.
+func imageCleanup(cfg *config.Config, rt *runtime.Runtime) engine.ImageCleanup {
+	if cfg.Images.CleanupDisabled {
+		return engine.ImageCleanup{}
+	}
+	return engine.ImageCleanup{
+		Store:      imageStore{rt: rt},
+		Interval:   cfg.Images.CleanupInterval,
+		MinimumAge: cfg.Images.MinimumCleanupAge,
+		PerCycle:   cfg.Images.DeletePerCycle,
+	}
 }
 
 // engine waits until Run has built the engine.

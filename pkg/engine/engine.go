@@ -66,7 +66,9 @@ type Options struct {
 	// network-setup, network-teardown, cleanup). It is a test seam: crash
 	// tests block in it and kill the agent at a precise point.
 	StepHook func(ctx context.Context, step Step)
-	Logger   *slog.Logger
+	// Images configures the clean-up of unused images; zero disables it.
+	Images ImageCleanup
+	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -82,12 +84,13 @@ type Engine struct {
 	runners sync.WaitGroup
 
 	// mu guards the fields below.
-	mu      sync.Mutex
-	tasks   map[string]*taskRunner
-	cleaned map[string]bool // ARNs already cleaned up; redeliveries are ignored
-	res     resources
-	closed  bool
-	metrics Metrics
+	mu       sync.Mutex
+	tasks    map[string]*taskRunner
+	cleaned  map[string]bool // ARNs already cleaned up; redeliveries are ignored
+	res      resources
+	closed   bool
+	metrics  Metrics
+	imageUse map[string]time.Time // normalised ref → last pull by a task
 }
 
 // New returns an Engine; it does nothing until Run.
@@ -114,12 +117,13 @@ func New(opts Options) (*Engine, error) {
 		}
 	}
 	return &Engine{
-		opts:    opts,
-		log:     opts.Logger,
-		ready:   make(chan struct{}),
-		tasks:   make(map[string]*taskRunner),
-		cleaned: make(map[string]bool),
-		res:     newResources(opts.CPUUnits, opts.MemoryMiB),
+		opts:     opts,
+		log:      opts.Logger,
+		ready:    make(chan struct{}),
+		tasks:    make(map[string]*taskRunner),
+		cleaned:  make(map[string]bool),
+		res:      newResources(opts.CPUUnits, opts.MemoryMiB),
+		imageUse: make(map[string]time.Time),
 	}, nil
 }
 
@@ -136,7 +140,16 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.shutdown()
 		return fmt.Errorf("recover tasks: %w", err)
 	}
+	var bg sync.WaitGroup
+	if e.opts.Images.Store != nil && e.opts.Images.Interval > 0 {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			e.runImageCleanup(ctx)
+		}()
+	}
 	<-ctx.Done()
+	bg.Wait()
 	e.shutdown()
 	return nil
 }

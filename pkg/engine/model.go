@@ -153,6 +153,7 @@ type ContainerState struct {
 	DesiredStatus ContainerStatus `json:"desiredStatus"`
 	RuntimeID     string          `json:"runtimeId,omitempty"`
 	ImageDigest   string          `json:"imageDigest,omitempty"`
+	ImageRef      string          `json:"imageRef,omitempty"` // normalised, as pulled
 	PID           int             `json:"pid,omitempty"`
 	ExitCode      *int            `json:"exitCode,omitempty"`
 	Reason        string          `json:"reason,omitempty"`

@@ -380,6 +380,8 @@ func (r *taskRunner) handle(ev event) {
 			c.KnownStatus = ContainerPulled
 		}
 		c.ImageDigest = ev.image.Digest
+		c.ImageRef = ev.image.Ref
+		r.e.usedImage(ev.image.Ref)
 		if r.allPulled() && st.PullStoppedAt.IsZero() {
 			st.PullStoppedAt = r.now()
 		}
