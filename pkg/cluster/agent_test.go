@@ -178,6 +178,10 @@ func TestStopTaskOnDeregisteredInstance(t *testing.T) {
 	if _, err := l.agentB.DeregisterContainerInstance(ctx, &ecs.DeregisterContainerInstanceInput{Cluster: aws.String("lab"), ContainerInstance: aws.String(l.instB), Force: aws.Bool(true)}); err != nil {
 		t.Fatalf("force deregistration: %v", err)
 	}
+	// The deregistered instance cannot come back under its old ARN.
+	if _, err := l.agentB.RegisterContainerInstance(ctx, &ecs.RegisterContainerInstanceInput{Cluster: aws.String("lab"), ContainerInstanceArn: aws.String(l.instB), TotalResources: resources(512, 4096)}); errorCode(err) != "InvalidParameterException" || !strings.Contains(err.Error(), "not registered") {
+		t.Fatalf("re-registering a deregistered instance: %v, want InvalidParameterException ... not registered", err)
+	}
 	out, err := l.admin.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String("lab"), Task: l.tasks[2].TaskArn})
 	if err != nil || aws.ToString(out.Task.LastStatus) != "STOPPED" || out.Task.StoppedAt == nil {
 		t.Fatalf("StopTask on a deregistered instance = %+v, %v; want STOPPED now", out, err)

@@ -216,6 +216,11 @@ func (s *Server) registerContainerInstance(c *call, in *ecs.RegisterContainerIns
 			if !ok {
 				return invalidParam("Container instance %s is not registered in cluster %s.", ref, cluster)
 			}
+			if aws.ToString(existing.Instance.Status) == "INACTIVE" {
+				// A deregistered instance stays gone: the operator removed it,
+				// and the agent must register as a new instance.
+				return invalidParam("Container instance %s is not registered in cluster %s: it was deregistered.", ref, cluster)
+			}
 			if c.isAgent() && existing.AgentKeyID != c.key.AccessKeyID {
 				// After a key rotation the host's new agent key takes over the
 				// instance, but only once the key it was bound to is revoked.
