@@ -272,6 +272,11 @@ func TestWalkthrough(t *testing.T) {
 	if _, err := l.admin.UpdateContainerInstancesState(ctx, &ecs.UpdateContainerInstancesStateInput{Cluster: aws.String("lab"), ContainerInstances: []string{l.instA}, Status: types.ContainerInstanceStatusDraining}); err != nil {
 		t.Fatalf("UpdateContainerInstancesState: %v", err)
 	}
+	// An agent restart (re-registration with its ARN) keeps the instance draining.
+	rr, err := l.agentA.RegisterContainerInstance(ctx, &ecs.RegisterContainerInstanceInput{Cluster: aws.String("lab"), ContainerInstanceArn: aws.String(l.instA), TotalResources: resources(2048, 800)})
+	if err != nil || aws.ToString(rr.ContainerInstance.Status) != "DRAINING" || aws.ToString(rr.ContainerInstance.ContainerInstanceArn) != l.instA {
+		t.Fatalf("re-registration of a draining instance = %+v, %v; want the same ARN, still DRAINING", rr, err)
+	}
 	drained, err := l.admin.RunTask(ctx, &ecs.RunTaskInput{Cluster: aws.String("lab"), TaskDefinition: aws.String("web")})
 	if err != nil || len(drained.Tasks) != 0 || len(drained.Failures) != 1 || aws.ToString(drained.Failures[0].Arn) != l.instB {
 		t.Errorf("RunTask with A draining = %+v, %v; want only B considered", drained, err)

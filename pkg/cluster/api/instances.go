@@ -249,7 +249,10 @@ func (s *Server) registerContainerInstance(c *call, in *ecs.RegisterContainerIns
 			}
 		}
 		ci := &rec.Instance
-		ci.Status = aws.String("ACTIVE")
+		if ci.Status == nil {
+			// New; a re-registered instance keeps its status (DRAINING stays).
+			ci.Status = aws.String("ACTIVE")
+		}
 		ci.RegisteredResources = in.TotalResources
 		ci.VersionInfo = in.VersionInfo
 		ci.Attributes = mergeAttributes(ci.Attributes, in.Attributes)
