@@ -7,7 +7,7 @@
 // by code that ships in a binary.
 //
 // Dependencies are found in one of two ways. When the environment variables
-// listed in docs/testing.md (BERTH_TEST_CONTAINERD_ADDRESS, BERTH_TEST_REGISTRY,
+// listed in docs/testing.md (BERTHTEST_CONTAINERD_ADDRESS, BERTHTEST_REGISTRY,
 // ...) are set, usually by `make test` through cmd/berth-testenv, the running
 // instances are shared by every test package. Otherwise the first test that
 // asks for a dependency starts a private instance in the test process and

@@ -12,20 +12,22 @@ import (
 )
 
 // Environment variables through which cmd/berth-testenv hands running
-// instances to the test processes it starts.
+// instances to the test processes it starts. The prefix is BERTHTEST_, not
+// BERTH_, because pkg/config warns about every unknown BERTH_* variable and
+// agents started by tests inherit these.
 const (
 	// EnvContainerdAddress is the unix socket path of the shared containerd.
-	EnvContainerdAddress = "BERTH_TEST_CONTAINERD_ADDRESS"
+	EnvContainerdAddress = "BERTHTEST_CONTAINERD_ADDRESS"
 	// EnvSnapshotter is the snapshotter that works with that containerd
 	// ("overlayfs" or "native"); when set before start it forces the choice.
-	EnvSnapshotter = "BERTH_TEST_CONTAINERD_SNAPSHOTTER"
+	EnvSnapshotter = "BERTHTEST_CONTAINERD_SNAPSHOTTER"
 	// EnvRegistry is the host:port of the plain registry.
-	EnvRegistry = "BERTH_TEST_REGISTRY"
+	EnvRegistry = "BERTHTEST_REGISTRY"
 	// EnvAuthRegistry is the host:port of the htpasswd registry.
-	EnvAuthRegistry = "BERTH_TEST_AUTH_REGISTRY"
+	EnvAuthRegistry = "BERTHTEST_AUTH_REGISTRY"
 	// EnvAuthUser and EnvAuthPassword are its credentials.
-	EnvAuthUser     = "BERTH_TEST_AUTH_USER"
-	EnvAuthPassword = "BERTH_TEST_AUTH_PASSWORD"
+	EnvAuthUser     = "BERTHTEST_AUTH_USER"
+	EnvAuthPassword = "BERTHTEST_AUTH_PASSWORD"
 )
 
 // Options configures Start.
@@ -33,7 +35,7 @@ type Options struct {
 	// Dir is where the temporary directory is created; "" means os.TempDir().
 	Dir string
 	// Snapshotter forces containerd's default snapshotter ("overlayfs" or
-	// "native"); "" means BERTH_TEST_CONTAINERD_SNAPSHOTTER if set, else
+	// "native"); "" means BERTHTEST_CONTAINERD_SNAPSHOTTER if set, else
 	// overlayfs when an overlay mount works here, else native.
 	Snapshotter string
 	// NoContainerd, NoRegistry and NoAuthRegistry leave that part out.

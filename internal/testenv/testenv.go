@@ -133,7 +133,7 @@ type ContainerdInstance struct {
 }
 
 // Containerd returns the shared private containerd, starting one in this
-// process if BERTH_TEST_CONTAINERD_ADDRESS is not set. It needs root, runc
+// process if BERTHTEST_CONTAINERD_ADDRESS is not set. It needs root, runc
 // and containerd-shim-runc-v2 (and containerd itself when starting one).
 func Containerd(t testing.TB) *ContainerdInstance {
 	t.Helper()
@@ -222,14 +222,14 @@ func Context(t testing.TB, ns string) context.Context {
 }
 
 // Registry returns the shared plain-HTTP loopback registry, starting one in
-// this process if BERTH_TEST_REGISTRY is not set.
+// this process if BERTHTEST_REGISTRY is not set.
 func Registry(t testing.TB) *RegistryInstance {
 	t.Helper()
 	return registryFor(t, false)
 }
 
 // AuthRegistry returns the shared registry with htpasswd basic auth,
-// starting one in this process if BERTH_TEST_AUTH_REGISTRY is not set.
+// starting one in this process if BERTHTEST_AUTH_REGISTRY is not set.
 func AuthRegistry(t testing.TB) *RegistryInstance {
 	t.Helper()
 	return registryFor(t, true)
