@@ -59,8 +59,9 @@ func TestPackages(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireBinaries(t, "make", "git", "dpkg", "dpkg-deb", "dpkg-query")
 	// The agent package depends on these; the test installs it without
-	// --force-depends, so they must be present.
-	testenv.RequireBinaries(t, "containerd", "runc", "iptables")
+	// --force-depends, so they must be present. The dev-mode step runs a
+	// task with them.
+	testenv.RequireBinaries(t, "containerd", "runc", "iptables", "ip")
 	rpmPath := requireTool(t, "rpm", "rpm")
 	analyze := requireTool(t, "systemd-analyze", "systemd")
 	hostIsClean(t)
@@ -125,6 +126,7 @@ func TestPackages(t *testing.T) {
 		t.Errorf("systemd-analyze verify of the installed units: err=%v, want no error and no output:\n%s", err, out)
 	}
 	checkShippedConfigs(t)
+	t.Run("dev-mode task", checkDevModeTask)
 
 	// An upgrade keeps an edited configuration file. A second build of the
 	// same binaries under a later version stands in for the next release.

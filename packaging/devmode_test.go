@@ -1,0 +1,306 @@
+package packaging
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/namespaces"
+
+	"github.com/berth-dev/berth/internal/testenv"
+)
+
+// devAgent is the installed berth-agent running in dev mode (`--dev`): a
+// cluster endpoint and an agent registered to it, in one process.
+type devAgent struct {
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan struct{} // closed when the process has exited
+	err  error         // the result of Wait, valid once done is closed
+}
+
+// lockedBuffer collects the agent's output from the goroutines of exec.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// devHost is the test's private slice of the host for the installed agent.
+type devHost struct {
+	dir    string
+	env    []string
+	ns     string
+	bridge string
+	cli    *containerd.Client
+}
+
+// newDevHost gives the installed agent its own containerd namespace,
+// bridge, subnet and loopback ports, so it shares nothing with other tests.
+func newDevHost(t *testing.T) *devHost {
+	t.Helper()
+	cd := testenv.Containerd(t)
+	reg := testenv.Registry(t)
+	h := &devHost{dir: t.TempDir(), ns: cd.Namespace(t), cli: cd.Client(t)}
+	h.bridge = fmt.Sprintf("bpk%06x", rand.IntN(1<<24))
+	h.env = []string{
+		"BERTH_CONTAINERD_ADDRESS=" + cd.Address,
+		"BERTH_CONTAINERD_NAMESPACE=" + h.ns,
+		"BERTH_INSECURE_REGISTRIES=[\"" + reg.Host + "\"]",
+		"BERTH_BRIDGE_NAME=" + h.bridge,
+		fmt.Sprintf("BERTH_BRIDGE_SUBNET=10.%d.%d.0/24", 150+rand.IntN(50), rand.IntN(256)),
+		"BERTH_INTROSPECTION_ADDRESS=" + freeLoopbackAddr(t),
+		"BERTH_CREDENTIALS_ADDRESS=" + freeLoopbackAddr(t),
+		"ECS_CONTAINER_STOP_TIMEOUT=2s",
+		// Asks for the 169.254.170.2 route, whose rules must go on SIGTERM.
+		"ECS_ENABLE_TASK_IAM_ROLE=true",
+	}
+	t.Cleanup(func() {
+		// The bridge outlives the agent by design; this test made it.
+		_ = exec.Command("ip", "link", "del", h.bridge).Run()
+	})
+	return h
+}
+
+// credentialsRules lists the iptables rules of this agent's credentials
+// route, found by the comment pkg/network tags them with.
+func (h *devHost) credentialsRules(t *testing.T) []string {
+	t.Helper()
+	out := mustRun(t, "", nil, "iptables-save")
+	var rules []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "berth:creds:"+h.bridge) {
+			rules = append(rules, line)
+		}
+	}
+	return rules
+}
+
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start runs /usr/bin/berth-agent --dev and waits for the env file that
+// says its endpoint serves. The process is killed at the end of the test
+// if it is still running.
+func (h *devHost) start(t *testing.T) (*devAgent, *ecs.Client) {
+	t.Helper()
+	envFile := filepath.Join(h.dir, "env")
+	_ = os.Remove(envFile) // a restart writes it anew, with the new port
+	a := &devAgent{out: &lockedBuffer{}, done: make(chan struct{})}
+	a.cmd = exec.Command("/usr/bin/berth-agent", "--dev", "--dev-dir", h.dir)
+	a.cmd.Env = append(os.Environ(), h.env...)
+	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("start the installed berth-agent --dev: %v", err)
+	}
+	go func() {
+		a.err = a.cmd.Wait()
+		close(a.done)
+	}()
+	t.Cleanup(func() {
+		_ = a.cmd.Process.Kill()
+		<-a.done
+		if t.Failed() {
+			t.Logf("berth-agent --dev output:\n%s", a.out)
+		}
+	})
+
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if data, err := os.ReadFile(envFile); err == nil && strings.Contains(string(data), "AWS_ENDPOINT_URL_ECS=") {
+			return a, h.client(t, string(data))
+		}
+		select {
+		case <-a.done:
+			t.Fatalf("berth-agent --dev exited before serving: %v\n%s", a.err, a.out)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("berth-agent --dev wrote no %s within a minute\n%s", envFile, a.out)
+		}
+	}
+}
+
+// client builds an ECS client from the exports dev mode wrote, as a user
+// sourcing the file would.
+func (h *devHost) client(t *testing.T, envText string) *ecs.Client {
+	t.Helper()
+	vars := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(envText))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "="); ok {
+			vars[k] = v
+		}
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(t.Context(),
+		awsconfig.WithRegion(vars["AWS_REGION"]),
+		awsconfig.WithSharedCredentialsFiles([]string{vars["AWS_SHARED_CREDENTIALS_FILE"]}),
+		awsconfig.WithSharedConfigProfile(vars["AWS_PROFILE"]),
+		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(30*time.Second)))
+	if err != nil {
+		t.Fatalf("load the AWS configuration dev mode wrote (%q): %v", envText, err)
+	}
+	return ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(vars["AWS_ENDPOINT_URL_ECS"]) })
+}
+
+// stop sends SIGTERM and returns the exit code.
+func (a *devAgent) stop(t *testing.T) int {
+	t.Helper()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM berth-agent: %v", err)
+	}
+	select {
+	case <-a.done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("berth-agent did not exit within 2 minutes of SIGTERM\n%s", a.out)
+	}
+	var ee *exec.ExitError
+	if errors.As(a.err, &ee) {
+		return ee.ExitCode()
+	}
+	if a.err != nil {
+		t.Fatalf("wait for berth-agent: %v", a.err)
+	}
+	return 0
+}
+
+// waitTask polls DescribeTasks until the task reports want.
+func waitTask(t *testing.T, client *ecs.Client, arn, want string, a *devAgent) types.Task {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	var last string
+	for {
+		out, err := client.DescribeTasks(t.Context(), &ecs.DescribeTasksInput{Cluster: aws.String("default"), Tasks: []string{arn}})
+		if err == nil && len(out.Tasks) == 1 {
+			last = aws.ToString(out.Tasks[0].LastStatus)
+			if last == want {
+				return out.Tasks[0]
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s is %q (err %v), want %s within 2 minutes\n%s", arn, last, err, want, a.out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// runningContainers counts the container processes running in ns.
+func runningContainers(t *testing.T, cli *containerd.Client, ns string) int {
+	t.Helper()
+	ctx := namespaces.WithNamespace(t.Context(), ns)
+	list, err := cli.Containers(ctx)
+	if err != nil {
+		t.Fatalf("list containers in %s: %v", ns, err)
+	}
+	n := 0
+	for _, c := range list {
+		task, err := c.Task(ctx, nil)
+		if err != nil {
+			continue
+		}
+		if st, err := task.Status(ctx); err == nil && st.Status == containerd.Running {
+			n++
+		}
+	}
+	return n
+}
+
+// checkDevModeTask runs the installed agent in dev mode until a task runs,
+// stops it with SIGTERM while the task runs (exit 0, the container keeps
+// running), starts it again (the task is adopted and still RUNNING), then
+// stops the task through the endpoint and the agent with SIGTERM.
+func checkDevModeTask(t *testing.T) {
+	testenv.RequireBusyboxStatic(t)
+	h := newDevHost(t)
+	img := testenv.BuildImage(t, testenv.Registry(t), "packaging/sleeper", testenv.ImageSpec{
+		Cmd: []string{"/bin/sleep", "3600"},
+	})
+
+	agent, client := h.start(t)
+	td, err := client.RegisterTaskDefinition(t.Context(), &ecs.RegisterTaskDefinitionInput{
+		Family:      aws.String("packaging-sleeper"),
+		NetworkMode: types.NetworkModeBridge,
+		ContainerDefinitions: []types.ContainerDefinition{{
+			Name: aws.String("sleeper"), Image: aws.String(img.Ref), Memory: aws.Int32(32), Essential: aws.Bool(true),
+		}},
+	})
+	if err != nil {
+		t.Fatalf("register task definition: %v", err)
+	}
+	run, err := client.RunTask(t.Context(), &ecs.RunTaskInput{
+		Cluster: aws.String("default"), TaskDefinition: td.TaskDefinition.TaskDefinitionArn,
+	})
+	if err != nil || len(run.Tasks) != 1 {
+		t.Fatalf("run task: %v (failures %+v)\n%s", err, run, agent.out)
+	}
+	arn := aws.ToString(run.Tasks[0].TaskArn)
+	waitTask(t, client, arn, "RUNNING", agent)
+	if n := runningContainers(t, h.cli, h.ns); n != 1 {
+		t.Fatalf("%d containers running in %s while the task runs, want 1", n, h.ns)
+	}
+
+	routed := h.credentialsRules(t)
+	if code := agent.stop(t); code != 0 {
+		t.Fatalf("berth-agent exited %d on SIGTERM, want 0\n%s", code, agent.out)
+	}
+	if n := runningContainers(t, h.cli, h.ns); n != 1 {
+		t.Fatalf("%d containers running after the agent stopped, want the task's 1 left running", n)
+	}
+	// The credentials route exists only once pkg/agent installs it; whether
+	// it did or not, none of its rules may outlive the agent.
+	t.Logf("credentials route rules while the agent ran: %q", routed)
+	if left := h.credentialsRules(t); len(left) > 0 {
+		t.Errorf("iptables rules of the agent left after SIGTERM: %q", left)
+	}
+
+	agent, client = h.start(t)
+	task := waitTask(t, client, arn, "RUNNING", agent)
+	if n := runningContainers(t, h.cli, h.ns); n != 1 {
+		t.Errorf("%d containers running after the restart, want the adopted 1", n)
+	}
+	if _, err := client.StopTask(t.Context(), &ecs.StopTaskInput{Cluster: aws.String("default"), Task: task.TaskArn}); err != nil {
+		t.Fatalf("stop task: %v", err)
+	}
+	waitTask(t, client, arn, "STOPPED", agent)
+	if n := runningContainers(t, h.cli, h.ns); n != 0 {
+		t.Errorf("%d containers running after the task stopped, want 0", n)
+	}
+	if code := agent.stop(t); code != 0 {
+		t.Errorf("berth-agent exited %d on SIGTERM, want 0\n%s", code, agent.out)
+	}
+}
