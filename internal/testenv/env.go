@@ -237,6 +237,26 @@ func (e *Env) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Swept lists, after Close, the containers ("namespace/id") that were still
+// there when teardown began: tests that did not clean up after themselves.
+// Teardown removed them; the runner prints them so the leak can be found.
+func (e *Env) Swept() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ctrd == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range e.ctrd.refs {
+		if !seen[r.String()] {
+			seen[r.String()] = true
+			out = append(out, r.String())
+		}
+	}
+	return out
+}
+
 // Leftovers lists, after Close, the processes, mounts and files of this Env
 // that teardown failed to remove. It is empty when teardown was clean.
 func (e *Env) Leftovers() []string {

@@ -404,6 +404,9 @@ func teardownCase(t *testing.T, crash bool) {
 	if left := env.Leftovers(); len(left) > 0 {
 		t.Fatalf("left behind after Close: %v", left)
 	}
+	if swept, want := env.Swept(), leaky+"/sleeper"; len(swept) != 1 || swept[0] != want {
+		t.Errorf("Swept() = %v, want [%s]", swept, want)
+	}
 	if left := shimsFor(t, leaky, "sleeper"); len(left) > 0 {
 		t.Fatalf("shim left after Close: %v", left)
 	}

@@ -65,7 +65,11 @@ func run(args []string) int {
 	if env != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if err := env.Close(ctx); err != nil {
+		err := env.Close(ctx)
+		if swept := env.Swept(); len(swept) > 0 {
+			fmt.Fprintf(os.Stderr, "berth-testenv: teardown removed %d container(s) that tests left behind: %s\n", len(swept), strings.Join(swept, " "))
+		}
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "berth-testenv: teardown failed: %v\n", err)
 			if code == 0 {
 				code = 1
