@@ -156,7 +156,54 @@ func TestSessionServerWiring(t *testing.T) {
 	if resp.StatusCode != http.StatusSwitchingProtocols || fake.wsRequests != 1 {
 		t.Errorf("GET /ws: HTTP %d, session server saw %d requests", resp.StatusCode, fake.wsRequests)
 	}
-	buildLab(t, re)
+	// With a session server, only instances whose agent is connected get
+	// tasks; the session server keeps agentConnected in the instance record.
+	ctx := context.Background()
+	admin := re.admin()
+	if _, err := admin.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String("lab")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.RegisterTaskDefinition(ctx, loadTaskDefinition(t)); err != nil {
+		t.Fatal(err)
+	}
+	id, secret := newKey(t, re.ep, auth.RoleAgent)
+	reg, err := re.client(id, secret).RegisterContainerInstance(ctx, &ecs.RegisterContainerInstanceInput{Cluster: aws.String("lab"), TotalResources: resources(4096, 4096)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := *reg.ContainerInstance.ContainerInstanceArn
+	run := func() *ecs.RunTaskOutput {
+		t.Helper()
+		out, err := admin.RunTask(ctx, &ecs.RunTaskInput{Cluster: aws.String("lab"), TaskDefinition: aws.String("web"), Count: aws.Int32(3)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if out := run(); len(out.Tasks) != 0 || len(out.Failures) != 1 || aws.ToString(out.Failures[0].Reason) != "AGENT" || aws.ToString(out.Failures[0].Arn) != arn {
+		t.Fatalf("RunTask with the agent disconnected = %+v, want one AGENT failure", out)
+	}
+	err = gotStore.Update(func(tx store.Tx) error {
+		var rec map[string]json.RawMessage
+		key := "lab/" + arn[strings.LastIndex(arn, "/")+1:]
+		if err := tx.Get(store.Instances, key, &rec); err != nil {
+			return err
+		}
+		var ci map[string]any
+		if err := json.Unmarshal(rec["Instance"], &ci); err != nil {
+			return err
+		}
+		ci["AgentConnected"] = true
+		b, _ := json.Marshal(ci)
+		rec["Instance"] = b
+		return tx.Put(store.Instances, key, rec)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := run(); len(out.Tasks) != 3 {
+		t.Fatalf("RunTask with the agent connected placed %d tasks (failures %+v), want 3", len(out.Tasks), out.Failures)
+	}
 	if n := len(fake.take()); n != 3 {
 		t.Errorf("session server told about %d tasks, want 3", n)
 	}

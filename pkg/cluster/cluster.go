@@ -45,8 +45,10 @@ type Options struct {
 	// NewSessionServer is set (the session server is the notifier then).
 	Notifier clusterapi.TaskNotifier
 	// NewSessionServer builds the ACS session server once the store and the
-	// SigV4 verifier exist; it serves GET /ws and is the task notifier.
-	// Nil serves no websocket.
+	// SigV4 verifier exist; it serves GET /ws, is the task notifier and
+	// keeps agentConnected, so tasks are then placed only on instances whose
+	// agent is connected. Nil serves no websocket and places on any ACTIVE
+	// instance.
 	NewSessionServer func(store.Store, *auth.Verifier) (SessionServer, error)
 	// Targets are further JSON APIs served on POST / by X-Amz-Target prefix
 	// (the CloudWatch Logs API, later); their SigV4 services are accepted.
@@ -137,6 +139,7 @@ func Open(opts Options) (*Endpoint, error) {
 			return nil, fmt.Errorf("open cluster endpoint: session server: %w", err)
 		}
 		apiOpts.Notifier, apiOpts.Websocket = sessions, sessions
+		apiOpts.RequireConnectedAgent = true
 	}
 	h, err := clusterapi.New(apiOpts)
 	if err != nil {

@@ -109,7 +109,11 @@ type Options struct {
 	Websocket http.Handler
 	// Targets are other JSON APIs served on POST / by X-Amz-Target prefix.
 	Targets []Target
-	Logger  *slog.Logger
+	// RequireConnectedAgent makes RunTask and StartTask skip instances
+	// whose agent holds no ACS session (failure reason AGENT), as ECS does.
+	// Set it when a session server maintains agentConnected.
+	RequireConnectedAgent bool
+	Logger                *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

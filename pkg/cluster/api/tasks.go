@@ -289,12 +289,25 @@ func (s *Server) runTask(c *call, in *ecs.RunTaskInput) (smithy.Serializable, er
 		if len(instances) == 0 {
 			return invalidParam("No Container Instances were found in your cluster.")
 		}
+		d := demandOf(p.td, in.Overrides)
+		seen := map[string]bool{}
+		if s.opts.RequireConnectedAgent {
+			// As ECS does, skip instances whose agent holds no session.
+			connected := instances[:0]
+			for _, rec := range instances {
+				if rec.Instance.AgentConnected {
+					connected = append(connected, rec)
+					continue
+				}
+				seen[*rec.Instance.ContainerInstanceArn+"AGENT"] = true
+				out.Failures = append(out.Failures, types.Failure{Arn: rec.Instance.ContainerInstanceArn, Reason: aws.String("AGENT")})
+			}
+			instances = connected
+		}
 		cands := make([]*scheduler.Instance, len(instances))
 		for i, rec := range instances {
 			cands[i] = rec.candidate()
 		}
-		d := demandOf(p.td, in.Overrides)
-		seen := map[string]bool{}
 		for i := int32(0); i < count; i++ {
 			idx, misfits := scheduler.FirstFit(cands, d)
 			if idx < 0 {
@@ -355,6 +368,10 @@ func (s *Server) startTask(c *call, in *ecs.StartTaskInput) (smithy.Serializable
 			}
 			if !ok || aws.ToString(inst.Instance.Status) != "ACTIVE" {
 				out.Failures = append(out.Failures, types.Failure{Arn: aws.String(ref), Reason: aws.String("MISSING")})
+				continue
+			}
+			if s.opts.RequireConnectedAgent && !inst.Instance.AgentConnected {
+				out.Failures = append(out.Failures, types.Failure{Arn: inst.Instance.ContainerInstanceArn, Reason: aws.String("AGENT")})
 				continue
 			}
 			if r := scheduler.Fits(inst.candidate(), d); r != "" {
