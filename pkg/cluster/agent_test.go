@@ -8,7 +8,9 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -339,5 +341,33 @@ func TestExtraTargets(t *testing.T) {
 		if status != c.wantStatus || typ != c.want {
 			t.Errorf("%s: HTTP %d %s, want %d %s", c.name, status, typ, c.wantStatus, c.want)
 		}
+	}
+}
+
+// TestPruneStoppedTasks: tasks STOPPED longer than the retention are
+// forgotten; running and recently stopped ones stay.
+func TestPruneStoppedTasks(t *testing.T) {
+	var offset atomic.Int64
+	re := startEndpointWith(t, t.TempDir(), func(o *cluster.Options) {
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		o.StoppedTaskRetention = time.Hour
+	})
+	l := buildLab(t, re)
+	ctx := context.Background()
+	if _, err := l.agentA.SubmitTaskStateChange(ctx, &ecs.SubmitTaskStateChangeInput{Cluster: aws.String("lab"), Task: l.tasks[0].TaskArn, Status: aws.String("STOPPED")}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := re.ep.PruneStoppedTasks(); err != nil || n != 0 {
+		t.Fatalf("prune right after the stop = %d, %v; want 0", n, err)
+	}
+	offset.Store(int64(2 * time.Hour))
+	n, err := re.ep.PruneStoppedTasks()
+	offset.Store(0)
+	if err != nil || n != 1 {
+		t.Fatalf("prune two hours later = %d, %v; want 1", n, err)
+	}
+	dt, err := l.admin.DescribeTasks(ctx, &ecs.DescribeTasksInput{Cluster: aws.String("lab"), Tasks: []string{*l.tasks[0].TaskArn, *l.tasks[1].TaskArn}})
+	if err != nil || len(dt.Tasks) != 1 || *dt.Tasks[0].TaskArn != *l.tasks[1].TaskArn || len(dt.Failures) != 1 {
+		t.Fatalf("DescribeTasks after pruning = %+v, %v; want the stopped task MISSING and the other kept", dt, err)
 	}
 }

@@ -56,6 +56,9 @@ type Options struct {
 	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// StoppedTaskRetention is how long a STOPPED task stays visible; zero
+	// means one hour, as in ECS. Serve prunes older ones every minute.
+	StoppedTaskRetention time.Duration
 }
 
 // SessionServer is the ACS side of the endpoint (pkg/cluster/acs): it
@@ -216,6 +219,16 @@ func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- admin.Serve(adminLn) }()
+	pruneCtx, stopPruning := context.WithCancel(ctx)
+	pruned := make(chan struct{})
+	go func() {
+		defer close(pruned)
+		e.pruneLoop(pruneCtx)
+	}()
+	defer func() {
+		stopPruning()
+		<-pruned
+	}()
 	pending := 2
 	var serveErr error
 	select {
@@ -239,4 +252,31 @@ func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("shut down: %w", err)
 	}
 	return nil
+}
+
+// PruneStoppedTasks deletes tasks stopped longer ago than the retention;
+// Serve calls it every minute.
+func (e *Endpoint) PruneStoppedTasks() (int, error) {
+	retention := e.opts.StoppedTaskRetention
+	if retention <= 0 {
+		retention = time.Hour
+	}
+	return e.handler.PruneStoppedTasks(retention)
+}
+
+func (e *Endpoint) pruneLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if n, err := e.PruneStoppedTasks(); err != nil {
+				e.opts.Logger.Error("pruning stopped tasks", "err", err)
+			} else if n > 0 {
+				e.opts.Logger.Debug("pruned stopped tasks", "count", n)
+			}
+		}
+	}
 }

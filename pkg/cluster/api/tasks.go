@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"time"
@@ -788,4 +789,40 @@ func (s *Server) submitContainerStateChange(c *call, in *ecs.SubmitContainerStat
 		return nil, err
 	}
 	return &ecs.SubmitContainerStateChangeOutput{Acknowledgment: aws.String("ACK")}, nil
+}
+
+// PruneStoppedTasks deletes tasks that have been STOPPED for longer than
+// retention (ECS keeps stopped tasks visible for about an hour) and returns
+// how many it deleted. Their resources were released when they stopped.
+func (s *Server) PruneStoppedTasks(retention time.Duration) (int, error) {
+	cutoff := s.opts.Now().Add(-retention)
+	n := 0
+	err := s.opts.Store.Update(func(tx store.Tx) error {
+		var doomed []string
+		err := tx.ForEach(store.Tasks, "", func(key string, raw []byte) error {
+			var t taskRecord
+			if err := decode(raw, &t); err != nil {
+				return err
+			}
+			if aws.ToString(t.Task.LastStatus) == "STOPPED" && t.Task.StoppedAt != nil && t.Task.StoppedAt.Before(cutoff) {
+				doomed = append(doomed, key)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		// Deleting while a cursor walks the bucket skips keys, so delete after.
+		for _, k := range doomed {
+			if err := tx.Delete(store.Tasks, k); err != nil {
+				return err
+			}
+		}
+		n = len(doomed)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune stopped tasks: %w", err)
+	}
+	return n, nil
 }
