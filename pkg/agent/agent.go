@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	goruntime "runtime"
 	"strconv"
 	"strings"
@@ -45,7 +46,13 @@ type options struct {
 	instanceARN  string
 	snapshotter  string
 	stepHook     func(ctx context.Context, step engine.Step)
+	onChange     func()
 }
+
+// WithStateChangeHook is called (without locks held) each time state
+// changes were written to the outbox, so a submitter can send them at once
+// instead of on its next poll.
+func WithStateChangeHook(hook func()) Option { return func(o *options) { o.onChange = hook } }
 
 // WithSnapshotter picks containerd's snapshotter (default overlayfs).
 func WithSnapshotter(name string) Option { return func(o *options) { o.snapshotter = name } }
@@ -65,7 +72,10 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 func WithLoggerBinary(path string) Option { return func(o *options) { o.loggerBinary = path } }
 
 // WithInitBinary is the init process run as PID 1 for containers with
-// initProcessEnabled; without it such containers are refused.
+// initProcessEnabled (it is called as "init -- cmd args", like Docker's
+// docker-init and tini). Without this option the first of docker-init,
+// tini-static and tini found on PATH is used; with none, such containers
+// are refused with a reason saying so.
 func WithInitBinary(path string) Option { return func(o *options) { o.initBinary = path } }
 
 // WithNetworkRunDir puts the CNI config, IPAM leases and sandbox records
@@ -117,6 +127,14 @@ func New(cfg *config.Config, opts ...Option) (*Agent, error) {
 		}
 		o.loggerBinary = exe
 	}
+	if o.initBinary == "" {
+		for _, name := range []string{"docker-init", "tini-static", "tini"} {
+			if p, err := exec.LookPath(name); err == nil {
+				o.initBinary = p
+				break
+			}
+		}
+	}
 	return &Agent{cfg: cfg, o: o, log: o.logger, started: make(chan struct{})}, nil
 }
 
@@ -167,20 +185,21 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	cpu, mem := hostCapacity(cfg.Containers.ReservedMemoryMiB)
 	eng, err := engine.New(engine.Options{
-		Runtime:      newRuntimeAdapter(rt),
-		Network:      nw,
-		Store:        storeAdapter{db: db},
-		Logs:         logRemover{},
-		DataDir:      cfg.DataDir,
-		LogPath:      func(id string) string { return runtime.LogPath(cfg.DataDir+"/logs", id) },
-		CPUUnits:     cpu,
-		MemoryMiB:    mem,
-		StopTimeout:  cfg.Containers.StopTimeout,
-		CleanupWait:  cfg.Containers.TaskCleanupWait,
-		AfterRecover: nw.cleanup,
-		StepHook:     a.o.stepHook,
-		Images:       imageCleanup(cfg, rt),
-		Logger:       a.log,
+		Runtime:       newRuntimeAdapter(rt),
+		Network:       nw,
+		Store:         storeAdapter{db: db},
+		Logs:          logRemover{},
+		DataDir:       cfg.DataDir,
+		LogPath:       func(id string) string { return runtime.LogPath(cfg.DataDir+"/logs", id) },
+		CPUUnits:      cpu,
+		MemoryMiB:     mem,
+		StopTimeout:   cfg.Containers.StopTimeout,
+		CleanupWait:   cfg.Containers.TaskCleanupWait,
+		AfterRecover:  nw.cleanup,
+		StepHook:      a.o.stepHook,
+		OnStateChange: a.o.onChange,
+		Images:        imageCleanup(cfg, rt),
+		Logger:        a.log,
 	})
 	if err != nil {
 		return err
