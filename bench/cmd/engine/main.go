@@ -447,7 +447,9 @@ func (c *child) waitAll(ctx context.Context, status string, count int, timeout t
 	for {
 		resp, err := client.Get("http://" + c.addr + "/v1/tasks")
 		if err == nil {
-			var body struct{ Tasks []struct{ KnownStatus string } }
+			var body struct {
+				Tasks []struct{ KnownStatus string }
+			}
 			err = json.NewDecoder(resp.Body).Decode(&body)
 			resp.Body.Close()
 			n := 0
