@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -271,6 +272,19 @@ func (a *Agent) newRuntime(ctx context.Context) (*runtime.Runtime, error) {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
 	return rt, nil
+}
+
+// ConfigFromEnv loads a configuration from KEY=VALUE settings alone,
+// ignoring /etc/ecs/ecs.config and the TOML file, for programs that run an
+// agent without those files (benchmarks, tests, tools). Errors name the
+// offending settings.
+func ConfigFromEnv(env []string) (*config.Config, error) {
+	noFiles := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
+	cfg, _, err := config.Load(config.LoadOptions{Env: env, ReadFile: noFiles})
+	if err != nil {
+		return nil, fmt.Errorf("load configuration: %w", err)
+	}
+	return cfg, nil
 }
 
 // imageCleanup maps the ECS image clean-up settings.

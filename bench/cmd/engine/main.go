@@ -24,7 +24,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -47,7 +46,6 @@ import (
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/api"
-	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/logs"
 )
 
@@ -107,8 +105,7 @@ func runAgent(raw string) error {
 		"ECS_IMAGE_PULL_BEHAVIOR=" + s.PullBehavior,
 		"ECS_DISABLE_IMAGE_CLEANUP=true",
 	}
-	noFiles := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
-	cfg, _, err := config.Load(config.LoadOptions{Env: env, ReadFile: noFiles})
+	cfg, err := agent.ConfigFromEnv(env)
 	if err != nil {
 		return err
 	}
