@@ -189,6 +189,9 @@ func (n *fakeNetwork) Setup(ctx context.Context, req engine.NetworkRequest) (eng
 	res := engine.NetworkResult{NetNSPath: "/run/netns/" + req.TaskID, IPv4: "10.1.0.2"}
 	for _, p := range req.Ports {
 		hp := p.HostPort
+		if req.Mode == "host" {
+			hp = p.ContainerPort // as pkg/network: the container binds the host port
+		}
 		if hp == 0 {
 			hp = n.next
 			n.next++

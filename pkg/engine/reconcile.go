@@ -318,7 +318,9 @@ func (r *taskRunner) networkRequest() NetworkRequest {
 	if req.Mode == "" {
 		req.Mode = "bridge"
 	}
-	if req.Mode == "bridge" {
+	// Host ports exist in bridge mode (mapped) and host mode (the
+	// container's own); awsvpc and none tasks have none.
+	if req.Mode == "bridge" || req.Mode == "host" {
 		for _, d := range r.st.Def.Containers {
 			req.Ports = append(req.Ports, d.Ports...)
 		}

@@ -30,7 +30,14 @@ func need(def *TaskDef) taskResources {
 		cpu += c.CPU
 		mem += c.MemoryMiB
 		for _, p := range c.Ports {
-			if p.HostPort != 0 && def.NetworkMode != "awsvpc" {
+			switch def.NetworkMode {
+			case "host":
+				// The container binds the host's port itself.
+				p.HostPort = p.ContainerPort
+			case "awsvpc", "none":
+				continue
+			}
+			if p.HostPort != 0 {
 				tr.ports = append(tr.ports, portKey(p))
 			}
 		}
