@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/pkg/engine"
@@ -223,17 +224,7 @@ func (s *server) byDockerID(id string) (engine.TaskState, bool) {
 // the client goes away.
 func (s *server) logs(w http.ResponseWriter, r *http.Request) {
 	id, name := r.PathValue("id"), r.PathValue("name")
-	var path string
-	for _, st := range s.o.Tasks.Tasks() {
-		if engine.TaskID(st.Def.ARN) != id && st.Def.ARN != id {
-			continue
-		}
-		for _, c := range st.Containers {
-			if c.Name == name {
-				path = c.LogPath
-			}
-		}
-	}
+	path, _ := s.container(id, name)
 	if path == "" {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no logs for container %s of task %s", name, id)})
 		return
@@ -271,7 +262,22 @@ func (s *server) logs(w http.ResponseWriter, r *http.Request) {
 	if flusher != nil {
 		flusher.Flush()
 	}
-	err := logs.Read(r.Context(), path, opts, func(e logs.Entry) error {
+	ctx := r.Context()
+	if opts.Follow {
+		// Like `docker logs -f`, following ends once the container has
+		// stopped and its last lines had time to arrive.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.cancelWhenStopped(ctx, cancel, id, name)
+		}()
+		defer wg.Wait()
+	}
+	err := logs.Read(ctx, path, opts, func(e logs.Entry) error {
 		if _, err := w.Write([]byte(e.Log)); err != nil {
 			return err
 		}
@@ -280,10 +286,54 @@ func (s *server) logs(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
-	if err != nil && r.Context().Err() == nil && err != context.Canceled {
+	if err != nil && ctx.Err() == nil {
 		s.o.Logger.Warn("stream container logs", "task", id, "container", name, "err", err)
 	}
 }
+
+// container returns a container's log path and whether it has stopped.
+func (s *server) container(taskID, name string) (logPath string, stopped bool) {
+	for _, st := range s.o.Tasks.Tasks() {
+		if engine.TaskID(st.Def.ARN) != taskID && st.Def.ARN != taskID {
+			continue
+		}
+		for _, c := range st.Containers {
+			if c.Name == name {
+				return c.LogPath, c.KnownStatus == engine.ContainerStopped
+			}
+		}
+	}
+	return "", true
+}
+
+// cancelWhenStopped cancels a follower once the container has stopped (or
+// is gone), after a grace period for its last lines.
+func (s *server) cancelWhenStopped(ctx context.Context, cancel context.CancelFunc, taskID, name string) {
+	t := time.NewTicker(followCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, stopped := s.container(taskID, name); stopped {
+			select {
+			case <-ctx.Done():
+			case <-time.After(followDrain):
+				cancel()
+			}
+			return
+		}
+	}
+}
+
+// How often a follower checks its container, and how long it keeps reading
+// after the container stopped.
+const (
+	followCheckInterval = 500 * time.Millisecond
+	followDrain         = time.Second
+)
 
 func parseSince(v string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {

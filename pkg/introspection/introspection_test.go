@@ -9,7 +9,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,14 +19,42 @@ import (
 	"github.com/berth-dev/berth/pkg/introspection"
 )
 
-type fakeTasks struct{ tasks []engine.TaskState }
+type fakeTasks struct {
+	mu    sync.Mutex
+	tasks []engine.TaskState
+}
 
-func (f fakeTasks) Tasks() []engine.TaskState { return f.tasks }
-func (f fakeTasks) Metrics() engine.Metrics   { return engine.Metrics{Pulls: 3, Starts: 2} }
+func (f *fakeTasks) Tasks() []engine.TaskState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.tasks)
+}
+
+func (f *fakeTasks) Metrics() engine.Metrics { return engine.Metrics{Pulls: 3, Starts: 2} }
+
+// stop marks every container STOPPED.
+func (f *fakeTasks) stop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.tasks {
+		var cs []*engine.ContainerState
+		for _, c := range f.tasks[i].Containers {
+			cp := *c
+			cp.KnownStatus = engine.ContainerStopped
+			cs = append(cs, &cp)
+		}
+		f.tasks[i].Containers = cs
+	}
+}
 
 const arn = "arn:aws:ecs:us-east-1:000000000000:task/lab/3b2f9c1d"
 
 func newServer(t *testing.T, logPath string) *httptest.Server {
+	srv, _ := newServerTasks(t, logPath)
+	return srv
+}
+
+func newServerTasks(t *testing.T, logPath string) (*httptest.Server, *fakeTasks) {
 	st := engine.TaskState{
 		Def: engine.TaskDef{ARN: arn, Family: "web", Version: "4", NetworkMode: "bridge",
 			Containers: []engine.ContainerDef{{Name: "app", Mounts: []engine.MountPoint{{Volume: "content", ContainerPath: "/www"}}}}},
@@ -36,8 +66,9 @@ func newServer(t *testing.T, logPath string) *httptest.Server {
 			Bindings: []engine.PortBinding{{ContainerPort: 8080, HostPort: 49153, Protocol: "tcp", BindIP: "0.0.0.0"}},
 		}},
 	}
+	tasks := &fakeTasks{tasks: []engine.TaskState{st}}
 	h := introspection.New(introspection.Options{
-		Tasks: fakeTasks{tasks: []engine.TaskState{st}},
+		Tasks: tasks,
 		Metadata: func() introspection.Metadata {
 			return introspection.Metadata{Cluster: "lab", Version: "Berth Agent - test"}
 		},
@@ -46,7 +77,7 @@ func newServer(t *testing.T, logPath string) *httptest.Server {
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return srv
+	return srv, tasks
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -129,7 +160,7 @@ func TestLogsTailAndFollow(t *testing.T) {
 	for i := range 5 {
 		writeLine(t, f, fmt.Sprintf("old %d", i))
 	}
-	srv := newServer(t, path)
+	srv, tasks := newServerTasks(t, path)
 	base := srv.URL + "/v1/tasks/3b2f9c1d/containers/app/logs"
 	if code, body := get(t, base+"?tail=2"); code != 200 || body != "old 3\nold 4\n" {
 		t.Fatalf("tail=2: %d %q, want the last two lines", code, body)
@@ -160,6 +191,14 @@ func TestLogsTailAndFollow(t *testing.T) {
 		if got := next(); got != want {
 			t.Fatalf("followed line %q, want %q", got, want)
 		}
+	}
+	// Following ends once the container has stopped.
+	tasks.stop()
+	if sc.Scan() {
+		t.Fatalf("unexpected line %q after the container stopped", sc.Text())
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("follow did not end after the container stopped")
 	}
 	if code, _ := get(t, srv.URL+"/v1/tasks/3b2f9c1d/containers/nope/logs"); code != 404 {
 		t.Fatalf("logs of unknown container: status %d, want 404", code)
