@@ -47,8 +47,9 @@ fuzz:
 bench: test-deps build
 	@echo "bench: not yet (filled by the runtime, network, engine and endpoint issues)"
 
+# demo: dev mode end to end (scripts/demo.sh, docs/dev-mode.md); needs root.
 demo: test-deps build
-	@echo "demo: not yet (filled by the 'Agent joins the cluster' issue)"
+	GO=$(GO) ./scripts/demo.sh
 
 clean:
 	rm -rf bin dist

@@ -64,6 +64,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	paths := addPathFlags(fs)
 	dev := fs.Bool("dev", false, "dev mode: run a cluster endpoint and an agent registered to it in one process")
 	devDir := fs.String("dev-dir", devmode.DefaultDir, "dev mode: directory for the endpoint's and the agent's data, credentials and env")
+	snapshotter := fs.String("containerd-snapshotter", "", "containerd snapshotter for task containers (default overlayfs; native where overlay mounts fail)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -115,7 +116,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 
 	switch cmd {
 	case "":
-		mode := runMode{dev: *dev, devDir: *devDir, stdout: stdout}
+		mode := runMode{dev: *dev, devDir: *devDir, snapshotter: *snapshotter, stdout: stdout}
 		return runAgent(ctx, opts, mode, stderr)
 	case "check":
 		return check(opts, stdout)
@@ -199,9 +200,10 @@ func printConfig(opts config.LoadOptions, stdout, stderr io.Writer) int {
 
 // runMode says how to run: as a cluster member, or in dev mode.
 type runMode struct {
-	dev    bool
-	devDir string
-	stdout io.Writer
+	dev         bool
+	devDir      string
+	snapshotter string
+	stdout      io.Writer
 }
 
 // runAgent loads the configuration, sets up logging and runs the agent until
@@ -234,10 +236,14 @@ func runAgent(ctx context.Context, opts config.LoadOptions, mode runMode, stderr
 // startAgent runs the agent, registered to its cluster, until ctx ends.
 func startAgent(ctx context.Context, cfg *config.Config, mode runMode, log *logrus.Logger) error {
 	slogger := config.NewSlog(log)
-	if mode.dev {
-		return devmode.Run(ctx, devmode.Options{Dir: mode.devDir, Config: cfg, Out: mode.stdout, Logger: slogger})
+	var opts []agent.Option
+	if mode.snapshotter != "" {
+		opts = append(opts, agent.WithSnapshotter(mode.snapshotter))
 	}
-	a, err := agent.New(cfg, agent.WithLogger(slogger))
+	if mode.dev {
+		return devmode.Run(ctx, devmode.Options{Dir: mode.devDir, Config: cfg, Out: mode.stdout, Logger: slogger, AgentOptions: opts})
+	}
+	a, err := agent.New(cfg, append(opts, agent.WithLogger(slogger))...)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,9 @@
 // Command berth-demoimage builds the small HTTP server image that `make demo`
-// runs (busybox-static httpd serving a page that names its container, and a
+// runs (busybox-static httpd serving a page with a random id per container, and a
 // line on standard output every two seconds) and pushes it to the loopback
-// registry in BERTH_TEST_REGISTRY (set by berth-testenv). It prints the
-// image reference. It reuses internal/testenv's image builder, so it is a
+// registry that berth-testenv started. It prints shell assignments for
+// scripts/demo.sh: image (the reference), containerd (the socket) and
+// snapshotter, so the script need not know testenv's variable names. It reuses internal/testenv's image builder, so it is a
 // dev tool and never part of a release.
 package main
 
@@ -18,7 +19,7 @@ import (
 // script is the container's command: a shell as PID 1 that exits on
 // SIGTERM (a plain shell as PID 1 would ignore it until SIGKILL).
 const script = `trap 'echo "stopping"; exit 0' TERM
-echo "Hello from Berth, container $(hostname)" > /srv/index.html
+echo "Hello from Berth (container $(cut -c1-8 /proc/sys/kernel/random/uuid))" > /srv/index.html
 echo "serving /srv on port 80"
 httpd -f -v -p 80 -h /srv &
 n=0
@@ -27,7 +28,7 @@ while true; do n=$((n+1)); echo "tick $n: still serving"; sleep 2 & wait $!; don
 func main() {
 	host := os.Getenv(testenv.EnvRegistry)
 	if host == "" {
-		fmt.Fprintln(os.Stderr, "berth-demoimage: "+testenv.EnvRegistry+" is not set; run it under berth-testenv")
+		fmt.Fprintln(os.Stderr, "berth-demoimage: "+testenv.EnvRegistry+" is not set; run it under berth-testenv (make demo)")
 		os.Exit(2)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -41,5 +42,5 @@ func main() {
 		fmt.Fprintf(os.Stderr, "berth-demoimage: %v\n", err)
 		os.Exit(1)
 	}
-	fmt.Println(img.Ref)
+	fmt.Printf("image=%s\ncontainerd=%s\nsnapshotter=%s\n", img.Ref, os.Getenv(testenv.EnvContainerdAddress), os.Getenv(testenv.EnvSnapshotter))
 }

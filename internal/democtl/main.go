@@ -1,0 +1,236 @@
+// Command berth-democtl drives `make demo` (scripts/demo.sh) through the
+// AWS SDK for Go, so the demo needs no AWS CLI. It reads the endpoint,
+// region and credentials the way every AWS tool does, from the variables in
+// the dev mode's DIR/env.
+//
+//	berth-democtl free-port             print a free loopback TCP port
+//	berth-democtl run IMAGE INTROSPECT  register a task definition with
+//	    hostPort 0, run two tasks, curl each, stream one container's log
+//	    (from the agent's introspection API at INTROSPECT, host:port) until
+//	    SIGINT, then stop the tasks and wait until they are STOPPED
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: berth-democtl free-port | run IMAGE INTROSPECTION-ADDR")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "free-port":
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+	case "run":
+		if len(os.Args) != 4 {
+			fmt.Fprintln(os.Stderr, "usage: berth-democtl run IMAGE INTROSPECTION-ADDR")
+			os.Exit(2)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := run(ctx, os.Args[2], os.Args[3])
+		stop()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+			os.Exit(1)
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "berth-democtl: unknown command %q\n", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+func say(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
+
+// run is the demo; when ctx ends (Ctrl-C) it cleans up with a fresh context.
+func run(ctx context.Context, image, introspection string) error {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("load AWS configuration (did you source DIR/env?): %w", err)
+	}
+	client := ecs.NewFromConfig(cfg)
+	if err := waitForInstance(ctx, client); err != nil {
+		return err
+	}
+	say("registering task definition berth-demo (image %s, containerPort 80, hostPort 0)", image)
+	td, err := client.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
+		Family: aws.String("berth-demo"),
+		ContainerDefinitions: []types.ContainerDefinition{{
+			Name: aws.String("hello"), Image: aws.String(image), Memory: aws.Int32(64), Essential: aws.Bool(true),
+			PortMappings: []types.PortMapping{{ContainerPort: aws.Int32(80), HostPort: aws.Int32(0), Protocol: types.TransportProtocolTcp}},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("register task definition: %w", err)
+	}
+	say("running two tasks")
+	out, err := client.RunTask(ctx, &ecs.RunTaskInput{TaskDefinition: td.TaskDefinition.TaskDefinitionArn, Count: aws.Int32(2)})
+	if err != nil {
+		return fmt.Errorf("run tasks: %w", err)
+	}
+	if len(out.Tasks) != 2 {
+		return fmt.Errorf("run tasks: %d placed, failures %+v", len(out.Tasks), out.Failures)
+	}
+	var arns []string
+	for _, t := range out.Tasks {
+		arns = append(arns, aws.ToString(t.TaskArn))
+	}
+	cleanup := func() error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 90*time.Second)
+		defer cancel()
+		return stopTasks(cctx, client, arns)
+	}
+	var running []types.Task
+	for _, arn := range arns {
+		t, err := waitStatus(ctx, client, arn, "RUNNING")
+		if err != nil {
+			return errors.Join(err, cleanup())
+		}
+		running = append(running, t)
+	}
+	for _, t := range running {
+		port := hostPort(t)
+		fmt.Printf("\n$ curl http://127.0.0.1:%d\n", port)
+		body, err := get(ctx, fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err != nil {
+			fmt.Printf("(no answer: %v)\n", err)
+		} else {
+			fmt.Print(body)
+		}
+	}
+	id := arns[0][strings.LastIndex(arns[0], "/")+1:]
+	fmt.Println()
+	say("streaming the log of task %s, container hello (Ctrl-C stops the tasks and ends the demo)", id)
+	if err := follow(ctx, fmt.Sprintf("http://%s/v1/tasks/%s/containers/hello/logs?follow=true&tail=20", introspection, id)); err != nil && ctx.Err() == nil {
+		fmt.Printf("(log stream ended: %v)\n", err)
+		<-ctx.Done()
+	}
+	fmt.Println()
+	return cleanup()
+}
+
+func waitForInstance(ctx context.Context, client *ecs.Client) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		list, err := client.ListContainerInstances(ctx, &ecs.ListContainerInstancesInput{})
+		if err == nil && len(list.ContainerInstanceArns) > 0 {
+			say("agent registered: %s", list.ContainerInstanceArns[0])
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no container instance registered within 2 minutes (last error: %v); see the agent log", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func waitStatus(ctx context.Context, client *ecs.Client, arn, want string) (types.Task, error) {
+	last := ""
+	for {
+		out, err := client.DescribeTasks(ctx, &ecs.DescribeTasksInput{Tasks: []string{arn}})
+		if err == nil && len(out.Tasks) == 1 {
+			t := out.Tasks[0]
+			if s := aws.ToString(t.LastStatus); s != last {
+				last = s
+				say("task %s: %s", arn[strings.LastIndex(arn, "/")+1:], s)
+			}
+			if last == want {
+				return t, nil
+			}
+			if last == "STOPPED" {
+				return t, fmt.Errorf("task %s stopped: %s", arn, aws.ToString(t.StoppedReason))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return types.Task{}, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func stopTasks(ctx context.Context, client *ecs.Client, arns []string) error {
+	say("stopping the tasks")
+	for _, arn := range arns {
+		if _, err := client.StopTask(ctx, &ecs.StopTaskInput{Task: aws.String(arn), Reason: aws.String("demo finished")}); err != nil {
+			return fmt.Errorf("stop task %s: %w", arn, err)
+		}
+	}
+	for _, arn := range arns {
+		t, err := waitStatus(ctx, client, arn, "STOPPED")
+		if err != nil && aws.ToString(t.LastStatus) != "STOPPED" {
+			return err
+		}
+		c := t.Containers[0]
+		say("task %s STOPPED: %s (exit code %d)", arn[strings.LastIndex(arn, "/")+1:], aws.ToString(t.StoppedReason), aws.ToInt32(c.ExitCode))
+	}
+	return nil
+}
+
+func hostPort(t types.Task) int32 {
+	for _, c := range t.Containers {
+		for _, nb := range c.NetworkBindings {
+			return aws.ToInt32(nb.HostPort)
+		}
+	}
+	return 0
+}
+
+func get(ctx context.Context, url string) (string, error) {
+	var lastErr error
+	for i := 0; i < 50; i++ {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(b), err
+		}
+		lastErr = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return "", lastErr
+}
+
+func follow(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	_, err = io.Copy(os.Stdout, resp.Body)
+	return err
+}
