@@ -64,6 +64,7 @@ func TestPackages(t *testing.T) {
 	testenv.RequireBinaries(t, "containerd", "runc", "iptables", "ip")
 	rpmPath := requireTool(t, "rpm", "rpm")
 	analyze := requireTool(t, "systemd-analyze", "systemd")
+	lockHost(t)
 	hostIsClean(t)
 	clusterUserExisted := userExists("berth-cluster")
 	t.Cleanup(func() {
@@ -160,6 +161,26 @@ func TestPackages(t *testing.T) {
 	mustRun(t, "", nil, "dpkg", "--purge", "berth-agent", "berth-cluster")
 	for _, p := range []string{"/etc/ecs", "/etc/berth", "/var/lib/berth", "/var/lib/berth-cluster", "/var/log/ecs"} {
 		checkExists(t, p, false, "after dpkg --purge")
+	}
+}
+
+// lockHost serialises this test across processes: `go test ./...` run by
+// two people (or two packages' worth of CI) on one host would otherwise
+// install and purge the same packages under each other. The lock is
+// released by the last clean-up, after the purge.
+func lockHost(t *testing.T) {
+	t.Helper()
+	const path = "/run/lock/berth-packaging-test.lock"
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatalf("open the host lock: %v", err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatalf("lock %s: %v", path, err)
 	}
 }
 
