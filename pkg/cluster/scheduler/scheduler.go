@@ -1,16 +1,29 @@
-// Package scheduler holds the cluster endpoint's placement logic: for now
-// first-fit placement of a task's CPU, memory and host-port demand on the
-// remaining resources of container instances. It is pure logic over plain
-// values (no store, no ECS types) and is imported by pkg/cluster/api.
+// Package scheduler holds the cluster endpoint's placement logic: the
+// placement pipeline (resources, required attributes, constraints, then
+// ordered strategies), the cluster query language used by memberOf
+// constraints and ListContainerInstances filters, and the choice of tasks
+// to stop on scale-in. It is pure logic over plain values (no store, no ECS
+// types) and is imported by pkg/cluster/api and pkg/cluster/service.
 package scheduler
 
-import "sort"
+import (
+	"sort"
+	"time"
+)
 
 // Failure reasons, as ECS reports them in RunTask's failures.
 const (
 	ReasonCPU    = "RESOURCE:CPU"
 	ReasonMemory = "RESOURCE:MEMORY"
 	ReasonPorts  = "RESOURCE:PORTS"
+	ReasonUDP    = "RESOURCE:PORTS_UDP"
+	// ReasonAgent: the instance's agent holds no session.
+	ReasonAgent = "AGENT"
+	// ReasonAttribute: the instance lacks an attribute the task requires.
+	ReasonAttribute = "ATTRIBUTE"
+	// ReasonMemberOf and ReasonDistinct: a placement constraint refused it.
+	ReasonMemberOf = "MemberOf placement constraint unsatisfied."
+	ReasonDistinct = "DistinctInstance placement constraint unsatisfied."
 )
 
 // Demand is what one task needs on an instance.
@@ -32,6 +45,29 @@ type Instance struct {
 	// UsedTCP and UDPPorts hold reserved and allocated host ports.
 	UsedTCP map[int]bool
 	UsedUDP map[int]bool
+
+	// What the query language and the strategies look at.
+	ID             string // container instance id
+	EC2InstanceID  string // ec2InstanceId subject and spread host; ID when empty
+	Attributes     map[string]string
+	AgentConnected bool
+	AgentVersion   string
+	RegisteredAt   time.Time
+	RunningTasks   int
+	// Groups counts the instance's unstopped tasks per task group; spread
+	// and distinctInstance count within the request's group.
+	Groups map[string]int
+	// Unavailable is a failure reason ("AGENT") that rules the instance out
+	// before resources are looked at.
+	Unavailable string
+}
+
+// Host is the instance's host identity (ec2InstanceId, else its id).
+func (in *Instance) Host() string {
+	if in.EC2InstanceID != "" {
+		return in.EC2InstanceID
+	}
+	return in.ID
 }
 
 // Misfit says why a task did not fit on one instance.
@@ -56,7 +92,7 @@ func Fits(in *Instance, d Demand) string {
 	}
 	for _, p := range d.UDPPorts {
 		if in.UsedUDP[p] {
-			return ReasonPorts
+			return ReasonUDP
 		}
 	}
 	return ""

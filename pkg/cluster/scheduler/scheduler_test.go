@@ -39,7 +39,7 @@ func TestFitsReasons(t *testing.T) {
 		{Demand{CPU: 101, Memory: 101}, ReasonCPU},
 		{Demand{Memory: 101}, ReasonMemory},
 		{Demand{TCPPorts: []int{80}}, ReasonPorts},
-		{Demand{UDPPorts: []int{53}}, ReasonPorts},
+		{Demand{UDPPorts: []int{53}}, ReasonUDP},
 		{Demand{TCPPorts: []int{53}, UDPPorts: []int{80}}, ""},
 		{Demand{CPU: 100, Memory: 100}, ""},
 	}

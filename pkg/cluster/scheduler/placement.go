@@ -1,0 +1,291 @@
+package scheduler
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+)
+
+// Limits ECS puts on a placement request.
+const (
+	MaxStrategies  = 5
+	MaxConstraints = 10
+)
+
+// Strategy is one placement strategy: Type binpack (Field cpu or memory),
+// spread (instanceId, host or attribute:<name>) or random.
+type Strategy struct {
+	Type  string
+	Field string
+}
+
+// Constraint is one placement constraint: distinctInstance, or memberOf with
+// a parsed query-language expression.
+type Constraint struct {
+	Type string
+	Expr Expr
+	// Source is the expression text, for messages.
+	Source string
+}
+
+// RequiredAttribute is an attribute the task needs (a task definition's
+// requiresAttributes); a nil Value only needs the name.
+type RequiredAttribute struct {
+	Name  string
+	Value *string
+}
+
+// Request is one task to place.
+type Request struct {
+	Demand Demand
+	// Group is the task group: the scope of spread and distinctInstance.
+	Group       string
+	Required    []RequiredAttribute
+	Constraints []Constraint
+	Strategies  []Strategy
+}
+
+// ParseStrategies validates strategy types and fields as ECS does.
+func ParseStrategies(types, fields []string) ([]Strategy, error) {
+	if len(types) > MaxStrategies {
+		return nil, fmt.Errorf("placementStrategy may have at most %d items", MaxStrategies)
+	}
+	out := make([]Strategy, len(types))
+	for i, t := range types {
+		f := fields[i]
+		switch t {
+		case "random":
+			if f != "" {
+				return nil, fmt.Errorf("the random placement strategy takes no field")
+			}
+		case "binpack":
+			f = strings.ToLower(f)
+			if f != "cpu" && f != "memory" {
+				return nil, fmt.Errorf("the binpack placement strategy needs field cpu or memory, not %q", fields[i])
+			}
+		case "spread":
+			switch {
+			case f == "instanceId", f == "host":
+			case strings.HasPrefix(f, "attribute:") && len(f) > len("attribute:"):
+			default:
+				return nil, fmt.Errorf("the spread placement strategy needs field instanceId, host or attribute:<name>, not %q", f)
+			}
+		default:
+			return nil, fmt.Errorf("unknown placement strategy type %q (binpack, spread or random)", t)
+		}
+		out[i] = Strategy{Type: t, Field: f}
+	}
+	return out, nil
+}
+
+// ParseConstraint validates one constraint and parses its expression.
+func ParseConstraint(typ, expr string) (Constraint, error) {
+	switch typ {
+	case "distinctInstance":
+		if expr != "" {
+			return Constraint{}, fmt.Errorf("the distinctInstance placement constraint takes no expression")
+		}
+		return Constraint{Type: typ}, nil
+	case "memberOf":
+		e, err := Parse(expr)
+		if err != nil {
+			return Constraint{}, err
+		}
+		return Constraint{Type: typ, Expr: e, Source: expr}, nil
+	}
+	return Constraint{}, fmt.Errorf("unknown placement constraint type %q (distinctInstance or memberOf)", typ)
+}
+
+// Check returns "" when the instance can take the task, else the first
+// reason it cannot, in ECS's order: agent, resources, attributes,
+// constraints.
+func Check(in *Instance, r *Request) string {
+	if in.Unavailable != "" {
+		return in.Unavailable
+	}
+	if reason := Fits(in, r.Demand); reason != "" {
+		return reason
+	}
+	for _, a := range r.Required {
+		v, ok := in.Attributes[a.Name]
+		if !ok || a.Value != nil && *a.Value != v {
+			return ReasonAttribute
+		}
+	}
+	for _, c := range r.Constraints {
+		switch c.Type {
+		case "memberOf":
+			if !c.Expr.Eval(in) {
+				return ReasonMemberOf
+			}
+		case "distinctInstance":
+			if in.Groups[r.Group] > 0 {
+				return ReasonDistinct
+			}
+		}
+	}
+	return ""
+}
+
+// Placer places tasks on a set of instances. It keeps each value's task
+// count per spread field so that a placement costs O(instances).
+type Placer struct {
+	Instances []*Instance
+	// Rand breaks ties; tests inject a seeded one.
+	Rand *rand.Rand
+}
+
+// Place picks an instance for r, takes its resources and counts the task in
+// its group, and returns its index. When no instance can take it, the index
+// is -1 and each instance's reason is returned.
+func (p *Placer) Place(r *Request) (int, []Misfit) {
+	cands := make([]int, 0, len(p.Instances))
+	var misfits []Misfit
+	for i, in := range p.Instances {
+		if reason := Check(in, r); reason != "" {
+			misfits = append(misfits, Misfit{Arn: in.Arn, Reason: reason})
+			continue
+		}
+		cands = append(cands, i)
+	}
+	if len(cands) == 0 {
+		return -1, misfits
+	}
+	for _, s := range r.Strategies {
+		if len(cands) == 1 {
+			break
+		}
+		cands = p.narrow(cands, s, r)
+	}
+	pick := cands[0]
+	if len(cands) > 1 {
+		pick = cands[p.Rand.IntN(len(cands))]
+	}
+	in := p.Instances[pick]
+	Take(in, r.Demand)
+	if in.Groups == nil {
+		in.Groups = map[string]int{}
+	}
+	in.Groups[r.Group]++
+	in.RunningTasks++
+	return pick, nil
+}
+
+// narrow keeps the candidates with the best score under s.
+func (p *Placer) narrow(cands []int, s Strategy, r *Request) []int {
+	switch s.Type {
+	case "random":
+		return []int{cands[p.Rand.IntN(len(cands))]}
+	case "binpack":
+		// Least remaining amount that still fits.
+		return best(cands, func(i int) int64 { return p.remaining(i, s.Field) })
+	case "spread":
+		counts := p.spreadCounts(s.Field, r.Group)
+		return best(cands, func(i int) int64 { return int64(counts[SpreadValue(p.Instances[i], s.Field)]) })
+	}
+	return cands
+}
+
+func (p *Placer) remaining(i int, field string) int64 {
+	if field == "cpu" {
+		return p.Instances[i].RemainingCPU
+	}
+	return p.Instances[i].RemainingMemory
+}
+
+// spreadCounts counts the group's tasks per value of field over all
+// instances (candidates or not: a zone's tasks count even where no more fit).
+func (p *Placer) spreadCounts(field, group string) map[string]int {
+	counts := map[string]int{}
+	for _, in := range p.Instances {
+		counts[SpreadValue(in, field)] += in.Groups[group]
+	}
+	return counts
+}
+
+// SpreadValue is the instance's value of a spread field; an instance
+// without the attribute spreads as its own empty value.
+func SpreadValue(in *Instance, field string) string {
+	switch field {
+	case "instanceId":
+		return in.Arn
+	case "host":
+		return in.Host()
+	}
+	return in.Attributes[strings.TrimPrefix(field, "attribute:")]
+}
+
+// best returns the candidates with the lowest score.
+func best(cands []int, score func(int) int64) []int {
+	var out []int
+	var low int64
+	for _, c := range cands {
+		v := score(c)
+		switch {
+		case len(out) == 0 || v < low:
+			out, low = append(out[:0], c), v
+		case v == low:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TaskRef is a running task a scale-in may stop: its index in the Placer's
+// instances and its demand.
+type TaskRef struct {
+	ID       string
+	Instance int
+	Demand   Demand
+}
+
+// ScaleIn picks n of tasks (all of group) to stop, following the strategies
+// as ECS does: binpack stops tasks on the instance left with the most free
+// resources, spread stops where the field's value has the most tasks, random
+// at random; a final tie is random. The chosen tasks' resources are given
+// back to their instances. It returns the chosen tasks' indexes in tasks.
+func (p *Placer) ScaleIn(tasks []TaskRef, group string, strategies []Strategy, n int) []int {
+	alive := make([]int, len(tasks))
+	for i := range tasks {
+		alive[i] = i
+	}
+	var chosen []int
+	for ; n > 0 && len(alive) > 0; n-- {
+		cands := alive
+		for _, s := range strategies {
+			if len(cands) == 1 {
+				break
+			}
+			switch s.Type {
+			case "random":
+				cands = []int{cands[p.Rand.IntN(len(cands))]}
+			case "binpack":
+				cands = best(cands, func(t int) int64 { return -p.remaining(tasks[t].Instance, s.Field) })
+			case "spread":
+				counts := p.spreadCounts(s.Field, group)
+				cands = best(cands, func(t int) int64 {
+					return -int64(counts[SpreadValue(p.Instances[tasks[t].Instance], s.Field)])
+				})
+			}
+		}
+		pick := cands[0]
+		if len(cands) > 1 {
+			pick = cands[p.Rand.IntN(len(cands))]
+		}
+		chosen = append(chosen, pick)
+		in := p.Instances[tasks[pick].Instance]
+		Release(in, tasks[pick].Demand)
+		if in.Groups[group] > 0 {
+			in.Groups[group]--
+		}
+		in.RunningTasks = max(0, in.RunningTasks-1)
+		kept := alive[:0:0]
+		for _, a := range alive {
+			if a != pick {
+				kept = append(kept, a)
+			}
+		}
+		alive = kept
+	}
+	return chosen
+}
