@@ -6,6 +6,7 @@
 #   endpoint.crt/.key       the endpoint's TLS certificate (IP SAN)
 #   cluster/                berth-cluster's data directory, holding
 #                           an admin and an agent access key
+#   cluster.toml            the endpoint's configuration
 #   admin.env               variables for the aws CLI on the host
 #   agent.env               the agents' ecs.config credentials and endpoint
 # It uses the berth-cluster binary that `make package` built. Run it again
@@ -17,6 +18,7 @@ state=$lab/.state
 cluster_bin=${BERTH_CLUSTER_BIN:-$lab/../bin/package/berth-cluster}
 net=${BERTH_LAB_NET:-192.168.56}
 endpoint_ip=$net.10
+port=${BERTH_LAB_PORT:-8443}
 region=${BERTH_LAB_REGION:-us-east-1}
 cluster=${BERTH_LAB_CLUSTER:-lab}
 
@@ -67,16 +69,27 @@ agent=$(create_key agent)
 	echo "# source lab/.state/admin.env: the aws CLI then talks to the lab endpoint"
 	while read -r line; do echo "export $line"; done <<<"$admin"
 	echo "export AWS_REGION=$region"
-	echo "export AWS_ENDPOINT_URL_ECS=https://$endpoint_ip:8443"
+	echo "export AWS_ENDPOINT_URL_ECS=https://$endpoint_ip:$port"
 	echo "export AWS_CA_BUNDLE=$state/ca.crt"
 	echo "export BERTH_LAB_CLUSTER=$cluster"
 } >"$state/admin.env"
 
 {
 	echo "ECS_CLUSTER=$cluster"
-	echo "ECS_BACKEND_HOST=https://$endpoint_ip:8443"
+	echo "ECS_BACKEND_HOST=https://$endpoint_ip:$port"
 	echo "AWS_REGION=$region"
 	echo "$agent"
 } >"$state/agent.env"
+
+cat >"$state/cluster.toml" <<EOT
+# Written by lab/prepare.sh; lab/provision/endpoint.sh installs it.
+listen = ":$port"
+tls_cert = "/etc/berth/tls/cluster.crt"
+tls_key = "/etc/berth/tls/cluster.key"
+region = "$region"
+account_id = "000000000000"
+data_dir = "/var/lib/berth-cluster"
+poll_endpoint = "https://$endpoint_ip:$port"
+EOT
 
 echo "prepare.sh: lab keys in $state; next: cd lab && vagrant up endpoint"

@@ -2,11 +2,10 @@
 # Provisions a lab agent VM from what lab/prepare.sh staged (copied to
 # /berth-lab): installs the berth-agent package (and, through its
 # dependencies, containerd, runc, the CNI plugins and iptables), trusts the
-# lab CA, writes /etc/ecs/ecs.config from agent.env and starts the agent. Run as root by Vagrant with the endpoint's IP address
-# as the only argument.
+# lab CA, writes /etc/ecs/ecs.config from agent.env and starts the agent.
+# Run as root by Vagrant.
 set -eu
 
-endpoint_ip=$1
 src=/berth-lab
 
 export DEBIAN_FRONTEND=noninteractive
@@ -26,4 +25,4 @@ chmod 0600 /etc/ecs/ecs.config
 berth-agent check
 systemctl enable containerd.service berth-agent.service
 systemctl restart berth-agent.service
-echo "berth-agent started against https://$endpoint_ip:8443"
+echo "berth-agent started: $(grep '^ECS_BACKEND_HOST=' /etc/ecs/ecs.config)"
