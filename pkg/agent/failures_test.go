@@ -38,11 +38,19 @@ func TestFailureReasons(t *testing.T) {
 	img := testenv.BuildImage(t, reg, "tools/busybox:latest", testenv.ImageSpec{Cmd: []string{"/bin/sh"}})
 
 	tests := []struct {
-		name       string
-		task       *api.Task
-		wantReason string
-		wantExit   *int
+		name            string
+		task            *api.Task
+		wantReason      string
+		wantExit        *int
+		containerReason string
 	}{
+		{
+			name:            "container killed for memory",
+			task:            oneContainerTask("oom", img.Ref, []string{"/bin/sh", "-c", "a=0123456789; while true; do a=$a$a; done"}, "{}"),
+			wantReason:      "Essential container in task exited",
+			wantExit:        ptr(137),
+			containerReason: "OutOfMemoryError: Container killed due to memory usage",
+		},
 		{
 			name:       "essential container exits",
 			task:       oneContainerTask("essential", img.Ref, []string{"/bin/sh", "-c", "exit 3"}, "{}"),
@@ -50,9 +58,10 @@ func TestFailureReasons(t *testing.T) {
 			wantExit:   ptr(3),
 		},
 		{
-			name:       "image does not exist",
-			task:       oneContainerTask("noimage", reg.Host+"/does/not-exist:latest", nil, "{}"),
-			wantReason: "CannotPullContainerError: ",
+			name:            "image does not exist",
+			task:            oneContainerTask("noimage", reg.Host+"/does/not-exist:latest", nil, "{}"),
+			wantReason:      "CannotPullContainerError: ",
+			containerReason: "CannotPullContainerError: ",
 		},
 		{
 			name:       "unsupported hostConfig field",
@@ -70,6 +79,9 @@ func TestFailureReasons(t *testing.T) {
 			c := container(st, "main")
 			if tc.wantExit != nil && (c.ExitCode == nil || *c.ExitCode != *tc.wantExit) {
 				t.Fatalf("exit code %v, want %d", exitOf(c), *tc.wantExit)
+			}
+			if !strings.HasPrefix(c.Reason, tc.containerReason) {
+				t.Fatalf("container reason %q, want it to start with %q", c.Reason, tc.containerReason)
 			}
 			keys, _ := outboxKeys(t, a, tc.task.Arn)
 			if len(keys) == 0 || keys[len(keys)-1] != "task/STOPPED" {
