@@ -45,6 +45,7 @@ func TestUnitDirectives(t *testing.T) {
 		{"berth-agent.service", "Service", "ExecStartPre", "/usr/bin/berth-agent check"},
 		{"berth-agent.service", "Service", "ExecStart", "/usr/bin/berth-agent"},
 		{"berth-agent.service", "Unit", "After", "containerd.service network-online.target"},
+		{"berth-agent.service", "Unit", "StartLimitBurst", "10"},
 		{"berth-agent.service", "Unit", "Wants", "containerd.service network-online.target"},
 		{"berth-agent.service", "Install", "WantedBy", "multi-user.target"},
 		{"berth-cluster.service", "Service", "Type", "notify"},
