@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -56,6 +57,8 @@ type Options struct {
 	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Rand breaks placement ties; nil means a randomly seeded one.
+	Rand *rand.Rand
 	// StoppedTaskRetention is how long a STOPPED task stays visible; zero
 	// means one hour, as in ECS. Serve prunes older ones every minute.
 	StoppedTaskRetention time.Duration
@@ -134,6 +137,7 @@ func Open(opts Options) (*Endpoint, error) {
 		Targets:      opts.Targets,
 		Logger:       opts.Logger,
 		Now:          opts.Now,
+		Rand:         opts.Rand,
 	}
 	var sessions SessionServer
 	if opts.NewSessionServer != nil {

@@ -103,6 +103,9 @@ func buildLab(t *testing.T, re *runningEndpoint) *lab {
 	l.instA, l.instB = aws.ToString(ra.ContainerInstance.ContainerInstanceArn), aws.ToString(rb.ContainerInstance.ContainerInstanceArn)
 	run, err := l.admin.RunTask(ctx, &ecs.RunTaskInput{
 		Cluster: aws.String("lab"), TaskDefinition: aws.String("web"), Count: aws.Int32(3), StartedBy: aws.String("walkthrough"),
+		// binpack on memory fills A (least memory) before B, so the
+		// tasks land as the tests below expect; the default is random.
+		PlacementStrategy: []types.PlacementStrategy{{Type: types.PlacementStrategyTypeBinpack, Field: aws.String("memory")}},
 	})
 	if err != nil {
 		t.Fatalf("RunTask: %v", err)

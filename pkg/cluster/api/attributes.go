@@ -2,6 +2,7 @@ package api
 
 import (
 	"regexp"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -16,6 +17,21 @@ var (
 	attrValueRE = regexp.MustCompile(`^[a-zA-Z0-9_.\-@/\\: ]{1,128}$`)
 )
 
+// maxCustomAttributes is ECS's limit of custom attributes per instance;
+// the ones the agent reports (named ecs.*) do not count.
+const maxCustomAttributes = 10
+
+// customAttributes counts the attributes that are not ECS's own.
+func customAttributes(as []types.Attribute) int {
+	n := 0
+	for _, a := range as {
+		if !strings.HasPrefix(aws.ToString(a.Name), "ecs.") {
+			n++
+		}
+	}
+	return n
+}
+
 // validateAttributes checks names and values; withTarget requires targetId
 // (PutAttributes, DeleteAttributes).
 func validateAttributes(as []types.Attribute, withTarget bool) error {
@@ -23,7 +39,7 @@ func validateAttributes(as []types.Attribute, withTarget bool) error {
 		if !attrNameRE.MatchString(aws.ToString(a.Name)) {
 			return invalidParam("Attribute name %q is invalid: up to 128 letters, numbers, hyphens, underscores, slashes or periods.", aws.ToString(a.Name))
 		}
-		if a.Value != nil && !attrValueRE.MatchString(*a.Value) {
+		if a.Value != nil && (!attrValueRE.MatchString(*a.Value) || strings.HasPrefix(*a.Value, " ") || strings.HasSuffix(*a.Value, " ")) {
 			return invalidParam("Attribute value %q of %q is invalid.", *a.Value, aws.ToString(a.Name))
 		}
 		if a.TargetType != "" && a.TargetType != types.TargetTypeContainerInstance {
@@ -55,7 +71,7 @@ func mergeAttributes(have, add []types.Attribute) []types.Attribute {
 }
 
 // changeAttributes applies fn to the instance each attribute targets.
-func (s *Server) changeAttributes(clusterRef *string, as []types.Attribute, fn func(rec *instanceRecord, a types.Attribute)) ([]types.Attribute, error) {
+func (s *Server) changeAttributes(clusterRef *string, as []types.Attribute, fn func(rec *instanceRecord, a types.Attribute) error) ([]types.Attribute, error) {
 	cluster, err := s.clusterName(clusterRef)
 	if err != nil {
 		return nil, err
@@ -78,7 +94,9 @@ func (s *Server) changeAttributes(clusterRef *string, as []types.Attribute, fn f
 			if !ok {
 				return clientErr("TargetNotFoundException", "Could not find %s.", *a.TargetId)
 			}
-			fn(rec, a)
+			if err := fn(rec, a); err != nil {
+				return err
+			}
 			if err := tx.Put(store.Instances, instanceKey(cluster, lastSegment(*rec.Instance.ContainerInstanceArn)), rec); err != nil {
 				return err
 			}
@@ -91,8 +109,13 @@ func (s *Server) changeAttributes(clusterRef *string, as []types.Attribute, fn f
 }
 
 func (s *Server) putAttributes(c *call, in *ecs.PutAttributesInput) (smithy.Serializable, error) {
-	as, err := s.changeAttributes(in.Cluster, in.Attributes, func(rec *instanceRecord, a types.Attribute) {
+	as, err := s.changeAttributes(in.Cluster, in.Attributes, func(rec *instanceRecord, a types.Attribute) error {
 		rec.Instance.Attributes = mergeAttributes(rec.Instance.Attributes, []types.Attribute{a})
+		if n := customAttributes(rec.Instance.Attributes); n > maxCustomAttributes {
+			return clientErr("AttributeLimitExceededException",
+				"You can apply up to %d custom attributes per resource; %s would have %d.", maxCustomAttributes, aws.ToString(rec.Instance.ContainerInstanceArn), n)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -101,7 +124,7 @@ func (s *Server) putAttributes(c *call, in *ecs.PutAttributesInput) (smithy.Seri
 }
 
 func (s *Server) deleteAttributes(c *call, in *ecs.DeleteAttributesInput) (smithy.Serializable, error) {
-	as, err := s.changeAttributes(in.Cluster, in.Attributes, func(rec *instanceRecord, a types.Attribute) {
+	as, err := s.changeAttributes(in.Cluster, in.Attributes, func(rec *instanceRecord, a types.Attribute) error {
 		kept := rec.Instance.Attributes[:0]
 		for _, h := range rec.Instance.Attributes {
 			if aws.ToString(h.Name) != aws.ToString(a.Name) {
@@ -109,6 +132,7 @@ func (s *Server) deleteAttributes(c *call, in *ecs.DeleteAttributesInput) (smith
 			}
 		}
 		rec.Instance.Attributes = kept
+		return nil
 	})
 	if err != nil {
 		return nil, err

@@ -322,9 +322,6 @@ func (s *Server) listContainerInstances(c *call, in *ecs.ListContainerInstancesI
 	if err != nil {
 		return nil, err
 	}
-	if aws.ToString(in.Filter) != "" {
-		return nil, invalidParam("The cluster query language (filter) is not supported yet.")
-	}
 	want := map[string]bool{"ACTIVE": true, "DRAINING": true}
 	if in.Status != "" {
 		switch in.Status {
@@ -340,16 +337,25 @@ func (s *Server) listContainerInstances(c *call, in *ecs.ListContainerInstancesI
 		if _, err := activeCluster(tx, cluster); err != nil {
 			return err
 		}
-		return tx.ForEach(store.Instances, cluster+"/", func(_ string, raw []byte) error {
+		var recs []*instanceRecord
+		err := tx.ForEach(store.Instances, cluster+"/", func(_ string, raw []byte) error {
 			var rec instanceRecord
 			if err := decode(raw, &rec); err != nil {
 				return err
 			}
 			if want[aws.ToString(rec.Instance.Status)] {
-				arns = append(arns, *rec.Instance.ContainerInstanceArn)
+				recs = append(recs, &rec)
 			}
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		recs, err = s.filterInstances(tx, cluster, recs, aws.ToString(in.Filter))
+		for _, rec := range recs {
+			arns = append(arns, *rec.Instance.ContainerInstanceArn)
+		}
+		return err
 	})
 	if err != nil {
 		return nil, err

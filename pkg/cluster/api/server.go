@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
@@ -116,6 +117,10 @@ type Options struct {
 	Logger                *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Rand breaks placement ties. It is used only inside write
+	// transactions, which the store serializes; nil means a randomly seeded
+	// one. Tests inject a seeded one.
+	Rand *rand.Rand
 }
 
 // Server is the ECS JSON API handler.
@@ -139,6 +144,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	s := &Server{opts: opts}
 	s.ops = s.operations()

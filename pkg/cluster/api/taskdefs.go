@@ -90,6 +90,9 @@ func validateTaskDefinition(in *ecs.RegisterTaskDefinitionInput) error {
 	if len(in.ContainerDefinitions) == 0 {
 		return clientException("Container list cannot be empty.")
 	}
+	if err := validateTaskDefConstraints(in.PlacementConstraints); err != nil {
+		return err
+	}
 	if len(in.ContainerDefinitions) > maxContainers {
 		return clientException("Too many containers: at most %d per task definition.", maxContainers)
 	}
@@ -421,6 +424,7 @@ func (s *Server) registerTaskDefinition(c *call, in *ecs.RegisterTaskDefinitionI
 		if td.PlacementConstraints == nil {
 			td.PlacementConstraints = []types.TaskDefinitionPlacementConstraint{}
 		}
+		td.RequiresAttributes = requiredAttributes(&td)
 		if err := tx.Put(store.TaskDefinitions, taskDefKey(family, fam.LatestRevision), taskDefRecord{TaskDefinition: td, Tags: in.Tags}); err != nil {
 			return err
 		}
@@ -644,4 +648,18 @@ func (s *Server) listTaskDefinitionFamilies(c *call, in *ecs.ListTaskDefinitionF
 		return nil, err
 	}
 	return &ecs.ListTaskDefinitionFamiliesOutput{Families: nonNil(page), NextToken: next}, nil
+}
+
+// requiredAttributes lists the capability attributes an instance must have
+// to run td, as ECS derives them. Only privileged mode is derived for now:
+// every Berth agent reports the others it has (health checks, ordering),
+// and a capability the agent leaves out because it is switched off
+// (ECS_DISABLE_PRIVILEGED) must keep such tasks away from it.
+func requiredAttributes(td *types.TaskDefinition) []types.Attribute {
+	for _, cd := range td.ContainerDefinitions {
+		if aws.ToBool(cd.Privileged) {
+			return []types.Attribute{{Name: aws.String("com.amazonaws.ecs.capability.privileged-container")}}
+		}
+	}
+	return nil
 }

@@ -283,44 +283,31 @@ func (s *Server) runTask(c *call, in *ecs.RunTaskInput) (smithy.Serializable, er
 			return err
 		}
 		p.tags = in.Tags
-		instances, err := activeInstances(tx, cluster)
+		ps, err := s.loadPlacementSet(tx, cluster)
 		if err != nil {
 			return err
 		}
-		if len(instances) == 0 {
+		if len(ps.records) == 0 {
 			return invalidParam("No Container Instances were found in your cluster.")
 		}
 		d := demandOf(p.td, in.Overrides)
-		seen := map[string]bool{}
-		if s.opts.RequireConnectedAgent {
-			// As ECS does, skip instances whose agent holds no session.
-			connected := instances[:0]
-			for _, rec := range instances {
-				if rec.Instance.AgentConnected {
-					connected = append(connected, rec)
-					continue
-				}
-				seen[*rec.Instance.ContainerInstanceArn+"AGENT"] = true
-				out.Failures = append(out.Failures, types.Failure{Arn: rec.Instance.ContainerInstanceArn, Reason: aws.String("AGENT")})
-			}
-			instances = connected
+		group := aws.ToString(in.Group)
+		if group == "" {
+			group = "family:" + aws.ToString(p.td.Family)
 		}
-		cands := make([]*scheduler.Instance, len(instances))
-		for i, rec := range instances {
-			cands[i] = rec.candidate()
+		req, err := placementRequest(p.td, d, group, in.PlacementConstraints, in.PlacementStrategy,
+			[]scheduler.Strategy{{Type: "random"}})
+		if err != nil {
+			return err
 		}
+		var failures failureList
 		for i := int32(0); i < count; i++ {
-			idx, misfits := scheduler.FirstFit(cands, d)
+			idx, misfits := ps.placer.Place(req)
 			if idx < 0 {
-				for _, m := range misfits {
-					if k := m.Arn + m.Reason; !seen[k] {
-						seen[k] = true
-						out.Failures = append(out.Failures, types.Failure{Arn: aws.String(m.Arn), Reason: aws.String(m.Reason)})
-					}
-				}
+				failures.add(misfits)
 				continue
 			}
-			inst := instances[idx]
+			inst := ps.records[idx]
 			t, err := s.newTask(c, p, *inst.Instance.ContainerInstanceArn, d)
 			if err != nil {
 				return err
@@ -335,6 +322,9 @@ func (s *Server) runTask(c *call, in *ecs.RunTaskInput) (smithy.Serializable, er
 			out.Tasks = append(out.Tasks, t.Task)
 			notifies = append(notifies, TaskChange{ClusterArn: *t.Task.ClusterArn, ContainerInstanceArn: *t.Task.ContainerInstanceArn,
 				TaskArn: *t.Task.TaskArn, DesiredStatus: "RUNNING", Placed: true})
+		}
+		if failures.out != nil {
+			out.Failures = failures.out
 		}
 		return nil
 	})
@@ -362,6 +352,13 @@ func (s *Server) startTask(c *call, in *ecs.StartTaskInput) (smithy.Serializable
 		}
 		p.tags = in.Tags
 		d := demandOf(p.td, in.Overrides)
+		// StartTask names its instances: only resources, the agent and
+		// required attributes are checked, as ECS does.
+		req, err := placementRequest(p.td, d, "", nil, nil, nil)
+		if err != nil {
+			return err
+		}
+		req.Constraints = nil
 		for _, ref := range in.ContainerInstances {
 			inst, ok, err := s.loadInstance(tx, cluster, ref)
 			if err != nil {
@@ -371,11 +368,7 @@ func (s *Server) startTask(c *call, in *ecs.StartTaskInput) (smithy.Serializable
 				out.Failures = append(out.Failures, types.Failure{Arn: aws.String(ref), Reason: aws.String("MISSING")})
 				continue
 			}
-			if s.opts.RequireConnectedAgent && !inst.Instance.AgentConnected {
-				out.Failures = append(out.Failures, types.Failure{Arn: inst.Instance.ContainerInstanceArn, Reason: aws.String("AGENT")})
-				continue
-			}
-			if r := scheduler.Fits(inst.candidate(), d); r != "" {
+			if r := scheduler.Check(s.schedulerInstance(inst), req); r != "" {
 				out.Failures = append(out.Failures, types.Failure{Arn: inst.Instance.ContainerInstanceArn, Reason: aws.String(r)})
 				continue
 			}
