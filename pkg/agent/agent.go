@@ -195,6 +195,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		CPUUnits:      cpu,
 		MemoryMiB:     mem,
 		StopTimeout:   cfg.Containers.StopTimeout,
+		CreateTimeout: cfg.Containers.CreateTimeout,
+		StartTimeout:  cfg.Containers.StartTimeout,
 		CleanupWait:   cfg.Containers.TaskCleanupWait,
 		AfterRecover:  nw.cleanup,
 		StepHook:      a.o.stepHook,

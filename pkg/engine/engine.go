@@ -51,6 +51,11 @@ type Options struct {
 	// StopTimeout is the default grace period before SIGKILL
 	// (ECS_CONTAINER_STOP_TIMEOUT).
 	StopTimeout time.Duration
+	// CreateTimeout and StartTimeout bound one container create and start
+	// (ECS_CONTAINER_CREATE_TIMEOUT, ECS_CONTAINER_START_TIMEOUT); zero
+	// means no bound.
+	CreateTimeout time.Duration
+	StartTimeout  time.Duration
 	// CleanupWait is how long a stopped task is kept before its containers,
 	// volumes and logs are removed (ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION).
 	CleanupWait time.Duration

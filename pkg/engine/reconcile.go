@@ -120,7 +120,10 @@ func (r *taskRunner) advance(c *ContainerState) {
 				r.fail(c, prefixCreate+fmt.Sprintf("create log directory: %v", err))
 				return
 			}
+			timeout := r.e.opts.CreateTimeout
 			r.goOp(c.Name, "create", false, func(ctx context.Context) event {
+				ctx, cancel := withTimeout(ctx, timeout)
+				defer cancel()
 				return event{kind: evCreated, err: rt.Create(ctx, spec)}
 			})
 			return
@@ -129,8 +132,18 @@ func (r *taskRunner) advance(c *ContainerState) {
 		if !r.mustSave() {
 			return
 		}
+		timeout := r.e.opts.StartTimeout
 		r.goOp(c.Name, "start", false, func(ctx context.Context) event {
-			pid, err := rt.Start(ctx, id)
+			sctx, cancel := withTimeout(ctx, timeout)
+			defer cancel()
+			pid, err := rt.Start(sctx, id)
+			if err != nil {
+				// A start that failed or timed out may still have made a
+				// process; the container is reported STOPPED, so make sure.
+				kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer kcancel()
+				_ = rt.Stop(kctx, id, 0)
+			}
 			return event{kind: evStarted, pid: pid, err: err}
 		})
 	}
@@ -497,4 +510,12 @@ func (r *taskRunner) cleanupWhenDue() {
 		}
 		return event{kind: evCleaned, err: errors.Join(errs...)}
 	})
+}
+
+// withTimeout bounds ctx by d when d is positive.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
 }
