@@ -300,6 +300,23 @@ func TestKill9Recovery(t *testing.T) {
 			},
 		},
 		{
+			name: "during network setup",
+			crash: func(t *testing.T, task *api.Task) (engine.TaskStatus, func(*testing.T, *agent.Agent)) {
+				// The sandbox exists but the agent dies before recording it:
+				// the restart must sweep it and set up a new one.
+				c := startChild(t, h, payload(task), "after:network-setup:"+engine.TaskID(task.Arn)+"/")
+				c.waitFor(t, "CRASHPOINT")
+				c.kill()
+				before := netnsWithPrefix(h.Prefix)
+				return engine.TaskRunning, func(t *testing.T, a *agent.Agent) {
+					after := netnsWithPrefix(h.Prefix)
+					if len(before) != 1 || len(after) != 1 || before[0] == after[0] {
+						t.Fatalf("network namespaces before restart %v, after %v: want the unrecorded one replaced by one new one", before, after)
+					}
+				}
+			},
+		},
+		{
 			name: "during create",
 			crash: func(t *testing.T, task *api.Task) (engine.TaskStatus, func(*testing.T, *agent.Agent)) {
 				c := startChild(t, h, payload(task), "after:create:"+engine.TaskID(task.Arn)+"/main")
@@ -354,6 +371,18 @@ func TestKill9Recovery(t *testing.T) {
 			},
 		},
 		{
+			name: "during network teardown",
+			crash: func(t *testing.T, task *api.Task) (engine.TaskStatus, func(*testing.T, *agent.Agent)) {
+				c := startChild(t, h, payload(task), "")
+				c.waitRunning(t, task.Arn)
+				c.kill()
+				c = startChild(t, h, payload(stopped(task)), "after:network-teardown:"+engine.TaskID(task.Arn)+"/")
+				c.waitFor(t, "CRASHPOINT")
+				c.kill()
+				return engine.TaskStopped, nil
+			},
+		},
+		{
 			name: "while stopping",
 			crash: func(t *testing.T, task *api.Task) (engine.TaskStatus, func(*testing.T, *agent.Agent)) {
 				c := startChild(t, h, payload(task), "")
@@ -403,6 +432,17 @@ func TestKill9Recovery(t *testing.T) {
 			assertNothingLeaked(t, h, ct, task)
 		})
 	}
+}
+
+func netnsWithPrefix(prefix string) []string {
+	var out []string
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // assertNothingLeaked checks what a cleaned-up task must not leave behind:
