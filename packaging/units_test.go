@@ -151,3 +151,22 @@ func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// TestClusterUnitExposure keeps berth-cluster.service's hardening from
+// eroding: `systemd-analyze security` rates the unit's exposure from 0
+// (locked down) to 10; the unit scores 1.4 and a change that pushes it past
+// 2.0 fails. (The agent is left out on purpose: it must run unsandboxed.)
+func TestClusterUnitExposure(t *testing.T) {
+	analyze := requireTool(t, "systemd-analyze", "systemd")
+	unitPath := filepath.Join(repoRoot(t), "systemd", "berth-cluster.service")
+	out, err := runCmd(t.Context(), "", nil, analyze, "security", "--offline=true", "--threshold=20", "--no-pager", unitPath)
+	if err != nil {
+		t.Errorf("berth-cluster.service exposure above 2.0 (or analysis failed): %v\n%s", err, out)
+	}
+	// The same check must reject a weaker unit.
+	weak := filepath.Join(t.TempDir(), "berth-cluster.service")
+	writeFile(t, weak, "[Service]\nType=notify\nExecStart=/usr/bin/berth-cluster serve\n", 0o644)
+	if out, err := runCmd(t.Context(), "", nil, analyze, "security", "--offline=true", "--threshold=20", "--no-pager", weak); err == nil {
+		t.Errorf("systemd-analyze security accepted an unhardened unit at threshold 2.0:\n%s", out)
+	}
+}
