@@ -1,0 +1,269 @@
+// Package roles is the endpoint side of task IAM roles: the roles declared
+// in cluster.toml, credentials issued per task at placement (static key
+// pairs for labs, or STS AssumeRole with the endpoint's own credentials),
+// validation of taskRoleArn/executionRoleArn, and a Refresher that sends
+// IAMRoleCredentialsMessage frames before the credentials expire until the
+// agent acknowledges them.
+//
+// It is imported by the cluster endpoint (placement, ACS session server)
+// and dev mode; it imports no agent package except pkg/api.
+package roles
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/berth-dev/berth/pkg/api"
+)
+
+// Role sources.
+const (
+	SourceStatic     = "static"
+	SourceAssumeRole = "assume-role"
+)
+
+// Defaults.
+const (
+	// DefaultDuration is how long issued credentials last (STS's default).
+	DefaultDuration = time.Hour
+	// DefaultRegion signs STS requests when a role names no region.
+	DefaultRegion = "us-east-1"
+)
+
+// RoleConfig is one [[roles]] entry of cluster.toml:
+//
+//	[[roles]]
+//	arn = "arn:aws:iam::123456789012:role/app"
+//	source = "static"                 # or "assume-role"
+//	access_key_id = "AKIA..."         # static only
+//	secret_access_key = "..."         # static only
+//	session_token = ""                # static, optional
+//	sts_endpoint = "https://sts.us-east-1.amazonaws.com"  # assume-role, optional
+//	region = "us-east-1"              # assume-role, optional
+//	duration = "1h"                   # lifetime of issued credentials
+//	external_id = ""                  # assume-role, optional
+//	session_name = ""                 # assume-role, optional (default berth-<task id>)
+type RoleConfig struct {
+	Arn             string `toml:"arn"`
+	Source          string `toml:"source"`
+	AccessKeyID     string `toml:"access_key_id"`
+	SecretAccessKey string `toml:"secret_access_key"`
+	SessionToken    string `toml:"session_token"`
+	STSEndpoint     string `toml:"sts_endpoint"`
+	Region          string `toml:"region"`
+	// Duration is a Go duration ("1h", "15m"); empty means DefaultDuration.
+	Duration    string `toml:"duration"`
+	ExternalID  string `toml:"external_id"`
+	SessionName string `toml:"session_name"`
+}
+
+// Options configure an Issuer.
+type Options struct {
+	Roles []RoleConfig
+	// BaseCredentials sign AssumeRole calls: the endpoint's own
+	// credentials. Required when a role uses assume-role.
+	BaseCredentials aws.CredentialsProvider
+	// HTTPClient carries STS calls; nil means the SDK's default. (With
+	// AWS_CA_BUNDLE set the SDK wants an awshttp.BuildableClient.)
+	HTTPClient sts.HTTPClient
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// role is a validated RoleConfig.
+type role struct {
+	cfg      RoleConfig
+	duration time.Duration
+	sts      *sts.Client
+}
+
+// Issuer issues credentials for declared roles.
+type Issuer struct {
+	roles map[string]*role
+	now   func() time.Time
+}
+
+// InvalidParameterError is a task definition naming a role that is not
+// declared; the ECS API answers it as InvalidParameterException with
+// Error() as the message.
+type InvalidParameterError struct{ Message string }
+
+func (e *InvalidParameterError) Error() string { return e.Message }
+
+// ErrUnknownRole is wrapped by Issue for a role that is not declared.
+var ErrUnknownRole = errors.New("role not declared")
+
+// New validates the roles and returns an Issuer. Every problem is reported.
+func New(opts Options) (*Issuer, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	is := &Issuer{roles: make(map[string]*role), now: opts.Now}
+	var problems []string
+	for i, rc := range opts.Roles {
+		where := fmt.Sprintf("roles[%d]", i)
+		if !validRoleArn(rc.Arn) {
+			problems = append(problems, fmt.Sprintf("%s: arn %q is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)", where, rc.Arn))
+			continue
+		}
+		if _, dup := is.roles[rc.Arn]; dup {
+			problems = append(problems, fmt.Sprintf("%s: role %s declared twice", where, rc.Arn))
+			continue
+		}
+		r := &role{cfg: rc, duration: DefaultDuration}
+		if rc.Duration != "" {
+			d, err := time.ParseDuration(rc.Duration)
+			if err != nil || d < time.Minute || d > 12*time.Hour {
+				problems = append(problems, fmt.Sprintf("%s: duration %q must be between 1m and 12h", where, rc.Duration))
+				continue
+			}
+			r.duration = d
+		}
+		switch rc.Source {
+		case SourceStatic:
+			if rc.AccessKeyID == "" || rc.SecretAccessKey == "" {
+				problems = append(problems, fmt.Sprintf("%s: static role %s needs access_key_id and secret_access_key", where, rc.Arn))
+				continue
+			}
+		case SourceAssumeRole:
+			if opts.BaseCredentials == nil {
+				problems = append(problems, fmt.Sprintf("%s: assume-role role %s needs the endpoint's own AWS credentials", where, rc.Arn))
+				continue
+			}
+			region := rc.Region
+			if region == "" {
+				region = DefaultRegion
+			}
+			so := sts.Options{Region: region, Credentials: opts.BaseCredentials, HTTPClient: opts.HTTPClient}
+			if rc.STSEndpoint != "" {
+				so.BaseEndpoint = aws.String(rc.STSEndpoint)
+			}
+			r.sts = sts.New(so)
+		default:
+			problems = append(problems, fmt.Sprintf("%s: source %q of %s must be %q or %q", where, rc.Source, rc.Arn, SourceStatic, SourceAssumeRole))
+			continue
+		}
+		is.roles[rc.Arn] = r
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("roles: %s", strings.Join(problems, "; "))
+	}
+	return is, nil
+}
+
+func validRoleArn(arn string) bool {
+	parts := strings.SplitN(arn, ":", 6)
+	return len(parts) == 6 && parts[0] == "arn" && parts[2] == "iam" && parts[4] != "" &&
+		strings.HasPrefix(parts[5], "role/") && len(parts[5]) > len("role/")
+}
+
+// Declared reports whether arn is a declared role.
+func (is *Issuer) Declared(arn string) bool {
+	_, ok := is.roles[arn]
+	return ok
+}
+
+// ValidateTaskDefinition checks that taskRoleArn and executionRoleArn
+// (either may be empty) name declared roles. The error is an
+// *InvalidParameterError.
+func (is *Issuer) ValidateTaskDefinition(taskRoleArn, executionRoleArn string) error {
+	for _, f := range []struct{ name, arn string }{{"taskRoleArn", taskRoleArn}, {"executionRoleArn", executionRoleArn}} {
+		if f.arn == "" || is.Declared(f.arn) {
+			continue
+		}
+		return &InvalidParameterError{Message: fmt.Sprintf(
+			"%s %s is not a role declared on this cluster endpoint (cluster.toml [[roles]]).", f.name, f.arn)}
+	}
+	return nil
+}
+
+// NewCredentialsID returns a fresh credentials id (a random version 4
+// UUID). One is made per task and role at placement and kept across
+// refreshes, because containers hold it in their environment.
+func NewCredentialsID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate credentials id: %w", err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
+}
+
+// Request asks for credentials for one task's role.
+type Request struct {
+	RoleArn string
+	// CredentialsID is kept in the result; empty makes a fresh one
+	// (placement). A refresh passes the id issued at placement.
+	CredentialsID string
+	// TaskArn names the session of assume-role credentials.
+	TaskArn string
+}
+
+// Issue obtains credentials for a declared role.
+func (is *Issuer) Issue(ctx context.Context, req Request) (*api.IAMRoleCredentials, error) {
+	r, ok := is.roles[req.RoleArn]
+	if !ok {
+		return nil, fmt.Errorf("issue credentials for %s: %w", req.RoleArn, ErrUnknownRole)
+	}
+	id := req.CredentialsID
+	if id == "" {
+		var err error
+		if id, err = NewCredentialsID(); err != nil {
+			return nil, err
+		}
+	}
+	out := &api.IAMRoleCredentials{CredentialsID: id, RoleArn: req.RoleArn}
+	if r.sts == nil {
+		// Static keys do not expire; the expiration still drives the
+		// agent's and SDKs' refresh cycle as with real role credentials.
+		out.AccessKeyID = r.cfg.AccessKeyID
+		out.SecretAccessKey = r.cfg.SecretAccessKey
+		out.SessionToken = r.cfg.SessionToken
+		out.Expiration = is.now().Add(r.duration).UTC().Format(time.RFC3339)
+		return out, nil
+	}
+	in := &sts.AssumeRoleInput{
+		RoleArn:         aws.String(req.RoleArn),
+		RoleSessionName: aws.String(sessionName(r.cfg.SessionName, req.TaskArn)),
+		DurationSeconds: aws.Int32(int32(r.duration / time.Second)),
+	}
+	if r.cfg.ExternalID != "" {
+		in.ExternalId = aws.String(r.cfg.ExternalID)
+	}
+	res, err := r.sts.AssumeRole(ctx, in)
+	if err != nil {
+		return nil, fmt.Errorf("assume role %s: %w", req.RoleArn, err)
+	}
+	c := res.Credentials
+	if c == nil || c.AccessKeyId == nil || c.SecretAccessKey == nil || c.Expiration == nil {
+		return nil, fmt.Errorf("assume role %s: STS answered without credentials", req.RoleArn)
+	}
+	out.AccessKeyID = *c.AccessKeyId
+	out.SecretAccessKey = *c.SecretAccessKey
+	out.SessionToken = aws.ToString(c.SessionToken)
+	out.Expiration = c.Expiration.UTC().Format(time.RFC3339)
+	return out, nil
+}
+
+// sessionName is the RoleSessionName: the configured one or berth-<task
+// id>, cut to STS's 64 characters.
+func sessionName(configured, taskArn string) string {
+	if configured != "" {
+		return configured
+	}
+	n := "berth-" + taskArn[strings.LastIndexByte(taskArn, '/')+1:]
+	if len(n) > 64 {
+		n = n[:64]
+	}
+	return n
+}
