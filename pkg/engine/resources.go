@@ -28,7 +28,12 @@ func need(def *TaskDef) taskResources {
 	var cpu, mem int64
 	for _, c := range def.Containers {
 		cpu += c.CPU
-		mem += c.MemoryMiB
+		if c.MemoryMiB > 0 {
+			mem += c.MemoryMiB
+		} else {
+			// With only a soft limit, ECS accounts the reservation.
+			mem += (c.Spec.MemoryReservation + mib - 1) / mib
+		}
 		for _, p := range c.Ports {
 			switch def.NetworkMode {
 			case "host":
