@@ -137,3 +137,18 @@ func TestStaticPortHeldByAnotherTaskKeepsTaskPending(t *testing.T) {
 		t.Fatalf("host-mode bindings %+v, want 8080", c.Bindings)
 	}
 }
+
+func TestTaskWithOnlyNonEssentialContainersStopsWhenAllExited(t *testing.T) {
+	h := newHarness(t, nil)
+	def := simpleTask("arn:aws:ecs:us-east-1:0:task/lab/nonessential",
+		engine.ContainerDef{Name: "a", Image: "img"}, engine.ContainerDef{Name: "b", Image: "img"})
+	h.apply(def, engine.TaskRunning)
+	h.waitStatus(def.ARN, engine.TaskRunning)
+	h.rt.exit(engine.ContainerID(def.ARN, "a"), 0)
+	time.Sleep(30 * time.Millisecond)
+	if st, _ := h.eng.Task(def.ARN); st.KnownStatus != engine.TaskRunning {
+		t.Fatalf("task %s after one non-essential container exited, want RUNNING", st.KnownStatus)
+	}
+	h.rt.exit(engine.ContainerID(def.ARN, "b"), 0)
+	h.waitStatus(def.ARN, engine.TaskStopped)
+}

@@ -59,6 +59,13 @@ func (r *taskRunner) reconcile() {
 			return
 		}
 	}
+	if r.allStopped() {
+		// Nothing is left to run (every container was non-essential).
+		r.stopTask(ReasonEssentialExited)
+		r.mustSave()
+		r.driveStop()
+		return
+	}
 	if st.KnownStatus < TaskRunning && r.allStarted() {
 		st.KnownStatus = TaskRunning
 		r.mustSave(r.taskChange())
@@ -70,6 +77,15 @@ func (r *taskRunner) reconcile() {
 func (r *taskRunner) allStarted() bool {
 	for _, c := range r.st.Containers {
 		if c.KnownStatus < ContainerRunning {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *taskRunner) allStopped() bool {
+	for _, c := range r.st.Containers {
+		if c.KnownStatus != ContainerStopped {
 			return false
 		}
 	}
