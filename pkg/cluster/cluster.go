@@ -59,6 +59,8 @@ type Options struct {
 	Now func() time.Time
 	// Rand breaks placement ties; nil means a randomly seeded one.
 	Rand *rand.Rand
+	// Services tune the service controller Serve runs.
+	Services clusterapi.ServiceOptions
 	// StoppedTaskRetention is how long a STOPPED task stays visible; zero
 	// means one hour, as in ECS. Serve prunes older ones every minute.
 	StoppedTaskRetention time.Duration
@@ -138,6 +140,7 @@ func Open(opts Options) (*Endpoint, error) {
 		Logger:       opts.Logger,
 		Now:          opts.Now,
 		Rand:         opts.Rand,
+		Services:     opts.Services,
 	}
 	var sessions SessionServer
 	if opts.NewSessionServer != nil {
@@ -229,9 +232,15 @@ func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(pruned)
 		e.pruneLoop(pruneCtx)
 	}()
+	controlled := make(chan struct{})
+	go func() {
+		defer close(controlled)
+		e.handler.RunServiceController(pruneCtx)
+	}()
 	defer func() {
 		stopPruning()
 		<-pruned
+		<-controlled
 	}()
 	pending := 2
 	var serveErr error

@@ -40,6 +40,11 @@ func (s *Server) operations() map[string]operation {
 		"DescribeTasks":                 op(false, s.describeTasks),
 		"SubmitTaskStateChange":         op(true, s.submitTaskStateChange),
 		"SubmitContainerStateChange":    op(true, s.submitContainerStateChange),
+		"CreateService":                 op(false, s.createService),
+		"UpdateService":                 op(false, s.updateService),
+		"DeleteService":                 op(false, s.deleteService),
+		"DescribeServices":              op(false, s.describeServices),
+		"ListServices":                  op(false, s.listServices),
 	}
 }
 

@@ -268,6 +268,7 @@ func (s *Server) registerContainerInstance(c *call, in *ecs.RegisterContainerIns
 	if err != nil {
 		return nil, err
 	}
+	s.wakeServices()
 	return out, nil
 }
 
@@ -446,6 +447,7 @@ func (s *Server) updateContainerInstancesState(c *call, in *ecs.UpdateContainerI
 	if err != nil {
 		return nil, err
 	}
+	s.wakeServices()
 	return out, nil
 }
 

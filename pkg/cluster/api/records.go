@@ -57,6 +57,11 @@ type taskRecord struct {
 	// Demand is what the task holds on its instance until Released.
 	Demand   scheduler.Demand
 	Released bool
+	// ServiceSawRunning and ServiceSawStop record that the service
+	// controller has counted the task's start and stop (launch failures,
+	// backoff), so each is counted once.
+	ServiceSawRunning bool `json:",omitempty"`
+	ServiceSawStop    bool `json:",omitempty"`
 }
 
 func taskDefKey(family string, rev int32) string { return fmt.Sprintf("%s:%010d", family, rev) }

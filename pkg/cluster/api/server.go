@@ -121,12 +121,16 @@ type Options struct {
 	// transactions, which the store serializes; nil means a randomly seeded
 	// one. Tests inject a seeded one.
 	Rand *rand.Rand
+	// Services tune the service controller.
+	Services ServiceOptions
 }
 
 // Server is the ECS JSON API handler.
 type Server struct {
 	opts Options
 	ops  map[string]operation
+	// wake asks the service controller for a pass; buffered, never blocks.
+	wake chan struct{}
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -148,7 +152,8 @@ func New(opts Options) (*Server, error) {
 	if opts.Rand == nil {
 		opts.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	s := &Server{opts: opts}
+	opts.Services = opts.Services.withDefaults()
+	s := &Server{opts: opts, wake: make(chan struct{}, 1)}
 	s.ops = s.operations()
 	return s, nil
 }

@@ -761,6 +761,7 @@ func (s *Server) submitTaskStateChange(c *call, in *submitTaskStateChangeRequest
 	if err != nil {
 		return nil, err
 	}
+	s.wakeServices()
 	return &ecs.SubmitTaskStateChangeOutput{Acknowledgment: aws.String("ACK")}, nil
 }
 

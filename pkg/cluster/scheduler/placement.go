@@ -289,3 +289,21 @@ func (p *Placer) ScaleIn(tasks []TaskRef, group string, strategies []Strategy, n
 	}
 	return chosen
 }
+
+// Matches reports whether the instance meets r's required attributes and
+// constraints, whatever its free resources and agent: the instances a
+// DAEMON service should cover.
+func Matches(in *Instance, r *Request) bool {
+	for _, a := range r.Required {
+		v, ok := in.Attributes[a.Name]
+		if !ok || a.Value != nil && *a.Value != v {
+			return false
+		}
+	}
+	for _, c := range r.Constraints {
+		if c.Type == "memberOf" && !c.Expr.Eval(in) {
+			return false
+		}
+	}
+	return true
+}

@@ -170,7 +170,7 @@ func Parse(src string) (Expr, error) {
 }
 
 func (p *parser) peek() token { return p.toks[p.i] }
-func (p *parser) next() token  { t := p.toks[p.i]; p.i++; return t }
+func (p *parser) next() token { t := p.toks[p.i]; p.i++; return t }
 
 func (p *parser) errAt(t token, want string) error {
 	near := t.text

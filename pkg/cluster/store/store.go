@@ -26,11 +26,12 @@ const (
 	Instances       Bucket = "container-instances"
 	Tasks           Bucket = "tasks"
 	Keys            Bucket = "access-keys"
+	Services        Bucket = "services"
 )
 
 // AllBuckets lists every bucket; they are created when the store opens.
 func AllBuckets() []Bucket {
-	return []Bucket{Clusters, TaskDefinitions, Families, Instances, Tasks, Keys}
+	return []Bucket{Clusters, TaskDefinitions, Families, Instances, Tasks, Keys, Services}
 }
 
 // ErrNotFound is returned by Tx.Get when the key does not exist.

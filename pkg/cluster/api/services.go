@@ -1,0 +1,550 @@
+package api
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math/big"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	smithy "github.com/aws/smithy-go"
+
+	"github.com/berth-dev/berth/pkg/cluster/scheduler"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+// maxServiceEvents is how many events a service keeps, as ECS does.
+const maxServiceEvents = 100
+
+// serviceRecord is stored in store.Services under "<cluster>/<name>".
+type serviceRecord struct {
+	Service types.Service
+	Cluster string
+	// LastCompleted is the task definition of the last deployment that
+	// completed: a circuit breaker with rollback deploys it again.
+	LastCompleted string
+	// LaunchFailures counts tasks in a row that stopped before RUNNING;
+	// launches wait BackoffUntil (unix nanoseconds) when it is not zero.
+	LaunchFailures int
+	BackoffUntil   int64
+	// Steady is set once the steady-state event was written for the
+	// current state, so it is written once per arrival.
+	Steady bool
+}
+
+func (s *Server) serviceArn(cluster, name string) string {
+	return fmt.Sprintf("arn:aws:ecs:%s:%s:service/%s/%s", s.opts.Region, s.opts.AccountID, cluster, name)
+}
+
+func serviceKey(cluster, name string) string { return cluster + "/" + name }
+
+// newDeploymentID returns "ecs-svc/" and 19 digits, ECS's form.
+func newDeploymentID() (string, error) {
+	n, err := rand.Int(rand.Reader, big.NewInt(9e18))
+	if err != nil {
+		return "", fmt.Errorf("generate deployment id: %w", err)
+	}
+	return fmt.Sprintf("ecs-svc/%019d", n.Int64()+1e18), nil
+}
+
+// serviceName resolves a service name or ARN in cluster.
+func (s *Server) serviceName(cluster, ref string) (string, bool) {
+	if ref == "" {
+		return "", false
+	}
+	if id, ok := s.resourceID("service", cluster, ref); ok {
+		return id, nameRE.MatchString(id)
+	}
+	return "", false
+}
+
+func (s *Server) loadService(tx store.Tx, cluster, ref string) (*serviceRecord, bool, error) {
+	name, ok := s.serviceName(cluster, ref)
+	if !ok {
+		return nil, false, nil
+	}
+	var rec serviceRecord
+	if err := tx.Get(store.Services, serviceKey(cluster, name), &rec); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	return &rec, true, nil
+}
+
+func (s *Server) putService(tx store.Tx, rec *serviceRecord) error {
+	return tx.Put(store.Services, serviceKey(rec.Cluster, aws.ToString(rec.Service.ServiceName)), rec)
+}
+
+// addEvent puts msg first in the service's events, keeping at most 100.
+func (rec *serviceRecord) addEvent(msg string, now time.Time) {
+	id, err := newUUID()
+	if err != nil {
+		id = strconv.FormatInt(now.UnixNano(), 10)
+	}
+	ev := types.ServiceEvent{Id: aws.String(id), Message: aws.String(msg), CreatedAt: aws.Time(now)}
+	rec.Service.Events = append([]types.ServiceEvent{ev}, rec.Service.Events...)
+	if len(rec.Service.Events) > maxServiceEvents {
+		rec.Service.Events = rec.Service.Events[:maxServiceEvents]
+	}
+}
+
+// validateServicePlacement checks a service's constraints and strategies.
+func validateServicePlacement(sched types.SchedulingStrategy, cons []types.PlacementConstraint, strats []types.PlacementStrategy) error {
+	if sched == types.SchedulingStrategyDaemon && len(strats) > 0 {
+		return invalidParam("Placement strategies are not supported with the DAEMON scheduling strategy.")
+	}
+	td := &types.TaskDefinition{}
+	_, err := placementRequest(td, scheduler.Demand{}, "", cons, strats, nil)
+	return err
+}
+
+func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Serializable, error) {
+	cluster, err := s.clusterName(in.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	name := aws.ToString(in.ServiceName)
+	if !nameRE.MatchString(name) {
+		return nil, invalidParam("Service name can have up to 255 letters (uppercase and lowercase), numbers, hyphens and underscores; got %q.", name)
+	}
+	sched := in.SchedulingStrategy
+	if sched == "" {
+		sched = types.SchedulingStrategyReplica
+	}
+	if sched != types.SchedulingStrategyReplica && sched != types.SchedulingStrategyDaemon {
+		return nil, invalidParam("schedulingStrategy must be REPLICA or DAEMON.")
+	}
+	desired := aws.ToInt32(in.DesiredCount)
+	if sched == types.SchedulingStrategyDaemon && in.DesiredCount != nil {
+		return nil, invalidParam("The daemon scheduling strategy does not support a desired count for services.")
+	}
+	if sched == types.SchedulingStrategyReplica && in.DesiredCount == nil {
+		return nil, invalidParam("desiredCount is required for the REPLICA scheduling strategy.")
+	}
+	if desired < 0 {
+		return nil, invalidParam("desiredCount must not be negative.")
+	}
+	switch in.LaunchType {
+	case "", types.LaunchTypeEc2, types.LaunchTypeExternal:
+	default:
+		return nil, invalidParam("Launch type %s is not supported by this endpoint.", in.LaunchType)
+	}
+	if len(in.LoadBalancers) > 0 || len(in.CapacityProviderStrategy) > 0 || in.DeploymentController != nil && in.DeploymentController.Type != types.DeploymentControllerTypeEcs {
+		return nil, invalidParam("Load balancers, capacity providers and external or CODE_DEPLOY deployment controllers are not supported by this endpoint.")
+	}
+	dc, err := deploymentConfig(sched, in.DeploymentConfiguration, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateServicePlacement(sched, in.PlacementConstraints, in.PlacementStrategy); err != nil {
+		return nil, err
+	}
+	strats := in.PlacementStrategy
+	if sched == types.SchedulingStrategyReplica && len(strats) == 0 {
+		// ECS's default for services: spread over zones, then instances.
+		strats = []types.PlacementStrategy{
+			{Type: types.PlacementStrategyTypeSpread, Field: aws.String("attribute:ecs.availability-zone")},
+			{Type: types.PlacementStrategyTypeSpread, Field: aws.String("instanceId")},
+		}
+	}
+	out := &ecs.CreateServiceOutput{}
+	err = s.opts.Store.Update(func(tx store.Tx) error {
+		p, err := s.taskParamsFor(tx, cluster, in.TaskDefinition, nil, nil, nil)
+		if err != nil {
+			return err
+		}
+		if existing, ok, err := s.loadService(tx, cluster, name); err != nil {
+			return err
+		} else if ok && aws.ToString(existing.Service.Status) != "INACTIVE" {
+			return invalidParam("Creation of service was not idempotent.")
+		}
+		depID, err := newDeploymentID()
+		if err != nil {
+			return err
+		}
+		launch := in.LaunchType
+		if launch == "" {
+			launch = types.LaunchTypeEc2
+		}
+		svc := types.Service{
+			ServiceArn:              aws.String(s.serviceArn(cluster, name)),
+			ServiceName:             aws.String(name),
+			ClusterArn:              aws.String(s.clusterArn(cluster)),
+			Status:                  aws.String("ACTIVE"),
+			DesiredCount:            desired,
+			TaskDefinition:          p.td.TaskDefinitionArn,
+			LaunchType:              launch,
+			SchedulingStrategy:      sched,
+			DeploymentConfiguration: dc,
+			DeploymentController:    &types.DeploymentController{Type: types.DeploymentControllerTypeEcs},
+			PlacementConstraints:    nonNilConstraints(in.PlacementConstraints),
+			PlacementStrategy:       nonNilStrategies(strats),
+			CreatedAt:               aws.Time(c.now),
+			CreatedBy:               aws.String(fmt.Sprintf("arn:aws:iam::%s:user/%s", s.opts.AccountID, c.key.AccessKeyID)),
+			Tags:                    in.Tags,
+			PropagateTags:           in.PropagateTags,
+			EnableECSManagedTags:    in.EnableECSManagedTags,
+			Events:                  []types.ServiceEvent{},
+			LoadBalancers:           []types.LoadBalancer{},
+			ServiceRegistries:       []types.ServiceRegistry{},
+			Deployments: []types.Deployment{{
+				Id: aws.String(depID), Status: aws.String("PRIMARY"), TaskDefinition: p.td.TaskDefinitionArn,
+				DesiredCount: desired, CreatedAt: aws.Time(c.now), UpdatedAt: aws.Time(c.now), LaunchType: launch,
+				RolloutState: types.DeploymentRolloutStateInProgress, RolloutStateReason: aws.String("ECS deployment " + depID + " in progress."),
+			}},
+		}
+		rec := &serviceRecord{Service: svc, Cluster: cluster}
+		if err := s.putService(tx, rec); err != nil {
+			return err
+		}
+		out.Service = &rec.Service
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.wakeServices()
+	return out, nil
+}
+
+func nonNilConstraints(cs []types.PlacementConstraint) []types.PlacementConstraint {
+	if cs == nil {
+		return []types.PlacementConstraint{}
+	}
+	return cs
+}
+
+func nonNilStrategies(ss []types.PlacementStrategy) []types.PlacementStrategy {
+	if ss == nil {
+		return []types.PlacementStrategy{}
+	}
+	return ss
+}
+
+// deploymentConfig fills ECS's defaults (REPLICA 100/200, DAEMON 0/100) over
+// have and validates the percentages.
+func deploymentConfig(sched types.SchedulingStrategy, in, have *types.DeploymentConfiguration) (*types.DeploymentConfiguration, error) {
+	dc := &types.DeploymentConfiguration{MinimumHealthyPercent: aws.Int32(100), MaximumPercent: aws.Int32(200),
+		DeploymentCircuitBreaker: &types.DeploymentCircuitBreaker{}}
+	if sched == types.SchedulingStrategyDaemon {
+		dc.MinimumHealthyPercent, dc.MaximumPercent = aws.Int32(0), aws.Int32(100)
+	}
+	if have != nil {
+		cp := *have
+		dc = &cp
+	}
+	if in != nil {
+		if in.MinimumHealthyPercent != nil {
+			dc.MinimumHealthyPercent = in.MinimumHealthyPercent
+		}
+		if in.MaximumPercent != nil {
+			dc.MaximumPercent = in.MaximumPercent
+		}
+		if in.DeploymentCircuitBreaker != nil {
+			dc.DeploymentCircuitBreaker = in.DeploymentCircuitBreaker
+		}
+	}
+	minP, maxP := aws.ToInt32(dc.MinimumHealthyPercent), aws.ToInt32(dc.MaximumPercent)
+	if minP < 0 || minP > 100 {
+		return nil, invalidParam("minimumHealthyPercent must be between 0 and 100.")
+	}
+	if maxP < 100 || maxP > 200 && sched == types.SchedulingStrategyReplica || sched == types.SchedulingStrategyDaemon && maxP != 100 {
+		return nil, invalidParam("maximumPercent must be between 100 and 200 (100 for DAEMON services).")
+	}
+	return dc, nil
+}
+
+func (s *Server) updateService(c *call, in *ecs.UpdateServiceInput) (smithy.Serializable, error) {
+	cluster, err := s.clusterName(in.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	if in.DesiredCount != nil && *in.DesiredCount < 0 {
+		return nil, invalidParam("desiredCount must not be negative.")
+	}
+	out := &ecs.UpdateServiceOutput{}
+	err = s.opts.Store.Update(func(tx store.Tx) error {
+		if _, err := activeCluster(tx, cluster); err != nil {
+			return err
+		}
+		rec, ok, err := s.loadService(tx, cluster, aws.ToString(in.Service))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return clientErr("ServiceNotFoundException", "Service not found.")
+		}
+		svc := &rec.Service
+		if aws.ToString(svc.Status) != "ACTIVE" {
+			return clientErr("ServiceNotActiveException", "Service was not ACTIVE.")
+		}
+		if in.DesiredCount != nil {
+			if svc.SchedulingStrategy == types.SchedulingStrategyDaemon {
+				return invalidParam("The daemon scheduling strategy does not support a desired count for services.")
+			}
+			if *in.DesiredCount != svc.DesiredCount {
+				rec.Steady = false
+			}
+			svc.DesiredCount = *in.DesiredCount
+		}
+		dc, err := deploymentConfig(svc.SchedulingStrategy, in.DeploymentConfiguration, svc.DeploymentConfiguration)
+		if err != nil {
+			return err
+		}
+		svc.DeploymentConfiguration = dc
+		if in.PlacementConstraints != nil || in.PlacementStrategy != nil {
+			cons, strats := svc.PlacementConstraints, svc.PlacementStrategy
+			if in.PlacementConstraints != nil {
+				cons = in.PlacementConstraints
+			}
+			if in.PlacementStrategy != nil {
+				strats = in.PlacementStrategy
+			}
+			if err := validateServicePlacement(svc.SchedulingStrategy, cons, strats); err != nil {
+				return err
+			}
+			svc.PlacementConstraints, svc.PlacementStrategy = nonNilConstraints(cons), nonNilStrategies(strats)
+		}
+		tdArn := aws.ToString(svc.TaskDefinition)
+		if in.TaskDefinition != nil {
+			p, err := s.taskParamsFor(tx, cluster, in.TaskDefinition, nil, nil, nil)
+			if err != nil {
+				return err
+			}
+			tdArn = aws.ToString(p.td.TaskDefinitionArn)
+		}
+		if tdArn != aws.ToString(svc.TaskDefinition) || in.ForceNewDeployment {
+			if err := startDeployment(rec, tdArn, c.now); err != nil {
+				return err
+			}
+		}
+		svc.Deployments[0].DesiredCount = svc.DesiredCount
+		if err := s.putService(tx, rec); err != nil {
+			return err
+		}
+		out.Service = svc
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.wakeServices()
+	return out, nil
+}
+
+// startDeployment makes a new PRIMARY deployment of tdArn; the previous
+// ones become ACTIVE and are drained by the controller.
+func startDeployment(rec *serviceRecord, tdArn string, now time.Time) error {
+	id, err := newDeploymentID()
+	if err != nil {
+		return err
+	}
+	svc := &rec.Service
+	for i := range svc.Deployments {
+		svc.Deployments[i].Status = aws.String("ACTIVE")
+		svc.Deployments[i].UpdatedAt = aws.Time(now)
+	}
+	d := types.Deployment{
+		Id: aws.String(id), Status: aws.String("PRIMARY"), TaskDefinition: aws.String(tdArn),
+		DesiredCount: svc.DesiredCount, CreatedAt: aws.Time(now), UpdatedAt: aws.Time(now), LaunchType: svc.LaunchType,
+		RolloutState: types.DeploymentRolloutStateInProgress, RolloutStateReason: aws.String("ECS deployment " + id + " in progress."),
+	}
+	svc.Deployments = append([]types.Deployment{d}, svc.Deployments...)
+	svc.TaskDefinition = aws.String(tdArn)
+	rec.Steady = false
+	return nil
+}
+
+func (s *Server) deleteService(c *call, in *ecs.DeleteServiceInput) (smithy.Serializable, error) {
+	cluster, err := s.clusterName(in.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	out := &ecs.DeleteServiceOutput{}
+	err = s.opts.Store.Update(func(tx store.Tx) error {
+		if _, err := activeCluster(tx, cluster); err != nil {
+			return err
+		}
+		rec, ok, err := s.loadService(tx, cluster, aws.ToString(in.Service))
+		if err != nil {
+			return err
+		}
+		if !ok || aws.ToString(rec.Service.Status) == "INACTIVE" {
+			return clientErr("ServiceNotFoundException", "Service not found.")
+		}
+		svc := &rec.Service
+		if aws.ToString(svc.Status) == "DRAINING" {
+			out.Service = svc
+			return nil
+		}
+		if !aws.ToBool(in.Force) && svc.SchedulingStrategy == types.SchedulingStrategyReplica {
+			n, err := s.countServiceTasks(tx, rec)
+			if err != nil {
+				return err
+			}
+			if svc.DesiredCount > 0 || n > 0 {
+				return invalidParam("The service cannot be stopped while it is scaled above 0.")
+			}
+		}
+		svc.DesiredCount = 0
+		svc.Status = aws.String("DRAINING")
+		for i := range svc.Deployments {
+			svc.Deployments[i].DesiredCount = 0
+		}
+		if err := s.putService(tx, rec); err != nil {
+			return err
+		}
+		out.Service = svc
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.wakeServices()
+	return out, nil
+}
+
+// countServiceTasks counts the service's unstopped tasks.
+func (s *Server) countServiceTasks(tx store.Tx, rec *serviceRecord) (int, error) {
+	n := 0
+	group := "service:" + aws.ToString(rec.Service.ServiceName)
+	err := tx.ForEach(store.Tasks, rec.Cluster+"/", func(_ string, raw []byte) error {
+		var t taskRecord
+		if err := decode(raw, &t); err != nil {
+			return err
+		}
+		if aws.ToString(t.Task.Group) == group && unstopped(&t) {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// withCounts fills the service's and its deployments' running and pending
+// counts from its tasks.
+func (s *Server) withCounts(tx store.Tx, rec *serviceRecord) (types.Service, error) {
+	svc := rec.Service
+	deps := make([]types.Deployment, len(svc.Deployments))
+	copy(deps, svc.Deployments)
+	svc.Deployments = deps
+	svc.RunningCount, svc.PendingCount = 0, 0
+	for i := range deps {
+		deps[i].RunningCount, deps[i].PendingCount = 0, 0
+	}
+	group := "service:" + aws.ToString(svc.ServiceName)
+	err := tx.ForEach(store.Tasks, rec.Cluster+"/", func(_ string, raw []byte) error {
+		var t taskRecord
+		if err := decode(raw, &t); err != nil {
+			return err
+		}
+		if aws.ToString(t.Task.Group) != group || aws.ToString(t.Task.DesiredStatus) == "STOPPED" {
+			return nil
+		}
+		running := aws.ToString(t.Task.LastStatus) == "RUNNING"
+		pending := !running && aws.ToString(t.Task.LastStatus) != "STOPPED"
+		if running {
+			svc.RunningCount++
+		} else if pending {
+			svc.PendingCount++
+		}
+		for i := range deps {
+			if aws.ToString(deps[i].Id) == aws.ToString(t.Task.StartedBy) {
+				if running {
+					deps[i].RunningCount++
+				} else if pending {
+					deps[i].PendingCount++
+				}
+			}
+		}
+		return nil
+	})
+	return svc, err
+}
+
+func (s *Server) describeServices(c *call, in *ecs.DescribeServicesInput) (smithy.Serializable, error) {
+	cluster, err := s.clusterName(in.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	if len(in.Services) == 0 || len(in.Services) > 10 {
+		return nil, invalidParam("services must have between 1 and 10 items.")
+	}
+	withTags := false
+	for _, f := range in.Include {
+		withTags = withTags || f == types.ServiceFieldTags
+	}
+	out := &ecs.DescribeServicesOutput{Services: []types.Service{}, Failures: []types.Failure{}}
+	err = s.opts.Store.View(func(tx store.Tx) error {
+		if _, err := activeCluster(tx, cluster); err != nil {
+			return err
+		}
+		for _, ref := range in.Services {
+			rec, ok, err := s.loadService(tx, cluster, ref)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				out.Failures = append(out.Failures, types.Failure{Arn: aws.String(s.serviceArn(cluster, lastSegment(ref))), Reason: aws.String("MISSING")})
+				continue
+			}
+			svc, err := s.withCounts(tx, rec)
+			if err != nil {
+				return err
+			}
+			if !withTags {
+				svc.Tags = nil
+			}
+			out.Services = append(out.Services, svc)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) listServices(c *call, in *ecs.ListServicesInput) (smithy.Serializable, error) {
+	cluster, err := s.clusterName(in.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	var arns []string
+	err = s.opts.Store.View(func(tx store.Tx) error {
+		if _, err := activeCluster(tx, cluster); err != nil {
+			return err
+		}
+		return tx.ForEach(store.Services, cluster+"/", func(_ string, raw []byte) error {
+			var rec serviceRecord
+			if err := decode(raw, &rec); err != nil {
+				return err
+			}
+			svc := rec.Service
+			switch {
+			case aws.ToString(svc.Status) == "INACTIVE",
+				in.LaunchType != "" && svc.LaunchType != in.LaunchType,
+				in.SchedulingStrategy != "" && svc.SchedulingStrategy != in.SchedulingStrategy:
+				return nil
+			}
+			arns = append(arns, aws.ToString(svc.ServiceArn))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(arns)
+	page, next, err := paginate(arns, in.MaxResults, in.NextToken, 100)
+	if err != nil {
+		return nil, err
+	}
+	return &ecs.ListServicesOutput{ServiceArns: nonNil(page), NextToken: next}, nil
+}
