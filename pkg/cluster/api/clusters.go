@@ -82,6 +82,21 @@ func withCounts(tx store.Tx, rec *clusterRecord) (types.Cluster, error) {
 	if err != nil {
 		return c, err
 	}
+	var services int32
+	err = tx.ForEach(store.Services, name+"/", func(_ string, raw []byte) error {
+		var sr serviceRecord
+		if err := decode(raw, &sr); err != nil {
+			return err
+		}
+		if aws.ToString(sr.Service.Status) == "ACTIVE" {
+			services++
+		}
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	c.ActiveServicesCount = services
 	c.RegisteredContainerInstancesCount = instances
 	c.RunningTasksCount = running
 	c.PendingTasksCount = pending
@@ -150,6 +165,9 @@ func (s *Server) deleteCluster(c *call, in *ecs.DeleteClusterInput) (smithy.Seri
 		}
 		if cl.RunningTasksCount+cl.PendingTasksCount > 0 {
 			return clientErr("ClusterContainsTasksException", "The Cluster cannot be deleted while Tasks are active.")
+		}
+		if cl.ActiveServicesCount > 0 {
+			return clientErr("ClusterContainsServicesException", "The Cluster cannot be deleted while Services are active.")
 		}
 		rec.Cluster.Status = aws.String("INACTIVE")
 		if err := tx.Put(store.Clusters, name, rec); err != nil {

@@ -1,7 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -98,13 +101,30 @@ func (s *Server) ReconcileServices(ctx context.Context) error {
 			if _, err := activeCluster(tx, rec.Cluster); err != nil {
 				return nil // the cluster is gone; nothing to run
 			}
+			before, err := json.Marshal(&rec)
+			if err != nil {
+				return err
+			}
 			r := &reconciler{s: s, tx: tx, rec: &rec, now: s.opts.Now().UTC()}
 			if err := r.run(); err != nil {
 				return err
 			}
+			if r.err != nil {
+				return r.err
+			}
 			changes = r.changes
+			after, err := json.Marshal(&rec)
+			if err != nil {
+				return err
+			}
+			if !r.wrote && bytes.Equal(before, after) {
+				return errUnchanged
+			}
 			return s.putService(tx, &rec)
 		})
+		if errors.Is(err, errUnchanged) {
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("reconcile service %s: %w", key, err)
 		}
@@ -137,7 +157,23 @@ type reconciler struct {
 	changes []TaskChange
 	started []string
 	stopped []string
+	// wrote is set when a task or instance record was written; err keeps
+	// the first write error of stop, which has no error result.
+	wrote bool
+	err   error
 }
+
+// note records a write and its error.
+func (r *reconciler) note(err error) {
+	r.wrote = true
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+}
+
+// errUnchanged rolls back a pass that changed nothing, so an idle service
+// costs no disk write.
+var errUnchanged = errors.New("service unchanged")
 
 func (r *reconciler) name() string  { return aws.ToString(r.rec.Service.ServiceName) }
 func (r *reconciler) group() string { return "service:" + r.name() }
@@ -248,6 +284,7 @@ func (r *reconciler) loadTasks() error {
 			}
 		}
 		if dirty {
+			r.wrote = true
 			if err := r.s.putTask(r.tx, t); err != nil {
 				return err
 			}
@@ -319,8 +356,7 @@ func (r *reconciler) circuitBreaker() {
 	if p.RolloutState != types.DeploymentRolloutStateInProgress {
 		return
 	}
-	threshold := int32(min(max(math.Ceil(0.5*float64(svc.DesiredCount)), 3), 200))
-	if p.FailedTasks < threshold {
+	if p.FailedTasks < breakerThreshold(svc.DesiredCount) {
 		return
 	}
 	p.RolloutState = types.DeploymentRolloutStateFailed
@@ -337,6 +373,12 @@ func (r *reconciler) circuitBreaker() {
 	r.rec.LaunchFailures, r.rec.BackoffUntil = 0, 0
 	r.event("(service %s) (deployment %s) rolling back to deployment %s, task definition %s.", r.name(), failedID,
 		aws.ToString(svc.Deployments[0].Id), r.rec.LastCompleted)
+}
+
+// breakerThreshold is ECS's failed-task count that trips the deployment
+// circuit breaker: half the desired count, at least 3 and at most 200.
+func breakerThreshold(desired int32) int32 {
+	return int32(min(max(math.Ceil(0.5*float64(desired)), 3), 200))
 }
 
 // request builds the placement request for the PRIMARY deployment.
@@ -385,6 +427,7 @@ func (r *reconciler) launch(req *scheduler.Request, d scheduler.Demand, td *type
 	}
 	t.ServiceSawStop = false
 	inst.take(d)
+	r.wrote = true
 	if err := r.s.putTask(r.tx, t); err != nil {
 		return false, err
 	}
@@ -449,7 +492,7 @@ func (r *reconciler) stop(t *svcTask, reason string) {
 		applyTaskStatus(rec, t.inst, "STOPPED", nil, r.now)
 		rec.ServiceSawStop = true
 		t.live = false
-		_ = r.s.putInstance(r.tx, t.inst)
+		r.note(r.s.putInstance(r.tx, t.inst))
 	}
 	t.active = false
 	if t.idx >= 0 {
@@ -458,7 +501,7 @@ func (r *reconciler) stop(t *svcTask, reason string) {
 			in.Groups[r.group()]--
 		}
 	}
-	_ = r.s.putTask(r.tx, rec)
+	r.note(r.s.putTask(r.tx, rec))
 	r.stopped = append(r.stopped, lastSegment(*rec.Task.TaskArn))
 	r.changes = append(r.changes, TaskChange{ClusterArn: aws.ToString(rec.Task.ClusterArn), ContainerInstanceArn: aws.ToString(rec.Task.ContainerInstanceArn),
 		TaskArn: *rec.Task.TaskArn, DesiredStatus: "STOPPED"})
