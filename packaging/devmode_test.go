@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +59,7 @@ func (l *lockedBuffer) String() string {
 // devHost is the test's private slice of the host for the installed agent.
 type devHost struct {
 	dir    string
+	intro  string // the agent's introspection address
 	env    []string
 	ns     string
 	bridge string
@@ -71,13 +74,14 @@ func newDevHost(t *testing.T) *devHost {
 	reg := testenv.Registry(t)
 	h := &devHost{dir: t.TempDir(), ns: cd.Namespace(t), cli: cd.Client(t)}
 	h.bridge = fmt.Sprintf("bpk%06x", rand.IntN(1<<24))
+	h.intro = freeLoopbackAddr(t)
 	h.env = []string{
 		"BERTH_CONTAINERD_ADDRESS=" + cd.Address,
 		"BERTH_CONTAINERD_NAMESPACE=" + h.ns,
 		"BERTH_INSECURE_REGISTRIES=[\"" + reg.Host + "\"]",
 		"BERTH_BRIDGE_NAME=" + h.bridge,
 		fmt.Sprintf("BERTH_BRIDGE_SUBNET=10.%d.%d.0/24", 150+rand.IntN(50), rand.IntN(256)),
-		"BERTH_INTROSPECTION_ADDRESS=" + freeLoopbackAddr(t),
+		"BERTH_INTROSPECTION_ADDRESS=" + h.intro,
 		"BERTH_CREDENTIALS_ADDRESS=" + freeLoopbackAddr(t),
 		"ECS_CONTAINER_STOP_TIMEOUT=2s",
 		// Asks for the 169.254.170.2 route, whose rules must go on SIGTERM.
@@ -88,6 +92,35 @@ func newDevHost(t *testing.T) *devHost {
 		_ = exec.Command("ip", "link", "del", h.bridge).Run()
 	})
 	return h
+}
+
+// logMarker is what the task's container prints first.
+const logMarker = "berth-packaged-logger-ok"
+
+// waitLog polls the introspection API for the task's container output.
+func (h *devHost) waitLog(t *testing.T, taskARN string, a *devAgent) {
+	t.Helper()
+	id := taskARN[strings.LastIndex(taskARN, "/")+1:]
+	url := "http://" + h.intro + "/v1/tasks/" + id + "/containers/sleeper/logs"
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = fmt.Sprintf("%s: %s", resp.Status, body)
+			if resp.StatusCode == http.StatusOK && strings.Contains(string(body), logMarker) {
+				return
+			}
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s never showed %q; last answer: %s\n%s", url, logMarker, last, a.out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // credentialsRules lists the iptables rules of this agent's credentials
@@ -143,7 +176,9 @@ func (h *devHost) start(t *testing.T) (*devAgent, *ecs.Client) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		if data, err := os.ReadFile(envFile); err == nil && strings.Contains(string(data), "AWS_ENDPOINT_URL_ECS=") {
-			return a, h.client(t, string(data))
+			client := h.client(t, string(data))
+			waitConnected(t, client, a)
+			return a, client
 		}
 		select {
 		case <-a.done:
@@ -176,6 +211,32 @@ func (h *devHost) client(t *testing.T, envText string) *ecs.Client {
 		t.Fatalf("load the AWS configuration dev mode wrote (%q): %v", envText, err)
 	}
 	return ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(vars["AWS_ENDPOINT_URL_ECS"]) })
+}
+
+// waitConnected waits until the agent has registered its instance and
+// holds its ACS session: the env file only says that the endpoint serves,
+// and the endpoint places tasks only on connected instances.
+func waitConnected(t *testing.T, client *ecs.Client, a *devAgent) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		list, err := client.ListContainerInstances(t.Context(), &ecs.ListContainerInstancesInput{Cluster: aws.String("default")})
+		if err == nil && len(list.ContainerInstanceArns) > 0 {
+			desc, err := client.DescribeContainerInstances(t.Context(), &ecs.DescribeContainerInstancesInput{
+				Cluster: aws.String("default"), ContainerInstances: list.ContainerInstanceArns})
+			if err == nil && len(desc.ContainerInstances) == 1 && desc.ContainerInstances[0].AgentConnected {
+				return
+			}
+		}
+		select {
+		case <-a.done:
+			t.Fatalf("berth-agent --dev exited before connecting: %v\n%s", a.err, a.out)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent's container instance was not connected within a minute (last error %v)\n%s", err, a.out)
+		}
+	}
 }
 
 // stop sends SIGTERM and returns the exit code.
@@ -248,7 +309,7 @@ func checkDevModeTask(t *testing.T) {
 	testenv.RequireBusyboxStatic(t)
 	h := newDevHost(t)
 	img := testenv.BuildImage(t, testenv.Registry(t), "packaging/sleeper", testenv.ImageSpec{
-		Cmd: []string{"/bin/sleep", "3600"},
+		Cmd: []string{"/bin/sh", "-c", "echo " + logMarker + "; exec sleep 3600"},
 	})
 
 	agent, client := h.start(t)
@@ -273,6 +334,10 @@ func checkDevModeTask(t *testing.T) {
 	if n := runningContainers(t, h.cli, h.ns); n != 1 {
 		t.Fatalf("%d containers running in %s while the task runs, want 1", n, h.ns)
 	}
+	// containerd's shim starts the installed binary again as the
+	// container's logger ("berth-agent logger"); its capture must reach
+	// the introspection API.
+	h.waitLog(t, arn, agent)
 
 	routed := h.credentialsRules(t)
 	if code := agent.stop(t); code != 0 {
