@@ -243,11 +243,12 @@ func startAgent(ctx context.Context, cfg *config.Config, mode runMode, log *logr
 	if mode.dev {
 		return devmode.Run(ctx, devmode.Options{Dir: mode.devDir, Config: cfg, Out: mode.stdout, Logger: slogger, AgentOptions: opts})
 	}
-	a, err := agent.New(cfg, append(opts, agent.WithLogger(slogger))...)
+	hook, changed := member.StateChangeSignal()
+	a, err := agent.New(cfg, append(opts, agent.WithLogger(slogger), agent.WithStateChangeHook(hook))...)
 	if err != nil {
 		return err
 	}
-	return member.Run(ctx, member.Options{Config: cfg, Agent: a, Logger: slogger})
+	return member.Run(ctx, member.Options{Config: cfg, Agent: a, Logger: slogger, StateChanged: changed})
 }
 
 // terminalError is implemented by errors that a restart cannot fix (bad

@@ -135,11 +135,16 @@ func waitForInstance(ctx context.Context, client *ecs.Client) error {
 	for {
 		list, err := client.ListContainerInstances(ctx, &ecs.ListContainerInstancesInput{})
 		if err == nil && len(list.ContainerInstanceArns) > 0 {
-			say("agent registered: %s", list.ContainerInstanceArns[0])
-			return nil
+			// RunTask places tasks only on instances whose agent is connected.
+			out, derr := client.DescribeContainerInstances(ctx, &ecs.DescribeContainerInstancesInput{ContainerInstances: list.ContainerInstanceArns[:1]})
+			if derr == nil && len(out.ContainerInstances) == 1 && out.ContainerInstances[0].AgentConnected {
+				say("agent registered and connected: %s", list.ContainerInstanceArns[0])
+				return nil
+			}
+			err = derr
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no container instance registered within 2 minutes (last error: %v); see the agent log", err)
+			return fmt.Errorf("no connected container instance within 2 minutes (last error: %v); see the agent log", err)
 		}
 		select {
 		case <-ctx.Done():

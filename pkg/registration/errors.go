@@ -91,7 +91,7 @@ func registerTerminal(err error, cluster, storedARN string) *TerminalError {
 		return &TerminalError{Op: op, Err: err, Hint: "the endpoint refused the agent's credentials: " + credentialsHint()}
 	case code == "InvalidParameterException" && storedARN != "" && strings.Contains(err.Error(), "not registered"):
 		return &TerminalError{Op: op, Err: err, Hint: fmt.Sprintf(
-			"the cluster does not know the container instance %s stored in ECS_DATADIR (was the endpoint's data reset?); stop the agent and move ECS_DATADIR aside to register as a new instance", storedARN)}
+			"the cluster no longer has the container instance %s stored in ECS_DATADIR (it was deregistered, or the endpoint's data was reset); stop the agent, stop its containers and move ECS_DATADIR aside to register as a new instance", storedARN)}
 	case rejected(err):
 		return &TerminalError{Op: op, Err: err, Hint: "the endpoint rejected the registration request; check ECS_CLUSTER, ECS_INSTANCE_ATTRIBUTES and ECS_CONTAINER_INSTANCE_TAGS"}
 	case code == "" && noCredentials(err):

@@ -103,7 +103,7 @@ func TestSessionRedeliversUntilAcknowledged(t *testing.T) {
 	rec := newRecorder()
 	rec.fail = 1 // and refuse the first payload outright
 	sess, _ := l.startSession(t, id, rec, time.Minute)
-	eventually(t, "connected", 10*time.Second, sess.Connected)
+	eventually(t, "connected", 10*time.Second, func() bool { return sess.Connected() && l.agentConnected(t, id.ContainerInstanceArn) })
 	task := l.runTask(t, l.taskDef(t, "web"))
 	eventually(t, "payload accepted twice (first ack lost)", 10*time.Second, func() bool {
 		byTask, _ := rec.deliveries()
@@ -123,19 +123,26 @@ func TestSessionRedeliversUntilAcknowledged(t *testing.T) {
 func TestSessionHeartbeatRotationAndManifest(t *testing.T) {
 	l := newLab(t, acs.Options{HeartbeatInterval: 100 * time.Millisecond, ConnectionLifetime: 700 * time.Millisecond})
 	id := l.register(t, openState(t))
-	task := l.runTask(t, l.taskDef(t, "web")) // placed before the agent connects
 	rec := newRecorder()
-	rec.active = []string{"arn:aws:ecs:us-test-1:123456789012:task/lab/gone", task}
-	sess, _ := l.startSession(t, id, rec, 400*time.Millisecond)
+	rec.active = []string{"arn:aws:ecs:us-test-1:123456789012:task/lab/gone"}
 	// A heartbeat timeout shorter than the lifetime but longer than the
 	// heartbeat interval: the session survives on heartbeats and is rotated.
+	sess, _ := l.startSession(t, id, rec, 400*time.Millisecond)
+	eventually(t, "connected", 10*time.Second, func() bool { return sess.Connected() && l.agentConnected(t, id.ContainerInstanceArn) })
+	task := l.runTask(t, l.taskDef(t, "web"))
+	rec.mu.Lock()
+	rec.active = append(rec.active, task)
+	rec.mu.Unlock()
 	eventually(t, "two rotations", 10*time.Second, func() bool { return sess.Connects() >= 3 })
 	byTask, _ := rec.deliveries()
-	if len(byTask[task]) == 0 || byTask[task][0] != "RUNNING" {
-		t.Errorf("task placed while disconnected: deliveries %v, want it sent on connect", byTask[task])
+	if n := len(byTask[task]); n < 2 || byTask[task][0] != "RUNNING" {
+		t.Errorf("task deliveries %v, want it pushed when placed and sent again on every reconnect", byTask[task])
 	}
 	if got := byTask["arn:aws:ecs:us-test-1:123456789012:task/lab/gone"]; len(got) == 0 || got[0] != "STOPPED" {
 		t.Errorf("task missing from the manifest: deliveries %v, want it stopped", got)
+	}
+	if got := byTask[task]; len(got) > 0 && got[len(got)-1] != "RUNNING" {
+		t.Errorf("a listed task was stopped by the manifest: deliveries %v", got)
 	}
 }
 

@@ -42,6 +42,9 @@ type SubmitterOptions struct {
 	// Poll is how often an empty outbox is looked at again when nobody
 	// calls Kick; zero means 500 ms.
 	Poll time.Duration
+	// Wake, when set, signals that new entries were written, so they are
+	// sent at once instead of at the next poll.
+	Wake <-chan struct{}
 	// Backoff paces retries while the endpoint fails (default 250 ms to 30 s).
 	Backoff Backoff
 	Clock   Clock
@@ -107,9 +110,15 @@ func (s *Submitter) Run(ctx context.Context) error {
 			failures = 0
 			wait = s.o.Poll
 		}
+		var wake <-chan struct{}
+		if err == nil {
+			// While the endpoint fails, new entries do not cut the backoff short.
+			wake = s.o.Wake
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-wake:
 		case <-s.kick:
 			if err != nil {
 				// A kick does not cut a backoff short: the endpoint is failing.

@@ -139,6 +139,8 @@ func TestSubmitterUpdatesTheEndpoint(t *testing.T) {
 	l := newLab(t, acs.Options{})
 	db := openState(t)
 	id := l.register(t, db)
+	sess, _ := l.startSession(t, id, newRecorder(), time.Minute) // tasks are placed only on connected instances
+	eventually(t, "connected", 10*time.Second, func() bool { return sess.Connected() && l.agentConnected(t, id.ContainerInstanceArn) })
 	task := l.runTask(t, l.taskDef(t, "web"))
 	exit := 3
 	appendChanges(t, db,

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -42,7 +41,6 @@ import (
 	"github.com/berth-dev/berth/pkg/agent/devmode"
 	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
-	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/logs"
 	"github.com/berth-dev/berth/pkg/state"
 )
@@ -204,7 +202,7 @@ func startBerth(ctx context.Context, dir, address, snapshotter string) (*berth, 
 		"BERTH_BRIDGE_NAME=" + b.bridge, "BERTH_BRIDGE_SUBNET=10.253.0.0/22",
 		"ECS_DYNAMIC_HOST_PORT_RANGE=46000-46999", "ECS_CONTAINER_STOP_TIMEOUT=2s",
 	}
-	cfg, _, err := config.Load(config.LoadOptions{Env: env, ReadFile: func(string) ([]byte, error) { return nil, fs.ErrNotExist }})
+	cfg, err := agent.ConfigFromEnv(env)
 	if err != nil {
 		ep.Close()
 		return nil, err
@@ -213,22 +211,35 @@ func startBerth(ctx context.Context, dir, address, snapshotter string) (*berth, 
 	cfg.Containers.TaskCleanupWait = time.Second
 	exe, _ := os.Executable()
 	quiet := slog.New(slog.DiscardHandler)
-	a, err := agent.New(cfg, agent.WithLogger(quiet), agent.WithLoggerBinary(exe), agent.WithSnapshotter(snapshotter),
+	hook, changed := member.StateChangeSignal()
+	a, err := agent.New(cfg, agent.WithLogger(quiet), agent.WithStateChangeHook(hook), agent.WithLoggerBinary(exe), agent.WithSnapshotter(snapshotter),
 		agent.WithNetworkRunDir(filepath.Join(dir, "net")), agent.WithNamePrefix("bbe2e-"))
 	if err != nil {
 		ep.Close()
 		return nil, err
 	}
-	registered := make(chan struct{})
+	registered := make(chan string, 1)
 	mctx, cancel := context.WithCancel(ctx)
 	b.cancel = cancel
 	go func() {
-		b.done <- member.Run(mctx, member.Options{Config: cfg, Agent: a, Logger: quiet, SubmitPoll: 20 * time.Millisecond,
+		b.done <- member.Run(mctx, member.Options{Config: cfg, Agent: a, Logger: quiet, StateChanged: changed,
 			Credentials: credentials.NewStaticCredentialsProvider(agentID, agentSecret, ""),
-			Registered:  func(state.InstanceIdentity) { close(registered) }})
+			Registered:  func(id state.InstanceIdentity) { registered <- id.ContainerInstanceArn }})
 	}()
 	select {
-	case <-registered:
+	case arn := <-registered:
+		// RunTask places tasks only on instances whose agent is connected.
+		for i := 0; ; i++ {
+			out, err := b.admin.DescribeContainerInstances(ctx, &ecs.DescribeContainerInstancesInput{ContainerInstances: []string{arn}})
+			if err == nil && len(out.ContainerInstances) == 1 && out.ContainerInstances[0].AgentConnected {
+				break
+			}
+			if i == 600 {
+				b.stop()
+				return nil, errors.New("agent did not connect within a minute")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	case err := <-b.done:
 		ep.Close()
 		return nil, fmt.Errorf("agent: %w", err)

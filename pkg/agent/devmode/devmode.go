@@ -132,7 +132,8 @@ func Run(ctx context.Context, o Options) error {
 	if cfg.DataDir == "" || cfg.Source("ECS_DATADIR").Kind == config.SourceDefault {
 		cfg.DataDir = filepath.Join(dir, "agent")
 	}
-	a, err := agent.New(&cfg, append([]agent.Option{agent.WithLogger(o.Logger.With("component", "agent"))}, o.AgentOptions...)...)
+	hook, changed := member.StateChangeSignal()
+	a, err := agent.New(&cfg, append([]agent.Option{agent.WithLogger(o.Logger.With("component", "agent")), agent.WithStateChangeHook(hook)}, o.AgentOptions...)...)
 	if err != nil {
 		return fmt.Errorf("dev mode: %w", err)
 	}
@@ -142,6 +143,7 @@ func Run(ctx context.Context, o Options) error {
 	mo := o.Member
 	mo.Config, mo.Agent = &cfg, a
 	mo.Credentials = credentials.StaticCredentialsProvider{Value: agentKey}
+	mo.StateChanged = changed
 	if mo.Logger == nil {
 		mo.Logger = o.Logger.With("component", "agent")
 	}

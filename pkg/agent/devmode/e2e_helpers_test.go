@@ -117,13 +117,14 @@ func (s agentSpec) run(ctx context.Context, registered func(state.InstanceIdenti
 		return err
 	}
 	exe, _ := os.Executable()
-	a, err := agent.New(cfg, agent.WithLogger(logger()), agent.WithLoggerBinary(exe),
+	hook, changed := member.StateChangeSignal()
+	a, err := agent.New(cfg, agent.WithLogger(logger()), agent.WithLoggerBinary(exe), agent.WithStateChangeHook(hook),
 		agent.WithNetworkRunDir(s.NetRunDir), agent.WithNamePrefix(s.Prefix), agent.WithSnapshotter(s.Snapshotter))
 	if err != nil {
 		return err
 	}
 	return member.Run(ctx, member.Options{
-		Config: cfg, Agent: a, Logger: logger(),
+		Config: cfg, Agent: a, Logger: logger(), StateChanged: changed,
 		Credentials:      credentials.NewStaticCredentialsProvider(s.KeyID, s.Secret, ""),
 		HeartbeatTimeout: time.Minute, SubmitPoll: 50 * time.Millisecond,
 		ReconnectBackoff: registration.Backoff{Min: 100 * time.Millisecond, Max: time.Second, Jitter: 0.2},
@@ -319,7 +320,26 @@ func (e *e2e) runAgent(s agentSpec) (arn string, sess func() *registration.Sessi
 	case <-time.After(60 * time.Second):
 		t.Fatal("agent did not register within 60s")
 	}
+	e.waitConnected(arn)
 	return arn, func() *registration.Session { mu.Lock(); defer mu.Unlock(); return session }, stop
+}
+
+// waitConnected waits until DescribeContainerInstances shows the agent
+// connected: only then does RunTask place tasks on it.
+func (e *e2e) waitConnected(arn string) {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := e.admin.DescribeContainerInstances(context.Background(), &ecs.DescribeContainerInstancesInput{
+			Cluster: aws.String("default"), ContainerInstances: []string{arn}})
+		if err == nil && len(out.ContainerInstances) == 1 && out.ContainerInstances[0].AgentConnected {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("agent of %s not connected after 30s (%v)", arn, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // stopTasksAtCleanup stops every task still running through the API while
@@ -481,7 +501,9 @@ func (e *e2e) startChild(s agentSpec) (*child, string) {
 			b, _ := os.ReadFile(logFile.Name())
 			t.Fatalf("child agent did not register (%q):\n%s", line, b)
 		}
-		return c, strings.TrimPrefix(line, "REGISTERED ")
+		arn := strings.TrimPrefix(line, "REGISTERED ")
+		e.waitConnected(arn)
+		return c, arn
 	case <-time.After(60 * time.Second):
 		t.Fatal("child agent did not register within 60s")
 	}

@@ -109,6 +109,7 @@ func TestDevModeRunTaskStopTask(t *testing.T) {
 	for {
 		list, err := client.ListContainerInstances(context.Background(), &ecs.ListContainerInstancesInput{})
 		if err == nil && len(list.ContainerInstanceArns) == 1 {
+			e.waitConnected(list.ContainerInstanceArns[0])
 			break
 		}
 		if time.Now().After(deadline) {

@@ -7,14 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/pkg/cluster"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
-	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
@@ -33,8 +31,10 @@ type EndpointOptions struct {
 	Logger *slog.Logger
 }
 
-// Endpoint is a cluster endpoint serving the ECS JSON API (POST /) and the
-// ACS websocket (GET /ws) over plain HTTP on one listener.
+// Endpoint is pkg/cluster's endpoint with the ACS session server
+// (pkg/cluster/acs), serving the ECS JSON API (POST /) and the ACS websocket
+// (GET /ws) over plain HTTP on one listener. Tasks are placed only on
+// instances whose agent holds a session, as in ECS.
 type Endpoint struct {
 	// URL is http://host:port.
 	URL string
@@ -44,6 +44,7 @@ type Endpoint struct {
 	ACS   *acs.Server
 	Store *store.DB
 
+	ep   *cluster.Endpoint
 	srv  *http.Server
 	wg   sync.WaitGroup
 	once sync.Once
@@ -60,44 +61,36 @@ func StartEndpoint(o EndpointOptions) (*Endpoint, error) {
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:0"
 	}
-	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("start endpoint: %w", err)
-	}
-	db, keys, err := cluster.OpenStore(o.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("start endpoint: %w", err)
-	}
-	verifier := &auth.Verifier{Keys: keys, Region: o.Region, Services: []string{"ecs"}}
 	ao := o.ACS
-	ao.Store, ao.Verifier = db, verifier
 	if ao.Logger == nil {
 		ao.Logger = o.Logger
 	}
-	acsSrv, err := acs.New(ao)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("start endpoint: %w", err)
-	}
-	h, err := clusterapi.New(clusterapi.Options{
-		Store: db, Verifier: verifier, Region: o.Region, AccountID: o.AccountID,
-		Notifier: acsSrv, Websocket: acsSrv, Logger: o.Logger,
+	var acsSrv *acs.Server
+	ep, err := cluster.Open(cluster.Options{
+		Listen: o.Listen, InsecureHTTP: true, Region: o.Region, AccountID: o.AccountID, DataDir: o.DataDir, Logger: o.Logger,
+		NewSessionServer: func(st store.Store, v *auth.Verifier) (cluster.SessionServer, error) {
+			ao.Store, ao.Verifier = st, v
+			var err error
+			acsSrv, err = acs.New(ao)
+			return acsSrv, err
+		},
 	})
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("start endpoint: %w", err)
 	}
+	h := ep.Handler()
 	var handler http.Handler = h
 	if o.Wrap != nil {
 		handler = o.Wrap(handler)
 	}
 	ln, err := listen(o.Listen)
 	if err != nil {
-		db.Close()
+		ep.Close()
 		return nil, fmt.Errorf("start endpoint: %w", err)
 	}
 	e := &Endpoint{
 		URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(),
-		Keys: keys, ACS: acsSrv, Store: db,
+		Keys: ep.Keys(), ACS: acsSrv, Store: ep.Store(), ep: ep,
 		srv: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)},
 	}
@@ -130,11 +123,11 @@ func (e *Endpoint) Close() error {
 	var err error
 	e.once.Do(func() {
 		// Sessions are hijacked connections that the HTTP server does not
-		// track; the ACS server ends them.
+		// track; the ACS server ends them (the endpoint's Close does too).
 		e.ACS.Close()
 		err = e.srv.Close()
 		e.wg.Wait()
-		err = errors.Join(err, e.Store.Close())
+		err = errors.Join(err, e.ep.Close())
 	})
 	return err
 }

@@ -50,6 +50,8 @@ type Options struct {
 	SubmitPoll       time.Duration
 	ReconnectBackoff registration.Backoff
 	Logger           *slog.Logger
+	// StateChanged, when set, wakes the submitter (see StateChangeSignal).
+	StateChanged <-chan struct{}
 	// Registered, when set, is called once the instance is registered.
 	Registered func(state.InstanceIdentity)
 	// Session, when set, receives the ACS session once it exists (tests
@@ -127,7 +129,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Session(sess)
 	}
 	sub, err := registration.NewSubmitter(registration.SubmitterOptions{
-		Outbox: db, API: client.ECS, Cluster: id.ClusterArn, Poll: o.SubmitPoll, Logger: o.Logger,
+		Outbox: db, API: client.ECS, Cluster: id.ClusterArn, Poll: o.SubmitPoll, Wake: o.StateChanged, Logger: o.Logger,
 	})
 	if err != nil {
 		return err
@@ -140,6 +142,19 @@ func Run(ctx context.Context, o Options) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// StateChangeSignal returns a hook for agent.WithStateChangeHook and the
+// channel it signals, for Options.StateChanged: the submitter then sends
+// state changes as soon as the engine wrote them.
+func StateChangeSignal() (hook func(), ch <-chan struct{}) {
+	c := make(chan struct{}, 1)
+	return func() {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}, c
 }
 
 // firstErr prefers an error a goroutine reported (the agent failing is why
