@@ -200,3 +200,27 @@ func TestInactiveInstanceIsTold(t *testing.T) {
 		t.Fatalf("frame = %T %+v, want InactiveInstanceException", frame, frame)
 	}
 }
+
+func TestNewServerClearsStaleAgentConnected(t *testing.T) {
+	f := newFixture(t)
+	conn, _, err := f.dial(t, &f.keyA, f.instanceArn)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for !f.connected(t) {
+		if time.Now().After(deadline) {
+			t.Fatal("agentConnected not set by the session")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A second server on the same store stands for an endpoint restarted
+	// after a crash: the old session's flag must not survive.
+	if _, err := acs.New(acs.Options{Store: f.st, Verifier: &auth.Verifier{}}); err != nil {
+		t.Fatal(err)
+	}
+	if f.connected(t) {
+		t.Error("agentConnected still true after a new session server started")
+	}
+}

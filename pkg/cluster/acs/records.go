@@ -94,6 +94,46 @@ func setAgentConnected(st store.Store, instanceArn string, connected bool) error
 	})
 }
 
+// clearAgentConnected marks every instance disconnected. A new server has
+// no sessions yet; flags left true by an endpoint that died would otherwise
+// let RunTask place tasks on instances whose agent is gone.
+func clearAgentConnected(st store.Store) error {
+	return st.Update(func(tx store.Tx) error {
+		patched := map[string]map[string]json.RawMessage{}
+		err := tx.ForEach(store.Instances, "", func(key string, raw []byte) error {
+			var rec map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &rec); err != nil {
+				return fmt.Errorf("decode container instance %s: %w", key, err)
+			}
+			var ci types.ContainerInstance
+			if err := json.Unmarshal(rec["Instance"], &ci); err != nil {
+				return fmt.Errorf("decode container instance %s: %w", key, err)
+			}
+			if !ci.AgentConnected {
+				return nil
+			}
+			ci.AgentConnected = false
+			b, err := json.Marshal(ci)
+			if err != nil {
+				return err
+			}
+			rec["Instance"] = b
+			patched[key] = rec
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		// Written after the walk: bbolt does not allow writes during ForEach.
+		for key, rec := range patched {
+			if err := tx.Put(store.Instances, key, rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // instanceTasks returns the instance's tasks that have not reached
 // STOPPED, as ACS tasks, in key order.
 func instanceTasks(tx store.Tx, instanceArn string) ([]*api.Task, error) {

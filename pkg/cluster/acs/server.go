@@ -94,6 +94,9 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if err := clearAgentConnected(o.Store); err != nil {
+		return nil, fmt.Errorf("ACS server: reset agentConnected: %w", err)
+	}
 	return &Server{
 		o:        o,
 		sessions: map[string]*session{},
