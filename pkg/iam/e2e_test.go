@@ -49,6 +49,25 @@ func (s *sandboxTasks) TaskAddresses(task string) ([]netip.Addr, bool) {
 	return []netip.Addr{a}, true
 }
 
+// staticMetadata serves one metadata id per task.
+type staticMetadata map[string]iam.TaskMetadata
+
+func (m staticMetadata) TaskMetadata(id string) (iam.TaskMetadata, string, bool) {
+	t, ok := m[id]
+	if !ok {
+		return iam.TaskMetadata{}, "", false
+	}
+	return t, t.Containers[0].DockerID, true
+}
+
+func (m staticMetadata) TaskStats(id string) (map[string]*iam.ContainerStats, bool) {
+	t, ok := m[id]
+	if !ok {
+		return nil, false
+	}
+	return map[string]*iam.ContainerStats{t.Containers[0].DockerID: {ID: t.Containers[0].DockerID}}, true
+}
+
 func (s *sandboxTasks) TaskByAddress(ip netip.Addr) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -186,7 +205,13 @@ func TestEndToEndBridgeTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer audit.Close()
-	stop := serveOn(t, addr, iam.Options{Store: store, Tasks: tasks, Audit: audit, RateLimit: iam.RateLimit{RPS: 40, Burst: 60}})
+	meta := staticMetadata{}
+	for task, id := range map[string]string{e2eTaskA: "meta-a", e2eTaskB: "meta-b"} {
+		meta[id] = iam.TaskMetadata{Cluster: "e2e", TaskARN: task, Family: "probe", Revision: "1", KnownStatus: "RUNNING",
+			Containers: []iam.ContainerMetadata{{DockerID: "docker-" + id, Name: "probe", Type: "NORMAL",
+				Networks: []iam.Network{{NetworkMode: "bridge", IPv4Addresses: []string{sandboxes[task].IP}}}}}}
+	}
+	stop := serveOn(t, addr, iam.Options{Store: store, Tasks: tasks, Metadata: meta, Audit: audit, RateLimit: iam.RateLimit{RPS: 40, Burst: 60}})
 
 	cd := testenv.Containerd(t)
 	rdir := t.TempDir()
@@ -260,6 +285,19 @@ func TestEndToEndBridgeTasks(t *testing.T) {
 	}
 	if got := run(e2eTaskB, "PROBE_URL="+uri(credsA.ID)); got != wrong {
 		t.Fatalf("task B with task A's id: want it refused as %q, got %q", wrong, got)
+	}
+
+	// Task metadata v4 through the variable the agent injects.
+	metaEnv := iam.ContainerEnv("", "meta-a")
+	v4 := strings.TrimPrefix(metaEnv[0], iam.EnvMetadataURIV4+"=")
+	if got := run(e2eTaskA, "PROBE_URL="+v4+"/task"); !strings.HasPrefix(got, "200 ") || !strings.Contains(got, `"TaskARN":"`+e2eTaskA+`"`) {
+		t.Fatalf("metadata v4 /task from its own task: got %q", got)
+	}
+	if got := run(e2eTaskA, "PROBE_URL="+iam.EndpointBase+"/v4/not-an-id"); !strings.HasPrefix(got, "404 ") {
+		t.Fatalf("metadata v4 with an unknown id: want 404, got %q", got)
+	}
+	if got := run(e2eTaskB, "PROBE_URL="+v4); !strings.HasPrefix(got, "404 ") {
+		t.Fatalf("metadata v4 of task A from task B: want 404, got %q", got)
 	}
 
 	// Agent restart: the ids are known again (from state), the secrets are
