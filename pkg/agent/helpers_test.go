@@ -26,6 +26,7 @@ import (
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/logs"
+	"github.com/berth-dev/berth/pkg/network"
 )
 
 // TestMain serves the modes the agent binary has besides the tests: the
@@ -109,14 +110,12 @@ func newHostEnv(t *testing.T) *hostEnv {
 		InitBinary:  initBinary(t),
 	}
 	t.Cleanup(func() {
-		// The bridge is the one thing CNI leaves by design. Namespaces are
-		// only left when a test failed with tasks running; the assertions
-		// have reported them already.
-		entries, _ := os.ReadDir("/run/netns")
-		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), h.Prefix) {
-				_ = exec.Command("ip", "netns", "del", e.Name()).Run()
-			}
+		// Sandboxes are only left when a test failed with tasks running (the
+		// assertions have reported them); sweep them as an agent start
+		// would, so no netns, rule or lease outlives the test. The bridge is
+		// the one thing CNI leaves by design.
+		if err := sweepNetwork(h); err != nil {
+			t.Errorf("sweep test networks: %v", err)
 		}
 		_ = exec.Command("ip", "link", "del", h.Bridge).Run()
 	})
@@ -272,4 +271,24 @@ func container(st engine.TaskState, name string) *engine.ContainerState {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// sweepNetwork removes every sandbox, netns, iptables rule, lease and port
+// carrying the test's name prefix.
+func sweepNetwork(h *hostEnv) error {
+	m, err := network.New(network.Options{
+		ConfDir:    filepath.Join(h.NetRunDir, "cni"),
+		IPAMDir:    filepath.Join(h.NetRunDir, "ipam"),
+		StateDir:   filepath.Join(h.NetRunDir, "sandboxes"),
+		NamePrefix: h.Prefix,
+		Bridge:     h.Bridge,
+		Subnet:     h.Subnet,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = m.Cleanup(ctx, nil, nil)
+	return err
 }
