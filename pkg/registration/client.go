@@ -3,7 +3,6 @@ package registration
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 	"time"
 
@@ -75,14 +74,6 @@ func NewClient(ctx context.Context, o ClientOptions) (*Client, error) {
 		}
 	})
 	return &Client{ECS: client, Credentials: cfg.Credentials, Region: o.Region, HTTPClient: hc}, nil
-}
-
-// transport returns the *http.Transport the SDK uses, for its TLS settings.
-func (c *Client) transport() *http.Transport {
-	if c == nil || c.HTTPClient == nil {
-		return nil
-	}
-	return c.HTTPClient.GetTransport()
 }
 
 // credentialsHint is the hint for a credential chain that found nothing.
