@@ -61,3 +61,42 @@ func TestVagrantValidate(t *testing.T) {
 		t.Errorf("vagrant validate accepted BERTH_LAB_AGENTS=0: err=%v\n%s", err, out)
 	}
 }
+
+// TestImageUserData checks that the ecs.config the example user data writes
+// is one berth-agent accepts, so the documented way to launch the image
+// works as shown.
+func TestImageUserData(t *testing.T) {
+	root := repoRoot(t)
+	text := readFile(t, filepath.Join(root, "packaging/image/user-data.example.yaml"))
+	// The file is ours and simple: the content block of the write_files
+	// entry for /etc/ecs/ecs.config, indented under "content: |".
+	_, rest, ok := strings.Cut(text, "path: /etc/ecs/ecs.config")
+	if !ok {
+		t.Fatal("user-data.example.yaml writes no /etc/ecs/ecs.config")
+	}
+	_, rest, ok = strings.Cut(rest, "content: |\n")
+	if !ok {
+		t.Fatal("no content block for /etc/ecs/ecs.config")
+	}
+	var lines []string
+	for _, line := range strings.Split(rest, "\n") {
+		if !strings.HasPrefix(line, "      ") {
+			break
+		}
+		lines = append(lines, strings.TrimSpace(line))
+	}
+	for _, key := range []string{"ECS_CLUSTER=", "ECS_BACKEND_HOST=", "AWS_REGION=", "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="} {
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, key) }) {
+			t.Errorf("the example ecs.config does not set %s...: %q", key, lines)
+		}
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ecs.config")
+	writeFile(t, cfg, strings.Join(lines, "\n")+"\n", 0o600)
+	bin := filepath.Join(dir, "berth-agent")
+	mustRun(t, root, []string{"CGO_ENABLED=0"}, "go", "build", "-o", bin, "./cmd/agent")
+	out := mustRun(t, "", nil, bin, "check", "--config", cfg)
+	if !strings.Contains(out, "configuration OK (0 warning(s))") {
+		t.Errorf("berth-agent check of the example user data's ecs.config:\n%s", out)
+	}
+}

@@ -102,6 +102,12 @@ func TestUnitsVerify(t *testing.T) {
 	for _, name := range []string{"berth-agent.service", "berth-cluster.service"} {
 		copyFile(t, filepath.Join(repoRoot(t), "systemd", name), filepath.Join(root, "lib/systemd/system", name), 0o644)
 	}
+	// The machine image's drop-in is verified with the unit it changes.
+	dropIn := filepath.Join(root, "etc/systemd/system/berth-agent.service.d")
+	if err := os.MkdirAll(dropIn, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(repoRoot(t), "packaging/image/berth-agent-cloud-init.conf"), filepath.Join(dropIn, "10-cloud-init.conf"), 0o644)
 	out, err := runCmd(t.Context(), "", nil, analyze, "verify", "--root="+root, "berth-agent.service", "berth-cluster.service")
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("systemd-analyze verify: err=%v, want no error and no output; output:\n%s", err, out)
