@@ -121,13 +121,13 @@ func TestSessionRedeliversUntilAcknowledged(t *testing.T) {
 }
 
 func TestSessionHeartbeatRotationAndManifest(t *testing.T) {
-	l := newLab(t, acs.Options{HeartbeatInterval: 100 * time.Millisecond, ConnectionLifetime: 700 * time.Millisecond})
+	l := newLab(t, acs.Options{ConnectionLifetime: 700 * time.Millisecond})
 	id := l.register(t, openState(t))
 	rec := newRecorder()
 	rec.active = []string{"arn:aws:ecs:us-test-1:123456789012:task/lab/gone"}
-	// A heartbeat timeout shorter than the lifetime but longer than the
-	// heartbeat interval: the session survives on heartbeats and is rotated.
-	sess, _ := l.startSession(t, id, rec, 400*time.Millisecond)
+	// The agent's silence timeout (1 minute) is far above the lifetime, so
+	// every reconnect is a rotation by the endpoint.
+	sess, _ := l.startSession(t, id, rec, time.Minute)
 	eventually(t, "connected", 10*time.Second, func() bool { return sess.Connected() && l.agentConnected(t, id.ContainerInstanceArn) })
 	task := l.runTask(t, l.taskDef(t, "web"))
 	rec.mu.Lock()
@@ -143,6 +143,19 @@ func TestSessionHeartbeatRotationAndManifest(t *testing.T) {
 	}
 	if got := byTask[task]; len(got) > 0 && got[len(got)-1] != "RUNNING" {
 		t.Errorf("a listed task was stopped by the manifest: deliveries %v", got)
+	}
+}
+
+func TestSessionKeptAliveByHeartbeats(t *testing.T) {
+	// Heartbeats every 100 ms keep a session whose silence timeout is
+	// one second open: over three seconds it is never dropped.
+	l := newLab(t, acs.Options{HeartbeatInterval: 100 * time.Millisecond})
+	id := l.register(t, openState(t))
+	sess, _ := l.startSession(t, id, newRecorder(), time.Second)
+	eventually(t, "connected", 10*time.Second, sess.Connected)
+	time.Sleep(3 * time.Second)
+	if n := sess.Connects(); n != 1 || !sess.Connected() {
+		t.Fatalf("connects = %d (connected %v), want one session kept open by heartbeats", n, sess.Connected())
 	}
 }
 
