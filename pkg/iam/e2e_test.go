@@ -60,7 +60,7 @@ func (m staticMetadata) TaskMetadata(id string) (iam.TaskMetadata, string, bool)
 	return t, t.Containers[0].DockerID, true
 }
 
-func (m staticMetadata) TaskStats(id string) (map[string]*iam.ContainerStats, bool) {
+func (m staticMetadata) TaskStats(_ context.Context, id string) (map[string]*iam.ContainerStats, bool) {
 	t, ok := m[id]
 	if !ok {
 		return nil, false

@@ -1,6 +1,7 @@
 package iam
 
 import (
+	"context"
 	"net/http"
 	"time"
 )
@@ -14,7 +15,7 @@ type MetadataSource interface {
 	TaskMetadata(id string) (task TaskMetadata, dockerID string, ok bool)
 	// TaskStats returns docker-format stats of the task's containers by
 	// DockerId; containers not running are absent.
-	TaskStats(id string) (map[string]*ContainerStats, bool)
+	TaskStats(ctx context.Context, id string) (map[string]*ContainerStats, bool)
 }
 
 // TaskMetadata is task metadata v4's task document.
@@ -173,7 +174,7 @@ func (s *Server) metadata(w http.ResponseWriter, req request, id, rest string) {
 	case "task":
 		ok200(task)
 	case "stats", "task/stats":
-		stats, ok := s.opts.Metadata.TaskStats(id)
+		stats, ok := s.opts.Metadata.TaskStats(req.r.Context(), id)
 		if !ok {
 			notFound(task.TaskARN)
 			return

@@ -254,7 +254,7 @@ func (fakeMetadata) TaskMetadata(id string) (TaskMetadata, string, bool) {
 			DesiredStatus: "RUNNING", Type: "NORMAL", Limits: Limits{Memory: &mem}}}}, "d1", true
 }
 
-func (fakeMetadata) TaskStats(id string) (map[string]*ContainerStats, bool) {
+func (fakeMetadata) TaskStats(_ context.Context, id string) (map[string]*ContainerStats, bool) {
 	if id != "meta-1" {
 		return nil, false
 	}

@@ -1,0 +1,192 @@
+package agentiam
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/engine"
+	"github.com/berth-dev/berth/pkg/iam"
+	"github.com/berth-dev/berth/pkg/runtime"
+)
+
+// StatsReader reads a running container's usage (*runtime.Runtime).
+type StatsReader interface {
+	Stats(ctx context.Context, id string) (runtime.Stats, error)
+}
+
+var _ StatsReader = (*runtime.Runtime)(nil)
+
+// Lookup answers pkg/iam's questions from the engine's task states.
+type Lookup struct {
+	Engine Engine
+	// Stats is optional; without it /stats answers empty documents.
+	Stats StatsReader
+	// AvailabilityZone is reported in task metadata when known.
+	AvailabilityZone string
+	// Timeout bounds one stats read; zero means 2 seconds.
+	Timeout time.Duration
+}
+
+var (
+	_ iam.TaskLookup     = (*Lookup)(nil)
+	_ iam.MetadataSource = (*Lookup)(nil)
+)
+
+// TaskAddresses implements iam.TaskLookup.
+func (l *Lookup) TaskAddresses(taskArn string) ([]netip.Addr, bool) {
+	t, ok := l.Engine.Task(taskArn)
+	if !ok {
+		return nil, false
+	}
+	a, ok := addressOf(&t)
+	if !ok {
+		return nil, false
+	}
+	return []netip.Addr{a}, true
+}
+
+// TaskByAddress implements iam.TaskLookup.
+func (l *Lookup) TaskByAddress(ip netip.Addr) (string, bool) {
+	for _, t := range l.Engine.Tasks() {
+		if t.KnownStatus == engine.TaskStopped {
+			continue
+		}
+		if a, ok := addressOf(&t); ok && a == ip {
+			return t.Def.ARN, true
+		}
+	}
+	return "", false
+}
+
+// find returns the task and container index holding metadata id.
+func (l *Lookup) find(id string) (engine.TaskState, int, bool) {
+	if id == "" {
+		return engine.TaskState{}, 0, false
+	}
+	for _, t := range l.Engine.Tasks() {
+		for i := range t.Def.Containers {
+			if metadataID(&t.Def.Containers[i]) == id {
+				return t, i, true
+			}
+		}
+	}
+	return engine.TaskState{}, 0, false
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// TaskMetadata implements iam.MetadataSource.
+func (l *Lookup) TaskMetadata(id string) (iam.TaskMetadata, string, bool) {
+	t, idx, ok := l.find(id)
+	if !ok {
+		return iam.TaskMetadata{}, "", false
+	}
+	cluster := t.Def.Cluster
+	md := iam.TaskMetadata{
+		Cluster: cluster, TaskARN: t.Def.ARN, Family: t.Def.Family, Revision: t.Def.Version,
+		DesiredStatus: t.DesiredStatus.String(), KnownStatus: t.KnownStatus.String(),
+		PullStartedAt: timePtr(t.PullStartedAt), PullStoppedAt: timePtr(t.PullStoppedAt),
+		ExecutionStopped: timePtr(t.ExecutionStoppedAt), AvailabilityZone: l.AvailabilityZone, LaunchType: "EC2",
+	}
+	if t.Def.CPU > 0 || t.Def.MemoryMiB > 0 {
+		lim := &iam.Limits{}
+		if t.Def.CPU > 0 {
+			cpu := float64(t.Def.CPU) / 1024
+			lim.CPU = &cpu
+		}
+		if t.Def.MemoryMiB > 0 {
+			mem := t.Def.MemoryMiB
+			lim.Memory = &mem
+		}
+		md.Limits = lim
+	}
+	mode := t.Def.NetworkMode
+	if mode == "" {
+		mode = "bridge"
+	}
+	var dockerID string
+	for i := range t.Def.Containers {
+		def := &t.Def.Containers[i]
+		c := iam.ContainerMetadata{
+			Name: def.Name, Image: def.Image, Labels: def.Spec.Labels, Type: "NORMAL",
+			DesiredStatus: "", KnownStatus: "NONE",
+			LogDriver: def.Spec.Log.Driver, LogOptions: def.Spec.Log.Options,
+		}
+		cpu := float64(def.CPU)
+		c.Limits.CPU = &cpu
+		if def.MemoryMiB > 0 {
+			mem := def.MemoryMiB
+			c.Limits.Memory = &mem
+		}
+		network := iam.Network{NetworkMode: mode}
+		if t.IPv4 != "" {
+			network.IPv4Addresses = []string{t.IPv4}
+		}
+		c.Networks = []iam.Network{network}
+		for _, st := range t.Containers {
+			if st.Name != def.Name {
+				continue
+			}
+			c.DockerID, c.DockerName = st.RuntimeID, st.RuntimeID
+			c.ImageID = st.ImageDigest
+			c.DesiredStatus, c.KnownStatus = st.DesiredStatus.String(), st.KnownStatus.String()
+			c.ExitCode = st.ExitCode
+			c.StartedAt, c.FinishedAt = timePtr(st.StartedAt), timePtr(st.FinishedAt)
+			for _, b := range st.Bindings {
+				c.Ports = append(c.Ports, iam.PortMapping{ContainerPort: b.ContainerPort, HostPort: b.HostPort,
+					Protocol: strings.ToLower(b.Protocol), HostIP: b.BindIP})
+			}
+		}
+		if c.DockerID == "" {
+			// Not created yet: the engine's deterministic runtime id.
+			c.DockerID = engine.ContainerID(t.Def.ARN, def.Name)
+		}
+		if i == idx {
+			dockerID = c.DockerID
+		}
+		md.Containers = append(md.Containers, c)
+	}
+	return md, dockerID, true
+}
+
+// TaskStats implements iam.MetadataSource.
+func (l *Lookup) TaskStats(ctx context.Context, id string) (map[string]*iam.ContainerStats, bool) {
+	t, _, ok := l.find(id)
+	if !ok {
+		return nil, false
+	}
+	out := map[string]*iam.ContainerStats{}
+	if l.Stats == nil {
+		return out, true
+	}
+	timeout := l.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	for _, st := range t.Containers {
+		if st.RuntimeID == "" || st.KnownStatus != engine.ContainerRunning {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		s, err := l.Stats.Stats(sctx, st.RuntimeID)
+		cancel()
+		if err != nil {
+			continue
+		}
+		out[st.RuntimeID] = &iam.ContainerStats{
+			Name: st.Name, ID: st.RuntimeID, Read: s.Time,
+			PidsStats: iam.PidsStats{Current: s.Pids},
+			CPUStats:  iam.CPUStats{CPUUsage: iam.CPUUsage{TotalUsage: s.CPUUsageNanos}},
+			MemoryStats: iam.MemoryStats{Usage: s.MemoryUsageBytes, Limit: s.MemoryLimitBytes,
+				Stats: map[string]uint64{"cache": s.MemoryCacheBytes}},
+		}
+	}
+	return out, true
+}

@@ -1,0 +1,77 @@
+package agentiam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+
+	"github.com/berth-dev/berth/pkg/iam"
+	"github.com/berth-dev/berth/pkg/network"
+)
+
+// ServiceOptions configure Run.
+type ServiceOptions struct {
+	// Store holds the credentials; the agent feeds it from ACS.
+	Store *iam.Store
+	// Lookup resolves tasks; nil disables the source check and metadata.
+	Lookup *Lookup
+	// Addr is BERTH_CREDENTIALS_ADDRESS (127.0.0.1:51679 by default).
+	Addr netip.AddrPort
+	// AuditLogFile is ECS_AUDIT_LOGFILE; empty disables the audit log.
+	AuditLogFile string
+	// RateLimit is ECS_TASK_METADATA_RPS_LIMIT.
+	RateLimit iam.RateLimit
+	// Route, when set, is installed once the listener is up and removed
+	// when Run returns (a clean stop). Its ListenPort is set from Addr.
+	Route  *network.CredentialsRoute
+	Logger *slog.Logger
+	// Ready, when set, is closed once the server listens and the route is in.
+	Ready chan<- struct{}
+}
+
+// Run serves the credentials and task metadata endpoints until ctx ends.
+func Run(ctx context.Context, o ServiceOptions) (err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	var audit *iam.AuditLog
+	if o.AuditLogFile != "" {
+		if audit, err = iam.OpenAuditLog(o.AuditLogFile); err != nil {
+			return err
+		}
+		defer audit.Close()
+	}
+	opts := iam.Options{Store: o.Store, Audit: audit, RateLimit: o.RateLimit, Logger: o.Logger}
+	if o.Lookup != nil {
+		opts.Tasks, opts.Metadata = o.Lookup, o.Lookup
+	}
+	srv, err := iam.NewServer(opts)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.Addr.String())
+	if err != nil {
+		return fmt.Errorf("credentials endpoint: listen on %s: %w", o.Addr, err)
+	}
+	if o.Route != nil {
+		r := *o.Route
+		r.ListenPort = uint16(ln.Addr().(*net.TCPAddr).Port)
+		if err := r.Install(ctx); err != nil {
+			ln.Close()
+			return fmt.Errorf("credentials endpoint: %w", err)
+		}
+		defer func() {
+			if rerr := r.Remove(context.WithoutCancel(ctx)); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("credentials endpoint: %w", rerr))
+			}
+		}()
+	}
+	o.Logger.Info("credentials endpoint serving", "addr", ln.Addr().String(), "audit", o.AuditLogFile)
+	if o.Ready != nil {
+		close(o.Ready)
+	}
+	return srv.Serve(ctx, ln)
+}
