@@ -38,6 +38,7 @@ import (
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/logs"
+	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/registration"
 	"github.com/berth-dev/berth/pkg/state"
 )
@@ -277,6 +278,19 @@ func (e *e2e) spec() agentSpec {
 		Prefix: "be" + id + "-", PortFirst: uint16(20000 + mrand.IntN(160)*50),
 	}
 	t.Cleanup(func() {
+		// Sweep what a failed test may have left (sandboxes, iptables
+		// rules, leases) under this agent's name prefix, as the agent's own
+		// start-up clean-up would.
+		if m, err := network.New(network.Options{
+			ConfDir: filepath.Join(s.NetRunDir, "cni"), IPAMDir: filepath.Join(s.NetRunDir, "ipam"),
+			StateDir: filepath.Join(s.NetRunDir, "sandboxes"), NamePrefix: s.Prefix, Bridge: s.Bridge, Subnet: s.Subnet,
+		}); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if _, err := m.Cleanup(ctx, nil, nil); err != nil {
+				t.Errorf("sweep the agent's network: %v", err)
+			}
+			cancel()
+		}
 		entries, _ := os.ReadDir("/run/netns")
 		for _, en := range entries {
 			if strings.HasPrefix(en.Name(), s.Prefix) {
