@@ -188,8 +188,18 @@ func TestServiceHoldsDesiredCountThroughTaskDeaths(t *testing.T) {
 		t.Errorf("after replacement tasks per zone %q, want aabbcc", got)
 	}
 	svc := e.describe("web")
-	if !hasEvent(svc, `^\(service web\) has started 2 tasks: \(task [0-9a-f]{32}\) \(task [0-9a-f]{32}\)\.$`) {
-		t.Errorf("no event for the two replacements; events: %v", messages(svc))
+	// The two replacements may start in one pass or two.
+	started := 0
+	startedRE := regexp.MustCompile(`^\(service web\) has started (\d+) tasks: (\(task [0-9a-f]{32}\) ?)+\.$`)
+	for _, m := range messages(svc) {
+		if g := startedRE.FindStringSubmatch(m); g != nil {
+			n := 0
+			fmt.Sscan(g[1], &n)
+			started += n
+		}
+	}
+	if started != 8 {
+		t.Errorf("start events name %d tasks, want 6 and 2 replacements; events: %v", started, messages(svc))
 	}
 	if !hasEvent(svc, `^\(service web\) has started 6 tasks: (\(task [0-9a-f]{32}\) ?){6}\.$`) {
 		t.Errorf("no event for the first six tasks; events: %v", messages(svc))
@@ -231,50 +241,105 @@ func TestRollingDeploymentStaysWithinBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitFor("steady state", e.steady("web"))
-	if _, err := e.Admin.UpdateService(e.ctx, &ecs.UpdateServiceInput{Cluster: aws.String(e.Cluster), Service: aws.String("web"), TaskDefinition: aws.String("web:2")}); err != nil {
+	up, err := e.Admin.UpdateService(e.ctx, &ecs.UpdateServiceInput{Cluster: aws.String(e.Cluster), Service: aws.String("web"), TaskDefinition: aws.String("web:2")})
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Check the bounds at every poll until the new deployment completes:
-	// tasks not yet STOPPED never exceed 150% (9), RUNNING tasks the
-	// service still wants never fall below 50% (3).
-	steps, sawBoth := 0, false
+	// While the deployment runs, check the bounds at every poll: tasks not
+	// yet STOPPED never exceed 150% (9), RUNNING tasks the service still
+	// wants never fall below 50% (3).
+	maxLive, minRunning := desired*maxPct/100, desired*minPct/100
 	e.waitFor("the rolling deployment", func() bool {
-		all := e.allTasks()
-		live, running, v1, v2 := 0, 0, 0, 0
-		for _, tk := range all {
-			if aws.ToString(tk.LastStatus) != "STOPPED" {
-				live++
-			}
-			if aws.ToString(tk.LastStatus) == "RUNNING" && aws.ToString(tk.DesiredStatus) == "RUNNING" {
-				running++
-				if strings.HasSuffix(aws.ToString(tk.TaskDefinitionArn), ":1") {
-					v1++
-				} else {
-					v2++
-				}
-			}
-		}
-		steps++
-		sawBoth = sawBoth || v1 > 0 && v2 > 0
-		if live > desired*maxPct/100 {
-			t.Fatalf("step %d: %d tasks not stopped, above maximumPercent (%d)", steps, live, desired*maxPct/100)
-		}
-		if running < desired*minPct/100 {
-			t.Fatalf("step %d: %d running tasks, below minimumHealthyPercent (%d)", steps, running, desired*minPct/100)
+		live, running := countAt(e.allTasks(), time.Time{})
+		if live > maxLive || running < minRunning {
+			t.Fatalf("poll: %d tasks not stopped (max %d), %d running (min %d)", live, maxLive, running, minRunning)
 		}
 		svc := e.describe("web")
 		return len(svc.Deployments) == 1 && svc.Deployments[0].RolloutState == types.DeploymentRolloutStateCompleted &&
 			strings.HasSuffix(aws.ToString(svc.TaskDefinition), ":2") && svc.RunningCount == desired
 	})
-	t.Logf("rollout observed over %d steps; events: %q", steps, messages(e.describe("web")))
-	if !sawBoth || steps < 3 {
-		t.Errorf("observed %d steps (both versions running at once: %v); the check saw too little of the rollout", steps, sawBoth)
+	// Polls can miss short states, so replay the whole history from the
+	// tasks' timestamps (created, started, stopping, stopped) and check the
+	// bounds at every instant something changed.
+	all := e.allTasks()
+	var instants []time.Time
+	for _, tk := range all {
+		for _, ts := range []*time.Time{tk.CreatedAt, tk.StartedAt, tk.StoppingAt, tk.StoppedAt} {
+			if ts != nil && !ts.Before(*up.Service.Deployments[0].CreatedAt) {
+				instants = append(instants, *ts)
+			}
+		}
+	}
+	sort.Slice(instants, func(i, j int) bool { return instants[i].Before(instants[j]) })
+	bothVersions := false
+	for _, at := range instants {
+		live, running := countAt(all, at)
+		if live > maxLive || running < minRunning {
+			t.Fatalf("at %s: %d tasks not stopped (max %d), %d running (min %d)", at.Format(time.RFC3339Nano), live, maxLive, running, minRunning)
+		}
+		v1, v2 := versionsAt(all, at)
+		bothVersions = bothVersions || v1 > 0 && v2 > 0
+	}
+	if len(instants) < 12 || !bothVersions {
+		t.Errorf("replayed %d instants (both versions running at once: %v); want the whole rollout", len(instants), bothVersions)
 	}
 	for _, tk := range e.tasks("web") {
 		if !strings.HasSuffix(aws.ToString(tk.TaskDefinitionArn), ":2") {
 			t.Errorf("task %s still runs %s", aws.ToString(tk.TaskArn), aws.ToString(tk.TaskDefinitionArn))
 		}
 	}
+}
+
+// countAt counts, at instant at (zero: now, from the last statuses), the
+// tasks not yet STOPPED and the RUNNING tasks not yet asked to stop.
+func countAt(all []types.Task, at time.Time) (live, running int) {
+	for _, tk := range all {
+		if at.IsZero() {
+			if aws.ToString(tk.LastStatus) != "STOPPED" {
+				live++
+			}
+			if aws.ToString(tk.LastStatus) == "RUNNING" && aws.ToString(tk.DesiredStatus) == "RUNNING" {
+				running++
+			}
+			continue
+		}
+		if during(at, tk.CreatedAt, tk.StoppedAt) {
+			live++
+		}
+		end := tk.StoppingAt
+		if end == nil {
+			end = tk.StoppedAt
+		}
+		if during(at, tk.StartedAt, end) {
+			running++
+		}
+	}
+	return live, running
+}
+
+// versionsAt counts the tasks of revisions 1 and 2 running at instant at.
+func versionsAt(all []types.Task, at time.Time) (v1, v2 int) {
+	for _, tk := range all {
+		end := tk.StoppingAt
+		if end == nil {
+			end = tk.StoppedAt
+		}
+		if !during(at, tk.StartedAt, end) {
+			continue
+		}
+		if strings.HasSuffix(aws.ToString(tk.TaskDefinitionArn), ":1") {
+			v1++
+		} else {
+			v2++
+		}
+	}
+	return v1, v2
+}
+
+// during reports whether at lies in [from, to); a nil from never began, a
+// nil to has not ended.
+func during(at time.Time, from, to *time.Time) bool {
+	return from != nil && !at.Before(*from) && (to == nil || at.Before(*to))
 }
 
 // allTasks lists every task of the cluster (desired RUNNING and STOPPED).

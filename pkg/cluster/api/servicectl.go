@@ -401,12 +401,9 @@ func (r *reconciler) launch(req *scheduler.Request, d scheduler.Demand, td *type
 	var idx int
 	var misfits []scheduler.Misfit
 	if only >= 0 {
-		in := r.ps.placer.Instances[only]
-		if reason := scheduler.Check(in, req); reason != "" {
+		if reason := r.ps.placer.PlaceOn(only, req); reason != "" {
 			return false, nil
 		}
-		sub := &scheduler.Placer{Instances: []*scheduler.Instance{in}, Rand: r.ps.placer.Rand}
-		sub.Place(req)
 		idx = only
 	} else {
 		idx, misfits = r.ps.placer.Place(req)
@@ -496,10 +493,7 @@ func (r *reconciler) stop(t *svcTask, reason string) {
 	}
 	t.active = false
 	if t.idx >= 0 {
-		in := r.ps.placer.Instances[t.idx]
-		if in.Groups[r.group()] > 0 {
-			in.Groups[r.group()]--
-		}
+		r.ps.placer.Forget(t.idx, r.group())
 	}
 	r.note(r.s.putTask(r.tx, rec))
 	r.stopped = append(r.stopped, lastSegment(*rec.Task.TaskArn))

@@ -45,7 +45,7 @@ func serviceKey(cluster, name string) string { return cluster + "/" + name }
 
 // newDeploymentID returns "ecs-svc/" and 19 digits, ECS's form.
 func newDeploymentID() (string, error) {
-	n, err := rand.Int(rand.Reader, big.NewInt(9e18))
+	n, err := rand.Int(rand.Reader, big.NewInt(8e18))
 	if err != nil {
 		return "", fmt.Errorf("generate deployment id: %w", err)
 	}

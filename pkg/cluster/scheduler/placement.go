@@ -133,6 +133,35 @@ type Placer struct {
 	Instances []*Instance
 	// Rand breaks ties; tests inject a seeded one.
 	Rand *rand.Rand
+
+	// counts caches the tasks per spread value, by field and group, once
+	// computed; Place, ScaleIn and Forget keep it current. Change
+	// Instances' Groups only through them.
+	counts map[spreadKey]map[string]int
+}
+
+type spreadKey struct{ field, group string }
+
+// adjust moves the instance's group count by delta, in the cache too.
+func (p *Placer) adjust(in *Instance, group string, delta int) {
+	if in.Groups == nil {
+		in.Groups = map[string]int{}
+	}
+	if in.Groups[group]+delta < 0 {
+		delta = -in.Groups[group]
+	}
+	in.Groups[group] += delta
+	for k, m := range p.counts {
+		if k.group == group {
+			m[SpreadValue(in, k.field)] += delta
+		}
+	}
+}
+
+// Forget takes one of group's tasks off instance i (it is stopping), so
+// spread and distinctInstance no longer count it.
+func (p *Placer) Forget(i int, group string) {
+	p.adjust(p.Instances[i], group, -1)
 }
 
 // Place picks an instance for r, takes its resources and counts the task in
@@ -163,10 +192,7 @@ func (p *Placer) Place(r *Request) (int, []Misfit) {
 	}
 	in := p.Instances[pick]
 	Take(in, r.Demand)
-	if in.Groups == nil {
-		in.Groups = map[string]int{}
-	}
-	in.Groups[r.Group]++
+	p.adjust(in, r.Group, 1)
 	in.RunningTasks++
 	return pick, nil
 }
@@ -196,10 +222,18 @@ func (p *Placer) remaining(i int, field string) int64 {
 // spreadCounts counts the group's tasks per value of field over all
 // instances (candidates or not: a zone's tasks count even where no more fit).
 func (p *Placer) spreadCounts(field, group string) map[string]int {
+	k := spreadKey{field, group}
+	if c, ok := p.counts[k]; ok {
+		return c
+	}
 	counts := map[string]int{}
 	for _, in := range p.Instances {
 		counts[SpreadValue(in, field)] += in.Groups[group]
 	}
+	if p.counts == nil {
+		p.counts = map[spreadKey]map[string]int{}
+	}
+	p.counts[k] = counts
 	return counts
 }
 
@@ -275,9 +309,7 @@ func (p *Placer) ScaleIn(tasks []TaskRef, group string, strategies []Strategy, n
 		chosen = append(chosen, pick)
 		in := p.Instances[tasks[pick].Instance]
 		Release(in, tasks[pick].Demand)
-		if in.Groups[group] > 0 {
-			in.Groups[group]--
-		}
+		p.adjust(in, group, -1)
 		in.RunningTasks = max(0, in.RunningTasks-1)
 		kept := alive[:0:0]
 		for _, a := range alive {
@@ -306,4 +338,17 @@ func Matches(in *Instance, r *Request) bool {
 		}
 	}
 	return true
+}
+
+// PlaceOn places r on instance i if it can take it (a DAEMON task, or
+// StartTask's named instance) and returns "" or the reason it cannot.
+func (p *Placer) PlaceOn(i int, r *Request) string {
+	in := p.Instances[i]
+	if reason := Check(in, r); reason != "" {
+		return reason
+	}
+	Take(in, r.Demand)
+	p.adjust(in, r.Group, 1)
+	in.RunningTasks++
+	return ""
 }

@@ -275,7 +275,7 @@ func (p *parser) parseComparison() (Expr, error) {
 	if op == "not_in" {
 		op = "!in"
 	}
-	c := &comparison{subject: subj, op: op}
+	c := &comparison{subject: subj, op: op, attr: strings.TrimPrefix(subj, "attribute:")}
 	if op == "exists" || op == "!exists" {
 		return c, nil
 	}
@@ -298,6 +298,7 @@ func (p *parser) parseComparison() (Expr, error) {
 				return nil, p.errAt(sep, "expected , or ]")
 			}
 		}
+		c.parseNumbers()
 		return c, nil
 	}
 	v := p.next()
@@ -305,6 +306,7 @@ func (p *parser) parseComparison() (Expr, error) {
 		return nil, p.errAt(v, "expected a value")
 	}
 	c.values = []string{v.text}
+	c.parseNumbers()
 	if op == "=~" || op == "!~" {
 		re, err := regexp.Compile(v.text)
 		if err != nil {
@@ -352,70 +354,72 @@ func (e notExpr) Eval(in *Instance) bool { return !e.e.Eval(in) }
 
 type comparison struct {
 	subject string
+	attr    string // the name after attribute:
 	op      string
 	values  []string
+	nums    []number // values parsed as numbers
 	re      *regexp.Regexp
 }
 
-// subjectValues returns the subject's values on an instance (task:group has
-// one per group running there; a missing attribute has none).
-func (c *comparison) subjectValues(in *Instance) []string {
+type number struct {
+	v  float64
+	ok bool
+}
+
+// parseNumbers records which values are numbers.
+func (c *comparison) parseNumbers() {
+	c.nums = make([]number, len(c.values))
+	for i, w := range c.values {
+		if f, err := strconv.ParseFloat(w, 64); err == nil {
+			c.nums[i] = number{f, true}
+		}
+	}
+}
+
+// eachValue calls fn with each of the subject's values on an instance
+// (task:group has one per group running there; a missing attribute has
+// none) until fn returns true, and reports whether one did. It allocates
+// nothing for the common subjects, as placement evaluates it per instance.
+func (c *comparison) eachValue(in *Instance, fn func(string) bool) bool {
 	switch c.subject {
 	case "ec2InstanceId":
-		return []string{in.Host()}
+		return fn(in.Host())
 	case "agentConnected":
-		return []string{strconv.FormatBool(in.AgentConnected)}
+		return fn(strconv.FormatBool(in.AgentConnected))
 	case "agentVersion":
-		if in.AgentVersion == "" {
-			return nil
-		}
-		return []string{in.AgentVersion}
+		return in.AgentVersion != "" && fn(in.AgentVersion)
 	case "registeredAt":
-		return []string{in.RegisteredAt.UTC().Format(time.RFC3339)}
+		return fn(in.RegisteredAt.UTC().Format(time.RFC3339))
 	case "runningTasksCount":
-		return []string{strconv.Itoa(in.RunningTasks)}
+		return fn(strconv.Itoa(in.RunningTasks))
 	case "task:group":
-		var out []string
 		for g, n := range in.Groups {
-			if n > 0 {
-				out = append(out, g)
+			if n > 0 && fn(g) {
+				return true
 			}
 		}
-		return out
+		return false
 	}
-	name := strings.TrimPrefix(c.subject, "attribute:")
-	if v, ok := in.Attributes[name]; ok {
-		return []string{v}
-	}
-	return nil
+	v, ok := in.Attributes[c.attr]
+	return ok && fn(v)
 }
 
 // Eval reports whether any of the subject's values satisfies the operator;
 // the negated operators are true when none does.
 func (c *comparison) Eval(in *Instance) bool {
-	vals := c.subjectValues(in)
 	switch c.op {
 	case "exists":
-		return len(vals) > 0
+		return c.eachValue(in, func(string) bool { return true })
 	case "!exists":
-		return len(vals) == 0
+		return !c.eachValue(in, func(string) bool { return true })
 	case "!=":
-		return !c.any(vals, "==")
+		return !c.eachValue(in, func(v string) bool { return c.holds(v, "==") })
 	case "!in":
-		return !c.any(vals, "in")
+		return !c.eachValue(in, func(v string) bool { return c.holds(v, "in") })
 	case "!~":
-		return !c.any(vals, "=~")
+		return !c.eachValue(in, func(v string) bool { return c.holds(v, "=~") })
 	}
-	return c.any(vals, c.op)
-}
-
-func (c *comparison) any(vals []string, op string) bool {
-	for _, v := range vals {
-		if c.holds(v, op) {
-			return true
-		}
-	}
-	return false
+	return c.eachValue(in, func(v string) bool { return c.holds(v, c.op) })
 }
 
 func (c *comparison) holds(v, op string) bool {
@@ -423,14 +427,14 @@ func (c *comparison) holds(v, op string) bool {
 	case "=~":
 		return c.re.MatchString(v)
 	case "in":
-		for _, w := range c.values {
-			if c.compare(v, w) == 0 {
+		for i := range c.values {
+			if c.compare(v, i) == 0 {
 				return true
 			}
 		}
 		return false
 	}
-	r := c.compare(v, c.values[0])
+	r := c.compare(v, 0)
 	switch op {
 	case "==":
 		return r == 0
@@ -446,9 +450,12 @@ func (c *comparison) holds(v, op string) bool {
 	return false
 }
 
-// compare orders an instance's value against an expression's value as the
-// subject's type: numbers, dates, dotted versions, else strings.
-func (c *comparison) compare(v, w string) int {
+// compare orders an instance's value against the expression's i-th value
+// as the subject's type: numbers, dates, dotted versions, else strings.
+// Numeric expression values were parsed once, so that a string attribute
+// costs no failed number parse.
+func (c *comparison) compare(v string, i int) int {
+	w := c.values[i]
 	switch c.subject {
 	case "runningTasksCount":
 		a, _ := strconv.ParseInt(v, 10, 64)
@@ -464,16 +471,17 @@ func (c *comparison) compare(v, w string) int {
 	case "agentVersion":
 		return compareVersions(v, w)
 	}
-	a, errA := strconv.ParseFloat(v, 64)
-	b, errB := strconv.ParseFloat(w, 64)
-	if errA == nil && errB == nil {
-		switch {
-		case a < b:
-			return -1
-		case a > b:
-			return 1
+	if c.nums[i].ok && v != "" && (v[0] >= '0' && v[0] <= '9' || v[0] == '-' || v[0] == '.') {
+		if a, err := strconv.ParseFloat(v, 64); err == nil {
+			b := c.nums[i].v
+			switch {
+			case a < b:
+				return -1
+			case a > b:
+				return 1
+			}
+			return 0
 		}
-		return 0
 	}
 	return strings.Compare(v, w)
 }
