@@ -18,6 +18,17 @@ type Sender interface {
 	SendCredentials(ctx context.Context, containerInstanceArn string, m *api.IAMRoleCredentialsMessage) error
 }
 
+// SenderFunc adapts a function to Sender, so that the broker can be built
+// before the ACS server that sends for it.
+type SenderFunc func(ctx context.Context, containerInstanceArn string, m *api.IAMRoleCredentialsMessage) error
+
+// SendCredentials implements Sender.
+func (f SenderFunc) SendCredentials(ctx context.Context, containerInstanceArn string, m *api.IAMRoleCredentialsMessage) error {
+	return f(ctx, containerInstanceArn, m)
+}
+
+var _ Sender = SenderFunc(nil)
+
 // CredentialsIssuer is the part of *Issuer the Refresher needs.
 type CredentialsIssuer interface {
 	Issue(ctx context.Context, req Request) (*api.IAMRoleCredentials, error)
