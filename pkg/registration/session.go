@@ -23,6 +23,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/state"
 )
 
 // DiscoverAPI finds the ACS endpoint. *ecs.Client implements it.
@@ -47,6 +48,23 @@ type TaskLister interface {
 	ActiveTaskARNs() []string
 }
 
+// MessageLog is optional: it remembers which payloads were handled, so
+// that a redelivery (the ack was lost) is acknowledged without handing the
+// tasks to the engine again, and records the highest sequence number seen.
+// *state.DB implements it.
+type MessageLog interface {
+	MessageProcessed(id string) (bool, error)
+	MarkMessageProcessed(id string, at time.Time) error
+	PruneProcessedMessages(before time.Time) (int, error)
+	SetACSSeqNum(n int64) error
+}
+
+var _ MessageLog = (*state.DB)(nil)
+
+// messageRetention is how long handled message ids are remembered; the
+// endpoint redelivers only while a session lives, far shorter than this.
+const messageRetention = 24 * time.Hour
+
 // SessionOptions configure an ACS Session.
 type SessionOptions struct {
 	API         DiscoverAPI
@@ -56,7 +74,9 @@ type SessionOptions struct {
 	ClusterArn, ContainerInstanceArn string
 	Handler                          PayloadHandler
 	// Tasks is optional; see TaskLister.
-	Tasks                   TaskLister
+	Tasks TaskLister
+	// Messages is optional; see MessageLog.
+	Messages                MessageLog
 	AgentVersion, AgentHash string
 	// TLSConfig is used for wss:// endpoints (nil: system roots).
 	TLSConfig *tls.Config
@@ -174,6 +194,11 @@ func (s *Session) once(ctx context.Context) error {
 	}
 	s.connected.Store(true)
 	s.connects.Add(1)
+	if s.o.Messages != nil {
+		if _, err := s.o.Messages.PruneProcessedMessages(s.o.Clock.Now().Add(-messageRetention)); err != nil {
+			s.o.Logger.Warn("prune processed ACS messages", "err", err)
+		}
+	}
 	defer s.connected.Store(false)
 	s.o.Logger.Info("ACS session connected", "endpoint", httpURL)
 
@@ -299,11 +324,16 @@ func (s *Session) ack(c *acsConn, id string) error {
 func (s *Session) handle(ctx context.Context, c *acsConn, f api.Frame) error {
 	switch m := f.(type) {
 	case *api.PayloadMessage:
+		if s.processed(m.MessageID) {
+			s.o.Logger.Debug("payload already handled; acknowledging the redelivery", "messageId", m.MessageID)
+			return s.ack(c, m.MessageID)
+		}
 		if err := s.o.Handler.HandlePayload(ctx, m); err != nil {
 			// Not acknowledged: the endpoint redelivers it.
 			s.o.Logger.Error("payload not accepted; leaving it unacknowledged", "messageId", m.MessageID, "err", err)
 			return nil
 		}
+		s.markProcessed(m)
 		return s.ack(c, m.MessageID)
 	case *api.HeartbeatMessage:
 		return c.send(&api.HeartbeatAckRequest{MessageID: m.MessageID})
@@ -338,6 +368,33 @@ func (s *Session) handle(ctx context.Context, c *acsConn, f api.Frame) error {
 	default:
 		s.o.Logger.Debug("ignore ACS frame", "type", f.FrameType())
 		return nil
+	}
+}
+
+func (s *Session) processed(id string) bool {
+	if s.o.Messages == nil || id == "" {
+		return false
+	}
+	ok, err := s.o.Messages.MessageProcessed(id)
+	if err != nil {
+		s.o.Logger.Warn("read processed ACS messages", "err", err)
+	}
+	return ok
+}
+
+// markProcessed records a handled payload. Failing to record only means a
+// redelivery is applied again, which the engine treats idempotently.
+func (s *Session) markProcessed(m *api.PayloadMessage) {
+	if s.o.Messages == nil || m.MessageID == "" {
+		return
+	}
+	if err := s.o.Messages.MarkMessageProcessed(m.MessageID, s.o.Clock.Now()); err != nil {
+		s.o.Logger.Warn("record processed ACS message", "messageId", m.MessageID, "err", err)
+	}
+	if m.SeqNum > 0 {
+		if err := s.o.Messages.SetACSSeqNum(m.SeqNum); err != nil {
+			s.o.Logger.Warn("record ACS seqNum", "err", err)
+		}
 	}
 }
 

@@ -18,9 +18,14 @@ import (
 
 // startSession runs an ACS session for id until the test ends and returns
 // it with a channel that delivers Run's result.
-func (l *lab) startSession(t *testing.T, id state.InstanceIdentity, rec *recorder, heartbeat time.Duration) (*registration.Session, <-chan error) {
+func (l *lab) startSession(t *testing.T, id state.InstanceIdentity, rec *recorder, heartbeat time.Duration, messages ...registration.MessageLog) (*registration.Session, <-chan error) {
 	t.Helper()
+	var log registration.MessageLog
+	if len(messages) > 0 {
+		log = messages[0]
+	}
 	sess, err := registration.NewSession(registration.SessionOptions{
+		Messages: log,
 		API: l.agentECS.ECS, Credentials: l.agentECS.Credentials, Region: testRegion,
 		ClusterArn: id.ClusterArn, ContainerInstanceArn: id.ContainerInstanceArn,
 		Handler: rec, Tasks: rec, AgentVersion: "test", AgentHash: "abc",
@@ -117,6 +122,47 @@ func TestSessionRedeliversUntilAcknowledged(t *testing.T) {
 		if dropped[msg] >= 2 && n != 2 {
 			t.Errorf("message %s handled %d times, want 2 (once lost ack, then acknowledged and never again)", msg, n)
 		}
+	}
+}
+
+// TestSessionRemembersHandledPayloads: with a message log, a payload whose
+// ack was lost is acknowledged again without reaching the engine twice.
+func TestSessionRemembersHandledPayloads(t *testing.T) {
+	var mu sync.Mutex
+	acks := map[string]int{}
+	l := newLab(t, acs.Options{RedeliverAfter: 200 * time.Millisecond, DropAck: func(_, id string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		acks[id]++
+		return acks[id] == 1
+	}})
+	db := openState(t)
+	id := l.register(t, db)
+	rec := newRecorder()
+	sess, _ := l.startSession(t, id, rec, time.Minute, db)
+	eventually(t, "connected", 10*time.Second, func() bool { return sess.Connected() && l.agentConnected(t, id.ContainerInstanceArn) })
+	task := l.runTask(t, l.taskDef(t, "web"))
+	var payloadID string
+	eventually(t, "the payload's redelivery acknowledged", 10*time.Second, func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range rec.payloads {
+			if len(p.Tasks) == 1 && p.Tasks[0].Arn == task {
+				payloadID = p.MessageID
+			}
+		}
+		return payloadID != "" && acks[payloadID] >= 2
+	})
+	if _, byMsg := rec.deliveries(); byMsg[payloadID] != 1 {
+		t.Errorf("payload handed to the engine %d times, want once (the redelivery is recognised)", byMsg[payloadID])
+	}
+	if ok, err := db.MessageProcessed(payloadID); !ok || err != nil {
+		t.Errorf("MessageProcessed(%s) = %v, %v; want recorded", payloadID, ok, err)
+	}
+	if n, err := db.ACSSeqNum(); n < 1 || err != nil {
+		t.Errorf("ACSSeqNum = %d, %v; want the payload's seqNum", n, err)
 	}
 }
 

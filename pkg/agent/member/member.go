@@ -116,7 +116,7 @@ func Run(ctx context.Context, o Options) error {
 	sess, err := registration.NewSession(registration.SessionOptions{
 		API: client.ECS, Credentials: client.Credentials, Region: client.Region,
 		ClusterArn: id.ClusterArn, ContainerInstanceArn: id.ContainerInstanceArn,
-		Handler: o.Agent, Tasks: o.Agent,
+		Handler: o.Agent, Tasks: o.Agent, Messages: db,
 		AgentVersion: version.Version, AgentHash: version.Version,
 		TLSConfig:        tlsConfig(client),
 		HeartbeatTimeout: o.HeartbeatTimeout, Backoff: o.ReconnectBackoff,
