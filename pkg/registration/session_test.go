@@ -26,7 +26,7 @@ func (l *lab) startSession(t *testing.T, id state.InstanceIdentity, rec *recorde
 	}
 	sess, err := registration.NewSession(registration.SessionOptions{
 		Messages: log,
-		API: l.agentECS.ECS, Credentials: l.agentECS.Credentials, Region: testRegion,
+		API:      l.agentECS.ECS, Credentials: l.agentECS.Credentials, Region: testRegion,
 		ClusterArn: id.ClusterArn, ContainerInstanceArn: id.ContainerInstanceArn,
 		Handler: rec, Tasks: rec, AgentVersion: "test", AgentHash: "abc",
 		HeartbeatTimeout: heartbeat,
