@@ -10,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 )
@@ -208,4 +210,58 @@ func TestLogFile(t *testing.T) {
 	if err != nil || !strings.Contains(string(data), "set AWS_REGION") {
 		t.Errorf("ECS_LOGFILE content %q (%v)", data, err)
 	}
+}
+
+// TestDevModeFlags runs `berth-agent --dev --dev-dir DIR` until it has
+// written DIR/env and printed the exports, then stops it (the agent half
+// needs containerd, which this test does not start: pkg/agent/devmode's
+// tests run the whole thing).
+func TestDevModeFlags(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, "ecs.config", "BERTH_CONTAINERD_ADDRESS="+filepath.Join(dir, "no-containerd.sock")+"\n")
+	noTOML := writeFile(t, "agent.toml", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"--dev", "--dev-dir", dir, "--config", cfg, "--toml", noTOML}, nil, &syncWriter{w: &stdout}, &syncWriter{w: &stderr})
+	}()
+	envFile := filepath.Join(dir, "env")
+	for i := 0; ; i++ {
+		if b, err := os.ReadFile(envFile); err == nil && len(b) > 0 {
+			break
+		}
+		if i == 300 {
+			cancel()
+			<-done
+			t.Fatalf("no %s after 30s; stderr:\n%s", envFile, stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("exit code %d after cancel, want 0; stderr:\n%s", code, stderr.String())
+	}
+	env, _ := os.ReadFile(envFile)
+	for _, want := range []string{"export AWS_ENDPOINT_URL_ECS=http://127.0.0.1:", "export AWS_PROFILE=berth-dev", "export AWS_DEFAULT_REGION=",
+		"export AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(dir, "credentials")} {
+		if !strings.Contains(string(env), want) || !strings.Contains(stdout.String(), want) {
+			t.Errorf("%q missing from DIR/env or stdout:\nenv:\n%s\nstdout:\n%s", want, env, stdout.String())
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "credentials")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("credentials file: %v, %v; want mode 0600", fi, err)
+	}
+}
+
+// syncWriter lets the test read what run writes from another goroutine.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
