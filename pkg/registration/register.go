@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -270,14 +271,14 @@ func attributeMap(as []types.Attribute) map[string]string {
 // (arn:aws:ecs:region:account:container-instance/cluster/id); when the ARN has
 // the old form without a cluster, the configured cluster is kept.
 func clusterArnOf(instanceArn, cluster string) string {
-	if len(cluster) > 4 && cluster[:4] == "arn:" {
+	if strings.HasPrefix(cluster, "arn:") {
 		return cluster
 	}
-	parts := splitN(instanceArn, ":", 6)
+	parts := strings.SplitN(instanceArn, ":", 6)
 	if len(parts) != 6 {
 		return cluster
 	}
-	res := splitN(parts[5], "/", 3)
+	res := strings.SplitN(parts[5], "/", 3)
 	if len(res) == 3 && res[0] == "container-instance" {
 		return fmt.Sprintf("arn:%s:ecs:%s:%s:cluster/%s", parts[1], parts[3], parts[4], res[1])
 	}

@@ -20,7 +20,6 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
-	smithy "github.com/aws/smithy-go"
 
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/agent/member"
@@ -157,13 +156,11 @@ func EnvLines(endpointURL, credsFile, region string) string {
 		endpointURL, credsFile, Profile, region, region)
 }
 
-// createCluster creates the cluster "default"; it exists already on a
-// restart, which CreateCluster accepts.
+// createCluster creates the cluster "default"; on a restart it exists
+// already, and CreateCluster answers with it, as ECS does.
 func createCluster(ctx context.Context, url, region string, admin aws.Credentials) error {
 	client := NewECSClient(url, region, admin)
-	_, err := client.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(ClusterName)})
-	var ae smithy.APIError
-	if err != nil && !(errors.As(err, &ae) && ae.ErrorCode() == "InvalidParameterException") {
+	if _, err := client.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(ClusterName)}); err != nil {
 		return fmt.Errorf("create cluster %s: %w", ClusterName, err)
 	}
 	return nil
