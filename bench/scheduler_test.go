@@ -79,18 +79,25 @@ func BenchmarkSchedulerPlacement(b *testing.B) {
 // BenchmarkSchedulerServiceSteadyState measures how long a 100-task
 // service takes from CreateService to its steady-state event on a
 // simulated fleet of 100 instances in three zones (real endpoint, real ACS
-// sessions, state changes through the ECS API; tasks report RUNNING 10 ms
+// sessions, state changes through the ECS API; also on 1,000 instances;
+// tasks report RUNNING 10 ms
 // after their payload; the 40 s health grace is set to 1 ms so that the
 // controller, not the grace, is measured). The raw baseline is 100 tasks
 // started with RunTask (10 calls of 10) until all report RUNNING, on the
 // same fleet in the same run.
 func BenchmarkSchedulerServiceSteadyState(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) { benchServiceSteadyState(b, n) })
+	}
+}
+
+func benchServiceSteadyState(b *testing.B, instances int) {
 	env := simfleet.NewEnv(b, simfleet.EnvOptions{
 		Services: clusterapi.ServiceOptions{Interval: 50 * time.Millisecond, HealthyAfter: time.Millisecond},
 		Fleet:    simfleet.Options{StartDelay: 10 * time.Millisecond},
 	})
 	ctx := context.Background()
-	for i := 0; i < 100; i++ {
+	for i := 0; i < instances; i++ {
 		if _, err := env.Fleet.Add(ctx, 1, simfleet.Zones(i, "a", "b", "c")); err != nil {
 			b.Fatal(err)
 		}
