@@ -65,6 +65,9 @@ type Server struct {
 	o        Options
 	upgrader websocket.Upgrader
 
+	// flagMu serialises agentConnected writes (see recordConnected).
+	flagMu sync.Mutex
+
 	// mu guards the fields below.
 	mu       sync.Mutex
 	sessions map[string]*session // by container instance ARN
@@ -148,7 +151,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	instanceArn, clusterArn := q.Get("containerInstanceArn"), q.Get("clusterArn")
+	instanceArn := q.Get("containerInstanceArn")
 	if instanceArn == "" {
 		writeErr(w, http.StatusBadRequest, "BadRequestException", "containerInstanceArn is required")
 		return
@@ -183,22 +186,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "InactiveInstanceException"))
 		return
 	}
-	if clusterArn == "" {
-		clusterArn = clusterArnOf(strValue(inst.Instance.ContainerInstanceArn))
-	}
-	sess := s.register(r.Context(), conn, instanceArn, clusterArn)
+	// The cluster comes from the instance's ARN, not from what the agent
+	// claims in the query.
+	sess := s.register(r.Context(), conn, instanceArn, clusterArnOf(instanceArn))
 	if sess == nil {
 		return
 	}
 	defer s.unregister(sess)
 	s.run(sess)
-}
-
-func strValue(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
 }
 
 // register makes sess the instance's session, ending any older one.
@@ -218,10 +213,19 @@ func (s *Server) register(ctx context.Context, conn *websocket.Conn, instanceArn
 	if old != nil {
 		old.cancel()
 	}
-	if err := setAgentConnected(s.o.Store, instanceArn, true); err != nil {
+	s.recordConnected(instanceArn)
+	return sess
+}
+
+// recordConnected writes whether the instance has a session now. Writes are
+// serialised and each reads the current state, so the last one written is
+// right even when a session ends while its successor starts.
+func (s *Server) recordConnected(instanceArn string) {
+	s.flagMu.Lock()
+	defer s.flagMu.Unlock()
+	if err := setAgentConnected(s.o.Store, instanceArn, s.Connected(instanceArn)); err != nil {
 		s.o.Logger.Error("record agentConnected", "instance", instanceArn, "err", err)
 	}
-	return sess
 }
 
 func (s *Server) unregister(sess *session) {
@@ -233,9 +237,7 @@ func (s *Server) unregister(sess *session) {
 	}
 	s.mu.Unlock()
 	if last {
-		if err := setAgentConnected(s.o.Store, sess.instanceArn, false); err != nil {
-			s.o.Logger.Error("record agentConnected", "instance", sess.instanceArn, "err", err)
-		}
+		s.recordConnected(sess.instanceArn)
 	}
 	s.wg.Done()
 }
