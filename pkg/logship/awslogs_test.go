@@ -326,4 +326,3 @@ func streamLen(ls *logStoreServer) int {
 	// storedBytes grows with every event; about 60 bytes each here.
 	return int(aws.ToInt64(out.LogStreams[0].StoredBytes) / 60)
 }
-
