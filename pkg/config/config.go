@@ -77,6 +77,9 @@ type ContainersConfig struct {
 	ReservedMemoryMiB int
 	// AvailableLoggingDrivers is ECS_AVAILABLE_LOGGING_DRIVERS.
 	AvailableLoggingDrivers []string
+	// AWSLogsEndpoint is BERTH_AWSLOGS_ENDPOINT: the default awslogs-endpoint;
+	// "cluster" means the cluster endpoint's log store.
+	AWSLogsEndpoint string
 	// DisablePrivileged is ECS_DISABLE_PRIVILEGED.
 	DisablePrivileged bool
 	// StopTimeout is ECS_CONTAINER_STOP_TIMEOUT: wait after the stop signal before SIGKILL.

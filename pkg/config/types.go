@@ -376,6 +376,13 @@ func checkLoggingDriver(s string) error {
 }
 
 // knownLoggingDrivers are the values the ECS agent accepts.
+func checkAWSLogsEndpoint(s string) error {
+	if s == "" || s == "cluster" || strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") {
+		return nil
+	}
+	return errors.New(`must be empty, "cluster", or an http:// or https:// URL`)
+}
+
 func knownLoggingDrivers() []string {
 	return []string{"json-file", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "logentries", "awsfirelens", "none"}
 }
