@@ -108,7 +108,11 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("dev mode: %w", err)
 	}
-	defer ep.Close()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = ep.Shutdown(sctx)
+	}()
 
 	credsFile := filepath.Join(dir, "credentials")
 	admin, agentKey, err := ensureKeys(ep, credsFile)

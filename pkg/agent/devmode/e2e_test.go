@@ -231,7 +231,11 @@ func TestEndpointOutage(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	addr := e.ep.Addr
-	e.ep.Close()
+	// Requests in flight finish and are answered, as when berth-cluster is
+	// stopped with SIGTERM.
+	if err := e.ep.Shutdown(context.Background()); err != nil {
+		t.Fatalf("stop the endpoint: %v", err)
+	}
 	outage := time.Now()
 	for _, arn := range short {
 		if got := e.rec.of(arn); slices.Contains(got, "task:STOPPED") {

@@ -1,6 +1,7 @@
 package devmode
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -118,14 +119,27 @@ func listen(addr string) (net.Listener, error) {
 	return nil, fmt.Errorf("listen %s: %w", addr, err)
 }
 
-// Close stops serving, ends every ACS session and closes the store.
+// Close stops serving at once (requests in flight are cut), ends every ACS
+// session and closes the store.
 func (e *Endpoint) Close() error {
+	return e.stop(func() error { return e.srv.Close() })
+}
+
+// Shutdown stops accepting requests, lets those in flight finish and answer
+// (until ctx ends), ends every ACS session and closes the store. A client
+// whose request was applied thus also gets the answer, and does not send it
+// again.
+func (e *Endpoint) Shutdown(ctx context.Context) error {
+	return e.stop(func() error { return e.srv.Shutdown(ctx) })
+}
+
+func (e *Endpoint) stop(stopHTTP func() error) error {
 	var err error
 	e.once.Do(func() {
 		// Sessions are hijacked connections that the HTTP server does not
 		// track; the ACS server ends them (the endpoint's Close does too).
 		e.ACS.Close()
-		err = e.srv.Close()
+		err = stopHTTP()
 		e.wg.Wait()
 		err = errors.Join(err, e.ep.Close())
 	})
