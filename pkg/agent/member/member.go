@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/berth-dev/berth/internal/version"
+	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/registration"
@@ -36,6 +37,8 @@ type Host interface {
 	StateDB(ctx context.Context) (*state.DB, error)
 	ActiveTaskARNs() []string
 }
+
+var _ Host = (*agent.Agent)(nil)
 
 // Options configure Run.
 type Options struct {
