@@ -3,7 +3,6 @@ package logship
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -398,8 +397,7 @@ func (t *tailer) next() (Message, error) {
 			line = t.raw
 		}
 		t.off += int64(len(line))
-		var e entry
-		jerr := json.Unmarshal(bytes.TrimSpace(line), &e)
+		e, jerr := decodeEntry(line)
 		t.raw = t.raw[:0]
 		if jerr != nil {
 			continue // a torn write after a disk-full error
