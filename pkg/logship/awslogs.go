@@ -16,7 +16,6 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
-	"github.com/aws/smithy-go"
 )
 
 // CloudWatch Logs limits the awslogs driver respects.
@@ -345,9 +344,3 @@ func (a *awsLogs) LastDelivered(ctx context.Context) (func(Message) bool, error)
 
 // Close has nothing to release: requests end with their context.
 func (a *awsLogs) Close() error { return nil }
-
-// isThrottle reports errors CloudWatch asks to retry later.
-func isThrottle(err error) bool {
-	var ae smithy.APIError
-	return errors.As(err, &ae) && (ae.ErrorCode() == "ThrottlingException" || ae.ErrorCode() == "ServiceUnavailableException")
-}

@@ -3,6 +3,7 @@ package logship
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -318,11 +319,15 @@ func TestAWSLogsSIGKILLMidwayNoLossNoDuplicates(t *testing.T) {
 	t.Logf("%d SIGKILLs mid-way, %d with a batch in flight", kills, inFlight)
 }
 
+// streamLen is how many lines the stream holds: its last event is
+// "line <n>" and lines arrive in order.
 func streamLen(ls *logStoreServer) int {
-	out, err := ls.client().DescribeLogStreams(context.Background(), &cloudwatchlogs.DescribeLogStreamsInput{LogGroupName: aws.String("g")})
-	if err != nil || len(out.LogStreams) == 0 {
+	out, err := ls.client().GetLogEvents(context.Background(), &cloudwatchlogs.GetLogEventsInput{
+		LogGroupName: aws.String("g"), LogStreamName: aws.String("s"), Limit: aws.Int32(1)})
+	if err != nil || len(out.Events) == 0 {
 		return 0
 	}
-	// storedBytes grows with every event; about 60 bytes each here.
-	return int(aws.ToInt64(out.LogStreams[0].StoredBytes) / 60)
+	var n int
+	fmt.Sscanf(aws.ToString(out.Events[0].Message), "line %d", &n)
+	return n + 1
 }

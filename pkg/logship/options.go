@@ -116,7 +116,7 @@ func ValidateOptions(driver string, opts map[string]string) error {
 			return fmt.Errorf("log driver awslogs: log opts \"awslogs-datetime-format\" and \"awslogs-multiline-pattern\" are mutually exclusive: %w", ErrInvalidOption)
 		}
 	case DriverSyslog:
-		if strings.HasPrefix(opts["syslog-address"], "tcp+tls://") == false {
+		if !strings.HasPrefix(opts["syslog-address"], "tcp+tls://") {
 			for _, k := range []string{"syslog-tls-ca-cert", "syslog-tls-cert", "syslog-tls-key", "syslog-tls-skip-verify"} {
 				if _, ok := opts[k]; ok {
 					return fmt.Errorf("log driver syslog: log opt %q needs a tcp+tls:// syslog-address: %w", k, ErrInvalidOption)

@@ -123,7 +123,8 @@ func (s *Shipper) Stats() Stats {
 
 // Drain ships everything the log holds now (the container has exited, so
 // nothing more will come) and stops. When ctx ends first, shipping stops
-// where it is; the position stays persisted. Drain closes the driver.
+// where it is, the position stays persisted and Drain returns ctx's error.
+// Drain closes the driver.
 func (s *Shipper) Drain(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.drainOnce {
@@ -133,11 +134,13 @@ func (s *Shipper) Drain(ctx context.Context) error {
 	s.mu.Unlock()
 	select {
 	case <-s.done:
+		return s.finish()
 	case <-ctx.Done():
+		// Lines still in the file stay there, the position saved.
 		s.cancel()
 		<-s.done
+		return errors.Join(fmt.Errorf("drain log shipper: %w", ctx.Err()), s.finish())
 	}
-	return s.finish()
 }
 
 // Close stops shipping at once (the agent is leaving; a later Start

@@ -598,8 +598,7 @@ func (s *Store) getLogEvents(in getEventsInput) (any, error) {
 		} else {
 			var k, v []byte
 			if before != nil {
-				k, v = c.Seek(before)
-				if k == nil {
+				if k, _ = c.Seek(before); k == nil {
 					k, v = c.Last()
 				} else {
 					k, v = c.Prev()
