@@ -172,9 +172,11 @@ func strftimeToRegexp(f string) string {
 	return b.String()
 }
 
-// BatchLimits keeps one Ship call within one PutLogEvents request.
+// BatchLimits keeps one Ship call within one PutLogEvents request whose
+// JSON body (escaping and ~40 bytes of framing per event included) stays
+// well under 1 MiB, which endpoints with a 1 MiB body limit accept.
 func (a *awsLogs) BatchLimits() (int, int, time.Duration) {
-	return a.o.MaxBufferedEvents, cwMaxBatchBytes / 2, a.o.FlushInterval
+	return a.o.MaxBufferedEvents, cwMaxBatchBytes / 4, a.o.FlushInterval
 }
 
 // cwEvent is one CloudWatch event built from messages; last is the index
