@@ -24,6 +24,7 @@ import (
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
@@ -43,7 +44,11 @@ func client(url string, c aws.Credentials) *ecs.Client {
 	return ecs.New(ecs.Options{Region: region, BaseEndpoint: aws.String(url), Credentials: credentials.StaticCredentialsProvider{Value: c}})
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith builds the fixture with creds as the session server's
+// credentials broker (nil: none).
+func newFixtureWith(t *testing.T, creds acs.CredentialsBroker) *fixture {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "cluster.db"))
 	if err != nil {
@@ -55,7 +60,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	v := &auth.Verifier{Keys: kr, Region: region, Services: []string{"ecs"}}
-	a, err := acs.New(acs.Options{Store: st, Verifier: v})
+	a, err := acs.New(acs.Options{Store: st, Verifier: v, Credentials: creds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,5 +227,96 @@ func TestNewServerClearsStaleAgentConnected(t *testing.T) {
 	}
 	if f.connected(t) {
 		t.Error("agentConnected still true after a new session server started")
+	}
+}
+
+// TestPayloadCarriesRoleCredentials: a task whose definition names a role
+// gets credentials from the broker in its payload; the agent's
+// IAMRoleCredentialsAckRequest reaches the broker; refreshes go out through
+// SendCredentials.
+func TestPayloadCarriesRoleCredentials(t *testing.T) {
+	role, err := roles.DevRole("123456789012", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := roles.New(roles.Options{Roles: []roles.RoleConfig{role}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f *fixture
+	broker, err := roles.NewBroker(roles.BrokerOptions{Issuer: issuer, IDKey: []byte("k"),
+		Sender: roles.SenderFunc(func(ctx context.Context, arn string, m *api.IAMRoleCredentialsMessage) error {
+			return f.acs.SendCredentials(ctx, arn, m)
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f = newFixtureWith(t, broker)
+	ctx := context.Background()
+	if _, err := f.admin.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
+		Family: aws.String("app"), TaskRoleArn: aws.String(role.Arn),
+		ContainerDefinitions: []types.ContainerDefinition{{Name: aws.String("c"), Image: aws.String("busybox"), Memory: aws.Int32(16)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	conn, _, err := f.dial(t, &f.keyA, f.instanceArn)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	read := func(want string) api.Frame {
+		t.Helper()
+		for {
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, data, err := conn.ReadMessage()
+			if err != nil {
+				t.Fatalf("waiting for %s: %v", want, err)
+			}
+			fr, err := api.DecodeFrame(data)
+			if err == nil && fr.FrameType() == want {
+				return fr
+			}
+		}
+	}
+	read(api.TypeTaskManifestMessage)
+	deadline := time.Now().Add(5 * time.Second)
+	for !f.connected(t) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	out, err := f.admin.RunTask(ctx, &ecs.RunTaskInput{Cluster: aws.String("c"), TaskDefinition: aws.String("app")})
+	if err != nil || len(out.Tasks) != 1 {
+		t.Fatalf("RunTask: %v %+v", err, out)
+	}
+	taskArn := aws.ToString(out.Tasks[0].TaskArn)
+	p := read(api.TypePayloadMessage).(*api.PayloadMessage)
+	c := p.Tasks[0].RoleCredentials
+	if c == nil || c.RoleArn != role.Arn || c.CredentialsID != roles.DeriveCredentialsID([]byte("k"), taskArn, api.RoleTypeTaskApplication) ||
+		c.AccessKeyID == "" || p.Tasks[0].ExecutionRoleCredentials != nil {
+		t.Fatalf("payload credentials = %v / exec %v, want the role's with the derived id and no execution role", c, p.Tasks[0].ExecutionRoleCredentials)
+	}
+	// A refresh (here: the resend on reconnect) arrives as an
+	// IAMRoleCredentialsMessage; its ack clears the broker's pending state.
+	broker.ResendInstance(f.instanceArn)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); broker.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	m := read(api.TypeIAMRoleCredentialsMessage).(*api.IAMRoleCredentialsMessage)
+	if m.TaskArn != taskArn || m.RoleCredentials == nil || m.RoleCredentials.CredentialsID != c.CredentialsID {
+		t.Fatalf("credentials message = %+v, want the task's current credentials", m)
+	}
+	if !broker.Pending(taskArn, api.RoleTypeTaskApplication) {
+		t.Fatal("broker does not wait for an ack of the sent credentials")
+	}
+	b, _ := api.EncodeFrame(&api.IAMRoleCredentialsAckRequest{MessageID: m.MessageID, CredentialsID: m.RoleCredentials.CredentialsID})
+	if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for broker.Pending(taskArn, api.RoleTypeTaskApplication) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent's IAMRoleCredentialsAckRequest did not reach the broker")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -136,12 +136,12 @@ func clearAgentConnected(st store.Store) error {
 
 // instanceTasks returns the instance's tasks that have not reached
 // STOPPED, as ACS tasks, in key order.
-func instanceTasks(tx store.Tx, instanceArn string) ([]*api.Task, error) {
+func instanceTasks(tx store.Tx, instanceArn string) ([]builtTask, error) {
 	cluster, _, ok := arnParts(instanceArn, "container-instance")
 	if !ok {
 		return nil, fmt.Errorf("container instance %q: not an ARN", instanceArn)
 	}
-	var out []*api.Task
+	var out []builtTask
 	err := tx.ForEach(store.Tasks, cluster+"/", func(key string, raw []byte) error {
 		var t taskView
 		if err := json.Unmarshal(raw, &t); err != nil {
@@ -150,48 +150,68 @@ func instanceTasks(tx store.Tx, instanceArn string) ([]*api.Task, error) {
 		if aws.ToString(t.Task.ContainerInstanceArn) != instanceArn || aws.ToString(t.Task.LastStatus) == "STOPPED" {
 			return nil
 		}
-		at, err := acsTask(tx, &t.Task)
+		b, err := buildTask(tx, &t.Task)
 		if err != nil {
 			return err
 		}
-		out = append(out, at)
+		out = append(out, b)
 		return nil
 	})
 	return out, err
 }
 
-// loadTask returns one task as an ACS task and the instance it is placed on.
-func loadTask(tx store.Tx, taskArn string) (*api.Task, string, error) {
+// loadTask returns one task as an ACS task.
+func loadTask(tx store.Tx, taskArn string) (builtTask, error) {
 	cluster, id, ok := arnParts(taskArn, "task")
 	if !ok {
-		return nil, "", fmt.Errorf("task %q: not an ARN", taskArn)
+		return builtTask{}, fmt.Errorf("task %q: not an ARN", taskArn)
 	}
 	var t taskView
 	if err := tx.Get(store.Tasks, cluster+"/"+id, &t); err != nil {
-		return nil, "", fmt.Errorf("task %s: %w", taskArn, err)
+		return builtTask{}, fmt.Errorf("task %s: %w", taskArn, err)
 	}
-	at, err := acsTask(tx, &t.Task)
-	if err != nil {
-		return nil, "", err
-	}
-	return at, aws.ToString(t.Task.ContainerInstanceArn), nil
+	return buildTask(tx, &t.Task)
 }
 
-func acsTask(tx store.Tx, t *types.Task) (*api.Task, error) {
+// roleArns returns the task's role and execution role ARNs: the task's
+// overrides win over the task definition.
+func roleArns(td *types.TaskDefinition, t *types.Task) (taskRole, execRole string) {
+	taskRole, execRole = aws.ToString(td.TaskRoleArn), aws.ToString(td.ExecutionRoleArn)
+	if ov := t.Overrides; ov != nil {
+		if ov.TaskRoleArn != nil {
+			taskRole = *ov.TaskRoleArn
+		}
+		if ov.ExecutionRoleArn != nil {
+			execRole = *ov.ExecutionRoleArn
+		}
+	}
+	return taskRole, execRole
+}
+
+// builtTask is an ACS task with the roles credentials are issued for.
+type builtTask struct {
+	task               *api.Task
+	instanceArn        string
+	taskRole, execRole string
+}
+
+func buildTask(tx store.Tx, t *types.Task) (builtTask, error) {
 	tdArn := aws.ToString(t.TaskDefinitionArn)
 	_, famRev, ok := strings.Cut(tdArn, ":task-definition/")
 	family, revStr, ok2 := strings.Cut(famRev, ":")
 	rev, err := strconv.Atoi(revStr)
 	if !ok || !ok2 || err != nil {
-		return nil, fmt.Errorf("task %s: task definition ARN %q", aws.ToString(t.TaskArn), tdArn)
+		return builtTask{}, fmt.Errorf("task %s: task definition ARN %q", aws.ToString(t.TaskArn), tdArn)
 	}
 	var td taskDefView
 	if err := tx.Get(store.TaskDefinitions, fmt.Sprintf("%s:%010d", family, rev), &td); err != nil {
-		return nil, fmt.Errorf("task %s: task definition %s: %w", aws.ToString(t.TaskArn), tdArn, err)
+		return builtTask{}, fmt.Errorf("task %s: task definition %s: %w", aws.ToString(t.TaskArn), tdArn, err)
 	}
 	at, err := api.ACSTaskFromECS(&td.TaskDefinition, t)
 	if err != nil {
-		return nil, fmt.Errorf("task %s: %w", aws.ToString(t.TaskArn), err)
+		return builtTask{}, fmt.Errorf("task %s: %w", aws.ToString(t.TaskArn), err)
 	}
-	return at, nil
+	b := builtTask{task: at, instanceArn: aws.ToString(t.ContainerInstanceArn)}
+	b.taskRole, b.execRole = roleArns(&td.TaskDefinition, t)
+	return b, nil
 }

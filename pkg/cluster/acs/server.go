@@ -30,6 +30,7 @@ import (
 	"github.com/berth-dev/berth/pkg/api"
 	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
@@ -39,6 +40,20 @@ type Verifier interface {
 }
 
 var _ Verifier = (*auth.Verifier)(nil)
+
+// CredentialsBroker issues and refreshes task role credentials
+// (pkg/cluster/roles' Broker implements it): ForPayload fills a payload's
+// roleCredentials and executionRoleCredentials, Ack records an agent's
+// IAMRoleCredentialsAckRequest, ResendInstance resends an instance's
+// current credentials when its agent connects. Refreshes reach the agent
+// through Server.SendCredentials.
+type CredentialsBroker interface {
+	ForPayload(ctx context.Context, p roles.Placement) (role, exec *api.IAMRoleCredentials, err error)
+	Ack(ack *api.IAMRoleCredentialsAckRequest)
+	ResendInstance(containerInstanceArn string)
+}
+
+var _ CredentialsBroker = (*roles.Broker)(nil)
 
 // Options configure a Server.
 type Options struct {
@@ -56,7 +71,9 @@ type Options struct {
 	// DropAck is a test seam: when it returns true for an AckRequest, the
 	// acknowledgement is ignored as if it had been lost on the way.
 	DropAck func(instanceArn, messageID string) bool
-	Logger  *slog.Logger
+	// Credentials, when set, issues task role credentials into payloads.
+	Credentials CredentialsBroker
+	Logger      *slog.Logger
 }
 
 // Server serves ACS sessions. Create it with New; it is an http.Handler for
@@ -245,33 +262,75 @@ func (s *Server) unregister(sess *session) {
 // run sends the instance's current tasks and manifest, then serves the
 // session until it ends.
 func (s *Server) run(sess *session) {
-	var tasks []*api.Task
+	var built []builtTask
 	err := s.o.Store.View(func(tx store.Tx) error {
 		var err error
-		tasks, err = instanceTasks(tx, sess.instanceArn)
+		built, err = instanceTasks(tx, sess.instanceArn)
 		return err
 	})
 	if err != nil {
 		s.o.Logger.Error("ACS session: load the instance's tasks", "instance", sess.instanceArn, "err", err)
 		return
 	}
-	if len(tasks) > 0 {
-		sess.enqueuePayload(tasks)
+	if len(built) > 0 {
+		sess.enqueuePayload(s.withCredentials(sess.ctx, built))
 	}
 	id := newMessageID()
 	sess.enqueueBuilt(id, func() (api.Frame, error) { return s.manifest(sess, id) })
-	s.o.Logger.Info("ACS session open", "instance", sess.instanceArn, "tasks", len(tasks))
+	if s.o.Credentials != nil {
+		// After a restart the agent holds the credentials ids, not the
+		// secrets: send the current ones again.
+		s.o.Credentials.ResendInstance(sess.instanceArn)
+	}
+	s.o.Logger.Info("ACS session open", "instance", sess.instanceArn, "tasks", len(built))
 	sess.serve()
 	s.o.Logger.Info("ACS session closed", "instance", sess.instanceArn)
+}
+
+// withCredentials returns the ACS tasks with their role credentials filled
+// in by the broker. A task whose credentials cannot be issued is sent
+// without them (and logged): its containers then get no credentials, which
+// is better than holding back the whole payload.
+func (s *Server) withCredentials(ctx context.Context, built []builtTask) []*api.Task {
+	out := make([]*api.Task, 0, len(built))
+	for _, b := range built {
+		t := b.task
+		if s.o.Credentials != nil && (b.taskRole != "" || b.execRole != "" || t.DesiredStatus == "STOPPED") {
+			role, exec, err := s.o.Credentials.ForPayload(ctx, roles.Placement{
+				ClusterArn: t.TaskClusterArn, ContainerInstanceArn: b.instanceArn, TaskArn: t.Arn,
+				TaskRoleArn: b.taskRole, ExecutionRoleArn: b.execRole, Stopped: t.DesiredStatus == "STOPPED",
+			})
+			if err != nil {
+				s.o.Logger.Error("ACS: issue task role credentials", "task", t.Arn, "err", err)
+			}
+			t.RoleCredentials, t.ExecutionRoleCredentials = role, exec
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// SendCredentials delivers a refreshed IAMRoleCredentialsMessage to the
+// instance's agent (roles.Sender). Without a session it fails; the broker
+// retries, and resends everything when the agent connects.
+func (s *Server) SendCredentials(_ context.Context, containerInstanceArn string, m *api.IAMRoleCredentialsMessage) error {
+	s.mu.Lock()
+	sess := s.sessions[containerInstanceArn]
+	s.mu.Unlock()
+	if sess == nil {
+		return fmt.Errorf("send credentials: no ACS session for %s", containerInstanceArn)
+	}
+	sess.enqueueOnce(m)
+	return nil
 }
 
 // manifest lists the instance's tasks that have not reached STOPPED, read
 // from the store when it is sent.
 func (s *Server) manifest(sess *session, id string) (api.Frame, error) {
-	var tasks []*api.Task
+	var built []builtTask
 	if err := s.o.Store.View(func(tx store.Tx) error {
 		var err error
-		tasks, err = instanceTasks(tx, sess.instanceArn)
+		built, err = instanceTasks(tx, sess.instanceArn)
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("build task manifest: %w", err)
@@ -283,7 +342,8 @@ func (s *Server) manifest(sess *session, id string) (api.Frame, error) {
 		GeneratedAt:          time.Now().UnixMilli(),
 		Tasks:                []*api.TaskIdentifier{},
 	}
-	for _, t := range tasks {
+	for _, b := range built {
+		t := b.task
 		m.Tasks = append(m.Tasks, &api.TaskIdentifier{TaskArn: t.Arn, TaskClusterArn: t.TaskClusterArn, DesiredStatus: t.DesiredStatus})
 	}
 	return m, nil
@@ -292,7 +352,7 @@ func (s *Server) manifest(sess *session, id string) (api.Frame, error) {
 // TasksChanged implements clusterapi.TaskNotifier: every task is sent (with
 // its new desired status) to its instance's session, if one is open; an
 // instance without a session gets it in the manifest when it reconnects.
-func (s *Server) TasksChanged(_ context.Context, changes []clusterapi.TaskChange) {
+func (s *Server) TasksChanged(ctx context.Context, changes []clusterapi.TaskChange) {
 	byInstance := map[string][]string{}
 	var order []string
 	for _, c := range changes {
@@ -311,14 +371,14 @@ func (s *Server) TasksChanged(_ context.Context, changes []clusterapi.TaskChange
 		if sess == nil {
 			continue
 		}
-		var tasks []*api.Task
+		var built []builtTask
 		err := s.o.Store.View(func(tx store.Tx) error {
 			for _, arn := range byInstance[instanceArn] {
-				t, _, err := loadTask(tx, arn)
+				b, err := loadTask(tx, arn)
 				if err != nil {
 					return err
 				}
-				tasks = append(tasks, t)
+				built = append(built, b)
 			}
 			return nil
 		})
@@ -329,7 +389,7 @@ func (s *Server) TasksChanged(_ context.Context, changes []clusterapi.TaskChange
 			sess.cancel()
 			continue
 		}
-		sess.enqueuePayload(tasks)
+		sess.enqueuePayload(s.withCredentials(context.WithoutCancel(ctx), built))
 	}
 }
 

@@ -36,6 +36,7 @@ type session struct {
 	// mu guards the fields below.
 	mu      sync.Mutex
 	pending []*outgoing // in send order; removed when acknowledged
+	once    []api.Frame // sent once, then dropped
 	seq     int64
 }
 
@@ -66,6 +67,15 @@ func (s *session) enqueuePayload(tasks []*api.Task) {
 func (s *session) enqueueBuilt(id string, build func() (api.Frame, error)) {
 	s.mu.Lock()
 	s.pending = append(s.pending, &outgoing{id: id, build: build})
+	s.mu.Unlock()
+	s.poke()
+}
+
+// enqueueOnce queues a frame that is sent once and not redelivered here
+// (its sender tracks the acknowledgement itself).
+func (s *session) enqueueOnce(f api.Frame) {
+	s.mu.Lock()
+	s.once = append(s.once, f)
 	s.mu.Unlock()
 	s.poke()
 }
@@ -114,7 +124,11 @@ func (s *session) serve() {
 		switch m := f.(type) {
 		case *api.AckRequest:
 			s.acked(m.MessageID)
-		case *api.HeartbeatAckRequest, *api.IAMRoleCredentialsAckRequest:
+		case *api.IAMRoleCredentialsAckRequest:
+			if c := s.srv.o.Credentials; c != nil {
+				c.Ack(m)
+			}
+		case *api.HeartbeatAckRequest:
 		case *api.NackRequest:
 			s.acked(m.MessageID)
 		default:
@@ -174,6 +188,8 @@ func (s *session) write() {
 func (s *session) flush() error {
 	now := time.Now()
 	s.mu.Lock()
+	once := s.once
+	s.once = nil
 	var due []*outgoing
 	for _, m := range s.pending {
 		if m.sentAt.IsZero() || now.Sub(m.sentAt) >= s.srv.o.RedeliverAfter {
@@ -182,6 +198,11 @@ func (s *session) flush() error {
 		}
 	}
 	s.mu.Unlock()
+	for _, f := range once {
+		if err := s.send(f); err != nil {
+			return err
+		}
+	}
 	for _, m := range due {
 		f := m.frame
 		if m.build != nil {
