@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"sort"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
@@ -156,8 +155,8 @@ func validateTaskDefConstraints(cs []types.TaskDefinitionPlacementConstraint) er
 	return nil
 }
 
-// matchingInstances returns the ARNs of records the filter expression
-// matches (all when filter is empty), with their task groups counted.
+// filterInstances returns the records the filter expression matches (all
+// when filter is empty); task:group and runningTasksCount see their tasks.
 func (s *Server) filterInstances(tx store.Tx, cluster string, recs []*instanceRecord, filter string) ([]*instanceRecord, error) {
 	if filter == "" {
 		return recs, nil
@@ -195,15 +194,4 @@ func (s *Server) filterInstances(tx store.Tx, cluster string, recs []*instanceRe
 		}
 	}
 	return out, nil
-}
-
-// sortByRegistration orders instance records as placement tries them.
-func sortByRegistration(out []*instanceRecord) {
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := aws.ToTime(out[i].Instance.RegisteredAt), aws.ToTime(out[j].Instance.RegisteredAt)
-		if !a.Equal(b) {
-			return a.Before(b)
-		}
-		return *out[i].Instance.ContainerInstanceArn < *out[j].Instance.ContainerInstanceArn
-	})
 }
