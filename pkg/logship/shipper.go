@@ -72,6 +72,9 @@ type Shipper struct {
 	done   chan struct{}
 	err    error // set before done is closed
 
+	// unreported is owned by the run goroutine.
+	unreported dropTally
+
 	// mu guards stats and drainOnce.
 	mu        sync.Mutex
 	stats     Stats
@@ -165,6 +168,8 @@ func (s *Shipper) run(ctx context.Context, st SavedState) error {
 	t := newTailer(s.opts.Path)
 	t.watch()
 	defer func() { t.close() }()
+	s.unreported.since = time.Now()
+	defer s.reportDrops()
 	if !t.resume(st.Committed) {
 		s.addStats(func(x *Stats) { x.LostFiles++ })
 		s.opts.Logger.Warn("log shipping position was rotated away while no shipper ran; resuming at the oldest file", "inode", st.Committed.Inode)
@@ -259,7 +264,33 @@ func (s *Shipper) housekeep(t *tailer, st *SavedState, failing bool) {
 	// Persisted with the next delivered batch; persisting the position
 	// now could skip a batch still in hand.
 	st.Dropped += n + over
-	s.opts.Logger.Warn("log lines dropped before they could be shipped", "rotatedAway", n, "overBuffer", over)
+	s.unreported.rotated += n
+	s.unreported.over += over
+	if time.Since(s.unreported.since) >= dropReportInterval {
+		s.reportDrops()
+	}
+}
+
+// dropReportInterval bounds how long drops go unreported during a long
+// outage; otherwise they are summarised when the destination returns or the
+// shipper stops.
+const dropReportInterval = 5 * time.Minute
+
+// reportDrops writes the one summary line for drops not reported yet.
+func (s *Shipper) reportDrops() {
+	u := s.unreported
+	s.unreported = dropTally{since: time.Now()}
+	if u.rotated == 0 && u.over == 0 {
+		return
+	}
+	s.opts.Logger.Warn("log lines dropped before they could be shipped",
+		"rotatedAway", u.rotated, "overMaxBufferSize", u.over, "since", u.since.UTC().Format(time.RFC3339))
+}
+
+// dropTally counts drops since the last summary line.
+type dropTally struct {
+	rotated, over uint64
+	since         time.Time
 }
 
 // ship delivers batch, retrying with backoff until it is delivered or ctx
@@ -288,6 +319,7 @@ func (s *Shipper) ship(ctx context.Context, t *tailer, st *SavedState, batch []M
 		if err == nil {
 			if failures > 0 {
 				s.opts.Logger.Info("log destination reachable again", "failedAttempts", failures)
+				s.reportDrops()
 			}
 			continue
 		}

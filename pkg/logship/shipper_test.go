@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -229,7 +230,11 @@ func TestRotatedAwayLinesAreCounted(t *testing.T) {
 	w := startLog(t, logs.Config{Path: path, MaxSize: 64 << 10, MaxFile: 2})
 	rec := &recorder{down: true}
 	m := NewMetrics()
-	s := startShipper(t, dir, path, rec, func(o *Options) { o.Metrics = m })
+	var logBuf strings.Builder
+	s := startShipper(t, dir, path, rec, func(o *Options) {
+		o.Metrics = m
+		o.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
+	})
 	w.write(t, 0, 100)
 	waitFor(t, "a failed attempt", func() bool { return s.Stats().Retries > 0 })
 	// ~1.4 MB through a 128 KiB window, at a pace (about 10 MB/s) the
@@ -262,6 +267,13 @@ func TestRotatedAwayLinesAreCounted(t *testing.T) {
 	}
 	if prev != 19999 {
 		t.Fatalf("last shipped line is %d, want 19999", prev)
+	}
+	// One summary line for the outage, written when the destination returned.
+	if n := strings.Count(logBuf.String(), "dropped before they could be shipped"); n != 1 {
+		t.Fatalf("%d drop summary lines, want 1:\n%s", n, logBuf.String())
+	}
+	if want := fmt.Sprintf("rotatedAway=%d", st.Dropped); !strings.Contains(logBuf.String(), want) {
+		t.Fatalf("summary lacks %s:\n%s", want, logBuf.String())
 	}
 	var b strings.Builder
 	m.WritePrometheus(&b)
