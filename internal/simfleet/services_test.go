@@ -497,6 +497,32 @@ func TestDaemonServiceCoversLateJoiners(t *testing.T) {
 	if _, err := e.Admin.UpdateService(e.ctx, &ecs.UpdateServiceInput{Cluster: aws.String(e.Cluster), Service: aws.String("agentd"), DesiredCount: aws.Int32(1)}); err == nil {
 		t.Error("desiredCount accepted for a DAEMON service")
 	}
+	// A new revision replaces the daemon instance by instance (0%/100%):
+	// never two of its tasks on one instance.
+	e.register("agentd", 64)
+	if _, err := e.Admin.UpdateService(e.ctx, &ecs.UpdateServiceInput{Cluster: aws.String(e.Cluster), Service: aws.String("agentd"), TaskDefinition: aws.String("agentd:2")}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the daemon's new revision everywhere", func() bool {
+		live := map[string]int{}
+		for _, tk := range e.allTasks() {
+			if aws.ToString(tk.Group) == "service:agentd" && aws.ToString(tk.LastStatus) != "STOPPED" {
+				live[aws.ToString(tk.ContainerInstanceArn)]++
+			}
+		}
+		for arn, n := range live {
+			if n > 1 {
+				t.Fatalf("instance %s has %d daemon tasks at once", arn, n)
+			}
+		}
+		ts := e.tasks("agentd")
+		for _, tk := range ts {
+			if !strings.HasSuffix(aws.ToString(tk.TaskDefinitionArn), ":2") || aws.ToString(tk.LastStatus) != "RUNNING" {
+				return false
+			}
+		}
+		return len(ts) == 3 && e.steady("agentd")()
+	})
 }
 
 func TestServiceEventsAndDeleteRules(t *testing.T) {
