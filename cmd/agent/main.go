@@ -44,7 +44,7 @@ func main() {
 	os.Exit(code)
 }
 
-const usage = `usage: berth-agent [--version] [--config FILE] [--toml FILE] [--dev [--dev-dir DIR]] [command]
+const usage = `usage: berth-agent [--version] [--config FILE] [--toml FILE] [--dev [--dev-dir DIR] [--dev-role NAME]] [command]
 
 With no command, run the agent. With --dev, run a cluster endpoint on a free
 loopback port and an agent registered to it, in one process (docs/dev-mode.md).
@@ -64,6 +64,11 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	paths := addPathFlags(fs)
 	dev := fs.Bool("dev", false, "dev mode: run a cluster endpoint and an agent registered to it in one process")
 	devDir := fs.String("dev-dir", devmode.DefaultDir, "dev mode: directory for the endpoint's and the agent's data, credentials and env")
+	var devRoles []string
+	fs.Func("dev-role", "dev mode: declare the task role arn:aws:iam::000000000000:role/NAME with generated keys (repeatable)", func(v string) error {
+		devRoles = append(devRoles, v)
+		return nil
+	})
 	snapshotter := fs.String("containerd-snapshotter", "", "containerd snapshotter for task containers (default overlayfs; native where overlay mounts fail)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
@@ -116,7 +121,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 
 	switch cmd {
 	case "":
-		mode := runMode{dev: *dev, devDir: *devDir, snapshotter: *snapshotter, stdout: stdout}
+		mode := runMode{dev: *dev, devDir: *devDir, devRoles: devRoles, snapshotter: *snapshotter, stdout: stdout}
 		return runAgent(ctx, opts, mode, stderr)
 	case "check":
 		return check(opts, stdout)
@@ -202,6 +207,7 @@ func printConfig(opts config.LoadOptions, stdout, stderr io.Writer) int {
 type runMode struct {
 	dev         bool
 	devDir      string
+	devRoles    []string
 	snapshotter string
 	stdout      io.Writer
 }
@@ -241,7 +247,8 @@ func startAgent(ctx context.Context, cfg *config.Config, mode runMode, log *logr
 		opts = append(opts, agent.WithSnapshotter(mode.snapshotter))
 	}
 	if mode.dev {
-		return devmode.Run(ctx, devmode.Options{Dir: mode.devDir, Config: cfg, Out: mode.stdout, Logger: slogger, AgentOptions: opts})
+		return devmode.Run(ctx, devmode.Options{Dir: mode.devDir, Config: cfg, Out: mode.stdout, Logger: slogger,
+			AgentOptions: opts, DevRoles: mode.devRoles})
 	}
 	hook, changed := member.StateChangeSignal()
 	a, err := agent.New(cfg, append(opts, agent.WithLogger(slogger), agent.WithStateChangeHook(hook))...)

@@ -224,12 +224,18 @@ func TestDevModeFlags(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--dev", "--dev-dir", dir, "--config", cfg, "--toml", noTOML}, nil, &syncWriter{w: &stdout}, &syncWriter{w: &stderr})
+		done <- run(ctx, []string{"--dev", "--dev-dir", dir, "--dev-role", "app", "--config", cfg, "--toml", noTOML}, nil, &syncWriter{w: &stdout}, &syncWriter{w: &stderr})
 	}()
 	envFile := filepath.Join(dir, "env")
 	for i := 0; ; i++ {
 		if b, err := os.ReadFile(envFile); err == nil && len(b) > 0 {
 			break
+		}
+		select {
+		case code := <-done:
+			cancel()
+			t.Fatalf("dev mode exited with %d before writing %s; stderr:\n%s", code, envFile, stderr.String())
+		default:
 		}
 		if i == 300 {
 			cancel()
@@ -248,6 +254,9 @@ func TestDevModeFlags(t *testing.T) {
 		if !strings.Contains(string(env), want) || !strings.Contains(stdout.String(), want) {
 			t.Errorf("%q missing from DIR/env or stdout:\nenv:\n%s\nstdout:\n%s", want, env, stdout.String())
 		}
+	}
+	if !strings.Contains(stdout.String(), "task role for taskRoleArn/executionRoleArn: arn:aws:iam::000000000000:role/app") {
+		t.Errorf("stdout does not name the dev role:\n%s", stdout.String())
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "credentials")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("credentials file: %v, %v; want mode 0600", fi, err)

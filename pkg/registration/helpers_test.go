@@ -44,7 +44,7 @@ func testLogger(t *testing.T) *slog.Logger {
 func newLab(t *testing.T, ao acs.Options) *lab {
 	t.Helper()
 	dir := t.TempDir()
-	ep, err := devmode.StartEndpoint(devmode.EndpointOptions{
+	ep, err := devmode.StartEndpoint(context.Background(), devmode.EndpointOptions{
 		DataDir: dir, Region: testRegion, AccountID: "123456789012", ACS: ao, Logger: testLogger(t),
 	})
 	if err != nil {
@@ -197,7 +197,7 @@ func eventually(t *testing.T, what string, d time.Duration, cond func() bool) {
 
 // devmodeRestart starts the lab's endpoint again on its old address and data.
 func devmodeRestart(l *lab, addr string) (*devmode.Endpoint, error) {
-	ep, err := devmode.StartEndpoint(devmode.EndpointOptions{
+	ep, err := devmode.StartEndpoint(context.Background(), devmode.EndpointOptions{
 		DataDir: l.dataDir, Listen: addr, Region: testRegion, AccountID: "123456789012", ACS: l.acsConfig,
 	})
 	if err == nil {

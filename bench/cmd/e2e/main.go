@@ -175,7 +175,7 @@ type berth struct {
 }
 
 func startBerth(ctx context.Context, dir, address, snapshotter string) (*berth, error) {
-	ep, err := devmode.StartEndpoint(devmode.EndpointOptions{DataDir: filepath.Join(dir, "cluster"), Region: region, AccountID: devmode.DefaultAccount})
+	ep, err := devmode.StartEndpoint(ctx, devmode.EndpointOptions{DataDir: filepath.Join(dir, "cluster"), Region: region, AccountID: devmode.DefaultAccount})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package devmode
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,7 @@ import (
 func TestEnsureKeysReusesKnownKeys(t *testing.T) {
 	dir := t.TempDir()
 	start := func(data string) *Endpoint {
-		ep, err := StartEndpoint(EndpointOptions{DataDir: data, Region: DefaultRegion, AccountID: DefaultAccount})
+		ep, err := StartEndpoint(context.Background(), EndpointOptions{DataDir: data, Region: DefaultRegion, AccountID: DefaultAccount})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
+	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/config"
 )
 
@@ -54,6 +55,10 @@ type Options struct {
 	AgentOptions []agent.Option
 	// ACS tunes the endpoint's session server (tests shorten timers).
 	ACS acs.Options
+	// DevRoles are role names (`--dev-role NAME`): each becomes the role
+	// arn:aws:iam::000000000000:role/NAME with generated static keys, whose
+	// credentials the endpoint puts in the payloads of tasks that name it.
+	DevRoles []string
 	// Member tunes the agent's session and submitter; Config, Agent and
 	// Credentials are filled in.
 	Member member.Options
@@ -101,8 +106,16 @@ func Run(ctx context.Context, o Options) error {
 	if region == "" {
 		region = DefaultRegion
 	}
-	ep, err := StartEndpoint(EndpointOptions{
-		DataDir: filepath.Join(dir, "cluster"), Listen: o.Listen,
+	var devRoles []roles.RoleConfig
+	for _, name := range o.DevRoles {
+		r, err := roles.DevRole(DefaultAccount, name)
+		if err != nil {
+			return fmt.Errorf("dev mode: %w", err)
+		}
+		devRoles = append(devRoles, r)
+	}
+	ep, err := StartEndpoint(ctx, EndpointOptions{
+		DataDir: filepath.Join(dir, "cluster"), Listen: o.Listen, Roles: devRoles,
 		Region: region, AccountID: DefaultAccount, ACS: o.ACS, Logger: o.Logger.With("component", "endpoint"),
 	})
 	if err != nil {
@@ -128,6 +141,9 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("dev mode: %w", err)
 	}
 	fmt.Fprintf(o.Out, "berth dev mode: endpoint %s, cluster %q; to use it:\n. %s\n%s", ep.URL, ClusterName, envFile, lines)
+	for _, r := range devRoles {
+		fmt.Fprintf(o.Out, "task role for taskRoleArn/executionRoleArn: %s\n", r.Arn)
+	}
 
 	cfg.Cluster = ClusterName
 	cfg.BackendHost = ep.URL

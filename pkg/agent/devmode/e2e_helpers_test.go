@@ -253,7 +253,7 @@ func newE2E(t *testing.T, ao acs.Options) *e2e {
 
 func (e *e2e) startEndpoint(addr string) {
 	e.t.Helper()
-	ep, err := devmode.StartEndpoint(devmode.EndpointOptions{DataDir: e.dataDir, Listen: addr, Region: region,
+	ep, err := devmode.StartEndpoint(context.Background(), devmode.EndpointOptions{DataDir: e.dataDir, Listen: addr, Region: region,
 		AccountID: devmode.DefaultAccount, ACS: e.acsOpts, Wrap: e.rec.wrap, Logger: logger()})
 	if err != nil {
 		e.t.Fatalf("start endpoint: %v", err)

@@ -2,19 +2,23 @@ package devmode
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
@@ -27,6 +31,10 @@ type EndpointOptions struct {
 	Region, AccountID string
 	// ACS tunes the session server (Store and Verifier are filled in).
 	ACS acs.Options
+	// Roles, when set, are task roles the endpoint issues credentials for
+	// (static keys, e.g. from roles.DevRole); the session server puts them
+	// in payloads and refreshes them.
+	Roles []roles.RoleConfig
 	// Wrap, when set, wraps the HTTP handler (tests record requests).
 	Wrap   func(http.Handler) http.Handler
 	Logger *slog.Logger
@@ -45,14 +53,17 @@ type Endpoint struct {
 	ACS   *acs.Server
 	Store *store.DB
 
-	ep   *cluster.Endpoint
-	srv  *http.Server
-	wg   sync.WaitGroup
-	once sync.Once
+	ep         *cluster.Endpoint
+	srv        *http.Server
+	stopBroker context.CancelFunc
+	wg         sync.WaitGroup
+	once       sync.Once
 }
 
-// StartEndpoint opens the store under o.DataDir and serves until Close.
-func StartEndpoint(o EndpointOptions) (*Endpoint, error) {
+// StartEndpoint opens the store under o.DataDir and serves until Close (or
+// Shutdown). ctx bounds the endpoint's background work (refreshing task role
+// credentials); serving itself ends only with Close.
+func StartEndpoint(ctx context.Context, o EndpointOptions) (*Endpoint, error) {
 	if o.Region == "" || o.AccountID == "" || o.DataDir == "" {
 		return nil, errors.New("start endpoint: DataDir, Region and AccountID are required")
 	}
@@ -67,6 +78,14 @@ func StartEndpoint(o EndpointOptions) (*Endpoint, error) {
 		ao.Logger = o.Logger
 	}
 	var acsSrv *acs.Server
+	var broker *roles.Broker
+	if len(o.Roles) > 0 {
+		var err error
+		if broker, err = newBroker(o, func() *acs.Server { return acsSrv }); err != nil {
+			return nil, fmt.Errorf("start endpoint: %w", err)
+		}
+		ao.Credentials = broker
+	}
 	ep, err := cluster.Open(cluster.Options{
 		Listen: o.Listen, InsecureHTTP: true, Region: o.Region, AccountID: o.AccountID, DataDir: o.DataDir, Logger: o.Logger,
 		NewSessionServer: func(st store.Store, v *auth.Verifier) (cluster.SessionServer, error) {
@@ -102,7 +121,52 @@ func StartEndpoint(o EndpointOptions) (*Endpoint, error) {
 			o.Logger.Error("endpoint stopped", "err", err)
 		}
 	}()
+	if broker != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		e.stopBroker = cancel
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			_ = broker.Run(ctx)
+		}()
+	}
 	return e, nil
+}
+
+// newBroker builds the credentials broker for o.Roles. Credentials ids are
+// derived under a key kept in DataDir, so they survive a restart.
+func newBroker(o EndpointOptions, acsSrv func() *acs.Server) (*roles.Broker, error) {
+	issuer, err := roles.New(roles.Options{Roles: o.Roles})
+	if err != nil {
+		return nil, err
+	}
+	key, err := idKey(filepath.Join(o.DataDir, "roles-id.key"))
+	if err != nil {
+		return nil, err
+	}
+	return roles.NewBroker(roles.BrokerOptions{Issuer: issuer, IDKey: key,
+		Refresher: roles.RefresherOptions{Logger: o.Logger},
+		Sender: roles.SenderFunc(func(ctx context.Context, arn string, m *api.IAMRoleCredentialsMessage) error {
+			return acsSrv().SendCredentials(ctx, arn, m)
+		})})
+}
+
+// idKey reads, or creates with mode 0600, 32 random bytes at path.
+func idKey(path string) ([]byte, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("credentials id key: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("credentials id key: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("credentials id key: %w", err)
+	}
+	return b, nil
 }
 
 // listen retries briefly: a restarted endpoint reuses its old port, which
@@ -140,6 +204,9 @@ func (e *Endpoint) stop(stopHTTP func() error) error {
 		// track; the ACS server ends them (the endpoint's Close does too).
 		e.ACS.Close()
 		err = stopHTTP()
+		if e.stopBroker != nil {
+			e.stopBroker()
+		}
 		e.wg.Wait()
 		err = errors.Join(err, e.ep.Close())
 	})
