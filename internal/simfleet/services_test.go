@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -359,6 +360,10 @@ func (e *svcEnv) allTasks() []types.Task {
 			}
 		}
 	}
+	// A task whose desired status changed between the two lists is in
+	// both: keep it once.
+	sort.Strings(arns)
+	arns = slices.Compact(arns)
 	var out []types.Task
 	for i := 0; i < len(arns); i += 100 {
 		dt, err := e.Admin.DescribeTasks(e.ctx, &ecs.DescribeTasksInput{Cluster: aws.String(e.Cluster), Tasks: arns[i:min(i+100, len(arns))]})
