@@ -22,6 +22,7 @@ import (
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/config"
 	"github.com/berth-dev/berth/pkg/cluster/store"
+	"github.com/berth-dev/berth/pkg/sdnotify"
 )
 
 func main() {
@@ -128,10 +129,21 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		scheme = "http"
 		logger.Warn("serving plain HTTP (insecure_http = true)")
 	}
-	logger.Info("berth-cluster serving", "version", version.Version, "url", scheme+"://"+ln.Addr().String(), "region", cfg.Region, "data_dir", cfg.DataDir)
+	url := scheme + "://" + ln.Addr().String()
+	logger.Info("berth-cluster serving", "version", version.Version, "url", url, "region", cfg.Region, "data_dir", cfg.DataDir)
+	// systemd (Type=notify) learns that the listener is open; without
+	// NOTIFY_SOCKET these calls do nothing.
+	notifier, err := sdnotify.New()
+	if err != nil {
+		return fmt.Errorf("systemd notify: %w", err)
+	}
+	if err := notifier.Ready("serving " + url); err != nil {
+		logger.Warn("systemd notify READY failed", "err", err)
+	}
 	if err := ep.Serve(ctx, ln); err != nil {
 		return err
 	}
+	_ = notifier.Stopping("stopped")
 	logger.Info("berth-cluster stopped")
 	return nil
 }
