@@ -5,7 +5,7 @@ set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in containerd runc containernetworking-plugins docker-registry busybox-static iptables iproute2 skopeo tini shellcheck rpm packer vagrant openssl; do
+for p in containerd runc containernetworking-plugins docker-registry busybox-static iptables iproute2 skopeo tini shellcheck rpm packer vagrant openssl rsyslog systemd wrk; do
 	have_pkg "$p" || need+=("$p")
 done
 
