@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -19,8 +20,10 @@ import (
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/berth-dev/berth/pkg/cluster"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
+	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/config"
+	"github.com/berth-dev/berth/pkg/cluster/logstore"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 	"github.com/berth-dev/berth/pkg/sdnotify"
 )
@@ -108,8 +111,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// The CloudWatch Logs-compatible store gives awslogs a destination in a
+	// lab; it is served on the same listener by X-Amz-Target prefix.
+	logStore, err := logstore.Open(logstore.Options{Path: filepath.Join(cfg.DataDir, logstore.File), Region: cfg.Region, AccountID: cfg.AccountID})
+	if err != nil {
+		return fmt.Errorf("open log store: %w", err)
+	}
+	defer logStore.Close()
 	ep, err := cluster.Open(cluster.Options{
-		Listen: cfg.Listen, TLSCertFile: cfg.TLSCert, TLSKeyFile: cfg.TLSKey, InsecureHTTP: cfg.InsecureHTTP,
+		Targets: []clusterapi.Target{logStore.Target()},
+		Listen:  cfg.Listen, TLSCertFile: cfg.TLSCert, TLSKeyFile: cfg.TLSKey, InsecureHTTP: cfg.InsecureHTTP,
 		Region: cfg.Region, AccountID: cfg.AccountID, DataDir: cfg.DataDir, PollEndpoint: cfg.PollEndpoint,
 		Logger: logger,
 		NewSessionServer: func(st store.Store, v *auth.Verifier) (cluster.SessionServer, error) {
@@ -140,7 +151,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := notifier.Ready("serving " + url); err != nil {
 		logger.Warn("systemd notify READY failed", "err", err)
 	}
-	if err := ep.Serve(ctx, ln); err != nil {
+	retentionCtx, stopRetention := context.WithCancel(ctx)
+	retentionDone := make(chan struct{})
+	go func() {
+		defer close(retentionDone)
+		logStore.RunRetention(retentionCtx, time.Hour, func(err error) { logger.Warn("log retention sweep failed", "err", err) })
+	}()
+	err = ep.Serve(ctx, ln)
+	stopRetention()
+	<-retentionDone
+	if err != nil {
 		return err
 	}
 	_ = notifier.Stopping("stopped")

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 )
 
@@ -133,6 +134,16 @@ func TestServeKeysAndRestart(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound || resp.Header.Get("X-Amzn-ErrorType") == "" {
 		t.Errorf("GET /ws unsigned: HTTP %d %q, want an AWS auth error from the session server", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"))
+	}
+	// The CloudWatch Logs store is served on the same listener (service "logs").
+	logsClient := cloudwatchlogs.New(cloudwatchlogs.Options{Region: "us-test-1", BaseEndpoint: aws.String("http://" + addr),
+		Credentials: credentials.NewStaticCredentialsProvider(m[1], m[2], ""), HTTPClient: awshttp.NewBuildableClient(), Retryer: aws.NopRetryer{}})
+	if _, err := logsClient.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String("/ecs/web")}); err != nil {
+		t.Fatalf("CreateLogGroup on the served log store: %v", err)
+	}
+	groups, err := logsClient.DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{})
+	if err != nil || len(groups.LogGroups) != 1 || aws.ToString(groups.LogGroups[0].LogGroupName) != "/ecs/web" {
+		t.Fatalf("DescribeLogGroups = %+v, %v; want the one group /ecs/web", groups, err)
 	}
 	if code := stop(); code != 0 {
 		t.Fatalf("serve exit code after cancel = %d, want 0", code)

@@ -26,7 +26,7 @@ var _ clusterapi.TargetHandler = (*Store)(nil)
 // Target returns the clusterapi.Target that mounts the store on the
 // endpoint's POST / beside ECS.
 func (s *Store) Target() clusterapi.Target {
-	return clusterapi.Target{Prefix: TargetPrefix, Service: Service, Handler: s}
+	return clusterapi.Target{Prefix: TargetPrefix, Service: Service, Handler: s, MaxBody: maxHTTPBody}
 }
 
 // agentOps are the operations an agent key may call: what the awslogs
