@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/config"
@@ -48,12 +50,21 @@ type options struct {
 	snapshotter  string
 	stepHook     func(ctx context.Context, step engine.Step)
 	onChange     func()
+	// awsCredentials sign awslogs requests; nil means the agent's own.
+	awsCredentials aws.CredentialsProvider
 }
 
 // WithStateChangeHook is called (without locks held) each time state
 // changes were written to the outbox, so a submitter can send them at once
 // instead of on its next poll.
 func WithStateChangeHook(hook func()) Option { return func(o *options) { o.onChange = hook } }
+
+// WithAWSCredentials sets the credentials the awslogs driver signs with
+// when a task has no execution role (default: the config's static keys,
+// else the AWS SDK's standard chain).
+func WithAWSCredentials(p aws.CredentialsProvider) Option {
+	return func(o *options) { o.awsCredentials = p }
+}
 
 // WithSnapshotter picks containerd's snapshotter (default overlayfs).
 func WithSnapshotter(name string) Option { return func(o *options) { o.snapshotter = name } }
@@ -184,12 +195,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	nw := networkAdapter{m: nm}
 
+	logs := a.newLogManager(ctx)
+	defer func() {
+		// After the engine: every task goroutine (and its drains) ended.
+		if err := logs.Close(); err != nil {
+			a.log.Warn("stop log shippers", "err", err)
+		}
+	}()
+
+	// Never nil: an empty ECS_AVAILABLE_LOGGING_DRIVERS allows only
+	// json-file and none.
+	logDrivers := append([]string{}, cfg.Containers.AvailableLoggingDrivers...)
 	cpu, mem := hostCapacity(cfg.Containers.ReservedMemoryMiB)
 	eng, err := engine.New(engine.Options{
 		Runtime:       newRuntimeAdapter(rt),
 		Network:       nw,
 		Store:         storeAdapter{db: db},
 		Logs:          logRemover{},
+		LogShipper:    logShipper{m: logs},
+		LogDrivers:    logDrivers,
 		DataDir:       cfg.DataDir,
 		LogPath:       func(id string) string { return runtime.LogPath(cfg.DataDir+"/logs", id) },
 		CPUUnits:      cpu,
@@ -223,6 +247,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			Metadata: a.metadata,
 			Pending:  db.StateChangeCount,
 			Logger:   a.log,
+			// Log shippers' counters (lines shipped, dropped, ...).
+			ExtraMetrics: []introspection.PrometheusWriter{logs.Metrics()},
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },

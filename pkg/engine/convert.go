@@ -14,11 +14,6 @@ import (
 
 const mib = 1 << 20
 
-// supportedLogDrivers are the log drivers a task may ask for. Output is
-// always captured to the json-file log by the shim-spawned logger; awslogs
-// ships from those files, so it needs nothing from the engine.
-var supportedLogDrivers = []string{"", "json-file", "awslogs", "none"}
-
 // FromAPI turns a task as ACS delivers it into the engine's definition.
 // Whatever the engine cannot honour (an unsupported field, an invalid
 // definition) does not fail here: it lands in TaskDef.Invalid, and the task
@@ -247,9 +242,8 @@ func convertContainer(c *api.Container) (ContainerDef, error) {
 		}
 	}
 	if lc := host.LogConfig; lc != nil {
-		if !slices.Contains(supportedLogDrivers, lc.Type) {
-			return cd, fmt.Errorf("unsupported log driver %q", lc.Type)
-		}
+		// The driver and its options are checked when the task starts
+		// (Engine.checkLogConfig), against the agent's allowed drivers.
 		spec.Log = LogConfig{Driver: lc.Type, Options: maps.Clone(lc.Config)}
 	}
 	for _, u := range host.Ulimits {

@@ -26,6 +26,9 @@ const (
 const (
 	DefaultStopTimeout = 30 * time.Second
 	DefaultCleanupWait = 3 * time.Hour
+	// DefaultLogDrainTimeout bounds shipping an exited container's last
+	// log lines to a slow or dead destination.
+	DefaultLogDrainTimeout = 30 * time.Second
 )
 
 // ErrClosed is returned by Apply when the engine is not running.
@@ -38,6 +41,19 @@ type Options struct {
 	Store   Store
 	// Logs removes container logs at clean-up; nil keeps them.
 	Logs LogRemover
+	// LogShipper ships container logs to the driver of their
+	// logConfiguration; nil ships nothing (logs stay in the json-file).
+	LogShipper LogShipper
+	// LogDrivers are the log drivers tasks may use besides json-file and
+	// none, which are always allowed (ECS_AVAILABLE_LOGGING_DRIVERS); nil
+	// allows every driver pkg/logship supports. A task naming another
+	// driver, or an unknown or bad option, is stopped with a reason
+	// naming it.
+	LogDrivers []string
+	// LogDrainTimeout bounds how long an exited container's remaining log
+	// lines are shipped; zero means DefaultLogDrainTimeout. The drain runs
+	// in the background and never delays the task's stop.
+	LogDrainTimeout time.Duration
 	// DataDir holds docker-type volumes (volumes/<task-id>/<name> and
 	// volumes/shared/<name>).
 	DataDir string
@@ -108,6 +124,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.CleanupWait <= 0 {
 		opts.CleanupWait = DefaultCleanupWait
+	}
+	if opts.LogDrainTimeout <= 0 {
+		opts.LogDrainTimeout = DefaultLogDrainTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -182,3 +182,37 @@ type Store interface {
 type LogRemover interface {
 	RemoveLogs(ctx context.Context, path string) error
 }
+
+// ContainerLog is what a LogShipper needs to ship one container's json-file
+// to the destination of its logConfiguration.
+type ContainerLog struct {
+	// ID is the runtime ID; LogPath the container's json-file.
+	ID, LogPath string
+	Log         LogConfig
+	// Name is the task definition's container name; Image its image.
+	Name, Image string
+	TaskARN     string
+	Family      string
+	Cluster     string
+	Labels      map[string]string
+	// Env is the container's environment as KEY=value.
+	Env []string
+}
+
+// LogShipper ships container logs to remote drivers (awslogs, journald,
+// syslog, fluentd) from the json-file every container writes; pkg/agent
+// implements it with pkg/logship. Its calls never block a container's
+// start or stop for long: Start only starts a background tail, Drain is
+// bounded by its context.
+type LogShipper interface {
+	// Start begins shipping, or resumes it after an agent restart from
+	// the persisted position. Drivers that ship nothing (json-file,
+	// none) make it a no-op.
+	Start(ctx context.Context, c ContainerLog) error
+	// Drain ships what the exited container's log still holds, until ctx
+	// ends, and stops the shipper (its position stays).
+	Drain(ctx context.Context, id string) error
+	// Remove stops the container's shipper and forgets its position; it
+	// runs before the container's logs are deleted.
+	Remove(id string) error
+}

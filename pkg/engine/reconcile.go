@@ -31,6 +31,12 @@ func (r *taskRunner) reconcile() {
 		return
 	}
 	if !st.Admitted {
+		if reason := r.e.checkLogConfig(&st.Def); reason != "" {
+			r.stopTask(prefixCreate + reason)
+			r.mustSave()
+			r.driveStop()
+			return
+		}
 		ok, fatal := r.e.admit(st.Def.ARN, &st.Def)
 		if fatal != "" {
 			r.stopTask(prefixResourceInit + fatal)
@@ -503,6 +509,15 @@ func (r *taskRunner) cleanupWhenDue() {
 	e := r.e
 	r.goOp("", "cleanup", false, func(ctx context.Context) event {
 		var errs []error
+		if e.opts.LogShipper != nil {
+			// Before the logs go: a shipper still tailing them would count
+			// the removed lines as dropped.
+			for _, id := range ids {
+				if err := e.opts.LogShipper.Remove(id); err != nil {
+					errs = append(errs, fmt.Errorf("stop shipping logs of %s: %w", id, err))
+				}
+			}
+		}
 		for _, id := range ids {
 			if err := e.opts.Runtime.Remove(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
 				errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))

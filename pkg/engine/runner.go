@@ -155,6 +155,7 @@ func (r *taskRunner) run(ctx context.Context) {
 		r.timer.Stop()
 		close(r.done)
 	}()
+	r.resumeLogs()
 	for _, name := range r.attach {
 		r.watch(name)
 	}
@@ -409,6 +410,7 @@ func (r *taskRunner) handle(ev event) {
 		c.StartedAt = r.now()
 		c.Bindings = bindingsFor(st, r.def(c))
 		r.mustSave(r.containerChange(c))
+		r.shipLog(c)
 		r.watch(c.Name)
 	case evStopDone:
 		if ev.err == nil {
@@ -502,6 +504,7 @@ func (r *taskRunner) exited(c *ContainerState, x Exit, observed bool) {
 		r.stopTask(ReasonEssentialExited)
 	}
 	r.mustSave(r.containerChange(c))
+	r.drainLog(c)
 }
 
 func (r *taskRunner) allPulled() bool {

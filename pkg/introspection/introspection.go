@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -50,6 +51,15 @@ type Options struct {
 	// LogPollInterval is how often a follower looks for new log lines; 0
 	// means pkg/logs' default.
 	LogPollInterval time.Duration
+	// ExtraMetrics are appended to /metrics in the Prometheus text format
+	// (the log shippers' counters); optional.
+	ExtraMetrics []PrometheusWriter
+}
+
+// PrometheusWriter writes metric families in the Prometheus text format;
+// *logship.Metrics is one.
+type PrometheusWriter interface {
+	WritePrometheus(w io.Writer) error
 }
 
 // TaskResponse is one task in ECS's /v1/tasks shape.
@@ -374,6 +384,11 @@ func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
 			metric("berth_state_changes_pending", "gauge", "State changes in the outbox, not yet sent.", fmt.Sprintf(" %d", n))
 		} else {
 			s.o.Logger.Warn("count pending state changes", "err", err)
+		}
+	}
+	for _, x := range s.o.ExtraMetrics {
+		if err := x.WritePrometheus(&b); err != nil {
+			s.o.Logger.Warn("write metrics", "err", err)
 		}
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
