@@ -233,6 +233,25 @@ func TestSessionStopsForInactiveInstance(t *testing.T) {
 	}
 }
 
+func TestSessionToldWhenDeregisteredWhileConnected(t *testing.T) {
+	l := newLab(t, acs.Options{HeartbeatInterval: 100 * time.Millisecond})
+	id := l.register(t, openState(t))
+	sess, done := l.startSession(t, id, newRecorder(), time.Minute)
+	eventually(t, "connected", 10*time.Second, sess.Connected)
+	if _, err := l.admin.DeregisterContainerInstance(context.Background(), &ecs.DeregisterContainerInstanceInput{
+		Cluster: aws.String("lab"), ContainerInstance: aws.String(id.ContainerInstanceArn), Force: aws.Bool(true)}); err != nil {
+		t.Fatalf("DeregisterContainerInstance: %v", err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, registration.ErrInactiveInstance) {
+			t.Fatalf("Run = %v, want ErrInactiveInstance", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connected agent was not told that its instance was deregistered")
+	}
+}
+
 func TestSessionReconnectsAfterEndpointRestart(t *testing.T) {
 	l := newLab(t, acs.Options{})
 	id := l.register(t, openState(t))

@@ -9,6 +9,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
 // outgoing is one message that waits for the agent's acknowledgement.
@@ -164,6 +165,15 @@ func (s *session) write() {
 		case <-s.kick:
 		case <-tick.C:
 		case <-heartbeat.C:
+			// An instance deregistered while its agent is connected is
+			// told so at the next heartbeat, as at a handshake.
+			if s.inactive() {
+				_ = s.send(&api.ErrorFrame{Type: api.TypeInactiveInstanceException, Message: "Container instance " + s.instanceArn + " is inactive (deregistered)."})
+				_ = s.conn.WriteControl(websocket.CloseMessage,
+					websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "InactiveInstanceException"), time.Now().Add(time.Second))
+				s.cancel()
+				return
+			}
 			if err := s.send(&api.HeartbeatMessage{Healthy: true, MessageID: newMessageID()}); err != nil {
 				s.cancel()
 				return
@@ -181,6 +191,17 @@ func (s *session) write() {
 			return
 		}
 	}
+}
+
+// inactive reports whether the instance has been deregistered.
+func (s *session) inactive() bool {
+	var inst *instanceView
+	err := s.srv.o.Store.View(func(tx store.Tx) error {
+		var err error
+		inst, err = loadInstance(tx, s.instanceArn)
+		return err
+	})
+	return err == nil && inst.Instance.Status != nil && *inst.Instance.Status == "INACTIVE"
 }
 
 // flush sends what was never sent and resends what waited too long for its
