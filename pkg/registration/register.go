@@ -209,16 +209,20 @@ func CPUArchitecture(goarch string) string {
 
 // CapabilityOptions describe what this agent build and configuration can do.
 type CapabilityOptions struct {
-	// LoggingDrivers are the drivers tasks may use (json-file, none, ...).
+	// LoggingDrivers are the drivers tasks may use (ECS_AVAILABLE_LOGGING_DRIVERS).
 	LoggingDrivers []string
+	// SupportedLoggingDrivers are the drivers this build implements (the
+	// agent's log shipping); nil means json-file and none only. A driver is
+	// reported only when it is both allowed and implemented.
+	SupportedLoggingDrivers []string
 	// Privileged is false when ECS_DISABLE_PRIVILEGED is set.
 	Privileged bool
 	// TaskIAMRole is ECS_ENABLE_TASK_IAM_ROLE.
 	TaskIAMRole bool
 }
 
-// supportedLogDrivers are the drivers Berth really implements.
-var supportedLogDrivers = []string{"json-file", "none"}
+// baseLogDrivers are implemented by the container runtime's own logger.
+func baseLogDrivers() []string { return []string{"json-file", "none"} }
 
 // Capabilities lists the capability attributes Berth really has: the
 // Docker remote API levels whose task definition features the engine
@@ -230,8 +234,12 @@ func Capabilities(o CapabilityOptions) []string {
 	for _, v := range []string{"1.17", "1.18", "1.19", "1.20", "1.21", "1.22", "1.23", "1.24", "1.25"} {
 		out = append(out, "com.amazonaws.ecs.capability.docker-remote-api."+v)
 	}
+	supported := o.SupportedLoggingDrivers
+	if supported == nil {
+		supported = baseLogDrivers()
+	}
 	for _, d := range o.LoggingDrivers {
-		if slices.Contains(supportedLogDrivers, d) {
+		if slices.Contains(supported, d) {
 			out = append(out, "com.amazonaws.ecs.capability.logging-driver."+d)
 		}
 	}

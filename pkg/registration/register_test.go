@@ -72,7 +72,7 @@ func TestRegisterPersistsAndReusesARN(t *testing.T) {
 		}
 	}
 	if _, ok := attrs["com.amazonaws.ecs.capability.logging-driver.syslog"]; ok {
-		t.Errorf("syslog capability registered, but Berth does not implement the syslog driver")
+		t.Errorf("syslog capability registered, but the options list no shipper that implements it")
 	}
 	if len(ci.Tags) != 1 || aws.ToString(ci.Tags[0].Key) != "team" {
 		t.Errorf("tags = %+v, want team=berth", ci.Tags)

@@ -26,6 +26,7 @@ import (
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/config"
+	"github.com/berth-dev/berth/pkg/logship"
 	"github.com/berth-dev/berth/pkg/registration"
 	"github.com/berth-dev/berth/pkg/state"
 )
@@ -183,8 +184,9 @@ func registerOptions(cfg *config.Config, client *registration.Client, db *state.
 		API: client.ECS, Store: db, Cluster: cfg.Cluster,
 		Resources: registration.Resources{CPU: cpu, MemoryMiB: mem, Ports: ports, PortsUDP: cfg.Ports.ReservedUDP},
 		Capabilities: registration.Capabilities(registration.CapabilityOptions{
-			LoggingDrivers: cfg.Containers.AvailableLoggingDrivers,
-			Privileged:     !cfg.Containers.DisablePrivileged,
+			LoggingDrivers:          cfg.Containers.AvailableLoggingDrivers,
+			SupportedLoggingDrivers: logship.KnownDrivers(),
+			Privileged:              !cfg.Containers.DisablePrivileged,
 		}),
 		Attributes:   cfg.Instance.Attributes,
 		Tags:         cfg.Instance.Tags,

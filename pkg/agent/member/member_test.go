@@ -23,7 +23,7 @@ func TestRegisterOptionsFromConfig(t *testing.T) {
 	cfg := loadConfig(t, "ECS_CLUSTER=lab", "ECS_RESERVED_MEMORY=256", "ECS_RESERVED_PORTS=[22,2375]",
 		"ECS_RESERVED_PORTS_UDP=[53]", "ECS_DYNAMIC_HOST_PORT_RANGE=40000-40002", "BERTH_RESERVE_DYNAMIC_PORTS=true",
 		`ECS_INSTANCE_ATTRIBUTES={"stack":"prod"}`, `ECS_CONTAINER_INSTANCE_TAGS={"team":"a"}`,
-		"ECS_DISABLE_PRIVILEGED=true", `ECS_AVAILABLE_LOGGING_DRIVERS=["json-file","awslogs"]`)
+		"ECS_DISABLE_PRIVILEGED=true", `ECS_AVAILABLE_LOGGING_DRIVERS=["json-file","awslogs","splunk"]`)
 	o := registerOptions(cfg, &registration.Client{}, nil, nil)
 	full, _ := HostResources(0)
 	if o.Resources.CPU != int64(goruntime.NumCPU())*1024 || o.Resources.CPU != full {
@@ -46,7 +46,8 @@ func TestRegisterOptionsFromConfig(t *testing.T) {
 		t.Error("privileged capability registered with ECS_DISABLE_PRIVILEGED=true")
 	}
 	if !slices.Contains(o.Capabilities, "com.amazonaws.ecs.capability.logging-driver.json-file") ||
-		slices.Contains(o.Capabilities, "com.amazonaws.ecs.capability.logging-driver.awslogs") {
-		t.Errorf("capabilities %v: want json-file and not awslogs (not implemented)", o.Capabilities)
+		!slices.Contains(o.Capabilities, "com.amazonaws.ecs.capability.logging-driver.awslogs") ||
+		slices.Contains(o.Capabilities, "com.amazonaws.ecs.capability.logging-driver.splunk") {
+		t.Errorf("capabilities %v: want json-file and awslogs (allowed and shipped) but not splunk (allowed, not implemented)", o.Capabilities)
 	}
 }
