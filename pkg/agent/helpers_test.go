@@ -87,6 +87,9 @@ type hostEnv struct {
 	Prefix      string `json:"prefix"`
 	PortFirst   uint16 `json:"portFirst"`
 	InitBinary  string `json:"initBinary"`
+	// AWSLogsEndpoint is this test's CloudWatch Logs store on loopback
+	// (BERTH_AWSLOGS_ENDPOINT), so awslogs containers never reach AWS.
+	AWSLogsEndpoint string `json:"awslogsEndpoint"`
 }
 
 func newHostEnv(t *testing.T) *hostEnv {
@@ -109,6 +112,7 @@ func newHostEnv(t *testing.T) *hostEnv {
 		PortFirst:   first,
 		InitBinary:  initBinary(t),
 	}
+	h.AWSLogsEndpoint = startLogStore(t).url()
 	t.Cleanup(func() {
 		// Sandboxes are only left when a test failed with tasks running (the
 		// assertions have reported them); sweep them as an agent start
@@ -142,6 +146,13 @@ func (h *hostEnv) loadConfig() (*config.Config, error) {
 		"BERTH_BRIDGE_SUBNET=" + h.Subnet,
 		fmt.Sprintf("ECS_DYNAMIC_HOST_PORT_RANGE=%d-%d", h.PortFirst, h.PortFirst+99),
 		"ECS_CONTAINER_STOP_TIMEOUT=2s",
+		`ECS_AVAILABLE_LOGGING_DRIVERS=["json-file","none","awslogs","syslog"]`,
+		"BERTH_AWSLOGS_ENDPOINT=" + h.AWSLogsEndpoint,
+		// The log store's agent key; static keys keep the SDK from
+		// looking for credentials anywhere else (e.g. instance metadata).
+		"AWS_ACCESS_KEY_ID=" + lsKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + lsSecret,
+		"AWS_REGION=" + lsRegion,
 	}
 	noFiles := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
 	cfg, _, err := config.Load(config.LoadOptions{Env: env, ReadFile: noFiles})
