@@ -1,7 +1,8 @@
 // Package agent wires one Berth agent together from a config.Config: the
 // state database (pkg/state), containerd (pkg/runtime), task networking
-// (pkg/network), container logs (pkg/logs), the task engine (pkg/engine) and
-// the introspection API (pkg/introspection). Run runs it until its context
+// (pkg/network), container logs (pkg/logs) and their shipping to log
+// drivers (pkg/logship), the task engine (pkg/engine) and the introspection
+// API (pkg/introspection). Run runs it until its context
 // ends; HandlePayload is how ACS payloads (or tests) hand it tasks.
 //
 // cmd/agent, dev mode and integration tests import it. It maps the config
