@@ -76,9 +76,12 @@ func (r *taskRunner) drainLog(c *ContainerState) {
 	}
 	ls, id, timeout := r.e.opts.LogShipper, ContainerID(r.st.Def.ARN, c.Name), r.e.opts.LogDrainTimeout
 	name, ctx := c.Name, r.ctx
+	done := make(chan struct{})
+	r.draining[name] = done
 	r.ops.Add(1)
 	go func() {
 		defer r.ops.Done()
+		defer close(done)
 		dctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		if err := ls.Drain(dctx, id); err != nil {

@@ -507,8 +507,20 @@ func (r *taskRunner) cleanupWhenDue() {
 	taskDir := filepath.Join(r.e.opts.DataDir, "volumes", sanitizeID(TaskID(st.Def.ARN)))
 	arn := st.Def.ARN
 	e := r.e
+	drains := make([]chan struct{}, 0, len(r.draining))
+	for _, d := range r.draining {
+		drains = append(drains, d)
+	}
 	r.goOp("", "cleanup", false, func(ctx context.Context) event {
 		var errs []error
+		// A drain still running (bounded by LogDrainTimeout) would write
+		// its position again after Remove deleted it.
+		for _, d := range drains {
+			select {
+			case <-d:
+			case <-ctx.Done():
+			}
+		}
 		if e.opts.LogShipper != nil {
 			// Before the logs go: a shipper still tailing them would count
 			// the removed lines as dropped.

@@ -77,6 +77,9 @@ type taskRunner struct {
 	attach     []string // containers found running at recovery
 	timer      *time.Timer
 	next       time.Time
+	// draining holds, per container, a channel closed when its log drain
+	// ends; clean-up waits for it before removing the shipper.
+	draining map[string]chan struct{}
 }
 
 type healthTrack struct {
@@ -100,6 +103,7 @@ func newTaskRunner(e *Engine, st *TaskState) *taskRunner {
 		attempts:   map[string]int{},
 		stopIssued: map[string]bool{},
 		retryAt:    map[string]time.Time{},
+		draining:   map[string]chan struct{}{},
 	}
 }
 
