@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -151,8 +152,19 @@ func Run(ctx context.Context, o Options) error {
 	if cfg.DataDir == "" || cfg.Source("ECS_DATADIR").Kind == config.SourceDefault {
 		cfg.DataDir = filepath.Join(dir, "agent")
 	}
+	if cfg.Containers.AWSLogsEndpoint == "" {
+		// awslogs containers ship to the dev endpoint's log store, so the
+		// driver is allowed unless the configuration lists drivers itself.
+		cfg.Containers.AWSLogsEndpoint = "cluster"
+		if cfg.Source("ECS_AVAILABLE_LOGGING_DRIVERS").Kind == config.SourceDefault &&
+			!slices.Contains(cfg.Containers.AvailableLoggingDrivers, "awslogs") {
+			cfg.Containers.AvailableLoggingDrivers = append(slices.Clone(cfg.Containers.AvailableLoggingDrivers), "awslogs")
+		}
+	}
 	hook, changed := member.StateChangeSignal()
-	a, err := agent.New(&cfg, append([]agent.Option{agent.WithLogger(o.Logger.With("component", "agent")), agent.WithStateChangeHook(hook)}, o.AgentOptions...)...)
+	agentCreds := credentials.StaticCredentialsProvider{Value: agentKey}
+	a, err := agent.New(&cfg, append([]agent.Option{agent.WithLogger(o.Logger.With("component", "agent")),
+		agent.WithStateChangeHook(hook), agent.WithAWSCredentials(agentCreds)}, o.AgentOptions...)...)
 	if err != nil {
 		return fmt.Errorf("dev mode: %w", err)
 	}
@@ -161,7 +173,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	mo := o.Member
 	mo.Config, mo.Agent = &cfg, a
-	mo.Credentials = credentials.StaticCredentialsProvider{Value: agentKey}
+	mo.Credentials = agentCreds
 	mo.StateChanged = changed
 	if mo.Logger == nil {
 		mo.Logger = o.Logger.With("component", "agent")
@@ -169,11 +181,12 @@ func Run(ctx context.Context, o Options) error {
 	return member.Run(ctx, mo)
 }
 
-// EnvLines are the exports that point the AWS CLI and SDKs at the endpoint.
-// The AWS CLI v1 reads only AWS_DEFAULT_REGION, so both region names are set.
+// EnvLines are the exports that point the AWS CLI and SDKs at the endpoint
+// (ECS, and CloudWatch Logs for the log store). The AWS CLI v1 reads only
+// AWS_DEFAULT_REGION, so both region names are set.
 func EnvLines(endpointURL, credsFile, region string) string {
-	return fmt.Sprintf("export AWS_ENDPOINT_URL_ECS=%s\nexport AWS_SHARED_CREDENTIALS_FILE=%s\nexport AWS_PROFILE=%s\nexport AWS_REGION=%s\nexport AWS_DEFAULT_REGION=%s\n",
-		endpointURL, credsFile, Profile, region, region)
+	return fmt.Sprintf("export AWS_ENDPOINT_URL_ECS=%s\nexport AWS_ENDPOINT_URL_CLOUDWATCH_LOGS=%s\nexport AWS_SHARED_CREDENTIALS_FILE=%s\nexport AWS_PROFILE=%s\nexport AWS_REGION=%s\nexport AWS_DEFAULT_REGION=%s\n",
+		endpointURL, endpointURL, credsFile, Profile, region, region)
 }
 
 // createCluster creates the cluster "default"; on a restart it exists

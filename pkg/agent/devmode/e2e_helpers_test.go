@@ -404,6 +404,9 @@ func (e *e2e) waitStatus(arn, want string, d time.Duration) types.Task {
 			if aws.ToString(t.LastStatus) == want {
 				return t
 			}
+			if aws.ToString(t.LastStatus) == "STOPPED" {
+				e.t.Fatalf("task %s stopped (%q), want %s", arn, aws.ToString(t.StoppedReason), want)
+			}
 		}
 		select {
 		case <-ctx.Done():

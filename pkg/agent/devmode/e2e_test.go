@@ -14,7 +14,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/agent/devmode"
@@ -82,9 +84,10 @@ func TestDevModeRunTaskStopTask(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	f.Close()
-	for _, k := range []string{"AWS_ENDPOINT_URL_ECS", "AWS_SHARED_CREDENTIALS_FILE", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"} {
+	for _, k := range []string{"AWS_ENDPOINT_URL_ECS", "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_SHARED_CREDENTIALS_FILE", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"} {
 		if vars[k] == "" {
-			t.Errorf("%s has no %s", envFile, k)
+			// Without the endpoints the SDK would go to AWS: stop here.
+			t.Fatalf("%s has no %s", envFile, k)
 		}
 	}
 	outMu.Lock()
@@ -118,8 +121,21 @@ func TestDevModeRunTaskStopTask(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	td := e.taskDef("web", 0)
-	arns := e.runTasks(td, 1)
+	// The container logs through awslogs: dev mode sends it to its own
+	// CloudWatch Logs-compatible store, readable through DIR/env.
+	tdOut, err := client.RegisterTaskDefinition(context.Background(), &ecs.RegisterTaskDefinitionInput{
+		Family: aws.String("web"),
+		ContainerDefinitions: []types.ContainerDefinition{{
+			Name: aws.String("web"), Image: aws.String(e.image), Memory: aws.Int32(32), Essential: aws.Bool(true),
+			PortMappings: []types.PortMapping{{ContainerPort: aws.Int32(80), HostPort: aws.Int32(0)}},
+			LogConfiguration: &types.LogConfiguration{LogDriver: types.LogDriverAwslogs, Options: map[string]string{
+				"awslogs-group": "/berth/dev", "awslogs-create-group": "true", "awslogs-stream-prefix": "web"}},
+		}},
+	})
+	if err != nil {
+		t.Fatalf("RegisterTaskDefinition: %v", err)
+	}
+	arns := e.runTasks(aws.ToString(tdOut.TaskDefinition.TaskDefinitionArn), 1)
 	task := e.waitStatus(arns[0], "RUNNING", 90*time.Second)
 	port := hostPort(task)
 	if port == 0 {
@@ -134,6 +150,33 @@ func TestDevModeRunTaskStopTask(t *testing.T) {
 	}
 	if body != "hello from berth\n" {
 		t.Fatalf("GET 127.0.0.1:%d = %q, %v; want the page", port, body, err)
+	}
+	logsClient := cloudwatchlogs.NewFromConfig(awsCfg)
+	taskID := arns[0][strings.LastIndex(arns[0], "/")+1:]
+	stream := "web/web/" + taskID
+	var events []string
+	for i := 0; i < 100 && len(events) == 0; i++ {
+		out, err := logsClient.GetLogEvents(context.Background(), &cloudwatchlogs.GetLogEventsInput{
+			LogGroupName: aws.String("/berth/dev"), LogStreamName: aws.String(stream), StartFromHead: aws.Bool(true)})
+		if err == nil {
+			for _, ev := range out.Events {
+				events = append(events, aws.ToString(ev.Message))
+			}
+		}
+		if len(events) == 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if !slices.ContainsFunc(events, func(m string) bool { return strings.Contains(m, "response:200") }) {
+		streams, serr := logsClient.DescribeLogStreams(context.Background(), &cloudwatchlogs.DescribeLogStreamsInput{LogGroupName: aws.String("/berth/dev")})
+		if serr == nil {
+			for _, st := range streams.LogStreams {
+				t.Logf("stream %s", aws.ToString(st.LogStreamName))
+			}
+		} else {
+			t.Logf("DescribeLogStreams: %v", serr)
+		}
+		t.Errorf("awslogs stream /berth/dev %s holds %q, want the httpd request line", stream, events)
 	}
 	ci, err := client.DescribeContainerInstances(context.Background(), &ecs.DescribeContainerInstancesInput{
 		ContainerInstances: []string{aws.ToString(task.ContainerInstanceArn)}})

@@ -17,7 +17,9 @@ import (
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
+	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/logstore"
 	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
@@ -41,8 +43,9 @@ type EndpointOptions struct {
 }
 
 // Endpoint is pkg/cluster's endpoint with the ACS session server
-// (pkg/cluster/acs), serving the ECS JSON API (POST /) and the ACS websocket
-// (GET /ws) over plain HTTP on one listener. Tasks are placed only on
+// (pkg/cluster/acs) and the CloudWatch Logs-compatible store
+// (pkg/cluster/logstore), serving the ECS and Logs JSON APIs (POST /) and
+// the ACS websocket (GET /ws) over plain HTTP on one listener. Tasks are placed only on
 // instances whose agent holds a session, as in ECS.
 type Endpoint struct {
 	// URL is http://host:port.
@@ -54,6 +57,7 @@ type Endpoint struct {
 	Store *store.DB
 
 	ep         *cluster.Endpoint
+	logs       *logstore.Store
 	srv        *http.Server
 	stopBroker context.CancelFunc
 	wg         sync.WaitGroup
@@ -77,17 +81,25 @@ func StartEndpoint(ctx context.Context, o EndpointOptions) (*Endpoint, error) {
 	if ao.Logger == nil {
 		ao.Logger = o.Logger
 	}
+	// The CloudWatch Logs-compatible store gives awslogs containers a
+	// destination, served on the same listener as in berth-cluster.
+	logStore, err := logstore.Open(logstore.Options{Path: filepath.Join(o.DataDir, logstore.File), Region: o.Region, AccountID: o.AccountID})
+	if err != nil {
+		return nil, fmt.Errorf("start endpoint: %w", err)
+	}
 	var acsSrv *acs.Server
 	var broker *roles.Broker
 	if len(o.Roles) > 0 {
 		var err error
 		if broker, err = newBroker(o, func() *acs.Server { return acsSrv }); err != nil {
+			logStore.Close()
 			return nil, fmt.Errorf("start endpoint: %w", err)
 		}
 		ao.Credentials = broker
 	}
 	ep, err := cluster.Open(cluster.Options{
 		Listen: o.Listen, InsecureHTTP: true, Region: o.Region, AccountID: o.AccountID, DataDir: o.DataDir, Logger: o.Logger,
+		Targets: []clusterapi.Target{logStore.Target()},
 		NewSessionServer: func(st store.Store, v *auth.Verifier) (cluster.SessionServer, error) {
 			ao.Store, ao.Verifier = st, v
 			var err error
@@ -96,6 +108,7 @@ func StartEndpoint(ctx context.Context, o EndpointOptions) (*Endpoint, error) {
 		},
 	})
 	if err != nil {
+		logStore.Close()
 		return nil, fmt.Errorf("start endpoint: %w", err)
 	}
 	h := ep.Handler()
@@ -106,11 +119,12 @@ func StartEndpoint(ctx context.Context, o EndpointOptions) (*Endpoint, error) {
 	ln, err := listen(o.Listen)
 	if err != nil {
 		ep.Close()
+		logStore.Close()
 		return nil, fmt.Errorf("start endpoint: %w", err)
 	}
 	e := &Endpoint{
 		URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(),
-		Keys: ep.Keys(), ACS: acsSrv, Store: ep.Store(), ep: ep,
+		Keys: ep.Keys(), ACS: acsSrv, Store: ep.Store(), ep: ep, logs: logStore,
 		srv: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)},
 	}
@@ -208,7 +222,7 @@ func (e *Endpoint) stop(stopHTTP func() error) error {
 			e.stopBroker()
 		}
 		e.wg.Wait()
-		err = errors.Join(err, e.ep.Close())
+		err = errors.Join(err, e.ep.Close(), e.logs.Close())
 	})
 	return err
 }
