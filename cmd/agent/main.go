@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -22,6 +23,8 @@ import (
 	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/logs"
+	"github.com/berth-dev/berth/pkg/sdnotify"
+	"github.com/berth-dev/berth/pkg/state"
 )
 
 // Exit codes, documented in docs/configuration.md ("Exit codes").
@@ -255,7 +258,33 @@ func startAgent(ctx context.Context, cfg *config.Config, mode runMode, log *logr
 	if err != nil {
 		return err
 	}
-	return member.Run(ctx, member.Options{Config: cfg, Agent: a, Logger: slogger, StateChanged: changed})
+	// Under systemd (Type=notify) the unit becomes active once the instance
+	// is registered, and the watchdog is fed while the engine answers.
+	notifier, err := sdnotify.New()
+	if err != nil {
+		return fmt.Errorf("systemd notify: %w", err)
+	}
+	_ = notifier.Status("starting: recovering tasks and registering")
+	watchCtx, stopWatchdog := context.WithCancel(ctx)
+	watchdogDone := make(chan struct{})
+	go func() {
+		defer close(watchdogDone)
+		_ = notifier.Run(watchCtx, func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			return a.Ready(ctx)
+		})
+	}()
+	err = member.Run(ctx, member.Options{Config: cfg, Agent: a, Logger: slogger, StateChanged: changed,
+		Registered: func(id state.InstanceIdentity) {
+			if err := notifier.Ready("registered as " + id.ContainerInstanceArn); err != nil {
+				slogger.Warn("systemd notify READY failed", "err", err)
+			}
+		}})
+	stopWatchdog()
+	<-watchdogDone
+	_ = notifier.Stopping("stopped")
+	return err
 }
 
 // terminalError is implemented by errors that a restart cannot fix (bad
