@@ -131,6 +131,22 @@ func (s *Submitter) Run(ctx context.Context) error {
 	}
 }
 
+// Flush sends everything in the outbox, in order, until it is empty, an
+// entry is not accepted, or ctx ends. The agent calls it once on shutdown,
+// after Run has returned (the two must not run at the same time); what it
+// could not send stays in the outbox for the next start.
+func (s *Submitter) Flush(ctx context.Context) error {
+	for {
+		sent, err := s.drain(ctx)
+		if err != nil {
+			return err
+		}
+		if sent == 0 {
+			return nil
+		}
+	}
+}
+
 // drain sends one batch of pending entries in order and returns how many it
 // settled; it stops at the first entry the endpoint did not accept.
 func (s *Submitter) drain(ctx context.Context) (int, error) {

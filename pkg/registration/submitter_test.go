@@ -164,3 +164,45 @@ func TestSubmitterUpdatesTheEndpoint(t *testing.T) {
 			aws.ToString(got.LastStatus), aws.ToInt32(c.ExitCode), c.NetworkBindings, aws.ToString(c.RuntimeId))
 	}
 }
+
+// TestSubmitterFlush is the shutdown path: Flush sends everything pending in
+// order and returns; with the endpoint down it stops at the first failure
+// and keeps the entries for the next start.
+func TestSubmitterFlush(t *testing.T) {
+	db := openState(t)
+	var want []string
+	for i := 0; i < 100; i++ { // more than one batch of 64
+		task := fmt.Sprintf("t%d", i)
+		appendChanges(t, db, state.StateChange{Kind: state.ChangeTask, TaskARN: task, Status: "STOPPED"})
+		want = append(want, task+"/STOPPED")
+	}
+	api := &fakeSubmitAPI{}
+	sub, err := registration.NewSubmitter(registration.SubmitterOptions{Outbox: db, API: api, Cluster: "c", Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if got := api.snapshot(); !slices.Equal(got, want) {
+		t.Fatalf("flushed %d changes %v..., want %d in order", len(got), got[:min(3, len(got))], len(want))
+	}
+	if n, _ := db.StateChangeCount(); n != 0 {
+		t.Fatalf("outbox holds %d after Flush, want 0", n)
+	}
+
+	appendChanges(t, db, state.StateChange{Kind: state.ChangeTask, TaskARN: "late", Status: "STOPPED"})
+	down := &fakeSubmitAPI{down: 1 << 30}
+	sub, err = registration.NewSubmitter(registration.SubmitterOptions{Outbox: db, API: down, Cluster: "c", Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := sub.Flush(ctx); err == nil {
+		t.Fatal("Flush with the endpoint down returned nil, want the submit error")
+	}
+	if n, _ := db.StateChangeCount(); n != 1 {
+		t.Fatalf("outbox holds %d after a failed Flush, want the 1 unsent change kept", n)
+	}
+}

@@ -61,7 +61,14 @@ type Options struct {
 	// Session, when set, receives the ACS session once it exists (tests
 	// watch Connected through it).
 	Session func(*registration.Session)
+	// FlushTimeout bounds the last flush of the outbox at shutdown; zero
+	// means DefaultFlushTimeout.
+	FlushTimeout time.Duration
 }
+
+// DefaultFlushTimeout bounds the outbox flush on shutdown, well inside
+// systemd's default stop timeout.
+const DefaultFlushTimeout = 10 * time.Second
 
 // Run runs the agent and, once its state is open, registers the instance
 // and keeps the ACS session and the submitter going until ctx ends or one
@@ -86,11 +93,17 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
+	// Two lifetimes: work (the ACS session and the submitter) ends as soon as
+	// ctx does, so no new task arrives; the agent itself runs until the
+	// outbox was flushed, because the flush needs its state database.
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	agentCtx, stopAgent := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAgent()
+	var agentWG, workWG sync.WaitGroup
+	defer agentWG.Wait()
 	errc := make(chan error, 4)
-	spawn := func(name string, fn func(context.Context) error) {
+	spawn := func(wg *sync.WaitGroup, ctx context.Context, name string, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -102,15 +115,21 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}()
 	}
-	defer wg.Wait()
-	defer cancel()
+	// stop ends the work, then the agent, and waits for both (deferred
+	// Waits cover the early returns).
+	stop := func() {
+		stopWork()
+		workWG.Wait()
+		stopAgent()
+	}
+	defer stop()
 
-	spawn("agent", o.Agent.Run)
-	db, err := o.Agent.StateDB(ctx)
+	spawn(&agentWG, agentCtx, "agent", o.Agent.Run)
+	db, err := o.Agent.StateDB(workCtx)
 	if err != nil {
 		return firstErr(errc, err)
 	}
-	id, err := registration.Register(ctx, registerOptions(cfg, client, db, o.Logger))
+	id, err := registration.Register(workCtx, registerOptions(cfg, client, db, o.Logger))
 	if err != nil {
 		return firstErr(errc, err)
 	}
@@ -138,14 +157,28 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	spawn("ACS session", sess.Run)
-	spawn("state change submitter", sub.Run)
+	spawn(&workWG, workCtx, "ACS session", sess.Run)
+	spawn(&workWG, workCtx, "state change submitter", sub.Run)
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
 	}
+	// Shutdown: no new work, then a bounded last flush of the outbox while
+	// the agent (and its state database) is still up.
+	stopWork()
+	workWG.Wait()
+	timeout := o.FlushTimeout
+	if timeout <= 0 {
+		timeout = DefaultFlushTimeout
+	}
+	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancelFlush()
+	if err := sub.Flush(flushCtx); err != nil {
+		n, _ := db.StateChangeCount()
+		o.Logger.Warn("outbox not fully flushed at shutdown; the rest is sent at the next start", "pending", n, "err", err)
+	}
+	return ctx.Err()
 }
 
 // StateChangeSignal returns a hook for agent.WithStateChangeHook and the
