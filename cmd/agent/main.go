@@ -275,6 +275,9 @@ func startAgent(ctx context.Context, cfg *config.Config, mode runMode, log *logr
 			return a.Ready(ctx)
 		})
 	}()
+	// STOPPING=1 as soon as shutdown begins, while the outbox is flushed.
+	stopNotify := context.AfterFunc(ctx, func() { _ = notifier.Stopping("stopping: flushing the outbox") })
+	defer stopNotify()
 	err = member.Run(ctx, member.Options{Config: cfg, Agent: a, Logger: slogger, StateChanged: changed,
 		Registered: func(id state.InstanceIdentity) {
 			if err := notifier.Ready("registered as " + id.ContainerInstanceArn); err != nil {
@@ -283,7 +286,6 @@ func startAgent(ctx context.Context, cfg *config.Config, mode runMode, log *logr
 		}})
 	stopWatchdog()
 	<-watchdogDone
-	_ = notifier.Stopping("stopped")
 	return err
 }
 
