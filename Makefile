@@ -39,13 +39,30 @@ unit:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
+# fuzz: each fuzz target for FUZZTIME (their seed corpora also run in `make test`).
+FUZZTIME ?= 60s
 fuzz:
-	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzParseEnvFile -fuzztime 60s
+	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzParseEnvFile -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/api -run '^$$' -fuzz FuzzDecodeFrame -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/api -run '^$$' -fuzz FuzzDecodeDockerConfig -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/cluster/api -run '^$$' -fuzz FuzzRequestDecoding -fuzztime $(FUZZTIME)
 
+# bench: every benchmark of docs/benchmarks.md, each against its raw baseline
+# in the same run (root; the programs under bench/cmd start their own
+# containerd, the Go benchmarks use the testenv runner's).
 bench: test-deps build
-	@echo "bench: not yet (filled by the runtime, network, engine and endpoint issues)"
+	$(GO) build -o $(TESTENV_BIN) ./internal/testenv/cmd/berth-testenv
+	$(TESTENV) $(GO) test ./bench -run '^$$' -bench 'BenchmarkState' -benchtime 2s
+	$(TESTENV) $(GO) test ./bench -run '^$$' -bench 'BenchmarkNetwork' -benchtime 30x -count 2
+	$(TESTENV) $(GO) test ./bench -run '^$$' -bench 'BenchmarkCluster' -benchtime 3s -count 3
+	$(TESTENV) $(GO) test ./bench -run '^$$' -bench 'BenchmarkIAMCredentialsWrk' -benchtime 3x
+	$(TESTENV) $(GO) test ./bench -run '^$$' -bench 'BenchmarkScheduler' -benchtime 3x
+	$(TESTENV) $(GO) test ./bench -run '^$$' -bench 'Logship' -benchtime 3x
+	$(GO) run ./bench/cmd/runtime -n 40 -rounds 5
+	$(GO) run ./bench/cmd/engine
+	$(GO) run ./bench/cmd/e2e -rounds 3
 
 # demo: dev mode end to end (scripts/demo.sh, docs/dev-mode.md); needs root.
 demo: test-deps build
