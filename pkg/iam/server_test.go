@@ -171,6 +171,10 @@ func TestRefreshReplacesAndStopForgets(t *testing.T) {
 	if c, ok := store.TaskCredentials(taskA, api.RoleTypeTaskExecution); !ok || c.AccessKeyID != "ASIAEXEC" {
 		t.Fatalf("execution credentials: %+v %v", c, ok)
 	}
+	store.Set(taskB, Credentials{ID: "b-id", RoleType: api.RoleTypeTaskApplication})
+	if n := store.Prune(func(arn string) bool { return arn == taskA }); n != 1 {
+		t.Fatalf("prune removed %d ids, want task B's one", n)
+	}
 	store.RemoveTask(taskA)
 	if store.Len() != 0 {
 		t.Fatalf("after RemoveTask the store holds %d ids", store.Len())

@@ -186,3 +186,19 @@ func NewID() (string, error) {
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
 }
+
+// Prune forgets the ids of every task for which keep returns false (the
+// agent passes "the engine still runs it"), so that a stopped task's ids
+// stop working without a per-task stop hook.
+func (s *Store) Prune(keep func(taskArn string) bool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, e := range s.byID {
+		if !keep(e.TaskArn) {
+			delete(s.byID, id)
+			n++
+		}
+	}
+	return n
+}

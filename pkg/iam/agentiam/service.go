@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"time"
 
+	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/iam"
 	"github.com/berth-dev/berth/pkg/network"
 )
@@ -30,6 +32,17 @@ type ServiceOptions struct {
 	Logger *slog.Logger
 	// Ready, when set, is closed once the server listens and the route is in.
 	Ready chan<- struct{}
+	// PruneEvery is how often the ids of tasks the engine no longer runs
+	// are forgotten (needs Lookup); zero means 30 seconds.
+	PruneEvery time.Duration
+}
+
+// running reports whether the engine has a task that has not stopped.
+func running(eng Engine) func(string) bool {
+	return func(arn string) bool {
+		t, ok := eng.Task(arn)
+		return ok && t.KnownStatus != engine.TaskStopped
+	}
 }
 
 // Run serves the credentials and task metadata endpoints until ctx ends.
@@ -72,6 +85,31 @@ func Run(ctx context.Context, o ServiceOptions) (err error) {
 	o.Logger.Info("credentials endpoint serving", "addr", ln.Addr().String(), "audit", o.AuditLogFile)
 	if o.Ready != nil {
 		close(o.Ready)
+	}
+	if o.Lookup != nil {
+		every := o.PruneEvery
+		if every <= 0 {
+			every = 30 * time.Second
+		}
+		pctx, pcancel := context.WithCancel(ctx)
+		pruned := make(chan struct{})
+		defer func() {
+			pcancel()
+			<-pruned
+		}()
+		go func() {
+			defer close(pruned)
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for {
+				select {
+				case <-pctx.Done():
+					return
+				case <-tick.C:
+					o.Store.Prune(running(o.Lookup.Engine))
+				}
+			}
+		}()
 	}
 	return srv.Serve(ctx, ln)
 }
