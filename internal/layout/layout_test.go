@@ -22,6 +22,7 @@ type rule struct {
 	why                string
 	from, fromExcept   []string
 	to, toExcept       []string
+	toExternal         []string // import path prefixes outside the module, forbidden too
 	transitive         bool // check Deps (all non-test dependencies) instead of direct imports
 	includeTestImports bool // direct rules only: also check the package's tests' imports
 }
@@ -44,6 +45,16 @@ func rules() []rule {
 			from: []string{"pkg/cluster/..."}, to: []string{"pkg/..."}, toExcept: []string{"pkg/api/...", "pkg/cluster/..."}, transitive: true},
 		{why: "pkg/engine never talks to the endpoint; pkg/registration does",
 			from: []string{"pkg/engine/..."}, to: []string{"pkg/registration/..."}, transitive: true},
+		{why: "pkg/state holds no business rules: of the Berth packages it imports pkg/api only",
+			from: []string{"pkg/state/..."}, to: []string{"..."}, toExcept: []string{"pkg/state/...", "pkg/api/..."}, transitive: true},
+		{why: "pkg/runtime and pkg/logs stay neutral: the runtime uses pkg/logs and nothing else of Berth",
+			from: []string{"pkg/runtime/...", "pkg/logs/..."}, to: []string{"..."},
+			toExcept: []string{"pkg/runtime/...", "pkg/logs/...", "internal/version"}, transitive: true},
+		{why: "pkg/runtime, pkg/logs and pkg/network know nothing of AWS",
+			from: []string{"pkg/runtime/...", "pkg/logs/...", "pkg/network/..."}, toExternal: []string{"github.com/aws/"}, transitive: true},
+		{why: "only cmd/cluster and dev mode read the endpoint's configuration file",
+			from: []string{"..."}, fromExcept: []string{"cmd/cluster", "pkg/agent/devmode", "pkg/cluster/config"},
+			to: []string{"pkg/cluster/config/..."}},
 		{why: "internal/testenv is test-only: only tests and the testenv runner import it",
 			from: []string{"..."}, fromExcept: []string{"internal/testenv/...", "bench/..."},
 			to: []string{"internal/testenv/..."}},
@@ -103,7 +114,11 @@ func violations(pkgs []pkg, rs []rule) []string {
 				if imp == p.ImportPath {
 					continue // an external test package imports the package under test
 				}
-				if matches(imp, r.to) && !matches(imp, r.toExcept) {
+				external := false
+				for _, prefix := range r.toExternal {
+					external = external || strings.HasPrefix(imp, prefix)
+				}
+				if external || (matches(imp, r.to) && !matches(imp, r.toExcept)) {
 					out = append(out, fmt.Sprintf("%s imports %s: %s", p.ImportPath, imp, r.why))
 				}
 			}
@@ -168,6 +183,9 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/logs"), Imports: []string{m("internal/testenv")}},
 		{ImportPath: m("cmd/agent"), Deps: []string{m("internal/testenv")}},
 		{ImportPath: m("pkg/engine/health"), Deps: []string{m("pkg/registration")}},
+		{ImportPath: m("pkg/state/x"), Deps: []string{m("pkg/api"), m("pkg/engine")}},
+		{ImportPath: m("pkg/logs/x"), Deps: []string{"github.com/aws/aws-sdk-go-v2/aws"}},
+		{ImportPath: m("pkg/engine/y"), Imports: []string{m("pkg/cluster/config")}},
 	}
 	got := violations(bad, rules())
 	want := []string{
@@ -179,9 +197,14 @@ func TestRulesCatchViolations(t *testing.T) {
 		m("pkg/engine/health") + " imports " + m("pkg/registration"),
 		m("pkg/logs") + " imports " + m("internal/testenv"),
 		m("pkg/network/cni") + " imports " + m("pkg/config"),
-		m("pkg/runtime") + " imports " + m("pkg/api"),
+		m("pkg/runtime") + " imports " + m("pkg/api"), // not neutral
+		m("pkg/runtime") + " imports " + m("pkg/api"), // knows of ECS
 		m("pkg/state") + " imports " + m("pkg/config"),
+		m("pkg/state/x") + " imports " + m("pkg/engine"),
+		m("pkg/logs/x") + " imports github.com/aws/aws-sdk-go-v2/aws",
+		m("pkg/engine/y") + " imports " + m("pkg/cluster/config"),
 	}
+	slices.Sort(want)
 	if len(got) != len(want) {
 		t.Fatalf("got %d violations, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
 	}
