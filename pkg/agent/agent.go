@@ -116,6 +116,7 @@ type Agent struct {
 	eng    *engine.Engine
 	db     *state.DB
 	listen net.Addr
+	roles  *taskRoles // nil unless ECS_ENABLE_TASK_IAM_ROLE
 }
 
 // New checks the config and returns an agent that does nothing until Run.
@@ -237,8 +238,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("introspection API: listen on %s: %w", cfg.Listen.Introspection, err)
 	}
+	roles := newTaskRoles(cfg, a.log)
 	a.mu.Lock()
-	a.eng, a.db, a.listen = eng, db, ln.Addr()
+	a.eng, a.db, a.listen, a.roles = eng, db, ln.Addr(), roles
 	a.mu.Unlock()
 	close(a.started)
 
@@ -268,6 +270,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		_ = srv.Shutdown(sctx)
 		wg.Wait()
 	}()
+	if roles != nil {
+		// Task role credentials and task metadata; ends with ctx, waited
+		// for by the deferred wg.Wait above.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := roles.run(ctx, eng, rt); err != nil {
+				a.log.Error("credentials endpoint stopped", "err", err)
+			}
+		}()
+	}
 
 	a.log.Info("agent running", "dataDir", cfg.DataDir, "introspection", ln.Addr().String(), "cpuUnits", cpu, "memoryMiB", mem)
 	return eng.Run(ctx)
@@ -360,7 +373,15 @@ func (a *Agent) HandlePayload(ctx context.Context, p *api.PayloadMessage) error 
 			a.log.Warn("ignore task with unknown desired status", "task", t.Arn, "desiredStatus", t.DesiredStatus)
 			continue
 		}
-		if err := eng.Apply(ctx, engine.FromAPI(t, p.ClusterArn), desired); err != nil {
+		def := engine.FromAPI(t, p.ClusterArn)
+		a.mu.Lock()
+		roles := a.roles
+		a.mu.Unlock()
+		if err := roles.apply(t, &def); err != nil {
+			errs = append(errs, fmt.Errorf("task %s: %w", t.Arn, err))
+			continue
+		}
+		if err := eng.Apply(ctx, def, desired); err != nil {
 			errs = append(errs, fmt.Errorf("task %s: %w", t.Arn, err))
 		}
 	}

@@ -1,0 +1,107 @@
+package agent_test
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/engine"
+)
+
+// TestTaskRoleCredentials runs a bridge task with a role through the
+// agent: its container fetches the credentials and its task metadata
+// through 169.254.170.2; after an agent restart it gets 503 until the
+// credentials are delivered again; a refresh frame replaces them.
+func TestTaskRoleCredentials(t *testing.T) {
+	h := newHostEnv(t)
+	cfg := h.config(t)
+	cfg.IAM.EnableTaskRole = true
+	cfg.IAM.AuditLogFile = filepath.Join(t.TempDir(), "audit.log")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen.Credentials = netip.MustParseAddrPort(ln.Addr().String())
+	ln.Close()
+
+	reg := testenv.Registry(t)
+	loop := `while true; do wget -q -O - http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI 2>&1; echo; ` +
+		`wget -q -O - $ECS_CONTAINER_METADATA_URI_V4/task 2>&1; echo; sleep 0.3; done`
+	img := testenv.BuildImage(t, reg, "agent/iamprobe", testenv.ImageSpec{Cmd: []string{"/bin/sh", "-c", loop}})
+	arn := "arn:aws:ecs:us-east-1:000000000000:task/lab/" + randomHex(16)
+	creds := &api.IAMRoleCredentials{CredentialsID: "agent-iam-" + randomHex(8), RoleArn: "arn:aws:iam::000000000000:role/probe",
+		AccessKeyID: "ASIAAGENTIAMFIRST", SecretAccessKey: "agent-secret-never-logged", SessionToken: "agent-token-never-logged",
+		Expiration: time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}
+	payload := func(c *api.IAMRoleCredentials, desired string) *api.PayloadMessage {
+		return &api.PayloadMessage{MessageID: randomHex(8), ClusterArn: "arn:aws:ecs:us-east-1:000000000000:cluster/lab",
+			Tasks: []*api.Task{{Arn: arn, Family: "iamprobe", Version: "1", DesiredStatus: desired, NetworkMode: "bridge",
+				RoleCredentials: c,
+				Containers:      []*api.Container{{Name: "probe", Image: img.Ref, Essential: true, Memory: 64}}}}}
+	}
+
+	a, stop := h.startAgent(t, cfg)
+	handle(t, a, payload(creds, "RUNNING"))
+	st := waitTask(t, a, arn, "RUNNING", 2*time.Minute, func(st engine.TaskState) bool { return st.KnownStatus == engine.TaskRunning })
+	logPath := container(st, "probe").LogPath
+	waitLog := func(from int, what string) int {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			b, _ := os.ReadFile(logPath)
+			if i := strings.Index(string(b[min(from, len(b)):]), what); i >= 0 {
+				return from + i + len(what)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		b, _ := os.ReadFile(logPath)
+		t.Fatalf("container log lacks %q after offset %d:\n%s", what, from, b[max(0, len(b)-2000):])
+		return 0
+	}
+	off := waitLog(0, `\"AccessKeyId\":\"ASIAAGENTIAMFIRST\"`)
+	off = waitLog(off, `\"TaskARN\":\"`+arn+`\"`)
+
+	// A refresh frame from ACS replaces the credentials.
+	refreshed := *creds
+	refreshed.AccessKeyID = "ASIAAGENTIAMREFRESH"
+	ack, err := a.HandleCredentials(context.Background(), &api.IAMRoleCredentialsMessage{MessageID: "refresh-1", TaskArn: arn,
+		RoleType: api.RoleTypeTaskApplication, RoleCredentials: &refreshed})
+	if err != nil || ack.MessageID != "refresh-1" || ack.CredentialsID != creds.CredentialsID {
+		t.Fatalf("refresh: %+v %v", ack, err)
+	}
+	off = waitLog(off, `ASIAAGENTIAMREFRESH`)
+
+	// Restart: the id is known again from the task's state, the secrets are not.
+	stop()
+	a2, _ := h.startAgent(t, cfg)
+	off = waitLog(off, "503 Service Unavailable")
+	final := *creds
+	final.AccessKeyID = "ASIAAGENTIAMRESENT"
+	handle(t, a2, payload(&final, "RUNNING")) // ACS redelivers the task with its credentials
+	waitLog(off, `ASIAAGENTIAMRESENT`)
+
+	handle(t, a2, payload(nil, "STOPPED"))
+	waitTask(t, a2, arn, "STOPPED", time.Minute, func(st engine.TaskState) bool { return st.KnownStatus == engine.TaskStopped })
+
+	b, err := os.ReadFile(cfg.IAM.AuditLogFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit := string(b)
+	for _, secret := range []string{creds.SecretAccessKey, creds.SessionToken, creds.CredentialsID} {
+		if strings.Contains(audit, secret) {
+			t.Fatalf("audit log contains %q", secret)
+		}
+	}
+	for _, want := range []string{" 200 ", " 503 ", `"/v2/credentials"`, arn + " GetCredentials"} {
+		if !strings.Contains(audit, want) {
+			t.Errorf("audit log lacks %q:\n%s", want, audit[max(0, len(audit)-3000):])
+		}
+	}
+}
