@@ -71,7 +71,7 @@ func (r *taskRoles) apply(t *api.Task, def *engine.TaskDef) error {
 }
 
 // HandleCredentials stores the credentials of an IAMRoleCredentialsMessage
-// and returns the acknowledgement for ACS.
+// and returns the acknowledgement for ACS (registration.CredentialsHandler).
 func (a *Agent) HandleCredentials(ctx context.Context, m *api.IAMRoleCredentialsMessage) (*api.IAMRoleCredentialsAckRequest, error) {
 	if _, err := a.engine(ctx); err != nil {
 		return nil, err
@@ -80,7 +80,9 @@ func (a *Agent) HandleCredentials(ctx context.Context, m *api.IAMRoleCredentials
 	r := a.roles
 	a.mu.Unlock()
 	if r == nil {
-		return nil, errors.New("task IAM roles are not enabled (ECS_ENABLE_TASK_IAM_ROLE)")
+		// Acknowledged all the same, so the endpoint does not resend forever.
+		a.log.Warn("ignoring task role credentials (ECS_ENABLE_TASK_IAM_ROLE is off)", "task", m.TaskArn)
+		return &api.IAMRoleCredentialsAckRequest{MessageID: m.MessageID}, nil
 	}
 	return r.store.ApplyRefresh(m)
 }

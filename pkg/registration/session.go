@@ -40,6 +40,13 @@ type PayloadHandler interface {
 	HandlePayload(ctx context.Context, p *api.PayloadMessage) error
 }
 
+// CredentialsHandler is optional on the PayloadHandler: it stores the
+// task role credentials of an IAMRoleCredentialsMessage and returns the
+// acknowledgement to send.
+type CredentialsHandler interface {
+	HandleCredentials(ctx context.Context, m *api.IAMRoleCredentialsMessage) (*api.IAMRoleCredentialsAckRequest, error)
+}
+
 // TaskLister is optional: it lists the tasks the agent runs, so that tasks
 // missing from the endpoint's manifest can be stopped.
 type TaskLister interface {
@@ -351,8 +358,17 @@ func (s *Session) handle(ctx context.Context, c *acsConn, f api.Frame) error {
 		}
 		return fmt.Errorf("endpoint sent %s: %s", m.Type, m.Message)
 	case *api.IAMRoleCredentialsMessage:
-		// Task IAM roles are not served by this build; acknowledge so that
-		// the endpoint does not resend forever.
+		if h, ok := s.o.Handler.(CredentialsHandler); ok {
+			ack, err := h.HandleCredentials(ctx, m)
+			if err != nil {
+				// Not acknowledged: the endpoint sends them again.
+				s.o.Logger.Error("task role credentials not applied; leaving them unacknowledged", "task", m.TaskArn, "err", err)
+				return nil
+			}
+			return c.send(ack)
+		}
+		// Without a handler task IAM roles are not served; acknowledge so
+		// that the endpoint does not resend forever.
 		s.o.Logger.Warn("ignoring task role credentials (task IAM roles are not enabled)", "task", m.TaskArn)
 		return c.send(&api.IAMRoleCredentialsAckRequest{MessageID: m.MessageID})
 	case *api.AttachTaskNetworkInterfacesMessage:
