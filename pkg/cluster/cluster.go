@@ -54,7 +54,9 @@ type Options struct {
 	// Targets are further JSON APIs served on POST / by X-Amz-Target prefix
 	// (the CloudWatch Logs API, later); their SigV4 services are accepted.
 	Targets []clusterapi.Target
-	Logger  *slog.Logger
+	// Roles checks the roles task definitions name; nil accepts any.
+	Roles  clusterapi.RoleValidator
+	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Rand breaks placement ties; nil means a randomly seeded one.
@@ -137,6 +139,7 @@ func Open(opts Options) (*Endpoint, error) {
 		PollEndpoint: opts.PollEndpoint,
 		Notifier:     opts.Notifier,
 		Targets:      opts.Targets,
+		Roles:        opts.Roles,
 		Logger:       opts.Logger,
 		Now:          opts.Now,
 		Rand:         opts.Rand,

@@ -2,6 +2,8 @@ package registration_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,6 +71,15 @@ func TestSessionTaskRoleCredentials(t *testing.T) {
 		t.Fatalf("RegisterTaskDefinition with a declared role: %v", err)
 	}
 
+	_, err = l.admin.RegisterTaskDefinition(context.Background(), &ecs.RegisterTaskDefinitionInput{
+		Family: aws.String("badrole"), ExecutionRoleArn: aws.String("arn:aws:iam::123456789012:role/undeclared"),
+		ContainerDefinitions: []types.ContainerDefinition{{Name: aws.String("app"), Image: aws.String("x"), Memory: aws.Int32(64)}},
+	})
+	var ip *types.InvalidParameterException
+	if !errors.As(err, &ip) || !strings.Contains(ip.ErrorMessage(), "executionRoleArn arn:aws:iam::123456789012:role/undeclared is not a role declared") {
+		t.Fatalf("task definition naming an undeclared role: want InvalidParameterException, got %v", err)
+	}
+
 	rec := &credRecorder{recorder: newRecorder(), creds: make(chan *api.IAMRoleCredentialsMessage, 10)}
 	start := func() (stop func()) {
 		sess, err := registration.NewSession(registration.SessionOptions{
@@ -87,6 +98,7 @@ func TestSessionTaskRoleCredentials(t *testing.T) {
 		return func() { cancel(); wg.Wait() }
 	}
 	stop := start()
+	eventually(t, "agent connected", 30*time.Second, func() bool { return l.agentConnected(t, id.ContainerInstanceArn) })
 	taskArn := l.runTask(t, aws.ToString(td.TaskDefinition.TaskDefinitionArn))
 	var placed *api.IAMRoleCredentials
 	eventually(t, "payload with role credentials", 30*time.Second, func() bool {

@@ -97,9 +97,13 @@ func StartEndpoint(ctx context.Context, o EndpointOptions) (*Endpoint, error) {
 		}
 		ao.Credentials = broker
 	}
+	var validator clusterapi.RoleValidator
+	if broker != nil {
+		validator = broker // taskRoleArn and executionRoleArn must name declared roles
+	}
 	ep, err := cluster.Open(cluster.Options{
 		Listen: o.Listen, InsecureHTTP: true, Region: o.Region, AccountID: o.AccountID, DataDir: o.DataDir, Logger: o.Logger,
-		Targets: []clusterapi.Target{logStore.Target()},
+		Targets: []clusterapi.Target{logStore.Target()}, Roles: validator,
 		NewSessionServer: func(st store.Store, v *auth.Verifier) (cluster.SessionServer, error) {
 			ao.Store, ao.Verifier = st, v
 			var err error

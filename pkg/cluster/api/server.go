@@ -127,6 +127,15 @@ type Options struct {
 	Rand *rand.Rand
 	// Services tune the service controller.
 	Services ServiceOptions
+	// Roles, when set, checks that a task definition's taskRoleArn and
+	// executionRoleArn name declared roles (roles.Broker); nil accepts any.
+	Roles RoleValidator
+}
+
+// RoleValidator checks the roles a task definition names; its error is
+// answered as InvalidParameterException.
+type RoleValidator interface {
+	ValidateTaskDefinition(taskRoleArn, executionRoleArn string) error
 }
 
 // Server is the ECS JSON API handler.

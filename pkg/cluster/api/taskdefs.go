@@ -378,6 +378,11 @@ func (s *Server) registerTaskDefinition(c *call, in *ecs.RegisterTaskDefinitionI
 	if err := validateTaskDefinition(in); err != nil {
 		return nil, err
 	}
+	if s.opts.Roles != nil {
+		if err := s.opts.Roles.ValidateTaskDefinition(aws.ToString(in.TaskRoleArn), aws.ToString(in.ExecutionRoleArn)); err != nil {
+			return nil, invalidParam("%s", err)
+		}
+	}
 	for _, rc := range in.RequiresCompatibilities {
 		if rc != types.CompatibilityEc2 && rc != types.CompatibilityExternal {
 			return nil, clientException("Requires compatibility %q is not supported by this endpoint: use EC2 or EXTERNAL.", rc)

@@ -113,3 +113,9 @@ func (b *Broker) ForPayload(ctx context.Context, p Placement) (role, exec *api.I
 	}
 	return role, exec, nil
 }
+
+// ValidateTaskDefinition checks the task definition's roles against the
+// declared ones (see Issuer.ValidateTaskDefinition).
+func (b *Broker) ValidateTaskDefinition(taskRoleArn, executionRoleArn string) error {
+	return b.issuer.ValidateTaskDefinition(taskRoleArn, executionRoleArn)
+}
