@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,13 +18,17 @@ import (
 	"text/tabwriter"
 	"time"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+
 	"github.com/berth-dev/berth/internal/version"
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/config"
 	"github.com/berth-dev/berth/pkg/cluster/logstore"
+	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 	"github.com/berth-dev/berth/pkg/sdnotify"
 )
@@ -118,13 +123,31 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("open log store: %w", err)
 	}
 	defer logStore.Close()
+	// Task IAM roles: the broker issues credentials into payloads and
+	// refreshes them through the session server.
+	var acsSrv *acs.Server
+	var broker *roles.Broker
+	var validator clusterapi.RoleValidator
+	if len(cfg.Roles) > 0 {
+		if broker, err = newRolesBroker(ctx, cfg, func() *acs.Server { return acsSrv }, logger); err != nil {
+			return err
+		}
+		validator = broker
+	}
 	ep, err := cluster.Open(cluster.Options{
+		Roles:   validator,
 		Targets: []clusterapi.Target{logStore.Target()},
 		Listen:  cfg.Listen, TLSCertFile: cfg.TLSCert, TLSKeyFile: cfg.TLSKey, InsecureHTTP: cfg.InsecureHTTP,
 		Region: cfg.Region, AccountID: cfg.AccountID, DataDir: cfg.DataDir, PollEndpoint: cfg.PollEndpoint,
 		Logger: logger,
 		NewSessionServer: func(st store.Store, v *auth.Verifier) (cluster.SessionServer, error) {
-			return acs.New(acs.Options{Store: st, Verifier: v, Logger: logger})
+			ao := acs.Options{Store: st, Verifier: v, Logger: logger}
+			if broker != nil {
+				ao.Credentials = broker
+			}
+			var err error
+			acsSrv, err = acs.New(ao)
+			return acsSrv, err
 		},
 	})
 	if err != nil {
@@ -157,9 +180,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		defer close(retentionDone)
 		logStore.RunRetention(retentionCtx, time.Hour, func(err error) { logger.Warn("log retention sweep failed", "err", err) })
 	}()
+	brokerDone := make(chan struct{})
+	go func() {
+		defer close(brokerDone)
+		if broker != nil {
+			_ = broker.Run(retentionCtx)
+		}
+	}()
 	err = ep.Serve(ctx, ln)
 	stopRetention()
 	<-retentionDone
+	<-brokerDone
 	if err != nil {
 		return err
 	}
@@ -247,4 +278,53 @@ func keys(args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Sprintf("unknown keys subcommand %q", args[0])}
 	}
 	return nil
+}
+
+// newRolesBroker builds the task role credentials broker for cfg.Roles.
+// assume-role roles sign STS calls with the endpoint's own AWS credentials
+// (the SDK's default chain); credentials ids are derived under a key kept
+// in the data directory, so that they survive a restart.
+func newRolesBroker(ctx context.Context, cfg config.Config, acsSrv func() *acs.Server, logger *slog.Logger) (*roles.Broker, error) {
+	opts := roles.Options{Roles: cfg.Roles}
+	for _, r := range cfg.Roles {
+		if r.Source == roles.SourceAssumeRole {
+			awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("roles: the endpoint's AWS credentials: %w", err)
+			}
+			opts.BaseCredentials = awsCfg.Credentials
+			break
+		}
+	}
+	issuer, err := roles.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	key, err := rolesIDKey(filepath.Join(cfg.DataDir, "roles-id.key"))
+	if err != nil {
+		return nil, err
+	}
+	return roles.NewBroker(roles.BrokerOptions{Issuer: issuer, IDKey: key,
+		Refresher: roles.RefresherOptions{Logger: logger},
+		Sender: roles.SenderFunc(func(ctx context.Context, arn string, m *api.IAMRoleCredentialsMessage) error {
+			return acsSrv().SendCredentials(ctx, arn, m)
+		})})
+}
+
+// rolesIDKey reads, or creates with mode 0600, 32 random bytes at path.
+func rolesIDKey(path string) ([]byte, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("credentials id key: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("credentials id key: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("credentials id key: %w", err)
+	}
+	return b, nil
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/berth-dev/berth/pkg/cluster/roles"
 )
 
 // DefaultPath is where serve looks without --config.
@@ -37,6 +39,10 @@ type Config struct {
 	PollEndpoint string `toml:"poll_endpoint"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log_level"`
+	// Roles are the task IAM roles task definitions may name ([[roles]]
+	// tables; see docs/iam.md). None declared means any role is accepted
+	// and no credentials are issued.
+	Roles []roles.RoleConfig `toml:"roles"`
 }
 
 // Defaults returns the settings used where the file says nothing.
@@ -96,7 +102,7 @@ func Parse(path string, data []byte) (Config, error) {
 		problems = append(problems, fmt.Sprintf("%s: %s: %s", where, key, fmt.Sprintf(format, args...)))
 	}
 	for _, k := range md.Undecoded() {
-		add(k.String(), "unknown setting; allowed: listen, tls_cert, tls_key, insecure_http, region, account_id, data_dir, poll_endpoint, log_level")
+		add(k.String(), "unknown setting; allowed: listen, tls_cert, tls_key, insecure_http, region, account_id, data_dir, poll_endpoint, log_level, roles")
 	}
 	if _, port, err := net.SplitHostPort(cfg.Listen); err != nil || port == "" {
 		add("listen", "%q is not host:port (e.g. \":8443\" or \"127.0.0.1:8443\")", cfg.Listen)
@@ -125,6 +131,11 @@ func Parse(path string, data []byte) (Config, error) {
 	case "debug", "info", "warn", "error":
 	default:
 		add("log_level", "%q: allowed are debug, info, warn, error", cfg.LogLevel)
+	}
+	if len(cfg.Roles) > 0 {
+		if err := roles.Validate(cfg.Roles); err != nil {
+			add("roles", "%v", err)
+		}
 	}
 	if len(problems) > 0 {
 		return Config{}, &Error{Problems: problems}

@@ -267,3 +267,10 @@ func sessionName(configured, taskArn string) string {
 	}
 	return n
 }
+
+// Validate checks role declarations as New does, without needing the
+// endpoint's own credentials (for configuration checks).
+func Validate(rs []RoleConfig) error {
+	_, err := New(Options{Roles: rs, BaseCredentials: aws.AnonymousCredentials{}})
+	return err
+}
