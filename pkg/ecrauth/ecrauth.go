@@ -33,7 +33,7 @@ type Registry struct {
 	Endpoint string
 	// Region signs the API calls; empty means DefaultRegion.
 	Region string
-	// RegistryID is passed as registryIds when set.
+	// RegistryID tells registries on one endpoint apart in the token cache.
 	RegistryID string
 }
 
@@ -194,11 +194,9 @@ func (p *Provider) fetch(ctx context.Context, t target, creds aws.CredentialsPro
 	if t.endpoint != "" {
 		o.BaseEndpoint = aws.String(t.endpoint)
 	}
-	in := &ecr.GetAuthorizationTokenInput{}
-	if t.registryID != "" {
-		in.RegistryIds = []string{t.registryID}
-	}
-	out, err := ecr.New(o).GetAuthorizationToken(ctx, in)
+	// registryIds is deprecated: a token opens every registry the
+	// principal may use, so the registry id only keys the cache.
+	out, err := ecr.New(o).GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
 	if err != nil {
 		return Auth{}, fmt.Errorf("get authorization token: %w", err)
 	}
