@@ -23,8 +23,8 @@ type rule struct {
 	from, fromExcept   []string
 	to, toExcept       []string
 	toExternal         []string // import path prefixes outside the module, forbidden too
-	transitive         bool // check Deps (all non-test dependencies) instead of direct imports
-	includeTestImports bool // direct rules only: also check the package's tests' imports
+	transitive         bool     // check Deps (all non-test dependencies) instead of direct imports
+	includeTestImports bool     // direct rules only: also check the package's tests' imports
 }
 
 // rules is DESIGN.md's "Packages" table as data.

@@ -72,26 +72,12 @@ func run(ctx context.Context, rounds int) (retErr error) {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (containerd, runc, CNI); see scripts/test-deps.sh")
 	}
-	address, snapshotter := os.Getenv(testenv.EnvContainerdAddress), os.Getenv(testenv.EnvSnapshotter)
-	var reg *testenv.RegistryInstance
-	if host := os.Getenv(testenv.EnvRegistry); host != "" {
-		reg = &testenv.RegistryInstance{Host: host}
+	shared, err := testenv.AcquireShared(ctx)
+	if err != nil {
+		return err
 	}
-	if address == "" || reg == nil {
-		env, err := testenv.Start(ctx, testenv.Options{NoAuthRegistry: true})
-		if err != nil {
-			return err
-		}
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-			defer cancel()
-			retErr = errors.Join(retErr, env.Close(cctx))
-		}()
-		address, snapshotter, reg = env.Containerd().Address, env.Containerd().Snapshotter, env.Registry()
-	}
-	if snapshotter == "" {
-		snapshotter = testenv.SnapshotterNative
-	}
+	defer func() { retErr = errors.Join(retErr, shared.Close(ctx)) }()
+	address, snapshotter, reg := shared.Address, shared.Snapshotter, shared.Registry
 	img, err := testenv.BuildAndPush(ctx, reg, "bench/e2e", testenv.ImageSpec{Cmd: command})
 	if err != nil {
 		return err
