@@ -107,6 +107,12 @@ func (r CredentialsRoute) Install(ctx context.Context) error {
 	if err := os.WriteFile(sysctl, []byte("1"), 0o644); err != nil {
 		return fmt.Errorf("install credentials route: set route_localnet: %w", err)
 	}
+	// A listener on a port chosen at bind time (dev mode) moves on every
+	// start; a rule left by an agent that did not stop cleanly would still
+	// send 169.254.170.2 to the old port, ahead of the new rule.
+	if err := r.removeDNAT(ctx, "127.0.0.1:"+strconv.Itoa(int(r.ListenPort))); err != nil {
+		return fmt.Errorf("install credentials route: %w", err)
+	}
 	for _, s := range r.rules(false) {
 		if err := ensureRule(ctx, s.table, s.chain, s.rule, true); err != nil {
 			return fmt.Errorf("install credentials route: %w", err)
@@ -115,8 +121,37 @@ func (r CredentialsRoute) Install(ctx context.Context) error {
 	return nil
 }
 
-// Remove deletes every rule Install may have added (whatever the flags were
-// then). It leaves route_localnet set: the portmap plugin needs it on the
+// removeDNAT deletes the nat rules carrying the route's comment whose DNAT
+// destination is not keep (every one when keep is empty), whatever port
+// they were installed for.
+func (r CredentialsRoute) removeDNAT(ctx context.Context, keep string) error {
+	out, err := iptablesSave(ctx, "nat")
+	if err != nil {
+		return err
+	}
+	for _, sr := range parseSave(out) {
+		if sr.target() != "DNAT" || !hasArg(sr.args, "--comment", r.comment()) || (keep != "" && hasArg(sr.args, "--to-destination", keep)) {
+			continue
+		}
+		if err := deleteRule(ctx, "nat", sr.chain, sr.args); err != nil {
+			return fmt.Errorf("delete stale rule %q: %w", sr.line, err)
+		}
+	}
+	return nil
+}
+
+// hasArg reports whether args holds flag immediately followed by value.
+func hasArg(args []string, flag, value string) bool {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag && args[i+1] == value {
+			return true
+		}
+	}
+	return false
+}
+
+// Remove deletes every rule Install may have added (whatever the flags and
+// listener port were then). It leaves route_localnet set: the portmap plugin needs it on the
 // bridge too, for connections to host ports on 127.0.0.1.
 func (r CredentialsRoute) Remove(ctx context.Context) error {
 	if err := r.validate(); err != nil {
@@ -127,6 +162,10 @@ func (r CredentialsRoute) Remove(ctx context.Context) error {
 		if err := deleteRule(ctx, s.table, s.chain, s.rule); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// DNAT rules of earlier listener ports (see Install).
+	if err := r.removeDNAT(ctx, ""); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove credentials route: %w", err)

@@ -77,7 +77,32 @@ func TestCredentialsRoute(t *testing.T) {
 	if got := httpGet(t, sb.NetnsPath, CredentialsAddress+":80"); got != "creds for /" {
 		t.Fatalf("GET 169.254.170.2:80 from a sandbox: got %q", got)
 	}
-	if err := route.Remove(bg()); err != nil {
+	// A restart on another listener port (dev mode binds a free one)
+	// without a clean stop: the old port's DNAT rules must go.
+	moved := route
+	moved.ListenPort = route.ListenPort + 1
+	if err := moved.Install(bg()); err != nil {
+		t.Fatal(err)
+	}
+	lines = ruleLines(t, route.Comment)
+	oldDst, newDst := 0, 0
+	for _, l := range lines {
+		if strings.HasSuffix(l, fmt.Sprintf(" 127.0.0.1:%d", route.ListenPort)) {
+			oldDst++
+		}
+		if strings.HasSuffix(l, fmt.Sprintf(" 127.0.0.1:%d", moved.ListenPort)) {
+			newDst++
+		}
+	}
+	if len(lines) != 4 || oldDst != 0 || newDst != 2 {
+		t.Fatalf("after installing on port %d: want 4 rules, DNAT only to the new port; got:\n%s", moved.ListenPort, strings.Join(lines, "\n"))
+	}
+	if err := route.Install(bg()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Remove with the other port still finds the DNAT rules.
+	if err := moved.Remove(bg()); err != nil {
 		t.Fatal(err)
 	}
 	if err := route.Remove(bg()); err != nil {
