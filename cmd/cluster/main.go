@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -300,7 +299,7 @@ func newRolesBroker(ctx context.Context, cfg config.Config, acsSrv func() *acs.S
 	if err != nil {
 		return nil, err
 	}
-	key, err := rolesIDKey(filepath.Join(cfg.DataDir, "roles-id.key"))
+	key, err := roles.LoadIDKey(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -309,22 +308,4 @@ func newRolesBroker(ctx context.Context, cfg config.Config, acsSrv func() *acs.S
 		Sender: roles.SenderFunc(func(ctx context.Context, arn string, m *api.IAMRoleCredentialsMessage) error {
 			return acsSrv().SendCredentials(ctx, arn, m)
 		})})
-}
-
-// rolesIDKey reads, or creates with mode 0600, 32 random bytes at path.
-func rolesIDKey(path string) ([]byte, error) {
-	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
-		return b, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("credentials id key: %w", err)
-	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, fmt.Errorf("credentials id key: %w", err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("credentials id key: %w", err)
-	}
-	return b, nil
 }

@@ -2,14 +2,12 @@ package devmode
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -158,7 +156,7 @@ func newBroker(o EndpointOptions, acsSrv func() *acs.Server) (*roles.Broker, err
 	if err != nil {
 		return nil, err
 	}
-	key, err := idKey(filepath.Join(o.DataDir, "roles-id.key"))
+	key, err := roles.LoadIDKey(o.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -167,24 +165,6 @@ func newBroker(o EndpointOptions, acsSrv func() *acs.Server) (*roles.Broker, err
 		Sender: roles.SenderFunc(func(ctx context.Context, arn string, m *api.IAMRoleCredentialsMessage) error {
 			return acsSrv().SendCredentials(ctx, arn, m)
 		})})
-}
-
-// idKey reads, or creates with mode 0600, 32 random bytes at path.
-func idKey(path string) ([]byte, error) {
-	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
-		return b, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("credentials id key: %w", err)
-	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, fmt.Errorf("credentials id key: %w", err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("credentials id key: %w", err)
-	}
-	return b, nil
 }
 
 // listen retries briefly: a restarted endpoint reuses its old port, which
