@@ -76,6 +76,10 @@ type Options struct {
 	Logger      *slog.Logger
 }
 
+// maxAgentFrame bounds one websocket message from an agent; a larger one
+// ends the session.
+const maxAgentFrame = 64 << 10
+
 // Server serves ACS sessions. Create it with New; it is an http.Handler for
 // GET /ws and a clusterapi.TaskNotifier.
 type Server struct {
@@ -197,6 +201,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered the client
 	}
 	defer conn.Close()
+	// Without a limit gorilla/websocket buffers a frame of any size: one
+	// agent could exhaust the endpoint's memory. Agents only send
+	// acknowledgements, which are a few hundred bytes.
+	conn.SetReadLimit(maxAgentFrame)
 	if inst.Instance.Status != nil && *inst.Instance.Status == "INACTIVE" {
 		b, _ := api.EncodeFrame(&api.ErrorFrame{Type: api.TypeInactiveInstanceException, Message: "Container instance " + instanceArn + " is inactive (deregistered)."})
 		_ = conn.WriteMessage(websocket.TextMessage, b)
