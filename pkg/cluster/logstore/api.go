@@ -148,9 +148,17 @@ func (s *Store) Handler(v Verifier) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxHTTPBody))
+		// Read one byte past the limit so that an oversized body is
+		// refused as such instead of being cut and then failing its
+		// signature or JSON check with a misleading error.
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxHTTPBody+1))
 		if err != nil {
 			writeErr(w, apiErr(errSerializat, "read body: %v", err))
+			return
+		}
+		if len(body) > maxHTTPBody {
+			writeErr(w, &clusterapi.Error{Type: "RequestEntityTooLargeException", Status: http.StatusRequestEntityTooLarge,
+				Message: fmt.Sprintf("request body exceeds %d bytes", maxHTTPBody)})
 			return
 		}
 		key, err := v.Verify(r, body)
