@@ -96,6 +96,7 @@ type Issuer struct {
 // Error() as the message.
 type InvalidParameterError struct{ Message string }
 
+// Error returns the message the API answers with.
 func (e *InvalidParameterError) Error() string { return e.Message }
 
 // ErrUnknownRole is wrapped by Issue for a role that is not declared.
