@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -160,6 +161,17 @@ func Run(ctx context.Context, o Options) error {
 			!slices.Contains(cfg.Containers.AvailableLoggingDrivers, "awslogs") {
 			cfg.Containers.AvailableLoggingDrivers = append(slices.Clone(cfg.Containers.AvailableLoggingDrivers), "awslogs")
 		}
+	}
+	// Task roles are part of what dev mode lets a lab try (--dev-role), so
+	// they are on unless the operator set the key. The default credentials
+	// address is replaced by a free loopback port chosen when the agent
+	// binds it (the 169.254.170.2 route follows that port), so several dev
+	// agents, and tests, run side by side.
+	if cfg.Source("ECS_ENABLE_TASK_IAM_ROLE").Kind == config.SourceDefault {
+		cfg.IAM.EnableTaskRole = true
+	}
+	if cfg.Source("BERTH_CREDENTIALS_ADDRESS").Kind == config.SourceDefault {
+		cfg.Listen.Credentials = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 0)
 	}
 	hook, changed := member.StateChangeSignal()
 	agentCreds := credentials.StaticCredentialsProvider{Value: agentKey}

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -64,6 +66,10 @@ func TestDevModeRunTaskStopTask(t *testing.T) {
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 			t.Errorf("dev mode: %v", err)
 		}
+		// A clean stop removes the credentials route.
+		if lines := credsRules(t, s.Bridge); len(lines) != 0 {
+			t.Errorf("after a clean stop, credentials rules remain:\n%s", strings.Join(lines, "\n"))
+		}
 	})
 	e.stopTasksAtCleanup()
 
@@ -119,6 +125,33 @@ func TestDevModeRunTaskStopTask(t *testing.T) {
 			t.Fatalf("the dev agent did not register: %+v, %v", list, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Dev mode turned task roles on, with the credentials listener on a free
+	// loopback port: the DNAT of 169.254.170.2:80 points at that port.
+	var rules []string
+	for i := 0; ; i++ {
+		if rules = credsRules(t, s.Bridge); len(rules) == 2 || i == 100 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	dst := ""
+	for _, l := range rules {
+		if _, after, ok := strings.Cut(l, "--to-destination "); ok {
+			dst = after
+		}
+	}
+	if len(rules) != 2 || dst == "" || dst == "127.0.0.1:51679" {
+		t.Fatalf("credentials rules of the dev agent = %q; want the DNAT to a free port and the INPUT guard", rules)
+	}
+	if resp, err := http.Get("http://" + dst + "/v2/credentials/"); err != nil {
+		t.Errorf("GET the credentials listener at %s: %v", dst, err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET %s/v2/credentials/ = %d, want 400 (no id)", dst, resp.StatusCode)
+		}
 	}
 
 	// The container logs through awslogs: dev mode sends it to its own
@@ -194,6 +227,25 @@ func TestDevModeRunTaskStopTask(t *testing.T) {
 	if c := stopped.Containers[0]; c.ExitCode == nil || aws.ToString(c.LastStatus) != "STOPPED" {
 		t.Errorf("container = %s exit %v, want STOPPED with an exit code", aws.ToString(c.LastStatus), c.ExitCode)
 	}
+}
+
+// credsRules returns the iptables-save lines of the credentials route of the
+// agent whose bridge is bridge (the route's comment names the bridge).
+func credsRules(t *testing.T, bridge string) []string {
+	t.Helper()
+	var out []string
+	for _, table := range []string{"nat", "filter"} {
+		b, err := exec.Command("iptables-save", "-t", table).Output()
+		if err != nil {
+			t.Fatalf("iptables-save -t %s: %v", table, err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, `"berth:creds:`+bridge+`"`) {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
 }
 
 type lockedWriter struct {
