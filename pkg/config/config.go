@@ -109,6 +109,11 @@ type ImagesConfig struct {
 	// InsecureRegistries is BERTH_INSECURE_REGISTRIES: registries (host or
 	// host:port) reached over plain HTTP.
 	InsecureRegistries []string
+	// ECRRegistries is BERTH_ECR_REGISTRIES: registries (host or host:port)
+	// that take ECR GetAuthorizationToken logins, each mapped to the base
+	// URL of that API; tasks pull from them with their execution role's
+	// token, as from *.dkr.ecr.*.amazonaws.com.
+	ECRRegistries map[string]string
 	// CleanupDisabled is ECS_DISABLE_IMAGE_CLEANUP.
 	CleanupDisabled bool
 	// CleanupInterval is ECS_IMAGE_CLEANUP_INTERVAL.

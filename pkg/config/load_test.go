@@ -70,6 +70,7 @@ func TestDefaults(t *testing.T) {
 			PullInactivityTimeout: time.Minute,
 			PullTimeout:           2 * time.Hour,
 			InsecureRegistries:    []string{},
+			ECRRegistries:         map[string]string{},
 			CleanupInterval:       30 * time.Minute,
 			MinimumCleanupAge:     time.Hour,
 			DeletePerCycle:        5,

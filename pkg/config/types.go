@@ -394,6 +394,17 @@ func checkRegistryHost(s string) error {
 	return errors.New("is not a registry host or host:port")
 }
 
+func checkECRRegistry(host, endpoint string) error {
+	if err := checkRegistryHost(host); err != nil {
+		return fmt.Errorf("%q %w", host, err)
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("registry %q: endpoint %q is not an http(s) URL", host, endpoint)
+	}
+	return nil
+}
+
 func checkAttribute(k, v string) error {
 	if !attrNameRE.MatchString(k) {
 		return fmt.Errorf("attribute name %q is not allowed (1-128 letters, digits, _ . / -)", k)
