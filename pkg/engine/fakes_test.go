@@ -41,6 +41,10 @@ func (f *fakeRuntime) record(ev string) {
 }
 
 func (f *fakeRuntime) Pull(ctx context.Context, ref string) (engine.Image, error) {
+	// The agent logs in to ECR-style registries as the pulling task.
+	if engine.PullTask(ctx) == "" {
+		return engine.Image{}, fmt.Errorf("pull %s: no task in the context (engine.WithPullTask)", ref)
+	}
 	if strings.Contains(ref, "nonexistent") {
 		return engine.Image{}, fmt.Errorf("pull %s: not found", ref)
 	}

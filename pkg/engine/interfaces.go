@@ -102,6 +102,8 @@ type Observed struct {
 
 // Runtime is the part of the container runtime the engine drives.
 type Runtime interface {
+	// Pull fetches ref for a task; PullTask(ctx) names the task, so the
+	// runtime can log in with the task's execution role.
 	Pull(ctx context.Context, ref string) (Image, error)
 	Create(ctx context.Context, spec ContainerSpec) error
 	// Start starts the created container's process and returns its PID.
@@ -215,4 +217,20 @@ type LogShipper interface {
 	// Remove stops the container's shipper and forgets its position; it
 	// runs before the container's logs are deleted.
 	Remove(id string) error
+}
+
+// pullTaskKey is the context key of the task ARN a Pull is made for.
+type pullTaskKey struct{}
+
+// WithPullTask returns ctx naming taskArn as the task a Pull is made for.
+// Pull keeps its narrow signature; the task is an optional hint that only
+// registry login uses.
+func WithPullTask(ctx context.Context, taskArn string) context.Context {
+	return context.WithValue(ctx, pullTaskKey{}, taskArn)
+}
+
+// PullTask returns the task ARN set by WithPullTask, or "".
+func PullTask(ctx context.Context) string {
+	arn, _ := ctx.Value(pullTaskKey{}).(string)
+	return arn
 }

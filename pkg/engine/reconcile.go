@@ -114,9 +114,9 @@ func (r *taskRunner) advance(c *ContainerState) {
 			return
 		}
 		r.e.count(func(m *Metrics) { m.Pulls++ })
-		image := d.Image
+		image, arn := d.Image, st.Def.ARN
 		r.goOp(c.Name, "pull", true, func(ctx context.Context) event {
-			img, err := rt.Pull(ctx, image)
+			img, err := rt.Pull(WithPullTask(ctx, arn), image)
 			return event{kind: evPulled, image: img, err: err}
 		})
 	case ContainerPulled, ContainerCreated:
