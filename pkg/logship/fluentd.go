@@ -185,8 +185,11 @@ func readAck(r io.Reader, chunk string) error {
 		return errors.New("ack is not a one-entry map")
 	}
 	k, err := mpReadString(r)
-	if err != nil || k != "ack" {
-		return fmt.Errorf("ack key %q: %v", k, err)
+	if err != nil {
+		return fmt.Errorf("read ack key: %w", err)
+	}
+	if k != "ack" {
+		return fmt.Errorf("ack key is %q, want \"ack\"", k)
 	}
 	v, err := mpReadString(r)
 	if err != nil {
