@@ -228,7 +228,11 @@ func (r *Runtime) finishExit(id string, code uint32, at time.Time) ExitStatus {
 		st.OOMKilled = r.takeOOM(id)
 		return st
 	}
-	st.OOMKilled = r.cgroupOOMKilled(ctx, c) || r.takeOOM(id)
+	// takeOOM runs first, unconditionally: behind || it was skipped when the
+	// cgroup counter already said OOM, so the entry stayed in r.ooms for
+	// ever and marked a later container with the same ID as OOM-killed.
+	sawEvent := r.takeOOM(id)
+	st.OOMKilled = r.cgroupOOMKilled(ctx, c) || sawEvent
 	if _, err := c.SetLabels(ctx, map[string]string{labelExit: st.label()}); err != nil && !errdefs.IsNotFound(err) {
 		log.G(ctx).WithError(err).WithField("container", id).Warn("could not record exit status")
 	}
