@@ -33,6 +33,7 @@ type PortConflictError struct {
 	Holder string
 }
 
+// Error names the port and who holds it.
 func (e *PortConflictError) Error() string {
 	if e.Holder == "" {
 		return fmt.Sprintf("host port %d/%s is in use by a process listening on the host", e.Port, e.Protocol)
