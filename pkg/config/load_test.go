@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -165,6 +166,7 @@ func TestTypedValues(t *testing.T) {
 		`BERTH_CNI_PATH=/a:/b/c`,
 		`ECS_BACKEND_HOST=ecs.example.test`,
 		`BERTH_INSECURE_REGISTRIES=["127.0.0.1:5000","registry.lab"]`,
+		`BERTH_ECR_REGISTRIES={"registry.lab:5000":"https://ecr-api.lab"}`,
 	}, "\n"), "")
 	cfg, problems, err := Load(opts)
 	if err != nil || len(problems) != 0 {
@@ -185,6 +187,7 @@ func TestTypedValues(t *testing.T) {
 		{"cni path", cfg.Network.CNIPath, []string{"/a", "/b/c"}},
 		{"backend host gets a scheme", cfg.BackendHost, "https://ecs.example.test"},
 		{"insecure registries", cfg.Images.InsecureRegistries, []string{"127.0.0.1:5000", "registry.lab"}},
+		{"ECR registries", cfg.Images.ECRRegistries, map[string]string{"registry.lab:5000": "https://ecr-api.lab"}},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -221,6 +224,16 @@ rack = "r1"
 
 // TestProblems checks the exact text of each kind of problem, and that all
 // of them are reported by one Load.
+func TestECRRegistriesChecked(t *testing.T) {
+	for _, v := range []string{`{"registry.lab":"ftp://x"}`, `{"registry.lab":"ecr-api.lab"}`, `{"not a host":"https://x"}`} {
+		_, problems, err := Load(LoadOptions{Env: []string{"BERTH_ECR_REGISTRIES=" + v},
+			ReadFile: func(string) ([]byte, error) { return nil, fs.ErrNotExist }})
+		if !errors.Is(err, ErrInvalid) || len(problems) != 1 || !strings.Contains(problems[0].String(), "BERTH_ECR_REGISTRIES") {
+			t.Errorf("BERTH_ECR_REGISTRIES=%s: err=%v problems=%q; want one problem", v, err, problemStrings(problems))
+		}
+	}
+}
+
 func TestProblems(t *testing.T) {
 	opts := files(t,
 		"ECS_CLUSTER=ok\n"+
