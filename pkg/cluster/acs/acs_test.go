@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -318,5 +319,20 @@ func TestPayloadCarriesRoleCredentials(t *testing.T) {
 			t.Fatal("the agent's IAMRoleCredentialsAckRequest did not reach the broker")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// A running task's refresh is queued; a stopped or unknown task's is
+	// refused with roles.ErrTaskEnded, which makes the broker drop it (a
+	// task that stops on its own gets no STOPPED payload to untrack it).
+	if err := f.acs.SendCredentials(ctx, f.instanceArn, &api.IAMRoleCredentialsMessage{MessageID: "m1", TaskArn: taskArn}); err != nil {
+		t.Fatalf("SendCredentials for a running task: %v", err)
+	}
+	if _, err := f.admin.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String("c"), Task: aws.String(taskArn)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, arn := range []string{taskArn, strings.Replace(taskArn, ":task/c/", ":task/c/0000", 1)} {
+		err := f.acs.SendCredentials(ctx, f.instanceArn, &api.IAMRoleCredentialsMessage{MessageID: "m2", TaskArn: arn})
+		if !errors.Is(err, roles.ErrTaskEnded) {
+			t.Errorf("SendCredentials for stopped or unknown task %s: want roles.ErrTaskEnded, got %v", arn, err)
+		}
 	}
 }

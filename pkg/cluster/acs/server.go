@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/gorilla/websocket"
 
 	"github.com/berth-dev/berth/pkg/api"
@@ -320,8 +321,17 @@ func (s *Server) withCredentials(ctx context.Context, built []builtTask) []*api.
 
 // SendCredentials delivers a refreshed IAMRoleCredentialsMessage to the
 // instance's agent (roles.Sender). Without a session it fails; the broker
-// retries, and resends everything when the agent connects.
+// retries, and resends everything when the agent connects. For a task that
+// is gone or whose desired status is STOPPED it fails with
+// roles.ErrTaskEnded, so that the broker stops refreshing it.
 func (s *Server) SendCredentials(_ context.Context, containerInstanceArn string, m *api.IAMRoleCredentialsMessage) error {
+	ended, err := s.taskEnded(m.TaskArn)
+	if err != nil {
+		return fmt.Errorf("send credentials for %s: %w", m.TaskArn, err)
+	}
+	if ended {
+		return fmt.Errorf("send credentials for %s: %w", m.TaskArn, roles.ErrTaskEnded)
+	}
 	s.mu.Lock()
 	sess := s.sessions[containerInstanceArn]
 	s.mu.Unlock()
@@ -330,6 +340,23 @@ func (s *Server) SendCredentials(_ context.Context, containerInstanceArn string,
 	}
 	sess.enqueueOnce(m)
 	return nil
+}
+
+// taskEnded reports whether the task is gone from the store or told to stop.
+func (s *Server) taskEnded(taskArn string) (bool, error) {
+	cluster, id, ok := arnParts(taskArn, "task")
+	if !ok {
+		return true, nil
+	}
+	var t taskView
+	err := s.o.Store.View(func(tx store.Tx) error { return tx.Get(store.Tasks, cluster+"/"+id, &t) })
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("load task: %w", err)
+	}
+	return aws.ToString(t.Task.DesiredStatus) == "STOPPED", nil
 }
 
 // manifest lists the instance's tasks that have not reached STOPPED, read

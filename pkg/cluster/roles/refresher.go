@@ -13,10 +13,17 @@ import (
 
 // Sender delivers a credentials refresh to the agent of one container
 // instance; the ACS session server implements it. An error means the
-// frame was not queued (no session); the Refresher retries.
+// frame was not queued (no session); the Refresher retries, except after
+// an error wrapping ErrTaskEnded.
 type Sender interface {
 	SendCredentials(ctx context.Context, containerInstanceArn string, m *api.IAMRoleCredentialsMessage) error
 }
+
+// ErrTaskEnded is wrapped by a Sender's error when the task is gone or
+// told to stop: the Refresher then untracks it. A task that stops on its
+// own is never sent a STOPPED payload, so without this its entry stayed
+// and its credentials were reissued for as long as the endpoint ran.
+var ErrTaskEnded = errors.New("task ended")
 
 // SenderFunc adapts a function to Sender, so that the broker can be built
 // before the ACS server that sends for it.
@@ -308,6 +315,10 @@ func (r *Refresher) process(ctx context.Context, w work) {
 		return
 	}
 	if err := r.opts.Sender.SendCredentials(ctx, w.t.ContainerInstanceArn, m); err != nil {
+		if errors.Is(err, ErrTaskEnded) {
+			r.Untrack(w.t.TaskArn)
+			return
+		}
 		r.opts.Logger.Debug("send task credentials", "task", w.t.TaskArn, "instance", w.t.ContainerInstanceArn, "err", err)
 	}
 }

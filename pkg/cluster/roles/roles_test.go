@@ -301,3 +301,42 @@ func TestRunSendsOnItsOwn(t *testing.T) {
 		t.Fatal("no refresh sent within 30s for credentials expiring in 2s")
 	}
 }
+
+// endedSender answers every send with ErrTaskEnded, as the ACS server does
+// for a task that stopped on its own or was deleted.
+type endedSender struct{ calls int }
+
+func (s *endedSender) SendCredentials(context.Context, string, *api.IAMRoleCredentialsMessage) error {
+	s.calls++
+	return fmt.Errorf("send credentials: %w", ErrTaskEnded)
+}
+
+// TestRefreshUntracksEndedTask proves that a task the sender reports as
+// ended is untracked at its first refresh and never refreshed again.
+func TestRefreshUntracksEndedTask(t *testing.T) {
+	ctx := context.Background()
+	clock := &manualClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	is, err := New(Options{Roles: []RoleConfig{staticRole(appRole)}, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender := &endedSender{}
+	r, err := NewRefresher(RefresherOptions{Issuer: is, Sender: sender, RefreshBefore: 15 * time.Minute, RetryInterval: 10 * time.Second, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	placed, _ := is.Issue(ctx, Request{RoleArn: appRole, TaskArn: taskArn})
+	r.Track(Tracked{ClusterArn: "cl", ContainerInstanceArn: "ci-1", TaskArn: taskArn, RoleType: api.RoleTypeTaskApplication, Credentials: placed})
+	clock.now = clock.now.Add(45 * time.Minute)
+	if wait := r.step(ctx); wait != -1 {
+		t.Fatalf("after the sender reported the task ended: want nothing tracked (wait -1), got wait %v", wait)
+	}
+	if c := r.Current(taskArn, api.RoleTypeTaskApplication); c != nil {
+		t.Fatalf("ended task still tracked: %+v", c)
+	}
+	clock.now = clock.now.Add(time.Hour)
+	r.step(ctx)
+	if sender.calls != 1 {
+		t.Fatalf("want exactly one send attempt for an ended task, got %d", sender.calls)
+	}
+}
