@@ -690,6 +690,15 @@ func (s *Store) filterLogEvents(in filterInput) (any, error) {
 			return nil, apiErr(errInvalid, "The specified nextToken is invalid.")
 		}
 	}
+	// Only the first keep events in time order are ever answered, so no
+	// more are held: collecting the whole group made one request's memory
+	// grow with everything the group stored. A stream's events are in time
+	// order, so an event past its stream's first keep matches cannot be
+	// among the first keep overall either.
+	keep := skip + limit + 1
+	if keep <= skip { // an absurd token overflowed
+		return nil, apiErr(errInvalid, "The specified nextToken is invalid.")
+	}
 	var all []filteredEvent
 	var searched []string
 	err = s.db.View(func(tx *bolt.Tx) error {
@@ -708,7 +717,8 @@ func (s *Store) filterLogEvents(in filterInput) (any, error) {
 			if in.StartTime != nil {
 				k, v = c.Seek(eventKey(*in.StartTime, 0))
 			}
-			for ; k != nil; k, v = c.Next() {
+			found := 0
+			for ; k != nil && found < keep; k, v = c.Next() {
 				if len(k) != 16 {
 					continue
 				}
@@ -719,8 +729,15 @@ func (s *Store) filterLogEvents(in filterInput) (any, error) {
 				if !match(e.Message) {
 					continue
 				}
+				found++
 				all = append(all, filteredEvent{LogStreamName: sn, Timestamp: e.Timestamp, Message: e.Message,
 					IngestionTime: e.IngestionTime, EventID: fmt.Sprintf("%x", k)})
+			}
+			if len(all) > 2*keep {
+				// Stable, so that events with equal timestamps keep the
+				// stream order the final sort gives them.
+				sort.SliceStable(all, func(i, j int) bool { return all[i].Timestamp < all[j].Timestamp })
+				all = all[:keep]
 			}
 			return nil
 		})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -276,5 +277,66 @@ func TestRetentionAndAuth(t *testing.T) {
 		Credentials: credentials.NewStaticCredentialsProvider("BKNOPE", "x", "")})
 	if _, err := anon.DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{}); err == nil {
 		t.Fatal("an unknown key was accepted")
+	}
+}
+
+// TestFilterLogEventsPagesAcrossStreams pages FilterLogEvents with a small
+// limit over three streams whose events interleave and share timestamps:
+// the pages, joined, must be every event in time order (ties in stream
+// order), each once, although the store holds only what a page needs.
+func TestFilterLogEventsPagesAcrossStreams(t *testing.T) {
+	_, url := newStore(t, nil)
+	c := client(url, testKeyID)
+	ctx := context.Background()
+	group := aws.String("/ecs/filter")
+	if _, err := c.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: group}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(-time.Hour).Truncate(time.Second)
+	streams := []string{"a", "b", "c"}
+	type ev struct {
+		ts     int64
+		stream int
+		msg    string
+	}
+	var want []ev
+	for si, s := range streams {
+		if _, err := c.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: group, LogStreamName: aws.String(s)}); err != nil {
+			t.Fatal(err)
+		}
+		// Stream i has events every (i+1) ms: many timestamps are shared.
+		evs := events(start, 40, time.Duration(si+1)*time.Millisecond, s)
+		if _, err := c.PutLogEvents(ctx, &cloudwatchlogs.PutLogEventsInput{LogGroupName: group, LogStreamName: aws.String(s), LogEvents: evs}); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			want = append(want, ev{*e.Timestamp, si, *e.Message})
+		}
+	}
+	sort.SliceStable(want, func(i, j int) bool { return want[i].ts < want[j].ts })
+	var got []string
+	var token *string
+	for pages := 0; ; pages++ {
+		if pages > 100 {
+			t.Fatal("FilterLogEvents did not stop paging")
+		}
+		out, err := c.FilterLogEvents(ctx, &cloudwatchlogs.FilterLogEventsInput{LogGroupName: group, Limit: aws.Int32(7), NextToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range out.Events {
+			got = append(got, aws.ToString(e.Message))
+		}
+		if token = out.NextToken; token == nil {
+			break
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("paged %d events, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i].msg {
+			t.Fatalf("event %d: %q, want %q (time order, ties in stream order)", i, got[i], want[i].msg)
+		}
 	}
 }
