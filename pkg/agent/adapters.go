@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/berth-dev/berth/pkg/engine"
+	"github.com/berth-dev/berth/pkg/iam/agentiam"
 	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/runtime"
 	"github.com/berth-dev/berth/pkg/state"
@@ -24,6 +25,10 @@ import (
 // runtimeAdapter maps the engine's runtime interface onto pkg/runtime.
 type runtimeAdapter struct {
 	rt *runtime.Runtime
+	// auth, when set, gives the login for a task's pull from an ECR-style
+	// registry (the task's execution role); nil results leave the
+	// agent-wide registry credentials in force.
+	auth pullAuthorizer
 
 	// mu guards exits.
 	mu sync.Mutex
@@ -34,8 +39,15 @@ type runtimeAdapter struct {
 
 var _ engine.ContainerRuntime = (*runtimeAdapter)(nil)
 
-func newRuntimeAdapter(rt *runtime.Runtime) *runtimeAdapter {
-	return &runtimeAdapter{rt: rt, exits: map[string]<-chan runtime.ExitStatus{}}
+// pullAuthorizer picks the registry login of one task's pull.
+type pullAuthorizer interface {
+	PullCredentials(ctx context.Context, taskArn, ref string) (*runtime.Credentials, error)
+}
+
+var _ pullAuthorizer = (*agentiam.RegistryAuth)(nil)
+
+func newRuntimeAdapter(rt *runtime.Runtime, auth pullAuthorizer) *runtimeAdapter {
+	return &runtimeAdapter{rt: rt, auth: auth, exits: map[string]<-chan runtime.ExitStatus{}}
 }
 
 // engineErr maps the runtime's "does not exist" errors onto the engine's.
@@ -50,7 +62,15 @@ func engineErr(err error) error {
 }
 
 func (a *runtimeAdapter) Pull(ctx context.Context, ref string) (engine.Image, error) {
-	img, err := a.rt.Pull(ctx, ref, runtime.PullOptions{})
+	var opts runtime.PullOptions
+	if a.auth != nil {
+		creds, err := a.auth.PullCredentials(ctx, engine.PullTask(ctx), ref)
+		if err != nil {
+			return engine.Image{}, fmt.Errorf("pull %s: registry login: %w", ref, err)
+		}
+		opts.Credentials = creds
+	}
+	img, err := a.rt.Pull(ctx, ref, opts)
 	if err != nil {
 		return engine.Image{}, err
 	}

@@ -209,8 +209,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	// json-file and none.
 	logDrivers := append([]string{}, cfg.Containers.AvailableLoggingDrivers...)
 	cpu, mem := hostCapacity(cfg.Containers.ReservedMemoryMiB)
+	roles := newTaskRoles(cfg, a.log)
+	auth, err := a.registryAuth(ctx, roles)
+	if err != nil {
+		return err
+	}
 	eng, err := engine.New(engine.Options{
-		Runtime:       newRuntimeAdapter(rt),
+		Runtime:       newRuntimeAdapter(rt, auth),
 		Network:       nw,
 		Store:         storeAdapter{db: db},
 		Logs:          logRemover{},
@@ -238,7 +243,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("introspection API: listen on %s: %w", cfg.Listen.Introspection, err)
 	}
-	roles := newTaskRoles(cfg, a.log)
 	a.mu.Lock()
 	a.eng, a.db, a.listen, a.roles = eng, db, ln.Addr(), roles
 	a.mu.Unlock()

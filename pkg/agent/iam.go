@@ -5,9 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/config"
+	"github.com/berth-dev/berth/pkg/ecrauth"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/iam"
 	"github.com/berth-dev/berth/pkg/iam/agentiam"
@@ -85,4 +92,44 @@ func (a *Agent) HandleCredentials(ctx context.Context, m *api.IAMRoleCredentials
 		return &api.IAMRoleCredentialsAckRequest{MessageID: m.MessageID}, nil
 	}
 	return r.store.ApplyRefresh(m)
+}
+
+// registryAuth returns the login source of pulls from ECR-style registries
+// (*.dkr.ecr.*.amazonaws.com and BERTH_ECR_REGISTRIES): a
+// GetAuthorizationToken token made with the task's execution role, which
+// reaches the agent only with task roles on (roles non-nil), else with the
+// agent's own credentials.
+func (a *Agent) registryAuth(ctx context.Context, roles *taskRoles) (*agentiam.RegistryAuth, error) {
+	cfg := a.cfg
+	var regs []ecrauth.Registry
+	for _, host := range slices.Sorted(maps.Keys(cfg.Images.ECRRegistries)) {
+		regs = append(regs, ecrauth.Registry{Host: host, Endpoint: cfg.Images.ECRRegistries[host], Region: cfg.Region()})
+	}
+	p, err := ecrauth.New(ecrauth.Options{
+		Registries: regs,
+		// Resolved only when an ECR image is pulled without an execution role.
+		InstanceCredentials: aws.NewCredentialsCache(lazyCredentials(func() aws.CredentialsProvider { return a.agentCredentials(ctx) })),
+		HTTPClient:          awshttp.NewBuildableClient().WithTimeout(time.Minute),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registry auth: %w", err)
+	}
+	ra := &agentiam.RegistryAuth{Provider: p}
+	if roles != nil {
+		ra.Store = roles.store
+	}
+	return ra, nil
+}
+
+// lazyCredentials defers building a credentials provider (which may load
+// the SDK's configuration) to the first Retrieve.
+type lazyCredentials func() aws.CredentialsProvider
+
+// Retrieve implements aws.CredentialsProvider.
+func (l lazyCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	p := l()
+	if p == nil {
+		return aws.Credentials{}, errors.New("no AWS credentials for the agent")
+	}
+	return p.Retrieve(ctx)
 }
