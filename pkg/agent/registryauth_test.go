@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -57,6 +58,7 @@ func TestExecutionRolePull(t *testing.T) {
 
 	cfg := h.config(t)
 	cfg.IAM.EnableTaskRole = true
+	cfg.IAM.AuditLogFile = filepath.Join(t.TempDir(), "audit.log")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

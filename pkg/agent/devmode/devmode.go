@@ -170,6 +170,9 @@ func Run(ctx context.Context, o Options) error {
 	if cfg.Source("ECS_ENABLE_TASK_IAM_ROLE").Kind == config.SourceDefault {
 		cfg.IAM.EnableTaskRole = true
 	}
+	if cfg.Source("ECS_AUDIT_LOGFILE").Kind == config.SourceDefault {
+		cfg.IAM.AuditLogFile = filepath.Join(dir, "audit.log") // every file under DIR
+	}
 	if cfg.Source("BERTH_CREDENTIALS_ADDRESS").Kind == config.SourceDefault {
 		cfg.Listen.Credentials = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 0)
 	}

@@ -153,6 +153,10 @@ func TestDevModeRunTaskStopTask(t *testing.T) {
 			t.Errorf("GET %s/v2/credentials/ = %d, want 400 (no id)", dst, resp.StatusCode)
 		}
 	}
+	// Its audit log is under DIR, like every other file of dev mode.
+	if b, err := os.ReadFile(filepath.Join(dir, "audit.log")); err != nil || !strings.Contains(string(b), " 400 ") {
+		t.Errorf("DIR/audit.log = %q, %v; want the 400 line", b, err)
+	}
 
 	// The container logs through awslogs: dev mode sends it to its own
 	// CloudWatch Logs-compatible store, readable through DIR/env.
