@@ -91,7 +91,8 @@ func awsLogsEndpoint(cfg *config.Config) string {
 
 // agentCredentials are the agent's own AWS credentials: the config's
 // static keys, else the SDK's standard chain (resolved lazily, when awslogs
-// first signs a request). An options override comes first.
+// first signs a request, or an ECR login needs them). An options override
+// comes first.
 func (a *Agent) agentCredentials(ctx context.Context) aws.CredentialsProvider {
 	if a.o.awsCredentials != nil {
 		return a.o.awsCredentials
@@ -102,7 +103,7 @@ func (a *Agent) agentCredentials(ctx context.Context) aws.CredentialsProvider {
 	}
 	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.Region()))
 	if err != nil {
-		a.log.Warn("no AWS credentials for awslogs", "err", fmt.Errorf("load AWS config: %w", err))
+		a.log.Warn("no AWS credentials for awslogs and ECR logins", "err", fmt.Errorf("load AWS config: %w", err))
 		return nil
 	}
 	return ac.Credentials
