@@ -15,6 +15,7 @@ import (
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
+	"github.com/sasha-s/go-deadlock"
 )
 
 // processState is the test process's lazily started Env and image cache. It
@@ -90,6 +91,13 @@ func (p *processState) closeOnSignal() (stop func()) {
 //
 // A failed teardown turns a passing run into exit code 1.
 func Main(m *testing.M) int {
+	// Under -race, go-cni guards its config with go-deadlock's RWMutex,
+	// whose goroutine-id lookup returns 0 for every goroutine on this Go
+	// version, so two concurrent (and legal) RLocks in CNI Setup — several
+	// agents in one test process, or one agent setting up tasks in
+	// parallel — are taken for a recursive lock and the process exits.
+	// Keep the mutex, drop the detector; set before any test goroutine runs.
+	deadlock.Opts.Disable = true
 	process.mainCalled.Store(true)
 	stopWatch := process.closeOnSignal()
 	code := m.Run()

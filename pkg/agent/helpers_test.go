@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sasha-s/go-deadlock"
-
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/api"
@@ -33,12 +31,6 @@ import (
 // shim-spawned logger (the runtime points the shim at this executable) and
 // a child agent for the kill -9 tests.
 func TestMain(m *testing.M) {
-	// Under -race, go-cni guards its config with go-deadlock's RWMutex,
-	// whose goroutine-id lookup returns 0 for every goroutine on this Go
-	// version, so two concurrent (and legal) RLocks in CNI Setup are taken
-	// for a recursive lock and the process exits. The agent runs setups
-	// concurrently by design; keep the mutex, drop the detector.
-	deadlock.Opts.Disable = true
 	if len(os.Args) > 2 && os.Args[1] == logs.LoggerMode {
 		if err := logs.RunShimLogger(context.Background(), os.Args[2]); err != nil {
 			fmt.Fprintln(os.Stderr, "logger:", err)
