@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/iam"
 )
@@ -97,7 +98,7 @@ func requireWrk(b *testing.B) string {
 		}
 	}
 	msg := "wrk not found; install it with: apt-get install wrk"
-	if os.Getenv("CI") == "true" {
+	if testenv.InCI() {
 		b.Fatal(msg)
 	}
 	b.Skip(msg)

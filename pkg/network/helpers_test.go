@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // requireHost skips (or, under CI=true, fails) a test that needs root, the
@@ -45,7 +47,7 @@ func requireHost(t *testing.T) {
 		return
 	}
 	msg := fmt.Sprintf("missing %s; run as root after scripts/test-deps.sh (installs containernetworking-plugins, iptables, iproute2, busybox-static)", strings.Join(missing, ", "))
-	if os.Getenv("CI") == "true" {
+	if testenv.InCI() {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
