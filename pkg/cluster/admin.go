@@ -43,10 +43,17 @@ func OpenKeyring(dataDir string) (KeyAdmin, error) {
 				return d.DialContext(ctx, "unix", sock)
 			},
 		}}}
-		if _, err := c.List(); err == nil {
+		_, sockErr := c.List()
+		if sockErr == nil {
 			return c, nil
 		}
-		// A stale socket from a stopped endpoint: use the file.
+		// A stale socket from a stopped endpoint: use the file. If a
+		// running endpoint holds the file, say that the socket failed too.
+		db, kr, err := OpenStore(dataDir)
+		if err != nil {
+			return nil, fmt.Errorf("%w (and the admin socket %s did not answer: %v)", err, sock, sockErr)
+		}
+		return &fileAdmin{Keyring: kr, db: db}, nil
 	}
 	db, kr, err := OpenStore(dataDir)
 	if err != nil {

@@ -371,3 +371,52 @@ func TestPruneStoppedTasks(t *testing.T) {
 		t.Fatalf("DescribeTasks after pruning = %+v, %v; want the stopped task MISSING and the other kept", dt, err)
 	}
 }
+
+// TestKeysReachEndpointOnceListening: as soon as Listen returns (the moment
+// berth-cluster tells systemd READY), `keys` commands go through the admin
+// socket, even before Serve has started, instead of timing out on the
+// store file the endpoint holds.
+func TestKeysReachEndpointOnceListening(t *testing.T) {
+	dir := t.TempDir()
+	ep, err := cluster.Open(cluster.Options{Listen: "127.0.0.1:0", InsecureHTTP: true,
+		Region: testRegion, AccountID: testAccount, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := ep.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		admin cluster.KeyAdmin
+		err   error
+	}
+	opened := make(chan result, 1)
+	go func() {
+		a, err := cluster.OpenKeyring(dir)
+		opened <- result{a, err}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ep.Serve(ctx, ln) }()
+	r := <-opened
+	if r.err != nil {
+		t.Fatalf("keys while the endpoint starts: %v", r.err)
+	}
+	id, _, err := r.admin.Create(auth.RoleAdmin, time.Now())
+	if err != nil {
+		t.Fatalf("create through the admin socket: %v", err)
+	}
+	keys, err := ep.Keys().List()
+	if err != nil || len(keys) != 1 || keys[0].AccessKeyID != id {
+		t.Fatalf("endpoint keyring: %v %+v, want the key %s", err, keys, id)
+	}
+	r.admin.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if err := ep.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -86,6 +86,8 @@ type Endpoint struct {
 	keys     *auth.Keyring
 	handler  *clusterapi.Server
 	sessions SessionServer
+	// adminLn is the admin socket Listen opened, handed to Serve.
+	adminLn net.Listener
 }
 
 // OpenStore opens the data directory's store and keyring without serving;
@@ -173,6 +175,10 @@ func (e *Endpoint) Store() *store.DB { return e.db }
 
 // Close closes the session server (if it has a Close method) and the store.
 func (e *Endpoint) Close() error {
+	if e.adminLn != nil { // Listen without Serve
+		e.adminLn.Close()
+		e.adminLn = nil
+	}
 	return errors.Join(e.closeSessions(), e.db.Close())
 }
 
@@ -187,12 +193,23 @@ func (e *Endpoint) closeSessions() error {
 	return nil
 }
 
-// Listen opens the configured listener.
+// Listen opens the configured listener and the data directory's admin
+// socket, so that once it returns (and systemd has been told READY) both
+// the API and `berth-cluster keys` reach this endpoint.
 func (e *Endpoint) Listen() (net.Listener, error) {
+	adminLn, err := e.listenAdmin()
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", e.opts.Listen)
 	if err != nil {
+		adminLn.Close()
 		return nil, fmt.Errorf("listen %s: %w", e.opts.Listen, err)
 	}
+	if e.adminLn != nil {
+		e.adminLn.Close()
+	}
+	e.adminLn = adminLn
 	return ln, nil
 }
 
@@ -207,23 +224,29 @@ func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(e.opts.Logger.Handler(), slog.LevelWarn),
 	}
+	adminLn := e.adminLn
+	e.adminLn = nil
+	if adminLn == nil {
+		var err error
+		if adminLn, err = e.listenAdmin(); err != nil {
+			ln.Close()
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
 	if !e.opts.InsecureHTTP {
 		if e.opts.TLSCertFile == "" || e.opts.TLSKeyFile == "" {
 			ln.Close()
+			adminLn.Close()
 			return errors.New("serve: tls_cert and tls_key are required unless insecure_http = true")
 		}
 		cert, err := tls.LoadX509KeyPair(e.opts.TLSCertFile, e.opts.TLSKeyFile)
 		if err != nil {
 			ln.Close()
+			adminLn.Close()
 			return fmt.Errorf("serve: load TLS key pair: %w", err)
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		ln = tls.NewListener(ln, srv.TLSConfig)
-	}
-	adminLn, err := e.listenAdmin()
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("serve: %w", err)
 	}
 	admin := &http.Server{Handler: e.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
@@ -254,7 +277,7 @@ func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	err = errors.Join(e.closeSessions(), srv.Shutdown(shutdownCtx), admin.Shutdown(shutdownCtx))
+	err := errors.Join(e.closeSessions(), srv.Shutdown(shutdownCtx), admin.Shutdown(shutdownCtx))
 	for ; pending > 0; pending-- {
 		if e := <-errc; serveErr == nil || errors.Is(serveErr, http.ErrServerClosed) {
 			serveErr = e
