@@ -392,7 +392,9 @@ func (a *Agent) HandlePayload(ctx context.Context, p *api.PayloadMessage) error 
 	return errors.Join(errs...)
 }
 
-// Ready is closed once the agent has recovered its tasks and accepts payloads.
+// Ready returns once the agent has recovered its tasks and accepts
+// payloads, and, with task roles on, its credentials endpoint serves with
+// the 169.254.170.2 route in place (or has failed, which Run logs).
 func (a *Agent) Ready(ctx context.Context) error {
 	eng, err := a.engine(ctx)
 	if err != nil {
@@ -400,10 +402,13 @@ func (a *Agent) Ready(ctx context.Context) error {
 	}
 	select {
 	case <-eng.Ready():
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	a.mu.Lock()
+	roles := a.roles
+	a.mu.Unlock()
+	return roles.ready(ctx)
 }
 
 // IntrospectionAddr is the address the introspection API listens on (nil

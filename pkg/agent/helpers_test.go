@@ -295,3 +295,34 @@ func sweepNetwork(h *hostEnv) error {
 	_, err = m.Cleanup(ctx, nil, nil)
 	return err
 }
+
+// containerLog follows a container's captured log file.
+type containerLog struct {
+	t    *testing.T
+	path string
+	off  int
+}
+
+// wait returns once what appears after the offset, and moves the offset
+// past it.
+func (l *containerLog) wait(what string, timeout time.Duration) {
+	l.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(l.path)
+		if i := strings.Index(string(b[min(l.off, len(b)):]), what); i >= 0 {
+			l.off += i + len(what)
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("container log lacks %q after offset %d:\n%s", what, l.off, b[max(0, len(b)-2000):])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// skipToEnd moves the offset to the current end of the log.
+func (l *containerLog) skipToEnd() {
+	b, _ := os.ReadFile(l.path)
+	l.off = len(b)
+}

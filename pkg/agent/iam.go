@@ -29,19 +29,37 @@ type taskRoles struct {
 	cfg   *config.Config
 	store *iam.Store
 	log   *slog.Logger
+	// serving is closed once the endpoint listens with its route in
+	// place; ended once run has returned (after a failure, never serving).
+	serving, ended chan struct{}
 }
 
 func newTaskRoles(cfg *config.Config, log *slog.Logger) *taskRoles {
 	if !cfg.IAM.EnableTaskRole {
 		return nil
 	}
-	return &taskRoles{cfg: cfg, store: iam.NewStore(), log: log}
+	return &taskRoles{cfg: cfg, store: iam.NewStore(), log: log, serving: make(chan struct{}), ended: make(chan struct{})}
+}
+
+// ready returns once the endpoint serves (or has failed: run logged why).
+func (r *taskRoles) ready(ctx context.Context) error {
+	if r == nil {
+		return nil
+	}
+	select {
+	case <-r.serving:
+	case <-r.ended:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
 }
 
 // run restores the ids of recovered tasks once the engine is ready, then
 // serves the credentials and metadata endpoints (with the iptables route
 // from 169.254.170.2) until ctx ends.
 func (r *taskRoles) run(ctx context.Context, eng *engine.Engine, rt *runtime.Runtime) error {
+	defer close(r.ended)
 	select {
 	case <-eng.Ready():
 	case <-ctx.Done():
@@ -60,6 +78,7 @@ func (r *taskRoles) run(ctx context.Context, eng *engine.Engine, rt *runtime.Run
 		Route: &network.CredentialsRoute{Bridge: cfg.Network.BridgeName,
 			HostNetwork: cfg.IAM.EnableTaskRoleNetworkHost, BlockIMDS: cfg.IAM.AWSVPCBlockIMDS},
 		Logger: r.log,
+		Ready:  r.serving,
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("task roles: %w", err)

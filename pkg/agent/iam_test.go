@@ -49,23 +49,9 @@ func TestTaskRoleCredentials(t *testing.T) {
 	a, stop := h.startAgent(t, cfg)
 	handle(t, a, payload(creds, "RUNNING"))
 	st := waitTask(t, a, arn, "RUNNING", 2*time.Minute, func(st engine.TaskState) bool { return st.KnownStatus == engine.TaskRunning })
-	logPath := container(st, "probe").LogPath
-	waitLog := func(from int, what string) int {
-		t.Helper()
-		deadline := time.Now().Add(time.Minute)
-		for time.Now().Before(deadline) {
-			b, _ := os.ReadFile(logPath)
-			if i := strings.Index(string(b[min(from, len(b)):]), what); i >= 0 {
-				return from + i + len(what)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		b, _ := os.ReadFile(logPath)
-		t.Fatalf("container log lacks %q after offset %d:\n%s", what, from, b[max(0, len(b)-2000):])
-		return 0
-	}
-	off := waitLog(0, `\"AccessKeyId\":\"ASIAAGENTIAMFIRST\"`)
-	off = waitLog(off, `\"TaskARN\":\"`+arn+`\"`)
+	log := &containerLog{t: t, path: container(st, "probe").LogPath}
+	log.wait(`\"AccessKeyId\":\"ASIAAGENTIAMFIRST\"`, time.Minute)
+	log.wait(`\"TaskARN\":\"`+arn+`\"`, time.Minute)
 
 	// A refresh frame from ACS replaces the credentials.
 	refreshed := *creds
@@ -75,16 +61,16 @@ func TestTaskRoleCredentials(t *testing.T) {
 	if err != nil || ack.MessageID != "refresh-1" || ack.CredentialsID != creds.CredentialsID {
 		t.Fatalf("refresh: %+v %v", ack, err)
 	}
-	off = waitLog(off, `ASIAAGENTIAMREFRESH`)
+	log.wait(`ASIAAGENTIAMREFRESH`, time.Minute)
 
 	// Restart: the id is known again from the task's state, the secrets are not.
 	stop()
 	a2, _ := h.startAgent(t, cfg)
-	off = waitLog(off, "503 Service Unavailable")
+	log.wait("503 Service Unavailable", time.Minute)
 	final := *creds
 	final.AccessKeyID = "ASIAAGENTIAMRESENT"
 	handle(t, a2, payload(&final, "RUNNING")) // ACS redelivers the task with its credentials
-	waitLog(off, `ASIAAGENTIAMRESENT`)
+	log.wait(`ASIAAGENTIAMRESENT`, time.Minute)
 
 	handle(t, a2, payload(nil, "STOPPED"))
 	waitTask(t, a2, arn, "STOPPED", time.Minute, func(st engine.TaskState) bool { return st.KnownStatus == engine.TaskStopped })

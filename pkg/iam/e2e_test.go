@@ -79,22 +79,6 @@ func (s *sandboxTasks) TaskByAddress(ip netip.Addr) (string, bool) {
 	return "", false
 }
 
-// buildProbe compiles testdata/credprobe statically.
-func buildProbe(t *testing.T) []byte {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "credprobe")
-	cmd := exec.Command("go", "build", "-o", out, "./testdata/credprobe")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build credprobe: %v\n%s", err, b)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // serveOn runs an iam.Server on addr until the returned stop is called.
 func serveOn(t *testing.T, addr string, opts iam.Options) (stop func()) {
 	t.Helper()
@@ -137,7 +121,7 @@ func TestEndToEndBridgeTasks(t *testing.T) {
 	testenv.RequireBinaries(t, "runc", "iptables", "iptables-save", "go")
 	ctx := context.Background()
 
-	probe := buildProbe(t)
+	probe := testenv.BuildStatic(t, "github.com/berth-dev/berth/internal/testenv/cmd/credprobe")
 	reg := testenv.Registry(t)
 	img := testenv.BuildImage(t, reg, "iam/probe", testenv.ImageSpec{
 		Files: []testenv.File{{Path: "/probe", Mode: 0o755, Data: probe}},

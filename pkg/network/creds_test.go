@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // ruleLines returns the iptables-save lines carrying comment.
@@ -24,6 +26,8 @@ func ruleLines(t *testing.T, comment string) []string {
 
 func TestCredentialsRoute(t *testing.T) {
 	requireHost(t)
+	// HostNetwork installs the host-wide nat OUTPUT redirect.
+	testenv.LockHost(t, testenv.LockCredentialsRedirect)
 	tn := newTestNet(t, "creds", 17)
 	m := tn.manager(t)
 

@@ -1,0 +1,61 @@
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// LockCredentialsRedirect is the LockHost name for tests that install the
+// host-wide nat OUTPUT redirect of 169.254.170.2:80 (host-network task
+// roles): with two such rules for different listeners, the first one wins.
+const LockCredentialsRedirect = "iptables-nat-output-169.254.170.2"
+
+// LockHost holds a host-wide lock called name until the test ends. Tests of
+// different packages run in parallel processes; those that change one piece
+// of host state that cannot be made private to them (for example the nat
+// OUTPUT redirect of 169.254.170.2, which every host process shares) take
+// the same lock so they never see each other's rules.
+func LockHost(t testing.TB, name string) {
+	t.Helper()
+	RequireRoot(t)
+	path := filepath.Join(os.TempDir(), "berth-test-"+strings.NewReplacer("/", "_", " ", "_").Replace(name)+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatalf("testenv: host lock %s: %v", name, err)
+	}
+	// Blocks while another test process holds it; the lock goes with the
+	// process if that test crashes.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("testenv: host lock %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	})
+}
+
+// BuildStatic compiles the main package pkg (an import path, e.g.
+// "github.com/berth-dev/berth/internal/testenv/cmd/credprobe") with
+// CGO_ENABLED=0, so it runs in a test image with no libc, and returns the
+// binary's contents.
+func BuildStatic(t testing.TB, pkg string) []byte {
+	t.Helper()
+	RequireBinaries(t, "go")
+	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testenv: build %s: %v\n%s", pkg, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
