@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -11,13 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/api"
@@ -159,7 +155,14 @@ func startFakeIMDS(t *testing.T, subnet string) *fakeIMDS {
 	ip(append([]string{"rule", "add"}, rule...)...)
 	t.Cleanup(func() { _ = exec.Command("ip", append([]string{"rule", "del"}, rule...)...).Run() })
 
-	ln := listenInNetns(t, "/run/netns/"+ns, network.IMDSAddress+":80")
+	var ln net.Listener
+	err := network.InNetns("/run/netns/"+ns, func() (err error) {
+		ln, err = net.Listen("tcp", network.IMDSAddress+":80")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen in %s: %v", ns, err)
+	}
 	f := &fakeIMDS{}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.hits.Add(1)
@@ -169,55 +172,6 @@ func startFakeIMDS(t *testing.T, subnet string) *fakeIMDS {
 	go func() { defer close(done); _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close(); <-done })
 	return f
-}
-
-// listenInNetns opens a TCP listener inside the namespace at nsPath: the
-// socket keeps its namespace once the thread that made it returns.
-func listenInNetns(t *testing.T, nsPath, addr string) net.Listener {
-	t.Helper()
-	type result struct {
-		ln  net.Listener
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			res <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(nsPath)
-		if err != nil {
-			runtime.UnlockOSThread()
-			res <- result{err: err}
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			res <- result{err: err}
-			return
-		}
-		ln, lerr := net.Listen("tcp", addr)
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			// The thread stays locked and dies with this goroutine.
-			res <- result{ln, errors.Join(lerr, err)}
-			return
-		}
-		runtime.UnlockOSThread()
-		res <- result{ln, lerr}
-	}()
-	r := <-res
-	if r.err != nil {
-		if r.ln != nil {
-			r.ln.Close()
-		}
-		t.Fatalf("listen on %s in %s: %v", addr, nsPath, r.err)
-	}
-	return r.ln
 }
 
 // TestIMDSBlockedFromTasks: a bridge task reaches the instance metadata

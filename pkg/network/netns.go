@@ -40,9 +40,49 @@ func CreateNetns(dir, name string) (string, error) {
 		return "", fmt.Errorf("close netns file %s: %w", path, err)
 	}
 
-	// unshare changes the calling thread only, so the work happens on a
-	// thread of its own. If the thread cannot be moved back to the host
-	// namespace it stays locked and Go discards it when the goroutine ends.
+	// unshare changes the calling thread only; onNetnsThread gives it a
+	// thread of its own and moves that thread back afterwards.
+	err = onNetnsThread(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("unshare netns: %w", err)
+		}
+		return nil
+	}, func() error {
+		if err := unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind-mount netns at %s: %w", path, err)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = RemoveNetns(path)
+		return "", err
+	}
+	return path, nil
+}
+
+// InNetns runs fn on an OS thread that has joined the network namespace
+// at path; the calling goroutine's thread is not affected. Sockets fn opens
+// stay in that namespace after it returns (a listener opened there accepts
+// from any goroutine).
+func InNetns(path string, fn func() error) error {
+	target, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", path, err)
+	}
+	defer target.Close()
+	return onNetnsThread(func() error {
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("enter netns %s: %w", path, err)
+		}
+		return nil
+	}, fn)
+}
+
+// onNetnsThread runs enter and then (if enter succeeded) fn on a locked OS
+// thread of a new goroutine, then moves that thread back to the namespace
+// it started in. A thread that cannot be moved back stays locked, and Go
+// discards it when the goroutine ends.
+func onNetnsThread(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -53,27 +93,23 @@ func CreateNetns(dir, name string) (string, error) {
 			return
 		}
 		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("unshare netns: %w", err)
+		if err := enter(); err != nil {
+			// enter may have moved the thread before failing.
+			if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+				runtime.UnlockOSThread()
+			}
+			errc <- err
 			return
 		}
-		mountErr := unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, "")
+		fnErr := fn()
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("return to host netns: %w", err)
+			errc <- errors.Join(fnErr, fmt.Errorf("return to the original netns: %w", err))
 			return
 		}
 		runtime.UnlockOSThread()
-		if mountErr != nil {
-			mountErr = fmt.Errorf("bind-mount netns at %s: %w", path, mountErr)
-		}
-		errc <- mountErr
+		errc <- fnErr
 	}()
-	if err := <-errc; err != nil {
-		_ = RemoveNetns(path)
-		return "", err
-	}
-	return path, nil
+	return <-errc
 }
 
 // RemoveNetns unmounts and deletes a namespace file made by CreateNetns. A

@@ -1,46 +1,57 @@
 package network
 
 import (
+	"net"
 	"os"
-	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
-func TestCreateRemoveNetns(t *testing.T) {
-	requireHost(t)
-	dir := t.TempDir()
-	path, err := CreateNetns(dir, "bt-netns-test")
+// TestInNetns: fn runs inside the namespace (it sees only that namespace's
+// loopback), a listener opened there stays there, and a missing namespace
+// is an error that names it.
+func TestInNetns(t *testing.T) {
+	testenv.RequireRoot(t)
+	path, err := CreateNetns(t.TempDir(), "innetns")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !isNetns(path) {
-		t.Fatalf("%s is not a mounted network namespace", path)
-	}
-	if _, err := CreateNetns(dir, "bt-netns-test"); err == nil {
-		t.Fatal("creating the same name twice: want an error")
-	}
-	if !isNetns(path) {
-		t.Fatal("a failed second create removed the first namespace")
-	}
-	if err := RemoveNetns(path); err != nil {
+	t.Cleanup(func() { _ = RemoveNetns(path) })
+	self, err := os.Readlink("/proc/thread-self/ns/net")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Fatalf("%s still there after RemoveNetns: %v", path, err)
-	}
-	if err := RemoveNetns(path); err != nil {
-		t.Fatalf("second RemoveNetns: %v", err)
-	}
-	// A plain file (a crash between creating the file and mounting it) is
-	// not a namespace, and RemoveNetns deletes it.
-	plain := filepath.Join(dir, "plain")
-	if err := os.WriteFile(plain, nil, 0o444); err != nil {
+	var inside []string
+	var ln net.Listener
+	err = InNetns(path, func() error {
+		ifs, err := net.Interfaces()
+		for _, i := range ifs {
+			inside = append(inside, i.Name)
+		}
+		if err != nil {
+			return err
+		}
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if isNetns(plain) {
-		t.Fatal("a plain file counted as a namespace")
+	defer ln.Close()
+	if strings.Join(inside, ",") != "lo" {
+		t.Fatalf("interfaces inside the new namespace: %v, want only lo", inside)
 	}
-	if err := RemoveNetns(plain); err != nil {
-		t.Fatal(err)
+	// The listener is not reachable from this (the host's) namespace.
+	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Fatalf("dialled %s from the host namespace: the listener is not in the new one", ln.Addr())
+	}
+	if now, _ := os.Readlink("/proc/thread-self/ns/net"); now != self {
+		t.Fatalf("the caller's thread moved from %s to %s", self, now)
+	}
+	if err := InNetns(path+"-missing", func() error { return nil }); err == nil || !strings.Contains(err.Error(), path+"-missing") {
+		t.Fatalf("missing namespace: got %v", err)
 	}
 }
