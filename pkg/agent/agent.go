@@ -208,7 +208,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Never nil: an empty ECS_AVAILABLE_LOGGING_DRIVERS allows only
 	// json-file and none.
 	logDrivers := append([]string{}, cfg.Containers.AvailableLoggingDrivers...)
-	cpu, mem := hostCapacity(cfg.Containers.ReservedMemoryMiB)
+	cpu, mem := HostResources(cfg.Containers.ReservedMemoryMiB)
 	roles := newTaskRoles(cfg, a.log)
 	auth, err := a.registryAuth(ctx, roles)
 	if err != nil {
@@ -461,9 +461,10 @@ func (a *Agent) metadata() introspection.Metadata {
 	return md
 }
 
-// hostCapacity is what tasks may use: every CPU (1024 units each) and the
-// host's memory less ECS_RESERVED_MEMORY.
-func hostCapacity(reservedMiB int) (cpuUnits, memMiB int64) {
+// HostResources is what the instance offers tasks, as registered and as
+// the engine's capacity: every CPU at 1024 units and the host's memory in
+// MiB less reservedMiB (ECS_RESERVED_MEMORY).
+func HostResources(reservedMiB int) (cpuUnits, memMiB int64) {
 	cpuUnits = int64(goruntime.NumCPU()) * 1024
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
@@ -474,14 +475,10 @@ func hostCapacity(reservedMiB int) (cpuUnits, memMiB int64) {
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) >= 2 && fields[0] == "MemTotal:" {
-			kb, err := strconv.ParseInt(fields[1], 10, 64)
-			if err == nil {
+			if kb, err := strconv.ParseInt(fields[1], 10, 64); err == nil {
 				memMiB = kb/1024 - int64(reservedMiB)
 			}
 		}
 	}
-	if memMiB < 0 {
-		memMiB = 0
-	}
-	return cpuUnits, memMiB
+	return cpuUnits, max(memMiB, 0)
 }

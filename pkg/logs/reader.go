@@ -97,7 +97,7 @@ func Read(ctx context.Context, path string, opts ReadOptions, fn func(Entry) err
 			}
 		}
 	}()
-	for _, name := range rotatedFiles(path) {
+	for _, name := range RotatedFiles(path) {
 		f, err := os.Open(name)
 		if err != nil {
 			continue // rotated away while listing
@@ -223,8 +223,10 @@ func tailOffset(f *os.File, n int) (off int64, found int, err error) {
 	return 0, newlines, nil
 }
 
-// rotatedFiles lists path.N, oldest (highest N) first.
-func rotatedFiles(path string) []string {
+// RotatedFiles lists the rotated files of the log at path (path.N, N >= 1),
+// oldest (highest N) first; the json-file writer rotates that way and
+// pkg/logship's tailers follow the same chain.
+func RotatedFiles(path string) []string {
 	matches, _ := filepath.Glob(path + ".*")
 	type numbered struct {
 		name string

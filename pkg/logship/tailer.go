@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/berth-dev/berth/pkg/logs"
 )
 
 // maxJoined bounds a line joined from json-file pieces (the logger splits
@@ -157,28 +157,8 @@ func (t *tailer) reap() {
 	t.finished = kept
 }
 
-// chain lists the files of the log, oldest first.
-func chain(path string) []string {
-	matches, _ := filepath.Glob(path + ".*")
-	type numbered struct {
-		name string
-		n    int
-	}
-	var files []numbered
-	for _, m := range matches {
-		n, err := strconv.Atoi(strings.TrimPrefix(m, path+"."))
-		if err != nil || n < 1 {
-			continue
-		}
-		files = append(files, numbered{m, n})
-	}
-	sort.Slice(files, func(i, j int) bool { return files[i].n > files[j].n })
-	names := make([]string, 0, len(files)+1)
-	for _, f := range files {
-		names = append(names, f.name)
-	}
-	return append(names, path)
-}
+// chain lists the files of the log, oldest first, ending with path.
+func chain(path string) []string { return append(logs.RotatedFiles(path), path) }
 
 // chainEntry is one file of a listing.
 type chainEntry struct {

@@ -7,15 +7,10 @@
 package member
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	goruntime "runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -206,7 +201,7 @@ func firstErr(errc <-chan error, err error) error {
 }
 
 func registerOptions(cfg *config.Config, client *registration.Client, db *state.DB, log *slog.Logger) registration.RegisterOptions {
-	cpu, mem := HostResources(cfg.Containers.ReservedMemoryMiB)
+	cpu, mem := agent.HostResources(cfg.Containers.ReservedMemoryMiB)
 	ports := append([]uint16(nil), cfg.Ports.Reserved...)
 	if cfg.Ports.ReserveDynamic {
 		for p := int(cfg.Ports.DynamicRange.First); p <= int(cfg.Ports.DynamicRange.Last); p++ {
@@ -226,25 +221,4 @@ func registerOptions(cfg *config.Config, client *registration.Client, db *state.
 		AgentVersion: version.Version, AgentHash: version.Version,
 		Logger: log,
 	}
-}
-
-// HostResources is what the instance offers: every CPU at 1024 units and
-// the host's memory in MiB less reservedMiB.
-func HostResources(reservedMiB int) (cpuUnits, memMiB int64) {
-	cpuUnits = int64(goruntime.NumCPU()) * 1024
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return cpuUnits, 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 2 && fields[0] == "MemTotal:" {
-			if kb, err := strconv.ParseInt(fields[1], 10, 64); err == nil {
-				memMiB = kb/1024 - int64(reservedMiB)
-			}
-		}
-	}
-	return cpuUnits, max(memMiB, 0)
 }

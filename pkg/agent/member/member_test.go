@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/registration"
 )
@@ -25,11 +26,11 @@ func TestRegisterOptionsFromConfig(t *testing.T) {
 		`ECS_INSTANCE_ATTRIBUTES={"stack":"prod"}`, `ECS_CONTAINER_INSTANCE_TAGS={"team":"a"}`,
 		"ECS_DISABLE_PRIVILEGED=true", `ECS_AVAILABLE_LOGGING_DRIVERS=["json-file","awslogs","splunk"]`)
 	o := registerOptions(cfg, &registration.Client{}, nil, nil)
-	full, _ := HostResources(0)
+	full, _ := agent.HostResources(0)
 	if o.Resources.CPU != int64(goruntime.NumCPU())*1024 || o.Resources.CPU != full {
 		t.Errorf("CPU = %d, want %d (cores x 1024)", o.Resources.CPU, goruntime.NumCPU()*1024)
 	}
-	_, memAll := HostResources(0)
+	_, memAll := agent.HostResources(0)
 	if o.Resources.MemoryMiB != memAll-256 {
 		t.Errorf("MEMORY = %d, want host %d - ECS_RESERVED_MEMORY 256", o.Resources.MemoryMiB, memAll)
 	}
