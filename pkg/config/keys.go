@@ -92,7 +92,7 @@ func Keys() []Key {
 		define("ECS_DATADIR", absPath(), "/var/lib/berth", func(c *Config) *string { return &c.DataDir },
 			"Directory for berth.db, container logs and task volumes."),
 		define("ECS_CHECKPOINT", boolType(), "true", func(c *Config) *bool { return &c.Checkpoint },
-			"Persist agent state so that a restart recovers running tasks."),
+			"Persist agent state so that a restart recovers running tasks. Berth always does; `false` earns a warning."),
 		define("ECS_LOGLEVEL", enumType("log level", "debug", "info", "warn", "error", "crit"), "info",
 			func(c *Config) *string { return &c.Log.Level }, "Agent log level."),
 		define("ECS_LOGFILE", absPath(), "", func(c *Config) *string { return &c.Log.File },

@@ -186,6 +186,9 @@ func (l *loader) crossCheck() {
 	if c.Listen.Introspection == c.Listen.Credentials {
 		l.keyProblem(SeverityError, "BERTH_CREDENTIALS_ADDRESS", fmt.Sprintf("%q is also BERTH_INTROSPECTION_ADDRESS; the two listeners need different addresses", c.Listen.Credentials))
 	}
+	if !c.Checkpoint {
+		l.keyProblem(SeverityWarning, "ECS_CHECKPOINT", "false is not supported: Berth always persists task state (it is how a restart adopts running containers)")
+	}
 	if c.Images.PullInactivityTimeout > c.Images.PullTimeout {
 		l.keyProblem(SeverityWarning, "ECS_IMAGE_PULL_INACTIVITY_TIMEOUT", "is longer than ECS_IMAGE_PULL_TIMEOUT, so it never fires")
 	}

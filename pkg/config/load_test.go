@@ -389,7 +389,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 }
 
 func TestCrossChecks(t *testing.T) {
-	opts := files(t, "ECS_ENGINE_AUTH_DATA={}\nECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true\n", "",
+	opts := files(t, "ECS_ENGINE_AUTH_DATA={}\nECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true\nECS_CHECKPOINT=false\n", "",
 		"BERTH_CREDENTIALS_ADDRESS=127.0.0.1:51678")
 	_, problems, err := Load(opts)
 	if err == nil {
@@ -399,6 +399,7 @@ func TestCrossChecks(t *testing.T) {
 		opts.ConfigPath + ":1: ECS_ENGINE_AUTH_DATA: is set but ECS_ENGINE_AUTH_TYPE is not (allowed: docker, dockercfg)",
 		opts.ConfigPath + ":2: ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST: warning: has no effect unless ECS_ENABLE_TASK_IAM_ROLE=true",
 		`environment: BERTH_CREDENTIALS_ADDRESS: "127.0.0.1:51678" is also BERTH_INTROSPECTION_ADDRESS; the two listeners need different addresses`,
+		opts.ConfigPath + ":3: ECS_CHECKPOINT: warning: false is not supported: Berth always persists task state (it is how a restart adopts running containers)",
 	}
 	if got := problemStrings(problems); !reflect.DeepEqual(got, want) {
 		t.Errorf("problems:\n got  %q\n want %q", got, want)
