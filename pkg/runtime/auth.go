@@ -104,10 +104,12 @@ func (e dockerAuthEntry) credentials() (Credentials, error) {
 	return c, nil
 }
 
-// LoadDockerConfig reads the "auths" of a Docker client config file
-// (~/.docker/config.json). A missing file is no credentials. Credential
-// helpers ("credsStore", "credHelpers") are not run.
-func LoadDockerConfig(path string) (EngineAuth, error) {
+// LoadDockerConfig reads the credential settings of a Docker client config
+// file (~/.docker/config.json): "auths", "credsStore" and "credHelpers".
+// Helpers are not run here but by DockerConfig.Lookup, when a registry asks
+// for credentials. A missing file or an empty path is a nil config (no
+// credentials).
+func LoadDockerConfig(path string) (*DockerConfig, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -119,19 +121,30 @@ func LoadDockerConfig(path string) (EngineAuth, error) {
 		return nil, fmt.Errorf("read docker config: %w", err)
 	}
 	var f struct {
-		Auths map[string]dockerAuthEntry `json:"auths"`
+		Auths       map[string]dockerAuthEntry `json:"auths"`
+		CredsStore  string                     `json:"credsStore"`
+		CredHelpers map[string]string          `json:"credHelpers"`
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, fmt.Errorf("parse docker config %s: %w", path, err)
 	}
-	out := EngineAuth{}
+	out := &DockerConfig{
+		Auths:       EngineAuth{},
+		CredsStore:  f.CredsStore,
+		CredHelpers: f.CredHelpers,
+		authKeys:    map[string]string{},
+	}
 	for k, v := range f.Auths {
+		host := RegistryHost(k)
+		if prev, ok := out.authKeys[host]; !ok || k < prev {
+			out.authKeys[host] = k
+		}
 		c, err := v.credentials()
 		if err != nil {
 			// An entry without secrets (credsStore keeps them) is not an error.
 			continue
 		}
-		out[RegistryHost(k)] = c
+		out.Auths[host] = c
 	}
 	return out, nil
 }

@@ -75,8 +75,9 @@ const pulledLabel = "io.berth.pulled"
 type RegistryOptions struct {
 	// EngineAuth are agent-wide credentials (see ParseEngineAuth).
 	EngineAuth EngineAuth
-	// DockerConfigPath is a Docker client config.json whose "auths" are
-	// used after EngineAuth; empty means none.
+	// DockerConfigPath is a Docker client config.json whose credentials
+	// ("credHelpers", "credsStore", "auths", as the Docker CLI ranks them)
+	// are used after EngineAuth; empty means none.
 	DockerConfigPath string
 	// HostsDir is containerd's certs.d layout (<dir>/<host>/hosts.toml) for
 	// mirrors, CAs and client certificates.
@@ -339,6 +340,9 @@ func (r *Runtime) registryHosts(ctx context.Context, ref string, creds *Credenti
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("ignoring docker config")
 	}
+	// containerd asks only when a registry challenges, so helpers run for
+	// registries that need credentials, at most once per host and pull.
+	dockerCreds := newPullCredentials(dockerCfg)
 	credFn := func(host string) (string, string, error) {
 		var c Credentials
 		var ok bool
@@ -349,7 +353,11 @@ func (r *Runtime) registryHosts(ctx context.Context, ref string, creds *Credenti
 			c, ok = r.opts.Registry.EngineAuth.lookup(host)
 		}
 		if !ok {
-			c, ok = dockerCfg.lookup(host)
+			var err error
+			if c, ok, err = dockerCreds.lookup(ctx, host); err != nil {
+				// Never anonymous instead: the operator configured a helper.
+				return "", "", err
+			}
 		}
 		if !ok {
 			return "", "", nil

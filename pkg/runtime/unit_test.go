@@ -150,20 +150,27 @@ func TestParseEngineAuth(t *testing.T) {
 func TestLoadDockerConfig(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "config.json")
 	b64 := base64.StdEncoding.EncodeToString([]byte("al:pw"))
-	os.WriteFile(p, []byte(`{"auths":{"https://index.docker.io/v1/":{"auth":"`+b64+`"},"helper.example":{},"tok.example":{"identitytoken":"T"}},"credsStore":"desktop"}`), 0o600)
+	os.WriteFile(p, []byte(`{"auths":{"https://index.docker.io/v1/":{"auth":"`+b64+`"},"https://helper.example":{},"tok.example":{"identitytoken":"T"}},`+
+		`"credsStore":"desktop","credHelpers":{"ecr.example":"ecr-login"}}`), 0o600)
 	got, err := LoadDockerConfig(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := EngineAuth{"docker.io": {Username: "al", Password: "pw"}, "tok.example": {IdentityToken: "T"}}
+	want := &DockerConfig{
+		Auths:       EngineAuth{"docker.io": {Username: "al", Password: "pw"}, "tok.example": {IdentityToken: "T"}},
+		CredsStore:  "desktop",
+		CredHelpers: map[string]string{"ecr.example": "ecr-login"},
+		authKeys:    map[string]string{"docker.io": "https://index.docker.io/v1/", "helper.example": "https://helper.example", "tok.example": "tok.example"},
+	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
-	if c, ok := got.lookup("registry-1.docker.io"); !ok || c.Username != "al" {
-		t.Errorf("lookup of registry-1.docker.io = %+v, %v", c, ok)
-	}
 	if a, err := LoadDockerConfig(filepath.Join(t.TempDir(), "missing.json")); err != nil || a != nil {
 		t.Errorf("missing file: %v, %v", a, err)
+	}
+	os.WriteFile(p, []byte(`{"credHelpers":["not","a","map"]}`), 0o600)
+	if _, err := LoadDockerConfig(p); err == nil {
+		t.Error("credHelpers of the wrong type: no error")
 	}
 }
 
