@@ -151,13 +151,14 @@ func (s *Server) listAttributes(c *call, in *ecs.ListAttributesInput) (smithy.Se
 	if in.AttributeValue != nil && in.AttributeName == nil {
 		return nil, invalidParam("attributeValue requires attributeName.")
 	}
+	// The attributes are paged by their keys, unique per instance and name.
 	var out []types.Attribute
 	var keys []string
-	err = s.opts.Store.View(func(tx store.Tx) error {
+	page, next, err := s.listPage(in.MaxResults, in.NextToken, func(tx store.Tx) ([]string, error) {
 		if _, err := activeCluster(tx, cluster); err != nil {
-			return err
+			return nil, err
 		}
-		return tx.ForEach(store.Instances, cluster+"/", func(_ string, raw []byte) error {
+		err := tx.ForEach(store.Instances, cluster+"/", func(_ string, raw []byte) error {
 			var rec instanceRecord
 			if err := decode(raw, &rec); err != nil {
 				return err
@@ -179,11 +180,8 @@ func (s *Server) listAttributes(c *call, in *ecs.ListAttributesInput) (smithy.Se
 			}
 			return nil
 		})
+		return keys, err
 	})
-	if err != nil {
-		return nil, err
-	}
-	page, next, err := paginate(keys, in.MaxResults, in.NextToken, 100)
 	if err != nil {
 		return nil, err
 	}

@@ -184,9 +184,9 @@ func (s *Server) deleteCluster(c *call, in *ecs.DeleteClusterInput) (smithy.Seri
 }
 
 func (s *Server) listClusters(c *call, in *ecs.ListClustersInput) (smithy.Serializable, error) {
-	var arns []string
-	err := s.opts.Store.View(func(tx store.Tx) error {
-		return tx.ForEach(store.Clusters, "", func(_ string, raw []byte) error {
+	page, next, err := s.listPage(in.MaxResults, in.NextToken, func(tx store.Tx) ([]string, error) {
+		var arns []string
+		err := tx.ForEach(store.Clusters, "", func(_ string, raw []byte) error {
 			var rec clusterRecord
 			if err := decode(raw, &rec); err != nil {
 				return err
@@ -196,15 +196,12 @@ func (s *Server) listClusters(c *call, in *ecs.ListClustersInput) (smithy.Serial
 			}
 			return nil
 		})
+		return arns, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	page, next, err := paginate(arns, in.MaxResults, in.NextToken, 100)
-	if err != nil {
-		return nil, err
-	}
-	return &ecs.ListClustersOutput{ClusterArns: nonNil(page), NextToken: next}, nil
+	return &ecs.ListClustersOutput{ClusterArns: page, NextToken: next}, nil
 }
 
 func (s *Server) describeClusters(c *call, in *ecs.DescribeClustersInput) (smithy.Serializable, error) {
@@ -215,33 +212,36 @@ func (s *Server) describeClusters(c *call, in *ecs.DescribeClustersInput) (smith
 	if len(refs) > 100 {
 		return nil, invalidParam("Clusters can have at most 100 items.")
 	}
-	out := &ecs.DescribeClustersOutput{Clusters: []types.Cluster{}, Failures: []types.Failure{}}
+	out := &ecs.DescribeClustersOutput{Clusters: []types.Cluster{}}
 	err := s.opts.Store.View(func(tx store.Tx) error {
-		for _, ref := range refs {
-			name, err := s.clusterName(aws.String(ref))
-			var rec clusterRecord
-			if err == nil {
-				err = tx.Get(store.Clusters, name, &rec)
-			}
-			if err != nil {
-				if errors.Is(err, store.ErrNotFound) || isAPIError(err) {
-					out.Failures = append(out.Failures, types.Failure{Arn: aws.String(ref), Reason: aws.String("MISSING")})
-					continue
-				}
-				return err
-			}
-			cl, err := withCounts(tx, &rec)
+		var err error
+		out.Failures, err = lookupEach(refs, func(ref string) (*clusterRecord, bool, error) {
+			return s.loadCluster(tx, ref)
+		}, asGiven, func(rec *clusterRecord) error {
+			cl, err := withCounts(tx, rec)
 			if err != nil {
 				return err
 			}
 			out.Clusters = append(out.Clusters, cl)
-		}
-		return nil
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// loadCluster resolves a cluster name or ARN to its record, of any status
+// (DescribeClusters shows INACTIVE ones too); ok is false when it names none.
+func (s *Server) loadCluster(tx store.Tx, ref string) (*clusterRecord, bool, error) {
+	name, err := s.clusterName(aws.String(ref))
+	if err != nil {
+		// clusterName fails only for a reference no cluster can have.
+		return nil, false, nil
+	}
+	return getRecord[clusterRecord](tx, store.Clusters, name)
 }
 
 func isAPIError(err error) bool {

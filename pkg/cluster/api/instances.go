@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 	"sort"
 	"strconv"
@@ -151,14 +150,7 @@ func (s *Server) loadInstance(tx store.Tx, cluster, ref string) (*instanceRecord
 	if !ok {
 		return nil, false, nil
 	}
-	var rec instanceRecord
-	if err := tx.Get(store.Instances, instanceKey(cluster, id), &rec); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, false, nil
-		}
-		return nil, false, err
-	}
-	return &rec, true, nil
+	return getRecord[instanceRecord](tx, store.Instances, instanceKey(cluster, id))
 }
 
 // mayActOn enforces that an agent key acts only on the instances it registered.
@@ -333,10 +325,9 @@ func (s *Server) listContainerInstances(c *call, in *ecs.ListContainerInstancesI
 		}
 		want = map[string]bool{string(in.Status): true}
 	}
-	var arns []string
-	err = s.opts.Store.View(func(tx store.Tx) error {
+	page, next, err := s.listPage(in.MaxResults, in.NextToken, func(tx store.Tx) ([]string, error) {
 		if _, err := activeCluster(tx, cluster); err != nil {
-			return err
+			return nil, err
 		}
 		var recs []*instanceRecord
 		err := tx.ForEach(store.Instances, cluster+"/", func(_ string, raw []byte) error {
@@ -350,22 +341,19 @@ func (s *Server) listContainerInstances(c *call, in *ecs.ListContainerInstancesI
 			return nil
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		recs, err = s.filterInstances(tx, cluster, recs, aws.ToString(in.Filter))
+		var arns []string
 		for _, rec := range recs {
 			arns = append(arns, *rec.Instance.ContainerInstanceArn)
 		}
-		return err
+		return arns, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	page, next, err := paginate(arns, in.MaxResults, in.NextToken, 100)
-	if err != nil {
-		return nil, err
-	}
-	return &ecs.ListContainerInstancesOutput{ContainerInstanceArns: nonNil(page), NextToken: next}, nil
+	return &ecs.ListContainerInstancesOutput{ContainerInstanceArns: page, NextToken: next}, nil
 }
 
 func (s *Server) describeContainerInstances(c *call, in *ecs.DescribeContainerInstancesInput) (smithy.Serializable, error) {
@@ -376,27 +364,22 @@ func (s *Server) describeContainerInstances(c *call, in *ecs.DescribeContainerIn
 	if len(in.ContainerInstances) == 0 || len(in.ContainerInstances) > 100 {
 		return nil, invalidParam("containerInstances must have between 1 and 100 items.")
 	}
-	out := &ecs.DescribeContainerInstancesOutput{ContainerInstances: []types.ContainerInstance{}, Failures: []types.Failure{}}
+	out := &ecs.DescribeContainerInstancesOutput{ContainerInstances: []types.ContainerInstance{}}
 	err = s.opts.Store.View(func(tx store.Tx) error {
 		if _, err := activeCluster(tx, cluster); err != nil {
 			return err
 		}
-		for _, ref := range in.ContainerInstances {
-			rec, ok, err := s.loadInstance(tx, cluster, ref)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				out.Failures = append(out.Failures, types.Failure{Arn: aws.String(ref), Reason: aws.String("MISSING")})
-				continue
-			}
+		out.Failures, err = lookupEach(in.ContainerInstances, func(ref string) (*instanceRecord, bool, error) {
+			return s.loadInstance(tx, cluster, ref)
+		}, asGiven, func(rec *instanceRecord) error {
 			v, err := rec.view(tx)
 			if err != nil {
 				return err
 			}
 			out.ContainerInstances = append(out.ContainerInstances, v)
-		}
-		return nil
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -415,24 +398,20 @@ func (s *Server) updateContainerInstancesState(c *call, in *ecs.UpdateContainerI
 	if len(in.ContainerInstances) == 0 || len(in.ContainerInstances) > 10 {
 		return nil, invalidParam("containerInstances must have between 1 and 10 items.")
 	}
-	out := &ecs.UpdateContainerInstancesStateOutput{ContainerInstances: []types.ContainerInstance{}, Failures: []types.Failure{}}
+	out := &ecs.UpdateContainerInstancesStateOutput{ContainerInstances: []types.ContainerInstance{}}
 	err = s.opts.Store.Update(func(tx store.Tx) error {
 		if _, err := activeCluster(tx, cluster); err != nil {
 			return err
 		}
-		for _, ref := range in.ContainerInstances {
+		out.Failures, err = lookupEach(in.ContainerInstances, func(ref string) (*instanceRecord, bool, error) {
+			// A deregistered instance is gone as far as its state goes.
 			rec, ok, err := s.loadInstance(tx, cluster, ref)
-			if err != nil {
-				return err
-			}
-			if !ok || aws.ToString(rec.Instance.Status) == "INACTIVE" {
-				out.Failures = append(out.Failures, types.Failure{Arn: aws.String(ref), Reason: aws.String("MISSING")})
-				continue
-			}
+			return rec, ok && aws.ToString(rec.Instance.Status) != "INACTIVE", err
+		}, asGiven, func(rec *instanceRecord) error {
 			if aws.ToString(rec.Instance.Status) != string(in.Status) {
 				rec.Instance.Status = aws.String(string(in.Status))
 				rec.Instance.Version++
-				if err := tx.Put(store.Instances, instanceKey(cluster, lastSegment(*rec.Instance.ContainerInstanceArn)), rec); err != nil {
+				if err := s.putInstance(tx, rec); err != nil {
 					return err
 				}
 			}
@@ -441,8 +420,9 @@ func (s *Server) updateContainerInstancesState(c *call, in *ecs.UpdateContainerI
 				return err
 			}
 			out.ContainerInstances = append(out.ContainerInstances, v)
-		}
-		return nil
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -5,12 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/berth-dev/berth/pkg/cluster/scheduler"
 	"github.com/berth-dev/berth/pkg/cluster/store"
@@ -132,17 +132,14 @@ func (s *Server) clusterName(ref *string) (string, error) {
 
 // activeCluster loads an ACTIVE cluster or fails with ClusterNotFoundException.
 func activeCluster(tx store.Tx, name string) (*clusterRecord, error) {
-	var rec clusterRecord
-	if err := tx.Get(store.Clusters, name, &rec); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, clusterNotFound()
-		}
+	rec, ok, err := getRecord[clusterRecord](tx, store.Clusters, name)
+	if err != nil {
 		return nil, err
 	}
-	if rec.Cluster.Status == nil || *rec.Cluster.Status != "ACTIVE" {
+	if !ok || aws.ToString(rec.Cluster.Status) != "ACTIVE" {
 		return nil, clusterNotFound()
 	}
-	return &rec, nil
+	return rec, nil
 }
 
 // resourceID resolves an id or an ARN of the given kind ("task",

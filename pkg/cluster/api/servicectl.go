@@ -418,23 +418,14 @@ func (r *reconciler) launch(req *scheduler.Request, d scheduler.Demand, td *type
 	if svc.PropagateTags == types.PropagateTagsService {
 		p.tags = svc.Tags
 	}
-	t, err := r.s.newTask(&call{now: r.now}, p, *inst.Instance.ContainerInstanceArn, d)
-	if err != nil {
-		return false, err
-	}
-	t.ServiceSawStop = false
-	inst.take(d)
 	r.wrote = true
-	if err := r.s.putTask(r.tx, t); err != nil {
-		return false, err
-	}
-	if err := r.s.putInstance(r.tx, inst); err != nil {
+	t, err := r.s.placeTask(&call{now: r.now}, r.tx, p, inst, d)
+	if err != nil {
 		return false, err
 	}
 	r.tasks = append(r.tasks, &svcTask{rec: t, inst: inst, idx: idx, live: true, active: true})
 	r.started = append(r.started, lastSegment(*t.Task.TaskArn))
-	r.changes = append(r.changes, TaskChange{ClusterArn: *t.Task.ClusterArn, ContainerInstanceArn: *t.Task.ContainerInstanceArn,
-		TaskArn: *t.Task.TaskArn, DesiredStatus: "RUNNING", Placed: true})
+	r.changes = append(r.changes, placedChange(t))
 	r.rec.Steady = false
 	return true, nil
 }
@@ -497,8 +488,7 @@ func (r *reconciler) stop(t *svcTask, reason string) {
 	}
 	r.note(r.s.putTask(r.tx, rec))
 	r.stopped = append(r.stopped, lastSegment(*rec.Task.TaskArn))
-	r.changes = append(r.changes, TaskChange{ClusterArn: aws.ToString(rec.Task.ClusterArn), ContainerInstanceArn: aws.ToString(rec.Task.ContainerInstanceArn),
-		TaskArn: *rec.Task.TaskArn, DesiredStatus: "STOPPED"})
+	r.changes = append(r.changes, stoppingChange(&rec.Task))
 	r.rec.Steady = false
 }
 

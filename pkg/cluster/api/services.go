@@ -2,9 +2,9 @@ package api
 
 import (
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -68,14 +68,7 @@ func (s *Server) loadService(tx store.Tx, cluster, ref string) (*serviceRecord, 
 	if !ok {
 		return nil, false, nil
 	}
-	var rec serviceRecord
-	if err := tx.Get(store.Services, serviceKey(cluster, name), &rec); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, false, nil
-		}
-		return nil, false, err
-	}
-	return &rec, true, nil
+	return getRecord[serviceRecord](tx, store.Services, serviceKey(cluster, name))
 }
 
 func (s *Server) putService(tx store.Tx, rec *serviceRecord) error {
@@ -477,24 +470,17 @@ func (s *Server) describeServices(c *call, in *ecs.DescribeServicesInput) (smith
 	if len(in.Services) == 0 || len(in.Services) > 10 {
 		return nil, invalidParam("services must have between 1 and 10 items.")
 	}
-	withTags := false
-	for _, f := range in.Include {
-		withTags = withTags || f == types.ServiceFieldTags
-	}
-	out := &ecs.DescribeServicesOutput{Services: []types.Service{}, Failures: []types.Failure{}}
+	withTags := slices.Contains(in.Include, types.ServiceFieldTags)
+	out := &ecs.DescribeServicesOutput{Services: []types.Service{}}
 	err = s.opts.Store.View(func(tx store.Tx) error {
 		if _, err := activeCluster(tx, cluster); err != nil {
 			return err
 		}
-		for _, ref := range in.Services {
-			rec, ok, err := s.loadService(tx, cluster, ref)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				out.Failures = append(out.Failures, types.Failure{Arn: aws.String(s.serviceArn(cluster, lastSegment(ref))), Reason: aws.String("MISSING")})
-				continue
-			}
+		// ECS names a missing service by the ARN it would have.
+		failureArn := func(ref string) string { return s.serviceArn(cluster, lastSegment(ref)) }
+		out.Failures, err = lookupEach(in.Services, func(ref string) (*serviceRecord, bool, error) {
+			return s.loadService(tx, cluster, ref)
+		}, failureArn, func(rec *serviceRecord) error {
 			svc, err := s.withCounts(tx, rec)
 			if err != nil {
 				return err
@@ -503,8 +489,9 @@ func (s *Server) describeServices(c *call, in *ecs.DescribeServicesInput) (smith
 				svc.Tags = nil
 			}
 			out.Services = append(out.Services, svc)
-		}
-		return nil
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -517,12 +504,12 @@ func (s *Server) listServices(c *call, in *ecs.ListServicesInput) (smithy.Serial
 	if err != nil {
 		return nil, err
 	}
-	var arns []string
-	err = s.opts.Store.View(func(tx store.Tx) error {
+	page, next, err := s.listPage(in.MaxResults, in.NextToken, func(tx store.Tx) ([]string, error) {
 		if _, err := activeCluster(tx, cluster); err != nil {
-			return err
+			return nil, err
 		}
-		return tx.ForEach(store.Services, cluster+"/", func(_ string, raw []byte) error {
+		var arns []string
+		err := tx.ForEach(store.Services, cluster+"/", func(_ string, raw []byte) error {
 			var rec serviceRecord
 			if err := decode(raw, &rec); err != nil {
 				return err
@@ -537,14 +524,11 @@ func (s *Server) listServices(c *call, in *ecs.ListServicesInput) (smithy.Serial
 			arns = append(arns, aws.ToString(svc.ServiceArn))
 			return nil
 		})
+		sort.Strings(arns)
+		return arns, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(arns)
-	page, next, err := paginate(arns, in.MaxResults, in.NextToken, 100)
-	if err != nil {
-		return nil, err
-	}
-	return &ecs.ListServicesOutput{ServiceArns: nonNil(page), NextToken: next}, nil
+	return &ecs.ListServicesOutput{ServiceArns: page, NextToken: next}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -459,20 +460,21 @@ func (s *Server) findTaskDefinition(tx store.Tx, ref string) (*taskDefRecord, er
 	if !nameRE.MatchString(family) {
 		return nil, notFound
 	}
-	var rec taskDefRecord
 	if hasRev {
 		rev, err := strconv.ParseInt(revStr, 10, 32)
 		if err != nil || rev < 1 {
 			return nil, notFound
 		}
-		if err := tx.Get(store.TaskDefinitions, taskDefKey(family, int32(rev)), &rec); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil, notFound
-			}
+		rec, ok, err := getRecord[taskDefRecord](tx, store.TaskDefinitions, taskDefKey(family, int32(rev)))
+		if err != nil {
 			return nil, err
 		}
-		return &rec, nil
+		if !ok {
+			return nil, notFound
+		}
+		return rec, nil
 	}
+	var rec taskDefRecord
 	found := false
 	err := tx.ForEach(store.TaskDefinitions, family+":", func(_ string, raw []byte) error {
 		var r taskDefRecord
@@ -536,10 +538,8 @@ func (s *Server) describeTaskDefinition(c *call, in *ecs.DescribeTaskDefinitionI
 			return err
 		}
 		out.TaskDefinition = &rec.TaskDefinition
-		for _, f := range in.Include {
-			if f == types.TaskDefinitionFieldTags {
-				out.Tags = rec.Tags
-			}
+		if slices.Contains(in.Include, types.TaskDefinitionFieldTags) {
+			out.Tags = rec.Tags
 		}
 		return nil
 	})
@@ -565,10 +565,10 @@ func (s *Server) listTaskDefinitions(c *call, in *ecs.ListTaskDefinitionsInput) 
 		rev    int32
 		arn    string
 	}
-	var items []item
 	prefix := aws.ToString(in.FamilyPrefix)
-	err := s.opts.Store.View(func(tx store.Tx) error {
-		return tx.ForEach(store.TaskDefinitions, prefix, func(_ string, raw []byte) error {
+	page, next, err := s.listPage(in.MaxResults, in.NextToken, func(tx store.Tx) ([]string, error) {
+		var items []item
+		err := tx.ForEach(store.TaskDefinitions, prefix, func(_ string, raw []byte) error {
 			var r taskDefRecord
 			if err := decode(raw, &r); err != nil {
 				return err
@@ -578,31 +578,29 @@ func (s *Server) listTaskDefinitions(c *call, in *ecs.ListTaskDefinitionsInput) 
 			}
 			return nil
 		})
+		if err != nil {
+			return nil, err
+		}
+		// ECS sorts by family name, then revision.
+		sort.Slice(items, func(i, j int) bool {
+			if items[i].family != items[j].family {
+				return items[i].family < items[j].family
+			}
+			return items[i].rev < items[j].rev
+		})
+		if in.Sort == types.SortOrderDesc {
+			slices.Reverse(items)
+		}
+		arns := make([]string, len(items))
+		for i, it := range items {
+			arns[i] = it.arn
+		}
+		return arns, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	// ECS sorts by family name, then revision.
-	sort.Slice(items, func(i, j int) bool {
-		if items[i].family != items[j].family {
-			return items[i].family < items[j].family
-		}
-		return items[i].rev < items[j].rev
-	})
-	if in.Sort == types.SortOrderDesc {
-		for i, j := 0, len(items)-1; i < j; i, j = i+1, j-1 {
-			items[i], items[j] = items[j], items[i]
-		}
-	}
-	arns := make([]string, len(items))
-	for i, it := range items {
-		arns[i] = it.arn
-	}
-	page, next, err := paginate(arns, in.MaxResults, in.NextToken, 100)
-	if err != nil {
-		return nil, err
-	}
-	return &ecs.ListTaskDefinitionsOutput{TaskDefinitionArns: nonNil(page), NextToken: next}, nil
+	return &ecs.ListTaskDefinitionsOutput{TaskDefinitionArns: page, NextToken: next}, nil
 }
 
 func (s *Server) listTaskDefinitionFamilies(c *call, in *ecs.ListTaskDefinitionFamiliesInput) (smithy.Serializable, error) {
@@ -615,17 +613,17 @@ func (s *Server) listTaskDefinitionFamilies(c *call, in *ecs.ListTaskDefinitionF
 	default:
 		return nil, invalidParam("status must be ACTIVE, INACTIVE or ALL.")
 	}
-	active := map[string]bool{}
-	var families []string
 	prefix := aws.ToString(in.FamilyPrefix)
-	err := s.opts.Store.View(func(tx store.Tx) error {
+	page, next, err := s.listPage(in.MaxResults, in.NextToken, func(tx store.Tx) ([]string, error) {
+		var families []string
 		if err := tx.ForEach(store.Families, prefix, func(k string, _ []byte) error {
 			families = append(families, k)
 			return nil
 		}); err != nil {
-			return err
+			return nil, err
 		}
-		return tx.ForEach(store.TaskDefinitions, prefix, func(_ string, raw []byte) error {
+		active := map[string]bool{}
+		err := tx.ForEach(store.TaskDefinitions, prefix, func(_ string, raw []byte) error {
 			var r taskDefRecord
 			if err := decode(raw, &r); err != nil {
 				return err
@@ -635,24 +633,24 @@ func (s *Server) listTaskDefinitionFamilies(c *call, in *ecs.ListTaskDefinitionF
 			}
 			return nil
 		})
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, f := range families {
+			switch {
+			case status == types.TaskDefinitionFamilyStatusAll,
+				status == types.TaskDefinitionFamilyStatusActive && active[f],
+				status == types.TaskDefinitionFamilyStatusInactive && !active[f]:
+				out = append(out, f)
+			}
+		}
+		return out, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, f := range families {
-		switch {
-		case status == types.TaskDefinitionFamilyStatusAll,
-			status == types.TaskDefinitionFamilyStatusActive && active[f],
-			status == types.TaskDefinitionFamilyStatusInactive && !active[f]:
-			out = append(out, f)
-		}
-	}
-	page, next, err := paginate(out, in.MaxResults, in.NextToken, 100)
-	if err != nil {
-		return nil, err
-	}
-	return &ecs.ListTaskDefinitionFamiliesOutput{Families: nonNil(page), NextToken: next}, nil
+	return &ecs.ListTaskDefinitionFamiliesOutput{Families: page, NextToken: next}, nil
 }
 
 // requiredAttributes lists the capability attributes an instance must have

@@ -1,8 +1,8 @@
 package api
 
 import (
-	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -247,6 +247,35 @@ func (s *Server) taskParamsFor(tx store.Tx, cluster string, tdRef *string, ov *t
 	return p, nil
 }
 
+// placeTask creates a task of p on inst, takes its demand d there and
+// stores both.
+func (s *Server) placeTask(c *call, tx store.Tx, p taskParams, inst *instanceRecord, d scheduler.Demand) (*taskRecord, error) {
+	t, err := s.newTask(c, p, *inst.Instance.ContainerInstanceArn, d)
+	if err != nil {
+		return nil, err
+	}
+	inst.take(d)
+	if err := s.putTask(tx, t); err != nil {
+		return nil, err
+	}
+	if err := s.putInstance(tx, inst); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// placedChange tells the notifier that t was placed and is to run.
+func placedChange(t *taskRecord) TaskChange {
+	return TaskChange{ClusterArn: *t.Task.ClusterArn, ContainerInstanceArn: *t.Task.ContainerInstanceArn,
+		TaskArn: *t.Task.TaskArn, DesiredStatus: "RUNNING", Placed: true}
+}
+
+// stoppingChange tells the notifier that t is to stop.
+func stoppingChange(t *types.Task) TaskChange {
+	return TaskChange{ClusterArn: aws.ToString(t.ClusterArn), ContainerInstanceArn: aws.ToString(t.ContainerInstanceArn),
+		TaskArn: *t.TaskArn, DesiredStatus: "STOPPED"}
+}
+
 func (s *Server) putTask(tx store.Tx, t *taskRecord) error {
 	return tx.Put(store.Tasks, t.Cluster+"/"+lastSegment(*t.Task.TaskArn), t)
 }
@@ -308,20 +337,12 @@ func (s *Server) runTask(c *call, in *ecs.RunTaskInput) (smithy.Serializable, er
 				continue
 			}
 			inst := ps.records[idx]
-			t, err := s.newTask(c, p, *inst.Instance.ContainerInstanceArn, d)
+			t, err := s.placeTask(c, tx, p, inst, d)
 			if err != nil {
 				return err
 			}
-			inst.take(d)
-			if err := s.putTask(tx, t); err != nil {
-				return err
-			}
-			if err := s.putInstance(tx, inst); err != nil {
-				return err
-			}
 			out.Tasks = append(out.Tasks, t.Task)
-			notifies = append(notifies, TaskChange{ClusterArn: *t.Task.ClusterArn, ContainerInstanceArn: *t.Task.ContainerInstanceArn,
-				TaskArn: *t.Task.TaskArn, DesiredStatus: "RUNNING", Placed: true})
+			notifies = append(notifies, placedChange(t))
 		}
 		if failures.out != nil {
 			out.Failures = failures.out
@@ -365,27 +386,19 @@ func (s *Server) startTask(c *call, in *ecs.StartTaskInput) (smithy.Serializable
 				return err
 			}
 			if !ok || aws.ToString(inst.Instance.Status) != "ACTIVE" {
-				out.Failures = append(out.Failures, types.Failure{Arn: aws.String(ref), Reason: aws.String("MISSING")})
+				out.Failures = append(out.Failures, missingFailure(ref))
 				continue
 			}
 			if r := scheduler.Check(s.schedulerInstance(inst), req); r != "" {
 				out.Failures = append(out.Failures, types.Failure{Arn: inst.Instance.ContainerInstanceArn, Reason: aws.String(r)})
 				continue
 			}
-			t, err := s.newTask(c, p, *inst.Instance.ContainerInstanceArn, d)
+			t, err := s.placeTask(c, tx, p, inst, d)
 			if err != nil {
 				return err
 			}
-			inst.take(d)
-			if err := s.putTask(tx, t); err != nil {
-				return err
-			}
-			if err := s.putInstance(tx, inst); err != nil {
-				return err
-			}
 			out.Tasks = append(out.Tasks, t.Task)
-			notifies = append(notifies, TaskChange{ClusterArn: *t.Task.ClusterArn, ContainerInstanceArn: *t.Task.ContainerInstanceArn,
-				TaskArn: *t.Task.TaskArn, DesiredStatus: "RUNNING", Placed: true})
+			notifies = append(notifies, placedChange(t))
 		}
 		return nil
 	})
@@ -402,14 +415,7 @@ func (s *Server) loadTask(tx store.Tx, cluster, ref string) (*taskRecord, bool, 
 	if !ok {
 		return nil, false, nil
 	}
-	var rec taskRecord
-	if err := tx.Get(store.Tasks, cluster+"/"+id, &rec); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, false, nil
-		}
-		return nil, false, err
-	}
-	return &rec, true, nil
+	return getRecord[taskRecord](tx, store.Tasks, cluster+"/"+id)
 }
 
 func (s *Server) stopTask(c *call, in *ecs.StopTaskInput) (smithy.Serializable, error) {
@@ -471,8 +477,7 @@ func (s *Server) stopTask(c *call, in *ecs.StopTaskInput) (smithy.Serializable, 
 		return nil, err
 	}
 	if changed {
-		c.notifies = append(c.notifies, TaskChange{ClusterArn: *out.Task.ClusterArn, ContainerInstanceArn: aws.ToString(out.Task.ContainerInstanceArn),
-			TaskArn: *out.Task.TaskArn, DesiredStatus: "STOPPED"})
+		c.notifies = append(c.notifies, stoppingChange(out.Task))
 	}
 	return out, nil
 }
@@ -491,19 +496,18 @@ func (s *Server) listTasks(c *call, in *ecs.ListTasksInput) (smithy.Serializable
 	default:
 		return nil, invalidParam("desiredStatus must be RUNNING, PENDING or STOPPED.")
 	}
-	var arns []string
-	err = s.opts.Store.View(func(tx store.Tx) error {
+	page, next, err := s.listPage(in.MaxResults, in.NextToken, func(tx store.Tx) ([]string, error) {
 		if _, err := activeCluster(tx, cluster); err != nil {
-			return err
+			return nil, err
 		}
 		instanceArn := ""
 		if ref := aws.ToString(in.ContainerInstance); ref != "" {
 			inst, ok, err := s.loadInstance(tx, cluster, ref)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if !ok {
-				return invalidParam("The referenced container instance %s was not found.", ref)
+				return nil, invalidParam("The referenced container instance %s was not found.", ref)
 			}
 			instanceArn = *inst.Instance.ContainerInstanceArn
 		}
@@ -528,19 +532,16 @@ func (s *Server) listTasks(c *call, in *ecs.ListTasksInput) (smithy.Serializable
 		sort.SliceStable(tasks, func(i, j int) bool {
 			return aws.ToTime(tasks[i].Task.CreatedAt).Before(aws.ToTime(tasks[j].Task.CreatedAt))
 		})
+		var arns []string
 		for _, t := range tasks {
 			arns = append(arns, *t.Task.TaskArn)
 		}
-		return err
+		return arns, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	page, next, err := paginate(arns, in.MaxResults, in.NextToken, 100)
-	if err != nil {
-		return nil, err
-	}
-	return &ecs.ListTasksOutput{TaskArns: nonNil(page), NextToken: next}, nil
+	return &ecs.ListTasksOutput{TaskArns: page, NextToken: next}, nil
 }
 
 // taskOfFamily reports whether the task's definition belongs to family.
@@ -563,30 +564,22 @@ func (s *Server) describeTasks(c *call, in *ecs.DescribeTasksInput) (smithy.Seri
 	if len(in.Tasks) == 0 || len(in.Tasks) > 100 {
 		return nil, invalidParam("Tasks must have between 1 and 100 items.")
 	}
-	withTags := false
-	for _, f := range in.Include {
-		withTags = withTags || f == types.TaskFieldTags
-	}
-	out := &ecs.DescribeTasksOutput{Tasks: []types.Task{}, Failures: []types.Failure{}}
+	withTags := slices.Contains(in.Include, types.TaskFieldTags)
+	out := &ecs.DescribeTasksOutput{Tasks: []types.Task{}}
 	err = s.opts.Store.View(func(tx store.Tx) error {
 		if _, err := activeCluster(tx, cluster); err != nil {
 			return err
 		}
-		for _, ref := range in.Tasks {
-			t, ok, err := s.loadTask(tx, cluster, ref)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				out.Failures = append(out.Failures, types.Failure{Arn: aws.String(ref), Reason: aws.String("MISSING")})
-				continue
-			}
+		out.Failures, err = lookupEach(in.Tasks, func(ref string) (*taskRecord, bool, error) {
+			return s.loadTask(tx, cluster, ref)
+		}, asGiven, func(t *taskRecord) error {
 			if !withTags {
 				t.Task.Tags = nil
 			}
 			out.Tasks = append(out.Tasks, t.Task)
-		}
-		return nil
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
