@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"github.com/containerd/containerd/snapshots"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/internal/testenv/agentproc"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/engine"
@@ -108,9 +108,8 @@ func runChild(raw string) int {
 
 // child is a child agent process.
 type child struct {
-	cmd   *exec.Cmd
-	lines chan string
-	addr  string
+	*agentproc.Child
+	addr string
 }
 
 func startChild(t *testing.T, h *hostEnv, p *api.PayloadMessage, crashAt string) *child {
@@ -126,40 +125,7 @@ func startChild(t *testing.T, h *hostEnv, p *api.PayloadMessage, crashAt string)
 			t.Fatal(err)
 		}
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+mustJSON(spec))
-	logFile, err := os.Create(filepath.Join(t.TempDir(), "child.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = logFile
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd, lines: make(chan string, 16)}
-	go func() {
-		defer close(c.lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			c.lines <- sc.Text()
-		}
-	}()
-	t.Cleanup(func() {
-		c.kill()
-		logFile.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logFile.Name())
-			t.Logf("child agent log:\n%s", b)
-		}
-	})
+	c := &child{Child: agentproc.Start(t, childEnv, spec)}
 	c.addr = strings.TrimPrefix(c.waitFor(t, "READY"), "READY ")
 	return c
 }
@@ -170,7 +136,7 @@ func (c *child) waitFor(t *testing.T, prefix string) string {
 	timeout := time.After(2 * time.Minute)
 	for {
 		select {
-		case l, ok := <-c.lines:
+		case l, ok := <-c.Lines:
 			if !ok {
 				t.Fatalf("child agent exited before printing %q", prefix)
 			}
@@ -196,15 +162,6 @@ func (c *child) dump() string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
-}
-
-// kill sends SIGKILL: no deferred function, no clean-up, no flush.
-func (c *child) kill() {
-	if c.cmd.ProcessState != nil {
-		return
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	_ = c.cmd.Wait()
 }
 
 // knownStatus asks the child's introspection API for a task's status.
@@ -295,7 +252,7 @@ func TestKill9Recovery(t *testing.T) {
 			crash: func(t *testing.T, task *api.Task) (engine.TaskStatus, func(*testing.T, *agent.Agent)) {
 				c := startChild(t, h, payload(task), "after:pull:"+engine.TaskID(task.Arn)+"/main")
 				c.waitFor(t, "CRASHPOINT")
-				c.kill()
+				c.Kill()
 				return engine.TaskRunning, nil
 			},
 		},
@@ -306,7 +263,7 @@ func TestKill9Recovery(t *testing.T) {
 				// the restart must sweep it and set up a new one.
 				c := startChild(t, h, payload(task), "after:network-setup:"+engine.TaskID(task.Arn)+"/")
 				c.waitFor(t, "CRASHPOINT")
-				c.kill()
+				c.Kill()
 				before := netnsWithPrefix(h.Prefix)
 				return engine.TaskRunning, func(t *testing.T, a *agent.Agent) {
 					after := netnsWithPrefix(h.Prefix)
@@ -321,7 +278,7 @@ func TestKill9Recovery(t *testing.T) {
 			crash: func(t *testing.T, task *api.Task) (engine.TaskStatus, func(*testing.T, *agent.Agent)) {
 				c := startChild(t, h, payload(task), "after:create:"+engine.TaskID(task.Arn)+"/main")
 				c.waitFor(t, "CRASHPOINT")
-				c.kill()
+				c.Kill()
 				_, created := ct.task(t, engine.ContainerID(task.Arn, "main"))
 				return engine.TaskRunning, func(t *testing.T, a *agent.Agent) {
 					if _, again := ct.task(t, engine.ContainerID(task.Arn, "main")); !again.Equal(created) {
@@ -337,7 +294,7 @@ func TestKill9Recovery(t *testing.T) {
 				c := startChild(t, h, payload(task, steady), "")
 				c.waitRunning(t, task.Arn)
 				c.waitRunning(t, steady.Arn)
-				c.kill()
+				c.Kill()
 				pid, _ := ct.task(t, engine.ContainerID(steady.Arn, "main"))
 				// The crash task's container exits 42 while no agent runs.
 				ctr, _ := cli.LoadContainer(ct.ctx, engine.ContainerID(task.Arn, "main"))
@@ -375,10 +332,10 @@ func TestKill9Recovery(t *testing.T) {
 			crash: func(t *testing.T, task *api.Task) (engine.TaskStatus, func(*testing.T, *agent.Agent)) {
 				c := startChild(t, h, payload(task), "")
 				c.waitRunning(t, task.Arn)
-				c.kill()
+				c.Kill()
 				c = startChild(t, h, payload(stopped(task)), "after:network-teardown:"+engine.TaskID(task.Arn)+"/")
 				c.waitFor(t, "CRASHPOINT")
-				c.kill()
+				c.Kill()
 				return engine.TaskStopped, nil
 			},
 		},
@@ -388,10 +345,10 @@ func TestKill9Recovery(t *testing.T) {
 				c := startChild(t, h, payload(task), "")
 				c.waitRunning(t, task.Arn)
 				pid, _ := ct.task(t, engine.ContainerID(task.Arn, "main"))
-				c.kill()
+				c.Kill()
 				c = startChild(t, h, payload(stopped(task)), "before:stop:"+engine.TaskID(task.Arn)+"/main")
 				c.waitFor(t, "CRASHPOINT")
-				c.kill()
+				c.Kill()
 				return engine.TaskStopped, func(t *testing.T, a *agent.Agent) {
 					st, _ := a.Task(task.Arn)
 					if c := container(st, "main"); c.PID != int(pid) || c.ExitCode == nil || *c.ExitCode != 137 {

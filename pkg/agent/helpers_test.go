@@ -19,30 +19,18 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/internal/testenv/agentproc"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/engine"
-	"github.com/berth-dev/berth/pkg/logs"
 	"github.com/berth-dev/berth/pkg/network"
 )
 
 // TestMain serves the modes the agent binary has besides the tests: the
 // shim-spawned logger (the runtime points the shim at this executable) and
 // a child agent for the kill -9 tests.
-func TestMain(m *testing.M) {
-	if len(os.Args) > 2 && os.Args[1] == logs.LoggerMode {
-		if err := logs.RunShimLogger(context.Background(), os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, "logger:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	if spec := os.Getenv(childEnv); spec != "" {
-		os.Exit(runChild(spec))
-	}
-	os.Exit(testenv.Main(m))
-}
+func TestMain(m *testing.M) { os.Exit(agentproc.Main(m, childEnv, runChild)) }
 
 // initBinary is a tini-compatible init ("init -- cmd args").
 func initBinary(t testing.TB) string {

@@ -24,12 +24,12 @@ import (
 
 	"github.com/berth-dev/berth/internal/simfleet"
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/internal/testenv/agentproc"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/agent/member"
 	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/config"
-	"github.com/berth-dev/berth/pkg/logs"
 	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/registration"
 	"github.com/berth-dev/berth/pkg/state"
@@ -37,16 +37,7 @@ import (
 
 // TestMain serves the shim-started logger mode of the test binary (the
 // agents in this process name it as their logger).
-func TestMain(m *testing.M) {
-	if len(os.Args) > 2 && os.Args[1] == logs.LoggerMode {
-		if err := logs.RunShimLogger(context.Background(), os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, "logger:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(testenv.Main(m))
-}
+func TestMain(m *testing.M) { os.Exit(agentproc.Main(m, "", nil)) }
 
 func logger() *slog.Logger {
 	if os.Getenv("BERTH_TEST_VERBOSE") != "" {

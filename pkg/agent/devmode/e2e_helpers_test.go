@@ -1,7 +1,6 @@
 package devmode_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -31,13 +30,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/internal/testenv/agentproc"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/agent/devmode"
 	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/config"
-	"github.com/berth-dev/berth/pkg/logs"
 	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/registration"
 	"github.com/berth-dev/berth/pkg/state"
@@ -49,19 +48,7 @@ const childEnv = "BERTH_E2E_AGENT_CHILD"
 
 // TestMain serves the agent binary's other modes: the shim-started logger
 // and a child agent.
-func TestMain(m *testing.M) {
-	if len(os.Args) > 2 && os.Args[1] == logs.LoggerMode {
-		if err := logs.RunShimLogger(context.Background(), os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, "logger:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	if raw := os.Getenv(childEnv); raw != "" {
-		os.Exit(runChild(raw))
-	}
-	os.Exit(testenv.Main(m))
-}
+func TestMain(m *testing.M) { os.Exit(agentproc.Main(m, childEnv, runChild)) }
 
 const region = "us-east-1"
 
@@ -469,54 +456,17 @@ func hostPort(t types.Task) int32 {
 	return 0
 }
 
-// child is an agent in its own process.
-type child struct {
-	cmd   *exec.Cmd
-	lines chan string
-}
-
-func (e *e2e) startChild(s agentSpec) (*child, string) {
+// startChild runs an agent in its own process and returns it once it has
+// registered and connected, with its container instance ARN.
+func (e *e2e) startChild(s agentSpec) (*agentproc.Child, string) {
 	t := e.t
 	t.Helper()
-	raw, _ := json.Marshal(s)
-	exe, _ := os.Executable()
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
-	logFile, err := os.Create(filepath.Join(t.TempDir(), "child.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = logFile
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd, lines: make(chan string, 16)}
-	go func() {
-		defer close(c.lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			c.lines <- sc.Text()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		logFile.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logFile.Name())
-			t.Logf("child agent log:\n%s", b)
-		}
-	})
+	c := agentproc.Start(t, childEnv, s)
 	e.stopTasksAtCleanup()
 	select {
-	case line, ok := <-c.lines:
+	case line, ok := <-c.Lines:
 		if !ok || !strings.HasPrefix(line, "REGISTERED ") {
-			b, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("child agent did not register (%q):\n%s", line, b)
+			t.Fatalf("child agent did not register (%q):\n%s", line, c.Log())
 		}
 		arn := strings.TrimPrefix(line, "REGISTERED ")
 		e.waitConnected(arn)
@@ -525,11 +475,6 @@ func (e *e2e) startChild(s agentSpec) (*child, string) {
 		t.Fatal("child agent did not register within 60s")
 	}
 	return nil, ""
-}
-
-func (c *child) kill() {
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	_ = c.cmd.Wait()
 }
 
 func namespaced(t *testing.T, ns string) context.Context { return testenv.Context(t, ns) }

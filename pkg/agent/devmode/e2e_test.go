@@ -418,7 +418,7 @@ func TestAgentKillRestart(t *testing.T) {
 		before[a] = aws.ToString(task.Containers[0].RuntimeId)
 	}
 	keep, stop := arns[0], arns[1]
-	c.kill()
+	c.Kill()
 	if _, err := e.admin.StopTask(context.Background(), &ecs.StopTaskInput{Cluster: aws.String("default"), Task: aws.String(stop)}); err != nil {
 		t.Fatalf("StopTask while the agent is down: %v", err)
 	}

@@ -1,0 +1,136 @@
+// Package agentproc runs the test binaries of the agent's packages in their
+// other modes: as the logger that containerd's shim starts (the runtime
+// names the running executable, pkg/logs serves it) and as a child agent
+// process that a test can kill -9. It is imported by the tests of
+// pkg/agent, pkg/agent/devmode, internal/simfleet/e2e, pkg/runtime and
+// pkg/logship (pkg/logs serves the logger mode in its own tests: it cannot
+// import this package, which imports it).
+package agentproc
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/logs"
+)
+
+// Main is a TestMain body: it serves the shim logger mode, then the child
+// mode when the variable childEnv is set (runChild gets its value and
+// returns the exit code; childEnv may be empty when the package has no
+// child), and otherwise runs the tests through testenv.Main.
+func Main(m *testing.M, childEnv string, runChild func(spec string) int) int {
+	if len(os.Args) > 2 && os.Args[1] == logs.LoggerMode {
+		if err := logs.RunShimLogger(context.Background(), os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "logger:", err)
+			return 1
+		}
+		return 0
+	}
+	if childEnv != "" && runChild != nil {
+		if spec := os.Getenv(childEnv); spec != "" {
+			return runChild(spec)
+		}
+	}
+	return testenv.Main(m)
+}
+
+// Child is this test binary running as a child agent. Its standard output
+// arrives line by line on Lines (closed when it ends); its standard error
+// goes to a file that is shown in the test log if the test fails.
+type Child struct {
+	Lines <-chan string
+	cmd   *exec.Cmd
+	log   string
+	done  chan struct{}
+}
+
+// stopGrace is how long a child has to stop after SIGTERM at cleanup.
+const stopGrace = 30 * time.Second
+
+// Start runs the test binary with childEnv set to spec as JSON and no test
+// selected, so that Main hands it to runChild. At cleanup a child still
+// running is sent SIGTERM (SIGKILL after 30 s) and waited for.
+func Start(t testing.TB, childEnv string, spec any) *Child {
+	t.Helper()
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatalf("agentproc: encode child spec: %v", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "child.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = logFile
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		t.Fatalf("agentproc: start child agent: %v", err)
+	}
+	lines := make(chan string, 16)
+	c := &Child{Lines: lines, cmd: cmd, log: logFile.Name(), done: make(chan struct{})}
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	go func() {
+		defer close(c.done)
+		_ = cmd.Wait()
+		logFile.Close()
+	}()
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			t.Logf("child agent log:\n%s", c.Log())
+		}
+	})
+	return c
+}
+
+// Kill sends SIGKILL (no deferred function, no clean-up, no flush) and
+// waits for the child to end.
+func (c *Child) Kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.done
+}
+
+// Stop sends SIGTERM, waits up to 30 s, then kills.
+func (c *Child) Stop() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(stopGrace):
+		c.Kill()
+	}
+}
+
+// Log returns what the child wrote to its standard error so far.
+func (c *Child) Log() string {
+	b, _ := os.ReadFile(c.log)
+	return string(b)
+}
