@@ -26,9 +26,9 @@ type helperJob struct {
 	Spec    ContainerSpec
 }
 
-func runAgentHelper() int {
+func runAgentHelper(raw string) int {
 	var job helperJob
-	if err := json.Unmarshal([]byte(os.Getenv(agentHelperEnv)), &job); err != nil {
+	if err := json.Unmarshal([]byte(raw), &job); err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 2
 	}

@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,25 +14,14 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/internal/testenv/agentproc"
 	"github.com/berth-dev/berth/pkg/logs"
 )
 
 // TestMain doubles the test binary as the shim-started logger (as the agent
 // binary does in its hidden mode) and as a stand-in agent process for the
 // crash test; otherwise it runs the tests under testenv.
-func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == logs.LoggerMode {
-		if err := logs.RunShimLogger(context.Background(), os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	if os.Getenv(agentHelperEnv) != "" {
-		os.Exit(runAgentHelper())
-	}
-	os.Exit(testenv.Main(m))
-}
+func TestMain(m *testing.M) { os.Exit(agentproc.Main(m, agentHelperEnv, runAgentHelper)) }
 
 // testRuntime is a Runtime on the test containerd in a fresh namespace.
 type testRuntime struct {
