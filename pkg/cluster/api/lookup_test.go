@@ -96,10 +96,10 @@ func TestDescribeAndListAnswers(t *testing.T) {
 		count map[string]int
 	}{
 		{
-			name: "clusters: unknown names, foreign ARNs and invalid names are MISSING as given; INACTIVE ones are described",
-			op:   "DescribeClusters",
-			body: `{"clusters":["lab","nope","arn:aws:ecs:us-test-1:999:cluster/lab","bad name!","gone"]}`,
-			want: map[string]string{"failures": `[{"arn":"nope","reason":"MISSING"},{"arn":"arn:aws:ecs:us-test-1:999:cluster/lab","reason":"MISSING"},{"arn":"bad name!","reason":"MISSING"}]`},
+			name:  "clusters: unknown names, foreign ARNs and invalid names are MISSING as given; INACTIVE ones are described",
+			op:    "DescribeClusters",
+			body:  `{"clusters":["lab","nope","arn:aws:ecs:us-test-1:999:cluster/lab","bad name!","gone"]}`,
+			want:  map[string]string{"failures": `[{"arn":"nope","reason":"MISSING"},{"arn":"arn:aws:ecs:us-test-1:999:cluster/lab","reason":"MISSING"},{"arn":"bad name!","reason":"MISSING"}]`},
 			count: map[string]int{"clusters": 2},
 		},
 		{
@@ -138,10 +138,10 @@ func TestDescribeAndListAnswers(t *testing.T) {
 			count: map[string]int{},
 		},
 		{
-			name: "services: a missing service is named by the ARN it would have in the cluster",
-			op:   "DescribeServices",
-			body: `{"cluster":"lab","services":["svc","nope","arn:aws:ecs:us-test-1:123456789012:service/lab/zz"]}`,
-			want: map[string]string{"failures": `[{"arn":"` + arnPrefix + `service/lab/nope","reason":"MISSING"},{"arn":"` + arnPrefix + `service/lab/zz","reason":"MISSING"}]`},
+			name:  "services: a missing service is named by the ARN it would have in the cluster",
+			op:    "DescribeServices",
+			body:  `{"cluster":"lab","services":["svc","nope","arn:aws:ecs:us-test-1:123456789012:service/lab/zz"]}`,
+			want:  map[string]string{"failures": `[{"arn":"` + arnPrefix + `service/lab/nope","reason":"MISSING"},{"arn":"` + arnPrefix + `service/lab/zz","reason":"MISSING"}]`},
 			count: map[string]int{"services": 1},
 		},
 		{name: "tasks: an INACTIVE cluster is not found", op: "DescribeTasks", body: `{"cluster":"gone","tasks":["x"]}`, errType: "ClusterNotFoundException"},
