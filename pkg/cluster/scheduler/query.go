@@ -183,33 +183,28 @@ func (p *parser) errAt(t token, want string) error {
 func isWordKw(t token, kw string) bool { return t.kind == tokWord && strings.EqualFold(t.text, kw) }
 
 func (p *parser) parseOr() (Expr, error) {
-	l, err := p.parseAnd()
-	if err != nil {
-		return nil, err
-	}
-	for t := p.peek(); t.kind == tokOr || isWordKw(t, "or"); t = p.peek() {
-		p.next()
-		r, err := p.parseAnd()
-		if err != nil {
-			return nil, err
-		}
-		l = orExpr{l, r}
-	}
-	return l, nil
+	return p.parseChain(tokOr, "or", p.parseAnd, func(l, r Expr) Expr { return orExpr{l, r} })
 }
 
 func (p *parser) parseAnd() (Expr, error) {
-	l, err := p.parseUnary()
+	return p.parseChain(tokAnd, "and", p.parseUnary, func(l, r Expr) Expr { return andExpr{l, r} })
+}
+
+// parseChain parses one binary level of the grammar, operand { op operand }
+// where op is the symbol kind or the keyword word, joining the operands
+// from the left.
+func (p *parser) parseChain(op tokKind, word string, operand func() (Expr, error), join func(l, r Expr) Expr) (Expr, error) {
+	l, err := operand()
 	if err != nil {
 		return nil, err
 	}
-	for t := p.peek(); t.kind == tokAnd || isWordKw(t, "and"); t = p.peek() {
+	for t := p.peek(); t.kind == op || isWordKw(t, word); t = p.peek() {
 		p.next()
-		r, err := p.parseUnary()
+		r, err := operand()
 		if err != nil {
 			return nil, err
 		}
-		l = andExpr{l, r}
+		l = join(l, r)
 	}
 	return l, nil
 }
