@@ -158,11 +158,7 @@ func (s *Server) listAttributes(c *call, in *ecs.ListAttributesInput) (smithy.Se
 		if _, err := activeCluster(tx, cluster); err != nil {
 			return nil, err
 		}
-		err := tx.ForEach(store.Instances, cluster+"/", func(_ string, raw []byte) error {
-			var rec instanceRecord
-			if err := decode(raw, &rec); err != nil {
-				return err
-			}
+		err := eachRecord(tx, store.Instances, cluster+"/", func(rec *instanceRecord) error {
 			if aws.ToString(rec.Instance.Status) == "INACTIVE" {
 				return nil
 			}

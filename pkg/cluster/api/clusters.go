@@ -53,11 +53,7 @@ func withCounts(tx store.Tx, rec *clusterRecord) (types.Cluster, error) {
 	c := rec.Cluster
 	name := aws.ToString(c.ClusterName)
 	var instances, running, pending int32
-	err := tx.ForEach(store.Instances, name+"/", func(_ string, raw []byte) error {
-		var in instanceRecord
-		if err := decode(raw, &in); err != nil {
-			return err
-		}
+	err := eachRecord(tx, store.Instances, name+"/", func(in *instanceRecord) error {
 		if st := aws.ToString(in.Instance.Status); st == "ACTIVE" || st == "DRAINING" {
 			instances++
 		}
@@ -66,11 +62,7 @@ func withCounts(tx store.Tx, rec *clusterRecord) (types.Cluster, error) {
 	if err != nil {
 		return c, err
 	}
-	err = tx.ForEach(store.Tasks, name+"/", func(_ string, raw []byte) error {
-		var t taskRecord
-		if err := decode(raw, &t); err != nil {
-			return err
-		}
+	err = eachRecord(tx, store.Tasks, name+"/", func(t *taskRecord) error {
 		switch aws.ToString(t.Task.LastStatus) {
 		case "RUNNING":
 			running++
@@ -83,11 +75,7 @@ func withCounts(tx store.Tx, rec *clusterRecord) (types.Cluster, error) {
 		return c, err
 	}
 	var services int32
-	err = tx.ForEach(store.Services, name+"/", func(_ string, raw []byte) error {
-		var sr serviceRecord
-		if err := decode(raw, &sr); err != nil {
-			return err
-		}
+	err = eachRecord(tx, store.Services, name+"/", func(sr *serviceRecord) error {
 		if aws.ToString(sr.Service.Status) == "ACTIVE" {
 			services++
 		}
@@ -186,11 +174,7 @@ func (s *Server) deleteCluster(c *call, in *ecs.DeleteClusterInput) (smithy.Seri
 func (s *Server) listClusters(c *call, in *ecs.ListClustersInput) (smithy.Serializable, error) {
 	page, next, err := s.listPage(in.MaxResults, in.NextToken, func(tx store.Tx) ([]string, error) {
 		var arns []string
-		err := tx.ForEach(store.Clusters, "", func(_ string, raw []byte) error {
-			var rec clusterRecord
-			if err := decode(raw, &rec); err != nil {
-				return err
-			}
+		err := eachRecord(tx, store.Clusters, "", func(rec *clusterRecord) error {
 			if aws.ToString(rec.Cluster.Status) == "ACTIVE" {
 				arns = append(arns, aws.ToString(rec.Cluster.ClusterArn))
 			}

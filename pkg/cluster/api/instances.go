@@ -117,11 +117,7 @@ func (rec *instanceRecord) view(tx store.Tx) (types.ContainerInstance, error) {
 	}
 	var running, pending int32
 	arn := aws.ToString(ci.ContainerInstanceArn)
-	err := tx.ForEach(store.Tasks, rec.Cluster+"/", func(_ string, raw []byte) error {
-		var t taskRecord
-		if err := decode(raw, &t); err != nil {
-			return err
-		}
+	err := eachRecord(tx, store.Tasks, rec.Cluster+"/", func(t *taskRecord) error {
 		if aws.ToString(t.Task.ContainerInstanceArn) != arn {
 			return nil
 		}
@@ -330,13 +326,9 @@ func (s *Server) listContainerInstances(c *call, in *ecs.ListContainerInstancesI
 			return nil, err
 		}
 		var recs []*instanceRecord
-		err := tx.ForEach(store.Instances, cluster+"/", func(_ string, raw []byte) error {
-			var rec instanceRecord
-			if err := decode(raw, &rec); err != nil {
-				return err
-			}
+		err := eachRecord(tx, store.Instances, cluster+"/", func(rec *instanceRecord) error {
 			if want[aws.ToString(rec.Instance.Status)] {
-				recs = append(recs, &rec)
+				recs = append(recs, rec)
 			}
 			return nil
 		})

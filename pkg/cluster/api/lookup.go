@@ -80,3 +80,15 @@ func (s *Server) listPage(maxResults *int32, nextToken *string, collect func(tx 
 	}
 	return nonNil(page), next, nil
 }
+
+// eachRecord decodes, in key order, every record of b whose key starts with
+// prefix and passes it to fn; each call gets a record of its own.
+func eachRecord[T any](tx store.Tx, b store.Bucket, prefix string, fn func(rec *T) error) error {
+	return tx.ForEach(b, prefix, func(_ string, raw []byte) error {
+		rec := new(T)
+		if err := decode(raw, rec); err != nil {
+			return err
+		}
+		return fn(rec)
+	})
+}

@@ -37,13 +37,9 @@ func (s *Server) loadPlacementSet(tx store.Tx, cluster string) (*placementSet, e
 		byArn[in.Arn] = in
 		ps.placer.Instances = append(ps.placer.Instances, in)
 	}
-	err = tx.ForEach(store.Tasks, cluster+"/", func(_ string, raw []byte) error {
-		var t taskRecord
-		if err := decode(raw, &t); err != nil {
-			return err
-		}
+	err = eachRecord(tx, store.Tasks, cluster+"/", func(t *taskRecord) error {
 		in := byArn[aws.ToString(t.Task.ContainerInstanceArn)]
-		if in == nil || !unstopped(&t) {
+		if in == nil || !unstopped(t) {
 			return nil
 		}
 		in.Groups[aws.ToString(t.Task.Group)]++
@@ -171,12 +167,8 @@ func (s *Server) filterInstances(tx store.Tx, cluster string, recs []*instanceRe
 		views[i] = s.schedulerInstance(rec)
 		byArn[views[i].Arn] = views[i]
 	}
-	err = tx.ForEach(store.Tasks, cluster+"/", func(_ string, raw []byte) error {
-		var t taskRecord
-		if err := decode(raw, &t); err != nil {
-			return err
-		}
-		if in := byArn[aws.ToString(t.Task.ContainerInstanceArn)]; in != nil && unstopped(&t) {
+	err = eachRecord(tx, store.Tasks, cluster+"/", func(t *taskRecord) error {
+		if in := byArn[aws.ToString(t.Task.ContainerInstanceArn)]; in != nil && unstopped(t) {
 			in.Groups[aws.ToString(t.Task.Group)]++
 			if aws.ToString(t.Task.LastStatus) == "RUNNING" {
 				in.RunningTasks++

@@ -241,13 +241,9 @@ func (r *reconciler) loadTasks() error {
 		insts[*rec.Instance.ContainerInstanceArn] = rec
 	}
 	var all []*taskRecord
-	err := r.tx.ForEach(store.Tasks, r.rec.Cluster+"/", func(_ string, raw []byte) error {
-		var t taskRecord
-		if err := decode(raw, &t); err != nil {
-			return err
-		}
+	err := eachRecord(r.tx, store.Tasks, r.rec.Cluster+"/", func(t *taskRecord) error {
 		if aws.ToString(t.Task.Group) == r.group() {
-			all = append(all, &t)
+			all = append(all, t)
 		}
 		return nil
 	})

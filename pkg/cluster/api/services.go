@@ -408,12 +408,8 @@ func (s *Server) deleteService(c *call, in *ecs.DeleteServiceInput) (smithy.Seri
 func (s *Server) countServiceTasks(tx store.Tx, rec *serviceRecord) (int, error) {
 	n := 0
 	group := "service:" + aws.ToString(rec.Service.ServiceName)
-	err := tx.ForEach(store.Tasks, rec.Cluster+"/", func(_ string, raw []byte) error {
-		var t taskRecord
-		if err := decode(raw, &t); err != nil {
-			return err
-		}
-		if aws.ToString(t.Task.Group) == group && unstopped(&t) {
+	err := eachRecord(tx, store.Tasks, rec.Cluster+"/", func(t *taskRecord) error {
+		if aws.ToString(t.Task.Group) == group && unstopped(t) {
 			n++
 		}
 		return nil
@@ -433,11 +429,7 @@ func (s *Server) withCounts(tx store.Tx, rec *serviceRecord) (types.Service, err
 		deps[i].RunningCount, deps[i].PendingCount = 0, 0
 	}
 	group := "service:" + aws.ToString(svc.ServiceName)
-	err := tx.ForEach(store.Tasks, rec.Cluster+"/", func(_ string, raw []byte) error {
-		var t taskRecord
-		if err := decode(raw, &t); err != nil {
-			return err
-		}
+	err := eachRecord(tx, store.Tasks, rec.Cluster+"/", func(t *taskRecord) error {
 		if aws.ToString(t.Task.Group) != group || aws.ToString(t.Task.DesiredStatus) == "STOPPED" {
 			return nil
 		}
@@ -509,11 +501,7 @@ func (s *Server) listServices(c *call, in *ecs.ListServicesInput) (smithy.Serial
 			return nil, err
 		}
 		var arns []string
-		err := tx.ForEach(store.Services, cluster+"/", func(_ string, raw []byte) error {
-			var rec serviceRecord
-			if err := decode(raw, &rec); err != nil {
-				return err
-			}
+		err := eachRecord(tx, store.Services, cluster+"/", func(rec *serviceRecord) error {
 			svc := rec.Service
 			switch {
 			case aws.ToString(svc.Status) == "INACTIVE",

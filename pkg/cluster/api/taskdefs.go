@@ -476,13 +476,9 @@ func (s *Server) findTaskDefinition(tx store.Tx, ref string) (*taskDefRecord, er
 	}
 	var rec taskDefRecord
 	found := false
-	err := tx.ForEach(store.TaskDefinitions, family+":", func(_ string, raw []byte) error {
-		var r taskDefRecord
-		if err := decode(raw, &r); err != nil {
-			return err
-		}
+	err := eachRecord(tx, store.TaskDefinitions, family+":", func(r *taskDefRecord) error {
 		if r.TaskDefinition.Status == types.TaskDefinitionStatusActive {
-			rec, found = r, true
+			rec, found = *r, true
 		}
 		return nil
 	})
@@ -568,11 +564,7 @@ func (s *Server) listTaskDefinitions(c *call, in *ecs.ListTaskDefinitionsInput) 
 	prefix := aws.ToString(in.FamilyPrefix)
 	page, next, err := s.listPage(in.MaxResults, in.NextToken, func(tx store.Tx) ([]string, error) {
 		var items []item
-		err := tx.ForEach(store.TaskDefinitions, prefix, func(_ string, raw []byte) error {
-			var r taskDefRecord
-			if err := decode(raw, &r); err != nil {
-				return err
-			}
+		err := eachRecord(tx, store.TaskDefinitions, prefix, func(r *taskDefRecord) error {
 			if r.TaskDefinition.Status == status {
 				items = append(items, item{*r.TaskDefinition.Family, r.TaskDefinition.Revision, *r.TaskDefinition.TaskDefinitionArn})
 			}
@@ -623,11 +615,7 @@ func (s *Server) listTaskDefinitionFamilies(c *call, in *ecs.ListTaskDefinitionF
 			return nil, err
 		}
 		active := map[string]bool{}
-		err := tx.ForEach(store.TaskDefinitions, prefix, func(_ string, raw []byte) error {
-			var r taskDefRecord
-			if err := decode(raw, &r); err != nil {
-				return err
-			}
+		err := eachRecord(tx, store.TaskDefinitions, prefix, func(r *taskDefRecord) error {
 			if r.TaskDefinition.Status == types.TaskDefinitionStatusActive {
 				active[*r.TaskDefinition.Family] = true
 			}

@@ -194,13 +194,9 @@ func (s *Server) newTask(c *call, p taskParams, instanceArn string, d scheduler.
 // order, the order first-fit tries them in.
 func activeInstances(tx store.Tx, cluster string) ([]*instanceRecord, error) {
 	var out []*instanceRecord
-	err := tx.ForEach(store.Instances, cluster+"/", func(_ string, raw []byte) error {
-		var rec instanceRecord
-		if err := decode(raw, &rec); err != nil {
-			return err
-		}
+	err := eachRecord(tx, store.Instances, cluster+"/", func(rec *instanceRecord) error {
 		if aws.ToString(rec.Instance.Status) == "ACTIVE" {
-			out = append(out, &rec)
+			out = append(out, rec)
 		}
 		return nil
 	})
@@ -512,21 +508,17 @@ func (s *Server) listTasks(c *call, in *ecs.ListTasksInput) (smithy.Serializable
 			instanceArn = *inst.Instance.ContainerInstanceArn
 		}
 		var tasks []*taskRecord
-		err := tx.ForEach(store.Tasks, cluster+"/", func(_ string, raw []byte) error {
-			var t taskRecord
-			if err := decode(raw, &t); err != nil {
-				return err
-			}
+		err := eachRecord(tx, store.Tasks, cluster+"/", func(t *taskRecord) error {
 			switch {
 			case aws.ToString(t.Task.DesiredStatus) != string(desired),
 				instanceArn != "" && aws.ToString(t.Task.ContainerInstanceArn) != instanceArn,
-				in.Family != nil && aws.ToString(t.Task.Group) != "family:"+*in.Family && !taskOfFamily(&t, *in.Family),
+				in.Family != nil && aws.ToString(t.Task.Group) != "family:"+*in.Family && !taskOfFamily(t, *in.Family),
 				in.StartedBy != nil && aws.ToString(t.Task.StartedBy) != *in.StartedBy,
 				in.ServiceName != nil && aws.ToString(t.Task.Group) != "service:"+*in.ServiceName,
 				in.LaunchType != "" && t.Task.LaunchType != in.LaunchType:
 				return nil
 			}
-			tasks = append(tasks, &t)
+			tasks = append(tasks, t)
 			return nil
 		})
 		sort.SliceStable(tasks, func(i, j int) bool {
