@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sort"
 	"testing"
 
 	"github.com/berth-dev/berth/pkg/cluster/auth"
-	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
 // acceptAll authenticates every request as an admin; decoding is what the
@@ -27,15 +25,7 @@ var _ Verifier = acceptAll{}
 // endpoint must answer with a JSON body and never with a ServerException
 // (which would mean a panic or an unhandled decode path).
 func FuzzRequestDecoding(f *testing.F) {
-	db, err := store.Open(filepath.Join(f.TempDir(), "fuzz.db"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { db.Close() })
-	s, err := New(Options{Store: db, Verifier: acceptAll{}, Region: "us-test-1", AccountID: "123456789012"})
-	if err != nil {
-		f.Fatal(err)
-	}
+	s := newTestServer(f)
 	names := make([]string, 0, len(s.ops))
 	for n := range s.ops {
 		names = append(names, n)

@@ -21,16 +21,23 @@ type apiHarness struct {
 
 func newAPIHarness(t *testing.T) *apiHarness {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "api.db"))
+	return &apiHarness{t: t, s: newTestServer(t)}
+}
+
+// newTestServer is a Server on a fresh store that takes every request as an
+// admin's, closed when the test ends.
+func newTestServer(tb testing.TB) *Server {
+	tb.Helper()
+	db, err := store.Open(filepath.Join(tb.TempDir(), "api.db"))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	tb.Cleanup(func() { db.Close() })
 	s, err := New(Options{Store: db, Verifier: acceptAll{}, Region: "us-test-1", AccountID: "123456789012"})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return &apiHarness{t: t, s: s}
+	return s
 }
 
 // call sends one operation and returns the HTTP status, the AWS error type
