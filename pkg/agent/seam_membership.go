@@ -6,7 +6,10 @@ package agent
 
 import (
 	"context"
+	"slices"
+	"strings"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/state"
 )
@@ -39,5 +42,42 @@ func (a *Agent) ActiveTaskARNs() []string {
 			out = append(out, t.Def.ARN)
 		}
 	}
+	return out
+}
+
+// TaskHealth returns the health of the running tasks' containers that have
+// a health check, for the TCS session (registration.HealthSource), sorted
+// by task ARN (containers in definition order), so an unchanged state gives
+// an equal result.
+func (a *Agent) TaskHealth() []*api.TaskHealth {
+	a.mu.Lock()
+	eng := a.eng
+	a.mu.Unlock()
+	if eng == nil {
+		return nil
+	}
+	var out []*api.TaskHealth
+	for _, t := range eng.Tasks() {
+		if t.KnownStatus != engine.TaskRunning {
+			continue
+		}
+		th := &api.TaskHealth{TaskArn: t.Def.ARN, ClusterArn: t.Def.Cluster,
+			TaskDefinitionFamily: t.Def.Family, TaskDefinitionVersion: t.Def.Version}
+		for i := range t.Def.Containers {
+			d := &t.Def.Containers[i]
+			if d.HealthCheck == nil {
+				continue
+			}
+			for _, c := range t.Containers {
+				if c.Name == d.Name {
+					th.Containers = append(th.Containers, &api.ContainerHealth{ContainerName: c.Name, HealthStatus: c.Health.String()})
+				}
+			}
+		}
+		if len(th.Containers) > 0 {
+			out = append(out, th)
+		}
+	}
+	slices.SortFunc(out, func(a, b *api.TaskHealth) int { return strings.Compare(a.TaskArn, b.TaskArn) })
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -73,6 +74,11 @@ func (t *ECSEpochTime) UnmarshalJSON(b []byte) error {
 	sec, frac := math.Modf(f)
 	t.Time = time.Unix(int64(sec), int64(frac*1e9)).UTC()
 	return nil
+}
+
+// MarshalJSON writes epoch seconds with millisecond precision.
+func (t ECSEpochTime) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', -1, 64)), nil
 }
 
 // Ptr returns the time as the SDK's *time.Time, nil for a nil receiver.

@@ -118,6 +118,12 @@ func newFrame(typ string) Frame {
 		return &NackRequest{}
 	case TypePollRequest:
 		return &PollRequest{}
+	case TypePublishHealthRequest:
+		return &PublishHealthRequest{}
+	case TypeAckPublishHealth:
+		return &AckPublishHealth{}
+	case TypeAckPublishMetric:
+		return &AckPublishMetric{}
 	case TypeErrorMessage, TypeServerException, TypeBadRequestException,
 		TypeInvalidClusterException, TypeInvalidInstanceException,
 		TypeInactiveInstanceException, TypeAccessDeniedException:

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fixtureFrames returns every ACS frame fixture in testdata, by file name.
@@ -293,6 +294,19 @@ func TestEncodeAgentFrames(t *testing.T) {
 		{&TaskStopVerificationMessage{MessageID: "m", StopCandidates: []*TaskIdentifier{{TaskArn: "a", DesiredStatus: StatusStopped}}},
 			`{"type":"TaskStopVerificationMessage","message":{"messageId":"m","stopCandidates":[{"taskArn":"a","desiredStatus":"STOPPED"}]}}`},
 		{&NackRequest{MessageID: "m", Reason: "no updates"}, `{"type":"NackRequest","message":{"messageId":"m","reason":"no updates"}}`},
+		// TCS, the telemetry websocket (shared/protocol/tcs-api-2.json):
+		// timestamps are epoch seconds.
+		{&PublishHealthRequest{
+			Metadata: &HealthMetadata{Cluster: "c", ContainerInstance: "ci", MessageID: "m", Fin: true},
+			Tasks: []*TaskHealth{{TaskArn: "t", ClusterArn: "c", TaskDefinitionFamily: "web", TaskDefinitionVersion: "3",
+				Containers: []*ContainerHealth{{ContainerName: "app", HealthStatus: HealthStatusUnhealthy,
+					StatusSince: &ECSEpochTime{time.UnixMilli(1700000000250).UTC()}, StatusMessage: "exit 1"}}}},
+			Timestamp: &ECSEpochTime{time.UnixMilli(1700000001000).UTC()}},
+			`{"type":"PublishHealthRequest","message":{"metadata":{"cluster":"c","containerInstance":"ci","messageId":"m","fin":true},` +
+				`"tasks":[{"taskArn":"t","clusterArn":"c","taskDefinitionFamily":"web","taskDefinitionVersion":"3",` +
+				`"containers":[{"containerName":"app","healthStatus":"UNHEALTHY","statusSince":1700000000.25,"statusMessage":"exit 1"}]}],"timestamp":1700000001}}`},
+		{&AckPublishHealth{Message: "ok"}, `{"type":"AckPublishHealth","message":{"message":"ok"}}`},
+		{&AckPublishMetric{Message: "ok"}, `{"type":"AckPublishMetric","message":{"message":"ok"}}`},
 	}
 	for _, c := range cases {
 		got, err := EncodeFrame(c.f)

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
@@ -73,7 +74,9 @@ type Options struct {
 // tasks to deliver. If it also has a Close method (with or without an error
 // result), Serve calls it at shutdown and Endpoint.Close before closing the
 // store: websocket connections are hijacked, so the HTTP server's graceful
-// shutdown neither ends nor waits for them.
+// shutdown neither ends nor waits for them. If it also has a
+// Telemetry() http.Handler method (acs.Server does), that handler serves the
+// TCS websocket at GET /tcs/ws.
 type SessionServer interface {
 	http.Handler
 	clusterapi.TaskNotifier
@@ -154,6 +157,9 @@ func Open(opts Options) (*Endpoint, error) {
 			return nil, fmt.Errorf("open cluster endpoint: session server: %w", err)
 		}
 		apiOpts.Notifier, apiOpts.Websocket = sessions, sessions
+		if t, ok := sessions.(interface{ Telemetry() http.Handler }); ok {
+			apiOpts.Telemetry = t.Telemetry()
+		}
 		apiOpts.RequireConnectedAgent = true
 	}
 	h, err := clusterapi.New(apiOpts)
@@ -180,6 +186,24 @@ func (e *Endpoint) Close() error {
 		e.adminLn = nil
 	}
 	return errors.Join(e.closeSessions(), e.db.Close())
+}
+
+// RunBackground runs the endpoint's work besides answering requests until
+// ctx ends: the service controller (services kept at their desired count)
+// and the pruning of old STOPPED tasks. Serve runs it; an embedder that
+// serves Handler on its own listener (dev mode) runs it itself.
+func (e *Endpoint) RunBackground(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		e.pruneLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		e.handler.RunServiceController(ctx)
+	}()
+	wg.Wait()
 }
 
 // closeSessions ends the ACS sessions; it may be called more than once.
@@ -252,21 +276,15 @@ func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- admin.Serve(adminLn) }()
-	pruneCtx, stopPruning := context.WithCancel(ctx)
-	pruned := make(chan struct{})
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	background := make(chan struct{})
 	go func() {
-		defer close(pruned)
-		e.pruneLoop(pruneCtx)
-	}()
-	controlled := make(chan struct{})
-	go func() {
-		defer close(controlled)
-		e.handler.RunServiceController(pruneCtx)
+		defer close(background)
+		e.RunBackground(bgCtx)
 	}()
 	defer func() {
-		stopPruning()
-		<-pruned
-		<-controlled
+		stopBackground()
+		<-background
 	}()
 	pending := 2
 	var serveErr error

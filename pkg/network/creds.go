@@ -95,11 +95,20 @@ func (r CredentialsRoute) validate() error {
 
 // Install creates the bridge if needed, sets route_localnet on it (so
 // packets from it may be routed to 127.0.0.1) and adds the rules that are
-// missing. Running it twice leaves one copy of each rule.
-func (r CredentialsRoute) Install(ctx context.Context) error {
+// missing. Running it twice leaves one copy of each rule. If it fails
+// part-way (ctx cancelled during a start, say), the rules it added are
+// removed again: a route is all there or not there.
+func (r CredentialsRoute) Install(ctx context.Context) (err error) {
 	if err := r.validate(); err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil {
+			if rerr := r.Remove(context.WithoutCancel(ctx)); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+	}()
 	if err := ensureBridge(r.Bridge); err != nil {
 		return fmt.Errorf("install credentials route: %w", err)
 	}

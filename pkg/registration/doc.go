@@ -2,7 +2,8 @@
 // API client (aws-sdk-go-v2 with ECS_BACKEND_HOST as base endpoint and the
 // standard credential chain), RegisterContainerInstance with the instance's
 // resources, attributes and tags, the ACS websocket session that delivers
-// tasks (Session), and the Submitter that drains the state outbox into
+// tasks (Session), the TCS websocket on which it publishes container health
+// (Telemetry), and the Submitter that drains the state outbox into
 // SubmitTaskStateChange and SubmitContainerStateChange.
 //
 // It starts no container: payloads go to a PayloadHandler (pkg/agent's

@@ -2,23 +2,17 @@ package registration
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/gorilla/websocket"
 
@@ -174,30 +168,19 @@ func (s *Session) once(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("discover poll endpoint: %w", err)
 	}
-	wsURL, httpURL, err := s.sessionURL(aws.ToString(out.Endpoint))
+	q := url.Values{}
+	q.Set("clusterArn", s.o.ClusterArn)
+	q.Set("containerInstanceArn", s.o.ContainerInstanceArn)
+	q.Set("agentHash", s.o.AgentHash)
+	q.Set("agentVersion", s.o.AgentVersion)
+	q.Set("seqNum", "1")
+	q.Set("protocolVersion", "2")
+	q.Set("dockerVersion", "containerd")
+	q.Set("sendCredentials", "true")
+	conn, httpURL, err := dialSigned(ctx, wsTarget{name: "ACS", endpoint: aws.ToString(out.Endpoint), query: q,
+		creds: s.o.Credentials, region: s.o.Region, clock: s.o.Clock, tls: s.o.TLSConfig})
 	if err != nil {
 		return err
-	}
-	header, err := s.sign(ctx, httpURL)
-	if err != nil {
-		return err
-	}
-	dialer := websocket.Dialer{
-		HandshakeTimeout: 30 * time.Second,
-		TLSClientConfig:  s.o.TLSConfig,
-		Proxy:            http.ProxyFromEnvironment,
-	}
-	conn, resp, err := dialer.DialContext(ctx, wsURL, header)
-	if err != nil {
-		if resp != nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if strings.Contains(string(body), "InactiveInstanceException") {
-				return fmt.Errorf("connect ACS: %w", ErrInactiveInstance)
-			}
-			return fmt.Errorf("connect ACS %s: %s: %s", httpURL, resp.Status, strings.TrimSpace(string(body)))
-		}
-		return fmt.Errorf("connect ACS %s: %w", httpURL, err)
 	}
 	s.connected.Store(true)
 	s.connects.Add(1)
@@ -213,78 +196,18 @@ func (s *Session) once(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	defer conn.Close()
-	c := &acsConn{conn: conn}
+	c := &wsConn{conn: conn}
 	return s.serve(ctx, c)
 }
 
-// sessionURL builds the websocket URL (and the same URL with an http
-// scheme, which is what the handshake is signed as) from the poll endpoint.
-func (s *Session) sessionURL(endpoint string) (ws, plain string, err error) {
-	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" {
-		return "", "", fmt.Errorf("poll endpoint %q is not a URL", endpoint)
-	}
-	switch u.Scheme {
-	case "http", "ws":
-		u.Scheme = "http"
-	case "https", "wss", "":
-		u.Scheme = "https"
-	default:
-		return "", "", fmt.Errorf("poll endpoint %q: unsupported scheme", endpoint)
-	}
-	u.Path = strings.TrimRight(u.Path, "/") + "/ws"
-	q := url.Values{}
-	q.Set("clusterArn", s.o.ClusterArn)
-	q.Set("containerInstanceArn", s.o.ContainerInstanceArn)
-	q.Set("agentHash", s.o.AgentHash)
-	q.Set("agentVersion", s.o.AgentVersion)
-	q.Set("seqNum", "1")
-	q.Set("protocolVersion", "2")
-	q.Set("dockerVersion", "containerd")
-	q.Set("sendCredentials", "true")
-	u.RawQuery = q.Encode()
-	plain = u.String()
-	if u.Scheme == "http" {
-		u.Scheme = "ws"
-	} else {
-		u.Scheme = "wss"
-	}
-	return u.String(), plain, nil
-}
-
-// emptySHA256 is the payload hash of the bodiless handshake GET.
-var emptySHA256 = func() string { s := sha256.Sum256(nil); return hex.EncodeToString(s[:]) }()
-
-// sign returns the SigV4 headers (service ecs) for the handshake GET.
-func (s *Session) sign(ctx context.Context, plainURL string) (http.Header, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, plainURL, nil)
-	if err != nil {
-		return nil, fmt.Errorf("sign ACS handshake: %w", err)
-	}
-	creds, err := s.o.Credentials.Retrieve(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("sign ACS handshake: retrieve credentials: %w", err)
-	}
-	if err := v4.NewSigner().SignHTTP(ctx, creds, req, emptySHA256, "ecs", s.o.Region, s.o.Clock.Now().UTC()); err != nil {
-		return nil, fmt.Errorf("sign ACS handshake: %w", err)
-	}
-	h := http.Header{}
-	for _, k := range []string{"Authorization", "X-Amz-Date", "X-Amz-Security-Token"} {
-		if v := req.Header.Get(k); v != "" {
-			h.Set(k, v)
-		}
-	}
-	return h, nil
-}
-
-// acsConn serialises writes: gorilla allows one writer at a time.
-type acsConn struct {
+// wsConn serialises writes: gorilla allows one writer at a time.
+type wsConn struct {
 	conn *websocket.Conn
 	// mu guards writes on conn.
 	mu sync.Mutex
 }
 
-func (c *acsConn) send(f api.Frame) error {
+func (c *wsConn) send(f api.Frame) error {
 	b, err := api.EncodeFrame(f)
 	if err != nil {
 		return err
@@ -299,7 +222,7 @@ func (c *acsConn) send(f api.Frame) error {
 }
 
 // serve reads frames until the connection ends.
-func (s *Session) serve(ctx context.Context, c *acsConn) error {
+func (s *Session) serve(ctx context.Context, c *wsConn) error {
 	for {
 		// A connection that stays silent longer than the heartbeat timeout
 		// (plus jitter, so that a fleet does not reconnect in step) is dead.
@@ -323,12 +246,12 @@ func (s *Session) serve(ctx context.Context, c *acsConn) error {
 	}
 }
 
-func (s *Session) ack(c *acsConn, id string) error {
+func (s *Session) ack(c *wsConn, id string) error {
 	return c.send(&api.AckRequest{Cluster: s.o.ClusterArn, ContainerInstance: s.o.ContainerInstanceArn, MessageID: id})
 }
 
 // handle acts on one frame; an error ends the connection.
-func (s *Session) handle(ctx context.Context, c *acsConn, f api.Frame) error {
+func (s *Session) handle(ctx context.Context, c *wsConn, f api.Frame) error {
 	switch m := f.(type) {
 	case *api.PayloadMessage:
 		if s.processed(m.MessageID) {

@@ -43,7 +43,8 @@ type EndpointOptions struct {
 // Endpoint is pkg/cluster's endpoint with the ACS session server
 // (pkg/cluster/acs) and the CloudWatch Logs-compatible store
 // (pkg/cluster/logstore), serving the ECS and Logs JSON APIs (POST /) and
-// the ACS websocket (GET /ws) over plain HTTP on one listener. Tasks are placed only on
+// the ACS and TCS websockets (GET /ws, GET /tcs/ws) over plain HTTP on one
+// listener, and runs the service controller. Tasks are placed only on
 // instances whose agent holds a session, as in ECS.
 type Endpoint struct {
 	// URL is http://host:port.
@@ -54,12 +55,13 @@ type Endpoint struct {
 	ACS   *acs.Server
 	Store *store.DB
 
-	ep         *cluster.Endpoint
-	logs       *logstore.Store
-	srv        *http.Server
-	stopBroker context.CancelFunc
-	wg         sync.WaitGroup
-	once       sync.Once
+	ep   *cluster.Endpoint
+	logs *logstore.Store
+	srv  *http.Server
+	// stopBackground ends the service controller, pruning and the broker.
+	stopBackground context.CancelFunc
+	wg             sync.WaitGroup
+	once           sync.Once
 }
 
 // StartEndpoint opens the store under o.DataDir and serves until Close (or
@@ -137,9 +139,16 @@ func StartEndpoint(ctx context.Context, o EndpointOptions) (*Endpoint, error) {
 			o.Logger.Error("endpoint stopped", "err", err)
 		}
 	}()
+	// The service controller and the pruning of old stopped tasks, as
+	// berth-cluster runs them; with the role broker, until stop.
+	ctx, cancel := context.WithCancel(ctx)
+	e.stopBackground = cancel
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		ep.RunBackground(ctx)
+	}()
 	if broker != nil {
-		ctx, cancel := context.WithCancel(ctx)
-		e.stopBroker = cancel
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
@@ -202,9 +211,7 @@ func (e *Endpoint) stop(stopHTTP func() error) error {
 		// track; the ACS server ends them (the endpoint's Close does too).
 		e.ACS.Close()
 		err = stopHTTP()
-		if e.stopBroker != nil {
-			e.stopBroker()
-		}
+		e.stopBackground()
 		e.wg.Wait()
 		err = errors.Join(err, e.ep.Close(), e.logs.Close())
 	})

@@ -32,6 +32,8 @@ type Host interface {
 	HandlePayload(ctx context.Context, p *api.PayloadMessage) error
 	StateDB(ctx context.Context) (*state.DB, error)
 	ActiveTaskARNs() []string
+	// TaskHealth feeds the TCS session (container health).
+	TaskHealth() []*api.TaskHealth
 }
 
 var _ Host = (*agent.Agent)(nil)
@@ -66,7 +68,8 @@ type Options struct {
 const DefaultFlushTimeout = 10 * time.Second
 
 // Run runs the agent and, once its state is open, registers the instance
-// and keeps the ACS session and the submitter going until ctx ends or one
+// and keeps the ACS session, the TCS session (container health) and the
+// submitter going until ctx ends or one
 // of them fails for good. Terminal registration and session errors are
 // *registration.TerminalError (exit code 5 in cmd/agent).
 func Run(ctx context.Context, o Options) error {
@@ -97,7 +100,7 @@ func Run(ctx context.Context, o Options) error {
 	defer stopAgent()
 	var agentWG, workWG sync.WaitGroup
 	defer agentWG.Wait()
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	spawn := func(wg *sync.WaitGroup, ctx context.Context, name string, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -152,7 +155,17 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	tel, err := registration.NewTelemetry(registration.TelemetryOptions{
+		API: client.ECS, Credentials: client.Credentials, Region: client.Region,
+		ClusterArn: id.ClusterArn, ContainerInstanceArn: id.ContainerInstanceArn,
+		Health: o.Agent, AgentVersion: version.Version, AgentHash: version.Version,
+		TLSConfig: tlsConfig(client), Backoff: o.ReconnectBackoff, Logger: o.Logger,
+	})
+	if err != nil {
+		return err
+	}
 	spawn(&workWG, workCtx, "ACS session", sess.Run)
+	spawn(&workWG, workCtx, "TCS session", tel.Run)
 	spawn(&workWG, workCtx, "state change submitter", sub.Run)
 	select {
 	case err := <-errc:

@@ -65,7 +65,7 @@ func newFixtureWith(t *testing.T, creds acs.CredentialsBroker) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := clusterapi.New(clusterapi.Options{Store: st, Verifier: v, Region: region, AccountID: "123456789012", Notifier: a, Websocket: a})
+	h, err := clusterapi.New(clusterapi.Options{Store: st, Verifier: v, Region: region, AccountID: "123456789012", Notifier: a, Websocket: a, Telemetry: a.Telemetry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,12 @@ func newFixtureWith(t *testing.T, creds acs.CredentialsBroker) *fixture {
 func (f *fixture) dial(t *testing.T, creds *aws.Credentials, instanceArn string) (*websocket.Conn, *http.Response, error) {
 	t.Helper()
 	q := url.Values{"clusterArn": {f.clusterArn}, "containerInstanceArn": {instanceArn}, "seqNum": {"1"}, "protocolVersion": {"2"}}
-	plain := f.srv.URL + "/ws?" + q.Encode()
+	return f.dialURL(t, creds, f.srv.URL+"/ws?"+q.Encode())
+}
+
+// dialURL opens a websocket at plain (an http:// URL) signed with creds.
+func (f *fixture) dialURL(t *testing.T, creds *aws.Credentials, plain string) (*websocket.Conn, *http.Response, error) {
+	t.Helper()
 	h := http.Header{}
 	if creds != nil {
 		req, _ := http.NewRequest(http.MethodGet, plain, nil)

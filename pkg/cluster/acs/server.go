@@ -8,6 +8,9 @@
 // current tasks and a TaskManifestMessage so that nothing assigned while the
 // agent was away is missed.
 //
+// Server.Telemetry serves the Telemetry Communication Service beside it
+// (tcs.go): the agents' health reports, written onto the task records.
+//
 // Server implements pkg/cluster/api's TaskNotifier, so the JSON API tells it
 // about placed and stopping tasks. pkg/cluster and dev mode wire it; it
 // imports pkg/api and pkg/cluster/{store,auth,api} only.
@@ -93,8 +96,10 @@ type Server struct {
 	// mu guards the fields below.
 	mu       sync.Mutex
 	sessions map[string]*session // by container instance ARN
-	closed   bool
-	wg       sync.WaitGroup // every running session
+	// telemetry holds the open TCS connections (tcs.go).
+	telemetry map[*websocket.Conn]context.CancelFunc
+	closed    bool
+	wg        sync.WaitGroup // every running session
 }
 
 var (
@@ -144,6 +149,9 @@ func (s *Server) Close() {
 	for _, sess := range s.sessions {
 		sess.cancel()
 	}
+	for _, cancel := range s.telemetry {
+		cancel()
+	}
 	s.mu.Unlock()
 	s.wg.Wait()
 }
@@ -161,40 +169,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusMethodNotAllowed, "BadRequestException", "ACS sessions are opened with GET")
 		return
 	}
-	key, err := s.o.Verifier.Verify(r, nil)
-	if err != nil {
-		var ae *auth.Error
-		if errors.As(err, &ae) {
-			writeErr(w, ae.Status, ae.Type, ae.Message)
-			return
-		}
-		s.o.Logger.Error("verify ACS handshake", "err", err)
-		writeErr(w, http.StatusInternalServerError, "ServerException", "internal error")
-		return
-	}
-	q := r.URL.Query()
-	instanceArn := q.Get("containerInstanceArn")
-	if instanceArn == "" {
-		writeErr(w, http.StatusBadRequest, "BadRequestException", "containerInstanceArn is required")
-		return
-	}
-	var inst *instanceView
-	err = s.o.Store.View(func(tx store.Tx) error {
-		var err error
-		inst, err = loadInstance(tx, instanceArn)
-		return err
-	})
-	if errors.Is(err, store.ErrNotFound) {
-		writeErr(w, http.StatusBadRequest, api.TypeInvalidInstanceException, "Container instance "+instanceArn+" is not registered.")
-		return
-	}
-	if err != nil {
-		s.o.Logger.Error("ACS handshake: load instance", "err", err)
-		writeErr(w, http.StatusInternalServerError, "ServerException", "internal error")
-		return
-	}
-	if key.Role == auth.RoleAgent && inst.AgentKeyID != key.AccessKeyID {
-		writeErr(w, http.StatusForbidden, auth.AccessDenied, "User: "+key.AccessKeyID+" is not authorized to connect as container instance "+instanceArn)
+	instanceArn := r.URL.Query().Get("containerInstanceArn")
+	inst, ok := s.authorize(w, r, "ACS", "containerInstanceArn", instanceArn)
+	if !ok {
 		return
 	}
 	conn, err := s.upgrader.Upgrade(w, r, nil)
@@ -220,6 +197,48 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.unregister(sess)
 	s.run(sess)
+}
+
+// authorize checks a websocket handshake (ACS or TCS): its SigV4
+// signature, the container instance named by the query member param, and,
+// for an agent key, that the key registered that instance. On failure it
+// has answered with an AWS error shape.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, what, param, instanceArn string) (*instanceView, bool) {
+	key, err := s.o.Verifier.Verify(r, nil)
+	if err != nil {
+		var ae *auth.Error
+		if errors.As(err, &ae) {
+			writeErr(w, ae.Status, ae.Type, ae.Message)
+			return nil, false
+		}
+		s.o.Logger.Error("verify "+what+" handshake", "err", err)
+		writeErr(w, http.StatusInternalServerError, "ServerException", "internal error")
+		return nil, false
+	}
+	if instanceArn == "" {
+		writeErr(w, http.StatusBadRequest, "BadRequestException", param+" is required")
+		return nil, false
+	}
+	var inst *instanceView
+	err = s.o.Store.View(func(tx store.Tx) error {
+		var err error
+		inst, err = loadInstance(tx, instanceArn)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		writeErr(w, http.StatusBadRequest, api.TypeInvalidInstanceException, "Container instance "+instanceArn+" is not registered.")
+		return nil, false
+	}
+	if err != nil {
+		s.o.Logger.Error(what+" handshake: load instance", "err", err)
+		writeErr(w, http.StatusInternalServerError, "ServerException", "internal error")
+		return nil, false
+	}
+	if key.Role == auth.RoleAgent && inst.AgentKeyID != key.AccessKeyID {
+		writeErr(w, http.StatusForbidden, auth.AccessDenied, "User: "+key.AccessKeyID+" is not authorized to connect as container instance "+instanceArn)
+		return nil, false
+	}
+	return inst, true
 }
 
 // register makes sess the instance's session, ending any older one.

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -423,6 +424,10 @@ func (s *Server) updateContainerInstancesState(c *call, in *ecs.UpdateContainerI
 	return out, nil
 }
 
+// TelemetryPath is where the TCS websocket lives under the endpoint: the
+// telemetryEndpoint is the poll endpoint plus this, and agents append /ws.
+const TelemetryPath = "/tcs"
+
 func (s *Server) discoverPollEndpoint(c *call, in *ecs.DiscoverPollEndpointInput) (smithy.Serializable, error) {
 	ep := s.opts.PollEndpoint
 	if ep == "" {
@@ -430,7 +435,7 @@ func (s *Server) discoverPollEndpoint(c *call, in *ecs.DiscoverPollEndpointInput
 	}
 	return &ecs.DiscoverPollEndpointOutput{
 		Endpoint:               aws.String(ep),
-		TelemetryEndpoint:      aws.String(ep),
+		TelemetryEndpoint:      aws.String(strings.TrimRight(ep, "/") + TelemetryPath),
 		ServiceConnectEndpoint: aws.String(ep),
 	}, nil
 }

@@ -112,6 +112,9 @@ type Options struct {
 	Notifier TaskNotifier
 	// Websocket serves GET /ws (the ACS session); nil answers 404.
 	Websocket http.Handler
+	// Telemetry serves GET /tcs/ws (the TCS session, at the
+	// telemetryEndpoint DiscoverPollEndpoint returns); nil answers 404.
+	Telemetry http.Handler
 	// Targets are other JSON APIs served on POST / by X-Amz-Target prefix.
 	Targets []Target
 	// RequireConnectedAgent makes RunTask and StartTask skip instances
@@ -171,11 +174,14 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// ServeHTTP routes POST / by X-Amz-Target and GET /ws to the websocket handler.
+// ServeHTTP routes POST / by X-Amz-Target, GET /ws to the ACS websocket
+// handler and GET /tcs/ws to the TCS one.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/ws" && r.Method == http.MethodGet && s.opts.Websocket != nil:
 		s.opts.Websocket.ServeHTTP(w, r)
+	case r.URL.Path == TelemetryPath+"/ws" && r.Method == http.MethodGet && s.opts.Telemetry != nil:
+		s.opts.Telemetry.ServeHTTP(w, r)
 	case r.URL.Path == "/" && r.Method == http.MethodPost:
 		s.serveJSON(w, r)
 	default:

@@ -103,6 +103,9 @@ func start(ctx context.Context) (*testenv.Env, []string, int) {
 		fmt.Fprintf(os.Stderr, "berth-testenv: %s; integration tests will skip\n", msg)
 		return nil, nil, 0
 	}
+	if swept, err := sweepTestLeftovers(ctx); len(swept) > 0 || err != nil {
+		fmt.Fprintf(os.Stderr, "berth-testenv: removed %d leftover(s) of interrupted test runs (err: %v):\n  %s\n", len(swept), err, strings.Join(swept, "\n  "))
+	}
 	began := time.Now()
 	env, err := testenv.Start(ctx, testenv.Options{})
 	if err != nil {

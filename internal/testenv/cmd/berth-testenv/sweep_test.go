@@ -1,0 +1,48 @@
+package main
+
+import (
+	"reflect"
+	"testing"
+)
+
+// TestSweepNames: the sweep's patterns take the tests' names and never the
+// agent's defaults or other software's.
+func TestSweepNames(t *testing.T) {
+	for _, c := range []struct {
+		re   string
+		name string
+		want bool
+	}{
+		{"id", "be68de0a-62f7d7670c28c729", true},
+		{"id", "bt3-0123456789abcdef", true},
+		{"id", "bs0a1b2c-0123456789abcdef", true},
+		{"id", "btiam-0123456789abcdef", true},
+		{"id", "berth-0123456789abcdef", false},
+		{"id", "be68de0a-62f7d7670c28c72", false},
+		{"link", "be68de0a", true},
+		{"link", "btbr17", true},
+		{"link", "btiam0", true},
+		{"link", "bi0a1b2ch", true},
+		{"link", "berth0", false},
+		{"link", "eth0", false},
+		{"link", "br-0a1b2c", false},
+		{"comment", "berth:creds:bt7be850", true},
+		{"comment", "berth:test-guard:bt7be850", true},
+		{"comment", "berth:creds:berth0", false},
+		{"comment", "berth:creds:docker0", false},
+	} {
+		re := map[string]interface{ MatchString(string) bool }{"id": testSandboxID, "link": testLink, "comment": testComment}[c.re]
+		if got := re.MatchString(c.name); got != c.want {
+			t.Errorf("%s pattern on %q: %v, want %v", c.re, c.name, got, c.want)
+		}
+	}
+}
+
+func TestSplitSaveLine(t *testing.T) {
+	line := `CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"berth\" id: \"be68de0a-62f7d7670c28c729\"" -m multiport --dports 25450 -j CNI-DN-8485729b6967584850907`
+	want := []string{"CNI-HOSTPORT-DNAT", "-p", "tcp", "-m", "comment", "--comment", `dnat name: "berth" id: "be68de0a-62f7d7670c28c729"`,
+		"-m", "multiport", "--dports", "25450", "-j", "CNI-DN-8485729b6967584850907"}
+	if got := splitSaveLine(line); !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+}

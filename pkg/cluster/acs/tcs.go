@@ -1,0 +1,262 @@
+package acs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/gorilla/websocket"
+
+	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+// This file is the endpoint's side of the Telemetry Communication Service
+// (shared/protocol/tcs-api-2.json): the second websocket an agent holds,
+// at DiscoverPollEndpoint's telemetryEndpoint + "/ws", on which it
+// publishes its containers' health. The health lands on the task records
+// (DescribeTasks' healthStatus, the service controller's replacement of
+// UNHEALTHY tasks). Metrics are acknowledged and dropped.
+
+// maxTelemetryFrame bounds one TCS message: a health report of a few
+// hundred tasks.
+const maxTelemetryFrame = 1 << 20
+
+// Telemetry returns the handler of TCS sessions:
+// GET <telemetryEndpoint>/ws?cluster=..&containerInstance=..
+func (s *Server) Telemetry() http.Handler { return http.HandlerFunc(s.serveTelemetry) }
+
+func (s *Server) serveTelemetry(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		writeErr(w, http.StatusMethodNotAllowed, "BadRequestException", "TCS sessions are opened with GET")
+		return
+	}
+	instanceArn := r.URL.Query().Get("containerInstance")
+	inst, ok := s.authorize(w, r, "TCS", "containerInstance", instanceArn)
+	if !ok {
+		return
+	}
+	conn, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered the client
+	}
+	defer conn.Close()
+	conn.SetReadLimit(maxTelemetryFrame)
+	if inst.Instance.Status != nil && *inst.Instance.Status == "INACTIVE" {
+		b, _ := api.EncodeFrame(&api.ErrorFrame{Type: api.TypeInactiveInstanceException, Message: "Container instance " + instanceArn + " is inactive (deregistered)."})
+		_ = conn.WriteMessage(websocket.TextMessage, b)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	if !s.trackTelemetry(conn, cancel) {
+		return
+	}
+	defer s.untrackTelemetry(conn)
+	s.o.Logger.Info("TCS session open", "instance", instanceArn)
+	err = s.telemetrySession(ctx, conn, instanceArn)
+	s.o.Logger.Info("TCS session closed", "instance", instanceArn, "err", err)
+}
+
+// trackTelemetry registers a TCS connection so that Close ends it; false
+// when the server is closed.
+func (s *Server) trackTelemetry(conn *websocket.Conn, cancel context.CancelFunc) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if s.telemetry == nil {
+		s.telemetry = map[*websocket.Conn]context.CancelFunc{}
+	}
+	s.telemetry[conn] = cancel
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrackTelemetry(conn *websocket.Conn) {
+	s.mu.Lock()
+	delete(s.telemetry, conn)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// telemetrySession reads the agent's frames, records health and answers
+// each publication, and sends a heartbeat every HeartbeatInterval, until
+// the connection fails or ctx ends.
+func (s *Server) telemetrySession(ctx context.Context, conn *websocket.Conn, instanceArn string) error {
+	// One writer at a time (gorilla): the reader's acks and the heartbeats.
+	out := make(chan api.Frame, 4)
+	readErr := make(chan error, 1)
+	go func() {
+		readErr <- s.readTelemetry(ctx, conn, instanceArn, out)
+	}()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	heartbeat := time.NewTicker(s.o.HeartbeatInterval)
+	defer heartbeat.Stop()
+	for {
+		var f api.Frame
+		select {
+		case err := <-readErr:
+			return err
+		case <-ctx.Done():
+			conn.Close()
+			<-readErr
+			return ctx.Err()
+		case <-heartbeat.C:
+			f = &api.HeartbeatMessage{Healthy: true, MessageID: newMessageID()}
+		case f = <-out:
+		}
+		b, err := api.EncodeFrame(f)
+		if err != nil {
+			return err
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
+			conn.Close()
+			<-readErr
+			return fmt.Errorf("send %s: %w", f.FrameType(), err)
+		}
+	}
+}
+
+// readTelemetry handles the agent's frames until the connection fails.
+func (s *Server) readTelemetry(ctx context.Context, conn *websocket.Conn, instanceArn string, out chan<- api.Frame) error {
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			return fmt.Errorf("read TCS frame: %w", err)
+		}
+		f, err := api.DecodeFrame(data)
+		if err != nil {
+			s.o.Logger.Warn("ignore malformed TCS frame", "instance", instanceArn, "err", err)
+			continue
+		}
+		var reply api.Frame
+		switch m := f.(type) {
+		case *api.PublishHealthRequest:
+			n, err := recordHealth(s.o.Store, instanceArn, m.Tasks, time.Now())
+			if err != nil {
+				s.o.Logger.Error("record container health", "instance", instanceArn, "err", err)
+				reply = &api.ErrorFrame{Type: api.TypeServerException, Message: "could not record the health report"}
+				break
+			}
+			if n > 0 {
+				s.o.Logger.Debug("container health changed", "instance", instanceArn, "tasks", n)
+			}
+			reply = &api.AckPublishHealth{Message: "ok"}
+		case *api.UnknownFrame:
+			if m.Type == api.TypePublishMetricsRequest {
+				reply = &api.AckPublishMetric{Message: "ok"}
+			}
+		}
+		if reply == nil {
+			continue // heartbeats and the like need no answer
+		}
+		select {
+		case out <- reply:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// recordHealth writes the reported container health onto the tasks'
+// records and derives each task's healthStatus (UNHEALTHY if a container
+// is, HEALTHY if all reported ones are, else UNKNOWN). Only tasks placed on
+// instanceArn and not yet STOPPED are touched; unknown tasks and containers
+// are skipped (a report may race a task's deletion). It returns how many
+// tasks changed. The rest of each record is left as written.
+func recordHealth(st store.Store, instanceArn string, tasks []*api.TaskHealth, now time.Time) (int, error) {
+	changed := 0
+	err := st.Update(func(tx store.Tx) error {
+		changed = 0
+		for _, th := range tasks {
+			if th == nil {
+				continue
+			}
+			cluster, id, ok := arnParts(th.TaskArn, "task")
+			if !ok {
+				continue
+			}
+			key := cluster + "/" + id
+			var raw map[string]json.RawMessage
+			if err := tx.Get(store.Tasks, key, &raw); err != nil {
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				return err
+			}
+			var t types.Task
+			if err := json.Unmarshal(raw["Task"], &t); err != nil {
+				return fmt.Errorf("decode task %s: %w", key, err)
+			}
+			if aws.ToString(t.ContainerInstanceArn) != instanceArn || aws.ToString(t.LastStatus) == "STOPPED" {
+				continue
+			}
+			if !applyHealth(&t, th.Containers) {
+				continue
+			}
+			b, err := json.Marshal(t)
+			if err != nil {
+				return err
+			}
+			raw["Task"] = b
+			if err := tx.Put(store.Tasks, key, raw); err != nil {
+				return err
+			}
+			changed++
+		}
+		return nil
+	})
+	return changed, err
+}
+
+// applyHealth sets the reported statuses on t's containers and t's own
+// healthStatus, derived from the report (which covers every container with
+// a health check): UNHEALTHY if one is, HEALTHY if all are, else UNKNOWN.
+// It reports whether anything changed.
+func applyHealth(t *types.Task, report []*api.ContainerHealth) bool {
+	changed := false
+	task, all := types.HealthStatusUnknown, 0
+	healthy := 0
+	for _, ch := range report {
+		if ch == nil {
+			continue
+		}
+		status := types.HealthStatus(ch.HealthStatus)
+		switch status {
+		case types.HealthStatusHealthy, types.HealthStatusUnhealthy, types.HealthStatusUnknown:
+		default:
+			continue
+		}
+		all++
+		switch status {
+		case types.HealthStatusUnhealthy:
+			task = types.HealthStatusUnhealthy
+		case types.HealthStatusHealthy:
+			healthy++
+		}
+		for i := range t.Containers {
+			c := &t.Containers[i]
+			if aws.ToString(c.Name) == ch.ContainerName && c.HealthStatus != status {
+				c.HealthStatus = status
+				changed = true
+			}
+		}
+	}
+	if task != types.HealthStatusUnhealthy && all > 0 && healthy == all {
+		task = types.HealthStatusHealthy
+	}
+	if t.HealthStatus != task {
+		t.HealthStatus = task
+		changed = true
+	}
+	return changed
+}

@@ -1,0 +1,129 @@
+package acs_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/gorilla/websocket"
+
+	"github.com/berth-dev/berth/pkg/api"
+)
+
+// TestTelemetryHealth: an agent's PublishHealthRequest on the TCS
+// websocket (at DiscoverPollEndpoint's telemetryEndpoint) is acknowledged
+// and lands on its task (container and task healthStatus); reports about
+// another instance's task and unknown tasks change nothing; metrics are
+// acknowledged; another agent's key cannot open the instance's session.
+func TestTelemetryHealth(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	agentA := client(f.srv.URL, f.keyA)
+	dp, err := agentA.DiscoverPollEndpoint(ctx, &ecs.DiscoverPollEndpointInput{Cluster: aws.String("c"), ContainerInstance: aws.String(f.instanceArn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcsURL := aws.ToString(dp.TelemetryEndpoint) + "/ws?" + url.Values{"cluster": {f.clusterArn}, "containerInstance": {f.instanceArn}}.Encode()
+
+	if _, resp, err := f.dialURL(t, &f.keyB, tcsURL); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("another agent's key: want 403, got %v %v", resp, err)
+	}
+	if _, err := f.admin.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{Family: aws.String("app"),
+		ContainerDefinitions: []types.ContainerDefinition{
+			{Name: aws.String("web"), Image: aws.String("busybox"), Memory: aws.Int32(16)},
+			{Name: aws.String("side"), Image: aws.String("busybox"), Memory: aws.Int32(16)}}}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := f.admin.RunTask(ctx, &ecs.RunTaskInput{Cluster: aws.String("c"), TaskDefinition: aws.String("app")})
+	if err != nil || len(run.Tasks) != 1 {
+		t.Fatalf("RunTask: %v %+v", err, run)
+	}
+	taskArn := aws.ToString(run.Tasks[0].TaskArn)
+
+	conn, _, err := f.dialURL(t, &f.keyA, tcsURL)
+	if err != nil {
+		t.Fatalf("open the TCS session: %v", err)
+	}
+	defer conn.Close()
+	exchange := func(out api.Frame, want string) {
+		t.Helper()
+		b, _ := api.EncodeFrame(out)
+		if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, data, err := conn.ReadMessage()
+			if err != nil {
+				t.Fatalf("waiting for %s: %v", want, err)
+			}
+			if fr, err := api.DecodeFrame(data); err == nil && fr.FrameType() == want {
+				return
+			}
+		}
+	}
+	report := func(status string, tasks ...string) *api.PublishHealthRequest {
+		r := &api.PublishHealthRequest{Metadata: &api.HealthMetadata{Cluster: f.clusterArn, ContainerInstance: f.instanceArn, MessageID: "m", Fin: true}}
+		for _, arn := range tasks {
+			r.Tasks = append(r.Tasks, &api.TaskHealth{TaskArn: arn, Containers: []*api.ContainerHealth{{ContainerName: "web", HealthStatus: status}}})
+		}
+		return r
+	}
+	health := func() (task, web, side types.HealthStatus) {
+		t.Helper()
+		out, err := f.admin.DescribeTasks(ctx, &ecs.DescribeTasksInput{Cluster: aws.String("c"), Tasks: []string{taskArn}})
+		if err != nil || len(out.Tasks) != 1 {
+			t.Fatalf("DescribeTasks: %v", err)
+		}
+		tk := out.Tasks[0]
+		for _, c := range tk.Containers {
+			switch aws.ToString(c.Name) {
+			case "web":
+				web = c.HealthStatus
+			case "side":
+				side = c.HealthStatus
+			}
+		}
+		return tk.HealthStatus, web, side
+	}
+
+	exchange(report(api.HealthStatusHealthy, taskArn), api.TypeAckPublishHealth)
+	if task, web, side := health(); task != types.HealthStatusHealthy || web != types.HealthStatusHealthy || side != "" {
+		t.Fatalf("after HEALTHY: task %s web %s side %s", task, web, side)
+	}
+	exchange(report(api.HealthStatusUnhealthy, taskArn, "arn:aws:ecs:us-test-1:123456789012:task/c/0000", "not an arn"), api.TypeAckPublishHealth)
+	if task, web, _ := health(); task != types.HealthStatusUnhealthy || web != types.HealthStatusUnhealthy {
+		t.Fatalf("after UNHEALTHY: task %s web %s", task, web)
+	}
+	exchange(&api.UnknownFrame{Type: api.TypePublishMetricsRequest}, api.TypeAckPublishMetric)
+
+	// The same task reported over instance B's session changes nothing.
+	outB, err := client(f.srv.URL, f.keyB).RegisterContainerInstance(ctx, &ecs.RegisterContainerInstanceInput{Cluster: aws.String("c"),
+		TotalResources: []types.Resource{{Name: aws.String("CPU"), Type: aws.String("INTEGER"), IntegerValue: 1024},
+			{Name: aws.String("MEMORY"), Type: aws.String("INTEGER"), IntegerValue: 512}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	instB := aws.ToString(outB.ContainerInstance.ContainerInstanceArn)
+	connB, _, err := f.dialURL(t, &f.keyB, aws.ToString(dp.TelemetryEndpoint)+"/ws?"+url.Values{"containerInstance": {instB}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer connB.Close()
+	b, _ := api.EncodeFrame(report(api.HealthStatusHealthy, taskArn))
+	if err := connB.WriteMessage(websocket.TextMessage, b); err != nil {
+		t.Fatal(err)
+	}
+	_ = connB.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, data, err := connB.ReadMessage(); err != nil || string(data) == "" {
+		t.Fatalf("instance B's ack: %v", err)
+	}
+	if task, web, _ := health(); task != types.HealthStatusUnhealthy || web != types.HealthStatusUnhealthy {
+		t.Fatalf("another instance's report changed the task: task %s web %s", task, web)
+	}
+}

@@ -1,0 +1,214 @@
+package registration
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+
+	"github.com/berth-dev/berth/pkg/api"
+)
+
+// HealthSource reports the health of the agent's tasks whose containers
+// have a health check (pkg/agent's Agent implements it over the engine).
+// Tasks without such a container are left out.
+type HealthSource interface {
+	TaskHealth() []*api.TaskHealth
+}
+
+// TelemetryOptions configure a Telemetry session.
+type TelemetryOptions struct {
+	API         DiscoverAPI
+	Credentials aws.CredentialsProvider
+	Region      string
+	// ClusterArn and ContainerInstanceArn come from registration.
+	ClusterArn, ContainerInstanceArn string
+	Health                           HealthSource
+	AgentVersion, AgentHash          string
+	// TLSConfig is used for wss:// endpoints (nil: system roots).
+	TLSConfig *tls.Config
+	// Poll is how often the health source is read; a change is published
+	// at once. Zero means 1 second.
+	Poll time.Duration
+	// Republish is how often unchanged health is published again (the
+	// upstream agent's interval). Zero means 20 seconds.
+	Republish time.Duration
+	// Backoff paces reconnects (default 1 s to 2 minutes, 20% jitter).
+	Backoff Backoff
+	Clock   Clock
+	Logger  *slog.Logger
+}
+
+// Telemetry keeps the TCS websocket (DiscoverPollEndpoint's
+// telemetryEndpoint) open and publishes container health on it as
+// PublishHealthRequest frames: the endpoint's service scheduler replaces
+// tasks whose essential containers turn UNHEALTHY, and DescribeTasks shows
+// the status. Metrics are not published (task metadata v4 serves stats).
+type Telemetry struct {
+	o         TelemetryOptions
+	published atomic.Int64
+}
+
+// NewTelemetry checks the options and returns a Telemetry; Run starts it.
+func NewTelemetry(o TelemetryOptions) (*Telemetry, error) {
+	if o.API == nil || o.Credentials == nil || o.Health == nil || o.Region == "" || o.ContainerInstanceArn == "" {
+		return nil, errors.New("TCS session: API, Credentials, Health, Region and ContainerInstanceArn are required")
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.Republish <= 0 {
+		o.Republish = 20 * time.Second
+	}
+	if o.Backoff.Min == 0 {
+		o.Backoff = Backoff{Min: time.Second, Max: 2 * time.Minute, Jitter: 0.2}
+	}
+	if o.Clock == nil {
+		o.Clock = SystemClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Telemetry{o: o}, nil
+}
+
+// Published returns how many PublishHealthRequest frames were sent.
+func (t *Telemetry) Published() int64 { return t.published.Load() }
+
+// Run connects and reconnects until ctx ends (returning ctx's error) or the
+// endpoint says the instance is inactive. Health is lost for nothing while
+// disconnected: every connection starts by publishing the current health.
+func (t *Telemetry) Run(ctx context.Context) error {
+	attempt := 0
+	for {
+		began := t.o.Clock.Now()
+		err := t.once(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, ErrInactiveInstance) {
+			return &TerminalError{Op: "TCS session", Err: err}
+		}
+		if t.o.Clock.Now().Sub(began) > time.Minute {
+			attempt = 0
+		}
+		d := t.o.Backoff.Delay(attempt)
+		attempt++
+		t.o.Logger.Warn("TCS session ended; reconnecting", "err", err, "in", d)
+		if err := sleep(ctx, t.o.Clock, d); err != nil {
+			return err
+		}
+	}
+}
+
+// once runs one websocket connection to its end.
+func (t *Telemetry) once(ctx context.Context) error {
+	out, err := t.o.API.DiscoverPollEndpoint(ctx, &ecs.DiscoverPollEndpointInput{
+		Cluster:           aws.String(t.o.ClusterArn),
+		ContainerInstance: aws.String(t.o.ContainerInstanceArn),
+	})
+	if err != nil {
+		return fmt.Errorf("discover telemetry endpoint: %w", err)
+	}
+	endpoint := aws.ToString(out.TelemetryEndpoint)
+	if endpoint == "" {
+		return errors.New("discover telemetry endpoint: the endpoint returned none")
+	}
+	q := url.Values{}
+	q.Set("cluster", t.o.ClusterArn)
+	q.Set("containerInstance", t.o.ContainerInstanceArn)
+	q.Set("agentVersion", t.o.AgentVersion)
+	q.Set("agentHash", t.o.AgentHash)
+	q.Set("dockerVersion", "containerd")
+	conn, httpURL, err := dialSigned(ctx, wsTarget{name: "TCS", endpoint: endpoint, query: q,
+		creds: t.o.Credentials, region: t.o.Region, clock: t.o.Clock, tls: t.o.TLSConfig})
+	if err != nil {
+		return err
+	}
+	t.o.Logger.Info("TCS session connected", "endpoint", httpURL)
+	c := &wsConn{conn: conn}
+	// The reader owns reads: acknowledgements and heartbeats are only
+	// logged, and a read error (the endpoint closed, or ctx ended and
+	// closed the connection) ends the session.
+	readErr := make(chan error, 1)
+	go func() { readErr <- t.read(c) }()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer func() {
+		stop()
+		conn.Close()
+		<-readErr
+	}()
+	return t.publishLoop(ctx, c, readErr)
+}
+
+// read consumes the endpoint's frames until the connection fails.
+func (t *Telemetry) read(c *wsConn) error {
+	for {
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			return fmt.Errorf("read TCS frame: %w", err)
+		}
+		f, err := api.DecodeFrame(data)
+		if err != nil {
+			t.o.Logger.Warn("ignore malformed TCS frame", "err", err)
+			continue
+		}
+		if e, ok := f.(*api.ErrorFrame); ok {
+			if e.Type == api.TypeInactiveInstanceException {
+				return fmt.Errorf("TCS: %w", ErrInactiveInstance)
+			}
+			t.o.Logger.Warn("TCS error frame", "type", e.Type, "message", e.Message)
+		}
+	}
+}
+
+// publishLoop publishes the health at once, on every change and every
+// Republish interval, until the connection or ctx ends.
+func (t *Telemetry) publishLoop(ctx context.Context, c *wsConn, readErr <-chan error) error {
+	var last []*api.TaskHealth
+	var lastAt time.Time
+	first := true
+	for {
+		now := t.o.Clock.Now()
+		cur := t.o.Health.TaskHealth()
+		if first || !reflect.DeepEqual(cur, last) || now.Sub(lastAt) >= t.o.Republish {
+			if err := t.publish(c, cur, now); err != nil {
+				return err
+			}
+			last, lastAt, first = cur, now, false
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-readErr:
+			return err
+		case <-t.o.Clock.After(t.o.Poll):
+		}
+	}
+}
+
+func (t *Telemetry) publish(c *wsConn, tasks []*api.TaskHealth, now time.Time) error {
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	req := &api.PublishHealthRequest{
+		Metadata: &api.HealthMetadata{Cluster: t.o.ClusterArn, ContainerInstance: t.o.ContainerInstanceArn,
+			MessageID: hex.EncodeToString(id[:]), Fin: true},
+		Tasks:     tasks,
+		Timestamp: &api.ECSEpochTime{Time: now.UTC()},
+	}
+	if err := c.send(req); err != nil {
+		return err
+	}
+	t.published.Add(1)
+	return nil
+}
