@@ -141,12 +141,16 @@ func (t *Telemetry) once(ctx context.Context) error {
 	// logged, and a read error (the endpoint closed, or ctx ended and
 	// closed the connection) ends the session.
 	readErr := make(chan error, 1)
-	go func() { readErr <- t.read(c) }()
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		readErr <- t.read(c)
+	}()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer func() {
 		stop()
 		conn.Close()
-		<-readErr
+		<-readDone // publishLoop may have taken the reader's error already
 	}()
 	return t.publishLoop(ctx, c, readErr)
 }

@@ -145,9 +145,11 @@ func TestConcurrentPullsShareOneFetch(t *testing.T) {
 			blobs++
 		}
 	}
-	// config + base layer + files layer
-	if blobs != 3 {
-		t.Errorf("blob fetches = %d, want 3 (config and two layers); all requests: %v", blobs, counts)
+	// Config, files layer and base layer; the base layer (busybox, in every
+	// test image) is not fetched when another test's pull put it in
+	// containerd's content store, which namespaces share, just before.
+	if blobs < 2 || blobs > 3 {
+		t.Errorf("blob fetches = %d, want the config, the files layer and at most the base layer; all requests: %v", blobs, counts)
 	}
 	t.Logf("registry requests for %d concurrent pulls: %v", n, counts)
 }
