@@ -135,7 +135,7 @@ func parseSave(out string) []savedRule {
 		if !strings.HasPrefix(line, "-A ") {
 			continue
 		}
-		f := splitSaveLine(line)
+		f := SplitSaveLine(line)
 		if len(f) < 2 {
 			continue
 		}
@@ -144,10 +144,11 @@ func parseSave(out string) []savedRule {
 	return rules
 }
 
-// splitSaveLine splits an iptables-save line into words the way a shell
+// SplitSaveLine splits an iptables-save line into words the way a shell
 // would: double quotes group, and a backslash escapes the next character
-// inside them (iptables-save writes comments as "a \"b\"").
-func splitSaveLine(line string) []string {
+// inside them (iptables-save writes comments as "a \"b\""). The test
+// runner's sweep of interrupted runs uses it too.
+func SplitSaveLine(line string) []string {
 	var words []string
 	var cur strings.Builder
 	inWord, inQuote := false, false

@@ -307,7 +307,7 @@ func TestReserveInKernel(t *testing.T) {
 
 func TestSplitSaveLine(t *testing.T) {
 	line := `-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"bt\" id: \"bt1-00\"" -m multiport --dports 4364 -j CNI-DN-4b`
-	got := strings.Join(splitSaveLine(line), "|")
+	got := strings.Join(SplitSaveLine(line), "|")
 	want := `-A|CNI-HOSTPORT-DNAT|-p|tcp|-m|comment|--comment|dnat name: "bt" id: "bt1-00"|-m|multiport|--dports|4364|-j|CNI-DN-4b`
 	if got != want {
 		t.Fatalf("split:\nwant %s\ngot  %s", want, got)

@@ -132,31 +132,9 @@ func (s *Session) Connects() int64 { return s.connects.Load() }
 // endpoint says the instance is inactive (a *TerminalError wrapping
 // ErrInactiveInstance).
 func (s *Session) Run(ctx context.Context) error {
-	attempt := 0
-	for {
-		began := s.o.Clock.Now()
-		err := s.once(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if errors.Is(err, ErrInactiveInstance) {
-			return &TerminalError{Op: "ACS session", Err: err,
-				Hint: "the container instance was deregistered from the cluster; move ECS_DATADIR aside to register a new instance"}
-		}
-		if errors.Is(err, errConnectionExpired) || s.o.Clock.Now().Sub(began) > time.Minute {
-			attempt = 0
-		}
-		d := s.o.Backoff.Delay(attempt)
-		attempt++
-		if errors.Is(err, errConnectionExpired) {
-			s.o.Logger.Info("ACS session closed by the endpoint; reconnecting", "reason", err, "in", d)
-		} else {
-			s.o.Logger.Warn("ACS session ended; reconnecting", "err", err, "in", d)
-		}
-		if err := sleep(ctx, s.o.Clock, d); err != nil {
-			return err
-		}
-	}
+	return reconnectLoop(ctx, "ACS session",
+		"the container instance was deregistered from the cluster; move ECS_DATADIR aside to register a new instance",
+		s.o.Clock, s.o.Backoff, s.o.Logger, func(err error) bool { return errors.Is(err, errConnectionExpired) }, s.once)
 }
 
 // once runs one websocket connection to its end.

@@ -89,26 +89,7 @@ func (t *Telemetry) Published() int64 { return t.published.Load() }
 // endpoint says the instance is inactive. Health is lost for nothing while
 // disconnected: every connection starts by publishing the current health.
 func (t *Telemetry) Run(ctx context.Context) error {
-	attempt := 0
-	for {
-		began := t.o.Clock.Now()
-		err := t.once(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if errors.Is(err, ErrInactiveInstance) {
-			return &TerminalError{Op: "TCS session", Err: err}
-		}
-		if t.o.Clock.Now().Sub(began) > time.Minute {
-			attempt = 0
-		}
-		d := t.o.Backoff.Delay(attempt)
-		attempt++
-		t.o.Logger.Warn("TCS session ended; reconnecting", "err", err, "in", d)
-		if err := sleep(ctx, t.o.Clock, d); err != nil {
-			return err
-		}
-	}
+	return reconnectLoop(ctx, "TCS session", "", t.o.Clock, t.o.Backoff, t.o.Logger, nil, t.once)
 }
 
 // once runs one websocket connection to its end.

@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -111,4 +113,38 @@ func dialSigned(ctx context.Context, t wsTarget) (*websocket.Conn, string, error
 		return nil, "", fmt.Errorf("connect %s %s: %w", t.name, httpURL, err)
 	}
 	return conn, httpURL, nil
+}
+
+// reconnectLoop runs once, a connection at a time, until ctx ends
+// (returning ctx's error) or once fails with ErrInactiveInstance (a
+// *TerminalError for op, with hint). Between connections it waits by
+// backoff; the backoff starts over after a connection that lasted over a
+// minute or that the endpoint closed on purpose (planned(err)).
+func reconnectLoop(ctx context.Context, op, hint string, clock Clock, backoff Backoff, log *slog.Logger,
+	planned func(error) bool, once func(context.Context) error) error {
+	attempt := 0
+	for {
+		began := clock.Now()
+		err := once(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, ErrInactiveInstance) {
+			return &TerminalError{Op: op, Err: err, Hint: hint}
+		}
+		isPlanned := planned != nil && planned(err)
+		if isPlanned || clock.Now().Sub(began) > time.Minute {
+			attempt = 0
+		}
+		d := backoff.Delay(attempt)
+		attempt++
+		if isPlanned {
+			log.Info(op+" closed by the endpoint; reconnecting", "reason", err, "in", d)
+		} else {
+			log.Warn(op+" ended; reconnecting", "err", err, "in", d)
+		}
+		if err := sleep(ctx, clock, d); err != nil {
+			return err
+		}
+	}
 }

@@ -169,26 +169,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusMethodNotAllowed, "BadRequestException", "ACS sessions are opened with GET")
 		return
 	}
-	instanceArn := r.URL.Query().Get("containerInstanceArn")
-	inst, ok := s.authorize(w, r, "ACS", "containerInstanceArn", instanceArn)
-	if !ok {
-		return
-	}
-	conn, err := s.upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return // the upgrader has answered the client
-	}
-	defer conn.Close()
 	// Without a limit gorilla/websocket buffers a frame of any size: one
 	// agent could exhaust the endpoint's memory. Agents only send
 	// acknowledgements, which are a few hundred bytes.
-	conn.SetReadLimit(maxAgentFrame)
-	if inst.Instance.Status != nil && *inst.Instance.Status == "INACTIVE" {
-		b, _ := api.EncodeFrame(&api.ErrorFrame{Type: api.TypeInactiveInstanceException, Message: "Container instance " + instanceArn + " is inactive (deregistered)."})
-		_ = conn.WriteMessage(websocket.TextMessage, b)
-		_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "InactiveInstanceException"))
+	conn, instanceArn, ok := s.accept(w, r, "ACS", "containerInstanceArn", maxAgentFrame)
+	if !ok {
 		return
 	}
+	defer conn.Close()
 	// The cluster comes from the instance's ARN, not from what the agent
 	// claims in the query.
 	sess := s.register(r.Context(), conn, instanceArn, clusterArnOf(instanceArn))
@@ -197,6 +185,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.unregister(sess)
 	s.run(sess)
+}
+
+// accept authorizes a websocket handshake (ACS or TCS) and upgrades it,
+// with readLimit on the agent's frames. A deregistered instance gets an
+// InactiveInstanceException frame and a close; then, or when the handshake
+// was refused (already answered), ok is false.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, what, param string, readLimit int64) (conn *websocket.Conn, instanceArn string, ok bool) {
+	instanceArn = r.URL.Query().Get(param)
+	inst, ok := s.authorize(w, r, what, param, instanceArn)
+	if !ok {
+		return nil, "", false
+	}
+	conn, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return nil, "", false // the upgrader has answered the client
+	}
+	conn.SetReadLimit(readLimit)
+	if inst.Instance.Status != nil && *inst.Instance.Status == "INACTIVE" {
+		b, _ := api.EncodeFrame(&api.ErrorFrame{Type: api.TypeInactiveInstanceException, Message: "Container instance " + instanceArn + " is inactive (deregistered)."})
+		_ = conn.WriteMessage(websocket.TextMessage, b)
+		_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "InactiveInstanceException"))
+		conn.Close()
+		return nil, "", false
+	}
+	return conn, instanceArn, true
 }
 
 // authorize checks a websocket handshake (ACS or TCS): its SigV4

@@ -36,22 +36,11 @@ func (s *Server) serveTelemetry(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusMethodNotAllowed, "BadRequestException", "TCS sessions are opened with GET")
 		return
 	}
-	instanceArn := r.URL.Query().Get("containerInstance")
-	inst, ok := s.authorize(w, r, "TCS", "containerInstance", instanceArn)
+	conn, instanceArn, ok := s.accept(w, r, "TCS", "containerInstance", maxTelemetryFrame)
 	if !ok {
 		return
 	}
-	conn, err := s.upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return // the upgrader has answered the client
-	}
 	defer conn.Close()
-	conn.SetReadLimit(maxTelemetryFrame)
-	if inst.Instance.Status != nil && *inst.Instance.Status == "INACTIVE" {
-		b, _ := api.EncodeFrame(&api.ErrorFrame{Type: api.TypeInactiveInstanceException, Message: "Container instance " + instanceArn + " is inactive (deregistered)."})
-		_ = conn.WriteMessage(websocket.TextMessage, b)
-		return
-	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	if !s.trackTelemetry(conn, cancel) {
@@ -59,7 +48,7 @@ func (s *Server) serveTelemetry(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.untrackTelemetry(conn)
 	s.o.Logger.Info("TCS session open", "instance", instanceArn)
-	err = s.telemetrySession(ctx, conn, instanceArn)
+	err := s.telemetrySession(ctx, conn, instanceArn)
 	s.o.Logger.Info("TCS session closed", "instance", instanceArn, "err", err)
 }
 

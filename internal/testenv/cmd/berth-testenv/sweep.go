@@ -116,7 +116,7 @@ func sweepTestLeftovers(ctx context.Context) ([]string, error) {
 			if !strings.HasPrefix(line, "-A ") || m == nil || !testComment.MatchString(m[1]) {
 				continue
 			}
-			args := splitSaveLine(strings.TrimPrefix(line, "-A "))
+			args := network.SplitSaveLine(line)[1:] // without "-A"
 			if out, err := exec.CommandContext(ctx, "iptables", append([]string{"-w", "-t", table, "-D"}, args...)...).CombinedOutput(); err != nil {
 				note(fmt.Errorf("delete %s rule %q: %v: %s", table, line, err, strings.TrimSpace(string(out))))
 				continue
@@ -169,39 +169,6 @@ func sweepTestLeftovers(ctx context.Context) ([]string, error) {
 		return done, fmt.Errorf("sweep test leftovers: %s", strings.Join(errs, "; "))
 	}
 	return done, nil
-}
-
-// splitSaveLine splits an iptables-save rule into arguments, honouring the
-// double quotes (with \" inside) that iptables-save writes around comments.
-func splitSaveLine(s string) []string {
-	var args []string
-	var cur strings.Builder
-	inQuote, escaped, have := false, false, false
-	for _, r := range s {
-		switch {
-		case escaped:
-			cur.WriteRune(r)
-			escaped = false
-		case r == '\\' && inQuote:
-			escaped = true
-		case r == '"':
-			inQuote = !inQuote
-			have = true
-		case r == ' ' && !inQuote:
-			if have {
-				args = append(args, cur.String())
-				cur.Reset()
-				have = false
-			}
-		default:
-			cur.WriteRune(r)
-			have = true
-		}
-	}
-	if have {
-		args = append(args, cur.String())
-	}
-	return args
 }
 
 func sortedKeys(m map[string]bool) []string {

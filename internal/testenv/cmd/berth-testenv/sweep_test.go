@@ -1,9 +1,6 @@
 package main
 
-import (
-	"reflect"
-	"testing"
-)
+import "testing"
 
 // TestSweepNames: the sweep's patterns take the tests' names and never the
 // agent's defaults or other software's.
@@ -35,14 +32,5 @@ func TestSweepNames(t *testing.T) {
 		if got := re.MatchString(c.name); got != c.want {
 			t.Errorf("%s pattern on %q: %v, want %v", c.re, c.name, got, c.want)
 		}
-	}
-}
-
-func TestSplitSaveLine(t *testing.T) {
-	line := `CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"berth\" id: \"be68de0a-62f7d7670c28c729\"" -m multiport --dports 25450 -j CNI-DN-8485729b6967584850907`
-	want := []string{"CNI-HOSTPORT-DNAT", "-p", "tcp", "-m", "comment", "--comment", `dnat name: "berth" id: "be68de0a-62f7d7670c28c729"`,
-		"-m", "multiport", "--dports", "25450", "-j", "CNI-DN-8485729b6967584850907"}
-	if got := splitSaveLine(line); !reflect.DeepEqual(got, want) {
-		t.Fatalf("got %q\nwant %q", got, want)
 	}
 }
