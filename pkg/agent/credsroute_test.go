@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/network"
 )
 
@@ -32,22 +33,26 @@ func agentCredsRules(t *testing.T, bridge string) []string {
 
 // TestCredentialsRouteAcrossRestarts starts the agent three times (its
 // listener binds a free port each time), twice over the rules an agent that
-// crashed left for another port: every rule of its route exists exactly
-// once, pointing at the port bound, and each clean stop leaves none.
+// crashed left for another port: every rule of its route (with the
+// host-network redirect and the IMDS block on) exists exactly once,
+// pointing at the port bound, and each clean stop leaves none.
 func TestCredentialsRouteAcrossRestarts(t *testing.T) {
+	// The host-network redirect is a host-wide nat OUTPUT rule.
+	testenv.LockHost(t, testenv.LockCredentialsRedirect)
 	h := newHostEnv(t)
 	cfg := h.config(t)
 	cfg.IAM.EnableTaskRole = true
+	cfg.IAM.EnableTaskRoleNetworkHost = true
 	cfg.IAM.AWSVPCBlockIMDS = true
 	cfg.IAM.AuditLogFile = ""
 	cfg.Listen.Credentials = netip.MustParseAddrPort("127.0.0.1:0")
 
 	// What an agent that did not stop cleanly leaves behind: its route to
 	// a listener port that is gone.
-	stale := network.CredentialsRoute{Bridge: cfg.Network.BridgeName, ListenPort: 1, BlockIMDS: true}
+	stale := network.CredentialsRoute{Bridge: cfg.Network.BridgeName, ListenPort: 1, HostNetwork: true, BlockIMDS: true}
 	t.Cleanup(func() { _ = stale.Remove(context.Background()) })
 
-	chains := []string{"nat -A PREROUTING ", "filter -A INPUT ", "filter -A FORWARD "}
+	chains := []string{"nat -A PREROUTING ", "nat -A OUTPUT ", "filter -A INPUT ", "filter -A FORWARD "}
 	waitOnce := func(round int) {
 		t.Helper()
 		var rules []string
