@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -114,5 +117,34 @@ func TestCredentialsRoute(t *testing.T) {
 	}
 	if lines := ruleLines(t, route.Comment); len(lines) != 0 {
 		t.Fatalf("after remove: want no rules, got:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+// TestCredentialsRouteInstallIsAllOrNothing: when adding a rule fails part
+// of the way through Install (here an injected iptables failure on the
+// INPUT guard, after the DNAT rule went in), the rules already added are
+// removed again.
+func TestCredentialsRouteInstallIsAllOrNothing(t *testing.T) {
+	requireHost(t)
+	real, err := exec.LookPath("iptables")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	wrapper := "#!/bin/sh\nprev=\nfor a in \"$@\"; do\n\tif [ \"$prev\" = -I ] && [ \"$a\" = INPUT ]; then echo 'injected failure' >&2; exit 1; fi\n\tprev=$a\ndone\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "iptables"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	bridge := fmt.Sprintf("btpf%d", os.Getpid()%100000)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", bridge).Run() })
+	route := CredentialsRoute{Bridge: bridge, ListenPort: 1, Comment: "berth:test-creds:" + bridge}
+	t.Cleanup(func() { _ = route.Remove(bg()) }) // whatever a failure left
+	err = route.Install(bg())
+	if err == nil || !strings.Contains(err.Error(), "injected failure") {
+		t.Fatalf("Install with a failing INPUT rule: %v, want the injected failure", err)
+	}
+	if lines := ruleLines(t, route.Comment); len(lines) != 0 {
+		t.Fatalf("after the failed install, rules remain:\n%s", strings.Join(lines, "\n"))
 	}
 }

@@ -25,7 +25,7 @@ var (
 	// pkg/network "bt<n>-", pkg/iam "btiam-") and 16 hex digits.
 	testSandboxID = regexp.MustCompile(`^(b[ets][0-9a-f]{1,8}-|btiam-)[0-9a-f]{16}$`)
 	// testLink is a bridge or veth a test created by name.
-	testLink = regexp.MustCompile(`^(b[ets][0-9a-f]{1,8}|btbr[0-9]+|btiam0|bi[0-9a-f]{6}[hn])$`)
+	testLink = regexp.MustCompile(`^(b[ets][0-9a-f]{1,8}|btbr[0-9]+|btpf[0-9]+|btiam0|bi[0-9a-f]{6}[hn])$`)
 	// testComment is the comment of a rule a test installed itself:
 	// credentials routes of test bridges, pkg/iam's and pkg/network's
 	// routes, the host-network test's guard.
