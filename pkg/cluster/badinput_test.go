@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
@@ -96,6 +97,12 @@ func TestRestartKeepsEverything(t *testing.T) {
 	}
 	describe := func(c *ecs.Client) (any, any, any, any) {
 		t.Helper()
+		// This test is about what survives a restart, not about error
+		// shapes: retry as every SDK client does by default. Under load a
+		// fresh connection to the restarted endpoint is now and then reset
+		// while its answer is read ("use of closed network connection",
+		// which the SDK's standard retryer retries by design).
+		c = ecs.New(c.Options(), func(o *ecs.Options) { o.Retryer = retry.NewStandard() })
 		arns := []string{*l.tasks[0].TaskArn, *l.tasks[1].TaskArn, *l.tasks[2].TaskArn}
 		dt, err := c.DescribeTasks(ctx, &ecs.DescribeTasksInput{Cluster: aws.String("lab"), Tasks: arns})
 		if err != nil {
