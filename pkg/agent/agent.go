@@ -189,7 +189,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		nwOpts.Subnet = cfg.Network.BridgeSubnet.String()
 	}
 	if d := a.o.netRunDir; d != "" {
-		nwOpts.ConfDir, nwOpts.IPAMDir, nwOpts.StateDir = d+"/cni", d+"/ipam", d+"/sandboxes"
+		nwOpts = nwOpts.InRunDir(d)
 	}
 	nm, err := network.New(nwOpts)
 	if err != nil {

@@ -24,7 +24,6 @@ import (
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/engine"
-	"github.com/berth-dev/berth/pkg/network"
 )
 
 // TestMain serves the modes the agent binary has besides the tests: the
@@ -93,16 +92,9 @@ func newHostEnv(t *testing.T) *hostEnv {
 		InitBinary:  initBinary(t),
 	}
 	h.AWSLogsEndpoint = startLogStore(t).url()
-	t.Cleanup(func() {
-		// Sandboxes are only left when a test failed with tasks running (the
-		// assertions have reported them); sweep them as an agent start
-		// would, so no netns, rule or lease outlives the test. The bridge is
-		// the one thing CNI leaves by design.
-		if err := sweepNetwork(h); err != nil {
-			t.Errorf("sweep test networks: %v", err)
-		}
-		_ = exec.Command("ip", "link", "del", h.Bridge).Run()
-	})
+	// Sandboxes are only left when a test failed with tasks running (the
+	// assertions have reported them); no netns, rule or lease outlives it.
+	agentproc.SweepNetwork(t, h.NetRunDir, h.Prefix, h.Bridge, h.Subnet)
 	return h
 }
 
@@ -262,26 +254,6 @@ func container(st engine.TaskState, name string) *engine.ContainerState {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
-}
-
-// sweepNetwork removes every sandbox, netns, iptables rule, lease and port
-// carrying the test's name prefix.
-func sweepNetwork(h *hostEnv) error {
-	m, err := network.New(network.Options{
-		ConfDir:    filepath.Join(h.NetRunDir, "cni"),
-		IPAMDir:    filepath.Join(h.NetRunDir, "ipam"),
-		StateDir:   filepath.Join(h.NetRunDir, "sandboxes"),
-		NamePrefix: h.Prefix,
-		Bridge:     h.Bridge,
-		Subnet:     h.Subnet,
-	})
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_, err = m.Cleanup(ctx, nil, nil)
-	return err
 }
 
 // containerLog follows a container's captured log file.

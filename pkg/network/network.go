@@ -79,6 +79,14 @@ type Options struct {
 	Ports *PortAllocator
 }
 
+// InRunDir returns o with ConfDir, IPAMDir and StateDir under dir (cni,
+// ipam, sandboxes): one directory per agent, as the agent's
+// WithNetworkRunDir and the tests that sweep an agent's network use it.
+func (o Options) InRunDir(dir string) Options {
+	o.ConfDir, o.IPAMDir, o.StateDir = filepath.Join(dir, "cni"), filepath.Join(dir, "ipam"), filepath.Join(dir, "sandboxes")
+	return o
+}
+
 func (o *Options) setDefaults() {
 	if len(o.PluginDirs) == 0 {
 		o.PluginDirs = DefaultPluginDirs

@@ -9,8 +9,6 @@ import (
 	mrand "math/rand/v2"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -30,7 +28,6 @@ import (
 	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/config"
-	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/registration"
 	"github.com/berth-dev/berth/pkg/state"
 )
@@ -94,7 +91,7 @@ func startAgent(t *testing.T, env *simfleet.Env, cd *testenv.ContainerdInstance,
 	if err != nil {
 		t.Fatalf("agent: %v", err)
 	}
-	t.Cleanup(func() { a.sweep(t) }) // runs after the agent stopped
+	agentproc.SweepNetwork(t, a.netDir, a.prefix, a.bridge, a.subnet) // runs after the agent stopped
 	ctx, cancel := context.WithCancel(context.Background())
 	ids := make(chan string, 1)
 	done := make(chan error, 1)
@@ -127,27 +124,6 @@ func startAgent(t *testing.T, env *simfleet.Env, cd *testenv.ContainerdInstance,
 		t.Fatalf("agent %s did not register within 60s", zone)
 	}
 	return a
-}
-
-// sweep removes what a failed test may have left under the agent's prefix.
-func (a *realAgent) sweep(t *testing.T) {
-	if m, err := network.New(network.Options{
-		ConfDir: filepath.Join(a.netDir, "cni"), IPAMDir: filepath.Join(a.netDir, "ipam"),
-		StateDir: filepath.Join(a.netDir, "sandboxes"), NamePrefix: a.prefix, Bridge: a.bridge, Subnet: a.subnet,
-	}); err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if _, err := m.Cleanup(ctx, nil, nil); err != nil {
-			t.Errorf("sweep the agent's network: %v", err)
-		}
-		cancel()
-	}
-	entries, _ := os.ReadDir("/run/netns")
-	for _, en := range entries {
-		if strings.HasPrefix(en.Name(), a.prefix) {
-			_ = exec.Command("ip", "netns", "del", en.Name()).Run()
-		}
-	}
-	_ = exec.Command("ip", "link", "del", a.bridge).Run()
 }
 
 type e2e struct {

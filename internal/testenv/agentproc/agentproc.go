@@ -1,7 +1,8 @@
 // Package agentproc runs the test binaries of the agent's packages in their
 // other modes: as the logger that containerd's shim starts (the runtime
 // names the running executable, pkg/logs serves it) and as a child agent
-// process that a test can kill -9. It is imported by the tests of
+// process that a test can kill -9, and it sweeps a test agent's network. It
+// is imported by the tests of
 // pkg/agent, pkg/agent/devmode, internal/simfleet/e2e, pkg/runtime and
 // pkg/logship (pkg/logs serves the logger mode in its own tests: it cannot
 // import this package, which imports it).
@@ -15,12 +16,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/logs"
+	"github.com/berth-dev/berth/pkg/network"
 )
 
 // Main is a TestMain body: it serves the shim logger mode, then the child
@@ -127,6 +130,33 @@ func (c *Child) Stop() {
 	case <-time.After(stopGrace):
 		c.Kill()
 	}
+}
+
+// SweepNetwork removes, at the end of a test, what an agent with this
+// network may have left on the host if the test failed with tasks running:
+// its sandboxes, CNI rules and leases (network.Manager.Cleanup with no live
+// sandbox, as the agent's own start-up would), namespaces under prefix and
+// the bridge. runDir is the agent's WithNetworkRunDir.
+func SweepNetwork(t testing.TB, runDir, prefix, bridge, subnet string) {
+	t.Helper()
+	t.Cleanup(func() {
+		m, err := network.New(network.Options{NamePrefix: prefix, Bridge: bridge, Subnet: subnet}.InRunDir(runDir))
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			_, err = m.Cleanup(ctx, nil, nil)
+			cancel()
+		}
+		if err != nil {
+			t.Errorf("sweep the agent's network %s: %v", prefix, err)
+		}
+		entries, _ := os.ReadDir("/run/netns")
+		for _, en := range entries {
+			if strings.HasPrefix(en.Name(), prefix) {
+				_ = exec.Command("ip", "netns", "del", en.Name()).Run()
+			}
+		}
+		_ = exec.Command("ip", "link", "del", bridge).Run() // CNI leaves the bridge by design
+	})
 }
 
 // Log returns what the child wrote to its standard error so far.

@@ -15,9 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,7 +35,6 @@ import (
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/config"
-	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/registration"
 	"github.com/berth-dev/berth/pkg/state"
 )
@@ -264,28 +261,7 @@ func (e *e2e) spec() agentSpec {
 		Bridge: "be" + id, Subnet: fmt.Sprintf("10.%d.%d.0/24", 100+mrand.IntN(50), mrand.IntN(256)),
 		Prefix: "be" + id + "-", PortFirst: uint16(20000 + mrand.IntN(160)*50),
 	}
-	t.Cleanup(func() {
-		// Sweep what a failed test may have left (sandboxes, iptables
-		// rules, leases) under this agent's name prefix, as the agent's own
-		// start-up clean-up would.
-		if m, err := network.New(network.Options{
-			ConfDir: filepath.Join(s.NetRunDir, "cni"), IPAMDir: filepath.Join(s.NetRunDir, "ipam"),
-			StateDir: filepath.Join(s.NetRunDir, "sandboxes"), NamePrefix: s.Prefix, Bridge: s.Bridge, Subnet: s.Subnet,
-		}); err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			if _, err := m.Cleanup(ctx, nil, nil); err != nil {
-				t.Errorf("sweep the agent's network: %v", err)
-			}
-			cancel()
-		}
-		entries, _ := os.ReadDir("/run/netns")
-		for _, en := range entries {
-			if strings.HasPrefix(en.Name(), s.Prefix) {
-				_ = exec.Command("ip", "netns", "del", en.Name()).Run()
-			}
-		}
-		_ = exec.Command("ip", "link", "del", s.Bridge).Run()
-	})
+	agentproc.SweepNetwork(t, s.NetRunDir, s.Prefix, s.Bridge, s.Subnet) // what a failed test left
 	return s
 }
 

@@ -180,7 +180,7 @@ func recordHealth(st store.Store, instanceArn string, tasks []*api.TaskHealth, n
 				if errors.Is(err, store.ErrNotFound) {
 					continue
 				}
-				return err
+				return fmt.Errorf("read task %s: %w", key, err)
 			}
 			var t types.Task
 			if err := json.Unmarshal(raw["Task"], &t); err != nil {
@@ -198,7 +198,7 @@ func recordHealth(st store.Store, instanceArn string, tasks []*api.TaskHealth, n
 			}
 			raw["Task"] = b
 			if err := tx.Put(store.Tasks, key, raw); err != nil {
-				return err
+				return fmt.Errorf("write task %s: %w", key, err)
 			}
 			changed++
 		}
