@@ -17,8 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
-	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster"
+	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 )
 
@@ -150,7 +150,7 @@ func BenchmarkClusterDescribeTasks100(b *testing.B) {
 	if err != nil || len(first.Tasks) != 100 {
 		b.Fatalf("DescribeTasks: %v", err)
 	}
-	canned, err := api.EncodeECSOutput(ctx, first)
+	canned, err := clusterapi.EncodeOutput(ctx, first)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func BenchmarkClusterRunTask(b *testing.B) {
 	if err != nil || len(first.Tasks) != 1 {
 		b.Fatalf("RunTask: %v %v", first, err)
 	}
-	canned, err := api.EncodeECSOutput(ctx, first)
+	canned, err := clusterapi.EncodeOutput(ctx, first)
 	if err != nil {
 		b.Fatal(err)
 	}

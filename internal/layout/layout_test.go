@@ -50,6 +50,8 @@ func rules() []rule {
 		{why: "pkg/runtime and pkg/logs stay neutral: the runtime uses pkg/logs and nothing else of Berth",
 			from: []string{"pkg/runtime/...", "pkg/logs/..."}, to: []string{"..."},
 			toExcept: []string{"pkg/runtime/...", "pkg/logs/...", "internal/version"}, transitive: true},
+		{why: "pkg/api and pkg/engine do not link the AWS SDK's ECS client: the ECS API's shapes are the endpoint's (pkg/cluster)",
+			from: []string{"pkg/api/...", "pkg/engine/..."}, toExternal: []string{"github.com/aws/aws-sdk-go-v2/service/ecs"}, transitive: true},
 		{why: "pkg/runtime, pkg/logs and pkg/network know nothing of AWS",
 			from: []string{"pkg/runtime/...", "pkg/logs/...", "pkg/network/..."}, toExternal: []string{"github.com/aws/"}, transitive: true},
 		{why: "only cmd/cluster and dev mode read the endpoint's configuration file",
@@ -186,6 +188,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/state/x"), Deps: []string{m("pkg/api"), m("pkg/engine")}},
 		{ImportPath: m("pkg/logs/x"), Deps: []string{"github.com/aws/aws-sdk-go-v2/aws"}},
 		{ImportPath: m("pkg/engine/y"), Imports: []string{m("pkg/cluster/config")}},
+		{ImportPath: m("pkg/engine/z"), Deps: []string{m("pkg/api"), "github.com/aws/aws-sdk-go-v2/service/ecs/types"}},
 	}
 	got := violations(bad, rules())
 	want := []string{
@@ -203,6 +206,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		m("pkg/state/x") + " imports " + m("pkg/engine"),
 		m("pkg/logs/x") + " imports github.com/aws/aws-sdk-go-v2/aws",
 		m("pkg/engine/y") + " imports " + m("pkg/cluster/config"),
+		m("pkg/engine/z") + " imports github.com/aws/aws-sdk-go-v2/service/ecs/types",
 	}
 	slices.Sort(want)
 	if len(got) != len(want) {

@@ -1,8 +1,13 @@
-// Package api holds Berth's wire types: the ACS websocket frames and the
-// task model they carry (member names exactly as in the ACS model,
+// Package api holds Berth's wire types: the ACS and TCS websocket frames and
+// the task model they carry (member names exactly as in the ACS model,
 // shared/protocol/acs-api-2.json), the Docker Engine API subset that arrives
-// inside a container's dockerConfig strings, and the ECS API shapes the
-// cluster endpoint serves (files named ecs_*.go).
+// inside a container's dockerConfig strings, and the epoch-seconds timestamp
+// of the ECS JSON protocols. Its subpackage arn is the project's one ARN
+// parser.
+//
+// The ECS API's own shapes are the AWS SDK's; only the endpoint encodes and
+// decodes them (pkg/cluster), so the agent does not link the SDK's ECS
+// client through this package.
 //
 // The package encodes, decodes and validates; it does no I/O and imports no
 // other Berth package, so every other package (agent and endpoint alike) may

@@ -27,9 +27,7 @@ func TestNoIO(t *testing.T) {
 		}
 		for _, imp := range af.Imports {
 			p, _ := strconv.Unquote(imp.Path.Value)
-			// The ECS API codec (ecs_*.go, the endpoint's) may need HTTP
-			// types; the ACS and task model files need nothing that does I/O.
-			if !strings.HasPrefix(f, "ecs_") && (p == "os" || p == "net/http" || p == "net") {
+			if p == "os" || p == "net/http" || p == "net" {
 				t.Errorf("%s imports %s; pkg/api does no I/O", f, p)
 			}
 		}

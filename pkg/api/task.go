@@ -1,6 +1,8 @@
 package api
 
-import "strings"
+import (
+	"github.com/berth-dev/berth/pkg/api/arn"
+)
 
 // Desired and known statuses that travel on the wire.
 const (
@@ -95,9 +97,7 @@ type Task struct {
 // ID returns the task ID: the last "/"-separated segment of the ARN
 // (arn:aws:ecs:<region>:<account>:task/<cluster>/<id>), or the whole ARN
 // when it has no "/".
-func (t *Task) ID() string {
-	return t.Arn[strings.LastIndexByte(t.Arn, '/')+1:]
-}
+func (t *Task) ID() string { return arn.ResourceID(t.Arn) }
 
 // Container looks up a container of the task by name; nil when absent.
 func (t *Task) Container(name string) *Container {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/berth-dev/berth/pkg/api/arn"
 )
 
 // Labels put on every container so that recovery and outside tooling can
@@ -284,16 +286,8 @@ func newTaskState(def TaskDef, desired TaskStatus) *TaskState {
 	return st
 }
 
-// TaskID is the last segment of a task ARN.
-func TaskID(arn string) string {
-	if i := strings.LastIndexByte(arn, '/'); i >= 0 {
-		return arn[i+1:]
-	}
-	if i := strings.LastIndexByte(arn, ':'); i >= 0 {
-		return arn[i+1:]
-	}
-	return arn
-}
+// TaskID is the id of a task ARN (its last "/"-separated segment).
+func TaskID(taskARN string) string { return arn.ResourceID(taskARN) }
 
 // ContainerID is the deterministic runtime ID of a task's container, so that
 // a create interrupted by a crash finds its half-made container again.

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/berth-dev/berth/pkg/api/arn"
 	"github.com/berth-dev/berth/pkg/state"
 )
 
@@ -134,7 +135,7 @@ func Register(ctx context.Context, o RegisterOptions) (state.InstanceIdentity, e
 // sameCluster reports whether the stored identity belongs to cluster (a
 // name or an ARN).
 func sameCluster(id state.InstanceIdentity, cluster string) bool {
-	return id.Cluster == "" || id.Cluster == cluster || id.ClusterArn == cluster || lastSegment(id.ClusterArn) == cluster
+	return id.Cluster == "" || id.Cluster == cluster || id.ClusterArn == cluster || arn.ResourceID(id.ClusterArn) == cluster
 }
 
 func (o *RegisterOptions) input(arn string) *ecs.RegisterContainerInstanceInput {

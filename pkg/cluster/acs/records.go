@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/api/arn"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
@@ -37,16 +38,16 @@ type taskDefView struct {
 
 // arnParts splits "arn:aws:ecs:region:account:<kind>/<cluster>/<id>" into
 // cluster and id.
-func arnParts(arn, kind string) (cluster, id string, ok bool) {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) != 6 || parts[0] != "arn" {
+func arnParts(s, kind string) (cluster, id string, ok bool) {
+	a, err := arn.Parse(s)
+	if err != nil {
 		return "", "", false
 	}
-	res := strings.Split(parts[5], "/")
-	if len(res) != 3 || res[0] != kind || res[1] == "" || res[2] == "" {
+	typ, path := arn.SplitResource(a.Resource)
+	if typ != kind || len(path) != 2 || path[0] == "" || path[1] == "" {
 		return "", "", false
 	}
-	return res[1], res[2], true
+	return path[0], path[1], true
 }
 
 func loadInstance(tx store.Tx, instanceArn string) (*instanceView, error) {
@@ -207,7 +208,7 @@ func buildTask(tx store.Tx, t *types.Task) (builtTask, error) {
 	if err := tx.Get(store.TaskDefinitions, fmt.Sprintf("%s:%010d", family, rev), &td); err != nil {
 		return builtTask{}, fmt.Errorf("task %s: task definition %s: %w", aws.ToString(t.TaskArn), tdArn, err)
 	}
-	at, err := api.ACSTaskFromECS(&td.TaskDefinition, t)
+	at, err := acsTask(&td.TaskDefinition, t)
 	if err != nil {
 		return builtTask{}, fmt.Errorf("task %s: %w", aws.ToString(t.TaskArn), err)
 	}

@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -160,7 +161,11 @@ func writeErr(w http.ResponseWriter, status int, typ, msg string) {
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("X-Amzn-ErrorType", typ)
 	w.WriteHeader(status)
-	w.Write(api.EncodeECSError(typ, msg))
+	b, _ := json.Marshal(struct {
+		Type    string `json:"__type"`
+		Message string `json:"message"`
+	}{typ, msg})
+	w.Write(b)
 }
 
 // ServeHTTP runs one ACS session: GET /ws?clusterArn=..&containerInstanceArn=..

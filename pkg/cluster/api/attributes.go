@@ -10,6 +10,8 @@ import (
 	smithy "github.com/aws/smithy-go"
 
 	"github.com/berth-dev/berth/pkg/cluster/store"
+
+	"github.com/berth-dev/berth/pkg/api/arn"
 )
 
 var (
@@ -97,7 +99,7 @@ func (s *Server) changeAttributes(clusterRef *string, as []types.Attribute, fn f
 			if err := fn(rec, a); err != nil {
 				return err
 			}
-			if err := tx.Put(store.Instances, instanceKey(cluster, lastSegment(*rec.Instance.ContainerInstanceArn)), rec); err != nil {
+			if err := tx.Put(store.Instances, instanceKey(cluster, arn.ResourceID(*rec.Instance.ContainerInstanceArn)), rec); err != nil {
 				return err
 			}
 			as[i].TargetType = types.TargetTypeContainerInstance

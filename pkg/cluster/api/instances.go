@@ -14,6 +14,8 @@ import (
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/scheduler"
 	"github.com/berth-dev/berth/pkg/cluster/store"
+
+	"github.com/berth-dev/berth/pkg/api/arn"
 )
 
 // resourceInt returns an INTEGER resource's value.
@@ -247,7 +249,7 @@ func (s *Server) registerContainerInstance(c *call, in *ecs.RegisterContainerIns
 		ci.Attributes = mergeAttributes(ci.Attributes, in.Attributes)
 		ci.Tags = in.Tags
 		ci.Version++
-		if err := tx.Put(store.Instances, instanceKey(cluster, lastSegment(*ci.ContainerInstanceArn)), rec); err != nil {
+		if err := tx.Put(store.Instances, instanceKey(cluster, arn.ResourceID(*ci.ContainerInstanceArn)), rec); err != nil {
 			return err
 		}
 		v, err := rec.view(tx)
@@ -294,7 +296,7 @@ func (s *Server) deregisterContainerInstance(c *call, in *ecs.DeregisterContaine
 		}
 		rec.Instance.Status = aws.String("INACTIVE")
 		rec.Instance.Version++
-		if err := tx.Put(store.Instances, instanceKey(cluster, lastSegment(ref)), rec); err != nil {
+		if err := tx.Put(store.Instances, instanceKey(cluster, arn.ResourceID(ref)), rec); err != nil {
 			return err
 		}
 		v.Status, v.Version = rec.Instance.Status, rec.Instance.Version
@@ -438,16 +440,6 @@ func (s *Server) discoverPollEndpoint(c *call, in *ecs.DiscoverPollEndpointInput
 		TelemetryEndpoint:      aws.String(strings.TrimRight(ep, "/") + TelemetryPath),
 		ServiceConnectEndpoint: aws.String(ep),
 	}, nil
-}
-
-// lastSegment returns what follows the last "/" (the id of an ARN).
-func lastSegment(s string) string {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '/' {
-			return s[i+1:]
-		}
-	}
-	return s
 }
 
 // sortedAttributes orders attributes by name for stable output.

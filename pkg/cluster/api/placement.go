@@ -8,6 +8,8 @@ import (
 
 	"github.com/berth-dev/berth/pkg/cluster/scheduler"
 	"github.com/berth-dev/berth/pkg/cluster/store"
+
+	"github.com/berth-dev/berth/pkg/api/arn"
 )
 
 // placementSet is a cluster's ACTIVE instances as the scheduler sees them,
@@ -54,7 +56,7 @@ func (s *Server) loadPlacementSet(tx store.Tx, cluster string) (*placementSet, e
 // schedulerInstance is the scheduler's view of one instance record.
 func (s *Server) schedulerInstance(rec *instanceRecord) *scheduler.Instance {
 	in := rec.candidate()
-	in.ID = lastSegment(in.Arn)
+	in.ID = arn.ResourceID(in.Arn)
 	in.EC2InstanceID = aws.ToString(rec.Instance.Ec2InstanceId)
 	in.Attributes = map[string]string{}
 	for _, a := range rec.Instance.Attributes {

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	smithy "github.com/aws/smithy-go"
-	wire "github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
@@ -216,7 +215,7 @@ type operation struct {
 func op[In any](agent bool, fn func(c *call, in *In) (smithy.Serializable, error)) operation {
 	return operation{agent: agent, run: func(c *call, body []byte) (smithy.Serializable, error) {
 		in := new(In)
-		if err := wire.DecodeECSInput(body, in); err != nil {
+		if err := decodeInput(body, in); err != nil {
 			return nil, &apiError{typ: "SerializationException", status: http.StatusBadRequest, msg: err.Error()}
 		}
 		return fn(c, in)
@@ -256,7 +255,7 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	target := r.Header.Get("X-Amz-Target")
-	name, ok := strings.CutPrefix(target, wire.ECSTargetPrefix)
+	name, ok := strings.CutPrefix(target, TargetPrefix)
 	if !ok {
 		s.serveTarget(w, r, key, service, target, body)
 		return
@@ -290,7 +289,7 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, name, err)
 		return
 	}
-	resp, err := wire.EncodeECSOutput(r.Context(), out)
+	resp, err := EncodeOutput(r.Context(), out)
 	if err != nil {
 		s.writeError(w, name, err)
 		return
@@ -389,5 +388,5 @@ func (s *Server) writeError(w http.ResponseWriter, op string, err error) {
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("X-Amzn-ErrorType", typ)
 	w.WriteHeader(code)
-	w.Write(wire.EncodeECSError(typ, msg))
+	w.Write(encodeError(typ, msg))
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/berth-dev/berth/pkg/cluster/scheduler"
 	"github.com/berth-dev/berth/pkg/cluster/store"
+
+	"github.com/berth-dev/berth/pkg/api/arn"
 )
 
 // ServiceOptions tune the service controller; zero values are ECS's.
@@ -420,7 +422,7 @@ func (r *reconciler) launch(req *scheduler.Request, d scheduler.Demand, td *type
 		return false, err
 	}
 	r.tasks = append(r.tasks, &svcTask{rec: t, inst: inst, idx: idx, live: true, active: true})
-	r.started = append(r.started, lastSegment(*t.Task.TaskArn))
+	r.started = append(r.started, arn.ResourceID(*t.Task.TaskArn))
 	r.changes = append(r.changes, placedChange(t))
 	r.rec.Steady = false
 	return true, nil
@@ -460,7 +462,7 @@ func (r *reconciler) unableToPlace(ms []scheduler.Misfit) {
 		scheduler.ReasonDistinct:  "already runs a task of this service (distinctInstance placement constraint)",
 	}[best.Reason]
 	r.event("%s The closest matching (container-instance %s) %s. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
-		prefix, lastSegment(best.Arn), why)
+		prefix, arn.ResourceID(best.Arn), why)
 }
 
 // stop asks a task to stop (or stops it at once when its instance is
@@ -483,7 +485,7 @@ func (r *reconciler) stop(t *svcTask, reason string) {
 		r.ps.placer.Forget(t.idx, r.group())
 	}
 	r.note(r.s.putTask(r.tx, rec))
-	r.stopped = append(r.stopped, lastSegment(*rec.Task.TaskArn))
+	r.stopped = append(r.stopped, arn.ResourceID(*rec.Task.TaskArn))
 	r.changes = append(r.changes, stoppingChange(&rec.Task))
 	r.rec.Steady = false
 }

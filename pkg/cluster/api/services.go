@@ -16,6 +16,8 @@ import (
 
 	"github.com/berth-dev/berth/pkg/cluster/scheduler"
 	"github.com/berth-dev/berth/pkg/cluster/store"
+
+	"github.com/berth-dev/berth/pkg/api/arn"
 )
 
 // maxServiceEvents is how many events a service keeps, as ECS does.
@@ -469,7 +471,7 @@ func (s *Server) describeServices(c *call, in *ecs.DescribeServicesInput) (smith
 			return err
 		}
 		// ECS names a missing service by the ARN it would have.
-		failureArn := func(ref string) string { return s.serviceArn(cluster, lastSegment(ref)) }
+		failureArn := func(ref string) string { return s.serviceArn(cluster, arn.ResourceID(ref)) }
 		out.Failures, err = lookupEach(in.Services, func(ref string) (*serviceRecord, bool, error) {
 			return s.loadService(tx, cluster, ref)
 		}, failureArn, func(rec *serviceRecord) error {

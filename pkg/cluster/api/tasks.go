@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,6 +16,8 @@ import (
 	wire "github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster/scheduler"
 	"github.com/berth-dev/berth/pkg/cluster/store"
+
+	"github.com/berth-dev/berth/pkg/api/arn"
 )
 
 // maxTasksPerCall is RunTask's count limit and StartTask's instance limit.
@@ -273,11 +276,11 @@ func stoppingChange(t *types.Task) TaskChange {
 }
 
 func (s *Server) putTask(tx store.Tx, t *taskRecord) error {
-	return tx.Put(store.Tasks, t.Cluster+"/"+lastSegment(*t.Task.TaskArn), t)
+	return tx.Put(store.Tasks, t.Cluster+"/"+arn.ResourceID(*t.Task.TaskArn), t)
 }
 
 func (s *Server) putInstance(tx store.Tx, rec *instanceRecord) error {
-	return tx.Put(store.Instances, instanceKey(rec.Cluster, lastSegment(*rec.Instance.ContainerInstanceArn)), rec)
+	return tx.Put(store.Instances, instanceKey(rec.Cluster, arn.ResourceID(*rec.Instance.ContainerInstanceArn)), rec)
 }
 
 func (s *Server) runTask(c *call, in *ecs.RunTaskInput) (smithy.Serializable, error) {
@@ -538,12 +541,9 @@ func (s *Server) listTasks(c *call, in *ecs.ListTasksInput) (smithy.Serializable
 
 // taskOfFamily reports whether the task's definition belongs to family.
 func taskOfFamily(t *taskRecord, family string) bool {
-	arn := aws.ToString(t.Task.TaskDefinitionArn)
-	name := lastSegment(arn)
-	for i := len(name) - 1; i >= 0; i-- {
-		if name[i] == ':' {
-			return name[:i] == family
-		}
+	name := arn.ResourceID(aws.ToString(t.Task.TaskDefinitionArn))
+	if i := strings.LastIndexByte(name, ':'); i >= 0 {
+		return name[:i] == family
 	}
 	return false
 }

@@ -1,4 +1,4 @@
-package api
+package acs
 
 import (
 	"encoding/json"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+
+	"github.com/berth-dev/berth/pkg/api"
 )
 
 // loadECSTaskDefinition reads a task definition as DescribeTaskDefinition
@@ -27,17 +29,17 @@ func loadECSTaskDefinition(t *testing.T, path string) *types.TaskDefinition {
 	return &td
 }
 
-func fixtureTask(t *testing.T) *Task {
+func fixtureTask(t *testing.T) *api.Task {
 	t.Helper()
-	b, err := os.ReadFile("testdata/fixtures/PayloadMessage-berth-web-task.json")
+	b, err := os.ReadFile("../../api/testdata/fixtures/PayloadMessage-berth-web-task.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := DecodeFrame(b)
+	f, err := api.DecodeFrame(b)
 	if err != nil {
 		t.Fatalf("decode fixture: %v", err)
 	}
-	return f.(*PayloadMessage).Tasks[0]
+	return f.(*api.PayloadMessage).Tasks[0]
 }
 
 func ecsTaskFor(td *types.TaskDefinition, ov *types.TaskOverride) *types.Task {
@@ -55,29 +57,29 @@ func ecsTaskFor(td *types.TaskDefinition, ov *types.TaskOverride) *types.Task {
 	return task
 }
 
-// TestACSTaskFromECSMatchesFixture translates the ECS task definition of
+// TestACSTaskMatchesFixture translates the ECS task definition of
 // the shared web-task fixture and checks that the agent's decoder reads the
 // same settings from our dockerConfig strings as from the fixture's.
-func TestACSTaskFromECSMatchesFixture(t *testing.T) {
+func TestACSTaskMatchesFixture(t *testing.T) {
 	td := loadECSTaskDefinition(t, "testdata/ecs_taskdef_web_v4.json")
 	// The fixture's APP_MODE is production: an environment override supplies it.
 	ov := &types.TaskOverride{ContainerOverrides: []types.ContainerOverride{{
 		Name: aws.String("app"), Environment: []types.KeyValuePair{{Name: aws.String("APP_MODE"), Value: aws.String("production")}},
 	}}}
-	got, err := ACSTaskFromECS(td, ecsTaskFor(td, ov))
+	got, err := acsTask(td, ecsTaskFor(td, ov))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Through the wire and back, and valid for the agent.
-	frame, err := EncodeFrame(&PayloadMessage{MessageID: "m1", Tasks: []*Task{got}})
+	frame, err := api.EncodeFrame(&api.PayloadMessage{MessageID: "m1", Tasks: []*api.Task{got}})
 	if err != nil {
 		t.Fatalf("encode payload: %v", err)
 	}
-	back, err := DecodeFrame(frame)
+	back, err := api.DecodeFrame(frame)
 	if err != nil {
 		t.Fatalf("decode payload: %v", err)
 	}
-	got = back.(*PayloadMessage).Tasks[0]
+	got = back.(*api.PayloadMessage).Tasks[0]
 	if err := got.Validate(); err != nil {
 		t.Fatalf("translated task does not validate: %v", err)
 	}
@@ -112,11 +114,11 @@ func TestACSTaskFromECSMatchesFixture(t *testing.T) {
 			Essential                bool
 			EntryPoint, Command      []string
 			Env                      map[string]string
-			Ports                    []PortMapping
-			Mounts                   []MountPoint
-			Deps                     []ContainerDependency
+			Ports                    []api.PortMapping
+			Mounts                   []api.MountPoint
+			Deps                     []api.ContainerDependency
 		}
-		p := func(c *Container) plain {
+		p := func(c *api.Container) plain {
 			env := c.Environment
 			if len(env) == 0 {
 				env = nil
@@ -134,15 +136,15 @@ func TestACSTaskFromECSMatchesFixture(t *testing.T) {
 	}
 }
 
-// TestACSTaskFromECSOverridesAndSettings checks each translated setting as
+// TestACSTaskOverridesAndSettings checks each translated setting as
 // the agent's decoder reads it.
-func TestACSTaskFromECSOverridesAndSettings(t *testing.T) {
+func TestACSTaskOverridesAndSettings(t *testing.T) {
 	td := loadECSTaskDefinition(t, "testdata/ecs_taskdef_web_v4.json")
 	ov := &types.TaskOverride{Cpu: aws.String("1024"), Memory: aws.String("2048"), ContainerOverrides: []types.ContainerOverride{{
 		Name: aws.String("app"), Command: []string{"-f"}, Cpu: aws.Int32(512), Memory: aws.Int32(256), MemoryReservation: aws.Int32(64),
 		Environment: []types.KeyValuePair{{Name: aws.String("EXTRA"), Value: aws.String("1")}},
 	}}}
-	got, err := ACSTaskFromECS(td, ecsTaskFor(td, ov))
+	got, err := acsTask(td, ecsTaskFor(td, ov))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +165,7 @@ func TestACSTaskFromECSOverridesAndSettings(t *testing.T) {
 	}
 	h := s.HostConfig
 	if h.MemoryReservation != 64<<20 || h.ShmSize != 64<<20 || h.Init == nil || !*h.Init || h.Tmpfs["/run"] != "rw,size=16m" ||
-		!reflect.DeepEqual(h.Ulimits, []Ulimit{{Name: "nofile", Soft: 4096, Hard: 8192}}) || h.LogConfig.Type != "json-file" ||
+		!reflect.DeepEqual(h.Ulimits, []api.Ulimit{{Name: "nofile", Soft: 4096, Hard: 8192}}) || h.LogConfig.Type != "json-file" ||
 		!reflect.DeepEqual(h.ExtraHosts, []string{"db.internal:10.0.0.9"}) || !reflect.DeepEqual(h.CapAdd, []string{"NET_BIND_SERVICE"}) {
 		t.Errorf("host config = %+v", h)
 	}
@@ -175,9 +177,9 @@ func TestACSTaskFromECSOverridesAndSettings(t *testing.T) {
 	}
 }
 
-// TestACSTaskFromECSReportsUnsupported: settings outside the agent's
+// TestACSTaskReportsUnsupported: settings outside the agent's
 // Docker subset are encoded, so the agent's decoder names them.
-func TestACSTaskFromECSReportsUnsupported(t *testing.T) {
+func TestACSTaskReportsUnsupported(t *testing.T) {
 	cases := []struct {
 		name  string
 		edit  func(*types.ContainerDefinition)
@@ -195,12 +197,12 @@ func TestACSTaskFromECSReportsUnsupported(t *testing.T) {
 	for _, c := range cases {
 		td := loadECSTaskDefinition(t, "testdata/ecs_taskdef_web_v4.json")
 		c.edit(&td.ContainerDefinitions[0])
-		got, err := ACSTaskFromECS(td, ecsTaskFor(td, nil))
+		got, err := acsTask(td, ecsTaskFor(td, nil))
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		_, err = got.Container("app").Settings()
-		var ue *UnsupportedFieldError
+		var ue *api.UnsupportedFieldError
 		if !errors.As(err, &ue) || ue.Field != c.field {
 			t.Errorf("%s: decoder error %v, want unsupported field %s", c.name, err, c.field)
 		}

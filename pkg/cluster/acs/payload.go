@@ -1,4 +1,4 @@
-package api
+package acs
 
 import (
 	"encoding/json"
@@ -10,18 +10,20 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+
+	"github.com/berth-dev/berth/pkg/api"
 )
 
-// ACSTaskFromECS builds the ACS task that the endpoint delivers to an agent
+// acsTask builds the ACS task that the endpoint delivers to an agent
 // from a task (as RunTask created it: ARNs, desired status, overrides) and
 // its task definition. Overrides are applied here, so the ACS task carries
 // the final command, environment and sizes and its overrides strings are
 // "{}". Settings that ECS carries in Docker's words go into
 // dockerConfig.config and dockerConfig.hostConfig as Docker Engine API JSON
-// strings, encoded with EncodeDockerConfig; settings outside Berth's Docker
+// strings, encoded with api.EncodeDockerConfig; settings outside Berth's Docker
 // subset are still written there (Sysctls, SecurityOpt, Tty, ...) so that
 // the agent reports them as unsupported instead of silently dropping them.
-func ACSTaskFromECS(td *types.TaskDefinition, task *types.Task) (*Task, error) {
+func acsTask(td *types.TaskDefinition, task *types.Task) (*api.Task, error) {
 	if td == nil || task == nil {
 		return nil, fmt.Errorf("translate task: task and task definition are required")
 	}
@@ -29,7 +31,7 @@ func ACSTaskFromECS(td *types.TaskDefinition, task *types.Task) (*Task, error) {
 	if ov == nil {
 		ov = &types.TaskOverride{}
 	}
-	out := &Task{
+	out := &api.Task{
 		Arn:            aws.ToString(task.TaskArn),
 		TaskClusterArn: aws.ToString(task.ClusterArn),
 		Family:         aws.ToString(td.Family),
@@ -43,7 +45,7 @@ func ACSTaskFromECS(td *types.TaskDefinition, task *types.Task) (*Task, error) {
 		Group:          aws.ToString(task.Group),
 	}
 	if out.NetworkMode == "" {
-		out.NetworkMode = NetworkModeBridge
+		out.NetworkMode = api.NetworkModeBridge
 	}
 	if svc, ok := strings.CutPrefix(out.Group, "service:"); ok {
 		out.ServiceName = svc
@@ -97,34 +99,34 @@ func ACSTaskFromECS(td *types.TaskDefinition, task *types.Task) (*Task, error) {
 	return out, nil
 }
 
-func acsVolume(v types.Volume) *Volume {
-	out := &Volume{Name: aws.ToString(v.Name)}
+func acsVolume(v types.Volume) *api.Volume {
+	out := &api.Volume{Name: aws.ToString(v.Name)}
 	switch {
 	case v.DockerVolumeConfiguration != nil:
 		d := v.DockerVolumeConfiguration
-		out.Type = VolumeTypeDocker
-		out.DockerVolumeConfiguration = &DockerVolumeConfiguration{
+		out.Type = api.VolumeTypeDocker
+		out.DockerVolumeConfiguration = &api.DockerVolumeConfiguration{
 			Scope: string(d.Scope), Autoprovision: aws.ToBool(d.Autoprovision), Driver: aws.ToString(d.Driver),
 			DriverOpts: d.DriverOpts, Labels: d.Labels,
 		}
 		if out.DockerVolumeConfiguration.Scope == "" {
-			out.DockerVolumeConfiguration.Scope = VolumeScopeTask
+			out.DockerVolumeConfiguration.Scope = api.VolumeScopeTask
 		}
 	case v.EfsVolumeConfiguration != nil:
 		e := v.EfsVolumeConfiguration
-		out.Type = VolumeTypeEFS
-		out.EFSVolumeConfiguration = &EFSVolumeConfiguration{
+		out.Type = api.VolumeTypeEFS
+		out.EFSVolumeConfiguration = &api.EFSVolumeConfiguration{
 			FileSystemID: aws.ToString(e.FileSystemId), RootDirectory: aws.ToString(e.RootDirectory),
 			TransitEncryption: string(e.TransitEncryption), TransitEncryptionPort: int64(aws.ToInt32(e.TransitEncryptionPort)),
 		}
 		if a := e.AuthorizationConfig; a != nil {
-			out.EFSVolumeConfiguration.AuthorizationConfig = &EFSAuthorizationConfig{AccessPointID: aws.ToString(a.AccessPointId), IAM: string(a.Iam)}
+			out.EFSVolumeConfiguration.AuthorizationConfig = &api.EFSAuthorizationConfig{AccessPointID: aws.ToString(a.AccessPointId), IAM: string(a.Iam)}
 		}
 	default:
 		// A host volume; without a source path the agent makes a
 		// task-scoped empty directory, as ECS does.
-		out.Type = VolumeTypeHost
-		out.Host = &HostVolumeProperties{}
+		out.Type = api.VolumeTypeHost
+		out.Host = &api.HostVolumeProperties{}
 		if v.Host != nil {
 			out.Host.SourcePath = aws.ToString(v.Host.SourcePath)
 		}
@@ -151,8 +153,8 @@ func seconds(v *int32) time.Duration {
 	return time.Duration(aws.ToInt32(v)) * time.Second
 }
 
-func acsContainer(cd *types.ContainerDefinition, co types.ContainerOverride) (*Container, error) {
-	c := &Container{
+func acsContainer(cd *types.ContainerDefinition, co types.ContainerOverride) (*api.Container, error) {
+	c := &api.Container{
 		Name:         aws.ToString(cd.Name),
 		Image:        aws.ToString(cd.Image),
 		Cpu:          int64(cd.Cpu),
@@ -181,57 +183,57 @@ func acsContainer(cd *types.ContainerDefinition, co types.ContainerOverride) (*C
 		reservation = co.MemoryReservation
 	}
 	for _, f := range append(append([]types.EnvironmentFile{}, cd.EnvironmentFiles...), co.EnvironmentFiles...) {
-		c.EnvironmentFiles = append(c.EnvironmentFiles, EnvironmentFile{Value: aws.ToString(f.Value), Type: string(f.Type)})
+		c.EnvironmentFiles = append(c.EnvironmentFiles, api.EnvironmentFile{Value: aws.ToString(f.Value), Type: string(f.Type)})
 	}
 	for _, pm := range cd.PortMappings {
-		c.PortMappings = append(c.PortMappings, PortMapping{
+		c.PortMappings = append(c.PortMappings, api.PortMapping{
 			ContainerPort: int64(aws.ToInt32(pm.ContainerPort)), HostPort: int64(aws.ToInt32(pm.HostPort)),
 			ContainerPortRange: aws.ToString(pm.ContainerPortRange), Protocol: string(pm.Protocol),
 		})
 	}
 	for _, mp := range cd.MountPoints {
-		c.MountPoints = append(c.MountPoints, MountPoint{SourceVolume: aws.ToString(mp.SourceVolume), ContainerPath: aws.ToString(mp.ContainerPath), ReadOnly: aws.ToBool(mp.ReadOnly)})
+		c.MountPoints = append(c.MountPoints, api.MountPoint{SourceVolume: aws.ToString(mp.SourceVolume), ContainerPath: aws.ToString(mp.ContainerPath), ReadOnly: aws.ToBool(mp.ReadOnly)})
 	}
 	for _, vf := range cd.VolumesFrom {
-		c.VolumesFrom = append(c.VolumesFrom, VolumeFrom{SourceContainer: aws.ToString(vf.SourceContainer), ReadOnly: aws.ToBool(vf.ReadOnly)})
+		c.VolumesFrom = append(c.VolumesFrom, api.VolumeFrom{SourceContainer: aws.ToString(vf.SourceContainer), ReadOnly: aws.ToBool(vf.ReadOnly)})
 	}
 	for _, d := range cd.DependsOn {
-		c.DependsOn = append(c.DependsOn, ContainerDependency{ContainerName: aws.ToString(d.ContainerName), Condition: string(d.Condition)})
+		c.DependsOn = append(c.DependsOn, api.ContainerDependency{ContainerName: aws.ToString(d.ContainerName), Condition: string(d.Condition)})
 	}
 	for _, s := range cd.Secrets {
-		c.Secrets = append(c.Secrets, Secret{Name: aws.ToString(s.Name), ValueFrom: aws.ToString(s.ValueFrom), Type: "ENVIRONMENT_VARIABLE", Provider: secretProvider(aws.ToString(s.ValueFrom))})
+		c.Secrets = append(c.Secrets, api.Secret{Name: aws.ToString(s.Name), ValueFrom: aws.ToString(s.ValueFrom), Type: "ENVIRONMENT_VARIABLE", Provider: secretProvider(aws.ToString(s.ValueFrom))})
 	}
 	if rp := cd.RestartPolicy; rp != nil {
-		c.RestartPolicy = &RestartPolicy{Enabled: aws.ToBool(rp.Enabled), RestartAttemptPeriod: int64(aws.ToInt32(rp.RestartAttemptPeriod))}
+		c.RestartPolicy = &api.RestartPolicy{Enabled: aws.ToBool(rp.Enabled), RestartAttemptPeriod: int64(aws.ToInt32(rp.RestartAttemptPeriod))}
 		for _, code := range rp.IgnoredExitCodes {
 			c.RestartPolicy.IgnoredExitCodes = append(c.RestartPolicy.IgnoredExitCodes, int64(code))
 		}
 	}
 	if fc := cd.FirelensConfiguration; fc != nil {
-		c.FirelensConfiguration = &FirelensConfiguration{Type: string(fc.Type), Options: fc.Options}
+		c.FirelensConfiguration = &api.FirelensConfiguration{Type: string(fc.Type), Options: fc.Options}
 	}
 	if rc := cd.RepositoryCredentials; rc != nil {
-		c.RegistryAuthentication = &RegistryAuthenticationData{Type: "asm", ASMAuthData: &ASMAuthData{CredentialsParameter: aws.ToString(rc.CredentialsParameter)}}
+		c.RegistryAuthentication = &api.RegistryAuthenticationData{Type: "asm", ASMAuthData: &api.ASMAuthData{CredentialsParameter: aws.ToString(rc.CredentialsParameter)}}
 	}
 
-	s := &ContainerSettings{}
+	s := &api.ContainerSettings{}
 	cfg, host := &s.Config, &s.HostConfig
 	cfg.Hostname = aws.ToString(cd.Hostname)
 	cfg.User = aws.ToString(cd.User)
 	cfg.WorkingDir = aws.ToString(cd.WorkingDirectory)
 	cfg.Labels = cd.DockerLabels
 	if hc := cd.HealthCheck; hc != nil {
-		c.HealthCheckType = HealthCheckTypeDocker
-		cfg.Healthcheck = &HealthConfig{
+		c.HealthCheckType = api.HealthCheckTypeDocker
+		cfg.Healthcheck = &api.HealthConfig{
 			Test: hc.Command, Interval: seconds(hc.Interval), Timeout: seconds(hc.Timeout),
 			Retries: int(aws.ToInt32(hc.Retries)), StartPeriod: seconds(hc.StartPeriod),
 		}
 	}
 	if lc := cd.LogConfiguration; lc != nil {
-		host.LogConfig = &LogConfig{Type: string(lc.LogDriver), Config: lc.Options}
+		host.LogConfig = &api.LogConfig{Type: string(lc.LogDriver), Config: lc.Options}
 	}
 	for _, u := range cd.Ulimits {
-		host.Ulimits = append(host.Ulimits, Ulimit{Name: string(u.Name), Soft: int64(u.SoftLimit), Hard: int64(u.HardLimit)})
+		host.Ulimits = append(host.Ulimits, api.Ulimit{Name: string(u.Name), Soft: int64(u.SoftLimit), Hard: int64(u.HardLimit)})
 	}
 	if reservation != nil {
 		host.MemoryReservation = int64(*reservation) << 20
@@ -246,13 +248,13 @@ func acsContainer(cd *types.ContainerDefinition, co types.ContainerOverride) (*C
 	unsupportedConfig := map[string]any{}
 	unsupportedHost := map[string]any{}
 	if lp := cd.LinuxParameters; lp != nil {
-		c.LinuxParameters = &LinuxParameters{InitProcessEnabled: lp.InitProcessEnabled}
+		c.LinuxParameters = &api.LinuxParameters{InitProcessEnabled: lp.InitProcessEnabled}
 		if caps := lp.Capabilities; caps != nil {
-			c.LinuxParameters.Capabilities = &KernelCapabilities{Add: caps.Add, Drop: caps.Drop}
+			c.LinuxParameters.Capabilities = &api.KernelCapabilities{Add: caps.Add, Drop: caps.Drop}
 			host.CapAdd, host.CapDrop = caps.Add, caps.Drop
 		}
 		for _, d := range lp.Devices {
-			dev := Device{HostPath: aws.ToString(d.HostPath), ContainerPath: aws.ToString(d.ContainerPath)}
+			dev := api.Device{HostPath: aws.ToString(d.HostPath), ContainerPath: aws.ToString(d.ContainerPath)}
 			for _, p := range d.Permissions {
 				dev.Permissions = append(dev.Permissions, string(p))
 			}
@@ -297,7 +299,7 @@ func acsContainer(cd *types.ContainerDefinition, co types.ContainerOverride) (*C
 	if aws.ToBool(cd.DisableNetworking) {
 		unsupportedConfig["NetworkDisabled"] = true
 	}
-	raw, err := EncodeDockerConfig(s)
+	raw, err := api.EncodeDockerConfig(s)
 	if err != nil {
 		return nil, err
 	}

@@ -7,9 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"strconv"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/schemas"
@@ -18,8 +15,8 @@ import (
 	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 )
 
-// ECSTargetPrefix is the X-Amz-Target prefix of the ECS JSON 1.1 API.
-const ECSTargetPrefix = "AmazonEC2ContainerServiceV20141113."
+// TargetPrefix is the X-Amz-Target prefix of the ECS JSON 1.1 API.
+const TargetPrefix = "AmazonEC2ContainerServiceV20141113."
 
 // The ECS API shapes are those of github.com/aws/aws-sdk-go-v2/service/ecs
 // and its types package: the endpoint decodes requests into the SDK's *Input
@@ -27,73 +24,37 @@ const ECSTargetPrefix = "AmazonEC2ContainerServiceV20141113."
 // so member names, omitted members and timestamp encoding are exactly the
 // ones the SDK (and so the ECS API) uses.
 
-// ErrECSSerialization marks a request body that is not valid JSON for the
+// errSerialization marks a request body that is not valid JSON for the
 // operation's input shape; the endpoint answers it with SerializationException.
-var ErrECSSerialization = errors.New("invalid ECS request body")
+var errSerialization = errors.New("invalid ECS request body")
 
-// DecodeECSInput decodes an ECS JSON 1.1 request body into in, a pointer to
+// decodeInput decodes an ECS JSON 1.1 request body into in, a pointer to
 // one of the SDK's operation input structs (for example
 // *ecs.RunTaskInput). Member names match the SDK's Go field names without
 // regard to case, which is how the ECS model names them. An empty body is an
-// empty input. Errors wrap ErrECSSerialization.
-func DecodeECSInput(body []byte, in any) error {
+// empty input. Errors wrap errSerialization.
+func decodeInput(body []byte, in any) error {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return nil
 	}
 	if body[0] != '{' {
-		return fmt.Errorf("%w: request body must be a JSON object", ErrECSSerialization)
+		return fmt.Errorf("%w: request body must be a JSON object", errSerialization)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(in); err != nil {
-		return fmt.Errorf("%w: %v", ErrECSSerialization, err)
+		return fmt.Errorf("%w: %v", errSerialization, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("%w: trailing data after the JSON object", ErrECSSerialization)
+		return fmt.Errorf("%w: trailing data after the JSON object", errSerialization)
 	}
 	return nil
 }
 
-// ECSEpochTime is a timestamp member of a request as the ECS JSON protocol
-// sends it: seconds since the epoch as a JSON number. The SDK's input structs
-// hold *time.Time, which encoding/json cannot read from a number, so request
-// structs that carry timestamps shadow those members with this type.
-type ECSEpochTime struct {
-	time.Time
-}
-
-// UnmarshalJSON reads epoch seconds (a JSON number, fractions allowed).
-func (t *ECSEpochTime) UnmarshalJSON(b []byte) error {
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil {
-		return fmt.Errorf("timestamp must be epoch seconds: %w", err)
-	}
-	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e11 {
-		return fmt.Errorf("timestamp %v out of range", f)
-	}
-	sec, frac := math.Modf(f)
-	t.Time = time.Unix(int64(sec), int64(frac*1e9)).UTC()
-	return nil
-}
-
-// MarshalJSON writes epoch seconds with millisecond precision.
-func (t ECSEpochTime) MarshalJSON() ([]byte, error) {
-	return []byte(strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', -1, 64)), nil
-}
-
-// Ptr returns the time as the SDK's *time.Time, nil for a nil receiver.
-func (t *ECSEpochTime) Ptr() *time.Time {
-	if t == nil {
-		return nil
-	}
-	v := t.Time
-	return &v
-}
-
-// EncodeECSOutput encodes one of the SDK's operation output structs (for
+// EncodeOutput encodes one of the SDK's operation output structs (for
 // example *ecs.RunTaskOutput) as the JSON 1.1 response body, using the SDK's
 // own schema-driven serializer. ctx is only handed to the serializer.
-func EncodeECSOutput(ctx context.Context, out smithy.Serializable) ([]byte, error) {
+func EncodeOutput(ctx context.Context, out smithy.Serializable) ([]byte, error) {
 	proto := awsjson.New11(schemas.AmazonEC2ContainerServiceV20141113)
 	// The protocol only needs a non-nil input schema to serialize; the
 	// output's Serialize method names its own shape.
@@ -203,9 +164,9 @@ type ECSError struct {
 	Message string `json:"message"`
 }
 
-// EncodeECSError encodes an AWS JSON error body such as
+// encodeError encodes an AWS JSON error body such as
 // {"__type":"ClientException","message":"..."}.
-func EncodeECSError(typ, message string) []byte {
+func encodeError(typ, message string) []byte {
 	b, err := json.Marshal(ECSError{Type: typ, Message: message})
 	if err != nil {
 		// Marshalling two strings cannot fail; keep the shape regardless.

@@ -10,9 +10,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	wire "github.com/berth-dev/berth/pkg/api"
 )
 
-func TestEncodeECSOutputUsesECSNamesAndEpochSeconds(t *testing.T) {
+func TestEncodeOutputUsesECSNamesAndEpochSeconds(t *testing.T) {
 	out := &ecs.DescribeTasksOutput{Tasks: []types.Task{{
 		TaskArn:   aws.String("arn:aws:ecs:us-east-1:1:task/c/abc"),
 		CreatedAt: aws.Time(time.Unix(1700000000, 500000000)),
@@ -20,7 +21,7 @@ func TestEncodeECSOutputUsesECSNamesAndEpochSeconds(t *testing.T) {
 			{HostPort: aws.Int32(32768), BindIP: aws.String("0.0.0.0")},
 		}}},
 	}}, Failures: []types.Failure{}}
-	b, err := EncodeECSOutput(context.Background(), out)
+	b, err := EncodeOutput(context.Background(), out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,30 +32,30 @@ func TestEncodeECSOutputUsesECSNamesAndEpochSeconds(t *testing.T) {
 	}
 }
 
-func TestDecodeECSInput(t *testing.T) {
+func TestDecodeInput(t *testing.T) {
 	var in ecs.RunTaskInput
-	if err := DecodeECSInput([]byte(`{"cluster":"lab","taskDefinition":"web:1","count":3,"overrides":{"containerOverrides":[{"name":"web","environment":[{"name":"A","value":"b"}]}]}}`), &in); err != nil {
+	if err := decodeInput([]byte(`{"cluster":"lab","taskDefinition":"web:1","count":3,"overrides":{"containerOverrides":[{"name":"web","environment":[{"name":"A","value":"b"}]}]}}`), &in); err != nil {
 		t.Fatal(err)
 	}
 	if aws.ToString(in.Cluster) != "lab" || aws.ToInt32(in.Count) != 3 || aws.ToString(in.Overrides.ContainerOverrides[0].Environment[0].Value) != "b" {
 		t.Fatalf("decoded %+v", in)
 	}
 	for _, bad := range []string{`{"count":"x"}`, `[]`, `{"cluster":"a"} {}`, `{"cluster":`} {
-		if err := DecodeECSInput([]byte(bad), &in); !errors.Is(err, ErrECSSerialization) {
-			t.Errorf("DecodeECSInput(%s) = %v, want ErrECSSerialization", bad, err)
+		if err := decodeInput([]byte(bad), &in); !errors.Is(err, errSerialization) {
+			t.Errorf("decodeInput(%s) = %v, want errSerialization", bad, err)
 		}
 	}
 	var ts struct {
-		At *ECSEpochTime `json:"at"`
+		At *wire.ECSEpochTime `json:"at"`
 	}
-	if err := DecodeECSInput([]byte(`{"at":1700000000.25}`), &ts); err != nil || !ts.At.Time.Equal(time.Unix(1700000000, 250000000)) {
+	if err := decodeInput([]byte(`{"at":1700000000.25}`), &ts); err != nil || !ts.At.Time.Equal(time.Unix(1700000000, 250000000)) {
 		t.Fatalf("epoch time = %v, %v", ts.At, err)
 	}
 }
 
-func TestEncodeECSOutputKeepsZeroCounters(t *testing.T) {
+func TestEncodeOutputKeepsZeroCounters(t *testing.T) {
 	out := &ecs.DescribeClustersOutput{Clusters: []types.Cluster{{ClusterName: aws.String("lab"), RunningTasksCount: 2}}}
-	b, err := EncodeECSOutput(context.Background(), out)
+	b, err := EncodeOutput(context.Background(), out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func TestEncodeECSOutputKeepsZeroCounters(t *testing.T) {
 		}
 	}
 	ci := &ecs.DescribeContainerInstancesOutput{ContainerInstances: []types.ContainerInstance{{RegisteredAt: aws.Time(time.Unix(1700000000, 250000000))}}}
-	b, err = EncodeECSOutput(context.Background(), ci)
+	b, err = EncodeOutput(context.Background(), ci)
 	if err != nil {
 		t.Fatal(err)
 	}
