@@ -3,7 +3,8 @@
 // (pkg/network), container logs (pkg/logs) and their shipping to log
 // drivers (pkg/logship), the task engine (pkg/engine) and the introspection
 // API (pkg/introspection). Run runs it until its context
-// ends; HandlePayload is how ACS payloads (or tests) hand it tasks.
+// ends or one of its components fails; HandlePayload is how ACS payloads
+// (or tests) hand it tasks.
 //
 // cmd/agent, dev mode and integration tests import it. It maps the config
 // onto each package's own options and holds no protocol or runtime logic.
@@ -27,12 +28,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/introspection"
+	"github.com/berth-dev/berth/pkg/logship"
 	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/runtime"
 	"github.com/berth-dev/berth/pkg/state"
@@ -50,6 +53,7 @@ type options struct {
 	instanceARN  string
 	snapshotter  string
 	stepHook     func(ctx context.Context, step engine.Step)
+	afterRecover func(ctx context.Context) error
 	onChange     func()
 	// awsCredentials sign awslogs requests; nil means the agent's own.
 	awsCredentials aws.CredentialsProvider
@@ -74,6 +78,13 @@ func WithSnapshotter(name string) Option { return func(o *options) { o.snapshott
 // of the engine (see engine.Options.StepHook).
 func WithStepHook(hook func(ctx context.Context, step engine.Step)) Option {
 	return func(o *options) { o.stepHook = hook }
+}
+
+// WithAfterRecoverHook is a test seam: hook runs at the end of the
+// engine's recovery, after the network clean-up, and an error it returns
+// fails the recovery as a clean-up failure does (the agent then stops).
+func WithAfterRecoverHook(hook func(ctx context.Context) error) Option {
+	return func(o *options) { o.afterRecover = hook }
 }
 
 // WithLogger sets the agent's logger (default slog.Default()).
@@ -110,6 +121,7 @@ type Agent struct {
 	log *slog.Logger
 
 	started chan struct{} // closed once Run has built the engine
+	ended   chan struct{} // closed once Run has returned
 
 	// mu guards the fields below, set by Run.
 	mu     sync.Mutex
@@ -117,7 +129,12 @@ type Agent struct {
 	db     *state.DB
 	listen net.Addr
 	roles  *taskRoles // nil unless ECS_ENABLE_TASK_IAM_ROLE
+	runErr error      // what Run returned, once ended is closed
 }
+
+// ErrStopped is returned (wrapping why) by methods that wait for a running
+// agent once Run has returned.
+var ErrStopped = errors.New("agent stopped")
 
 // New checks the config and returns an agent that does nothing until Run.
 func New(cfg *config.Config, opts ...Option) (*Agent, error) {
@@ -149,13 +166,23 @@ func New(cfg *config.Config, opts ...Option) (*Agent, error) {
 			}
 		}
 	}
-	return &Agent{cfg: cfg, o: o, log: o.logger, started: make(chan struct{})}, nil
+	return &Agent{cfg: cfg, o: o, log: o.logger, started: make(chan struct{}), ended: make(chan struct{})}, nil
 }
 
 // Run opens the state, connects to containerd, recovers tasks, serves the
-// introspection API and runs tasks until ctx ends. Containers keep running
-// when Run returns; the next Run re-attaches to them.
-func (a *Agent) Run(ctx context.Context) error {
+// introspection API and runs tasks until ctx ends (returning nil) or one
+// of its components fails: the engine (its recovery, for instance), the
+// introspection API or, with task roles on, the credentials endpoint. Then
+// the others are stopped, the failure is logged and Run returns it once
+// every goroutine of the agent has ended. Containers keep running when Run
+// returns; the next Run re-attaches to them.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	defer func() {
+		a.mu.Lock()
+		a.runErr = err
+		a.mu.Unlock()
+		close(a.ended)
+	}()
 	cfg := a.cfg
 	db, err := state.OpenDir(cfg.DataDir, state.Options{})
 	if err != nil {
@@ -229,7 +256,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		CreateTimeout: cfg.Containers.CreateTimeout,
 		StartTimeout:  cfg.Containers.StartTimeout,
 		CleanupWait:   cfg.Containers.TaskCleanupWait,
-		AfterRecover:  nw.cleanup,
+		AfterRecover:  a.afterRecover(nw),
 		StepHook:      a.o.stepHook,
 		OnStateChange: a.o.onChange,
 		Images:        imageCleanup(cfg, rt),
@@ -248,46 +275,96 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	close(a.started)
 
+	a.log.Info("agent running", "dataDir", cfg.DataDir, "introspection", ln.Addr().String(), "cpuUnits", cpu, "memoryMiB", mem)
+	return a.runComponents(ctx, components{eng: eng, ln: ln, roles: roles, rt: rt, db: db, logs: logs})
+}
+
+// components are what Agent.Run runs once everything is built.
+type components struct {
+	eng   *engine.Engine
+	ln    net.Listener
+	roles *taskRoles
+	rt    *runtime.Runtime
+	db    *state.DB
+	logs  *logship.Manager
+}
+
+// runComponents runs the engine, the introspection API and (with task
+// roles) the credentials endpoint, each in a goroutine of one group, until
+// ctx ends or the first of them stops on its own: that one's error cancels
+// the group's context, which ends the others, and the group is waited for,
+// so no goroutine (one that would only end with ctx, say) can keep Run from
+// returning. The failure is logged when it happens, before the wait.
+func (a *Agent) runComponents(ctx context.Context, c components) error {
+	g, gctx := errgroup.WithContext(ctx)
+	essential := func(name string, run func(context.Context) error) {
+		g.Go(func() error {
+			err := run(gctx)
+			stopping := gctx.Err() != nil
+			switch {
+			case stopping && (err == nil || errors.Is(err, context.Canceled)):
+				return nil // asked to stop, and did
+			case err == nil:
+				err = errors.New("stopped unexpectedly")
+			}
+			err = fmt.Errorf("%s: %w", name, err)
+			if stopping {
+				a.log.Error("agent component failed while stopping", "err", err)
+			} else {
+				a.log.Error("agent component failed; stopping the agent", "err", err)
+			}
+			return err
+		})
+	}
 	srv := &http.Server{
 		Handler: introspection.New(introspection.Options{
-			Tasks:    eng,
+			Tasks:    c.eng,
 			Metadata: a.metadata,
-			Pending:  db.StateChangeCount,
+			Pending:  c.db.StateChangeCount,
 			Logger:   a.log,
 			// Log shippers' counters (lines shipped, dropped, ...).
-			ExtraMetrics: []introspection.PrometheusWriter{logs.Metrics()},
+			ExtraMetrics: []introspection.PrometheusWriter{c.logs.Metrics()},
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Requests (log streams) end with the group, not only with ctx.
+		BaseContext: func(net.Listener) context.Context { return gctx },
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("introspection API stopped", "err", err)
+	essential("engine", c.eng.Run)
+	essential("introspection API", func(context.Context) error {
+		if err := srv.Serve(c.ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
 		}
-	}()
-	defer func() {
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(sctx)
-		wg.Wait()
-	}()
-	if roles != nil {
-		// Task role credentials and task metadata; ends with ctx, waited
-		// for by the deferred wg.Wait above.
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := roles.run(ctx, eng, rt); err != nil {
-				a.log.Error("credentials endpoint stopped", "err", err)
-			}
-		}()
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close() // requests still running after 5 s are cut
+		}
+		return nil
+	})
+	if c.roles != nil {
+		// Task role credentials and task metadata.
+		essential("credentials endpoint", func(ctx context.Context) error { return c.roles.run(ctx, c.eng, c.rt) })
 	}
+	return g.Wait()
+}
 
-	a.log.Info("agent running", "dataDir", cfg.DataDir, "introspection", ln.Addr().String(), "cpuUnits", cpu, "memoryMiB", mem)
-	return eng.Run(ctx)
+// afterRecover is the engine's AfterRecover: the network clean-up, then
+// the test seam's hook.
+func (a *Agent) afterRecover(nw networkAdapter) func(context.Context, [][]byte) error {
+	hook := a.o.afterRecover
+	if hook == nil {
+		return nw.cleanup
+	}
+	return func(ctx context.Context, live [][]byte) error {
+		if err := nw.cleanup(ctx, live); err != nil {
+			return err
+		}
+		return hook(ctx)
+	}
 }
 
 func (a *Agent) newRuntime(ctx context.Context) (*runtime.Runtime, error) {
@@ -346,16 +423,43 @@ func imageCleanup(cfg *config.Config, rt *runtime.Runtime) engine.ImageCleanup {
 	}
 }
 
-// engine waits until Run has built the engine.
+// engine waits until Run has built the engine; it fails (ErrStopped) when
+// Run returned before that.
 func (a *Agent) engine(ctx context.Context) (*engine.Engine, error) {
-	select {
-	case <-a.started:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := a.waitStarted(ctx); err != nil {
+		return nil, err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.eng, nil
+}
+
+// waitStarted returns once Run has built the engine (nil), Run has ended
+// without (ErrStopped, wrapping why) or ctx has ended.
+func (a *Agent) waitStarted(ctx context.Context) error {
+	select {
+	case <-a.started:
+		return nil
+	case <-a.ended:
+		select {
+		case <-a.started:
+			return nil
+		default:
+		}
+		return a.stoppedErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stoppedErr says that Run has returned, and why.
+func (a *Agent) stoppedErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.runErr == nil {
+		return ErrStopped
+	}
+	return fmt.Errorf("%w: %w", ErrStopped, a.runErr)
 }
 
 // HandlePayload hands every task of an ACS payload to the engine. It
@@ -394,7 +498,8 @@ func (a *Agent) HandlePayload(ctx context.Context, p *api.PayloadMessage) error 
 
 // Ready returns once the agent has recovered its tasks and accepts
 // payloads, and, with task roles on, its credentials endpoint serves with
-// the 169.254.170.2 route in place (or has failed, which Run logs).
+// the 169.254.170.2 route in place. Once Run has returned (after a
+// failure, say), Ready fails with ErrStopped.
 func (a *Agent) Ready(ctx context.Context) error {
 	eng, err := a.engine(ctx)
 	if err != nil {
@@ -402,13 +507,23 @@ func (a *Agent) Ready(ctx context.Context) error {
 	}
 	select {
 	case <-eng.Ready():
+	case <-a.ended:
+		return a.stoppedErr()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	a.mu.Lock()
 	roles := a.roles
 	a.mu.Unlock()
-	return roles.ready(ctx)
+	if err := roles.ready(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-a.ended:
+		return a.stoppedErr()
+	default:
+		return nil
+	}
 }
 
 // IntrospectionAddr is the address the introspection API listens on (nil

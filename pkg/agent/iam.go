@@ -41,29 +41,40 @@ func newTaskRoles(cfg *config.Config, log *slog.Logger) *taskRoles {
 	return &taskRoles{cfg: cfg, store: iam.NewStore(), log: log, serving: make(chan struct{}), ended: make(chan struct{})}
 }
 
-// ready returns once the endpoint serves (or has failed: run logged why).
+// ready returns once the endpoint serves, or once run has returned without
+// (the agent is stopping; Agent.Ready then reports it).
 func (r *taskRoles) ready(ctx context.Context) error {
 	if r == nil {
 		return nil
 	}
 	select {
 	case <-r.serving:
+		return nil
 	case <-r.ended:
+		select {
+		case <-r.serving:
+			return nil
+		default:
+			return fmt.Errorf("%w: the credentials endpoint never served", ErrStopped)
+		}
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return nil
 }
 
 // run restores the ids of recovered tasks once the engine is ready, then
 // serves the credentials and metadata endpoints (with the iptables route
-// from 169.254.170.2) until ctx ends.
+// from 169.254.170.2) until ctx ends. An error (the address is taken, the
+// route cannot be installed) stops the agent.
 func (r *taskRoles) run(ctx context.Context, eng *engine.Engine, rt *runtime.Runtime) error {
 	defer close(r.ended)
 	select {
 	case <-eng.Ready():
 	case <-ctx.Done():
 		return nil
+	}
+	if ctx.Err() != nil {
+		return nil // the engine's recovery failed: the agent is stopping
 	}
 	if n := agentiam.Restore(r.store, eng); n > 0 {
 		r.log.Info("task role credentials ids restored; waiting for ACS to resend the credentials", "tasks", n)

@@ -16,11 +16,10 @@ import (
 
 // StateDB waits until Run has opened the state database and returns it. The
 // database stays open until Run returns; callers must stop using it then.
+// It fails (ErrStopped) when Run returned before opening it.
 func (a *Agent) StateDB(ctx context.Context) (*state.DB, error) {
-	select {
-	case <-a.started:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := a.waitStarted(ctx); err != nil {
+		return nil, err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

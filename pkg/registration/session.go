@@ -170,8 +170,15 @@ func (s *Session) once(ctx context.Context) error {
 	defer s.connected.Store(false)
 	s.o.Logger.Info("ACS session connected", "endpoint", httpURL)
 
-	// Closing the connection is what ends a blocked read when ctx ends.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	// When ctx ends (the agent stops, or a part of it failed) the agent
+	// says goodbye with a close frame, so the endpoint ends the session and
+	// marks the instance disconnected at once; closing the connection is
+	// what ends a blocked read.
+	stop := context.AfterFunc(ctx, func() {
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "agent stopping"),
+			time.Now().Add(time.Second))
+		conn.Close()
+	})
 	defer stop()
 	defer conn.Close()
 	c := &wsConn{conn: conn}

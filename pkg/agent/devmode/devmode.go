@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -193,7 +194,37 @@ func Run(ctx context.Context, o Options) error {
 	if mo.Logger == nil {
 		mo.Logger = o.Logger.With("component", "agent")
 	}
-	return member.Run(ctx, mo)
+	return runMember(ctx, ep, mo)
+}
+
+// runMember runs the agent as a member of the endpoint's cluster until ctx
+// ends, the agent fails or the endpoint does: an endpoint that stopped
+// serving ends the agent (its ACS session closed first, as on any stop)
+// and dev mode returns why.
+func runMember(ctx context.Context, ep *Endpoint, mo member.Options) error {
+	runCtx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel (defers run last first)
+	defer cancel(nil)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case err := <-ep.Failed():
+			o := fmt.Errorf("endpoint: %w", err)
+			mo.Logger.Error("dev mode: stopping", "err", o)
+			cancel(o)
+		case <-runCtx.Done():
+		}
+	}()
+	err := member.Run(runCtx, mo)
+	if cause := context.Cause(runCtx); ctx.Err() == nil && cause != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		err = cause // the endpoint failed
+	}
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("dev mode: %w", err)
+	}
+	return err
 }
 
 // EnvLines are the exports that point the AWS CLI and SDKs at the endpoint

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -70,6 +71,9 @@ type agentSpec struct {
 	DataDir, NetRunDir          string
 	Bridge, Subnet, Prefix      string
 	PortFirst                   uint16
+	// TaskRoles turns task IAM roles on, as dev mode does, with the
+	// credentials endpoint on a free loopback port.
+	TaskRoles bool
 }
 
 func (s agentSpec) config() (*config.Config, error) {
@@ -92,24 +96,38 @@ func (s agentSpec) config() (*config.Config, error) {
 	}
 	cfg.Listen.Introspection = netip.MustParseAddrPort("127.0.0.1:0")
 	cfg.Containers.TaskCleanupWait = time.Hour
+	if s.TaskRoles {
+		cfg.IAM.EnableTaskRole = true
+		cfg.IAM.AuditLogFile = filepath.Join(s.DataDir, "audit.log")
+		cfg.Listen.Credentials = netip.MustParseAddrPort("127.0.0.1:0")
+	}
 	return cfg, nil
 }
 
-// run runs the agent as a cluster member until ctx ends.
-func (s agentSpec) run(ctx context.Context, registered func(state.InstanceIdentity), session func(*registration.Session)) error {
+// options are the agent options that put it in its slice of the host.
+func (s agentSpec) options() []agent.Option {
+	exe, _ := os.Executable()
+	return []agent.Option{agent.WithLoggerBinary(exe), agent.WithNetworkRunDir(s.NetRunDir),
+		agent.WithNamePrefix(s.Prefix), agent.WithSnapshotter(s.Snapshotter)}
+}
+
+// run runs the agent as a cluster member until ctx ends (or it fails).
+func (s agentSpec) run(ctx context.Context, registered func(state.InstanceIdentity), session func(*registration.Session), opts ...agent.Option) error {
+	return s.runLogged(ctx, logger(), registered, session, opts...)
+}
+
+func (s agentSpec) runLogged(ctx context.Context, log *slog.Logger, registered func(state.InstanceIdentity), session func(*registration.Session), opts ...agent.Option) error {
 	cfg, err := s.config()
 	if err != nil {
 		return err
 	}
-	exe, _ := os.Executable()
 	hook, changed := member.StateChangeSignal()
-	a, err := agent.New(cfg, agent.WithLogger(logger()), agent.WithLoggerBinary(exe), agent.WithStateChangeHook(hook),
-		agent.WithNetworkRunDir(s.NetRunDir), agent.WithNamePrefix(s.Prefix), agent.WithSnapshotter(s.Snapshotter))
+	a, err := agent.New(cfg, append(append(s.options(), agent.WithLogger(log), agent.WithStateChangeHook(hook)), opts...)...)
 	if err != nil {
 		return err
 	}
 	return member.Run(ctx, member.Options{
-		Config: cfg, Agent: a, Logger: logger(), StateChanged: changed,
+		Config: cfg, Agent: a, Logger: log, StateChanged: changed,
 		Credentials:      credentials.NewStaticCredentialsProvider(s.KeyID, s.Secret, ""),
 		HeartbeatTimeout: time.Minute, SubmitPoll: 50 * time.Millisecond,
 		ReconnectBackoff: registration.Backoff{Min: 100 * time.Millisecond, Max: time.Second, Jitter: 0.2},

@@ -62,6 +62,22 @@ type Endpoint struct {
 	stopBackground context.CancelFunc
 	wg             sync.WaitGroup
 	once           sync.Once
+	// failed holds the first error that ended serving (or the broker)
+	// before Close; see Failed.
+	failed chan error
+}
+
+// Failed receives the first error that stopped the endpoint serving (or
+// refreshing task role credentials) before Close or Shutdown: dev mode then
+// stops instead of running an agent whose endpoint is gone.
+func (e *Endpoint) Failed() <-chan error { return e.failed }
+
+// fail reports err on Failed unless an earlier failure is there.
+func (e *Endpoint) fail(err error) {
+	select {
+	case e.failed <- err:
+	default:
+	}
 }
 
 // StartEndpoint opens the store under o.DataDir and serves until Close (or
@@ -131,12 +147,14 @@ func StartEndpoint(ctx context.Context, o EndpointOptions) (*Endpoint, error) {
 		Keys: ep.Keys(), ACS: acsSrv, Store: ep.Store(), ep: ep, logs: logStore,
 		srv: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)},
+		failed: make(chan error, 1),
 	}
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		if err := e.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			o.Logger.Error("endpoint stopped", "err", err)
+			e.fail(fmt.Errorf("serve on %s: %w", ln.Addr(), err))
 		}
 	}()
 	// The service controller and the pruning of old stopped tasks, as
@@ -152,7 +170,9 @@ func StartEndpoint(ctx context.Context, o EndpointOptions) (*Endpoint, error) {
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			_ = broker.Run(ctx)
+			if err := broker.Run(ctx); ctx.Err() == nil {
+				e.fail(fmt.Errorf("task role credentials broker stopped: %w", err))
+			}
 		}()
 	}
 	return e, nil

@@ -69,9 +69,12 @@ const DefaultFlushTimeout = 10 * time.Second
 
 // Run runs the agent and, once its state is open, registers the instance
 // and keeps the ACS session, the TCS session (container health) and the
-// submitter going until ctx ends or one
-// of them fails for good. Terminal registration and session errors are
-// *registration.TerminalError (exit code 5 in cmd/agent).
+// submitter going until ctx ends or one of them (the agent included) stops
+// on its own. The first to stop ends the others: the ACS session is closed
+// first, so the endpoint marks the instance disconnected and places nothing
+// more on it, then the agent is stopped, and Run returns that first error
+// once every goroutine has ended. Terminal registration and session errors
+// are *registration.TerminalError (exit code 5 in cmd/agent).
 func Run(ctx context.Context, o Options) error {
 	if o.Config == nil || o.Agent == nil {
 		return errors.New("member: Config and Agent are required")
@@ -91,45 +94,24 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	// Two lifetimes: work (the ACS session and the submitter) ends as soon as
-	// ctx does, so no new task arrives; the agent itself runs until the
-	// outbox was flushed, because the flush needs its state database.
-	workCtx, stopWork := context.WithCancel(ctx)
-	defer stopWork()
-	agentCtx, stopAgent := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopAgent()
-	var agentWG, workWG sync.WaitGroup
-	defer agentWG.Wait()
-	errc := make(chan error, 5)
-	spawn := func(wg *sync.WaitGroup, ctx context.Context, name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := fn(ctx)
-			if err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			} else if err == nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s stopped", name)
-			}
-		}()
+	g := newGroup(ctx, o.Logger)
+	defer g.stop()
+	g.runAgent(o.Agent.Run)
+	// result prefers the failure that ended the work (the agent failing is
+	// why StateDB or Register gave up) over err.
+	result := func(err error) error {
+		if f := g.failure(); f != nil {
+			return f
+		}
+		return err
 	}
-	// stop ends the work, then the agent, and waits for both (deferred
-	// Waits cover the early returns).
-	stop := func() {
-		stopWork()
-		workWG.Wait()
-		stopAgent()
-	}
-	defer stop()
-
-	spawn(&agentWG, agentCtx, "agent", o.Agent.Run)
-	db, err := o.Agent.StateDB(workCtx)
+	db, err := o.Agent.StateDB(g.work)
 	if err != nil {
-		return firstErr(errc, err)
+		return result(err)
 	}
-	id, err := registration.Register(workCtx, registerOptions(cfg, client, db, o.Logger))
+	id, err := registration.Register(g.work, registerOptions(cfg, client, db, o.Logger))
 	if err != nil {
-		return firstErr(errc, err)
+		return result(err)
 	}
 	if o.Registered != nil {
 		o.Registered(id)
@@ -164,18 +146,16 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	spawn(&workWG, workCtx, "ACS session", sess.Run)
-	spawn(&workWG, workCtx, "TCS session", tel.Run)
-	spawn(&workWG, workCtx, "state change submitter", sub.Run)
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+	g.spawn("ACS session", sess.Run)
+	g.spawn("TCS session", tel.Run)
+	g.spawn("state change submitter", sub.Run)
+	<-g.work.Done()
+	if f := g.failure(); f != nil {
+		return f
 	}
 	// Shutdown: no new work, then a bounded last flush of the outbox while
 	// the agent (and its state database) is still up.
-	stopWork()
-	workWG.Wait()
+	g.stopWork()
 	timeout := o.FlushTimeout
 	if timeout <= 0 {
 		timeout = DefaultFlushTimeout
@@ -186,7 +166,101 @@ func Run(ctx context.Context, o Options) error {
 		n, _ := db.StateChangeCount()
 		o.Logger.Warn("outbox not fully flushed at shutdown; the rest is sent at the next start", "pending", n, "err", err)
 	}
-	return ctx.Err()
+	return result(ctx.Err())
+}
+
+// group owns a member's goroutines, in two lifetimes: the work (the ACS
+// and TCS sessions and the submitter, and Run's own registration steps)
+// ends as soon as ctx does, so no new task arrives; the agent runs until
+// stop, because the last flush of the outbox needs its state database.
+// The first goroutine to end on its own, failing or not, cancels the work
+// with its error (failure returns it); stop ends the work, waits for it,
+// then ends the agent and waits for it.
+type group struct {
+	log *slog.Logger
+	// work is the work's context; cancelWork's cause is the first failure.
+	work       context.Context
+	cancelWork context.CancelCauseFunc
+	workWG     sync.WaitGroup
+	// agentCtx ends only at stop; agentDone is closed when the agent ended.
+	agentCtx  context.Context
+	stopAgent context.CancelFunc
+	agentDone chan struct{}
+	stopOnce  sync.Once
+	// mu guards first.
+	mu    sync.Mutex
+	first error
+}
+
+func newGroup(ctx context.Context, log *slog.Logger) *group {
+	g := &group{log: log, agentDone: make(chan struct{})}
+	g.work, g.cancelWork = context.WithCancelCause(ctx)
+	g.agentCtx, g.stopAgent = context.WithCancel(context.WithoutCancel(ctx))
+	return g
+}
+
+// fail records the first failure and ends the work.
+func (g *group) fail(name string, err error) {
+	if err == nil {
+		err = errors.New("stopped unexpectedly")
+	}
+	err = fmt.Errorf("%s: %w", name, err)
+	g.mu.Lock()
+	first := g.first == nil
+	if first {
+		g.first = err
+	}
+	g.mu.Unlock()
+	if first {
+		g.log.Error("stopping: a part of the agent failed", "err", err)
+	}
+	g.cancelWork(err)
+}
+
+// failure is the first failure, or nil.
+func (g *group) failure() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.first
+}
+
+// runAgent runs the agent until stop; its ending before that is a failure.
+func (g *group) runAgent(run func(context.Context) error) {
+	go func() {
+		defer close(g.agentDone)
+		err := run(g.agentCtx)
+		if g.agentCtx.Err() == nil {
+			g.fail("agent", err)
+		}
+	}()
+}
+
+// spawn runs fn with the work's context; its ending before the work was
+// cancelled is a failure.
+func (g *group) spawn(name string, fn func(context.Context) error) {
+	g.workWG.Add(1)
+	go func() {
+		defer g.workWG.Done()
+		err := fn(g.work)
+		if g.work.Err() == nil {
+			g.fail(name, err)
+		}
+	}()
+}
+
+// stopWork ends the work (the ACS session first of all) and waits for it.
+func (g *group) stopWork() {
+	g.cancelWork(nil)
+	g.workWG.Wait()
+}
+
+// stop ends the work, then the agent, and waits for both.
+func (g *group) stop() {
+	g.stopOnce.Do(func() {
+		g.stopWork()
+		g.stopAgent()
+		<-g.agentDone
+	})
 }
 
 // StateChangeSignal returns a hook for agent.WithStateChangeHook and the
@@ -200,17 +274,6 @@ func StateChangeSignal() (hook func(), ch <-chan struct{}) {
 		default:
 		}
 	}, c
-}
-
-// firstErr prefers an error a goroutine reported (the agent failing is why
-// StateDB or Register gave up) over err.
-func firstErr(errc <-chan error, err error) error {
-	select {
-	case e := <-errc:
-		return e
-	default:
-		return err
-	}
 }
 
 func registerOptions(cfg *config.Config, client *registration.Client, db *state.DB, log *slog.Logger) registration.RegisterOptions {
