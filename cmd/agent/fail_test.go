@@ -16,8 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
 	"github.com/berth-dev/berth/internal/testenv"
-	"github.com/berth-dev/berth/pkg/agent/devmode"
-	"github.com/berth-dev/berth/pkg/cluster/auth"
 )
 
 // hangDetector bounds how long a test waits for the agent process to exit
@@ -42,30 +40,9 @@ func TestAgentExitsWhenAPartFails(t *testing.T) {
 	testenv.RequireBinaries(t, "iptables", "ip")
 	cd := testenv.Containerd(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "berth-agent")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	ep, err := devmode.StartEndpoint(t.Context(), devmode.EndpointOptions{DataDir: filepath.Join(dir, "endpoint"),
-		Region: "us-east-1", AccountID: devmode.DefaultAccount})
-	if err != nil {
-		t.Fatalf("start endpoint: %v", err)
-	}
-	t.Cleanup(func() { ep.Close() })
-	adminID, adminSecret, err := ep.Keys.Create(auth.RoleAdmin, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentID, agentSecret, err := ep.Keys.Create(auth.RoleAgent, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := devmode.NewECSClient(ep.URL, "us-east-1", aws.Credentials{AccessKeyID: adminID, SecretAccessKey: adminSecret})
-	if _, err := admin.CreateCluster(t.Context(), &ecs.CreateClusterInput{ClusterName: aws.String("default")}); err != nil {
-		t.Fatal(err)
-	}
+	bin := buildAgent(t, dir)
+	ep := startEndpoint(t, dir)
+	admin := ep.admin
 
 	held := holdAddr(t)
 	tests := []struct {
@@ -96,8 +73,8 @@ func TestAgentExitsWhenAPartFails(t *testing.T) {
 				"ECS_CLUSTER=default",
 				"ECS_BACKEND_HOST=" + ep.URL,
 				"AWS_REGION=us-east-1",
-				"AWS_ACCESS_KEY_ID=" + agentID,
-				"AWS_SECRET_ACCESS_KEY=" + agentSecret,
+				"AWS_ACCESS_KEY_ID=" + ep.agentID,
+				"AWS_SECRET_ACCESS_KEY=" + ep.agentSecret,
 				"ECS_DATADIR=" + filepath.Join(t.TempDir(), "data"),
 				"ECS_AUDIT_LOGFILE=" + filepath.Join(t.TempDir(), "audit.log"),
 				"BERTH_CONTAINERD_ADDRESS=" + cd.Address,

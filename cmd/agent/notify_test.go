@@ -44,30 +44,8 @@ func TestSystemdNotify(t *testing.T) {
 	testenv.RequireBinaries(t, "iptables", "ip")
 	cd := testenv.Containerd(t)
 	dir := t.TempDir()
-
-	ep, err := devmode.StartEndpoint(t.Context(), devmode.EndpointOptions{DataDir: filepath.Join(dir, "endpoint"),
-		Region: "us-east-1", AccountID: devmode.DefaultAccount})
-	if err != nil {
-		t.Fatalf("start endpoint: %v", err)
-	}
-	t.Cleanup(func() { ep.Close() })
-	adminID, adminSecret, err := ep.Keys.Create(auth.RoleAdmin, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentID, agentSecret, err := ep.Keys.Create(auth.RoleAgent, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := devmode.NewECSClient(ep.URL, "us-east-1", aws.Credentials{AccessKeyID: adminID, SecretAccessKey: adminSecret})
-	if _, err := admin.CreateCluster(t.Context(), &ecs.CreateClusterInput{ClusterName: aws.String("default")}); err != nil {
-		t.Fatal(err)
-	}
-
-	bin := filepath.Join(dir, "berth-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	ep := startEndpoint(t, dir)
+	bin := buildAgent(t, dir)
 	sockPath := filepath.Join(dir, "notify.sock")
 	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
 	if err != nil {
@@ -87,8 +65,8 @@ func TestSystemdNotify(t *testing.T) {
 		"ECS_CLUSTER=default",
 		"ECS_BACKEND_HOST=" + ep.URL,
 		"AWS_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID=" + agentID,
-		"AWS_SECRET_ACCESS_KEY=" + agentSecret,
+		"AWS_ACCESS_KEY_ID=" + ep.agentID,
+		"AWS_SECRET_ACCESS_KEY=" + ep.agentSecret,
 		"ECS_DATADIR=" + filepath.Join(dir, "data"),
 		"BERTH_CONTAINERD_ADDRESS=" + cd.Address,
 		"BERTH_CONTAINERD_NAMESPACE=" + cd.Namespace(t),
@@ -139,7 +117,7 @@ func TestSystemdNotify(t *testing.T) {
 	if !strings.Contains(ready, "registered as arn:aws:ecs:") {
 		t.Errorf("READY message %q does not name the registered instance", ready)
 	}
-	list, err := admin.ListContainerInstances(t.Context(), &ecs.ListContainerInstancesInput{Cluster: aws.String("default")})
+	list, err := ep.admin.ListContainerInstances(t.Context(), &ecs.ListContainerInstancesInput{Cluster: aws.String("default")})
 	if err != nil || len(list.ContainerInstanceArns) != 1 || !strings.Contains(ready, list.ContainerInstanceArns[0]) {
 		t.Errorf("after READY=1 the cluster lists %v (%v); want exactly the instance named in %q", list.ContainerInstanceArns, err, ready)
 	}
@@ -172,4 +150,47 @@ func TestSystemdNotify(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("agent did not exit within 60s of SIGTERM")
 	}
+}
+
+// testEndpoint is a cluster endpoint on loopback with the cluster
+// "default", an admin client and an agent key.
+type testEndpoint struct {
+	*devmode.Endpoint
+	admin                *ecs.Client
+	agentID, agentSecret string
+}
+
+func startEndpoint(t *testing.T, dir string) *testEndpoint {
+	t.Helper()
+	ep, err := devmode.StartEndpoint(t.Context(), devmode.EndpointOptions{DataDir: filepath.Join(dir, "endpoint"),
+		Region: "us-east-1", AccountID: devmode.DefaultAccount})
+	if err != nil {
+		t.Fatalf("start endpoint: %v", err)
+	}
+	t.Cleanup(func() { ep.Close() })
+	adminID, adminSecret, err := ep.Keys.Create(auth.RoleAdmin, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	te := &testEndpoint{Endpoint: ep,
+		admin: devmode.NewECSClient(ep.URL, "us-east-1", aws.Credentials{AccessKeyID: adminID, SecretAccessKey: adminSecret})}
+	if te.agentID, te.agentSecret, err = ep.Keys.Create(auth.RoleAgent, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := te.admin.CreateCluster(t.Context(), &ecs.CreateClusterInput{ClusterName: aws.String("default")}); err != nil {
+		t.Fatal(err)
+	}
+	return te
+}
+
+// buildAgent builds berth-agent into dir.
+func buildAgent(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "berth-agent")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
