@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -219,12 +220,12 @@ type runMode struct {
 // ctx is cancelled.
 func runAgent(ctx context.Context, opts config.LoadOptions, mode runMode, stderr io.Writer) int {
 	cfg, problems, cfgErr := config.Load(opts)
-	out, closeLog, err := openLogOutput(cfg.Log.File, stderr)
+	out, err := openLogOutput(cfg.Log, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "berth-agent: %v\n", err)
 		return exitTerminal
 	}
-	defer closeLog()
+	defer out.close()
 	log := config.NewLogger(cfg.Log, out)
 	for _, p := range problems {
 		entry := log.WithField("problem", p.String())
@@ -237,6 +238,15 @@ func runAgent(ctx context.Context, opts config.LoadOptions, mode runMode, stderr
 	if cfgErr != nil {
 		log.Error("invalid configuration; not starting (exit 5)")
 		return exitTerminal
+	}
+	// Proxies set in ecs.config reach Go's HTTP client through the
+	// environment, as ecs-init hands ecs.config to the ECS agent's.
+	for _, kv := range cfg.ProxyEnv() {
+		name, value, _ := strings.Cut(kv, "=")
+		if err := os.Setenv(name, value); err != nil {
+			log.WithError(err).Errorf("cannot set %s from the configuration", name)
+			return exitTerminal
+		}
 	}
 	log.WithField("version", version.Version).Info("berth-agent starting")
 	return exitCode(ctx, startAgent(ctx, cfg, mode, log), log)
@@ -311,16 +321,4 @@ func exitCode(ctx context.Context, err error, log *logrus.Logger) int {
 		log.WithError(err).Error("berth-agent failed")
 		return exitFailure
 	}
-}
-
-// openLogOutput opens ECS_LOGFILE for appending, or returns stderr.
-func openLogOutput(path string, stderr io.Writer) (io.Writer, func(), error) {
-	if path == "" {
-		return stderr, func() {}, nil
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open ECS_LOGFILE: %w", err)
-	}
-	return f, func() { _ = f.Close() }, nil
 }

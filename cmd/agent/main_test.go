@@ -189,6 +189,68 @@ func TestBinary(t *testing.T) {
 	}
 }
 
+// TestBinaryEveryUpstreamKey runs the real binary's `check` on an
+// ecs.config that sets every ECS agent and ecs-init key to a typical value
+// (pkg/config's testdata): it passes, with warnings only (none about an
+// unknown key); and `print-config` under the package's agent.toml with an
+// ecs.config holding only ECS_CLUSTER shows an ECS-optimised host's defaults.
+func TestBinaryEveryUpstreamKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary; skipped with -short")
+	}
+	bin := filepath.Join(t.TempDir(), "berth-agent")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	noTOML := writeFile(t, "agent.toml", "")
+	every, err := filepath.Abs("../../pkg/config/testdata/every-upstream-key.ecs.config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "check", "--config", every, "--toml", noTOML)
+	cmd.Env = []string{}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("check of every upstream key: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "configuration OK (") {
+		t.Errorf("last line %q, want configuration OK", last)
+	}
+	for _, line := range lines[:len(lines)-1] {
+		if !strings.HasPrefix(line, every+":") || !strings.Contains(line, ": warning: ") || strings.Contains(line, "unknown key") {
+			t.Errorf("not a warning with file:line about a known key: %s", line)
+		}
+	}
+
+	cfgFile := writeFile(t, "ecs.config", "ECS_CLUSTER=prod\n")
+	packaged, err := filepath.Abs("../../packaging/agent/agent.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(bin, "print-config", "--config", cfgFile, "--toml", packaged)
+	cmd.Env = []string{}
+	out, err = cmd.Output()
+	if err != nil {
+		t.Fatalf("print-config: %v\n%s", err, out)
+	}
+	for key, want := range map[string]string{
+		"ECS_CLUSTER":                               "prod",
+		"ECS_ENABLE_TASK_IAM_ROLE":                  "true",
+		"ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST":     "true",
+		"ECS_AVAILABLE_LOGGING_DRIVERS":             `["json-file","syslog","awslogs","fluentd","journald","none"]`,
+		"ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE": "true",
+	} {
+		if f := strings.Fields(lineFor(string(out), key)); len(f) < 3 || f[1] != want {
+			t.Errorf("print-config %s: %q, want value %s", key, lineFor(string(out), key), want)
+		} else if key != "ECS_CLUSTER" && !strings.HasPrefix(f[2], packaged+":") {
+			t.Errorf("print-config %s comes from %s, want %s", key, f[2], packaged)
+		}
+	}
+}
+
 func lineFor(out, key string) string {
 	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(line, key+" ") {

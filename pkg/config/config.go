@@ -23,6 +23,7 @@ type Config struct {
 	Log        LogConfig
 	Ports      PortsConfig
 	Containers ContainersConfig
+	Tasks      TasksConfig
 	Images     ImagesConfig
 	Instance   InstanceConfig
 	IAM        IAMConfig
@@ -32,6 +33,9 @@ type Config struct {
 
 	// sources maps each key's environment name to where its value came from.
 	sources map[string]Source
+	// unsupported holds the text of keys Berth accepts but does not apply
+	// (StatusRefused), by environment name, for print-config.
+	unsupported map[string]string
 }
 
 // AWSConfig holds the AWS settings an ECS agent reads from its environment.
@@ -56,6 +60,26 @@ type LogConfig struct {
 	File string
 	// Format is ECS_LOG_OUTPUT_FORMAT: logfmt or json.
 	Format string
+	// FileLevel is ECS_LOGLEVEL_ON_INSTANCE: the level of File; empty means
+	// Level. Use EffectiveLevel for the level the agent logs at.
+	FileLevel string
+	// RolloverType is ECS_LOG_ROLLOVER_TYPE: how File is rotated: size,
+	// hourly or none.
+	RolloverType string
+	// MaxFileSizeMB is ECS_LOG_MAX_FILE_SIZE_MB: with rollover type size,
+	// File is rotated when it would grow past this many megabytes.
+	MaxFileSizeMB float64
+	// MaxRollCount is ECS_LOG_MAX_ROLL_COUNT: rotated files kept.
+	MaxRollCount int
+}
+
+// EffectiveLevel is the level the agent logs at: ECS_LOGLEVEL_ON_INSTANCE
+// when the agent logs to ECS_LOGFILE and it is set, else ECS_LOGLEVEL.
+func (lc LogConfig) EffectiveLevel() string {
+	if lc.File != "" && lc.FileLevel != "" {
+		return lc.FileLevel
+	}
+	return lc.Level
 }
 
 // PortsConfig is host port reservation and allocation.
@@ -69,6 +93,9 @@ type PortsConfig struct {
 	// ReserveDynamic is BERTH_RESERVE_DYNAMIC_PORTS: report the whole dynamic
 	// range as reserved to the cluster instead of only the allocated ports.
 	ReserveDynamic bool
+	// ExcludeIPv6Bindings is ECS_EXCLUDE_IPV6_PORTBINDING: leave IPv6 host
+	// port bindings out of state changes.
+	ExcludeIPv6Bindings bool
 }
 
 // ContainersConfig is how containers are created, started and stopped.
@@ -80,6 +107,9 @@ type ContainersConfig struct {
 	// AWSLogsEndpoint is BERTH_AWSLOGS_ENDPOINT: the default awslogs-endpoint;
 	// "cluster" means the cluster endpoint's log store.
 	AWSLogsEndpoint string
+	// AWSLogsExecutionRole is ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE:
+	// awslogs ships with the task's execution role when it has one.
+	AWSLogsExecutionRole bool
 	// DisablePrivileged is ECS_DISABLE_PRIVILEGED.
 	DisablePrivileged bool
 	// StopTimeout is ECS_CONTAINER_STOP_TIMEOUT: wait after the stop signal before SIGKILL.
@@ -91,6 +121,33 @@ type ContainersConfig struct {
 	// TaskCleanupWait is ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION: how long a
 	// stopped task's containers are kept before cleanup.
 	TaskCleanupWait time.Duration
+	// TaskCleanupJitter is ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER: a
+	// random extra wait of up to this long per task.
+	TaskCleanupJitter time.Duration
+	// ContainerMetadata is ECS_ENABLE_CONTAINER_METADATA: write the
+	// container metadata file and set ECS_CONTAINER_METADATA_FILE.
+	ContainerMetadata bool
+	// SELinuxCapable is ECS_SELINUX_CAPABLE: honour label: security options.
+	SELinuxCapable bool
+	// AppArmorCapable is ECS_APPARMOR_CAPABLE: honour apparmor: security options.
+	AppArmorCapable bool
+	// PullDependentUpfront is ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT: pull the
+	// images of containers with dependsOn before their dependencies are met.
+	PullDependentUpfront bool
+}
+
+// TasksConfig is task-level resource limits.
+type TasksConfig struct {
+	// CPUMemLimit is ECS_ENABLE_TASK_CPU_MEM_LIMIT: a task cgroup bounds all
+	// containers of a task that sets task-level cpu or memory.
+	CPUMemLimit bool
+	// CgroupCPUPeriod is ECS_CGROUP_CPU_PERIOD: the CFS period of task cpu limits.
+	CgroupCPUPeriod time.Duration
+	// PropagateMemoryLimit is ECS_PROPAGATE_TASK_MEMORY_LIMIT_CGROUPV2: a
+	// container without a memory limit gets the task's.
+	PropagateMemoryLimit bool
+	// PidsLimit is ECS_TASK_PIDS_LIMIT: pids.max of each task; 0 means unlimited.
+	PidsLimit int
 }
 
 // ImagesConfig is image pulling, registry authentication and image cleanup.
@@ -122,6 +179,19 @@ type ImagesConfig struct {
 	MinimumCleanupAge time.Duration
 	// DeletePerCycle is ECS_NUM_IMAGES_DELETE_PER_CYCLE.
 	DeletePerCycle int
+	// ManifestPullTimeout is ECS_MANIFEST_PULL_TIMEOUT: the limit on
+	// resolving an image's manifest.
+	ManifestPullTimeout time.Duration
+	// UntrackedCleanup is ECS_ENABLE_UNTRACKED_IMAGE_CLEANUP: also remove
+	// images and containers that no task of this agent uses.
+	UntrackedCleanup bool
+	// ExcludeUntracked is ECS_EXCLUDE_UNTRACKED_IMAGE: images that untracked
+	// cleanup keeps.
+	ExcludeUntracked []string
+	// UntrackedMinimumAge is NON_ECS_IMAGE_MINIMUM_CLEANUP_AGE.
+	UntrackedMinimumAge time.Duration
+	// UntrackedContainersPerCycle is NONECS_NUM_CONTAINERS_DELETE_PER_CYCLE.
+	UntrackedContainersPerCycle int
 }
 
 // InstanceConfig is what the container instance registers with.
@@ -130,6 +200,17 @@ type InstanceConfig struct {
 	Attributes map[string]string
 	// Tags is ECS_CONTAINER_INSTANCE_TAGS: tags on the container instance.
 	Tags map[string]string
+	// DetailedOSFamily is ECS_DETAILED_OS_FAMILY: the ecs.os-type-detailed
+	// attribute; empty means it is read from /etc/os-release (ID_VERSION_ID).
+	DetailedOSFamily string
+	// External is ECS_EXTERNAL: the instance runs outside EC2 (ECS Anywhere).
+	External bool
+	// CredentialProfile is ECS_ALTERNATE_CREDENTIAL_PROFILE: the profile
+	// of the shared credentials file the agent's own credentials come from.
+	CredentialProfile string
+	// WarmPoolsCheck is ECS_WARM_POOLS_CHECK: wait until an Auto Scaling
+	// warm pool instance is InService before registering.
+	WarmPoolsCheck bool
 }
 
 // IAMConfig is task IAM roles and the task metadata endpoint.
@@ -138,8 +219,14 @@ type IAMConfig struct {
 	EnableTaskRole bool
 	// EnableTaskRoleNetworkHost is ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST.
 	EnableTaskRoleNetworkHost bool
-	// AuditLogFile is ECS_AUDIT_LOGFILE: the credentials audit log.
+	// AuditLogFile is ECS_AUDIT_LOGFILE: the credentials audit log. Use
+	// AuditLog for the effective path.
 	AuditLogFile string
+	// AuditLogDisabled is ECS_AUDIT_LOGFILE_DISABLED.
+	AuditLogDisabled bool
+	// DisableTaskMetadataAZ is ECS_DISABLE_TASK_METADATA_AZ: task metadata
+	// leaves out AvailabilityZone.
+	DisableTaskMetadataAZ bool
 	// MetadataRateLimit is ECS_TASK_METADATA_RPS_LIMIT.
 	MetadataRateLimit RateLimit
 	// AWSVPCBlockIMDS is ECS_AWSVPC_BLOCK_IMDS: awsvpc tasks cannot reach 169.254.169.254.
@@ -162,6 +249,11 @@ type NetworkConfig struct {
 	BridgeName string
 	// BridgeSubnet is BERTH_BRIDGE_SUBNET: the bridge's IPv4 subnet.
 	BridgeSubnet netip.Prefix
+	// IPCompatibility is ECS_INSTANCE_IP_COMPATIBILITY: ipv4 (ipv6 is refused).
+	IPCompatibility string
+	// AWSVPCLocalRoutes is ECS_AWSVPC_ADDITIONAL_LOCAL_ROUTES: prefixes
+	// awsvpc tasks reach through the host bridge.
+	AWSVPCLocalRoutes []netip.Prefix
 }
 
 // ListenConfig is the agent's own listening addresses.
@@ -170,6 +262,9 @@ type ListenConfig struct {
 	Introspection netip.AddrPort
 	// Credentials is BERTH_CREDENTIALS_ADDRESS: credentials and task metadata.
 	Credentials netip.AddrPort
+	// OffhostIntrospection is ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS: when
+	// BERTH_INTROSPECTION_ADDRESS is not set, listen on 0.0.0.0:51678.
+	OffhostIntrospection bool
 }
 
 // PortRange is an inclusive range of ports.
@@ -223,6 +318,15 @@ func (c *Config) Region() string {
 		return c.AWS.Region
 	}
 	return c.AWS.DefaultRegion
+}
+
+// AuditLog returns the credentials audit log path, or "" when
+// ECS_AUDIT_LOGFILE_DISABLED turns it off.
+func (c *Config) AuditLog() string {
+	if c.IAM.AuditLogDisabled {
+		return ""
+	}
+	return c.IAM.AuditLogFile
 }
 
 // Source returns where the value of the key named by its environment name

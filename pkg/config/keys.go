@@ -1,7 +1,9 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -22,6 +24,18 @@ type Key struct {
 	Doc string
 	// Secret keys are never printed or logged.
 	Secret bool
+	// Status says how Berth treats an upstream key (docs/ecs-compatibility.md).
+	Status Status
+	// Note is the difference (StatusDifferent), the missing part
+	// (StatusNotEnforced) or the reason (StatusRefused), in one sentence.
+	Note string
+	// Upstream is true for keys the Amazon ECS agent or ecs-init read; they
+	// are the rows of docs/ecs-compatibility.md's "ecs.config keys".
+	Upstream bool
+	// PackageDefault is the value the berth-agent package sets in
+	// /etc/berth/agent.toml, as ecs-init does on an ECS-optimised host; ""
+	// means the package leaves the built-in Default.
+	PackageDefault string
 
 	want  string
 	shape tomlShape
@@ -29,10 +43,17 @@ type Key struct {
 	set func(c *Config, text string) error
 	// get renders the key's field of c in environment syntax.
 	get func(c *Config) string
+	// check runs after every source was read, for keys that some source
+	// set: it may adjust the value (clamps) and returns a warning, or "".
+	check func(c *Config) string
 }
 
 // define builds a Key whose value lives in the field that field points to.
 func define[T any](name string, t valueType[T], dflt string, field func(*Config) *T, doc string) Key {
+	status := StatusHonoured
+	if strings.HasPrefix(name, "BERTH_") {
+		status = StatusBerth
+	}
 	return Key{
 		Name:     name,
 		TOMLName: tomlName(name),
@@ -40,6 +61,8 @@ func define[T any](name string, t valueType[T], dflt string, field func(*Config)
 		Default:  dflt,
 		Doc:      doc,
 		Secret:   t.secret,
+		Status:   status,
+		Upstream: status != StatusBerth,
 		want:     t.want,
 		shape:    t.toml,
 		set: func(c *Config, text string) error {
@@ -54,6 +77,43 @@ func define[T any](name string, t valueType[T], dflt string, field func(*Config)
 	}
 }
 
+// differs marks k as honoured with the difference note.
+func (k Key) differs(note string) Key {
+	k.Status, k.Note = StatusDifferent, note
+	return k
+}
+
+// notEnforced marks k as accepted but not applied yet: when some source
+// sets it and asks(c) is true, Load warns that what is not enforced.
+func (k Key) notEnforced(what string, asks func(c *Config) bool) Key {
+	k.Status, k.Note = StatusNotEnforced, what
+	k.check = func(c *Config) string {
+		if asks(c) {
+			return notEnforcedMessage(what)
+		}
+		return ""
+	}
+	return k
+}
+
+// withStatus sets k's status and note.
+func (k Key) withStatus(s Status, note string) Key {
+	k.Status, k.Note = s, note
+	return k
+}
+
+// checked adds a check that runs when some source sets k.
+func (k Key) checked(check func(c *Config) string) Key {
+	k.check = check
+	return k
+}
+
+// packaged records the value the berth-agent package sets (PackageDefault).
+func (k Key) packaged(v string) Key {
+	k.PackageDefault = v
+	return k
+}
+
 // tomlName derives a key's TOML name from its environment name.
 func tomlName(env string) string {
 	for _, prefix := range []string{"ECS_", "BERTH_"} {
@@ -65,13 +125,15 @@ func tomlName(env string) string {
 }
 
 // Keys returns the key table: every setting the agent reads, in the order of
-// docs/configuration.md. The slice is new on every call.
+// docs/configuration.md, followed by the upstream keys Berth accepts but does
+// not apply (unsupportedKeys). The slice is new on every call.
 //
 // To add a setting: add a Config field, a row here (defaults equal the ECS
-// agent's when ECS has the setting), and a row in docs/configuration.md
-// (TestDocMatchesKeys prints the expected row).
+// agent's when ECS has the setting, with its Status), and run
+// `go test ./pkg/config -run 'Doc' -update` to regenerate the tables in
+// docs/configuration.md and docs/ecs-compatibility.md.
 func Keys() []Key {
-	return []Key{
+	keys := []Key{
 		// Cluster and identity.
 		define("ECS_CLUSTER", stringType("string", "a cluster name (1-255 letters, digits, - and _) or ARN", checkCluster),
 			"default", func(c *Config) *string { return &c.Cluster }, "Cluster to register the container instance into."),
@@ -80,25 +142,52 @@ func Keys() []Key {
 		define("AWS_REGION", stringType("string", "a region name (letters, digits and -, e.g. us-east-1)", checkRegion), "",
 			func(c *Config) *string { return &c.AWS.Region }, "Region of the cluster; wins over AWS_DEFAULT_REGION."),
 		define("AWS_DEFAULT_REGION", stringType("string", "a region name (letters, digits and -, e.g. us-east-1)", checkRegion), "",
-			func(c *Config) *string { return &c.AWS.DefaultRegion }, "Region used when AWS_REGION is unset."),
+			func(c *Config) *string { return &c.AWS.DefaultRegion }, "Region used when AWS_REGION is unset.").
+			differs("The ECS agent reads the region from EC2 instance metadata when it is unset; Berth needs AWS_REGION or AWS_DEFAULT_REGION."),
 		define("AWS_ACCESS_KEY_ID", anyString(), "", func(c *Config) *string { return &c.AWS.AccessKeyID },
 			"Static AWS access key; unset means the standard AWS credential chain."),
 		define("AWS_SECRET_ACCESS_KEY", secretType("a string", nil), "", func(c *Config) *Secret { return &c.AWS.SecretAccessKey },
 			"Secret key for AWS_ACCESS_KEY_ID; never printed."),
 		define("AWS_SESSION_TOKEN", secretType("a string", nil), "", func(c *Config) *Secret { return &c.AWS.SessionToken },
 			"Session token for temporary credentials; never printed."),
+		define("ECS_EXTERNAL", boolType(), "false", func(c *Config) *bool { return &c.Instance.External },
+			"The instance runs outside EC2 (ECS Anywhere): the agent's credentials are re-read from the shared credentials file.").
+			differs("Berth never uses EC2 instance metadata, external or not; the `external` capability is not registered yet."),
+		define("ECS_ALTERNATE_CREDENTIAL_PROFILE", stringType("string", "a profile name", nil), "default",
+			func(c *Config) *string { return &c.Instance.CredentialProfile },
+			"Profile of the shared credentials file (AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials) that the agent's credentials come from; the file is re-read every minute."),
+		define("ECS_DETAILED_OS_FAMILY", stringType("string", "an OS family such as debian_12", nil), "",
+			func(c *Config) *string { return &c.Instance.DetailedOSFamily },
+			"The ecs.os-type-detailed attribute; unset means ID_VERSION_ID from /etc/os-release, as ecs-init sets it."),
+		define("ECS_WARM_POOLS_CHECK", boolType(), "false", func(c *Config) *bool { return &c.Instance.WarmPoolsCheck },
+			"Wait until an EC2 Auto Scaling warm pool instance is InService before registering.").
+			notEnforced("registration does not yet wait for the instance metadata target-lifecycle-state InService", enabled(func(c *Config) bool { return c.Instance.WarmPoolsCheck })),
 
 		// Agent state and logging.
 		define("ECS_DATADIR", absPath(), "/var/lib/berth", func(c *Config) *string { return &c.DataDir },
-			"Directory for berth.db, container logs and task volumes."),
+			"Directory for berth.db, container logs and task volumes.").
+			differs("Default /var/lib/berth (the ECS agent's is /var/lib/ecs/data on the host); the state format is Berth's own."),
 		define("ECS_CHECKPOINT", boolType(), "true", func(c *Config) *bool { return &c.Checkpoint },
-			"Persist agent state so that a restart recovers running tasks. Berth always does; `false` earns a warning."),
-		define("ECS_LOGLEVEL", enumType("log level", "debug", "info", "warn", "error", "crit"), "info",
-			func(c *Config) *string { return &c.Log.Level }, "Agent log level."),
+			"Persist agent state so that a restart recovers running tasks. Berth always does; `false` earns a warning.").
+			differs("Berth always persists state; false earns a warning."),
+		define("ECS_LOGLEVEL", logLevelType(), "info",
+			func(c *Config) *string { return &c.Log.Level }, "Agent log level (`none` turns logging off)."),
+		define("ECS_LOGLEVEL_ON_INSTANCE", logLevelType(), "",
+			func(c *Config) *string { return &c.Log.FileLevel }, "Log level of ECS_LOGFILE; unset means ECS_LOGLEVEL.").
+			differs("Berth logs either to standard error or to ECS_LOGFILE, so this is the agent's level whenever ECS_LOGFILE is set."),
 		define("ECS_LOGFILE", absPath(), "", func(c *Config) *string { return &c.Log.File },
-			"File the agent logs to (appended); unset means standard error."),
+			"File the agent logs to (appended, rotated as below); unset means standard error (the journal under systemd).").
+			differs("ecs-init sets /var/log/ecs/ecs-agent.log; the berth-agent unit logs to the journal instead, and with a file set nothing goes to standard error."),
 		define("ECS_LOG_OUTPUT_FORMAT", enumType("log format", "logfmt", "json"), "logfmt",
 			func(c *Config) *string { return &c.Log.Format }, "Agent log line format."),
+		define("ECS_LOG_ROLLOVER_TYPE", enumType("rollover type", "size", "hourly", "date", "none"), "size",
+			func(c *Config) *string { return &c.Log.RolloverType }, "How ECS_LOGFILE is rotated: by size, every hour (`date` is the same), or not at all.").
+			differs("Rotated files are named FILE-TIMESTAMP (lumberjack) instead of the ECS agent's FILE.N or FILE.YYYY-MM-DD-HH."),
+		define("ECS_LOG_MAX_FILE_SIZE_MB", positiveFloatType(), "5",
+			func(c *Config) *float64 { return &c.Log.MaxFileSizeMB }, "With rollover type size, ECS_LOGFILE is rotated when it would grow past this many MB.").
+			differs("Counted in whole MiB (a fraction is rounded up), where the ECS agent counts 1,000,000-byte MB."),
+		define("ECS_LOG_MAX_ROLL_COUNT", intType(1, 100000), "24",
+			func(c *Config) *int { return &c.Log.MaxRollCount }, "Rotated log files kept."),
 
 		// Host ports.
 		define("ECS_RESERVED_PORTS", portListType(), "[22,2375,2376,51678,51679]",
@@ -106,37 +195,113 @@ func Keys() []Key {
 		define("ECS_RESERVED_PORTS_UDP", portListType(), "[]",
 			func(c *Config) *[]uint16 { return &c.Ports.ReservedUDP }, "UDP host ports that tasks may not use."),
 		define("ECS_DYNAMIC_HOST_PORT_RANGE", portRangeType(), "49153-65535",
-			func(c *Config) *PortRange { return &c.Ports.DynamicRange }, "Range that host ports are allocated from when hostPort is 0 or absent."),
+			func(c *Config) *PortRange { return &c.Ports.DynamicRange }, "Range that host ports are allocated from when hostPort is 0 or absent.").
+			differs("The default is fixed; the ECS agent's is the host's net.ipv4.ip_local_port_range."),
 		define("BERTH_RESERVE_DYNAMIC_PORTS", boolType(), "false",
 			func(c *Config) *bool { return &c.Ports.ReserveDynamic }, "Report the whole dynamic port range as reserved to the cluster."),
+		define("ECS_EXCLUDE_IPV6_PORTBINDING", boolType(), "true", func(c *Config) *bool { return &c.Ports.ExcludeIPv6Bindings },
+			"Leave IPv6 host port bindings out of state changes.").
+			differs("Berth binds host ports on IPv4 only, so there are no IPv6 bindings to report; false earns a warning.").
+			checked(func(c *Config) string {
+				if !c.Ports.ExcludeIPv6Bindings {
+					return notEnforcedMessage("host ports are bound on IPv4 only, so no IPv6 binding is reported")
+				}
+				return ""
+			}),
+		define("ECS_INSTANCE_IP_COMPATIBILITY", enumType("IP compatibility", "ipv4", "ipv6"), "ipv4",
+			func(c *Config) *string { return &c.Network.IPCompatibility }, "IP versions of the instance's default network.").
+			differs("Berth runs IPv4 and dual-stack instances (ipv4); ipv6 (an IPv6-only instance) is refused with a warning.").
+			checked(func(c *Config) string {
+				if c.Network.IPCompatibility == "ipv6" {
+					return refusedMessage("IPv6-only instances need IPv6 task networking, which Berth lacks; using ipv4")
+				}
+				return ""
+			}),
 
 		// Containers.
 		define("ECS_RESERVED_MEMORY", intType(0, 1<<30), "0", func(c *Config) *int { return &c.Containers.ReservedMemoryMiB },
 			"MiB of memory not offered to tasks."),
 		define("ECS_AVAILABLE_LOGGING_DRIVERS", jsonStringListType("JSON array of strings",
 			"a JSON array of logging driver names", checkLoggingDriver), `["json-file","none"]`,
-			func(c *Config) *[]string { return &c.Containers.AvailableLoggingDrivers }, "Log drivers the instance advertises to the cluster."),
+			func(c *Config) *[]string { return &c.Containers.AvailableLoggingDrivers }, "Log drivers the instance advertises to the cluster.").
+			packaged(`["json-file","syslog","awslogs","fluentd","journald","none"]`).
+			differs("Berth ships json-file, none, syslog, journald, fluentd and awslogs; gelf, splunk, logentries and awsfirelens are accepted, not advertised, and earn a warning.").
+			checked(checkShippedDrivers),
 		define("BERTH_AWSLOGS_ENDPOINT", stringType("string", `empty, "cluster", or an http(s) URL`, checkAWSLogsEndpoint), "",
 			func(c *Config) *string { return &c.Containers.AWSLogsEndpoint },
 			`CloudWatch Logs endpoint for awslogs containers that set no awslogs-endpoint: "cluster" means the cluster endpoint's log store, empty means AWS.`),
+		define("ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE", boolType(), "false",
+			func(c *Config) *bool { return &c.Containers.AWSLogsExecutionRole }, "awslogs ships with the task's execution role when the task has one.").
+			packaged("true").
+			notEnforced("awslogs ships with the agent's own credentials; the task's execution role is not used yet",
+				enabled(func(c *Config) bool { return c.Containers.AWSLogsExecutionRole })),
 		define("ECS_DISABLE_PRIVILEGED", boolType(), "false", func(c *Config) *bool { return &c.Containers.DisablePrivileged },
 			"Refuse tasks with privileged containers."),
-		define("ECS_CONTAINER_STOP_TIMEOUT", durationType(time.Second), "30s",
-			func(c *Config) *time.Duration { return &c.Containers.StopTimeout }, "Time between the stop signal and SIGKILL when a task has no stopTimeout."),
-		define("ECS_CONTAINER_START_TIMEOUT", durationType(time.Second), "3m",
-			func(c *Config) *time.Duration { return &c.Containers.StartTimeout }, "Time allowed for starting a container."),
-		define("ECS_CONTAINER_CREATE_TIMEOUT", durationType(time.Second), "4m",
-			func(c *Config) *time.Duration { return &c.Containers.CreateTimeout }, "Time allowed for creating a container."),
-		define("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", durationType(time.Minute), "3h",
-			func(c *Config) *time.Duration { return &c.Containers.TaskCleanupWait }, "Time a stopped task's containers are kept before cleanup."),
+		define("ECS_SELINUX_CAPABLE", boolType(), "false", func(c *Config) *bool { return &c.Containers.SELinuxCapable },
+			"Honour `label:` dockerSecurityOptions.").
+			notEnforced("label: security options are not applied to containers yet", enabled(func(c *Config) bool { return c.Containers.SELinuxCapable })),
+		define("ECS_APPARMOR_CAPABLE", boolType(), "false", func(c *Config) *bool { return &c.Containers.AppArmorCapable },
+			"Honour `apparmor:` dockerSecurityOptions.").
+			notEnforced("apparmor: security options are not applied to containers yet", enabled(func(c *Config) bool { return c.Containers.AppArmorCapable })),
+		define("ECS_CONTAINER_STOP_TIMEOUT", signedDurationType(), "30s",
+			func(c *Config) *time.Duration { return &c.Containers.StopTimeout }, "Time between the stop signal and SIGKILL when a task has no stopTimeout; below 1s means 1s.").
+			checked(func(c *Config) string { return clampDuration(&c.Containers.StopTimeout, time.Second) }),
+		define("ECS_CONTAINER_START_TIMEOUT", signedDurationType(), "3m",
+			func(c *Config) *time.Duration { return &c.Containers.StartTimeout }, "Time allowed for starting a container; below 45s means 45s.").
+			checked(func(c *Config) string { return clampDuration(&c.Containers.StartTimeout, 45*time.Second) }),
+		define("ECS_CONTAINER_CREATE_TIMEOUT", signedDurationType(), "4m",
+			func(c *Config) *time.Duration { return &c.Containers.CreateTimeout }, "Time allowed for creating a container; below 1m means 1m.").
+			checked(func(c *Config) string { return clampDuration(&c.Containers.CreateTimeout, time.Minute) }),
+		define("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", signedDurationType(), "3h",
+			func(c *Config) *time.Duration { return &c.Containers.TaskCleanupWait }, "Time a stopped task's containers are kept before cleanup; below 1s means the default.").
+			checked(func(c *Config) string { return resetDuration(&c.Containers.TaskCleanupWait, time.Second, 3*time.Hour) }),
+		define("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER", durationType(0), "0s",
+			func(c *Config) *time.Duration { return &c.Containers.TaskCleanupJitter }, "Random extra wait, up to this long, added to each task's cleanup wait.").
+			notEnforced("stopped tasks are cleaned up without the extra random wait", func(c *Config) bool { return c.Containers.TaskCleanupJitter > 0 }),
+		define("ECS_ENABLE_CONTAINER_METADATA", boolType(), "false", func(c *Config) *bool { return &c.Containers.ContainerMetadata },
+			"Write each container's metadata file and set ECS_CONTAINER_METADATA_FILE in it.").
+			notEnforced("no container metadata file is written and ECS_CONTAINER_METADATA_FILE is not set", enabled(func(c *Config) bool { return c.Containers.ContainerMetadata })),
+		define("ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT", boolType(), "true", func(c *Config) *bool { return &c.Containers.PullDependentUpfront },
+			"Pull the images of containers with dependsOn before their dependencies are met.").
+			differs("The ECS agent's default is false; Berth always pulls every image of a task when the task arrives, so false earns a warning.").
+			checked(func(c *Config) string {
+				if !c.Containers.PullDependentUpfront {
+					return notEnforcedMessage("every image of a task is pulled when the task arrives")
+				}
+				return ""
+			}),
+
+		// Task-level resources.
+		define("ECS_ENABLE_TASK_CPU_MEM_LIMIT", boolType(), "true", func(c *Config) *bool { return &c.Tasks.CPUMemLimit },
+			"Task-level cpu and memory bound all containers of the task through a task cgroup.").
+			notEnforced("task-level cpu and memory do not create a task cgroup yet; each container keeps its own limits", enabled(func(c *Config) bool { return c.Tasks.CPUMemLimit })),
+		define("ECS_CGROUP_CPU_PERIOD", signedDurationType(), "100ms", func(c *Config) *time.Duration { return &c.Tasks.CgroupCPUPeriod },
+			"CFS period of task-level cpu limits (8ms-100ms; outside that, the default).").
+			withStatus(StatusNotEnforced, "task cgroups, which this period is for, are not created yet").
+			checked(checkCPUPeriod),
+		define("ECS_PROPAGATE_TASK_MEMORY_LIMIT_CGROUPV2", boolType(), "false", func(c *Config) *bool { return &c.Tasks.PropagateMemoryLimit },
+			"A container without a memory limit gets the task's memory as its limit.").
+			notEnforced("containers without a memory limit do not get the task's", enabled(func(c *Config) bool { return c.Tasks.PropagateMemoryLimit })),
+		define("ECS_TASK_PIDS_LIMIT", intType(-1<<31, 1<<31), "0", func(c *Config) *int { return &c.Tasks.PidsLimit },
+			"pids.max of each task's cgroup (1-4194304); 0 or unset means unlimited.").
+			withStatus(StatusNotEnforced, "task cgroups, which pids.max is set on, are not created yet").
+			checked(checkPidsLimit),
 
 		// Images and registries.
 		define("ECS_IMAGE_PULL_BEHAVIOR", enumType("pull behavior", "default", "always", "once", "prefer-cached"), "default",
 			func(c *Config) *string { return &c.Images.PullBehavior }, "When to pull an image that is already present."),
-		define("ECS_IMAGE_PULL_INACTIVITY_TIMEOUT", durationType(time.Second), "1m",
-			func(c *Config) *time.Duration { return &c.Images.PullInactivityTimeout }, "A pull that makes no progress for this long is cancelled."),
+		define("ECS_IMAGE_PULL_INACTIVITY_TIMEOUT", signedDurationType(), "1m",
+			func(c *Config) *time.Duration { return &c.Images.PullInactivityTimeout }, "A pull that makes no progress for this long is cancelled; below 1m means 1m.").
+			checked(func(c *Config) string { return clampDuration(&c.Images.PullInactivityTimeout, time.Minute) }),
 		define("ECS_IMAGE_PULL_TIMEOUT", durationType(time.Second), "2h",
 			func(c *Config) *time.Duration { return &c.Images.PullTimeout }, "Upper limit on one image pull."),
+		define("ECS_MANIFEST_PULL_TIMEOUT", signedDurationType(), "1m",
+			func(c *Config) *time.Duration { return &c.Images.ManifestPullTimeout }, "Upper limit on resolving an image's manifest; below 30s means 30s.").
+			withStatus(StatusNotEnforced, "manifests are resolved within the pull and bounded by its timeouts").
+			checked(func(c *Config) string {
+				return joinWarnings(clampDuration(&c.Images.ManifestPullTimeout, 30*time.Second),
+					notEnforcedMessage("manifests are resolved within the pull and bounded by its timeouts"))
+			}),
 		define("ECS_ENGINE_AUTH_TYPE", enumType("auth type", "docker", "dockercfg"), "",
 			func(c *Config) *string { return &c.Images.AuthType }, "Format of ECS_ENGINE_AUTH_DATA."),
 		define("ECS_ENGINE_AUTH_DATA", secretType("a JSON object keyed by registry", checkAuthData), "",
@@ -150,12 +315,35 @@ func Keys() []Key {
 			"ECR-compatible registries: host (or host:port) → base URL of their GetAuthorizationToken API; pulls from them use the task's execution role."),
 		define("ECS_DISABLE_IMAGE_CLEANUP", boolType(), "false", func(c *Config) *bool { return &c.Images.CleanupDisabled },
 			"Turn off automatic removal of unused images."),
-		define("ECS_IMAGE_CLEANUP_INTERVAL", durationType(10*time.Minute), "30m",
-			func(c *Config) *time.Duration { return &c.Images.CleanupInterval }, "Time between image cleanup cycles."),
+		define("ECS_IMAGE_CLEANUP_INTERVAL", signedDurationType(), "30m",
+			func(c *Config) *time.Duration { return &c.Images.CleanupInterval }, "Time between image cleanup cycles; below 10m means the default.").
+			checked(func(c *Config) string {
+				return resetDuration(&c.Images.CleanupInterval, 10*time.Minute, 30*time.Minute)
+			}),
 		define("ECS_IMAGE_MINIMUM_CLEANUP_AGE", durationType(0), "1h",
 			func(c *Config) *time.Duration { return &c.Images.MinimumCleanupAge }, "Minimum time since an image was pulled before it may be removed."),
-		define("ECS_NUM_IMAGES_DELETE_PER_CYCLE", intType(1, 1000), "5",
-			func(c *Config) *int { return &c.Images.DeletePerCycle }, "Images removed per cleanup cycle at most."),
+		define("ECS_NUM_IMAGES_DELETE_PER_CYCLE", intType(-1<<31, 1<<31), "5",
+			func(c *Config) *int { return &c.Images.DeletePerCycle }, "Images removed per cleanup cycle at most; below 1 means the default.").
+			checked(func(c *Config) string {
+				if c.Images.DeletePerCycle >= 1 {
+					return ""
+				}
+				msg := fmt.Sprintf("%d is below the minimum of 1; using the default 5, as the ECS agent does", c.Images.DeletePerCycle)
+				c.Images.DeletePerCycle = 5
+				return msg
+			}),
+		define("ECS_ENABLE_UNTRACKED_IMAGE_CLEANUP", boolType(), "false", func(c *Config) *bool { return &c.Images.UntrackedCleanup },
+			"Also remove images and stopped containers that no task of this agent uses.").
+			notEnforced("image cleanup removes only the images of this agent's tasks", enabled(func(c *Config) bool { return c.Images.UntrackedCleanup })),
+		define("ECS_EXCLUDE_UNTRACKED_IMAGE", commaListType(), "",
+			func(c *Config) *[]string { return &c.Images.ExcludeUntracked }, "Images (name:tag, comma-separated) that untracked image cleanup keeps.").
+			notEnforced("untracked image cleanup does not exist yet", func(c *Config) bool { return len(c.Images.ExcludeUntracked) > 0 }),
+		define("NON_ECS_IMAGE_MINIMUM_CLEANUP_AGE", durationType(0), "1h",
+			func(c *Config) *time.Duration { return &c.Images.UntrackedMinimumAge }, "Minimum age of an untracked image before untracked cleanup may remove it.").
+			notEnforced("untracked image cleanup does not exist yet", func(c *Config) bool { return true }),
+		define("NONECS_NUM_CONTAINERS_DELETE_PER_CYCLE", intType(1, 1<<31), "5",
+			func(c *Config) *int { return &c.Images.UntrackedContainersPerCycle }, "Untracked stopped containers removed per cleanup cycle at most.").
+			notEnforced("untracked container cleanup does not exist yet", func(c *Config) bool { return true }),
 
 		// Container instance registration.
 		define("ECS_INSTANCE_ATTRIBUTES", jsonStringMapType("JSON object",
@@ -167,15 +355,31 @@ func Keys() []Key {
 
 		// Task IAM roles and metadata.
 		define("ECS_ENABLE_TASK_IAM_ROLE", boolType(), "false", func(c *Config) *bool { return &c.IAM.EnableTaskRole },
-			"Serve task role credentials to bridge and awsvpc tasks."),
+			"Serve task role credentials to bridge and awsvpc tasks.").packaged("true"),
 		define("ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", boolType(), "false", func(c *Config) *bool { return &c.IAM.EnableTaskRoleNetworkHost },
-			"Also serve task role credentials to host-network tasks."),
+			"Also serve task role credentials to host-network tasks.").packaged("true"),
 		define("ECS_AUDIT_LOGFILE", absPath(), "/var/log/ecs/audit.log", func(c *Config) *string { return &c.IAM.AuditLogFile },
 			"Audit log of credential requests."),
+		define("ECS_AUDIT_LOGFILE_DISABLED", boolType(), "false", func(c *Config) *bool { return &c.IAM.AuditLogDisabled },
+			"Turn off the audit log of credential requests."),
 		define("ECS_TASK_METADATA_RPS_LIMIT", rateLimitType(), "40,60",
-			func(c *Config) *RateLimit { return &c.IAM.MetadataRateLimit }, "Steady rate and burst of task metadata and credential requests per task."),
+			func(c *Config) *RateLimit { return &c.IAM.MetadataRateLimit }, "Steady rate and burst of task metadata and credential requests per task; a value below 1 means the default.").
+			checked(func(c *Config) string {
+				r := &c.IAM.MetadataRateLimit
+				if r.RPS > 0 && r.Burst > 0 {
+					return ""
+				}
+				msg := fmt.Sprintf("%d,%d is not two positive integers; using the default 40,60, as the ECS agent does", r.RPS, r.Burst)
+				*r = RateLimit{RPS: 40, Burst: 60}
+				return msg
+			}),
+		define("ECS_DISABLE_TASK_METADATA_AZ", boolType(), "false", func(c *Config) *bool { return &c.IAM.DisableTaskMetadataAZ },
+			"Leave AvailabilityZone out of task metadata.").
+			differs("Berth knows no availability zone and never serves one, so true changes nothing."),
 		define("ECS_AWSVPC_BLOCK_IMDS", boolType(), "false", func(c *Config) *bool { return &c.IAM.AWSVPCBlockIMDS },
-			"Block awsvpc tasks from the instance metadata service."),
+			"Block awsvpc tasks from the instance metadata service.").
+			notEnforced("the block is installed only while ECS_ENABLE_TASK_IAM_ROLE=true",
+				func(c *Config) bool { return c.IAM.AWSVPCBlockIMDS && !c.IAM.EnableTaskRole }),
 
 		// Berth's runtime and network.
 		define("BERTH_CONTAINERD_ADDRESS", absPath(), "/run/containerd/containerd.sock",
@@ -188,9 +392,82 @@ func Keys() []Key {
 			func(c *Config) *string { return &c.Network.BridgeName }, "Bridge that bridge-mode tasks attach to."),
 		define("BERTH_BRIDGE_SUBNET", subnetType(), "10.203.0.0/16",
 			func(c *Config) *netip.Prefix { return &c.Network.BridgeSubnet }, "IPv4 subnet of the bridge."),
+		define("ECS_AWSVPC_ADDITIONAL_LOCAL_ROUTES", prefixListType(), "[]",
+			func(c *Config) *[]netip.Prefix { return &c.Network.AWSVPCLocalRoutes }, "Prefixes that awsvpc tasks reach through the host bridge rather than their ENI.").
+			differs("Berth's awsvpc tasks have no ENI: all their traffic already goes through the host bridge."),
 		define("BERTH_INTROSPECTION_ADDRESS", addrPortType(), "127.0.0.1:51678",
 			func(c *Config) *netip.AddrPort { return &c.Listen.Introspection }, "Listen address of the introspection API."),
+		define("ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS", boolType(), "false", func(c *Config) *bool { return &c.Listen.OffhostIntrospection },
+			"Let other hosts reach the introspection API: unless BERTH_INTROSPECTION_ADDRESS is set, it listens on 0.0.0.0:51678.").
+			differs("ecs-init opens or closes access with an iptables rule; Berth chooses the listen address instead."),
 		define("BERTH_CREDENTIALS_ADDRESS", addrPortType(), "127.0.0.1:51679",
 			func(c *Config) *netip.AddrPort { return &c.Listen.Credentials }, "Listen address of the credentials and task metadata API (tasks reach it as 169.254.170.2:80)."),
+	}
+	return append(keys, unsupportedKeys()...)
+}
+
+// enabled turns a boolean field into the asks predicate of notEnforced.
+func enabled(field func(c *Config) bool) func(c *Config) bool { return field }
+
+// checkShippedDrivers warns about logging drivers the ECS agent accepts but
+// Berth cannot run, and leaves them out of the advertised list.
+func checkShippedDrivers(c *Config) string {
+	var kept, dropped []string
+	for _, d := range c.Containers.AvailableLoggingDrivers {
+		if slices.Contains(ShippedLoggingDrivers(), d) {
+			kept = append(kept, d)
+		} else {
+			dropped = append(dropped, d)
+		}
+	}
+	if len(dropped) == 0 {
+		return ""
+	}
+	c.Containers.AvailableLoggingDrivers = append([]string{}, kept...)
+	return fmt.Sprintf("%s: not supported by Berth (it ships %s); not advertised",
+		strings.Join(dropped, ", "), strings.Join(ShippedLoggingDrivers(), ", "))
+}
+
+// ShippedLoggingDrivers are the logging drivers Berth can run (pkg/logship's
+// drivers, json-file and none); a test in pkg/agent keeps the two in step.
+func ShippedLoggingDrivers() []string {
+	return []string{"json-file", "none", "syslog", "journald", "fluentd", "awslogs"}
+}
+
+// checkCPUPeriod resets a period outside 8ms-100ms to 100ms, as the ECS
+// agent does, and warns that it is not enforced yet.
+func checkCPUPeriod(c *Config) string {
+	var reset string
+	if p := c.Tasks.CgroupCPUPeriod; p < 8*time.Millisecond || p > 100*time.Millisecond {
+		reset = fmt.Sprintf("%s is outside 8ms-100ms; using the default 100ms, as the ECS agent does", p)
+		c.Tasks.CgroupCPUPeriod = 100 * time.Millisecond
+	}
+	return joinWarnings(reset, notEnforcedMessage("task cgroups, which this period is for, are not created yet"))
+}
+
+// joinWarnings joins the non-empty warnings with "; ".
+func joinWarnings(ws ...string) string {
+	var out []string
+	for _, w := range ws {
+		if w != "" {
+			out = append(out, w)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// checkPidsLimit treats a limit outside 1-4194304 as unset, as the ECS agent
+// does, and warns that the limit is not enforced yet.
+func checkPidsLimit(c *Config) string {
+	const most = 4194304 // runc's limit on Amazon Linux, which the ECS agent copies
+	what := notEnforcedMessage("task cgroups, which pids.max is set on, are not created yet")
+	switch n := c.Tasks.PidsLimit; {
+	case n == 0:
+		return ""
+	case n < 0 || n > most:
+		c.Tasks.PidsLimit = 0
+		return fmt.Sprintf("%d is outside 1-%d; treated as unset (unlimited), as the ECS agent does", n, most)
+	default:
+		return what
 	}
 }

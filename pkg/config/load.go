@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -75,12 +76,14 @@ func Load(opts LoadOptions) (*Config, Problems, error) {
 	}
 
 	l.loadEnv(opts.Env)
+	l.checkKeys()
 	l.crossCheck()
+	l.derive(readFile)
 	return l.cfg, l.problems, l.problems.Err()
 }
 
 func newLoader() *loader {
-	l := &loader{cfg: &Config{sources: map[string]Source{}}, keys: Keys(), byName: map[string]*Key{}}
+	l := &loader{cfg: &Config{sources: map[string]Source{}, unsupported: map[string]string{}}, keys: Keys(), byName: map[string]*Key{}}
 	for i := range l.keys {
 		k := &l.keys[i]
 		l.byName[k.Name] = k
@@ -141,6 +144,13 @@ func (l *loader) loadEnv(env []string) {
 // unset, as in the ECS agent.
 func (l *loader) apply(name, label, text, where string, src Source) {
 	k, ok := l.byName[name]
+	if !ok && notSettings()[name] {
+		if src.Kind != SourceEnv {
+			l.problems = append(l.problems, Problem{Severity: SeverityWarning, Where: where, Key: label,
+				Message: "is set by the agent inside task containers, not read as configuration; ignored"})
+		}
+		return
+	}
 	if !ok {
 		if strings.HasPrefix(name, "ECS_") || strings.HasPrefix(name, "BERTH_") {
 			msg := "unknown key, ignored"
@@ -172,6 +182,57 @@ func invalidMessage(k *Key, text string, err error) string {
 		msg += ": " + d
 	}
 	return msg
+}
+
+// checkKeys runs each key's check (clamps, not-enforced and refused
+// warnings) for the keys that some source set, in key-table order.
+func (l *loader) checkKeys() {
+	for _, k := range l.keys {
+		if k.check == nil || l.cfg.sources[k.Name].Kind == SourceDefault {
+			continue
+		}
+		if msg := k.check(l.cfg); msg != "" {
+			l.keyProblem(SeverityWarning, k.Name, msg)
+		}
+	}
+}
+
+// osReleasePath is where ECS_DETAILED_OS_FAMILY's default comes from.
+const osReleasePath = "/etc/os-release"
+
+// derive fills values that follow from other keys or from the host when
+// no source set them.
+func (l *loader) derive(readFile func(string) ([]byte, error)) {
+	c := l.cfg
+	if c.Listen.OffhostIntrospection && l.cfg.sources["BERTH_INTROSPECTION_ADDRESS"].Kind == SourceDefault {
+		c.Listen.Introspection = netip.AddrPortFrom(netip.IPv4Unspecified(), c.Listen.Introspection.Port())
+	}
+	if c.Instance.DetailedOSFamily == "" {
+		c.Instance.DetailedOSFamily = detailedOSFamily(readFile)
+	}
+}
+
+// detailedOSFamily is ecs-init's ECS_DETAILED_OS_FAMILY: ID_VERSION_ID from
+// /etc/os-release, or "linux" when either is missing.
+func detailedOSFamily(readFile func(string) ([]byte, error)) string {
+	data, err := readFile(osReleasePath)
+	if err != nil {
+		return "linux"
+	}
+	entries, _ := ParseEnvFile(data, osReleasePath)
+	var id, version string
+	for _, e := range entries {
+		switch e.Key {
+		case "ID":
+			id = e.Value
+		case "VERSION_ID":
+			version = e.Value
+		}
+	}
+	if id == "" || version == "" {
+		return "linux"
+	}
+	return id + "_" + version
 }
 
 // crossCheck reports problems that involve more than one key.

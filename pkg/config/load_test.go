@@ -53,11 +53,12 @@ func TestDefaults(t *testing.T) {
 		Cluster:    "default",
 		DataDir:    "/var/lib/berth",
 		Checkpoint: true,
-		Log:        LogConfig{Level: "info", Format: "logfmt"},
+		Log:        LogConfig{Level: "info", Format: "logfmt", RolloverType: "size", MaxFileSizeMB: 5, MaxRollCount: 24},
 		Ports: PortsConfig{
-			Reserved:     []uint16{22, 2375, 2376, 51678, 51679},
-			ReservedUDP:  []uint16{},
-			DynamicRange: PortRange{First: 49153, Last: 65535},
+			Reserved:            []uint16{22, 2375, 2376, 51678, 51679},
+			ReservedUDP:         []uint16{},
+			DynamicRange:        PortRange{First: 49153, Last: 65535},
+			ExcludeIPv6Bindings: true,
 		},
 		Containers: ContainersConfig{
 			AvailableLoggingDrivers: []string{"json-file", "none"},
@@ -65,7 +66,9 @@ func TestDefaults(t *testing.T) {
 			StartTimeout:            3 * time.Minute,
 			CreateTimeout:           4 * time.Minute,
 			TaskCleanupWait:         3 * time.Hour,
+			PullDependentUpfront:    true,
 		},
+		Tasks: TasksConfig{CPUMemLimit: true, CgroupCPUPeriod: 100 * time.Millisecond},
 		Images: ImagesConfig{
 			PullBehavior:          "default",
 			PullInactivityTimeout: time.Minute,
@@ -75,8 +78,12 @@ func TestDefaults(t *testing.T) {
 			CleanupInterval:       30 * time.Minute,
 			MinimumCleanupAge:     time.Hour,
 			DeletePerCycle:        5,
+			ManifestPullTimeout:   time.Minute,
+			UntrackedMinimumAge:   time.Hour,
+
+			UntrackedContainersPerCycle: 5,
 		},
-		Instance: InstanceConfig{Attributes: map[string]string{}, Tags: map[string]string{}},
+		Instance: InstanceConfig{Attributes: map[string]string{}, Tags: map[string]string{}, CredentialProfile: "default"},
 		IAM: IAMConfig{
 			AuditLogFile:      "/var/log/ecs/audit.log",
 			MetadataRateLimit: RateLimit{RPS: 40, Burst: 60},
@@ -86,6 +93,9 @@ func TestDefaults(t *testing.T) {
 			CNIPath:      []string{"/usr/lib/cni", "/opt/cni/bin"},
 			BridgeName:   "berth0",
 			BridgeSubnet: netip.MustParsePrefix("10.203.0.0/16"),
+
+			IPCompatibility:   "ipv4",
+			AWSVPCLocalRoutes: []netip.Prefix{},
 		},
 		Listen: ListenConfig{
 			Introspection: netip.MustParseAddrPort("127.0.0.1:51678"),
@@ -93,7 +103,8 @@ func TestDefaults(t *testing.T) {
 		},
 	}
 	got := *cfg
-	got.sources = nil
+	got.sources, got.unsupported = nil, nil
+	got.Instance.DetailedOSFamily = "" // the host's /etc/os-release: TestDetailedOSFamily
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got  %+v\n want %+v", got, want)
 	}
@@ -258,17 +269,17 @@ func TestProblems(t *testing.T) {
 	want := []string{
 		tm + `:1: clustr: unknown key; did you mean cluster?`,
 		tm + `:2: reserved_ports: is a TOML String, not a JSON array of ports (1-65535)`,
-		tm + `:3: loglevel: "loud" is not a valid log level (allowed: debug, info, warn, error, crit)`,
+		tm + `:3: loglevel: "loud" is not a valid log level (allowed: debug, info, warn, error, crit, none)`,
 		c + `:3: ECS_RESERVED_PORTS: "22,abc" is not a JSON array of ports (1-65535)`,
 		c + `:4: ECS_CLUSTR: warning: unknown key, ignored; did you mean ECS_CLUSTER?`,
 		c + `:5: ECS_RESERVED_PORTS_UDP: "[53, 70000]" is not a JSON array of ports (1-65535): 70000 is out of range`,
 		c + `:6: line has no "=" (expected KEY=VALUE, a # comment or a blank line)`,
-		c + `:7: ECS_CONTAINER_STOP_TIMEOUT: "soon" is not a duration of at least 1s (e.g. 30s, 5m, 3h)`,
+		c + `:7: ECS_CONTAINER_STOP_TIMEOUT: "soon" is not a duration (e.g. 30s, 5m, 3h)`,
 		c + `:8: ECS_IMAGE_PULL_BEHAVIOR: "sometimes" is not a valid pull behavior (allowed: default, always, once, prefer-cached)`,
 		c + `:9: ECS_CONTAINERD_ADDRESS: warning: unknown key, ignored; did you mean BERTH_CONTAINERD_ADDRESS?`,
 		`environment: BERTH_BRIDGE_SUBNET: "10.1.2.3/16" is not an IPv4 subnet in CIDR form with a prefix of /8 to /30 (e.g. 10.203.0.0/16): host bits are set; did you mean 10.1.0.0/16?`,
 		`environment: ECS_DYNAMIC_HOST_PORT_RANGE: "65535-1024" is not a port range first-last (1-65535, first <= last)`,
-		`environment: ECS_LOGLEVEL: "verbose" is not a valid log level (allowed: debug, info, warn, error, crit)`,
+		`environment: ECS_LOGLEVEL: "verbose" is not a valid log level (allowed: debug, info, warn, error, crit, none)`,
 	}
 	if got := problemStrings(problems); !reflect.DeepEqual(got, want) {
 		t.Errorf("problems:\n got:\n  %s\n want:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
@@ -443,7 +454,7 @@ func TestSuggest(t *testing.T) {
 		{"ECS_CLUSTR", false, "ECS_CLUSTER"},
 		{"ECS_RESERVED_PORT", false, "ECS_RESERVED_PORTS"},
 		{"BERTH_CNI_PATHS", false, "BERTH_CNI_PATH"},
-		{"ECS_ENABLE_SPOT_INSTANCE_DRAINING", false, ""},
+		{"ECS_TOTALLY_DIFFERENT_THING", false, ""},
 		{"reserved_port", true, "reserved_ports"},
 		{"ECS_LOGLEVEL", true, "loglevel"},
 		{"zzz", true, ""},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"net/url"
 	"path/filepath"
@@ -134,6 +135,87 @@ func formatDuration(d time.Duration) string {
 	return d.String()
 }
 
+// signedDurationType accepts any duration, negative ones too: the keys that
+// use it clamp or reset small values with a warning, as the ECS agent does,
+// rather than refusing them.
+func signedDurationType() valueType[time.Duration] {
+	return valueType[time.Duration]{name: "duration", want: "a duration (e.g. 30s, 5m, 3h)", toml: tomlString,
+		parse:  func(s string) (time.Duration, error) { d, err := time.ParseDuration(s); return d, noDetail(err) },
+		format: formatDuration}
+}
+
+// logLevelType is the ECS agent's log levels, in any case, as it accepts them.
+func logLevelType() valueType[string] {
+	allowed := []string{"debug", "info", "warn", "error", "crit", "none"}
+	return valueType[string]{name: "enum: " + strings.Join(allowed, ", "),
+		want: fmt.Sprintf("a valid log level (allowed: %s)", strings.Join(allowed, ", ")), toml: tomlString,
+		parse: func(s string) (string, error) {
+			l := strings.ToLower(s)
+			if !slices.Contains(allowed, l) {
+				return "", errNoDetail
+			}
+			return l, nil
+		},
+		format: func(s string) string { return s }}
+}
+
+// positiveFloatType is a number above zero, such as a size in MB.
+func positiveFloatType() valueType[float64] {
+	return valueType[float64]{name: "number", want: "a number above 0 (e.g. 5 or 0.5)", toml: tomlString,
+		parse: func(s string) (float64, error) {
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil || !(f > 0) || math.IsInf(f, 0) {
+				return 0, errNoDetail
+			}
+			return f, nil
+		},
+		format: func(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }}
+}
+
+// commaListType is a comma-separated list of names, as the ECS agent's
+// ECS_EXCLUDE_UNTRACKED_IMAGE.
+func commaListType() valueType[[]string] {
+	return valueType[[]string]{name: "comma-separated list", want: "a comma-separated list of image names (name:tag)", toml: tomlString,
+		parse: func(s string) ([]string, error) {
+			var out []string
+			for _, item := range strings.Split(s, ",") {
+				if item = strings.TrimSpace(item); item != "" {
+					out = append(out, item)
+				}
+			}
+			return out, nil
+		},
+		format: func(l []string) string { return strings.Join(l, ",") }}
+}
+
+// prefixListType is a JSON array of IPv4 or IPv6 CIDR prefixes.
+func prefixListType() valueType[[]netip.Prefix] {
+	return valueType[[]netip.Prefix]{name: "JSON array of CIDRs", want: `a JSON array of CIDR prefixes (e.g. ["10.0.15.0/24"])`, toml: tomlStringArray,
+		parse: func(s string) ([]netip.Prefix, error) {
+			var list []string
+			if err := strictJSON(s, &list); err != nil {
+				return nil, errNoDetail
+			}
+			out := []netip.Prefix{}
+			for _, item := range list {
+				p, err := netip.ParsePrefix(item)
+				if err != nil {
+					return nil, fmt.Errorf("%q is not a CIDR prefix", item)
+				}
+				out = append(out, p)
+			}
+			return out, nil
+		},
+		format: func(ps []netip.Prefix) string {
+			list := make([]string, 0, len(ps))
+			for _, p := range ps {
+				list = append(list, p.String())
+			}
+			b, _ := json.Marshal(list)
+			return string(b)
+		}}
+}
+
 func enumType(name string, allowed ...string) valueType[string] {
 	return stringType("enum: "+strings.Join(allowed, ", "),
 		fmt.Sprintf("a valid %s (allowed: %s)", name, strings.Join(allowed, ", ")),
@@ -243,7 +325,7 @@ func strictJSON(s string, v any) error {
 }
 
 func rateLimitType() valueType[RateLimit] {
-	return valueType[RateLimit]{name: "rps,burst", want: "a rate limit rps,burst (two positive integers)", toml: tomlString,
+	return valueType[RateLimit]{name: "rps,burst", want: "a rate limit rps,burst (two integers)", toml: tomlString,
 		parse: func(s string) (RateLimit, error) {
 			a, b, ok := strings.Cut(s, ",")
 			if !ok {
@@ -251,7 +333,7 @@ func rateLimitType() valueType[RateLimit] {
 			}
 			rps, err1 := strconv.Atoi(strings.TrimSpace(a))
 			burst, err2 := strconv.Atoi(strings.TrimSpace(b))
-			if err1 != nil || err2 != nil || rps <= 0 || burst <= 0 {
+			if err1 != nil || err2 != nil {
 				return RateLimit{}, errNoDetail
 			}
 			return RateLimit{RPS: rps, Burst: burst}, nil
