@@ -30,6 +30,7 @@ var agentFiles = []wantFile{
 	{path: "/usr/bin/berth-agent", mode: 0o755},
 	{path: "/lib/systemd/system/berth-agent.service", mode: 0o644},
 	{path: "/etc/ecs/ecs.config", mode: 0o600},
+	{path: "/etc/berth/agent.toml", mode: 0o644},
 	{path: "/var/lib/berth", mode: fs.ModeDir | 0o700},
 	{path: "/var/log/ecs", mode: fs.ModeDir | 0o750},
 	{path: "/usr/share/doc/berth-agent/copyright", mode: 0o644},
@@ -116,7 +117,7 @@ func TestPackages(t *testing.T) {
 		checkExists(t, filepath.Join(wantsDir, pkg+".service"), true, "postinst enables "+pkg)
 	}
 	conffiles := mustRun(t, "", nil, "dpkg-query", "--show", "--showformat=${Conffiles}\n", "berth-agent", "berth-cluster")
-	for _, f := range []string{"/etc/ecs/ecs.config", "/etc/berth/cluster.toml"} {
+	for _, f := range []string{"/etc/ecs/ecs.config", "/etc/berth/agent.toml", "/etc/berth/cluster.toml"} {
 		if !strings.Contains(conffiles, f) {
 			t.Errorf("%s is not a conffile; dpkg lists:\n%s", f, conffiles)
 		}
@@ -328,14 +329,16 @@ func checkRPMs(t *testing.T, rpmPath string, rpms map[string]string, debVersion 
 				t.Errorf("%s does not contain %s; it lists %q", filepath.Base(file), f.path, listed)
 			}
 		}
-		conf := map[string]string{"berth-agent": "/etc/ecs/ecs.config", "berth-cluster": "/etc/berth/cluster.toml"}[pkg]
-		if got := strings.TrimSpace(query(file, "--configfiles")); got != conf {
-			t.Errorf("%s config files = %q, want %q", filepath.Base(file), got, conf)
+		confs := map[string][]string{"berth-agent": {"/etc/berth/agent.toml", "/etc/ecs/ecs.config"}, "berth-cluster": {"/etc/berth/cluster.toml"}}[pkg]
+		if got := strings.Fields(query(file, "--configfiles")); !slices.Equal(got, confs) {
+			t.Errorf("%s config files = %q, want %q", filepath.Base(file), got, confs)
 		}
 		// %{FILEFLAGS} bit 16 is RPMFILE_NOREPLACE; bit 1 RPMFILE_CONFIG.
 		flags := query(file, "--queryformat", "[%{FILENAMES} %{FILEFLAGS}\n]")
-		if !strings.Contains(flags, conf+" 17\n") {
-			t.Errorf("%s: %s is not %%config(noreplace); flags:\n%s", filepath.Base(file), conf, flags)
+		for _, conf := range confs {
+			if !strings.Contains(flags, conf+" 17\n") {
+				t.Errorf("%s: %s is not %%config(noreplace); flags:\n%s", filepath.Base(file), conf, flags)
+			}
 		}
 		if got := query(file, "--queryformat", "%{VERSION}"); got != debVersion {
 			t.Errorf("%s version %q, want the .deb's %q", filepath.Base(file), got, debVersion)

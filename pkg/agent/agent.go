@@ -246,7 +246,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		Network:       nw,
 		Store:         storeAdapter{db: db},
 		Logs:          logRemover{},
-		LogShipper:    logShipper{m: logs},
+		LogShipper:    logShipper{m: logs, depsFor: a.awslogsExecutionRole(roles)},
 		LogDrivers:    logDrivers,
 		DataDir:       cfg.DataDir,
 		LogPath:       func(id string) string { return runtime.LogPath(cfg.DataDir+"/logs", id) },

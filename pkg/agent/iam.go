@@ -84,7 +84,7 @@ func (r *taskRoles) run(ctx context.Context, eng *engine.Engine, rt *runtime.Run
 		Store:        r.store,
 		Lookup:       &agentiam.Lookup{Engine: eng, Stats: rt},
 		Addr:         cfg.Listen.Credentials,
-		AuditLogFile: cfg.IAM.AuditLogFile,
+		AuditLogFile: cfg.AuditLog(),
 		RateLimit:    iam.RateLimit{RPS: float64(cfg.IAM.MetadataRateLimit.RPS), Burst: cfg.IAM.MetadataRateLimit.Burst},
 		Route: &network.CredentialsRoute{Bridge: cfg.Network.BridgeName,
 			HostNetwork: cfg.IAM.EnableTaskRoleNetworkHost, BlockIMDS: cfg.IAM.AWSVPCBlockIMDS},

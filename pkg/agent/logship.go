@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/logship"
@@ -19,10 +20,9 @@ import (
 type logShipper struct {
 	m *logship.Manager
 	// depsFor returns the drivers' dependencies for one task, or nil for
-	// the Manager's (the agent's own credentials). It is the seam for
-	// execution-role credentials (logsAuthStrategy ExecutionRole): when
-	// pkg/iam holds the task's execution role, return Deps whose
-	// AWSCredentials is that role's provider.
+	// the Manager's (the agent's own credentials): the task's execution
+	// role with ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE
+	// (awslogsExecutionRole).
 	depsFor func(taskARN string) *logship.Deps
 }
 
@@ -57,20 +57,55 @@ func (s logShipper) Drain(ctx context.Context, id string) error { return s.m.Dra
 
 func (s logShipper) Remove(id string) error { return s.m.RemoveContainer(id) }
 
+// awslogsExecutionRole returns logShipper.depsFor for
+// ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE: the shippers of a task whose
+// execution role credentials the store holds sign with them, read from the
+// store at each refresh so that IAMRoleCredentialsMessage renewals apply;
+// other tasks keep the Manager's (the agent's own) credentials. nil when
+// the setting is off or task roles are (the store exists only with them).
+func (a *Agent) awslogsExecutionRole(roles *taskRoles) func(taskARN string) *logship.Deps {
+	if !a.cfg.Containers.AWSLogsExecutionRole || roles == nil {
+		return nil
+	}
+	store := roles.store
+	return func(taskARN string) *logship.Deps {
+		if _, ok := store.TaskCredentials(taskARN, api.RoleTypeTaskExecution); !ok {
+			return nil
+		}
+		deps := a.logDeps(aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			c, ok := store.TaskCredentials(taskARN, api.RoleTypeTaskExecution)
+			if !ok {
+				return aws.Credentials{}, fmt.Errorf("awslogs: task %s has no execution role credentials any more", taskARN)
+			}
+			creds := aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken,
+				Source: "ECS task execution role"}
+			if exp, err := time.Parse(time.RFC3339, c.Expiration); err == nil {
+				creds.CanExpire, creds.Expires = true, exp
+			}
+			return creds, nil
+		})))
+		return &deps
+	}
+}
+
+// logDeps are the drivers' dependencies, signing awslogs with creds.
+func (a *Agent) logDeps(creds aws.CredentialsProvider) logship.Deps {
+	cfg := a.cfg
+	return logship.Deps{
+		AWSRegion:       cfg.Region(),
+		AWSLogsEndpoint: awsLogsEndpoint(cfg),
+		AWSCredentials:  creds,
+		Logger:          a.log,
+	}
+}
+
 // newLogManager maps the config onto a logship.Manager: positions under
 // <ECS_DATADIR>/logship, the agent's region and credentials, and
 // BERTH_AWSLOGS_ENDPOINT ("cluster" = ECS_BACKEND_HOST).
 func (a *Agent) newLogManager(ctx context.Context) *logship.Manager {
-	cfg := a.cfg
-	deps := logship.Deps{
-		AWSRegion:       cfg.Region(),
-		AWSLogsEndpoint: awsLogsEndpoint(cfg),
-		AWSCredentials:  a.agentCredentials(ctx),
-		Logger:          a.log,
-	}
 	return logship.NewManager(logship.ManagerOptions{
-		PositionDir: filepath.Join(cfg.DataDir, "logship"),
-		Deps:        deps,
+		PositionDir: filepath.Join(a.cfg.DataDir, "logship"),
+		Deps:        a.logDeps(a.agentCredentials(ctx)),
 		Logger:      a.log,
 	})
 }
@@ -89,17 +124,17 @@ func awsLogsEndpoint(cfg *config.Config) string {
 	return host
 }
 
-// agentCredentials are the agent's own AWS credentials: the config's
-// static keys, else the SDK's standard chain (resolved lazily, when awslogs
-// first signs a request, or an ECR login needs them). An options override
-// comes first.
+// agentCredentials are the agent's own AWS credentials: InstanceCredentials
+// (static keys, or the shared credentials file for ECS_EXTERNAL), else the
+// SDK's standard chain (resolved lazily, when awslogs first signs a
+// request, or an ECR login needs them). An options override comes first.
 func (a *Agent) agentCredentials(ctx context.Context) aws.CredentialsProvider {
 	if a.o.awsCredentials != nil {
 		return a.o.awsCredentials
 	}
 	cfg := a.cfg
-	if cfg.AWS.AccessKeyID != "" {
-		return credentials.NewStaticCredentialsProvider(cfg.AWS.AccessKeyID, cfg.AWS.SecretAccessKey.Reveal(), cfg.AWS.SessionToken.Reveal())
+	if p := InstanceCredentials(cfg); p != nil {
+		return p
 	}
 	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.Region()))
 	if err != nil {

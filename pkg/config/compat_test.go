@@ -177,6 +177,7 @@ func TestNotEnforcedWarnsOnlyWhenAsked(t *testing.T) {
 		{"ECS_EXCLUDE_IPV6_PORTBINDING=false", true},
 		{"ECS_WARM_POOLS_CHECK=true", true},
 		{"HTTP_PROXY=http://proxy:3128", false},
+		{"ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE=true", true}, // task roles off: no execution role credentials
 	}
 	for _, tt := range tests {
 		_, problems, err := Load(files(t, "", "", tt.env))
@@ -211,10 +212,8 @@ func TestPackagedDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	for _, p := range problems {
-		if p.Key != "enable_awslogs_executionrole_override" {
-			t.Errorf("unexpected problem: %s", p)
-		}
+	if len(problems) != 0 {
+		t.Errorf("problems %q, want none", problemStrings(problems))
 	}
 	if !cfg.IAM.EnableTaskRole || !cfg.IAM.EnableTaskRoleNetworkHost || !cfg.Containers.AWSLogsExecutionRole {
 		t.Errorf("task roles %v, host-network task roles %v, awslogs execution role %v; want all true",

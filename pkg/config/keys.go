@@ -151,11 +151,12 @@ func Keys() []Key {
 		define("AWS_SESSION_TOKEN", secretType("a string", nil), "", func(c *Config) *Secret { return &c.AWS.SessionToken },
 			"Session token for temporary credentials; never printed."),
 		define("ECS_EXTERNAL", boolType(), "false", func(c *Config) *bool { return &c.Instance.External },
-			"The instance runs outside EC2 (ECS Anywhere): the agent's credentials are re-read from the shared credentials file.").
-			differs("Berth never uses EC2 instance metadata, external or not; the `external` capability is not registered yet."),
+			"The instance runs outside EC2 (ECS Anywhere): the agent's credentials come from the shared credentials file, read again every minute.").
+			differs("Berth never uses EC2 instance metadata, external or not; the `external` capability is not registered yet (registration)."),
 		define("ECS_ALTERNATE_CREDENTIAL_PROFILE", stringType("string", "a profile name", nil), "default",
 			func(c *Config) *string { return &c.Instance.CredentialProfile },
-			"Profile of the shared credentials file (AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials) that the agent's credentials come from; the file is re-read every minute."),
+			"Profile of the shared credentials file (AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials) that the agent's credentials come from when AWS_ACCESS_KEY_ID is unset; setting it (or ECS_EXTERNAL) selects the file, read again every minute.").
+			differs("Without ECS_EXTERNAL or this key set, the SDK's standard chain (which reads the file once) is used, where the ECS agent falls back to the file after it."),
 		define("ECS_DETAILED_OS_FAMILY", stringType("string", "an OS family such as debian_12", nil), "",
 			func(c *Config) *string { return &c.Instance.DetailedOSFamily },
 			"The ecs.os-type-detailed attribute; unset means ID_VERSION_ID from /etc/os-release, as ecs-init sets it."),
@@ -233,8 +234,13 @@ func Keys() []Key {
 		define("ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE", boolType(), "false",
 			func(c *Config) *bool { return &c.Containers.AWSLogsExecutionRole }, "awslogs ships with the task's execution role when the task has one.").
 			packaged("true").
-			notEnforced("awslogs ships with the agent's own credentials; the task's execution role is not used yet",
-				enabled(func(c *Config) bool { return c.Containers.AWSLogsExecutionRole })),
+			differs("Berth holds execution role credentials only with ECS_ENABLE_TASK_IAM_ROLE=true; without it awslogs uses the agent's own credentials and this earns a warning.").
+			checked(func(c *Config) string {
+				if c.Containers.AWSLogsExecutionRole && !c.IAM.EnableTaskRole {
+					return notEnforcedMessage("execution role credentials reach Berth only with ECS_ENABLE_TASK_IAM_ROLE=true; awslogs uses the agent's own credentials")
+				}
+				return ""
+			}),
 		define("ECS_DISABLE_PRIVILEGED", boolType(), "false", func(c *Config) *bool { return &c.Containers.DisablePrivileged },
 			"Refuse tasks with privileged containers."),
 		define("ECS_SELINUX_CAPABLE", boolType(), "false", func(c *Config) *bool { return &c.Containers.SELinuxCapable },

@@ -13,8 +13,8 @@ func TestNewLogger(t *testing.T) {
 		// file and fileLevel are ECS_LOGFILE and ECS_LOGLEVEL_ON_INSTANCE.
 		file, fileLevel string
 		wantDebug       bool
-		wantWarn      bool
-		check         func(t *testing.T, out string)
+		wantWarn        bool
+		check           func(t *testing.T, out string)
 	}{
 		{"info", "logfmt", "", "", false, true, func(t *testing.T, out string) {
 			if !strings.Contains(out, `level=warning msg=w k=v`) {

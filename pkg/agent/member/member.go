@@ -11,11 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/berth-dev/berth/pkg/agent"
@@ -84,8 +84,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	cfg := o.Config
 	creds := o.Credentials
-	if creds == nil && cfg.AWS.AccessKeyID != "" {
-		creds = credentials.NewStaticCredentialsProvider(cfg.AWS.AccessKeyID, cfg.AWS.SecretAccessKey.Reveal(), cfg.AWS.SessionToken.Reveal())
+	if creds == nil {
+		creds = agent.InstanceCredentials(cfg)
 	}
 	client, err := registration.NewClient(ctx, registration.ClientOptions{
 		Endpoint: cfg.BackendHost, Region: cfg.Region(), Credentials: creds,
@@ -276,6 +276,19 @@ func StateChangeSignal() (hook func(), ch <-chan struct{}) {
 	}, c
 }
 
+// instanceAttributes are ECS_INSTANCE_ATTRIBUTES and, as the ECS agent
+// registers it, ecs.os-type-detailed (ECS_DETAILED_OS_FAMILY).
+func instanceAttributes(cfg *config.Config) map[string]string {
+	attrs := maps.Clone(cfg.Instance.Attributes)
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	if cfg.Instance.DetailedOSFamily != "" {
+		attrs["ecs.os-type-detailed"] = cfg.Instance.DetailedOSFamily
+	}
+	return attrs
+}
+
 func registerOptions(cfg *config.Config, client *registration.Client, db *state.DB, log *slog.Logger) registration.RegisterOptions {
 	cpu, mem := agent.HostResources(cfg.Containers.ReservedMemoryMiB)
 	ports := append([]uint16(nil), cfg.Ports.Reserved...)
@@ -292,7 +305,7 @@ func registerOptions(cfg *config.Config, client *registration.Client, db *state.
 			SupportedLoggingDrivers: logship.KnownDrivers(),
 			Privileged:              !cfg.Containers.DisablePrivileged,
 		}),
-		Attributes:   cfg.Instance.Attributes,
+		Attributes:   instanceAttributes(cfg),
 		Tags:         cfg.Instance.Tags,
 		AgentVersion: version.Version, AgentHash: version.Version,
 		Logger: log,

@@ -24,7 +24,8 @@ func TestRegisterOptionsFromConfig(t *testing.T) {
 	cfg := loadConfig(t, "ECS_CLUSTER=lab", "ECS_RESERVED_MEMORY=256", "ECS_RESERVED_PORTS=[22,2375]",
 		"ECS_RESERVED_PORTS_UDP=[53]", "ECS_DYNAMIC_HOST_PORT_RANGE=40000-40002", "BERTH_RESERVE_DYNAMIC_PORTS=true",
 		`ECS_INSTANCE_ATTRIBUTES={"stack":"prod"}`, `ECS_CONTAINER_INSTANCE_TAGS={"team":"a"}`,
-		"ECS_DISABLE_PRIVILEGED=true", `ECS_AVAILABLE_LOGGING_DRIVERS=["json-file","awslogs","splunk"]`)
+		"ECS_DISABLE_PRIVILEGED=true", `ECS_AVAILABLE_LOGGING_DRIVERS=["json-file","awslogs","splunk"]`,
+		"ECS_DETAILED_OS_FAMILY=debian_12")
 	o := registerOptions(cfg, &registration.Client{}, nil, nil)
 	full, _ := agent.HostResources(0)
 	if o.Resources.CPU != int64(goruntime.NumCPU())*1024 || o.Resources.CPU != full {
@@ -40,7 +41,7 @@ func TestRegisterOptionsFromConfig(t *testing.T) {
 	if !slices.Equal(o.Resources.PortsUDP, []uint16{53}) {
 		t.Errorf("PORTS_UDP = %v, want [53]", o.Resources.PortsUDP)
 	}
-	if o.Cluster != "lab" || o.Attributes["stack"] != "prod" || o.Tags["team"] != "a" {
+	if o.Cluster != "lab" || o.Attributes["stack"] != "prod" || o.Tags["team"] != "a" || o.Attributes["ecs.os-type-detailed"] != "debian_12" {
 		t.Errorf("cluster %q attributes %v tags %v", o.Cluster, o.Attributes, o.Tags)
 	}
 	if slices.Contains(o.Capabilities, "com.amazonaws.ecs.capability.privileged-container") {
