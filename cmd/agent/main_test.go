@@ -148,7 +148,7 @@ func TestBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary; skipped with -short")
 	}
-	bin := buildAgent(t)
+	bin := buildAgent(t, t.TempDir())
 	noTOML := writeFile(t, "agent.toml", "") // empty, so the host's /etc/berth/agent.toml is never read
 
 	bad := writeFile(t, "ecs.config", badLine3)
@@ -193,7 +193,7 @@ func TestBinaryEveryUpstreamKey(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary; skipped with -short")
 	}
-	bin := buildAgent(t)
+	bin := buildAgent(t, t.TempDir())
 	noTOML := writeFile(t, "agent.toml", "")
 	every, err := filepath.Abs("../../pkg/config/testdata/every-upstream-key.ecs.config")
 	if err != nil {
@@ -239,18 +239,6 @@ func TestBinaryEveryUpstreamKey(t *testing.T) {
 			t.Errorf("print-config %s comes from %s, want %s", key, f[2], packaged)
 		}
 	}
-}
-
-// buildAgent builds berth-agent into a temporary directory.
-func buildAgent(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "berth-agent")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 func lineFor(out, key string) string {
