@@ -18,8 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/berth-dev/berth/pkg/cluster"
-	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/ecsapi"
 )
 
 // clusterBench is a berth-cluster endpoint and a stub HTTP server on
@@ -78,7 +78,9 @@ func benchClient(url, id, secret string) *ecs.Client {
 
 func newClusterBench(b *testing.B, cpu, memory int32) *clusterBench {
 	b.Helper()
-	ep, err := cluster.Open(cluster.Options{InsecureHTTP: true, Region: "us-test-1", AccountID: "123456789012", DataDir: b.TempDir()})
+	// The benchmark's instance has no agent: tasks are placed regardless.
+	ep, err := cluster.Open(context.Background(), cluster.Options{InsecureHTTP: true, Region: "us-test-1", AccountID: "123456789012",
+		DataDir: b.TempDir(), NoAgentSessions: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -150,7 +152,7 @@ func BenchmarkClusterDescribeTasks100(b *testing.B) {
 	if err != nil || len(first.Tasks) != 100 {
 		b.Fatalf("DescribeTasks: %v", err)
 	}
-	canned, err := clusterapi.EncodeOutput(ctx, first)
+	canned, err := ecsapi.EncodeOutput(ctx, first)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -188,7 +190,7 @@ func BenchmarkClusterRunTask(b *testing.B) {
 	if err != nil || len(first.Tasks) != 1 {
 		b.Fatalf("RunTask: %v %v", first, err)
 	}
-	canned, err := clusterapi.EncodeOutput(ctx, first)
+	canned, err := ecsapi.EncodeOutput(ctx, first)
 	if err != nil {
 		b.Fatal(err)
 	}

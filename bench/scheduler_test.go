@@ -12,8 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/berth-dev/berth/internal/simfleet"
-	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/scheduler"
+	"github.com/berth-dev/berth/pkg/cluster/servicectl"
 )
 
 // schedulerFleet is 1,000 instances (4096 CPU, 16384 MiB) over zones a, b
@@ -93,7 +93,7 @@ func BenchmarkSchedulerServiceSteadyState(b *testing.B) {
 
 func benchServiceSteadyState(b *testing.B, instances int) {
 	env := simfleet.NewEnv(b, simfleet.EnvOptions{
-		Services: clusterapi.ServiceOptions{Interval: 50 * time.Millisecond, HealthyAfter: time.Millisecond},
+		Services: servicectl.Timing{Interval: 50 * time.Millisecond, HealthyAfter: time.Millisecond},
 		Fleet:    simfleet.Options{StartDelay: 10 * time.Millisecond},
 	})
 	ctx := context.Background()

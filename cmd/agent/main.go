@@ -48,7 +48,7 @@ func main() {
 	os.Exit(code)
 }
 
-const usage = `usage: berth-agent [--version] [--config FILE] [--toml FILE] [--dev [--dev-dir DIR] [--dev-role NAME]] [command]
+const usage = `usage: berth-agent [--version] [--config FILE] [--toml FILE] [--log-format logfmt|json] [--dev [--dev-dir DIR] [--dev-role NAME]] [command]
 
 With no command, run the agent. With --dev, run a cluster endpoint on a free
 loopback port and an agent registered to it, in one process (docs/dev-mode.md).
@@ -74,6 +74,14 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		return nil
 	})
 	snapshotter := fs.String("containerd-snapshotter", "", "containerd snapshotter for task containers (default overlayfs; native where overlay mounts fail)")
+	var logFormat string
+	fs.Func("log-format", "logfmt or json: overrides ECS_LOG_OUTPUT_FORMAT", func(v string) error {
+		if v != "logfmt" && v != "json" {
+			return fmt.Errorf("%q: allowed are logfmt, json", v)
+		}
+		logFormat = v
+		return nil
+	})
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -125,7 +133,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 
 	switch cmd {
 	case "":
-		mode := runMode{dev: *dev, devDir: *devDir, devRoles: devRoles, snapshotter: *snapshotter, stdout: stdout}
+		mode := runMode{dev: *dev, devDir: *devDir, devRoles: devRoles, snapshotter: *snapshotter, logFormat: logFormat, stdout: stdout}
 		return runAgent(ctx, opts, mode, stderr)
 	case "check":
 		return check(opts, stdout)
@@ -213,13 +221,18 @@ type runMode struct {
 	devDir      string
 	devRoles    []string
 	snapshotter string
-	stdout      io.Writer
+	// logFormat, when set, overrides ECS_LOG_OUTPUT_FORMAT (--log-format).
+	logFormat string
+	stdout    io.Writer
 }
 
 // runAgent loads the configuration, sets up logging and runs the agent until
 // ctx is cancelled.
 func runAgent(ctx context.Context, opts config.LoadOptions, mode runMode, stderr io.Writer) int {
 	cfg, problems, cfgErr := config.Load(opts)
+	if mode.logFormat != "" {
+		cfg.Log.Format = mode.logFormat
+	}
 	out, err := openLogOutput(cfg.Log, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "berth-agent: %v\n", err)

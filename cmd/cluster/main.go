@@ -9,26 +9,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-
 	"github.com/berth-dev/berth/internal/version"
-	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster"
-	"github.com/berth-dev/berth/pkg/cluster/acs"
-	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/config"
-	"github.com/berth-dev/berth/pkg/cluster/logstore"
-	"github.com/berth-dev/berth/pkg/cluster/roles"
-	"github.com/berth-dev/berth/pkg/cluster/store"
+	agentconfig "github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/sdnotify"
 )
 
@@ -42,7 +33,8 @@ func main() {
 const usage = `usage: berth-cluster [--version] <command> [flags]
 
 commands:
-  serve [--config FILE]                       run the cluster endpoint
+  serve [--config FILE] [--log-format logfmt|json]
+                                              run the cluster endpoint
   keys create --role admin|agent [--config FILE | --data-dir DIR]
                                               create an access key; the secret is printed once
   keys list [--config FILE | --data-dir DIR]  list access keys (never secrets)
@@ -100,6 +92,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", config.DefaultPath, "configuration file")
+	var logFormat string
+	fs.Func("log-format", "logfmt or json (default: log_format of the configuration file, else logfmt)", func(v string) error {
+		if v != "logfmt" && v != "json" {
+			return fmt.Errorf("%q: allowed are logfmt, json", v)
+		}
+		logFormat = v
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
@@ -110,44 +110,18 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		return err
+	if logFormat != "" {
+		cfg.LogFormat = logFormat
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	// The CloudWatch Logs-compatible store gives awslogs a destination in a
-	// lab; it is served on the same listener by X-Amz-Target prefix.
-	logStore, err := logstore.Open(logstore.Options{Path: filepath.Join(cfg.DataDir, logstore.File), Region: cfg.Region, AccountID: cfg.AccountID})
-	if err != nil {
-		return fmt.Errorf("open log store: %w", err)
-	}
-	defer logStore.Close()
-	// Task IAM roles: the broker issues credentials into payloads and
-	// refreshes them through the session server.
-	var acsSrv *acs.Server
-	var broker *roles.Broker
-	var validator clusterapi.RoleValidator
-	if len(cfg.Roles) > 0 {
-		if broker, err = newRolesBroker(ctx, cfg, func() *acs.Server { return acsSrv }, logger); err != nil {
-			return err
-		}
-		validator = broker
-	}
-	ep, err := cluster.Open(cluster.Options{
-		Roles:   validator,
-		Targets: []clusterapi.Target{logStore.Target()},
-		Listen:  cfg.Listen, TLSCertFile: cfg.TLSCert, TLSKeyFile: cfg.TLSKey, InsecureHTTP: cfg.InsecureHTTP,
+	// The endpoint logs as the agent does, through the same logger
+	// (pkg/config's): logrus with the same levels, formats and field
+	// names; its packages log through log/slog bridged to it.
+	log := agentconfig.NewLogger(agentconfig.LogConfig{Level: cfg.LogLevel, Format: cfg.LogFormat}, stderr)
+	logger := agentconfig.NewSlog(log)
+	ep, err := cluster.Open(ctx, cluster.Options{
+		Listen: cfg.Listen, TLSCertFile: cfg.TLSCert, TLSKeyFile: cfg.TLSKey, InsecureHTTP: cfg.InsecureHTTP,
 		Region: cfg.Region, AccountID: cfg.AccountID, DataDir: cfg.DataDir, PollEndpoint: cfg.PollEndpoint,
-		Logger: logger,
-		NewSessionServer: func(st store.Store, v *auth.Verifier) (cluster.SessionServer, error) {
-			ao := acs.Options{Store: st, Verifier: v, Logger: logger}
-			if broker != nil {
-				ao.Credentials = broker
-			}
-			var err error
-			acsSrv, err = acs.New(ao)
-			return acsSrv, err
-		},
+		Roles: cfg.Roles, Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -168,29 +142,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	// NOTIFY_SOCKET these calls do nothing.
 	notifier, err := sdnotify.New()
 	if err != nil {
+		ln.Close()
 		return fmt.Errorf("systemd notify: %w", err)
 	}
 	if err := notifier.Ready("serving " + url); err != nil {
 		logger.Warn("systemd notify READY failed", "err", err)
 	}
-	retentionCtx, stopRetention := context.WithCancel(ctx)
-	retentionDone := make(chan struct{})
-	go func() {
-		defer close(retentionDone)
-		logStore.RunRetention(retentionCtx, time.Hour, func(err error) { logger.Warn("log retention sweep failed", "err", err) })
-	}()
-	brokerDone := make(chan struct{})
-	go func() {
-		defer close(brokerDone)
-		if broker != nil {
-			_ = broker.Run(retentionCtx)
-		}
-	}()
-	err = ep.Serve(ctx, ln)
-	stopRetention()
-	<-retentionDone
-	<-brokerDone
-	if err != nil {
+	if err := ep.Serve(ctx, ln); err != nil {
 		return err
 	}
 	_ = notifier.Stopping("stopped")
@@ -277,35 +235,4 @@ func keys(args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Sprintf("unknown keys subcommand %q", args[0])}
 	}
 	return nil
-}
-
-// newRolesBroker builds the task role credentials broker for cfg.Roles.
-// assume-role roles sign STS calls with the endpoint's own AWS credentials
-// (the SDK's default chain); credentials ids are derived under a key kept
-// in the data directory, so that they survive a restart.
-func newRolesBroker(ctx context.Context, cfg config.Config, acsSrv func() *acs.Server, logger *slog.Logger) (*roles.Broker, error) {
-	opts := roles.Options{Roles: cfg.Roles}
-	for _, r := range cfg.Roles {
-		if r.Source == roles.SourceAssumeRole {
-			awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("roles: the endpoint's AWS credentials: %w", err)
-			}
-			opts.BaseCredentials = awsCfg.Credentials
-			break
-		}
-	}
-	issuer, err := roles.New(opts)
-	if err != nil {
-		return nil, err
-	}
-	key, err := roles.LoadIDKey(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	return roles.NewBroker(roles.BrokerOptions{Issuer: issuer, IDKey: key,
-		Refresher: roles.RefresherOptions{Logger: logger},
-		Sender: roles.SenderFunc(func(ctx context.Context, arn string, m *api.IAMRoleCredentialsMessage) error {
-			return acsSrv().SendCredentials(ctx, arn, m)
-		})})
 }

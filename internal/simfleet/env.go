@@ -14,16 +14,15 @@ import (
 
 	"github.com/berth-dev/berth/pkg/cluster"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
-	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
-	"github.com/berth-dev/berth/pkg/cluster/store"
+	"github.com/berth-dev/berth/pkg/cluster/servicectl"
 )
 
 // EnvOptions configure NewEnv.
 type EnvOptions struct {
 	// Cluster is created at start; empty means "sim".
 	Cluster  string
-	Services clusterapi.ServiceOptions
+	Services servicectl.Timing
 	// Fleet's Endpoint, Region, Cluster and NewAgentKey are filled in.
 	Fleet  Options
 	Logger *slog.Logger
@@ -49,12 +48,10 @@ func NewEnv(tb testing.TB, o EnvOptions) *Env {
 	if o.Cluster == "" {
 		o.Cluster = "sim"
 	}
-	ep, err := cluster.Open(cluster.Options{
+	ep, err := cluster.Open(context.Background(), cluster.Options{
 		Listen: "127.0.0.1:0", InsecureHTTP: true, Region: Region, AccountID: "123456789012",
 		DataDir: tb.TempDir(), Services: o.Services, Logger: o.Logger,
-		NewSessionServer: func(st store.Store, v *auth.Verifier) (cluster.SessionServer, error) {
-			return acs.New(acs.Options{Store: st, Verifier: v, RedeliverAfter: time.Second, Logger: o.Logger})
-		},
+		ACS: acs.Options{RedeliverAfter: time.Second},
 	})
 	if err != nil {
 		tb.Fatalf("open endpoint: %v", err)

@@ -16,12 +16,12 @@ import (
 
 	"github.com/berth-dev/berth/internal/simfleet"
 	"github.com/berth-dev/berth/pkg/api"
-	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
+	"github.com/berth-dev/berth/pkg/cluster/servicectl"
 )
 
 // fastServices makes the controller and health grace quick enough for
 // tests; the 40 s default grace is checked in pkg/cluster/api.
-var fastServices = clusterapi.ServiceOptions{Interval: 20 * time.Millisecond, HealthyAfter: 100 * time.Millisecond, LaunchBackoff: 50 * time.Millisecond}
+var fastServices = servicectl.Timing{Interval: 20 * time.Millisecond, HealthyAfter: 100 * time.Millisecond, LaunchBackoff: 50 * time.Millisecond}
 
 type svcEnv struct {
 	*simfleet.Env

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/pkg/cluster/auth"
-	"github.com/berth-dev/berth/pkg/cluster/store"
+	"github.com/berth-dev/berth/pkg/cluster/store/boltstore"
 )
 
 // AdminSocket is the unix socket, inside the data directory, on which a
@@ -64,7 +64,7 @@ func OpenKeyring(dataDir string) (KeyAdmin, error) {
 
 type fileAdmin struct {
 	*auth.Keyring
-	db *store.DB
+	db *boltstore.DB
 }
 
 var _ KeyAdmin = (*fileAdmin)(nil)

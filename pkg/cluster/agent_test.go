@@ -2,9 +2,14 @@ package cluster_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -13,12 +18,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/gorilla/websocket"
 
 	"github.com/berth-dev/berth/pkg/cluster"
-	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
-	"github.com/berth-dev/berth/pkg/cluster/store"
+	"github.com/berth-dev/berth/pkg/cluster/records"
 )
 
 // TestUpstreamAgentRegistration replays the RegisterContainerInstance body
@@ -64,19 +70,19 @@ func TestUpstreamAgentRegistration(t *testing.T) {
 	}
 }
 
-// recordingNotifier is the test's stand-in for the ACS server.
+// recordingNotifier watches the task changes the session server is told.
 type recordingNotifier struct {
 	mu      sync.Mutex
-	changes []clusterapi.TaskChange
+	changes []records.TaskChange
 }
 
-func (r *recordingNotifier) TasksChanged(_ context.Context, cs []clusterapi.TaskChange) {
+func (r *recordingNotifier) TasksChanged(_ context.Context, cs []records.TaskChange) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.changes = append(r.changes, cs...)
 }
 
-func (r *recordingNotifier) take() []clusterapi.TaskChange {
+func (r *recordingNotifier) take() []records.TaskChange {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.changes
@@ -117,49 +123,20 @@ func TestNotifierHook(t *testing.T) {
 	}
 }
 
-// fakeSessions stands in for pkg/cluster/acs in the wiring test.
-type fakeSessions struct {
-	recordingNotifier
-	wsRequests int
-	closed     bool
-}
-
-func (f *fakeSessions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	f.wsRequests++
-	f.mu.Unlock()
-	w.WriteHeader(http.StatusSwitchingProtocols)
-}
-
-func (f *fakeSessions) Close() error { f.closed = true; return nil }
-
-// TestSessionServerWiring: the session server gets GET /ws, the task
-// changes, the store and verifier, and is closed with the endpoint.
-func TestSessionServerWiring(t *testing.T) {
-	fake := &fakeSessions{}
-	var gotStore store.Store
-	re := startEndpointWith(t, t.TempDir(), func(o *cluster.Options) {
-		o.NewSessionServer = func(st store.Store, v *auth.Verifier) (cluster.SessionServer, error) {
-			if v == nil || v.Region != testRegion {
-				t.Errorf("verifier = %+v", v)
-			}
-			gotStore = st
-			return fake, nil
-		}
-	})
-	if gotStore == nil {
-		t.Fatal("NewSessionServer not called with the store")
-	}
+// TestAgentSessionsWiring: the session server answers GET /ws, keeps
+// agentConnected, so only instances whose agent holds a session get tasks,
+// is told about the tasks placed, and its sessions end with the endpoint.
+func TestAgentSessionsWiring(t *testing.T) {
+	rec := &recordingNotifier{}
+	re := startEndpointWith(t, t.TempDir(), func(o *cluster.Options) { o.NoAgentSessions, o.Notifier = false, rec })
 	resp, err := http.Get(re.url + "/ws?clusterArn=x")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusSwitchingProtocols || fake.wsRequests != 1 {
-		t.Errorf("GET /ws: HTTP %d, session server saw %d requests", resp.StatusCode, fake.wsRequests)
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Amzn-ErrorType") != auth.MissingAuthenticationToken {
+		t.Errorf("unsigned GET /ws: HTTP %d %s, want the session server's 403 %s", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), auth.MissingAuthenticationToken)
 	}
-	// With a session server, only instances whose agent is connected get
-	// tasks; the session server keeps agentConnected in the instance record.
 	ctx := context.Background()
 	admin := re.admin()
 	if _, err := admin.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String("lab")}); err != nil {
@@ -185,34 +162,61 @@ func TestSessionServerWiring(t *testing.T) {
 	if out := run(); len(out.Tasks) != 0 || len(out.Failures) != 1 || aws.ToString(out.Failures[0].Reason) != "AGENT" || aws.ToString(out.Failures[0].Arn) != arn {
 		t.Fatalf("RunTask with the agent disconnected = %+v, want one AGENT failure", out)
 	}
-	err = gotStore.Update(func(tx store.Tx) error {
-		var rec map[string]json.RawMessage
-		key := "lab/" + arn[strings.LastIndex(arn, "/")+1:]
-		if err := tx.Get(store.Instances, key, &rec); err != nil {
-			return err
+	conn := dialACS(t, re, id, secret, arn)
+	defer conn.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for !connected(t, re, arn) {
+		if time.Now().After(deadline) {
+			t.Fatal("agentConnected not set while the agent holds a session")
 		}
-		var ci map[string]any
-		if err := json.Unmarshal(rec["Instance"], &ci); err != nil {
-			return err
-		}
-		ci["AgentConnected"] = true
-		b, _ := json.Marshal(ci)
-		rec["Instance"] = b
-		return tx.Put(store.Instances, key, rec)
-	})
-	if err != nil {
-		t.Fatal(err)
+		time.Sleep(20 * time.Millisecond)
 	}
 	if out := run(); len(out.Tasks) != 3 {
 		t.Fatalf("RunTask with the agent connected placed %d tasks (failures %+v), want 3", len(out.Tasks), out.Failures)
 	}
-	if n := len(fake.take()); n != 3 {
-		t.Errorf("session server told about %d tasks, want 3", n)
+	if n := len(rec.take()); n != 3 {
+		t.Errorf("told about %d tasks, want 3", n)
 	}
 	re.stop()
-	if !fake.closed {
-		t.Errorf("session server not closed with the endpoint")
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, _, err := conn.ReadMessage(); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("the session outlived the endpoint")
+			}
+			break
+		}
 	}
+}
+
+// dialACS opens the ACS session of instanceArn signed with an agent key.
+func dialACS(t *testing.T, re *runningEndpoint, id, secret, instanceArn string) *websocket.Conn {
+	t.Helper()
+	q := url.Values{"clusterArn": {"lab"}, "containerInstanceArn": {instanceArn}, "seqNum": {"1"}, "protocolVersion": {"2"}}
+	plain := re.url + "/ws?" + q.Encode()
+	req, _ := http.NewRequest(http.MethodGet, plain, nil)
+	sum := sha256.Sum256(nil)
+	if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: id, SecretAccessKey: secret}, req,
+		hex.EncodeToString(sum[:]), "ecs", testRegion, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{"Authorization": {req.Header.Get("Authorization")}, "X-Amz-Date": {req.Header.Get("X-Amz-Date")}}
+	conn, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(plain, "http"), h)
+	if err != nil {
+		t.Fatalf("dial ACS: %v (%+v)", err, resp)
+	}
+	return conn
+}
+
+func connected(t *testing.T, re *runningEndpoint, arn string) bool {
+	t.Helper()
+	out, err := re.admin().DescribeContainerInstances(context.Background(), &ecs.DescribeContainerInstancesInput{
+		Cluster: aws.String("lab"), ContainerInstances: []string{arn}})
+	if err != nil || len(out.ContainerInstances) != 1 {
+		t.Fatalf("DescribeContainerInstances: %v", err)
+	}
+	return out.ContainerInstances[0].AgentConnected
 }
 
 // TestStopTaskOnDeregisteredInstance: with no agent left to report, a
@@ -308,36 +312,24 @@ func TestLogsNeverCarrySecrets(t *testing.T) {
 	}
 }
 
-// logsTarget stands in for a later CloudWatch Logs API.
-type logsTarget struct{}
-
-func (logsTarget) ServeTarget(_ context.Context, key auth.Key, op string, body []byte) ([]byte, error) {
-	if op == "CreateLogGroup" && key.Role == auth.RoleAdmin {
-		return []byte(`{}`), nil
-	}
-	return nil, &clusterapi.Error{Type: "ResourceNotFoundException", Message: "no " + op}
-}
-
-// TestExtraTargets: another JSON API shares POST / by target prefix, with
-// its own SigV4 service checked both ways.
-func TestExtraTargets(t *testing.T) {
-	re := startEndpointWith(t, t.TempDir(), func(o *cluster.Options) {
-		o.Targets = []clusterapi.Target{{Prefix: "Logs_20140328.", Service: "logs", Handler: logsTarget{}}}
-	})
+// TestAPIsShareTheEndpoint: the CloudWatch Logs API shares POST / with ECS
+// by target prefix, with its own SigV4 service checked both ways.
+func TestAPIsShareTheEndpoint(t *testing.T) {
+	re := startEndpoint(t, t.TempDir())
 	cases := []struct {
-		name, target, service string
-		wantStatus            int
-		want                  string
+		name, target, service, body string
+		wantStatus                  int
+		want                        string
 	}{
-		{"logs op signed for logs", "Logs_20140328.CreateLogGroup", "logs", 200, ""},
-		{"handler error type", "Logs_20140328.DeleteLogGroup", "logs", 400, "ResourceNotFoundException"},
-		{"logs op signed for ecs", "Logs_20140328.CreateLogGroup", "ecs", 400, "InvalidSignatureException"},
-		{"ecs op signed for logs", "ListClusters", "logs", 400, "InvalidSignatureException"},
-		{"unknown prefix", "Kinesis_20131202.ListStreams", "logs", 400, "UnknownOperationException"},
-		{"ecs op signed for ecs", "ListClusters", "ecs", 200, ""},
+		{"logs op signed for logs", "Logs_20140328.CreateLogGroup", "logs", `{"logGroupName":"g"}`, 200, ""},
+		{"the log store's error type", "Logs_20140328.DeleteLogGroup", "logs", `{"logGroupName":"missing"}`, 400, "ResourceNotFoundException"},
+		{"logs op signed for ecs", "Logs_20140328.CreateLogGroup", "ecs", `{"logGroupName":"h"}`, 400, "InvalidSignatureException"},
+		{"ecs op signed for logs", "ListClusters", "logs", "{}", 400, "InvalidSignatureException"},
+		{"unknown prefix", "Kinesis_20131202.ListStreams", "logs", "{}", 400, "UnknownOperationException"},
+		{"ecs op signed for ecs", "ListClusters", "ecs", "{}", 200, ""},
 	}
 	for _, c := range cases {
-		status, typ := re.do(t, rawRequest{target: c.target, body: "{}", id: re.adminID, secret: re.adminSecret, service: c.service})
+		status, typ := re.do(t, rawRequest{target: c.target, body: c.body, id: re.adminID, secret: re.adminSecret, service: c.service})
 		if status != c.wantStatus || typ != c.want {
 			t.Errorf("%s: HTTP %d %s, want %d %s", c.name, status, typ, c.wantStatus, c.want)
 		}
@@ -378,7 +370,7 @@ func TestPruneStoppedTasks(t *testing.T) {
 // store file the endpoint holds.
 func TestKeysReachEndpointOnceListening(t *testing.T) {
 	dir := t.TempDir()
-	ep, err := cluster.Open(cluster.Options{Listen: "127.0.0.1:0", InsecureHTTP: true,
+	ep, err := cluster.Open(context.Background(), cluster.Options{Listen: "127.0.0.1:0", InsecureHTTP: true,
 		Region: testRegion, AccountID: testAccount, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)

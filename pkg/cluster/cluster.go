@@ -1,108 +1,125 @@
-// Package cluster wires Berth's self-contained cluster endpoint: the bbolt
-// store, the access keys, SigV4 verification and the ECS JSON API handler,
-// served on one listener. cmd/cluster, dev mode and tests use it; it imports
-// no agent package except pkg/api (through its api subpackage).
+// Package cluster builds and runs Berth's self-contained cluster endpoint,
+// one of Berth's two products (the other is the agent). Open builds
+// everything the endpoint runs from one Options value: the store (bbolt,
+// cluster.db), the access keys and SigV4 verification, the AWS protocol
+// router with the ECS API and the CloudWatch Logs-compatible log store, the
+// task role credentials broker, the ACS/TCS session server, and the
+// background workers (service controller, pruning of stopped tasks, log
+// retention, credential refresh). berth-cluster serve (Listen, Serve) and
+// dev mode (Handler, Run) each make one call to Open.
+//
+// It is the only package that knows every part of the endpoint; it imports
+// the endpoint's packages and, of the agent's, pkg/api only. cmd/cluster,
+// dev mode, the simulated fleet and tests import it.
 package cluster
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
-	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/awsproto"
+	"github.com/berth-dev/berth/pkg/cluster/ecsapi"
+	"github.com/berth-dev/berth/pkg/cluster/launch"
+	"github.com/berth-dev/berth/pkg/cluster/logstore"
+	"github.com/berth-dev/berth/pkg/cluster/records"
+	"github.com/berth-dev/berth/pkg/cluster/roles"
+	"github.com/berth-dev/berth/pkg/cluster/servicectl"
 	"github.com/berth-dev/berth/pkg/cluster/store"
+	"github.com/berth-dev/berth/pkg/cluster/store/boltstore"
 )
 
 // StoreFile is the name of the bbolt file inside the data directory.
 const StoreFile = "cluster.db"
 
-// Options configure an Endpoint.
+// Options configure an Endpoint: the settings of cluster.toml, and seams for
+// tests.
 type Options struct {
-	// Listen is the address to serve on, e.g. ":8443" or "127.0.0.1:0".
+	// Listen is the address Listen opens, e.g. ":8443" or "127.0.0.1:0".
 	Listen string
-	// TLSCertFile and TLSKeyFile enable HTTPS. Without them InsecureHTTP
-	// must be set.
+	// TLSCertFile and TLSKeyFile make Serve use HTTPS. Without them
+	// InsecureHTTP must be set.
 	TLSCertFile  string
 	TLSKeyFile   string
 	InsecureHTTP bool
-	Region       string
-	AccountID    string
-	// DataDir holds cluster.db and master.key; created with mode 0700.
+	// Region and AccountID appear in every ARN; clients sign for Region.
+	Region    string
+	AccountID string
+	// DataDir holds cluster.db, logs.db, master.key and roles-id.key;
+	// created with mode 0700.
 	DataDir string
 	// PollEndpoint is what DiscoverPollEndpoint returns; empty means the
 	// address each request came to.
 	PollEndpoint string
-	// Notifier is told about placed and stopping tasks. Ignored when
-	// NewSessionServer is set (the session server is the notifier then).
-	Notifier clusterapi.TaskNotifier
-	// NewSessionServer builds the ACS session server once the store and the
-	// SigV4 verifier exist; it serves GET /ws, is the task notifier and
-	// keeps agentConnected, so tasks are then placed only on instances whose
-	// agent is connected. Nil serves no websocket and places on any ACTIVE
-	// instance.
-	NewSessionServer func(store.Store, *auth.Verifier) (SessionServer, error)
-	// Targets are further JSON APIs served on POST / by X-Amz-Target prefix
-	// (the CloudWatch Logs API, later); their SigV4 services are accepted.
-	Targets []clusterapi.Target
-	// Roles checks the roles task definitions name; nil accepts any.
-	Roles  clusterapi.RoleValidator
-	Logger *slog.Logger
+	// Roles are the task IAM roles task definitions may name; the endpoint
+	// issues their credentials into payloads and refreshes them. None
+	// means any role is accepted and no credentials are issued.
+	Roles []roles.RoleConfig
+	// AWSCredentials sign the STS calls of assume-role roles: the
+	// endpoint's own credentials. Nil loads the AWS SDK's default chain
+	// when a role needs it.
+	AWSCredentials aws.CredentialsProvider
+	// ACS tunes the ACS/TCS session server; Store, Verifier, Credentials
+	// and Logger are filled in.
+	ACS acs.Options
+	// Services tune the service controller.
+	Services servicectl.Timing
+	// StoppedTaskRetention is how long a STOPPED task stays visible; zero
+	// means one hour, as in ECS. Run prunes older ones every minute.
+	StoppedTaskRetention time.Duration
+	Logger               *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Rand breaks placement ties; nil means a randomly seeded one.
-	Rand *rand.Rand
-	// Services tune the service controller Serve runs.
-	Services clusterapi.ServiceOptions
-	// StoppedTaskRetention is how long a STOPPED task stays visible; zero
-	// means one hour, as in ECS. Serve prunes older ones every minute.
-	StoppedTaskRetention time.Duration
-}
 
-// SessionServer is the ACS side of the endpoint (pkg/cluster/acs): it
-// serves the agents' websocket on GET /ws and is told by the JSON API which
-// tasks to deliver. If it also has a Close method (with or without an error
-// result), Serve calls it at shutdown and Endpoint.Close before closing the
-// store: websocket connections are hijacked, so the HTTP server's graceful
-// shutdown neither ends nor waits for them. If it also has a
-// Telemetry() http.Handler method (acs.Server does), that handler serves the
-// TCS websocket at GET /tcs/ws.
-type SessionServer interface {
-	http.Handler
-	clusterapi.TaskNotifier
+	// NoAgentSessions serves no ACS/TCS websockets and lets RunTask place
+	// tasks on any ACTIVE instance, connected or not: for tests of the
+	// ECS API without agents. berth-cluster and dev mode never set it.
+	NoAgentSessions bool
+	// Notifier, when set, is told about every committed task change as the
+	// session server is (tests watch deliveries with it).
+	Notifier ecsapi.TaskNotifier
 }
 
 // Endpoint is an open cluster endpoint.
 type Endpoint struct {
 	opts     Options
-	db       *store.DB
+	db       *boltstore.DB
 	keys     *auth.Keyring
-	handler  *clusterapi.Server
-	sessions SessionServer
+	logs     *logstore.Store
+	sessions *acs.Server // nil with NoAgentSessions
+	broker   *roles.Broker
+	services *servicectl.Controller
+	handler  http.Handler
 	// adminLn is the admin socket Listen opened, handed to Serve.
 	adminLn net.Listener
 }
 
+// Buckets lists the buckets of cluster.db: the ECS records and the access
+// keys.
+func Buckets() []store.Bucket { return append(records.Buckets(), auth.KeysBucket) }
+
 // OpenStore opens the data directory's store and keyring without serving;
 // `berth-cluster keys` uses it.
-func OpenStore(dataDir string) (*store.DB, *auth.Keyring, error) {
+func OpenStore(dataDir string) (*boltstore.DB, *auth.Keyring, error) {
 	if dataDir == "" {
 		return nil, nil, errors.New("data directory is required")
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("create data directory: %w", err)
 	}
-	db, err := store.Open(filepath.Join(dataDir, StoreFile))
+	db, err := boltstore.Open(filepath.Join(dataDir, StoreFile), boltstore.Options{Buckets: Buckets()})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -119,221 +136,180 @@ func OpenStore(dataDir string) (*store.DB, *auth.Keyring, error) {
 	return db, kr, nil
 }
 
-// Open opens the store and builds the handler.
-func Open(opts Options) (*Endpoint, error) {
+// Open opens the data directory's stores and builds every part of the
+// endpoint; nothing runs until Serve (or Run and Handler). ctx bounds
+// loading the endpoint's own AWS credentials.
+func Open(ctx context.Context, opts Options) (*Endpoint, error) {
 	if opts.Region == "" || opts.AccountID == "" {
 		return nil, errors.New("open cluster endpoint: region and account id are required")
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	db, kr, err := OpenStore(opts.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("open cluster endpoint: %w", err)
 	}
-	services := []string{clusterapi.ECSService}
-	for _, t := range opts.Targets {
-		services = append(services, t.Service)
+	e := &Endpoint{opts: opts, db: db, keys: kr}
+	if err := e.build(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("open cluster endpoint: %w", err), e.Close())
 	}
-	verifier := &auth.Verifier{Keys: kr, Region: opts.Region, Services: services, Now: opts.Now}
-	apiOpts := clusterapi.Options{
-		Store:        db,
-		Verifier:     verifier,
-		Region:       opts.Region,
-		AccountID:    opts.AccountID,
-		PollEndpoint: opts.PollEndpoint,
-		Notifier:     opts.Notifier,
-		Targets:      opts.Targets,
-		Roles:        opts.Roles,
-		Logger:       opts.Logger,
-		Now:          opts.Now,
-		Rand:         opts.Rand,
-		Services:     opts.Services,
-	}
-	var sessions SessionServer
-	if opts.NewSessionServer != nil {
-		if sessions, err = opts.NewSessionServer(db, verifier); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("open cluster endpoint: session server: %w", err)
-		}
-		apiOpts.Notifier, apiOpts.Websocket = sessions, sessions
-		if t, ok := sessions.(interface{ Telemetry() http.Handler }); ok {
-			apiOpts.Telemetry = t.Telemetry()
-		}
-		apiOpts.RequireConnectedAgent = true
-	}
-	h, err := clusterapi.New(apiOpts)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open cluster endpoint: %w", err)
-	}
-	return &Endpoint{opts: opts, db: db, keys: kr, handler: h, sessions: sessions}, nil
+	return e, nil
 }
 
-// Handler is the endpoint's HTTP handler (ECS JSON API on POST /).
+// build makes the parts of the endpoint around its store and keyring.
+func (e *Endpoint) build(ctx context.Context) error {
+	o := e.opts
+	var err error
+	if e.logs, err = logstore.Open(logstore.Options{Path: filepath.Join(o.DataDir, logstore.File),
+		Region: o.Region, AccountID: o.AccountID, Now: o.Now}); err != nil {
+		return err
+	}
+	verifier := &auth.Verifier{Keys: e.keys, Region: o.Region, Services: []string{ecsapi.Service, logstore.Service}, Now: o.Now}
+	if len(o.Roles) > 0 {
+		if e.broker, err = e.newBroker(ctx); err != nil {
+			return err
+		}
+	}
+	notifiers := taskNotifiers{}
+	if !o.NoAgentSessions {
+		ao := o.ACS
+		ao.Store, ao.Verifier, ao.Logger = e.db, verifier, o.Logger
+		if e.broker != nil {
+			ao.Credentials = e.broker
+		}
+		if e.sessions, err = acs.New(ao); err != nil {
+			return err
+		}
+		notifiers = append(notifiers, e.sessions)
+	}
+	if o.Notifier != nil {
+		notifiers = append(notifiers, o.Notifier)
+	}
+	launcher := &launch.Launcher{ARNs: records.ARNs{Region: o.Region, AccountID: o.AccountID}, RequireConnectedAgent: !o.NoAgentSessions}
+	if e.services, err = servicectl.New(servicectl.Options{Store: e.db, Launcher: launcher, Notifier: notifiers,
+		Timing: o.Services, Logger: o.Logger, Now: o.Now}); err != nil {
+		return err
+	}
+	eo := ecsapi.Options{Store: e.db, Launcher: launcher, PollEndpoint: o.PollEndpoint, Notifier: notifiers,
+		Services: e.services, Now: o.Now}
+	if e.broker != nil {
+		eo.Roles = e.broker // taskRoleArn and executionRoleArn must name declared roles
+	}
+	ecs, err := ecsapi.New(eo)
+	if err != nil {
+		return err
+	}
+	router, err := awsproto.New(awsproto.Options{Verifier: verifier, APIs: []awsproto.API{ecs.API(), e.logs.API()},
+		Logger: o.Logger, Now: o.Now})
+	if err != nil {
+		return err
+	}
+	e.handler = e.routes(router)
+	return nil
+}
+
+// newBroker builds the task role credentials broker for the declared
+// roles. assume-role roles sign STS calls with the endpoint's own AWS
+// credentials; credentials ids are derived under a key kept in the data
+// directory, so that they survive a restart. Refreshed credentials reach
+// agents through the session server.
+func (e *Endpoint) newBroker(ctx context.Context) (*roles.Broker, error) {
+	o := e.opts
+	ro := roles.Options{Roles: o.Roles, BaseCredentials: o.AWSCredentials}
+	for _, r := range o.Roles {
+		if r.Source == roles.SourceAssumeRole && ro.BaseCredentials == nil {
+			awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("roles: the endpoint's AWS credentials: %w", err)
+			}
+			ro.BaseCredentials = awsCfg.Credentials
+		}
+	}
+	issuer, err := roles.New(ro)
+	if err != nil {
+		return nil, err
+	}
+	key, err := roles.LoadIDKey(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return roles.NewBroker(roles.BrokerOptions{Issuer: issuer, IDKey: key,
+		Refresher: roles.RefresherOptions{Logger: o.Logger},
+		Sender: roles.SenderFunc(func(ctx context.Context, arn string, m *api.IAMRoleCredentialsMessage) error {
+			if e.sessions == nil {
+				return fmt.Errorf("send credentials to %s: no session server", arn)
+			}
+			return e.sessions.SendCredentials(ctx, arn, m)
+		})})
+}
+
+// taskNotifiers tells each of its notifiers about every change.
+type taskNotifiers []ecsapi.TaskNotifier
+
+func (ns taskNotifiers) TasksChanged(ctx context.Context, changes []records.TaskChange) {
+	for _, n := range ns {
+		n.TasksChanged(ctx, changes)
+	}
+}
+
+// routes serves the AWS APIs on POST /, the ACS websocket on GET /ws and
+// the TCS websocket on GET /tcs/ws; anything else is 404.
+func (e *Endpoint) routes(router http.Handler) http.Handler {
+	var telemetry http.Handler
+	if e.sessions != nil {
+		telemetry = e.sessions.Telemetry()
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/ws" && r.Method == http.MethodGet && e.sessions != nil:
+			e.sessions.ServeHTTP(w, r)
+		case r.URL.Path == ecsapi.TelemetryPath+"/ws" && r.Method == http.MethodGet && telemetry != nil:
+			telemetry.ServeHTTP(w, r)
+		case r.URL.Path == "/" && r.Method == http.MethodPost:
+			router.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// Handler is the endpoint's HTTP handler: the AWS APIs on POST /, the ACS
+// and TCS websockets on GET /ws and GET /tcs/ws.
 func (e *Endpoint) Handler() http.Handler { return e.handler }
 
 // Keys is the endpoint's keyring.
 func (e *Endpoint) Keys() *auth.Keyring { return e.keys }
 
-// Store is the endpoint's store.
-func (e *Endpoint) Store() *store.DB { return e.db }
+// Store is the endpoint's store of the ECS records and access keys.
+func (e *Endpoint) Store() store.Store { return e.db }
 
-// Close closes the session server (if it has a Close method) and the store.
+// Close ends every ACS and TCS session and closes the stores. Sessions are
+// hijacked connections, which an HTTP server's shutdown neither ends nor
+// waits for.
 func (e *Endpoint) Close() error {
 	if e.adminLn != nil { // Listen without Serve
 		e.adminLn.Close()
 		e.adminLn = nil
 	}
-	return errors.Join(e.closeSessions(), e.db.Close())
+	e.CloseSessions()
+	var errs []error
+	if e.logs != nil {
+		errs = append(errs, e.logs.Close())
+	}
+	return errors.Join(append(errs, e.db.Close())...)
 }
 
-// RunBackground runs the endpoint's work besides answering requests until
-// ctx ends: the service controller (services kept at their desired count)
-// and the pruning of old STOPPED tasks. Serve runs it; an embedder that
-// serves Handler on its own listener (dev mode) runs it itself.
-func (e *Endpoint) RunBackground(ctx context.Context) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		e.pruneLoop(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		e.handler.RunServiceController(ctx)
-	}()
-	wg.Wait()
-}
-
-// closeSessions ends the ACS sessions; it may be called more than once.
-func (e *Endpoint) closeSessions() error {
-	switch c := e.sessions.(type) {
-	case interface{ Close() error }:
-		return c.Close()
-	case interface{ Close() }:
-		c.Close()
-	}
-	return nil
-}
-
-// Listen opens the configured listener and the data directory's admin
-// socket, so that once it returns (and systemd has been told READY) both
-// the API and `berth-cluster keys` reach this endpoint.
-func (e *Endpoint) Listen() (net.Listener, error) {
-	adminLn, err := e.listenAdmin()
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", e.opts.Listen)
-	if err != nil {
-		adminLn.Close()
-		return nil, fmt.Errorf("listen %s: %w", e.opts.Listen, err)
-	}
-	if e.adminLn != nil {
-		e.adminLn.Close()
-	}
-	e.adminLn = adminLn
-	return ln, nil
-}
-
-// Serve serves the API on ln, and key management on the data directory's
-// admin socket, until ctx is cancelled; then it shuts down gracefully
-// (in-flight requests get 10 seconds). A cancelled context is a clean stop.
-func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           e.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(e.opts.Logger.Handler(), slog.LevelWarn),
-	}
-	adminLn := e.adminLn
-	e.adminLn = nil
-	if adminLn == nil {
-		var err error
-		if adminLn, err = e.listenAdmin(); err != nil {
-			ln.Close()
-			return fmt.Errorf("serve: %w", err)
-		}
-	}
-	if !e.opts.InsecureHTTP {
-		if e.opts.TLSCertFile == "" || e.opts.TLSKeyFile == "" {
-			ln.Close()
-			adminLn.Close()
-			return errors.New("serve: tls_cert and tls_key are required unless insecure_http = true")
-		}
-		cert, err := tls.LoadX509KeyPair(e.opts.TLSCertFile, e.opts.TLSKeyFile)
-		if err != nil {
-			ln.Close()
-			adminLn.Close()
-			return fmt.Errorf("serve: load TLS key pair: %w", err)
-		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		ln = tls.NewListener(ln, srv.TLSConfig)
-	}
-	admin := &http.Server{Handler: e.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	go func() { errc <- admin.Serve(adminLn) }()
-	bgCtx, stopBackground := context.WithCancel(ctx)
-	background := make(chan struct{})
-	go func() {
-		defer close(background)
-		e.RunBackground(bgCtx)
-	}()
-	defer func() {
-		stopBackground()
-		<-background
-	}()
-	pending := 2
-	var serveErr error
-	select {
-	case serveErr = <-errc:
-		pending-- // a server failed; stop the other one too
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	err := errors.Join(e.closeSessions(), srv.Shutdown(shutdownCtx), admin.Shutdown(shutdownCtx))
-	for ; pending > 0; pending-- {
-		if e := <-errc; serveErr == nil || errors.Is(serveErr, http.ErrServerClosed) {
-			serveErr = e
-		}
-	}
-	os.Remove(filepath.Join(e.opts.DataDir, AdminSocket))
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", serveErr)
-	}
-	if err != nil {
-		return fmt.Errorf("shut down: %w", err)
-	}
-	return nil
-}
-
-// PruneStoppedTasks deletes tasks stopped longer ago than the retention;
-// Serve calls it every minute.
-func (e *Endpoint) PruneStoppedTasks() (int, error) {
-	retention := e.opts.StoppedTaskRetention
-	if retention <= 0 {
-		retention = time.Hour
-	}
-	return e.handler.PruneStoppedTasks(retention)
-}
-
-func (e *Endpoint) pruneLoop(ctx context.Context) {
-	tick := time.NewTicker(time.Minute)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			if n, err := e.PruneStoppedTasks(); err != nil {
-				e.opts.Logger.Error("pruning stopped tasks", "err", err)
-			} else if n > 0 {
-				e.opts.Logger.Debug("pruned stopped tasks", "count", n)
-			}
-		}
+// CloseSessions ends every ACS and TCS session and refuses new ones; Close
+// does it too. An embedder that serves Handler on its own listener calls
+// it before shutting that server down: sessions are hijacked connections,
+// which an HTTP server's shutdown neither ends nor waits for. It may be
+// called more than once.
+func (e *Endpoint) CloseSessions() {
+	if e.sessions != nil {
+		e.sessions.Close()
 	}
 }

@@ -54,11 +54,13 @@ func startEndpointWith(t *testing.T, dir string, edit func(*cluster.Options)) *r
 	opts := cluster.Options{
 		Listen: "127.0.0.1:0", InsecureHTTP: true,
 		Region: testRegion, AccountID: testAccount, DataDir: dir,
+		// Most tests register instances without running agents.
+		NoAgentSessions: true,
 	}
 	if edit != nil {
 		edit(&opts)
 	}
-	ep, err := cluster.Open(opts)
+	ep, err := cluster.Open(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("open endpoint: %v", err)
 	}
@@ -200,7 +202,7 @@ func (re *runningEndpoint) do(t *testing.T, r rawRequest) (int, string) {
 
 func snapshot(t *testing.T, re *runningEndpoint) map[store.Bucket]map[string]string {
 	t.Helper()
-	s, err := re.ep.Store().Snapshot()
+	s, err := store.Snapshot(re.ep.Store(), cluster.Buckets())
 	if err != nil {
 		t.Fatalf("snapshot: %v", err)
 	}

@@ -61,7 +61,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 func TestServeTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
-	ep, err := cluster.Open(cluster.Options{Listen: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile,
+	ep, err := cluster.Open(context.Background(), cluster.Options{Listen: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile,
 		Region: testRegion, AccountID: testAccount, DataDir: filepath.Join(dir, "data")})
 	if err != nil {
 		t.Fatal(err)

@@ -25,8 +25,8 @@ import (
 	"github.com/berth-dev/berth/internal/testenv/agentproc"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/agent/member"
-	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/servicectl"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/registration"
 	"github.com/berth-dev/berth/pkg/state"
@@ -203,7 +203,7 @@ func TestServicesOnThreeRealAgents(t *testing.T) {
 		Cmd:   []string{"/bin/httpd", "-f", "-p", "80", "-h", "/srv"},
 	})
 	env := simfleet.NewEnv(t, simfleet.EnvOptions{Logger: logger(),
-		Services: clusterapi.ServiceOptions{Interval: 200 * time.Millisecond, HealthyAfter: time.Second}})
+		Services: servicectl.Timing{Interval: 200 * time.Millisecond, HealthyAfter: time.Second}})
 	e := &e2e{t: t, env: env, ctx: context.Background()}
 	for _, z := range []string{"a", "b", "c"} {
 		e.agents = append(e.agents, startAgent(t, env, cd, z))

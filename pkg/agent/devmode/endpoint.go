@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,14 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
-	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
-	"github.com/berth-dev/berth/pkg/cluster/logstore"
 	"github.com/berth-dev/berth/pkg/cluster/roles"
-	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
 // EndpointOptions configure StartEndpoint.
@@ -40,36 +35,33 @@ type EndpointOptions struct {
 	Logger *slog.Logger
 }
 
-// Endpoint is pkg/cluster's endpoint with the ACS session server
-// (pkg/cluster/acs) and the CloudWatch Logs-compatible store
-// (pkg/cluster/logstore), serving the ECS and Logs JSON APIs (POST /) and
-// the ACS and TCS websockets (GET /ws, GET /tcs/ws) over plain HTTP on one
-// listener, and runs the service controller. Tasks are placed only on
-// instances whose agent holds a session, as in ECS.
+// Endpoint is pkg/cluster's endpoint (the ECS and CloudWatch Logs APIs on
+// POST /, the ACS and TCS websockets on GET /ws and GET /tcs/ws, the
+// service controller and the other background work) served over plain HTTP
+// on one loopback listener. Tasks are placed only on instances whose agent
+// holds a session, as in ECS.
 type Endpoint struct {
 	// URL is http://host:port.
 	URL string
 	// Addr is the listener's address.
-	Addr  string
-	Keys  *auth.Keyring
-	ACS   *acs.Server
-	Store *store.DB
+	Addr string
+	Keys *auth.Keyring
 
-	ep   *cluster.Endpoint
-	logs *logstore.Store
-	srv  *http.Server
-	// stopBackground ends the service controller, pruning and the broker.
+	ep  *cluster.Endpoint
+	srv *http.Server
+	// stopBackground ends the endpoint's background work.
 	stopBackground context.CancelFunc
 	wg             sync.WaitGroup
 	once           sync.Once
-	// failed holds the first error that ended serving (or the broker)
-	// before Close; see Failed.
+	// failed holds the first error that ended serving (or the background
+	// work) before Close; see Failed.
 	failed chan error
 }
 
-// Failed receives the first error that stopped the endpoint serving (or
-// refreshing task role credentials) before Close or Shutdown: dev mode then
-// stops instead of running an agent whose endpoint is gone.
+// Failed receives the first error that stopped the endpoint serving (or its
+// background work: the service controller, credential refresh, ...) before
+// Close or Shutdown: dev mode then stops instead of running an agent whose
+// endpoint is gone.
 func (e *Endpoint) Failed() <-chan error { return e.failed }
 
 // fail reports err on Failed unless an earlier failure is there.
@@ -80,71 +72,36 @@ func (e *Endpoint) fail(err error) {
 	}
 }
 
-// StartEndpoint opens the store under o.DataDir and serves until Close (or
-// Shutdown). ctx bounds the endpoint's background work (refreshing task role
-// credentials); serving itself ends only with Close.
+// StartEndpoint opens the endpoint under o.DataDir and serves until Close (or
+// Shutdown). ctx bounds the endpoint's background work (the service
+// controller, refreshing task role credentials); serving itself ends only
+// with Close.
 func StartEndpoint(ctx context.Context, o EndpointOptions) (*Endpoint, error) {
 	if o.Region == "" || o.AccountID == "" || o.DataDir == "" {
 		return nil, errors.New("start endpoint: DataDir, Region and AccountID are required")
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:0"
 	}
-	ao := o.ACS
-	if ao.Logger == nil {
-		ao.Logger = o.Logger
-	}
-	// The CloudWatch Logs-compatible store gives awslogs containers a
-	// destination, served on the same listener as in berth-cluster.
-	logStore, err := logstore.Open(logstore.Options{Path: filepath.Join(o.DataDir, logstore.File), Region: o.Region, AccountID: o.AccountID})
+	ep, err := cluster.Open(ctx, cluster.Options{Listen: o.Listen, InsecureHTTP: true, Region: o.Region, AccountID: o.AccountID,
+		DataDir: o.DataDir, Roles: o.Roles, ACS: o.ACS, Logger: o.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("start endpoint: %w", err)
 	}
-	var acsSrv *acs.Server
-	var broker *roles.Broker
-	if len(o.Roles) > 0 {
-		var err error
-		if broker, err = newBroker(o, func() *acs.Server { return acsSrv }); err != nil {
-			logStore.Close()
-			return nil, fmt.Errorf("start endpoint: %w", err)
-		}
-		ao.Credentials = broker
-	}
-	var validator clusterapi.RoleValidator
-	if broker != nil {
-		validator = broker // taskRoleArn and executionRoleArn must name declared roles
-	}
-	ep, err := cluster.Open(cluster.Options{
-		Listen: o.Listen, InsecureHTTP: true, Region: o.Region, AccountID: o.AccountID, DataDir: o.DataDir, Logger: o.Logger,
-		Targets: []clusterapi.Target{logStore.Target()}, Roles: validator,
-		NewSessionServer: func(st store.Store, v *auth.Verifier) (cluster.SessionServer, error) {
-			ao.Store, ao.Verifier = st, v
-			var err error
-			acsSrv, err = acs.New(ao)
-			return acsSrv, err
-		},
-	})
-	if err != nil {
-		logStore.Close()
-		return nil, fmt.Errorf("start endpoint: %w", err)
-	}
-	h := ep.Handler()
-	var handler http.Handler = h
+	handler := ep.Handler()
 	if o.Wrap != nil {
 		handler = o.Wrap(handler)
 	}
 	ln, err := listen(o.Listen)
 	if err != nil {
 		ep.Close()
-		logStore.Close()
 		return nil, fmt.Errorf("start endpoint: %w", err)
 	}
 	e := &Endpoint{
-		URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(),
-		Keys: ep.Keys(), ACS: acsSrv, Store: ep.Store(), ep: ep, logs: logStore,
+		URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(), Keys: ep.Keys(), ep: ep,
 		srv: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)},
 		failed: make(chan error, 1),
@@ -157,43 +114,18 @@ func StartEndpoint(ctx context.Context, o EndpointOptions) (*Endpoint, error) {
 			e.fail(fmt.Errorf("serve on %s: %w", ln.Addr(), err))
 		}
 	}()
-	// The service controller and the pruning of old stopped tasks, as
-	// berth-cluster runs them; with the role broker, until stop.
+	// The service controller, pruning, log retention and credential
+	// refresh, as berth-cluster runs them, until stop.
 	ctx, cancel := context.WithCancel(ctx)
 	e.stopBackground = cancel
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		ep.RunBackground(ctx)
+		if err := ep.Run(ctx); err != nil {
+			e.fail(fmt.Errorf("endpoint: %w", err))
+		}
 	}()
-	if broker != nil {
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			if err := broker.Run(ctx); ctx.Err() == nil {
-				e.fail(fmt.Errorf("task role credentials broker stopped: %w", err))
-			}
-		}()
-	}
 	return e, nil
-}
-
-// newBroker builds the credentials broker for o.Roles. Credentials ids are
-// derived under a key kept in DataDir, so they survive a restart.
-func newBroker(o EndpointOptions, acsSrv func() *acs.Server) (*roles.Broker, error) {
-	issuer, err := roles.New(roles.Options{Roles: o.Roles})
-	if err != nil {
-		return nil, err
-	}
-	key, err := roles.LoadIDKey(o.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	return roles.NewBroker(roles.BrokerOptions{Issuer: issuer, IDKey: key,
-		Refresher: roles.RefresherOptions{Logger: o.Logger},
-		Sender: roles.SenderFunc(func(ctx context.Context, arn string, m *api.IAMRoleCredentialsMessage) error {
-			return acsSrv().SendCredentials(ctx, arn, m)
-		})})
 }
 
 // listen retries briefly: a restarted endpoint reuses its old port, which
@@ -228,12 +160,12 @@ func (e *Endpoint) stop(stopHTTP func() error) error {
 	var err error
 	e.once.Do(func() {
 		// Sessions are hijacked connections that the HTTP server does not
-		// track; the ACS server ends them (the endpoint's Close does too).
-		e.ACS.Close()
+		// track: they are ended first.
+		e.ep.CloseSessions()
 		err = stopHTTP()
 		e.stopBackground()
 		e.wg.Wait()
-		err = errors.Join(err, e.ep.Close(), e.logs.Close())
+		err = errors.Join(err, e.ep.Close())
 	})
 	return err
 }

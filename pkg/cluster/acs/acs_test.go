@@ -23,10 +23,14 @@ import (
 
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
-	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/awsproto"
+	"github.com/berth-dev/berth/pkg/cluster/ecsapi"
+	"github.com/berth-dev/berth/pkg/cluster/launch"
+	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/cluster/store"
+	"github.com/berth-dev/berth/pkg/cluster/store/boltstore"
 )
 
 const region = "us-test-1"
@@ -34,7 +38,7 @@ const region = "us-test-1"
 type fixture struct {
 	srv         *httptest.Server
 	acs         *acs.Server
-	st          *store.DB
+	st          store.Store
 	keyA, keyB  aws.Credentials
 	admin       *ecs.Client
 	instanceArn string
@@ -51,7 +55,7 @@ func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
 // credentials broker (nil: none).
 func newFixtureWith(t *testing.T, creds acs.CredentialsBroker) *fixture {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "cluster.db"))
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "cluster.db"), boltstore.Options{Buckets: append(records.Buckets(), auth.KeysBucket)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +69,20 @@ func newFixtureWith(t *testing.T, creds acs.CredentialsBroker) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := clusterapi.New(clusterapi.Options{Store: st, Verifier: v, Region: region, AccountID: "123456789012", Notifier: a, Websocket: a, Telemetry: a.Telemetry()})
+	ecsAPI, err := ecsapi.New(ecsapi.Options{Store: st, Notifier: a,
+		Launcher: &launch.Launcher{ARNs: records.ARNs{Region: region, AccountID: "123456789012"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{srv: httptest.NewServer(h), acs: a, st: st}
+	router, err := awsproto.New(awsproto.Options{Verifier: v, APIs: []awsproto.API{ecsAPI.API()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", router)
+	mux.Handle("GET /ws", a)
+	mux.Handle("GET "+ecsapi.TelemetryPath+"/ws", a.Telemetry())
+	f := &fixture{srv: httptest.NewServer(mux), acs: a, st: st}
 	t.Cleanup(func() { a.Close(); f.srv.Close() })
 	mk := func(role auth.Role) aws.Credentials {
 		id, secret, err := kr.Create(role, time.Now())

@@ -1,97 +1,51 @@
 package acs
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/berth-dev/berth/pkg/api"
-	"github.com/berth-dev/berth/pkg/api/arn"
+	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
-// This file reads the endpoint's records (written by pkg/cluster/api) in
-// their stored JSON form: keys "<cluster>/<id>" in store.Instances and
-// store.Tasks, "<family>:<revision, 10 digits>" in store.TaskDefinitions.
-// Only the members the session needs are decoded, and the one write
-// (agentConnected) patches the instance record without touching the rest.
+// The session server reads the ECS API's records (pkg/cluster/records) and
+// writes two things onto them: whether an instance's agent is connected,
+// and the container health agents report.
 
-type instanceView struct {
-	Instance   types.ContainerInstance
-	Cluster    string
-	AgentKeyID string
-}
-
-type taskView struct {
-	Task    types.Task
-	Cluster string
-}
-
-type taskDefView struct {
-	TaskDefinition types.TaskDefinition
-}
-
-// arnParts splits "arn:aws:ecs:region:account:<kind>/<cluster>/<id>" into
-// cluster and id.
-func arnParts(s, kind string) (cluster, id string, ok bool) {
-	a, err := arn.Parse(s)
-	if err != nil {
-		return "", "", false
-	}
-	typ, path := arn.SplitResource(a.Resource)
-	if typ != kind || len(path) != 2 || path[0] == "" || path[1] == "" {
-		return "", "", false
-	}
-	return path[0], path[1], true
-}
-
-func loadInstance(tx store.Tx, instanceArn string) (*instanceView, error) {
-	cluster, id, ok := arnParts(instanceArn, "container-instance")
+// loadInstance reads the instance an ARN names; a missing one is
+// store.ErrNotFound.
+func loadInstance(tx store.Tx, instanceArn string) (*records.Instance, error) {
+	key, _, ok := records.InstanceKeyOf(instanceArn)
 	if !ok {
 		return nil, fmt.Errorf("container instance %q: %w", instanceArn, store.ErrNotFound)
 	}
-	var v instanceView
-	if err := tx.Get(store.Instances, cluster+"/"+id, &v); err != nil {
+	var rec records.Instance
+	if err := tx.Get(records.Instances, key, &rec); err != nil {
 		return nil, fmt.Errorf("container instance %s: %w", instanceArn, err)
 	}
-	return &v, nil
+	return &rec, nil
 }
 
 // setAgentConnected records whether the instance's agent holds a session,
 // which DescribeContainerInstances shows as agentConnected.
 func setAgentConnected(st store.Store, instanceArn string, connected bool) error {
-	cluster, id, ok := arnParts(instanceArn, "container-instance")
-	if !ok {
+	if _, _, ok := records.InstanceKeyOf(instanceArn); !ok {
 		return fmt.Errorf("container instance %q: not an ARN", instanceArn)
 	}
-	key := cluster + "/" + id
 	return st.Update(func(tx store.Tx) error {
-		var raw map[string]json.RawMessage
-		if err := tx.Get(store.Instances, key, &raw); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil
-			}
-			return err
-		}
-		var ci types.ContainerInstance
-		if err := json.Unmarshal(raw["Instance"], &ci); err != nil {
-			return fmt.Errorf("decode container instance %s: %w", key, err)
-		}
-		if ci.AgentConnected == connected {
+		rec, err := loadInstance(tx, instanceArn)
+		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
-		ci.AgentConnected = connected
-		b, err := json.Marshal(ci)
-		if err != nil {
+		if err != nil || rec.Instance.AgentConnected == connected {
 			return err
 		}
-		raw["Instance"] = b
-		return tx.Put(store.Instances, key, raw)
+		rec.Instance.AgentConnected = connected
+		return records.Put(tx, rec)
 	})
 }
 
@@ -100,34 +54,20 @@ func setAgentConnected(st store.Store, instanceArn string, connected bool) error
 // let RunTask place tasks on instances whose agent is gone.
 func clearAgentConnected(st store.Store) error {
 	return st.Update(func(tx store.Tx) error {
-		patched := map[string]map[string]json.RawMessage{}
-		err := tx.ForEach(store.Instances, "", func(key string, raw []byte) error {
-			var rec map[string]json.RawMessage
-			if err := json.Unmarshal(raw, &rec); err != nil {
-				return fmt.Errorf("decode container instance %s: %w", key, err)
+		var connected []*records.Instance
+		err := records.Each(tx, records.Instances, "", func(rec *records.Instance) error {
+			if rec.Instance.AgentConnected {
+				connected = append(connected, rec)
 			}
-			var ci types.ContainerInstance
-			if err := json.Unmarshal(rec["Instance"], &ci); err != nil {
-				return fmt.Errorf("decode container instance %s: %w", key, err)
-			}
-			if !ci.AgentConnected {
-				return nil
-			}
-			ci.AgentConnected = false
-			b, err := json.Marshal(ci)
-			if err != nil {
-				return err
-			}
-			rec["Instance"] = b
-			patched[key] = rec
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		// Written after the walk: bbolt does not allow writes during ForEach.
-		for key, rec := range patched {
-			if err := tx.Put(store.Instances, key, rec); err != nil {
+		// Written after the walk: a store does not allow writes during one.
+		for _, rec := range connected {
+			rec.Instance.AgentConnected = false
+			if err := records.Put(tx, rec); err != nil {
 				return err
 			}
 		}
@@ -138,16 +78,12 @@ func clearAgentConnected(st store.Store) error {
 // instanceTasks returns the instance's tasks that have not reached
 // STOPPED, as ACS tasks, in key order.
 func instanceTasks(tx store.Tx, instanceArn string) ([]builtTask, error) {
-	cluster, _, ok := arnParts(instanceArn, "container-instance")
+	_, cluster, ok := records.InstanceKeyOf(instanceArn)
 	if !ok {
 		return nil, fmt.Errorf("container instance %q: not an ARN", instanceArn)
 	}
 	var out []builtTask
-	err := tx.ForEach(store.Tasks, cluster+"/", func(key string, raw []byte) error {
-		var t taskView
-		if err := json.Unmarshal(raw, &t); err != nil {
-			return fmt.Errorf("decode task %s: %w", key, err)
-		}
+	err := records.Each(tx, records.Tasks, records.ClusterPrefix(cluster), func(t *records.Task) error {
 		if aws.ToString(t.Task.ContainerInstanceArn) != instanceArn || aws.ToString(t.Task.LastStatus) == "STOPPED" {
 			return nil
 		}
@@ -161,17 +97,18 @@ func instanceTasks(tx store.Tx, instanceArn string) ([]builtTask, error) {
 	return out, err
 }
 
-// loadTask returns one task as an ACS task.
-func loadTask(tx store.Tx, taskArn string) (builtTask, error) {
-	cluster, id, ok := arnParts(taskArn, "task")
+// loadTask reads the task a task ARN names; a missing one is
+// store.ErrNotFound.
+func loadTask(tx store.Tx, taskArn string) (*records.Task, error) {
+	key, ok := records.TaskKeyOf(taskArn)
 	if !ok {
-		return builtTask{}, fmt.Errorf("task %q: not an ARN", taskArn)
+		return nil, fmt.Errorf("task %q: %w", taskArn, store.ErrNotFound)
 	}
-	var t taskView
-	if err := tx.Get(store.Tasks, cluster+"/"+id, &t); err != nil {
-		return builtTask{}, fmt.Errorf("task %s: %w", taskArn, err)
+	var t records.Task
+	if err := tx.Get(records.Tasks, key, &t); err != nil {
+		return nil, fmt.Errorf("task %s: %w", taskArn, err)
 	}
-	return buildTask(tx, &t.Task)
+	return &t, nil
 }
 
 // roleArns returns the task's role and execution role ARNs: the task's
@@ -196,16 +133,15 @@ type builtTask struct {
 	taskRole, execRole string
 }
 
+// buildTask reads the task's definition and builds its ACS task.
 func buildTask(tx store.Tx, t *types.Task) (builtTask, error) {
 	tdArn := aws.ToString(t.TaskDefinitionArn)
-	_, famRev, ok := strings.Cut(tdArn, ":task-definition/")
-	family, revStr, ok2 := strings.Cut(famRev, ":")
-	rev, err := strconv.Atoi(revStr)
-	if !ok || !ok2 || err != nil {
+	key, ok := records.TaskDefinitionKeyOf(tdArn)
+	if !ok {
 		return builtTask{}, fmt.Errorf("task %s: task definition ARN %q", aws.ToString(t.TaskArn), tdArn)
 	}
-	var td taskDefView
-	if err := tx.Get(store.TaskDefinitions, fmt.Sprintf("%s:%010d", family, rev), &td); err != nil {
+	var td records.TaskDefinition
+	if err := tx.Get(records.TaskDefinitions, key, &td); err != nil {
 		return builtTask{}, fmt.Errorf("task %s: task definition %s: %w", aws.ToString(t.TaskArn), tdArn, err)
 	}
 	at, err := acsTask(&td.TaskDefinition, t)

@@ -11,16 +11,21 @@
 // Server.Telemetry serves the Telemetry Communication Service beside it
 // (tcs.go): the agents' health reports, written onto the task records.
 //
-// Server implements pkg/cluster/api's TaskNotifier, so the JSON API tells it
-// about placed and stopping tasks. pkg/cluster and dev mode wire it; it
-// imports pkg/api and pkg/cluster/{store,auth,api} only.
+// Server is the task notifier of the ECS API and the service controller
+// (TasksChanged), so it learns about placed and stopping tasks after their
+// transactions commit; it reads the task records then, so it always sends
+// a task's latest desired status. It builds each ACS task from the task's
+// record and its task definition (payload.go).
+//
+// pkg/cluster builds and mounts it. It imports pkg/api and, of the
+// endpoint, records, store, auth, awsproto and roles; never the ECS API's
+// handlers (pkg/cluster/ecsapi).
 package acs
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,8 +38,9 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/berth-dev/berth/pkg/api"
-	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/awsproto"
+	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
@@ -86,7 +92,7 @@ type Options struct {
 const maxAgentFrame = 64 << 10
 
 // Server serves ACS sessions. Create it with New; it is an http.Handler for
-// GET /ws and a clusterapi.TaskNotifier.
+// GET /ws; TasksChanged makes it a task notifier.
 type Server struct {
 	o        Options
 	upgrader websocket.Upgrader
@@ -103,10 +109,7 @@ type Server struct {
 	wg        sync.WaitGroup // every running session
 }
 
-var (
-	_ http.Handler            = (*Server)(nil)
-	_ clusterapi.TaskNotifier = (*Server)(nil)
-)
+var _ http.Handler = (*Server)(nil)
 
 // New returns a Server; Store and Verifier are required.
 func New(o Options) (*Server, error) {
@@ -158,14 +161,7 @@ func (s *Server) Close() {
 }
 
 func writeErr(w http.ResponseWriter, status int, typ, msg string) {
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	w.Header().Set("X-Amzn-ErrorType", typ)
-	w.WriteHeader(status)
-	b, _ := json.Marshal(struct {
-		Type    string `json:"__type"`
-		Message string `json:"message"`
-	}{typ, msg})
-	w.Write(b)
+	awsproto.WriteJSONError(w, awsproto.JSON11, status, typ, msg)
 }
 
 // ServeHTTP runs one ACS session: GET /ws?clusterArn=..&containerInstanceArn=..
@@ -184,7 +180,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer conn.Close()
 	// The cluster comes from the instance's ARN, not from what the agent
 	// claims in the query.
-	sess := s.register(r.Context(), conn, instanceArn, clusterArnOf(instanceArn))
+	clusterArn, _ := records.ClusterArnOfInstance(instanceArn)
+	sess := s.register(r.Context(), conn, instanceArn, clusterArn)
 	if sess == nil {
 		return
 	}
@@ -221,7 +218,7 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, what, param stri
 // signature, the container instance named by the query member param, and,
 // for an agent key, that the key registered that instance. On failure it
 // has answered with an AWS error shape.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request, what, param, instanceArn string) (*instanceView, bool) {
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, what, param, instanceArn string) (*records.Instance, bool) {
 	key, err := s.o.Verifier.Verify(r, nil)
 	if err != nil {
 		var ae *auth.Error
@@ -237,7 +234,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, what, param, 
 		writeErr(w, http.StatusBadRequest, "BadRequestException", param+" is required")
 		return nil, false
 	}
-	var inst *instanceView
+	var inst *records.Instance
 	err = s.o.Store.View(func(tx store.Tx) error {
 		var err error
 		inst, err = loadInstance(tx, instanceArn)
@@ -381,12 +378,12 @@ func (s *Server) SendCredentials(_ context.Context, containerInstanceArn string,
 
 // taskEnded reports whether the task is gone from the store or told to stop.
 func (s *Server) taskEnded(taskArn string) (bool, error) {
-	cluster, id, ok := arnParts(taskArn, "task")
-	if !ok {
-		return true, nil
-	}
-	var t taskView
-	err := s.o.Store.View(func(tx store.Tx) error { return tx.Get(store.Tasks, cluster+"/"+id, &t) })
+	var t *records.Task
+	err := s.o.Store.View(func(tx store.Tx) error {
+		var err error
+		t, err = loadTask(tx, taskArn)
+		return err
+	})
 	if errors.Is(err, store.ErrNotFound) {
 		return true, nil
 	}
@@ -421,10 +418,10 @@ func (s *Server) manifest(sess *session, id string) (api.Frame, error) {
 	return m, nil
 }
 
-// TasksChanged implements clusterapi.TaskNotifier: every task is sent (with
+// TasksChanged is told about committed task changes: every task is sent (with
 // its new desired status) to its instance's session, if one is open; an
 // instance without a session gets it in the manifest when it reconnects.
-func (s *Server) TasksChanged(ctx context.Context, changes []clusterapi.TaskChange) {
+func (s *Server) TasksChanged(ctx context.Context, changes []records.TaskChange) {
 	byInstance := map[string][]string{}
 	var order []string
 	for _, c := range changes {
@@ -446,7 +443,11 @@ func (s *Server) TasksChanged(ctx context.Context, changes []clusterapi.TaskChan
 		var built []builtTask
 		err := s.o.Store.View(func(tx store.Tx) error {
 			for _, arn := range byInstance[instanceArn] {
-				b, err := loadTask(tx, arn)
+				t, err := loadTask(tx, arn)
+				if err != nil {
+					return err
+				}
+				b, err := buildTask(tx, &t.Task)
 				if err != nil {
 					return err
 				}

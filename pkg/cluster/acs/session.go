@@ -2,13 +2,13 @@ package acs
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
@@ -195,7 +195,7 @@ func (s *session) write() {
 
 // inactive reports whether the instance has been deregistered.
 func (s *session) inactive() bool {
-	var inst *instanceView
+	var inst *records.Instance
 	err := s.srv.o.Store.View(func(tx store.Tx) error {
 		var err error
 		inst, err = loadInstance(tx, s.instanceArn)
@@ -237,14 +237,4 @@ func (s *session) flush() error {
 		}
 	}
 	return nil
-}
-
-// clusterArnOf derives the cluster ARN from a container instance ARN.
-func clusterArnOf(instanceArn string) string {
-	cluster, _, ok := arnParts(instanceArn, "container-instance")
-	if !ok {
-		return ""
-	}
-	prefix, _, _ := strings.Cut(instanceArn, ":container-instance/")
-	return prefix + ":cluster/" + cluster
 }

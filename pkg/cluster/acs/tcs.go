@@ -2,7 +2,6 @@ package acs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
@@ -161,7 +161,7 @@ func (s *Server) readTelemetry(ctx context.Context, conn *websocket.Conn, instan
 // is, HEALTHY if all reported ones are, else UNKNOWN). Only tasks placed on
 // instanceArn and not yet STOPPED are touched; unknown tasks and containers
 // are skipped (a report may race a task's deletion). It returns how many
-// tasks changed. The rest of each record is left as written.
+// tasks changed.
 func recordHealth(st store.Store, instanceArn string, tasks []*api.TaskHealth, now time.Time) (int, error) {
 	changed := 0
 	err := st.Update(func(tx store.Tx) error {
@@ -170,35 +170,21 @@ func recordHealth(st store.Store, instanceArn string, tasks []*api.TaskHealth, n
 			if th == nil {
 				continue
 			}
-			cluster, id, ok := arnParts(th.TaskArn, "task")
-			if !ok {
+			t, err := loadTask(tx, th.TaskArn)
+			if errors.Is(err, store.ErrNotFound) {
 				continue
 			}
-			key := cluster + "/" + id
-			var raw map[string]json.RawMessage
-			if err := tx.Get(store.Tasks, key, &raw); err != nil {
-				if errors.Is(err, store.ErrNotFound) {
-					continue
-				}
-				return fmt.Errorf("read task %s: %w", key, err)
-			}
-			var t types.Task
-			if err := json.Unmarshal(raw["Task"], &t); err != nil {
-				return fmt.Errorf("decode task %s: %w", key, err)
-			}
-			if aws.ToString(t.ContainerInstanceArn) != instanceArn || aws.ToString(t.LastStatus) == "STOPPED" {
-				continue
-			}
-			if !applyHealth(&t, th.Containers) {
-				continue
-			}
-			b, err := json.Marshal(t)
 			if err != nil {
-				return err
+				return fmt.Errorf("read %w", err)
 			}
-			raw["Task"] = b
-			if err := tx.Put(store.Tasks, key, raw); err != nil {
-				return fmt.Errorf("write task %s: %w", key, err)
+			if aws.ToString(t.Task.ContainerInstanceArn) != instanceArn || aws.ToString(t.Task.LastStatus) == "STOPPED" {
+				continue
+			}
+			if !applyHealth(&t.Task, th.Containers) {
+				continue
+			}
+			if err := records.Put(tx, t); err != nil {
+				return fmt.Errorf("write task %s: %w", th.TaskArn, err)
 			}
 			changed++
 		}

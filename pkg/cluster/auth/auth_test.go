@@ -18,11 +18,12 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"github.com/berth-dev/berth/pkg/cluster/store"
+	"github.com/berth-dev/berth/pkg/cluster/store/boltstore"
 )
 
-func newKeyring(t *testing.T, dir string) (*Keyring, *store.DB) {
+func newKeyring(t *testing.T, dir string) (*Keyring, store.Store) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(dir, "keys.db"))
+	db, err := boltstore.Open(filepath.Join(dir, "keys.db"), boltstore.Options{Buckets: []store.Bucket{KeysBucket}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,11 +49,11 @@ func TestKeyringSealsSecrets(t *testing.T) {
 	if len(id) != 20 || !strings.HasPrefix(id, "BK") || len(secret) != 40 {
 		t.Errorf("key id %q (%d) secret length %d, want 20-character BK id and 40-character secret", id, len(id), len(secret))
 	}
-	snap, err := db.Snapshot()
+	snap, err := store.Snapshot(db, []store.Bucket{KeysBucket})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(snap[store.Keys][id], secret) {
+	if strings.Contains(snap[KeysBucket][id], secret) {
 		t.Fatalf("the store holds the secret in clear")
 	}
 	k, got, err := kr.Lookup(id)

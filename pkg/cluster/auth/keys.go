@@ -3,15 +3,18 @@
 // key, and verifies AWS Signature Version 4 on every request. SigV4 needs the
 // secret itself to recompute a signature, so secrets cannot be hashed; they
 // are encrypted with AES-256-GCM under a 32-byte master key kept in a 0600
-// file in the data directory. It is imported by pkg/cluster and
-// pkg/cluster/api.
+// file in the data directory. It is imported by pkg/cluster, the AWS
+// protocol layer (awsproto), the ECS API (ecsapi) and the session server
+// (acs).
 package auth
 
 import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/base32"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -53,6 +56,9 @@ type Key struct {
 	CreatedAt   time.Time `json:"createdAt"`
 	Revoked     bool      `json:"revoked,omitempty"`
 }
+
+// KeysBucket holds the access keys, keyRecord under the access key id.
+const KeysBucket store.Bucket = "access-keys"
 
 // keyRecord is what the store holds under the access key id.
 type keyRecord struct {
@@ -140,7 +146,7 @@ func (k *Keyring) Create(role Role, now time.Time) (id, secret string, err error
 		return "", "", fmt.Errorf("generate secret: %w", err)
 	}
 	// AWS access key ids are 20 upper-case characters; "BK" marks Berth keys.
-	id = "BK" + strings.ToUpper(base32NoPad(idBytes))[:18]
+	id = "BK" + strings.ToUpper(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(idBytes))[:18]
 	secret = base64.RawStdEncoding.EncodeToString(secretBytes)[:40]
 	sealed, err := k.seal(id, secret)
 	if err != nil {
@@ -149,12 +155,12 @@ func (k *Keyring) Create(role Role, now time.Time) (id, secret string, err error
 	rec := keyRecord{Key: Key{AccessKeyID: id, Role: role, CreatedAt: now.UTC()}, SealedSecret: sealed}
 	err = k.store.Update(func(tx store.Tx) error {
 		var existing keyRecord
-		if err := tx.Get(store.Keys, id, &existing); err == nil {
+		if err := tx.Get(KeysBucket, id, &existing); err == nil {
 			return fmt.Errorf("access key id collision %s", id)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		return tx.Put(store.Keys, id, rec)
+		return tx.Put(KeysBucket, id, rec)
 	})
 	if err != nil {
 		return "", "", fmt.Errorf("create key: %w", err)
@@ -166,9 +172,9 @@ func (k *Keyring) Create(role Role, now time.Time) (id, secret string, err error
 func (k *Keyring) List() ([]Key, error) {
 	var keys []Key
 	err := k.store.View(func(tx store.Tx) error {
-		return tx.ForEach(store.Keys, "", func(_ string, raw []byte) error {
+		return store.ForEach(tx, KeysBucket, "", func(_ string, raw []byte) error {
 			var rec keyRecord
-			if err := jsonUnmarshal(raw, &rec); err != nil {
+			if err := json.Unmarshal(raw, &rec); err != nil {
 				return err
 			}
 			keys = append(keys, rec.Key)
@@ -187,7 +193,7 @@ func (k *Keyring) List() ([]Key, error) {
 func (k *Keyring) Revoke(id string) error {
 	err := k.store.Update(func(tx store.Tx) error {
 		var rec keyRecord
-		if err := tx.Get(store.Keys, id, &rec); err != nil {
+		if err := tx.Get(KeysBucket, id, &rec); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("%w: %s", ErrUnknownKey, id)
 			}
@@ -195,7 +201,7 @@ func (k *Keyring) Revoke(id string) error {
 		}
 		rec.Revoked = true
 		rec.SealedSecret = nil
-		return tx.Put(store.Keys, id, rec)
+		return tx.Put(KeysBucket, id, rec)
 	})
 	if err != nil {
 		return fmt.Errorf("revoke key %s: %w", id, err)
@@ -207,7 +213,7 @@ func (k *Keyring) Revoke(id string) error {
 // not exist or is revoked.
 func (k *Keyring) Lookup(id string) (Key, string, error) {
 	var rec keyRecord
-	err := k.store.View(func(tx store.Tx) error { return tx.Get(store.Keys, id, &rec) })
+	err := k.store.View(func(tx store.Tx) error { return tx.Get(KeysBucket, id, &rec) })
 	if errors.Is(err, store.ErrNotFound) {
 		return Key{}, "", ErrUnknownKey
 	}
@@ -250,7 +256,7 @@ func (k *Keyring) open(id string, sealed []byte) (string, error) {
 // over a container instance whose key was revoked (key rotation on a host).
 func KeyActive(tx store.Tx, id string) (bool, error) {
 	var rec keyRecord
-	err := tx.Get(store.Keys, id, &rec)
+	err := tx.Get(KeysBucket, id, &rec)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
 	}

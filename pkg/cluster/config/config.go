@@ -39,6 +39,9 @@ type Config struct {
 	PollEndpoint string `toml:"poll_endpoint"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log_level"`
+	// LogFormat is logfmt (logrus's text format) or json; berth-cluster
+	// serve --log-format overrides it.
+	LogFormat string `toml:"log_format"`
 	// Roles are the task IAM roles task definitions may name ([[roles]]
 	// tables; see docs/iam.md). None declared means any role is accepted
 	// and no credentials are issued.
@@ -48,10 +51,11 @@ type Config struct {
 // Defaults returns the settings used where the file says nothing.
 func Defaults() Config {
 	return Config{
-		Listen:   ":8443",
-		Region:   "us-east-1",
-		DataDir:  "/var/lib/berth-cluster",
-		LogLevel: "info",
+		Listen:    ":8443",
+		Region:    "us-east-1",
+		DataDir:   "/var/lib/berth-cluster",
+		LogLevel:  "info",
+		LogFormat: "logfmt",
 	}
 }
 
@@ -102,7 +106,7 @@ func Parse(path string, data []byte) (Config, error) {
 		problems = append(problems, fmt.Sprintf("%s: %s: %s", where, key, fmt.Sprintf(format, args...)))
 	}
 	for _, k := range md.Undecoded() {
-		add(k.String(), "unknown setting; allowed: listen, tls_cert, tls_key, insecure_http, region, account_id, data_dir, poll_endpoint, log_level, roles")
+		add(k.String(), "unknown setting; allowed: listen, tls_cert, tls_key, insecure_http, region, account_id, data_dir, poll_endpoint, log_level, log_format, roles")
 	}
 	if _, port, err := net.SplitHostPort(cfg.Listen); err != nil || port == "" {
 		add("listen", "%q is not host:port (e.g. \":8443\" or \"127.0.0.1:8443\")", cfg.Listen)
@@ -131,6 +135,11 @@ func Parse(path string, data []byte) (Config, error) {
 	case "debug", "info", "warn", "error":
 	default:
 		add("log_level", "%q: allowed are debug, info, warn, error", cfg.LogLevel)
+	}
+	switch cfg.LogFormat {
+	case "logfmt", "json":
+	default:
+		add("log_format", "%q: allowed are logfmt, json", cfg.LogFormat)
 	}
 	if len(cfg.Roles) > 0 {
 		if err := roles.Validate(cfg.Roles); err != nil {

@@ -16,7 +16,7 @@ data_dir = "/var/lib/berth-cluster"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:8443" || !cfg.InsecureHTTP || cfg.Region != "eu-west-1" || cfg.LogLevel != "info" {
+	if cfg.Listen != "127.0.0.1:8443" || !cfg.InsecureHTTP || cfg.Region != "eu-west-1" || cfg.LogLevel != "info" || cfg.LogFormat != "logfmt" {
 		t.Fatalf("cfg = %+v", cfg)
 	}
 }
@@ -34,6 +34,7 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 		{"relative data dir", "insecure_http = true\naccount_id = \"123456789012\"\ndata_dir = \"data\"\n", "cluster.toml:3: data_dir:"},
 		{"bad listen", "listen = \"8443\"\ninsecure_http = true\naccount_id = \"123456789012\"\n", "cluster.toml:1: listen:"},
 		{"wrong type", "insecure_http = \"yes\"\n", "cluster.toml:1:"},
+		{"bad log format", "insecure_http = true\naccount_id = \"123456789012\"\nlog_format = \"xml\"\n", "cluster.toml:3: log_format: \"xml\": allowed are logfmt, json"},
 	}
 	for _, c := range cases {
 		_, err := Parse("cluster.toml", []byte(c.doc))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,23 +14,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 
 	"github.com/berth-dev/berth/pkg/cluster"
-	clusterapi "github.com/berth-dev/berth/pkg/cluster/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
-	"github.com/berth-dev/berth/pkg/cluster/logstore"
 )
 
-// Mounted on the cluster endpoint as a Target, the log store serves the
-// CloudWatch Logs API beside ECS on the same port, with keys from the
-// endpoint's keyring.
+// Mounted on the cluster endpoint, the log store serves the CloudWatch
+// Logs API beside ECS on the same port, with keys from the endpoint's
+// keyring.
 func TestMountedOnTheClusterEndpoint(t *testing.T) {
 	dir := t.TempDir()
-	st, err := logstore.Open(logstore.Options{Path: filepath.Join(dir, logstore.File), Region: "lab", AccountID: "000000000000"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ep, err := cluster.Open(cluster.Options{Region: "lab", AccountID: "000000000000", DataDir: dir,
-		Targets: []clusterapi.Target{st.Target()}})
+	ep, err := cluster.Open(context.Background(), cluster.Options{Region: "lab", AccountID: "000000000000", DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

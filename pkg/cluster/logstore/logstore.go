@@ -1,23 +1,29 @@
 // Package logstore is the endpoint's CloudWatch Logs-compatible log store:
-// the JSON 1.1 API subset that the awslogs driver and `aws logs` use
-// (X-Amz-Target "Logs_20140328.<Op>", SigV4 service "logs"), kept in its own
-// bbolt file with per-group retention.
+// the AWS JSON 1.1 API subset that the awslogs driver and `aws logs` use
+// (X-Amz-Target "Logs_20140328.<Op>", SigV4 service "logs") over log
+// groups, streams and events kept in a pkg/cluster/store of its own (its
+// own bbolt file, logs.db, so that log volume never weighs on the ECS
+// records), with per-group retention.
 //
-// pkg/cluster mounts a *Store as a clusterapi.Target (ServeTarget); Handler
-// serves it standalone behind a SigV4 verifier (dev mode and tests). It
-// imports no agent package.
+// pkg/cluster mounts a *Store's API on the endpoint's AWS protocol router
+// and runs its retention sweep; Handler serves it standalone behind a SigV4
+// verifier (tests of log drivers). It imports store, awsproto and auth of
+// the endpoint and no agent package.
 package logstore
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+	"github.com/berth-dev/berth/pkg/cluster/store/boltstore"
 )
 
 // API constants.
@@ -41,9 +47,30 @@ const (
 	MaxEventFuture   = 2 * time.Hour
 )
 
+// The log store's buckets. A stream's key is "<group>\x00<stream>" and an
+// event's "<group>\x00<stream>\x00<eventKey>": names cannot hold a NUL, so
+// a group's streams and a stream's events are one key prefix each.
+const (
+	groupsBucket  store.Bucket = "log-groups"  // group name → groupRecord
+	streamsBucket store.Bucket = "log-streams" // streamKey → streamRecord
+	eventsBucket  store.Bucket = "log-events"  // eventsPrefix + eventKey → eventRecord
+)
+
+// Buckets lists the log store's buckets.
+func Buckets() []store.Bucket { return []store.Bucket{groupsBucket, streamsBucket, eventsBucket} }
+
+// streamsPrefix is the key prefix of a group's streams.
+func streamsPrefix(group string) string { return group + "\x00" }
+
+// streamKey is a stream's key in streamsBucket.
+func streamKey(group, stream string) string { return group + "\x00" + stream }
+
+// eventsPrefix is the key prefix of a stream's events in eventsBucket.
+func eventsPrefix(group, stream string) string { return group + "\x00" + stream + "\x00" }
+
 // Store is an open log store.
 type Store struct {
-	db     *bolt.DB
+	st     store.Store
 	region string
 	acct   string
 	now    func() time.Time
@@ -51,19 +78,13 @@ type Store struct {
 
 // Options configures Open.
 type Options struct {
-	// Path is the bbolt file (usually <data dir>/logs.db).
+	// Path is the store's file (usually <data dir>/logs.db).
 	Path string
 	// Region and AccountID appear in ARNs.
 	Region, AccountID string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
-
-var (
-	bucketGroups = []byte("groups")  // name → groupRecord
-	bucketData   = []byte("streams") // group name → bucket of stream buckets
-	keyMeta      = []byte("\x00meta")
-)
 
 type groupRecord struct {
 	Name          string `json:"name"`
@@ -95,29 +116,18 @@ func Open(opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("open log store: %w", err)
 	}
-	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true})
+	st, err := boltstore.Open(opts.Path, boltstore.Options{Buckets: Buckets(), LockTimeout: 5 * time.Second, NoFreelistSync: true})
 	if err != nil {
-		return nil, fmt.Errorf("open log store %s: %w", opts.Path, err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketGroups, bucketData} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open log store %s: %w", opts.Path, err)
+		return nil, fmt.Errorf("open log store: %w", err)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{db: db, region: opts.Region, acct: opts.AccountID, now: opts.Now}, nil
+	return &Store{st: st, region: opts.Region, acct: opts.AccountID, now: opts.Now}, nil
 }
 
 // Close closes the store.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return s.st.Close() }
 
 // eventKey orders events by timestamp, then by arrival.
 func eventKey(ts int64, seq uint64) []byte {
@@ -129,6 +139,9 @@ func eventKey(ts int64, seq uint64) []byte {
 
 func keyTime(k []byte) int64 { return int64(binary.BigEndian.Uint64(k) ^ (1 << 63)) }
 
+// eventKeyOf returns the eventKey at the end of a key in eventsBucket.
+func eventKeyOf(key string) []byte { return []byte(key[len(key)-16:]) }
+
 func (s *Store) groupARN(name string) string {
 	return fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%s:*", s.region, s.acct, name)
 }
@@ -137,20 +150,13 @@ func (s *Store) streamARN(group, stream string) string {
 	return fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%s:log-stream:%s", s.region, s.acct, group, stream)
 }
 
-func getJSON(b *bolt.Bucket, k []byte, v any) bool {
-	raw := b.Get(k)
-	if raw == nil {
-		return false
+// getRecord decodes the record at key; ok is false when there is none.
+func getRecord(tx store.Tx, b store.Bucket, key string, v any) (ok bool, err error) {
+	err = tx.Get(b, key, v)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
 	}
-	return json.Unmarshal(raw, v) == nil
-}
-
-func putJSON(b *bolt.Bucket, k []byte, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return b.Put(k, raw)
+	return err == nil, err
 }
 
 // SweepRetention deletes events older than their group's retention and
@@ -158,47 +164,107 @@ func putJSON(b *bolt.Bucket, k []byte, v any) error {
 func (s *Store) SweepRetention() (int, error) {
 	now := s.now()
 	deleted := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		groups := tx.Bucket(bucketGroups)
-		data := tx.Bucket(bucketData)
-		return groups.ForEach(func(k, v []byte) error {
+	err := s.st.Update(func(tx store.Tx) error {
+		deleted = 0
+		var groups []groupRecord
+		err := store.ForEach(tx, groupsBucket, "", func(_ string, raw []byte) error {
 			var g groupRecord
-			if json.Unmarshal(v, &g) != nil || g.RetentionDays == 0 {
-				return nil
+			if json.Unmarshal(raw, &g) == nil && g.RetentionDays > 0 {
+				groups = append(groups, g)
 			}
-			cutoff := now.Add(-time.Duration(g.RetentionDays) * 24 * time.Hour).UnixMilli()
-			gb := data.Bucket(k)
-			if gb == nil {
-				return nil
-			}
-			return gb.ForEachBucket(func(sk []byte) error {
-				sb := gb.Bucket(sk)
-				var st streamRecord
-				getJSON(sb, keyMeta, &st)
-				// Collect first: deleting under a bbolt cursor can skip keys.
-				var old [][]byte
-				c := sb.Cursor()
-				for ek, ev := c.Seek(eventKey(-1<<62, 0)); ek != nil && keyTime(ek) < cutoff; ek, ev = c.Next() {
-					if len(ek) == 16 {
-						old = append(old, append([]byte(nil), ek...))
-						st.StoredBytes -= int64(len(ev))
-					}
-				}
-				for _, ek := range old {
-					if err := sb.Delete(ek); err != nil {
-						return err
-					}
-				}
-				deleted += len(old)
-				if len(old) == 0 {
-					return nil
-				}
-				return putJSON(sb, keyMeta, st)
-			})
+			return nil
 		})
+		if err != nil {
+			return err
+		}
+		for _, g := range groups {
+			cutoff := now.Add(-time.Duration(g.RetentionDays) * 24 * time.Hour).UnixMilli()
+			n, err := sweepGroup(tx, g.Name, cutoff)
+			deleted += n
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return deleted, fmt.Errorf("sweep log retention: %w", err)
 	}
 	return deleted, nil
+}
+
+// sweepGroup deletes the group's events older than cutoff (milliseconds).
+func sweepGroup(tx store.Tx, group string, cutoff int64) (int, error) {
+	var streams []streamRecord
+	err := store.ForEach(tx, streamsBucket, streamsPrefix(group), func(_ string, raw []byte) error {
+		var st streamRecord
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return err
+		}
+		streams = append(streams, st)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	deleted := 0
+	for _, st := range streams {
+		// Collect first: a store does not allow writes during a walk.
+		var old []string
+		err := store.ForEach(tx, eventsBucket, eventsPrefix(group, st.Name), func(key string, raw []byte) error {
+			if keyTime(eventKeyOf(key)) >= cutoff {
+				return store.ErrStopScan
+			}
+			old = append(old, key)
+			st.StoredBytes -= int64(len(raw))
+			return nil
+		})
+		if err != nil {
+			return deleted, err
+		}
+		for _, k := range old {
+			if err := tx.Delete(eventsBucket, k); err != nil {
+				return deleted, err
+			}
+		}
+		deleted += len(old)
+		if len(old) > 0 {
+			if err := tx.Put(streamsBucket, streamKey(group, st.Name), st); err != nil {
+				return deleted, err
+			}
+		}
+	}
+	return deleted, nil
+}
+
+// RunRetention sweeps expired events every interval until ctx ends; a
+// failed sweep is reported to onErr and tried again at the next interval.
+func (s *Store) RunRetention(ctx context.Context, interval time.Duration, onErr func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.SweepRetention(); err != nil && onErr != nil {
+				onErr(err)
+			}
+		}
+	}
+}
+
+// validName checks a group or stream name as CloudWatch Logs does, and
+// refuses the NUL that separates names in the store's keys.
+func validName(kind, name string) error {
+	if name == "" || len(name) > 512 {
+		return apiErr(errInvalid, "1 validation error detected: Value at '%sName' failed to satisfy constraint: Member must have length between 1 and 512", kind)
+	}
+	if strings.ContainsRune(name, 0) {
+		return apiErr(errInvalid, "%s name must not contain a NUL character", kind)
+	}
+	if kind == "logStream" && strings.ContainsAny(name, ":*") {
+		return apiErr(errInvalid, "log stream name %q must not contain ':' or '*'", name)
+	}
+	return nil
 }

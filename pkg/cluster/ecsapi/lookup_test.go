@@ -1,4 +1,4 @@
-package api
+package ecsapi
 
 import (
 	"encoding/json"
@@ -9,14 +9,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berth-dev/berth/pkg/cluster/store"
+	"github.com/berth-dev/berth/pkg/cluster/awsproto"
+	"github.com/berth-dev/berth/pkg/cluster/launch"
+	"github.com/berth-dev/berth/pkg/cluster/records"
+	"github.com/berth-dev/berth/pkg/cluster/store/boltstore"
 )
 
 // apiHarness serves the ECS API of a fresh store in-process, every request
 // authenticated as an admin (SigV4 has its own tests).
 type apiHarness struct {
 	t *testing.T
-	s *Server
+	s *testServer
 }
 
 func newAPIHarness(t *testing.T) *apiHarness {
@@ -24,20 +27,31 @@ func newAPIHarness(t *testing.T) *apiHarness {
 	return &apiHarness{t: t, s: newTestServer(t)}
 }
 
-// newTestServer is a Server on a fresh store that takes every request as an
-// admin's, closed when the test ends.
-func newTestServer(tb testing.TB) *Server {
+// testServer is a Server behind the AWS protocol router.
+type testServer struct {
+	*Server
+	http.Handler
+}
+
+// newTestServer is a Server on a fresh store, behind the AWS protocol
+// router, that takes every request as an admin's; the store is closed when
+// the test ends.
+func newTestServer(tb testing.TB) *testServer {
 	tb.Helper()
-	db, err := store.Open(filepath.Join(tb.TempDir(), "api.db"))
+	db, err := boltstore.Open(filepath.Join(tb.TempDir(), "api.db"), boltstore.Options{Buckets: records.Buckets()})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { db.Close() })
-	s, err := New(Options{Store: db, Verifier: acceptAll{}, Region: "us-test-1", AccountID: "123456789012"})
+	s, err := New(Options{Store: db, Launcher: &launch.Launcher{ARNs: records.ARNs{Region: "us-test-1", AccountID: "123456789012"}}})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return s
+	rt, err := awsproto.New(awsproto.Options{Verifier: acceptAll{}, APIs: []awsproto.API{s.API()}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &testServer{Server: s, Handler: rt}
 }
 
 // call sends one operation and returns the HTTP status, the AWS error type

@@ -1,9 +1,8 @@
-package api
+package ecsapi
 
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -14,64 +13,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	smithy "github.com/aws/smithy-go"
 
+	"github.com/berth-dev/berth/pkg/cluster/launch"
+	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
-var (
-	cpuRE    = regexp.MustCompile(`(?i)^\s*([0-9]+(?:\.[0-9]+)?)\s*(vcpu)?\s*$`)
-	memoryRE = regexp.MustCompile(`(?i)^\s*([0-9]+(?:\.[0-9]+)?)\s*(gb)?\s*$`)
-)
-
-// Limits of task-level sizes for the EC2 launch type.
+// Limits of task definitions for the EC2 launch type.
 const (
-	minTaskCPU      = 128
-	maxTaskCPU      = 196608
-	minTaskMemory   = 128
-	maxTaskMemory   = 16 << 20
 	minContainerMiB = 6
 	maxContainers   = 10
 	// maxTaskDefLength is ECS's limit on a RegisterTaskDefinition request.
 	maxTaskDefLength = 64 << 10
 )
-
-// parseUnits parses a task-level cpu ("256", "0.25 vCPU") or memory ("512",
-// "1 GB") value into CPU units or MiB.
-func parseUnits(s string, re *regexp.Regexp, scale float64) (int64, bool) {
-	m := re.FindStringSubmatch(s)
-	if m == nil {
-		return 0, false
-	}
-	f, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		return 0, false
-	}
-	if m[2] != "" {
-		f *= scale
-	} else if strings.Contains(m[1], ".") {
-		return 0, false
-	}
-	if f != float64(int64(f)) {
-		return 0, false
-	}
-	return int64(f), true
-}
-
-// taskCPU and taskMemory parse and range-check task-level sizes.
-func taskCPU(s string) (int64, error) {
-	v, ok := parseUnits(s, cpuRE, 1024)
-	if !ok || v < minTaskCPU || v > maxTaskCPU {
-		return 0, clientException("Invalid 'cpu' setting for task. The value must be between %d and %d CPU units (or '0.125 vCPU' to '192 vCPU'), got %q.", minTaskCPU, maxTaskCPU, s)
-	}
-	return v, nil
-}
-
-func taskMemory(s string) (int64, error) {
-	v, ok := parseUnits(s, memoryRE, 1024)
-	if !ok || v < minTaskMemory || v > maxTaskMemory {
-		return 0, clientException("Invalid 'memory' setting for task. The value must be at least %d MiB (or '0.125 GB'), got %q.", minTaskMemory, s)
-	}
-	return v, nil
-}
 
 func validDependencyCondition(c types.ContainerCondition) bool {
 	switch c {
@@ -85,7 +38,7 @@ func validDependencyCondition(c types.ContainerCondition) bool {
 // and fills the defaults ECS returns (essential, protocol, host ports).
 func validateTaskDefinition(in *ecs.RegisterTaskDefinitionInput) error {
 	family := aws.ToString(in.Family)
-	if !nameRE.MatchString(family) {
+	if !records.NameRE.MatchString(family) {
 		return clientException("Family name can have up to 255 characters: letters (upper and lower case), numbers, hyphens and underscores; got %q.", family)
 	}
 	if len(in.ContainerDefinitions) == 0 {
@@ -109,13 +62,13 @@ func validateTaskDefinition(in *ecs.RegisterTaskDefinitionInput) error {
 	var tCPU, tMem int64
 	var err error
 	if in.Cpu != nil {
-		if tCPU, err = taskCPU(*in.Cpu); err != nil {
+		if tCPU, err = launch.TaskCPU(*in.Cpu); err != nil {
 			return err
 		}
 		in.Cpu = aws.String(strconv.FormatInt(tCPU, 10))
 	}
 	if in.Memory != nil {
-		if tMem, err = taskMemory(*in.Memory); err != nil {
+		if tMem, err = launch.TaskMemory(*in.Memory); err != nil {
 			return err
 		}
 		in.Memory = aws.String(strconv.FormatInt(tMem, 10))
@@ -123,7 +76,7 @@ func validateTaskDefinition(in *ecs.RegisterTaskDefinitionInput) error {
 	volumes := map[string]bool{}
 	for _, v := range in.Volumes {
 		n := aws.ToString(v.Name)
-		if !nameRE.MatchString(n) {
+		if !records.NameRE.MatchString(n) {
 			return clientException("Invalid volume name %q.", n)
 		}
 		if volumes[n] {
@@ -138,7 +91,7 @@ func validateTaskDefinition(in *ecs.RegisterTaskDefinitionInput) error {
 	for i := range in.ContainerDefinitions {
 		cd := &in.ContainerDefinitions[i]
 		n := aws.ToString(cd.Name)
-		if !nameRE.MatchString(n) {
+		if !records.NameRE.MatchString(n) {
 			return clientException("Container name can have up to 255 characters: letters (upper and lower case), numbers, hyphens and underscores; got %q.", n)
 		}
 		if names[n] != nil {
@@ -392,17 +345,17 @@ func (s *Server) registerTaskDefinition(c *call, in *ecs.RegisterTaskDefinitionI
 	family := *in.Family
 	out := &ecs.RegisterTaskDefinitionOutput{}
 	err := s.opts.Store.Update(func(tx store.Tx) error {
-		var fam familyRecord
-		if err := tx.Get(store.Families, family, &fam); err != nil && !errors.Is(err, store.ErrNotFound) {
+		var fam records.Family
+		if err := tx.Get(records.Families, family, &fam); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 		fam.Family = family
 		fam.LatestRevision++
-		if err := tx.Put(store.Families, family, fam); err != nil {
+		if err := records.Put(tx, &fam); err != nil {
 			return err
 		}
 		td := types.TaskDefinition{
-			TaskDefinitionArn:       aws.String(s.taskDefArn(family, fam.LatestRevision)),
+			TaskDefinitionArn:       aws.String(s.arns.TaskDefinition(family, fam.LatestRevision)),
 			Family:                  aws.String(family),
 			Revision:                fam.LatestRevision,
 			ContainerDefinitions:    in.ContainerDefinitions,
@@ -422,7 +375,7 @@ func (s *Server) registerTaskDefinition(c *call, in *ecs.RegisterTaskDefinitionI
 			EphemeralStorage:        in.EphemeralStorage,
 			Status:                  types.TaskDefinitionStatusActive,
 			RegisteredAt:            aws.Time(c.now),
-			RegisteredBy:            aws.String(fmt.Sprintf("arn:aws:iam::%s:user/%s", s.opts.AccountID, c.key.AccessKeyID)),
+			RegisteredBy:            aws.String(s.arns.IAMUser(c.key.AccessKeyID)),
 		}
 		if td.Volumes == nil {
 			td.Volumes = []types.Volume{}
@@ -431,7 +384,7 @@ func (s *Server) registerTaskDefinition(c *call, in *ecs.RegisterTaskDefinitionI
 			td.PlacementConstraints = []types.TaskDefinitionPlacementConstraint{}
 		}
 		td.RequiresAttributes = requiredAttributes(&td)
-		if err := tx.Put(store.TaskDefinitions, taskDefKey(family, fam.LatestRevision), taskDefRecord{TaskDefinition: td, Tags: in.Tags}); err != nil {
+		if err := records.Put(tx, &records.TaskDefinition{TaskDefinition: td, Tags: in.Tags}); err != nil {
 			return err
 		}
 		out.TaskDefinition = &td
@@ -446,49 +399,15 @@ func (s *Server) registerTaskDefinition(c *call, in *ecs.RegisterTaskDefinitionI
 
 // findTaskDefinition resolves "family", "family:revision" or an ARN. A bare
 // family means its latest ACTIVE revision.
-func (s *Server) findTaskDefinition(tx store.Tx, ref string) (*taskDefRecord, error) {
-	notFound := clientException("Unable to describe task definition.")
-	if strings.HasPrefix(ref, "arn:") {
-		prefix := fmt.Sprintf("arn:aws:ecs:%s:%s:task-definition/", s.opts.Region, s.opts.AccountID)
-		rest, ok := strings.CutPrefix(ref, prefix)
-		if !ok || !strings.Contains(rest, ":") {
-			return nil, notFound
-		}
-		ref = rest
-	}
-	family, revStr, hasRev := strings.Cut(ref, ":")
-	if !nameRE.MatchString(family) {
-		return nil, notFound
-	}
-	if hasRev {
-		rev, err := strconv.ParseInt(revStr, 10, 32)
-		if err != nil || rev < 1 {
-			return nil, notFound
-		}
-		rec, ok, err := getRecord[taskDefRecord](tx, store.TaskDefinitions, taskDefKey(family, int32(rev)))
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, notFound
-		}
-		return rec, nil
-	}
-	var rec taskDefRecord
-	found := false
-	err := eachRecord(tx, store.TaskDefinitions, family+":", func(r *taskDefRecord) error {
-		if r.TaskDefinition.Status == types.TaskDefinitionStatusActive {
-			rec, found = *r, true
-		}
-		return nil
-	})
+func (s *Server) findTaskDefinition(tx store.Tx, ref string) (*records.TaskDefinition, error) {
+	rec, ok, err := records.FindTaskDefinition(tx, s.arns, ref)
 	if err != nil {
 		return nil, err
 	}
-	if !found {
-		return nil, notFound
+	if !ok {
+		return nil, clientException("Unable to describe task definition.")
 	}
-	return &rec, nil
+	return rec, nil
 }
 
 func (s *Server) deregisterTaskDefinition(c *call, in *ecs.DeregisterTaskDefinitionInput) (smithy.Serializable, error) {
@@ -509,7 +428,7 @@ func (s *Server) deregisterTaskDefinition(c *call, in *ecs.DeregisterTaskDefinit
 		if td.Status == types.TaskDefinitionStatusActive {
 			td.Status = types.TaskDefinitionStatusInactive
 			td.DeregisteredAt = aws.Time(c.now)
-			if err := tx.Put(store.TaskDefinitions, taskDefKey(*td.Family, td.Revision), rec); err != nil {
+			if err := records.Put(tx, rec); err != nil {
 				return err
 			}
 		}
@@ -564,7 +483,7 @@ func (s *Server) listTaskDefinitions(c *call, in *ecs.ListTaskDefinitionsInput) 
 	prefix := aws.ToString(in.FamilyPrefix)
 	page, next, err := s.listPage(in.MaxResults, in.NextToken, func(tx store.Tx) ([]string, error) {
 		var items []item
-		err := eachRecord(tx, store.TaskDefinitions, prefix, func(r *taskDefRecord) error {
+		err := records.Each(tx, records.TaskDefinitions, prefix, func(r *records.TaskDefinition) error {
 			if r.TaskDefinition.Status == status {
 				items = append(items, item{*r.TaskDefinition.Family, r.TaskDefinition.Revision, *r.TaskDefinition.TaskDefinitionArn})
 			}
@@ -608,14 +527,14 @@ func (s *Server) listTaskDefinitionFamilies(c *call, in *ecs.ListTaskDefinitionF
 	prefix := aws.ToString(in.FamilyPrefix)
 	page, next, err := s.listPage(in.MaxResults, in.NextToken, func(tx store.Tx) ([]string, error) {
 		var families []string
-		if err := tx.ForEach(store.Families, prefix, func(k string, _ []byte) error {
+		if err := store.ForEach(tx, records.Families, prefix, func(k string, _ []byte) error {
 			families = append(families, k)
 			return nil
 		}); err != nil {
 			return nil, err
 		}
 		active := map[string]bool{}
-		err := eachRecord(tx, store.TaskDefinitions, prefix, func(r *taskDefRecord) error {
+		err := records.Each(tx, records.TaskDefinitions, prefix, func(r *records.TaskDefinition) error {
 			if r.TaskDefinition.Status == types.TaskDefinitionStatusActive {
 				active[*r.TaskDefinition.Family] = true
 			}

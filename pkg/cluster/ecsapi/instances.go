@@ -1,7 +1,6 @@
-package api
+package ecsapi
 
 import (
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,91 +11,10 @@ import (
 	smithy "github.com/aws/smithy-go"
 
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/scheduler"
 	"github.com/berth-dev/berth/pkg/cluster/store"
-
-	"github.com/berth-dev/berth/pkg/api/arn"
 )
-
-// resourceInt returns an INTEGER resource's value.
-func resourceInt(rs []types.Resource, name string) int64 {
-	for _, r := range rs {
-		if aws.ToString(r.Name) == name {
-			if r.IntegerValue != 0 {
-				return int64(r.IntegerValue)
-			}
-			return r.LongValue
-		}
-	}
-	return 0
-}
-
-// resourcePorts returns a STRINGSET port resource's ports.
-func resourcePorts(rs []types.Resource, name string) map[int]bool {
-	out := map[int]bool{}
-	for _, r := range rs {
-		if aws.ToString(r.Name) != name {
-			continue
-		}
-		for _, s := range r.StringSetValue {
-			if p, err := strconv.Atoi(s); err == nil {
-				out[p] = true
-			}
-		}
-	}
-	return out
-}
-
-// candidate returns the scheduler's view of an instance: registered
-// resources minus what placed tasks use.
-func (rec *instanceRecord) candidate() *scheduler.Instance {
-	reg := rec.Instance.RegisteredResources
-	c := &scheduler.Instance{
-		Arn:             aws.ToString(rec.Instance.ContainerInstanceArn),
-		RemainingCPU:    resourceInt(reg, "CPU") - rec.UsedCPU,
-		RemainingMemory: resourceInt(reg, "MEMORY") - rec.UsedMemory,
-		UsedTCP:         resourcePorts(reg, "PORTS"),
-		UsedUDP:         resourcePorts(reg, "PORTS_UDP"),
-	}
-	for _, p := range rec.UsedTCP {
-		c.UsedTCP[p] = true
-	}
-	for _, p := range rec.UsedUDP {
-		c.UsedUDP[p] = true
-	}
-	return c
-}
-
-// take and release record a task's demand on the instance.
-func (rec *instanceRecord) take(d scheduler.Demand) {
-	rec.UsedCPU += d.CPU
-	rec.UsedMemory += d.Memory
-	rec.UsedTCP = append(rec.UsedTCP, d.TCPPorts...)
-	rec.UsedUDP = append(rec.UsedUDP, d.UDPPorts...)
-}
-
-func (rec *instanceRecord) release(d scheduler.Demand) {
-	rec.UsedCPU = max(0, rec.UsedCPU-d.CPU)
-	rec.UsedMemory = max(0, rec.UsedMemory-d.Memory)
-	rec.UsedTCP = removePorts(rec.UsedTCP, d.TCPPorts)
-	rec.UsedUDP = removePorts(rec.UsedUDP, d.UDPPorts)
-}
-
-func removePorts(have, drop []int) []int {
-	out := have[:0:0]
-	dropped := map[int]int{}
-	for _, p := range drop {
-		dropped[p]++
-	}
-	for _, p := range have {
-		if dropped[p] > 0 {
-			dropped[p]--
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
-}
 
 func portStrings(set map[int]bool) []string {
 	ps := scheduler.SortedPorts(set)
@@ -107,11 +25,11 @@ func portStrings(set map[int]bool) []string {
 	return out
 }
 
-// view returns the instance as ECS describes it, with remaining resources
-// and task counts.
-func (rec *instanceRecord) view(tx store.Tx) (types.ContainerInstance, error) {
+// instanceView returns the instance as ECS describes it, with remaining
+// resources and task counts.
+func instanceView(tx store.Tx, rec *records.Instance) (types.ContainerInstance, error) {
 	ci := rec.Instance
-	c := rec.candidate()
+	c := rec.Capacity()
 	ci.RemainingResources = []types.Resource{
 		{Name: aws.String("CPU"), Type: aws.String("INTEGER"), IntegerValue: int32(c.RemainingCPU)},
 		{Name: aws.String("MEMORY"), Type: aws.String("INTEGER"), IntegerValue: int32(c.RemainingMemory)},
@@ -120,7 +38,7 @@ func (rec *instanceRecord) view(tx store.Tx) (types.ContainerInstance, error) {
 	}
 	var running, pending int32
 	arn := aws.ToString(ci.ContainerInstanceArn)
-	err := eachRecord(tx, store.Tasks, rec.Cluster+"/", func(t *taskRecord) error {
+	err := records.Each(tx, records.Tasks, rec.Cluster+"/", func(t *records.Task) error {
 		if aws.ToString(t.Task.ContainerInstanceArn) != arn {
 			return nil
 		}
@@ -139,24 +57,20 @@ func (rec *instanceRecord) view(tx store.Tx) (types.ContainerInstance, error) {
 	return ci, err
 }
 
-// instanceKey is the store key of an instance.
-func instanceKey(cluster, id string) string { return cluster + "/" + id }
-
 // loadInstance resolves an id or ARN in cluster. ok is false when it does
 // not exist.
-func (s *Server) loadInstance(tx store.Tx, cluster, ref string) (*instanceRecord, bool, error) {
-	id, ok := s.resourceID("container-instance", cluster, ref)
+func (s *Server) loadInstance(tx store.Tx, cluster, ref string) (*records.Instance, bool, error) {
+	id, ok := s.arns.ResourceID("container-instance", cluster, ref)
 	if !ok {
 		return nil, false, nil
 	}
-	return getRecord[instanceRecord](tx, store.Instances, instanceKey(cluster, id))
+	return records.Get[records.Instance](tx, records.Instances, records.InstanceKey(cluster, id))
 }
 
 // mayActOn enforces that an agent key acts only on the instances it registered.
-func mayActOn(c *call, rec *instanceRecord) error {
+func mayActOn(c *call, rec *records.Instance) error {
 	if c.isAgent() && rec.AgentKeyID != c.key.AccessKeyID {
-		return &apiError{typ: auth.AccessDenied, status: http.StatusBadRequest,
-			msg: "User: " + c.key.AccessKeyID + " is not authorized to act on container instance " + aws.ToString(rec.Instance.ContainerInstanceArn)}
+		return accessDenied("User: %s is not authorized to act on container instance %s", c.key.AccessKeyID, aws.ToString(rec.Instance.ContainerInstanceArn))
 	}
 	return nil
 }
@@ -176,7 +90,7 @@ func validateResources(rs []types.Resource) error {
 			}
 		}
 	}
-	if resourceInt(rs, "CPU") == 0 || resourceInt(rs, "MEMORY") == 0 {
+	if records.ResourceInt(rs, "CPU") == 0 || records.ResourceInt(rs, "MEMORY") == 0 {
 		return invalidParam("totalResources must include CPU and MEMORY.")
 	}
 	return nil
@@ -198,7 +112,7 @@ func (s *Server) registerContainerInstance(c *call, in *ecs.RegisterContainerIns
 		if _, err := activeCluster(tx, cluster); err != nil {
 			return err
 		}
-		var rec *instanceRecord
+		var rec *records.Instance
 		if ref := aws.ToString(in.ContainerInstanceArn); ref != "" {
 			existing, ok, err := s.loadInstance(tx, cluster, ref)
 			if err != nil {
@@ -226,13 +140,13 @@ func (s *Server) registerContainerInstance(c *call, in *ecs.RegisterContainerIns
 			}
 			rec = existing
 		} else {
-			id, err := newID()
+			id, err := records.NewID()
 			if err != nil {
 				return err
 			}
-			rec = &instanceRecord{Cluster: cluster}
+			rec = &records.Instance{Cluster: cluster}
 			rec.Instance = types.ContainerInstance{
-				ContainerInstanceArn: aws.String(s.instanceArn(cluster, id)),
+				ContainerInstanceArn: aws.String(s.arns.Instance(cluster, id)),
 				RegisteredAt:         aws.Time(c.now),
 			}
 			if c.isAgent() {
@@ -249,17 +163,17 @@ func (s *Server) registerContainerInstance(c *call, in *ecs.RegisterContainerIns
 		ci.Attributes = mergeAttributes(ci.Attributes, in.Attributes)
 		ci.Tags = in.Tags
 		ci.Version++
-		if err := tx.Put(store.Instances, instanceKey(cluster, arn.ResourceID(*ci.ContainerInstanceArn)), rec); err != nil {
+		if err := records.Put(tx, rec); err != nil {
 			return err
 		}
-		v, err := rec.view(tx)
+		v, err := instanceView(tx, rec)
 		out.ContainerInstance = &v
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.wakeServices()
+	c.wake = true
 	return out, nil
 }
 
@@ -287,7 +201,7 @@ func (s *Server) deregisterContainerInstance(c *call, in *ecs.DeregisterContaine
 		if err := mayActOn(c, rec); err != nil {
 			return err
 		}
-		v, err := rec.view(tx)
+		v, err := instanceView(tx, rec)
 		if err != nil {
 			return err
 		}
@@ -296,7 +210,7 @@ func (s *Server) deregisterContainerInstance(c *call, in *ecs.DeregisterContaine
 		}
 		rec.Instance.Status = aws.String("INACTIVE")
 		rec.Instance.Version++
-		if err := tx.Put(store.Instances, instanceKey(cluster, arn.ResourceID(ref)), rec); err != nil {
+		if err := records.Put(tx, rec); err != nil {
 			return err
 		}
 		v.Status, v.Version = rec.Instance.Status, rec.Instance.Version
@@ -328,8 +242,8 @@ func (s *Server) listContainerInstances(c *call, in *ecs.ListContainerInstancesI
 		if _, err := activeCluster(tx, cluster); err != nil {
 			return nil, err
 		}
-		var recs []*instanceRecord
-		err := eachRecord(tx, store.Instances, cluster+"/", func(rec *instanceRecord) error {
+		var recs []*records.Instance
+		err := records.Each(tx, records.Instances, cluster+"/", func(rec *records.Instance) error {
 			if want[aws.ToString(rec.Instance.Status)] {
 				recs = append(recs, rec)
 			}
@@ -364,10 +278,10 @@ func (s *Server) describeContainerInstances(c *call, in *ecs.DescribeContainerIn
 		if _, err := activeCluster(tx, cluster); err != nil {
 			return err
 		}
-		out.Failures, err = lookupEach(in.ContainerInstances, func(ref string) (*instanceRecord, bool, error) {
+		out.Failures, err = lookupEach(in.ContainerInstances, func(ref string) (*records.Instance, bool, error) {
 			return s.loadInstance(tx, cluster, ref)
-		}, asGiven, func(rec *instanceRecord) error {
-			v, err := rec.view(tx)
+		}, asGiven, func(rec *records.Instance) error {
+			v, err := instanceView(tx, rec)
 			if err != nil {
 				return err
 			}
@@ -393,24 +307,25 @@ func (s *Server) updateContainerInstancesState(c *call, in *ecs.UpdateContainerI
 	if len(in.ContainerInstances) == 0 || len(in.ContainerInstances) > 10 {
 		return nil, invalidParam("containerInstances must have between 1 and 10 items.")
 	}
-	out := &ecs.UpdateContainerInstancesStateOutput{ContainerInstances: []types.ContainerInstance{}}
+	var out *ecs.UpdateContainerInstancesStateOutput
 	err = s.opts.Store.Update(func(tx store.Tx) error {
+		out = &ecs.UpdateContainerInstancesStateOutput{ContainerInstances: []types.ContainerInstance{}}
 		if _, err := activeCluster(tx, cluster); err != nil {
 			return err
 		}
-		out.Failures, err = lookupEach(in.ContainerInstances, func(ref string) (*instanceRecord, bool, error) {
+		out.Failures, err = lookupEach(in.ContainerInstances, func(ref string) (*records.Instance, bool, error) {
 			// A deregistered instance is gone as far as its state goes.
 			rec, ok, err := s.loadInstance(tx, cluster, ref)
 			return rec, ok && aws.ToString(rec.Instance.Status) != "INACTIVE", err
-		}, asGiven, func(rec *instanceRecord) error {
+		}, asGiven, func(rec *records.Instance) error {
 			if aws.ToString(rec.Instance.Status) != string(in.Status) {
 				rec.Instance.Status = aws.String(string(in.Status))
 				rec.Instance.Version++
-				if err := s.putInstance(tx, rec); err != nil {
+				if err := records.Put(tx, rec); err != nil {
 					return err
 				}
 			}
-			v, err := rec.view(tx)
+			v, err := instanceView(tx, rec)
 			if err != nil {
 				return err
 			}
@@ -422,7 +337,7 @@ func (s *Server) updateContainerInstancesState(c *call, in *ecs.UpdateContainerI
 	if err != nil {
 		return nil, err
 	}
-	s.wakeServices()
+	c.wake = true
 	return out, nil
 }
 

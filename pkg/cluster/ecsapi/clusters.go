@@ -1,4 +1,4 @@
-package api
+package ecsapi
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	smithy "github.com/aws/smithy-go"
 
+	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
@@ -49,11 +50,11 @@ func (s *Server) operations() map[string]operation {
 }
 
 // withCounts fills the instance and task counts of a cluster.
-func withCounts(tx store.Tx, rec *clusterRecord) (types.Cluster, error) {
+func withCounts(tx store.Tx, rec *records.Cluster) (types.Cluster, error) {
 	c := rec.Cluster
 	name := aws.ToString(c.ClusterName)
 	var instances, running, pending int32
-	err := eachRecord(tx, store.Instances, name+"/", func(in *instanceRecord) error {
+	err := records.Each(tx, records.Instances, name+"/", func(in *records.Instance) error {
 		if st := aws.ToString(in.Instance.Status); st == "ACTIVE" || st == "DRAINING" {
 			instances++
 		}
@@ -62,7 +63,7 @@ func withCounts(tx store.Tx, rec *clusterRecord) (types.Cluster, error) {
 	if err != nil {
 		return c, err
 	}
-	err = eachRecord(tx, store.Tasks, name+"/", func(t *taskRecord) error {
+	err = records.Each(tx, records.Tasks, name+"/", func(t *records.Task) error {
 		switch aws.ToString(t.Task.LastStatus) {
 		case "RUNNING":
 			running++
@@ -75,7 +76,7 @@ func withCounts(tx store.Tx, rec *clusterRecord) (types.Cluster, error) {
 		return c, err
 	}
 	var services int32
-	err = eachRecord(tx, store.Services, name+"/", func(sr *serviceRecord) error {
+	err = records.Each(tx, records.Services, name+"/", func(sr *records.Service) error {
 		if aws.ToString(sr.Service.Status) == "ACTIVE" {
 			services++
 		}
@@ -96,25 +97,25 @@ func (s *Server) createCluster(c *call, in *ecs.CreateClusterInput) (smithy.Seri
 	if name == "" {
 		name = "default"
 	}
-	if !nameRE.MatchString(name) {
+	if !records.NameRE.MatchString(name) {
 		return nil, invalidParam("Cluster name can have up to 255 characters: letters (upper and lower case), numbers, underscores and hyphens.")
 	}
 	out := &ecs.CreateClusterOutput{}
 	err := s.opts.Store.Update(func(tx store.Tx) error {
-		var rec clusterRecord
-		err := tx.Get(store.Clusters, name, &rec)
+		var rec records.Cluster
+		err := tx.Get(records.Clusters, name, &rec)
 		switch {
 		case err == nil && aws.ToString(rec.Cluster.Status) == "ACTIVE":
 			// ECS answers a create of an existing cluster with that cluster.
 		case err == nil || errors.Is(err, store.ErrNotFound):
 			rec.Cluster = types.Cluster{
-				ClusterArn:  aws.String(s.clusterArn(name)),
+				ClusterArn:  aws.String(s.arns.Cluster(name)),
 				ClusterName: aws.String(name),
 				Status:      aws.String("ACTIVE"),
 				Tags:        in.Tags,
 				Settings:    in.Settings,
 			}
-			if err := tx.Put(store.Clusters, name, rec); err != nil {
+			if err := records.Put(tx, &rec); err != nil {
 				return err
 			}
 		default:
@@ -158,7 +159,7 @@ func (s *Server) deleteCluster(c *call, in *ecs.DeleteClusterInput) (smithy.Seri
 			return clientErr("ClusterContainsServicesException", "The Cluster cannot be deleted while Services are active.")
 		}
 		rec.Cluster.Status = aws.String("INACTIVE")
-		if err := tx.Put(store.Clusters, name, rec); err != nil {
+		if err := records.Put(tx, rec); err != nil {
 			return err
 		}
 		cl.Status = rec.Cluster.Status
@@ -174,7 +175,7 @@ func (s *Server) deleteCluster(c *call, in *ecs.DeleteClusterInput) (smithy.Seri
 func (s *Server) listClusters(c *call, in *ecs.ListClustersInput) (smithy.Serializable, error) {
 	page, next, err := s.listPage(in.MaxResults, in.NextToken, func(tx store.Tx) ([]string, error) {
 		var arns []string
-		err := eachRecord(tx, store.Clusters, "", func(rec *clusterRecord) error {
+		err := records.Each(tx, records.Clusters, "", func(rec *records.Cluster) error {
 			if aws.ToString(rec.Cluster.Status) == "ACTIVE" {
 				arns = append(arns, aws.ToString(rec.Cluster.ClusterArn))
 			}
@@ -199,9 +200,9 @@ func (s *Server) describeClusters(c *call, in *ecs.DescribeClustersInput) (smith
 	out := &ecs.DescribeClustersOutput{Clusters: []types.Cluster{}}
 	err := s.opts.Store.View(func(tx store.Tx) error {
 		var err error
-		out.Failures, err = lookupEach(refs, func(ref string) (*clusterRecord, bool, error) {
+		out.Failures, err = lookupEach(refs, func(ref string) (*records.Cluster, bool, error) {
 			return s.loadCluster(tx, ref)
-		}, asGiven, func(rec *clusterRecord) error {
+		}, asGiven, func(rec *records.Cluster) error {
 			cl, err := withCounts(tx, rec)
 			if err != nil {
 				return err
@@ -219,18 +220,13 @@ func (s *Server) describeClusters(c *call, in *ecs.DescribeClustersInput) (smith
 
 // loadCluster resolves a cluster name or ARN to its record, of any status
 // (DescribeClusters shows INACTIVE ones too); ok is false when it names none.
-func (s *Server) loadCluster(tx store.Tx, ref string) (*clusterRecord, bool, error) {
+func (s *Server) loadCluster(tx store.Tx, ref string) (*records.Cluster, bool, error) {
 	name, err := s.clusterName(aws.String(ref))
 	if err != nil {
 		// clusterName fails only for a reference no cluster can have.
 		return nil, false, nil
 	}
-	return getRecord[clusterRecord](tx, store.Clusters, name)
-}
-
-func isAPIError(err error) bool {
-	var ae *apiError
-	return errors.As(err, &ae)
+	return records.Get[records.Cluster](tx, records.Clusters, name)
 }
 
 func nonNil(s []string) []string {

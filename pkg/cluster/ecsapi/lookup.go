@@ -1,11 +1,14 @@
-package api
+package ecsapi
 
 import (
-	"errors"
+	"encoding/base64"
+	"strconv"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
@@ -16,18 +19,6 @@ import (
 // maxListResults is the page size of every List operation, and the largest
 // maxResults ECS accepts.
 const maxListResults = 100
-
-// getRecord reads the record stored under key; ok is false when there is none.
-func getRecord[T any](tx store.Tx, b store.Bucket, key string) (rec *T, ok bool, err error) {
-	rec = new(T)
-	if err := tx.Get(b, key, rec); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, false, nil
-		}
-		return nil, false, err
-	}
-	return rec, true, nil
-}
 
 // missingFailure is how ECS reports a resource a call names that does not
 // exist.
@@ -81,14 +72,56 @@ func (s *Server) listPage(maxResults *int32, nextToken *string, collect func(tx 
 	return nonNil(page), next, nil
 }
 
-// eachRecord decodes, in key order, every record of b whose key starts with
-// prefix and passes it to fn; each call gets a record of its own.
-func eachRecord[T any](tx store.Tx, b store.Bucket, prefix string, fn func(rec *T) error) error {
-	return tx.ForEach(b, prefix, func(_ string, raw []byte) error {
-		rec := new(T)
-		if err := decode(raw, rec); err != nil {
-			return err
+// clusterName resolves a cluster name or ARN (nil or empty: "default").
+func (s *Server) clusterName(ref *string) (string, error) {
+	if ref == nil || *ref == "" {
+		return "default", nil
+	}
+	name, ok := s.arns.ClusterName(*ref)
+	if !ok {
+		return "", clusterNotFound()
+	}
+	return name, nil
+}
+
+// activeCluster loads an ACTIVE cluster or fails with ClusterNotFoundException.
+func activeCluster(tx store.Tx, name string) (*records.Cluster, error) {
+	rec, ok, err := records.Get[records.Cluster](tx, records.Clusters, name)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || aws.ToString(rec.Cluster.Status) != "ACTIVE" {
+		return nil, clusterNotFound()
+	}
+	return rec, nil
+}
+
+// paginate pages a list in a stable order; nextToken is the opaque offset of
+// the next item.
+func paginate(items []string, maxResults *int32, nextToken *string, limit int32) ([]string, *string, error) {
+	n := limit
+	if maxResults != nil {
+		if *maxResults < 1 || *maxResults > limit {
+			return nil, nil, invalidParam("maxResults must be between 1 and %d.", limit)
 		}
-		return fn(rec)
-	})
+		n = *maxResults
+	}
+	start := 0
+	if nextToken != nil && *nextToken != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(*nextToken)
+		if err != nil {
+			return nil, nil, invalidParam("Invalid nextToken.")
+		}
+		off, err := strconv.Atoi(strings.TrimPrefix(string(raw), "offset:"))
+		if err != nil || off < 0 || !strings.HasPrefix(string(raw), "offset:") {
+			return nil, nil, invalidParam("Invalid nextToken.")
+		}
+		start = min(off, len(items))
+	}
+	end := start + int(n)
+	if end >= len(items) {
+		return items[start:], nil, nil
+	}
+	tok := base64.RawURLEncoding.EncodeToString([]byte("offset:" + strconv.Itoa(end)))
+	return items[start:end], &tok, nil
 }

@@ -1,4 +1,4 @@
-package api
+package ecsapi
 
 import (
 	"regexp"
@@ -9,9 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	smithy "github.com/aws/smithy-go"
 
+	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/store"
-
-	"github.com/berth-dev/berth/pkg/api/arn"
 )
 
 var (
@@ -73,7 +72,7 @@ func mergeAttributes(have, add []types.Attribute) []types.Attribute {
 }
 
 // changeAttributes applies fn to the instance each attribute targets.
-func (s *Server) changeAttributes(clusterRef *string, as []types.Attribute, fn func(rec *instanceRecord, a types.Attribute) error) ([]types.Attribute, error) {
+func (s *Server) changeAttributes(clusterRef *string, as []types.Attribute, fn func(rec *records.Instance, a types.Attribute) error) ([]types.Attribute, error) {
 	cluster, err := s.clusterName(clusterRef)
 	if err != nil {
 		return nil, err
@@ -99,7 +98,7 @@ func (s *Server) changeAttributes(clusterRef *string, as []types.Attribute, fn f
 			if err := fn(rec, a); err != nil {
 				return err
 			}
-			if err := tx.Put(store.Instances, instanceKey(cluster, arn.ResourceID(*rec.Instance.ContainerInstanceArn)), rec); err != nil {
+			if err := records.Put(tx, rec); err != nil {
 				return err
 			}
 			as[i].TargetType = types.TargetTypeContainerInstance
@@ -111,7 +110,7 @@ func (s *Server) changeAttributes(clusterRef *string, as []types.Attribute, fn f
 }
 
 func (s *Server) putAttributes(c *call, in *ecs.PutAttributesInput) (smithy.Serializable, error) {
-	as, err := s.changeAttributes(in.Cluster, in.Attributes, func(rec *instanceRecord, a types.Attribute) error {
+	as, err := s.changeAttributes(in.Cluster, in.Attributes, func(rec *records.Instance, a types.Attribute) error {
 		rec.Instance.Attributes = mergeAttributes(rec.Instance.Attributes, []types.Attribute{a})
 		if n := customAttributes(rec.Instance.Attributes); n > maxCustomAttributes {
 			return clientErr("AttributeLimitExceededException",
@@ -126,7 +125,7 @@ func (s *Server) putAttributes(c *call, in *ecs.PutAttributesInput) (smithy.Seri
 }
 
 func (s *Server) deleteAttributes(c *call, in *ecs.DeleteAttributesInput) (smithy.Serializable, error) {
-	as, err := s.changeAttributes(in.Cluster, in.Attributes, func(rec *instanceRecord, a types.Attribute) error {
+	as, err := s.changeAttributes(in.Cluster, in.Attributes, func(rec *records.Instance, a types.Attribute) error {
 		kept := rec.Instance.Attributes[:0]
 		for _, h := range rec.Instance.Attributes {
 			if aws.ToString(h.Name) != aws.ToString(a.Name) {
@@ -160,7 +159,7 @@ func (s *Server) listAttributes(c *call, in *ecs.ListAttributesInput) (smithy.Se
 		if _, err := activeCluster(tx, cluster); err != nil {
 			return nil, err
 		}
-		err := eachRecord(tx, store.Instances, cluster+"/", func(rec *instanceRecord) error {
+		err := records.Each(tx, records.Instances, cluster+"/", func(rec *records.Instance) error {
 			if aws.ToString(rec.Instance.Status) == "INACTIVE" {
 				return nil
 			}

@@ -1,4 +1,4 @@
-package api
+package ecsapi
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/awsproto"
 )
 
 // acceptAll authenticates every request as an admin; decoding is what the
@@ -16,10 +17,10 @@ import (
 type acceptAll struct{}
 
 func (acceptAll) VerifyScope(*http.Request, []byte) (auth.Key, string, error) {
-	return auth.Key{AccessKeyID: "BKFUZZ", Role: auth.RoleAdmin}, ECSService, nil
+	return auth.Key{AccessKeyID: "BKFUZZ", Role: auth.RoleAdmin}, Service, nil
 }
 
-var _ Verifier = acceptAll{}
+var _ awsproto.Verifier = acceptAll{}
 
 // FuzzRequestDecoding sends arbitrary bodies to every operation: the
 // endpoint must answer with a JSON body and never with a ServerException

@@ -1,93 +1,39 @@
-package api
+package ecsapi
 
 import (
-	"crypto/rand"
-	"fmt"
-	"math/big"
 	"slices"
 	"sort"
-	"strconv"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	smithy "github.com/aws/smithy-go"
 
+	"github.com/berth-dev/berth/pkg/cluster/launch"
+	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/scheduler"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 
 	"github.com/berth-dev/berth/pkg/api/arn"
 )
 
-// maxServiceEvents is how many events a service keeps, as ECS does.
-const maxServiceEvents = 100
-
-// serviceRecord is stored in store.Services under "<cluster>/<name>".
-type serviceRecord struct {
-	Service types.Service
-	Cluster string
-	// LastCompleted is the task definition of the last deployment that
-	// completed: a circuit breaker with rollback deploys it again.
-	LastCompleted string
-	// LaunchFailures counts tasks in a row that stopped before RUNNING;
-	// launches wait BackoffUntil (unix nanoseconds) when it is not zero.
-	LaunchFailures int
-	BackoffUntil   int64
-	// Steady is set once the steady-state event was written for the
-	// current state, so it is written once per arrival.
-	Steady bool
-}
-
-func (s *Server) serviceArn(cluster, name string) string {
-	return fmt.Sprintf("arn:aws:ecs:%s:%s:service/%s/%s", s.opts.Region, s.opts.AccountID, cluster, name)
-}
-
-func serviceKey(cluster, name string) string { return cluster + "/" + name }
-
-// newDeploymentID returns "ecs-svc/" and 19 digits, ECS's form.
-func newDeploymentID() (string, error) {
-	n, err := rand.Int(rand.Reader, big.NewInt(8e18))
-	if err != nil {
-		return "", fmt.Errorf("generate deployment id: %w", err)
-	}
-	return fmt.Sprintf("ecs-svc/%019d", n.Int64()+1e18), nil
-}
-
 // serviceName resolves a service name or ARN in cluster.
 func (s *Server) serviceName(cluster, ref string) (string, bool) {
 	if ref == "" {
 		return "", false
 	}
-	if id, ok := s.resourceID("service", cluster, ref); ok {
-		return id, nameRE.MatchString(id)
+	if id, ok := s.arns.ResourceID("service", cluster, ref); ok {
+		return id, records.NameRE.MatchString(id)
 	}
 	return "", false
 }
 
-func (s *Server) loadService(tx store.Tx, cluster, ref string) (*serviceRecord, bool, error) {
+func (s *Server) loadService(tx store.Tx, cluster, ref string) (*records.Service, bool, error) {
 	name, ok := s.serviceName(cluster, ref)
 	if !ok {
 		return nil, false, nil
 	}
-	return getRecord[serviceRecord](tx, store.Services, serviceKey(cluster, name))
-}
-
-func (s *Server) putService(tx store.Tx, rec *serviceRecord) error {
-	return tx.Put(store.Services, serviceKey(rec.Cluster, aws.ToString(rec.Service.ServiceName)), rec)
-}
-
-// addEvent puts msg first in the service's events, keeping at most 100.
-func (rec *serviceRecord) addEvent(msg string, now time.Time) {
-	id, err := newUUID()
-	if err != nil {
-		id = strconv.FormatInt(now.UnixNano(), 10)
-	}
-	ev := types.ServiceEvent{Id: aws.String(id), Message: aws.String(msg), CreatedAt: aws.Time(now)}
-	rec.Service.Events = append([]types.ServiceEvent{ev}, rec.Service.Events...)
-	if len(rec.Service.Events) > maxServiceEvents {
-		rec.Service.Events = rec.Service.Events[:maxServiceEvents]
-	}
+	return records.Get[records.Service](tx, records.Services, records.ServiceKey(cluster, name))
 }
 
 // validateServicePlacement checks a service's constraints and strategies.
@@ -96,7 +42,7 @@ func validateServicePlacement(sched types.SchedulingStrategy, cons []types.Place
 		return invalidParam("Placement strategies are not supported with the DAEMON scheduling strategy.")
 	}
 	td := &types.TaskDefinition{}
-	_, err := placementRequest(td, scheduler.Demand{}, "", cons, strats, nil)
+	_, err := launch.Request(td, scheduler.Demand{}, "", cons, strats, nil)
 	return err
 }
 
@@ -106,7 +52,7 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 		return nil, err
 	}
 	name := aws.ToString(in.ServiceName)
-	if !nameRE.MatchString(name) {
+	if !records.NameRE.MatchString(name) {
 		return nil, invalidParam("Service name can have up to 255 letters (uppercase and lowercase), numbers, hyphens and underscores; got %q.", name)
 	}
 	sched := in.SchedulingStrategy
@@ -160,43 +106,37 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 		} else if ok && aws.ToString(existing.Service.Status) != "INACTIVE" {
 			return invalidParam("Creation of service was not idempotent.")
 		}
-		depID, err := newDeploymentID()
-		if err != nil {
-			return err
-		}
-		launch := in.LaunchType
-		if launch == "" {
-			launch = types.LaunchTypeEc2
+		launchType := in.LaunchType
+		if launchType == "" {
+			launchType = types.LaunchTypeEc2
 		}
 		svc := types.Service{
-			ServiceArn:              aws.String(s.serviceArn(cluster, name)),
+			ServiceArn:              aws.String(s.arns.Service(cluster, name)),
 			ServiceName:             aws.String(name),
-			ClusterArn:              aws.String(s.clusterArn(cluster)),
+			ClusterArn:              aws.String(s.arns.Cluster(cluster)),
 			Status:                  aws.String("ACTIVE"),
 			DesiredCount:            desired,
-			TaskDefinition:          p.td.TaskDefinitionArn,
-			LaunchType:              launch,
+			TaskDefinition:          p.TD.TaskDefinitionArn,
+			LaunchType:              launchType,
 			SchedulingStrategy:      sched,
 			DeploymentConfiguration: dc,
 			DeploymentController:    &types.DeploymentController{Type: types.DeploymentControllerTypeEcs},
 			PlacementConstraints:    nonNilConstraints(in.PlacementConstraints),
 			PlacementStrategy:       nonNilStrategies(strats),
 			CreatedAt:               aws.Time(c.now),
-			CreatedBy:               aws.String(fmt.Sprintf("arn:aws:iam::%s:user/%s", s.opts.AccountID, c.key.AccessKeyID)),
+			CreatedBy:               aws.String(s.arns.IAMUser(c.key.AccessKeyID)),
 			Tags:                    in.Tags,
 			PropagateTags:           in.PropagateTags,
 			EnableECSManagedTags:    in.EnableECSManagedTags,
 			Events:                  []types.ServiceEvent{},
 			LoadBalancers:           []types.LoadBalancer{},
 			ServiceRegistries:       []types.ServiceRegistry{},
-			Deployments: []types.Deployment{{
-				Id: aws.String(depID), Status: aws.String("PRIMARY"), TaskDefinition: p.td.TaskDefinitionArn,
-				DesiredCount: desired, CreatedAt: aws.Time(c.now), UpdatedAt: aws.Time(c.now), LaunchType: launch,
-				RolloutState: types.DeploymentRolloutStateInProgress, RolloutStateReason: aws.String("ECS deployment " + depID + " in progress."),
-			}},
 		}
-		rec := &serviceRecord{Service: svc, Cluster: cluster}
-		if err := s.putService(tx, rec); err != nil {
+		rec := &records.Service{Service: svc, Cluster: cluster}
+		if err := rec.StartDeployment(aws.ToString(p.TD.TaskDefinitionArn), c.now); err != nil {
+			return err
+		}
+		if err := records.Put(tx, rec); err != nil {
 			return err
 		}
 		out.Service = &rec.Service
@@ -205,7 +145,7 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 	if err != nil {
 		return nil, err
 	}
-	s.wakeServices()
+	c.wake = true
 	return out, nil
 }
 
@@ -313,15 +253,15 @@ func (s *Server) updateService(c *call, in *ecs.UpdateServiceInput) (smithy.Seri
 			if err != nil {
 				return err
 			}
-			tdArn = aws.ToString(p.td.TaskDefinitionArn)
+			tdArn = aws.ToString(p.TD.TaskDefinitionArn)
 		}
 		if tdArn != aws.ToString(svc.TaskDefinition) || in.ForceNewDeployment {
-			if err := startDeployment(rec, tdArn, c.now); err != nil {
+			if err := rec.StartDeployment(tdArn, c.now); err != nil {
 				return err
 			}
 		}
 		svc.Deployments[0].DesiredCount = svc.DesiredCount
-		if err := s.putService(tx, rec); err != nil {
+		if err := records.Put(tx, rec); err != nil {
 			return err
 		}
 		out.Service = svc
@@ -330,31 +270,8 @@ func (s *Server) updateService(c *call, in *ecs.UpdateServiceInput) (smithy.Seri
 	if err != nil {
 		return nil, err
 	}
-	s.wakeServices()
+	c.wake = true
 	return out, nil
-}
-
-// startDeployment makes a new PRIMARY deployment of tdArn; the previous
-// ones become ACTIVE and are drained by the controller.
-func startDeployment(rec *serviceRecord, tdArn string, now time.Time) error {
-	id, err := newDeploymentID()
-	if err != nil {
-		return err
-	}
-	svc := &rec.Service
-	for i := range svc.Deployments {
-		svc.Deployments[i].Status = aws.String("ACTIVE")
-		svc.Deployments[i].UpdatedAt = aws.Time(now)
-	}
-	d := types.Deployment{
-		Id: aws.String(id), Status: aws.String("PRIMARY"), TaskDefinition: aws.String(tdArn),
-		DesiredCount: svc.DesiredCount, CreatedAt: aws.Time(now), UpdatedAt: aws.Time(now), LaunchType: svc.LaunchType,
-		RolloutState: types.DeploymentRolloutStateInProgress, RolloutStateReason: aws.String("ECS deployment " + id + " in progress."),
-	}
-	svc.Deployments = append([]types.Deployment{d}, svc.Deployments...)
-	svc.TaskDefinition = aws.String(tdArn)
-	rec.Steady = false
-	return nil
 }
 
 func (s *Server) deleteService(c *call, in *ecs.DeleteServiceInput) (smithy.Serializable, error) {
@@ -393,7 +310,7 @@ func (s *Server) deleteService(c *call, in *ecs.DeleteServiceInput) (smithy.Seri
 		for i := range svc.Deployments {
 			svc.Deployments[i].DesiredCount = 0
 		}
-		if err := s.putService(tx, rec); err != nil {
+		if err := records.Put(tx, rec); err != nil {
 			return err
 		}
 		out.Service = svc
@@ -402,16 +319,16 @@ func (s *Server) deleteService(c *call, in *ecs.DeleteServiceInput) (smithy.Seri
 	if err != nil {
 		return nil, err
 	}
-	s.wakeServices()
+	c.wake = true
 	return out, nil
 }
 
 // countServiceTasks counts the service's unstopped tasks.
-func (s *Server) countServiceTasks(tx store.Tx, rec *serviceRecord) (int, error) {
+func (s *Server) countServiceTasks(tx store.Tx, rec *records.Service) (int, error) {
 	n := 0
 	group := "service:" + aws.ToString(rec.Service.ServiceName)
-	err := eachRecord(tx, store.Tasks, rec.Cluster+"/", func(t *taskRecord) error {
-		if aws.ToString(t.Task.Group) == group && unstopped(t) {
+	err := records.Each(tx, records.Tasks, rec.Cluster+"/", func(t *records.Task) error {
+		if aws.ToString(t.Task.Group) == group && t.Unstopped() {
 			n++
 		}
 		return nil
@@ -421,7 +338,7 @@ func (s *Server) countServiceTasks(tx store.Tx, rec *serviceRecord) (int, error)
 
 // withCounts fills the service's and its deployments' running and pending
 // counts from its tasks.
-func (s *Server) withCounts(tx store.Tx, rec *serviceRecord) (types.Service, error) {
+func (s *Server) withCounts(tx store.Tx, rec *records.Service) (types.Service, error) {
 	svc := rec.Service
 	deps := make([]types.Deployment, len(svc.Deployments))
 	copy(deps, svc.Deployments)
@@ -431,7 +348,7 @@ func (s *Server) withCounts(tx store.Tx, rec *serviceRecord) (types.Service, err
 		deps[i].RunningCount, deps[i].PendingCount = 0, 0
 	}
 	group := "service:" + aws.ToString(svc.ServiceName)
-	err := eachRecord(tx, store.Tasks, rec.Cluster+"/", func(t *taskRecord) error {
+	err := records.Each(tx, records.Tasks, rec.Cluster+"/", func(t *records.Task) error {
 		if aws.ToString(t.Task.Group) != group || aws.ToString(t.Task.DesiredStatus) == "STOPPED" {
 			return nil
 		}
@@ -471,10 +388,10 @@ func (s *Server) describeServices(c *call, in *ecs.DescribeServicesInput) (smith
 			return err
 		}
 		// ECS names a missing service by the ARN it would have.
-		failureArn := func(ref string) string { return s.serviceArn(cluster, arn.ResourceID(ref)) }
-		out.Failures, err = lookupEach(in.Services, func(ref string) (*serviceRecord, bool, error) {
+		failureArn := func(ref string) string { return s.arns.Service(cluster, arn.ResourceID(ref)) }
+		out.Failures, err = lookupEach(in.Services, func(ref string) (*records.Service, bool, error) {
 			return s.loadService(tx, cluster, ref)
-		}, failureArn, func(rec *serviceRecord) error {
+		}, failureArn, func(rec *records.Service) error {
 			svc, err := s.withCounts(tx, rec)
 			if err != nil {
 				return err
@@ -503,7 +420,7 @@ func (s *Server) listServices(c *call, in *ecs.ListServicesInput) (smithy.Serial
 			return nil, err
 		}
 		var arns []string
-		err := eachRecord(tx, store.Services, cluster+"/", func(rec *serviceRecord) error {
+		err := records.Each(tx, records.Services, cluster+"/", func(rec *records.Service) error {
 			svc := rec.Service
 			switch {
 			case aws.ToString(svc.Status) == "INACTIVE",
