@@ -72,18 +72,8 @@ func (s *Store) PutLogEvents(group, stream string, events []InputEvent) (*PutRes
 	var res *PutResult
 	err := s.st.Update(func(tx store.Tx) error {
 		res = &PutResult{}
-		var g groupRecord
-		if ok, err := getRecord(tx, groupsBucket, group, &g); err != nil || !ok {
-			if err == nil {
-				return apiErr(errNotFound, "The specified log group does not exist.")
-			}
-			return err
-		}
-		var st streamRecord
-		if ok, err := getRecord(tx, streamsBucket, streamKey(group, stream), &st); err != nil || !ok {
-			if err == nil {
-				return apiErr(errNotFound, "The specified log stream does not exist.")
-			}
+		g, st, err := loadStream(tx, group, stream)
+		if err != nil {
 			return err
 		}
 		prefix := eventsPrefix(group, stream)
@@ -171,7 +161,7 @@ func (s *Store) getLogEvents(in getEventsInput) (any, error) {
 	)
 	err := s.st.View(func(tx store.Tx) error {
 		events = nil
-		if err := streamExists(tx, in.LogGroupName, in.LogStreamName); err != nil {
+		if _, _, err := loadStream(tx, in.LogGroupName, in.LogStreamName); err != nil {
 			return err
 		}
 		inRange := func(k []byte) bool {
@@ -244,24 +234,6 @@ func (s *Store) getLogEvents(in getEventsInput) (any, error) {
 		NextForwardToken  string        `json:"nextForwardToken"`
 		NextBackwardToken string        `json:"nextBackwardToken"`
 	}{events, fwdTok, backTk}, nil
-}
-
-// streamExists fails with ResourceNotFoundException for a missing group
-// or stream.
-func streamExists(tx store.Tx, group, stream string) error {
-	if ok, err := getRecord(tx, groupsBucket, group, &groupRecord{}); err != nil || !ok {
-		if err == nil {
-			return apiErr(errNotFound, "The specified log group does not exist.")
-		}
-		return err
-	}
-	if ok, err := getRecord(tx, streamsBucket, streamKey(group, stream), &streamRecord{}); err != nil || !ok {
-		if err == nil {
-			return apiErr(errNotFound, "The specified log stream does not exist.")
-		}
-		return err
-	}
-	return nil
 }
 
 func decodeEvent(k, v []byte) outputEvent {

@@ -28,10 +28,7 @@ func (s *Store) CreateLogGroup(name string) error {
 // deleteLogGroup deletes a group with its streams and events.
 func (s *Store) deleteLogGroup(name string) error {
 	return s.st.Update(func(tx store.Tx) error {
-		if ok, err := getRecord(tx, groupsBucket, name, &groupRecord{}); err != nil || !ok {
-			if err == nil {
-				return apiErr(errNotFound, "The specified log group does not exist.")
-			}
+		if _, err := loadGroup(tx, name); err != nil {
 			return err
 		}
 		if err := tx.Delete(groupsBucket, name); err != nil {
@@ -63,11 +60,8 @@ func (s *Store) putRetention(name string, days int32) error {
 		return apiErr(errInvalid, "1 validation error detected: Value '%d' at 'retentionInDays' failed to satisfy constraint: Member must satisfy enum value set: %v", days, retentionDays)
 	}
 	return s.st.Update(func(tx store.Tx) error {
-		var rec groupRecord
-		if ok, err := getRecord(tx, groupsBucket, name, &rec); err != nil || !ok {
-			if err == nil {
-				return apiErr(errNotFound, "The specified log group does not exist.")
-			}
+		rec, err := loadGroup(tx, name)
+		if err != nil {
 			return err
 		}
 		rec.RetentionDays = days
@@ -137,10 +131,7 @@ func (s *Store) CreateLogStream(group, stream string) error {
 		return err
 	}
 	return s.st.Update(func(tx store.Tx) error {
-		if ok, err := getRecord(tx, groupsBucket, group, &groupRecord{}); err != nil || !ok {
-			if err == nil {
-				return apiErr(errNotFound, "The specified log group does not exist.")
-			}
+		if _, err := loadGroup(tx, group); err != nil {
 			return err
 		}
 		if ok, err := getRecord(tx, streamsBucket, streamKey(group, stream), &streamRecord{}); err != nil || ok {
@@ -176,10 +167,7 @@ type logStreamOut struct {
 // streamsOf calls fn for each stream of group whose name starts with
 // prefix, in name order; ResourceNotFoundException if the group is missing.
 func streamsOf(tx store.Tx, group, prefix string, fn func(st *streamRecord) error) error {
-	if ok, err := getRecord(tx, groupsBucket, group, &groupRecord{}); err != nil || !ok {
-		if err == nil {
-			return apiErr(errNotFound, "The specified log group does not exist.")
-		}
+	if _, err := loadGroup(tx, group); err != nil {
 		return err
 	}
 	return store.ForEach(tx, streamsBucket, streamsPrefix(group)+prefix, func(_ string, raw []byte) error {

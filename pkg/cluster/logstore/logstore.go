@@ -159,6 +159,35 @@ func getRecord(tx store.Tx, b store.Bucket, key string, v any) (ok bool, err err
 	return err == nil, err
 }
 
+// loadGroup reads a group; ResourceNotFoundException if it is missing.
+func loadGroup(tx store.Tx, name string) (*groupRecord, error) {
+	var g groupRecord
+	if ok, err := getRecord(tx, groupsBucket, name, &g); err != nil || !ok {
+		if err == nil {
+			err = apiErr(errNotFound, "The specified log group does not exist.")
+		}
+		return nil, err
+	}
+	return &g, nil
+}
+
+// loadStream reads a stream of an existing group;
+// ResourceNotFoundException if either is missing.
+func loadStream(tx store.Tx, group, stream string) (*groupRecord, *streamRecord, error) {
+	g, err := loadGroup(tx, group)
+	if err != nil {
+		return nil, nil, err
+	}
+	var st streamRecord
+	if ok, err := getRecord(tx, streamsBucket, streamKey(group, stream), &st); err != nil || !ok {
+		if err == nil {
+			err = apiErr(errNotFound, "The specified log stream does not exist.")
+		}
+		return nil, nil, err
+	}
+	return g, &st, nil
+}
+
 // SweepRetention deletes events older than their group's retention and
 // returns how many it deleted. RunRetention calls it periodically.
 func (s *Store) SweepRetention() (int, error) {

@@ -140,6 +140,13 @@ func TestAPIThroughTheSDK(t *testing.T) {
 	if err != nil || len(tail.Events) != 2 || aws.ToString(tail.Events[1].Message) != fmt.Sprintf("line %d", n-1) {
 		t.Fatalf("tail: %v %+v", err, tail)
 	}
+	// The backward token pages further back, oldest first within a page.
+	back, err := c.GetLogEvents(ctx, &cloudwatchlogs.GetLogEventsInput{LogGroupName: aws.String("/ecs/app"), LogStreamName: aws.String("web/app/t1"),
+		Limit: aws.Int32(2), NextToken: tail.NextBackwardToken})
+	if err != nil || len(back.Events) != 2 || aws.ToString(back.Events[0].Message) != fmt.Sprintf("line %d", n-4) ||
+		aws.ToString(back.Events[1].Message) != fmt.Sprintf("line %d", n-3) {
+		t.Fatalf("one page back from the tail: %v %+v", err, back)
+	}
 
 	fl, err := c.FilterLogEvents(ctx, &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String("/ecs/app"), FilterPattern: aws.String(`"line 2499" -24990`)})
 	if err != nil {
@@ -177,6 +184,20 @@ func TestAPIThroughTheSDK(t *testing.T) {
 	}
 	if _, err := c.GetLogEvents(ctx, &cloudwatchlogs.GetLogEventsInput{LogGroupName: aws.String("/ecs/app"), LogStreamName: aws.String("web/app/t1")}); !errors.As(err, &notFound) {
 		t.Fatalf("GetLogEvents after DeleteLogGroup: %v, want ResourceNotFoundException", err)
+	}
+	// A group created again under the name starts empty: the deletion took
+	// its streams and events along.
+	if _, err := c.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String("/ecs/app")}); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err := c.DescribeLogStreams(ctx, &cloudwatchlogs.DescribeLogStreamsInput{LogGroupName: aws.String("/ecs/app")}); err != nil || len(ds.LogStreams) != 0 {
+		t.Fatalf("streams of the recreated group: %v %+v", err, ds)
+	}
+	if _, err := c.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: aws.String("/ecs/app"), LogStreamName: aws.String("web/app/t1")}); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := c.GetLogEvents(ctx, &cloudwatchlogs.GetLogEventsInput{LogGroupName: aws.String("/ecs/app"), LogStreamName: aws.String("web/app/t1")}); err != nil || len(ev.Events) != 0 {
+		t.Fatalf("events of the recreated stream: %v, %d events", err, len(ev.Events))
 	}
 }
 
