@@ -47,7 +47,7 @@ fuzz:
 	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzParseEnvFile -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/api -run '^$$' -fuzz FuzzDecodeFrame -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/api -run '^$$' -fuzz FuzzDecodeDockerConfig -fuzztime $(FUZZTIME)
-	$(GO) test ./pkg/cluster/api -run '^$$' -fuzz FuzzRequestDecoding -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/cluster/ecsapi -run '^$$' -fuzz FuzzRequestDecoding -fuzztime $(FUZZTIME)
 
 # bench: every benchmark of docs/benchmarks.md, each against its raw baseline
 # in the same run (root; the programs under bench/cmd start their own

@@ -49,7 +49,7 @@ func rules() []rule {
 			from: []string{"pkg/cluster/..."}, fromExcept: []string{"pkg/cluster"}, to: []string{"pkg/cluster"}},
 		{why: "records, launch, servicectl and awsproto stay below the APIs and the session server",
 			from: []string{"pkg/cluster/records", "pkg/cluster/launch", "pkg/cluster/servicectl", "pkg/cluster/awsproto"},
-			to: []string{"pkg/cluster/ecsapi", "pkg/cluster/acs", "pkg/cluster/logstore", "pkg/cluster/roles"}, transitive: true},
+			to:   []string{"pkg/cluster/ecsapi", "pkg/cluster/acs", "pkg/cluster/logstore", "pkg/cluster/roles"}, transitive: true},
 		{why: "only the store implementation (pkg/cluster/store/boltstore) imports bbolt: the endpoint works on the store interface, so a replicated store can replace it",
 			from: []string{"pkg/cluster/..."}, fromExcept: []string{"pkg/cluster/store/boltstore"}, toExternal: []string{"go.etcd.io/bbolt"}},
 		{why: "only pkg/cluster and the log store open a store implementation; everything else takes a store.Store",

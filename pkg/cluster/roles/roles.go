@@ -5,8 +5,10 @@
 // IAMRoleCredentialsMessage frames before the credentials expire until the
 // agent acknowledges them.
 //
-// It is imported by the cluster endpoint (placement, ACS session server)
-// and dev mode; it imports no agent package except pkg/api.
+// pkg/cluster builds the Broker from the declared roles and wires it to the
+// ECS API (role validation) and the ACS session server (credentials in
+// payloads, refreshes); pkg/cluster/config and dev mode import it for
+// RoleConfig and DevRole. It imports no agent package except pkg/api.
 package roles
 
 import (

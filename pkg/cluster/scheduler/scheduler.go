@@ -3,7 +3,10 @@
 // ordered strategies), the cluster query language used by memberOf
 // constraints and ListContainerInstances filters, and the choice of tasks
 // to stop on scale-in. It is pure logic over plain values (no store, no ECS
-// types) and is imported by pkg/cluster/api and pkg/cluster/service.
+// types, no other Berth package); pkg/cluster/launch builds its inputs from
+// the records, and it is imported by launch, the ECS API (ecsapi: StartTask's
+// checks, ListContainerInstances filters, request validation), the service
+// controller (servicectl: scale-in) and records (a task's Demand).
 package scheduler
 
 import (
