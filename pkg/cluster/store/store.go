@@ -4,14 +4,17 @@
 // nothing. It holds no schema (the buckets and keys of the ECS records are
 // pkg/cluster/records'; the access keys are pkg/cluster/auth's; the log
 // store's are pkg/cluster/logstore's) and no storage engine: boltstore is the
-// embedded implementation (one bbolt file, the default and dev mode's), and
-// a replicated implementation on etcd transactions is the next one.
+// embedded implementation (one bbolt file, the default and dev mode's);
+// etcdstore is the replicated one (etcd transactions, optimistic and
+// retried), which also implements Watcher so that every replica learns of
+// the changes the others commit.
 //
 // Every package of the endpoint that keeps state imports it; only
 // pkg/cluster (which opens the stores) imports an implementation.
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -61,6 +64,27 @@ type Store interface {
 	View(fn func(Tx) error) error
 	Update(fn func(Tx) error) error
 	Close() error
+}
+
+// Change is one committed write to a record, as a Watcher reports it.
+type Change struct {
+	Bucket Bucket
+	Key    string
+	// Prev is the record before the write (nil: it was created); Value the
+	// record after it (nil: it was deleted).
+	Prev, Value []byte
+	// Lost, set alone, says that changes were missed (the store no longer
+	// holds their history): the consumer must re-read what it tracks.
+	Lost bool
+}
+
+// Watcher is the optional interface of a store that other processes write
+// too (etcdstore): Watch calls fn, in commit order, for every change to the
+// records of buckets committed after Watch was called, by any writer, until
+// ctx ends; it then returns nil. An embedded store has no other writer and
+// does not implement it: its writers tell their consumers directly.
+type Watcher interface {
+	Watch(ctx context.Context, buckets []Bucket, fn func(Change)) error
 }
 
 // ForEach calls fn for every record of b whose key starts with prefix, in
