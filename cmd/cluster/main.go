@@ -121,7 +121,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	ep, err := cluster.Open(ctx, cluster.Options{
 		Listen: cfg.Listen, TLSCertFile: cfg.TLSCert, TLSKeyFile: cfg.TLSKey, InsecureHTTP: cfg.InsecureHTTP,
 		Region: cfg.Region, AccountID: cfg.AccountID, DataDir: cfg.DataDir, PollEndpoint: cfg.PollEndpoint,
-		Roles: cfg.Roles, Logger: logger,
+		Roles: cfg.Roles, Logger: logger, Etcd: etcdOptions(cfg),
 	})
 	if err != nil {
 		return err
@@ -156,8 +156,20 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-// keysDataDir parses --config/--data-dir and returns the data directory.
-func keysFlags(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*flag.FlagSet, string, error) {
+// etcdOptions are the endpoint's etcd settings when cfg says store = "etcd".
+func etcdOptions(cfg config.Config) *cluster.EtcdOptions {
+	if cfg.Store != "etcd" {
+		return nil
+	}
+	e := cfg.Etcd
+	return &cluster.EtcdOptions{Endpoints: e.Endpoints, CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile,
+		Prefix: e.Prefix, MaxTxnOps: e.MaxTxnOps, KEKFile: e.KEKFile, Replica: e.Replica,
+		LeaseTTL: time.Duration(e.LeaseTTL) * time.Second}
+}
+
+// keysFlags parses --config/--data-dir and returns the data directory, and
+// the etcd settings when the configuration keeps the keys in etcd.
+func keysFlags(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*flag.FlagSet, string, *cluster.EtcdOptions, error) {
 	fs := flag.NewFlagSet("keys "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", config.DefaultPath, "configuration file (for data_dir)")
@@ -166,16 +178,16 @@ func keysFlags(name string, args []string, stderr io.Writer, extra func(*flag.Fl
 		extra(fs)
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, "", usageError{err.Error()}
+		return nil, "", nil, usageError{err.Error()}
 	}
 	if *dataDir != "" {
-		return fs, *dataDir, nil
+		return fs, *dataDir, nil, nil
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	return fs, cfg.DataDir, nil
+	return fs, cfg.DataDir, etcdOptions(cfg), nil
 }
 
 func keys(args []string, stdout, stderr io.Writer) error {
@@ -187,11 +199,16 @@ func keys(args []string, stdout, stderr io.Writer) error {
 	if args[0] == "create" {
 		extra = func(fs *flag.FlagSet) { fs.StringVar(&role, "role", "", "admin or agent") }
 	}
-	fs, dataDir, err := keysFlags(args[0], args[1:], stderr, extra)
+	fs, dataDir, etcd, err := keysFlags(args[0], args[1:], stderr, extra)
 	if err != nil {
 		return err
 	}
-	keyring, err := cluster.OpenKeyring(dataDir)
+	var keyring cluster.KeyAdmin
+	if etcd != nil {
+		keyring, err = cluster.OpenKeyringEtcd(context.Background(), etcd)
+	} else {
+		keyring, err = cluster.OpenKeyring(dataDir)
+	}
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,9 @@ func rules() []rule {
 			from: []string{"pkg/cluster/..."}, fromExcept: []string{"pkg/cluster/store/boltstore"}, toExternal: []string{"go.etcd.io/bbolt"}},
 		{why: "only pkg/cluster and the log store open a store implementation; everything else takes a store.Store",
 			from: []string{"..."}, fromExcept: []string{"pkg/cluster", "pkg/cluster/logstore", "pkg/cluster/store/..."},
-			to: []string{"pkg/cluster/store/boltstore"}},
+			to: []string{"pkg/cluster/store/boltstore", "pkg/cluster/store/etcdstore"}},
+		{why: "only the etcd store (pkg/cluster/store/etcdstore) imports the etcd client: watches and elections go through it too",
+			from: []string{"..."}, fromExcept: []string{"pkg/cluster/store/etcdstore"}, toExternal: []string{"go.etcd.io/etcd/"}},
 		{why: "pkg/cluster/scheduler is pure placement logic: it imports no other Berth package",
 			from: []string{"pkg/cluster/scheduler"}, to: []string{"..."}, toExcept: []string{"pkg/cluster/scheduler"}, transitive: true},
 		{why: "pkg/engine never talks to the endpoint; pkg/registration does",
@@ -209,6 +211,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/cluster/records"), Imports: []string{"go.etcd.io/bbolt"}},
 		{ImportPath: m("pkg/cluster/ecsapi"), Imports: []string{m("pkg/cluster/store/boltstore")}},
 		{ImportPath: m("pkg/cluster/scheduler"), Deps: []string{m("pkg/cluster/store")}},
+		{ImportPath: m("pkg/cluster/acs"), Imports: []string{"go.etcd.io/etcd/client/v3"}},
 	}
 	got := violations(bad, rules())
 	want := []string{
@@ -233,6 +236,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		m("pkg/cluster/records") + " imports go.etcd.io/bbolt",
 		m("pkg/cluster/ecsapi") + " imports " + m("pkg/cluster/store/boltstore"),
 		m("pkg/cluster/scheduler") + " imports " + m("pkg/cluster/store"),
+		m("pkg/cluster/acs") + " imports go.etcd.io/etcd/client/v3",
 	}
 	slices.Sort(want)
 	if len(got) != len(want) {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/pkg/cluster/auth"
-	"github.com/berth-dev/berth/pkg/cluster/store/boltstore"
 )
 
 // AdminSocket is the unix socket, inside the data directory, on which a
@@ -62,9 +61,20 @@ func OpenKeyring(dataDir string) (KeyAdmin, error) {
 	return &fileAdmin{Keyring: kr, db: db}, nil
 }
 
+// OpenKeyringEtcd returns a KeyAdmin on the etcd store of o: the replicas
+// share their keys through etcd, so any host with the configuration and
+// the key-encryption key manages them, whether a replica runs there or not.
+func OpenKeyringEtcd(ctx context.Context, o *EtcdOptions) (KeyAdmin, error) {
+	st, kr, _, err := openEtcd(ctx, o, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &fileAdmin{Keyring: kr, db: st}, nil
+}
+
 type fileAdmin struct {
 	*auth.Keyring
-	db *boltstore.DB
+	db io.Closer
 }
 
 var _ KeyAdmin = (*fileAdmin)(nil)

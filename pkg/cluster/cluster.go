@@ -1,7 +1,7 @@
 // Package cluster builds and runs Berth's self-contained cluster endpoint,
 // one of Berth's two products (the other is the agent). Open builds
 // everything the endpoint runs from one Options value: the store (bbolt,
-// cluster.db), the access keys and SigV4 verification, the AWS protocol
+// cluster.db; or etcd, shared by several replicas: replicas.go), the access keys and SigV4 verification, the AWS protocol
 // router with the ECS API and the CloudWatch Logs-compatible log store, the
 // task role credentials broker, the ACS/TCS session server, and the
 // background workers (service controller, pruning of stopped tasks, log
@@ -39,6 +39,7 @@ import (
 	"github.com/berth-dev/berth/pkg/cluster/servicectl"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 	"github.com/berth-dev/berth/pkg/cluster/store/boltstore"
+	"github.com/berth-dev/berth/pkg/cluster/store/etcdstore"
 )
 
 // StoreFile is the name of the bbolt file inside the data directory.
@@ -90,12 +91,25 @@ type Options struct {
 	// Notifier, when set, is told about every committed task change as the
 	// session server is (tests watch deliveries with it).
 	Notifier ecsapi.TaskNotifier
+	// Etcd, when set, keeps the records and keys in etcd, shared with the
+	// other replicas, instead of cluster.db; the once-per-cluster workers
+	// then run on the elected leader only. DataDir still holds logs.db and
+	// the admin socket.
+	Etcd *EtcdOptions
 }
 
 // Endpoint is an open cluster endpoint.
 type Endpoint struct {
-	opts     Options
-	db       *boltstore.DB
+	opts Options
+	db   store.Store
+	// etcd is db on etcd (nil on bbolt): its watch and election.
+	etcd *etcdstore.Store
+	// replica is this process's id among the replicas ("" on bbolt).
+	replica string
+	leader  leadership
+	// idKey derives credentials ids; on bbolt it is read from the data
+	// directory when roles are declared.
+	idKey    []byte
 	keys     *auth.Keyring
 	logs     *logstore.Store
 	sessions *acs.Server // nil with NoAgentSessions
@@ -106,9 +120,11 @@ type Endpoint struct {
 	adminLn net.Listener
 }
 
-// Buckets lists the buckets of cluster.db: the ECS records and the access
-// keys.
-func Buckets() []store.Bucket { return append(records.Buckets(), auth.KeysBucket) }
+// Buckets lists the buckets of cluster.db: the ECS records, the access
+// keys and the agents' session records.
+func Buckets() []store.Bucket {
+	return append(records.Buckets(), auth.KeysBucket, acs.SessionsBucket)
+}
 
 // OpenStore opens the data directory's store and keyring without serving;
 // `berth-cluster keys` uses it.
@@ -149,11 +165,26 @@ func Open(ctx context.Context, opts Options) (*Endpoint, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	db, kr, err := OpenStore(opts.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("open cluster endpoint: %w", err)
+	e := &Endpoint{opts: opts, leader: soleReplica{}}
+	if opts.Etcd != nil {
+		if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("open cluster endpoint: create data directory: %w", err)
+		}
+		st, kr, idKey, err := openEtcd(ctx, opts.Etcd, opts.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("open cluster endpoint: %w", err)
+		}
+		e.db, e.etcd, e.keys, e.idKey = st, st, kr, idKey
+		e.replica = replicaID(opts.Etcd.Replica)
+		e.leader = etcdElection{st: st, o: etcdstore.LeadOptions{ID: e.replica, LeaseTTL: opts.Etcd.LeaseTTL}}
+		opts.Logger.Info("store: etcd", "endpoints", opts.Etcd.Endpoints, "prefix", st.Prefix(), "replica", e.replica)
+	} else {
+		db, kr, err := OpenStore(opts.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("open cluster endpoint: %w", err)
+		}
+		e.db, e.keys = db, kr
 	}
-	e := &Endpoint{opts: opts, db: db, keys: kr}
 	if err := e.build(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("open cluster endpoint: %w", err), e.Close())
 	}
@@ -177,14 +208,19 @@ func (e *Endpoint) build(ctx context.Context) error {
 	notifiers := taskNotifiers{}
 	if !o.NoAgentSessions {
 		ao := o.ACS
-		ao.Store, ao.Verifier, ao.Logger = e.db, verifier, o.Logger
+		ao.Store, ao.Verifier, ao.Logger, ao.Replica = e.db, verifier, o.Logger, e.replica
 		if e.broker != nil {
 			ao.Credentials = e.broker
 		}
 		if e.sessions, err = acs.New(ao); err != nil {
 			return err
 		}
-		notifiers = append(notifiers, e.sessions)
+		if e.etcd == nil {
+			// With replicas the session server learns of every change,
+			// this replica's too, from the store's watch (runWatch): told
+			// here as well, it would send each payload twice.
+			notifiers = append(notifiers, e.sessions)
+		}
 	}
 	if o.Notifier != nil {
 		notifiers = append(notifiers, o.Notifier)
@@ -233,9 +269,11 @@ func (e *Endpoint) newBroker(ctx context.Context) (*roles.Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := roles.LoadIDKey(o.DataDir)
-	if err != nil {
-		return nil, err
+	key := e.idKey
+	if key == nil {
+		if key, err = roles.LoadIDKey(o.DataDir); err != nil {
+			return nil, err
+		}
 	}
 	return roles.NewBroker(roles.BrokerOptions{Issuer: issuer, IDKey: key,
 		Refresher: roles.RefresherOptions{Logger: o.Logger},

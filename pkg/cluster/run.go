@@ -20,36 +20,78 @@ import (
 type worker struct {
 	name string
 	run  func(ctx context.Context) error
+	// everyReplica work runs on each replica (its state is the replica's
+	// own); the rest runs once per cluster, on the leader.
+	everyReplica bool
 }
 
-// workers lists the endpoint's background work. All of it must run once
-// per cluster: with a replicated store it will run on the elected leader
-// only (the log retention sweep excepted, whose store is per replica).
+// workers lists the endpoint's background work. New work joins by being
+// listed here: once per cluster (the default) or on every replica. On
+// bbolt the one process always leads; on etcd the once-per-cluster work
+// runs on the elected leader and moves when it dies (replicas.go).
 func (e *Endpoint) workers() []worker {
 	ws := []worker{
-		{"service controller", e.services.Run},
-		{"stopped-task pruner", e.runPruner},
-		{"log retention", func(ctx context.Context) error {
+		{name: "service controller", run: e.services.Run},
+		{name: "stopped-task pruner", run: e.runPruner},
+		// Each replica has its own log store (logs.db).
+		{name: "log retention", everyReplica: true, run: func(ctx context.Context) error {
 			e.logs.RunRetention(ctx, time.Hour, func(err error) { e.opts.Logger.Warn("log retention sweep failed", "err", err) })
 			return nil
 		}},
 	}
 	if e.broker != nil {
-		ws = append(ws, worker{"task role credentials refresh", e.broker.Run})
+		// Credentials are issued by the replica that sends a task's
+		// payload and kept in its memory, so each replica refreshes those
+		// it issued (its agents'); an agent that moves gets fresh ones,
+		// under the same credentials id, from its new replica.
+		ws = append(ws, worker{name: "task role credentials refresh", run: e.broker.Run, everyReplica: e.etcd != nil})
+	}
+	if e.etcd != nil {
+		ws = append(ws, worker{name: "store watch", run: e.runWatch, everyReplica: true})
+		if e.sessions != nil {
+			ws = append(ws, worker{name: "agent session sweep", run: e.runSessionSweep})
+		}
 	}
 	return ws
 }
 
 // Run runs the endpoint's background work until ctx ends: the service
-// controller, the pruning of old STOPPED tasks, the log retention sweep and,
-// with task roles, the refresh of their credentials. It returns nil when ctx
-// ends, or the first worker's failure (having stopped the others). Serve
-// runs it; an embedder that serves Handler on its own listener (dev mode)
-// runs it itself.
+// controller, the pruning of old STOPPED tasks, the log retention sweep,
+// with task roles the refresh of their credentials, and with replicas the
+// store watch and the sweep of dead replicas' agent sessions. The
+// once-per-cluster part runs while this replica leads. It returns nil when
+// ctx ends, or the first worker's failure (having stopped the others).
+// Serve runs it; an embedder that serves Handler on its own listener (dev
+// mode) runs it itself.
 func (e *Endpoint) Run(ctx context.Context) error {
+	var mine, leaders []worker
+	for _, w := range e.workers() {
+		if w.everyReplica {
+			mine = append(mine, w)
+		} else {
+			leaders = append(leaders, w)
+		}
+	}
+	mine = append(mine, worker{name: "leader's work", run: func(ctx context.Context) error {
+		err := e.leader.lead(ctx, func(lctx context.Context) error {
+			if e.etcd != nil {
+				e.opts.Logger.Info("this replica leads: running the once-per-cluster work", "replica", e.replica)
+			}
+			return e.runWorkers(lctx, leaders)
+		})
+		if err == nil && ctx.Err() == nil {
+			err = errors.New("leadership ended")
+		}
+		return err
+	}})
+	return e.runWorkers(ctx, mine)
+}
+
+// runWorkers runs ws until ctx ends (then it returns nil) or one of them
+// fails (then it stops the others and returns that failure).
+func (e *Endpoint) runWorkers(ctx context.Context, ws []worker) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ws := e.workers()
 	done := make(chan error, len(ws))
 	for _, w := range ws {
 		go func() {
@@ -72,6 +114,18 @@ func (e *Endpoint) Run(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// Replica is this process's id among the replicas; "" alone on bbolt.
+func (e *Endpoint) Replica() string { return e.replica }
+
+// Leader returns the id of the replica that runs the once-per-cluster work
+// now: this one alone on bbolt, the elected one on etcd ("" while none is).
+func (e *Endpoint) Leader() (string, error) {
+	if e.etcd == nil {
+		return e.replica, nil
+	}
+	return e.etcd.Leader()
 }
 
 // errWorkerStopped marks a worker that returned while it should have run.

@@ -84,7 +84,12 @@ type Options struct {
 	DropAck func(instanceArn, messageID string) bool
 	// Credentials, when set, issues task role credentials into payloads.
 	Credentials CredentialsBroker
-	Logger      *slog.Logger
+	// Replica, set when several replicas share the store, names this one
+	// (unique per process): sessions are then recorded per replica
+	// (replicas.go) and agentConnected is not reset at start, since other
+	// replicas hold sessions. Empty means the only endpoint on its store.
+	Replica string
+	Logger  *slog.Logger
 }
 
 // maxAgentFrame bounds one websocket message from an agent; a larger one
@@ -128,8 +133,10 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if err := clearAgentConnected(o.Store); err != nil {
-		return nil, fmt.Errorf("ACS server: reset agentConnected: %w", err)
+	if o.Replica == "" {
+		if err := clearAgentConnected(o.Store); err != nil {
+			return nil, fmt.Errorf("ACS server: reset agentConnected: %w", err)
+		}
 	}
 	return &Server{
 		o:        o,
@@ -273,18 +280,26 @@ func (s *Server) register(ctx context.Context, conn *websocket.Conn, instanceArn
 	if old != nil {
 		old.cancel()
 	}
-	s.recordConnected(instanceArn)
+	s.recordConnected(sess, true)
 	return sess
 }
 
-// recordConnected writes whether the instance has a session now. Writes are
+// recordConnected writes whether the instance has a session now, after
+// sess started (connected) or ended. Alone on its store, writes are
 // serialised and each reads the current state, so the last one written is
-// right even when a session ends while its successor starts.
-func (s *Server) recordConnected(instanceArn string) {
-	s.flagMu.Lock()
-	defer s.flagMu.Unlock()
-	if err := setAgentConnected(s.o.Store, instanceArn, s.Connected(instanceArn)); err != nil {
-		s.o.Logger.Error("record agentConnected", "instance", instanceArn, "err", err)
+// right even when a session ends while its successor starts; with
+// replicas, the session record decides (recordReplicaSession).
+func (s *Server) recordConnected(sess *session, connected bool) {
+	var err error
+	if s.o.Replica != "" {
+		err = s.recordReplicaSession(sess, connected)
+	} else {
+		s.flagMu.Lock()
+		err = setAgentConnected(s.o.Store, sess.instanceArn, s.Connected(sess.instanceArn))
+		s.flagMu.Unlock()
+	}
+	if err != nil {
+		s.o.Logger.Error("record agentConnected", "instance", sess.instanceArn, "err", err)
 	}
 }
 
@@ -297,7 +312,7 @@ func (s *Server) unregister(sess *session) {
 	}
 	s.mu.Unlock()
 	if last {
-		s.recordConnected(sess.instanceArn)
+		s.recordConnected(sess, false)
 	}
 	s.wg.Done()
 }

@@ -28,6 +28,7 @@ type outgoing struct {
 // heartbeats and the rotation CloseMessage.
 type session struct {
 	srv                     *Server
+	id                      string // unique, for the replicas' session records
 	conn                    *websocket.Conn
 	instanceArn, clusterArn string
 	ctx                     context.Context
@@ -42,7 +43,7 @@ type session struct {
 }
 
 func newSession(ctx context.Context, cancel context.CancelFunc, srv *Server, conn *websocket.Conn, instanceArn, clusterArn string) *session {
-	return &session{srv: srv, conn: conn, instanceArn: instanceArn, clusterArn: clusterArn,
+	return &session{srv: srv, id: newMessageID(), conn: conn, instanceArn: instanceArn, clusterArn: clusterArn,
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1)}
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -46,6 +47,33 @@ type Config struct {
 	// tables; see docs/iam.md). None declared means any role is accepted
 	// and no credentials are issued.
 	Roles []roles.RoleConfig `toml:"roles"`
+	// Store is where the records and keys are kept: "bbolt" (cluster.db in
+	// data_dir, one endpoint) or "etcd" (shared by several replicas; the
+	// [etcd] table).
+	Store string `toml:"store"`
+	Etcd  Etcd   `toml:"etcd"`
+}
+
+// Etcd is the [etcd] table: the etcd cluster the replicas share.
+type Etcd struct {
+	// Endpoints are the members' client URLs (https://10.0.0.1:2379).
+	Endpoints []string `toml:"endpoints"`
+	// CertFile and KeyFile are this replica's TLS client certificate;
+	// CAFile verifies the members'.
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	CAFile   string `toml:"ca_file"`
+	// Prefix is put before every key; clusters sharing an etcd differ in it.
+	Prefix string `toml:"prefix"`
+	// MaxTxnOps is the members' --max-txn-ops (0: etcd's default, 128).
+	MaxTxnOps int `toml:"max_txn_ops"`
+	// KEKFile is the key-encryption key (32 bytes, 0600), the same file on
+	// every replica.
+	KEKFile string `toml:"kek_file"`
+	// Replica names this replica; empty means the host name.
+	Replica string `toml:"replica"`
+	// LeaseTTL is the replica's session lease in seconds (0: 5).
+	LeaseTTL int `toml:"lease_ttl"`
 }
 
 // Defaults returns the settings used where the file says nothing.
@@ -56,6 +84,7 @@ func Defaults() Config {
 		DataDir:   "/var/lib/berth-cluster",
 		LogLevel:  "info",
 		LogFormat: "logfmt",
+		Store:     "bbolt",
 	}
 }
 
@@ -106,7 +135,11 @@ func Parse(path string, data []byte) (Config, error) {
 		problems = append(problems, fmt.Sprintf("%s: %s: %s", where, key, fmt.Sprintf(format, args...)))
 	}
 	for _, k := range md.Undecoded() {
-		add(k.String(), "unknown setting; allowed: listen, tls_cert, tls_key, insecure_http, region, account_id, data_dir, poll_endpoint, log_level, log_format, roles")
+		if strings.HasPrefix(k.String(), "etcd.") {
+			add(k.String(), "unknown setting; allowed in [etcd]: endpoints, cert_file, key_file, ca_file, prefix, max_txn_ops, kek_file, replica, lease_ttl")
+			continue
+		}
+		add(k.String(), "unknown setting; allowed: listen, tls_cert, tls_key, insecure_http, region, account_id, data_dir, poll_endpoint, log_level, log_format, roles, store, etcd")
 	}
 	if _, port, err := net.SplitHostPort(cfg.Listen); err != nil || port == "" {
 		add("listen", "%q is not host:port (e.g. \":8443\" or \"127.0.0.1:8443\")", cfg.Listen)
@@ -146,10 +179,56 @@ func Parse(path string, data []byte) (Config, error) {
 			add("roles", "%v", err)
 		}
 	}
+	switch cfg.Store {
+	case "bbolt":
+		if md.IsDefined("etcd") {
+			add("etcd", "an [etcd] table needs store = \"etcd\"")
+		}
+	case "etcd":
+		validateEtcd(cfg.Etcd, add)
+	default:
+		add("store", "%q: allowed are bbolt (one endpoint, cluster.db) and etcd (replicas)", cfg.Store)
+	}
 	if len(problems) > 0 {
 		return Config{}, &Error{Problems: problems}
 	}
 	return cfg, nil
+}
+
+// validateEtcd checks the [etcd] table of store = "etcd".
+func validateEtcd(e Etcd, add func(key, format string, args ...any)) {
+	if len(e.Endpoints) == 0 {
+		add("etcd.endpoints", "required with store = \"etcd\": the members' client URLs, e.g. [\"https://10.0.0.1:2379\"]")
+	}
+	for _, ep := range e.Endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Port() == "" {
+			add("etcd.endpoints", "%q is not a URL like https://10.0.0.1:2379", ep)
+		}
+	}
+	if (e.CertFile == "") != (e.KeyFile == "") {
+		add("etcd.key_file", "cert_file and key_file must be set together")
+	}
+	for key, path := range map[string]string{"etcd.cert_file": e.CertFile, "etcd.key_file": e.KeyFile, "etcd.ca_file": e.CAFile} {
+		if path != "" && !filepath.IsAbs(path) {
+			add(key, "%q must be an absolute path", path)
+		}
+	}
+	if !strings.HasPrefix(e.Prefix, "/") || strings.Trim(e.Prefix, "/") == "" {
+		add("etcd.prefix", "%q: required, a key path like \"/berth/prod/\" (clusters sharing an etcd use different prefixes)", e.Prefix)
+	}
+	if e.MaxTxnOps < 0 || (e.MaxTxnOps > 0 && e.MaxTxnOps < 128) {
+		add("etcd.max_txn_ops", "%d: the members' --max-txn-ops, at least etcd's default 128 (0 means 128)", e.MaxTxnOps)
+	}
+	if !filepath.IsAbs(e.KEKFile) {
+		add("etcd.kek_file", "%q: required, an absolute path to the 32-byte key-encryption key shared by the replicas", e.KEKFile)
+	}
+	if strings.Contains(e.Replica, "/") {
+		add("etcd.replica", "%q must not contain /", e.Replica)
+	}
+	if e.LeaseTTL != 0 && (e.LeaseTTL < 2 || e.LeaseTTL > 60) {
+		add("etcd.lease_ttl", "%d: seconds, 2 to 60 (0 means 5)", e.LeaseTTL)
+	}
 }
 
 // keyLine returns the line where a top-level key is assigned, or 0. The
@@ -160,7 +239,7 @@ func keyLine(data []byte, key string) int {
 	if i := strings.LastIndex(key, "."); i >= 0 {
 		last = key[i+1:]
 	}
-	re := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(last) + `"?\s*=`)
+	re := regexp.MustCompile(`^\s*("?` + regexp.QuoteMeta(last) + `"?\s*=|\[\s*` + regexp.QuoteMeta(last) + `\s*\])`)
 	for i, line := range strings.Split(string(data), "\n") {
 		if re.MatchString(line) {
 			return i + 1

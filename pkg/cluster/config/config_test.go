@@ -21,6 +21,29 @@ data_dir = "/var/lib/berth-cluster"
 	}
 }
 
+func TestParseEtcd(t *testing.T) {
+	cfg, err := Parse("cluster.toml", []byte(`
+insecure_http = true
+account_id = "123456789012"
+store = "etcd"
+[etcd]
+endpoints = ["https://10.0.0.1:2379", "https://10.0.0.2:2379"]
+cert_file = "/etc/berth/etcd/client.pem"
+key_file = "/etc/berth/etcd/client-key.pem"
+ca_file = "/etc/berth/etcd/ca.pem"
+prefix = "/berth/prod/"
+max_txn_ops = 1024
+kek_file = "/etc/berth/cluster.kek"
+lease_ttl = 5
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store != "etcd" || len(cfg.Etcd.Endpoints) != 2 || cfg.Etcd.MaxTxnOps != 1024 || cfg.Etcd.KEKFile != "/etc/berth/cluster.kek" {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+}
+
 func TestParseErrorsNameFileAndLine(t *testing.T) {
 	cases := []struct {
 		name, doc, want string
@@ -34,6 +57,13 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 		{"relative data dir", "insecure_http = true\naccount_id = \"123456789012\"\ndata_dir = \"data\"\n", "cluster.toml:3: data_dir:"},
 		{"bad listen", "listen = \"8443\"\ninsecure_http = true\naccount_id = \"123456789012\"\n", "cluster.toml:1: listen:"},
 		{"wrong type", "insecure_http = \"yes\"\n", "cluster.toml:1:"},
+		{"bad store", "insecure_http = true\naccount_id = \"123456789012\"\nstore = \"postgres\"\n", "cluster.toml:3: store: \"postgres\": allowed are bbolt"},
+		{"etcd without endpoints", "insecure_http = true\naccount_id = \"123456789012\"\nstore = \"etcd\"\n[etcd]\nprefix = \"/berth/x/\"\nkek_file = \"/etc/berth/kek\"\n", "cluster.toml: etcd.endpoints: required"},
+		{"etcd bad endpoint", "insecure_http = true\naccount_id = \"123456789012\"\nstore = \"etcd\"\n[etcd]\nendpoints = [\"10.0.0.1\"]\nprefix = \"/berth/x/\"\nkek_file = \"/etc/berth/kek\"\n", "cluster.toml:5: etcd.endpoints: \"10.0.0.1\" is not a URL"},
+		{"etcd no kek", "insecure_http = true\naccount_id = \"123456789012\"\nstore = \"etcd\"\n[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/berth/x/\"\n", "etcd.kek_file: \"\": required"},
+		{"etcd small txn ops", "insecure_http = true\naccount_id = \"123456789012\"\nstore = \"etcd\"\n[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/berth/x/\"\nkek_file = \"/k\"\nmax_txn_ops = 16\n", "cluster.toml:8: etcd.max_txn_ops: 16"},
+		{"etcd unknown", "insecure_http = true\naccount_id = \"123456789012\"\nstore = \"etcd\"\n[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/berth/x/\"\nkek_file = \"/k\"\nendpoint = \"x\"\n", "cluster.toml:8: etcd.endpoint: unknown setting; allowed in [etcd]"},
+		{"etcd table with bbolt", "insecure_http = true\naccount_id = \"123456789012\"\n[etcd]\nprefix = \"/berth/x/\"\n", "cluster.toml:3: etcd: an [etcd] table needs store"},
 		{"bad log format", "insecure_http = true\naccount_id = \"123456789012\"\nlog_format = \"xml\"\n", "cluster.toml:3: log_format: \"xml\": allowed are logfmt, json"},
 	}
 	for _, c := range cases {
