@@ -28,11 +28,11 @@ type EtcdCluster struct {
 }
 
 type etcdMember struct {
-	name       string
-	client     string // client URL
-	args       []string
-	proc       *daemon
-	logPath    string
+	name    string
+	client  string // client URL
+	args    []string
+	proc    *daemon
+	logPath string
 }
 
 // Etcd starts an etcd cluster of n members (1 or more) on free loopback

@@ -178,7 +178,9 @@ type leadership interface {
 // it always leads.
 type soleReplica struct{}
 
-func (soleReplica) lead(ctx context.Context, fn func(ctx context.Context) error) error { return fn(ctx) }
+func (soleReplica) lead(ctx context.Context, fn func(ctx context.Context) error) error {
+	return fn(ctx)
+}
 
 // etcdElection leads through an etcd election among the replicas.
 type etcdElection struct {
