@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -91,6 +92,11 @@ type Store struct {
 	// ctx ends at Close and bounds every request.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// retryMu is held by an Update while it retries after a conflict: a
+	// first attempt runs at once, but the losers of a conflict queue here
+	// instead of all retrying together, which under contention (every
+	// RunTask reads the cluster's instances) would mostly collide again.
+	retryMu sync.Mutex
 }
 
 var (
@@ -190,6 +196,10 @@ func (s *Store) View(fn func(store.Tx) error) error {
 func (s *Store) Update(fn func(store.Tx) error) error {
 	deadline := time.Now().Add(s.o.ConflictTimeout)
 	for attempt := 0; ; attempt++ {
+		if attempt == 1 {
+			s.retryMu.Lock()
+			defer s.retryMu.Unlock()
+		}
 		t := &txn{s: s, writable: true}
 		err := fn(t)
 		if t.compacted && errors.Is(err, rpctypes.ErrCompacted) {
@@ -205,9 +215,9 @@ func (s *Store) Update(fn func(store.Tx) error) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("etcd store: %d attempts in %v: %w", attempt+1, s.o.ConflictTimeout, ErrContention)
 		}
-		// Backoff with jitter, so that writers that keep colliding spread
-		// out instead of retrying in lock step.
-		ceiling := time.Millisecond << min(attempt, 6)
+		// Backoff with jitter, so that the replicas' retriers, which keep
+		// colliding, spread out instead of retrying in lock step.
+		ceiling := time.Millisecond << min(attempt, 5)
 		select {
 		case <-time.After(rand.N(ceiling) + time.Millisecond/2):
 		case <-s.ctx.Done():
