@@ -5,7 +5,7 @@ set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in containerd runc containernetworking-plugins docker-registry busybox-static iptables iproute2 skopeo tini shellcheck rpm packer vagrant openssl rsyslog systemd wrk; do
+for p in containerd runc containernetworking-plugins docker-registry busybox-static iptables iproute2 skopeo tini shellcheck rpm packer vagrant openssl rsyslog systemd wrk etcd-server; do
 	have_pkg "$p" || need+=("$p")
 done
 
@@ -21,5 +21,6 @@ echo "test-deps: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-upgrade "${need[@]}"
-# Debian starts the packaged containerd and registry; tests run their own private ones,
-# so the system services are left as the operator configured them.
+# Debian starts the packaged containerd, registry and etcd (where systemd runs); tests
+# run their own private ones on free loopback ports, so the system services are left as
+# the operator configured them.

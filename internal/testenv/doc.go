@@ -1,7 +1,8 @@
 // Package testenv gives Berth's tests the real things they run against: one
 // private containerd (own root, state and socket under a temporary directory,
 // never the system's), a loopback docker-registry with and without htpasswd
-// basic auth, and an OCI image builder based on busybox-static.
+// basic auth, private etcd clusters on loopback (Etcd, one per test), and an
+// OCI image builder based on busybox-static.
 //
 // It is test-only: imported by _test.go files and by cmd/berth-testenv, never
 // by code that ships in a binary.

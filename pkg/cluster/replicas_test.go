@@ -376,15 +376,7 @@ func TestReplicasOnEtcd(t *testing.T) {
 // less its tasks', or when two of its tasks share a host port.
 func checkInstances(t *testing.T, ctx context.Context, admin *ecs.Client) {
 	t.Helper()
-	list, err := admin.ListContainerInstances(ctx, &ecs.ListContainerInstancesInput{Cluster: aws.String("rep")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := admin.DescribeContainerInstances(ctx, &ecs.DescribeContainerInstancesInput{Cluster: aws.String("rep"), ContainerInstances: list.ContainerInstanceArns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ci := range d.ContainerInstances {
+	for _, ci := range instancesOf(t, ctx, admin) {
 		arn := aws.ToString(ci.ContainerInstanceArn)
 		var taskArns []string
 		for _, status := range []types.DesiredStatus{types.DesiredStatusRunning, types.DesiredStatusStopped} {
@@ -434,6 +426,20 @@ func checkInstances(t *testing.T, ctx context.Context, admin *ecs.Client) {
 	}
 }
 
+// instancesOf describes every container instance of the cluster "rep".
+func instancesOf(t *testing.T, ctx context.Context, admin *ecs.Client) []types.ContainerInstance {
+	t.Helper()
+	list, err := admin.ListContainerInstances(ctx, &ecs.ListContainerInstancesInput{Cluster: aws.String("rep")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := admin.DescribeContainerInstances(ctx, &ecs.DescribeContainerInstancesInput{Cluster: aws.String("rep"), ContainerInstances: list.ContainerInstanceArns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.ContainerInstances
+}
+
 func registered(ci types.ContainerInstance, name string) int32 {
 	for _, r := range ci.RegisteredResources {
 		if aws.ToString(r.Name) == name {
@@ -463,15 +469,7 @@ func clusterView(t *testing.T, ctx context.Context, admin *ecs.Client) string {
 	c := dc.Clusters[0]
 	var b strings.Builder
 	fmt.Fprintf(&b, "instances=%d running=%d pending=%d;", c.RegisteredContainerInstancesCount, c.RunningTasksCount, c.PendingTasksCount)
-	list, err := admin.ListContainerInstances(ctx, &ecs.ListContainerInstancesInput{Cluster: aws.String("rep")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := admin.DescribeContainerInstances(ctx, &ecs.DescribeContainerInstancesInput{Cluster: aws.String("rep"), ContainerInstances: list.ContainerInstanceArns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ci := range d.ContainerInstances {
+	for _, ci := range instancesOf(t, ctx, admin) {
 		fmt.Fprintf(&b, " %s cpu=%d mem=%d connected=%v;", aws.ToString(ci.ContainerInstanceArn), remaining(ci, "CPU"), remaining(ci, "MEMORY"), ci.AgentConnected)
 	}
 	lt, err := admin.ListTasks(ctx, &ecs.ListTasksInput{Cluster: aws.String("rep"), MaxResults: aws.Int32(100)})

@@ -1,7 +1,6 @@
 package acs
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -36,17 +35,7 @@ func setAgentConnected(st store.Store, instanceArn string, connected bool) error
 	if _, _, ok := records.InstanceKeyOf(instanceArn); !ok {
 		return fmt.Errorf("container instance %q: not an ARN", instanceArn)
 	}
-	return st.Update(func(tx store.Tx) error {
-		rec, err := loadInstance(tx, instanceArn)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		if err != nil || rec.Instance.AgentConnected == connected {
-			return err
-		}
-		rec.Instance.AgentConnected = connected
-		return records.Put(tx, rec)
-	})
+	return st.Update(func(tx store.Tx) error { return putAgentConnected(tx, instanceArn, connected) })
 }
 
 // clearAgentConnected marks every instance disconnected. A new server has
