@@ -19,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // syncBuffer is written by the serving goroutine and read by the test.
@@ -203,5 +205,79 @@ func TestUsageAndConfigErrors(t *testing.T) {
 	var out bytes.Buffer
 	if code := run(context.Background(), []string{"--version"}, &out, &bytes.Buffer{}); code != 0 || !strings.HasPrefix(out.String(), "berth-cluster ") {
 		t.Errorf("--version: %d %q", code, out.String())
+	}
+}
+
+// TestServeOnEtcd: two serve processes configured with store = "etcd" on
+// one real etcd serve one cluster; `keys` works on etcd with no replica
+// running; a replica with another key-encryption key refuses to start.
+func TestServeOnEtcd(t *testing.T) {
+	etcd := testenv.Etcd(t, 1)
+	dir := t.TempDir()
+	kek := filepath.Join(dir, "cluster.kek")
+	if err := os.WriteFile(kek, bytes.Repeat([]byte{7}, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeCfg := func(name, addr, kekFile string) string {
+		t.Helper()
+		cfg := filepath.Join(dir, name+".toml")
+		doc := fmt.Sprintf(`listen = %q
+insecure_http = true
+region = "us-test-1"
+account_id = "123456789012"
+data_dir = %q
+store = "etcd"
+[etcd]
+endpoints = [%q]
+prefix = "/berth/cmd-test/"
+kek_file = %q
+replica = %q
+lease_ttl = 2
+`, addr, filepath.Join(dir, name), etcd.Endpoints[0], kekFile, name)
+		if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	addrA, addrB := freePort(t), freePort(t)
+	cfgA, cfgB := writeCfg("a", addrA, kek), writeCfg("b", addrB, kek)
+
+	// No replica runs: keys are created in etcd directly.
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"keys", "create", "--role", "admin", "--config", cfgA}, &out, &errb); code != 0 {
+		t.Fatalf("keys create on etcd: %d %s", code, errb.String())
+	}
+	m := credRE.FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("keys create printed %q", out.String())
+	}
+	startServe(t, cfgA, addrA)
+	startServe(t, cfgB, addrB)
+	client := func(addr string) *ecs.Client {
+		return ecs.New(ecs.Options{Region: "us-test-1", BaseEndpoint: aws.String("http://" + addr),
+			Credentials: credentials.NewStaticCredentialsProvider(m[1], m[2], ""), HTTPClient: awshttp.NewBuildableClient()})
+	}
+	ctx := context.Background()
+	if _, err := client(addrA).CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String("shared")}); err != nil {
+		t.Fatal(err)
+	}
+	lc, err := client(addrB).ListClusters(ctx, &ecs.ListClustersInput{})
+	if err != nil || len(lc.ClusterArns) != 1 || lc.ClusterArns[0] != "arn:aws:ecs:us-test-1:123456789012:cluster/shared" {
+		t.Fatalf("ListClusters on the other replica = %v, %v", lc, err)
+	}
+	out.Reset()
+	if code := run(ctx, []string{"keys", "list", "--config", cfgB}, &out, &errb); code != 0 || !strings.Contains(out.String(), m[1]) {
+		t.Fatalf("keys list on etcd: %d %q %s", code, out.String(), errb.String())
+	}
+
+	// Another KEK cannot open the keys sealed in etcd: start fails, naming it.
+	other := filepath.Join(dir, "other.kek")
+	if err := os.WriteFile(other, bytes.Repeat([]byte{8}, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errb.Reset()
+	code := run(ctx, []string{"serve", "--config", writeCfg("c", freePort(t), other)}, &bytes.Buffer{}, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "kek_file must be the same file on every replica") {
+		t.Fatalf("serve with another KEK: exit %d, %s", code, errb.String())
 	}
 }
