@@ -182,7 +182,7 @@ func (s *Store) View(fn func(store.Tx) error) error {
 	for {
 		t := &txn{s: s}
 		err := fn(t)
-		if t.compacted && errors.Is(err, rpctypes.ErrCompacted) {
+		if t.compacted {
 			continue // the snapshot was compacted away mid-read: read anew
 		}
 		return err
@@ -202,7 +202,8 @@ func (s *Store) Update(fn func(store.Tx) error) error {
 		}
 		t := &txn{s: s, writable: true}
 		err := fn(t)
-		if t.compacted && errors.Is(err, rpctypes.ErrCompacted) {
+		if t.compacted {
+			// Whatever fn made of the failed read, it saw no whole snapshot.
 			continue
 		}
 		if err != nil {

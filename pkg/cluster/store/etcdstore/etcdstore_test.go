@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 	"github.com/berth-dev/berth/pkg/cluster/store/boltstore"
@@ -51,6 +54,9 @@ func TestEtcdStore(t *testing.T) {
 	t.Run("LargeTransactions", func(t *testing.T) {
 		largeTransactions(t, open(t, "large", testenv.EtcdMaxTxnOps), open(t, "large", 64),
 			open(t, "large", 4*testenv.EtcdMaxTxnOps))
+	})
+	t.Run("CompactedSnapshotIsReadAnew", func(t *testing.T) {
+		compacted(t, etcd.Endpoints, open(t, "compact", 0), open(t, "compact", 0))
 	})
 	t.Run("Watch", func(t *testing.T) { watch(t, open(t, "watch", 0), open(t, "watch", 0)) })
 	t.Run("Lead", func(t *testing.T) { lead(t, open(t, "lead", 0), open(t, "lead", 0)) })
@@ -371,6 +377,41 @@ func largeTransactions(t *testing.T, s, small, overclaimed *etcdstore.Store) {
 	}
 	if runs != 2 {
 		t.Fatalf("300 reads, one changed before the commit: %d runs, want 2", runs)
+	}
+}
+
+// compacted: a View whose snapshot etcd compacts away between two reads
+// runs again on a new snapshot instead of failing.
+func compacted(t *testing.T, endpoints []string, a, b *etcdstore.Store) {
+	put(t, a, things, "k", 1)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	runs := 0
+	var seen []string
+	err = a.View(func(tx store.Tx) error {
+		runs++
+		var v int
+		if err := tx.Get(things, "k", &v); err != nil {
+			return err
+		}
+		if runs == 1 {
+			put(t, b, things, "k2", 2)
+			resp, err := cli.Get(context.Background(), "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cli.Compact(context.Background(), resp.Header.Revision); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seen = nil
+		return tx.Scan(things, store.Range{}, func(k string, _ []byte) error { seen = append(seen, k); return nil })
+	})
+	if err != nil || runs != 2 || !reflect.DeepEqual(seen, []string{"k", "k2"}) {
+		t.Fatalf("View across a compaction: %v after %d runs, saw %v; want 2 runs seeing k, k2", err, runs, seen)
 	}
 }
 
