@@ -41,6 +41,9 @@ func BenchmarkNetworkBridgeSandbox(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
+	for _, d := range []string{"netns", "rawns"} {
+		defer network.ReleaseNetnsDir(filepath.Join(dir, d)) // the binds CreateNetns made
+	}
 	const bridge = "bbench0"
 	defer exec.Command("ip", "link", "del", bridge).Run()
 	ports, err := network.NewPortAllocator(network.AllocatorOptions{

@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/iam/agentiam"
+	"github.com/berth-dev/berth/pkg/introspection"
 	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/runtime"
 	"github.com/berth-dev/berth/pkg/state"
@@ -330,7 +331,9 @@ func (n networkAdapter) Teardown(ctx context.Context, req engine.NetworkRequest)
 	return n.m.Teardown(ctx, sb)
 }
 
-// cleanup sweeps every sandbox, netns, rule and port that no live task holds.
+// cleanup sweeps every sandbox, netns, rule and port of this agent that no
+// live task holds. What cannot be removed now does not stop the agent: the
+// network retries it in the background and reports it (pending).
 func (n networkAdapter) cleanup(ctx context.Context, handles [][]byte) error {
 	var live []network.Sandbox
 	for _, h := range handles {
@@ -342,6 +345,17 @@ func (n networkAdapter) cleanup(ctx context.Context, handles [][]byte) error {
 	}
 	_, err := n.m.Cleanup(ctx, live, nil)
 	return err
+}
+
+// pending maps what the network retries onto the introspection API's
+// /v1/cleanup.
+func (n networkAdapter) pending() []introspection.PendingCleanup {
+	var out []introspection.PendingCleanup
+	for _, l := range n.m.Pending() {
+		out = append(out, introspection.PendingCleanup{Resource: l.Resource, Task: l.Owner, Error: l.Err,
+			Attempts: l.Attempts, Since: l.Since, NextAttempt: l.NextAttempt})
+	}
+	return out
 }
 
 // storeAdapter maps the engine's store onto pkg/state.

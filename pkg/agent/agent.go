@@ -107,7 +107,8 @@ func WithInitBinary(path string) Option { return func(o *options) { o.initBinary
 func WithNetworkRunDir(dir string) Option { return func(o *options) { o.netRunDir = dir } }
 
 // WithNamePrefix starts every sandbox and netns name with prefix (default
-// network.DefaultNamePrefix); start-up clean-up only touches names with it.
+// network.DefaultNamePrefix); the agent's owner tag follows it, and
+// start-up clean-up only touches names with both.
 func WithNamePrefix(prefix string) Option { return func(o *options) { o.namePrefix = prefix } }
 
 // WithContainerInstanceARN sets the ARN reported by /v1/metadata until
@@ -206,11 +207,19 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("port allocator: %w", err)
 	}
 	defer ports.Close()
+	// The owner tag in every sandbox name is how this agent tells its
+	// sandboxes from those of other agents on the host (docs/network.md).
+	owner, err := network.OwnerForDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
 	nwOpts := network.Options{
 		PluginDirs: cfg.Network.CNIPath,
 		Bridge:     cfg.Network.BridgeName,
 		NamePrefix: a.o.namePrefix,
+		Owner:      owner,
 		Ports:      ports,
+		Logger:     a.log,
 	}
 	if cfg.Network.BridgeSubnet.IsValid() {
 		nwOpts.Subnet = cfg.Network.BridgeSubnet.String()
@@ -223,6 +232,17 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("network: %w", err)
 	}
 	nw := networkAdapter{m: nm}
+	// Retries what the network could not remove; ends when Run returns.
+	retryCtx, stopRetries := context.WithCancel(ctx)
+	retriesDone := make(chan struct{})
+	go func() {
+		defer close(retriesDone)
+		nm.Run(retryCtx)
+	}()
+	defer func() {
+		stopRetries()
+		<-retriesDone
+	}()
 
 	logs := a.newLogManager(ctx)
 	defer func() {
@@ -275,8 +295,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.mu.Unlock()
 	close(a.started)
 
-	a.log.Info("agent running", "dataDir", cfg.DataDir, "introspection", ln.Addr().String(), "cpuUnits", cpu, "memoryMiB", mem)
-	return a.runComponents(ctx, components{eng: eng, ln: ln, roles: roles, rt: rt, db: db, logs: logs})
+	a.log.Info("agent running", "dataDir", cfg.DataDir, "introspection", ln.Addr().String(), "cpuUnits", cpu, "memoryMiB", mem, "networkOwner", owner)
+	return a.runComponents(ctx, components{eng: eng, ln: ln, roles: roles, rt: rt, db: db, logs: logs, nw: nw})
 }
 
 // components are what Agent.Run runs once everything is built.
@@ -287,6 +307,7 @@ type components struct {
 	rt    *runtime.Runtime
 	db    *state.DB
 	logs  *logship.Manager
+	nw    networkAdapter
 }
 
 // runComponents runs the engine, the introspection API and (with task
@@ -322,8 +343,10 @@ func (a *Agent) runComponents(ctx context.Context, c components) error {
 			Metadata: a.metadata,
 			Pending:  c.db.StateChangeCount,
 			Logger:   a.log,
-			// Log shippers' counters (lines shipped, dropped, ...).
-			ExtraMetrics: []introspection.PrometheusWriter{c.logs.Metrics()},
+			// Log shippers' counters (lines shipped, dropped, ...) and the
+			// network's clean-up retries.
+			ExtraMetrics: []introspection.PrometheusWriter{c.logs.Metrics(), c.nw.m},
+			Cleanup:      c.nw.pending,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		// Requests (log streams) end with the group, not only with ctx.

@@ -71,7 +71,10 @@ type hostEnv struct {
 	AWSLogsEndpoint string `json:"awslogsEndpoint"`
 }
 
-func newHostEnv(t *testing.T) *hostEnv {
+// newHostEnv gives an agent its own slice of the host; adjust changes it
+// before anything is registered with it (e.g. to share names with another
+// agent).
+func newHostEnv(t *testing.T, adjust ...func(*hostEnv)) *hostEnv {
 	t.Helper()
 	testenv.RequireBinaries(t, "iptables", "ip")
 	cd := testenv.Containerd(t)
@@ -92,9 +95,12 @@ func newHostEnv(t *testing.T) *hostEnv {
 		InitBinary:  initBinary(t),
 	}
 	h.AWSLogsEndpoint = startLogStore(t).url()
+	for _, f := range adjust {
+		f(h)
+	}
 	// Sandboxes are only left when a test failed with tasks running (the
 	// assertions have reported them); no netns, rule or lease outlives it.
-	agentproc.SweepNetwork(t, h.NetRunDir, h.Prefix, h.Bridge, h.Subnet)
+	agentproc.SweepNetwork(t, agentproc.AgentNetwork{DataDir: h.DataDir, RunDir: h.NetRunDir, Prefix: h.Prefix, Bridge: h.Bridge, Subnet: h.Subnet})
 	return h
 }
 

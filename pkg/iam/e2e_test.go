@@ -135,6 +135,7 @@ func TestEndToEndBridgeTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	t.Cleanup(func() { _ = network.ReleaseNetnsDir(filepath.Join(dir, "netns")) }) // the bind CreateNetns made
 	nm, err := network.New(network.Options{
 		ConfDir: filepath.Join(dir, "conf"), NetworkName: "bt-iam", Bridge: e2eBridge, Subnet: e2eSubnet,
 		IPAMDir: filepath.Join(dir, "ipam"), NetnsDir: filepath.Join(dir, "netns"),

@@ -1,7 +1,8 @@
 // Package introspection serves the agent's local HTTP API: ECS's
 // introspection endpoints (/v1/metadata, /v1/tasks with ?taskarn= and
 // ?dockerid=) in ECS's JSON shapes, container log streaming
-// (/v1/tasks/{id}/containers/{name}/logs), /healthz, and /metrics in the
+// (/v1/tasks/{id}/containers/{name}/logs), what the agent failed to remove
+// and keeps retrying (/v1/cleanup), /healthz, and /metrics in the
 // Prometheus text format.
 //
 // It reads the engine's task snapshots and the json-file logs of pkg/logs;
@@ -54,6 +55,28 @@ type Options struct {
 	// ExtraMetrics are appended to /metrics in the Prometheus text format
 	// (the log shippers' counters); optional.
 	ExtraMetrics []PrometheusWriter
+	// Cleanup lists what the agent failed to remove and retries in the
+	// background (task networks); optional.
+	Cleanup func() []PendingCleanup
+}
+
+// PendingCleanup is one thing the agent failed to remove and retries, as
+// /v1/cleanup lists it.
+type PendingCleanup struct {
+	// Resource names it, e.g. "sandbox berth-1a2b3c4d-0123456789abcdef".
+	Resource string `json:"Resource"`
+	// Task is the ID of the task it belonged to, if any.
+	Task string `json:"Task,omitempty"`
+	// Error is the last attempt's error.
+	Error       string    `json:"Error"`
+	Attempts    int       `json:"Attempts"`
+	Since       time.Time `json:"Since"`
+	NextAttempt time.Time `json:"NextAttempt"`
+}
+
+// CleanupResponse is the body of /v1/cleanup.
+type CleanupResponse struct {
+	Pending []PendingCleanup `json:"Pending"`
 }
 
 // PrometheusWriter writes metric families in the Prometheus text format;
@@ -121,6 +144,7 @@ func New(o Options) http.Handler {
 	s.mux.HandleFunc("GET /v1/metadata", s.metadata)
 	s.mux.HandleFunc("GET /v1/tasks", s.tasks)
 	s.mux.HandleFunc("GET /v1/tasks/{id}/containers/{name}/logs", s.logs)
+	s.mux.HandleFunc("GET /v1/cleanup", s.cleanup)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -137,6 +161,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func (s *server) metadata(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.o.Metadata())
+}
+
+func (s *server) cleanup(w http.ResponseWriter, r *http.Request) {
+	resp := CleanupResponse{Pending: []PendingCleanup{}}
+	if s.o.Cleanup != nil {
+		resp.Pending = append(resp.Pending, s.o.Cleanup()...)
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func toResponse(st engine.TaskState) TaskResponse {

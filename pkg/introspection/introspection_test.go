@@ -74,6 +74,11 @@ func newServerTasks(t *testing.T, logPath string) (*httptest.Server, *fakeTasks)
 		},
 		Pending:         func() (int, error) { return 5, nil },
 		LogPollInterval: 10 * time.Millisecond,
+		Cleanup: func() []introspection.PendingCleanup {
+			at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+			return []introspection.PendingCleanup{{Resource: "sandbox berth-1a2b3c4d-0123456789abcdef", Task: "3b2f9c1d",
+				Error: "remove netns file: device or resource busy", Attempts: 2, Since: at, NextAttempt: at.Add(2 * time.Second)}}
+		},
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -106,6 +111,7 @@ func TestECSShapes(t *testing.T) {
 		{"/v1/tasks", 200, `{"Tasks":[{"Arn":"` + arn + `","DesiredStatus":"RUNNING","KnownStatus":"RUNNING","Family":"web","Version":"4","Containers":[{"DockerId":"3b2f9c1d-app","DockerName":"3b2f9c1d-app","Name":"app","Ports":[{"ContainerPort":8080,"Protocol":"tcp","HostPort":49153}],"Volumes":[{"DockerName":"content","Source":"/srv/web","Destination":"/www"}]}]}]}`},
 		{"/v1/tasks?taskarn=" + arn, 200, `{"Arn":"` + arn + `","DesiredStatus":"RUNNING","KnownStatus":"RUNNING","Family":"web","Version":"4","Containers":[{"DockerId":"3b2f9c1d-app","DockerName":"3b2f9c1d-app","Name":"app","Ports":[{"ContainerPort":8080,"Protocol":"tcp","HostPort":49153}],"Volumes":[{"DockerName":"content","Source":"/srv/web","Destination":"/www"}]}]}`},
 		{"/v1/tasks?dockerid=3b2f9c1d", 200, `{"Arn":"` + arn + `","DesiredStatus":"RUNNING","KnownStatus":"RUNNING","Family":"web","Version":"4","Containers":[{"DockerId":"3b2f9c1d-app","DockerName":"3b2f9c1d-app","Name":"app","Ports":[{"ContainerPort":8080,"Protocol":"tcp","HostPort":49153}],"Volumes":[{"DockerName":"content","Source":"/srv/web","Destination":"/www"}]}]}`},
+		{"/v1/cleanup", 200, `{"Pending":[{"Resource":"sandbox berth-1a2b3c4d-0123456789abcdef","Task":"3b2f9c1d","Error":"remove netns file: device or resource busy","Attempts":2,"Since":"2026-01-02T03:04:05Z","NextAttempt":"2026-01-02T03:04:07Z"}]}`},
 		{"/v1/tasks?taskarn=nope", 404, ""},
 		{"/v1/tasks?taskarn=a&dockerid=b", 400, ""},
 	}

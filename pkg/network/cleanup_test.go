@@ -3,6 +3,7 @@ package network
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,17 +51,25 @@ func TestCrashChild(t *testing.T) {
 	time.Sleep(time.Minute)
 }
 
-func TestCrashBetweenSetupAndRecord(t *testing.T) {
-	requireHost(t)
-	tn := newTestNet(t, "crash", 15)
-	before := snapshot(t, tn)
-	o := tn.opts
+// crashChild returns the command that runs TestCrashChild with the test
+// net's state and the options o.
+func crashChild(t *testing.T, tn *testNet, o Options) *exec.Cmd {
+	t.Helper()
 	raw, err := json.Marshal(childConfig{Opts: o, Store: tn.store.Path, Range: tn.rng})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
+	return cmd
+}
+
+func TestCrashBetweenSetupAndRecord(t *testing.T) {
+	requireHost(t)
+	tn := newTestNet(t, "crash", 15)
+	before := snapshot(t, tn)
+	o := tn.opts
+	cmd := crashChild(t, tn, o)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -178,20 +187,9 @@ func TestCleanupSweepsWithoutRecords(t *testing.T) {
 func TestSetupFailureUndoesEverything(t *testing.T) {
 	requireHost(t)
 	tn := newTestNet(t, "fail", 18)
-	plugins := filepath.Join(t.TempDir(), "cni")
-	if err := os.MkdirAll(plugins, 0o755); err != nil {
+	plugins := pluginDir(t)
+	if err := os.Remove(filepath.Join(plugins, "firewall")); err != nil {
 		t.Fatal(err)
-	}
-	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
-		src := ""
-		for _, d := range DefaultPluginDirs {
-			if _, err := os.Stat(filepath.Join(d, p)); err == nil && src == "" {
-				src = filepath.Join(d, p)
-			}
-		}
-		if err := os.Symlink(src, filepath.Join(plugins, p)); err != nil {
-			t.Fatal(err)
-		}
 	}
 	script := `#!/bin/sh
 case "$CNI_COMMAND" in
@@ -258,5 +256,102 @@ func TestTeardownAfterRestart(t *testing.T) {
 	}
 	if got := m2.Ports().Allocations(); len(got) != 0 {
 		t.Fatalf("ports still held: %+v", got)
+	}
+}
+
+// pluginDir returns a directory with links to the real CNI plugins, for
+// tests that replace or remove one of them.
+func pluginDir(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "cni")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"bridge", "host-local", "portmap", "firewall", "loopback"} {
+		if err := os.Symlink(realPlugin(t, p), filepath.Join(dir, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func realPlugin(t *testing.T, name string) string {
+	t.Helper()
+	for _, d := range DefaultPluginDirs {
+		if p := filepath.Join(d, name); fileExists(p) {
+			return p
+		}
+	}
+	t.Fatalf("CNI plugin %s not found in %v", name, DefaultPluginDirs)
+	return ""
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// forwardRules returns the filter CNI-FORWARD rules that name ip.
+func forwardRules(t *testing.T, ip string) []string {
+	t.Helper()
+	var out []string
+	for _, line := range strings.Split(run(t, "iptables-save", "-t", "filter"), "\n") {
+		if strings.HasPrefix(line, "-A CNI-FORWARD ") && strings.Contains(line, " "+ip+"/32 ") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// TestKill9DuringSetupLeavesNoForwardRule kills the agent (SIGKILL) in the
+// middle of CNI ADD, right after the firewall plugin added its CNI-FORWARD
+// rules for the sandbox's address and before libcni cached the result. The
+// next start's clean-up must remove those rules too: they carry no comment,
+// and once the address's lease is released nothing names them any more.
+func TestKill9DuringSetupLeavesNoForwardRule(t *testing.T) {
+	requireHost(t)
+	tn := newTestNet(t, "fwdkill", 22)
+	before := snapshot(t, tn)
+	plugins := pluginDir(t)
+	// The firewall plugin runs for real, then kills the process that ran
+	// it (the child "agent") before the process can record anything.
+	wrapper := "#!/bin/sh\nout=$(" + realPlugin(t, "firewall") + ")\nrc=$?\n" +
+		"if [ \"$CNI_COMMAND\" = ADD ]; then kill -9 $PPID; sleep 5; fi\nprintf '%s' \"$out\"\nexit $rc\n"
+	if err := os.Remove(filepath.Join(plugins, "firewall")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(plugins, "firewall"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	o := tn.opts
+	o.PluginDirs = []string{plugins}
+	out, err := crashChild(t, tn, o).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("the child was to be killed inside CNI ADD; it ended with %v:\n%s", err, out)
+	}
+	leases := snapshot(t, tn).ipam
+	if len(leases) != 1 {
+		t.Fatalf("after the kill, want the child's one lease; got %v", leases)
+	}
+	ip := leases[0]
+	if got := forwardRules(t, ip); len(got) == 0 {
+		t.Fatalf("after the kill, want the firewall plugin's CNI-FORWARD rules for %s; got none", ip)
+	}
+
+	// The next start, with the plugins in place.
+	m := tn.manager(t)
+	rep, err := m.Cleanup(bg(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.TornDown) != 1 {
+		t.Fatalf("cleanup report: want the crashed sandbox torn down, got %+v", rep)
+	}
+	if got := forwardRules(t, ip); len(got) != 0 {
+		t.Errorf("CNI-FORWARD rules for %s left after clean-up:\n%s", ip, strings.Join(got, "\n"))
+	}
+	if after := snapshot(t, tn); before.String() != after.String() {
+		t.Errorf("crashed setup left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }

@@ -74,6 +74,13 @@ func newTestNet(t *testing.T, name string, n int) *testNet {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	// CreateNetns made the test's own netns dir a mount point; undo that
+	// once the test's sandboxes are gone (this runs before the RemoveAll).
+	t.Cleanup(func() {
+		if err := ReleaseNetnsDir(filepath.Join(dir, "netns")); err != nil {
+			t.Errorf("namespaces left by the test: %v", err)
+		}
+	})
 	tn := &testNet{
 		store: &FilePortStore{Path: filepath.Join(dir, "ports.json")},
 		// 100 ports per test in 20100-39999, away from the default dynamic range.
@@ -94,8 +101,8 @@ func newTestNet(t *testing.T, name string, n int) *testNet {
 		_ = exec.Command("ip", "link", "del", tn.opts.Bridge).Run()
 	})
 	m := tn.manager(t)
-	if _, err := m.Cleanup(bg(), nil, nil); err != nil {
-		t.Fatalf("clean up leftovers of an earlier run: %v", err)
+	if rep, err := m.Cleanup(bg(), nil, nil); err != nil || len(rep.Pending) > 0 {
+		t.Fatalf("clean up leftovers of an earlier run: %v %+v", err, rep.Pending)
 	}
 	return tn
 }

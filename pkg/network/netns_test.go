@@ -3,6 +3,7 @@ package network
 import (
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,7 +15,13 @@ import (
 // is an error that names it.
 func TestInNetns(t *testing.T) {
 	testenv.RequireRoot(t)
-	path, err := CreateNetns(t.TempDir(), "innetns")
+	dir := filepath.Join(t.TempDir(), "netns")
+	t.Cleanup(func() {
+		if err := ReleaseNetnsDir(dir); err != nil {
+			t.Error(err)
+		}
+	})
+	path, err := CreateNetns(dir, "innetns")
 	if err != nil {
 		t.Fatal(err)
 	}

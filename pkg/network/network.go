@@ -2,9 +2,12 @@ package network
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -71,9 +74,19 @@ type Options struct {
 	// is created and removed after teardown, so Cleanup finds sandboxes
 	// whose owner crashed before persisting them.
 	StateDir string
-	// NamePrefix starts every sandbox ID and netns name; Cleanup only
-	// touches things carrying it.
+	// NamePrefix starts every sandbox ID and netns name.
 	NamePrefix string
+	// Owner identifies the agent that owns the sandboxes (see OwnerForDir):
+	// with it, sandbox IDs are <NamePrefix><Owner>-<16 hex digits>, so that
+	// two agents on one host with the same NamePrefix never take each
+	// other's sandboxes for their own. Without it IDs are
+	// <NamePrefix><16 hex digits> and the prefix alone must be unique to
+	// the Manager (tests). Cleanup touches only IDs of exactly this form.
+	// At most 16 characters of [0-9a-z].
+	Owner string
+	// Logger receives what the Manager could not remove and retries
+	// (default slog.Default()).
+	Logger *slog.Logger
 	// Ports allocates host ports; nil means an in-memory allocator over the
 	// default range (fine for tests, wrong for an agent that restarts).
 	Ports *PortAllocator
@@ -104,6 +117,35 @@ func (o *Options) setDefaults() {
 	def(&o.NetnsDir, DefaultNetnsDir)
 	def(&o.StateDir, DefaultStateDir)
 	def(&o.NamePrefix, DefaultNamePrefix)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// idPrefix is what every sandbox ID of a Manager with o starts with.
+func (o Options) idPrefix() string {
+	if o.Owner == "" {
+		return o.NamePrefix
+	}
+	return o.NamePrefix + o.Owner + "-"
+}
+
+// OwnerForDir returns the owner tag (Options.Owner) of an agent whose data
+// lives in dir: 8 hex digits of the SHA-256 of dir's absolute path with
+// symlinks resolved. An agent restarted on the same directory keeps its
+// tag; two agents that run at the same time on one host never share a
+// data directory (its database is locked), so they never share a tag.
+func OwnerForDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("network owner of %s: %w", dir, err)
+	}
+	resolved, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", fmt.Errorf("network owner of %s: %w", dir, err)
+	}
+	sum := sha256.Sum256([]byte(resolved))
+	return hex.EncodeToString(sum[:4]), nil
 }
 
 // PortMapping is one entry handed to the portmap plugin. Teardown must pass
@@ -146,14 +188,24 @@ type SetupRequest struct {
 }
 
 // Manager creates and removes sandboxes on one host. It is safe for
-// concurrent use.
+// concurrent use. What it fails to remove it keeps and retries in Run.
 type Manager struct {
 	opts     Options
+	prefix   string // Options.idPrefix
 	confPath string
 	bridge   gocni.CNI // the agent's conflist plus loopback
 	loopback gocni.CNI // loopback only, for ModeNone
 	// cniMu serializes calls into go-cni when serializeCNI is set.
 	cniMu sync.Mutex
+	// retry holds the removals that failed; Run retries them.
+	retry *retrier
+	// sandboxes serializes the removal of one sandbox between its caller
+	// and the retries.
+	sandboxes keyedMutex
+	// setupsMu guards setups, the IDs whose Setup is in progress (a sweep
+	// after start-up leaves their ports alone before their record exists).
+	setupsMu sync.Mutex
+	setups   map[string]bool
 }
 
 // lockCNI serializes go-cni calls in race builds (see cnilock_race.go) and
@@ -175,6 +227,9 @@ func New(o Options) (*Manager, error) {
 	if _, _, err := net.ParseCIDR(o.Subnet); err != nil {
 		return nil, fmt.Errorf("bridge subnet %q: %w", o.Subnet, err)
 	}
+	if len(o.Owner) > 16 || strings.Trim(o.Owner, "0123456789abcdefghijklmnopqrstuvwxyz") != "" {
+		return nil, fmt.Errorf("network owner %q: want at most 16 characters of [0-9a-z]", o.Owner)
+	}
 	if o.Ports == nil {
 		p, err := NewPortAllocator(AllocatorOptions{})
 		if err != nil {
@@ -186,7 +241,13 @@ func New(o Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	confPath := filepath.Join(o.ConfDir, o.NetworkName+".conflist")
+	// One file per owner: agents sharing ConfDir do not rewrite each
+	// other's configuration.
+	name := o.NetworkName
+	if o.Owner != "" {
+		name += "-" + o.Owner
+	}
+	confPath := filepath.Join(o.ConfDir, name+".conflist")
 	if err := writeFileAtomic(confPath, conf, false); err != nil {
 		return nil, fmt.Errorf("write CNI config: %w", err)
 	}
@@ -201,7 +262,8 @@ func New(o Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load CNI loopback config: %w", err)
 	}
-	return &Manager{opts: o, confPath: confPath, bridge: br, loopback: lo}, nil
+	return &Manager{opts: o, prefix: o.idPrefix(), confPath: confPath, bridge: br, loopback: lo,
+		retry: newRetrier(o.Logger), setups: map[string]bool{}}, nil
 }
 
 // ConfPath returns the path of the conflist the Manager wrote.
@@ -251,10 +313,18 @@ func (m *Manager) Setup(ctx context.Context, req SetupRequest) (*Sandbox, error)
 	if mode == "" {
 		mode = ModeBridge
 	}
-	id, err := newSandboxID(m.opts.NamePrefix)
+	id, err := newSandboxID(m.prefix)
 	if err != nil {
 		return nil, err
 	}
+	m.setupsMu.Lock()
+	m.setups[id] = true
+	m.setupsMu.Unlock()
+	defer func() {
+		m.setupsMu.Lock()
+		delete(m.setups, id)
+		m.setupsMu.Unlock()
+	}()
 	sb := &Sandbox{ID: id, Owner: req.Owner, Mode: mode}
 	switch mode {
 	case ModeHost:
@@ -425,9 +495,11 @@ func (m *Manager) nsOpts(sb Sandbox) []gocni.NamespaceOpts {
 }
 
 // Teardown removes a sandbox with its recorded parameters: CNI DEL with the
-// same ID, interface and port mappings as Setup, then the netns, the host
-// ports and the record. It is idempotent; when CNI DEL fails the netns,
-// ports and record are kept so that a retry (or Cleanup) uses them again.
+// same ID, interface and port mappings as Setup, then the host ports, the
+// netns and the record. It is idempotent. When a step fails, what is left
+// is kept (the record always; the ports until CNI DEL succeeded) and the
+// sandbox is handed to Run, which retries it with backoff until it is
+// gone; the error is returned as well.
 func (m *Manager) Teardown(ctx context.Context, sb Sandbox) error {
 	if sb.ID == "" {
 		return errors.New("tear down sandbox: empty id")
@@ -435,8 +507,27 @@ func (m *Manager) Teardown(ctx context.Context, sb Sandbox) error {
 	if sb.Network != "" && sb.Network != m.opts.NetworkName {
 		return fmt.Errorf("tear down sandbox %s: set up on CNI network %q, this manager runs %q", sb.ID, sb.Network, m.opts.NetworkName)
 	}
+	key := sandboxResource(sb.ID)
+	if err := m.removeSandbox(ctx, sb); err != nil {
+		m.retry.failed(key, sb.Owner, func(ctx context.Context) error { return m.removeSandbox(ctx, sb) }, err)
+		return err
+	}
+	m.retry.succeeded(key)
+	return nil
+}
+
+// sandboxResource names a sandbox in what the retries report.
+func sandboxResource(id string) string { return "sandbox " + id }
+
+// removeSandbox does Teardown's work, one caller at a time per sandbox.
+func (m *Manager) removeSandbox(ctx context.Context, sb Sandbox) error {
+	unlock := m.sandboxes.lock(sb.ID)
+	defer unlock()
 	switch sb.Mode {
 	case ModeBridge, ModeAWSVPC:
+		if err := m.removeForwardRules(ctx, &sb); err != nil {
+			return fmt.Errorf("tear down sandbox %s: %w", sb.ID, err)
+		}
 		path := sb.NetnsPath
 		if !isNetns(path) {
 			// Without the netns (after a reboot, or a crash before it was
@@ -463,18 +554,54 @@ func (m *Manager) Teardown(ctx context.Context, sb Sandbox) error {
 	default:
 		return fmt.Errorf("tear down sandbox %s: unknown network mode %q", sb.ID, sb.Mode)
 	}
+	// No rule maps the host ports any more.
+	if err := m.opts.Ports.Release(sb.ID); err != nil {
+		return fmt.Errorf("tear down sandbox %s: %w", sb.ID, err)
+	}
 	if sb.NetnsPath != "" {
 		if err := RemoveNetns(sb.NetnsPath); err != nil {
 			return fmt.Errorf("tear down sandbox %s: %w", sb.ID, err)
 		}
 	}
-	if err := m.opts.Ports.Release(sb.ID); err != nil {
-		return fmt.Errorf("tear down sandbox %s: %w", sb.ID, err)
-	}
 	if err := os.Remove(m.recordPath(sb.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("tear down sandbox %s: remove record: %w", sb.ID, err)
 	}
 	return nil
+}
+
+// removeForwardRules deletes the firewall plugin's CNI-FORWARD rules for
+// the sandbox's address before CNI DEL releases the address. The plugin
+// removes them itself only when libcni hands it the cached ADD result,
+// which a crash in the middle of ADD (or an ADD cut short by a cancelled
+// context) never wrote; the rules carry no comment, and once the lease is
+// gone nothing would name them again. A record without the address (the
+// crash came before Setup stored it) gets it from the lease, and is
+// rewritten with it so that a crash now does not lose it again.
+func (m *Manager) removeForwardRules(ctx context.Context, sb *Sandbox) error {
+	if sb.IP == "" {
+		leases, err := m.leases()
+		if err != nil {
+			return err
+		}
+		for ip, id := range leases {
+			if id == sb.ID {
+				sb.IP = ip
+			}
+		}
+		if sb.IP == "" {
+			return nil // never got an address, so no rules either
+		}
+		if err := m.writeRecord(*sb); err != nil {
+			return err
+		}
+	}
+	if holder := m.leaseHolder(sb.IP); holder != "" && holder != sb.ID {
+		// Released earlier and leased again since: the rules are the new
+		// holder's now.
+		return nil
+	}
+	_, err := deleteForwardRules(ctx, map[string]string{sb.IP: sb.ID})
+	return err
 }
 
 func (m *Manager) recordPath(id string) string {
@@ -492,7 +619,8 @@ func (m *Manager) writeRecord(sb Sandbox) error {
 	return writeFileAtomic(m.recordPath(sb.ID), b, false)
 }
 
-// records reads every sandbox record in StateDir carrying our prefix.
+// records reads every sandbox record in StateDir that is ours (see ours);
+// agents sharing StateDir keep theirs there too.
 func (m *Manager) records() ([]Sandbox, error) {
 	entries, err := os.ReadDir(m.opts.StateDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -504,7 +632,8 @@ func (m *Manager) records() ([]Sandbox, error) {
 	var out []Sandbox
 	for _, e := range entries {
 		name := e.Name()
-		if !strings.HasPrefix(name, m.opts.NamePrefix) || !strings.HasSuffix(name, ".json") {
+		id, ok := strings.CutSuffix(name, ".json")
+		if !ok || !m.ours(id) {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(m.opts.StateDir, name))
@@ -512,9 +641,9 @@ func (m *Manager) records() ([]Sandbox, error) {
 			return nil, fmt.Errorf("read sandbox record: %w", err)
 		}
 		var sb Sandbox
-		if err := json.Unmarshal(b, &sb); err != nil || sb.ID != strings.TrimSuffix(name, ".json") {
+		if err := json.Unmarshal(b, &sb); err != nil || sb.ID != id {
 			// A torn or foreign file: fall back to what the name tells.
-			sb = Sandbox{ID: strings.TrimSuffix(name, ".json")}
+			sb = Sandbox{ID: id}
 		}
 		out = append(out, sb)
 	}

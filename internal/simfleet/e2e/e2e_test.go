@@ -91,7 +91,7 @@ func startAgent(t *testing.T, env *simfleet.Env, cd *testenv.ContainerdInstance,
 	if err != nil {
 		t.Fatalf("agent: %v", err)
 	}
-	agentproc.SweepNetwork(t, a.netDir, a.prefix, a.bridge, a.subnet) // runs after the agent stopped
+	agentproc.SweepNetwork(t, agentproc.AgentNetwork{DataDir: a.dataDir, RunDir: a.netDir, Prefix: a.prefix, Bridge: a.bridge, Subnet: a.subnet}) // runs after the agent stopped
 	ctx, cancel := context.WithCancel(context.Background())
 	ids := make(chan string, 1)
 	done := make(chan error, 1)

@@ -132,30 +132,52 @@ func (c *Child) Stop() {
 	}
 }
 
+// AgentNetwork names what an agent under test uses of the host's network.
+type AgentNetwork struct {
+	// DataDir is the agent's ECS_DATADIR; its owner tag, which is part of
+	// every sandbox name, derives from it (network.OwnerForDir).
+	DataDir string
+	// RunDir is the agent's WithNetworkRunDir.
+	RunDir string
+	// Prefix is the agent's WithNamePrefix.
+	Prefix         string
+	Bridge, Subnet string
+}
+
 // SweepNetwork removes, at the end of a test, what an agent with this
 // network may have left on the host if the test failed with tasks running:
 // its sandboxes, CNI rules and leases (network.Manager.Cleanup with no live
-// sandbox, as the agent's own start-up would), namespaces under prefix and
-// the bridge. runDir is the agent's WithNetworkRunDir.
-func SweepNetwork(t testing.TB, runDir, prefix, bridge, subnet string) {
+// sandbox, as the agent's own start-up would), namespaces under the prefix
+// and the bridge. Register it before starting the agent, so that it runs
+// after the agent stopped; it runs after the test's assertions, so it
+// cannot make them pass.
+func SweepNetwork(t testing.TB, n AgentNetwork) {
 	t.Helper()
+	owner, err := network.OwnerForDir(n.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		m, err := network.New(network.Options{NamePrefix: prefix, Bridge: bridge, Subnet: subnet}.InRunDir(runDir))
+		m, err := network.New(network.Options{NamePrefix: n.Prefix, Owner: owner, Bridge: n.Bridge, Subnet: n.Subnet}.InRunDir(n.RunDir))
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			_, err = m.Cleanup(ctx, nil, nil)
+			var rep network.CleanupReport
+			rep, err = m.Cleanup(ctx, nil, nil)
 			cancel()
+			if err == nil && len(rep.Pending) > 0 {
+				err = fmt.Errorf("could not remove %+v", rep.Pending)
+			}
 		}
 		if err != nil {
-			t.Errorf("sweep the agent's network %s: %v", prefix, err)
+			t.Errorf("sweep the agent's network %s: %v", n.Prefix, err)
 		}
 		entries, _ := os.ReadDir("/run/netns")
 		for _, en := range entries {
-			if strings.HasPrefix(en.Name(), prefix) {
+			if strings.HasPrefix(en.Name(), n.Prefix) {
 				_ = exec.Command("ip", "netns", "del", en.Name()).Run()
 			}
 		}
-		_ = exec.Command("ip", "link", "del", bridge).Run() // CNI leaves the bridge by design
+		_ = exec.Command("ip", "link", "del", n.Bridge).Run() // CNI leaves the bridge by design
 	})
 }
 

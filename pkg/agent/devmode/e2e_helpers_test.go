@@ -279,7 +279,7 @@ func (e *e2e) spec() agentSpec {
 		Bridge: "be" + id, Subnet: fmt.Sprintf("10.%d.%d.0/24", 100+mrand.IntN(50), mrand.IntN(256)),
 		Prefix: "be" + id + "-", PortFirst: uint16(20000 + mrand.IntN(160)*50),
 	}
-	agentproc.SweepNetwork(t, s.NetRunDir, s.Prefix, s.Bridge, s.Subnet) // what a failed test left
+	agentproc.SweepNetwork(t, agentproc.AgentNetwork{DataDir: s.DataDir, RunDir: s.NetRunDir, Prefix: s.Prefix, Bridge: s.Bridge, Subnet: s.Subnet}) // what a failed test left
 	return s
 }
 

@@ -22,15 +22,17 @@ import (
 var (
 	// testSandboxID is a sandbox id of a test's network: its name prefix
 	// (pkg/agent "bt<hex>-", devmode "be<hex>-", simfleet "bs<hex>-",
-	// pkg/network "bt<n>-", pkg/iam "btiam-") and 16 hex digits.
-	testSandboxID = regexp.MustCompile(`^(b[ets][0-9a-f]{1,8}-|btiam-)[0-9a-f]{16}$`)
+	// pkg/network "bt<n>-", pkg/iam "btiam-"), the agent's owner tag and a
+	// dash when an agent made it (network.Options.Owner), and 16 hex
+	// digits. The first group is everything before the 16 digits.
+	testSandboxID = regexp.MustCompile(`^((?:b[ets][0-9a-f]{1,8}-|btiam-)(?:[0-9a-f]{8}-)?)[0-9a-f]{16}$`)
 	// testLink is a bridge or veth a test created by name.
 	testLink = regexp.MustCompile(`^(b[ets][0-9a-f]{1,8}|btbr[0-9]+|btpf[0-9]+|btiam0|bi[0-9a-f]{6}[hn])$`)
 	// testComment is the comment of a rule a test installed itself:
 	// credentials routes of test bridges, pkg/iam's and pkg/network's
 	// routes, the host-network test's guard.
 	testComment     = regexp.MustCompile(`^berth:(creds:(b[ets][0-9a-f]{1,8}|btbr[0-9]+|btiam0)|test-creds:.*|iam-e2e:.*|test-guard:.*)$`)
-	testSandboxIDIn = regexp.MustCompile(`(b[ets][0-9a-f]{1,8}-|btiam-)[0-9a-f]{16}`)
+	testSandboxIDIn = regexp.MustCompile(`(?:b[ets][0-9a-f]{1,8}-|btiam-)(?:[0-9a-f]{8}-)?[0-9a-f]{16}`)
 	// testNetns is the IMDS test's stand-in namespace.
 	testNetns   = regexp.MustCompile(`^bi[0-9a-f]{6}$`)
 	commentArg  = regexp.MustCompile(`--comment "((?:[^"\\]|\\.)*)"`)
@@ -48,9 +50,11 @@ func sweepTestLeftovers(ctx context.Context) ([]string, error) {
 		}
 	}
 
-	// Sandboxes: every test prefix seen in a namespace name, a CNI rule
-	// comment or a CNI result cache is cleaned up as that test's agent
-	// would at start (pkg/network Cleanup: CNI DEL, rules, chains, caches).
+	// Sandboxes: every test prefix (with the owner tag, if any) seen in a
+	// namespace name, a CNI rule comment or a CNI result cache is cleaned
+	// up as that test's agent would at start (pkg/network Cleanup: CNI DEL,
+	// rules, chains, caches). This runs before the tests start, never
+	// during them, so no test can pass because of it.
 	prefixes := map[string]bool{}
 	addID := func(id string) {
 		if m := testSandboxID.FindStringSubmatch(id); m != nil {
@@ -86,7 +90,7 @@ func sweepTestLeftovers(ctx context.Context) ([]string, error) {
 	defer os.RemoveAll(tmp)
 	for _, prefix := range sortedKeys(prefixes) {
 		dir := filepath.Join(tmp, strings.TrimSuffix(prefix, "-"))
-		bridge := strings.TrimSuffix(prefix, "-")
+		bridge, _, _ := strings.Cut(prefix, "-") // the test's own name
 		if len(bridge) > 15 {
 			bridge = "bsweep0"
 		}
@@ -100,6 +104,9 @@ func sweepTestLeftovers(ctx context.Context) ([]string, error) {
 		}
 		rep, err := m.Cleanup(ctx, nil, nil)
 		note(err)
+		for _, l := range rep.Pending {
+			note(fmt.Errorf("sweep %s: %s: %s", prefix, l.Resource, l.Err))
+		}
 		for _, what := range [][]string{rep.TornDown, rep.Netns, rep.Rules, rep.Chains} {
 			done = append(done, what...)
 		}
