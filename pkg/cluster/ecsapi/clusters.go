@@ -2,6 +2,7 @@ package ecsapi
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -197,8 +198,12 @@ func (s *Server) describeClusters(c *call, in *ecs.DescribeClustersInput) (smith
 	if len(refs) > 100 {
 		return nil, invalidParam("Clusters can have at most 100 items.")
 	}
+	include, err := clusterInclude(in.Include)
+	if err != nil {
+		return nil, err
+	}
 	out := &ecs.DescribeClustersOutput{Clusters: []types.Cluster{}}
-	err := s.opts.Store.View(func(tx store.Tx) error {
+	err = s.opts.Store.View(func(tx store.Tx) error {
 		var err error
 		out.Failures, err = lookupEach(refs, func(ref string) (*records.Cluster, bool, error) {
 			return s.loadCluster(tx, ref)
@@ -207,7 +212,7 @@ func (s *Server) describeClusters(c *call, in *ecs.DescribeClustersInput) (smith
 			if err != nil {
 				return err
 			}
-			out.Clusters = append(out.Clusters, cl)
+			out.Clusters = append(out.Clusters, include.apply(cl))
 			return nil
 		})
 		return err
@@ -234,4 +239,53 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// clusterFields is what DescribeClusters' include asks for beyond the
+// members ECS always returns.
+type clusterFields map[types.ClusterField]bool
+
+// clusterInclude validates DescribeClusters' include.
+func clusterInclude(in []types.ClusterField) (clusterFields, error) {
+	f := clusterFields{}
+	for _, v := range in {
+		switch v {
+		case types.ClusterFieldTags, types.ClusterFieldSettings, types.ClusterFieldStatistics,
+			types.ClusterFieldConfigurations, types.ClusterFieldAttachments:
+			f[v] = true
+		default:
+			return nil, invalidParam("include value %q is not one of ATTACHMENTS, CONFIGURATIONS, SETTINGS, STATISTICS, TAGS.", v)
+		}
+	}
+	return f, nil
+}
+
+// apply leaves out of cl the members include did not ask for, and fills
+// the ones it asked for as ECS does (an empty list rather than none).
+func (f clusterFields) apply(cl types.Cluster) types.Cluster {
+	if !f[types.ClusterFieldTags] {
+		cl.Tags = nil
+	} else if cl.Tags == nil {
+		cl.Tags = []types.Tag{}
+	}
+	if !f[types.ClusterFieldSettings] {
+		cl.Settings = nil
+	} else if cl.Settings == nil {
+		cl.Settings = []types.ClusterSetting{}
+	}
+	if !f[types.ClusterFieldConfigurations] {
+		cl.Configuration = nil
+	}
+	if f[types.ClusterFieldAttachments] {
+		cl.Attachments = []types.Attachment{}
+		cl.AttachmentsStatus = nil
+	}
+	if f[types.ClusterFieldStatistics] {
+		cl.Statistics = []types.KeyValuePair{
+			{Name: aws.String("runningEC2TasksCount"), Value: aws.String(strconv.Itoa(int(cl.RunningTasksCount)))},
+			{Name: aws.String("pendingEC2TasksCount"), Value: aws.String(strconv.Itoa(int(cl.PendingTasksCount)))},
+			{Name: aws.String("activeEC2ServiceCount"), Value: aws.String(strconv.Itoa(int(cl.ActiveServicesCount)))},
+		}
+	}
+	return cl
 }

@@ -78,6 +78,8 @@ type Server struct {
 	opts Options
 	arns records.ARNs
 	ops  map[string]operation
+	// members is Members(): the refused ones are answered before decoding.
+	members map[string][]Member
 }
 
 var _ awsproto.Handler = (*Server)(nil)
@@ -92,6 +94,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, arns: opts.Launcher.ARNs}
 	s.ops = s.operations()
+	s.members = Members()
 	return s, nil
 }
 
@@ -147,6 +150,9 @@ func (s *Server) ServeAWS(r *awsproto.Request) ([]byte, error) {
 	if r.Key.Role == auth.RoleAgent && !o.agent {
 		return nil, awsproto.ClientError(auth.AccessDenied,
 			"User: %s is not authorized to perform: ecs:%s (agent keys may only call agent operations)", r.Key.AccessKeyID, r.Operation)
+	}
+	if err := refuseMembers(r.Operation, s.members[r.Operation], r.Body); err != nil {
+		return nil, err
 	}
 	c := &call{ctx: r.Context, key: r.Key, now: s.opts.Now().UTC(), baseURL: r.BaseURL, bodyLen: len(r.Body)}
 	out, err := o.run(c, r.Body)

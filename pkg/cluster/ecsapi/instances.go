@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -273,6 +274,17 @@ func (s *Server) describeContainerInstances(c *call, in *ecs.DescribeContainerIn
 	if len(in.ContainerInstances) == 0 || len(in.ContainerInstances) > 100 {
 		return nil, invalidParam("containerInstances must have between 1 and 100 items.")
 	}
+	withTags, withHealth := false, false
+	for _, f := range in.Include {
+		switch f {
+		case types.ContainerInstanceFieldTags:
+			withTags = true
+		case types.ContainerInstanceFieldContainerInstanceHealth:
+			withHealth = true
+		default:
+			return nil, invalidParam("include value %q is not one of TAGS, CONTAINER_INSTANCE_HEALTH.", f)
+		}
+	}
 	out := &ecs.DescribeContainerInstancesOutput{ContainerInstances: []types.ContainerInstance{}}
 	err = s.opts.Store.View(func(tx store.Tx) error {
 		if _, err := activeCluster(tx, cluster); err != nil {
@@ -285,6 +297,14 @@ func (s *Server) describeContainerInstances(c *call, in *ecs.DescribeContainerIn
 			if err != nil {
 				return err
 			}
+			if !withTags {
+				v.Tags = nil
+			} else if v.Tags == nil {
+				v.Tags = []types.Tag{}
+			}
+			if withHealth {
+				v.HealthStatus = instanceHealth(&v, c.now)
+			}
 			out.ContainerInstances = append(out.ContainerInstances, v)
 			return nil
 		})
@@ -294,6 +314,21 @@ func (s *Server) describeContainerInstances(c *call, in *ecs.DescribeContainerIn
 		return nil, err
 	}
 	return out, nil
+}
+
+// instanceHealth is the health ECS reports for an instance: its agent's
+// connection is what the endpoint knows of the container runtime.
+func instanceHealth(ci *types.ContainerInstance, now time.Time) *types.ContainerInstanceHealthStatus {
+	st := types.InstanceHealthCheckStateInsufficientData
+	if ci.AgentConnected {
+		st = types.InstanceHealthCheckStateOk
+	}
+	return &types.ContainerInstanceHealthStatus{
+		OverallStatus: st,
+		Details: []types.InstanceHealthCheckResult{{
+			Type: types.InstanceHealthCheckTypeContainerRuntime, Status: st, LastUpdated: aws.Time(now),
+		}},
+	}
 }
 
 func (s *Server) updateContainerInstancesState(c *call, in *ecs.UpdateContainerInstancesStateInput) (smithy.Serializable, error) {

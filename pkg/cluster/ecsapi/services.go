@@ -75,10 +75,10 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 	switch in.LaunchType {
 	case "", types.LaunchTypeEc2, types.LaunchTypeExternal:
 	default:
-		return nil, invalidParam("Launch type %s is not supported by this endpoint.", in.LaunchType)
+		return nil, invalidParam("launchType %s is not supported by this endpoint: use EC2 or EXTERNAL.", in.LaunchType)
 	}
-	if len(in.LoadBalancers) > 0 || len(in.CapacityProviderStrategy) > 0 || in.DeploymentController != nil && in.DeploymentController.Type != types.DeploymentControllerTypeEcs {
-		return nil, invalidParam("Load balancers, capacity providers and external or CODE_DEPLOY deployment controllers are not supported by this endpoint.")
+	if in.DeploymentController != nil && in.DeploymentController.Type != types.DeploymentControllerTypeEcs {
+		return nil, invalidParam("deploymentController type %s is not supported by this endpoint: only ECS.", in.DeploymentController.Type)
 	}
 	dc, err := deploymentConfig(sched, in.DeploymentConfiguration, nil)
 	if err != nil {
@@ -174,6 +174,9 @@ func deploymentConfig(sched types.SchedulingStrategy, in, have *types.Deployment
 	if have != nil {
 		cp := *have
 		dc = &cp
+	}
+	if err := refuseDeploymentStrategy(in); err != nil {
+		return nil, err
 	}
 	if in != nil {
 		if in.MinimumHealthyPercent != nil {
@@ -415,6 +418,11 @@ func (s *Server) listServices(c *call, in *ecs.ListServicesInput) (smithy.Serial
 	if err != nil {
 		return nil, err
 	}
+	switch in.ResourceManagementType {
+	case "", types.ResourceManagementTypeCustomer, types.ResourceManagementTypeEcs:
+	default:
+		return nil, invalidParam("resourceManagementType must be CUSTOMER or ECS.")
+	}
 	page, next, err := s.listPage(in.MaxResults, in.NextToken, func(tx store.Tx) ([]string, error) {
 		if _, err := activeCluster(tx, cluster); err != nil {
 			return nil, err
@@ -423,7 +431,9 @@ func (s *Server) listServices(c *call, in *ecs.ListServicesInput) (smithy.Serial
 		err := records.Each(tx, records.Services, cluster+"/", func(rec *records.Service) error {
 			svc := rec.Service
 			switch {
-			case aws.ToString(svc.Status) == "INACTIVE",
+			// Every service is its creator's: none is managed by ECS.
+			case in.ResourceManagementType == types.ResourceManagementTypeEcs,
+				aws.ToString(svc.Status) == "INACTIVE",
 				in.LaunchType != "" && svc.LaunchType != in.LaunchType,
 				in.SchedulingStrategy != "" && svc.SchedulingStrategy != in.SchedulingStrategy:
 				return nil
@@ -438,4 +448,31 @@ func (s *Server) listServices(c *call, in *ecs.ListServicesInput) (smithy.Serial
 		return nil, err
 	}
 	return &ecs.ListServicesOutput{ServiceArns: page, NextToken: next}, nil
+}
+
+// refuseDeploymentStrategy names the deployment configuration members of
+// the blue/green, linear and canary strategies and of alarm-based rollback,
+// which the service controller does not implement: it rolls.
+func refuseDeploymentStrategy(dc *types.DeploymentConfiguration) error {
+	const op = "UpdateService"
+	if dc == nil {
+		return nil
+	}
+	switch {
+	case dc.Alarms != nil && (dc.Alarms.Enable || dc.Alarms.Rollback || len(dc.Alarms.AlarmNames) > 0):
+		return refusal(op, "deploymentConfiguration.alarms", "CloudWatch alarms are not evaluated for deployments")
+	case aws.ToInt32(dc.BakeTimeInMinutes) != 0:
+		return refusal(op, "deploymentConfiguration.bakeTimeInMinutes", "bake time belongs to blue/green deployments")
+	case dc.CanaryConfiguration != nil:
+		return refusal(op, "deploymentConfiguration.canaryConfiguration", "canary deployments are not supported")
+	case dc.EarlySuccessCriteria != nil:
+		return refusal(op, "deploymentConfiguration.earlySuccessCriteria", "it belongs to canary and linear deployments")
+	case len(dc.LifecycleHooks) > 0:
+		return refusal(op, "deploymentConfiguration.lifecycleHooks", "lifecycle hooks belong to blue/green deployments")
+	case dc.LinearConfiguration != nil:
+		return refusal(op, "deploymentConfiguration.linearConfiguration", "linear deployments are not supported")
+	case dc.Strategy != "" && dc.Strategy != types.DeploymentStrategyRolling:
+		return refusal(op, "deploymentConfiguration.strategy", "only ROLLING deployments are supported")
+	}
+	return nil
 }

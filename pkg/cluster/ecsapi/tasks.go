@@ -1,6 +1,10 @@
 package ecsapi
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -103,21 +107,36 @@ func (s *Server) runTask(c *call, in *ecs.RunTaskInput) (smithy.Serializable, er
 	switch in.LaunchType {
 	case "", types.LaunchTypeEc2, types.LaunchTypeExternal:
 	default:
-		return nil, invalidParam("Launch type %s is not supported by this endpoint.", in.LaunchType)
+		return nil, invalidParam("launchType %s is not supported by this endpoint: use EC2 or EXTERNAL.", in.LaunchType)
 	}
-	if len(in.CapacityProviderStrategy) > 0 {
-		return nil, invalidParam("Capacity providers are not supported by this endpoint.")
+	token, hash, err := requestToken(in)
+	if err != nil {
+		return nil, err
 	}
 	var out *ecs.RunTaskOutput
 	var notifies []records.TaskChange
 	err = s.opts.Store.Update(func(tx store.Tx) error {
 		out = &ecs.RunTaskOutput{Tasks: []types.Task{}, Failures: []types.Failure{}}
 		notifies = nil
+		if token != "" {
+			prior, err := tasksOfToken(tx, cluster, token)
+			if err != nil || len(prior) > 0 {
+				if err == nil && prior[0].RequestHash != hash {
+					err = invalidParam("clientToken %q was already used with different parameters.", token)
+				}
+				for _, t := range prior {
+					out.Tasks = append(out.Tasks, t.Task)
+				}
+				return err
+			}
+		}
 		p, err := s.taskParamsFor(tx, cluster, in.TaskDefinition, in.Overrides, in.StartedBy, in.Group)
 		if err != nil {
 			return err
 		}
 		p.Tags = in.Tags
+		p.LaunchType = in.LaunchType
+		p.ClientToken, p.RequestHash = token, hash
 		ps, err := s.opts.Launcher.PlacementSet(tx, cluster)
 		if err != nil {
 			return err
@@ -376,4 +395,53 @@ func (s *Server) describeTasks(c *call, in *ecs.DescribeTasksInput) (smithy.Seri
 		return nil, err
 	}
 	return out, nil
+}
+
+// maxClientToken is the length limit of RunTask's clientToken.
+const maxClientToken = 64
+
+// requestToken validates RunTask's clientToken and digests the request's
+// other members, which a retry with the token must repeat.
+func requestToken(in *ecs.RunTaskInput) (token, hash string, err error) {
+	token = aws.ToString(in.ClientToken)
+	if token == "" {
+		return "", "", nil
+	}
+	if len(token) > maxClientToken || !printableASCII(token) {
+		return "", "", invalidParam("clientToken must be 1 to %d ASCII characters.", maxClientToken)
+	}
+	req := *in
+	req.ClientToken = nil
+	b, err := json.Marshal(&req)
+	if err != nil {
+		return "", "", fmt.Errorf("digest RunTask request: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return token, hex.EncodeToString(sum[:]), nil
+}
+
+// tasksOfToken returns the cluster's tasks created by RunTask with token,
+// in creation order.
+func tasksOfToken(tx store.Tx, cluster, token string) ([]*records.Task, error) {
+	var out []*records.Task
+	err := records.Each(tx, records.Tasks, records.ClusterPrefix(cluster), func(t *records.Task) error {
+		if t.ClientToken == token {
+			out = append(out, t)
+		}
+		return nil
+	})
+	sort.SliceStable(out, func(i, j int) bool {
+		return aws.ToTime(out[i].Task.CreatedAt).Before(aws.ToTime(out[j].Task.CreatedAt))
+	})
+	return out, err
+}
+
+// printableASCII reports whether s holds only printable ASCII characters.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }

@@ -304,6 +304,11 @@ type Params struct {
 	// Group defaults to "family:<family>".
 	Group *string
 	Tags  []types.Tag
+	// LaunchType is EC2 (the default) or EXTERNAL.
+	LaunchType types.LaunchType
+	// ClientToken and RequestHash are RunTask's idempotency token and the
+	// digest of its request (records.Task).
+	ClientToken, RequestHash string
 }
 
 // newTask builds the record of a task of p on instanceArn, holding d.
@@ -321,6 +326,10 @@ func (l *Launcher) newTask(p Params, instanceArn string, d scheduler.Demand, now
 	if ov == nil {
 		ov = &types.TaskOverride{}
 	}
+	launchType := p.LaunchType
+	if launchType == "" {
+		launchType = types.LaunchTypeEc2
+	}
 	if ov.ContainerOverrides == nil {
 		ov.ContainerOverrides = []types.ContainerOverride{}
 	}
@@ -337,7 +346,7 @@ func (l *Launcher) newTask(p Params, instanceArn string, d scheduler.Demand, now
 		CreatedAt:            aws.Time(now),
 		StartedBy:            p.StartedBy,
 		Group:                group,
-		LaunchType:           types.LaunchTypeEc2,
+		LaunchType:           launchType,
 		Version:              1,
 		Tags:                 p.Tags,
 		Attachments:          []types.Attachment{},
@@ -370,7 +379,7 @@ func (l *Launcher) newTask(p Params, instanceArn string, d scheduler.Demand, now
 		}
 		t.Containers = append(t.Containers, ct)
 	}
-	return &records.Task{Task: t, Cluster: p.Cluster, Demand: d}, nil
+	return &records.Task{Task: t, Cluster: p.Cluster, Demand: d, ClientToken: p.ClientToken, RequestHash: p.RequestHash}, nil
 }
 
 // Place creates a task of p on inst, takes its demand d there and stores

@@ -80,6 +80,11 @@ type Task struct {
 	// backoff), so each is counted once.
 	ServiceSawRunning bool `json:",omitempty"`
 	ServiceSawStop    bool `json:",omitempty"`
+	// ClientToken is the RunTask clientToken that created the task and
+	// RequestHash the digest of that request's other members: a retry with
+	// the token gets the same tasks while they are kept.
+	ClientToken string `json:",omitempty"`
+	RequestHash string `json:",omitempty"`
 }
 
 // Service is stored in Services under ServiceKey.

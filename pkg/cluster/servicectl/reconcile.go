@@ -290,7 +290,7 @@ func (r *reconciler) launch(req *scheduler.Request, d scheduler.Demand, td *type
 	}
 	inst := r.ps.Records[idx]
 	svc := &r.rec.Service
-	p := launch.Params{Cluster: r.rec.Cluster, TD: td, StartedBy: svc.Deployments[0].Id, Group: aws.String(r.group())}
+	p := launch.Params{Cluster: r.rec.Cluster, TD: td, StartedBy: svc.Deployments[0].Id, Group: aws.String(r.group()), LaunchType: svc.LaunchType}
 	if svc.PropagateTags == types.PropagateTagsService {
 		p.Tags = svc.Tags
 	}

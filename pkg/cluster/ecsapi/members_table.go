@@ -1,0 +1,257 @@
+package ecsapi
+
+// Why members are refused, where several operations share the reason.
+const (
+	whyCapacityProviders = "capacity providers scale EC2 Auto Scaling groups or Fargate; Berth's capacity is the hosts whose agents register"
+	whyPlatformVersion   = "platform versions exist only for Fargate"
+	whyExec              = "ECS Exec needs the SSM agent and Session Manager, which Berth does not run"
+	whyServiceConnect    = "Service Connect needs AWS Cloud Map and its Envoy proxy"
+	whyLaunchVolumes     = "volumes configured at launch are EBS volumes that ECS creates and attaches"
+	whyReferenceID       = "it ties a task to EBS volumes configured at launch, which are not supported"
+	whyLattice           = "VPC Lattice is an AWS network service"
+	whyRegistries        = "service discovery registers tasks in AWS Cloud Map"
+	whyLoadBalancers     = "services do not register targets with load balancers yet"
+	whyGateway           = "Express gateways are AWS-managed ingress"
+	whyMonitoring        = "service monitoring configurations feed AWS-managed alarms"
+	whyLaunchType        = "EC2 and EXTERNAL; FARGATE and MANAGED_INSTANCES are refused naming launchType"
+	whyDaemons           = "ECS daemons (CreateDaemon) are not served"
+	whyManagedAgents     = "managed agents are ECS Exec's, which is not supported"
+	whyTDLaunchType      = "EC2 and EXTERNAL; FARGATE and MANAGED_INSTANCES are refused naming requiresCompatibilities"
+)
+
+// Members lists every input member of every routed operation with its
+// status (see the comment in members.go).
+func Members() map[string][]Member {
+	cluster := honoured("cluster")
+	paging := []Member{honoured("maxResults"), honoured("nextToken")}
+	return map[string][]Member{
+		"CreateCluster": {
+			honoured("clusterName"), honoured("tags"),
+			differs("settings", "containerInsights (enabled, enhanced, disabled) is stored and returned"),
+			refused("configuration", "its executeCommandConfiguration and managedStorageConfiguration need ECS Exec and KMS-managed Fargate storage"),
+			refused("capacityProviders", whyCapacityProviders),
+			refused("defaultCapacityProviderStrategy", whyCapacityProviders),
+			refused("serviceConnectDefaults", whyServiceConnect),
+		},
+		"DeleteCluster":    {honoured("cluster")},
+		"ListClusters":     paging,
+		"DescribeClusters": {honoured("clusters"), honoured("include")},
+		"RegisterTaskDefinition": {
+			honoured("family"), honoured("cpu"), honoured("memory"),
+			differs("containerDefinitions", "each container member's status is in the task definition section of this page"),
+			refused("containerDefinitions.resourceRequirements", "GPU and InferenceAccelerator resources need devices Berth does not schedule"),
+			honoured("networkMode"), honoured("placementConstraints"),
+			differs("volumes", "host and dockerVolumeConfiguration volumes; the AWS storage services are refused by name"),
+			refused("volumes.efsVolumeConfiguration", "EFS file systems need the ECS volume plugin and AWS EFS"),
+			refused("volumes.fsxWindowsFileServerVolumeConfiguration", "FSx for Windows File Server needs Windows and AWS FSx"),
+			refused("volumes.configuredAtLaunch", whyLaunchVolumes),
+			honoured("taskRoleArn"), honoured("executionRoleArn"), honoured("pidMode"), honoured("ipcMode"),
+			honoured("tags"),
+			differs("requiresCompatibilities", whyTDLaunchType),
+			refused("proxyConfiguration", "App Mesh proxy configuration needs the ECS CNI plugins"),
+			refused("inferenceAccelerators", "Elastic Inference accelerators exist only on EC2"),
+			refused("ephemeralStorage", "ephemeral storage is a Fargate setting"),
+			refused("runtimePlatform", "not used for placement yet"),
+			refused("enableFaultInjection", "fault injection endpoints are not served"),
+		},
+		"DeregisterTaskDefinition":   {honoured("taskDefinition")},
+		"DescribeTaskDefinition":     {honoured("taskDefinition"), honoured("include")},
+		"ListTaskDefinitions":        append([]Member{honoured("familyPrefix"), honoured("sort"), honoured("status")}, paging...),
+		"ListTaskDefinitionFamilies": append([]Member{honoured("familyPrefix"), honoured("status")}, paging...),
+		"RegisterContainerInstance": {
+			cluster, honoured("containerInstanceArn"), honoured("totalResources"), honoured("attributes"),
+			honoured("versionInfo"), honoured("tags"),
+			refused("instanceIdentityDocument", "not read yet"),
+			refused("instanceIdentityDocumentSignature", "not read yet"),
+			refused("platformDevices", "GPU tasks are not supported"),
+		},
+		"DeregisterContainerInstance": {cluster, honoured("containerInstance"), honoured("force")},
+		"ListContainerInstances":      append([]Member{cluster, honoured("filter"), honoured("status")}, paging...),
+		"DescribeContainerInstances": {cluster, honoured("containerInstances"),
+			differs("include", "TAGS; CONTAINER_INSTANCE_HEALTH reports the runtime as OK while the agent is connected, INSUFFICIENT_DATA otherwise")},
+		"UpdateContainerInstancesState": {cluster, honoured("containerInstances"), honoured("status")},
+		"PutAttributes":                 {cluster, honoured("attributes")},
+		"DeleteAttributes":              {cluster, honoured("attributes")},
+		"ListAttributes": append([]Member{cluster, honoured("targetType"), honoured("attributeName"),
+			honoured("attributeValue")}, paging...),
+		"DiscoverPollEndpoint": {
+			differs("cluster", "every cluster's agents poll the same endpoint, so the answer does not depend on it"),
+			differs("containerInstance", "every instance polls the same endpoint, so the answer does not depend on it"),
+		},
+		"RunTask": {
+			cluster, honoured("taskDefinition"), honoured("count"), honoured("startedBy"), honoured("group"),
+			honoured("overrides"), honoured("placementConstraints"), honoured("placementStrategy"), honoured("tags"),
+			differs("launchType", whyLaunchType),
+			refused("capacityProviderStrategy", whyCapacityProviders),
+			refused("enableECSManagedTags", "not applied yet"),
+			refused("propagateTags", "not applied yet"),
+			refused("enableExecuteCommand", whyExec),
+			refused("networkConfiguration", "not applied yet"),
+			refused("platformVersion", whyPlatformVersion),
+			refused("referenceId", whyReferenceID),
+			differs("clientToken", "a retry with the token and the same members gets the same tasks while they are kept (an hour after they stop); with other members it is refused naming clientToken; a call that placed no task keeps nothing"),
+			refused("volumeConfigurations", whyLaunchVolumes),
+		},
+		"StartTask": {
+			cluster, honoured("containerInstances"), honoured("taskDefinition"), honoured("startedBy"),
+			honoured("group"), honoured("overrides"), honoured("tags"),
+			refused("enableECSManagedTags", "not applied yet"),
+			refused("propagateTags", "not applied yet"),
+			refused("enableExecuteCommand", whyExec),
+			refused("networkConfiguration", "not applied yet"),
+			refused("referenceId", whyReferenceID),
+			refused("volumeConfigurations", whyLaunchVolumes),
+		},
+		"StopTask": {cluster, honoured("task"), honoured("reason")},
+		"ListTasks": append([]Member{cluster, honoured("containerInstance"), honoured("desiredStatus"),
+			honoured("family"), honoured("launchType"), honoured("serviceName"), honoured("startedBy"),
+			refused("daemonName", whyDaemons)}, paging...),
+		"DescribeTasks": {cluster, honoured("tasks"), honoured("include")},
+		"SubmitTaskStateChange": {
+			cluster, honoured("task"), honoured("status"), honoured("reason"), honoured("containers"),
+			honoured("pullStartedAt"), honoured("pullStoppedAt"), honoured("executionStoppedAt"),
+			refused("attachments", "tasks have no attachments yet"),
+			refused("managedAgents", whyManagedAgents),
+		},
+		"SubmitContainerStateChange": {
+			cluster, honoured("task"), honoured("containerName"), honoured("status"), honoured("exitCode"),
+			honoured("reason"), honoured("runtimeId"), honoured("networkBindings"),
+		},
+		"CreateService": {
+			cluster, honoured("serviceName"), honoured("taskDefinition"), honoured("desiredCount"),
+			honoured("schedulingStrategy"), honoured("placementConstraints"), honoured("placementStrategy"),
+			honoured("tags"),
+			differs("deploymentConfiguration", "minimumHealthyPercent, maximumPercent and deploymentCircuitBreaker (rolling deployments); the members below are refused by name"),
+			refused("deploymentConfiguration.alarms", "CloudWatch alarms are not evaluated for deployments"),
+			refused("deploymentConfiguration.bakeTimeInMinutes", "bake time belongs to blue/green deployments"),
+			refused("deploymentConfiguration.canaryConfiguration", "canary deployments are not supported"),
+			refused("deploymentConfiguration.earlySuccessCriteria", "it belongs to canary and linear deployments"),
+			refused("deploymentConfiguration.lifecycleHooks", "lifecycle hooks belong to blue/green deployments"),
+			refused("deploymentConfiguration.linearConfiguration", "linear deployments are not supported"),
+			refused("deploymentConfiguration.strategy", "only ROLLING deployments are supported"),
+			differs("deploymentController", "type ECS only; CODE_DEPLOY and EXTERNAL are refused naming deploymentController"),
+			differs("launchType", whyLaunchType),
+			refused("availabilityZoneRebalancing", "not applied yet"),
+			refused("capacityProviderStrategy", whyCapacityProviders),
+			refused("clientToken", "not applied yet"),
+			refused("enableECSManagedTags", "not applied yet"),
+			refused("propagateTags", "not applied yet"),
+			refused("enableExecuteCommand", whyExec),
+			refused("gatewayConnectors", whyGateway),
+			refused("healthCheckGracePeriodSeconds", "not applied yet"),
+			refused("loadBalancers", whyLoadBalancers),
+			refused("role", "the role is for load balancers, which services do not use yet"),
+			refused("monitoring", whyMonitoring),
+			refused("networkConfiguration", "not applied yet"),
+			refused("platformVersion", whyPlatformVersion),
+			refused("serviceConnectConfiguration", whyServiceConnect),
+			refused("serviceRegistries", whyRegistries),
+			refused("volumeConfigurations", whyLaunchVolumes),
+			refused("vpcLatticeConfigurations", whyLattice),
+		},
+		"UpdateService": {
+			cluster, honoured("service"), honoured("taskDefinition"), honoured("desiredCount"),
+			honoured("placementConstraints"), honoured("placementStrategy"), honoured("forceNewDeployment"),
+			differs("deploymentConfiguration", "minimumHealthyPercent, maximumPercent and deploymentCircuitBreaker (rolling deployments); the members below are refused by name"),
+			refused("deploymentConfiguration.alarms", "CloudWatch alarms are not evaluated for deployments"),
+			refused("deploymentConfiguration.bakeTimeInMinutes", "bake time belongs to blue/green deployments"),
+			refused("deploymentConfiguration.canaryConfiguration", "canary deployments are not supported"),
+			refused("deploymentConfiguration.earlySuccessCriteria", "it belongs to canary and linear deployments"),
+			refused("deploymentConfiguration.lifecycleHooks", "lifecycle hooks belong to blue/green deployments"),
+			refused("deploymentConfiguration.linearConfiguration", "linear deployments are not supported"),
+			refused("deploymentConfiguration.strategy", "only ROLLING deployments are supported"),
+			refused("deploymentController", "the deployment controller of a service cannot change from ECS"),
+			refused("availabilityZoneRebalancing", "not applied yet"),
+			refused("capacityProviderStrategy", whyCapacityProviders),
+			refused("enableECSManagedTags", "not applied yet"),
+			refused("propagateTags", "not applied yet"),
+			refused("enableExecuteCommand", whyExec),
+			refused("gatewayConnectors", whyGateway),
+			refused("healthCheckGracePeriodSeconds", "not applied yet"),
+			refused("loadBalancers", whyLoadBalancers),
+			refused("monitoring", whyMonitoring),
+			refused("networkConfiguration", "not applied yet"),
+			refused("platformVersion", whyPlatformVersion),
+			refused("serviceConnectConfiguration", whyServiceConnect),
+			refused("serviceRegistries", whyRegistries),
+			refused("volumeConfigurations", whyLaunchVolumes),
+			refused("vpcLatticeConfigurations", whyLattice),
+		},
+		"DeleteService":    {cluster, honoured("service"), honoured("force")},
+		"DescribeServices": {cluster, honoured("services"), honoured("include")},
+		"ListServices": append([]Member{cluster, honoured("launchType"), honoured("schedulingStrategy"),
+			differs("resourceManagementType", "every service is CUSTOMER-managed: ECS lists none")}, paging...),
+	}
+}
+
+// NotRouted gives, for each ECS operation the endpoint does not serve, why;
+// such a call is answered with UnknownOperationException.
+func NotRouted() map[string]string {
+	const (
+		capacity = "capacity providers scale EC2 Auto Scaling groups or Fargate"
+		express  = "Express gateway services are AWS-managed ingress and compute"
+		daemons  = "ECS daemons are a managed-instances feature"
+		taskSets = "task sets belong to the EXTERNAL and CODE_DEPLOY deployment controllers"
+		account  = "account settings (ARN formats, awsvpc trunking, Container Insights defaults) are fixed on Berth"
+	)
+	return map[string]string{
+		"AssociateGatewayWithCluster":    express,
+		"ContinueServiceDeployment":      "lifecycle hooks of blue/green deployments are not supported",
+		"CreateCapacityProvider":         capacity,
+		"CreateDaemon":                   daemons,
+		"CreateExpressGatewayService":    express,
+		"CreateGateway":                  express,
+		"CreateTaskSet":                  taskSets,
+		"DeleteAccountSetting":           account,
+		"DeleteCapacityProvider":         capacity,
+		"DeleteDaemon":                   daemons,
+		"DeleteDaemonTaskDefinition":     daemons,
+		"DeleteExpressGatewayService":    express,
+		"DeleteGateway":                  express,
+		"DeleteTaskDefinitions":          "not served yet",
+		"DeleteTaskSet":                  taskSets,
+		"DescribeCapacityProviders":      capacity,
+		"DescribeDaemon":                 daemons,
+		"DescribeDaemonDeployments":      daemons,
+		"DescribeDaemonRevisions":        daemons,
+		"DescribeDaemonTaskDefinition":   daemons,
+		"DescribeExpressGatewayService":  express,
+		"DescribeGateway":                express,
+		"DescribeGatewayResources":       express,
+		"DescribeGatewayRoute":           express,
+		"DescribeServiceDeployments":     "not served yet",
+		"DescribeServiceRevisions":       "not served yet",
+		"DescribeTaskSets":               taskSets,
+		"DisassociateGatewayFromCluster": express,
+		"ExecuteCommand":                 "ECS Exec needs the SSM agent and Session Manager",
+		"GetTaskProtection":              "task scale-in protection is not supported",
+		"ListAccountSettings":            account,
+		"ListDaemonDeployments":          daemons,
+		"ListDaemonTaskDefinitions":      daemons,
+		"ListDaemons":                    daemons,
+		"ListGatewayClusterAssociations": express,
+		"ListGatewayRoutes":              express,
+		"ListGateways":                   express,
+		"ListServiceDeployments":         "not served yet",
+		"ListServicesByNamespace":        "Service Connect namespaces live in AWS Cloud Map",
+		"ListTagsForResource":            "not served yet",
+		"PutAccountSetting":              account,
+		"PutAccountSettingDefault":       account,
+		"PutClusterCapacityProviders":    "not served yet",
+		"RegisterDaemonTaskDefinition":   daemons,
+		"StopServiceDeployment":          "not served yet",
+		"SubmitAttachmentStateChanges":   "attachments (ENIs, EBS volumes) are created by ECS on AWS; Berth's tasks have none to report",
+		"TagResource":                    "not served yet",
+		"UntagResource":                  "not served yet",
+		"UpdateCapacityProvider":         capacity,
+		"UpdateCluster":                  "not served yet",
+		"UpdateClusterSettings":          "not served yet",
+		"UpdateContainerAgent":           "Berth is upgraded by its package manager, not through the API",
+		"UpdateDaemon":                   daemons,
+		"UpdateExpressGatewayService":    express,
+		"UpdateGateway":                  express,
+		"UpdateServicePrimaryTaskSet":    taskSets,
+		"UpdateTaskProtection":           "task scale-in protection is not supported",
+		"UpdateTaskSet":                  taskSets,
+	}
+}
