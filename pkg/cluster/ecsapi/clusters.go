@@ -47,6 +47,9 @@ func (s *Server) operations() map[string]operation {
 		"DeleteService":                 op(false, s.deleteService),
 		"DescribeServices":              op(false, s.describeServices),
 		"ListServices":                  op(false, s.listServices),
+		"TagResource":                   op(false, s.tagResource),
+		"UntagResource":                 op(false, s.untagResource),
+		"ListTagsForResource":           op(false, s.listTagsForResource),
 	}
 }
 

@@ -84,6 +84,10 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 	if err != nil {
 		return nil, err
 	}
+	propagate, err := servicePropagateTags(in.PropagateTags, types.PropagateTagsNone)
+	if err != nil {
+		return nil, err
+	}
 	if err := validateServicePlacement(sched, in.PlacementConstraints, in.PlacementStrategy); err != nil {
 		return nil, err
 	}
@@ -126,7 +130,7 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 			CreatedAt:               aws.Time(c.now),
 			CreatedBy:               aws.String(s.arns.IAMUser(c.key.AccessKeyID)),
 			Tags:                    in.Tags,
-			PropagateTags:           in.PropagateTags,
+			PropagateTags:           propagate,
 			EnableECSManagedTags:    in.EnableECSManagedTags,
 			Events:                  []types.ServiceEvent{},
 			LoadBalancers:           []types.LoadBalancer{},
@@ -237,6 +241,12 @@ func (s *Server) updateService(c *call, in *ecs.UpdateServiceInput) (smithy.Seri
 			return err
 		}
 		svc.DeploymentConfiguration = dc
+		if svc.PropagateTags, err = servicePropagateTags(in.PropagateTags, svc.PropagateTags); err != nil {
+			return err
+		}
+		if in.EnableECSManagedTags != nil {
+			svc.EnableECSManagedTags = *in.EnableECSManagedTags
+		}
 		if in.PlacementConstraints != nil || in.PlacementStrategy != nil {
 			cons, strats := svc.PlacementConstraints, svc.PlacementStrategy
 			if in.PlacementConstraints != nil {
@@ -475,4 +485,16 @@ func refuseDeploymentStrategy(dc *types.DeploymentConfiguration) error {
 		return refusal(op, "deploymentConfiguration.strategy", "only ROLLING deployments are supported")
 	}
 	return nil
+}
+
+// servicePropagateTags validates a service's propagateTags; empty keeps
+// have.
+func servicePropagateTags(p, have types.PropagateTags) (types.PropagateTags, error) {
+	switch p {
+	case "":
+		return have, nil
+	case types.PropagateTagsNone, types.PropagateTagsTaskDefinition, types.PropagateTagsService:
+		return p, nil
+	}
+	return "", invalidParam("propagateTags must be TASK_DEFINITION, SERVICE or NONE, got %q.", p)
 }

@@ -109,6 +109,9 @@ func (s *Server) runTask(c *call, in *ecs.RunTaskInput) (smithy.Serializable, er
 	default:
 		return nil, invalidParam("launchType %s is not supported by this endpoint: use EC2 or EXTERNAL.", in.LaunchType)
 	}
+	if err := taskPropagateTags(in.PropagateTags); err != nil {
+		return nil, err
+	}
 	token, hash, err := requestToken(in)
 	if err != nil {
 		return nil, err
@@ -134,7 +137,7 @@ func (s *Server) runTask(c *call, in *ecs.RunTaskInput) (smithy.Serializable, er
 		if err != nil {
 			return err
 		}
-		p.Tags = in.Tags
+		p.Tags, p.PropagateTags, p.ManagedTags = in.Tags, in.PropagateTags, in.EnableECSManagedTags
 		p.LaunchType = in.LaunchType
 		p.ClientToken, p.RequestHash = token, hash
 		ps, err := s.opts.Launcher.PlacementSet(tx, cluster)
@@ -185,6 +188,9 @@ func (s *Server) startTask(c *call, in *ecs.StartTaskInput) (smithy.Serializable
 	if err != nil {
 		return nil, err
 	}
+	if err := taskPropagateTags(in.PropagateTags); err != nil {
+		return nil, err
+	}
 	if len(in.ContainerInstances) == 0 || len(in.ContainerInstances) > maxTasksPerCall {
 		return nil, invalidParam("containerInstances must have between 1 and %d items.", maxTasksPerCall)
 	}
@@ -197,7 +203,7 @@ func (s *Server) startTask(c *call, in *ecs.StartTaskInput) (smithy.Serializable
 		if err != nil {
 			return err
 		}
-		p.Tags = in.Tags
+		p.Tags, p.PropagateTags, p.ManagedTags = in.Tags, in.PropagateTags, in.EnableECSManagedTags
 		d := launch.Demand(p.TD, in.Overrides)
 		// StartTask names its instances: only resources, the agent and
 		// required attributes are checked, as ECS does.
@@ -444,4 +450,16 @@ func printableASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// taskPropagateTags checks RunTask's and StartTask's propagateTags: a task
+// started by hand has no service to take tags from.
+func taskPropagateTags(p types.PropagateTags) error {
+	switch p {
+	case "", types.PropagateTagsNone, types.PropagateTagsTaskDefinition:
+		return nil
+	case types.PropagateTagsService:
+		return invalidParam("propagateTags SERVICE is only valid for tasks of a service.")
+	}
+	return invalidParam("propagateTags must be TASK_DEFINITION, SERVICE or NONE, got %q.", p)
 }

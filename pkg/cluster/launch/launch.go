@@ -13,6 +13,7 @@ package launch
 import (
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -309,6 +310,69 @@ type Params struct {
 	// ClientToken and RequestHash are RunTask's idempotency token and the
 	// digest of its request (records.Task).
 	ClientToken, RequestHash string
+	// PropagateTags copies the task definition's (TASK_DEFINITION) or the
+	// service's (SERVICE: ServiceTags) tags to the task, under Tags.
+	PropagateTags types.PropagateTags
+	ServiceTags   []types.Tag
+	// ManagedTags adds ECS's aws:ecs:clusterName (and, with ServiceName,
+	// aws:ecs:serviceName) tags.
+	ManagedTags bool
+	ServiceName string
+}
+
+// ServiceParams are the parameters of a new task of svc's PRIMARY
+// deployment of td.
+func ServiceParams(svc *records.Service, td *types.TaskDefinition) Params {
+	s := &svc.Service
+	p := Params{Cluster: svc.Cluster, TD: td, Group: aws.String(svc.Group()), LaunchType: s.LaunchType,
+		PropagateTags: s.PropagateTags, ServiceTags: s.Tags, ManagedTags: s.EnableECSManagedTags, ServiceName: svc.Name()}
+	if len(s.Deployments) > 0 {
+		p.StartedBy = s.Deployments[0].Id
+	}
+	return p
+}
+
+// taskTags are the tags of a new task of p: the task definition's or the
+// service's when propagated, the caller's over them, and ECS's own.
+func (l *Launcher) taskTags(tx store.Tx, p Params) ([]types.Tag, error) {
+	var tags []types.Tag
+	switch p.PropagateTags {
+	case types.PropagateTagsTaskDefinition:
+		rec, ok, err := records.FindTaskDefinition(tx, l.ARNs, aws.ToString(p.TD.TaskDefinitionArn))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			tags = append(tags, rec.Tags...)
+		}
+	case types.PropagateTagsService:
+		tags = append(tags, p.ServiceTags...)
+	}
+	tags = MergeTags(tags, p.Tags)
+	if p.ManagedTags {
+		tags = MergeTags(tags, []types.Tag{{Key: aws.String("aws:ecs:clusterName"), Value: aws.String(p.Cluster)}})
+		if p.ServiceName != "" {
+			tags = MergeTags(tags, []types.Tag{{Key: aws.String("aws:ecs:serviceName"), Value: aws.String(p.ServiceName)}})
+		}
+	}
+	if len(tags) == 0 {
+		return nil, nil
+	}
+	return tags, nil
+}
+
+// MergeTags sets add's tags over have's, by key, keeping have's order.
+func MergeTags(have, add []types.Tag) []types.Tag {
+	out := append([]types.Tag(nil), have...)
+	for _, t := range add {
+		i := slices.IndexFunc(out, func(o types.Tag) bool { return aws.ToString(o.Key) == aws.ToString(t.Key) })
+		if i >= 0 {
+			out[i] = t
+		} else {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // newTask builds the record of a task of p on instanceArn, holding d.
@@ -385,6 +449,11 @@ func (l *Launcher) newTask(p Params, instanceArn string, d scheduler.Demand, now
 // Place creates a task of p on inst, takes its demand d there and stores
 // both in tx.
 func (l *Launcher) Place(tx store.Tx, p Params, inst *records.Instance, d scheduler.Demand, now time.Time) (*records.Task, error) {
+	tags, err := l.taskTags(tx, p)
+	if err != nil {
+		return nil, err
+	}
+	p.Tags = tags
 	t, err := l.newTask(p, aws.ToString(inst.Instance.ContainerInstanceArn), d, now)
 	if err != nil {
 		return nil, err

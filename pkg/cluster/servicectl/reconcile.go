@@ -289,11 +289,7 @@ func (r *reconciler) launch(req *scheduler.Request, d scheduler.Demand, td *type
 		}
 	}
 	inst := r.ps.Records[idx]
-	svc := &r.rec.Service
-	p := launch.Params{Cluster: r.rec.Cluster, TD: td, StartedBy: svc.Deployments[0].Id, Group: aws.String(r.group()), LaunchType: svc.LaunchType}
-	if svc.PropagateTags == types.PropagateTagsService {
-		p.Tags = svc.Tags
-	}
+	p := launch.ServiceParams(r.rec, td)
 	r.wrote = true
 	t, err := r.c.o.Launcher.Place(r.tx, p, inst, d, r.now)
 	if err != nil {
