@@ -38,3 +38,18 @@ func TestSweepNames(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepPrefix: the sweep cleans up under the whole prefix of an ID,
+// with the agent's owner tag when it has one, so that it takes the IDs of
+// exactly that agent (network.Manager.ours).
+func TestSweepPrefix(t *testing.T) {
+	for id, want := range map[string]string{
+		"bt1ef675-c9f13f51-067089e50123abcd": "bt1ef675-c9f13f51-",
+		"bt3-0123456789abcdef":               "bt3-",
+		"btiam-0123456789abcdef":             "btiam-",
+	} {
+		if m := testSandboxID.FindStringSubmatch(id); m == nil || m[1] != want {
+			t.Errorf("prefix of %s: %v, want %q", id, m, want)
+		}
+	}
+}
