@@ -15,6 +15,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ import (
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/awsproto"
 	"github.com/berth-dev/berth/pkg/cluster/ecsapi"
+	"github.com/berth-dev/berth/pkg/cluster/elbv2"
 	"github.com/berth-dev/berth/pkg/cluster/launch"
 	"github.com/berth-dev/berth/pkg/cluster/logstore"
 	"github.com/berth-dev/berth/pkg/cluster/records"
@@ -68,6 +70,10 @@ type Options struct {
 	// issues their credentials into payloads and refreshes them. None
 	// means any role is accepted and no credentials are issued.
 	Roles []roles.RoleConfig
+	// Certificates are the TLS certificates HTTPS listeners of the Elastic
+	// Load Balancing API may name by ARN (cluster.toml's [[certificates]]);
+	// Open checks that each pair loads.
+	Certificates []elbv2.Certificate
 	// AWSCredentials sign the STS calls of assume-role roles: the
 	// endpoint's own credentials. Nil loads the AWS SDK's default chain
 	// when a role needs it.
@@ -120,10 +126,10 @@ type Endpoint struct {
 	adminLn net.Listener
 }
 
-// Buckets lists the buckets of cluster.db: the ECS records, the access
-// keys and the agents' session records.
+// Buckets lists the buckets of cluster.db: the ECS and load balancing
+// records, the access keys and the agents' session records.
 func Buckets() []store.Bucket {
-	return append(records.Buckets(), auth.KeysBucket, acs.SessionsBucket)
+	return append(append(records.Buckets(), records.LBBuckets()...), auth.KeysBucket, acs.SessionsBucket)
 }
 
 // OpenStore opens the data directory's store and keyring without serving;
@@ -199,7 +205,7 @@ func (e *Endpoint) build(ctx context.Context) error {
 		Region: o.Region, AccountID: o.AccountID, Now: o.Now}); err != nil {
 		return err
 	}
-	verifier := &auth.Verifier{Keys: e.keys, Region: o.Region, Services: []string{ecsapi.Service, logstore.Service}, Now: o.Now}
+	verifier := &auth.Verifier{Keys: e.keys, Region: o.Region, Services: []string{ecsapi.Service, logstore.Service, auth.LBService}, Now: o.Now}
 	if len(o.Roles) > 0 {
 		if e.broker, err = e.newBroker(ctx); err != nil {
 			return err
@@ -239,7 +245,16 @@ func (e *Endpoint) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	router, err := awsproto.New(awsproto.Options{Verifier: verifier, APIs: []awsproto.API{ecs.API(), e.logs.API()},
+	for _, c := range o.Certificates {
+		if _, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile); err != nil {
+			return fmt.Errorf("certificate %s: %w", c.ARN, err)
+		}
+	}
+	lb, err := elbv2.New(elbv2.Options{Store: e.db, Region: o.Region, AccountID: o.AccountID, Certificates: o.Certificates, Now: o.Now})
+	if err != nil {
+		return err
+	}
+	router, err := awsproto.New(awsproto.Options{Verifier: verifier, APIs: []awsproto.API{ecs.API(), e.logs.API(), lb.API(), lb.DataPlaneAPI()},
 		Logger: o.Logger, Now: o.Now})
 	if err != nil {
 		return err

@@ -35,15 +35,24 @@ const (
 	// RoleAgent may call only the operations an agent uses, and only for the
 	// container instances it registered.
 	RoleAgent Role = "agent"
+	// RoleLB is a load balancer data plane's (berth-lb's) key: it may call
+	// only the Elastic Load Balancing v2 API's read operations and the
+	// data-plane operations (read a load balancer's state, report target
+	// health); the Verifier refuses it for every other service.
+	RoleLB Role = "lb"
 )
 
-// ParseRole accepts "admin" or "agent".
+// LBService is the SigV4 service of the Elastic Load Balancing v2 API and of
+// the load balancer data-plane API, the only one an lb key may sign for.
+const LBService = "elasticloadbalancing"
+
+// ParseRole accepts "admin", "agent" or "lb".
 func ParseRole(s string) (Role, error) {
 	switch Role(s) {
-	case RoleAdmin, RoleAgent:
+	case RoleAdmin, RoleAgent, RoleLB:
 		return Role(s), nil
 	}
-	return "", fmt.Errorf("role %q: must be admin or agent", s)
+	return "", fmt.Errorf("role %q: must be admin, agent or lb", s)
 }
 
 // ErrUnknownKey is returned when an access key does not exist or was revoked.

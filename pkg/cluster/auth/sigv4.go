@@ -152,6 +152,12 @@ func (v *Verifier) verify(r *http.Request, body []byte) (Key, string, error) {
 	if !hmac.Equal([]byte(want), []byte(strings.ToLower(sig))) {
 		return Key{}, "", authErr(InvalidSignature, http.StatusBadRequest, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
 	}
+	// An lb key is good for the load balancer APIs only: every other API
+	// (ECS, the log store, the ACS and TCS handshakes) would otherwise
+	// have to know of it.
+	if key.Role == RoleLB && service != LBService {
+		return Key{}, "", authErr(AccessDenied, http.StatusBadRequest, "lb keys may call only the %s API, not %s", LBService, service)
+	}
 	return key, service, nil
 }
 
