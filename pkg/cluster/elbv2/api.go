@@ -116,7 +116,7 @@ func apiErr(code, format string, args ...any) error {
 // API: reading load balancer state.
 var readOps = []string{"DescribeLoadBalancers", "DescribeLoadBalancerAttributes", "DescribeTargetGroups",
 	"DescribeTargetGroupAttributes", "DescribeListeners", "DescribeListenerAttributes", "DescribeRules",
-	"DescribeTargetHealth", "DescribeTags", "DescribeSSLPolicies"}
+	"DescribeTargetHealth", "DescribeTags", "DescribeSSLPolicies", "DescribeCapacityReservation"}
 
 // operation runs one Query operation: it decodes its input into an I,
 // runs fn in one transaction (an Update when write) and encodes the
@@ -241,6 +241,8 @@ func lookup(action string) (operation, bool) {
 		return op(true, (*Server).removeTags), true
 	case "DescribeTags":
 		return op(false, (*Server).describeTags), true
+	case "DescribeCapacityReservation":
+		return op(false, (*Server).describeCapacityReservation), true
 	case "DescribeSSLPolicies":
 		return op(false, (*Server).describeSSLPolicies), true
 	}

@@ -235,3 +235,13 @@ func (s *Server) setSubnets(tx store.Tx, in *elb.SetSubnetsInput) (any, error) {
 	}
 	return &elb.SetSubnetsOutput{AvailabilityZones: lb.LoadBalancer.AvailabilityZones, IpAddressType: lb.LoadBalancer.IpAddressType}, nil
 }
+
+// describeCapacityReservation answers that a load balancer has no
+// capacity reservation (Terraform's aws_lb reads it): the lab reserves
+// none.
+func (s *Server) describeCapacityReservation(tx store.Tx, in *elb.DescribeCapacityReservationInput) (any, error) {
+	if _, err := s.loadBalancer(tx, aws.ToString(in.LoadBalancerArn)); err != nil {
+		return nil, err
+	}
+	return &elb.DescribeCapacityReservationOutput{CapacityReservationState: []elbtypes.ZonalCapacityReservationState{}}, nil
+}
