@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"math/big"
@@ -141,3 +143,12 @@ func writeSelfSigned(t *testing.T, certFile, keyFile string) {
 		t.Fatal(err)
 	}
 }
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func equalSnap(a, b map[store.Bucket]map[string]string) bool { return reflect.DeepEqual(a, b) }
+
+func (l *lab) ecsHTTP() *awshttp.BuildableClient { return awshttp.NewBuildableClient() }
