@@ -118,10 +118,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	// names; its packages log through log/slog bridged to it.
 	log := agentconfig.NewLogger(agentconfig.LogConfig{Level: cfg.LogLevel, Format: cfg.LogFormat}, stderr)
 	logger := agentconfig.NewSlog(log)
+	var certs []cluster.Certificate
+	for _, c := range cfg.Certificates {
+		certs = append(certs, cluster.Certificate{ARN: c.ARN(cfg.Region, cfg.AccountID), CertFile: c.Cert, KeyFile: c.Key})
+	}
 	ep, err := cluster.Open(ctx, cluster.Options{
 		Listen: cfg.Listen, TLSCertFile: cfg.TLSCert, TLSKeyFile: cfg.TLSKey, InsecureHTTP: cfg.InsecureHTTP,
 		Region: cfg.Region, AccountID: cfg.AccountID, DataDir: cfg.DataDir, PollEndpoint: cfg.PollEndpoint,
-		Roles: cfg.Roles, Logger: logger, Etcd: etcdOptions(cfg),
+		Roles: cfg.Roles, Certificates: certs, Logger: logger, Etcd: etcdOptions(cfg),
 	})
 	if err != nil {
 		return err

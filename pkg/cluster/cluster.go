@@ -73,7 +73,7 @@ type Options struct {
 	// Certificates are the TLS certificates HTTPS listeners of the Elastic
 	// Load Balancing API may name by ARN (cluster.toml's [[certificates]]);
 	// Open checks that each pair loads.
-	Certificates []elbv2.Certificate
+	Certificates []Certificate
 	// AWSCredentials sign the STS calls of assume-role roles: the
 	// endpoint's own credentials. Nil loads the AWS SDK's default chain
 	// when a role needs it.
@@ -103,6 +103,10 @@ type Options struct {
 	// the admin socket.
 	Etcd *EtcdOptions
 }
+
+// Certificate is a TLS certificate HTTPS listeners may name by its ARN,
+// with its PEM files.
+type Certificate = elbv2.Certificate
 
 // Endpoint is an open cluster endpoint.
 type Endpoint struct {

@@ -52,6 +52,23 @@ type Config struct {
 	// [etcd] table).
 	Store string `toml:"store"`
 	Etcd  Etcd   `toml:"etcd"`
+	// Certificates are the TLS certificates HTTPS listeners of the Elastic
+	// Load Balancing API may name ([[certificates]] tables; see
+	// docs/load-balancing.md).
+	Certificates []Certificate `toml:"certificates"`
+}
+
+// Certificate is one [[certificates]] table: PEM files, named by the ARN
+// arn:aws:acm:<region>:<account_id>:certificate/<name>.
+type Certificate struct {
+	Name string `toml:"name"`
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+}
+
+// ARN is the certificate's ARN in the configured region and account.
+func (c Certificate) ARN(region, accountID string) string {
+	return "arn:aws:acm:" + region + ":" + accountID + ":certificate/" + c.Name
 }
 
 // Etcd is the [etcd] table: the etcd cluster the replicas share.
@@ -97,9 +114,10 @@ type Error struct {
 func (e *Error) Error() string { return strings.Join(e.Problems, "\n") }
 
 var (
-	regionRE  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
-	accountRE = regexp.MustCompile(`^[0-9]{12}$`)
-	typeErrRE = regexp.MustCompile(`line ([0-9]+) \(last key "([^"]*)"\): (.*)$`)
+	regionRE   = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	accountRE  = regexp.MustCompile(`^[0-9]{12}$`)
+	certNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+	typeErrRE  = regexp.MustCompile(`line ([0-9]+) \(last key "([^"]*)"\): (.*)$`)
 )
 
 // Load reads the file at path over Defaults and validates it.
@@ -139,7 +157,7 @@ func Parse(path string, data []byte) (Config, error) {
 			add(k.String(), "unknown setting; allowed in [etcd]: endpoints, cert_file, key_file, ca_file, prefix, max_txn_ops, kek_file, replica, lease_ttl")
 			continue
 		}
-		add(k.String(), "unknown setting; allowed: listen, tls_cert, tls_key, insecure_http, region, account_id, data_dir, poll_endpoint, log_level, log_format, roles, store, etcd")
+		add(k.String(), "unknown setting; allowed: listen, tls_cert, tls_key, insecure_http, region, account_id, data_dir, poll_endpoint, log_level, log_format, roles, certificates, store, etcd")
 	}
 	if _, port, err := net.SplitHostPort(cfg.Listen); err != nil || port == "" {
 		add("listen", "%q is not host:port (e.g. \":8443\" or \"127.0.0.1:8443\")", cfg.Listen)
@@ -188,6 +206,26 @@ func Parse(path string, data []byte) (Config, error) {
 		validateEtcd(cfg.Etcd, add)
 	default:
 		add("store", "%q: allowed are bbolt (one endpoint, cluster.db) and etcd (replicas)", cfg.Store)
+	}
+	names := map[string]bool{}
+	for i, c := range cfg.Certificates {
+		at := func(field, format string, args ...any) {
+			where := path
+			if line := tableKeyLine(data, "certificates", i, field); line > 0 {
+				where = fmt.Sprintf("%s:%d", path, line)
+			}
+			problems = append(problems, fmt.Sprintf("%s: certificates[%d].%s: %s", where, i, field, fmt.Sprintf(format, args...)))
+		}
+		switch {
+		case !certNameRE.MatchString(c.Name):
+			at("name", "%q must be 1-128 letters, digits, '-' or '_' (it ends the certificate's ARN)", c.Name)
+		case names[c.Name]:
+			at("name", "%q is declared twice", c.Name)
+		}
+		names[c.Name] = true
+		if !filepath.IsAbs(c.Cert) || !filepath.IsAbs(c.Key) {
+			at("cert", "cert and key must both be absolute paths of PEM files (have %q, %q)", c.Cert, c.Key)
+		}
 	}
 	if len(problems) > 0 {
 		return Config{}, &Error{Problems: problems}
@@ -246,4 +284,29 @@ func keyLine(data []byte, key string) int {
 		}
 	}
 	return 0
+}
+
+// tableKeyLine returns the line where key is assigned in the n-th (from 0)
+// [[table]] of an array of tables, or that table's header line when the
+// key is absent, or 0.
+func tableKeyLine(data []byte, table string, n int, key string) int {
+	header := regexp.MustCompile(`^\s*\[\[\s*` + regexp.QuoteMeta(table) + `\s*\]\]`)
+	assign := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(key) + `"?\s*=`)
+	seen, start := -1, 0
+	for i, line := range strings.Split(string(data), "\n") {
+		switch {
+		case header.MatchString(line):
+			seen++
+			if seen == n {
+				start = i + 1
+			} else if seen > n {
+				return start
+			}
+		case seen == n && strings.HasPrefix(strings.TrimSpace(line), "["):
+			return start
+		case seen == n && assign.MatchString(line):
+			return i + 1
+		}
+	}
+	return start
 }

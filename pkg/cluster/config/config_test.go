@@ -73,3 +73,30 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 		}
 	}
 }
+
+func TestCertificates(t *testing.T) {
+	cfg, err := Parse("cluster.toml", []byte(`
+insecure_http = true
+account_id = "123456789012"
+[[certificates]]
+name = "web"
+cert = "/etc/berth/tls/web.pem"
+key  = "/etc/berth/tls/web-key.pem"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Certificates) != 1 || cfg.Certificates[0].ARN(cfg.Region, cfg.AccountID) != "arn:aws:acm:us-east-1:123456789012:certificate/web" {
+		t.Fatalf("certificates: %+v", cfg.Certificates)
+	}
+	for doc, want := range map[string]string{
+		"[[certificates]]\nname = \"a b\"\ncert = \"/c\"\nkey = \"/k\"\n":                                                            "cluster.toml:4: certificates[0].name: \"a b\" must be",
+		"[[certificates]]\nname = \"a\"\ncert = \"c.pem\"\nkey = \"/k\"\n":                                                           "cluster.toml:5: certificates[0].cert: cert and key must both be absolute",
+		"[[certificates]]\nname = \"a\"\ncert = \"/c\"\nkey = \"/k\"\n[[certificates]]\nname = \"a\"\ncert = \"/c\"\nkey = \"/k\"\n": "cluster.toml:8: certificates[1].name: \"a\" is declared twice",
+	} {
+		_, err := Parse("cluster.toml", []byte("insecure_http = true\naccount_id = \"123456789012\"\n"+doc))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want it to contain %q", doc, err, want)
+		}
+	}
+}

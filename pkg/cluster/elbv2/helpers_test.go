@@ -26,7 +26,6 @@ import (
 
 	"github.com/berth-dev/berth/pkg/cluster"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
-	"github.com/berth-dev/berth/pkg/cluster/elbv2"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
@@ -52,7 +51,7 @@ func startLab(t *testing.T) *lab {
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	writeSelfSigned(t, certFile, keyFile)
 	ep, err := cluster.Open(context.Background(), cluster.Options{Region: region, AccountID: account, DataDir: filepath.Join(dir, "data"),
-		NoAgentSessions: true, Certificates: []elbv2.Certificate{{ARN: certArn, CertFile: certFile, KeyFile: keyFile}}})
+		NoAgentSessions: true, Certificates: []cluster.Certificate{{ARN: certArn, CertFile: certFile, KeyFile: keyFile}}})
 	if err != nil {
 		t.Fatal(err)
 	}
