@@ -2,7 +2,8 @@
 // one of Berth's two products (the other is the agent). Open builds
 // everything the endpoint runs from one Options value: the store (bbolt,
 // cluster.db; or etcd, shared by several replicas: replicas.go), the access keys and SigV4 verification, the AWS protocol
-// router with the ECS API and the CloudWatch Logs-compatible log store, the
+// router with the ECS API, the CloudWatch Logs-compatible log store and the
+// Elastic Load Balancing v2 API (with its data-plane API), the
 // task role credentials broker, the ACS/TCS session server, and the
 // background workers (service controller, pruning of stopped tasks, log
 // retention, credential refresh). berth-cluster serve (Listen, Serve) and

@@ -3,9 +3,10 @@
 // key, and verifies AWS Signature Version 4 on every request. SigV4 needs the
 // secret itself to recompute a signature, so secrets cannot be hashed; they
 // are encrypted with AES-256-GCM under a 32-byte master key kept in a 0600
-// file in the data directory. It is imported by pkg/cluster, the AWS
-// protocol layer (awsproto), the ECS API (ecsapi) and the session server
-// (acs).
+// file in the data directory. Keys have a role: admin, agent, or lb (a load
+// balancer data plane's, good for the elasticloadbalancing service only).
+// It is imported by pkg/cluster, the AWS protocol layer (awsproto), the API
+// packages (ecsapi, logstore, elbv2) and the session server (acs).
 package auth
 
 import (
