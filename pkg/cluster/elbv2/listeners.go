@@ -172,15 +172,11 @@ func (s *Server) describeListeners(tx store.Tx, in *elb.DescribeListenersInput) 
 			ls = append(ls, l)
 		}
 	}
-	pg, next, err := page(ls, in.Marker, in.PageSize)
+	listeners, next, err := pageOf(ls, in.Marker, in.PageSize, func(l *records.Listener) elbtypes.Listener { return l.Listener })
 	if err != nil {
 		return nil, err
 	}
-	out := &elb.DescribeListenersOutput{Listeners: []elbtypes.Listener{}, NextMarker: next}
-	for _, l := range pg {
-		out.Listeners = append(out.Listeners, l.Listener)
-	}
-	return out, nil
+	return &elb.DescribeListenersOutput{Listeners: listeners, NextMarker: next}, nil
 }
 
 func (s *Server) modifyListener(tx store.Tx, in *elb.ModifyListenerInput) (any, error) {

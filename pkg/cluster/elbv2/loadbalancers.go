@@ -149,15 +149,11 @@ func (s *Server) describeLoadBalancers(tx store.Tx, in *elb.DescribeLoadBalancer
 			lbs = every
 		}
 	}
-	pg, next, err := page(lbs, in.Marker, in.PageSize)
+	out, next, err := pageOf(lbs, in.Marker, in.PageSize, func(lb *records.LoadBalancer) elbtypes.LoadBalancer { return lb.LoadBalancer })
 	if err != nil {
 		return nil, err
 	}
-	out := &elb.DescribeLoadBalancersOutput{LoadBalancers: []elbtypes.LoadBalancer{}, NextMarker: next}
-	for _, lb := range pg {
-		out.LoadBalancers = append(out.LoadBalancers, lb.LoadBalancer)
-	}
-	return out, nil
+	return &elb.DescribeLoadBalancersOutput{LoadBalancers: out, NextMarker: next}, nil
 }
 
 func (s *Server) deleteLoadBalancer(tx store.Tx, in *elb.DeleteLoadBalancerInput) (any, error) {

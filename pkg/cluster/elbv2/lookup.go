@@ -96,6 +96,20 @@ func page[T any](items []T, marker *string, size *int32) ([]T, *string, error) {
 	return items[start:end], next, nil
 }
 
+// pageOf is the page of records as the SDK type get returns (never nil,
+// so that an empty result is an empty list), and the next marker.
+func pageOf[R, T any](items []*R, marker *string, size *int32, get func(*R) T) ([]T, *string, error) {
+	pg, next, err := page(items, marker, size)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]T, 0, len(pg))
+	for _, r := range pg {
+		out = append(out, get(r))
+	}
+	return out, next, nil
+}
+
 // sortBy sorts records by a string key.
 func sortBy[T any](items []*T, key func(*T) string) {
 	slices.SortFunc(items, func(a, b *T) int { return cmp.Compare(key(a), key(b)) })

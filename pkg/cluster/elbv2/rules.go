@@ -123,15 +123,11 @@ func (s *Server) describeRules(tx store.Tx, in *elb.DescribeRulesInput) (any, er
 			rules = append(rules, r)
 		}
 	}
-	pg, next, err := page(rules, in.Marker, in.PageSize)
+	out, next, err := pageOf(rules, in.Marker, in.PageSize, func(r *records.Rule) elbtypes.Rule { return r.Rule })
 	if err != nil {
 		return nil, err
 	}
-	out := &elb.DescribeRulesOutput{Rules: []elbtypes.Rule{}, NextMarker: next}
-	for _, r := range pg {
-		out.Rules = append(out.Rules, r.Rule)
-	}
-	return out, nil
+	return &elb.DescribeRulesOutput{Rules: out, NextMarker: next}, nil
 }
 
 func (s *Server) modifyRule(tx store.Tx, in *elb.ModifyRuleInput) (any, error) {

@@ -124,15 +124,11 @@ func (s *Server) describeTargetGroups(tx store.Tx, in *elb.DescribeTargetGroupsI
 			tgs = every
 		}
 	}
-	pg, next, err := page(tgs, in.Marker, in.PageSize)
+	groups, next, err := pageOf(tgs, in.Marker, in.PageSize, func(tg *records.TargetGroup) elbtypes.TargetGroup { return tg.TargetGroup })
 	if err != nil {
 		return nil, err
 	}
-	out := &elb.DescribeTargetGroupsOutput{TargetGroups: []elbtypes.TargetGroup{}, NextMarker: next}
-	for _, tg := range pg {
-		out.TargetGroups = append(out.TargetGroups, tg.TargetGroup)
-	}
-	return out, nil
+	return &elb.DescribeTargetGroupsOutput{TargetGroups: groups, NextMarker: next}, nil
 }
 
 func (s *Server) modifyTargetGroup(tx store.Tx, in *elb.ModifyTargetGroupInput) (any, error) {

@@ -104,16 +104,24 @@ func (s *Server) pruneDrained(tx store.Tx, tg *records.TargetGroup, now time.Tim
 	return nil
 }
 
-func (s *Server) registerTargets(tx store.Tx, in *elb.RegisterTargetsInput) (any, error) {
-	tg, err := s.targetGroup(tx, aws.ToString(in.TargetGroupArn))
+// changeTargets starts RegisterTargets and DeregisterTargets: it reads the
+// target group, checks that targets are given and deletes the targets whose
+// draining ended.
+func (s *Server) changeTargets(tx store.Tx, tgArn string, n int) (*records.TargetGroup, time.Time, error) {
+	tg, err := s.targetGroup(tx, tgArn)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
-	if len(in.Targets) == 0 {
-		return nil, apiErr(errValidation, "At least one target must be specified")
+	if n == 0 {
+		return nil, time.Time{}, apiErr(errValidation, "At least one target must be specified")
 	}
 	now := s.o.Now().UTC()
-	if err := s.pruneDrained(tx, tg, now); err != nil {
+	return tg, now, s.pruneDrained(tx, tg, now)
+}
+
+func (s *Server) registerTargets(tx store.Tx, in *elb.RegisterTargetsInput) (any, error) {
+	tg, now, err := s.changeTargets(tx, aws.ToString(in.TargetGroupArn), len(in.Targets))
+	if err != nil {
 		return nil, err
 	}
 	for _, d := range in.Targets {
@@ -138,15 +146,8 @@ func (s *Server) registerTargets(tx store.Tx, in *elb.RegisterTargetsInput) (any
 }
 
 func (s *Server) deregisterTargets(tx store.Tx, in *elb.DeregisterTargetsInput) (any, error) {
-	tg, err := s.targetGroup(tx, aws.ToString(in.TargetGroupArn))
+	tg, now, err := s.changeTargets(tx, aws.ToString(in.TargetGroupArn), len(in.Targets))
 	if err != nil {
-		return nil, err
-	}
-	if len(in.Targets) == 0 {
-		return nil, apiErr(errValidation, "At least one target must be specified")
-	}
-	now := s.o.Now().UTC()
-	if err := s.pruneDrained(tx, tg, now); err != nil {
 		return nil, err
 	}
 	delay, _ := strconv.Atoi(tgAttr(tg, "deregistration_delay.timeout_seconds"))
