@@ -664,6 +664,10 @@ func (w *walk) targets(ctx context.Context, t *testing.T) {
 			_, err := c.RegisterTargets(ctx, &elb.RegisterTargetsInput{TargetGroupArn: aws.String(w.api[:len(w.api)-4] + "ffff"), Targets: []elbtypes.TargetDescription{{Id: aws.String("10.0.0.1")}}})
 			return err
 		}},
+		{"anomaly detection", "ValidationError", func() error {
+			_, err := c.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{TargetGroupArn: aws.String(w.web), Include: []elbtypes.DescribeTargetHealthInputIncludeEnum{"AnomalyDetection"}})
+			return err
+		}},
 		{"deregister what is not registered", "InvalidTarget", func() error {
 			_, err := c.DeregisterTargets(ctx, &elb.DeregisterTargetsInput{TargetGroupArn: aws.String(w.api), Targets: []elbtypes.TargetDescription{{Id: aws.String("10.0.0.2")}}})
 			return err

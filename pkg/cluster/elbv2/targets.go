@@ -182,6 +182,9 @@ func (s *Server) deregisterTargets(tx store.Tx, in *elb.DeregisterTargetsInput) 
 }
 
 func (s *Server) describeTargetHealth(tx store.Tx, in *elb.DescribeTargetHealthInput) (any, error) {
+	if len(in.Include) > 0 {
+		return nil, apiErr(errValidation, "Include %v: anomaly detection is not served", in.Include)
+	}
 	tg, err := s.targetGroup(tx, aws.ToString(in.TargetGroupArn))
 	if err != nil {
 		return nil, err
