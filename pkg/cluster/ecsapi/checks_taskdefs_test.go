@@ -2,6 +2,7 @@ package ecsapi
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -149,6 +150,7 @@ func taskDefinitionChecks() map[string]func(*env) {
 				in.RequiresCompatibilities = []types.Compatibility{types.CompatibilityFargate}
 			})
 		},
+		"RegisterTaskDefinition.runtimePlatform": checkRuntimePlatform,
 		"DeregisterTaskDefinition.taskDefinition": func(e *env) {
 			e.taskDef("web", nil)
 			_, err := e.c.DeregisterTaskDefinition(e.ctx, &ecs.DeregisterTaskDefinitionInput{TaskDefinition: aws.String("web:1")})
@@ -258,5 +260,45 @@ func checkListFamiliesPaging(e *env) {
 			return nil, nil, err
 		}
 		return out.Families, out.NextToken, nil
+	})
+}
+
+// checkRuntimePlatform proves runtimePlatform takes part in placement: an
+// ARM64 task never lands on an x86_64 instance and a Windows one never on
+// Linux, with a failure saying why; a matching instance takes them.
+func checkRuntimePlatform(e *env) {
+	e.cluster("c")
+	attr := func(k, v string) types.Attribute { return types.Attribute{Name: aws.String(k), Value: aws.String(v)} }
+	x86 := e.instance("c", attr("ecs.cpu-architecture", "x86_64"), attr("ecs.os-type", "linux"), attr("ecs.os-family", "LINUX"))
+	platform := func(family string, rp types.RuntimePlatform) {
+		td := e.tdReadBack(func(in *ecs.RegisterTaskDefinitionInput) { in.Family, in.RuntimePlatform = aws.String(family), &rp })
+		wantEq(e, family+" runtimePlatform read back", td.RuntimePlatform.CpuArchitecture, rp.CpuArchitecture)
+	}
+	platform("arm", types.RuntimePlatform{CpuArchitecture: types.CPUArchitectureArm64, OperatingSystemFamily: types.OSFamilyLinux})
+	platform("win", types.RuntimePlatform{OperatingSystemFamily: types.OSFamilyWindowsServer2022Core})
+	platform("x86", types.RuntimePlatform{CpuArchitecture: types.CPUArchitectureX8664, OperatingSystemFamily: types.OSFamilyLinux})
+	for _, fam := range []string{"arm", "win"} {
+		out, err := e.c.RunTask(e.ctx, &ecs.RunTaskInput{Cluster: aws.String("c"), TaskDefinition: aws.String(fam)})
+		e.ok(err, "RunTask "+fam)
+		if len(out.Tasks) != 0 || len(out.Failures) != 1 || aws.ToString(out.Failures[0].Reason) != scheduler.ReasonAttribute ||
+			!strings.Contains(aws.ToString(out.Failures[0].Detail), "runtimePlatform") {
+			e.t.Fatalf("%s task on an x86_64 Linux instance: %d tasks, failures %+v", fam, len(out.Tasks), out.Failures)
+		}
+		start, err := e.c.StartTask(e.ctx, &ecs.StartTaskInput{Cluster: aws.String("c"), TaskDefinition: aws.String(fam), ContainerInstances: []string{x86}})
+		e.ok(err, "StartTask "+fam)
+		if len(start.Tasks) != 0 || len(start.Failures) != 1 || aws.ToString(start.Failures[0].Reason) != scheduler.ReasonAttribute {
+			e.t.Fatalf("StartTask %s on x86_64: %+v", fam, start)
+		}
+	}
+	arm := e.instance("c", attr("ecs.cpu-architecture", "arm64"), attr("ecs.os-type", "linux"))
+	t := e.run(func(in *ecs.RunTaskInput) { in.TaskDefinition = aws.String("arm") })
+	wantEq(e, "arm task's instance", aws.ToString(t.ContainerInstanceArn), arm)
+	t = e.run(func(in *ecs.RunTaskInput) {
+		in.TaskDefinition = aws.String("x86")
+		in.PlacementStrategy = []types.PlacementStrategy{{Type: types.PlacementStrategyTypeBinpack, Field: aws.String("memory")}}
+	})
+	wantEq(e, "x86 task's instance", aws.ToString(t.ContainerInstanceArn), x86)
+	e.tdRefused("runtimePlatform", func(in *ecs.RegisterTaskDefinitionInput) {
+		in.RuntimePlatform = &types.RuntimePlatform{CpuArchitecture: "SPARC"}
 	})
 }

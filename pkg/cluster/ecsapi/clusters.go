@@ -47,6 +47,14 @@ func (s *Server) operations() map[string]operation {
 		"DeleteService":                 op(false, s.deleteService),
 		"DescribeServices":              op(false, s.describeServices),
 		"ListServices":                  op(false, s.listServices),
+		"DeleteTaskDefinitions":         op(false, s.deleteTaskDefinitions),
+		"UpdateCluster":                 op(false, s.updateCluster),
+		"UpdateClusterSettings":         op(false, s.updateClusterSettings),
+		"PutClusterCapacityProviders":   op(false, s.putClusterCapacityProviders),
+		"DescribeServiceDeployments":    op(false, s.describeServiceDeployments),
+		"ListServiceDeployments":        op(false, s.listServiceDeployments),
+		"DescribeServiceRevisions":      op(false, s.describeServiceRevisions),
+		"StopServiceDeployment":         op(false, s.stopServiceDeployment),
 		"TagResource":                   op(false, s.tagResource),
 		"UntagResource":                 op(false, s.untagResource),
 		"ListTagsForResource":           op(false, s.listTagsForResource),
@@ -103,6 +111,9 @@ func (s *Server) createCluster(c *call, in *ecs.CreateClusterInput) (smithy.Seri
 	}
 	if !records.NameRE.MatchString(name) {
 		return nil, invalidParam("Cluster name can have up to 255 characters: letters (upper and lower case), numbers, underscores and hyphens.")
+	}
+	if err := validateSettings(in.Settings); err != nil {
+		return nil, err
 	}
 	out := &ecs.CreateClusterOutput{}
 	err := s.opts.Store.Update(func(tx store.Tx) error {

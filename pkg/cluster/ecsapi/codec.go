@@ -91,7 +91,18 @@ func zeroMemberDefaults() map[string]map[string]any {
 		"containerInstance":    {"runningTasksCount": 0, "pendingTasksCount": 0, "agentConnected": false},
 		"containerInstances":   {"runningTasksCount": 0, "pendingTasksCount": 0, "agentConnected": false},
 		"containerDefinitions": {"cpu": 0},
+		// Services as DescribeServices returns them: a client that reads
+		// back what it wrote sees false and 0 rather than nothing.
+		"service":                  serviceZeros(),
+		"services":                 serviceZeros(),
+		"deployments":              {"desiredCount": 0, "pendingCount": 0, "runningCount": 0, "failedTasks": 0},
+		"deploymentCircuitBreaker": {"enable": false, "rollback": false},
 	}
+}
+
+func serviceZeros() map[string]any {
+	return map[string]any{"desiredCount": 0, "runningCount": 0, "pendingCount": 0,
+		"enableECSManagedTags": false, "enableExecuteCommand": false}
 }
 
 func needsZeroMembers(out smithy.Serializable) bool {
@@ -99,7 +110,8 @@ func needsZeroMembers(out smithy.Serializable) bool {
 	case *ecs.CreateClusterOutput, *ecs.DeleteClusterOutput, *ecs.DescribeClustersOutput,
 		*ecs.RegisterContainerInstanceOutput, *ecs.DeregisterContainerInstanceOutput,
 		*ecs.DescribeContainerInstancesOutput, *ecs.UpdateContainerInstancesStateOutput,
-		*ecs.RegisterTaskDefinitionOutput, *ecs.DeregisterTaskDefinitionOutput, *ecs.DescribeTaskDefinitionOutput:
+		*ecs.RegisterTaskDefinitionOutput, *ecs.DeregisterTaskDefinitionOutput, *ecs.DescribeTaskDefinitionOutput,
+		*ecs.CreateServiceOutput, *ecs.UpdateServiceOutput, *ecs.DeleteServiceOutput, *ecs.DescribeServicesOutput:
 		return true
 	}
 	return false

@@ -131,9 +131,15 @@ func inputMembers(t *testing.T, op sdkOperation) map[string]string {
 func sampleInput(op sdkOperation, field string, refusedFields map[string]bool) reflect.Value {
 	in := reflect.New(op.input)
 	for i := 0; i < op.input.NumField(); i++ {
-		f := op.input.Field(i)
-		if f.IsExported() && (f.Name == field || !refusedFields[f.Name]) {
-			fillSample(in.Elem().Field(i), 0)
+		f, v := op.input.Field(i), in.Elem().Field(i)
+		switch {
+		case !f.IsExported():
+		case f.Name == field || !refusedFields[f.Name]:
+			fillSample(v, 0)
+		case v.Kind() == reflect.Slice:
+			// Another refused member: present but empty, which is not
+			// refused, for the SDK's required-member check.
+			v.Set(reflect.MakeSlice(v.Type(), 0, 0))
 		}
 	}
 	return in

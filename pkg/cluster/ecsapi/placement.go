@@ -2,6 +2,7 @@ package ecsapi
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
@@ -15,6 +16,23 @@ import (
 type failureList struct {
 	seen map[string]bool
 	out  []types.Failure
+	// attributeDetail explains an ATTRIBUTE failure: the attributes the
+	// task requires.
+	attributeDetail string
+}
+
+// requiredDetail is the detail of an ATTRIBUTE failure for req.
+func requiredDetail(req *scheduler.Request) string {
+	var parts []string
+	for _, a := range req.Required {
+		if a.Value != nil {
+			parts = append(parts, a.Name+"="+*a.Value)
+		} else {
+			parts = append(parts, a.Name)
+		}
+	}
+	return "The task requires the instance attributes " + strings.Join(parts, ", ") +
+		" (ecs.cpu-architecture and ecs.os-type or ecs.os-family come from the task definition's runtimePlatform)."
 }
 
 func (f *failureList) add(ms []scheduler.Misfit) {
@@ -24,7 +42,11 @@ func (f *failureList) add(ms []scheduler.Misfit) {
 	for _, m := range ms {
 		if k := m.Arn + "|" + m.Reason; !f.seen[k] {
 			f.seen[k] = true
-			f.out = append(f.out, types.Failure{Arn: aws.String(m.Arn), Reason: aws.String(m.Reason)})
+			fl := types.Failure{Arn: aws.String(m.Arn), Reason: aws.String(m.Reason)}
+			if m.Reason == scheduler.ReasonAttribute && f.attributeDetail != "" {
+				fl.Detail = aws.String(f.attributeDetail)
+			}
+			f.out = append(f.out, fl)
 		}
 	}
 }

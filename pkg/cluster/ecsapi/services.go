@@ -88,6 +88,17 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 	if err != nil {
 		return nil, err
 	}
+	// ECS turns rebalancing on for services created without saying.
+	rebalance, err := serviceRebalancing(in.AvailabilityZoneRebalancing, types.AvailabilityZoneRebalancingEnabled)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateGracePeriod(in.HealthCheckGracePeriodSeconds); err != nil {
+		return nil, err
+	}
+	if in.ClientToken != nil && (len(*in.ClientToken) == 0 || len(*in.ClientToken) > maxClientToken || !printableASCII(*in.ClientToken)) {
+		return nil, invalidParam("clientToken must be 1 to %d ASCII characters.", maxClientToken)
+	}
 	if err := validateServicePlacement(sched, in.PlacementConstraints, in.PlacementStrategy); err != nil {
 		return nil, err
 	}
@@ -108,6 +119,11 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 		if existing, ok, err := s.loadService(tx, cluster, name); err != nil {
 			return err
 		} else if ok && aws.ToString(existing.Service.Status) != "INACTIVE" {
+			// A retry of the call that created it gets the service.
+			if in.ClientToken != nil && existing.ClientToken == *in.ClientToken {
+				out.Service = &existing.Service
+				return nil
+			}
 			return invalidParam("Creation of service was not idempotent.")
 		}
 		launchType := in.LaunchType
@@ -115,28 +131,30 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 			launchType = types.LaunchTypeEc2
 		}
 		svc := types.Service{
-			ServiceArn:              aws.String(s.arns.Service(cluster, name)),
-			ServiceName:             aws.String(name),
-			ClusterArn:              aws.String(s.arns.Cluster(cluster)),
-			Status:                  aws.String("ACTIVE"),
-			DesiredCount:            desired,
-			TaskDefinition:          p.TD.TaskDefinitionArn,
-			LaunchType:              launchType,
-			SchedulingStrategy:      sched,
-			DeploymentConfiguration: dc,
-			DeploymentController:    &types.DeploymentController{Type: types.DeploymentControllerTypeEcs},
-			PlacementConstraints:    nonNilConstraints(in.PlacementConstraints),
-			PlacementStrategy:       nonNilStrategies(strats),
-			CreatedAt:               aws.Time(c.now),
-			CreatedBy:               aws.String(s.arns.IAMUser(c.key.AccessKeyID)),
-			Tags:                    in.Tags,
-			PropagateTags:           propagate,
-			EnableECSManagedTags:    in.EnableECSManagedTags,
-			Events:                  []types.ServiceEvent{},
-			LoadBalancers:           []types.LoadBalancer{},
-			ServiceRegistries:       []types.ServiceRegistry{},
+			ServiceArn:                    aws.String(s.arns.Service(cluster, name)),
+			ServiceName:                   aws.String(name),
+			ClusterArn:                    aws.String(s.arns.Cluster(cluster)),
+			Status:                        aws.String("ACTIVE"),
+			DesiredCount:                  desired,
+			TaskDefinition:                p.TD.TaskDefinitionArn,
+			LaunchType:                    launchType,
+			SchedulingStrategy:            sched,
+			DeploymentConfiguration:       dc,
+			DeploymentController:          &types.DeploymentController{Type: types.DeploymentControllerTypeEcs},
+			PlacementConstraints:          nonNilConstraints(in.PlacementConstraints),
+			PlacementStrategy:             nonNilStrategies(strats),
+			CreatedAt:                     aws.Time(c.now),
+			CreatedBy:                     aws.String(s.arns.IAMUser(c.key.AccessKeyID)),
+			Tags:                          in.Tags,
+			PropagateTags:                 propagate,
+			EnableECSManagedTags:          in.EnableECSManagedTags,
+			AvailabilityZoneRebalancing:   rebalance,
+			HealthCheckGracePeriodSeconds: in.HealthCheckGracePeriodSeconds,
+			Events:                        []types.ServiceEvent{},
+			LoadBalancers:                 []types.LoadBalancer{},
+			ServiceRegistries:             []types.ServiceRegistry{},
 		}
-		rec := &records.Service{Service: svc, Cluster: cluster}
+		rec := &records.Service{Service: svc, Cluster: cluster, ClientToken: aws.ToString(in.ClientToken)}
 		if err := rec.StartDeployment(aws.ToString(p.TD.TaskDefinitionArn), c.now); err != nil {
 			return err
 		}
@@ -171,7 +189,7 @@ func nonNilStrategies(ss []types.PlacementStrategy) []types.PlacementStrategy {
 // have and validates the percentages.
 func deploymentConfig(sched types.SchedulingStrategy, in, have *types.DeploymentConfiguration) (*types.DeploymentConfiguration, error) {
 	dc := &types.DeploymentConfiguration{MinimumHealthyPercent: aws.Int32(100), MaximumPercent: aws.Int32(200),
-		DeploymentCircuitBreaker: &types.DeploymentCircuitBreaker{}}
+		DeploymentCircuitBreaker: &types.DeploymentCircuitBreaker{}, Strategy: types.DeploymentStrategyRolling}
 	if sched == types.SchedulingStrategyDaemon {
 		dc.MinimumHealthyPercent, dc.MaximumPercent = aws.Int32(0), aws.Int32(100)
 	}
@@ -246,6 +264,15 @@ func (s *Server) updateService(c *call, in *ecs.UpdateServiceInput) (smithy.Seri
 		}
 		if in.EnableECSManagedTags != nil {
 			svc.EnableECSManagedTags = *in.EnableECSManagedTags
+		}
+		if svc.AvailabilityZoneRebalancing, err = serviceRebalancing(in.AvailabilityZoneRebalancing, svc.AvailabilityZoneRebalancing); err != nil {
+			return err
+		}
+		if in.HealthCheckGracePeriodSeconds != nil {
+			if err := validateGracePeriod(in.HealthCheckGracePeriodSeconds); err != nil {
+				return err
+			}
+			svc.HealthCheckGracePeriodSeconds = in.HealthCheckGracePeriodSeconds
 		}
 		if in.PlacementConstraints != nil || in.PlacementStrategy != nil {
 			cons, strats := svc.PlacementConstraints, svc.PlacementStrategy
@@ -497,4 +524,24 @@ func servicePropagateTags(p, have types.PropagateTags) (types.PropagateTags, err
 		return p, nil
 	}
 	return "", invalidParam("propagateTags must be TASK_DEFINITION, SERVICE or NONE, got %q.", p)
+}
+
+// serviceRebalancing validates availabilityZoneRebalancing; empty keeps
+// have.
+func serviceRebalancing(v, have types.AvailabilityZoneRebalancing) (types.AvailabilityZoneRebalancing, error) {
+	switch v {
+	case "":
+		return have, nil
+	case types.AvailabilityZoneRebalancingEnabled, types.AvailabilityZoneRebalancingDisabled:
+		return v, nil
+	}
+	return "", invalidParam("availabilityZoneRebalancing must be ENABLED or DISABLED, got %q.", v)
+}
+
+// validateGracePeriod checks healthCheckGracePeriodSeconds (ECS's range).
+func validateGracePeriod(v *int32) error {
+	if v != nil && *v < 0 {
+		return invalidParam("healthCheckGracePeriodSeconds must be between 0 and 2147483647.")
+	}
+	return nil
 }

@@ -22,6 +22,9 @@ func (s *Server) registerTaskDefinition(c *call, in *ecs.RegisterTaskDefinitionI
 	if err := validateTaskDefinition(in); err != nil {
 		return nil, err
 	}
+	if err := validateRuntimePlatform(in.RuntimePlatform); err != nil {
+		return nil, err
+	}
 	if s.opts.Roles != nil {
 		if err := s.opts.Roles.ValidateTaskDefinition(aws.ToString(in.TaskRoleArn), aws.ToString(in.ExecutionRoleArn)); err != nil {
 			return nil, invalidParam("%s", err)
@@ -255,16 +258,108 @@ func (s *Server) listTaskDefinitionFamilies(c *call, in *ecs.ListTaskDefinitionF
 	return &ecs.ListTaskDefinitionFamiliesOutput{Families: page, NextToken: next}, nil
 }
 
-// requiredAttributes lists the capability attributes an instance must have
-// to run td, as ECS derives them. Only privileged mode is derived for now:
-// every Berth agent reports the others it has (health checks, ordering),
-// and a capability the agent leaves out because it is switched off
-// (ECS_DISABLE_PRIVILEGED) must keep such tasks away from it.
+// requiredAttributes lists the attributes an instance must have to run
+// td, as ECS derives them: privileged mode, and the runtimePlatform's CPU
+// architecture and operating system (ecs.cpu-architecture, ecs.os-type or
+// ecs.os-family, as the agent registers them). Every Berth agent reports
+// the other capabilities it has (health checks, ordering), and one it
+// leaves out because it is switched off (ECS_DISABLE_PRIVILEGED) must keep
+// such tasks away from it.
 func requiredAttributes(td *types.TaskDefinition) []types.Attribute {
+	var out []types.Attribute
 	for _, cd := range td.ContainerDefinitions {
 		if aws.ToBool(cd.Privileged) {
-			return []types.Attribute{{Name: aws.String("com.amazonaws.ecs.capability.privileged-container")}}
+			out = append(out, types.Attribute{Name: aws.String("com.amazonaws.ecs.capability.privileged-container")})
+			break
 		}
 	}
+	if rp := td.RuntimePlatform; rp != nil {
+		switch rp.CpuArchitecture {
+		case types.CPUArchitectureX8664:
+			out = append(out, types.Attribute{Name: aws.String("ecs.cpu-architecture"), Value: aws.String("x86_64")})
+		case types.CPUArchitectureArm64:
+			out = append(out, types.Attribute{Name: aws.String("ecs.cpu-architecture"), Value: aws.String("arm64")})
+		}
+		switch fam := rp.OperatingSystemFamily; {
+		case fam == types.OSFamilyLinux:
+			out = append(out, types.Attribute{Name: aws.String("ecs.os-type"), Value: aws.String("linux")})
+		case fam != "":
+			out = append(out, types.Attribute{Name: aws.String("ecs.os-family"), Value: aws.String(string(fam))})
+		}
+	}
+	return out
+}
+
+// validateRuntimePlatform checks runtimePlatform's values.
+func validateRuntimePlatform(rp *types.RuntimePlatform) error {
+	if rp == nil {
+		return nil
+	}
+	if rp.CpuArchitecture != "" && !slices.Contains(rp.CpuArchitecture.Values(), rp.CpuArchitecture) {
+		return clientException("runtimePlatform.cpuArchitecture must be X86_64 or ARM64, got %q.", rp.CpuArchitecture)
+	}
+	if rp.OperatingSystemFamily != "" && !slices.Contains(rp.OperatingSystemFamily.Values(), rp.OperatingSystemFamily) {
+		return clientException("runtimePlatform.operatingSystemFamily %q is not an ECS operating system family.", rp.OperatingSystemFamily)
+	}
 	return nil
+}
+
+// maxDeleteTaskDefinitions is how many revisions DeleteTaskDefinitions
+// takes.
+const maxDeleteTaskDefinitions = 10
+
+// deleteTaskDefinitions deletes INACTIVE revisions. A revision that a task
+// not yet pruned still uses stays, DELETE_IN_PROGRESS, as ECS keeps it
+// while tasks reference it (the agent may need it again); the others are
+// gone at once.
+func (s *Server) deleteTaskDefinitions(c *call, in *ecs.DeleteTaskDefinitionsInput) (smithy.Serializable, error) {
+	if len(in.TaskDefinitions) == 0 || len(in.TaskDefinitions) > maxDeleteTaskDefinitions {
+		return nil, invalidParam("taskDefinitions must have between 1 and %d items.", maxDeleteTaskDefinitions)
+	}
+	var out *ecs.DeleteTaskDefinitionsOutput
+	err := s.opts.Store.Update(func(tx store.Tx) error {
+		out = &ecs.DeleteTaskDefinitionsOutput{TaskDefinitions: []types.TaskDefinition{}, Failures: []types.Failure{}}
+		used := map[string]bool{}
+		if err := records.Each(tx, records.Tasks, "", func(t *records.Task) error {
+			used[aws.ToString(t.Task.TaskDefinitionArn)] = true
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, ref := range in.TaskDefinitions {
+			if !strings.Contains(strings.TrimPrefix(ref, "arn:"), ":") {
+				out.Failures = append(out.Failures, types.Failure{Arn: aws.String(ref), Reason: aws.String("INVALID"),
+					Detail: aws.String("The task definition must be named by family:revision or its ARN.")})
+				continue
+			}
+			rec, ok, err := records.FindTaskDefinition(tx, s.arns, ref)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				out.Failures = append(out.Failures, missingFailure(ref))
+				continue
+			}
+			td := &rec.TaskDefinition
+			if td.Status == types.TaskDefinitionStatusActive {
+				out.Failures = append(out.Failures, types.Failure{Arn: td.TaskDefinitionArn, Reason: aws.String("ACTIVE"),
+					Detail: aws.String("The task definition is ACTIVE: deregister it before deleting it.")})
+				continue
+			}
+			td.Status = types.TaskDefinitionStatusDeleteInProgress
+			if used[aws.ToString(td.TaskDefinitionArn)] {
+				if err := records.Put(tx, rec); err != nil {
+					return err
+				}
+			} else if err := tx.Delete(records.TaskDefinitions, rec.Key()); err != nil {
+				return err
+			}
+			out.TaskDefinitions = append(out.TaskDefinitions, *td)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }

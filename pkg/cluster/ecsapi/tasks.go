@@ -157,7 +157,7 @@ func (s *Server) runTask(c *call, in *ecs.RunTaskInput) (smithy.Serializable, er
 		if err != nil {
 			return err
 		}
-		var failures failureList
+		failures := failureList{attributeDetail: requiredDetail(req)}
 		for i := int32(0); i < count; i++ {
 			idx, misfits := ps.Placer.Place(req)
 			if idx < 0 {
@@ -222,7 +222,11 @@ func (s *Server) startTask(c *call, in *ecs.StartTaskInput) (smithy.Serializable
 				continue
 			}
 			if r := scheduler.Check(s.opts.Launcher.View(inst), req); r != "" {
-				out.Failures = append(out.Failures, types.Failure{Arn: inst.Instance.ContainerInstanceArn, Reason: aws.String(r)})
+				f := types.Failure{Arn: inst.Instance.ContainerInstanceArn, Reason: aws.String(r)}
+				if r == scheduler.ReasonAttribute {
+					f.Detail = aws.String(requiredDetail(req))
+				}
+				out.Failures = append(out.Failures, f)
 				continue
 			}
 			t, err := s.opts.Launcher.Place(tx, p, inst, d, c.now)

@@ -52,6 +52,31 @@ func (a ARNs) Service(cluster, name string) string {
 	return a.format("service/" + cluster + "/" + name)
 }
 
+// ServiceDeployment is the ARN of a service's deployment deploymentID
+// ("ecs-svc/<digits>").
+func (a ARNs) ServiceDeployment(cluster, service, deploymentID string) string {
+	return a.format("service-deployment/" + cluster + "/" + service + "/" + strings.TrimPrefix(deploymentID, "ecs-svc/"))
+}
+
+// ServiceRevision is the ARN of the service revision deployment
+// deploymentID deploys.
+func (a ARNs) ServiceRevision(cluster, service, deploymentID string) string {
+	return a.format("service-revision/" + cluster + "/" + service + "/" + strings.TrimPrefix(deploymentID, "ecs-svc/"))
+}
+
+// DeploymentRef resolves this endpoint's service deployment or service
+// revision ARN (typ "service-deployment" or "service-revision") to the
+// cluster, the service and the deployment id; ok is false otherwise.
+func (a ARNs) DeploymentRef(typ, ref string) (cluster, service, deploymentID string, ok bool) {
+	resource, own := a.own(ref)
+	rest, isTyp := strings.CutPrefix(resource, typ+"/")
+	parts := strings.Split(rest, "/")
+	if !own || !isTyp || len(parts) != 3 || !NameRE.MatchString(parts[0]) || !NameRE.MatchString(parts[1]) || parts[2] == "" {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], "ecs-svc/" + parts[2], true
+}
+
 // IAMUser is the ARN ECS shows as a resource's creator for an access key.
 func (a ARNs) IAMUser(accessKeyID string) string {
 	return arn.ARN{Partition: "aws", Service: "iam", AccountID: a.AccountID, Resource: "user/" + accessKeyID}.String()

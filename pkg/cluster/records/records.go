@@ -101,4 +101,10 @@ type Service struct {
 	// Steady is set once the steady-state event was written for the
 	// current state, so it is written once per arrival.
 	Steady bool
+	// History is the service's deployments, newest first, at most
+	// MaxDeploymentHistory: what ListServiceDeployments and
+	// DescribeServiceRevisions answer from.
+	History []DeploymentRecord `json:",omitempty"`
+	// ClientToken is the CreateService clientToken that created it.
+	ClientToken string `json:",omitempty"`
 }

@@ -163,6 +163,7 @@ func (r *reconciler) loadTasks() error {
 		}
 		if last == "RUNNING" {
 			st.healthy, st.unhealth = taskHealth(t, r.now, grace)
+			st.unhealth = st.unhealth && !r.rec.InHealthGrace(t, r.now)
 		}
 		if !st.live {
 			continue
