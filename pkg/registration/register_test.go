@@ -42,7 +42,9 @@ func TestRegisterPersistsAndReusesARN(t *testing.T) {
 	}
 
 	out, err := l.admin.DescribeContainerInstances(context.Background(), &ecs.DescribeContainerInstancesInput{
-		Cluster: aws.String("lab"), ContainerInstances: []string{first.ContainerInstanceArn}})
+		Cluster: aws.String("lab"), ContainerInstances: []string{first.ContainerInstanceArn},
+		// As on AWS, tags come back only when asked for.
+		Include: []types.ContainerInstanceField{types.ContainerInstanceFieldTags}})
 	if err != nil || len(out.ContainerInstances) != 1 {
 		t.Fatalf("DescribeContainerInstances: %v", err)
 	}
