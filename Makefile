@@ -1,7 +1,10 @@
 # Berth build, test and demo entry points. See README.md.
 SHELL := /bin/bash
 GO ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# VERSION is Berth's one version (scripts/version.sh, from the git tags):
+# stamped into the binaries, which send it in registration and the ACS/TCS
+# handshakes and show it at /v1/metadata, and given to the packages.
+VERSION := $(shell ./scripts/version.sh)
 LDFLAGS := -X github.com/berth-dev/berth/internal/version.Version=$(VERSION)
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 # Integration tests share one private containerd and registries, started by the

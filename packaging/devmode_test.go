@@ -147,19 +147,17 @@ func freeLoopbackAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// start runs /usr/bin/berth-agent --dev and waits for the env file that
-// says its endpoint serves. The process is killed at the end of the test
-// if it is still running.
-func (h *devHost) start(t *testing.T) (*devAgent, *ecs.Client) {
+// run starts /usr/bin/berth-agent with args, the host's environment and
+// env. The process is killed at the end of the test if it is still
+// running.
+func (h *devHost) run(t *testing.T, env []string, args ...string) *devAgent {
 	t.Helper()
-	envFile := filepath.Join(h.dir, "env")
-	_ = os.Remove(envFile) // a restart writes it anew, with the new port
 	a := &devAgent{out: &lockedBuffer{}, done: make(chan struct{})}
-	a.cmd = exec.Command("/usr/bin/berth-agent", "--dev", "--dev-dir", h.dir)
-	a.cmd.Env = append(os.Environ(), h.env...)
+	a.cmd = exec.Command("/usr/bin/berth-agent", args...)
+	a.cmd.Env = append(append(os.Environ(), h.env...), env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start the installed berth-agent --dev: %v", err)
+		t.Fatalf("start the installed berth-agent %s: %v", strings.Join(args, " "), err)
 	}
 	go func() {
 		a.err = a.cmd.Wait()
@@ -169,10 +167,20 @@ func (h *devHost) start(t *testing.T) (*devAgent, *ecs.Client) {
 		_ = a.cmd.Process.Kill()
 		<-a.done
 		if t.Failed() {
-			t.Logf("berth-agent --dev output:\n%s", a.out)
+			t.Logf("berth-agent %s output:\n%s", strings.Join(args, " "), a.out)
 		}
 	})
+	return a
+}
 
+// start runs /usr/bin/berth-agent --dev and waits for the env file that
+// says its endpoint serves. The process is killed at the end of the test
+// if it is still running.
+func (h *devHost) start(t *testing.T) (*devAgent, *ecs.Client) {
+	t.Helper()
+	envFile := filepath.Join(h.dir, "env")
+	_ = os.Remove(envFile) // a restart writes it anew, with the new port
+	a := h.run(t, nil, "--dev", "--dev-dir", h.dir)
 	deadline := time.Now().Add(time.Minute)
 	for {
 		if data, err := os.ReadFile(envFile); err == nil && strings.Contains(string(data), "AWS_ENDPOINT_URL_ECS=") {
@@ -304,8 +312,9 @@ func runningContainers(t *testing.T, cli *containerd.Client, ns string) int {
 // checkDevModeTask runs the installed agent in dev mode until a task runs,
 // stops it with SIGTERM while the task runs (exit 0, the container keeps
 // running), starts it again (the task is adopted and still RUNNING), then
-// stops the task through the endpoint and the agent with SIGTERM.
-func checkDevModeTask(t *testing.T) {
+// stops the task through the endpoint and the agent with SIGTERM. The
+// container instance's versionInfo and /v1/metadata carry version.
+func checkDevModeTask(t *testing.T, version string) {
 	testenv.RequireBusyboxStatic(t)
 	h := newDevHost(t)
 	img := testenv.BuildImage(t, testenv.Registry(t), "packaging/sleeper", testenv.ImageSpec{
@@ -313,6 +322,7 @@ func checkDevModeTask(t *testing.T) {
 	})
 
 	agent, client := h.start(t)
+	checkDevModeVersion(t, h, client, version)
 	td, err := client.RegisterTaskDefinition(t.Context(), &ecs.RegisterTaskDefinitionInput{
 		Family:      aws.String("packaging-sleeper"),
 		NetworkMode: types.NetworkModeBridge,
@@ -367,5 +377,26 @@ func checkDevModeTask(t *testing.T) {
 	}
 	if code := agent.stop(t); code != 0 {
 		t.Errorf("berth-agent exited %d on SIGTERM, want 0\n%s", code, agent.out)
+	}
+}
+
+// checkDevModeVersion checks the version that dev mode's agent registered
+// with and shows at /v1/metadata.
+func checkDevModeVersion(t *testing.T, h *devHost, client *ecs.Client, version string) {
+	t.Helper()
+	list, err := client.ListContainerInstances(t.Context(), &ecs.ListContainerInstancesInput{Cluster: aws.String("default")})
+	if err != nil {
+		t.Fatalf("list container instances: %v", err)
+	}
+	desc, err := client.DescribeContainerInstances(t.Context(), &ecs.DescribeContainerInstancesInput{
+		Cluster: aws.String("default"), ContainerInstances: list.ContainerInstanceArns})
+	if err != nil || len(desc.ContainerInstances) != 1 || desc.ContainerInstances[0].VersionInfo == nil {
+		t.Fatalf("describe container instances: %v (%+v)", err, desc)
+	}
+	if got := aws.ToString(desc.ContainerInstances[0].VersionInfo.AgentVersion); got != version {
+		t.Errorf("dev mode: versionInfo.agentVersion %q, want %q", got, version)
+	}
+	if got, want := metadataVersion(t, h.intro), "Berth Agent - "+version; got != want {
+		t.Errorf("dev mode: /v1/metadata Version %q, want %q", got, want)
 	}
 }

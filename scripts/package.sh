@@ -5,9 +5,10 @@
 # directory with `go install` so that nothing is installed system-wide and
 # go.mod is untouched.
 #
-# Environment: VERSION (default: git describe), BIN (directory holding the
-# binaries, default bin), DIST (output directory, default dist), NFPM (command
-# that runs nfpm).
+# Environment: VERSION (default: scripts/version.sh; used as it is, the same
+# string the binaries were stamped with), BIN (directory holding the
+# binaries, default bin), DIST (output directory, default dist), NFPM
+# (command that runs nfpm).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -15,30 +16,14 @@ cd "$(dirname "$0")/.."
 NFPM_VERSION=v2.45.0
 DIST=${DIST:-dist}
 BIN=${BIN:-bin}
-VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
-
-# Package versions must start with a digit and sort in build order:
-#   v1.2.3            -> 1.2.3
-#   v1.2.3-4-gabc1234 -> 1.2.3+4.gabc1234 (after 1.2.3)
-#   abc1234[-dirty]   -> 0.0.0~git<commits>.abc1234[.dirty] (before any release;
-#                        also when the hash happens to start with a digit)
-pkg_version() {
-	local v=${1#v}
-	if [[ $v =~ ^[0-9]+\.[0-9]+ ]]; then
-		v=${v/-/+}
-		echo "${v//-/.}"
-		return
-	fi
-	local count
-	count=$(git rev-list --count HEAD 2>/dev/null || echo 0)
-	v=${v//-/.}
-	echo "0.0.0~git${count}.${v}"
-}
-
-PKG_VERSION=$(pkg_version "$VERSION")
+VERSION=${VERSION:-$(scripts/version.sh)}
+# Debian and RPM both accept it only in this shape (scripts/version.sh).
+if ! [[ $VERSION =~ ^[0-9][0-9A-Za-z.+~]*$ ]]; then
+	echo "package.sh: version '$VERSION' is not a package version (digits first, then letters, digits, '.', '+', '~'; see scripts/version.sh)" >&2
+	exit 1
+fi
 ARCH=${ARCH:-$(go env GOARCH)}
-SOURCE_VERSION=$VERSION
-export VERSION=$PKG_VERSION ARCH
+export VERSION ARCH
 
 for bin in "$BIN/berth-agent" "$BIN/berth-cluster"; do
 	if [[ ! -x $bin ]]; then
@@ -65,5 +50,5 @@ for name in agent cluster; do
 			--packager "$format" --target "$DIST/"
 	done
 done
-echo "package.sh: version $PKG_VERSION (from $SOURCE_VERSION) in $DIST/:"
+echo "package.sh: version $VERSION in $DIST/:"
 ls -1 "$DIST"
