@@ -14,7 +14,7 @@ GOTEST_FLAGS ?= -count=1 -timeout 15m
 TESTENV_BIN := bin/berth-testenv
 TESTENV := $(TESTENV_BIN) --
 
-.PHONY: all build test test-deps vet unit lint bench demo clean fuzz
+.PHONY: all build test test-deps demo-deps vet unit lint bench demo clean fuzz version
 
 all: build
 
@@ -22,8 +22,16 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-agent ./cmd/agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-cluster ./cmd/cluster
 
+# test-deps, demo-deps: the Debian packages that make test (and bench) and
+# make demo need, installed where missing (scripts/deps.sh).
 test-deps:
-	./scripts/test-deps.sh
+	./scripts/deps.sh test
+
+demo-deps:
+	./scripts/deps.sh demo
+
+version:
+	@echo $(VERSION)
 
 vet:
 	$(GO) vet ./...
@@ -68,15 +76,16 @@ bench: test-deps build
 	$(GO) run ./bench/cmd/e2e -rounds 3
 
 # demo: dev mode end to end (scripts/demo.sh, docs/dev-mode.md); needs root.
-demo: test-deps build
+# The script builds berth-agent and its tools itself (BERTH_DEMO_BIN).
+demo: demo-deps
 	GO=$(GO) ./scripts/demo.sh
 
 clean:
 	rm -rf bin dist
 
 .PHONY: package
-# package: .deb and .rpm of berth-agent and berth-cluster in $(DIST), versioned
-# from git describe (docs/install.md). nfpm is built with `go install` into a scratch directory. The
+# package: .deb and .rpm of berth-agent and berth-cluster in $(DIST), at
+# $(VERSION) (docs/install.md). nfpm is built with `go install` into a scratch directory. The
 # binaries are built into their own directory so that a concurrent
 # `make build` cannot swap them between build and packaging.
 DIST ?= dist

@@ -4,14 +4,34 @@
 # server image from busybox-static into that registry, starts dev mode
 # (berth-agent --dev: a cluster endpoint and an agent in one process),
 # registers a task definition with hostPort 0, runs two tasks, curls each,
-# and streams one container's log. Ctrl-C stops the tasks and cleans up.
+# and streams one container's log. Ctrl-C stops the tasks, then dev mode,
+# then removes its network, then containerd and the registry.
 # Needs root (containers and their networks); `make demo` installs what is
-# missing first (scripts/test-deps.sh).
+# missing first (scripts/deps.sh demo).
+#
+# Ctrl-C in a terminal sends SIGINT to the whole foreground process group at
+# once: make, berth-testenv, this script, berth-democtl and whatever short
+# command runs. Only this script's clean-up stops things, in this order:
+#   1. the tasks, through the API (berth-democtl stop), so that the agent
+#      tears down their containers and task networks;
+#   2. the agent (SIGTERM): it removes its credentials rules; it runs in a
+#      session of its own (setsid), so the terminal's SIGINT never reaches it;
+#   3. the bridge, which outlives the agent by design;
+#   4. containerd and the registry: berth-testenv forwards the signal to this
+#      script and tears them down only once this script has exited; make
+#      waits for berth-testenv.
+# The clean-up ignores INT, TERM and HUP, so neither a second Ctrl-C nor the
+# copy of the signal that berth-testenv forwards can cut it short.
+#
+# Environment (defaults in brackets), for running beside another demo or in
+# a test: BERTH_DEMO_BIN, where the tools are built [bin]; BERTH_DEMO_BRIDGE
+# [berthdemo0]; BERTH_DEMO_SUBNET [10.231.77.0/24].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BRIDGE=berthdemo0
-SUBNET=10.231.77.0/24
+BIN=${BERTH_DEMO_BIN:-bin}
+BRIDGE=${BERTH_DEMO_BRIDGE:-berthdemo0}
+SUBNET=${BERTH_DEMO_SUBNET:-10.231.77.0/24}
 
 if [ "${BERTH_DEMO_INNER:-}" != 1 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
@@ -19,50 +39,89 @@ if [ "${BERTH_DEMO_INNER:-}" != 1 ]; then
 		exit 1
 	fi
 	go=${GO:-go}
-	echo "==> building the demo tools"
-	"$go" build -o bin/berth-testenv ./internal/testenv/cmd/berth-testenv
-	"$go" build -o bin/berth-demoimage ./internal/testenv/cmd/berth-demoimage
-	"$go" build -o bin/berth-democtl ./internal/democtl
-	[ -x bin/berth-agent ] || CGO_ENABLED=0 "$go" build -o bin/berth-agent ./cmd/agent
+	echo "==> building berth-agent and the demo tools into $BIN"
+	version=$(scripts/version.sh)
+	CGO_ENABLED=0 "$go" build -trimpath -ldflags "-X github.com/berth-dev/berth/internal/version.Version=$version" \
+		-o "$BIN/berth-agent" ./cmd/agent
+	"$go" build -o "$BIN/berth-testenv" ./internal/testenv/cmd/berth-testenv
+	"$go" build -o "$BIN/berth-demoimage" ./internal/testenv/cmd/berth-demoimage
+	"$go" build -o "$BIN/berth-democtl" ./internal/democtl
 	echo "==> starting a private containerd and a loopback registry"
-	BERTH_DEMO_INNER=1 exec bin/berth-testenv -- "$0"
+	# --no-sweep: the runner's removal of interrupted test runs' leftovers
+	# is for test runs; tests may be running right now.
+	BERTH_DEMO_INNER=1 exec "$BIN/berth-testenv" --no-sweep -- "$0"
 fi
 
 dev_dir=$(mktemp -d "${TMPDIR:-/tmp}/berth-demo.XXXXXX")
 agent_pid=
+ctl_pid=
 
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
+	local status=$?
+	trap '' INT TERM HUP
+	# Every step is tried: a failed one (even an echo to a terminal that
+	# hung up) must not end the clean-up.
+	set +e
+	if [ -n "$ctl_pid" ]; then
+		kill -TERM "$ctl_pid" 2>/dev/null || true
+		wait "$ctl_pid" 2>/dev/null || true
+	fi
 	if [ -n "$agent_pid" ] && kill -0 "$agent_pid" 2>/dev/null; then
+		if [ -s "$dev_dir/env" ]; then
+			# shellcheck source=/dev/null
+			(. "$dev_dir/env" && "$BIN/berth-democtl" stop) ||
+				echo "demo: stopping the tasks failed; stopping dev mode anyway" >&2
+		fi
 		echo "==> stopping dev mode"
 		kill -TERM "$agent_pid" 2>/dev/null || true
+		# A clean stop takes a second or two; after a minute it gets SIGKILL.
+		# (bash reaps the agent as soon as it exits, so kill -0 then fails.)
+		for _ in $(seq 1 600); do
+			kill -0 "$agent_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$agent_pid" 2>/dev/null; then
+			echo "demo: dev mode did not stop within a minute of SIGTERM; killing it (its credentials rules stay)" >&2
+			kill -KILL "$agent_pid" 2>/dev/null || true
+		fi
 		wait "$agent_pid" 2>/dev/null || true
 	fi
-	ip link del "$BRIDGE" 2>/dev/null || true
+	if ip link show "$BRIDGE" >/dev/null 2>&1; then
+		echo "==> removing the bridge $BRIDGE"
+		ip link del "$BRIDGE" || true
+	fi
 	rm -rf "$dev_dir"
+	exit "$status"
 }
 trap cleanup EXIT
+# A signal ends the script (status 128+N) and the EXIT trap cleans up. The
+# signals are ignored first: the copy berth-testenv forwards arrives a moment
+# after the terminal's, and a trap run again inside the clean-up would end
+# it half-way (as it did before, leaving the agent running).
+trap 'trap "" INT TERM HUP; exit 130' INT
+trap 'trap "" INT TERM HUP; exit 143' TERM
+trap 'trap "" INT TERM HUP; exit 129' HUP
 
 echo "==> building the demo image into the loopback registry"
 image='' containerd='' snapshotter=''
-assignments=$(bin/berth-demoimage)
+assignments=$("$BIN/berth-demoimage")
 eval "$assignments"
 echo "    $image"
 
-port=$(bin/berth-democtl free-port)
+port=$("$BIN/berth-democtl" free-port)
 echo "==> starting dev mode: berth-agent --dev --dev-dir $dev_dir"
-# setsid keeps Ctrl-C away from the agent: the tasks are stopped through the
-# API first, then the agent is stopped by cleanup.
 BERTH_CONTAINERD_ADDRESS=$containerd \
 	BERTH_CONTAINERD_NAMESPACE=berth-demo \
 	BERTH_INTROSPECTION_ADDRESS=127.0.0.1:$port \
 	BERTH_BRIDGE_NAME=$BRIDGE \
 	BERTH_BRIDGE_SUBNET=$SUBNET \
 	ECS_CONTAINER_STOP_TIMEOUT=5s \
-	setsid bin/berth-agent --dev --dev-dir "$dev_dir" \
+	setsid "$BIN/berth-agent" --dev --dev-dir "$dev_dir" \
 	--containerd-snapshotter "${snapshotter:-overlayfs}" \
-	>"$dev_dir/agent.out" 2>"$dev_dir/agent.log" &
+	>"$dev_dir/agent.out" 2>"$dev_dir/agent.log" </dev/null &
 agent_pid=$!
+echo "    dev mode runs as pid $agent_pid; waiting for $dev_dir/env"
 
 for _ in $(seq 1 300); do
 	[ -s "$dev_dir/env" ] && break
@@ -82,12 +141,16 @@ cat "$dev_dir/agent.out"
 # shellcheck source=/dev/null
 . "$dev_dir/env"
 
-# Ctrl-C reaches berth-democtl, which stops the tasks; this shell waits.
-trap '' INT
+# In the background, so that `wait` returns as soon as a signal reaches this
+# script, also one sent to this script alone (bash runs a trap only once a
+# foreground command has ended). The terminal's Ctrl-C reaches berth-democtl
+# directly too: it stops following the log and exits 130.
+"$BIN/berth-democtl" run "$image" "127.0.0.1:$port" &
+ctl_pid=$!
 status=0
-bin/berth-democtl run "$image" "127.0.0.1:$port" || status=$?
-trap - INT
-if [ "$status" -ne 0 ]; then
+wait "$ctl_pid" || status=$?
+ctl_pid=
+if [ "$status" -ne 0 ] && [ "$status" -ne 130 ]; then
 	echo "demo: failed; the agent's log ends with:" >&2
 	tail -n 30 "$dev_dir/agent.log" >&2
 fi

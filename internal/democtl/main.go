@@ -7,12 +7,17 @@
 //	berth-democtl run IMAGE INTROSPECT  register a task definition with
 //	    hostPort 0, run two tasks, curl each, stream one container's log
 //	    (from the agent's introspection API at INTROSPECT, host:port) until
-//	    SIGINT, then stop the tasks and wait until they are STOPPED
+//	    SIGINT or SIGTERM, then exit 130, leaving the tasks running
+//	berth-democtl stop                  stop every task of the cluster and
+//	    wait until each is STOPPED
+//
+// Stopping is separate from run because the demo's clean-up, not the
+// process that Ctrl-C happens to interrupt, owns the order of the stop:
+// tasks first, then the agent, then its network (scripts/demo.sh).
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -31,7 +36,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: berth-democtl free-port | run IMAGE INTROSPECTION-ADDR")
+		fmt.Fprintln(os.Stderr, "usage: berth-democtl free-port | run IMAGE INTROSPECTION-ADDR | stop")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -50,7 +55,23 @@ func main() {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		err := run(ctx, os.Args[2], os.Args[3])
+		interrupted := ctx.Err() != nil
 		stop()
+		if interrupted {
+			// The demo's clean-up stops the tasks (berth-democtl stop).
+			fmt.Printf("\n==> interrupted (%v)\n", context.Cause(ctx))
+			os.Exit(130)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+			os.Exit(1)
+		}
+	case "stop":
+		// No signal handling: the demo's clean-up starts this with SIGINT
+		// ignored, so a second Ctrl-C cannot cut the stop short.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		err := stopAll(ctx)
+		cancel()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 			os.Exit(1)
@@ -63,7 +84,8 @@ func main() {
 
 func say(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
 
-// run is the demo; when ctx ends (Ctrl-C) it cleans up with a fresh context.
+// run is the demo up to the log stream, which it follows until ctx ends
+// (Ctrl-C); it stops nothing: scripts/demo.sh's clean-up runs stop.
 func run(ctx context.Context, image, introspection string) error {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
@@ -85,27 +107,20 @@ func run(ctx context.Context, image, introspection string) error {
 		return fmt.Errorf("register task definition: %w", err)
 	}
 	say("running two tasks")
-	out, err := client.RunTask(ctx, &ecs.RunTaskInput{TaskDefinition: td.TaskDefinition.TaskDefinitionArn, Count: aws.Int32(2)})
+	// Not cancelled by Ctrl-C: a request abandoned half-way could still
+	// place tasks, and the clean-up must find every task in the cluster.
+	out, err := client.RunTask(context.WithoutCancel(ctx), &ecs.RunTaskInput{TaskDefinition: td.TaskDefinition.TaskDefinitionArn, Count: aws.Int32(2)})
 	if err != nil {
 		return fmt.Errorf("run tasks: %w", err)
 	}
 	if len(out.Tasks) != 2 {
 		return fmt.Errorf("run tasks: %d placed, failures %+v", len(out.Tasks), out.Failures)
 	}
-	var arns []string
-	for _, t := range out.Tasks {
-		arns = append(arns, aws.ToString(t.TaskArn))
-	}
-	cleanup := func() error {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 90*time.Second)
-		defer cancel()
-		return stopTasks(cctx, client, arns)
-	}
 	var running []types.Task
-	for _, arn := range arns {
-		t, err := waitStatus(ctx, client, arn, "RUNNING")
+	for _, t := range out.Tasks {
+		t, err := waitStatus(ctx, client, aws.ToString(t.TaskArn), "RUNNING")
 		if err != nil {
-			return errors.Join(err, cleanup())
+			return err
 		}
 		running = append(running, t)
 	}
@@ -119,16 +134,41 @@ func run(ctx context.Context, image, introspection string) error {
 			fmt.Print(body)
 		}
 	}
-	id := arns[0][strings.LastIndex(arns[0], "/")+1:]
+	id := taskID(aws.ToString(running[0].TaskArn))
 	fmt.Println()
 	say("streaming the log of task %s, container hello (Ctrl-C stops the tasks and ends the demo)", id)
 	if err := follow(ctx, fmt.Sprintf("http://%s/v1/tasks/%s/containers/hello/logs?follow=true&tail=20", introspection, id)); err != nil && ctx.Err() == nil {
 		fmt.Printf("(log stream ended: %v)\n", err)
 		<-ctx.Done()
 	}
-	fmt.Println()
-	return cleanup()
+	return ctx.Err()
 }
+
+// stopAll stops every task of the cluster that is not yet STOPPED and
+// waits until each is.
+func stopAll(ctx context.Context) error {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("load AWS configuration (did you source DIR/env?): %w", err)
+	}
+	client := ecs.NewFromConfig(cfg)
+	var arns []string
+	// ListTasks lists RUNNING (desired) tasks by default, PENDING ones included.
+	pages := ecs.NewListTasksPaginator(client, &ecs.ListTasksInput{})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("list tasks: %w", err)
+		}
+		arns = append(arns, page.TaskArns...)
+	}
+	if len(arns) == 0 {
+		return nil
+	}
+	return stopTasks(ctx, client, arns)
+}
+
+func taskID(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] }
 
 func waitForInstance(ctx context.Context, client *ecs.Client) error {
 	deadline := time.Now().Add(2 * time.Minute)
@@ -162,7 +202,7 @@ func waitStatus(ctx context.Context, client *ecs.Client, arn, want string) (type
 			t := out.Tasks[0]
 			if s := aws.ToString(t.LastStatus); s != last {
 				last = s
-				say("task %s: %s", arn[strings.LastIndex(arn, "/")+1:], s)
+				say("task %s: %s", taskID(arn), s)
 			}
 			if last == want {
 				return t, nil
@@ -191,8 +231,11 @@ func stopTasks(ctx context.Context, client *ecs.Client, arns []string) error {
 		if err != nil && aws.ToString(t.LastStatus) != "STOPPED" {
 			return err
 		}
-		c := t.Containers[0]
-		say("task %s STOPPED: %s (exit code %d)", arn[strings.LastIndex(arn, "/")+1:], aws.ToString(t.StoppedReason), aws.ToInt32(c.ExitCode))
+		exit := "no exit code"
+		if len(t.Containers) > 0 && t.Containers[0].ExitCode != nil {
+			exit = fmt.Sprintf("exit code %d", aws.ToInt32(t.Containers[0].ExitCode))
+		}
+		say("task %s STOPPED: %s (%s)", taskID(arn), aws.ToString(t.StoppedReason), exit)
 	}
 	return nil
 }

@@ -1,9 +1,16 @@
 // Command berth-testenv starts the shared test environment (one private
 // containerd, a plain registry and an htpasswd registry), runs a command
 // with their addresses in environment variables, and tears everything down
-// afterwards, also on SIGINT and SIGTERM:
+// afterwards, also on SIGINT, SIGTERM and SIGHUP, which it forwards to the
+// command and then waits for the command to exit before it tears down:
 //
-//	go run ./internal/testenv/cmd/berth-testenv -- go test ./...
+//	go run ./internal/testenv/cmd/berth-testenv [--no-sweep] -- go test ./...
+//
+// Ctrl-C in a terminal signals the runner and the command at once, so the
+// command gets SIGINT twice; commands must take that as one request.
+// Before it starts, the runner removes what interrupted test runs left on
+// the host under the tests' names; --no-sweep (make demo, which may run
+// while tests do) skips that.
 //
 // It exits with the command's exit status, or 1 when teardown left a
 // process, mount or file of the environment behind. See docs/testing.md.
@@ -12,6 +19,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,26 +36,35 @@ func main() {
 }
 
 // usage is printed for a missing command.
-const usage = "usage: berth-testenv -- command [args...]"
+const usage = "usage: berth-testenv [--no-sweep] -- command [args...]"
 
 // run starts the environment, runs the command and returns the exit code.
 func run(args []string) int {
-	if len(args) > 0 && args[0] == "--" {
-		args = args[1:]
+	flags := flag.NewFlagSet("berth-testenv", flag.ContinueOnError)
+	noSweep := flags.Bool("no-sweep", false, "leave interrupted test runs' leftovers alone (for programs that may run beside tests)")
+	flags.Usage = func() {
+		fmt.Fprintln(os.Stderr, usage)
+		flags.PrintDefaults()
 	}
+	if err := flags.Parse(args); err != nil {
+		return 2
+	}
+	args = flags.Args()
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintln(os.Stderr, usage)
 		return 2
 	}
 
 	// Signals arriving during start or the run are held here; the command
-	// gets them forwarded, and teardown always runs afterwards.
+	// gets them forwarded, and teardown always runs afterwards. SIGHUP is a
+	// closed terminal: without a handler it would end the runner at once
+	// and leave containerd running.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
 	startCtx, cancelStart := context.WithTimeout(context.Background(), 2*time.Minute)
-	env, vars, code := start(startCtx)
+	env, vars, code := start(startCtx, !*noSweep)
 	cancelStart()
 	if code != 0 {
 		return code
@@ -84,7 +101,7 @@ func run(args []string) int {
 // start brings the environment up. Without root or the programs it needs,
 // and outside CI, it runs the command without an environment so that the
 // tests skip with their how-to message; under CI=true that is a failure.
-func start(ctx context.Context) (*testenv.Env, []string, int) {
+func start(ctx context.Context, sweep bool) (*testenv.Env, []string, int) {
 	var missing []string
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root privileges")
@@ -103,8 +120,10 @@ func start(ctx context.Context) (*testenv.Env, []string, int) {
 		fmt.Fprintf(os.Stderr, "berth-testenv: %s; integration tests will skip\n", msg)
 		return nil, nil, 0
 	}
-	if swept, err := sweepTestLeftovers(ctx); len(swept) > 0 || err != nil {
-		fmt.Fprintf(os.Stderr, "berth-testenv: removed %d leftover(s) of interrupted test runs (err: %v):\n  %s\n", len(swept), err, strings.Join(swept, "\n  "))
+	if sweep {
+		if swept, err := sweepTestLeftovers(ctx); len(swept) > 0 || err != nil {
+			fmt.Fprintf(os.Stderr, "berth-testenv: removed %d leftover(s) of interrupted test runs (err: %v):\n  %s\n", len(swept), err, strings.Join(swept, "\n  "))
+		}
 	}
 	began := time.Now()
 	env, err := testenv.Start(ctx, testenv.Options{})

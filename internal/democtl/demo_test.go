@@ -1,0 +1,386 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/berth-dev/berth/internal/testenv"
+)
+
+// TestDemoCtrlC runs `make demo` in a pseudo-terminal, as a user does,
+// and presses Ctrl-C there at three moments. The terminal's line
+// discipline turns ^C into SIGINT for the whole foreground process group
+// (make, berth-testenv, scripts/demo.sh, berth-democtl), so whichever of
+// them reacts first, the demo must stop its tasks, then dev mode, then its
+// network, and only then containerd. Afterwards no process of the demo
+// (agent, containerd, shims, registry) may be left, nor its bridge, nor an
+// iptables rule of its bridge or subnet (credentials DNAT, host ports).
+// (The containers of the STOPPED tasks stay in containerd, as the agent
+// keeps them for ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION; berth-testenv
+// deletes them with containerd.)
+//
+// The demo runs with its own bridge and subnet (BERTH_DEMO_BRIDGE,
+// BERTH_DEMO_SUBNET), named so that the test runner's sweep of leftovers
+// never matches them, and builds its tools into a temporary directory.
+func TestDemoCtrlC(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping make demo")
+	}
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "make", "go", "setsid", "containerd", "containerd-shim-runc-v2", "runc",
+		"docker-registry", "iptables", "iptables-save", "ip")
+	testenv.RequireBusyboxStatic(t)
+	root := repoRoot(t)
+	bin := t.TempDir() // shared by the cases: later builds are up to date
+
+	for _, tc := range []struct {
+		name string
+		// after is the output that must appear before ^C is pressed.
+		after []string
+		// tasks says whether the tasks were placed by then, so that their
+		// stop must come before dev mode's.
+		tasks bool
+		// again is the output after which ^C is pressed a second time.
+		again string
+	}{
+		{name: "while the log streams", after: []string{"streaming the log of task", "tick "}, tasks: true},
+		{name: "while the tasks start", after: []string{"==> running two tasks"}, tasks: true},
+		{name: "while dev mode starts", after: []string{"    dev mode runs as pid"}},
+		// The second ^C kills make (it restored the default action after
+		// the first); make leads the terminal's session, so the terminal
+		// hangs up and the rest of the group gets SIGHUP, as when a user
+		// gives up and closes the terminal. What follows is not shown.
+		{name: "twice", after: []string{"streaming the log of task", "tick "}, again: "==> stopping the tasks"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := startDemo(t, root, bin)
+			for _, s := range tc.after {
+				d.waitFor(t, s, 4*time.Minute)
+			}
+			d.interrupt(t)
+			if tc.again != "" {
+				d.waitFor(t, tc.again, time.Minute)
+				d.interrupt(t)
+			}
+			code := d.wait(t, 3*time.Minute)
+			t.Logf("make demo exited %d after ^C", code)
+			d.waitGone(t, 3*time.Minute)
+			d.waitOutput(t, time.Minute)
+			out := d.out.String()
+
+			if tc.again == "" {
+				steps := []string{"==> stopping dev mode", "berth-testenv: teardown clean"}
+				if tc.tasks {
+					steps = append([]string{"==> stopping the tasks", "STOPPED: demo finished", "STOPPED: demo finished"}, steps...)
+				}
+				checkOrder(t, out, steps)
+			}
+			d.checkNothingLeft(t)
+			t.Logf("terminal output:\n%s", out)
+		})
+	}
+}
+
+// demo is one `make demo` in a pseudo-terminal.
+type demo struct {
+	cmd    *exec.Cmd
+	tty    *os.File // the terminal's master side
+	out    *terminalOutput
+	copied chan struct{} // closed when the output copy has ended
+	done   chan struct{} // closed when make has exited
+	err    error         // make's Wait result, valid once done is closed
+	bridge string
+	subnet string
+}
+
+// terminalOutput collects what the demo writes to its terminal.
+type terminalOutput struct {
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{} // closed and replaced on every write
+}
+
+func (o *terminalOutput) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	close(o.changed)
+	o.changed = make(chan struct{})
+	return o.b.Write(p)
+}
+
+func (o *terminalOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
+}
+
+// since returns the output and a channel closed on the next write.
+func (o *terminalOutput) since() (string, <-chan struct{}) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String(), o.changed
+}
+
+func startDemo(t *testing.T, root, bin string) *demo {
+	t.Helper()
+	d := &demo{
+		out:    &terminalOutput{changed: make(chan struct{})},
+		copied: make(chan struct{}),
+		done:   make(chan struct{}),
+		// "bd" and hex: neither the demo's default nor a name the test
+		// runner's sweep of leftovers matches.
+		bridge: fmt.Sprintf("bd%06x", rand.IntN(1<<24)),
+		subnet: fmt.Sprintf("10.232.%d.0/24", rand.IntN(256)),
+	}
+	d.cmd = exec.Command("make", "--no-print-directory", "-C", root, "demo")
+	env := []string{}
+	for _, kv := range os.Environ() {
+		// `make test` runs this test; its make's jobserver is not ours.
+		if k, _, _ := strings.Cut(kv, "="); k != "MAKEFLAGS" && k != "MFLAGS" && k != "MAKELEVEL" {
+			env = append(env, kv)
+		}
+	}
+	d.cmd.Env = append(env, "BERTH_DEMO_BIN="+bin, "BERTH_DEMO_BRIDGE="+d.bridge, "BERTH_DEMO_SUBNET="+d.subnet, "TERM=dumb")
+	// pty.Start makes make the leader of a new session with the terminal
+	// as its controlling terminal, in the foreground process group.
+	tty, err := pty.StartWithSize(d.cmd, &pty.Winsize{Rows: 50, Cols: 200})
+	if err != nil {
+		t.Fatalf("start make demo in a pseudo-terminal: %v", err)
+	}
+	d.tty = tty
+	go func() {
+		defer close(d.copied)
+		// Ends with EIO once every process holding the terminal has exited.
+		_, _ = io.Copy(d.out, tty)
+	}()
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			// A failed case: SIGTERM to the session's group lets the demo
+			// clean up as it can; SIGKILL only after two minutes (that
+			// would leave its agent, tasks and network behind).
+			_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGTERM)
+			select {
+			case <-d.done:
+			case <-time.After(2 * time.Minute):
+				t.Errorf("make demo ignored SIGTERM for 2 minutes; killing its process group")
+				_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+				<-d.done
+			}
+		}
+		tty.Close()
+		<-d.copied
+		// Best effort for a failed case; a passing one left nothing.
+		_ = exec.Command("ip", "link", "del", d.bridge).Run()
+	})
+	return d
+}
+
+// waitFor waits until the terminal shows s.
+func (d *demo) waitFor(t *testing.T, s string, limit time.Duration) {
+	t.Helper()
+	deadline := time.After(limit)
+	for {
+		out, changed := d.out.since()
+		if strings.Contains(out, s) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-d.done:
+			t.Fatalf("make demo exited (%v) before printing %q:\n%s", d.err, s, d.out)
+		case <-deadline:
+			t.Fatalf("make demo did not print %q within %v:\n%s\nits processes:\n%s", s, limit, d.out, d.diagnose())
+		}
+	}
+}
+
+// diagnose lists the processes of the demo's session, for a failure
+// message, and asks each berth-democtl for its goroutines (SIGQUIT; the
+// dump goes to the terminal).
+func (d *demo) diagnose() string {
+	out, _ := exec.Command("ps", "-o", "pid,ppid,stat,wchan:24,args", "-s", fmt.Sprint(d.cmd.Process.Pid)).CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasSuffix(f[4], "/berth-democtl") {
+			var pid int
+			if _, err := fmt.Sscan(f[0], &pid); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGQUIT)
+			}
+		}
+	}
+	time.Sleep(2 * time.Second)
+	return string(out)
+}
+
+// interrupt types ^C on the terminal.
+func (d *demo) interrupt(t *testing.T) {
+	t.Helper()
+	if _, err := d.tty.Write([]byte{0x03}); err != nil {
+		t.Fatalf("type ^C: %v", err)
+	}
+}
+
+// wait waits for make to exit and returns its exit status (128+N for
+// signal N).
+func (d *demo) wait(t *testing.T, limit time.Duration) int {
+	t.Helper()
+	select {
+	case <-d.done:
+	case <-time.After(limit):
+		t.Fatalf("make demo did not exit within %v of ^C:\n%s", limit, d.out)
+	}
+	var ee *exec.ExitError
+	switch {
+	case d.err == nil:
+		return 0
+	case errors.As(d.err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	t.Fatalf("wait for make demo: %v", d.err)
+	return 0
+}
+
+// dirs returns the directories of the demo named in its output: dev
+// mode's and berth-testenv's.
+func (d *demo) dirs(t *testing.T) []string {
+	t.Helper()
+	out := d.out.String()
+	var dirs []string
+	for _, re := range []*regexp.Regexp{devDirRE, containerdRE} {
+		m := re.FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("the output names no directory matching %v", re)
+			continue
+		}
+		dirs = append(dirs, m[1])
+	}
+	return dirs
+}
+
+// waitGone waits until no process mentions the demo's directories: what
+// runs after make has exited (the clean-up after a hang-up) may take its
+// time, but must end.
+func (d *demo) waitGone(t *testing.T, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for _, dir := range d.dirs(t) {
+		for len(processesMentioning(t, dir)) > 0 && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// waitOutput waits until the terminal has no writer left and all that was
+// written to it has been read.
+func (d *demo) waitOutput(t *testing.T, limit time.Duration) {
+	t.Helper()
+	select {
+	case <-d.copied:
+	case <-time.After(limit):
+		t.Errorf("the terminal still had a writer %v after make exited", limit)
+	}
+}
+
+var (
+	devDirRE     = regexp.MustCompile(`berth-agent --dev --dev-dir (\S+)`)
+	containerdRE = regexp.MustCompile(`BERTHTEST_CONTAINERD_ADDRESS=(\S+)/containerd/containerd\.sock`)
+)
+
+// checkNothingLeft looks for every trace of the demo on the host.
+func (d *demo) checkNothingLeft(t *testing.T) {
+	t.Helper()
+	for _, dir := range d.dirs(t) {
+		if procs := processesMentioning(t, dir); len(procs) > 0 {
+			t.Errorf("processes of the demo left running (command line mentions %s):\n  %s", dir, strings.Join(procs, "\n  "))
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is still there (stat: %v)", dir, err)
+		}
+	}
+	if out, err := exec.Command("ip", "link", "show", d.bridge).CombinedOutput(); err == nil {
+		t.Errorf("the demo's bridge is left:\n%s", out)
+	}
+	subnet := strings.TrimSuffix(d.subnet, "0/24")
+	for _, table := range []string{"nat", "filter"} {
+		rules, err := exec.Command("iptables-save", "-t", table).Output()
+		if err != nil {
+			t.Fatalf("iptables-save -t %s: %v", table, err)
+		}
+		for _, line := range strings.Split(string(rules), "\n") {
+			if strings.Contains(line, d.bridge) || strings.Contains(line, subnet) {
+				t.Errorf("iptables rule of the demo left in %s: %s", table, line)
+			}
+		}
+	}
+}
+
+// processesMentioning lists the processes whose command line contains s.
+func processesMentioning(t *testing.T, s string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		if line := strings.ReplaceAll(string(cmdline), "\x00", " "); strings.Contains(line, s) {
+			found = append(found, e.Name()+": "+line)
+		}
+	}
+	return found
+}
+
+// checkOrder checks that the steps appear in out in this order.
+func checkOrder(t *testing.T, out string, steps []string) {
+	t.Helper()
+	rest := out
+	for _, s := range steps {
+		i := strings.Index(rest, s)
+		if i < 0 {
+			t.Errorf("after ^C the output lacks %q (or has it out of the order %q)", s, steps)
+			return
+		}
+		rest = rest[i+len(s):]
+	}
+}
+
+// repoRoot is the repository's top directory.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the test source")
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
