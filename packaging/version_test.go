@@ -92,6 +92,9 @@ func checkVersionOnTheWire(t *testing.T, version string) {
 		"ECS_BACKEND_HOST=" + srv.URL, "ECS_CLUSTER=versiontest", "AWS_REGION=us-east-1",
 		"AWS_ACCESS_KEY_ID=AKIDVERSIONTEST", "AWS_SECRET_ACCESS_KEY=versiontest",
 		"ECS_DATADIR=" + filepath.Join(h.dir, "agent"),
+		// Not the default under /var/log/ecs, which the package removal
+		// step expects to find empty.
+		"ECS_AUDIT_LOGFILE=" + filepath.Join(h.dir, "audit.log"),
 	})
 
 	places := []string{"registration", "ACS handshake", "TCS handshake"}

@@ -25,7 +25,8 @@
 #
 # Environment (defaults in brackets), for running beside another demo or in
 # a test: BERTH_DEMO_BIN, where the tools are built [bin]; BERTH_DEMO_BRIDGE
-# [berthdemo0]; BERTH_DEMO_SUBNET [10.231.77.0/24].
+# [berthdemo0]; BERTH_DEMO_SUBNET [10.231.77.0/24]; BERTH_DEMO_FOLLOW_FOR,
+# how long the log is followed when standard input is no terminal [30s].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,7 +83,8 @@ cleanup() {
 			sleep 0.1
 		done
 		if kill -0 "$agent_pid" 2>/dev/null; then
-			echo "demo: dev mode did not stop within a minute of SIGTERM; killing it (its credentials rules stay)" >&2
+			echo "demo: dev mode did not stop within a minute of SIGTERM; killing it (its credentials rules stay); its log ends with:" >&2
+			tail -n 20 "$dev_dir/agent.log" >&2
 			kill -KILL "$agent_pid" 2>/dev/null || true
 		fi
 		wait "$agent_pid" 2>/dev/null || true
@@ -145,7 +147,14 @@ cat "$dev_dir/agent.out"
 # script, also one sent to this script alone (bash runs a trap only once a
 # foreground command has ended). The terminal's Ctrl-C reaches berth-democtl
 # directly too: it stops following the log and exits 130.
-"$BIN/berth-democtl" run "$image" "127.0.0.1:$port" &
+# Nobody can press Ctrl-C without a terminal (a script, CI): then the log
+# is followed for a while (BERTH_DEMO_FOLLOW_FOR, 30s) and the demo ends.
+follow=()
+if [ ! -t 0 ]; then
+	follow=(--follow-for "${BERTH_DEMO_FOLLOW_FOR:-30s}")
+	echo "    (no terminal on standard input: the log is followed for ${BERTH_DEMO_FOLLOW_FOR:-30s}, then the demo stops)"
+fi
+"$BIN/berth-democtl" run "${follow[@]}" "$image" "127.0.0.1:$port" &
 ctl_pid=$!
 status=0
 wait "$ctl_pid" || status=$?

@@ -96,6 +96,36 @@ func TestDemoCtrlC(t *testing.T) {
 	}
 }
 
+// TestDemoWithoutTerminal runs `make demo` with standard input that is not
+// a terminal, where nobody can press Ctrl-C: the demo follows the log for
+// BERTH_DEMO_FOLLOW_FOR and ends by itself, exit 0, with the same clean-up.
+func TestDemoWithoutTerminal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping make demo")
+	}
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "make", "go", "setsid", "containerd", "containerd-shim-runc-v2", "runc",
+		"docker-registry", "iptables", "iptables-save", "ip")
+	testenv.RequireBusyboxStatic(t)
+	d := newDemo(t)
+	d.cmd = exec.Command("make", "--no-print-directory", "-C", repoRoot(t), "demo")
+	d.cmd.Env = append(d.env(t.TempDir()), "BERTH_DEMO_FOLLOW_FOR=3s")
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out // stdin: /dev/null
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start make demo: %v", err)
+	}
+	close(d.copied)
+	d.watch(t, nil)
+	if code := d.wait(t, 5*time.Minute); code != 0 {
+		t.Errorf("make demo without a terminal exited %d, want 0", code)
+	}
+	d.waitGone(t, 3*time.Minute)
+	checkOrder(t, d.out.String(), []string{"followed the log for 3s", "==> stopping the tasks",
+		"STOPPED: demo finished", "STOPPED: demo finished", "==> stopping dev mode", "berth-testenv: teardown clean"})
+	d.checkNothingLeft(t)
+	t.Logf("output:\n%s", d.out)
+}
+
 // demo is one `make demo` in a pseudo-terminal.
 type demo struct {
 	cmd    *exec.Cmd
@@ -136,9 +166,9 @@ func (o *terminalOutput) since() (string, <-chan struct{}) {
 	return o.b.String(), o.changed
 }
 
-func startDemo(t *testing.T, root, bin string) *demo {
-	t.Helper()
-	d := &demo{
+// newDemo returns a demo with its own bridge and subnet.
+func newDemo(t *testing.T) *demo {
+	return &demo{
 		out:    &terminalOutput{changed: make(chan struct{})},
 		copied: make(chan struct{}),
 		done:   make(chan struct{}),
@@ -147,7 +177,11 @@ func startDemo(t *testing.T, root, bin string) *demo {
 		bridge: fmt.Sprintf("bd%06x", rand.IntN(1<<24)),
 		subnet: fmt.Sprintf("10.232.%d.0/24", rand.IntN(256)),
 	}
-	d.cmd = exec.Command("make", "--no-print-directory", "-C", root, "demo")
+}
+
+// env is the environment of make demo: this process's without the outer
+// make's variables, plus the demo's tools directory, bridge and subnet.
+func (d *demo) env(bin string) []string {
 	env := []string{}
 	for _, kv := range os.Environ() {
 		// `make test` runs this test; its make's jobserver is not ours.
@@ -155,7 +189,14 @@ func startDemo(t *testing.T, root, bin string) *demo {
 			env = append(env, kv)
 		}
 	}
-	d.cmd.Env = append(env, "BERTH_DEMO_BIN="+bin, "BERTH_DEMO_BRIDGE="+d.bridge, "BERTH_DEMO_SUBNET="+d.subnet, "TERM=dumb")
+	return append(env, "BERTH_DEMO_BIN="+bin, "BERTH_DEMO_BRIDGE="+d.bridge, "BERTH_DEMO_SUBNET="+d.subnet, "TERM=dumb")
+}
+
+func startDemo(t *testing.T, root, bin string) *demo {
+	t.Helper()
+	d := newDemo(t)
+	d.cmd = exec.Command("make", "--no-print-directory", "-C", root, "demo")
+	d.cmd.Env = d.env(bin)
 	// pty.Start makes make the leader of a new session with the terminal
 	// as its controlling terminal, in the foreground process group.
 	tty, err := pty.StartWithSize(d.cmd, &pty.Winsize{Rows: 50, Cols: 200})
@@ -168,6 +209,13 @@ func startDemo(t *testing.T, root, bin string) *demo {
 		// Ends with EIO once every process holding the terminal has exited.
 		_, _ = io.Copy(d.out, tty)
 	}()
+	d.watch(t, tty)
+	return d
+}
+
+// watch waits for make in the background and registers the clean-up of a
+// demo that a failed test left running.
+func (d *demo) watch(t *testing.T, tty *os.File) {
 	go func() {
 		d.err = d.cmd.Wait()
 		close(d.done)
@@ -176,24 +224,34 @@ func startDemo(t *testing.T, root, bin string) *demo {
 		select {
 		case <-d.done:
 		default:
-			// A failed case: SIGTERM to the session's group lets the demo
-			// clean up as it can; SIGKILL only after two minutes (that
-			// would leave its agent, tasks and network behind).
-			_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGTERM)
+			// A failed case: SIGTERM lets the demo clean up as it can;
+			// SIGKILL only after two minutes (that would leave its agent,
+			// tasks and network behind).
+			_ = d.signal(syscall.SIGTERM)
 			select {
 			case <-d.done:
 			case <-time.After(2 * time.Minute):
-				t.Errorf("make demo ignored SIGTERM for 2 minutes; killing its process group")
-				_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+				t.Errorf("make demo ignored SIGTERM for 2 minutes; killing it")
+				_ = d.signal(syscall.SIGKILL)
 				<-d.done
 			}
 		}
-		tty.Close()
+		if tty != nil {
+			tty.Close()
+		}
 		<-d.copied
 		// Best effort for a failed case; a passing one left nothing.
 		_ = exec.Command("ip", "link", "del", d.bridge).Run()
 	})
-	return d
+}
+
+// signal signals make's process group: the session it leads in a
+// pseudo-terminal, or make alone.
+func (d *demo) signal(sig syscall.Signal) error {
+	if d.tty != nil {
+		return syscall.Kill(-d.cmd.Process.Pid, sig)
+	}
+	return d.cmd.Process.Signal(sig)
 }
 
 // waitFor waits until the terminal shows s.
@@ -215,22 +273,35 @@ func (d *demo) waitFor(t *testing.T, s string, limit time.Duration) {
 	}
 }
 
-// diagnose lists the processes of the demo's session, for a failure
-// message, and asks each berth-democtl for its goroutines (SIGQUIT; the
-// dump goes to the terminal).
+// diagnose lists the processes of the demo's session (pid, state, kernel
+// wait channel, command line), for a failure message, and asks each
+// berth-democtl for its goroutines (SIGQUIT; the dump goes to the terminal).
 func (d *demo) diagnose() string {
-	out, _ := exec.Command("ps", "-o", "pid,ppid,stat,wchan:24,args", "-s", fmt.Sprint(d.cmd.Process.Pid)).CombinedOutput()
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasSuffix(f[4], "/berth-democtl") {
+	entries, _ := os.ReadDir("/proc")
+	var b strings.Builder
+	for _, e := range entries {
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp session ...; comm may hold spaces.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) < 4 || f[3] != fmt.Sprint(d.cmd.Process.Pid) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		wchan, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "wchan"))
+		args := strings.Fields(strings.ReplaceAll(string(cmdline), "\x00", " "))
+		fmt.Fprintf(&b, "%s %s %s %s\n", e.Name(), f[0], wchan, strings.Join(args, " "))
+		if len(args) > 0 && strings.HasSuffix(args[0], "/berth-democtl") {
 			var pid int
-			if _, err := fmt.Sscan(f[0], &pid); err == nil {
+			if _, err := fmt.Sscan(e.Name(), &pid); err == nil {
 				_ = syscall.Kill(pid, syscall.SIGQUIT)
 			}
 		}
 	}
 	time.Sleep(2 * time.Second)
-	return string(out)
+	return b.String()
 }
 
 // interrupt types ^C on the terminal.

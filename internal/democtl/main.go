@@ -4,10 +4,11 @@
 // the dev mode's DIR/env.
 //
 //	berth-democtl free-port             print a free loopback TCP port
-//	berth-democtl run IMAGE INTROSPECT  register a task definition with
-//	    hostPort 0, run two tasks, curl each, stream one container's log
-//	    (from the agent's introspection API at INTROSPECT, host:port) until
-//	    SIGINT or SIGTERM, then exit 130, leaving the tasks running
+//	berth-democtl run [--follow-for D] IMAGE INTROSPECT  register a task
+//	    definition with hostPort 0, run two tasks, curl each, stream one
+//	    container's log (from the agent's introspection API at INTROSPECT,
+//	    host:port) for D, or until SIGINT or SIGTERM (then exit 130),
+//	    leaving the tasks running
 //	berth-democtl stop                  stop every task of the cluster and
 //	    wait until each is STOPPED
 //
@@ -18,6 +19,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -36,7 +39,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: berth-democtl free-port | run IMAGE INTROSPECTION-ADDR | stop")
+		fmt.Fprintln(os.Stderr, "usage: berth-democtl free-port | run [--follow-for DURATION] IMAGE INTROSPECTION-ADDR | stop")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -49,17 +52,23 @@ func main() {
 		fmt.Println(ln.Addr().(*net.TCPAddr).Port)
 		ln.Close()
 	case "run":
-		if len(os.Args) != 4 {
-			fmt.Fprintln(os.Stderr, "usage: berth-democtl run IMAGE INTROSPECTION-ADDR")
+		flags := flag.NewFlagSet("run", flag.ExitOnError)
+		followFor := flags.Duration("follow-for", 0, "stop following the log after this long (0: until SIGINT)")
+		_ = flags.Parse(os.Args[2:])
+		if flags.NArg() != 2 {
+			fmt.Fprintln(os.Stderr, "usage: berth-democtl run [--follow-for DURATION] IMAGE INTROSPECTION-ADDR")
 			os.Exit(2)
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := run(ctx, os.Args[2], os.Args[3])
+		err := run(ctx, flags.Arg(0), flags.Arg(1), *followFor)
 		interrupted := ctx.Err() != nil
 		stop()
 		if interrupted {
 			// The demo's clean-up stops the tasks (berth-democtl stop).
 			fmt.Printf("\n==> interrupted (%v)\n", context.Cause(ctx))
+			if err != nil && !errors.Is(err, context.Canceled) {
+				fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+			}
 			os.Exit(130)
 		}
 		if err != nil {
@@ -86,7 +95,7 @@ func say(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
 
 // run is the demo up to the log stream, which it follows until ctx ends
 // (Ctrl-C); it stops nothing: scripts/demo.sh's clean-up runs stop.
-func run(ctx context.Context, image, introspection string) error {
+func run(ctx context.Context, image, introspection string, followFor time.Duration) error {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		return fmt.Errorf("load AWS configuration (did you source DIR/env?): %w", err)
@@ -116,6 +125,7 @@ func run(ctx context.Context, image, introspection string) error {
 	if len(out.Tasks) != 2 {
 		return fmt.Errorf("run tasks: %d placed, failures %+v", len(out.Tasks), out.Failures)
 	}
+	say("placed tasks %s and %s", taskID(aws.ToString(out.Tasks[0].TaskArn)), taskID(aws.ToString(out.Tasks[1].TaskArn)))
 	var running []types.Task
 	for _, t := range out.Tasks {
 		t, err := waitStatus(ctx, client, aws.ToString(t.TaskArn), "RUNNING")
@@ -137,9 +147,18 @@ func run(ctx context.Context, image, introspection string) error {
 	id := taskID(aws.ToString(running[0].TaskArn))
 	fmt.Println()
 	say("streaming the log of task %s, container hello (Ctrl-C stops the tasks and ends the demo)", id)
-	if err := follow(ctx, fmt.Sprintf("http://%s/v1/tasks/%s/containers/hello/logs?follow=true&tail=20", introspection, id)); err != nil && ctx.Err() == nil {
+	fctx, cancel := ctx, context.CancelFunc(func() {})
+	if followFor > 0 {
+		fctx, cancel = context.WithTimeout(ctx, followFor)
+	}
+	defer cancel()
+	if err := follow(fctx, fmt.Sprintf("http://%s/v1/tasks/%s/containers/hello/logs?follow=true&tail=20", introspection, id)); err != nil && fctx.Err() == nil {
 		fmt.Printf("(log stream ended: %v)\n", err)
-		<-ctx.Done()
+		<-fctx.Done()
+	}
+	if ctx.Err() == nil {
+		fmt.Println()
+		say("followed the log for %v", followFor)
 	}
 	return ctx.Err()
 }
@@ -163,6 +182,7 @@ func stopAll(ctx context.Context) error {
 		arns = append(arns, page.TaskArns...)
 	}
 	if len(arns) == 0 {
+		say("no task to stop")
 		return nil
 	}
 	return stopTasks(ctx, client, arns)
