@@ -60,6 +60,9 @@ ctl_pid=
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
 	local status=$?
+	# A child that the shell forked and that has not yet run its program
+	# still holds these traps; the clean-up is the main shell's alone.
+	[ "$BASHPID" = "$$" ] || exit "$status"
 	trap '' INT TERM HUP
 	# Every step is tried: a failed one (even an echo to a terminal that
 	# hung up) must not end the clean-up.
@@ -68,7 +71,12 @@ cleanup() {
 		kill -TERM "$ctl_pid" 2>/dev/null || true
 		wait "$ctl_pid" 2>/dev/null || true
 	fi
-	if [ -n "$agent_pid" ] && kill -0 "$agent_pid" 2>/dev/null; then
+	if [ -n "$agent_pid" ] && ! kill -0 "$agent_pid" 2>/dev/null; then
+		local agent_status=0
+		wait "$agent_pid" 2>/dev/null || agent_status=$?
+		echo "demo: dev mode had exited by itself (status $agent_status); its log ends with:" >&2
+		tail -n 20 "$dev_dir/agent.log" >&2
+	elif [ -n "$agent_pid" ]; then
 		if [ -s "$dev_dir/env" ]; then
 			# shellcheck source=/dev/null
 			(. "$dev_dir/env" && "$BIN/berth-democtl" stop) ||
@@ -101,9 +109,9 @@ trap cleanup EXIT
 # signals are ignored first: the copy berth-testenv forwards arrives a moment
 # after the terminal's, and a trap run again inside the clean-up would end
 # it half-way (as it did before, leaving the agent running).
-trap 'trap "" INT TERM HUP; exit 130' INT
-trap 'trap "" INT TERM HUP; exit 143' TERM
-trap 'trap "" INT TERM HUP; exit 129' HUP
+trap '[ "$BASHPID" = "$$" ] || exit 130; trap "" INT TERM HUP; exit 130' INT
+trap '[ "$BASHPID" = "$$" ] || exit 143; trap "" INT TERM HUP; exit 143' TERM
+trap '[ "$BASHPID" = "$$" ] || exit 129; trap "" INT TERM HUP; exit 129' HUP
 
 echo "==> building the demo image into the loopback registry"
 image='' containerd='' snapshotter=''
@@ -123,14 +131,17 @@ BERTH_CONTAINERD_ADDRESS=$containerd \
 	--containerd-snapshotter "${snapshotter:-overlayfs}" \
 	>"$dev_dir/agent.out" 2>"$dev_dir/agent.log" </dev/null &
 agent_pid=$!
-echo "    dev mode runs as pid $agent_pid; waiting for $dev_dir/env"
 
+announced=
 for _ in $(seq 1 300); do
+	# Once berth-agent logs, it runs (not the shell's child before exec).
+	if [ -z "$announced" ] && [ -s "$dev_dir/agent.log" ]; then
+		echo "    dev mode runs as pid $agent_pid; waiting for $dev_dir/env"
+		announced=1
+	fi
 	[ -s "$dev_dir/env" ] && break
 	if ! kill -0 "$agent_pid" 2>/dev/null; then
-		echo "demo: dev mode exited; its log:" >&2
-		cat "$dev_dir/agent.log" >&2
-		exit 1
+		exit 1 # the clean-up shows the end of its log
 	fi
 	sleep 0.2
 done
