@@ -38,13 +38,7 @@ import (
 // BERTH_DEMO_SUBNET), named so that the test runner's sweep of leftovers
 // never matches them, and builds its tools into a temporary directory.
 func TestDemoCtrlC(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: skipping make demo")
-	}
-	testenv.RequireRoot(t)
-	testenv.RequireBinaries(t, "make", "go", "setsid", "containerd", "containerd-shim-runc-v2", "runc",
-		"docker-registry", "iptables", "iptables-save", "ip")
-	testenv.RequireBusyboxStatic(t)
+	requireDemo(t)
 	root := repoRoot(t)
 	bin := t.TempDir() // shared by the cases: later builds are up to date
 
@@ -100,13 +94,7 @@ func TestDemoCtrlC(t *testing.T) {
 // a terminal, where nobody can press Ctrl-C: the demo follows the log for
 // BERTH_DEMO_FOLLOW_FOR and ends by itself, exit 0, with the same clean-up.
 func TestDemoWithoutTerminal(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: skipping make demo")
-	}
-	testenv.RequireRoot(t)
-	testenv.RequireBinaries(t, "make", "go", "setsid", "containerd", "containerd-shim-runc-v2", "runc",
-		"docker-registry", "iptables", "iptables-save", "ip")
-	testenv.RequireBusyboxStatic(t)
+	requireDemo(t)
 	d := newDemo(t)
 	d.cmd = exec.Command("make", "--no-print-directory", "-C", repoRoot(t), "demo")
 	d.cmd.Env = append(d.env(t.TempDir()), "BERTH_DEMO_FOLLOW_FOR=3s")
@@ -124,6 +112,18 @@ func TestDemoWithoutTerminal(t *testing.T) {
 		"STOPPED: demo finished", "STOPPED: demo finished", "==> stopping dev mode", "berth-testenv: teardown clean"})
 	d.checkNothingLeft(t)
 	t.Logf("output:\n%s", d.out)
+}
+
+// requireDemo stops the test unless make demo can run here.
+func requireDemo(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: skipping make demo")
+	}
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "make", "go", "setsid", "containerd", "containerd-shim-runc-v2", "runc",
+		"docker-registry", "iptables", "iptables-save", "ip")
+	testenv.RequireBusyboxStatic(t)
 }
 
 // demo is one `make demo` in a pseudo-terminal.
