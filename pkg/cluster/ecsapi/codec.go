@@ -169,20 +169,3 @@ func forEachObject(v any, fn func(map[string]any)) {
 		}
 	}
 }
-
-// ECSError is the body of an ECS JSON 1.1 error response.
-type ECSError struct {
-	Type    string `json:"__type"`
-	Message string `json:"message"`
-}
-
-// encodeError encodes an AWS JSON error body such as
-// {"__type":"ClientException","message":"..."}.
-func encodeError(typ, message string) []byte {
-	b, err := json.Marshal(ECSError{Type: typ, Message: message})
-	if err != nil {
-		// Marshalling two strings cannot fail; keep the shape regardless.
-		return []byte(`{"__type":"ServerException","message":"internal error"}`)
-	}
-	return b
-}

@@ -97,8 +97,9 @@ func (a ARNs) own(ref string) (resource string, ok bool) {
 func (a ARNs) ClusterName(ref string) (string, bool) {
 	name := ref
 	if strings.HasPrefix(ref, "arn:") {
-		resource, ok := a.own(ref)
-		if name, ok = strings.CutPrefix(resource, "cluster/"); !ok {
+		resource, own := a.own(ref)
+		var isCluster bool
+		if name, isCluster = strings.CutPrefix(resource, "cluster/"); !own || !isCluster {
 			return "", false
 		}
 	}
