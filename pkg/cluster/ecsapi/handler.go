@@ -157,6 +157,9 @@ func (s *Server) ServeAWS(r *awsproto.Request) ([]byte, error) {
 	if err := validateTagsMember(r.Body); err != nil {
 		return nil, err
 	}
+	if err := validateOverridesSize(r.Body); err != nil {
+		return nil, err
+	}
 	c := &call{ctx: r.Context, key: r.Key, now: s.opts.Now().UTC(), baseURL: r.BaseURL, bodyLen: len(r.Body)}
 	out, err := o.run(c, r.Body)
 	if err != nil {

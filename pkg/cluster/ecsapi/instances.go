@@ -1,6 +1,7 @@
 package ecsapi
 
 import (
+	"encoding/json"
 	"sort"
 	"strconv"
 	"strings"
@@ -108,6 +109,10 @@ func (s *Server) registerContainerInstance(c *call, in *ecs.RegisterContainerIns
 	if err := validateAttributes(in.Attributes, false); err != nil {
 		return nil, err
 	}
+	doc, err := readIdentityDocument(in.InstanceIdentityDocument)
+	if err != nil {
+		return nil, err
+	}
 	out := &ecs.RegisterContainerInstanceOutput{}
 	err = s.opts.Store.Update(func(tx store.Tx) error {
 		if _, err := activeCluster(tx, cluster); err != nil {
@@ -162,6 +167,10 @@ func (s *Server) registerContainerInstance(c *call, in *ecs.RegisterContainerIns
 		ci.RegisteredResources = in.TotalResources
 		ci.VersionInfo = in.VersionInfo
 		ci.Attributes = mergeAttributes(ci.Attributes, in.Attributes)
+		if doc != nil {
+			ci.Ec2InstanceId = aws.String(doc.InstanceID)
+			ci.Attributes = mergeAttributes(ci.Attributes, doc.attributes())
+		}
 		ci.Tags = in.Tags
 		ci.Version++
 		if err := records.Put(tx, rec); err != nil {
@@ -396,4 +405,43 @@ func (s *Server) discoverPollEndpoint(c *call, in *ecs.DiscoverPollEndpointInput
 func sortedAttributes(as []types.Attribute) []types.Attribute {
 	sort.Slice(as, func(i, j int) bool { return aws.ToString(as[i].Name) < aws.ToString(as[j].Name) })
 	return as
+}
+
+// identityDocument is the part of an EC2 instance identity document ECS
+// reads at registration.
+type identityDocument struct {
+	InstanceID       string `json:"instanceId"`
+	AvailabilityZone string `json:"availabilityZone"`
+	InstanceType     string `json:"instanceType"`
+	ImageID          string `json:"imageId"`
+}
+
+// readIdentityDocument parses RegisterContainerInstance's
+// instanceIdentityDocument; nil when there is none.
+func readIdentityDocument(raw *string) (*identityDocument, error) {
+	if raw == nil || strings.TrimSpace(*raw) == "" {
+		return nil, nil
+	}
+	var doc identityDocument
+	if err := json.Unmarshal([]byte(*raw), &doc); err != nil {
+		return nil, invalidParam("instanceIdentityDocument is not an EC2 instance identity document: %v.", err)
+	}
+	if doc.InstanceID == "" {
+		return nil, invalidParam("instanceIdentityDocument has no instanceId.")
+	}
+	return &doc, nil
+}
+
+// attributes are the ecs.* attributes ECS derives from the document, which
+// placement constraints and strategies use.
+func (d *identityDocument) attributes() []types.Attribute {
+	var out []types.Attribute
+	for _, a := range []struct{ name, value string }{
+		{"ecs.availability-zone", d.AvailabilityZone}, {"ecs.instance-type", d.InstanceType}, {"ecs.ami-id", d.ImageID},
+	} {
+		if a.value != "" {
+			out = append(out, types.Attribute{Name: aws.String(a.name), Value: aws.String(a.value)})
+		}
+	}
+	return out
 }

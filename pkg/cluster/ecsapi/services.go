@@ -116,6 +116,9 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 		if err != nil {
 			return err
 		}
+		if err := validateNetwork("CreateService", in.NetworkConfiguration, p.TD); err != nil {
+			return err
+		}
 		if existing, ok, err := s.loadService(tx, cluster, name); err != nil {
 			return err
 		} else if ok && aws.ToString(existing.Service.Status) != "INACTIVE" {
@@ -150,6 +153,7 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 			EnableECSManagedTags:          in.EnableECSManagedTags,
 			AvailabilityZoneRebalancing:   rebalance,
 			HealthCheckGracePeriodSeconds: in.HealthCheckGracePeriodSeconds,
+			NetworkConfiguration:          in.NetworkConfiguration,
 			Events:                        []types.ServiceEvent{},
 			LoadBalancers:                 []types.LoadBalancer{},
 			ServiceRegistries:             []types.ServiceRegistry{},
@@ -295,7 +299,20 @@ func (s *Server) updateService(c *call, in *ecs.UpdateServiceInput) (smithy.Seri
 			}
 			tdArn = aws.ToString(p.TD.TaskDefinitionArn)
 		}
-		if tdArn != aws.ToString(svc.TaskDefinition) || in.ForceNewDeployment {
+		if in.NetworkConfiguration != nil {
+			svc.NetworkConfiguration = in.NetworkConfiguration
+		}
+		if in.TaskDefinition != nil || in.NetworkConfiguration != nil {
+			td, err := s.findTaskDefinition(tx, tdArn)
+			if err != nil {
+				return err
+			}
+			if err := validateNetwork("UpdateService", svc.NetworkConfiguration, &td.TaskDefinition); err != nil {
+				return err
+			}
+		}
+		// A new network configuration, like a new revision, is deployed.
+		if tdArn != aws.ToString(svc.TaskDefinition) || in.ForceNewDeployment || in.NetworkConfiguration != nil {
 			if err := rec.StartDeployment(tdArn, c.now); err != nil {
 				return err
 			}

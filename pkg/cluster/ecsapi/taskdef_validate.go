@@ -2,9 +2,11 @@ package ecsapi
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -99,6 +101,12 @@ func validateTaskDefinition(in *ecs.RegisterTaskDefinitionInput) error {
 		names[n] = cd
 		if strings.TrimSpace(aws.ToString(cd.Image)) == "" {
 			return clientException("Container.image should not be null or empty.")
+		}
+		if err := validateImage(n, aws.ToString(cd.Image)); err != nil {
+			return err
+		}
+		if err := validateContainerText(cd); err != nil {
+			return err
 		}
 		if len(cd.ResourceRequirements) > 0 {
 			rr := cd.ResourceRequirements[0]
@@ -339,6 +347,96 @@ func refuseVolume(v types.Volume) error {
 		return refusal(op, "volumes.fsxWindowsFileServerVolumeConfiguration", "FSx for Windows File Server needs Windows and AWS FSx")
 	case aws.ToBool(v.ConfiguredAtLaunch):
 		return refusal(op, "volumes.configuredAtLaunch", "volumes configured at launch are EBS volumes that ECS creates and attaches")
+	}
+	return nil
+}
+
+// ECS's limits on an image reference: up to 255 letters, digits, hyphens,
+// underscores, colons, periods, slashes and number signs; with a digest
+// the limit applies before the @, which is followed by sha256: and 64 hex
+// digits.
+const maxImageName = 255
+
+var (
+	imageNameRE   = regexp.MustCompile(`^[A-Za-z0-9\-_:./#]+$`)
+	imageDigestRE = regexp.MustCompile(`^sha256:[A-Fa-f0-9]{64}$`)
+)
+
+// validateImage checks a container's image reference against ECS's limits.
+func validateImage(container, image string) error {
+	name, digest, hasDigest := strings.Cut(image, "@")
+	switch {
+	case len(name) > maxImageName:
+		return clientException("Invalid 'image' for container %q: at most %d characters before any @digest, got %d.", container, maxImageName, len(name))
+	case !imageNameRE.MatchString(name):
+		return clientException("Invalid 'image' %q for container %q: only letters, digits and - _ : . / # are allowed (and @sha256:<64 hex digits>).", truncate(image, 80), container)
+	case hasDigest && !imageDigestRE.MatchString(digest):
+		return clientException("Invalid 'image' digest %q for container %q: must be sha256: and 64 hexadecimal digits.", truncate(digest, 80), container)
+	}
+	return nil
+}
+
+// truncate shortens s for an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// maxFreeText bounds the free-text members of a container definition that
+// ECS passes to Docker as one value (hostname, user, working directory,
+// DNS names, extra hosts, links, mount paths, log driver).
+const maxFreeText = 255
+
+// textMember is a single-line member's values and length limit.
+type textMember struct {
+	member string
+	values []string
+	limit  int
+}
+
+// validateContainerText refuses control characters (a newline, an escape)
+// in the single-line members of a container definition, and values longer
+// than ECS takes. Command, entry point and environment values may hold
+// any text, as in ECS.
+func validateContainerText(cd *types.ContainerDefinition) error {
+	n := aws.ToString(cd.Name)
+	check := func(member, v string, limit int) error {
+		if limit > 0 && len(v) > limit {
+			return clientException("Invalid '%s' for container %q: at most %d characters, got %d.", member, n, limit, len(v))
+		}
+		for _, r := range v {
+			if unicode.IsControl(r) {
+				return clientException("Invalid '%s' for container %q: control characters (%q) are not allowed.", member, n, r)
+			}
+		}
+		return nil
+	}
+	fields := []textMember{
+		{"hostname", []string{aws.ToString(cd.Hostname)}, maxFreeText},
+		{"user", []string{aws.ToString(cd.User)}, maxFreeText},
+		{"workingDirectory", []string{aws.ToString(cd.WorkingDirectory)}, 4096},
+		{"dnsServers", cd.DnsServers, maxFreeText},
+		{"dnsSearchDomains", cd.DnsSearchDomains, maxFreeText},
+		{"links", cd.Links, maxFreeText},
+		{"dockerSecurityOptions", cd.DockerSecurityOptions, maxFreeText},
+	}
+	for _, h := range cd.ExtraHosts {
+		fields = append(fields, textMember{"extraHosts", []string{aws.ToString(h.Hostname), aws.ToString(h.IpAddress)}, maxFreeText})
+	}
+	for _, mp := range cd.MountPoints {
+		fields = append(fields, textMember{"mountPoints", []string{aws.ToString(mp.ContainerPath), aws.ToString(mp.SourceVolume)}, 4096})
+	}
+	for _, e := range cd.Environment {
+		fields = append(fields, textMember{"environment", []string{aws.ToString(e.Name)}, maxFreeText})
+	}
+	for _, f := range fields {
+		for _, v := range f.values {
+			if err := check(f.member, v, f.limit); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -1,13 +1,16 @@
 package ecsapi
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -69,11 +72,11 @@ func (s *Server) taskParamsFor(tx store.Tx, cluster string, tdRef *string, ov *t
 	if aws.ToString(tdRef) == "" {
 		return p, invalidParam("TaskDefinition is required.")
 	}
-	if startedBy != nil && (len(*startedBy) == 0 || len(*startedBy) > 128) {
-		return p, invalidParam("startedBy must have between 1 and 128 characters.")
+	if startedBy != nil && !startedByRE.MatchString(*startedBy) {
+		return p, invalidParam("startedBy must be 1 to 128 letters, digits, hyphens, slashes or underscores.")
 	}
-	if group != nil && (len(*group) == 0 || len(*group) > 255) {
-		return p, invalidParam("group must have between 1 and 255 characters.")
+	if group != nil && (len(*group) == 0 || len(*group) > 255 || !printableText(*group)) {
+		return p, invalidParam("group must have between 1 and 255 characters and no control characters.")
 	}
 	rec, err := s.findTaskDefinition(tx, *tdRef)
 	if err != nil {
@@ -138,6 +141,10 @@ func (s *Server) runTask(c *call, in *ecs.RunTaskInput) (smithy.Serializable, er
 			return err
 		}
 		p.Tags, p.PropagateTags, p.ManagedTags = in.Tags, in.PropagateTags, in.EnableECSManagedTags
+		if err := validateNetwork("RunTask", in.NetworkConfiguration, p.TD); err != nil {
+			return err
+		}
+		p.Network = in.NetworkConfiguration
 		p.LaunchType = in.LaunchType
 		p.ClientToken, p.RequestHash = token, hash
 		ps, err := s.opts.Launcher.PlacementSet(tx, cluster)
@@ -204,6 +211,10 @@ func (s *Server) startTask(c *call, in *ecs.StartTaskInput) (smithy.Serializable
 			return err
 		}
 		p.Tags, p.PropagateTags, p.ManagedTags = in.Tags, in.PropagateTags, in.EnableECSManagedTags
+		if err := validateNetwork("StartTask", in.NetworkConfiguration, p.TD); err != nil {
+			return err
+		}
+		p.Network = in.NetworkConfiguration
 		d := launch.Demand(p.TD, in.Overrides)
 		// StartTask names its instances: only resources, the agent and
 		// required attributes are checked, as ECS does.
@@ -466,4 +477,38 @@ func taskPropagateTags(p types.PropagateTags) error {
 		return invalidParam("propagateTags SERVICE is only valid for tasks of a service.")
 	}
 	return invalidParam("propagateTags must be TASK_DEFINITION, SERVICE or NONE, got %q.", p)
+}
+
+// startedByRE is ECS's rule for startedBy.
+var startedByRE = regexp.MustCompile(`^[A-Za-z0-9\-/_]{1,128}$`)
+
+// printableText reports whether s has no control characters.
+func printableText(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// maxOverrides is ECS's limit on RunTask's and StartTask's overrides: 8192
+// characters of their JSON.
+const maxOverrides = 8192
+
+// validateOverridesSize refuses overrides whose JSON (as sent, without
+// insignificant white space) is longer than ECS takes.
+func validateOverridesSize(body []byte) error {
+	var in struct{ Overrides json.RawMessage }
+	if json.Unmarshal(body, &in) != nil || len(in.Overrides) <= maxOverrides {
+		return nil
+	}
+	var compact bytes.Buffer
+	if json.Compact(&compact, in.Overrides) != nil {
+		return nil // decodeInput answers a malformed body
+	}
+	if compact.Len() > maxOverrides {
+		return invalidParam("overrides: a total of %d characters is allowed, got %d.", maxOverrides, compact.Len())
+	}
+	return nil
 }

@@ -318,6 +318,9 @@ type Params struct {
 	// aws:ecs:serviceName) tags.
 	ManagedTags bool
 	ServiceName string
+	// Network is the awsvpc configuration of an awsvpc task: its subnet
+	// is recorded on the task's network interface attachment.
+	Network *types.NetworkConfiguration
 }
 
 // ServiceParams are the parameters of a new task of svc's PRIMARY
@@ -325,7 +328,8 @@ type Params struct {
 func ServiceParams(svc *records.Service, td *types.TaskDefinition) Params {
 	s := &svc.Service
 	p := Params{Cluster: svc.Cluster, TD: td, Group: aws.String(svc.Group()), LaunchType: s.LaunchType,
-		PropagateTags: s.PropagateTags, ServiceTags: s.Tags, ManagedTags: s.EnableECSManagedTags, ServiceName: svc.Name()}
+		PropagateTags: s.PropagateTags, ServiceTags: s.Tags, ManagedTags: s.EnableECSManagedTags, ServiceName: svc.Name(),
+		Network: s.NetworkConfiguration}
 	if len(s.Deployments) > 0 {
 		p.StartedBy = s.Deployments[0].Id
 	}
@@ -417,6 +421,13 @@ func (l *Launcher) newTask(p Params, instanceArn string, d scheduler.Demand, now
 		Attributes:           []types.Attribute{},
 		HealthStatus:         types.HealthStatusUnknown,
 	}
+	if p.TD.NetworkMode == types.NetworkModeAwsvpc {
+		eni, err := networkAttachment(id, p.Network)
+		if err != nil {
+			return nil, err
+		}
+		t.Attachments = append(t.Attachments, eni)
+	}
 	for _, cd := range p.TD.ContainerDefinitions {
 		cid, err := records.NewUUID()
 		if err != nil {
@@ -466,4 +477,22 @@ func (l *Launcher) Place(tx store.Tx, p Params, inst *records.Instance, d schedu
 		return nil, err
 	}
 	return t, nil
+}
+
+// networkAttachment is the elastic network interface attachment ECS shows
+// on an awsvpc task: its status follows the task's (records.Task), its
+// details name the subnet the call gave and an interface id made from the
+// task's. Berth's awsvpc tasks get their own network namespace on the
+// host's task bridge, so there is no EC2 interface behind it.
+func networkAttachment(taskID string, nc *types.NetworkConfiguration) (types.Attachment, error) {
+	id, err := records.NewUUID()
+	if err != nil {
+		return types.Attachment{}, err
+	}
+	a := types.Attachment{Id: aws.String(id), Type: aws.String(records.AttachmentENI), Status: aws.String("PRECREATED"),
+		Details: []types.KeyValuePair{{Name: aws.String("networkInterfaceId"), Value: aws.String("eni-" + taskID[:17])}}}
+	if nc != nil && nc.AwsvpcConfiguration != nil && len(nc.AwsvpcConfiguration.Subnets) > 0 {
+		a.Details = append([]types.KeyValuePair{{Name: aws.String("subnetId"), Value: aws.String(nc.AwsvpcConfiguration.Subnets[0])}}, a.Details...)
+	}
+	return a, nil
 }

@@ -42,6 +42,7 @@ func (t *Task) ApplyStatus(inst *Instance, status string, reason *string, now ti
 	}
 	t.Task.LastStatus = aws.String(status)
 	t.Task.Version++
+	t.moveAttachments(status)
 	switch status {
 	case "RUNNING":
 		if t.Task.StartedAt == nil {
@@ -82,4 +83,28 @@ func (t *Task) RequestStop(inst *Instance, code types.TaskStopCode, reason strin
 	}
 	t.ApplyStatus(inst, "STOPPED", nil, now)
 	return true
+}
+
+// AttachmentENI is the type of the network interface attachment of an
+// awsvpc task.
+const AttachmentENI = "ElasticNetworkInterface"
+
+// moveAttachments moves the task's network interface attachments along
+// with the task's status, as ECS shows them: ATTACHED once it runs,
+// DELETED once it stopped.
+func (t *Task) moveAttachments(status string) {
+	next := ""
+	switch status {
+	case "RUNNING":
+		next = "ATTACHED"
+	case "STOPPED":
+		next = "DELETED"
+	default:
+		return
+	}
+	for i := range t.Task.Attachments {
+		if aws.ToString(t.Task.Attachments[i].Type) == AttachmentENI {
+			t.Task.Attachments[i].Status = aws.String(next)
+		}
+	}
 }
