@@ -121,14 +121,6 @@ func Members() map[string][]Member {
 			cluster, honoured("serviceName"), honoured("taskDefinition"), honoured("desiredCount"),
 			honoured("schedulingStrategy"), honoured("placementConstraints"), honoured("placementStrategy"),
 			honoured("tags"),
-			differs("deploymentConfiguration", "minimumHealthyPercent, maximumPercent and deploymentCircuitBreaker (rolling deployments); the members below are refused by name"),
-			refused("deploymentConfiguration.alarms", "CloudWatch alarms are not evaluated for deployments"),
-			refused("deploymentConfiguration.bakeTimeInMinutes", "bake time belongs to blue/green deployments"),
-			refused("deploymentConfiguration.canaryConfiguration", "canary deployments are not supported"),
-			refused("deploymentConfiguration.earlySuccessCriteria", "it belongs to canary and linear deployments"),
-			refused("deploymentConfiguration.lifecycleHooks", "lifecycle hooks belong to blue/green deployments"),
-			refused("deploymentConfiguration.linearConfiguration", "linear deployments are not supported"),
-			refused("deploymentConfiguration.strategy", "only ROLLING deployments are supported"),
 			differs("deploymentController", "type ECS only; CODE_DEPLOY and EXTERNAL are refused naming deploymentController"),
 			differs("launchType", whyLaunchType),
 			differs("availabilityZoneRebalancing", whyRebalancing),
@@ -146,18 +138,10 @@ func Members() map[string][]Member {
 			refused("serviceRegistries", whyRegistries),
 			refused("volumeConfigurations", whyLaunchVolumes),
 			refused("vpcLatticeConfigurations", whyLattice),
-		}, networkMembers()...),
+		}, append(networkMembers(), deploymentMembers()...)...),
 		"UpdateService": append([]Member{
 			cluster, honoured("service"), honoured("taskDefinition"), honoured("desiredCount"),
 			honoured("placementConstraints"), honoured("placementStrategy"), honoured("forceNewDeployment"),
-			differs("deploymentConfiguration", "minimumHealthyPercent, maximumPercent and deploymentCircuitBreaker (rolling deployments); the members below are refused by name"),
-			refused("deploymentConfiguration.alarms", "CloudWatch alarms are not evaluated for deployments"),
-			refused("deploymentConfiguration.bakeTimeInMinutes", "bake time belongs to blue/green deployments"),
-			refused("deploymentConfiguration.canaryConfiguration", "canary deployments are not supported"),
-			refused("deploymentConfiguration.earlySuccessCriteria", "it belongs to canary and linear deployments"),
-			refused("deploymentConfiguration.lifecycleHooks", "lifecycle hooks belong to blue/green deployments"),
-			refused("deploymentConfiguration.linearConfiguration", "linear deployments are not supported"),
-			refused("deploymentConfiguration.strategy", "only ROLLING deployments are supported"),
 			refused("deploymentController", "the deployment controller of a service cannot change from ECS"),
 			differs("availabilityZoneRebalancing", whyRebalancing),
 			refused("capacityProviderStrategy", whyCapacityProviders),
@@ -172,7 +156,7 @@ func Members() map[string][]Member {
 			refused("serviceRegistries", whyRegistries),
 			refused("volumeConfigurations", whyLaunchVolumes),
 			refused("vpcLatticeConfigurations", whyLattice),
-		}, networkMembers()...),
+		}, append(networkMembers(), deploymentMembers()...)...),
 		"DeleteService":         {cluster, honoured("service"), honoured("force")},
 		"DescribeServices":      {cluster, honoured("services"), honoured("include")},
 		"TagResource":           {honoured("resourceArn"), honoured("tags")},
@@ -255,4 +239,31 @@ func NotRouted() map[string]string {
 		"UpdateTaskProtection":           "task scale-in protection is not supported",
 		"UpdateTaskSet":                  taskSets,
 	}
+}
+
+// deploymentMembers are the entries of Members() for a service's
+// deploymentConfiguration, shared by CreateService and UpdateService; the
+// refused ones' notes are refuseDeploymentStrategy's reasons.
+func deploymentMembers() []Member {
+	return []Member{
+		differs("deploymentConfiguration", "minimumHealthyPercent, maximumPercent and deploymentCircuitBreaker (rolling deployments); the members below are refused by name"),
+		refused("deploymentConfiguration.alarms", "CloudWatch alarms are not evaluated for deployments"),
+		refused("deploymentConfiguration.bakeTimeInMinutes", "bake time belongs to blue/green deployments"),
+		refused("deploymentConfiguration.canaryConfiguration", "canary deployments are not supported"),
+		refused("deploymentConfiguration.earlySuccessCriteria", "it belongs to canary and linear deployments"),
+		refused("deploymentConfiguration.lifecycleHooks", "lifecycle hooks belong to blue/green deployments"),
+		refused("deploymentConfiguration.linearConfiguration", "linear deployments are not supported"),
+		refused("deploymentConfiguration.strategy", "only ROLLING deployments are supported"),
+	}
+}
+
+// refuseNested is the refusal of the nested member name of members, with
+// its note as the reason.
+func refuseNested(op string, members []Member, name string) error {
+	for _, m := range members {
+		if m.Name == name {
+			return refusal(op, name, m.Note)
+		}
+	}
+	return refusal(op, name, "it is not supported")
 }

@@ -508,27 +508,29 @@ func (s *Server) listServices(c *call, in *ecs.ListServicesInput) (smithy.Serial
 // the blue/green, linear and canary strategies and of alarm-based rollback,
 // which the service controller does not implement: it rolls.
 func refuseDeploymentStrategy(dc *types.DeploymentConfiguration) error {
-	const op = "UpdateService"
 	if dc == nil {
 		return nil
 	}
+	member := ""
 	switch {
 	case dc.Alarms != nil && (dc.Alarms.Enable || dc.Alarms.Rollback || len(dc.Alarms.AlarmNames) > 0):
-		return refusal(op, "deploymentConfiguration.alarms", "CloudWatch alarms are not evaluated for deployments")
+		member = "alarms"
 	case aws.ToInt32(dc.BakeTimeInMinutes) != 0:
-		return refusal(op, "deploymentConfiguration.bakeTimeInMinutes", "bake time belongs to blue/green deployments")
+		member = "bakeTimeInMinutes"
 	case dc.CanaryConfiguration != nil:
-		return refusal(op, "deploymentConfiguration.canaryConfiguration", "canary deployments are not supported")
+		member = "canaryConfiguration"
 	case dc.EarlySuccessCriteria != nil:
-		return refusal(op, "deploymentConfiguration.earlySuccessCriteria", "it belongs to canary and linear deployments")
+		member = "earlySuccessCriteria"
 	case len(dc.LifecycleHooks) > 0:
-		return refusal(op, "deploymentConfiguration.lifecycleHooks", "lifecycle hooks belong to blue/green deployments")
+		member = "lifecycleHooks"
 	case dc.LinearConfiguration != nil:
-		return refusal(op, "deploymentConfiguration.linearConfiguration", "linear deployments are not supported")
+		member = "linearConfiguration"
 	case dc.Strategy != "" && dc.Strategy != types.DeploymentStrategyRolling:
-		return refusal(op, "deploymentConfiguration.strategy", "only ROLLING deployments are supported")
+		member = "strategy"
+	default:
+		return nil
 	}
-	return nil
+	return refuseNested("UpdateService", deploymentMembers(), "deploymentConfiguration."+member)
 }
 
 // servicePropagateTags validates a service's propagateTags; empty keeps
