@@ -11,6 +11,9 @@ const (
 	TypeAckPublishHealth      = "AckPublishHealth"
 	TypePublishMetricsRequest = "PublishMetricsRequest"
 	TypeAckPublishMetric      = "AckPublishMetric"
+	// The upstream agent also publishes its instance's health checks.
+	TypePublishInstanceStatusRequest = "PublishInstanceStatusRequest"
+	TypeAckPublishInstanceStatus     = "AckPublishInstanceStatus"
 )
 
 // Health statuses of a ContainerHealth.
@@ -73,3 +76,12 @@ type AckPublishMetric struct {
 
 // FrameType implements Frame.
 func (*AckPublishMetric) FrameType() string { return TypeAckPublishMetric }
+
+// AckPublishInstanceStatus acknowledges a PublishInstanceStatusRequest,
+// which the upstream ECS agent sends; the endpoint keeps none of it.
+type AckPublishInstanceStatus struct {
+	Message string `json:"message,omitempty"`
+}
+
+// FrameType implements Frame.
+func (*AckPublishInstanceStatus) FrameType() string { return TypeAckPublishInstanceStatus }

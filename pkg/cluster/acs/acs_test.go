@@ -55,6 +55,13 @@ func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
 // credentials broker (nil: none).
 func newFixtureWith(t *testing.T, creds acs.CredentialsBroker) *fixture {
 	t.Helper()
+	return newFixtureOpts(t, func(o *acs.Options) { o.Credentials = creds })
+}
+
+// newFixtureOpts builds the fixture with the session server's options
+// changed by opt.
+func newFixtureOpts(t *testing.T, opt func(*acs.Options)) *fixture {
+	t.Helper()
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "cluster.db"), boltstore.Options{Buckets: append(records.Buckets(), auth.KeysBucket)})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +72,9 @@ func newFixtureWith(t *testing.T, creds acs.CredentialsBroker) *fixture {
 		t.Fatal(err)
 	}
 	v := &auth.Verifier{Keys: kr, Region: region, Services: []string{"ecs"}}
-	a, err := acs.New(acs.Options{Store: st, Verifier: v, Credentials: creds})
+	o := acs.Options{Store: st, Verifier: v}
+	opt(&o)
+	a, err := acs.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,10 +6,13 @@
 // CloseMessage ("ConnectionExpired"), refuses deregistered instances with
 // InactiveInstanceException, and on every (re)connect sends the instance's
 // current tasks and a TaskManifestMessage so that nothing assigned while the
-// agent was away is missed.
+// agent was away is missed; it answers the agent's TaskStopVerificationMessage
+// (manifest.go) and records the handshake's agent and runtime versions as the
+// instance's versionInfo.
 //
 // Server.Telemetry serves the Telemetry Communication Service beside it
-// (tcs.go): the agents' health reports, written onto the task records.
+// (tcs.go): the agents' health reports, written onto the task records; the
+// upstream agent's signed frames are verified there (tcsframe.go).
 //
 // Server is the task notifier of the ECS API and the service controller
 // (TasksChanged), so it learns about placed and stopping tasks after their
@@ -105,6 +108,10 @@ type Server struct {
 	// flagMu serialises agentConnected writes (see recordConnected).
 	flagMu sync.Mutex
 
+	// seqMu guards lastSeq, the last sequence number given out (nextSeq).
+	seqMu   sync.Mutex
+	lastSeq int64
+
 	// mu guards the fields below.
 	mu       sync.Mutex
 	sessions map[string]*session // by container instance ARN
@@ -180,14 +187,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Without a limit gorilla/websocket buffers a frame of any size: one
 	// agent could exhaust the endpoint's memory. Agents only send
 	// acknowledgements, which are a few hundred bytes.
-	conn, instanceArn, ok := s.accept(w, r, "ACS", "containerInstanceArn", maxAgentFrame)
+	conn, inst, ok := s.accept(w, r, "ACS", "containerInstanceArn", maxAgentFrame)
 	if !ok {
 		return
 	}
 	defer conn.Close()
+	instanceArn := aws.ToString(inst.Instance.ContainerInstanceArn)
 	// The cluster comes from the instance's ARN, not from what the agent
 	// claims in the query.
 	clusterArn, _ := records.ClusterArnOfInstance(instanceArn)
+	if err := s.recordVersion(instanceArn, r.URL.Query()); err != nil {
+		s.o.Logger.Error("ACS handshake: record the agent's version", "instance", instanceArn, "err", err)
+	}
 	sess := s.register(r.Context(), conn, instanceArn, clusterArn)
 	if sess == nil {
 		return
@@ -200,15 +211,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // with readLimit on the agent's frames. A deregistered instance gets an
 // InactiveInstanceException frame and a close; then, or when the handshake
 // was refused (already answered), ok is false.
-func (s *Server) accept(w http.ResponseWriter, r *http.Request, what, param string, readLimit int64) (conn *websocket.Conn, instanceArn string, ok bool) {
-	instanceArn = r.URL.Query().Get(param)
-	inst, ok := s.authorize(w, r, what, param, instanceArn)
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, what, param string, readLimit int64) (conn *websocket.Conn, inst *records.Instance, ok bool) {
+	instanceArn := r.URL.Query().Get(param)
+	inst, ok = s.authorize(w, r, what, param, instanceArn)
 	if !ok {
-		return nil, "", false
+		return nil, nil, false
 	}
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		return nil, "", false // the upgrader has answered the client
+		return nil, nil, false // the upgrader has answered the client
 	}
 	conn.SetReadLimit(readLimit)
 	if inst.Instance.Status != nil && *inst.Instance.Status == "INACTIVE" {
@@ -216,9 +227,9 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, what, param stri
 		_ = conn.WriteMessage(websocket.TextMessage, b)
 		_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "InactiveInstanceException"))
 		conn.Close()
-		return nil, "", false
+		return nil, nil, false
 	}
-	return conn, instanceArn, true
+	return conn, inst, true
 }
 
 // authorize checks a websocket handshake (ACS or TCS): its SigV4
@@ -408,8 +419,29 @@ func (s *Server) taskEnded(taskArn string) (bool, error) {
 	return aws.ToString(t.Task.DesiredStatus) == "STOPPED", nil
 }
 
+// nextSeq returns the next sequence number, for a PayloadMessage's seqNum
+// or a TaskManifestMessage's timeline. An agent keeps the highest number
+// it has seen across sessions and restarts (the upstream agent on disk),
+// and discards a manifest whose timeline is not above it, so the numbers
+// must grow across sessions, endpoint restarts and replicas, not per
+// session. They are the wall clock in milliseconds, or one more than the
+// last when that is not larger; a clock stepped back makes a manifest be
+// discarded until the clock passes the agent's number, and each resend
+// (RedeliverAfter) carries a fresh one.
+func (s *Server) nextSeq() int64 {
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
+	s.lastSeq = max(s.lastSeq+1, time.Now().UnixMilli())
+	return s.lastSeq
+}
+
 // manifest lists the instance's tasks that have not reached STOPPED, read
-// from the store when it is sent.
+// from the store when it is sent, with a fresh timeline: the agent takes a
+// manifest only when its timeline is above every seqNum and timeline it
+// has seen, so a resend (its acknowledgement was lost) must not repeat it.
+// The upstream agent compares a task's desiredStatus with "RUNNING" and
+// reads taskArn and desiredStatus without checking them for nil, so both
+// are always set.
 func (s *Server) manifest(sess *session, id string) (api.Frame, error) {
 	var built []builtTask
 	if err := s.o.Store.View(func(tx store.Tx) error {
@@ -424,11 +456,16 @@ func (s *Server) manifest(sess *session, id string) (api.Frame, error) {
 		ClusterArn:           sess.clusterArn,
 		ContainerInstanceArn: sess.instanceArn,
 		GeneratedAt:          time.Now().UnixMilli(),
+		Timeline:             s.nextSeq(),
 		Tasks:                []*api.TaskIdentifier{},
 	}
 	for _, b := range built {
 		t := b.task
-		m.Tasks = append(m.Tasks, &api.TaskIdentifier{TaskArn: t.Arn, TaskClusterArn: t.TaskClusterArn, DesiredStatus: t.DesiredStatus})
+		desired := t.DesiredStatus
+		if desired == "" {
+			desired = api.StatusRunning
+		}
+		m.Tasks = append(m.Tasks, &api.TaskIdentifier{TaskArn: t.Arn, TaskClusterArn: t.TaskClusterArn, DesiredStatus: desired})
 	}
 	return m, nil
 }

@@ -39,7 +39,6 @@ type session struct {
 	mu      sync.Mutex
 	pending []*outgoing // in send order; removed when acknowledged
 	once    []api.Frame // sent once, then dropped
-	seq     int64
 }
 
 func newSession(ctx context.Context, cancel context.CancelFunc, srv *Server, conn *websocket.Conn, instanceArn, clusterArn string) *session {
@@ -50,13 +49,12 @@ func newSession(ctx context.Context, cancel context.CancelFunc, srv *Server, con
 // enqueuePayload queues a PayloadMessage with the next sequence number.
 func (s *session) enqueuePayload(tasks []*api.Task) {
 	s.mu.Lock()
-	s.seq++
 	p := &api.PayloadMessage{
 		MessageID:            newMessageID(),
 		ClusterArn:           s.clusterArn,
 		ContainerInstanceArn: s.instanceArn,
 		GeneratedAt:          time.Now().UnixMilli(),
-		SeqNum:               s.seq,
+		SeqNum:               s.srv.nextSeq(), // under mu: queue order is seqNum order
 		Tasks:                tasks,
 	}
 	s.pending = append(s.pending, &outgoing{id: p.MessageID, frame: p})
@@ -133,6 +131,8 @@ func (s *session) serve() {
 		case *api.HeartbeatAckRequest:
 		case *api.NackRequest:
 			s.acked(m.MessageID)
+		case *api.TaskStopVerificationMessage:
+			s.verifyStop(m)
 		default:
 			s.srv.o.Logger.Debug("ACS: ignore frame from agent", "type", f.FrameType())
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -21,7 +22,8 @@ import (
 // at DiscoverPollEndpoint's telemetryEndpoint + "/ws", on which it
 // publishes its containers' health. The health lands on the task records
 // (DescribeTasks' healthStatus, the service controller's replacement of
-// UNHEALTHY tasks). Metrics are acknowledged and dropped.
+// UNHEALTHY tasks). Metrics and instance status reports are acknowledged
+// and dropped. Frames may carry a signed header block (tcsframe.go).
 
 // maxTelemetryFrame bounds one TCS message: a health report of a few
 // hundred tasks.
@@ -36,10 +38,11 @@ func (s *Server) serveTelemetry(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusMethodNotAllowed, "BadRequestException", "TCS sessions are opened with GET")
 		return
 	}
-	conn, instanceArn, ok := s.accept(w, r, "TCS", "containerInstance", maxTelemetryFrame)
+	conn, inst, ok := s.accept(w, r, "TCS", "containerInstance", maxTelemetryFrame)
 	if !ok {
 		return
 	}
+	instanceArn := aws.ToString(inst.Instance.ContainerInstanceArn)
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
@@ -48,7 +51,7 @@ func (s *Server) serveTelemetry(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.untrackTelemetry(conn)
 	s.o.Logger.Info("TCS session open", "instance", instanceArn)
-	err := s.telemetrySession(ctx, conn, instanceArn)
+	err := s.telemetrySession(ctx, conn, r.URL, inst)
 	s.o.Logger.Info("TCS session closed", "instance", instanceArn, "err", err)
 }
 
@@ -78,12 +81,12 @@ func (s *Server) untrackTelemetry(conn *websocket.Conn) {
 // telemetrySession reads the agent's frames, records health and answers
 // each publication, and sends a heartbeat every HeartbeatInterval, until
 // the connection fails or ctx ends.
-func (s *Server) telemetrySession(ctx context.Context, conn *websocket.Conn, instanceArn string) error {
+func (s *Server) telemetrySession(ctx context.Context, conn *websocket.Conn, handshake *url.URL, inst *records.Instance) error {
 	// One writer at a time (gorilla): the reader's acks and the heartbeats.
 	out := make(chan api.Frame, 4)
 	readErr := make(chan error, 1)
 	go func() {
-		readErr <- s.readTelemetry(ctx, conn, instanceArn, out)
+		readErr <- s.readTelemetry(ctx, conn, handshake, inst, out)
 	}()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
@@ -116,11 +119,18 @@ func (s *Server) telemetrySession(ctx context.Context, conn *websocket.Conn, ins
 }
 
 // readTelemetry handles the agent's frames until the connection fails.
-func (s *Server) readTelemetry(ctx context.Context, conn *websocket.Conn, instanceArn string, out chan<- api.Frame) error {
+// handshake is the session's URL, which signed frames are signed for.
+func (s *Server) readTelemetry(ctx context.Context, conn *websocket.Conn, handshake *url.URL, inst *records.Instance, out chan<- api.Frame) error {
+	instanceArn := aws.ToString(inst.Instance.ContainerInstanceArn)
 	for {
 		_, data, err := conn.ReadMessage()
 		if err != nil {
 			return fmt.Errorf("read TCS frame: %w", err)
+		}
+		data, err = s.telemetryFrame(handshake, inst, data)
+		if err != nil {
+			s.o.Logger.Warn("ignore TCS frame", "instance", instanceArn, "err", err)
+			continue
 		}
 		f, err := api.DecodeFrame(data)
 		if err != nil {
@@ -141,8 +151,13 @@ func (s *Server) readTelemetry(ctx context.Context, conn *websocket.Conn, instan
 			}
 			reply = &api.AckPublishHealth{Message: "ok"}
 		case *api.UnknownFrame:
-			if m.Type == api.TypePublishMetricsRequest {
+			switch m.Type {
+			case api.TypePublishMetricsRequest:
 				reply = &api.AckPublishMetric{Message: "ok"}
+			case api.TypePublishInstanceStatusRequest:
+				// The upstream agent reports its own health checks
+				// (container runtime, ...); Berth keeps none of it.
+				reply = &api.AckPublishInstanceStatus{Message: "ok"}
 			}
 		}
 		if reply == nil {

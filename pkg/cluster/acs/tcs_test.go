@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/cluster/acs"
 )
 
 // TestTelemetryHealth: an agent's PublishHealthRequest on the TCS
@@ -125,5 +127,82 @@ func TestTelemetryHealth(t *testing.T) {
 	}
 	if task, web, _ := health(); task != types.HealthStatusUnhealthy || web != types.HealthStatusUnhealthy {
 		t.Fatalf("another instance's report changed the task: task %s web %s", task, web)
+	}
+}
+
+// TestTelemetryUpstreamSignedFrames: the upstream agent's TCS frames, each
+// prefixed with SigV4-signed headers (testdata/README.md), are read: its
+// PublishHealthRequest lands on the task and is acknowledged, its
+// PublishInstanceStatusRequest is acknowledged; a frame whose body was
+// changed after signing is ignored, and the session goes on.
+func TestTelemetryUpstreamSignedFrames(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	dp, err := client(f.srv.URL, f.keyA).DiscoverPollEndpoint(ctx, &ecs.DiscoverPollEndpointInput{Cluster: aws.String("c"), ContainerInstance: aws.String(f.instanceArn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.admin.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{Family: aws.String("app"),
+		ContainerDefinitions: []types.ContainerDefinition{{Name: aws.String("web"), Image: aws.String("busybox"), Memory: aws.Int32(16)}}}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := f.admin.RunTask(ctx, &ecs.RunTaskInput{Cluster: aws.String("c"), TaskDefinition: aws.String("app")})
+	if err != nil || len(run.Tasks) != 1 {
+		t.Fatalf("RunTask: %v %+v", err, run)
+	}
+	taskArn := aws.ToString(run.Tasks[0].TaskArn)
+	tcsURL := aws.ToString(dp.TelemetryEndpoint) + "/ws?" +
+		upstreamQuery(t, "upstream-tcs-handshake.query", map[string]string{"cluster": f.clusterArn, "containerInstance": f.instanceArn})
+	conn, _, err := f.dialURL(t, &f.keyA, tcsURL)
+	if err != nil {
+		t.Fatalf("open the TCS session with the upstream agent's handshake: %v", err)
+	}
+	defer conn.Close()
+
+	// The fixture's JSON, for the live task, signed now with the agent's key.
+	frame := upstreamBytes(t, "upstream-tcs-PublishHealthRequest.frame", exampleCluster, f.clusterArn, exampleInstance, f.instanceArn, exampleTask1, taskArn)
+	body := frame[strings.Index(string(frame), "\r\n\r\n")+4:]
+	send := func(payload []byte, tamper func([]byte) []byte) {
+		t.Helper()
+		b := acs.UpstreamTCSFrame(t, f.keyA, region, tcsURL, time.Now(), payload)
+		if tamper != nil {
+			b = tamper(b)
+		}
+		if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func() string {
+		t.Helper()
+		for {
+			fr := readFrame(t, conn)
+			if fr.FrameType() != api.TypeHeartbeatMessage {
+				return fr.FrameType()
+			}
+		}
+	}
+	health := func() (types.HealthStatus, types.HealthStatus) {
+		t.Helper()
+		out, err := f.admin.DescribeTasks(ctx, &ecs.DescribeTasksInput{Cluster: aws.String("c"), Tasks: []string{taskArn}})
+		if err != nil || len(out.Tasks) != 1 {
+			t.Fatalf("DescribeTasks: %v", err)
+		}
+		return out.Tasks[0].HealthStatus, out.Tasks[0].Containers[0].HealthStatus
+	}
+
+	send(body, nil)
+	if got := next(); got != api.TypeAckPublishHealth {
+		t.Fatalf("answer to the signed PublishHealthRequest: %s, want %s", got, api.TypeAckPublishHealth)
+	}
+	if task, web := health(); task != types.HealthStatusHealthy || web != types.HealthStatusHealthy {
+		t.Fatalf("after the upstream agent's HEALTHY report: task %s, web %s", task, web)
+	}
+	send(body, func(b []byte) []byte { return []byte(strings.Replace(string(b), `"HEALTHY"`, `"UNHEALTHY"`, 1)) })
+	send([]byte(`{"type":"PublishInstanceStatusRequest","message":{"metadata":{"cluster":"`+f.clusterArn+`","containerInstance":"`+f.instanceArn+`","requestId":"r1"},"statuses":[{"lastStatusChange":1782907170,"lastUpdated":1782907198,"status":"OK","type":"ContainerRuntime"}],"timestamp":1782907198}}`), nil)
+	if got := next(); got != api.TypeAckPublishInstanceStatus {
+		t.Fatalf("answer after a tampered frame and a PublishInstanceStatusRequest: %s, want only %s", got, api.TypeAckPublishInstanceStatus)
+	}
+	if task, web := health(); task != types.HealthStatusHealthy || web != types.HealthStatusHealthy {
+		t.Fatalf("a frame changed after signing was applied: task %s, web %s", task, web)
 	}
 }

@@ -165,7 +165,11 @@ func (s *Server) registerContainerInstance(c *call, in *ecs.RegisterContainerIns
 			ci.Status = aws.String("ACTIVE")
 		}
 		ci.RegisteredResources = in.TotalResources
-		ci.VersionInfo = in.VersionInfo
+		if in.VersionInfo != nil {
+			// The upstream agent sends none; its ACS handshake records it
+			// (pkg/cluster/acs), and a re-registration keeps that.
+			ci.VersionInfo = in.VersionInfo
+		}
 		ci.Attributes = mergeAttributes(ci.Attributes, in.Attributes)
 		if doc != nil {
 			ci.Ec2InstanceId = aws.String(doc.InstanceID)
