@@ -39,6 +39,12 @@ commands:
                                               create an access key; the secret is printed once
   keys list [--config FILE | --data-dir DIR]  list access keys (never secrets)
   keys revoke [--config FILE | --data-dir DIR] ACCESS_KEY_ID
+  backup [--config FILE | --data-dir DIR] [--kek FILE] --out FILE
+                                              write every record and the sealed keys to a file
+  restore [--config FILE | --data-dir DIR] [--kek FILE] [--force] --in FILE
+                                              write a backup into an empty store (offline)
+  migrate --from bbolt:DATA_DIR|etcd:CONFIG --to bbolt:DATA_DIR|etcd:CONFIG [--force]
+                                              copy a cluster's state between stores (offline)
 `
 
 // run returns the exit code: 0 success, 1 failure, 2 usage error.
@@ -65,6 +71,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, rest[1:], stderr)
 	case "keys":
 		err = keys(rest[1:], stdout, stderr)
+	case "backup", "restore":
+		err = backupRestore(ctx, rest[0], rest[1:], stdout, stderr)
+	case "migrate":
+		err = migrate(ctx, rest[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "berth-cluster: unknown command %q\n", rest[0])
 		fs.Usage()
@@ -168,7 +178,7 @@ func etcdOptions(cfg config.Config) *cluster.EtcdOptions {
 	e := cfg.Etcd
 	return &cluster.EtcdOptions{Endpoints: e.Endpoints, CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile,
 		Prefix: e.Prefix, MaxTxnOps: e.MaxTxnOps, KEKFile: e.KEKFile, Replica: e.Replica,
-		LeaseTTL: time.Duration(e.LeaseTTL) * time.Second}
+		LeaseTTL: time.Duration(e.LeaseTTL) * time.Second, RequestTimeout: time.Duration(e.RequestTimeout) * time.Second}
 }
 
 // keysFlags parses --config/--data-dir and returns the data directory, and

@@ -48,6 +48,9 @@ type EtcdOptions struct {
 	// leadership passes on and its agents' sessions are swept. Zero means
 	// 5 seconds.
 	LeaseTTL time.Duration
+	// RequestTimeout bounds each etcd request, so that nothing waits on an
+	// etcd without quorum for longer; zero means 10 seconds.
+	RequestTimeout time.Duration
 }
 
 // sharedKeysBucket holds the keys every replica uses, sealed under the
@@ -66,8 +69,7 @@ func openEtcd(ctx context.Context, o *EtcdOptions, log *slog.Logger) (*etcdstore
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	st, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: o.Endpoints, CertFile: o.CertFile, KeyFile: o.KeyFile,
-		CAFile: o.CAFile, Prefix: o.Prefix, MaxTxnOps: o.MaxTxnOps, Logger: log})
+	st, err := openEtcdStore(ctx, o, log)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -87,6 +89,12 @@ func openEtcd(ctx context.Context, o *EtcdOptions, log *slog.Logger) (*etcdstore
 		return nil, nil, nil, err
 	}
 	return st, kr, idKey, nil
+}
+
+// openEtcdStore opens the etcd store of o, nothing else.
+func openEtcdStore(ctx context.Context, o *EtcdOptions, log *slog.Logger) (*etcdstore.Store, error) {
+	return etcdstore.Open(ctx, etcdstore.Options{Endpoints: o.Endpoints, CertFile: o.CertFile, KeyFile: o.KeyFile,
+		CAFile: o.CAFile, Prefix: o.Prefix, MaxTxnOps: o.MaxTxnOps, RequestTimeout: o.RequestTimeout, Logger: log})
 }
 
 // loadKEK reads the key-encryption key file: 32 bytes, not readable by
@@ -125,31 +133,47 @@ func sharedKey(st store.Store, kek cipher.AEAD, name string) ([]byte, error) {
 		var rec sealedKey
 		err := tx.Get(sharedKeysBucket, name, &rec)
 		if err == nil {
-			ns := kek.NonceSize()
-			if len(rec.Sealed) < ns {
-				return fmt.Errorf("sealed %s key: too short", name)
-			}
-			key, err = kek.Open(nil, rec.Sealed[:ns], rec.Sealed[ns:], []byte(name))
-			if err != nil {
-				return fmt.Errorf("the %s key in etcd was sealed under another key-encryption key (kek_file must be the same file on every replica): %w", name, err)
-			}
-			return nil
+			key, err = unseal(kek, name, rec)
+			return err
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 		key = make([]byte, 32)
-		nonce := make([]byte, kek.NonceSize())
 		if _, err := rand.Read(key); err != nil {
 			return err
 		}
-		if _, err := rand.Read(nonce); err != nil {
+		sealed, err := seal(kek, name, key)
+		if err != nil {
 			return err
 		}
-		return tx.Put(sharedKeysBucket, name, sealedKey{Sealed: kek.Seal(nonce, nonce, key, []byte(name))})
+		return tx.Put(sharedKeysBucket, name, sealed)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("shared %s key: %w", name, err)
+	}
+	return key, nil
+}
+
+// seal encrypts the key called name under kek: a random nonce and the
+// AES-GCM box, with the name as additional data.
+func seal(kek cipher.AEAD, name string, key []byte) (sealedKey, error) {
+	nonce := make([]byte, kek.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return sealedKey{}, err
+	}
+	return sealedKey{Sealed: kek.Seal(nonce, nonce, key, []byte(name))}, nil
+}
+
+// unseal opens what seal made of the key called name.
+func unseal(kek cipher.AEAD, name string, rec sealedKey) ([]byte, error) {
+	ns := kek.NonceSize()
+	if len(rec.Sealed) < ns {
+		return nil, fmt.Errorf("sealed %s key: too short", name)
+	}
+	key, err := kek.Open(nil, rec.Sealed[:ns], rec.Sealed[ns:], []byte(name))
+	if err != nil {
+		return nil, fmt.Errorf("the %s key was sealed under another key-encryption key (kek_file must be the same file on every replica): %w", name, err)
 	}
 	return key, nil
 }

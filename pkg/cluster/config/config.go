@@ -91,6 +91,9 @@ type Etcd struct {
 	Replica string `toml:"replica"`
 	// LeaseTTL is the replica's session lease in seconds (0: 5).
 	LeaseTTL int `toml:"lease_ttl"`
+	// RequestTimeout bounds each etcd request, in seconds (0: 10): how
+	// long a request waits on an etcd without quorum before it is refused.
+	RequestTimeout int `toml:"request_timeout"`
 }
 
 // Defaults returns the settings used where the file says nothing.
@@ -266,6 +269,9 @@ func validateEtcd(e Etcd, add func(key, format string, args ...any)) {
 	}
 	if e.LeaseTTL != 0 && (e.LeaseTTL < 2 || e.LeaseTTL > 60) {
 		add("etcd.lease_ttl", "%d: seconds, 2 to 60 (0 means 5)", e.LeaseTTL)
+	}
+	if e.RequestTimeout < 0 || e.RequestTimeout > 60 {
+		add("etcd.request_timeout", "%d: seconds, 1 to 60 (0 means 10)", e.RequestTimeout)
 	}
 }
 

@@ -73,10 +73,21 @@ type Options struct {
 	// nil drops the changes.
 	Notifier Notifier
 	Timing   Timing
-	Logger   *slog.Logger
+	// MaxTasksPerPass bounds how many tasks one pass over a service starts
+	// and stops, each pass being one transaction: etcd refuses a
+	// transaction of more than --max-txn-ops (128 by default) writes, and
+	// each task placed or stopped writes its own record and its
+	// instance's. A bigger change takes several passes, run back to back.
+	// Zero means DefaultMaxTasksPerPass.
+	MaxTasksPerPass int
+	Logger          *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// DefaultMaxTasksPerPass keeps a pass within etcd's default --max-txn-ops
+// (128): 40 tasks and at most 40 instances, the service and room to spare.
+const DefaultMaxTasksPerPass = 40
 
 // Controller is the service controller.
 type Controller struct {
@@ -91,6 +102,9 @@ func New(o Options) (*Controller, error) {
 		return nil, errors.New("service controller: Store and Launcher are required")
 	}
 	o.Timing = o.Timing.withDefaults()
+	if o.MaxTasksPerPass <= 0 {
+		o.MaxTasksPerPass = DefaultMaxTasksPerPass
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -146,8 +160,9 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	}
 	for _, key := range keys {
 		var changes []records.TaskChange
+		capped := false
 		err := c.o.Store.Update(func(tx store.Tx) error {
-			changes = nil
+			changes, capped = nil, false
 			rec, ok, err := records.Get[records.Service](tx, records.Services, key)
 			if err != nil || !ok {
 				return err // a service deleted since the listing is gone
@@ -163,14 +178,14 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			r := &reconciler{c: c, tx: tx, rec: rec, now: c.o.Now().UTC()}
+			r := &reconciler{c: c, tx: tx, rec: rec, now: c.o.Now().UTC(), budget: c.o.MaxTasksPerPass}
 			if err := r.run(); err != nil {
 				return err
 			}
 			if r.err != nil {
 				return r.err
 			}
-			changes = r.changes
+			changes, capped = r.changes, r.capped
 			after, err := json.Marshal(rec)
 			if err != nil {
 				return err
@@ -188,6 +203,9 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 		}
 		if len(changes) > 0 && c.o.Notifier != nil {
 			c.o.Notifier.TasksChanged(ctx, changes)
+		}
+		if capped {
+			c.Wake() // the rest of the change in the next pass, at once
 		}
 	}
 	return nil

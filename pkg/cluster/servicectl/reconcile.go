@@ -41,6 +41,21 @@ type reconciler struct {
 	// the first write error of stop, which has no error result.
 	wrote bool
 	err   error
+	// budget is how many more tasks this pass may start or stop
+	// (Options.MaxTasksPerPass); capped is set when one was left for the
+	// next pass.
+	budget int
+	capped bool
+}
+
+// spend takes one task from the pass's budget; false when it is used up.
+func (r *reconciler) spend() bool {
+	if r.budget <= 0 {
+		r.capped = true
+		return false
+	}
+	r.budget--
+	return true
 }
 
 // note records a write and its error.
@@ -275,6 +290,9 @@ func (r *reconciler) request() (*scheduler.Request, scheduler.Demand, *types.Tas
 // launch places one PRIMARY task; false when nothing could take it (an
 // event says why).
 func (r *reconciler) launch(req *scheduler.Request, d scheduler.Demand, td *types.TaskDefinition, only int) (bool, error) {
+	if !r.spend() {
+		return false, nil
+	}
 	var idx int
 	var misfits []scheduler.Misfit
 	if only >= 0 {
@@ -341,8 +359,13 @@ func (r *reconciler) unableToPlace(ms []scheduler.Misfit) {
 }
 
 // stop asks a task to stop (or stops it at once when its instance is
-// gone) and gives its place back to the placement set.
+// gone) and gives its place back to the placement set. Past the pass's
+// budget it does nothing: the task runs on until the next pass, which
+// only ever leaves the service more tasks than it planned on.
 func (r *reconciler) stop(t *svcTask, reason string) {
+	if !r.spend() {
+		return
+	}
 	rec := t.rec
 	if rec.RequestStop(t.inst, types.TaskStopCodeServiceSchedulerInitiated, reason, r.now) {
 		rec.ServiceSawStop = true

@@ -254,3 +254,7 @@ func mapErr(err error) error {
 	}
 	return err
 }
+
+// MaxTxnOps is the most operations (writes, and comparisons) this store
+// puts in one etcd transaction.
+func (s *Store) MaxTxnOps() int { return s.o.MaxTxnOps }

@@ -1,0 +1,672 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/cipher"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/cluster/acs"
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/records"
+	"github.com/berth-dev/berth/pkg/cluster/roles"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+	"github.com/berth-dev/berth/pkg/cluster/store/boltstore"
+	"github.com/berth-dev/berth/pkg/cluster/store/etcdstore"
+)
+
+// Backups, restores and migrations of a cluster's state (`berth-cluster
+// backup`, `restore` and `migrate`).
+//
+// A backup file is JSON lines: a header naming the format and its
+// version, one line per record ({"bucket","key","value"}, the value the
+// record's JSON as stored), and a trailer with the number of records and
+// the SHA-256 of every byte before it. The master key and the
+// credentials-id key travel as records of the cluster-keys bucket, sealed
+// under a key-encryption key (an etcd cluster's kek_file, or --kek for a
+// bbolt data directory), never in clear. The agents' session records are
+// not copied (they name replicas of the source), and restored instances
+// show agentConnected false until their agents connect again.
+
+// BackupFormat and BackupVersion are the header of the backup files this
+// version writes and reads.
+const (
+	BackupFormat  = "berth-cluster-backup"
+	BackupVersion = 1
+)
+
+// StoreLocation names a cluster's store: a bbolt data directory
+// (cluster.db, master.key, roles-id.key) or, with Etcd set, a prefix of an
+// etcd cluster.
+type StoreLocation struct {
+	DataDir string
+	Etcd    *EtcdOptions
+}
+
+func (l StoreLocation) String() string {
+	if l.Etcd != nil {
+		return fmt.Sprintf("etcd %v prefix %s", l.Etcd.Endpoints, l.Etcd.Prefix)
+	}
+	return "bbolt " + filepath.Join(l.DataDir, StoreFile)
+}
+
+// Counts are the number of records per bucket.
+type Counts map[store.Bucket]int
+
+// Total is the number of records in every bucket.
+func (c Counts) Total() int {
+	n := 0
+	for _, v := range c {
+		n += v
+	}
+	return n
+}
+
+// ErrStoreNotEmpty is returned by Restore and Migrate into a store that
+// holds records, unless told to replace them.
+var ErrStoreNotEmpty = errors.New("destination store is not empty")
+
+// backupBuckets are the buckets a backup holds: every bucket of the
+// endpoint but the agents' sessions.
+func backupBuckets() []store.Bucket {
+	var out []store.Bucket
+	for _, b := range Buckets() {
+		if b != acs.SessionsBucket {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// state is a cluster's state in memory: its records in key order and its
+// keys in clear.
+type state struct {
+	records map[store.Bucket][]record
+	// keys are the shared keys by name: "master" and, once roles were
+	// used, "credentials-id".
+	keys map[string][]byte
+}
+
+type record struct {
+	Key   string
+	Value json.RawMessage
+}
+
+func (s *state) counts() Counts {
+	c := Counts{}
+	for b, rs := range s.records {
+		c[b] = len(rs)
+	}
+	return c
+}
+
+// BackupOptions configure Backup.
+type BackupOptions struct {
+	// KEKFile seals the keys in the file. For etcd it defaults to the
+	// cluster's kek_file; a bbolt data directory needs one.
+	KEKFile string
+	Now     time.Time
+}
+
+// Backup writes the state of the store at loc to w and returns what it
+// wrote.
+func Backup(ctx context.Context, loc StoreLocation, w io.Writer, o BackupOptions) (Counts, error) {
+	kekFile := o.KEKFile
+	if kekFile == "" && loc.Etcd != nil {
+		kekFile = loc.Etcd.KEKFile
+	}
+	if kekFile == "" {
+		return nil, errors.New("backup: --kek FILE is required for a bbolt data directory: it seals master.key and roles-id.key in the backup (32 bytes, mode 0600, as an etcd cluster's kek_file)")
+	}
+	kek, err := loadKEK(kekFile)
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	st, err := readState(ctx, loc)
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	source := "bbolt"
+	if loc.Etcd != nil {
+		source = "etcd"
+	}
+	if err := writeBackup(w, st, kek, source, o.Now); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	return st.counts(), nil
+}
+
+type backupHeader struct {
+	Format  string    `json:"format"`
+	Version int       `json:"version"`
+	Created time.Time `json:"created"`
+	Source  string    `json:"source"`
+}
+
+type backupLine struct {
+	Bucket store.Bucket    `json:"bucket"`
+	Key    string          `json:"key"`
+	Value  json.RawMessage `json:"value"`
+}
+
+type backupTrailer struct {
+	End     bool   `json:"end"`
+	Records int    `json:"records"`
+	SHA256  string `json:"sha256"`
+}
+
+func writeBackup(w io.Writer, st *state, kek cipher.AEAD, source string, now time.Time) error {
+	h := sha256.New()
+	bw := bufio.NewWriter(w)
+	n := 0
+	line := func(v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		b = append(b, '\n')
+		h.Write(b)
+		_, err = bw.Write(b)
+		return err
+	}
+	if err := line(backupHeader{Format: BackupFormat, Version: BackupVersion, Created: now.UTC(), Source: source}); err != nil {
+		return err
+	}
+	for _, b := range slices.Sorted(maps.Keys(st.records)) {
+		for _, r := range st.records[b] {
+			if err := line(backupLine{Bucket: b, Key: r.Key, Value: r.Value}); err != nil {
+				return err
+			}
+			n++
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(st.keys)) {
+		sealed, err := seal(kek, name, st.keys[name])
+		if err != nil {
+			return err
+		}
+		raw, err := json.Marshal(sealed)
+		if err != nil {
+			return err
+		}
+		if err := line(backupLine{Bucket: sharedKeysBucket, Key: name, Value: raw}); err != nil {
+			return err
+		}
+		n++
+	}
+	trailer, err := json.Marshal(backupTrailer{End: true, Records: n, SHA256: hex.EncodeToString(h.Sum(nil))})
+	if err != nil {
+		return err
+	}
+	if _, err := bw.Write(append(trailer, '\n')); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// readBackup reads and checks a whole backup file (format, version,
+// checksum, record count) before anything is written anywhere.
+func readBackup(r io.Reader, kek cipher.AEAD) (*state, error) {
+	br := bufio.NewReader(r)
+	h := sha256.New()
+	st := &state{records: map[store.Bucket][]record{}, keys: map[string][]byte{}}
+	known := map[store.Bucket]bool{sharedKeysBucket: true}
+	for _, b := range backupBuckets() {
+		known[b] = true
+	}
+	var header backupHeader
+	n, lineNo := 0, 0
+	for {
+		b, err := br.ReadBytes('\n')
+		if err == io.EOF {
+			if len(b) == 0 {
+				return nil, errors.New("backup file ends without its trailer: it is truncated")
+			}
+			return nil, fmt.Errorf("backup file line %d: truncated", lineNo+1)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read backup: %w", err)
+		}
+		lineNo++
+		if lineNo == 1 {
+			if err := json.Unmarshal(b, &header); err != nil || header.Format != BackupFormat {
+				return nil, fmt.Errorf("not a berth-cluster backup (line 1 should name format %q)", BackupFormat)
+			}
+			if header.Version != BackupVersion {
+				return nil, fmt.Errorf("backup format version %d: this berth-cluster reads version %d", header.Version, BackupVersion)
+			}
+			h.Write(b)
+			continue
+		}
+		var tr backupTrailer
+		if json.Unmarshal(b, &tr) == nil && tr.End {
+			if sum := hex.EncodeToString(h.Sum(nil)); sum != tr.SHA256 {
+				return nil, fmt.Errorf("backup checksum mismatch: the file says %s, its content hashes to %s (the file is damaged)", tr.SHA256, sum)
+			}
+			if tr.Records != n {
+				return nil, fmt.Errorf("backup holds %d records, its trailer says %d", n, tr.Records)
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				return nil, errors.New("backup file has data after its trailer")
+			}
+			return st, nil
+		}
+		h.Write(b)
+		var l backupLine
+		if err := json.Unmarshal(b, &l); err != nil {
+			return nil, fmt.Errorf("backup file line %d: %w", lineNo, err)
+		}
+		if !known[l.Bucket] {
+			return nil, fmt.Errorf("backup file line %d: unknown bucket %q", lineNo, l.Bucket)
+		}
+		n++
+		if l.Bucket == sharedKeysBucket {
+			var sk sealedKey
+			if err := json.Unmarshal(l.Value, &sk); err != nil {
+				return nil, fmt.Errorf("backup file line %d: %w", lineNo, err)
+			}
+			key, err := unseal(kek, l.Key, sk)
+			if err != nil {
+				return nil, fmt.Errorf("backup's %s key: %w (give the key-encryption key the backup was made with: --kek)", l.Key, err)
+			}
+			st.keys[l.Key] = key
+			continue
+		}
+		st.records[l.Bucket] = append(st.records[l.Bucket], record{Key: l.Key, Value: l.Value})
+	}
+}
+
+// RestoreOptions configure Restore and Migrate.
+type RestoreOptions struct {
+	// KEKFile opens the keys of a backup file. For etcd it defaults to the
+	// destination's kek_file; into a bbolt data directory it is needed.
+	KEKFile string
+	// Replace lets the destination hold records, which are deleted first;
+	// without it a store that holds any is refused (ErrStoreNotEmpty).
+	Replace bool
+}
+
+// Restore writes the backup in r into the store at loc, offline, then
+// reads it back and checks every bucket's records against the backup.
+func Restore(ctx context.Context, loc StoreLocation, r io.Reader, o RestoreOptions) (Counts, error) {
+	kekFile := o.KEKFile
+	if kekFile == "" && loc.Etcd != nil {
+		kekFile = loc.Etcd.KEKFile
+	}
+	if kekFile == "" {
+		return nil, errors.New("restore: --kek FILE is required: the key-encryption key the backup's keys are sealed under")
+	}
+	kek, err := loadKEK(kekFile)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	st, err := readBackup(r, kek)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if err := writeState(ctx, loc, st, o.Replace); err != nil {
+		return nil, fmt.Errorf("restore into %s: %w", loc, err)
+	}
+	return st.counts(), nil
+}
+
+// Migrate copies the state of the store at from into the store at to
+// (offline: no endpoint may serve either meanwhile), keys included, and
+// checks the copy.
+func Migrate(ctx context.Context, from, to StoreLocation, replace bool) (Counts, error) {
+	st, err := readState(ctx, from)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: read %s: %w", from, err)
+	}
+	if err := writeState(ctx, to, st, replace); err != nil {
+		return nil, fmt.Errorf("migrate into %s: %w", to, err)
+	}
+	return st.counts(), nil
+}
+
+// openLocation opens the store at loc without creating keys; for etcd it
+// also returns its KEK.
+func openLocation(ctx context.Context, loc StoreLocation, create bool) (store.Store, cipher.AEAD, error) {
+	if loc.Etcd != nil {
+		kek, err := loadKEK(loc.Etcd.KEKFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		st, err := openEtcdStore(ctx, loc.Etcd, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, kek, nil
+	}
+	if loc.DataDir == "" {
+		return nil, nil, errors.New("data directory is required")
+	}
+	path := filepath.Join(loc.DataDir, StoreFile)
+	if !create {
+		if _, err := os.Stat(path); err != nil {
+			return nil, nil, fmt.Errorf("no cluster store: %w", err)
+		}
+	} else if err := os.MkdirAll(loc.DataDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create data directory: %w", err)
+	}
+	db, err := boltstore.Open(path, boltstore.Options{Buckets: Buckets()})
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, nil, nil
+}
+
+// readState reads every backed-up bucket in one snapshot, and the keys.
+func readState(ctx context.Context, loc StoreLocation) (*state, error) {
+	db, kek, err := openLocation(ctx, loc, false)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	st := &state{keys: map[string][]byte{}}
+	buckets := backupBuckets()
+	if kek != nil {
+		buckets = append(buckets, sharedKeysBucket)
+	}
+	err = db.View(func(tx store.Tx) error {
+		st.records = map[store.Bucket][]record{}
+		for _, b := range buckets {
+			if err := store.ForEach(tx, b, "", func(k string, raw []byte) error {
+				st.records[b] = append(st.records[b], record{Key: k, Value: bytes.Clone(raw)})
+				return nil
+			}); err != nil {
+				return fmt.Errorf("read %s: %w", b, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if kek != nil {
+		for _, r := range st.records[sharedKeysBucket] {
+			var sk sealedKey
+			if err := json.Unmarshal(r.Value, &sk); err != nil {
+				return nil, fmt.Errorf("%s key: %w", r.Key, err)
+			}
+			if st.keys[r.Key], err = unseal(kek, r.Key, sk); err != nil {
+				return nil, fmt.Errorf("the %s key in etcd: %w", r.Key, err)
+			}
+		}
+		delete(st.records, sharedKeysBucket)
+		return st, nil
+	}
+	for name, file := range map[string]string{"master": auth.MasterKeyFile, "credentials-id": roles.IDKeyFile} {
+		b, err := os.ReadFile(filepath.Join(loc.DataDir, file))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(b) != 32 {
+			return nil, fmt.Errorf("%s: want 32 bytes, have %d", file, len(b))
+		}
+		st.keys[name] = b
+	}
+	if _, ok := st.keys["master"]; !ok && len(st.records[auth.KeysBucket]) > 0 {
+		return nil, fmt.Errorf("%s holds access keys but %s is missing: their secrets cannot be opened", loc, auth.MasterKeyFile)
+	}
+	return st, nil
+}
+
+// writeState writes st into the store at loc, replacing what it holds
+// when replace is set, and checks the result.
+func writeState(ctx context.Context, loc StoreLocation, st *state, replace bool) error {
+	db, kek, err := openLocation(ctx, loc, true)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	batch := 1 << 30 // bbolt: one transaction
+	if es, ok := db.(*etcdstore.Store); ok {
+		live, err := es.Replicas()
+		if err != nil {
+			return err
+		}
+		if len(live) > 0 {
+			return fmt.Errorf("replicas %v are serving this prefix: stop them first (restore and migrate are offline)", live)
+		}
+		// Blind writes: no comparisons; a delete also rewrites its
+		// bucket's marker.
+		batch = max(1, es.MaxTxnOps()-len(Buckets())-1)
+	}
+	buckets := backupBuckets()
+	if kek != nil {
+		buckets = append(buckets, sharedKeysBucket)
+	}
+	held, err := countRecords(db, buckets)
+	if err != nil {
+		return err
+	}
+	if held.Total() > 0 {
+		if !replace {
+			return fmt.Errorf("%w: it holds %d records (%s); --force replaces them", ErrStoreNotEmpty, held.Total(), held)
+		}
+		if err := clearBuckets(db, buckets, batch); err != nil {
+			return err
+		}
+	}
+	want := map[store.Bucket][]record{}
+	for b, rs := range st.records {
+		if b == records.Instances {
+			var err error
+			if rs, err = disconnected(rs); err != nil {
+				return err
+			}
+		}
+		want[b] = rs
+	}
+	if err := putRecords(db, want, batch); err != nil {
+		return err
+	}
+	if err := writeKeys(db, kek, loc, st.keys, replace); err != nil {
+		return err
+	}
+	return verify(db, want)
+}
+
+// String lists the non-empty buckets and their counts.
+func (c Counts) String() string {
+	var parts []string
+	for _, b := range slices.Sorted(maps.Keys(c)) {
+		if n := c[b]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", b, n))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return fmt.Sprint(parts)
+}
+
+func countRecords(db store.Store, buckets []store.Bucket) (Counts, error) {
+	c := Counts{}
+	err := db.View(func(tx store.Tx) error {
+		for _, b := range buckets {
+			c[b] = 0
+			if err := store.ForEach(tx, b, "", func(string, []byte) error { c[b]++; return nil }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return c, err
+}
+
+func clearBuckets(db store.Store, buckets []store.Bucket, batch int) error {
+	for _, b := range buckets {
+		var keys []string
+		if err := db.View(func(tx store.Tx) error {
+			keys = nil
+			return store.ForEach(tx, b, "", func(k string, _ []byte) error { keys = append(keys, k); return nil })
+		}); err != nil {
+			return err
+		}
+		for len(keys) > 0 {
+			n := min(batch, len(keys))
+			chunk := keys[:n]
+			keys = keys[n:]
+			if err := db.Update(func(tx store.Tx) error {
+				for _, k := range chunk {
+					if err := tx.Delete(b, k); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				return fmt.Errorf("clear %s: %w", b, err)
+			}
+		}
+	}
+	return nil
+}
+
+// rawValue is a record already encoded; Put stores it as it is.
+type rawValue json.RawMessage
+
+func (r rawValue) MarshalJSON() ([]byte, error) { return r, nil }
+
+func putRecords(db store.Store, want map[store.Bucket][]record, batch int) error {
+	type item struct {
+		b store.Bucket
+		r record
+	}
+	var all []item
+	for b, rs := range want {
+		for _, r := range rs {
+			all = append(all, item{b, r})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].b != all[j].b {
+			return all[i].b < all[j].b
+		}
+		return all[i].r.Key < all[j].r.Key
+	})
+	for len(all) > 0 {
+		n := min(batch, len(all))
+		chunk := all[:n]
+		all = all[n:]
+		if err := db.Update(func(tx store.Tx) error {
+			for _, it := range chunk {
+				if err := tx.Put(it.b, it.r.Key, rawValue(it.r.Value)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("write records: %w", err)
+		}
+	}
+	return nil
+}
+
+// disconnected clears agentConnected in instance records: no agent holds a
+// session with the destination yet.
+func disconnected(rs []record) ([]record, error) {
+	out := make([]record, 0, len(rs))
+	for _, r := range rs {
+		var in records.Instance
+		if err := json.Unmarshal(r.Value, &in); err != nil {
+			return nil, fmt.Errorf("instance %s: %w", r.Key, err)
+		}
+		in.Instance.AgentConnected = false
+		raw, err := json.Marshal(&in)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, record{Key: r.Key, Value: raw})
+	}
+	return out, nil
+}
+
+// writeKeys stores the keys: sealed under the KEK in etcd, as the data
+// directory's files for bbolt (an existing file that differs is replaced
+// only with replace).
+func writeKeys(db store.Store, kek cipher.AEAD, loc StoreLocation, keys map[string][]byte, replace bool) error {
+	if kek != nil {
+		return db.Update(func(tx store.Tx) error {
+			for name, key := range keys {
+				sk, err := seal(kek, name, key)
+				if err != nil {
+					return err
+				}
+				if err := tx.Put(sharedKeysBucket, name, sk); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for name, file := range map[string]string{"master": auth.MasterKeyFile, "credentials-id": roles.IDKeyFile} {
+		key, ok := keys[name]
+		if !ok {
+			continue
+		}
+		path := filepath.Join(loc.DataDir, file)
+		if old, err := os.ReadFile(path); err == nil && !bytes.Equal(old, key) && !replace {
+			return fmt.Errorf("%w: %s holds another key; --force replaces it", ErrStoreNotEmpty, path)
+		}
+		if err := writeFileAtomic(path, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeFileAtomic writes a 0600 file through a temporary file and rename.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// verify reads the buckets back and checks that they hold exactly want.
+func verify(db store.Store, want map[store.Bucket][]record) error {
+	return db.View(func(tx store.Tx) error {
+		for _, b := range backupBuckets() {
+			rs := want[b]
+			i := 0
+			if err := store.ForEach(tx, b, "", func(k string, raw []byte) error {
+				if i >= len(rs) || rs[i].Key != k || !bytes.Equal(rs[i].Value, raw) {
+					return fmt.Errorf("verify %s: record %q differs from the source", b, k)
+				}
+				i++
+				return nil
+			}); err != nil {
+				return err
+			}
+			if i != len(rs) {
+				return fmt.Errorf("verify %s: %d records written, %d read back", b, len(rs), i)
+			}
+		}
+		return nil
+	})
+}
