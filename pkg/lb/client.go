@@ -42,7 +42,9 @@ type APIError struct {
 	Message string
 }
 
-func (e *APIError) Error() string { return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status) }
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status)
+}
 
 func newEndpointClient(cfg Config) (*endpointClient, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()

@@ -80,6 +80,7 @@ type balancer struct {
 	version         string // of the last state applied
 	reportedVersion string
 	reported        map[string]lbwire.TargetHealth // by backend/server
+	removing        map[string]time.Time           // backend/server in maintenance, waiting to be deleted
 	reloads         int
 }
 
@@ -100,7 +101,7 @@ func newBalancer(cfg Config, name string, client *endpointClient, log *slog.Logg
 	}
 	return &balancer{name: name, h: &haproxy{bin: cfg.HAProxy, dir: dir}, client: client, bind: cfg.BindAddress,
 		interval: cfg.PollInterval.Duration, log: log.With("load_balancer", name), lock: lock,
-		reported: map[string]lbwire.TargetHealth{}}, nil
+		reported: map[string]lbwire.TargetHealth{}, removing: map[string]time.Time{}}, nil
 }
 
 func (b *balancer) unlock() { b.lock.Close() }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // apply makes the HAProxy match the plan: started with the plan's
@@ -128,14 +129,13 @@ func (l *balancer) reconcile(ctx context.Context, p *plan) error {
 			case !ok:
 				errs = append(errs, l.addServer(ctx, be, d))
 			case s.addr != d.addr || s.port != int(d.port):
+				// Added at its new address once the old server is gone.
 				errs = append(errs, l.removeServer(ctx, be.name, s.name))
-				if !d.draining {
-					errs = append(errs, l.addServer(ctx, be, d))
-				}
 			case d.draining && s.adminState&admForcedDrain == 0:
 				l.log.Info("draining target", "backend", be.name, "target", d.name)
 				errs = append(errs, l.h.run(ctx, fmt.Sprintf("set server %s/%s state drain", be.name, d.name)))
 			case !d.draining && s.adminState&(admForcedDrain|admForcedMaint) != 0:
+				delete(l.removing, be.name+"/"+d.name) // registered again while being removed
 				errs = append(errs, l.h.run(ctx, fmt.Sprintf("set server %s/%s state ready", be.name, d.name)))
 			}
 		}
@@ -171,19 +171,36 @@ func (l *balancer) addServer(ctx context.Context, be *backend, d desiredServer) 
 	return nil
 }
 
-// removeServer takes a server out: maintenance (no traffic, no checks),
-// its remaining sessions shut, then deleted. A delete HAProxy refuses
-// because a connection is still closing is tried again at the next step.
+// removeGrace is how long a removed server's requests in flight may take
+// to finish before its sessions are shut.
+const removeGrace = 10 * time.Second
+
+// removeServer takes a server out: maintenance (no new traffic, no
+// checks), then deleted once its last session ended. HAProxy refuses to
+// delete a server that still has connections; the removal is tried again
+// at the next step, and past removeGrace its sessions are shut first.
 func (l *balancer) removeServer(ctx context.Context, backend, name string) error {
 	id := backend + "/" + name
-	for _, s := range []string{"set server " + id + " state maint", "shutdown sessions server " + id} {
-		if err := l.h.run(ctx, s); err != nil {
+	since, ok := l.removing[id]
+	if !ok {
+		if err := l.h.run(ctx, "set server "+id+" state maint"); err != nil {
+			return fmt.Errorf("remove target %s: %w", id, err)
+		}
+		since = time.Now()
+		l.removing[id] = since
+	}
+	if time.Since(since) > removeGrace {
+		if err := l.h.run(ctx, "shutdown sessions server "+id); err != nil {
 			return fmt.Errorf("remove target %s: %w", id, err)
 		}
 	}
 	if err := l.h.run(ctx, "del server "+id, "Server deleted"); err != nil {
+		if strings.Contains(err.Error(), "still has connections") {
+			return nil // in flight: the next step tries again
+		}
 		return fmt.Errorf("remove target %s: %w", id, err)
 	}
+	delete(l.removing, id)
 	l.log.Info("removed target", "backend", backend, "target", name)
 	return nil
 }
