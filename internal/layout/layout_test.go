@@ -54,6 +54,8 @@ func rules() []rule {
 			from: []string{"..."}, fromExcept: []string{"pkg/cluster", "pkg/cluster/elbv2"}, to: []string{"pkg/cluster/elbv2"}},
 		{why: "the load balancer data plane's wire types (pkg/cluster/elbv2/lbwire) import no other Berth package, so berth-lb links none of the endpoint",
 			from: []string{"pkg/cluster/elbv2/lbwire"}, to: []string{"..."}, toExcept: []string{"pkg/cluster/elbv2/lbwire"}, transitive: true},
+		{why: "berth-lb's data plane (pkg/lb) links none of the endpoint or the agent: of Berth it imports only the data-plane wire types (pkg/cluster/elbv2/lbwire)",
+			from: []string{"pkg/lb/..."}, to: []string{"..."}, toExcept: []string{"pkg/lb/...", "pkg/cluster/elbv2/lbwire"}, transitive: true},
 		{why: "only the store implementation (pkg/cluster/store/boltstore) imports bbolt: the endpoint works on the store interface, so a replicated store can replace it",
 			from: []string{"pkg/cluster/..."}, fromExcept: []string{"pkg/cluster/store/boltstore"}, toExternal: []string{"go.etcd.io/bbolt"}},
 		{why: "only pkg/cluster and the log store open a store implementation; everything else takes a store.Store",
@@ -81,7 +83,7 @@ func rules() []rule {
 			from: []string{"..."}, fromExcept: []string{"internal/testenv/...", "bench/..."},
 			to: []string{"internal/testenv/..."}},
 		{why: "internal/testenv must not ship in the berth binaries",
-			from: []string{"cmd/agent", "cmd/cluster"}, to: []string{"internal/testenv/..."}, transitive: true},
+			from: []string{"cmd/agent", "cmd/cluster", "cmd/lb"}, to: []string{"internal/testenv/..."}, transitive: true},
 	}
 }
 
@@ -216,6 +218,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/cluster/ecsapi"), Imports: []string{m("pkg/cluster/store/boltstore")}},
 		{ImportPath: m("pkg/cluster/scheduler"), Deps: []string{m("pkg/cluster/store")}},
 		{ImportPath: m("pkg/cluster/acs"), Imports: []string{"go.etcd.io/etcd/client/v3"}},
+		{ImportPath: m("pkg/lb"), Deps: []string{m("pkg/cluster/elbv2/lbwire"), m("pkg/cluster/records")}},
 	}
 	got := violations(bad, rules())
 	want := []string{
@@ -241,6 +244,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		m("pkg/cluster/ecsapi") + " imports " + m("pkg/cluster/store/boltstore"),
 		m("pkg/cluster/scheduler") + " imports " + m("pkg/cluster/store"),
 		m("pkg/cluster/acs") + " imports go.etcd.io/etcd/client/v3",
+		m("pkg/lb") + " imports " + m("pkg/cluster/records"),
 	}
 	slices.Sort(want)
 	if len(got) != len(want) {

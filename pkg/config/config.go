@@ -254,6 +254,9 @@ type NetworkConfig struct {
 	// AWSVPCLocalRoutes is ECS_AWSVPC_ADDITIONAL_LOCAL_ROUTES: prefixes
 	// awsvpc tasks reach through the host bridge.
 	AWSVPCLocalRoutes []netip.Prefix
+	// HostAddress is BERTH_HOST_ADDRESS: where load balancers reach task
+	// host ports (the berth.host-address attribute); invalid when unset.
+	HostAddress netip.Addr
 }
 
 // ListenConfig is the agent's own listening addresses.

@@ -408,6 +408,8 @@ func Keys() []Key {
 			differs("ecs-init opens or closes access with an iptables rule; Berth chooses the listen address instead."),
 		define("BERTH_CREDENTIALS_ADDRESS", addrPortType(), "127.0.0.1:51679",
 			func(c *Config) *netip.AddrPort { return &c.Listen.Credentials }, "Listen address of the credentials and task metadata API (tasks reach it as 169.254.170.2:80)."),
+		define("BERTH_HOST_ADDRESS", ipAddrType(), "", func(c *Config) *netip.Addr { return &c.Network.HostAddress },
+			"Address at which load balancers reach this host's task host ports, registered as the berth.host-address attribute; unset: 127.0.0.1 when the endpoint is on loopback (dev mode), else the first non-loopback IPv4 address of an interface that is up."),
 	}
 	return append(keys, unsupportedKeys()...)
 }

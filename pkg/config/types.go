@@ -382,6 +382,23 @@ func addrPortType() valueType[netip.AddrPort] {
 		format: netip.AddrPort.String}
 }
 
+func ipAddrType() valueType[netip.Addr] {
+	return valueType[netip.Addr]{name: "ip", want: "an IPv4 address (e.g. 10.0.0.5)", toml: tomlString,
+		parse: func(s string) (netip.Addr, error) {
+			a, err := netip.ParseAddr(s)
+			if err != nil || !a.Is4() {
+				return netip.Addr{}, errNoDetail
+			}
+			return a, nil
+		},
+		format: func(a netip.Addr) string {
+			if !a.IsValid() {
+				return ""
+			}
+			return a.String()
+		}}
+}
+
 // noDetail drops a foreign error's text, which would only repeat the value.
 func noDetail(err error) error {
 	if err != nil {

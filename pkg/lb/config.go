@@ -53,11 +53,13 @@ type duration struct{ time.Duration }
 func (d *duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil {
-		return fmt.Errorf("%q is not a duration (e.g. 2s, 500ms)", b)
+		return fmt.Errorf("%q %s", b, errNotDuration)
 	}
 	d.Duration = v
 	return nil
 }
+
+const errNotDuration = "is not a duration (e.g. 2s, 500ms)"
 
 // Defaults are the values of the settings a file leaves out.
 func Defaults() Config {
@@ -95,6 +97,9 @@ func ParseConfig(path string, data []byte) (Config, error) {
 	md, err := toml.Decode(string(data), &cfg)
 	if err != nil {
 		var pe toml.ParseError
+		if errors.As(err, &pe) && pe.Position.Line > 0 && pe.LastKey != "" && strings.Contains(pe.Message, errNotDuration) {
+			return Config{}, &ConfigError{[]string{fmt.Sprintf("%s:%d: %s: %s", path, pe.Position.Line, pe.LastKey, pe.Message)}}
+		}
 		if errors.As(err, &pe) && pe.Position.Line > 0 {
 			return Config{}, &ConfigError{[]string{fmt.Sprintf("%s:%d: TOML syntax: %s", path, pe.Position.Line, pe.Message)}}
 		}

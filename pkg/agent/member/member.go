@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"sync"
 	"time"
 
@@ -276,8 +277,9 @@ func StateChangeSignal() (hook func(), ch <-chan struct{}) {
 	}, c
 }
 
-// instanceAttributes are ECS_INSTANCE_ATTRIBUTES and, as the ECS agent
-// registers it, ecs.os-type-detailed (ECS_DETAILED_OS_FAMILY).
+// instanceAttributes are ECS_INSTANCE_ATTRIBUTES, as the ECS agent
+// registers it ecs.os-type-detailed (ECS_DETAILED_OS_FAMILY), and
+// berth.host-address (BERTH_HOST_ADDRESS) for load balancers.
 func instanceAttributes(cfg *config.Config) map[string]string {
 	attrs := maps.Clone(cfg.Instance.Attributes)
 	if attrs == nil {
@@ -285,6 +287,11 @@ func instanceAttributes(cfg *config.Config) map[string]string {
 	}
 	if cfg.Instance.DetailedOSFamily != "" {
 		attrs["ecs.os-type-detailed"] = cfg.Instance.DetailedOSFamily
+	}
+	if _, set := attrs[HostAddressAttribute]; !set {
+		if a := hostAddress(cfg, net.Interfaces); a != "" {
+			attrs[HostAddressAttribute] = a
+		}
 	}
 	return attrs
 }

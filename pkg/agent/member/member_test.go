@@ -2,6 +2,8 @@ package member
 
 import (
 	"io/fs"
+	"net"
+	"net/netip"
 	goruntime "runtime"
 	"slices"
 	"testing"
@@ -51,5 +53,39 @@ func TestRegisterOptionsFromConfig(t *testing.T) {
 		!slices.Contains(o.Capabilities, "com.amazonaws.ecs.capability.logging-driver.awslogs") ||
 		slices.Contains(o.Capabilities, "com.amazonaws.ecs.capability.logging-driver.splunk") {
 		t.Errorf("capabilities %v: want json-file and awslogs (allowed and shipped) but not splunk (allowed, not implemented)", o.Capabilities)
+	}
+}
+
+// TestHostAddressAttribute: the agent registers berth.host-address, which
+// the load balancing API resolves instance targets with: BERTH_HOST_ADDRESS,
+// else 127.0.0.1 with an endpoint on loopback (dev mode), else an address
+// of an interface that is up; an ECS_INSTANCE_ATTRIBUTES value wins.
+func TestHostAddressAttribute(t *testing.T) {
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"set", []string{"BERTH_HOST_ADDRESS=10.0.0.5", "ECS_BACKEND_HOST=http://127.0.0.1:8080"}, "10.0.0.5"},
+		{"dev endpoint", []string{"ECS_BACKEND_HOST=http://127.0.0.1:8080"}, "127.0.0.1"},
+		{"localhost endpoint", []string{"ECS_BACKEND_HOST=localhost:8443"}, "127.0.0.1"},
+		{"attribute wins", []string{`ECS_INSTANCE_ATTRIBUTES={"berth.host-address":"192.0.2.1"}`, "BERTH_HOST_ADDRESS=10.0.0.5"}, "192.0.2.1"},
+	}
+	for _, tc := range tests {
+		cfg := loadConfig(t, append([]string{"ECS_CLUSTER=lab"}, tc.env...)...)
+		if got := instanceAttributes(cfg)[HostAddressAttribute]; got != tc.want {
+			t.Errorf("%s: %s = %q, want %q", tc.name, HostAddressAttribute, got, tc.want)
+		}
+	}
+	cfg := loadConfig(t, "ECS_CLUSTER=lab", "ECS_BACKEND_HOST=https://cluster.example:8443")
+	got := hostAddress(cfg, net.Interfaces)
+	if a, err := netip.ParseAddr(got); got != "" && (err != nil || a.IsLoopback() || !a.Is4()) {
+		t.Errorf("remote endpoint: host address %q, want a non-loopback IPv4 address or none", got)
+	}
+	if got := hostAddress(cfg, func() ([]net.Interface, error) { return nil, nil }); got != "" {
+		t.Errorf("no interfaces: %q, want none", got)
+	}
+	if _, _, err := config.Load(config.LoadOptions{Env: []string{"BERTH_HOST_ADDRESS=web.example"}, ReadFile: func(string) ([]byte, error) { return nil, fs.ErrNotExist }}); err == nil {
+		t.Error("BERTH_HOST_ADDRESS=web.example accepted")
 	}
 }
