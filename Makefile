@@ -21,6 +21,7 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-agent ./cmd/agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-cluster ./cmd/cluster
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-lb ./cmd/lb
 
 # test-deps, demo-deps: the Debian packages that make test (and bench) and
 # make demo need, installed where missing (scripts/deps.sh).
@@ -84,7 +85,7 @@ clean:
 	rm -rf bin dist
 
 .PHONY: package
-# package: .deb and .rpm of berth-agent and berth-cluster in $(DIST), at
+# package: .deb and .rpm of berth-agent, berth-cluster and berth-lb in $(DIST), at
 # $(VERSION) (docs/install.md). nfpm is built with `go install` into a scratch directory. The
 # binaries are built into their own directory so that a concurrent
 # `make build` cannot swap them between build and packaging.
@@ -93,4 +94,5 @@ PACKAGE_BIN ?= bin/package
 package:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PACKAGE_BIN)/berth-agent ./cmd/agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PACKAGE_BIN)/berth-cluster ./cmd/cluster
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PACKAGE_BIN)/berth-lb ./cmd/lb
 	VERSION='$(VERSION)' BIN='$(PACKAGE_BIN)' DIST='$(DIST)' ./scripts/package.sh

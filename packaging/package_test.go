@@ -45,9 +45,19 @@ var clusterFiles = []wantFile{
 	{path: "/usr/share/doc/berth-cluster/copyright", mode: 0o644},
 }
 
+var lbFiles = []wantFile{
+	{path: "/usr/bin/berth-lb", mode: 0o755},
+	{path: "/lib/systemd/system/berth-lb.service", mode: 0o644},
+	{path: "/etc/berth/lb.toml", mode: 0o600},
+	{path: "/usr/share/doc/berth-lb/copyright", mode: 0o644},
+}
+
+// packages are the three packages make package builds.
+var packages = []string{"berth-agent", "berth-cluster", "berth-lb"}
+
 const wantsDir = "/etc/systemd/system/multi-user.target.wants"
 
-// TestPackages builds the four packages with `make package`, inspects the
+// TestPackages builds the six packages with `make package`, inspects the
 // .rpm files, then installs, upgrades, removes and purges the .deb files on
 // this machine, checking the files, the maintainer scripts' effects and the
 // installed units at each step. It changes the host, so it runs only as
@@ -72,7 +82,7 @@ func TestPackages(t *testing.T) {
 		// Purge whatever got installed, then the system user the
 		// package created (packages keep it on purge, by policy).
 		// t.Context() is already cancelled when clean-ups run.
-		for _, pkg := range []string{"berth-agent", "berth-cluster"} {
+		for _, pkg := range packages {
 			if installed(pkg) {
 				if out, err := runCmd(context.Background(), "", nil, "dpkg", "--purge", pkg); err != nil {
 					t.Errorf("clean-up: %v\n%s", err, out)
@@ -92,13 +102,15 @@ func TestPackages(t *testing.T) {
 	debs := map[string]string{
 		"berth-agent":   globOne(t, dist, "berth-agent_*.deb"),
 		"berth-cluster": globOne(t, dist, "berth-cluster_*.deb"),
+		"berth-lb":      globOne(t, dist, "berth-lb_*.deb"),
 	}
 	rpms := map[string]string{
 		"berth-agent":   globOne(t, dist, "berth-agent-*.rpm"),
 		"berth-cluster": globOne(t, dist, "berth-cluster-*.rpm"),
+		"berth-lb":      globOne(t, dist, "berth-lb-*.rpm"),
 	}
-	if entries, _ := os.ReadDir(dist); len(entries) != 4 {
-		t.Errorf("make package wrote %d files to %s, want 4 (.deb and .rpm of each)", len(entries), dist)
+	if entries, _ := os.ReadDir(dist); len(entries) != 6 {
+		t.Errorf("make package wrote %d files to %s, want 6 (.deb and .rpm of each)", len(entries), dist)
 	}
 	// One version everywhere: scripts/version.sh's, as make stamped it
 	// into the binaries, is the packages' (.deb here, .rpm in checkRPMs),
@@ -108,8 +120,10 @@ func TestPackages(t *testing.T) {
 	if want := strings.TrimSpace(mustRun(t, root, nil, "./scripts/version.sh")); version != want {
 		t.Errorf("berth-agent .deb version %q, want scripts/version.sh's %q", version, want)
 	}
-	if got := strings.TrimSpace(mustRun(t, "", nil, "dpkg-deb", "--field", debs["berth-cluster"], "Version")); got != version {
-		t.Errorf("berth-cluster .deb version %q, want berth-agent's %q", got, version)
+	for _, pkg := range []string{"berth-cluster", "berth-lb"} {
+		if got := strings.TrimSpace(mustRun(t, "", nil, "dpkg-deb", "--field", debs[pkg], "Version")); got != version {
+			t.Errorf("%s .deb version %q, want berth-agent's %q", pkg, got, version)
+		}
 	}
 
 	t.Run("rpm", func(t *testing.T) { checkRPMs(t, rpmPath, rpms, version) })
@@ -117,23 +131,28 @@ func TestPackages(t *testing.T) {
 	if got := mustRun(t, "", nil, "dpkg-deb", "--field", debs["berth-agent"], "Depends"); strings.TrimSpace(got) != "containerd, runc, containernetworking-plugins, iptables" {
 		t.Errorf("berth-agent Depends = %q", strings.TrimSpace(got))
 	}
+	if got := mustRun(t, "", nil, "dpkg-deb", "--field", debs["berth-lb"], "Depends"); strings.TrimSpace(got) != "haproxy" {
+		t.Errorf("berth-lb Depends = %q", strings.TrimSpace(got))
+	}
 
-	mustRun(t, "", nil, "dpkg", "--install", debs["berth-agent"], debs["berth-cluster"])
+	mustRun(t, "", nil, "dpkg", "--install", debs["berth-agent"], debs["berth-cluster"], debs["berth-lb"])
 	checkFiles(t, agentFiles, true)
 	checkFiles(t, clusterFiles, true)
+	checkFiles(t, lbFiles, true)
 	checkVersion(t, "/usr/bin/berth-agent", "berth-agent", version)
 	checkVersion(t, "/usr/bin/berth-cluster", "berth-cluster", version)
-	for _, pkg := range []string{"berth-agent", "berth-cluster"} {
+	checkVersion(t, "/usr/bin/berth-lb", "berth-lb", version)
+	for _, pkg := range packages {
 		checkExists(t, filepath.Join(wantsDir, pkg+".service"), true, "postinst enables "+pkg)
 	}
-	conffiles := mustRun(t, "", nil, "dpkg-query", "--show", "--showformat=${Conffiles}\n", "berth-agent", "berth-cluster")
-	for _, f := range []string{"/etc/ecs/ecs.config", "/etc/berth/agent.toml", "/etc/berth/cluster.toml"} {
+	conffiles := mustRun(t, "", nil, "dpkg-query", "--show", "--showformat=${Conffiles}\n", "berth-agent", "berth-cluster", "berth-lb")
+	for _, f := range []string{"/etc/ecs/ecs.config", "/etc/berth/agent.toml", "/etc/berth/cluster.toml", "/etc/berth/lb.toml"} {
 		if !strings.Contains(conffiles, f) {
 			t.Errorf("%s is not a conffile; dpkg lists:\n%s", f, conffiles)
 		}
 	}
 	out, err := runCmd(t.Context(), "", nil, analyze, "verify",
-		"/lib/systemd/system/berth-agent.service", "/lib/systemd/system/berth-cluster.service")
+		"/lib/systemd/system/berth-agent.service", "/lib/systemd/system/berth-cluster.service", "/lib/systemd/system/berth-lb.service")
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("systemd-analyze verify of the installed units: err=%v, want no error and no output:\n%s", err, out)
 	}
@@ -158,19 +177,19 @@ func TestPackages(t *testing.T) {
 	// Removal keeps configuration and data, and only those.
 	writeFile(t, "/var/lib/berth/berth.db", "state", 0o600)
 	writeFile(t, "/var/lib/berth-cluster/cluster.db", "state", 0o600)
-	mustRun(t, "", nil, "dpkg", "--remove", "berth-agent", "berth-cluster")
-	for _, f := range append(slices.Clone(agentFiles), clusterFiles...) {
+	mustRun(t, "", nil, "dpkg", "--remove", "berth-agent", "berth-cluster", "berth-lb")
+	for _, f := range slices.Concat(agentFiles, clusterFiles, lbFiles) {
 		kept := strings.HasPrefix(f.path, "/etc/") || strings.HasPrefix(f.path, "/var/lib/")
 		checkExists(t, f.path, kept, "after dpkg --remove")
 	}
-	for _, pkg := range []string{"berth-agent", "berth-cluster"} {
+	for _, pkg := range packages {
 		checkExists(t, filepath.Join(wantsDir, pkg+".service"), false, "prerm disables "+pkg)
 	}
 	checkExists(t, "/var/lib/berth/berth.db", true, "agent data after dpkg --remove")
 	checkExists(t, "/var/lib/berth-cluster/cluster.db", true, "cluster data after dpkg --remove")
 
 	// A purge removes configuration and data too.
-	mustRun(t, "", nil, "dpkg", "--purge", "berth-agent", "berth-cluster")
+	mustRun(t, "", nil, "dpkg", "--purge", "berth-agent", "berth-cluster", "berth-lb")
 	for _, p := range []string{"/etc/ecs", "/etc/berth", "/var/lib/berth", "/var/lib/berth-cluster", "/var/log/ecs"} {
 		checkExists(t, p, false, "after dpkg --purge")
 	}
@@ -201,7 +220,7 @@ func lockHost(t *testing.T) {
 func hostIsClean(t *testing.T) {
 	t.Helper()
 	var busy []string
-	for _, pkg := range []string{"berth-agent", "berth-cluster"} {
+	for _, pkg := range packages {
 		if installed(pkg) {
 			busy = append(busy, "package "+pkg+" is installed")
 		}
@@ -312,6 +331,12 @@ func checkShippedConfigs(t *testing.T) {
 	if out, err := runCmd(t.Context(), "", nil, "/usr/bin/berth-cluster", "keys", "list", "--config", filepath.Join(dir, "cluster.toml")); err != nil {
 		t.Errorf("berth-cluster rejects cluster.toml with every setting uncommented: %v\n%s", err, out)
 	}
+
+	lbCfg := assign.ReplaceAllString(readFile(t, "/etc/berth/lb.toml"), "$1")
+	writeFile(t, filepath.Join(dir, "lb.toml"), lbCfg, 0o600)
+	if out, err := runCmd(t.Context(), "", nil, "/usr/bin/berth-lb", "--check", "--config", filepath.Join(dir, "lb.toml")); err != nil {
+		t.Errorf("berth-lb rejects lb.toml with every setting uncommented: %v\n%s", err, out)
+	}
 }
 
 // checkRPMs inspects the .rpm files: contents, config files, dependencies,
@@ -321,17 +346,14 @@ func checkRPMs(t *testing.T, rpmPath string, rpms map[string]string, debVersion 
 		return mustRun(t, "", nil, rpmPath, append([]string{"-qp", "--nosignature", "--nodigest"}, append(args, file)...)...)
 	}
 	for pkg, file := range rpms {
-		files := agentFiles
-		if pkg == "berth-cluster" {
-			files = clusterFiles
-		}
+		files := map[string][]wantFile{"berth-agent": agentFiles, "berth-cluster": clusterFiles, "berth-lb": lbFiles}[pkg]
 		listed := strings.Fields(query(file, "--list"))
 		for _, f := range files {
 			if !slices.Contains(listed, f.path) {
 				t.Errorf("%s does not contain %s; it lists %q", filepath.Base(file), f.path, listed)
 			}
 		}
-		confs := map[string][]string{"berth-agent": {"/etc/berth/agent.toml", "/etc/ecs/ecs.config"}, "berth-cluster": {"/etc/berth/cluster.toml"}}[pkg]
+		confs := map[string][]string{"berth-agent": {"/etc/berth/agent.toml", "/etc/ecs/ecs.config"}, "berth-cluster": {"/etc/berth/cluster.toml"}, "berth-lb": {"/etc/berth/lb.toml"}}[pkg]
 		if got := strings.Fields(query(file, "--configfiles")); !slices.Equal(got, confs) {
 			t.Errorf("%s config files = %q, want %q", filepath.Base(file), got, confs)
 		}
@@ -357,6 +379,9 @@ func checkRPMs(t *testing.T, rpmPath string, rpms map[string]string, debVersion 
 		if !slices.Contains(requires, dep) {
 			t.Errorf("berth-agent rpm does not require %s; requires %q", dep, requires)
 		}
+	}
+	if requires := strings.Fields(query(rpms["berth-lb"], "--requires")); !slices.Contains(requires, "haproxy") {
+		t.Errorf("berth-lb rpm does not require haproxy; requires %q", requires)
 	}
 }
 

@@ -55,6 +55,12 @@ func TestUnitDirectives(t *testing.T) {
 		{"berth-cluster.service", "Service", "NoNewPrivileges", "yes"},
 		{"berth-cluster.service", "Service", "ExecStart", "/usr/bin/berth-cluster serve --config /etc/berth/cluster.toml"},
 		{"berth-cluster.service", "Install", "WantedBy", "multi-user.target"},
+		{"berth-lb.service", "Service", "ExecStart", "/usr/bin/berth-lb --config /etc/berth/lb.toml"},
+		{"berth-lb.service", "Service", "KillMode", "process"},
+		{"berth-lb.service", "Service", "RuntimeDirectory", "berth-lb"},
+		{"berth-lb.service", "Service", "RuntimeDirectoryPreserve", "yes"},
+		{"berth-lb.service", "Service", "Restart", "on-failure"},
+		{"berth-lb.service", "Install", "WantedBy", "multi-user.target"},
 	}
 	units := map[string]map[string]map[string][]string{}
 	for _, c := range cases {
@@ -99,7 +105,7 @@ func TestAgentUnitHasNoMountSandbox(t *testing.T) {
 func TestUnitsVerify(t *testing.T) {
 	analyze := requireTool(t, "systemd-analyze", "systemd")
 	root := verifyRoot(t)
-	for _, name := range []string{"berth-agent.service", "berth-cluster.service"} {
+	for _, name := range []string{"berth-agent.service", "berth-cluster.service", "berth-lb.service"} {
 		copyFile(t, filepath.Join(repoRoot(t), "systemd", name), filepath.Join(root, "lib/systemd/system", name), 0o644)
 	}
 	// The machine image's drop-in is verified with the unit it changes.
@@ -108,7 +114,7 @@ func TestUnitsVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	copyFile(t, filepath.Join(repoRoot(t), "packaging/image/berth-agent-cloud-init.conf"), filepath.Join(dropIn, "10-cloud-init.conf"), 0o644)
-	out, err := runCmd(t.Context(), "", nil, analyze, "verify", "--root="+root, "berth-agent.service", "berth-cluster.service")
+	out, err := runCmd(t.Context(), "", nil, analyze, "verify", "--root="+root, "berth-agent.service", "berth-cluster.service", "berth-lb.service")
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("systemd-analyze verify: err=%v, want no error and no output; output:\n%s", err, out)
 	}
@@ -135,7 +141,7 @@ func verifyRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	mustRun(t, "", nil, "cp", "-a", "/lib/systemd/system/.", units)
-	for _, bin := range []string{"berth-agent", "berth-cluster"} {
+	for _, bin := range []string{"berth-agent", "berth-cluster", "berth-lb"} {
 		path := filepath.Join(root, "usr/bin", bin)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)

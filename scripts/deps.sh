@@ -10,7 +10,7 @@
 #   scripts/deps.sh test     make test and make bench: the demo's, plus what
 #                            the other tests run (tini, rsyslog, systemd's
 #                            journald, shellcheck, rpm, packer, vagrant,
-#                            openssl, wrk, etcd-server, git, make)
+#                            openssl, wrk, etcd-server, haproxy, git, make)
 #   scripts/deps.sh --list SET   print the set's packages, one per line
 #
 # Go itself is not a Debian package here (bookworm's is too old); install it
@@ -19,7 +19,7 @@
 set -euo pipefail
 
 demo=(containerd runc containernetworking-plugins docker-registry busybox-static iptables iproute2)
-test=("${demo[@]}" tini rsyslog systemd shellcheck rpm packer vagrant openssl wrk etcd-server git make)
+test=("${demo[@]}" tini rsyslog systemd shellcheck rpm packer vagrant openssl wrk etcd-server haproxy git make)
 
 usage() {
 	echo "usage: scripts/deps.sh [--list] demo|test" >&2
@@ -61,6 +61,7 @@ export DEBIAN_FRONTEND=noninteractive
 # The package lists of a fresh machine are empty or stale.
 apt-get -o DPkg::Lock::Timeout=300 update -qq
 apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends --no-upgrade "${need[@]}"
-# Debian starts the packaged containerd, registry and etcd (where systemd
-# runs); the tests and the demo run their own private ones on free loopback
-# ports, so the system services are left as the operator configured them.
+# Debian starts the packaged containerd, registry, etcd and haproxy (where
+# systemd runs); the tests and the demo run their own private ones on free
+# loopback ports, so the system services are left as the operator configured
+# them.

@@ -1,5 +1,5 @@
 #!/bin/bash
-# package.sh builds the berth-agent and berth-cluster .deb and .rpm packages
+# package.sh builds the berth-agent, berth-cluster and berth-lb .deb and .rpm packages
 # into dist/ from the binaries in bin/ (`make package` builds those first).
 # The packager is nfpm's CLI at a pinned version, built into a scratch
 # directory with `go install` so that nothing is installed system-wide and
@@ -25,7 +25,7 @@ fi
 ARCH=${ARCH:-$(go env GOARCH)}
 export VERSION ARCH
 
-for bin in "$BIN/berth-agent" "$BIN/berth-cluster"; do
+for bin in "$BIN/berth-agent" "$BIN/berth-cluster" "$BIN/berth-lb"; do
 	if [[ ! -x $bin ]]; then
 		echo "package.sh: $bin is missing; run 'make package'" >&2
 		exit 1
@@ -43,7 +43,7 @@ else
 	nfpm=("$work/nfpm")
 fi
 mkdir -p "$DIST"
-for name in agent cluster; do
+for name in agent cluster lb; do
 	sed "s|\${BIN}|${BIN}|g" "packaging/nfpm-${name}.yaml" >"$work/nfpm-${name}.yaml"
 	for format in deb rpm; do
 		"${nfpm[@]}" package --config "$work/nfpm-${name}.yaml" \
