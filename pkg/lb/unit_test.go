@@ -161,10 +161,10 @@ func TestPlanRules(t *testing.T) {
 		t.Errorf("body file: %q", p.files["/run/berth-lb/web/bodies/l80-0"])
 	}
 	a := p.backends[0]
-	if len(a.targets) != 1 || a.targets[0].args(a) != "10.0.0.1:8080 check inter 5s rise 3 fall 2 slowstart 30s weight 100 port 9000" {
+	if len(a.targets) != 1 || a.targets[0].args(a) != "10.0.0.1:8080 check inter 5s rise 3 fall 2 slowstart 30s weight 100 pool-max-conn -1 pool-purge-delay 5s port 9000" {
 		t.Errorf("targets of a (the one without an address left out): %+v %q", a.targets, a.targets[0].args(a))
 	}
-	if b := p.backends[1]; b.checked || b.serverArgs != "weight 100" {
+	if b := p.backends[1]; b.checked || b.serverArgs != "weight 100 pool-max-conn -1 pool-purge-delay 5s" {
 		t.Errorf("unchecked group b: %+v", b)
 	}
 	if p.hash != planFor(st, "/run/berth-lb/web", "127.0.0.1").hash {
