@@ -117,7 +117,9 @@ func BenchmarkLBHAProxy(b *testing.B) {
 	}
 	lbCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- lb.Run(lbCtx, lb.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}) }()
+	go func() {
+		done <- lb.Run(lbCtx, lb.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}()
 	b.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
