@@ -177,3 +177,48 @@ func TestVerifyAgainstSDKSigner(t *testing.T) {
 		t.Errorf("host not signed: %v, want %s (Authorization %s)", err, IncompleteSignature, r.Header.Get("Authorization"))
 	}
 }
+
+// TestUnsignedTargetRefused replays a request signed over host and
+// x-amz-date only with another X-Amz-Target (issue 23, item 6): the target,
+// the content type and every other X-Amz-* header must be signed, as AWS
+// requires, or a captured DescribeTaskDefinition becomes a
+// DeregisterTaskDefinition.
+func TestUnsignedTargetRefused(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	v := &Verifier{Keys: staticKeys{"AKID": "s3cret"}, Region: "us-test-1", Services: []string{"ecs"}, Now: func() time.Time { return now }}
+	body := `{"taskDefinition":"web:1"}`
+	sum := sha256.Sum256([]byte(body))
+	signed := func(headers map[string]string) *http.Request {
+		r := httptest.NewRequest("POST", "http://endpoint.test/", strings.NewReader(body))
+		for k, val := range headers {
+			r.Header.Set(k, val)
+		}
+		if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s3cret"}, r, hex.EncodeToString(sum[:]), "ecs", "us-test-1", now); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	all := map[string]string{"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AmazonEC2ContainerServiceV20141113.DescribeTaskDefinition"}
+	if _, err := v.Verify(signed(all), []byte(body)); err != nil {
+		t.Fatalf("fully signed request refused: %v", err)
+	}
+	cases := []struct {
+		name, header, value string
+	}{
+		{"target added after signing", "X-Amz-Target", "AmazonEC2ContainerServiceV20141113.DeregisterTaskDefinition"},
+		{"content type added after signing", "Content-Type", "application/x-amz-json-1.0"},
+		{"security token added after signing", "X-Amz-Security-Token", "token"},
+	}
+	for _, c := range cases {
+		r := signed(map[string]string{})
+		if !strings.Contains(r.Header.Get("Authorization"), "SignedHeaders=content-length;host;x-amz-date,") {
+			t.Fatalf("%s: signed over %q, want content-length;host;x-amz-date only", c.name, r.Header.Get("Authorization"))
+		}
+		r.Header.Set(c.header, c.value)
+		var ae *Error
+		_, err := v.Verify(r, []byte(body))
+		if !errors.As(err, &ae) || ae.Type != IncompleteSignature || !strings.Contains(ae.Message, "'"+c.header+"' must be a 'SignedHeader'") {
+			t.Errorf("%s: %v, want %s naming %s", c.name, err, IncompleteSignature, c.header)
+		}
+	}
+}

@@ -107,6 +107,9 @@ func (v *Verifier) verify(r *http.Request, body []byte) (Key, string, error) {
 	if !containsString(signedHeaders, "x-amz-date") {
 		return Key{}, "", authErr(IncompleteSignature, http.StatusBadRequest, "'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.")
 	}
+	if err := requireSigned(r.Header, signedHeaders); err != nil {
+		return Key{}, "", err
+	}
 	// Credential=AKID/yyyymmdd/region/service/aws4_request
 	parts := strings.Split(cred, "/")
 	if len(parts) != 5 || parts[4] != "aws4_request" {
@@ -159,6 +162,26 @@ func (v *Verifier) verify(r *http.Request, body []byte) (Key, string, error) {
 		return Key{}, "", authErr(AccessDenied, http.StatusBadRequest, "lb keys may call only the %s API, not %s", LBService, service)
 	}
 	return key, service, nil
+}
+
+// requireSigned refuses a request that carries an X-Amz-* header or a
+// Content-Type outside its signature: those headers choose the operation
+// (X-Amz-Target), the protocol (Content-Type) or the credentials
+// (X-Amz-Security-Token), so an unsigned one could be changed in a replayed
+// request. The AWS SDKs and the CLI sign every header they send but a few
+// (User-Agent, Expect, X-Amzn-Trace-Id), none of them in this set.
+func requireSigned(h http.Header, signed []string) error {
+	for name := range h {
+		lower := strings.ToLower(name)
+		if !strings.HasPrefix(lower, "x-amz-") && lower != "content-type" {
+			continue
+		}
+		if !containsString(signed, lower) {
+			return authErr(IncompleteSignature, http.StatusBadRequest,
+				"'%s' must be a 'SignedHeader' in the AWS Authorization.", http.CanonicalHeaderKey(name))
+		}
+	}
+	return nil
 }
 
 // parseAuthorization splits "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...".
