@@ -52,6 +52,11 @@ func rules() []rule {
 			to:   []string{"pkg/cluster/ecsapi", "pkg/cluster/acs", "pkg/cluster/logstore", "pkg/cluster/roles", "pkg/cluster/elbv2"}, transitive: true},
 		{why: "only pkg/cluster wires the Elastic Load Balancing API (pkg/cluster/elbv2); its wire package lbwire is for the data plane",
 			from: []string{"..."}, fromExcept: []string{"pkg/cluster", "pkg/cluster/elbv2"}, to: []string{"pkg/cluster/elbv2"}},
+		{why: "only pkg/cluster wires the CloudWatch API (pkg/cluster/cloudwatchapi)",
+			from: []string{"..."}, fromExcept: []string{"pkg/cluster", "pkg/cluster/cloudwatchapi"}, to: []string{"pkg/cluster/cloudwatchapi"}},
+		{why: "the metrics store (pkg/cluster/metrics) stays below the APIs and the session server that feed it",
+			from: []string{"pkg/cluster/metrics"},
+			to:   []string{"pkg/cluster/ecsapi", "pkg/cluster/acs", "pkg/cluster/cloudwatchapi", "pkg/cluster/servicectl", "pkg/cluster/elbv2"}, transitive: true},
 		{why: "the load balancer data plane's wire types (pkg/cluster/elbv2/lbwire) import no other Berth package, so berth-lb links none of the endpoint",
 			from: []string{"pkg/cluster/elbv2/lbwire"}, to: []string{"..."}, toExcept: []string{"pkg/cluster/elbv2/lbwire"}, transitive: true},
 		{why: "berth-lb's data plane (pkg/lb) links none of the endpoint or the agent: of Berth it imports only the data-plane wire types (pkg/cluster/elbv2/lbwire)",
@@ -219,6 +224,8 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/cluster/scheduler"), Deps: []string{m("pkg/cluster/store")}},
 		{ImportPath: m("pkg/cluster/acs"), Imports: []string{"go.etcd.io/etcd/client/v3"}},
 		{ImportPath: m("pkg/lb"), Deps: []string{m("pkg/cluster/elbv2/lbwire"), m("pkg/cluster/records")}},
+		{ImportPath: m("pkg/cluster/acs"), Imports: []string{m("pkg/cluster/cloudwatchapi")}},
+		{ImportPath: m("pkg/cluster/metrics"), Deps: []string{m("pkg/cluster/records"), m("pkg/cluster/acs")}},
 	}
 	got := violations(bad, rules())
 	want := []string{
@@ -245,6 +252,8 @@ func TestRulesCatchViolations(t *testing.T) {
 		m("pkg/cluster/scheduler") + " imports " + m("pkg/cluster/store"),
 		m("pkg/cluster/acs") + " imports go.etcd.io/etcd/client/v3",
 		m("pkg/lb") + " imports " + m("pkg/cluster/records"),
+		m("pkg/cluster/acs") + " imports " + m("pkg/cluster/cloudwatchapi"),
+		m("pkg/cluster/metrics") + " imports " + m("pkg/cluster/acs"),
 	}
 	slices.Sort(want)
 	if len(got) != len(want) {

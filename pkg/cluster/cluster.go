@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -33,10 +34,12 @@ import (
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/awsproto"
+	"github.com/berth-dev/berth/pkg/cluster/cloudwatchapi"
 	"github.com/berth-dev/berth/pkg/cluster/ecsapi"
 	"github.com/berth-dev/berth/pkg/cluster/elbv2"
 	"github.com/berth-dev/berth/pkg/cluster/launch"
 	"github.com/berth-dev/berth/pkg/cluster/logstore"
+	"github.com/berth-dev/berth/pkg/cluster/metrics"
 	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/cluster/servicectl"
@@ -126,15 +129,16 @@ type Endpoint struct {
 	sessions *acs.Server // nil with NoAgentSessions
 	broker   *roles.Broker
 	services *servicectl.Controller
+	metrics  *metrics.Store
 	handler  http.Handler
 	// adminLn is the admin socket Listen opened, handed to Serve.
 	adminLn net.Listener
 }
 
 // Buckets lists the buckets of cluster.db: the ECS and load balancing
-// records, the access keys and the agents' session records.
+// records, the metrics, the access keys and the agents' session records.
 func Buckets() []store.Bucket {
-	return append(append(records.Buckets(), records.LBBuckets()...), auth.KeysBucket, acs.SessionsBucket)
+	return append(append(append(records.Buckets(), records.LBBuckets()...), metrics.Buckets()...), auth.KeysBucket, acs.SessionsBucket)
 }
 
 // OpenStore opens the data directory's store and keyring without serving;
@@ -210,7 +214,11 @@ func (e *Endpoint) build(ctx context.Context) error {
 		Region: o.Region, AccountID: o.AccountID, Now: o.Now}); err != nil {
 		return err
 	}
-	verifier := &auth.Verifier{Keys: e.keys, Region: o.Region, Services: []string{ecsapi.Service, logstore.Service, auth.LBService}, Now: o.Now}
+	verifier := &auth.Verifier{Keys: e.keys, Region: o.Region, Now: o.Now,
+		Services: []string{ecsapi.Service, logstore.Service, auth.LBService, cloudwatchapi.Service}}
+	if e.metrics, err = metrics.New(metrics.Options{Store: e.db, Now: o.Now}); err != nil {
+		return err
+	}
 	if len(o.Roles) > 0 {
 		if e.broker, err = e.newBroker(ctx); err != nil {
 			return err
@@ -219,7 +227,7 @@ func (e *Endpoint) build(ctx context.Context) error {
 	notifiers := taskNotifiers{}
 	if !o.NoAgentSessions {
 		ao := o.ACS
-		ao.Store, ao.Verifier, ao.Logger, ao.Replica = e.db, verifier, o.Logger, e.replica
+		ao.Store, ao.Verifier, ao.Logger, ao.Replica, ao.Metrics = e.db, verifier, o.Logger, e.replica, e.metrics
 		if e.broker != nil {
 			ao.Credentials = e.broker
 		}
@@ -259,8 +267,12 @@ func (e *Endpoint) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	router, err := awsproto.New(awsproto.Options{Verifier: verifier, APIs: []awsproto.API{ecs.API(), e.logs.API(), lb.API(), lb.DataPlaneAPI()},
-		Logger: o.Logger, Now: o.Now})
+	cw, err := cloudwatchapi.New(cloudwatchapi.Options{Metrics: e.metrics, Region: o.Region, AccountID: o.AccountID, Now: o.Now})
+	if err != nil {
+		return err
+	}
+	apis := append([]awsproto.API{ecs.API(), e.logs.API(), lb.API(), lb.DataPlaneAPI()}, cw.APIs()...)
+	router, err := awsproto.New(awsproto.Options{Verifier: verifier, APIs: apis, Logger: o.Logger, Now: o.Now})
 	if err != nil {
 		return err
 	}
@@ -314,8 +326,9 @@ func (ns taskNotifiers) TasksChanged(ctx context.Context, changes []records.Task
 	}
 }
 
-// routes serves the AWS APIs on POST /, the ACS websocket on GET /ws and
-// the TCS websocket on GET /tcs/ws; anything else is 404.
+// routes serves the AWS APIs on POST / (and RPC v2 on POST /service/...),
+// the ACS websocket on GET /ws and the TCS websocket on GET /tcs/ws;
+// anything else is 404.
 func (e *Endpoint) routes(router http.Handler) http.Handler {
 	var telemetry http.Handler
 	if e.sessions != nil {
@@ -327,7 +340,7 @@ func (e *Endpoint) routes(router http.Handler) http.Handler {
 			e.sessions.ServeHTTP(w, r)
 		case r.URL.Path == ecsapi.TelemetryPath+"/ws" && r.Method == http.MethodGet && telemetry != nil:
 			telemetry.ServeHTTP(w, r)
-		case r.URL.Path == "/" && r.Method == http.MethodPost:
+		case (r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, awsproto.RPCPathPrefix)) && r.Method == http.MethodPost:
 			router.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)

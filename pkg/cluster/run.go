@@ -33,6 +33,14 @@ func (e *Endpoint) workers() []worker {
 	ws := []worker{
 		{name: "service controller", run: e.services.Run},
 		{name: "stopped-task pruner", run: e.runPruner},
+		{name: "metrics retention", run: func(ctx context.Context) error {
+			e.metrics.RunRetention(ctx, time.Hour, func(err error) { e.opts.Logger.Warn("metrics retention sweep failed", "err", err) })
+			return nil
+		}},
+		{name: "reservation sampler", run: func(ctx context.Context) error {
+			e.metrics.RunSampler(ctx, time.Minute, func(err error) { e.opts.Logger.Warn("sampling the clusters' reservations failed", "err", err) })
+			return nil
+		}},
 		// Each replica has its own log store (logs.db).
 		{name: "log retention", everyReplica: true, run: func(ctx context.Context) error {
 			e.logs.RunRetention(ctx, time.Hour, func(err error) { e.opts.Logger.Warn("log retention sweep failed", "err", err) })

@@ -43,6 +43,7 @@ import (
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/awsproto"
+	"github.com/berth-dev/berth/pkg/cluster/metrics"
 	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/cluster/store"
@@ -92,7 +93,16 @@ type Options struct {
 	// (replicas.go) and agentConnected is not reset at start, since other
 	// replicas hold sessions. Empty means the only endpoint on its store.
 	Replica string
+	// Metrics, when set, records the TCS PublishMetricsRequest figures
+	// (tcs.go); without it they are acknowledged and dropped.
+	Metrics MetricsRecorder
 	Logger  *slog.Logger
+}
+
+// MetricsRecorder keeps what an agent's TCS PublishMetricsRequest reports
+// (*metrics.Store implements it).
+type MetricsRecorder interface {
+	RecordPublish(instanceArn string, p *metrics.Publish) (int, error)
 }
 
 // maxAgentFrame bounds one websocket message from an agent; a larger one

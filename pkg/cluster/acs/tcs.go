@@ -2,6 +2,7 @@ package acs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/cluster/metrics"
 	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
@@ -20,10 +22,12 @@ import (
 // This file is the endpoint's side of the Telemetry Communication Service
 // (shared/protocol/tcs-api-2.json): the second websocket an agent holds,
 // at DiscoverPollEndpoint's telemetryEndpoint + "/ws", on which it
-// publishes its containers' health. The health lands on the task records
-// (DescribeTasks' healthStatus, the service controller's replacement of
-// UNHEALTHY tasks). Metrics and instance status reports are acknowledged
-// and dropped. Frames may carry a signed header block (tcsframe.go).
+// publishes its containers' health and metrics. The health lands on the
+// task records (DescribeTasks' healthStatus, the service controller's
+// replacement of UNHEALTHY tasks); the metrics (PublishMetricsRequest) go
+// to Options.Metrics (the AWS/ECS service utilisation). Instance status
+// reports are acknowledged and dropped. Frames may carry a signed header
+// block (tcsframe.go).
 
 // maxTelemetryFrame bounds one TCS message: a health report of a few
 // hundred tasks.
@@ -153,7 +157,7 @@ func (s *Server) readTelemetry(ctx context.Context, conn *websocket.Conn, handsh
 		case *api.UnknownFrame:
 			switch m.Type {
 			case api.TypePublishMetricsRequest:
-				reply = &api.AckPublishMetric{Message: "ok"}
+				reply = s.recordMetrics(instanceArn, m.Message)
 			case api.TypePublishInstanceStatusRequest:
 				// The upstream agent reports its own health checks
 				// (container runtime, ...); Berth keeps none of it.
@@ -249,4 +253,25 @@ func applyHealth(t *types.Task, report []*api.ContainerHealth) bool {
 		changed = true
 	}
 	return changed
+}
+
+// recordMetrics hands one PublishMetricsRequest to the metrics recorder
+// and returns the answer: AckPublishMetric, or a ServerException when it
+// could not be kept (the agent publishes again next interval).
+func (s *Server) recordMetrics(instanceArn string, msg json.RawMessage) api.Frame {
+	if s.o.Metrics == nil {
+		return &api.AckPublishMetric{Message: "ok"}
+	}
+	var p metrics.Publish
+	if err := json.Unmarshal(msg, &p); err != nil {
+		s.o.Logger.Warn("ignore malformed PublishMetricsRequest", "instance", instanceArn, "err", err)
+		return &api.ErrorFrame{Type: api.TypeBadRequestException, Message: "PublishMetricsRequest: " + err.Error()}
+	}
+	n, err := s.o.Metrics.RecordPublish(instanceArn, &p)
+	if err != nil {
+		s.o.Logger.Error("record container metrics", "instance", instanceArn, "err", err)
+		return &api.ErrorFrame{Type: api.TypeServerException, Message: "could not record the metrics"}
+	}
+	s.o.Logger.Debug("container metrics recorded", "instance", instanceArn, "tasks", n)
+	return &api.AckPublishMetric{Message: "ok"}
 }

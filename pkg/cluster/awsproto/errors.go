@@ -13,6 +13,10 @@ type Error struct {
 	Type    string
 	Status  int // zero means 400
 	Message string
+	// QueryCode is the error's code in the Query protocol, when the API
+	// also speaks it and the code differs from Type
+	// (InvalidParameterValueException is InvalidParameterValue).
+	QueryCode string
 }
 
 // Error returns "Type: message".

@@ -163,6 +163,12 @@ func setScalar(name, s string, fv reflect.Value) error {
 			return bad("an integer")
 		}
 		target.SetInt(n)
+	case reflect.Float64, reflect.Float32:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return bad("a number")
+		}
+		target.SetFloat(f)
 	default:
 		if target.Type() == timeType {
 			tm, err := time.Parse(time.RFC3339Nano, s)
@@ -246,6 +252,25 @@ func encodeValue(b *bytes.Buffer, name string, v reflect.Value) error {
 			return err
 		}
 		b.WriteString(end)
+	case v.Kind() == reflect.Map:
+		if v.IsNil() {
+			return nil
+		}
+		// AWS Query maps: <Name><entry><key/><value/></entry></Name>.
+		b.WriteString(open)
+		keys := v.MapKeys()
+		slices.SortFunc(keys, func(x, y reflect.Value) int { return strings.Compare(x.String(), y.String()) })
+		for _, k := range keys {
+			b.WriteString("<entry>")
+			if err := encodeValue(b, "key", k); err != nil {
+				return err
+			}
+			if err := encodeValue(b, "value", v.MapIndex(k)); err != nil {
+				return err
+			}
+			b.WriteString("</entry>")
+		}
+		b.WriteString(end)
 	case v.Kind() == reflect.Slice:
 		if v.IsNil() {
 			return nil
@@ -270,6 +295,8 @@ func encodeValue(b *bytes.Buffer, name string, v reflect.Value) error {
 		b.WriteString(open + strconv.FormatBool(v.Bool()) + end)
 	case v.CanInt():
 		b.WriteString(open + strconv.FormatInt(v.Int(), 10) + end)
+	case v.CanFloat():
+		b.WriteString(open + strconv.FormatFloat(v.Float(), 'g', -1, 64) + end)
 	default:
 		return fmt.Errorf("encode query result: %s has unsupported type %s", name, v.Type())
 	}

@@ -12,6 +12,15 @@
 //   - AWS Query: a form-encoded body with Action and Version, routed to the
 //     Query API whose SigV4 service the request was signed for; results and
 //     errors are XML (<OpResponse><OpResult>, <ErrorResponse><Error>).
+//   - Smithy RPC v2 CBOR: POST /service/<service shape>/operation/<Op> with
+//     a CBOR body (what aws-sdk-go-v2 speaks to CloudWatch); errors are a
+//     CBOR map {"__type", "message"}.
+//
+// An API that used to speak Query and now also speaks JSON 1.0 or CBOR
+// (CloudWatch: "awsQueryCompatible") gives its errors a QueryCode, which
+// the JSON and CBOR answers carry in the X-Amzn-Query-Error header and the
+// Query answers as their code. DecodeInput and EncodeOutput (codec.go)
+// read and write the SDK's structs in whichever protocol a request came.
 //
 // An API plugs in as an API value with a Handler; the handler decodes its
 // input, runs the operation and encodes its result, and decides what each
@@ -21,6 +30,8 @@
 package awsproto
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -49,9 +60,10 @@ type Protocol int
 
 // The protocols of AWS APIs.
 const (
-	JSON11 Protocol = iota // application/x-amz-json-1.1 (ECS, CloudWatch Logs)
-	JSON10                 // application/x-amz-json-1.0
-	Query                  // form-encoded requests, XML results and errors (ELBv2, CloudWatch)
+	JSON11    Protocol = iota // application/x-amz-json-1.1 (ECS, CloudWatch Logs)
+	JSON10                    // application/x-amz-json-1.0
+	Query                     // form-encoded requests, XML results and errors (ELBv2, CloudWatch)
+	RPCv2CBOR                 // Smithy RPC v2 CBOR (CloudWatch from aws-sdk-go-v2)
 )
 
 // contentType is the Content-Type of the protocol's answers.
@@ -61,6 +73,8 @@ func (p Protocol) contentType() string {
 		return "application/x-amz-json-1.0"
 	case Query:
 		return "text/xml"
+	case RPCv2CBOR:
+		return "application/cbor"
 	default:
 		return "application/x-amz-json-1.1"
 	}
@@ -77,6 +91,10 @@ type API struct {
 	// TargetPrefix (JSON protocols) is the X-Amz-Target prefix including
 	// the dot ("AmazonEC2ContainerServiceV20141113.").
 	TargetPrefix string
+	// RPCService, set on a JSON API, also serves it in the RPC v2 CBOR
+	// protocol at /service/<RPCService>/operation/<Op>
+	// ("GraniteServiceVersion20100801").
+	RPCService string
 	// Version (Query) is the API version requests must name
 	// ("2015-12-01"); XMLNamespace is the namespace of its results and
 	// errors.
@@ -105,7 +123,11 @@ type Request struct {
 	// what an agent key may do).
 	Key       auth.Key
 	Operation string
-	// Body is the request body: the JSON input of the JSON protocols.
+	// Protocol is the protocol the request came in, which its answer
+	// speaks too.
+	Protocol Protocol
+	// Body is the request body: the JSON input of the JSON protocols, the
+	// CBOR input of RPC v2.
 	Body []byte
 	// Params are the Query protocol's form values, Action and Version left
 	// out.
@@ -115,8 +137,8 @@ type Request struct {
 }
 
 // Handler runs the operations of one API. It returns the encoded result:
-// the JSON body (JSON protocols), or the XML content of the
-// <OperationResult> element (Query), which the router wraps.
+// the JSON body (JSON protocols), the CBOR body (RPC v2), or the XML
+// content of the <OperationResult> element (Query), which the router wraps.
 type Handler interface {
 	ServeAWS(r *Request) ([]byte, error)
 }
@@ -173,8 +195,16 @@ func New(o Options) (*Router, error) {
 	return &Router{o: o}, nil
 }
 
-// ServeHTTP answers POST /; anything else is 404.
+// RPCPathPrefix starts the paths of RPC v2 requests.
+const RPCPathPrefix = "/service/"
+
+// ServeHTTP answers POST / and POST /service/<service>/operation/<Op>;
+// anything else is 404.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, RPCPathPrefix) {
+		rt.serveRPC(w, r)
+		return
+	}
 	if r.Method != http.MethodPost || r.URL.Path != "/" {
 		http.NotFound(w, r)
 		return
@@ -217,7 +247,36 @@ func (rt *Router) readVerified(w http.ResponseWriter, r *http.Request, limit int
 		fail(err)
 		return nil, auth.Key{}, "", false
 	}
+	// The SDKs compress large PutMetricData bodies; the signature is the
+	// compressed body's.
+	if enc := r.Header.Get("Content-Encoding"); enc != "" {
+		if body, err = decompress(enc, body, limit); err != nil {
+			fail(err)
+			return nil, auth.Key{}, "", false
+		}
+	}
 	return body, key, service, true
+}
+
+// decompress undoes a Content-Encoding of gzip; anything else is refused.
+// The result is limited as a plain body is.
+func decompress(enc string, body []byte, limit int) ([]byte, error) {
+	if !strings.EqualFold(enc, "gzip") {
+		return nil, ClientError("SerializationException", "Content-Encoding %q is not supported (gzip is)", enc)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, ClientError("SerializationException", "the gzip request body is not valid: %v", err)
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, int64(limit)+1))
+	if err != nil {
+		return nil, ClientError("SerializationException", "the gzip request body is not valid: %v", err)
+	}
+	if len(out) > limit {
+		return nil, &Error{Type: "RequestEntityTooLargeException", Status: http.StatusRequestEntityTooLarge,
+			Message: fmt.Sprintf("decompressed request body exceeds %d bytes", limit)}
+	}
+	return out, nil
 }
 
 func wrongService(want string) *auth.Error {
@@ -261,7 +320,7 @@ func (rt *Router) serveJSON(w http.ResponseWriter, r *http.Request, target strin
 		fail(wrongService(api.Service))
 		return
 	}
-	req := &Request{Context: r.Context(), Key: key, Operation: op, Body: body, BaseURL: baseURL(r)}
+	req := &Request{Context: r.Context(), Key: key, Operation: op, Protocol: proto, Body: body, BaseURL: baseURL(r)}
 	out, err := rt.call(api, req)
 	if err != nil {
 		fail(err)
@@ -282,28 +341,44 @@ func (rt *Router) call(api *API, req *Request) ([]byte, error) {
 	return out, err
 }
 
-// classify returns what the client is told of err: its type, status and
-// message. An error that is neither an *Error nor an *auth.Error is
-// internal: it is logged, and the client gets internalType.
-func (rt *Router) classify(op string, err error, internalType string) (typ string, status int, msg string) {
+// classify returns what the client is told of err. An error that is
+// neither an *Error nor an *auth.Error is internal: it is logged, and the
+// client gets internalType.
+func (rt *Router) classify(op string, err error, internalType string) Error {
 	var ae *Error
 	var authE *auth.Error
 	switch {
 	case errors.As(err, &ae):
-		return ae.Type, ae.status(), ae.Message
+		e := *ae
+		e.Status = ae.status()
+		return e
 	case errors.As(err, &authE):
-		return authE.Type, authE.Status, authE.Message
+		return Error{Type: authE.Type, Status: authE.Status, Message: authE.Message}
 	}
 	rt.o.Logger.Error("request failed", "operation", op, "err", err)
 	if internalType == "" {
 		internalType = "InternalFailure"
 	}
-	return internalType, http.StatusInternalServerError, "internal error"
+	return Error{Type: internalType, Status: http.StatusInternalServerError, Message: "internal error"}
 }
 
 func (rt *Router) writeJSONError(w http.ResponseWriter, proto Protocol, internalType, op string, err error) {
-	typ, status, msg := rt.classify(op, err, internalType)
-	WriteJSONError(w, proto, status, typ, msg)
+	e := rt.classify(op, err, internalType)
+	setQueryError(w, e)
+	WriteJSONError(w, proto, e.Status, e.Type, e.Message)
+}
+
+// setQueryError sets the X-Amzn-Query-Error header ("<code>;Sender") of an
+// error with a QueryCode.
+func setQueryError(w http.ResponseWriter, e Error) {
+	if e.QueryCode == "" {
+		return
+	}
+	fault := "Sender"
+	if e.Status >= 500 {
+		fault = "Receiver"
+	}
+	w.Header().Set("X-Amzn-Query-Error", e.QueryCode+";"+fault)
 }
 
 // WriteJSONError answers with an AWS JSON error: {"__type", "message"} and
@@ -351,8 +426,12 @@ func (rt *Router) serveQuery(w http.ResponseWriter, r *http.Request) {
 		if api != nil {
 			ns, internal = api.XMLNamespace, api.InternalError
 		}
-		typ, status, msg := rt.classify("query", err, internal)
-		writeXMLError(w, ns, status, typ, msg, requestID)
+		e := rt.classify("query", err, internal)
+		code := e.Type
+		if e.QueryCode != "" {
+			code = e.QueryCode
+		}
+		writeXMLError(w, ns, e.Status, code, e.Message, requestID)
 	}
 	body, key, service, ok := rt.readVerified(w, r, limit, fail)
 	if !ok {
@@ -383,7 +462,7 @@ func (rt *Router) serveQuery(w http.ResponseWriter, r *http.Request) {
 		fail(ClientError("InvalidAction", "Could not find operation %s for version %s.", action, version))
 		return
 	}
-	req := &Request{Context: r.Context(), Key: key, Operation: action, Params: params, BaseURL: baseURL(r)}
+	req := &Request{Context: r.Context(), Key: key, Operation: action, Protocol: Query, Params: params, BaseURL: baseURL(r)}
 	out, err := rt.call(api, req)
 	if err != nil {
 		fail(err)
@@ -400,4 +479,57 @@ func newRequestID() string {
 	_, _ = rand.Read(b)
 	h := hex.EncodeToString(b)
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// serveRPC serves an RPC v2 CBOR request,
+// POST /service/<service>/operation/<Op>: the API is the one whose
+// RPCService names the service.
+func (rt *Router) serveRPC(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.Path, RPCPathPrefix)
+	svc, op, _ := strings.Cut(rest, "/operation/")
+	var api *API
+	for i := range rt.o.APIs {
+		if a := &rt.o.APIs[i]; a.RPCService != "" && a.RPCService == svc {
+			api = a
+			break
+		}
+	}
+	limit, internal := MaxRequestBody, ""
+	if api != nil {
+		limit, internal = api.maxBody(), api.InternalError
+	}
+	fail := func(err error) {
+		e := rt.classify(op, err, internal)
+		setQueryError(w, e)
+		w.Header().Set("Content-Type", RPCv2CBOR.contentType())
+		w.Header().Set("Smithy-Protocol", "rpc-v2-cbor")
+		w.Header().Set("X-Amzn-ErrorType", e.Type)
+		w.WriteHeader(e.Status)
+		w.Write(cborErrorBody(e.Type, e.Message))
+	}
+	body, key, service, ok := rt.readVerified(w, r, limit, fail)
+	if !ok {
+		return
+	}
+	switch {
+	case api == nil:
+		fail(ClientError("UnknownOperationException", "Unknown service %q", svc))
+		return
+	case !actionRE.MatchString(op):
+		fail(ClientError("UnknownOperationException", "Unknown operation %q", op))
+		return
+	case service != api.Service:
+		fail(wrongService(api.Service))
+		return
+	}
+	req := &Request{Context: r.Context(), Key: key, Operation: op, Protocol: RPCv2CBOR, Body: body, BaseURL: baseURL(r)}
+	out, err := rt.call(api, req)
+	if err != nil {
+		fail(err)
+		return
+	}
+	w.Header().Set("Content-Type", RPCv2CBOR.contentType())
+	w.Header().Set("Smithy-Protocol", "rpc-v2-cbor")
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
 }

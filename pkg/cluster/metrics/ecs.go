@@ -1,0 +1,262 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/berth-dev/berth/pkg/cluster/records"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+// The AWS/ECS namespace and its metrics.
+const (
+	ECSNamespace      = "AWS/ECS"
+	CPUUtilization    = "CPUUtilization"
+	MemoryUtilization = "MemoryUtilization"
+	CPUReservation    = "CPUReservation"
+	MemoryReservation = "MemoryReservation"
+	// UnitPercent is the unit of all four.
+	UnitPercent = "Percent"
+)
+
+// Publish is what RecordPublish reads of one TCS PublishMetricsRequest
+// (shared/protocol/tcs-api-2.json): per task, per container, the CPU and
+// memory statistic sets over the agent's sampling interval. The other
+// members of the request (instance metrics, network, storage) are not
+// kept.
+//
+// Units, as the ECS agent sends them: cpuStatsSet is CPU use in percent
+// of one CPU (100 = one core fully used, 1024 CPU units; a container on
+// two cores reads 200), memoryStatsSet is memory use in MiB.
+type Publish struct {
+	Metadata    *PublishMetadata `json:"metadata,omitempty"`
+	TaskMetrics []*TaskMetric    `json:"taskMetrics,omitempty"`
+}
+
+// PublishMetadata says whose metrics a Publish carries.
+type PublishMetadata struct {
+	Cluster           string `json:"cluster,omitempty"`
+	ContainerInstance string `json:"containerInstance,omitempty"`
+	MessageID         string `json:"messageId,omitempty"`
+	Idle              bool   `json:"idle,omitempty"`
+	Fin               bool   `json:"fin,omitempty"`
+}
+
+// TaskMetric is one task's containers' statistics.
+type TaskMetric struct {
+	TaskArn               string             `json:"taskArn,omitempty"`
+	ClusterArn            string             `json:"clusterArn,omitempty"`
+	TaskDefinitionFamily  string             `json:"taskDefinitionFamily,omitempty"`
+	TaskDefinitionVersion string             `json:"taskDefinitionVersion,omitempty"`
+	ContainerMetrics      []*ContainerMetric `json:"containerMetrics,omitempty"`
+}
+
+// ContainerMetric is one container's CPU and memory statistics.
+type ContainerMetric struct {
+	ContainerArn   string      `json:"containerArn,omitempty"`
+	ContainerName  string      `json:"containerName,omitempty"`
+	CPUStatsSet    *CWStatsSet `json:"cpuStatsSet,omitempty"`
+	MemoryStatsSet *CWStatsSet `json:"memoryStatsSet,omitempty"`
+}
+
+// CWStatsSet is the model's statistic set of samples.
+type CWStatsSet struct {
+	Min         *float64 `json:"min,omitempty"`
+	Max         *float64 `json:"max,omitempty"`
+	SampleCount *int64   `json:"sampleCount,omitempty"`
+	Sum         *float64 `json:"sum,omitempty"`
+}
+
+// stats returns the set's average, minimum and maximum; false when it has
+// no samples.
+func (c *CWStatsSet) stats() (avg, lo, hi float64, ok bool) {
+	if c == nil || c.SampleCount == nil || *c.SampleCount <= 0 || c.Sum == nil {
+		return 0, 0, 0, false
+	}
+	avg = *c.Sum / float64(*c.SampleCount)
+	lo, hi = avg, avg
+	if c.Min != nil {
+		lo = *c.Min
+	}
+	if c.Max != nil {
+		hi = *c.Max
+	}
+	return avg, lo, hi, true
+}
+
+// cpuUnitsPerCore is what one fully used CPU is in ECS CPU units.
+const cpuUnitsPerCore = 1024
+
+// RecordPublish turns one TCS publication of the agent of instanceArn into
+// AWS/ECS samples at the endpoint's clock: for each RUNNING task of a
+// service that the publication reports (and that runs on that instance),
+// its CPU use over its CPU reservation (a task without one: over one CPU)
+// and its memory use over its memory reservation, in percent, as one
+// sample of CPUUtilization and MemoryUtilization for {ClusterName,
+// ServiceName}. Over a period the Average is the service's utilisation
+// (ECS's tasks of a service share one reservation), Minimum and Maximum
+// those of its least and most busy task. Tasks of no service, unknown
+// tasks and tasks of other instances are skipped. It returns how many
+// tasks were recorded.
+func (s *Store) RecordPublish(instanceArn string, p *Publish) (int, error) {
+	if p == nil || len(p.TaskMetrics) == 0 {
+		return 0, nil
+	}
+	now := s.o.Now()
+	var samples []Sample
+	tasks := 0
+	err := s.o.Store.View(func(tx store.Tx) error {
+		samples, tasks = nil, 0
+		for _, tm := range p.TaskMetrics {
+			if tm == nil {
+				continue
+			}
+			key, ok := records.TaskKeyOf(tm.TaskArn)
+			if !ok {
+				continue
+			}
+			t, found, err := records.Get[records.Task](tx, records.Tasks, key)
+			if err != nil {
+				return fmt.Errorf("read task %s: %w", tm.TaskArn, err)
+			}
+			if !found {
+				continue
+			}
+			service, isService := strings.CutPrefix(aws.ToString(t.Task.Group), "service:")
+			if !isService || aws.ToString(t.Task.ContainerInstanceArn) != instanceArn ||
+				aws.ToString(t.Task.LastStatus) != "RUNNING" {
+				continue
+			}
+			id := func(name string) MetricID {
+				return MetricID{Namespace: ECSNamespace, MetricName: name,
+					Dimensions: []Dimension{{"ClusterName", t.Cluster}, {"ServiceName", service}}}
+			}
+			recorded := false
+			if st, ok := taskShare(tm, func(c *ContainerMetric) *CWStatsSet { return c.CPUStatsSet },
+				cpuUnitsPerCore/100.0, float64(cpuReservation(t))); ok {
+				samples = append(samples, Sample{MetricID: id(CPUUtilization), Unit: UnitPercent, Time: now, Stat: st})
+				recorded = true
+			}
+			if t.Demand.Memory > 0 {
+				if st, ok := taskShare(tm, func(c *ContainerMetric) *CWStatsSet { return c.MemoryStatsSet },
+					1, float64(t.Demand.Memory)); ok {
+					samples = append(samples, Sample{MetricID: id(MemoryUtilization), Unit: UnitPercent, Time: now, Stat: st})
+					recorded = true
+				}
+			}
+			if recorded {
+				tasks++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("record TCS metrics: %w", err)
+	}
+	if err := s.Put(samples); err != nil {
+		return 0, fmt.Errorf("record TCS metrics: %w", err)
+	}
+	return tasks, nil
+}
+
+// cpuReservation is a task's CPU units, or one CPU for a task that
+// reserves none (ECS then gives it a minimal share, so the figure says how
+// much of a CPU it used).
+func cpuReservation(t *records.Task) int64 {
+	if t.Demand.CPU > 0 {
+		return t.Demand.CPU
+	}
+	return cpuUnitsPerCore
+}
+
+// taskShare is one task's use of a resource over its reservation in
+// percent: the containers' averages (and minimums, maximums) added up,
+// times scale (to the reservation's unit), over reserved.
+func taskShare(tm *TaskMetric, set func(*ContainerMetric) *CWStatsSet, scale, reserved float64) (StatSet, bool) {
+	var avg, lo, hi float64
+	any := false
+	for _, c := range tm.ContainerMetrics {
+		if c == nil {
+			continue
+		}
+		a, l, h, ok := set(c).stats()
+		if !ok {
+			continue
+		}
+		avg, lo, hi, any = avg+a, lo+l, hi+h, true
+	}
+	if !any || reserved <= 0 {
+		return StatSet{}, false
+	}
+	pct := func(v float64) float64 { return v * scale * 100 / reserved }
+	return StatSet{Count: 1, Sum: pct(avg), Min: pct(lo), Max: pct(hi)}, true
+}
+
+// SampleReservations records each cluster's CPUReservation and
+// MemoryReservation (units reserved by its tasks over the units its
+// ACTIVE and DRAINING instances registered, in percent) for
+// {ClusterName}, as ECS does every minute. Clusters without registered
+// resources are skipped.
+func (s *Store) SampleReservations() error {
+	now := s.o.Now()
+	type sums struct{ cpu, mem, usedCPU, usedMem int64 }
+	byCluster := map[string]*sums{}
+	err := s.o.Store.View(func(tx store.Tx) error {
+		clear(byCluster)
+		return records.Each(tx, records.Instances, "", func(in *records.Instance) error {
+			if st := in.Status(); st != "ACTIVE" && st != "DRAINING" {
+				return nil
+			}
+			c := byCluster[in.Cluster]
+			if c == nil {
+				c = &sums{}
+				byCluster[in.Cluster] = c
+			}
+			c.cpu += records.ResourceInt(in.Instance.RegisteredResources, "CPU")
+			c.mem += records.ResourceInt(in.Instance.RegisteredResources, "MEMORY")
+			c.usedCPU += in.UsedCPU
+			c.usedMem += in.UsedMemory
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("sample reservations: %w", err)
+	}
+	var samples []Sample
+	for cluster, c := range byCluster {
+		dims := []Dimension{{"ClusterName", cluster}}
+		if c.cpu > 0 {
+			samples = append(samples, Sample{MetricID: MetricID{ECSNamespace, CPUReservation, dims}, Unit: UnitPercent,
+				Time: now, Stat: Value(float64(c.usedCPU) * 100 / float64(c.cpu))})
+		}
+		if c.mem > 0 {
+			samples = append(samples, Sample{MetricID: MetricID{ECSNamespace, MemoryReservation, dims}, Unit: UnitPercent,
+				Time: now, Stat: Value(float64(c.usedMem) * 100 / float64(c.mem))})
+		}
+	}
+	if err := s.Put(samples); err != nil {
+		return fmt.Errorf("sample reservations: %w", err)
+	}
+	return nil
+}
+
+// RunSampler samples the reservations every interval until ctx ends;
+// failures go to fail.
+func (s *Store) RunSampler(ctx context.Context, interval time.Duration, fail func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.SampleReservations(); err != nil {
+			fail(err)
+		}
+	}
+}
