@@ -163,6 +163,15 @@ func (m *Manager) sweep(ctx context.Context, keep, gone map[string]bool, rep *Cl
 	if err := m.sweepIPTables(ctx, kept, staleIDs, staleIPs, rep); err != nil {
 		errs = append(errs, err)
 	}
+	// The built-in datapath's DNAT rules, whichever datapath is selected
+	// now: sandboxes keep the one they were set up with.
+	removed, err := m.nft.remove(func(id string) bool { return m.ours(id) && !kept(id) })
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, r := range removed {
+		rep.Rules = append(rep.Rules, "nft "+m.nft.table.Name+": "+r)
+	}
 	for ip, id := range staleIPs {
 		if err := os.Remove(filepath.Join(m.leaseDir(), ip)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("release IPAM lease %s: %w", ip, err))
@@ -195,10 +204,13 @@ func (m *Manager) ours(id string) bool {
 }
 
 // orphan is the best guess at a sandbox known only by its ID: a bridge
-// sandbox of this Manager's network without port mappings.
+// sandbox of this Manager's network and datapath without port mappings.
+// Guessing the datapath wrong leaves nothing: the namespace's removal takes
+// the veth pair along, and the sweep removes both datapaths' rules and
+// leases by ID.
 func (m *Manager) orphan(id string) Sandbox {
 	return Sandbox{ID: id, Mode: ModeBridge, NetnsPath: filepath.Join(m.opts.NetnsDir, id),
-		Network: m.opts.NetworkName, IfName: IfName}
+		Network: m.opts.NetworkName, IfName: IfName, Datapath: m.opts.Datapath}
 }
 
 // leaseDir is host-local's lease directory for our network.

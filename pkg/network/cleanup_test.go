@@ -20,6 +20,9 @@ type childConfig struct {
 	Opts  Options
 	Store string
 	Range PortRange
+	// KillAfter names a step of the built-in setup after which the child
+	// kills itself with SIGKILL.
+	KillAfter string
 }
 
 // TestCrashChild is not a test of its own: run by TestCrashBetweenSetupAndRecord
@@ -43,6 +46,13 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.stepHook = func(step string) error {
+		if step == cfg.KillAfter {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			time.Sleep(time.Minute)
+		}
+		return nil
+	}
 	sb, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}, {ContainerPort: 53, Protocol: UDP}}})
 	if err != nil {
 		t.Fatal(err)
@@ -52,10 +62,15 @@ func TestCrashChild(t *testing.T) {
 }
 
 // crashChild returns the command that runs TestCrashChild with the test
-// net's state and the options o.
-func crashChild(t *testing.T, tn *testNet, o Options) *exec.Cmd {
+// net's state and the options o; with killAfter set, the child kills
+// itself after that step of the built-in setup.
+func crashChild(t *testing.T, tn *testNet, o Options, killAfter ...string) *exec.Cmd {
 	t.Helper()
-	raw, err := json.Marshal(childConfig{Opts: o, Store: tn.store.Path, Range: tn.rng})
+	cfg := childConfig{Opts: o, Store: tn.store.Path, Range: tn.rng}
+	if len(killAfter) > 0 {
+		cfg.KillAfter = killAfter[0]
+	}
+	raw, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,60 +81,62 @@ func crashChild(t *testing.T, tn *testNet, o Options) *exec.Cmd {
 
 func TestCrashBetweenSetupAndRecord(t *testing.T) {
 	requireHost(t)
-	tn := newTestNet(t, "crash", 15)
-	before := snapshot(t, tn)
-	o := tn.opts
-	cmd := crashChild(t, tn, o)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var id string
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "SANDBOX "); ok {
-			id = rest
-			break
+	eachDatapath(t, func(t *testing.T, dp Datapath, off int) {
+		tn := newTestNetOn(t, "crash", 15+off, dp)
+		before := snapshot(t, tn)
+		o := tn.opts
+		cmd := crashChild(t, tn, o)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	if id == "" {
-		t.Fatal("child exited without setting up a sandbox")
-	}
-	during := snapshot(t, tn)
-	if len(during.ipam) != 1 || len(during.links) != 1 || len(during.iptables) == 0 {
-		t.Fatalf("after the kill, want the child's sandbox in place; got\n%s", during)
-	}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var id string
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "SANDBOX "); ok {
+				id = rest
+				break
+			}
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		if id == "" {
+			t.Fatal("child exited without setting up a sandbox")
+		}
+		during := snapshot(t, tn)
+		if len(during.ipam) != 1 || len(during.links) != 1 || len(during.iptables)+len(during.nft) == 0 {
+			t.Fatalf("after the kill, want the child's sandbox in place; got\n%s", during)
+		}
 
-	// The next start: a new allocator and manager over the same state, and a
-	// caller that recorded nothing.
-	m := tn.manager(t)
-	rep, err := m.Cleanup(bg(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.TornDown) != 1 || rep.TornDown[0] != id {
-		t.Fatalf("cleanup report: want %s torn down, got %+v", id, rep)
-	}
-	if left := leftoverChains(t, tn, []string{id}); len(left) != 0 {
-		t.Fatalf("chains of the crashed sandbox left: %v", left)
-	}
-	after := snapshot(t, tn)
-	if before.String() != after.String() {
-		t.Fatalf("crashed sandbox left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
-	}
-	if got := m.Ports().Allocations(); len(got) != 0 {
-		t.Fatalf("ports still held: %+v", got)
-	}
-	if _, err := os.Stat(filepath.Join(o.NetnsDir, id)); !os.IsNotExist(err) {
-		t.Fatalf("netns of %s still there: %v", id, err)
-	}
+		// The next start: a new allocator and manager over the same state, and a
+		// caller that recorded nothing.
+		m := tn.manager(t)
+		rep, err := m.Cleanup(bg(), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.TornDown) != 1 || rep.TornDown[0] != id {
+			t.Fatalf("cleanup report: want %s torn down, got %+v", id, rep)
+		}
+		if left := leftoverChains(t, tn, []string{id}); len(left) != 0 {
+			t.Fatalf("chains of the crashed sandbox left: %v", left)
+		}
+		after := snapshot(t, tn)
+		if before.String() != after.String() {
+			t.Fatalf("crashed sandbox left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+		if got := m.Ports().Allocations(); len(got) != 0 {
+			t.Fatalf("ports still held: %+v", got)
+		}
+		if _, err := os.Stat(filepath.Join(o.NetnsDir, id)); !os.IsNotExist(err) {
+			t.Fatalf("netns of %s still there: %v", id, err)
+		}
+	})
 }
 
 // TestCleanupSweepsWithoutRecords covers state whose records were lost
@@ -127,57 +144,63 @@ func TestCrashBetweenSetupAndRecord(t *testing.T) {
 // firewall rules by the leased address and the lease by its content.
 func TestCleanupSweepsWithoutRecords(t *testing.T) {
 	requireHost(t)
-	tn := newTestNet(t, "sweep", 16)
-	m := tn.manager(t)
-	before := snapshot(t, tn)
-	live, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Teardown(bg(), *live)
-	withNetns, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bare, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Lose the records of both; of the second also the netns (which takes
-	// its veth with it) and the libcni cache, as a reboot of /run would.
-	for _, sb := range []*Sandbox{withNetns, bare} {
-		if err := os.Remove(m.recordPath(sb.ID)); err != nil {
+	eachDatapath(t, func(t *testing.T, dp Datapath, off int) {
+		tn := newTestNetOn(t, "sweep", 16+off, dp)
+		m := tn.manager(t)
+		before := snapshot(t, tn)
+		live, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}}})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := RemoveNetns(bare.NetnsPath); err != nil {
-		t.Fatal(err)
-	}
-	caches, _ := filepath.Glob("/var/lib/cni/results/*" + bare.ID + "*")
-	for _, c := range caches {
-		_ = os.Remove(c)
-	}
+		defer m.Teardown(bg(), *live)
+		withNetns, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bare, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Lose the records of both; of the second also the netns (which takes
+		// its veth with it) and the libcni cache, as a reboot of /run would.
+		for _, sb := range []*Sandbox{withNetns, bare} {
+			if err := os.Remove(m.recordPath(sb.ID)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := RemoveNetns(bare.NetnsPath); err != nil {
+			t.Fatal(err)
+		}
+		caches, _ := filepath.Glob("/var/lib/cni/results/*" + bare.ID + "*")
+		for _, c := range caches {
+			_ = os.Remove(c)
+		}
 
-	rep, err := m.Cleanup(bg(), []Sandbox{*live}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Chains) == 0 || len(rep.Leases) != 1 || !strings.Contains(rep.Leases[0], bare.ID) {
-		t.Fatalf("sweep report: want the orphan's portmap chain and lease; got %+v", rep)
-	}
-	if err := m.Teardown(bg(), *live); err != nil {
-		t.Fatal(err)
-	}
-	if left := leftoverChains(t, tn, []string{live.ID, withNetns.ID, bare.ID}); len(left) != 0 {
-		t.Fatalf("chains of the orphans left: %v", left)
-	}
-	after := snapshot(t, tn)
-	if before.String() != after.String() {
-		t.Fatalf("orphans left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
-	}
-	if got := m.Ports().Allocations(); len(got) != 0 {
-		t.Fatalf("ports still held: %+v", got)
-	}
+		rep, err := m.Cleanup(bg(), []Sandbox{*live}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		swept := len(rep.Chains) > 0
+		if dp == DatapathBuiltin {
+			swept = strings.Contains(strings.Join(rep.Rules, "\n"), bare.ID)
+		}
+		if !swept || len(rep.Leases) != 1 || !strings.Contains(rep.Leases[0], bare.ID) {
+			t.Fatalf("sweep report: want the orphan's port mapping rules and lease; got %+v", rep)
+		}
+		if err := m.Teardown(bg(), *live); err != nil {
+			t.Fatal(err)
+		}
+		if left := leftoverChains(t, tn, []string{live.ID, withNetns.ID, bare.ID}); len(left) != 0 {
+			t.Fatalf("chains of the orphans left: %v", left)
+		}
+		after := snapshot(t, tn)
+		if before.String() != after.String() {
+			t.Fatalf("orphans left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+		if got := m.Ports().Allocations(); len(got) != 0 {
+			t.Fatalf("ports still held: %+v", got)
+		}
+	})
 }
 
 // TestSetupFailureUndoesEverything makes the last plugin of the chain
@@ -226,37 +249,39 @@ exit 0
 // and tears it down through a new Manager and allocator over the same state.
 func TestTeardownAfterRestart(t *testing.T) {
 	requireHost(t)
-	tn := newTestNet(t, "restart", 19)
-	before := snapshot(t, tn)
-	m := tn.manager(t)
-	sb, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}, {ContainerPort: 8000, ContainerPortEnd: 8002, Protocol: UDP}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := json.Marshal(sb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m2 := tn.manager(t)
-	if got := len(m2.Ports().Allocations()); got != 4 {
-		t.Fatalf("after restart: want 4 held ports (1 tcp + 3 udp), got %d", got)
-	}
-	var back Sandbox
-	if err := json.Unmarshal(raw, &back); err != nil {
-		t.Fatal(err)
-	}
-	if err := m2.Teardown(bg(), back); err != nil {
-		t.Fatal(err)
-	}
-	if left := leftoverChains(t, tn, []string{sb.ID}); len(left) != 0 {
-		t.Fatalf("chains left: %v", left)
-	}
-	if after := snapshot(t, tn); before.String() != after.String() {
-		t.Fatalf("teardown after restart left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
-	}
-	if got := m2.Ports().Allocations(); len(got) != 0 {
-		t.Fatalf("ports still held: %+v", got)
-	}
+	eachDatapath(t, func(t *testing.T, dp Datapath, off int) {
+		tn := newTestNetOn(t, "restart", 19+off, dp)
+		before := snapshot(t, tn)
+		m := tn.manager(t)
+		sb, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}, {ContainerPort: 8000, ContainerPortEnd: 8002, Protocol: UDP}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := json.Marshal(sb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m2 := tn.manager(t)
+		if got := len(m2.Ports().Allocations()); got != 4 {
+			t.Fatalf("after restart: want 4 held ports (1 tcp + 3 udp), got %d", got)
+		}
+		var back Sandbox
+		if err := json.Unmarshal(raw, &back); err != nil {
+			t.Fatal(err)
+		}
+		if err := m2.Teardown(bg(), back); err != nil {
+			t.Fatal(err)
+		}
+		if left := leftoverChains(t, tn, []string{sb.ID}); len(left) != 0 {
+			t.Fatalf("chains left: %v", left)
+		}
+		if after := snapshot(t, tn); before.String() != after.String() {
+			t.Fatalf("teardown after restart left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+		if got := m2.Ports().Allocations(); len(got) != 0 {
+			t.Fatalf("ports still held: %+v", got)
+		}
+	})
 }
 
 // pluginDir returns a directory with links to the real CNI plugins, for

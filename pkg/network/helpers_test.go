@@ -62,8 +62,31 @@ type testNet struct {
 	rng   PortRange
 }
 
+// eachDatapath runs f as one subtest per datapath, with off 0 for CNI and
+// 100 for the built-in one: added to the test's net index, the two never
+// share a bridge, subnet, directory or port range.
+func eachDatapath(t *testing.T, f func(t *testing.T, dp Datapath, off int)) {
+	for _, dp := range []Datapath{DatapathCNI, DatapathBuiltin} {
+		off := 0
+		if dp == DatapathBuiltin {
+			off = 100
+		}
+		t.Run(string(dp), func(t *testing.T) { f(t, dp, off) })
+	}
+}
+
+// newTestNet returns test net n on the CNI datapath.
 func newTestNet(t *testing.T, name string, n int) *testNet {
 	t.Helper()
+	return newTestNetOn(t, name, n, DatapathCNI)
+}
+
+// newTestNetOn returns test net n on datapath dp.
+func newTestNetOn(t *testing.T, name string, n int, dp Datapath) *testNet {
+	t.Helper()
+	if dp == DatapathBuiltin {
+		name += "-b"
+	}
 	if n < 1 || n > 199 {
 		t.Fatalf("test net index %d out of 1..199", n)
 	}
@@ -95,10 +118,14 @@ func newTestNet(t *testing.T, name string, n int) *testNet {
 		NetnsDir:    filepath.Join(dir, "netns"),
 		StateDir:    filepath.Join(dir, "state"),
 		NamePrefix:  fmt.Sprintf("bt%d-", n),
+		Datapath:    dp,
 	}
 	t.Cleanup(func() {
-		// The bridge outlives its sandboxes by design; remove it after the test.
+		// The bridge, its forward rules and the Manager's table outlive
+		// their sandboxes by design; remove them after the test.
 		_ = exec.Command("ip", "link", "del", tn.opts.Bridge).Run()
+		_ = RemoveBridgeForwardRules(context.Background(), tn.opts.Bridge)
+		_ = exec.Command("nft", "delete", "table", "ip", tn.nftTable()).Run()
 	})
 	m := tn.manager(t)
 	if rep, err := m.Cleanup(bg(), nil, nil); err != nil || len(rep.Pending) > 0 {
@@ -106,6 +133,9 @@ func newTestNet(t *testing.T, name string, n int) *testNet {
 	}
 	return tn
 }
+
+// nftTable is the name of the test Managers' nftables table.
+func (tn *testNet) nftTable() string { return strings.TrimSuffix(tn.opts.NamePrefix, "-") }
 
 // manager returns a Manager over a new allocator on the test's store, as an
 // agent (re)start would build it.

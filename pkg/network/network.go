@@ -90,6 +90,10 @@ type Options struct {
 	// Ports allocates host ports; nil means an in-memory allocator over the
 	// default range (fine for tests, wrong for an agent that restarts).
 	Ports *PortAllocator
+	// Datapath selects how new sandboxes are wired (default
+	// DatapathBuiltin). Sandboxes keep the datapath they were set up with:
+	// Teardown and Cleanup remove those of either.
+	Datapath Datapath
 }
 
 // InRunDir returns o with ConfDir, IPAMDir and StateDir under dir (cni,
@@ -117,6 +121,9 @@ func (o *Options) setDefaults() {
 	def(&o.NetnsDir, DefaultNetnsDir)
 	def(&o.StateDir, DefaultStateDir)
 	def(&o.NamePrefix, DefaultNamePrefix)
+	if o.Datapath == "" {
+		o.Datapath = DatapathBuiltin
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -171,6 +178,9 @@ type Sandbox struct {
 	// Network is the CNI network name used at setup.
 	Network string `json:"network,omitempty"`
 	IfName  string `json:"ifName,omitempty"`
+	// Datapath is how the sandbox was wired; empty in records of versions
+	// that knew only CNI.
+	Datapath Datapath `json:"datapath,omitempty"`
 	// IP and Gateway are the sandbox's bridge addresses (bridge and awsvpc).
 	IP           string        `json:"ip,omitempty"`
 	Gateway      string        `json:"gateway,omitempty"`
@@ -206,6 +216,18 @@ type Manager struct {
 	// after start-up leaves their ports alone before their record exists).
 	setupsMu sync.Mutex
 	setups   map[string]bool
+
+	// addrs and nft are the built-in datapath's address leases and
+	// nftables table (see builtin.go).
+	addrs *addressLeases
+	nft   *nftRules
+	// hostMu guards hostReady: the bridge, forward rules and table the
+	// built-in datapath's sandboxes share are in place.
+	hostMu    sync.Mutex
+	hostReady bool
+	// stepHook, when set (tests), is called after each step of a built-in
+	// setup; an error fails the setup there.
+	stepHook func(step string) error
 }
 
 // lockCNI serializes go-cni calls in race builds (see cnilock_race.go) and
@@ -229,6 +251,17 @@ func New(o Options) (*Manager, error) {
 	}
 	if len(o.Owner) > 16 || strings.Trim(o.Owner, "0123456789abcdefghijklmnopqrstuvwxyz") != "" {
 		return nil, fmt.Errorf("network owner %q: want at most 16 characters of [0-9a-z]", o.Owner)
+	}
+	if o.Datapath != DatapathBuiltin && o.Datapath != DatapathCNI {
+		return nil, fmt.Errorf("network datapath %q: want %q or %q", o.Datapath, DatapathBuiltin, DatapathCNI)
+	}
+	addrs, err := newAddressLeases(filepath.Join(o.IPAMDir, o.NetworkName), o.Subnet)
+	if err != nil {
+		return nil, err
+	}
+	nft, err := newNftRules(strings.TrimSuffix(o.idPrefix(), "-"), o.Bridge, o.Subnet)
+	if err != nil {
+		return nil, err
 	}
 	if o.Ports == nil {
 		p, err := NewPortAllocator(AllocatorOptions{})
@@ -263,7 +296,7 @@ func New(o Options) (*Manager, error) {
 		return nil, fmt.Errorf("load CNI loopback config: %w", err)
 	}
 	return &Manager{opts: o, prefix: o.idPrefix(), confPath: confPath, bridge: br, loopback: lo,
-		retry: newRetrier(o.Logger), setups: map[string]bool{}}, nil
+		retry: newRetrier(o.Logger), setups: map[string]bool{}, addrs: addrs, nft: nft}, nil
 }
 
 // ConfPath returns the path of the conflist the Manager wrote.
@@ -325,7 +358,7 @@ func (m *Manager) Setup(ctx context.Context, req SetupRequest) (*Sandbox, error)
 		delete(m.setups, id)
 		m.setupsMu.Unlock()
 	}()
-	sb := &Sandbox{ID: id, Owner: req.Owner, Mode: mode}
+	sb := &Sandbox{ID: id, Owner: req.Owner, Mode: mode, Datapath: m.opts.Datapath}
 	switch mode {
 	case ModeHost:
 		return m.setupHost(sb, req.Ports)
@@ -370,20 +403,45 @@ func (m *Manager) Setup(ctx context.Context, req SetupRequest) (*Sandbox, error)
 	if _, err := CreateNetns(m.opts.NetnsDir, id); err != nil {
 		return fail("create netns", err)
 	}
+	wire := m.wireCNI
+	if sb.Datapath == DatapathBuiltin {
+		wire = m.wireBuiltin
+	}
+	if step, err := wire(ctx, sb); err != nil {
+		return fail(step, err)
+	}
 	if mode == ModeNone {
-		unlock := m.lockCNI()
-		_, err := m.loopback.Setup(ctx, id, sb.NetnsPath)
-		unlock()
-		if err != nil {
-			return fail("CNI loopback", err)
-		}
 		return sb, nil
 	}
+	if mode == ModeAWSVPC {
+		for _, p := range req.Ports {
+			sb.Bindings = append(sb.Bindings, awsvpcBinding(sb.IP, p))
+		}
+	}
+	if err := m.writeRecord(*sb); err != nil {
+		return fail("record", err)
+	}
+	return sb, nil
+}
+
+// wireCNI runs the CNI plugins for the sandbox at sb.NetnsPath (loopback
+// only in ModeNone) and gives sb the address and gateway of the result. It
+// returns the step that failed.
+func (m *Manager) wireCNI(ctx context.Context, sb *Sandbox) (string, error) {
+	if sb.Mode == ModeNone {
+		unlock := m.lockCNI()
+		_, err := m.loopback.Setup(ctx, sb.ID, sb.NetnsPath)
+		unlock()
+		if err != nil {
+			return "CNI loopback", err
+		}
+		return "", nil
+	}
 	unlock := m.lockCNI()
-	res, err := m.bridge.Setup(ctx, id, sb.NetnsPath, m.nsOpts(*sb)...)
+	res, err := m.bridge.Setup(ctx, sb.ID, sb.NetnsPath, m.nsOpts(*sb)...)
 	unlock()
 	if err != nil {
-		return fail("CNI add", err)
+		return "CNI add", err
 	}
 	if ifc := res.Interfaces[IfName]; ifc != nil {
 		for _, c := range ifc.IPConfigs {
@@ -397,17 +455,9 @@ func (m *Manager) Setup(ctx context.Context, req SetupRequest) (*Sandbox, error)
 		}
 	}
 	if sb.IP == "" {
-		return fail("CNI add", errors.New("no IPv4 address in the result"))
+		return "CNI add", errors.New("no IPv4 address in the result")
 	}
-	if mode == ModeAWSVPC {
-		for _, p := range req.Ports {
-			sb.Bindings = append(sb.Bindings, awsvpcBinding(sb.IP, p))
-		}
-	}
-	if err := m.writeRecord(*sb); err != nil {
-		return fail("record", err)
-	}
-	return sb, nil
+	return "", nil
 }
 
 func awsvpcBinding(ip string, p PortRequest) Binding {
@@ -523,8 +573,14 @@ func sandboxResource(id string) string { return "sandbox " + id }
 func (m *Manager) removeSandbox(ctx context.Context, sb Sandbox) error {
 	unlock := m.sandboxes.lock(sb.ID)
 	defer unlock()
-	switch sb.Mode {
-	case ModeBridge, ModeAWSVPC:
+	switch {
+	case sb.Datapath == DatapathBuiltin && (sb.Mode == ModeBridge || sb.Mode == ModeAWSVPC):
+		if err := m.unwireBuiltin(ctx, sb); err != nil {
+			return fmt.Errorf("tear down sandbox %s: %w", sb.ID, err)
+		}
+	case sb.Datapath == DatapathBuiltin && sb.Mode == ModeNone:
+		// Only lo, which goes with the namespace.
+	case sb.Mode == ModeBridge || sb.Mode == ModeAWSVPC:
 		if err := m.removeForwardRules(ctx, &sb); err != nil {
 			return fmt.Errorf("tear down sandbox %s: %w", sb.ID, err)
 		}
@@ -541,7 +597,7 @@ func (m *Manager) removeSandbox(ctx context.Context, sb Sandbox) error {
 		if err != nil {
 			return fmt.Errorf("tear down sandbox %s: CNI del: %w", sb.ID, err)
 		}
-	case ModeNone:
+	case sb.Mode == ModeNone:
 		// loopback's DEL does nothing to the namespace, but it drops
 		// libcni's cached result for the ID.
 		unlock := m.lockCNI()
@@ -550,7 +606,7 @@ func (m *Manager) removeSandbox(ctx context.Context, sb Sandbox) error {
 		if err != nil {
 			return fmt.Errorf("tear down sandbox %s: CNI del loopback: %w", sb.ID, err)
 		}
-	case ModeHost, "":
+	case sb.Mode == ModeHost || sb.Mode == "":
 	default:
 		return fmt.Errorf("tear down sandbox %s: unknown network mode %q", sb.ID, sb.Mode)
 	}
