@@ -19,12 +19,14 @@ import (
 const loopbackConfList = `{"cniVersion": "0.3.1", "name": "cni-loopback", "plugins": [{"type": "loopback"}]}`
 
 // BenchmarkNetworkBridgeSandbox measures one bridge-mode sandbox with one
-// dynamic port mapping set up and torn down through pkg/network (netns,
-// host port allocation, sandbox record, go-cni ADD/DEL of loopback and of
-// bridge+host-local+portmap+firewall) against the raw baseline doing the
-// same netns creation and libcni ADD/DEL of the same two config lists with
-// the same port mapping, interleaved in the same run. It reports the ratio
-// as "x-raw-cni".
+// dynamic port mapping set up and torn down through pkg/network on each
+// datapath: built-in (netns, host port allocation, sandbox record, address
+// lease, veth and routes by netlink, the DNAT rule in the Manager's
+// nftables table) and CNI (the same first three, then go-cni ADD/DEL of
+// loopback and of bridge+host-local+portmap+firewall), against the raw
+// baseline doing the same netns creation and libcni ADD/DEL of the same two
+// config lists with the same port mapping, all interleaved in the same run.
+// It reports the ratios as "x-raw-cni" (built-in) and "cni-x-raw-cni".
 func BenchmarkNetworkBridgeSandbox(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root, CNI plugins in /usr/lib/cni and iptables (scripts/test-deps.sh)")
@@ -53,14 +55,21 @@ func BenchmarkNetworkBridgeSandbox(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := network.New(network.Options{
+	opts := network.Options{
 		ConfDir: filepath.Join(dir, "conf"), NetworkName: "berth-bench", Bridge: bridge,
 		Subnet: "10.252.0.0/24", IPAMDir: filepath.Join(dir, "ipam"), NetnsDir: filepath.Join(dir, "netns"),
-		StateDir: filepath.Join(dir, "state"), NamePrefix: "bbench-", Ports: ports,
-	})
+		StateDir: filepath.Join(dir, "state"), NamePrefix: "bbench-", Ports: ports, Datapath: network.DatapathCNI,
+	}
+	m, err := network.New(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
+	opts.NamePrefix, opts.Datapath = "bbenchf-", network.DatapathBuiltin
+	fast, err := network.New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fast.Uninstall(context.Background())
 	bridgeList, err := libcni.ConfListFromFile(m.ConfPath())
 	if err != nil {
 		b.Fatal(err)
@@ -98,21 +107,25 @@ func BenchmarkNetworkBridgeSandbox(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	berth := func() {
-		sb, err := m.Setup(ctx, network.SetupRequest{Ports: []network.PortRequest{{ContainerPort: 80}}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := m.Teardown(ctx, *sb); err != nil {
-			b.Fatal(err)
+	berthOn := func(m *network.Manager) func() {
+		return func() {
+			sb, err := m.Setup(ctx, network.SetupRequest{Ports: []network.PortRequest{{ContainerPort: 80}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := m.Teardown(ctx, *sb); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
+	berth, berthCNI := berthOn(fast), berthOn(m)
 	// One untimed round of each, so the bridge exists and the plugin
 	// binaries are in the page cache before measuring.
 	raw(-1)
 	berth()
+	berthCNI()
 
-	var rawDur, berthDur time.Duration
+	var rawDur, berthDur, cniDur time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
@@ -121,9 +134,14 @@ func BenchmarkNetworkBridgeSandbox(b *testing.B) {
 		start = time.Now()
 		berth()
 		berthDur += time.Since(start)
+		start = time.Now()
+		berthCNI()
+		cniDur += time.Since(start)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(berthDur.Microseconds())/float64(b.N)/1000, "berth-ms/op")
 	b.ReportMetric(float64(rawDur.Microseconds())/float64(b.N)/1000, "raw-ms/op")
+	b.ReportMetric(float64(cniDur.Microseconds())/float64(b.N)/1000, "berth-cni-ms/op")
 	b.ReportMetric(float64(berthDur)/float64(rawDur), "x-raw-cni")
+	b.ReportMetric(float64(cniDur)/float64(rawDur), "cni-x-raw-cni")
 }

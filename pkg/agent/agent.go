@@ -220,6 +220,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		Owner:      owner,
 		Ports:      ports,
 		Logger:     a.log,
+		Datapath:   network.Datapath(cfg.Network.Datapath),
 	}
 	if cfg.Network.BridgeSubnet.IsValid() {
 		nwOpts.Subnet = cfg.Network.BridgeSubnet.String()

@@ -15,6 +15,7 @@ import (
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/network"
 )
@@ -91,24 +92,35 @@ func isNetnsMount(path string) bool {
 // leave the other's sandbox - namespace, rules, host port - as it was, and
 // each removes only its own when its task stops.
 func TestTwoAgentsOnOneHost(t *testing.T) {
+	for _, dp := range []string{"builtin", "cni"} {
+		t.Run(dp, func(t *testing.T) { twoAgentsOnOneHost(t, dp) })
+	}
+}
+
+func twoAgentsOnOneHost(t *testing.T, datapath string) {
+	on := func(h *hostEnv) *config.Config {
+		cfg := h.config(t)
+		cfg.Network.Datapath = datapath
+		return cfg
+	}
 	first := newHostEnv(t)
 	second := newHostEnv(t, func(h *hostEnv) { h.Prefix, h.NetRunDir = first.Prefix, first.NetRunDir })
 	reg := testenv.Registry(t)
 	img := testenv.BuildImage(t, reg, "tools/busybox:latest", testenv.ImageSpec{Cmd: []string{"/bin/sh"}})
 	task1, task2 := webTask("owner-first", img.Ref), webTask("owner-second", img.Ref)
 
-	a1, stop1 := first.startAgent(t, first.config(t))
+	a1, stop1 := first.startAgent(t, on(first))
 	st1 := runningWeb(t, a1, task1)
-	a2, stop2 := second.startAgent(t, second.config(t)) // a fresh agent's start-up clean-up
+	a2, stop2 := second.startAgent(t, on(second)) // a fresh agent's start-up clean-up
 	assertServes(t, st1, task1)
 	st2 := runningWeb(t, a2, task2)
 
 	stop2()
-	a2, stop2 = second.startAgent(t, second.config(t)) // a restart's clean-up
+	a2, stop2 = second.startAgent(t, on(second)) // a restart's clean-up
 	assertServes(t, st1, task1)
 	assertServes(t, st2, task2)
 	stop1()
-	a1, stop1 = first.startAgent(t, first.config(t))
+	a1, stop1 = first.startAgent(t, on(first))
 	assertServes(t, st2, task2)
 	assertServes(t, st1, task1)
 
@@ -209,6 +221,7 @@ func TestUnremovableNetworkIsRetriedAndReported(t *testing.T) {
 		}
 	}
 	cfg := h.config(t)
+	cfg.Network.Datapath = "cni" // the built-in datapath runs no plugin
 	cfg.Network.CNIPath = []string{plugins}
 	task := webTask("unremovable", img.Ref)
 

@@ -243,6 +243,8 @@ type ContainerdConfig struct {
 
 // NetworkConfig is container networking.
 type NetworkConfig struct {
+	// Datapath is BERTH_NETWORK_DATAPATH: builtin or cni.
+	Datapath string
 	// CNIPath is BERTH_CNI_PATH: directories searched for CNI plugins, in order.
 	CNIPath []string
 	// BridgeName is BERTH_BRIDGE_NAME: the bridge for bridge-mode tasks.

@@ -90,6 +90,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Containerd: ContainerdConfig{Address: "/run/containerd/containerd.sock", Namespace: "berth"},
 		Network: NetworkConfig{
+			Datapath:     "builtin",
 			CNIPath:      []string{"/usr/lib/cni", "/opt/cni/bin"},
 			BridgeName:   "berth0",
 			BridgeSubnet: netip.MustParsePrefix("10.203.0.0/16"),

@@ -262,3 +262,15 @@ func (m *Manager) step(name string) error {
 	}
 	return nil
 }
+
+// Uninstall removes what the built-in datapath's sandboxes share on the
+// host: the Manager's nftables table and its bridge's forward rules. The
+// bridge stays (like the CNI bridge plugin's). An agent never calls it,
+// since its sandboxes outlive it; tests and the test runner's sweep do,
+// once the sandboxes are gone.
+func (m *Manager) Uninstall(ctx context.Context) error {
+	m.hostMu.Lock()
+	m.hostReady = false
+	m.hostMu.Unlock()
+	return errors.Join(m.nft.deleteTable(), RemoveBridgeForwardRules(ctx, m.opts.Bridge))
+}

@@ -29,95 +29,97 @@ func ruleLines(t *testing.T, comment string) []string {
 
 func TestCredentialsRoute(t *testing.T) {
 	requireHost(t)
-	// HostNetwork installs the host-wide nat OUTPUT redirect.
-	testenv.LockHost(t, testenv.LockCredentialsRedirect)
-	tn := newTestNet(t, "creds", 17)
-	m := tn.manager(t)
+	eachDatapath(t, func(t *testing.T, dp Datapath, off int) {
+		// HostNetwork installs the host-wide nat OUTPUT redirect.
+		testenv.LockHost(t, testenv.LockCredentialsRedirect)
+		tn := newTestNetOn(t, "creds", 17+off, dp)
+		m := tn.manager(t)
 
-	// The agent's credentials listener, on loopback only.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "creds for %s", r.URL.Path)
-	})}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ln) }()
-	defer func() { _ = srv.Close(); <-done }()
-
-	route := CredentialsRoute{
-		Bridge:      tn.opts.Bridge, // does not exist yet: Install creates it
-		ListenPort:  uint16(ln.Addr().(*net.TCPAddr).Port),
-		HostNetwork: true,
-		BlockIMDS:   true,
-		Comment:     "berth:test-creds:" + tn.opts.Bridge,
-	}
-	t.Cleanup(func() { _ = route.Remove(bg()) })
-	for i := 0; i < 2; i++ {
-		if err := route.Install(bg()); err != nil {
-			t.Fatalf("install %d: %v", i+1, err)
+		// The agent's credentials listener, on loopback only.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	lines := ruleLines(t, route.Comment)
-	if len(lines) != 4 {
-		t.Fatalf("after installing twice: want 4 rules (PREROUTING, OUTPUT, INPUT, FORWARD), once each; got %d:\n%s", len(lines), strings.Join(lines, "\n"))
-	}
-	for _, chain := range []string{"-A PREROUTING ", "-A OUTPUT ", "-A INPUT ", "-A FORWARD "} {
-		n := 0
-		for _, l := range lines {
-			if strings.Contains(l, chain) {
-				n++
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "creds for %s", r.URL.Path)
+		})}
+		done := make(chan struct{})
+		go func() { defer close(done); _ = srv.Serve(ln) }()
+		defer func() { _ = srv.Close(); <-done }()
+
+		route := CredentialsRoute{
+			Bridge:      tn.opts.Bridge, // does not exist yet: Install creates it
+			ListenPort:  uint16(ln.Addr().(*net.TCPAddr).Port),
+			HostNetwork: true,
+			BlockIMDS:   true,
+			Comment:     "berth:test-creds:" + tn.opts.Bridge,
+		}
+		t.Cleanup(func() { _ = route.Remove(bg()) })
+		for i := 0; i < 2; i++ {
+			if err := route.Install(bg()); err != nil {
+				t.Fatalf("install %d: %v", i+1, err)
 			}
 		}
-		if n != 1 {
-			t.Fatalf("chain %q: want 1 rule, got %d:\n%s", chain, n, strings.Join(lines, "\n"))
+		lines := ruleLines(t, route.Comment)
+		if len(lines) != 4 {
+			t.Fatalf("after installing twice: want 4 rules (PREROUTING, OUTPUT, INPUT, FORWARD), once each; got %d:\n%s", len(lines), strings.Join(lines, "\n"))
 		}
-	}
+		for _, chain := range []string{"-A PREROUTING ", "-A OUTPUT ", "-A INPUT ", "-A FORWARD "} {
+			n := 0
+			for _, l := range lines {
+				if strings.Contains(l, chain) {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Fatalf("chain %q: want 1 rule, got %d:\n%s", chain, n, strings.Join(lines, "\n"))
+			}
+		}
 
-	// A bridge sandbox reaches the listener as 169.254.170.2:80.
-	sb, err := m.Setup(bg(), SetupRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Teardown(bg(), *sb)
-	if got := httpGet(t, sb.NetnsPath, CredentialsAddress+":80"); got != "creds for /" {
-		t.Fatalf("GET 169.254.170.2:80 from a sandbox: got %q", got)
-	}
-	// A restart on another listener port (dev mode binds a free one)
-	// without a clean stop: the old port's DNAT rules must go.
-	moved := route
-	moved.ListenPort = route.ListenPort + 1
-	if err := moved.Install(bg()); err != nil {
-		t.Fatal(err)
-	}
-	lines = ruleLines(t, route.Comment)
-	oldDst, newDst := 0, 0
-	for _, l := range lines {
-		if strings.HasSuffix(l, fmt.Sprintf(" 127.0.0.1:%d", route.ListenPort)) {
-			oldDst++
+		// A bridge sandbox reaches the listener as 169.254.170.2:80.
+		sb, err := m.Setup(bg(), SetupRequest{})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if strings.HasSuffix(l, fmt.Sprintf(" 127.0.0.1:%d", moved.ListenPort)) {
-			newDst++
+		defer m.Teardown(bg(), *sb)
+		if got := httpGet(t, sb.NetnsPath, CredentialsAddress+":80"); got != "creds for /" {
+			t.Fatalf("GET 169.254.170.2:80 from a sandbox: got %q", got)
 		}
-	}
-	if len(lines) != 4 || oldDst != 0 || newDst != 2 {
-		t.Fatalf("after installing on port %d: want 4 rules, DNAT only to the new port; got:\n%s", moved.ListenPort, strings.Join(lines, "\n"))
-	}
-	if err := route.Install(bg()); err != nil {
-		t.Fatal(err)
-	}
+		// A restart on another listener port (dev mode binds a free one)
+		// without a clean stop: the old port's DNAT rules must go.
+		moved := route
+		moved.ListenPort = route.ListenPort + 1
+		if err := moved.Install(bg()); err != nil {
+			t.Fatal(err)
+		}
+		lines = ruleLines(t, route.Comment)
+		oldDst, newDst := 0, 0
+		for _, l := range lines {
+			if strings.HasSuffix(l, fmt.Sprintf(" 127.0.0.1:%d", route.ListenPort)) {
+				oldDst++
+			}
+			if strings.HasSuffix(l, fmt.Sprintf(" 127.0.0.1:%d", moved.ListenPort)) {
+				newDst++
+			}
+		}
+		if len(lines) != 4 || oldDst != 0 || newDst != 2 {
+			t.Fatalf("after installing on port %d: want 4 rules, DNAT only to the new port; got:\n%s", moved.ListenPort, strings.Join(lines, "\n"))
+		}
+		if err := route.Install(bg()); err != nil {
+			t.Fatal(err)
+		}
 
-	// Remove with the other port still finds the DNAT rules.
-	if err := moved.Remove(bg()); err != nil {
-		t.Fatal(err)
-	}
-	if err := route.Remove(bg()); err != nil {
-		t.Fatalf("second remove: %v", err)
-	}
-	if lines := ruleLines(t, route.Comment); len(lines) != 0 {
-		t.Fatalf("after remove: want no rules, got:\n%s", strings.Join(lines, "\n"))
-	}
+		// Remove with the other port still finds the DNAT rules.
+		if err := moved.Remove(bg()); err != nil {
+			t.Fatal(err)
+		}
+		if err := route.Remove(bg()); err != nil {
+			t.Fatalf("second remove: %v", err)
+		}
+		if lines := ruleLines(t, route.Comment); len(lines) != 0 {
+			t.Fatalf("after remove: want no rules, got:\n%s", strings.Join(lines, "\n"))
+		}
+	})
 }
 
 // TestCredentialsRouteInstallIsAllOrNothing: when adding a rule fails part

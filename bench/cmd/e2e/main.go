@@ -8,7 +8,7 @@
 // It uses the containerd and registry of the BERTH_TEST_* variables when
 // set, otherwise starts private ones via internal/testenv. Run as root:
 //
-//	go run ./bench/cmd/e2e -rounds 3
+//	go run ./bench/cmd/e2e -rounds 3 [-datapath builtin|cni]
 package main
 
 import (
@@ -42,6 +42,7 @@ import (
 	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/logs"
+	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/state"
 )
 
@@ -54,10 +55,11 @@ func main() {
 		return
 	}
 	rounds := flag.Int("rounds", 3, "rounds per side and task count")
+	datapath := flag.String("datapath", "builtin", "the agent's BERTH_NETWORK_DATAPATH (builtin or cni)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *rounds); err != nil {
+	if err := run(ctx, *rounds, *datapath); err != nil {
 		fmt.Fprintln(os.Stderr, "bench e2e:", err)
 		os.Exit(1)
 	}
@@ -68,7 +70,7 @@ const region = "us-east-1"
 // script runs until SIGTERM (a shell as PID 1 ignores it otherwise).
 var command = []string{"/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1 & wait $!; done"}
 
-func run(ctx context.Context, rounds int) (retErr error) {
+func run(ctx context.Context, rounds int, datapath string) (retErr error) {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (containerd, runc, CNI); see scripts/test-deps.sh")
 	}
@@ -88,7 +90,7 @@ func run(ctx context.Context, rounds int) (retErr error) {
 	}
 	defer os.RemoveAll(dir)
 
-	b, err := startBerth(ctx, dir, address, snapshotter)
+	b, err := startBerth(ctx, dir, address, snapshotter, datapath)
 	if err != nil {
 		return err
 	}
@@ -115,7 +117,7 @@ func run(ctx context.Context, rounds int) (retErr error) {
 	if _, err := b.runToRunning(ctx, td.TaskDefinition.TaskDefinitionArn, 1); err != nil {
 		return err
 	}
-	fmt.Printf("rounds: %d per side; snapshotter %s\n", rounds, snapshotter)
+	fmt.Printf("rounds: %d per side; snapshotter %s; datapath %s\n", rounds, snapshotter, datapath)
 	for _, n := range []int{1, 20} {
 		var berthT, rawT []time.Duration
 		for r := 0; r < rounds; r++ {
@@ -158,9 +160,11 @@ type berth struct {
 	cancel context.CancelFunc
 	done   chan error
 	bridge string
+	// table is the agent's nftables table (built-in datapath).
+	table string
 }
 
-func startBerth(ctx context.Context, dir, address, snapshotter string) (*berth, error) {
+func startBerth(ctx context.Context, dir, address, snapshotter, datapath string) (*berth, error) {
 	ep, err := devmode.StartEndpoint(ctx, devmode.EndpointOptions{DataDir: filepath.Join(dir, "cluster"), Region: region, AccountID: devmode.DefaultAccount})
 	if err != nil {
 		return nil, err
@@ -187,7 +191,18 @@ func startBerth(ctx context.Context, dir, address, snapshotter string) (*berth, 
 		"BERTH_CONTAINERD_ADDRESS=" + address, "BERTH_CONTAINERD_NAMESPACE=bench-e2e-berth",
 		"BERTH_BRIDGE_NAME=" + b.bridge, "BERTH_BRIDGE_SUBNET=10.253.0.0/22",
 		"ECS_DYNAMIC_HOST_PORT_RANGE=46000-46999", "ECS_CONTAINER_STOP_TIMEOUT=2s",
+		"BERTH_NETWORK_DATAPATH=" + datapath,
 	}
+	if err := os.MkdirAll(filepath.Join(dir, "agent"), 0o700); err != nil {
+		ep.Close()
+		return nil, err
+	}
+	owner, err := network.OwnerForDir(filepath.Join(dir, "agent"))
+	if err != nil {
+		ep.Close()
+		return nil, err
+	}
+	b.table = "bbe2e-" + owner
 	cfg, err := agent.ConfigFromEnv(env)
 	if err != nil {
 		ep.Close()
@@ -241,6 +256,8 @@ func (b *berth) stop() {
 	<-b.done
 	b.ep.Close()
 	_ = exec.Command("ip", "link", "del", b.bridge).Run()
+	_ = exec.Command("nft", "delete", "table", "ip", b.table).Run()
+	_ = network.RemoveBridgeForwardRules(context.Background(), b.bridge)
 }
 
 // runToRunning runs n tasks, times RunTask until DescribeTasks shows them

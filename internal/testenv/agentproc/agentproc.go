@@ -163,10 +163,13 @@ func SweepNetwork(t testing.TB, n AgentNetwork) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			var rep network.CleanupReport
 			rep, err = m.Cleanup(ctx, nil, nil)
-			cancel()
 			if err == nil && len(rep.Pending) > 0 {
 				err = fmt.Errorf("could not remove %+v", rep.Pending)
 			}
+			if err == nil {
+				err = m.Uninstall(ctx)
+			}
+			cancel()
 		}
 		if err != nil {
 			t.Errorf("sweep the agent's network %s: %v", n.Prefix, err)

@@ -31,7 +31,7 @@ var (
 	// testComment is the comment of a rule a test installed itself:
 	// credentials routes of test bridges, pkg/iam's and pkg/network's
 	// routes, the host-network test's guard.
-	testComment     = regexp.MustCompile(`^berth:(creds:(b[ets][0-9a-f]{1,8}|btbr[0-9]+|btiam0)|test-creds:.*|iam-e2e:.*|test-guard:.*)$`)
+	testComment     = regexp.MustCompile(`^berth:((creds|fwd):(b[ets][0-9a-f]{1,8}|btbr[0-9]+|btiam0)|test-creds:.*|iam-e2e:.*|test-guard:.*)$`)
 	testSandboxIDIn = regexp.MustCompile(`(?:b[ets][0-9a-f]{1,8}-|btiam-)(?:[0-9a-f]{8}-)?[0-9a-f]{16}`)
 	// testNetns is the IMDS test's stand-in namespace.
 	testNetns   = regexp.MustCompile(`^bi[0-9a-f]{6}$`)
@@ -106,6 +106,9 @@ func sweepTestLeftovers(ctx context.Context) ([]string, error) {
 		note(err)
 		for _, l := range rep.Pending {
 			note(fmt.Errorf("sweep %s: %s: %s", prefix, l.Resource, l.Err))
+		}
+		if len(rep.Pending) == 0 {
+			note(m.Uninstall(ctx)) // the built-in datapath's table of the prefix
 		}
 		for _, what := range [][]string{rep.TornDown, rep.Netns, rep.Rules, rep.Chains} {
 			done = append(done, what...)
