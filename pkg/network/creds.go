@@ -160,8 +160,9 @@ func hasArg(args []string, flag, value string) bool {
 }
 
 // Remove deletes every rule Install may have added (whatever the flags and
-// listener port were then). It leaves route_localnet set: the portmap plugin needs it on the
-// bridge too, for connections to host ports on 127.0.0.1.
+// listener port were then). It leaves route_localnet set: both datapaths'
+// port mappings need it on the bridge too, for connections to host ports
+// on 127.0.0.1.
 func (r CredentialsRoute) Remove(ctx context.Context) error {
 	if err := r.validate(); err != nil {
 		return err
