@@ -130,7 +130,10 @@ type Endpoint struct {
 	broker   *roles.Broker
 	services *servicectl.Controller
 	metrics  *metrics.Store
-	handler  http.Handler
+	// alarmActions runs alarm actions (nil until Application Auto Scaling
+	// is served).
+	alarmActions metrics.ActionRunner
+	handler      http.Handler
 	// adminLn is the admin socket Listen opened, handed to Serve.
 	adminLn net.Listener
 }

@@ -37,6 +37,10 @@ func (e *Endpoint) workers() []worker {
 			e.metrics.RunRetention(ctx, time.Hour, func(err error) { e.opts.Logger.Warn("metrics retention sweep failed", "err", err) })
 			return nil
 		}},
+		{name: "alarm evaluation", run: func(ctx context.Context) error {
+			e.metrics.RunEvaluator(ctx, e.alarmActions, func(err error) { e.opts.Logger.Warn("alarm evaluation failed", "err", err) })
+			return nil
+		}},
 		{name: "reservation sampler", run: func(ctx context.Context) error {
 			e.metrics.RunSampler(ctx, time.Minute, func(err error) { e.opts.Logger.Warn("sampling the clusters' reservations failed", "err", err) })
 			return nil

@@ -1,6 +1,8 @@
 // Package cloudwatchapi is the cluster endpoint's CloudWatch (metrics) API:
 // PutMetricData, GetMetricStatistics, GetMetricData and ListMetrics over
-// pkg/cluster/metrics, and the metric alarms. CloudWatch speaks three
+// pkg/cluster/metrics, and the metric alarms (PutMetricAlarm,
+// DescribeAlarms, DeleteAlarms, SetAlarmState, DescribeAlarmHistory),
+// which the leader evaluates (metrics.Store.RunEvaluator). CloudWatch speaks three
 // protocols and so does this API: AWS JSON 1.0 (target prefix
 // GraniteServiceVersion20100801., what the AWS CLI sends), Smithy RPC v2
 // CBOR (what aws-sdk-go-v2 sends) and AWS Query (version 2010-08-01, older
@@ -13,6 +15,7 @@
 package cloudwatchapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -46,6 +49,9 @@ type Options struct {
 	Metrics   *metrics.Store
 	Region    string
 	AccountID string
+	// Actions, when set, runs the actions of an alarm set by SetAlarmState
+	// (the evaluation runs them on the leader).
+	Actions metrics.ActionRunner
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -122,22 +128,27 @@ func invalidFormat(format string, args ...any) error {
 type operation func(s *Server, r *awsproto.Request) (smithy.Serializable, error)
 
 // decodeRun adapts an operation on the SDK's input type.
-func decodeRun[In any, Out smithy.Serializable](fn func(*Server, *In) (Out, error)) operation {
+func decodeRun[In any, Out smithy.Serializable](fn func(*Server, context.Context, *In) (Out, error)) operation {
 	return func(s *Server, r *awsproto.Request) (smithy.Serializable, error) {
 		var in In
 		if err := awsproto.DecodeInput(r, &in); err != nil {
 			return nil, err
 		}
-		return fn(s, &in)
+		return fn(s, r.Context, &in)
 	}
 }
 
 func operations() map[string]operation {
 	return map[string]operation{
-		"PutMetricData":       decodeRun(putMetricData),
-		"GetMetricStatistics": decodeRun(getMetricStatistics),
-		"GetMetricData":       decodeRun(getMetricData),
-		"ListMetrics":         decodeRun(listMetrics),
+		"PutMetricData":        decodeRun(putMetricData),
+		"GetMetricStatistics":  decodeRun(getMetricStatistics),
+		"GetMetricData":        decodeRun(getMetricData),
+		"ListMetrics":          decodeRun(listMetrics),
+		"PutMetricAlarm":       decodeRun(putMetricAlarm),
+		"DescribeAlarms":       decodeRun(describeAlarms),
+		"DeleteAlarms":         decodeRun(deleteAlarms),
+		"SetAlarmState":        decodeRun(setAlarmState),
+		"DescribeAlarmHistory": decodeRun(describeAlarmHistory),
 	}
 }
 

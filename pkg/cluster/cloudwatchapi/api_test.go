@@ -326,3 +326,121 @@ func sha256Hex(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
 }
+
+// TestSDKAlarms manages alarms with aws-sdk-go-v2: create, describe,
+// set the state by hand, read the history, delete; refusals name the
+// member.
+func TestSDKAlarms(t *testing.T) {
+	l := startLab(t)
+	ctx := context.Background()
+	c := l.cw(l.id, l.secret)
+	put := func(name string, mod func(*cloudwatch.PutMetricAlarmInput)) error {
+		in := &cloudwatch.PutMetricAlarmInput{AlarmName: aws.String(name), Namespace: aws.String("Lab/App"), MetricName: aws.String("Depth"),
+			Dimensions: []types.Dimension{{Name: aws.String("Queue"), Value: aws.String("jobs")}}, Statistic: types.StatisticAverage,
+			Period: aws.Int32(60), EvaluationPeriods: aws.Int32(3), DatapointsToAlarm: aws.Int32(2), Threshold: aws.Float64(100),
+			ComparisonOperator: types.ComparisonOperatorGreaterThanThreshold, TreatMissingData: aws.String("notBreaching"),
+			Tags: []types.Tag{{Key: aws.String("team"), Value: aws.String("lab")}}}
+		if mod != nil {
+			mod(in)
+		}
+		_, err := c.PutMetricAlarm(ctx, in)
+		return err
+	}
+	for _, n := range []string{"queue-deep", "queue-empty"} {
+		if err := put(n, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := c.DescribeAlarms(ctx, &cloudwatch.DescribeAlarmsInput{AlarmNamePrefix: aws.String("queue-d")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.MetricAlarms) != 1 {
+		t.Fatalf("DescribeAlarms: %+v", d.MetricAlarms)
+	}
+	a := d.MetricAlarms[0]
+	if a.StateValue != types.StateValueInsufficientData || aws.ToString(a.AlarmArn) != "arn:aws:cloudwatch:us-test-1:123456789012:alarm:queue-deep" ||
+		aws.ToInt32(a.DatapointsToAlarm) != 2 || aws.ToString(a.TreatMissingData) != "notBreaching" || !aws.ToBool(a.ActionsEnabled) {
+		t.Errorf("alarm: %+v", a)
+	}
+	if _, err := c.SetAlarmState(ctx, &cloudwatch.SetAlarmStateInput{AlarmName: aws.String("queue-deep"), StateValue: types.StateValueAlarm,
+		StateReason: aws.String("testing the page")}); err != nil {
+		t.Fatal(err)
+	}
+	d, err = c.DescribeAlarms(ctx, &cloudwatch.DescribeAlarmsInput{StateValue: types.StateValueAlarm})
+	if err != nil || len(d.MetricAlarms) != 1 || aws.ToString(d.MetricAlarms[0].StateReason) != "testing the page" {
+		t.Fatalf("DescribeAlarms in ALARM: %+v %v", d, err)
+	}
+	h, err := c.DescribeAlarmHistory(ctx, &cloudwatch.DescribeAlarmHistoryInput{AlarmName: aws.String("queue-deep")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.AlarmHistoryItems) != 2 || aws.ToString(h.AlarmHistoryItems[0].HistorySummary) != "Alarm updated from INSUFFICIENT_DATA to ALARM" ||
+		h.AlarmHistoryItems[1].HistoryItemType != types.HistoryItemTypeConfigurationUpdate {
+		t.Errorf("DescribeAlarmHistory: %+v", h.AlarmHistoryItems)
+	}
+
+	l.refused(t, "SNS action", "InvalidParameterValue", "AlarmActions.member.1", func() error {
+		return put("x", func(in *cloudwatch.PutMetricAlarmInput) { in.AlarmActions = []string{"arn:aws:sns:us-test-1:123456789012:page"} })
+	})
+	l.refused(t, "datapoints above periods", "InvalidParameterValue", "DatapointsToAlarm", func() error {
+		return put("x", func(in *cloudwatch.PutMetricAlarmInput) { in.DatapointsToAlarm = aws.Int32(4) })
+	})
+	l.refused(t, "no threshold", "MissingParameter", "Threshold", func() error {
+		return put("x", func(in *cloudwatch.PutMetricAlarmInput) { in.Threshold = nil })
+	})
+	l.refused(t, "anomaly band", "InvalidParameterValue", "ComparisonOperator", func() error {
+		return put("x", func(in *cloudwatch.PutMetricAlarmInput) {
+			in.ComparisonOperator = types.ComparisonOperatorLessThanLowerOrGreaterThanUpperThreshold
+		})
+	})
+	l.refused(t, "set state of no alarm", "ResourceNotFound", "nope", func() error {
+		_, err := c.SetAlarmState(ctx, &cloudwatch.SetAlarmStateInput{AlarmName: aws.String("nope"), StateValue: types.StateValueOk, StateReason: aws.String("x")})
+		return err
+	})
+	l.refused(t, "delete with one unknown", "ResourceNotFound", "nope", func() error {
+		_, err := c.DeleteAlarms(ctx, &cloudwatch.DeleteAlarmsInput{AlarmNames: []string{"queue-deep", "nope"}})
+		return err
+	})
+	if _, err := c.DeleteAlarms(ctx, &cloudwatch.DeleteAlarmsInput{AlarmNames: []string{"queue-deep", "queue-empty"}}); err != nil {
+		t.Fatal(err)
+	}
+	if snap := l.snapshot(t); len(snap["metric-alarms"])+len(snap["metric-alarm-history"]) != 0 {
+		t.Errorf("after DeleteAlarms: %v", snap["metric-alarms"])
+	}
+}
+
+// TestCLIAlarms: put-metric-alarm, describe-alarms, set-alarm-state,
+// describe-alarm-history and delete-alarms as an operator types them.
+func TestCLIAlarms(t *testing.T) {
+	testenv.RequireBinaries(t, "aws")
+	awsCLI, _ := exec.LookPath("aws")
+	l := startLab(t)
+	run := func(args ...string) []byte {
+		t.Helper()
+		out, err := l.cli(awsCLI, args...)
+		if err != nil {
+			t.Fatalf("aws cloudwatch %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	run("put-metric-alarm", "--alarm-name", "cpu-high", "--namespace", "AWS/ECS", "--metric-name", "CPUUtilization",
+		"--dimensions", "Name=ClusterName,Value=lab", "Name=ServiceName,Value=web", "--statistic", "Average", "--period", "60",
+		"--evaluation-periods", "3", "--threshold", "70", "--comparison-operator", "GreaterThanThreshold", "--treat-missing-data", "missing")
+	var d struct{ MetricAlarms []struct{ AlarmName, StateValue, StateReason string } }
+	if err := json.Unmarshal(run("describe-alarms", "--alarm-names", "cpu-high"), &d); err != nil || len(d.MetricAlarms) != 1 ||
+		d.MetricAlarms[0].StateValue != "INSUFFICIENT_DATA" {
+		t.Fatalf("describe-alarms: %+v %v", d, err)
+	}
+	run("set-alarm-state", "--alarm-name", "cpu-high", "--state-value", "OK", "--state-reason", "by hand")
+	var h struct{ AlarmHistoryItems []struct{ HistorySummary string } }
+	if err := json.Unmarshal(run("describe-alarm-history", "--alarm-name", "cpu-high", "--history-item-type", "StateUpdate"), &h); err != nil ||
+		len(h.AlarmHistoryItems) != 1 || h.AlarmHistoryItems[0].HistorySummary != "Alarm updated from INSUFFICIENT_DATA to OK" {
+		t.Errorf("describe-alarm-history: %+v %v", h, err)
+	}
+	out, err := l.cli(awsCLI, "delete-alarms", "--alarm-names", "nope")
+	if err == nil || !strings.Contains(string(out), "ResourceNotFound") {
+		t.Errorf("delete-alarms of an unknown alarm: %v\n%s", err, out)
+	}
+	run("delete-alarms", "--alarm-names", "cpu-high")
+}

@@ -1,6 +1,7 @@
 package cloudwatchapi
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -96,7 +97,7 @@ func finite(member string, v float64) error {
 	return nil
 }
 
-func putMetricData(s *Server, in *cloudwatch.PutMetricDataInput) (*cloudwatch.PutMetricDataOutput, error) {
+func putMetricData(s *Server, ctx context.Context, in *cloudwatch.PutMetricDataInput) (*cloudwatch.PutMetricDataOutput, error) {
 	ns := aws.ToString(in.Namespace)
 	if err := checkNamespace("Namespace", ns, true); err != nil {
 		return nil, err
@@ -277,7 +278,7 @@ func unitOf(unit string) types.StandardUnit {
 	return types.StandardUnit(unit)
 }
 
-func getMetricStatistics(s *Server, in *cloudwatch.GetMetricStatisticsInput) (*cloudwatch.GetMetricStatisticsOutput, error) {
+func getMetricStatistics(s *Server, ctx context.Context, in *cloudwatch.GetMetricStatisticsInput) (*cloudwatch.GetMetricStatisticsOutput, error) {
 	if len(in.ExtendedStatistics) > 0 {
 		return nil, invalidValue("The parameter ExtendedStatistics is not supported by this endpoint: percentiles are not kept (statistic sets are).")
 	}
@@ -311,7 +312,7 @@ func getMetricStatistics(s *Server, in *cloudwatch.GetMetricStatisticsInput) (*c
 	for _, p := range pts {
 		dp := types.Datapoint{Timestamp: aws.Time(p.Time), Unit: unitOf(unit)}
 		for _, st := range in.Statistics {
-			v := statistic(p.Stat, string(st))
+			v := metrics.StatValue(p.Stat, string(st))
 			switch st {
 			case types.StatisticAverage:
 				dp.Average = &v
@@ -330,26 +331,11 @@ func getMetricStatistics(s *Server, in *cloudwatch.GetMetricStatisticsInput) (*c
 	return out, nil
 }
 
-// statistic is one statistic of a set (the names of GetMetricData's Stat).
-func statistic(st metrics.StatSet, name string) float64 {
-	switch name {
-	case "Average":
-		return st.Sum / st.Count
-	case "Sum":
-		return st.Sum
-	case "Minimum":
-		return st.Min
-	case "Maximum":
-		return st.Max
-	}
-	return st.Count
-}
-
 var statNames = []string{"Average", "Sum", "Minimum", "Maximum", "SampleCount"}
 
 var queryIDRE = regexp.MustCompile(`^[a-z][a-zA-Z0-9_]*$`)
 
-func getMetricData(s *Server, in *cloudwatch.GetMetricDataInput) (*cloudwatch.GetMetricDataOutput, error) {
+func getMetricData(s *Server, ctx context.Context, in *cloudwatch.GetMetricDataInput) (*cloudwatch.GetMetricDataOutput, error) {
 	if len(in.MetricDataQueries) == 0 {
 		return nil, missing("MetricDataQueries")
 	}
@@ -434,7 +420,7 @@ func getMetricData(s *Server, in *cloudwatch.GetMetricDataInput) (*cloudwatch.Ge
 		if unitMatches(ms.Unit, unit) {
 			for _, p := range pts {
 				res.Timestamps = append(res.Timestamps, p.Time)
-				res.Values = append(res.Values, statistic(p.Stat, stat))
+				res.Values = append(res.Values, metrics.StatValue(p.Stat, stat))
 			}
 		}
 		if scan == types.ScanByTimestampDescending {
@@ -468,7 +454,7 @@ func getMetricData(s *Server, in *cloudwatch.GetMetricDataInput) (*cloudwatch.Ge
 	return out, nil
 }
 
-func listMetrics(s *Server, in *cloudwatch.ListMetricsInput) (*cloudwatch.ListMetricsOutput, error) {
+func listMetrics(s *Server, ctx context.Context, in *cloudwatch.ListMetricsInput) (*cloudwatch.ListMetricsOutput, error) {
 	f := metrics.Filter{Namespace: aws.ToString(in.Namespace), MetricName: aws.ToString(in.MetricName)}
 	if f.Namespace != "" {
 		if err := checkNamespace("Namespace", f.Namespace, false); err != nil {

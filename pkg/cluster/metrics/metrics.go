@@ -37,7 +37,9 @@ const (
 )
 
 // Buckets lists the metrics store's buckets.
-func Buckets() []store.Bucket { return []store.Bucket{SeriesBucket, PointsBucket} }
+func Buckets() []store.Bucket {
+	return []store.Bucket{SeriesBucket, PointsBucket, AlarmsBucket, HistoryBucket}
+}
 
 // Resolutions and retention, as CloudWatch keeps them (it also keeps five
 // minute figures for 63 days; hours serve those queries here).
