@@ -122,10 +122,18 @@ func newTestNetOn(t *testing.T, name string, n int, dp Datapath) *testNet {
 	}
 	t.Cleanup(func() {
 		// The bridge, its forward rules and the Manager's table outlive
-		// their sandboxes by design; remove them after the test.
+		// their sandboxes by design; Uninstall removes the rules and the
+		// table, and must leave none of them.
+		if err := tn.manager(t).Uninstall(context.Background()); err != nil {
+			t.Errorf("uninstall: %v", err)
+		}
+		if out, err := exec.Command("nft", "list", "table", "ip", tn.nftTable()).CombinedOutput(); err == nil {
+			t.Errorf("table ip %s left after Uninstall:\n%s", tn.nftTable(), out)
+		}
+		if save := run(t, "iptables-save", "-t", "filter"); strings.Contains(save, forwardComment(tn.opts.Bridge)) {
+			t.Errorf("forward rules of %s left after Uninstall:\n%s", tn.opts.Bridge, save)
+		}
 		_ = exec.Command("ip", "link", "del", tn.opts.Bridge).Run()
-		_ = RemoveBridgeForwardRules(context.Background(), tn.opts.Bridge)
-		_ = exec.Command("nft", "delete", "table", "ip", tn.nftTable()).Run()
 	})
 	m := tn.manager(t)
 	if rep, err := m.Cleanup(bg(), nil, nil); err != nil || len(rep.Pending) > 0 {

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,34 +65,44 @@ func assertIPNetnsWorks(t *testing.T, name string) {
 // the agent has sandboxes (on a host where /run/netns was not a mount point
 // yet). ip then mounts /run/netns over itself; Berth's namespace must still
 // be usable and removable, and the administrator's namespace must survive
-// Berth's teardown.
+// Berth's teardown. On each datapath: the built-in one opens the namespace
+// by its path for netlink, the CNI plugins enter it by its path.
 func TestSandboxSurvivesIPNetnsAdd(t *testing.T) {
-	if !inFreshRun(t) {
-		return
-	}
-	tn := newTestNet(t, "ipadd", 20)
-	tn.opts.NetnsDir = DefaultNetnsDir
-	m := tn.manager(t)
-	before := snapshot(t, tn)
-	sb, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ipNetnsAdd(t, "admin-ns-20")
-	if !isNetns(sb.NetnsPath) {
-		t.Fatalf("after `ip netns add`, %s is no longer a namespace", sb.NetnsPath)
-	}
-	if err := m.Teardown(bg(), *sb); err != nil {
-		t.Fatalf("teardown after `ip netns add`: %v", err)
-	}
-	if _, err := os.Stat(sb.NetnsPath); !os.IsNotExist(err) {
-		t.Fatalf("netns file %s still there after teardown (%v)", sb.NetnsPath, err)
-	}
-	assertNotMounted(t, sb.NetnsPath)
-	assertIPNetnsWorks(t, "admin-ns-20")
-	if after := snapshot(t, tn); before.String() != after.String() {
-		t.Fatalf("teardown left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
-	}
+	eachDatapath(t, func(t *testing.T, dp Datapath, off int) {
+		if !inFreshRun(t) {
+			return
+		}
+		tn := newTestNetOn(t, "ipadd", 20+off, dp)
+		tn.opts.NetnsDir = DefaultNetnsDir
+		m := tn.manager(t)
+		before := snapshot(t, tn)
+		sb, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 80}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		admin := fmt.Sprintf("admin-ns-%d", 20+off)
+		ipNetnsAdd(t, admin)
+		if !isNetns(sb.NetnsPath) {
+			t.Fatalf("after `ip netns add`, %s is no longer a namespace", sb.NetnsPath)
+		}
+		// The sandbox still has its address and route: the namespace the
+		// path names now is the one that was wired.
+		out := run(t, "nsenter", "--net="+sb.NetnsPath, "ip", "-o", "-4", "addr", "show", IfName)
+		if !strings.Contains(out, sb.IP+"/") {
+			t.Fatalf("after `ip netns add`, %s has no %s in %s:\n%s", IfName, sb.IP, sb.NetnsPath, out)
+		}
+		if err := m.Teardown(bg(), *sb); err != nil {
+			t.Fatalf("teardown after `ip netns add`: %v", err)
+		}
+		if _, err := os.Stat(sb.NetnsPath); !os.IsNotExist(err) {
+			t.Fatalf("netns file %s still there after teardown (%v)", sb.NetnsPath, err)
+		}
+		assertNotMounted(t, sb.NetnsPath)
+		assertIPNetnsWorks(t, admin)
+		if after := snapshot(t, tn); before.String() != after.String() {
+			t.Fatalf("teardown left state behind:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
 }
 
 // TestRemoveNetnsHiddenByIPNetnsAdd: a namespace made the way Berth made

@@ -75,6 +75,16 @@ func sweepTestLeftovers(ctx context.Context) ([]string, error) {
 			addID(m[1])
 		}
 	}
+	// The built-in datapath's nftables tables are named after the prefix
+	// without its last dash; a table outlives its sandboxes, so it may be
+	// all that is left.
+	if out, err := exec.CommandContext(ctx, "nft", "list", "tables", "ip").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if name, ok := strings.CutPrefix(strings.TrimSpace(line), "table ip "); ok {
+				addID(tableSandboxID(name))
+			}
+		}
+	}
 	// Cache files are "<network>-<container id>-<interface>".
 	if entries, err := os.ReadDir("/var/lib/cni/results"); err == nil {
 		for _, e := range entries {
@@ -180,6 +190,10 @@ func sweepTestLeftovers(ctx context.Context) ([]string, error) {
 	}
 	return done, nil
 }
+
+// tableSandboxID is an ID of the prefix a built-in datapath's nftables
+// table is named after (network.Manager: the prefix without its last dash).
+func tableSandboxID(table string) string { return table + "-" + strings.Repeat("0", 16) }
 
 func sortedKeys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))

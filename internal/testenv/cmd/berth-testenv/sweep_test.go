@@ -47,9 +47,18 @@ func TestSweepPrefix(t *testing.T) {
 		"bt1ef675-c9f13f51-067089e50123abcd": "bt1ef675-c9f13f51-",
 		"bt3-0123456789abcdef":               "bt3-",
 		"btiam-0123456789abcdef":             "btiam-",
+		// nftables tables of the built-in datapath
+		tableSandboxID("bt11"):              "bt11-",
+		tableSandboxID("bt1ef675-c9f13f51"): "bt1ef675-c9f13f51-",
 	} {
 		if m := testSandboxID.FindStringSubmatch(id); m == nil || m[1] != want {
 			t.Errorf("prefix of %s: %v, want %q", id, m, want)
+		}
+	}
+	// The agent's own tables, and other software's, are never taken.
+	for _, table := range []string{"berth-1a2b3c4d", "berth", "nat", "filter", "docker"} {
+		if m := testSandboxID.FindStringSubmatch(tableSandboxID(table)); m != nil {
+			t.Errorf("table %s taken for a test's, prefix %q", table, m[1])
 		}
 	}
 }
