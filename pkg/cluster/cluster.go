@@ -344,11 +344,45 @@ func (e *Endpoint) routes(router http.Handler) http.Handler {
 		case r.URL.Path == ecsapi.TelemetryPath+"/ws" && r.Method == http.MethodGet && telemetry != nil:
 			telemetry.ServeHTTP(w, r)
 		case (r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, awsproto.RPCPathPrefix)) && r.Method == http.MethodPost:
+			if e.etcd != nil {
+				w = &staleMarker{ResponseWriter: w, st: e.etcd}
+			}
 			router.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
 	})
+}
+
+// StaleHeader is set on an API response served while the store (etcd) had
+// no quorum: reads then come from one etcd member and may be behind the
+// cluster's state; writes are refused meanwhile (503).
+const StaleHeader = "X-Berth-Stale-Read"
+
+// staleMarker adds StaleHeader to a response when the store's last read
+// was stale, checked when the response's header is written, after the
+// request's reads.
+type staleMarker struct {
+	http.ResponseWriter
+	st          store.StaleReader
+	wroteHeader bool
+}
+
+func (m *staleMarker) WriteHeader(code int) {
+	if !m.wroteHeader {
+		m.wroteHeader = true
+		if m.st.Stale() {
+			m.Header().Set(StaleHeader, "etcd has no quorum: this answer was read from one member and may be stale")
+		}
+	}
+	m.ResponseWriter.WriteHeader(code)
+}
+
+func (m *staleMarker) Write(b []byte) (int, error) {
+	if !m.wroteHeader {
+		m.WriteHeader(http.StatusOK)
+	}
+	return m.ResponseWriter.Write(b)
 }
 
 // Handler is the endpoint's HTTP handler: the AWS APIs on POST /, the ACS

@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
 // MaxRequestBody is the body limit of an API that sets no MaxBody: ECS task
@@ -355,10 +356,17 @@ func (rt *Router) classify(op string, err error, internalType string) Error {
 	case errors.As(err, &authE):
 		return Error{Type: authE.Type, Status: authE.Status, Message: authE.Message}
 	}
-	rt.o.Logger.Error("request failed", "operation", op, "err", err)
 	if internalType == "" {
 		internalType = "InternalFailure"
 	}
+	if errors.Is(err, store.ErrUnavailable) {
+		// The replicas' etcd has no quorum: say so, with a 503 that the
+		// SDKs retry, rather than an anonymous internal error.
+		rt.o.Logger.Warn("request refused: the store is unavailable", "operation", op, "err", err)
+		return Error{Type: internalType, Status: http.StatusServiceUnavailable,
+			Message: "the cluster's store has no quorum (etcd unavailable): the request was refused and may not have taken effect; reads still answer but may be stale; retry later"}
+	}
+	rt.o.Logger.Error("request failed", "operation", op, "err", err)
 	return Error{Type: internalType, Status: http.StatusInternalServerError, Message: "internal error"}
 }
 

@@ -26,6 +26,20 @@ type Bucket string
 // ErrNotFound is returned by Tx.Get when the key does not exist.
 var ErrNotFound = errors.New("record not found")
 
+// ErrUnavailable is wrapped by a replicated store's errors when it cannot
+// serve a transaction because its own cluster is down: etcd has no quorum
+// or no member answers. Nothing may have been written; the endpoint
+// answers such requests with a 503 that says so.
+var ErrUnavailable = errors.New("the cluster's store is unavailable")
+
+// StaleReader is the optional interface of a replicated store that, when
+// it cannot reach a quorum, still answers View transactions from what one
+// member holds, which may be behind: Stale reports whether the last View
+// was served so.
+type StaleReader interface {
+	Stale() bool
+}
+
 // ErrStopScan, returned by a Scan or ForEach callback, ends the walk early;
 // the walk then returns nil.
 var ErrStopScan = errors.New("stop scan")

@@ -38,12 +38,15 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
@@ -97,7 +100,21 @@ type Store struct {
 	// instead of all retrying together, which under contention (every
 	// RunTask reads the cluster's instances) would mostly collide again.
 	retryMu sync.Mutex
+	// stale is set while etcd has no quorum: Views are then read from one
+	// member (serializable), which may be behind. probeAt (unix nanos) is
+	// when the next View may try a linearizable read again; the others
+	// read serializable meanwhile instead of each waiting for quorum.
+	stale   atomic.Bool
+	probeAt atomic.Int64
 }
+
+// quorumProbe bounds the linearizable read with which, while etcd has no
+// quorum, a View or Update checks whether it is back; probeEvery spaces
+// such checks.
+const (
+	quorumProbe = time.Second
+	probeEvery  = 2 * time.Second
+)
 
 var (
 	_ store.Store   = (*Store)(nil)
@@ -178,14 +195,60 @@ func (s *Store) Prefix() string { return s.prefix }
 
 // View runs fn on one consistent snapshot: the revision of its first read,
 // which is linearizable (it sees every transaction committed before).
+// When etcd has no quorum the snapshot is read from one member instead
+// (serializable: what that member last applied, which may be behind) and
+// Stale reports it, so that reads still answer while writes are refused;
+// a linearizable read is tried again every couple of seconds.
 func (s *Store) View(fn func(store.Tx) error) error {
+	serializable := s.stale.Load() && !s.probeDue()
 	for {
-		t := &txn{s: s}
+		t := &txn{s: s, serializable: serializable, timeout: s.readTimeout(serializable)}
 		err := fn(t)
 		if t.compacted {
 			continue // the snapshot was compacted away mid-read: read anew
 		}
+		if !serializable && t.unavailable {
+			s.markStale(err)
+			serializable = true
+			continue
+		}
+		if !serializable && t.rev != 0 {
+			s.markFresh()
+		}
 		return err
+	}
+}
+
+// Stale reports whether the last View was read from one member because
+// etcd had no quorum.
+func (s *Store) Stale() bool { return s.stale.Load() }
+
+// probeDue claims the next linearizable probe while stale.
+func (s *Store) probeDue() bool {
+	at := s.probeAt.Load()
+	now := time.Now().UnixNano()
+	return now >= at && s.probeAt.CompareAndSwap(at, now+int64(probeEvery))
+}
+
+// readTimeout bounds a transaction's first read: short while etcd is known
+// to have no quorum, so that a probe costs little.
+func (s *Store) readTimeout(serializable bool) time.Duration {
+	if s.stale.Load() && !serializable {
+		return min(quorumProbe, s.o.RequestTimeout)
+	}
+	return s.o.RequestTimeout
+}
+
+func (s *Store) markStale(err error) {
+	s.probeAt.Store(time.Now().Add(probeEvery).UnixNano())
+	if !s.stale.Swap(true) {
+		s.o.Logger.Warn("etcd has no quorum: writes are refused, reads are served from one member and may be stale", "err", err)
+	}
+}
+
+func (s *Store) markFresh() {
+	if s.stale.Swap(false) {
+		s.o.Logger.Info("etcd has a quorum again: reads and writes are linearizable")
 	}
 }
 
@@ -200,11 +263,16 @@ func (s *Store) Update(fn func(store.Tx) error) error {
 			s.retryMu.Lock()
 			defer s.retryMu.Unlock()
 		}
-		t := &txn{s: s, writable: true}
+		t := &txn{s: s, writable: true, timeout: s.readTimeout(false)}
 		err := fn(t)
 		if t.compacted {
 			// Whatever fn made of the failed read, it saw no whole snapshot.
 			continue
+		}
+		if t.unavailable {
+			s.markStale(err)
+		} else if t.rev != 0 {
+			s.markFresh()
 		}
 		if err != nil {
 			return err
@@ -232,6 +300,11 @@ func (s *Store) request() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.ctx, s.o.RequestTimeout)
 }
 
+// requestWithin returns a context bounding one etcd request by d.
+func (s *Store) requestWithin(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, d)
+}
+
 // bucketPrefix is where a bucket's keys start.
 func (s *Store) bucketPrefix(b store.Bucket) string { return s.prefix + string(b) + "/" }
 
@@ -240,7 +313,7 @@ func (s *Store) bucketPrefix(b store.Bucket) string { return s.prefix + string(b
 func (s *Store) deletedMarker(b store.Bucket) string { return s.prefix + "_deleted/" + string(b) }
 
 // mapErr names what to change when etcd refuses a request for its size,
-// and says plainly when etcd has no quorum.
+// and says plainly when etcd has no quorum (store.ErrUnavailable).
 func mapErr(err error) error {
 	switch {
 	case err == nil:
@@ -249,10 +322,36 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: raise the etcd members' --max-txn-ops and max_txn_ops in cluster.toml", err)
 	case errors.Is(err, rpctypes.ErrRequestTooLarge):
 		return fmt.Errorf("%w: raise the etcd members' --max-request-bytes", err)
-	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("etcd unavailable (no quorum, or no member reachable): %w", err)
+	case unavailable(err):
+		return fmt.Errorf("%w: etcd has no quorum, or no member answers: %w", store.ErrUnavailable, err)
 	}
 	return err
+}
+
+// mapReqErr is mapErr for a request bounded by ctx: a request that ran
+// out its time is etcd unavailable too, whatever status the server put on
+// it (etcd answers some with code Unknown).
+func mapReqErr(ctx context.Context, err error) error {
+	if err != nil && !unavailable(err) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: etcd has no quorum, or no member answers: %w", store.ErrUnavailable, err)
+	}
+	return mapErr(err)
+}
+
+// unavailable reports whether err says that etcd could not serve a
+// request for want of a leader, a quorum or a reachable member.
+func unavailable(err error) bool {
+	for _, e := range []error{rpctypes.ErrNoLeader, rpctypes.ErrTimeout, rpctypes.ErrTimeoutDueToLeaderFail,
+		rpctypes.ErrTimeoutDueToConnectionLost, rpctypes.ErrLeaderChanged, context.DeadlineExceeded} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
 }
 
 // MaxTxnOps is the most operations (writes, and comparisons) this store

@@ -130,7 +130,7 @@ func (s *Store) Replicas() ([]string, error) {
 	p := s.prefix + "_replicas/"
 	resp, err := s.cli.Get(ctx, p, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
-		return nil, fmt.Errorf("list replicas: %w", mapErr(err))
+		return nil, fmt.Errorf("list replicas: %w", mapReqErr(ctx, err))
 	}
 	out := make([]string, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -146,7 +146,7 @@ func (s *Store) Leader() (string, error) {
 	resp, err := s.cli.Get(ctx, s.prefix+"_leader/", clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1))
 	if err != nil {
-		return "", fmt.Errorf("read leader: %w", mapErr(err))
+		return "", fmt.Errorf("read leader: %w", mapReqErr(ctx, err))
 	}
 	if len(resp.Kvs) == 0 {
 		return "", nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -26,6 +27,12 @@ type txn struct {
 	// compacted is set when a read failed because rev was compacted; the
 	// transaction then runs anew.
 	compacted bool
+	// serializable reads come from one member without asking for a quorum
+	// (View while etcd has none); unavailable is set when a read failed
+	// for want of one; timeout bounds the first read.
+	serializable bool
+	unavailable  bool
+	timeout      time.Duration
 
 	// What an Update read, for the commit's comparisons.
 	gets  map[string]getRead // by full key
@@ -54,17 +61,27 @@ var _ store.Tx = (*txn)(nil)
 // read runs one range request at the snapshot's revision, fixing that
 // revision on the first.
 func (t *txn) read(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	timeout := t.s.o.RequestTimeout
 	if t.rev != 0 {
 		opts = append(opts, clientv3.WithRev(t.rev))
+	} else if t.timeout > 0 {
+		timeout = t.timeout
 	}
-	ctx, cancel := t.s.request()
+	if t.serializable {
+		opts = append(opts, clientv3.WithSerializable())
+	}
+	ctx, cancel := t.s.requestWithin(timeout)
 	defer cancel()
 	resp, err := t.s.cli.Get(ctx, key, opts...)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrCompacted) {
 			t.compacted = true
 		}
-		return nil, mapErr(err)
+		err = mapReqErr(ctx, err)
+		if errors.Is(err, store.ErrUnavailable) {
+			t.unavailable = true
+		}
+		return nil, err
 	}
 	if t.rev == 0 {
 		t.rev = resp.Header.Revision
@@ -258,7 +275,7 @@ func (t *txn) commit() (ok bool, err error) {
 	defer cancel()
 	resp, err := t.s.cli.Txn(ctx).If(t.cmps()...).Then(ops...).Commit()
 	if err != nil {
-		return false, fmt.Errorf("etcd store: commit %d writes: %w", len(ops), mapErr(err))
+		return false, fmt.Errorf("etcd store: commit %d writes: %w", len(ops), mapReqErr(ctx, err))
 	}
 	return resp.Succeeded, nil
 }
