@@ -42,6 +42,7 @@ import (
 	"github.com/berth-dev/berth/pkg/cluster/metrics"
 	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/roles"
+	"github.com/berth-dev/berth/pkg/cluster/secrets"
 	"github.com/berth-dev/berth/pkg/cluster/servicectl"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 	"github.com/berth-dev/berth/pkg/cluster/store/boltstore"
@@ -128,6 +129,7 @@ type Endpoint struct {
 	logs     *logstore.Store
 	sessions *acs.Server // nil with NoAgentSessions
 	broker   *roles.Broker
+	secrets  *secrets.Server
 	services *servicectl.Controller
 	metrics  *metrics.Store
 	// alarmActions runs alarm actions (nil until Application Auto Scaling
@@ -139,9 +141,10 @@ type Endpoint struct {
 }
 
 // Buckets lists the buckets of cluster.db: the ECS and load balancing
-// records, the metrics, the access keys and the agents' session records.
+// records, the metrics, the access keys, the agents' session records,
+// the SSM parameters and Secrets Manager secrets.
 func Buckets() []store.Bucket {
-	return append(append(append(records.Buckets(), records.LBBuckets()...), metrics.Buckets()...), auth.KeysBucket, acs.SessionsBucket)
+	return append(append(append(append(records.Buckets(), records.LBBuckets()...), metrics.Buckets()...), auth.KeysBucket, acs.SessionsBucket), secrets.Buckets()...)
 }
 
 // OpenStore opens the data directory's store and keyring without serving;
@@ -217,8 +220,6 @@ func (e *Endpoint) build(ctx context.Context) error {
 		Region: o.Region, AccountID: o.AccountID, Now: o.Now}); err != nil {
 		return err
 	}
-	verifier := &auth.Verifier{Keys: e.keys, Region: o.Region, Now: o.Now,
-		Services: []string{ecsapi.Service, logstore.Service, auth.LBService, cloudwatchapi.Service}}
 	if e.metrics, err = metrics.New(metrics.Options{Store: e.db, Now: o.Now}); err != nil {
 		return err
 	}
@@ -226,6 +227,18 @@ func (e *Endpoint) build(ctx context.Context) error {
 		if e.broker, err = e.newBroker(ctx); err != nil {
 			return err
 		}
+	}
+	verifier := &auth.Verifier{Keys: e.keys, Region: o.Region, Now: o.Now,
+		Services: []string{ecsapi.Service, logstore.Service, auth.LBService, cloudwatchapi.Service, secrets.SSMService, secrets.SecretsManagerService}}
+	so := secrets.Options{Store: e.db, Sealer: e.keys, Region: o.Region, AccountID: o.AccountID, Now: o.Now}
+	if e.broker != nil {
+		// Requests signed with a declared role's credentials (a task's
+		// role or execution role) reach the secrets APIs, which check the
+		// role's grants.
+		verifier.RoleKeys, so.Grants = e.broker, e.broker
+	}
+	if e.secrets, err = secrets.New(so); err != nil {
+		return err
 	}
 	notifiers := taskNotifiers{}
 	if !o.NoAgentSessions {
@@ -274,7 +287,7 @@ func (e *Endpoint) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	apis := append([]awsproto.API{ecs.API(), e.logs.API(), lb.API(), lb.DataPlaneAPI()}, cw.APIs()...)
+	apis := append([]awsproto.API{ecs.API(), e.logs.API(), lb.API(), lb.DataPlaneAPI(), e.secrets.SSMAPI(), e.secrets.SecretsManagerAPI()}, cw.APIs()...)
 	router, err := awsproto.New(awsproto.Options{Verifier: verifier, APIs: apis, Logger: o.Logger, Now: o.Now})
 	if err != nil {
 		return err
@@ -290,7 +303,7 @@ func (e *Endpoint) build(ctx context.Context) error {
 // agents through the session server.
 func (e *Endpoint) newBroker(ctx context.Context) (*roles.Broker, error) {
 	o := e.opts
-	ro := roles.Options{Roles: o.Roles, BaseCredentials: o.AWSCredentials}
+	ro := roles.Options{Roles: o.Roles, BaseCredentials: o.AWSCredentials, Region: o.Region, AccountID: o.AccountID}
 	for _, r := range o.Roles {
 		if r.Source == roles.SourceAssumeRole && ro.BaseCredentials == nil {
 			awsCfg, err := awsconfig.LoadDefaultConfig(ctx)

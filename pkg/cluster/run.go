@@ -50,6 +50,12 @@ func (e *Endpoint) workers() []worker {
 			e.logs.RunRetention(ctx, time.Hour, func(err error) { e.opts.Logger.Warn("log retention sweep failed", "err", err) })
 			return nil
 		}},
+		// Secrets past their recovery window leave the store (reads
+		// already treat them as gone).
+		{name: "deleted secrets purge", run: func(ctx context.Context) error {
+			e.secrets.RunPurge(ctx, time.Minute, func(err error) { e.opts.Logger.Warn("deleted secrets purge failed", "err", err) })
+			return nil
+		}},
 	}
 	if e.broker != nil {
 		// Credentials are issued by the replica that sends a task's

@@ -41,7 +41,17 @@ const (
 	// data-plane operations (read a load balancer's state, report target
 	// health); the Verifier refuses it for every other service.
 	RoleLB Role = "lb"
+	// RoleIAM is not an access key of the keyring but the credentials of
+	// an IAM role declared in cluster.toml (a task's role or execution
+	// role), recognised by the Verifier through its RoleKeys. Key.RoleArn
+	// names the role; the Verifier refuses it for every service but those
+	// of RoleServices, whose APIs check the role's secrets grants.
+	RoleIAM Role = "iam-role"
 )
+
+// RoleServices are the SigV4 services a request signed with a role's
+// credentials (RoleIAM) may call: SSM Parameter Store and Secrets Manager.
+var RoleServices = []string{"ssm", "secretsmanager"}
 
 // LBService is the SigV4 service of the Elastic Load Balancing v2 API and of
 // the load balancer data-plane API, the only one an lb key may sign for.
@@ -65,6 +75,8 @@ type Key struct {
 	Role        Role      `json:"role"`
 	CreatedAt   time.Time `json:"createdAt"`
 	Revoked     bool      `json:"revoked,omitempty"`
+	// RoleArn is the IAM role a RoleIAM key stands for.
+	RoleArn string `json:"roleArn,omitempty"`
 }
 
 // KeysBucket holds the access keys, keyRecord under the access key id.
@@ -241,24 +253,43 @@ func (k *Keyring) Lookup(id string) (Key, string, error) {
 }
 
 func (k *Keyring) seal(id, secret string) ([]byte, error) {
+	return k.SealValue(id, []byte(secret))
+}
+
+func (k *Keyring) open(id string, sealed []byte) (string, error) {
+	plain, err := k.OpenValue(id, sealed)
+	if err != nil {
+		return "", fmt.Errorf("secret of %s: %w", id, err)
+	}
+	return string(plain), nil
+}
+
+// SealValue encrypts plain under the master key: AES-256-GCM with a fresh
+// random nonce, returned as nonce||ciphertext, with aad as additional
+// data, so that a sealed value opens only under the identity it was
+// sealed for. The access keys use their key id; other users of the master
+// key (SSM parameters, Secrets Manager secrets) prefix theirs so that the
+// identities never meet.
+func (k *Keyring) SealValue(aad string, plain []byte) ([]byte, error) {
 	nonce := make([]byte, k.aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("generate nonce: %w", err)
 	}
-	return k.aead.Seal(nonce, nonce, []byte(secret), []byte(id)), nil
+	return k.aead.Seal(nonce, nonce, plain, []byte(aad)), nil
 }
 
-func (k *Keyring) open(id string, sealed []byte) (string, error) {
+// OpenValue decrypts what SealValue sealed for aad.
+func (k *Keyring) OpenValue(aad string, sealed []byte) ([]byte, error) {
 	n := k.aead.NonceSize()
 	if len(sealed) < n {
-		return "", fmt.Errorf("sealed secret of %s is truncated", id)
+		return nil, errors.New("unseal: sealed value is truncated")
 	}
-	plain, err := k.aead.Open(nil, sealed[:n], sealed[n:], []byte(id))
+	plain, err := k.aead.Open(nil, sealed[:n], sealed[n:], []byte(aad))
 	if err != nil {
 		// Wrong master key or a tampered record: never fall back to anything.
-		return "", fmt.Errorf("unseal secret of %s (wrong master key?): %w", id, err)
+		return nil, fmt.Errorf("unseal (wrong master key?): %w", err)
 	}
-	return string(plain), nil
+	return plain, nil
 }
 
 // KeyActive reports, inside the caller's transaction, whether the key

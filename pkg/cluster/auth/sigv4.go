@@ -2,6 +2,7 @@ package auth
 
 import (
 	"crypto/hmac"
+	"crypto/subtle"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -55,9 +56,21 @@ type SecretLookup interface {
 
 var _ SecretLookup = (*Keyring)(nil)
 
+// RoleKeyLookup finds the declared IAM role whose credentials have an
+// access key id: a static role's key pair, or credentials issued to a
+// running task. *roles.Broker implements it. sessionToken is what the
+// request's X-Amz-Security-Token must be ("" means none).
+type RoleKeyLookup interface {
+	LookupRoleKey(accessKeyID string) (roleArn, secret, sessionToken string, ok bool)
+}
+
 // Verifier checks SigV4 Authorization headers.
 type Verifier struct {
-	Keys   SecretLookup
+	Keys SecretLookup
+	// RoleKeys, when set, recognises the credentials of declared IAM roles
+	// (keys of role RoleIAM) for the services of RoleServices.
+	RoleKeys RoleKeyLookup
+	// (Keys holds the endpoint's own access keys.)
 	Region string
 	// Services lists the SigV4 service names accepted (e.g. "ecs"; "logs"
 	// once the CloudWatch Logs API is served).
@@ -136,11 +149,24 @@ func (v *Verifier) verify(r *http.Request, body []byte) (Key, string, error) {
 		return Key{}, "", authErr(InvalidSignature, http.StatusBadRequest, "Credential should be scoped to correct service: '%s'. ", strings.Join(v.Services, "', '"))
 	}
 	key, secret, lerr := v.Keys.Lookup(keyID)
+	wantToken := ""
+	if errors.Is(lerr, ErrUnknownKey) && v.RoleKeys != nil {
+		if roleArn, roleSecret, token, ok := v.RoleKeys.LookupRoleKey(keyID); ok {
+			key, secret, wantToken, lerr = Key{AccessKeyID: keyID, Role: RoleIAM, RoleArn: roleArn}, roleSecret, token, nil
+		}
+	}
 	if errors.Is(lerr, ErrUnknownKey) {
 		return Key{}, "", authErr(UnrecognizedClient, http.StatusBadRequest, "The security token included in the request is invalid.")
 	}
 	if lerr != nil {
 		return Key{}, "", fmt.Errorf("verify signature: %w", lerr)
+	}
+	// A role's session token is part of its credentials: without the
+	// right one the request is as unknown as a wrong key id. (The
+	// endpoint's own keys have none, and a token sent with them is left
+	// alone as before.)
+	if token := r.Header.Get("X-Amz-Security-Token"); key.Role == RoleIAM && subtle.ConstantTimeCompare([]byte(token), []byte(wantToken)) != 1 {
+		return Key{}, "", authErr(UnrecognizedClient, http.StatusBadRequest, "The security token included in the request is invalid.")
 	}
 	if r.Header.Get("X-Amz-Content-Sha256") == "UNSIGNED-PAYLOAD" {
 		return Key{}, "", authErr(InvalidSignature, http.StatusBadRequest, "unsigned payloads are not accepted")
@@ -160,6 +186,10 @@ func (v *Verifier) verify(r *http.Request, body []byte) (Key, string, error) {
 	// have to know of it.
 	if key.Role == RoleLB && service != LBService {
 		return Key{}, "", authErr(AccessDenied, http.StatusBadRequest, "lb keys may call only the %s API, not %s", LBService, service)
+	}
+	if key.Role == RoleIAM && !containsString(RoleServices, service) {
+		return Key{}, "", authErr(AccessDenied, http.StatusBadRequest, "credentials of role %s may call only the %s APIs on this endpoint, not %s",
+			key.RoleArn, strings.Join(RoleServices, " and "), service)
 	}
 	return key, service, nil
 }

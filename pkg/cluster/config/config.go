@@ -196,7 +196,17 @@ func Parse(path string, data []byte) (Config, error) {
 		add("log_format", "%q: allowed are logfmt, json", cfg.LogFormat)
 	}
 	if len(cfg.Roles) > 0 {
-		if err := roles.Validate(cfg.Roles); err != nil {
+		var de *roles.DeclarationError
+		switch err := roles.Validate(cfg.Roles, cfg.Region, cfg.AccountID); {
+		case errors.As(err, &de):
+			for _, p := range de.Problems {
+				where := path
+				if line := tableKeyLine(data, "roles", p.Index, p.Field); line > 0 {
+					where = fmt.Sprintf("%s:%d", path, line)
+				}
+				problems = append(problems, fmt.Sprintf("%s: roles[%d].%s: %s", where, p.Index, p.Field, p.Message))
+			}
+		case err != nil:
 			add("roles", "%v", err)
 		}
 	}

@@ -180,6 +180,19 @@ func (r *Refresher) Current(taskArn, roleType string) *api.IAMRoleCredentials {
 	return nil
 }
 
+// byAccessKey returns the tracked credentials with access key id id, or
+// nil.
+func (r *Refresher) byAccessKey(id string) *api.IAMRoleCredentials {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.entries {
+		if e.Credentials != nil && e.Credentials.AccessKeyID == id {
+			return e.Credentials
+		}
+	}
+	return nil
+}
+
 // Ack records an agent's IAMRoleCredentialsAckRequest.
 func (r *Refresher) Ack(ack *api.IAMRoleCredentialsAckRequest) {
 	if ack == nil || ack.MessageID == "" {

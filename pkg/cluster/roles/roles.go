@@ -53,6 +53,7 @@ const (
 //	duration = "1h"                   # lifetime of issued credentials
 //	external_id = ""                  # assume-role, optional
 //	session_name = ""                 # assume-role, optional (default berth-<task id>)
+//	secrets = ["arn:aws:ssm:us-east-1:123456789012:parameter/app/*"]  # optional (grants.go)
 type RoleConfig struct {
 	Arn             string `toml:"arn"`
 	Source          string `toml:"source"`
@@ -65,6 +66,10 @@ type RoleConfig struct {
 	Duration    string `toml:"duration"`
 	ExternalID  string `toml:"external_id"`
 	SessionName string `toml:"session_name"`
+	// Secrets are the SSM parameter and Secrets Manager secret ARN
+	// patterns the role's credentials may read from the endpoint
+	// (grants.go); none means none.
+	Secrets []string `toml:"secrets"`
 }
 
 // Options configure an Issuer.
@@ -78,6 +83,9 @@ type Options struct {
 	HTTPClient sts.HTTPClient
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Region and AccountID, when set, are those secrets grants must name
+	// (or `*`).
+	Region, AccountID string
 }
 
 // role is a validated RoleConfig.
@@ -104,41 +112,73 @@ func (e *InvalidParameterError) Error() string { return e.Message }
 // ErrUnknownRole is wrapped by Issue for a role that is not declared.
 var ErrUnknownRole = errors.New("role not declared")
 
-// New validates the roles and returns an Issuer. Every problem is reported.
+// Problem is one thing wrong with a role declaration: roles[Index].Field.
+type Problem struct {
+	Index   int
+	Field   string
+	Message string
+}
+
+// DeclarationError lists every problem of the declared roles; config turns
+// each into a file:line error.
+type DeclarationError struct{ Problems []Problem }
+
+// Error returns "roles: roles[i].field: message; ...".
+func (e *DeclarationError) Error() string {
+	msgs := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msgs[i] = fmt.Sprintf("roles[%d].%s: %s", p.Index, p.Field, p.Message)
+	}
+	return "roles: " + strings.Join(msgs, "; ")
+}
+
+// New validates the roles and returns an Issuer. Every problem is reported
+// in a *DeclarationError.
 func New(opts Options) (*Issuer, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	is := &Issuer{roles: make(map[string]*role), now: opts.Now}
-	var problems []string
+	var problems []Problem
+	bad := func(i int, field, format string, args ...any) {
+		problems = append(problems, Problem{Index: i, Field: field, Message: fmt.Sprintf(format, args...)})
+	}
 	for i, rc := range opts.Roles {
-		where := fmt.Sprintf("roles[%d]", i)
 		if !validRoleArn(rc.Arn) {
-			problems = append(problems, fmt.Sprintf("%s: arn %q is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)", where, rc.Arn))
+			bad(i, "arn", "%q is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)", rc.Arn)
 			continue
 		}
 		if _, dup := is.roles[rc.Arn]; dup {
-			problems = append(problems, fmt.Sprintf("%s: role %s declared twice", where, rc.Arn))
+			bad(i, "arn", "role %s declared twice", rc.Arn)
 			continue
 		}
 		r := &role{cfg: rc, duration: DefaultDuration}
 		if rc.Duration != "" {
 			d, err := time.ParseDuration(rc.Duration)
 			if err != nil || d < time.Minute || d > 12*time.Hour {
-				problems = append(problems, fmt.Sprintf("%s: duration %q must be between 1m and 12h", where, rc.Duration))
+				bad(i, "duration", "%q must be between 1m and 12h", rc.Duration)
 				continue
 			}
 			r.duration = d
 		}
+		granted := len(problems)
+		for _, g := range rc.Secrets {
+			if msg := GrantProblem(g, opts.Region, opts.AccountID); msg != "" {
+				bad(i, "secrets", "%s", msg)
+			}
+		}
+		if len(problems) > granted {
+			continue
+		}
 		switch rc.Source {
 		case SourceStatic:
 			if rc.AccessKeyID == "" || rc.SecretAccessKey == "" {
-				problems = append(problems, fmt.Sprintf("%s: static role %s needs access_key_id and secret_access_key", where, rc.Arn))
+				bad(i, "access_key_id", "static role %s needs access_key_id and secret_access_key", rc.Arn)
 				continue
 			}
 		case SourceAssumeRole:
 			if opts.BaseCredentials == nil {
-				problems = append(problems, fmt.Sprintf("%s: assume-role role %s needs the endpoint's own AWS credentials", where, rc.Arn))
+				bad(i, "source", "assume-role role %s needs the endpoint's own AWS credentials", rc.Arn)
 				continue
 			}
 			region := rc.Region
@@ -151,15 +191,39 @@ func New(opts Options) (*Issuer, error) {
 			}
 			r.sts = sts.New(so)
 		default:
-			problems = append(problems, fmt.Sprintf("%s: source %q of %s must be %q or %q", where, rc.Source, rc.Arn, SourceStatic, SourceAssumeRole))
+			bad(i, "source", "source %q of %s must be %q or %q", rc.Source, rc.Arn, SourceStatic, SourceAssumeRole)
 			continue
 		}
 		is.roles[rc.Arn] = r
 	}
+	problems = append(problems, sharedKeyProblems(opts.Roles)...)
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("roles: %s", strings.Join(problems, "; "))
+		return nil, &DeclarationError{Problems: problems}
 	}
 	return is, nil
+}
+
+// sharedKeyProblems reports static roles that share a key pair when one of
+// them has secret grants: a request signed with that key could not be
+// told to come from one role rather than the other.
+func sharedKeyProblems(rs []RoleConfig) []Problem {
+	var problems []Problem
+	first := map[string]int{}
+	for i, rc := range rs {
+		if rc.Source != SourceStatic || rc.AccessKeyID == "" {
+			continue
+		}
+		j, seen := first[rc.AccessKeyID]
+		if !seen {
+			first[rc.AccessKeyID] = i
+			continue
+		}
+		if len(rc.Secrets) > 0 || len(rs[j].Secrets) > 0 {
+			problems = append(problems, Problem{Index: i, Field: "access_key_id", Message: fmt.Sprintf(
+				"the key pair of %s is also that of roles[%d] (%s): roles with secrets grants need their own key pair", rc.Arn, j, rs[j].Arn)})
+		}
+	}
+	return problems
 }
 
 func validRoleArn(arn string) bool {
@@ -273,7 +337,7 @@ func sessionName(configured, taskArn string) string {
 
 // Validate checks role declarations as New does, without needing the
 // endpoint's own credentials (for configuration checks).
-func Validate(rs []RoleConfig) error {
-	_, err := New(Options{Roles: rs, BaseCredentials: aws.AnonymousCredentials{}})
+func Validate(rs []RoleConfig, region, accountID string) error {
+	_, err := New(Options{Roles: rs, BaseCredentials: aws.AnonymousCredentials{}, Region: region, AccountID: accountID})
 	return err
 }

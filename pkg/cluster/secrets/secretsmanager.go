@@ -1,0 +1,842 @@
+package secrets
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/schemas"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	smithy "github.com/aws/smithy-go"
+
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/awsproto"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+// Secrets Manager's version stages and limits.
+const (
+	StageCurrent  = "AWSCURRENT"
+	StagePrevious = "AWSPREVIOUS"
+	StagePending  = "AWSPENDING"
+
+	maxSecretValue        = 65536
+	maxSecretVersions     = 100
+	maxStagesPerVersion   = 20
+	defaultRecoveryWindow = 30
+	// DefaultSecretsKey is the only KmsKeyId accepted: values are sealed
+	// with the endpoint's master key, standing in for AWS's managed key.
+	DefaultSecretsKey = "alias/aws/secretsmanager"
+)
+
+// secret is a secret's record under its name.
+type secret struct {
+	Name        string    `json:"name"`
+	ARN         string    `json:"arn"`
+	Description string    `json:"description,omitempty"`
+	Created     time.Time `json:"created"`
+	Changed     time.Time `json:"changed"`
+	// DeletionDate, when set, is when the secret, scheduled for deletion,
+	// is gone for good; until then RestoreSecret brings it back.
+	DeletionDate *time.Time `json:"deletionDate,omitempty"`
+	Deleted      *time.Time `json:"deleted,omitempty"`
+	Tags         []tag      `json:"tags,omitempty"`
+	// Versions, oldest first.
+	Versions []secretVersion `json:"versions,omitempty"`
+}
+
+type secretVersion struct {
+	ID      string    `json:"id"`
+	Stages  []string  `json:"stages,omitempty"`
+	Created time.Time `json:"created"`
+	Binary  bool      `json:"binary,omitempty"`
+	// Sealed is the value sealed under aadSecret(arn, id).
+	Sealed []byte `json:"sealed"`
+}
+
+func aadSecret(arn, versionID string) string { return "secretsmanager|" + arn + "|" + versionID }
+
+type smAPI struct{ *Server }
+
+var _ awsproto.Handler = smAPI{}
+
+// ServeAWS runs one Secrets Manager operation.
+func (a smAPI) ServeAWS(r *awsproto.Request) ([]byte, error) {
+	var out smithy.Serializable
+	var err error
+	switch r.Operation {
+	case "CreateSecret":
+		out, err = call(r, a.createSecret)
+	case "PutSecretValue":
+		out, err = call(r, a.putSecretValue)
+	case "UpdateSecret":
+		out, err = call(r, a.updateSecret)
+	case "GetSecretValue":
+		out, err = call(r, a.getSecretValue)
+	case "DescribeSecret":
+		out, err = call(r, a.describeSecret)
+	case "ListSecrets":
+		out, err = call(r, a.listSecrets)
+	case "DeleteSecret":
+		out, err = call(r, a.deleteSecret)
+	case "RestoreSecret":
+		out, err = call(r, a.restoreSecret)
+	case "TagResource":
+		out, err = call(r, a.tagResource)
+	case "UntagResource":
+		out, err = call(r, a.untagResource)
+	default:
+		return nil, awsproto.ClientError("InvalidAction", "The Secrets Manager operation %s is not served by this endpoint.", r.Operation)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return encodeOutput(r.Context, schemas.Secretsmanager, smithy.NewOperationSchema(schemas.GetSecretValue, schemas.GetSecretValueRequest, schemas.GetSecretValueResponse), out)
+}
+
+func invalidParam(format string, args ...any) error {
+	return awsproto.ClientError("InvalidParameterException", format, args...)
+}
+
+func invalidRequest(format string, args ...any) error {
+	return awsproto.ClientError("InvalidRequestException", format, args...)
+}
+
+func secretNotFound() error {
+	return awsproto.ClientError("ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+}
+
+var secretNameRE = regexp.MustCompile(`^[A-Za-z0-9/_+=.@-]{1,512}$`)
+
+// arnSuffixRE is the "-AbCdEf" AWS appends to a secret's name in its ARN.
+var arnSuffixRE = regexp.MustCompile(`-[A-Za-z0-9]{6}$`)
+
+func (s *Server) secretArnPrefix() string {
+	return fmt.Sprintf("arn:aws:secretsmanager:%s:%s:secret:", s.o.Region, s.o.AccountID)
+}
+
+func (s *Server) newSecretArn(name string) (string, error) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate secret ARN: %w", err)
+	}
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return s.secretArnPrefix() + name + "-" + string(b), nil
+}
+
+// gone reports whether a secret scheduled for deletion has passed its
+// deletion date: it no longer exists.
+func (s *Server) gone(sec *secret) bool {
+	return sec.DeletionDate != nil && !s.o.Now().Before(*sec.DeletionDate)
+}
+
+// findSecret resolves a SecretId (name, full ARN or partial ARN without the
+// random suffix) and checks access with check, given the ARN it names.
+// A secret past its deletion date is removed (when tx writes) and not
+// found.
+func (s *Server) findSecret(tx store.Tx, id string, check func(arn string) error) (*secret, error) {
+	if id == "" {
+		return nil, invalidParam("SecretId is required.")
+	}
+	name := id
+	if rest, ok := strings.CutPrefix(id, s.secretArnPrefix()); ok {
+		if arnSuffixRE.MatchString(rest) {
+			// A full ARN (or a partial one whose name ends like a suffix).
+			var sec secret
+			if err := tx.Get(SecretsBucket, rest[:len(rest)-7], &sec); err == nil && sec.ARN == id && !s.gone(&sec) {
+				return &sec, check(sec.ARN)
+			}
+		}
+		name = rest // a partial ARN: the name
+	} else if strings.HasPrefix(id, "arn:") {
+		return nil, errors.Join(check(id), secretNotFound())
+	}
+	var sec secret
+	err := tx.Get(SecretsBucket, name, &sec)
+	switch {
+	case isNotFound(err) || (err == nil && s.gone(&sec)):
+		if err := check(s.secretArnPrefix() + name); err != nil {
+			return nil, err
+		}
+		return nil, secretNotFound()
+	case err != nil:
+		return nil, fmt.Errorf("read secret %s: %w", name, err)
+	}
+	if err := check(sec.ARN); err != nil {
+		return nil, err
+	}
+	return &sec, nil
+}
+
+func (s *Server) writeCheck(k auth.Key, action string) func(string) error {
+	return func(arn string) error { return mayWrite(k, action, arn) }
+}
+
+func (s *Server) readCheck(k auth.Key, action string) func(string) error {
+	return func(arn string) error { return s.mayRead(k, action, arn) }
+}
+
+// secretValue checks that exactly one of SecretString and SecretBinary is
+// set (or, with optional, none) and returns it.
+func secretValue(str *string, bin []byte, optional bool) (value []byte, binary, set bool, err error) {
+	switch {
+	case str != nil && bin != nil:
+		return nil, false, false, invalidParam("You can't specify both a binary secret value and a string secret value in the same secret.")
+	case str != nil:
+		value = []byte(*str)
+	case bin != nil:
+		value, binary = bin, true
+	case optional:
+		return nil, false, false, nil
+	default:
+		return nil, false, false, invalidParam("You must provide either SecretString or SecretBinary.")
+	}
+	if len(value) == 0 || len(value) > maxSecretValue {
+		return nil, false, false, invalidParam("The secret value must be between 1 and %d bytes.", maxSecretValue)
+	}
+	return value, binary, true, nil
+}
+
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9-]{32,64}$`)
+
+// versionToken is the ClientRequestToken (the new version's id), or a fresh
+// UUID when none is sent.
+func versionToken(t *string) (string, error) {
+	if t == nil {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return "", fmt.Errorf("generate version id: %w", err)
+		}
+		b[6] = b[6]&0x0f | 0x40
+		b[8] = b[8]&0x3f | 0x80
+		return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:]), nil
+	}
+	if !tokenRE.MatchString(*t) {
+		return "", invalidParam("ClientRequestToken must be 32 to 64 letters, digits or hyphens.")
+	}
+	return *t, nil
+}
+
+func kmsKey(k *string) error {
+	switch aws.ToString(k) {
+	case "", DefaultSecretsKey, "aws/secretsmanager":
+		return nil
+	}
+	return invalidParam("KmsKeyId %s is not served: this endpoint seals secret values with its master key, which stands for %s; omit KmsKeyId.", aws.ToString(k), DefaultSecretsKey)
+}
+
+func smTags(in []types.Tag) ([]tag, error) {
+	if len(in) > maxTags {
+		return nil, invalidParam("A secret can have at most %d tags; the request has %d.", maxTags, len(in))
+	}
+	var out []tag
+	for _, t := range in {
+		key, value := aws.ToString(t.Key), aws.ToString(t.Value)
+		if key == "" || len(key) > 128 || len(value) > 256 {
+			return nil, invalidParam("Tag keys must be 1-128 characters and values at most 256 (key %q).", key)
+		}
+		if strings.HasPrefix(strings.ToLower(key), "aws:") {
+			return nil, invalidParam("Tag key %q: the aws: prefix is reserved.", key)
+		}
+		out = append(out, tag{Key: key, Value: value})
+	}
+	return out, nil
+}
+
+// addVersion adds a version with the given stages (AWSCURRENT when none):
+// each stage moves to it, and the version losing AWSCURRENT gets
+// AWSPREVIOUS. An existing id with the same value is an idempotent
+// retry (no change, ok false); with another value it is refused.
+func (s *Server) addVersion(sec *secret, id string, value []byte, binary bool, stages []string) (changed bool, err error) {
+	if len(stages) == 0 {
+		stages = []string{StageCurrent}
+	}
+	if len(stages) > maxStagesPerVersion {
+		return false, invalidParam("A version can have at most %d staging labels.", maxStagesPerVersion)
+	}
+	for _, st := range stages {
+		if st == "" || len(st) > 256 {
+			return false, invalidParam("Staging labels must be 1-256 characters.")
+		}
+	}
+	for _, v := range sec.Versions {
+		if v.ID != id {
+			continue
+		}
+		old, err := s.o.Sealer.OpenValue(aadSecret(sec.ARN, v.ID), v.Sealed)
+		if err != nil {
+			return false, fmt.Errorf("secret %s version %s: %w", sec.Name, v.ID, err)
+		}
+		if v.Binary != binary || !bytes.Equal(old, value) {
+			return false, awsproto.ClientError("ResourceExistsException", "You can't modify an existing version, you can only create a new version.")
+		}
+		return false, nil
+	}
+	sealed, err := s.o.Sealer.SealValue(aadSecret(sec.ARN, id), value)
+	if err != nil {
+		return false, fmt.Errorf("seal secret %s: %w", sec.Name, err)
+	}
+	if slices.Contains(stages, StageCurrent) {
+		for i := range sec.Versions {
+			v := &sec.Versions[i]
+			v.Stages = slices.DeleteFunc(v.Stages, func(st string) bool { return st == StagePrevious })
+		}
+		for i := range sec.Versions {
+			if v := &sec.Versions[i]; slices.Contains(v.Stages, StageCurrent) {
+				v.Stages = append(v.Stages, StagePrevious)
+			}
+		}
+	}
+	for i := range sec.Versions {
+		v := &sec.Versions[i]
+		v.Stages = slices.DeleteFunc(v.Stages, func(st string) bool { return slices.Contains(stages, st) })
+	}
+	now := s.o.Now().UTC()
+	sec.Versions = append(sec.Versions, secretVersion{ID: id, Stages: slices.Clone(stages), Created: now, Binary: binary, Sealed: sealed})
+	// Versions without a staging label are deprecated; the oldest go once
+	// there are more than AWS keeps.
+	for len(sec.Versions) > maxSecretVersions {
+		i := slices.IndexFunc(sec.Versions, func(v secretVersion) bool { return len(v.Stages) == 0 })
+		if i < 0 {
+			break
+		}
+		sec.Versions = slices.Delete(sec.Versions, i, i+1)
+	}
+	sec.Changed = now
+	return true, nil
+}
+
+func (s *Server) createSecret(k auth.Key, in *sm.CreateSecretInput) (*sm.CreateSecretOutput, error) {
+	name := aws.ToString(in.Name)
+	if err := mayWrite(k, "secretsmanager:CreateSecret", s.secretArnPrefix()+name); err != nil {
+		return nil, err
+	}
+	switch {
+	case !secretNameRE.MatchString(name):
+		return nil, invalidParam("Invalid name. Must be a valid name containing alphanumeric characters, or any of the following: -/_+=.@!")
+	case len(in.AddReplicaRegions) > 0:
+		return nil, invalidParam("AddReplicaRegions: replication to other regions is not served by this endpoint.")
+	case in.ForceOverwriteReplicaSecret:
+		return nil, invalidParam("ForceOverwriteReplicaSecret: replication is not served by this endpoint.")
+	case in.Type != nil:
+		return nil, invalidParam("Type: managed external secrets are not served by this endpoint.")
+	case in.Description != nil && len(*in.Description) > 2048:
+		return nil, invalidParam("Description must be at most 2048 characters.")
+	}
+	if err := kmsKey(in.KmsKeyId); err != nil {
+		return nil, err
+	}
+	value, binary, hasValue, err := secretValue(in.SecretString, in.SecretBinary, true)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := smTags(in.Tags)
+	if err != nil {
+		return nil, err
+	}
+	id, err := versionToken(in.ClientRequestToken)
+	if err != nil {
+		return nil, err
+	}
+	var out *sm.CreateSecretOutput
+	err = s.o.Store.Update(func(tx store.Tx) error {
+		var sec secret
+		err := tx.Get(SecretsBucket, name, &sec)
+		switch {
+		case err == nil && sec.Deleted != nil && !s.gone(&sec):
+			return invalidRequest("You can't create this secret because a secret with this name is already scheduled for deletion.")
+		case err == nil && !s.gone(&sec):
+			// A retry of the same request (same token and value) succeeds.
+			if i := slices.IndexFunc(sec.Versions, func(v secretVersion) bool { return v.ID == id }); i >= 0 && hasValue {
+				if changed, err := s.addVersion(&sec, id, value, binary, nil); err != nil || changed {
+					return awsproto.ClientError("ResourceExistsException", "The operation failed because the secret %s already exists.", name)
+				}
+				out = &sm.CreateSecretOutput{ARN: aws.String(sec.ARN), Name: aws.String(name), VersionId: aws.String(id)}
+				return nil
+			}
+			return awsproto.ClientError("ResourceExistsException", "The operation failed because the secret %s already exists.", name)
+		case err != nil && !isNotFound(err):
+			return fmt.Errorf("read secret %s: %w", name, err)
+		}
+		arn, err := s.newSecretArn(name)
+		if err != nil {
+			return err
+		}
+		now := s.o.Now().UTC()
+		sec = secret{Name: name, ARN: arn, Description: aws.ToString(in.Description), Created: now, Changed: now, Tags: tags}
+		out = &sm.CreateSecretOutput{ARN: aws.String(arn), Name: aws.String(name), ReplicationStatus: []types.ReplicationStatusType{}}
+		if hasValue {
+			if _, err := s.addVersion(&sec, id, value, binary, nil); err != nil {
+				return err
+			}
+			out.VersionId = aws.String(id)
+		}
+		return tx.Put(SecretsBucket, name, sec)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// changeSecret runs change on the secret SecretId names, refusing one
+// scheduled for deletion, and stores it.
+func (s *Server) changeSecret(k auth.Key, action string, id *string, allowDeleted bool, change func(tx store.Tx, sec *secret) error) error {
+	return s.o.Store.Update(func(tx store.Tx) error {
+		sec, err := s.findSecret(tx, aws.ToString(id), s.writeCheck(k, action))
+		if err != nil {
+			return err
+		}
+		if sec.Deleted != nil && !allowDeleted {
+			return invalidRequest("You can't perform this operation on the secret because it was marked for deletion.")
+		}
+		if err := change(tx, sec); err != nil {
+			return err
+		}
+		return tx.Put(SecretsBucket, sec.Name, sec)
+	})
+}
+
+func (s *Server) putSecretValue(k auth.Key, in *sm.PutSecretValueInput) (*sm.PutSecretValueOutput, error) {
+	if in.RotationToken != nil {
+		return nil, invalidParam("RotationToken: rotation is not served by this endpoint.")
+	}
+	value, binary, _, err := secretValue(in.SecretString, in.SecretBinary, false)
+	if err != nil {
+		return nil, err
+	}
+	id, err := versionToken(in.ClientRequestToken)
+	if err != nil {
+		return nil, err
+	}
+	var out *sm.PutSecretValueOutput
+	err = s.changeSecret(k, "secretsmanager:PutSecretValue", in.SecretId, false, func(_ store.Tx, sec *secret) error {
+		if _, err := s.addVersion(sec, id, value, binary, in.VersionStages); err != nil {
+			return err
+		}
+		i := slices.IndexFunc(sec.Versions, func(v secretVersion) bool { return v.ID == id })
+		out = &sm.PutSecretValueOutput{ARN: aws.String(sec.ARN), Name: aws.String(sec.Name), VersionId: aws.String(id),
+			VersionStages: slices.Clone(sec.Versions[i].Stages)}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) updateSecret(k auth.Key, in *sm.UpdateSecretInput) (*sm.UpdateSecretOutput, error) {
+	if in.Type != nil {
+		return nil, invalidParam("Type: managed external secrets are not served by this endpoint.")
+	}
+	if err := kmsKey(in.KmsKeyId); err != nil {
+		return nil, err
+	}
+	if in.Description != nil && len(*in.Description) > 2048 {
+		return nil, invalidParam("Description must be at most 2048 characters.")
+	}
+	value, binary, hasValue, err := secretValue(in.SecretString, in.SecretBinary, true)
+	if err != nil {
+		return nil, err
+	}
+	id, err := versionToken(in.ClientRequestToken)
+	if err != nil {
+		return nil, err
+	}
+	var out *sm.UpdateSecretOutput
+	err = s.changeSecret(k, "secretsmanager:UpdateSecret", in.SecretId, false, func(_ store.Tx, sec *secret) error {
+		out = &sm.UpdateSecretOutput{ARN: aws.String(sec.ARN), Name: aws.String(sec.Name)}
+		if in.Description != nil {
+			sec.Description = *in.Description
+			sec.Changed = s.o.Now().UTC()
+		}
+		if hasValue {
+			if _, err := s.addVersion(sec, id, value, binary, nil); err != nil {
+				return err
+			}
+			out.VersionId = aws.String(id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) getSecretValue(k auth.Key, in *sm.GetSecretValueInput) (*sm.GetSecretValueOutput, error) {
+	var out *sm.GetSecretValueOutput
+	err := s.o.Store.View(func(tx store.Tx) error {
+		sec, err := s.findSecret(tx, aws.ToString(in.SecretId), s.readCheck(k, "secretsmanager:GetSecretValue"))
+		if err != nil {
+			return err
+		}
+		if sec.Deleted != nil {
+			return invalidRequest("You can't perform this operation on the secret because it was marked for deletion.")
+		}
+		stage := aws.ToString(in.VersionStage)
+		if in.VersionId == nil && stage == "" {
+			stage = StageCurrent
+		}
+		i := slices.IndexFunc(sec.Versions, func(v secretVersion) bool {
+			return (in.VersionId == nil || v.ID == *in.VersionId) && (stage == "" || slices.Contains(v.Stages, stage))
+		})
+		if i < 0 {
+			return awsproto.ClientError("ResourceNotFoundException", "Secrets Manager can't find the specified secret value for %s.", versionWhat(in.VersionId, stage))
+		}
+		v := sec.Versions[i]
+		plain, err := s.o.Sealer.OpenValue(aadSecret(sec.ARN, v.ID), v.Sealed)
+		if err != nil {
+			return fmt.Errorf("secret %s version %s: %w", sec.Name, v.ID, err)
+		}
+		out = &sm.GetSecretValueOutput{ARN: aws.String(sec.ARN), Name: aws.String(sec.Name), VersionId: aws.String(v.ID),
+			VersionStages: slices.Clone(v.Stages), CreatedDate: aws.Time(v.Created)}
+		if v.Binary {
+			out.SecretBinary = plain
+		} else {
+			out.SecretString = aws.String(string(plain))
+		}
+		return nil
+	})
+	return out, err
+}
+
+func versionWhat(id *string, stage string) string {
+	var parts []string
+	if id != nil {
+		parts = append(parts, "VersionId: "+*id)
+	}
+	if stage != "" {
+		parts = append(parts, "staging label: "+stage)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func versionsToStages(sec *secret) map[string][]string {
+	m := map[string][]string{}
+	for _, v := range sec.Versions {
+		if len(v.Stages) > 0 {
+			m[v.ID] = slices.Clone(v.Stages)
+		}
+	}
+	return m
+}
+
+func outTags(ts []tag) []types.Tag {
+	out := []types.Tag{}
+	for _, t := range ts {
+		out = append(out, types.Tag{Key: aws.String(t.Key), Value: aws.String(t.Value)})
+	}
+	return out
+}
+
+func (s *Server) describeSecret(k auth.Key, in *sm.DescribeSecretInput) (*sm.DescribeSecretOutput, error) {
+	var out *sm.DescribeSecretOutput
+	err := s.o.Store.View(func(tx store.Tx) error {
+		sec, err := s.findSecret(tx, aws.ToString(in.SecretId), s.readCheck(k, "secretsmanager:DescribeSecret"))
+		if err != nil {
+			return err
+		}
+		out = &sm.DescribeSecretOutput{ARN: aws.String(sec.ARN), Name: aws.String(sec.Name), Description: optional(sec.Description),
+			CreatedDate: aws.Time(sec.Created), LastChangedDate: aws.Time(sec.Changed), DeletedDate: sec.Deleted,
+			Tags: outTags(sec.Tags), VersionIdsToStages: versionsToStages(sec), RotationEnabled: aws.Bool(false)}
+		return nil
+	})
+	return out, err
+}
+
+// secretFilter is one ListSecrets filter.
+func secretFilter(f types.Filter) (func(*secret) bool, error) {
+	if len(f.Values) == 0 || len(f.Values) > 10 {
+		return nil, invalidParam("Filter %s needs 1 to 10 values.", f.Key)
+	}
+	// A value is a prefix (case-sensitive here); a leading "!" negates it.
+	match := func(candidates []string) bool {
+		for _, v := range f.Values {
+			neg := strings.HasPrefix(v, "!")
+			v = strings.TrimPrefix(v, "!")
+			hit := slices.ContainsFunc(candidates, func(c string) bool { return strings.HasPrefix(c, v) })
+			if hit != neg {
+				return true
+			}
+		}
+		return false
+	}
+	switch f.Key {
+	case types.FilterNameStringTypeName:
+		return func(sec *secret) bool { return match([]string{sec.Name}) }, nil
+	case types.FilterNameStringTypeDescription:
+		return func(sec *secret) bool { return match([]string{sec.Description}) }, nil
+	case types.FilterNameStringTypeTagKey:
+		return func(sec *secret) bool { return match(tagField(sec.Tags, true)) }, nil
+	case types.FilterNameStringTypeTagValue:
+		return func(sec *secret) bool { return match(tagField(sec.Tags, false)) }, nil
+	case types.FilterNameStringTypeAll:
+		return func(sec *secret) bool {
+			return match(append(append([]string{sec.Name, sec.Description}, tagField(sec.Tags, true)...), tagField(sec.Tags, false)...))
+		}, nil
+	case types.FilterNameStringTypePrimaryRegion, types.FilterNameStringTypeOwningService:
+		// No secret here is replicated or owned by a service: only
+		// negated values match.
+		return func(*secret) bool { return match(nil) }, nil
+	}
+	return nil, invalidParam("Filter key %q: allowed are description, name, tag-key, tag-value, primary-region, owning-service, all.", f.Key)
+}
+
+func tagField(ts []tag, keys bool) []string {
+	var out []string
+	for _, t := range ts {
+		if keys {
+			out = append(out, t.Key)
+		} else {
+			out = append(out, t.Value)
+		}
+	}
+	return out
+}
+
+func (s *Server) listSecrets(k auth.Key, in *sm.ListSecretsInput) (*sm.ListSecretsOutput, error) {
+	if err := mayWrite(k, "secretsmanager:ListSecrets", s.secretArnPrefix()+"*"); err != nil {
+		return nil, err
+	}
+	var filters []func(*secret) bool
+	for _, f := range in.Filters {
+		fn, err := secretFilter(f)
+		if err != nil {
+			return nil, err
+		}
+		filters = append(filters, fn)
+	}
+	limit, err := maxResults(in.MaxResults, 100, 100, "InvalidParameterException")
+	if err != nil {
+		return nil, err
+	}
+	from, err := fromToken(in.NextToken, "InvalidNextTokenException")
+	if err != nil {
+		return nil, err
+	}
+	start := 0
+	if from != "" {
+		if start, err = strconv.Atoi(from); err != nil || start < 0 {
+			return nil, awsproto.ClientError("InvalidNextTokenException", "The NextToken is not valid.")
+		}
+	}
+	desc := false
+	switch in.SortOrder {
+	case "", types.SortOrderTypeAsc:
+	case types.SortOrderTypeDesc:
+		desc = true
+	default:
+		return nil, invalidParam("SortOrder %q: allowed are asc, desc.", in.SortOrder)
+	}
+	var all []secret
+	err = s.o.Store.View(func(tx store.Tx) error {
+		all = nil
+		return tx.Scan(SecretsBucket, store.Range{}, func(_ string, raw []byte) error {
+			var sec secret
+			if err := jsonUnmarshal(raw, &sec); err != nil {
+				return err
+			}
+			if s.gone(&sec) || (sec.Deleted != nil && !aws.ToBool(in.IncludePlannedDeletion)) {
+				return nil
+			}
+			for _, f := range filters {
+				if !f(&sec) {
+					return nil
+				}
+			}
+			all = append(all, sec)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	less, err := secretOrder(in.SortBy)
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		if desc {
+			return less(&all[j], &all[i])
+		}
+		return less(&all[i], &all[j])
+	})
+	out := &sm.ListSecretsOutput{SecretList: []types.SecretListEntry{}}
+	for i := start; i < len(all); i++ {
+		if len(out.SecretList) == limit {
+			out.NextToken = pageToken(strconv.Itoa(i))
+			break
+		}
+		sec := &all[i]
+		out.SecretList = append(out.SecretList, types.SecretListEntry{ARN: aws.String(sec.ARN), Name: aws.String(sec.Name),
+			Description: optional(sec.Description), CreatedDate: aws.Time(sec.Created), LastChangedDate: aws.Time(sec.Changed),
+			DeletedDate: sec.Deleted, Tags: outTags(sec.Tags), SecretVersionsToStages: versionsToStages(sec), RotationEnabled: aws.Bool(false)})
+	}
+	return out, nil
+}
+
+func secretOrder(by types.SortByType) (func(a, b *secret) bool, error) {
+	switch by {
+	case "", types.SortByTypeCreatedDate:
+		return func(a, b *secret) bool { return a.Created.Before(b.Created) }, nil
+	case types.SortByTypeName:
+		return func(a, b *secret) bool { return a.Name < b.Name }, nil
+	case types.SortByTypeLastChangedDate:
+		return func(a, b *secret) bool { return a.Changed.Before(b.Changed) }, nil
+	}
+	return nil, invalidParam("SortBy %q: allowed are created-date, name, last-changed-date (last-accessed-date is not kept by this endpoint).", by)
+}
+
+func (s *Server) deleteSecret(k auth.Key, in *sm.DeleteSecretInput) (*sm.DeleteSecretOutput, error) {
+	force := aws.ToBool(in.ForceDeleteWithoutRecovery)
+	days := int64(defaultRecoveryWindow)
+	switch {
+	case force && in.RecoveryWindowInDays != nil:
+		return nil, invalidParam("You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.")
+	case in.RecoveryWindowInDays != nil:
+		days = *in.RecoveryWindowInDays
+		if days < 7 || days > 30 {
+			return nil, invalidParam("The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).")
+		}
+	}
+	var out *sm.DeleteSecretOutput
+	err := s.o.Store.Update(func(tx store.Tx) error {
+		sec, err := s.findSecret(tx, aws.ToString(in.SecretId), s.writeCheck(k, "secretsmanager:DeleteSecret"))
+		if err != nil {
+			return err
+		}
+		now := s.o.Now().UTC()
+		if force {
+			out = &sm.DeleteSecretOutput{ARN: aws.String(sec.ARN), Name: aws.String(sec.Name), DeletionDate: aws.Time(now)}
+			return tx.Delete(SecretsBucket, sec.Name)
+		}
+		if sec.Deleted != nil {
+			return invalidRequest("You can't perform this operation on the secret because it was already scheduled for deletion.")
+		}
+		when := now.Add(time.Duration(days) * 24 * time.Hour)
+		sec.Deleted, sec.DeletionDate = &now, &when
+		out = &sm.DeleteSecretOutput{ARN: aws.String(sec.ARN), Name: aws.String(sec.Name), DeletionDate: aws.Time(when)}
+		return tx.Put(SecretsBucket, sec.Name, sec)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) restoreSecret(k auth.Key, in *sm.RestoreSecretInput) (*sm.RestoreSecretOutput, error) {
+	var out *sm.RestoreSecretOutput
+	err := s.changeSecret(k, "secretsmanager:RestoreSecret", in.SecretId, true, func(_ store.Tx, sec *secret) error {
+		sec.Deleted, sec.DeletionDate = nil, nil
+		out = &sm.RestoreSecretOutput{ARN: aws.String(sec.ARN), Name: aws.String(sec.Name)}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) tagResource(k auth.Key, in *sm.TagResourceInput) (*sm.TagResourceOutput, error) {
+	tags, err := smTags(in.Tags)
+	if err != nil {
+		return nil, err
+	}
+	err = s.changeSecret(k, "secretsmanager:TagResource", in.SecretId, true, func(_ store.Tx, sec *secret) error {
+		sec.Tags = mergeTags(sec.Tags, tags)
+		if len(sec.Tags) > maxTags {
+			return invalidParam("A secret can have at most %d tags.", maxTags)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &sm.TagResourceOutput{}, nil
+}
+
+func (s *Server) untagResource(k auth.Key, in *sm.UntagResourceInput) (*sm.UntagResourceOutput, error) {
+	err := s.changeSecret(k, "secretsmanager:UntagResource", in.SecretId, true, func(_ store.Tx, sec *secret) error {
+		sec.Tags = removeTags(sec.Tags, in.TagKeys)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &sm.UntagResourceOutput{}, nil
+}
+
+// purgeBatch bounds one purge transaction (etcd's max_txn_ops).
+const purgeBatch = 100
+
+// RunPurge removes, every interval until ctx ends, the secrets whose
+// recovery window has passed, so that their sealed values leave the store
+// (until then they are already invisible). It returns nil when ctx ends;
+// a failed sweep is reported to onErr and retried at the next tick.
+func (s *Server) RunPurge(ctx context.Context, interval time.Duration, onErr func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := s.Purge(); err != nil {
+			onErr(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Purge removes the secrets past their deletion date, in batches.
+func (s *Server) Purge() error {
+	for {
+		n := 0
+		err := s.o.Store.Update(func(tx store.Tx) error {
+			n = 0
+			var names []string
+			if err := tx.Scan(SecretsBucket, store.Range{}, func(key string, raw []byte) error {
+				var sec secret
+				if err := jsonUnmarshal(raw, &sec); err != nil {
+					return err
+				}
+				if s.gone(&sec) {
+					names = append(names, key)
+				}
+				if len(names) == purgeBatch {
+					return store.ErrStopScan
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, name := range names {
+				if err := tx.Delete(SecretsBucket, name); err != nil {
+					return err
+				}
+			}
+			n = len(names)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("purge deleted secrets: %w", err)
+		}
+		if n < purgeBatch {
+			return nil
+		}
+	}
+}
