@@ -236,3 +236,36 @@ func (l *lab) rawStore(t *testing.T) string {
 	return b.String()
 }
 
+
+// newServer is a second secrets server over the lab's store and keyring,
+// with the lab's clock.
+func newServer(t *testing.T, l *lab) *secrets.Server {
+	t.Helper()
+	s, err := secrets.New(secrets.Options{Store: l.db, Sealer: l.keys, Region: region, AccountID: account, Now: l.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// swapSealed copies the current sealed value of parameter from onto
+// parameter to, in the raw records, as someone with write access to the
+// store but not the master key could.
+func swapSealed(t *testing.T, l *lab, from, to string) {
+	t.Helper()
+	err := l.db.Update(func(tx store.Tx) error {
+		var src, dst map[string]any
+		if err := tx.Get(secrets.ParametersBucket, from, &src); err != nil {
+			return err
+		}
+		if err := tx.Get(secrets.ParametersBucket, to, &dst); err != nil {
+			return err
+		}
+		sv, dv := src["versions"].([]any), dst["versions"].([]any)
+		dv[len(dv)-1].(map[string]any)["sealed"] = sv[len(sv)-1].(map[string]any)["sealed"]
+		return tx.Put(secrets.ParametersBucket, to, dst)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
