@@ -100,3 +100,50 @@ key  = "/etc/berth/tls/web-key.pem"
 		}
 	}
 }
+
+// TestRoleSecretsGrants parses a role's secrets grants and reports a bad
+// one at its file:line, naming the role's field.
+func TestRoleSecretsGrants(t *testing.T) {
+	head := `insecure_http = true
+region = "eu-west-1"
+account_id = "123456789012"
+
+[[roles]]
+arn = "arn:aws:iam::123456789012:role/app"
+source = "static"
+access_key_id = "AKIAAPP"
+secret_access_key = "s"
+`
+	cfg, err := Parse("cluster.toml", []byte(head+`secrets = ["arn:aws:ssm:eu-west-1:123456789012:parameter/app/*", "arn:aws:secretsmanager:*:123456789012:secret:db-*"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Roles[0].Secrets; len(got) != 2 || got[1] != "arn:aws:secretsmanager:*:123456789012:secret:db-*" {
+		t.Fatalf("secrets = %v", got)
+	}
+	cases := []struct{ grant, want string }{
+		{`"arn:aws:s3:::bucket/*"`, "cluster.toml:10: roles[0].secrets: \"arn:aws:s3:::bucket/*\" names neither SSM parameters"},
+		{`"arn:aws:ssm:us-east-1:123456789012:parameter/x"`, "cluster.toml:10: roles[0].secrets: \"arn:aws:ssm:us-east-1:123456789012:parameter/x\" names region \"us-east-1\"; this endpoint's is \"eu-west-1\""},
+		{`"arn:aws:secretsmanager:eu-west-1:999999999999:secret:x"`, "names account \"999999999999\""},
+		{`"db-*"`, "is not an ARN"},
+	}
+	for _, c := range cases {
+		_, err := Parse("cluster.toml", []byte(head+"secrets = ["+c.grant+"]\n"))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("grant %s: error %v, want it to contain %q", c.grant, err, c.want)
+		}
+	}
+	// Two roles with one key pair cannot both be told apart when one has grants.
+	_, err = Parse("cluster.toml", []byte(head+`secrets = ["arn:aws:ssm:*:*:parameter/app/*"]
+
+[[roles]]
+arn = "arn:aws:iam::123456789012:role/other"
+source = "static"
+access_key_id = "AKIAAPP"
+secret_access_key = "s"
+`))
+	if err == nil || !strings.Contains(err.Error(), "cluster.toml:15: roles[1].access_key_id: the key pair of") {
+		t.Errorf("shared key pair: %v", err)
+	}
+}
