@@ -100,7 +100,10 @@ func TestEndpointCLIWalkThrough(t *testing.T) {
 		}
 		return m
 	}
-	admin := func(wantOK bool, args ...string) map[string]any { t.Helper(); return run(l.id, l.secret, wantOK, args...) }
+	admin := func(wantOK bool, args ...string) map[string]any {
+		t.Helper()
+		return run(l.id, l.secret, wantOK, args...)
+	}
 	role := func(wantOK bool, args ...string) map[string]any {
 		t.Helper()
 		return run("AKIAAPPEXEC000000001", "app-exec-secret", wantOK, args...)

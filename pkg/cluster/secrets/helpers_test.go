@@ -236,7 +236,6 @@ func (l *lab) rawStore(t *testing.T) string {
 	return b.String()
 }
 
-
 // newServer is a second secrets server over the lab's store and keyring,
 // with the lab's clock.
 func newServer(t *testing.T, l *lab) *secrets.Server {
