@@ -1,7 +1,7 @@
 // Package awsproto is the cluster endpoint's AWS protocol layer, shared by
-// every AWS API the endpoint serves on POST / (ECS and CloudWatch Logs
-// today; Elastic Load Balancing v2, CloudWatch metrics, Application Auto
-// Scaling, SSM and Secrets Manager later). It reads and size-limits the
+// every AWS API the endpoint serves on POST / (ECS, CloudWatch Logs,
+// Elastic Load Balancing v2, SSM Parameter Store and Secrets Manager today;
+// CloudWatch metrics and Application Auto Scaling later). It reads and size-limits the
 // request, has its SigV4 signature verified, routes it to the API and
 // operation it names and writes the answer or the error in that API's
 // protocol:
@@ -332,8 +332,10 @@ func (rt *Router) serveJSON(w http.ResponseWriter, r *http.Request, target strin
 	w.Write(out)
 }
 
-// call runs one operation and logs it. Access key ids are not secret;
-// secrets never reach this point.
+// call runs one operation and logs it: the API, the operation, the key id,
+// the error and the duration, never the request or response body, which
+// carries SSM parameter and Secrets Manager values (access key ids are not
+// secret). Error messages of the secrets APIs never quote a value.
 func (rt *Router) call(api *API, req *Request) ([]byte, error) {
 	start := rt.o.Now()
 	out, err := api.Handler.ServeAWS(req)

@@ -11,8 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/schemas"
 	smithy "github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
-	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
+
+	"github.com/berth-dev/berth/pkg/cluster/awsproto"
 )
 
 // TargetPrefix is the X-Amz-Target prefix of the ECS JSON 1.1 API.
@@ -55,20 +55,10 @@ func decodeInput(body []byte, in any) error {
 // example *ecs.RunTaskOutput) as the JSON 1.1 response body, using the SDK's
 // own schema-driven serializer. ctx is only handed to the serializer.
 func EncodeOutput(ctx context.Context, out smithy.Serializable) ([]byte, error) {
-	proto := awsjson.New11(schemas.AmazonEC2ContainerServiceV20141113)
 	// The protocol only needs a non-nil input schema to serialize; the
 	// output's Serialize method names its own shape.
 	op := smithy.NewOperationSchema(schemas.ListClusters, schemas.ListClustersResponse, schemas.ListClustersResponse)
-	req := smithyhttp.NewStackRequest().(*smithyhttp.Request)
-	if err := proto.SerializeRequest(ctx, op, out, req); err != nil {
-		return nil, fmt.Errorf("encode ECS response: %w", err)
-	}
-	built := req.Build(ctx)
-	if built.Body == nil {
-		return []byte("{}"), nil
-	}
-	defer built.Body.Close()
-	b, err := io.ReadAll(built.Body)
+	b, err := awsproto.EncodeJSON11(ctx, schemas.AmazonEC2ContainerServiceV20141113, op, out)
 	if err != nil {
 		return nil, fmt.Errorf("encode ECS response: %w", err)
 	}

@@ -32,17 +32,12 @@ package secrets
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"time"
-
-	smithy "github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
-	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/awsproto"
@@ -169,25 +164,6 @@ func decodeInput(body []byte, in any) error {
 		return awsproto.ClientError("SerializationException", "trailing data after the JSON object")
 	}
 	return nil
-}
-
-// encodeOutput encodes one of the SDK's output structs with the SDK's own
-// JSON 1.1 serializer for the API's service schema.
-func encodeOutput(ctx context.Context, service *smithy.ServiceSchema, op *smithy.OperationSchema, out smithy.Serializable) ([]byte, error) {
-	req := smithyhttp.NewStackRequest().(*smithyhttp.Request)
-	if err := awsjson.New11(service).SerializeRequest(ctx, op, out, req); err != nil {
-		return nil, fmt.Errorf("encode response: %w", err)
-	}
-	built := req.Build(ctx)
-	if built.Body == nil {
-		return []byte("{}"), nil
-	}
-	defer built.Body.Close()
-	b, err := io.ReadAll(built.Body)
-	if err != nil {
-		return nil, fmt.Errorf("encode response: %w", err)
-	}
-	return b, nil
 }
 
 // pageToken and fromToken make the opaque NextToken of a listing: the key

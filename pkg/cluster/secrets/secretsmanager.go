@@ -101,7 +101,7 @@ func (a smAPI) ServeAWS(r *awsproto.Request) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return encodeOutput(r.Context, schemas.Secretsmanager, smithy.NewOperationSchema(schemas.GetSecretValue, schemas.GetSecretValueRequest, schemas.GetSecretValueResponse), out)
+	return awsproto.EncodeJSON11(r.Context, schemas.Secretsmanager, smithy.NewOperationSchema(schemas.GetSecretValue, schemas.GetSecretValueRequest, schemas.GetSecretValueResponse), out)
 }
 
 func invalidParam(format string, args ...any) error {

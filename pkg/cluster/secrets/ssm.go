@@ -111,7 +111,7 @@ func (a ssmAPI) ServeAWS(r *awsproto.Request) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return encodeOutput(r.Context, schemas.AmazonSSM, smithy.NewOperationSchema(schemas.GetParameter, schemas.GetParameterRequest, schemas.GetParameterResult), out)
+	return awsproto.EncodeJSON11(r.Context, schemas.AmazonSSM, smithy.NewOperationSchema(schemas.GetParameter, schemas.GetParameterRequest, schemas.GetParameterResult), out)
 }
 
 // call decodes the input of op's type and runs op.
