@@ -58,9 +58,10 @@ func EncodeOutput(ctx context.Context, out smithy.Serializable) ([]byte, error) 
 	// The protocol only needs a non-nil input schema to serialize; the
 	// output's Serialize method names its own shape.
 	op := smithy.NewOperationSchema(schemas.ListClusters, schemas.ListClustersResponse, schemas.ListClustersResponse)
-	b, err := awsproto.EncodeJSON11(ctx, schemas.AmazonEC2ContainerServiceV20141113, op, out)
+	b, err := awsproto.EncodeOutput(ctx, &awsproto.Request{Protocol: awsproto.JSON11, Operation: "ECS"},
+		awsproto.Codec{Service: schemas.AmazonEC2ContainerServiceV20141113, Operation: op}, out)
 	if err != nil {
-		return nil, fmt.Errorf("encode ECS response: %w", err)
+		return nil, err
 	}
 	if !needsZeroMembers(out) {
 		return b, nil

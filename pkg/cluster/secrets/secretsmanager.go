@@ -101,7 +101,8 @@ func (a smAPI) ServeAWS(r *awsproto.Request) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return awsproto.EncodeJSON11(r.Context, schemas.Secretsmanager, smithy.NewOperationSchema(schemas.GetSecretValue, schemas.GetSecretValueRequest, schemas.GetSecretValueResponse), out)
+	return awsproto.EncodeOutput(r.Context, r, awsproto.Codec{Service: schemas.Secretsmanager,
+		Operation: smithy.NewOperationSchema(schemas.GetSecretValue, schemas.GetSecretValueRequest, schemas.GetSecretValueResponse)}, out)
 }
 
 func invalidParam(format string, args ...any) error {

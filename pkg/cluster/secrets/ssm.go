@@ -111,7 +111,8 @@ func (a ssmAPI) ServeAWS(r *awsproto.Request) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return awsproto.EncodeJSON11(r.Context, schemas.AmazonSSM, smithy.NewOperationSchema(schemas.GetParameter, schemas.GetParameterRequest, schemas.GetParameterResult), out)
+	return awsproto.EncodeOutput(r.Context, r, awsproto.Codec{Service: schemas.AmazonSSM,
+		Operation: smithy.NewOperationSchema(schemas.GetParameter, schemas.GetParameterRequest, schemas.GetParameterResult)}, out)
 }
 
 // call decodes the input of op's type and runs op.
