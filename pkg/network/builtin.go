@@ -13,6 +13,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Datapath is how a Manager wires sandboxes.
@@ -210,8 +211,8 @@ func (m *Manager) wireBuiltin(ctx context.Context, sb *Sandbox) (string, error) 
 
 // unwireBuiltin removes what wireBuiltin made outside the namespace, in
 // the order that keeps everything named while it exists: the DNAT rules,
-// the host end of the veth pair (the namespace's end goes with it), then
-// the address lease. A sandbox recorded before it had its address finds
+// the host end of the veth pair (the namespace's end goes with it), the
+// connections tracked to the address, then the address lease. A sandbox recorded before it had its address finds
 // its lease by ID; it may also be a CNI sandbox whose record was lost (an
 // orphan namespace), so the firewall plugin's CNI-FORWARD rules for that
 // address go before the lease does.
@@ -244,12 +245,33 @@ func (m *Manager) unwireBuiltin(ctx context.Context, sb Sandbox) error {
 		}
 	}
 	for _, ip := range ips {
-		if _, err := netip.ParseAddr(ip); err != nil {
+		addr, err := netip.ParseAddr(ip)
+		if err != nil {
 			return fmt.Errorf("sandbox address %q: %w", ip, err)
+		}
+		if err := forgetFlows(addr); err != nil {
+			return err
 		}
 		if err := m.addrs.release(ip, sb.ID); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// forgetFlows deletes the conntrack entries of connections to addr. The
+// DNAT of a connection lives in its entry, not in the rule: without this a
+// UDP client that keeps sending to a host port (DNS, syslog) would keep
+// reaching addr after the sandbox is gone, until the entry times out, and
+// so would reach the next sandbox given addr. (portmap deletes the UDP
+// entries of its host ports for the same reason.)
+func forgetFlows(addr netip.Addr) error {
+	f := &netlink.ConntrackFilter{}
+	if err := f.AddIP(netlink.ConntrackReplySrcIP, addr.AsSlice()); err != nil {
+		return fmt.Errorf("forget connections to %s: %w", addr, err)
+	}
+	if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, f); err != nil {
+		return fmt.Errorf("forget connections to %s: %w", addr, err)
 	}
 	return nil
 }

@@ -3,11 +3,15 @@ package network
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // TestBuiltinSetupFailureUndoesEverything fails the built-in setup after
@@ -155,5 +159,49 @@ func TestBuiltinTwoOwnersKeepApart(t *testing.T) {
 	}
 	if got := nftRulesOf(t, b.nft.table.Name); len(got) != 0 {
 		t.Fatalf("owner b's rules left after its teardown: %v", got)
+	}
+}
+
+// TestBuiltinTeardownForgetsFlows: a UDP client sending to a sandbox's host
+// port has a conntrack entry that carries the DNAT to the sandbox's
+// address; teardown deletes it, so the client's next datagram is not sent
+// to an address that is gone (or leased to the next sandbox).
+func TestBuiltinTeardownForgetsFlows(t *testing.T) {
+	requireHost(t)
+	tn := newTestNetOn(t, "bflows", 124, DatapathBuiltin)
+	m := tn.manager(t)
+	sb, err := m.Setup(bg(), SetupRequest{Ports: []PortRequest{{ContainerPort: 53, Protocol: UDP}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", sb.Bindings[0].HostPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("query")); err != nil {
+		t.Fatal(err)
+	}
+	flows := func() int {
+		entries, err := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+		if err != nil {
+			t.Fatalf("list conntrack table: %v", err)
+		}
+		n := 0
+		for _, e := range entries {
+			if e.Reverse.SrcIP.String() == sb.IP {
+				n++
+			}
+		}
+		return n
+	}
+	if n := flows(); n == 0 {
+		t.Fatalf("no conntrack entry towards %s after a datagram to its host port", sb.IP)
+	}
+	if err := m.Teardown(bg(), *sb); err != nil {
+		t.Fatal(err)
+	}
+	if n := flows(); n != 0 {
+		t.Fatalf("%d conntrack entries towards %s left after teardown", n, sb.IP)
 	}
 }
