@@ -75,7 +75,8 @@ bench: test-deps build
 	$(GO) test ./bench -run '^$$' -bench 'BenchmarkLBHAProxy' -benchtime 3x
 	$(GO) run ./bench/cmd/runtime -n 40 -rounds 5
 	$(GO) run ./bench/cmd/engine
-	$(GO) run ./bench/cmd/e2e -rounds 3
+	$(GO) run ./bench/cmd/e2e -rounds 5 -datapath builtin
+	$(GO) run ./bench/cmd/e2e -rounds 5 -datapath cni
 
 # demo: dev mode end to end (scripts/demo.sh, docs/dev-mode.md); needs root.
 # The script builds berth-agent and its tools itself (BERTH_DEMO_BIN).
