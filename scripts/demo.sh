@@ -146,10 +146,12 @@ for _ in $(seq 1 300); do
 	sleep 0.2
 done
 if [ ! -s "$dev_dir/env" ]; then
-	echo "demo: dev mode did not write $dev_dir/env within a minute; its log:" >&2
+	echo "demo: dev mode did not become ready (no $dev_dir/env) within a minute; its log:" >&2
 	cat "$dev_dir/agent.log" >&2
 	exit 1
 fi
+# DIR/env exists only once dev mode's agent is registered and connected
+# (docs/dev-mode.md, "Readiness"): tasks can be run at once.
 cat "$dev_dir/agent.out"
 # shellcheck source=/dev/null
 . "$dev_dir/env"

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/sirupsen/logrus"
 )
 
@@ -264,43 +265,57 @@ func TestLogFile(t *testing.T) {
 	}
 }
 
-// TestDevModeFlags runs `berth-agent --dev --dev-dir DIR` until it has
-// written DIR/env and printed the exports, then stops it (the agent half
-// needs containerd, which this test does not start: pkg/agent/devmode's
-// tests run the whole thing).
+// TestDevModeFlags runs `berth-agent --dev --dev-dir DIR --dev-role app`
+// until it has written DIR/env (once its agent is connected) and printed
+// the exports and the role, then stops it: exit 0, DIR/env removed.
 func TestDevModeFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test (-short)")
+	}
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "iptables", "ip")
+	cd := testenv.Containerd(t)
 	dir := t.TempDir()
-	cfg := writeFile(t, "ecs.config", "BERTH_CONTAINERD_ADDRESS="+filepath.Join(dir, "no-containerd.sock")+"\n")
+	bridge := fmt.Sprintf("bf%04x", os.Getpid()&0xffff)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", bridge).Run() })
+	cfg := writeFile(t, "ecs.config", "BERTH_CONTAINERD_ADDRESS="+cd.Address+"\nBERTH_CONTAINERD_NAMESPACE="+cd.Namespace(t)+
+		"\nBERTH_BRIDGE_NAME="+bridge+"\nBERTH_BRIDGE_SUBNET=10.249.60.0/24\nECS_DYNAMIC_HOST_PORT_RANGE=21500-21549\n")
 	noTOML := writeFile(t, "agent.toml", "")
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr bytes.Buffer
+	defer cancel()
+	stdout, stderr := &syncWriter{w: &strings.Builder{}}, &syncWriter{w: &strings.Builder{}}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--dev", "--dev-dir", dir, "--dev-role", "app", "--config", cfg, "--toml", noTOML}, nil, &syncWriter{w: &stdout}, &syncWriter{w: &stderr})
+		done <- run(ctx, []string{"--dev", "--dev-dir", dir, "--dev-role", "app", "--config", cfg, "--toml", noTOML,
+			"--containerd-snapshotter", cd.Snapshotter}, nil, stdout, stderr)
 	}()
 	envFile := filepath.Join(dir, "env")
-	for i := 0; ; i++ {
-		if b, err := os.ReadFile(envFile); err == nil && len(b) > 0 {
+	var env []byte
+	deadline := time.Now().Add(hangDetector)
+	for {
+		var err error
+		if env, err = os.ReadFile(envFile); err == nil {
 			break
 		}
 		select {
 		case code := <-done:
-			cancel()
 			t.Fatalf("dev mode exited with %d before writing %s; stderr:\n%s", code, envFile, stderr.String())
 		default:
 		}
-		if i == 300 {
+		if time.Now().After(deadline) {
 			cancel()
 			<-done
-			t.Fatalf("no %s after 30s; stderr:\n%s", envFile, stderr.String())
+			t.Fatalf("no %s after %s; stderr:\n%s", envFile, hangDetector, stderr.String())
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
+	}
+	for !strings.Contains(stdout.String(), "export AWS_DEFAULT_REGION=") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // printed right after the file is written
 	}
 	cancel()
 	if code := <-done; code != exitOK {
 		t.Errorf("exit code %d after cancel, want 0; stderr:\n%s", code, stderr.String())
 	}
-	env, _ := os.ReadFile(envFile)
 	for _, want := range []string{"export AWS_ENDPOINT_URL_ECS=http://127.0.0.1:", "export AWS_PROFILE=berth-dev", "export AWS_DEFAULT_REGION=",
 		"export AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(dir, "credentials")} {
 		if !strings.Contains(string(env), want) || !strings.Contains(stdout.String(), want) {
@@ -312,6 +327,9 @@ func TestDevModeFlags(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "credentials")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("credentials file: %v, %v; want mode 0600", fi, err)
+	}
+	if _, err := os.Stat(envFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s still exists after dev mode stopped (%v)", envFile, err)
 	}
 }
 

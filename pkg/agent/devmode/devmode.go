@@ -1,9 +1,12 @@
-// Package devmode is `berth-agent --dev`: a cluster endpoint on a free
-// loopback port and an agent registered to it, in one process, with every
-// file under one directory. It creates the cluster "default", an admin key
-// for the user and an agent key for the agent, writes them as an AWS
-// shared-credentials file and writes DIR/env with the exports that point the
-// AWS CLI and SDKs at the endpoint. cmd/agent and the end-to-end tests use it.
+// Package devmode is `berth-agent --dev`: a cluster endpoint on a loopback
+// port and an agent registered to it, in one process, with every file under
+// one directory. It creates the cluster "default", an admin key for the user
+// and an agent key for the agent, writes them as an AWS shared-credentials
+// file, keeps its loopback addresses across restarts in DIR/addresses, and
+// once the agent is registered and connected writes DIR/env with the
+// exports that point the AWS CLI and SDKs at the endpoint (removed again
+// when dev mode stops). Its agent shares nothing with a system agent on the
+// same host (settings.go). cmd/agent and the end-to-end tests use it.
 package devmode
 
 import (
@@ -12,10 +15,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +31,7 @@ import (
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/config"
+	"github.com/berth-dev/berth/pkg/state"
 )
 
 // Defaults of dev mode.
@@ -68,8 +71,8 @@ type Options struct {
 	// Out receives the lines printed at start (the env exports).
 	Out    io.Writer
 	Logger *slog.Logger
-	// Started, when set, is called once the endpoint serves and the files
-	// are written.
+	// Started, when set, is called once the agent is registered and
+	// connected and DIR/env is written.
 	Started func(*Dev)
 }
 
@@ -83,7 +86,9 @@ type Dev struct {
 	Region string
 }
 
-// Run starts the endpoint and the agent and runs both until ctx ends.
+// Run starts the endpoint and the agent and runs both until ctx ends (nil)
+// or one of them fails (the error). DIR/env is written once the agent is
+// registered and connected, and removed when Run returns.
 func Run(ctx context.Context, o Options) error {
 	if o.Config == nil {
 		return errors.New("dev mode: no agent configuration")
@@ -104,6 +109,12 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("dev mode: create %s: %w", dir, err)
 	}
+	// DIR/env exists only while dev mode is up and its agent connected: a
+	// script waiting for it must not find the one a killed run left.
+	envFile := filepath.Join(dir, "env")
+	if err := removeEnv(envFile); err != nil {
+		return fmt.Errorf("dev mode: %w", err)
+	}
 	cfg := *o.Config
 	region := cfg.Region()
 	if region == "" {
@@ -117,8 +128,17 @@ func Run(ctx context.Context, o Options) error {
 		}
 		devRoles = append(devRoles, r)
 	}
+	addrsFile := filepath.Join(dir, AddressesFile)
+	addrs, err := keepAddresses(addrsFile, addressesToKeep(&cfg, o.Listen))
+	if err != nil {
+		return fmt.Errorf("dev mode: %w", err)
+	}
+	listen := o.Listen
+	if ap, ok := addrs[addrEndpoint]; ok {
+		listen = ap.String()
+	}
 	ep, err := StartEndpoint(ctx, EndpointOptions{
-		DataDir: filepath.Join(dir, "cluster"), Listen: o.Listen, Roles: devRoles,
+		DataDir: filepath.Join(dir, "cluster"), Listen: listen, Roles: devRoles,
 		Region: region, AccountID: DefaultAccount, ACS: o.ACS, Logger: o.Logger.With("component", "endpoint"),
 	})
 	if err != nil {
@@ -138,54 +158,18 @@ func Run(ctx context.Context, o Options) error {
 	if err := createCluster(ctx, ep.URL, region, admin); err != nil {
 		return fmt.Errorf("dev mode: %w", err)
 	}
-	envFile := filepath.Join(dir, "env")
-	lines := EnvLines(ep.URL, credsFile, region)
-	if err := writeFile(envFile, lines); err != nil {
-		return fmt.Errorf("dev mode: %w", err)
-	}
-	fmt.Fprintf(o.Out, "berth dev mode: endpoint %s, cluster %q; to use it:\n. %s\n%s", ep.URL, ClusterName, envFile, lines)
-	for _, r := range devRoles {
-		fmt.Fprintf(o.Out, "task role for taskRoleArn/executionRoleArn: %s\n", r.Arn)
-	}
 
 	cfg.Cluster = ClusterName
 	cfg.BackendHost = ep.URL
 	cfg.AWS.Region = region
-	if cfg.DataDir == "" || cfg.Source("ECS_DATADIR").Kind == config.SourceDefault {
-		cfg.DataDir = filepath.Join(dir, "agent")
-	}
-	if cfg.Containers.AWSLogsEndpoint == "" {
-		// awslogs containers ship to the dev endpoint's log store, so the
-		// driver is allowed unless the configuration lists drivers itself.
-		cfg.Containers.AWSLogsEndpoint = "cluster"
-		if cfg.Source("ECS_AVAILABLE_LOGGING_DRIVERS").Kind == config.SourceDefault &&
-			!slices.Contains(cfg.Containers.AvailableLoggingDrivers, "awslogs") {
-			cfg.Containers.AvailableLoggingDrivers = append(slices.Clone(cfg.Containers.AvailableLoggingDrivers), "awslogs")
-		}
-	}
-	// Task roles are part of what dev mode lets a lab try (--dev-role), so
-	// they are on unless the operator set the key. The default credentials
-	// address is replaced by a free loopback port chosen when the agent
-	// binds it (the 169.254.170.2 route follows that port), so several dev
-	// agents, and tests, run side by side.
-	if cfg.Source("ECS_ENABLE_TASK_IAM_ROLE").Kind == config.SourceDefault {
-		cfg.IAM.EnableTaskRole = true
-	}
-	if cfg.Source("ECS_AUDIT_LOGFILE").Kind == config.SourceDefault {
-		cfg.IAM.AuditLogFile = filepath.Join(dir, "audit.log") // every file under DIR
-	}
-	if cfg.Source("BERTH_CREDENTIALS_ADDRESS").Kind == config.SourceDefault {
-		cfg.Listen.Credentials = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 0)
-	}
+	applyDevSettings(&cfg, dir, addrs)
 	hook, changed := member.StateChangeSignal()
 	agentCreds := credentials.StaticCredentialsProvider{Value: agentKey}
-	a, err := agent.New(&cfg, append([]agent.Option{agent.WithLogger(o.Logger.With("component", "agent")),
-		agent.WithStateChangeHook(hook), agent.WithAWSCredentials(agentCreds)}, o.AgentOptions...)...)
+	agentOpts := append([]agent.Option{agent.WithLogger(o.Logger.With("component", "agent")),
+		agent.WithStateChangeHook(hook), agent.WithAWSCredentials(agentCreds)}, devAgentOptions(dir)...)
+	a, err := agent.New(&cfg, append(agentOpts, o.AgentOptions...)...)
 	if err != nil {
 		return fmt.Errorf("dev mode: %w", err)
-	}
-	if o.Started != nil {
-		o.Started(&Dev{Endpoint: ep, EnvFile: envFile, CredentialsFile: credsFile, Admin: admin, Region: region})
 	}
 	mo := o.Member
 	mo.Config, mo.Agent = &cfg, a
@@ -194,37 +178,138 @@ func Run(ctx context.Context, o Options) error {
 	if mo.Logger == nil {
 		mo.Logger = o.Logger.With("component", "agent")
 	}
-	return runMember(ctx, ep, mo)
+	r := &devRun{o: o, cfg: &cfg, ep: ep, agent: a, admin: admin, region: region, roles: devRoles,
+		envFile: envFile, credsFile: credsFile, addrsFile: addrsFile}
+	err = r.run(ctx, mo)
+	if rerr := removeEnv(envFile); rerr != nil {
+		o.Logger.Warn("dev mode: remove the env file", "err", rerr)
+	}
+	return err
 }
 
-// runMember runs the agent as a member of the endpoint's cluster until ctx
-// ends, the agent fails or the endpoint does: an endpoint that stopped
-// serving ends the agent (its ACS session closed first, as on any stop)
-// and dev mode returns why.
-func runMember(ctx context.Context, ep *Endpoint, mo member.Options) error {
+// devRun is one run of dev mode once its endpoint serves and its agent is
+// built.
+type devRun struct {
+	o         Options
+	cfg       *config.Config
+	ep        *Endpoint
+	agent     *agent.Agent
+	admin     aws.Credentials
+	region    string
+	roles     []roles.RoleConfig
+	envFile   string
+	credsFile string
+	addrsFile string
+}
+
+// run runs the agent as a member of the endpoint's cluster until ctx ends
+// or a part fails: the agent (member.Run returns), the endpoint (it stopped
+// serving: the agent is stopped, its ACS session closed first as on any
+// stop) or the announcement (DIR/env could not be written). The watchers
+// are goroutines owned here, cancelled and waited for before run returns.
+func (r *devRun) run(ctx context.Context, mo member.Options) error {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel (defers run last first)
 	defer cancel(nil)
-	wg.Add(1)
+	fail := func(err error) {
+		mo.Logger.Error("dev mode: stopping", "err", err)
+		cancel(err)
+	}
+	registered := make(chan string, 1)
+	userRegistered := mo.Registered
+	mo.Registered = func(id state.InstanceIdentity) {
+		if userRegistered != nil {
+			userRegistered(id)
+		}
+		select {
+		case registered <- id.ContainerInstanceArn:
+		default:
+		}
+	}
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		select {
-		case err := <-ep.Failed():
-			o := fmt.Errorf("endpoint: %w", err)
-			mo.Logger.Error("dev mode: stopping", "err", o)
-			cancel(o)
+		case err := <-r.ep.Failed():
+			fail(fmt.Errorf("endpoint: %w", err))
 		case <-runCtx.Done():
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := r.announce(runCtx, registered); err != nil && runCtx.Err() == nil {
+			fail(err)
 		}
 	}()
 	err := member.Run(runCtx, mo)
 	if cause := context.Cause(runCtx); ctx.Err() == nil && cause != nil && (err == nil || errors.Is(err, context.Canceled)) {
-		err = cause // the endpoint failed
+		err = cause // the endpoint or the announcement failed
 	}
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("dev mode: %w", err)
 	}
 	return err
+}
+
+// announce waits until the agent has registered, is ready and the
+// endpoint shows it connected (only then does RunTask place tasks on it),
+// then prints how to use dev mode, writes DIR/env (atomically) and calls
+// Options.Started.
+func (r *devRun) announce(ctx context.Context, registered <-chan string) error {
+	var arn string
+	select {
+	case arn = <-registered:
+	case <-ctx.Done():
+		return nil
+	}
+	if err := r.agent.Ready(ctx); err != nil {
+		return nil // the agent stopped: member.Run reports why
+	}
+	client := NewECSClient(r.ep.URL, r.region, r.admin)
+	for {
+		out, err := client.DescribeContainerInstances(ctx, &ecs.DescribeContainerInstancesInput{
+			Cluster: aws.String(ClusterName), ContainerInstances: []string{arn}})
+		if err == nil && len(out.ContainerInstances) == 1 && out.ContainerInstances[0].AgentConnected {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	lines := EnvLines(r.ep.URL, r.credsFile, r.region)
+	var b strings.Builder
+	fmt.Fprintf(&b, "berth dev mode: endpoint %s, cluster %q, agent connected as %s\n", r.ep.URL, ClusterName, arn)
+	if ia := r.agent.IntrospectionAddr(); ia != nil {
+		fmt.Fprintf(&b, "introspection API: http://%s (e.g. curl http://%s/v1/metadata)\n", ia, ia)
+	}
+	if r.cfg.IAM.EnableTaskRole {
+		fmt.Fprintf(&b, "credentials endpoint: %s (tasks reach it as 169.254.170.2:80)\n", r.cfg.Listen.Credentials)
+	}
+	for _, role := range r.roles {
+		fmt.Fprintf(&b, "task role for taskRoleArn/executionRoleArn: %s\n", role.Arn)
+	}
+	fmt.Fprintf(&b, "addresses are kept across restarts in %s; to use dev mode:\n. %s\n%s", r.addrsFile, r.envFile, lines)
+	// Printed first, so that a script that shows the output once DIR/env
+	// is there shows all of it.
+	fmt.Fprint(r.o.Out, b.String())
+	if err := writeFile(r.envFile, lines); err != nil {
+		return fmt.Errorf("announce: %w", err)
+	}
+	if r.o.Started != nil {
+		r.o.Started(&Dev{Endpoint: r.ep, EnvFile: r.envFile, CredentialsFile: r.credsFile, Admin: r.admin, Region: r.region})
+	}
+	return nil
+}
+
+// removeEnv removes DIR/env; a missing file is fine.
+func removeEnv(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	return nil
 }
 
 // EnvLines are the exports that point the AWS CLI and SDKs at the endpoint

@@ -74,6 +74,9 @@ type agentSpec struct {
 	// TaskRoles turns task IAM roles on, as dev mode does, with the
 	// credentials endpoint on a free loopback port.
 	TaskRoles bool
+	// Introspection and Credentials, when set, are the listeners'
+	// addresses (default: free loopback ports).
+	Introspection, Credentials string
 }
 
 func (s agentSpec) config() (*config.Config, error) {
@@ -100,6 +103,16 @@ func (s agentSpec) config() (*config.Config, error) {
 		cfg.IAM.EnableTaskRole = true
 		cfg.IAM.AuditLogFile = filepath.Join(s.DataDir, "audit.log")
 		cfg.Listen.Credentials = netip.MustParseAddrPort("127.0.0.1:0")
+	}
+	if s.Introspection != "" {
+		if cfg.Listen.Introspection, err = netip.ParseAddrPort(s.Introspection); err != nil {
+			return nil, err
+		}
+	}
+	if s.Credentials != "" {
+		if cfg.Listen.Credentials, err = netip.ParseAddrPort(s.Credentials); err != nil {
+			return nil, err
+		}
 	}
 	return cfg, nil
 }
