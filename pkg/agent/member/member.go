@@ -101,6 +101,9 @@ func Run(ctx context.Context, o Options) error {
 	// result prefers the failure that ended the work (the agent failing is
 	// why StateDB or Register gave up) over err.
 	result := func(err error) error {
+		if errors.Is(err, agent.ErrStopped) {
+			<-g.agentDone // the agent's goroutine records why first
+		}
 		if f := g.failure(); f != nil {
 			return f
 		}
