@@ -70,7 +70,8 @@ func TestDevModeBesideSystemAgent(t *testing.T) {
 	// host ports, addresses); only its containerd namespace is the test's,
 	// so that testenv removes what its tasks leave.
 	dir := t.TempDir()
-	agentproc.SweepNetwork(t, filepath.Join(dir, "run"), devmode.DevNamePrefix, devmode.DevBridge, devmode.DevSubnet)
+	agentproc.SweepNetwork(t, agentproc.AgentNetwork{DataDir: filepath.Join(dir, "agent"), RunDir: filepath.Join(dir, "run"),
+		Prefix: devmode.DevNamePrefix, Bridge: devmode.DevBridge, Subnet: devmode.DevSubnet})
 	devNS := e.cd.Namespace(t)
 	noFiles := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
 	cfg, _, err := config.Load(config.LoadOptions{ReadFile: noFiles, Env: []string{
