@@ -70,6 +70,9 @@ func TestDevModeBesideSystemAgent(t *testing.T) {
 	// host ports, addresses); only its containerd namespace is the test's,
 	// so that testenv removes what its tasks leave.
 	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "agent"), 0o700); err != nil { // the sweep's owner tag needs it
+		t.Fatal(err)
+	}
 	agentproc.SweepNetwork(t, agentproc.AgentNetwork{DataDir: filepath.Join(dir, "agent"), RunDir: filepath.Join(dir, "run"),
 		Prefix: devmode.DevNamePrefix, Bridge: devmode.DevBridge, Subnet: devmode.DevSubnet})
 	devNS := e.cd.Namespace(t)
