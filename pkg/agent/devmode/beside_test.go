@@ -29,6 +29,7 @@ import (
 	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/config"
+	"github.com/berth-dev/berth/pkg/network"
 )
 
 // The system agent's default listeners (BERTH_INTROSPECTION_ADDRESS,
@@ -42,13 +43,21 @@ const (
 // host where a system agent runs a task, runs and stops a task in dev mode,
 // stops dev mode, and checks that nothing of the system agent changed: its
 // task and container (same process), its sandbox (same network namespace,
-// same addresses), its iptables rules, its bridge, and its ports (the
+// same addresses), its iptables rules and nftables table, its bridge, and
+// its ports (the
 // task's host port, the introspection API and the credentials endpoint on
 // the system defaults 51678 and 51679). The system agent is a cluster
 // member as berth-agent.service runs it, with task roles, on its own data
 // directory, bridge, subnet, containerd namespace and netns names (a test
-// must not take the host's own), and on the default listener ports.
+// must not take the host's own), and on the default listener ports. Both
+// run on the same datapath, once each: built-in (the default) and CNI.
 func TestDevModeBesideSystemAgent(t *testing.T) {
+	for _, dp := range []string{"builtin", "cni"} {
+		t.Run(dp, func(t *testing.T) { devModeBesideSystemAgent(t, dp) })
+	}
+}
+
+func devModeBesideSystemAgent(t *testing.T, datapath string) {
 	e := newE2E(t, acs.Options{})
 	for _, addr := range []string{systemIntrospection, systemCredentials} {
 		ln, err := net.Listen("tcp", addr)
@@ -60,6 +69,7 @@ func TestDevModeBesideSystemAgent(t *testing.T) {
 	sys := e.spec()
 	sys.TaskRoles = true
 	sys.Introspection, sys.Credentials = systemIntrospection, systemCredentials
+	sys.Datapath = datapath
 	sysArn, _, _ := e.runAgent(sys)
 	task := e.runTasks(e.taskDef("system-web", 0), 1)[0]
 	running := e.waitStatus(task, "RUNNING", 90*time.Second)
@@ -78,7 +88,8 @@ func TestDevModeBesideSystemAgent(t *testing.T) {
 	devNS := e.cd.Namespace(t)
 	noFiles := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
 	cfg, _, err := config.Load(config.LoadOptions{ReadFile: noFiles, Env: []string{
-		"BERTH_CONTAINERD_ADDRESS=" + e.cd.Address, "BERTH_CONTAINERD_NAMESPACE=" + devNS, "ECS_CONTAINER_STOP_TIMEOUT=2s"}})
+		"BERTH_CONTAINERD_ADDRESS=" + e.cd.Address, "BERTH_CONTAINERD_NAMESPACE=" + devNS, "ECS_CONTAINER_STOP_TIMEOUT=2s",
+		"BERTH_NETWORK_DATAPATH=" + datapath}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +205,11 @@ func snapshotAgent(t *testing.T, e *e2e, s agentSpec, task string, port int32, a
 		}
 		snap["sandbox"] = append(snap["sandbox"], fmt.Sprintf("%s inode %d", en.Name(), st.Ino))
 		for _, l := range strings.Split(strings.TrimSpace(string(addrs)), "\n") {
-			snap["sandbox"] = append(snap["sandbox"], strings.Join(strings.Fields(l), " "))
+			// The kernel's duplicate address detection of the link-local
+			// IPv6 address ends on its own a moment after the interface
+			// came up ("tentative"): not a change made by anyone.
+			f := slices.DeleteFunc(strings.Fields(l), func(w string) bool { return w == "tentative" })
+			snap["sandbox"] = append(snap["sandbox"], strings.Join(f, " "))
 		}
 	}
 	if len(ids) != 1 {
@@ -216,9 +231,27 @@ func snapshotAgent(t *testing.T, e *e2e, s agentSpec, task string, port int32, a
 		}
 	}
 	slices.Sort(snap["iptables rules"])
+	// On the built-in datapath its host ports are in its own nftables
+	// table (named after its sandbox ID prefix), each rule commented with
+	// the sandbox ID.
+	taskRules := snap["iptables rules"]
+	if s.Datapath != "cni" {
+		owner, err := network.OwnerForDir(s.DataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		table := s.Prefix + owner
+		out, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list table ip %s: %v\n%s", table, err, out)
+		}
+		snap["nftables table"] = strings.Split(strings.TrimSpace(string(out)), "\n")
+		taskRules = snap["nftables table"]
+	}
 	if !slices.ContainsFunc(snap["iptables rules"], func(l string) bool { return strings.Contains(l, "berth:creds:"+s.Bridge) }) ||
-		!slices.ContainsFunc(snap["iptables rules"], func(l string) bool { return strings.Contains(l, ids[0]) }) {
-		t.Fatalf("the system agent's rules lack its credentials route or its task's:\n%s", strings.Join(snap["iptables rules"], "\n"))
+		!slices.ContainsFunc(taskRules, func(l string) bool { return strings.Contains(l, ids[0]) }) {
+		t.Fatalf("the system agent's rules lack its credentials route or its task's:\n%s\n%s",
+			strings.Join(snap["iptables rules"], "\n"), strings.Join(snap["nftables table"], "\n"))
 	}
 
 	// Its bridge.

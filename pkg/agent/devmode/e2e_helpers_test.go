@@ -77,6 +77,8 @@ type agentSpec struct {
 	// Introspection and Credentials, when set, are the listeners'
 	// addresses (default: free loopback ports).
 	Introspection, Credentials string
+	// Datapath, when set, is BERTH_NETWORK_DATAPATH (default: builtin).
+	Datapath string
 }
 
 func (s agentSpec) config() (*config.Config, error) {
@@ -113,6 +115,9 @@ func (s agentSpec) config() (*config.Config, error) {
 		if cfg.Listen.Credentials, err = netip.ParseAddrPort(s.Credentials); err != nil {
 			return nil, err
 		}
+	}
+	if s.Datapath != "" {
+		cfg.Network.Datapath = s.Datapath
 	}
 	return cfg, nil
 }
