@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -230,16 +231,20 @@ func TestLogDrivers(t *testing.T) {
 	}
 	awaitAWS(3)
 
-	resp, err := http.Get("http://" + a.IntrospectionAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, w := range []string{`berth_log_lines_shipped_total{driver="syslog"} 3`, `berth_log_lines_shipped_total{driver="awslogs"} `} {
-		if !strings.Contains(string(body), w) {
-			t.Fatalf("/metrics lacks %q:\n%s", w, body)
+	// The shipper counts a batch once the store has answered, which is a
+	// moment after the lines can be read from the stream.
+	var body []byte
+	wantMetrics := []string{`berth_log_lines_shipped_total{driver="syslog"} 3`, `berth_log_lines_shipped_total{driver="awslogs"} `}
+	if !eventually(20*time.Second, func() bool {
+		resp, err := http.Get("http://" + a.IntrospectionAddr().String() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return !slices.ContainsFunc(wantMetrics, func(w string) bool { return !strings.Contains(string(body), w) })
+	}) {
+		t.Fatalf("/metrics lacks one of %q:\n%s", wantMetrics, body)
 	}
 
 	// An agent restart resumes both shippers from their positions: the
