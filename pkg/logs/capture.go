@@ -1,7 +1,7 @@
 package logs
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -87,33 +87,67 @@ func Capture(opts CaptureOptions) (CaptureStats, error) {
 	return st, nil
 }
 
-// copyStream reads lines of any length and writes them as entries. It
-// flushes whenever it has nothing more buffered, so followers see output
-// promptly while busy containers get batched writes.
+// captureReadSize is the most one read takes from a stream.
+const captureReadSize = 64 << 10
+
+// copyStream reads lines of any length and writes them as entries, one
+// write per read, so followers see output promptly while busy containers
+// get batched writes.
 //
 // Every line is stamped with the time it was read. Lines that arrived in the
 // same read share that time, so the clock is read (and formatted) once per
 // read rather than once per line.
 func copyStream(w *jsonFile, stream string, r io.Reader) {
-	br := bufio.NewReaderSize(r, MaxLineSize)
+	buf := make([]byte, captureReadSize)
+	var sp lineSplitter
 	var ts []byte
 	for {
-		before := br.Buffered()
-		piece, err := br.ReadSlice('\n')
-		if len(piece) > 0 {
-			if ts == nil || len(piece) > before {
-				ts = w.now().UTC().AppendFormat(ts[:0], time.RFC3339Nano)
-			}
-			w.add(stream, piece, ts, br.Buffered() == 0)
+		n, err := r.Read(buf)
+		if n > 0 {
+			ts = w.now().UTC().AppendFormat(ts[:0], time.RFC3339Nano)
+			w.addChunk(stream, &sp, buf[:n], ts)
 		}
-		switch {
-		case err == nil, errors.Is(err, bufio.ErrBufferFull):
-			continue
-		default:
+		if err != nil {
 			// EOF, or the pipe was closed under us: either way this stream is done.
-			w.flush()
+			w.endStream(stream, &sp, ts)
 			return
 		}
+	}
+}
+
+// lineSplitter cuts one stream into json-file messages: every line with its
+// "\n", and lines longer than MaxLineSize as pieces of exactly MaxLineSize
+// bytes without one (as Docker's json-file driver and a bufio.Reader of that
+// size do). pending holds the start of a line that has not ended yet.
+type lineSplitter struct {
+	pending []byte
+}
+
+// feed hands every message that data completes to emit. The slices passed
+// are only valid during the call.
+func (sp *lineSplitter) feed(data []byte, emit func(msg []byte)) {
+	for len(data) > 0 {
+		room := MaxLineSize - len(sp.pending)
+		end := bytes.IndexByte(data[:min(room, len(data))], '\n') + 1
+		switch {
+		case end == 0 && len(data) < room:
+			// The line goes on in a later read.
+			sp.pending = append(sp.pending, data...)
+			return
+		case end == 0:
+			end = room // a piece of a long line
+		}
+		if len(sp.pending) == 0 {
+			emit(data[:end])
+		} else {
+			sp.pending = append(sp.pending, data[:end]...)
+			emit(sp.pending)
+			sp.pending = sp.pending[:0]
+			if cap(sp.pending) > 4<<10 {
+				sp.pending = nil // a log daemon keeps one per stream: do not hold 16 KiB
+			}
+		}
+		data = data[end:]
 	}
 }
 

@@ -19,6 +19,8 @@ const flushThreshold = 64 << 10
 type jsonFile struct {
 	cfg Config
 	now func() time.Time
+	// bufs, when set, takes the encoding buffer back after every write.
+	bufs *buffers
 
 	// mu guards everything below.
 	mu       sync.Mutex
@@ -30,6 +32,25 @@ type jsonFile struct {
 	lines    uint64 // lines written successfully
 	dropped  uint64 // lines lost to write errors
 	lastErr  error
+}
+
+// buffers lends byte buffers to the jsonFiles of one process, so that a log
+// daemon holding a jsonFile per container (mostly idle) does not hold a
+// 64 KiB encoding buffer for each between writes.
+type buffers struct{ pool sync.Pool }
+
+func (b *buffers) get(size int) []byte {
+	if p, ok := b.pool.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, size)
+}
+
+func (b *buffers) put(buf []byte) {
+	if cap(buf) > 4*flushThreshold {
+		return // grown for one huge line; let the GC have it
+	}
+	b.pool.Put(&buf)
 }
 
 // reopenInterval is how often a logger without an open file retries.
@@ -66,23 +87,49 @@ func (w *jsonFile) openLocked() error {
 func (w *jsonFile) add(stream string, msg, ts []byte, flush bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.addLocked(stream, msg, ts)
+	if flush {
+		w.flushLocked()
+	}
+}
+
+// addChunk splits data, read from one stream at the time ts, into entries
+// (sp keeps the stream's unfinished line between chunks) and writes them
+// out: one lock and one write for the whole read.
+func (w *jsonFile) addChunk(stream string, sp *lineSplitter, data, ts []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	sp.feed(data, func(msg []byte) { w.addLocked(stream, msg, ts) })
+	w.flushLocked()
+}
+
+// endStream writes the stream's unterminated last line, if any, as a
+// partial entry (stamped ts) and flushes.
+func (w *jsonFile) endStream(stream string, sp *lineSplitter, ts []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(sp.pending) > 0 {
+		w.addLocked(stream, sp.pending, ts)
+		sp.pending = sp.pending[:0]
+	}
+	w.flushLocked()
+}
+
+func (w *jsonFile) addLocked(stream string, msg, ts []byte) {
+	if w.buf == nil && w.bufs != nil {
+		w.buf = w.bufs.get(2 * flushThreshold)
+	}
 	start := len(w.buf)
 	w.buf = appendEntryTS(w.buf, stream, msg, ts)
 	w.bufLines++
 	w.size += int64(len(w.buf) - start)
-	if flush || len(w.buf) >= flushThreshold {
+	if len(w.buf) >= flushThreshold {
 		w.flushLocked()
 	}
 	if w.cfg.MaxSize > 0 && w.size >= w.cfg.MaxSize {
 		w.flushLocked()
 		w.rotateLocked()
 	}
-}
-
-func (w *jsonFile) flush() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.flushLocked()
 }
 
 // flushLocked writes the buffer. A failed write (disk full, file gone) drops
@@ -113,7 +160,12 @@ func (w *jsonFile) flushLocked() {
 	} else {
 		w.lines += w.bufLines
 	}
-	w.buf = w.buf[:0]
+	if w.bufs != nil {
+		w.bufs.put(w.buf)
+		w.buf = nil
+	} else {
+		w.buf = w.buf[:0]
+	}
 	w.bufLines = 0
 }
 
@@ -186,11 +238,21 @@ const hexDigits = "0123456789abcdef"
 const jsonSafeASCII = "00000000000000000000000000000000110111011111111111111111111101011111111111111111111111111111011111111111111111111111111111111111"
 
 // appendJSONString quotes s as encoding/json would (HTML-safe escapes,
-// invalid UTF-8 replaced by U+FFFD) without its allocation per call.
+// invalid UTF-8 replaced by U+FFFD) without its allocation per call. Runs of
+// eight bytes that need no escape are copied a word at a time: log text is
+// mostly such runs, and this loop is most of the capture's CPU time.
 func appendJSONString(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) {
+			w := s[i : i+8 : i+8]
+			if jsonPlain[w[0]]&jsonPlain[w[1]]&jsonPlain[w[2]]&jsonPlain[w[3]]&
+				jsonPlain[w[4]]&jsonPlain[w[5]]&jsonPlain[w[6]]&jsonPlain[w[7]] == '1' {
+				i += 8
+				continue
+			}
+		}
 		b := s[i]
 		if b < utf8.RuneSelf {
 			if jsonSafeASCII[b] == '1' {
@@ -234,3 +296,8 @@ func appendJSONString(dst, s []byte) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// jsonPlain extends jsonSafeASCII to all 256 byte values: non-ASCII bytes
+// are not plain (they need a UTF-8 check). The fast path ANDs eight lookups:
+// '1' & '1' is '1', anything with a '0' is not.
+const jsonPlain = jsonSafeASCII + "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
