@@ -62,6 +62,13 @@ flags:
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
+	// Hidden modes, before any flag or config parsing: the log daemon that
+	// captures container output ("log-daemon", started by the agent) and
+	// the per-container logger that the shim starts for containers from
+	// before it ("logger"); see DESIGN.md, Logs.
+	if code, ok := logs.ServeMode(ctx, "berth-agent", args, stderr); ok {
+		return code
+	}
 	fs := flag.NewFlagSet("berth-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -96,20 +103,6 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	cmd, rest := "", fs.Args()
 	if len(rest) > 0 {
 		cmd, rest = rest[0], rest[1:]
-	}
-	if cmd == "logger" {
-		// Hidden mode: containerd's shim starts this binary as
-		// "berth-agent logger <config>" to capture a container's output
-		// (DESIGN.md, Logs; pkg/agent's WithLoggerBinary).
-		if len(rest) != 1 {
-			fmt.Fprintln(stderr, "berth-agent: logger mode takes one argument and is started by the containerd shim")
-			return exitFailure
-		}
-		if err := logs.RunShimLogger(ctx, rest[0]); err != nil {
-			fmt.Fprintf(stderr, "berth-agent logger: %v\n", err)
-			return exitFailure
-		}
-		return exitOK
 	}
 	if cmd != "" && cmd != "check" && cmd != "print-config" {
 		fmt.Fprintf(stderr, "berth-agent: unknown command %q\n", cmd)

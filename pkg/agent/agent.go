@@ -90,9 +90,9 @@ func WithAfterRecoverHook(hook func(ctx context.Context) error) Option {
 // WithLogger sets the agent's logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithLoggerBinary is the program the containerd shim runs as
-// "<binary> logger <arg>" to capture container output (default: this
-// executable, which must serve that mode).
+// WithLoggerBinary is the program run as the log daemon that captures
+// container output, "<binary> log-daemon ..." (default: this executable,
+// which must serve logs.ServeMode's modes).
 func WithLoggerBinary(path string) Option { return func(o *options) { o.loggerBinary = path } }
 
 // WithInitBinary is the init process run as PID 1 for containers with

@@ -17,15 +17,11 @@ import (
 	"time"
 )
 
-// TestMain lets the test binary act as the shim-started logger, exactly as
-// the agent binary does in its hidden mode.
+// TestMain lets the test binary act as the shim-started logger and as the
+// log daemon, exactly as the agent binary does in its hidden modes.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == LoggerMode {
-		if err := RunShimLogger(context.Background(), os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+	if code, ok := ServeMode(context.Background(), "logs.test", os.Args[1:], os.Stderr); ok {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }

@@ -95,9 +95,27 @@ func (r *Runtime) Start(ctx context.Context, id string) (<-chan ExitStatus, erro
 			return nil, fmt.Errorf("start %s: delete stopped task: %w", id, err)
 		}
 	}
-	task, err := c.NewTask(ctx, logIO(labels))
+	// Output of earlier tasks is complete before this one writes.
+	r.finishCaptures(ctx, id)
+	taskIO, captured, err := r.taskIO(id, labels)
 	if err != nil {
+		return nil, fmt.Errorf("start %s: log capture: %w", id, err)
+	}
+	task, err := c.NewTask(ctx, taskIO)
+	if err != nil {
+		if captured {
+			r.dropCaptures(ctx, id)
+		}
 		return nil, fmt.Errorf("start %s: create task: %w", id, err)
+	}
+	if captured {
+		// The task exists: the capture may now take a FIFO without a
+		// writer for the end of its stream. Failing here is not fatal:
+		// the output waits in the FIFOs, and the daemon (started again by
+		// r.captures) finds the capture on disk.
+		if err := r.captures.Arm(ctx, id); err != nil {
+			log.G(ctx).WithError(err).WithField("container", id).Warn("log daemon does not answer")
+		}
 	}
 	// Wait before Start, so a process that exits at once is not missed. The
 	// wait lives as long as the Runtime, not the caller's ctx.
@@ -219,7 +237,9 @@ func (r *Runtime) waitOrExit(ctx context.Context, id string) (<-chan containerd.
 }
 
 // finishExit reads the OOM state while the cgroup still exists, records the
-// exit on the container and deletes the task (shims leak otherwise).
+// exit on the container, waits for the log daemon to write the rest of the
+// output (so the log is complete once the exit is delivered) and deletes
+// the task (shims leak otherwise).
 func (r *Runtime) finishExit(id string, code uint32, at time.Time) ExitStatus {
 	ctx := r.ctx
 	st := ExitStatus{ExitCode: code, ExitedAt: at}
@@ -236,6 +256,7 @@ func (r *Runtime) finishExit(id string, code uint32, at time.Time) ExitStatus {
 	if _, err := c.SetLabels(ctx, map[string]string{labelExit: st.label()}); err != nil && !errdefs.IsNotFound(err) {
 		log.G(ctx).WithError(err).WithField("container", id).Warn("could not record exit status")
 	}
+	r.finishCaptures(ctx, id)
 	if task, err := c.Task(ctx, nil); err == nil {
 		if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 			log.G(ctx).WithError(err).WithField("container", id).Warn("could not delete stopped task")
@@ -272,12 +293,20 @@ func (r *Runtime) cgroupOOMKilled(ctx context.Context, c containerd.Container) b
 
 // Attach re-attaches to a container after an agent restart: a running one
 // gets a new exit channel; one that exited meanwhile delivers its recorded
-// exit at once. Output needs no re-attaching: the shim's logger owns it.
+// exit at once. Output never stopped being captured (by the log daemon, or
+// by the shim's own logger for containers from before it); Attach takes up
+// a running container's captures again, so that a daemon that dies from now
+// on is started again without losing what waits in the FIFOs.
 func (r *Runtime) Attach(ctx context.Context, id string) (<-chan ExitStatus, error) {
 	ctx = r.withNS(ctx)
 	ch, done, err := r.waitOrExit(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("attach %s: %w", id, err)
+	}
+	if done == nil {
+		if err := r.captures.Arm(ctx, id); err != nil {
+			log.G(ctx).WithError(err).WithField("container", id).Warn("log daemon does not answer")
+		}
 	}
 	if done != nil {
 		out := make(chan ExitStatus, 1)
@@ -357,6 +386,7 @@ func (r *Runtime) Stop(ctx context.Context, id string, timeout time.Duration) er
 func (r *Runtime) Remove(ctx context.Context, id string) error {
 	ctx = r.withNS(ctx)
 	defer os.RemoveAll(r.containerDir(id))
+	defer r.dropCaptures(ctx, id) // after the task is gone
 	c, err := r.client.LoadContainer(ctx, id)
 	if err != nil {
 		if errdefs.IsNotFound(err) {

@@ -5,8 +5,9 @@
 //
 // It knows nothing of ECS, tasks or networks: pkg/engine translates task
 // definitions into ContainerSpecs and joins network namespaces that
-// pkg/network created. Container output goes to the logger of pkg/logs,
-// which the shim starts, so no container IO passes through this package.
+// pkg/network created. Container output goes from the shim through FIFOs to
+// the log daemon of pkg/logs (logio.go), so no container IO passes through
+// this package.
 package runtime
 
 import (
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -25,6 +27,8 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	eventtypes "github.com/containerd/containerd/api/events"
+
+	"github.com/berth-dev/berth/pkg/logs"
 )
 
 // Defaults applied by New to zero Options fields.
@@ -76,9 +80,14 @@ type Options struct {
 	HostHostsFile string
 	// StateDir holds per-container files (resolv.conf, hosts, hostname).
 	StateDir string
-	// LoggerBinary is the program the shim runs as "<binary> logger <arg>"
-	// to capture container output; empty means this executable.
+	// LoggerBinary is the program that captures container output, run as
+	// "<binary> log-daemon ..." (see logs.ServeMode); empty means this
+	// executable.
 	LoggerBinary string
+	// LogDaemonDir is the log daemon's directory (its captures' FIFOs and
+	// records); empty means StateDir/.logd. Runtimes sharing it share one
+	// daemon.
+	LogDaemonDir string
 	// InitBinary, when set, is bind-mounted as /sbin/docker-init and run as
 	// PID 1 for containers with Init set; without it Init is refused.
 	InitBinary string
@@ -86,9 +95,10 @@ type Options struct {
 
 // Runtime runs containers on containerd. It is safe for concurrent use.
 type Runtime struct {
-	opts   Options
-	client *containerd.Client
-	pulls  singleflight.Group
+	opts     Options
+	client   *containerd.Client
+	pulls    singleflight.Group
+	captures *logs.Captures
 
 	// ctx scopes the goroutines the Runtime owns (event subscription, exit
 	// monitors); Close cancels it and waits for them through wg.
@@ -125,6 +135,13 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	if err := opts.PullBehavior.validate(); err != nil {
 		return nil, err
 	}
+	if opts.LoggerBinary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find the logger binary: %w", err)
+		}
+		opts.LoggerBinary = exe
+	}
 	if opts.ConnectTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.ConnectTimeout)
@@ -142,6 +159,8 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		ctx:    namespaces.WithNamespace(rctx, opts.Namespace),
 		cancel: cancel,
 		ooms:   make(map[string]time.Time),
+		captures: logs.NewCaptures(logs.CapturesOptions{Dir: opts.LogDaemonDir, Binary: opts.LoggerBinary,
+			Log: log.G(rctx)}),
 	}
 	done, _ := r.track()
 	go func() {
@@ -166,6 +185,7 @@ func withDefaults(o Options) Options {
 	def(&o.HostHostsFile, DefaultHostHostsFile)
 	def(&o.StateDir, DefaultStateDir)
 	def(&o.Registry.HostsDir, DefaultHostsDir)
+	def(&o.LogDaemonDir, filepath.Join(o.StateDir, ".logd"))
 	if o.PullBehavior == "" {
 		o.PullBehavior = PullDefault
 	}
@@ -224,6 +244,7 @@ func (r *Runtime) Close() error {
 	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
+	r.captures.Close()
 	if err := r.client.Close(); err != nil {
 		return fmt.Errorf("close containerd client: %w", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/containerd/containerd"
-	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/oci"
@@ -141,11 +140,12 @@ type LogOptions struct {
 // LogPath is where a container's current json-file log is written.
 func LogPath(dir, id string) string { return filepath.Join(dir, id+"-json.log") }
 
-// Labels set by the runtime on every container it creates.
+// Labels set by the runtime on every container it creates. Containers
+// created before the log daemon also carry io.berth.log-binary, the program
+// their shim started as their logger (see logio.go).
 const (
 	labelStopSignal = "io.berth.stop-signal"
 	labelLogConfig  = "io.berth.log-config"
-	labelLogBinary  = "io.berth.log-binary"
 )
 
 // ErrPrivilegedDisabled is returned by Create for privileged containers when
@@ -199,11 +199,11 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error)
 		labels[k] = v
 	}
 	if spec.Log.Dir != "" {
-		arg, binary, err := r.logArg(spec)
+		arg, err := logArg(spec)
 		if err != nil {
 			return fmt.Errorf("create container %s: %w", spec.ID, err)
 		}
-		labels[labelLogConfig], labels[labelLogBinary] = arg, binary
+		labels[labelLogConfig] = arg
 	}
 
 	files, err := r.writeNetworkFiles(spec)
@@ -241,31 +241,15 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error)
 	return nil
 }
 
-func (r *Runtime) logArg(spec ContainerSpec) (arg, binary string, err error) {
+// logArg creates the container's log directory and returns its log
+// config, stored on the container as a label so that every start of it
+// (by this agent or the next) captures into the same json-file.
+func logArg(spec ContainerSpec) (string, error) {
 	if err := os.MkdirAll(spec.Log.Dir, 0o750); err != nil {
-		return "", "", fmt.Errorf("log dir: %w", err)
+		return "", fmt.Errorf("log dir: %w", err)
 	}
 	cfg := logs.Config{Path: LogPath(spec.Log.Dir, spec.ID), MaxSize: spec.Log.MaxSize, MaxFile: spec.Log.MaxFile}
-	if arg, err = cfg.Encode(); err != nil {
-		return "", "", err
-	}
-	binary = r.opts.LoggerBinary
-	if binary == "" {
-		if binary, err = os.Executable(); err != nil {
-			return "", "", fmt.Errorf("find logger binary: %w", err)
-		}
-	}
-	return arg, binary, nil
-}
-
-// logIO is the IO of a container's task: the shim runs the logger binary
-// with the encoded log config, or output is discarded.
-func logIO(labels map[string]string) cio.Creator {
-	arg, binary := labels[labelLogConfig], labels[labelLogBinary]
-	if arg == "" || binary == "" {
-		return cio.NullIO
-	}
-	return cio.BinaryIO(binary, map[string]string{logs.LoggerMode: arg})
+	return cfg.Encode()
 }
 
 // specOpts translates the ContainerSpec into OCI spec options, in an order

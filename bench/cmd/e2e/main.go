@@ -47,12 +47,9 @@ import (
 )
 
 func main() {
-	if len(os.Args) == 3 && os.Args[1] == logs.LoggerMode {
-		if err := logs.RunShimLogger(context.Background(), os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		return
+	// This binary is the runtime's LoggerBinary: it serves the log daemon.
+	if code, ok := logs.ServeMode(context.Background(), "bench-e2e", os.Args[1:], os.Stderr); ok {
+		os.Exit(code)
 	}
 	rounds := flag.Int("rounds", 3, "rounds per side and task count")
 	datapath := flag.String("datapath", "builtin", "the agent's BERTH_NETWORK_DATAPATH (builtin or cni)")

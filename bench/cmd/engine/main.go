@@ -59,13 +59,9 @@ type agentSpec struct {
 }
 
 func main() {
-	// The shim starts this binary as the containers' logger.
-	if len(os.Args) == 3 && os.Args[1] == logs.LoggerMode {
-		if err := logs.RunShimLogger(context.Background(), os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		return
+	// This binary is the runtime's LoggerBinary: it serves the log daemon.
+	if code, ok := logs.ServeMode(context.Background(), "bench-engine", os.Args[1:], os.Stderr); ok {
+		os.Exit(code)
 	}
 	if spec := os.Getenv(agentEnv); spec != "" {
 		if err := runAgent(spec); err != nil {

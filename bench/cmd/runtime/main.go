@@ -35,13 +35,9 @@ import (
 )
 
 func main() {
-	// The shim starts this same binary as the containers' logger.
-	if len(os.Args) == 3 && os.Args[1] == logs.LoggerMode {
-		if err := logs.RunShimLogger(context.Background(), os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		return
+	// This binary is the runtime's LoggerBinary: it serves the log daemon.
+	if code, ok := logs.ServeMode(context.Background(), "bench-runtime", os.Args[1:], os.Stderr); ok {
+		os.Exit(code)
 	}
 	iterations := flag.Int("n", 20, "lifecycle iterations per side")
 	lines := flag.Int("lines", 500000, "lines written per log-capture run")

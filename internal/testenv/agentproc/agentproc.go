@@ -1,10 +1,10 @@
 // Package agentproc runs the test binaries of the agent's packages in their
-// other modes: as the logger that containerd's shim starts (the runtime
-// names the running executable, pkg/logs serves it) and as a child agent
+// other modes: as the log daemon and the shim logger (the runtime names the
+// running executable, pkg/logs serves both) and as a child agent
 // process that a test can kill -9, and it sweeps a test agent's network. It
 // is imported by the tests of
 // pkg/agent, pkg/agent/devmode, internal/simfleet/e2e, pkg/runtime and
-// pkg/logship (pkg/logs serves the logger mode in its own tests: it cannot
+// pkg/logship (pkg/logs serves those modes in its own tests: it cannot
 // import this package, which imports it).
 package agentproc
 
@@ -26,17 +26,14 @@ import (
 	"github.com/berth-dev/berth/pkg/network"
 )
 
-// Main is a TestMain body: it serves the shim logger mode, then the child
+// Main is a TestMain body: it serves the log capture modes (the log daemon
+// and the shim logger, logs.ServeMode), then the child
 // mode when the variable childEnv is set (runChild gets its value and
 // returns the exit code; childEnv may be empty when the package has no
 // child), and otherwise runs the tests through testenv.Main.
 func Main(m *testing.M, childEnv string, runChild func(spec string) int) int {
-	if len(os.Args) > 2 && os.Args[1] == logs.LoggerMode {
-		if err := logs.RunShimLogger(context.Background(), os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, "logger:", err)
-			return 1
-		}
-		return 0
+	if code, ok := logs.ServeMode(context.Background(), filepath.Base(os.Args[0]), os.Args[1:], os.Stderr); ok {
+		return code
 	}
 	if childEnv != "" && runChild != nil {
 		if spec := os.Getenv(childEnv); spec != "" {

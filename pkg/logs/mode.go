@@ -1,0 +1,64 @@
+package logs
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+)
+
+// ServeMode runs the hidden mode that args (the program's arguments after
+// its name) select, if any, and reports whether it did; code is then the
+// process's exit code and program prefixes its messages. Every program that pkg/runtime may name as its
+// LoggerBinary (the agent, the benchmark programs, test binaries through
+// agentproc) calls it first thing in main, before parsing flags:
+//
+//   - "log-daemon run <dir>": the log daemon of dir (RunDaemon), until
+//     SIGTERM, a stop request or idleness;
+//   - "log-daemon start <dir>": start that daemon detached and return once
+//     it answers (how Captures starts it);
+//   - "logger <config>": the per-container logger that containerd's shim
+//     starts for containers created by agents before the log daemon
+//     (RunShimLogger).
+func ServeMode(ctx context.Context, program string, args []string, stderr io.Writer) (code int, ok bool) {
+	if len(args) == 0 {
+		return 0, false
+	}
+	switch args[0] {
+	case LoggerMode:
+		if len(args) != 2 {
+			fmt.Fprintf(stderr, "%s: logger mode takes one argument and is started by the containerd shim\n", program)
+			return 1, true
+		}
+		if err := RunShimLogger(ctx, args[1]); err != nil {
+			fmt.Fprintf(stderr, "%s logger: %v\n", program, err)
+			return 1, true
+		}
+		return 0, true
+	case DaemonMode:
+		if len(args) != 3 || (args[1] != "run" && args[1] != "start") {
+			fmt.Fprintf(stderr, "usage: %s %s run|start <dir>\n", program, DaemonMode)
+			return 2, true
+		}
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		var err error
+		if args[1] == "start" {
+			err = startDetached(ctx, args[2])
+		} else {
+			log := logrus.New()
+			log.SetOutput(stderr)
+			err = RunDaemon(ctx, DaemonOptions{Dir: args[2], Log: log})
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "%s %s %s: %v\n", program, DaemonMode, args[1], err)
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
+}
