@@ -1,12 +1,17 @@
 // Package logs owns container log capture and reading.
 //
-// Capture runs in a logger process that the containerd shim starts for every
-// container (the agent binary in its hidden "logger" mode, see RunShimLogger),
-// so container output never flows through the agent and an agent restart
-// never blocks a container. The logger writes Docker-compatible json-file
-// lines and rotates them by size. Readers (Read) tail, filter by time and
-// follow those files across rotations; the introspection API and log drivers
-// import this package. pkg/runtime imports it to build a container's log URI.
+// Capture runs in one log daemon per agent (the agent binary in its hidden
+// "log-daemon" mode, RunDaemon) that reads every container's stdout and
+// stderr from FIFOs which containerd's shim writes, so container output never
+// flows through the agent and an agent restart never blocks a container.
+// Captures is the daemon's client: pkg/runtime registers each task's FIFOs
+// with it, and it starts the daemon and starts it again if it dies. The
+// daemon writes Docker-compatible json-file lines and rotates them by size.
+// Containers created before the daemon keep the per-container logger their
+// shim started ("logger" mode, RunShimLogger); ServeMode serves both modes
+// for every program that may be the runtime's logger binary. Readers (Read)
+// tail, filter by time and follow the files across rotations; the
+// introspection API and log drivers import this package.
 package logs
 
 import (
@@ -17,9 +22,10 @@ import (
 	"path/filepath"
 )
 
-// LoggerMode is the first argument the shim passes to the logger binary: the
-// runtime builds the log URI as binary://<agent>?logger=<encoded Config>, and
-// the shim runs "<agent> logger <encoded Config>".
+// LoggerMode is the first argument the shim passes to the per-container
+// logger of a container created before the log daemon: its task's log URI
+// is binary://<agent>?logger=<encoded Config> (ShimArgs), and the shim runs
+// "<agent> logger <encoded Config>".
 const LoggerMode = "logger"
 
 // Config says where one container's log goes. It travels to the logger

@@ -371,3 +371,74 @@ func TestNewBuildReplacesTheDaemonWithoutLoss(t *testing.T) {
 	}
 	expectStreams(t, f.logPath("c7"), lines("old build", 0, 3000)+"half a line from the old build, the rest from the new one\n", lines("new build", 0, 3000))
 }
+
+// TestDaemonManyCapturesAtOnce runs the daemon in this process (so that
+// the race detector sees it) with twenty containers writing both streams at
+// once into rotating logs.
+func TestDaemonManyCapturesAtOnce(t *testing.T) {
+	base := t.TempDir()
+	dir, logDir := filepath.Join(base, "logd"), filepath.Join(base, "logs")
+	os.MkdirAll(logDir, 0o755)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- RunDaemon(ctx, DaemonOptions{Dir: dir, IdleExit: time.Hour}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunDaemon: %v", err)
+		}
+	}()
+	caps := NewCaptures(CapturesOptions{Dir: dir, Binary: testBinary(t)})
+	defer caps.Close()
+	for i := 0; ; i++ {
+		if _, err := caps.DaemonPID(t.Context()); err == nil {
+			break
+		} else if i == 100 {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if pid, _ := caps.DaemonPID(t.Context()); pid != os.Getpid() {
+		t.Fatalf("daemon pid %d, want this process (%d)", pid, os.Getpid())
+	}
+	const n = 20
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			id := fmt.Sprintf("m%d", i)
+			cfg := Config{Path: filepath.Join(logDir, id+"-json.log"), MaxSize: 256 << 10, MaxFile: 50}
+			stdout, stderr, err := caps.Prepare(id, cfg)
+			if err != nil {
+				errs <- err
+				return
+			}
+			var w [2]*os.File
+			for k, p := range []string{stdout, stderr} {
+				if w[k], err = os.OpenFile(p, os.O_WRONLY, 0); err != nil {
+					errs <- err
+					return
+				}
+			}
+			if err := caps.Arm(t.Context(), id); err != nil {
+				errs <- err
+				return
+			}
+			for k := range w {
+				io.WriteString(w[k], lines(id+" "+streamName(k), 0, 5000))
+				w[k].Close()
+			}
+			fctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			errs <- caps.Finish(fctx, id)
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		id := fmt.Sprintf("m%d", i)
+		expectStreams(t, filepath.Join(logDir, id+"-json.log"), lines(id+" stdout", 0, 5000), lines(id+" stderr", 0, 5000))
+	}
+}

@@ -126,7 +126,15 @@ func TestContainerFromBeforeTheLogDaemon(t *testing.T) {
 	if _, err := c.SetLabels(ctx, map[string]string{"io.berth.log-binary": self}); err != nil {
 		t.Fatal(err)
 	}
-	task, err := c.NewTask(ctx, cio.BinaryIO(self, map[string]string{logs.LoggerMode: labels[labelLogConfig]}))
+	cfg, err := logs.DecodeConfig(labels[labelLogConfig])
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, err := logs.ShimArgs(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := c.NewTask(ctx, cio.BinaryIO(self, args))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -244,8 +244,11 @@ func run(ctx context.Context, n, m int, mode string) (retErr error) {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("memory: agent RSS idle %.1f MiB, with %d running tasks %.1f MiB (%.1f KiB per task)\n\n",
+	fmt.Printf("memory: agent RSS idle %.1f MiB, with %d running tasks %.1f MiB (%.1f KiB per task)\n",
 		float64(idle)/1024, m, float64(busy)/1024, float64(busy-idle)/float64(m))
+	if err := printAgentSide(ag.cmd.Process.Pid, spec.DataDir); err != nil {
+		return err
+	}
 
 	// Recovery: kill -9, start again, time to ready and to all RUNNING.
 	ag.kill()
@@ -469,6 +472,43 @@ func (c *child) stop() {
 	case <-time.After(30 * time.Second):
 		c.kill()
 	}
+}
+
+// printAgentSide reports the memory of the agent and of every process it
+// caused besides containerd and its shims: the log daemon serving its data
+// directory and any per-container loggers.
+func printAgentSide(agentPID int, dataDir string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var agentMem, daemon, loggers testenv.Memory
+	if err := agentMem.Add(agentPID); err != nil {
+		return err
+	}
+	pids, err := testenv.FindProcs(func(a []string) bool {
+		return len(a) == 4 && a[0] == self && a[1] == logs.DaemonMode && a[2] == "run" && strings.HasPrefix(a[3], dataDir)
+	})
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		if err := daemon.Add(pid); err != nil {
+			return err
+		}
+	}
+	pids, err = testenv.FindProcs(func(a []string) bool { return len(a) > 1 && a[0] == self && a[1] == logs.LoggerMode })
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		_ = loggers.Add(pid)
+	}
+	total := testenv.Memory{Procs: agentMem.Procs + daemon.Procs + loggers.Procs, RSS: agentMem.RSS + daemon.RSS + loggers.RSS,
+		PSS: agentMem.PSS + daemon.PSS + loggers.PSS, Anon: agentMem.Anon + daemon.Anon + loggers.Anon}
+	fmt.Printf("  agent:             %s\n  log daemon:        %s\n  container loggers: %s\n  agent side total:  %s\n\n",
+		agentMem, daemon, loggers, total)
+	return nil
 }
 
 // rss returns a process's resident set size in KiB.

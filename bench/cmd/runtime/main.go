@@ -4,8 +4,12 @@
 //   - container lifecycle (create, start, wait for exit, remove of /bin/true)
 //     through pkg/runtime versus the raw containerd client doing the same;
 //   - log capture: a container writing N lines to stdout (captured by the
-//     shim-spawned logger into json-file) versus the same container writing
-//     them to /dev/null.
+//     log daemon into json-file) versus the same container writing them to
+//     /dev/null, through pkg/runtime;
+//   - capture designs, through the raw containerd client: no capture, the
+//     per-container logger Berth used before, the log daemon, and the shim
+//     writing a raw file for an in-process converter;
+//   - memory and start time with -running containers under each design.
 //
 // It uses the containerd and registry of BERTH_TEST_* variables when set
 // (make bench under the testenv runner), otherwise starts private ones via
@@ -42,16 +46,17 @@ func main() {
 	iterations := flag.Int("n", 20, "lifecycle iterations per side")
 	lines := flag.Int("lines", 500000, "lines written per log-capture run")
 	rounds := flag.Int("rounds", 3, "log-capture rounds per side")
+	running := flag.Int("running", 100, "running containers per design for the memory benchmark (0 skips it)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *iterations, *lines, *rounds); err != nil {
+	if err := run(ctx, *iterations, *lines, *rounds, *running); err != nil {
 		fmt.Fprintln(os.Stderr, "bench runtime:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, n, lines, rounds int) (retErr error) {
+func run(ctx context.Context, n, lines, rounds, running int) (retErr error) {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (containerd, runc); see scripts/test-deps.sh")
 	}
@@ -92,8 +97,20 @@ func run(ctx context.Context, n, lines, rounds int) (retErr error) {
 	if err := benchLifecycle(ctx, rt, ns, img.Ref, n); err != nil {
 		return err
 	}
-	return benchLogs(ctx, rt, img.Ref, filepath.Join(dir, "logs"), lines, rounds)
+	if err := benchLogs(ctx, rt, img.Ref, filepath.Join(dir, "logs"), lines, rounds); err != nil {
+		return err
+	}
+	if err := benchDesigns(ctx, rt.Client(), ns, img.Ref, filepath.Join(dir, "designs"), self, lines, rounds); err != nil {
+		return err
+	}
+	if running > 0 {
+		return benchMemory(ctx, rt.Client(), ns, img.Ref, filepath.Join(dir, "memory"), self, running)
+	}
+	return nil
 }
+
+// benchLine is what the log benchmarks' containers write: 64 bytes and "\n".
+const benchLine = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqr"
 
 // benchLifecycle interleaves raw and pkg/runtime runs of /bin/true.
 func benchLifecycle(ctx context.Context, rt *runtime.Runtime, ns, ref string, n int) error {
@@ -164,8 +181,7 @@ func berthLifecycle(ctx context.Context, rt *runtime.Runtime, ref, id string) er
 // benchLogs compares a container writing lines to its captured stdout with
 // the same container writing them to /dev/null.
 func benchLogs(ctx context.Context, rt *runtime.Runtime, ref, logDir string, lines, rounds int) error {
-	const line = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqr" // 64 bytes + \n
-	script := fmt.Sprintf("yes %s | head -n %d", line, lines)
+	script := fmt.Sprintf("yes %s | head -n %d", benchLine, lines)
 	var captured, devnull []time.Duration
 	for r := range rounds {
 		for _, toNull := range []bool{false, true} {
@@ -184,8 +200,8 @@ func benchLogs(ctx context.Context, rt *runtime.Runtime, ref, logDir string, lin
 			if err != nil {
 				return err
 			}
-			// The exit arrives after the task is deleted, which waits for the
-			// logger to drain and exit: the log is complete at this point.
+			// The exit arrives once the log daemon has written the whole
+			// output and the task is deleted: the log is complete here.
 			<-ch
 			d := time.Since(start)
 			if err := rt.Remove(ctx, id); err != nil {
@@ -196,21 +212,17 @@ func benchLogs(ctx context.Context, rt *runtime.Runtime, ref, logDir string, lin
 				continue
 			}
 			captured = append(captured, d)
-			got := 0
-			if err := logs.Read(ctx, runtime.LogPath(logDir, id), logs.ReadOptions{}, func(logs.Entry) error { got++; return nil }); err != nil {
+			if err := checkLog(ctx, runtime.LogPath(logDir, id), lines); err != nil {
 				return err
-			}
-			if got != lines {
-				return fmt.Errorf("log capture kept %d of %d lines", got, lines)
 			}
 		}
 	}
 	mc, mn := median(captured), median(devnull)
-	mb := float64(lines*len(line+"\n")) / (1 << 20)
+	mb := float64(lines*len(benchLine+"\n")) / (1 << 20)
 	fmt.Printf("log capture of %d lines (%.1f MiB) on stdout, %d rounds each, median wall time start→exit:\n", lines, mb, rounds)
 	fmt.Printf("  to /dev/null           %8.1f ms\n", ms(mn))
 	fmt.Printf("  captured to json-file  %8.1f ms  (%.1f MiB/s)\n", ms(mc), mb/mc.Seconds())
-	fmt.Printf("  ratio                  %8.2fx\n", float64(mc)/float64(mn))
+	fmt.Printf("  ratio                  %8.2fx (throughput %.2fx of /dev/null)\n\n", float64(mc)/float64(mn), float64(mn)/float64(mc))
 	return nil
 }
 
