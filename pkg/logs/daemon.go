@@ -246,7 +246,9 @@ func (d *daemon) open(ref captureRef) error {
 			return fmt.Errorf("capture %s: %w", ref.key(), err)
 		}
 		// Best effort: a smaller FIFO only means the container waits sooner.
-		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, fifoSize)
+		if rc, err := f.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, fifoSize) })
+		}
 		c.fifos[i] = f
 	}
 	if _, err := os.Stat(files.armed); err == nil {

@@ -442,3 +442,40 @@ func TestDaemonManyCapturesAtOnce(t *testing.T) {
 		expectStreams(t, filepath.Join(logDir, id+"-json.log"), lines(id+" stdout", 0, 5000), lines(id+" stderr", 0, 5000))
 	}
 }
+
+// TestDropAndStopDoNotWaitForAQuietWriter: a task that is alive but
+// silent must not hold up Drop, nor the daemon's stop (a read of its FIFO
+// must never sit blocked in the kernel).
+func TestDropAndStopDoNotWaitForAQuietWriter(t *testing.T) {
+	f := newDaemonFixture(t, "")
+	shim := f.start(t, "q1", Config{})
+	shim.printf(0, "said something\n")
+	waitLines(t, f.logPath("q1"), 1)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := f.caps.Drop(ctx, "q1"); err != nil {
+		t.Fatalf("Drop with a quiet writer: %v", err)
+	}
+
+	shim2 := f.start(t, "q2", Config{})
+	shim2.printf(0, "half a line")
+	pid := f.daemonPID(t)
+	conn, err := dialDaemon(ctx, f.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.call(ctx, daemonRequest{Op: opStop}); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	conn.Close()
+	for i := 0; syscall.Kill(pid, 0) == nil; i++ {
+		if i == 500 {
+			t.Fatalf("daemon pid %d still runs 5 s after stop, with a quiet writer", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	shim2.printf(0, " and the rest\n")
+	shim2.exit()
+	f.finish(t, "q2") // started again by the Captures
+	expectStreams(t, f.logPath("q2"), "half a line and the rest\n", "")
+}

@@ -183,6 +183,9 @@ func benchDesigns(ctx context.Context, cli *containerd.Client, ns, ref, dir, sel
 	if err != nil {
 		return err
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	caps := logs.NewCaptures(logs.CapturesOptions{Dir: filepath.Join(dir, "logd"), Binary: self})
 	defer caps.Close()
 	ds := designs(self, dir, caps)
@@ -215,8 +218,8 @@ func benchDesigns(ctx context.Context, cli *containerd.Client, ns, ref, dir, sel
 	base := results[0]
 	for i, d := range ds {
 		total, running := median(pick(results[i], true)), median(pick(results[i], false))
-		fmt.Printf("  %-42s %9.1f ms %7.2fx %11.1f ms %7.2fx\n", d.name, ms(total), float64(total)/float64(median(pick(base, true))),
-			ms(running), float64(running)/float64(median(pick(base, false))))
+		fmt.Printf("  %-42s %9.1f ms %7.2fx %11.1f ms %7.2fx  %s\n", d.name, ms(total), float64(total)/float64(median(pick(base, true))),
+			ms(running), float64(running)/float64(median(pick(base, false))), msList(pick(results[i], true)))
 	}
 	fmt.Println()
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,6 +26,9 @@ func benchMemory(ctx context.Context, cli *containerd.Client, ns, ref, dir, self
 	nctx := namespaces.WithNamespace(ctx, ns)
 	image, err := cli.GetImage(nctx, ref)
 	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	caps := logs.NewCaptures(logs.CapturesOptions{Dir: filepath.Join(dir, "logd-mem"), Binary: self})
