@@ -47,17 +47,18 @@ func main() {
 	iterations := flag.Int("n", 20, "lifecycle iterations per side")
 	lines := flag.Int("lines", 500000, "lines written per log-capture run")
 	rounds := flag.Int("rounds", 3, "log-capture rounds per side")
-	running := flag.Int("running", 100, "running containers per design for the memory benchmark (0 skips it)")
+	running := flag.Int("running", 100, "running containers per design for the launch and memory benchmark (0 skips it)")
+	launchRounds := flag.Int("launch-rounds", 2, "rounds of the launch and memory benchmark")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *iterations, *lines, *rounds, *running); err != nil {
+	if err := run(ctx, *iterations, *lines, *rounds, *running, *launchRounds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench runtime:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, n, lines, rounds, running int) (retErr error) {
+func run(ctx context.Context, n, lines, rounds, running, launchRounds int) (retErr error) {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (containerd, runc); see scripts/test-deps.sh")
 	}
@@ -105,7 +106,7 @@ func run(ctx context.Context, n, lines, rounds, running int) (retErr error) {
 		return err
 	}
 	if running > 0 {
-		return benchMemory(ctx, rt.Client(), ns, img.Ref, filepath.Join(dir, "memory"), self, running)
+		return benchMemory(ctx, rt.Client(), ns, img.Ref, filepath.Join(dir, "memory"), self, running, launchRounds)
 	}
 	return nil
 }

@@ -18,11 +18,12 @@ import (
 	"github.com/berth-dev/berth/pkg/logs"
 )
 
-// benchMemory starts n containers running sleep under each design in turn
-// and reports the time to create and start each (median) and the memory of
-// the processes the design adds: the per-container loggers, or the one log
-// daemon; the shims (containerd's, the same for every design) for scale.
-func benchMemory(ctx context.Context, cli *containerd.Client, ns, ref, dir, self string, n int) error {
+// benchMemory starts n containers running sleep at once under each design
+// in turn, rounds times: it reports the time until all n are started
+// (median of the rounds) and the memory of the processes the design adds
+// (the per-container loggers, or the one log daemon) with, for scale, the
+// shims (containerd's, the same for every design).
+func benchMemory(ctx context.Context, cli *containerd.Client, ns, ref, dir, self string, n, rounds int) error {
 	nctx := namespaces.WithNamespace(ctx, ns)
 	image, err := cli.GetImage(nctx, ref)
 	if err != nil {
@@ -33,12 +34,37 @@ func benchMemory(ctx context.Context, cli *containerd.Client, ns, ref, dir, self
 	}
 	caps := logs.NewCaptures(logs.CapturesOptions{Dir: filepath.Join(dir, "logd-mem"), Binary: self})
 	defer caps.Close()
+	// The agent's daemon runs for as long as the agent: start it untimed.
+	if _, err := caps.DaemonPID(ctx); err != nil {
+		return err
+	}
 	ds := designs(self, dir, caps)[:3] // the raw-file design has no process of its own
-	fmt.Printf("%d containers running `sleep 3600`, started one after another:\n", n)
-	for i, d := range ds {
-		var starts []time.Duration
-		var ids []string
-		stopAll := func() {
+	launch := make([][]time.Duration, len(ds))
+	mem := make([][2]testenv.Memory, len(ds))
+	for r := range rounds {
+		for i, d := range ds {
+			ids := make([]string, n)
+			for k := range ids {
+				ids[k] = fmt.Sprintf("mem-%d-%d-%d", r, i, k)
+			}
+			start := time.Now()
+			errs := make(chan error, n)
+			for _, id := range ids {
+				go func() { errs <- startSleeper(nctx, cli, image, d, id, filepath.Join(dir, id+"-json.log")) }()
+			}
+			var startErr error
+			for range ids {
+				if err := <-errs; err != nil && startErr == nil {
+					startErr = fmt.Errorf("%s: %w", d.name, err)
+				}
+			}
+			launch[i] = append(launch[i], time.Since(start))
+			if startErr == nil && r == 0 {
+				time.Sleep(2 * time.Second) // let start-up garbage be collected
+				added, shims, err := designMemory(ctx, caps, i, self, ns)
+				mem[i] = [2]testenv.Memory{added, shims}
+				startErr = err
+			}
 			var wg sync.WaitGroup
 			for _, id := range ids {
 				wg.Add(1)
@@ -48,56 +74,42 @@ func benchMemory(ctx context.Context, cli *containerd.Client, ns, ref, dir, self
 				}()
 			}
 			wg.Wait()
-		}
-		for k := range n {
-			id := fmt.Sprintf("mem-%d-%d", i, k)
-			d, err := startSleeper(nctx, cli, image, d, id, filepath.Join(dir, id+"-json.log"))
-			if err != nil {
-				stopAll()
-				return err
+			if startErr != nil {
+				return startErr
 			}
-			ids = append(ids, id)
-			starts = append(starts, d)
 		}
-		time.Sleep(2 * time.Second) // let start-up garbage be collected
-		added, shims, err := designMemory(ctx, caps, i, self, ns)
-		if err != nil {
-			stopAll()
-			return err
-		}
-		fmt.Printf("  %-42s create+start median %6.1f ms\n", d.name, ms(median(starts)))
-		fmt.Printf("    added by the design: %s\n", added)
-		fmt.Printf("    containerd shims:    %s\n", shims)
-		stopAll()
+	}
+	fmt.Printf("%d containers running `sleep 3600`, created and started all at once, %d rounds:\n", n, rounds)
+	for i, d := range ds {
+		fmt.Printf("  %-42s all started in %6.0f ms (median; %.2fx of no capture)  %s\n", d.name, ms(median(launch[i])),
+			float64(median(launch[i]))/float64(median(launch[0])), msList(launch[i]))
+		fmt.Printf("    added by the design: %s\n", mem[i][0])
+		fmt.Printf("    containerd shims:    %s\n", mem[i][1])
 	}
 	fmt.Println()
 	return nil
 }
 
-func startSleeper(ctx context.Context, cli *containerd.Client, image containerd.Image, d captureDesign, id, logPath string) (time.Duration, error) {
-	start := time.Now()
+func startSleeper(ctx context.Context, cli *containerd.Client, image containerd.Image, d captureDesign, id, logPath string) error {
 	c, err := cli.NewContainer(ctx, id, containerd.WithNewSnapshot(id, image),
 		containerd.WithNewSpec(oci.WithImageConfig(image), oci.WithProcessArgs("/bin/sleep", "3600")))
 	if err != nil {
-		return 0, err
+		return err
 	}
 	taskIO, hooks, err := d.prepare(id, logPath)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	task, err := c.NewTask(ctx, taskIO)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if hooks.armed != nil {
 		if err := hooks.armed(ctx); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	if err := task.Start(ctx); err != nil {
-		return 0, err
-	}
-	return time.Since(start), nil
+	return task.Start(ctx)
 }
 
 func stopContainer(ctx context.Context, cli *containerd.Client, caps *logs.Captures, id string) {
