@@ -124,7 +124,6 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 	defer d.stop()
 	d.log.WithFields(logrus.Fields{"dir": opts.Dir, "pid": os.Getpid()}).Info("log daemon started")
 
-	releaseStartupMemory(d.log)
 	d.rescan()
 	d.wg.Add(1)
 	go func() {
@@ -445,12 +444,9 @@ func (d *daemon) capturesOf(container string) ([]*capture, <-chan struct{}) {
 	return out, d.changed
 }
 
-// serve accepts client connections until the daemon stops.
+// serve accepts client connections until RunDaemon closes ln (once the
+// daemon stops).
 func (d *daemon) serve(ln net.Listener) {
-	go func() {
-		<-d.ctx.Done()
-		ln.Close()
-	}()
 	uid := os.Getuid()
 	for {
 		conn, err := ln.Accept()

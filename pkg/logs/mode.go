@@ -52,6 +52,7 @@ func ServeMode(ctx context.Context, program string, args []string, stderr io.Wri
 		} else {
 			log := logrus.New()
 			log.SetOutput(stderr)
+			releaseStartupMemory(log) // this process is the daemon and nothing else
 			err = RunDaemon(ctx, DaemonOptions{Dir: args[2], Log: log})
 		}
 		if err != nil {
