@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
 
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/logs"
 )
 
@@ -126,8 +130,13 @@ func (t *tailReader) Read(p []byte) (int, error) {
 
 // designRun is one timed run: total is start → log complete (and task
 // deleted), running is start → the exit time containerd recorded, i.e. how
-// long the container itself took to write its output.
-type designRun struct{ total, running time.Duration }
+// long the container itself took to write its output. The CPU times say
+// where the work went: the container's processes (its cgroup), its shim,
+// and the capture's own process (the logger, or the log daemon's share).
+type designRun struct {
+	total, running                    time.Duration
+	containerCPU, shimCPU, captureCPU time.Duration
+}
 
 func runDesign(ctx context.Context, cli *containerd.Client, ns string, image containerd.Image, d captureDesign, id, logPath, script string) (designRun, error) {
 	ctx = namespaces.WithNamespace(ctx, ns)
@@ -162,10 +171,19 @@ func runDesign(ctx context.Context, cli *containerd.Client, ns string, image con
 	if err := task.Start(ctx); err != nil {
 		return designRun{}, err
 	}
+	shim := parentOf(int(task.Pid()))
 	st := <-exitCh
 	_, exitedAt, _ := st.Result()
 	if err := call(hooks.finish); err != nil {
 		return designRun{}, err
+	}
+	run := designRun{running: exitedAt.Sub(start), shimCPU: cpuOf(shim),
+		containerCPU: cgroupCPU(ns, id)}
+	loggers, _ := testenv.FindProcs(func(a []string) bool { return len(a) > 1 && a[1] == logs.LoggerMode })
+	for _, pid := range loggers {
+		if parentOf(pid) == shim {
+			run.captureCPU += cpuOf(pid)
+		}
 	}
 	if _, err := task.Delete(ctx); err != nil {
 		return designRun{}, err
@@ -173,7 +191,8 @@ func runDesign(ctx context.Context, cli *containerd.Client, ns string, image con
 	if err := call(hooks.complete); err != nil {
 		return designRun{}, err
 	}
-	return designRun{total: time.Since(start), running: exitedAt.Sub(start)}, nil
+	run.total = time.Since(start)
+	return run, nil
 }
 
 // benchDesigns runs every design in turn, rounds times, on a container
@@ -191,8 +210,13 @@ func benchDesigns(ctx context.Context, cli *containerd.Client, ns, ref, dir, sel
 	ds := designs(self, dir, caps)
 	results := make([][]designRun, len(ds))
 	script := fmt.Sprintf("yes %s | head -n %d", benchLine, lines)
+	daemonPID, err := caps.DaemonPID(ctx)
+	if err != nil {
+		return err
+	}
 	for r := range rounds {
 		for i, d := range ds {
+			daemonBefore := cpuOf(daemonPID)
 			id := fmt.Sprintf("design-%d-%d", i, r)
 			logPath := filepath.Join(dir, id+"-json.log")
 			s := script
@@ -202,6 +226,9 @@ func benchDesigns(ctx context.Context, cli *containerd.Client, ns, ref, dir, sel
 			run, err := runDesign(ctx, cli, ns, image, d, id, logPath, s)
 			if err != nil {
 				return fmt.Errorf("%s: %w", d.name, err)
+			}
+			if i == 2 {
+				run.captureCPU = cpuOf(daemonPID) - daemonBefore
 			}
 			if i > 0 {
 				if err := checkLog(ctx, logPath, lines); err != nil {
@@ -220,6 +247,18 @@ func benchDesigns(ctx context.Context, cli *containerd.Client, ns, ref, dir, sel
 		total, running := median(pick(results[i], true)), median(pick(results[i], false))
 		fmt.Printf("  %-42s %9.1f ms %7.2fx %11.1f ms %7.2fx  %s\n", d.name, ms(total), float64(total)/float64(median(pick(base, true))),
 			ms(running), float64(running)/float64(median(pick(base, false))), msList(pick(results[i], true)))
+	}
+	fmt.Printf("  CPU time, medians: container / shim / capture process\n")
+	for i, d := range ds {
+		cpu := func(f func(designRun) time.Duration) float64 {
+			var v []time.Duration
+			for _, r := range results[i] {
+				v = append(v, f(r))
+			}
+			return ms(median(v))
+		}
+		fmt.Printf("  %-42s %6.0f / %5.0f / %5.0f ms\n", d.name, cpu(func(r designRun) time.Duration { return r.containerCPU }),
+			cpu(func(r designRun) time.Duration { return r.shimCPU }), cpu(func(r designRun) time.Duration { return r.captureCPU }))
 	}
 	fmt.Println()
 	return nil
@@ -245,4 +284,53 @@ func checkLog(ctx context.Context, path string, lines int) error {
 		return fmt.Errorf("log capture kept %d of %d lines", got, lines)
 	}
 	return nil
+}
+
+// cpuOf is the CPU time (user and system) a process has used so far.
+func cpuOf(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// parentOf is a process's parent PID (0 if it is gone).
+func parentOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// cgroupCPU is the CPU time of a container's cgroup (containerd's default
+// path /<namespace>/<id>; cgroup v2, else v1's cpuacct).
+func cgroupCPU(ns, id string) time.Duration {
+	if b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", ns, id, "cpu.stat")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+				us, _ := strconv.ParseInt(v, 10, 64)
+				return time.Duration(us) * time.Microsecond
+			}
+		}
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpuacct", ns, id, "cpuacct.usage"))
+	if err != nil {
+		return 0
+	}
+	nsec, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return time.Duration(nsec)
 }
