@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,7 +42,8 @@ type Behaviour struct {
 
 // Options configure a Fleet.
 type Options struct {
-	// Endpoint is the cluster endpoint's URL (http://127.0.0.1:PORT).
+	// Endpoint is the cluster endpoint's URL (http://127.0.0.1:PORT), or
+	// several replicas' URLs separated by commas (as ECS_BACKEND_HOST).
 	Endpoint string
 	Region   string
 	Cluster  string
@@ -121,13 +123,24 @@ type simTask struct {
 	stopped bool
 }
 
-func (f *Fleet) newClient(id, secret string) *ecs.Client {
+// newClient is an instance's ECS client. An Endpoint naming several
+// replicas (comma-separated) gets the agent's own client, which moves to
+// the next replica when one cannot be reached.
+func (f *Fleet) newClient(ctx context.Context, id, secret string) (*ecs.Client, error) {
+	if strings.Contains(f.o.Endpoint, ",") {
+		c, err := registration.NewClient(ctx, registration.ClientOptions{Endpoint: f.o.Endpoint, Region: f.o.Region,
+			Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""), Logger: f.o.Logger})
+		if err != nil {
+			return nil, err
+		}
+		return c.ECS, nil
+	}
 	return ecs.New(ecs.Options{
 		Region:       f.o.Region,
 		BaseEndpoint: aws.String(f.o.Endpoint),
 		Credentials:  credentials.NewStaticCredentialsProvider(id, secret, ""),
 		HTTPClient:   awshttp.NewBuildableClient(),
-	})
+	}), nil
 }
 
 // Add registers n instances with the given attributes (ecs.availability-zone
@@ -154,7 +167,10 @@ func (f *Fleet) addOne(ctx context.Context, attrs map[string]string) (*Instance,
 	if err != nil {
 		return nil, fmt.Errorf("simfleet: create agent key: %w", err)
 	}
-	client := f.newClient(id, secret)
+	client, err := f.newClient(ctx, id, secret)
+	if err != nil {
+		return nil, fmt.Errorf("simfleet: %w", err)
+	}
 	var as []types.Attribute
 	for k, v := range attrs {
 		as = append(as, types.Attribute{Name: aws.String(k), Value: aws.String(v)})
@@ -243,6 +259,10 @@ func (in *Instance) Disconnect() {
 	in.cancel()
 	<-in.done
 }
+
+// Connects returns how many times the instance's ACS session connected
+// (more than once: it moved to another replica or reconnected).
+func (in *Instance) Connects() int64 { return in.sess.Connects() }
 
 // Instances returns the fleet's instances in the order they were added.
 func (f *Fleet) Instances() []*Instance {

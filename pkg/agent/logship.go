@@ -117,7 +117,7 @@ func awsLogsEndpoint(cfg *config.Config) string {
 	if ep != "cluster" {
 		return ep
 	}
-	host := cfg.BackendHost
+	host, _, _ := strings.Cut(cfg.BackendHost, ",") // the first of a list of replicas
 	if host != "" && !strings.Contains(host, "://") {
 		host = "https://" + host // as ECS_BACKEND_HOST is read elsewhere
 	}

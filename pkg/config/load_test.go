@@ -479,3 +479,19 @@ func TestRegionNames(t *testing.T) {
 		}
 	}
 }
+
+// ECS_BACKEND_HOST may name replicas of one cluster endpoint, separated by
+// commas; each gets a scheme, and a bad entry is named as for one URL.
+func TestBackendHostList(t *testing.T) {
+	cfg, problems, err := Load(files(t, "ECS_BACKEND_HOST=http://127.0.0.1:1, r2.lab:8443\n", ""))
+	if err != nil || len(problems) != 0 {
+		t.Fatalf("Load: err=%v problems=%q", err, problemStrings(problems))
+	}
+	if want := "http://127.0.0.1:1,https://r2.lab:8443"; cfg.BackendHost != want {
+		t.Errorf("BackendHost = %q, want %q", cfg.BackendHost, want)
+	}
+	_, problems, err = Load(files(t, "ECS_BACKEND_HOST=http://127.0.0.1:1,ftp://x\n", ""))
+	if len(problems) != 1 || !strings.Contains(problemStrings(problems)[0], "ECS_BACKEND_HOST: ") {
+		t.Fatalf("a list with a bad URL: err=%v problems=%q", err, problemStrings(problems))
+	}
+}

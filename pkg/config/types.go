@@ -445,16 +445,22 @@ func checkInterfaceName(s string) error {
 	return nil
 }
 
-// checkBackendHost accepts what the ECS agent accepts: a URL or a bare host.
+// backendHostType accepts what the ECS agent accepts, a URL or a bare host,
+// and a comma-separated list of them naming replicas of one Berth cluster
+// endpoint (the agent moves to the next when one cannot be reached).
 func backendHostType() valueType[string] {
-	return valueType[string]{name: "URL", want: "an http(s) URL or a host name", toml: tomlString,
+	return valueType[string]{name: "URL", want: "an http(s) URL or a host name, or several separated by commas", toml: tomlString,
 		parse: func(s string) (string, error) {
-			s = withScheme(s)
-			u, err := url.Parse(s)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return "", errNoDetail
+			parts := strings.Split(s, ",")
+			for i, p := range parts {
+				p = withScheme(strings.TrimSpace(p))
+				u, err := url.Parse(p)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return "", errNoDetail
+				}
+				parts[i] = p
 			}
-			return s, nil
+			return strings.Join(parts, ","), nil
 		},
 		format: func(s string) string { return s }}
 }

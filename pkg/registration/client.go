@@ -3,6 +3,7 @@ package registration
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -15,7 +16,9 @@ import (
 // ClientOptions say how to reach the ECS API.
 type ClientOptions struct {
 	// Endpoint is ECS_BACKEND_HOST (an http(s) URL); empty means the SDK's
-	// endpoint for Region.
+	// endpoint for Region. Several URLs separated by commas name replicas
+	// of one cluster endpoint: requests go to one of them and move on to
+	// the next when it cannot be reached (see failover).
 	Endpoint string
 	// Region is the SigV4 signing region.
 	Region string
@@ -24,6 +27,9 @@ type ClientOptions struct {
 	Credentials aws.CredentialsProvider
 	// Timeout bounds one HTTP request; zero means 30 seconds.
 	Timeout time.Duration
+	// Logger reports moves between the replicas of Endpoint (nil:
+	// slog.Default()).
+	Logger *slog.Logger
 }
 
 // Client is an ECS API client together with what the ACS handshake needs to
@@ -68,9 +74,22 @@ func NewClient(ctx context.Context, o ClientOptions) (*Client, error) {
 	if b, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
 		hc = b
 	}
+	var fo *failover
+	if list := SplitEndpoints(o.Endpoint); len(list) > 1 {
+		if o.Logger == nil {
+			o.Logger = slog.Default()
+		}
+		if fo, err = newFailover(list, o.Logger); err != nil {
+			return nil, &TerminalError{Op: "configure ECS client", Err: err, Hint: "ECS_BACKEND_HOST names http(s) URLs separated by commas"}
+		}
+	}
 	client := ecs.NewFromConfig(cfg, func(eo *ecs.Options) {
 		if o.Endpoint != "" {
 			eo.BaseEndpoint = aws.String(strings.TrimRight(o.Endpoint, "/"))
+		}
+		if fo != nil {
+			eo.BaseEndpoint = aws.String(fo.Current())
+			eo.APIOptions = append(eo.APIOptions, fo.add)
 		}
 	})
 	return &Client{ECS: client, Credentials: cfg.Credentials, Region: o.Region, HTTPClient: hc}, nil

@@ -47,9 +47,10 @@ func hostAddress(cfg *config.Config, addrs func() ([]net.Interface, error)) stri
 	return ""
 }
 
-// endpointOnLoopback tells whether ECS_BACKEND_HOST (a URL or a bare host)
-// names a loopback address.
+// endpointOnLoopback tells whether ECS_BACKEND_HOST (a URL or a bare host,
+// the first of a list of replicas) names a loopback address.
 func endpointOnLoopback(backend string) bool {
+	backend, _, _ = strings.Cut(backend, ",")
 	host := backend
 	if u, err := url.Parse(backend); err == nil && u.Host != "" {
 		host = u.Hostname()

@@ -89,7 +89,7 @@ func Run(ctx context.Context, o Options) error {
 		creds = agent.InstanceCredentials(cfg)
 	}
 	client, err := registration.NewClient(ctx, registration.ClientOptions{
-		Endpoint: cfg.BackendHost, Region: cfg.Region(), Credentials: creds,
+		Endpoint: cfg.BackendHost, Region: cfg.Region(), Credentials: creds, Logger: o.Logger,
 	})
 	if err != nil {
 		return err

@@ -157,7 +157,7 @@ func Parse(path string, data []byte) (Config, error) {
 	}
 	for _, k := range md.Undecoded() {
 		if strings.HasPrefix(k.String(), "etcd.") {
-			add(k.String(), "unknown setting; allowed in [etcd]: endpoints, cert_file, key_file, ca_file, prefix, max_txn_ops, kek_file, replica, lease_ttl")
+			add(k.String(), "unknown setting; allowed in [etcd]: endpoints, cert_file, key_file, ca_file, prefix, max_txn_ops, kek_file, replica, lease_ttl, request_timeout")
 			continue
 		}
 		add(k.String(), "unknown setting; allowed: listen, tls_cert, tls_key, insecure_http, region, account_id, data_dir, poll_endpoint, log_level, log_format, roles, certificates, store, etcd")
