@@ -3,9 +3,11 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 
 	"sync"
 	"testing"
@@ -185,8 +187,13 @@ func BenchmarkClusterDescribeTasks100(b *testing.B) {
 func BenchmarkClusterRunTask(b *testing.B) {
 	cb := newClusterBench(b, 1<<30, 1<<30)
 	ctx := context.Background()
-	in := &ecs.RunTaskInput{Cluster: aws.String("bench"), TaskDefinition: aws.String("web")}
-	first, err := cb.endpoint.RunTask(ctx, in)
+	// A new input each time: the SDK fills in the client token of the
+	// input it is given, and a second call with that token would be an
+	// idempotent replay rather than a placement.
+	in := func() *ecs.RunTaskInput {
+		return &ecs.RunTaskInput{Cluster: aws.String("bench"), TaskDefinition: aws.String("web")}
+	}
+	first, err := cb.endpoint.RunTask(ctx, in())
 	if err != nil || len(first.Tasks) != 1 {
 		b.Fatalf("RunTask: %v %v", first, err)
 	}
@@ -199,19 +206,129 @@ func BenchmarkClusterRunTask(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
-		if _, err := cb.stub.RunTask(ctx, in); err != nil {
+		if _, err := cb.stub.RunTask(ctx, in()); err != nil {
 			b.Fatal(err)
 		}
 		stubDur += time.Since(start)
 		start = time.Now()
-		out, err := cb.endpoint.RunTask(ctx, in)
+		out, err := cb.endpoint.RunTask(ctx, in())
 		if err != nil || len(out.Tasks) != 1 {
 			b.Fatalf("RunTask: %v %v", out, err)
 		}
 		epDur += time.Since(start)
 	}
 	b.StopTimer()
+	if err := cb.placed(ctx, b.N+1); err != nil {
+		b.Fatal(err)
+	}
 	b.ReportMetric(float64(b.N)/epDur.Seconds(), "berth-req/s")
 	b.ReportMetric(float64(b.N)/stubDur.Seconds(), "stub-req/s")
 	b.ReportMetric(float64(epDur)/float64(stubDur), "x-stub")
+}
+
+// BenchmarkClusterRunTaskStored measures one client's RunTask latency with
+// 10, 1,000 and 10,000 tasks stored in the cluster (stopped ones, as a
+// cluster accumulates them within ECS's hour of visibility), against the
+// stub answering a canned one-task RunTask response in the same run
+// ("x-stub"). Each timed RunTask is followed by an untimed StopTask and the
+// STOPPED state change its agent would send, so the running count stays at
+// one. A write that walked the cluster's tasks
+// would grow with the stored count; placement reads only the unstopped
+// tasks' index.
+func BenchmarkClusterRunTaskStored(b *testing.B) {
+	for _, stored := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("stored=%d", stored), func(b *testing.B) {
+			cb := newClusterBench(b, 1<<30, 1<<30)
+			ctx := context.Background()
+			// A new input each time: the SDK fills in the client token of
+			// the input it is given, and a second call with that token
+			// would be an idempotent replay.
+			in := func() *ecs.RunTaskInput {
+				return &ecs.RunTaskInput{Cluster: aws.String("bench"), TaskDefinition: aws.String("web")}
+			}
+			// stop stops a task and reports it STOPPED as its agent would
+			// (the benchmark's instance has none).
+			stop := func(arn *string) {
+				if _, err := cb.endpoint.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String("bench"), Task: arn}); err != nil {
+					b.Fatalf("StopTask: %v", err)
+				}
+				if _, err := cb.endpoint.SubmitTaskStateChange(ctx, &ecs.SubmitTaskStateChangeInput{Cluster: aws.String("bench"), Task: arn,
+					Status: aws.String("STOPPED"), Reason: aws.String("bench")}); err != nil {
+					b.Fatalf("SubmitTaskStateChange: %v", err)
+				}
+			}
+			for n := 0; n < stored; n += 10 {
+				out, err := cb.endpoint.RunTask(ctx, &ecs.RunTaskInput{Cluster: aws.String("bench"), TaskDefinition: aws.String("web"), Count: aws.Int32(10)})
+				if err != nil || len(out.Tasks) != 10 {
+					b.Fatalf("RunTask: %v %v", out, err)
+				}
+				for _, t := range out.Tasks {
+					stop(t.TaskArn)
+				}
+			}
+			first, err := cb.endpoint.RunTask(ctx, in())
+			if err != nil || len(first.Tasks) != 1 {
+				b.Fatalf("RunTask: %v %v", first, err)
+			}
+			stop(first.Tasks[0].TaskArn)
+			canned, err := ecsapi.EncodeOutput(ctx, first)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cb.setStub(canned)
+			var ep, stub []time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				if _, err := cb.stub.RunTask(ctx, in()); err != nil {
+					b.Fatal(err)
+				}
+				stub = append(stub, time.Since(start))
+				start = time.Now()
+				out, err := cb.endpoint.RunTask(ctx, in())
+				if err != nil || len(out.Tasks) != 1 {
+					b.Fatalf("RunTask: %v %v", out, err)
+				}
+				ep = append(ep, time.Since(start))
+				b.StopTimer()
+				stop(out.Tasks[0].TaskArn)
+				b.StartTimer()
+			}
+			b.StopTimer()
+			if err := cb.placed(ctx, 0); err != nil {
+				b.Fatal(err)
+			}
+			med := func(d []time.Duration) time.Duration { return percentile(d, 50) }
+			b.ReportMetric(float64(med(ep).Microseconds())/1000, "berth-p50-ms")
+			b.ReportMetric(float64(percentile(ep, 99).Microseconds())/1000, "berth-p99-ms")
+			b.ReportMetric(float64(med(stub).Microseconds())/1000, "stub-p50-ms")
+			b.ReportMetric(float64(med(ep))/float64(med(stub)), "x-stub")
+		})
+	}
+}
+
+// placed checks that the cluster holds want running tasks: each RunTask
+// placed one.
+func (cb *clusterBench) placed(ctx context.Context, want int) error {
+	n := 0
+	p := ecs.NewListTasksPaginator(cb.endpoint, &ecs.ListTasksInput{Cluster: aws.String("bench")})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		n += len(out.TaskArns)
+	}
+	if n != want {
+		return fmt.Errorf("%d tasks running, want %d (one per RunTask)", n, want)
+	}
+	return nil
+}
+
+// percentile returns the p-th percentile (nearest rank) of ds; ds is
+// sorted in place.
+func percentile(ds []time.Duration, p int) time.Duration {
+	slices.Sort(ds)
+	i := (len(ds)*p + 99) / 100
+	return ds[max(0, min(len(ds)-1, i-1))]
 }

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -205,6 +206,13 @@ func Open(ctx context.Context, opts Options) (*Endpoint, error) {
 			return nil, fmt.Errorf("open cluster endpoint: %w", err)
 		}
 		e.db, e.keys = db, kr
+	}
+	batch := math.MaxInt // bbolt: one transaction
+	if e.etcd != nil {
+		batch = e.etcd.MaxTxnOps()
+	}
+	if err := records.EnsureIndexes(e.db, batch); err != nil {
+		return nil, errors.Join(fmt.Errorf("open cluster endpoint: %w", err), e.Close())
 	}
 	if err := e.build(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("open cluster endpoint: %w", err), e.Close())

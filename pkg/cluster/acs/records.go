@@ -72,9 +72,13 @@ func instanceTasks(tx store.Tx, instanceArn string) ([]builtTask, error) {
 		return nil, fmt.Errorf("container instance %q: not an ARN", instanceArn)
 	}
 	var out []builtTask
-	err := records.Each(tx, records.Tasks, records.ClusterPrefix(cluster), func(t *records.Task) error {
-		if aws.ToString(t.Task.ContainerInstanceArn) != instanceArn || aws.ToString(t.Task.LastStatus) == "STOPPED" {
+	err := records.EachActiveTask(tx, cluster, func(key string, a *records.ActiveTask) error {
+		if a.InstanceArn != instanceArn {
 			return nil
+		}
+		t, ok, err := records.Get[records.Task](tx, records.Tasks, key)
+		if err != nil || !ok {
+			return err
 		}
 		b, err := buildTask(tx, &t.Task)
 		if err != nil {

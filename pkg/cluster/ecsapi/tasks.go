@@ -444,13 +444,20 @@ func requestToken(in *ecs.RunTaskInput) (token, hash string, err error) {
 // tasksOfToken returns the cluster's tasks created by RunTask with token,
 // in creation order.
 func tasksOfToken(tx store.Tx, cluster, token string) ([]*records.Task, error) {
+	keys, err := records.TaskKeysOfToken(tx, cluster, token)
+	if err != nil {
+		return nil, err
+	}
 	var out []*records.Task
-	err := records.Each(tx, records.Tasks, records.ClusterPrefix(cluster), func(t *records.Task) error {
-		if t.ClientToken == token {
+	for _, k := range keys {
+		t, ok, err := records.Get[records.Task](tx, records.Tasks, k)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			out = append(out, t)
 		}
-		return nil
-	})
+	}
 	sort.SliceStable(out, func(i, j int) bool {
 		return aws.ToTime(out[i].Task.CreatedAt).Before(aws.ToTime(out[j].Task.CreatedAt))
 	})

@@ -261,13 +261,13 @@ func (l *Launcher) Views(tx store.Tx, cluster string, recs []*records.Instance) 
 		views[i] = l.View(rec)
 		byArn[views[i].Arn] = views[i]
 	}
-	err := records.Each(tx, records.Tasks, records.ClusterPrefix(cluster), func(t *records.Task) error {
-		in := byArn[aws.ToString(t.Task.ContainerInstanceArn)]
+	err := records.EachActiveTask(tx, cluster, func(_ string, t *records.ActiveTask) error {
+		in := byArn[t.InstanceArn]
 		if in == nil || !t.Unstopped() {
 			return nil
 		}
-		in.Groups[aws.ToString(t.Task.Group)]++
-		if aws.ToString(t.Task.LastStatus) == "RUNNING" {
+		in.Groups[t.Group]++
+		if t.LastStatus == "RUNNING" {
 			in.RunningTasks++
 		}
 		return nil

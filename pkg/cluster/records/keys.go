@@ -83,8 +83,17 @@ func (*Service) Bucket() store.Bucket { return Services }
 // Key is ServiceKey of the service's cluster and name.
 func (r *Service) Key() string { return ServiceKey(r.Cluster, aws.ToString(r.Service.ServiceName)) }
 
-// Put stores rec under its key.
-func Put(tx store.Tx, rec Record) error { return tx.Put(rec.Bucket(), rec.Key(), rec) }
+// Put stores rec under its key; a task's indexes follow it in the same
+// transaction.
+func Put(tx store.Tx, rec Record) error {
+	if err := tx.Put(rec.Bucket(), rec.Key(), rec); err != nil {
+		return err
+	}
+	if t, ok := rec.(*Task); ok {
+		return indexTask(tx, t)
+	}
+	return nil
+}
 
 // Get reads the record of type T stored in b under key; ok is false when
 // there is none.

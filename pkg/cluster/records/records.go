@@ -34,7 +34,7 @@ const (
 
 // Buckets lists the buckets of the ECS records.
 func Buckets() []store.Bucket {
-	return []store.Bucket{Clusters, Families, TaskDefinitions, Instances, Tasks, Services}
+	return append([]store.Bucket{Clusters, Families, TaskDefinitions, Instances, Tasks, Services}, IndexBuckets()...)
 }
 
 // Cluster is stored in Clusters under the cluster name.
