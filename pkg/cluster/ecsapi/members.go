@@ -1,9 +1,10 @@
 package ecsapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
+
+	"github.com/berth-dev/berth/pkg/cluster/awsproto"
 )
 
 // The rule of the endpoint is that every member of every operation it
@@ -63,7 +64,7 @@ func refuseMembers(op string, members []Member, body []byte) error {
 			continue
 		}
 		for k, raw := range top {
-			if strings.EqualFold(k, m.Name) && !emptyJSON(raw) {
+			if strings.EqualFold(k, m.Name) && !awsproto.EmptyJSON(raw) {
 				return refusal(op, m.Name, m.Note)
 			}
 		}
@@ -79,27 +80,4 @@ func refusal(op, member, why string) error {
 		return clientException("%s is not supported by this endpoint: %s.", member, why)
 	}
 	return invalidParam("%s is not supported by this endpoint: %s.", member, why)
-}
-
-// emptyJSON reports whether raw is null, false, 0, "", [] or an object
-// whose members are all empty.
-func emptyJSON(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	switch string(raw) {
-	case "", "null", "false", "0", `""`, "[]", "{}":
-		return true
-	}
-	if raw[0] != '{' {
-		return false
-	}
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(raw, &obj) != nil {
-		return false
-	}
-	for _, v := range obj {
-		if !emptyJSON(v) {
-			return false
-		}
-	}
-	return true
 }

@@ -43,12 +43,13 @@ func apiErr(typ, format string, args ...any) error {
 }
 
 const (
-	errNotFound   = "ResourceNotFoundException"
-	errExists     = "ResourceAlreadyExistsException"
-	errInvalid    = "InvalidParameterException"
-	errDenied     = "AccessDeniedException"
-	errUnknownOp  = "UnknownOperationException"
-	errSerializat = "SerializationException"
+	errNotFound    = "ResourceNotFoundException"
+	errExists      = "ResourceAlreadyExistsException"
+	errInvalid     = "InvalidParameterException"
+	errDenied      = "AccessDeniedException"
+	errUnknownOp   = "UnknownOperationException"
+	errSerializat  = "SerializationException"
+	errTooManyTags = "TooManyTagsException"
 )
 
 // ServeAWS runs one CloudWatch Logs operation for a verified caller.
@@ -66,13 +67,20 @@ func (s *Store) ServeAWS(r *awsproto.Request) ([]byte, error) {
 		}
 		return nil
 	}
+	table, routed := members()[op]
+	if !routed {
+		return nil, apiErr(errUnknownOp, "operation %s is not served by this endpoint", op)
+	}
+	if err := checkMembers(op, table, body); err != nil {
+		return nil, err
+	}
 	var out any
 	var err error
 	switch op {
 	case "CreateLogGroup":
-		var in struct{ LogGroupName string }
+		var in createGroupInput
 		if err = dec(&in); err == nil {
-			out, err = struct{}{}, s.CreateLogGroup(in.LogGroupName)
+			out, err = struct{}{}, s.createLogGroup(in)
 		}
 	case "DeleteLogGroup":
 		var in struct{ LogGroupName string }
@@ -89,10 +97,17 @@ func (s *Store) ServeAWS(r *awsproto.Request) ([]byte, error) {
 		if err = dec(&in); err == nil {
 			out, err = struct{}{}, s.CreateLogStream(in.LogGroupName, in.LogStreamName)
 		}
+	case "DeleteLogStream":
+		var in struct{ LogGroupName, LogStreamName string }
+		if err = dec(&in); err == nil {
+			out, err = struct{}{}, s.deleteLogStream(in.LogGroupName, in.LogStreamName)
+		}
 	case "DescribeLogStreams":
 		var in describeStreamsInput
 		if err = dec(&in); err == nil {
-			out, err = s.describeLogStreams(in)
+			if in.LogGroupName, err = s.resolveGroup(in.LogGroupName, in.LogGroupIdentifier); err == nil {
+				out, err = s.describeLogStreams(in)
+			}
 		}
 	case "PutLogEvents":
 		var in putEventsInput
@@ -102,26 +117,38 @@ func (s *Store) ServeAWS(r *awsproto.Request) ([]byte, error) {
 	case "GetLogEvents":
 		var in getEventsInput
 		if err = dec(&in); err == nil {
-			out, err = s.getLogEvents(in)
+			if in.LogGroupName, err = s.resolveGroup(in.LogGroupName, in.LogGroupIdentifier); err == nil {
+				out, err = s.getLogEvents(in)
+			}
 		}
 	case "FilterLogEvents":
 		var in filterInput
 		if err = dec(&in); err == nil {
-			out, err = s.filterLogEvents(in)
+			if in.LogGroupName, err = s.resolveGroup(in.LogGroupName, in.LogGroupIdentifier); err == nil {
+				out, err = s.filterLogEvents(in)
+			}
 		}
 	case "PutRetentionPolicy":
 		var in struct {
 			LogGroupName    string
-			RetentionInDays int32
+			RetentionInDays *int32
 		}
 		if err = dec(&in); err == nil {
-			out, err = struct{}{}, s.putRetention(in.LogGroupName, in.RetentionInDays)
+			if in.RetentionInDays == nil {
+				err = apiErr(errInvalid, "1 validation error detected: Value null at 'retentionInDays' failed to satisfy constraint: Member must not be null")
+			} else {
+				out, err = struct{}{}, s.putRetention(in.LogGroupName, *in.RetentionInDays)
+			}
 		}
 	case "DeleteRetentionPolicy":
 		var in struct{ LogGroupName string }
 		if err = dec(&in); err == nil {
 			out, err = struct{}{}, s.putRetention(in.LogGroupName, 0)
 		}
+	case "TagResource", "UntagResource", "ListTagsForResource":
+		out, err = s.serveTagResource(op, dec)
+	case "TagLogGroup", "UntagLogGroup", "ListTagsLogGroup":
+		out, err = s.serveTagLogGroup(op, dec)
 	default:
 		return nil, apiErr(errUnknownOp, "operation %s is not served by this endpoint", op)
 	}

@@ -132,8 +132,12 @@ func (s *Store) PutLogEvents(group, stream string, events []InputEvent) (*PutRes
 }
 
 type getEventsInput struct {
-	LogGroupName  string
-	LogStreamName string
+	LogGroupIdentifier string
+	LogGroupName       string
+	LogStreamName      string
+	// Unmask asks for data that data protection policies mask; there are
+	// none here, so events come back as stored either way.
+	Unmask        bool
 	StartTime     *int64
 	EndTime       *int64
 	NextToken     string
@@ -243,7 +247,13 @@ func decodeEvent(k, v []byte) outputEvent {
 }
 
 type filterInput struct {
-	LogGroupName        string
+	LogGroupIdentifier string
+	LogGroupName       string
+	// Interleaved is deprecated in CloudWatch Logs: events of several
+	// streams always come interleaved, as here.
+	Interleaved         *bool
+	StartFromHead       *bool
+	Unmask              bool // see getEventsInput
 	LogStreamNames      []string
 	LogStreamNamePrefix string
 	StartTime           *int64
@@ -264,6 +274,9 @@ type filteredEvent struct {
 func (s *Store) filterLogEvents(in filterInput) (any, error) {
 	if len(in.LogStreamNames) > 0 && in.LogStreamNamePrefix != "" {
 		return nil, apiErr(errInvalid, "logStreamNames and logStreamNamePrefix are mutually exclusive")
+	}
+	if in.StartFromHead != nil && !*in.StartFromHead {
+		return nil, apiErr(errInvalid, "startFromHead false (the latest events first) is not supported by this endpoint: FilterLogEvents returns the earliest events first.")
 	}
 	match, err := compilePattern(in.FilterPattern)
 	if err != nil {

@@ -3,7 +3,8 @@
 // (X-Amz-Target "Logs_20140328.<Op>", SigV4 service "logs") over log
 // groups, streams and events kept in a pkg/cluster/store of its own (its
 // own bbolt file, logs.db, so that log volume never weighs on the ECS
-// records), with per-group retention.
+// records), with per-group retention and tags. Every member of the routed
+// operations is honoured or refused by name (members.go).
 //
 // pkg/cluster mounts a *Store's API on the endpoint's AWS protocol router
 // and runs its retention sweep; Handler serves it standalone behind a SigV4
@@ -87,9 +88,10 @@ type Options struct {
 }
 
 type groupRecord struct {
-	Name          string `json:"name"`
-	CreationTime  int64  `json:"creationTime"`
-	RetentionDays int32  `json:"retentionDays,omitempty"`
+	Name          string            `json:"name"`
+	CreationTime  int64             `json:"creationTime"`
+	RetentionDays int32             `json:"retentionDays,omitempty"`
+	Tags          map[string]string `json:"tags,omitempty"`
 }
 
 type streamRecord struct {
