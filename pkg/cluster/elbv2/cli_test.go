@@ -2,10 +2,10 @@ package elbv2_test
 
 import (
 	"encoding/json"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // TestCLIWalkThrough drives the API with the AWS CLI (`aws elbv2`) as an
@@ -13,34 +13,11 @@ import (
 // a rule, register an ip target, read them back, and delete it all; and
 // an error comes back with AWS's code.
 func TestCLIWalkThrough(t *testing.T) {
-	awsCLI := needTool(t, "aws", "/root/.pyenv/shims/aws")
 	l := startLab(t)
-	home := t.TempDir()
+	cli := testenv.AWSCLI(t, l.url, region, l.id, l.secret)
 	run := func(wantOK bool, args ...string) map[string]any {
 		t.Helper()
-		cmd := exec.Command(awsCLI, append([]string{"elbv2", "--endpoint-url", l.url, "--output", "json"}, args...)...)
-		env := []string{"AWS_ACCESS_KEY_ID=" + l.id, "AWS_SECRET_ACCESS_KEY=" + l.secret, "AWS_DEFAULT_REGION=" + region,
-			"AWS_CONFIG_FILE=" + home + "/config", "AWS_SHARED_CREDENTIALS_FILE=" + home + "/credentials", "AWS_MAX_ATTEMPTS=1", "HOME=" + home}
-		for _, e := range os.Environ() {
-			if !strings.HasPrefix(e, "AWS_") && !strings.HasPrefix(e, "HOME=") {
-				env = append(env, e)
-			}
-		}
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		if (err == nil) != wantOK {
-			t.Fatalf("aws elbv2 %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		if !wantOK {
-			return map[string]any{"error": string(out)}
-		}
-		m := map[string]any{}
-		if len(strings.TrimSpace(string(out))) > 0 {
-			if err := json.Unmarshal(out, &m); err != nil {
-				t.Fatalf("aws elbv2 %s: output is not JSON: %v\n%s", strings.Join(args, " "), err, out)
-			}
-		}
-		return m
+		return cli(t, wantOK, append([]string{"elbv2"}, args...)...)
 	}
 	str := func(m map[string]any, path ...any) string {
 		t.Helper()

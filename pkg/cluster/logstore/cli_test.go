@@ -2,8 +2,6 @@ package logstore
 
 import (
 	"encoding/json"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,53 +10,16 @@ import (
 	"github.com/berth-dev/berth/internal/testenv"
 )
 
-// awsCLI returns the AWS CLI: on PATH or where pyenv installs it here.
-func awsCLI(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("aws"); err == nil {
-		return p
-	}
-	if p, err := exec.LookPath("/root/.pyenv/shims/aws"); err == nil {
-		return p
-	}
-	testenv.RequireBinaries(t, "aws")
-	return ""
-}
-
 // TestCLIWalkThrough drives the log groups with `aws logs` as an operator
 // would: a tagged group, its tags by ARN and by name, a name-pattern
 // search, retention, events read back by the group's ARN, a stream
 // deleted, and an error with AWS's code.
 func TestCLIWalkThrough(t *testing.T) {
-	cli := awsCLI(t)
 	_, url := newStore(t, nil)
-	home := t.TempDir()
+	cli := testenv.AWSCLI(t, url, testRegion, testKeyID, testSecret)
 	run := func(wantOK bool, args ...string) map[string]any {
 		t.Helper()
-		cmd := exec.Command(cli, append([]string{"logs", "--endpoint-url", url, "--output", "json"}, args...)...)
-		env := []string{"AWS_ACCESS_KEY_ID=" + testKeyID, "AWS_SECRET_ACCESS_KEY=" + testSecret, "AWS_DEFAULT_REGION=" + testRegion,
-			"AWS_CONFIG_FILE=" + home + "/config", "AWS_SHARED_CREDENTIALS_FILE=" + home + "/credentials", "AWS_MAX_ATTEMPTS=1", "HOME=" + home}
-		for _, e := range os.Environ() {
-			if !strings.HasPrefix(e, "AWS_") && !strings.HasPrefix(e, "HOME=") {
-				env = append(env, e)
-			}
-		}
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		if (err == nil) != wantOK {
-			t.Fatalf("aws logs %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		m := map[string]any{}
-		if !wantOK {
-			m["error"] = string(out)
-			return m
-		}
-		if len(strings.TrimSpace(string(out))) > 0 {
-			if err := json.Unmarshal(out, &m); err != nil {
-				t.Fatalf("aws logs %s: output is not JSON: %v\n%s", strings.Join(args, " "), err, out)
-			}
-		}
-		return m
+		return cli(t, wantOK, append([]string{"logs"}, args...)...)
 	}
 	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 

@@ -2,11 +2,8 @@ package secrets_test
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,23 +13,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/cluster"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 )
-
-func needTool(t *testing.T, name string, candidates ...string) string {
-	t.Helper()
-	for _, c := range append(candidates, name) {
-		if p, err := exec.LookPath(c); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed (CI=true: a missing dependency fails)", name)
-	}
-	t.Skipf("%s is not installed", name)
-	return ""
-}
 
 // TestEndpointCLIWalkThrough runs the whole endpoint as berth-cluster
 // builds it (cluster.Open with a role declared in its Options, as
@@ -72,41 +56,15 @@ func TestEndpointCLIWalkThrough(t *testing.T) {
 		t.Errorf("role credentials through cluster.Open: %v", err)
 	}
 
-	awsCLI := needTool(t, "aws", "/root/.pyenv/shims/aws")
-	home := t.TempDir()
-	run := func(keyID, keySecret string, wantOK bool, args ...string) map[string]any {
-		t.Helper()
-		cmd := exec.Command(awsCLI, append([]string{"--endpoint-url", l.url, "--output", "json"}, args...)...)
-		env := []string{"AWS_ACCESS_KEY_ID=" + keyID, "AWS_SECRET_ACCESS_KEY=" + keySecret, "AWS_DEFAULT_REGION=" + region,
-			"AWS_CONFIG_FILE=" + home + "/config", "AWS_SHARED_CREDENTIALS_FILE=" + home + "/credentials", "AWS_MAX_ATTEMPTS=1", "HOME=" + home}
-		for _, e := range os.Environ() {
-			if !strings.HasPrefix(e, "AWS_") && !strings.HasPrefix(e, "HOME=") {
-				env = append(env, e)
-			}
-		}
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		if (err == nil) != wantOK {
-			t.Fatalf("aws %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		if !wantOK {
-			return map[string]any{"error": string(out)}
-		}
-		m := map[string]any{}
-		if len(strings.TrimSpace(string(out))) > 0 {
-			if err := json.Unmarshal(out, &m); err != nil {
-				t.Fatalf("aws %s: output is not JSON: %v\n%s", strings.Join(args, " "), err, out)
-			}
-		}
-		return m
-	}
+	adminCLI := testenv.AWSCLI(t, l.url, region, l.id, l.secret)
+	roleCLI := testenv.AWSCLI(t, l.url, region, "AKIAAPPEXEC000000001", "app-exec-secret")
 	admin := func(wantOK bool, args ...string) map[string]any {
 		t.Helper()
-		return run(l.id, l.secret, wantOK, args...)
+		return adminCLI(t, wantOK, args...)
 	}
 	role := func(wantOK bool, args ...string) map[string]any {
 		t.Helper()
-		return run("AKIAAPPEXEC000000001", "app-exec-secret", wantOK, args...)
+		return roleCLI(t, wantOK, args...)
 	}
 	field := func(m map[string]any, path ...string) any {
 		var v any = m
