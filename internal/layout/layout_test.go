@@ -72,6 +72,8 @@ func rules() []rule {
 			from: []string{"..."}, fromExcept: []string{"pkg/cluster/store/etcdstore"}, toExternal: []string{"go.etcd.io/etcd/"}},
 		{why: "pkg/cluster/scheduler is pure placement logic: it imports no other Berth package",
 			from: []string{"pkg/cluster/scheduler"}, to: []string{"..."}, toExcept: []string{"pkg/cluster/scheduler"}, transitive: true},
+		{why: "pkg/stats samples containers through pkg/runtime and speaks pkg/api's TCS shapes; it knows nothing of the engine, the endpoint or the config",
+			from: []string{"pkg/stats/..."}, to: []string{"..."}, toExcept: []string{"pkg/stats/...", "pkg/runtime/...", "pkg/api/...", "pkg/logs/...", "internal/version"}, transitive: true},
 		{why: "pkg/engine never talks to the endpoint; pkg/registration does",
 			from: []string{"pkg/engine/..."}, to: []string{"pkg/registration/..."}, transitive: true},
 		{why: "pkg/state holds no business rules: of the Berth packages it imports pkg/api only",

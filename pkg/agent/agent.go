@@ -39,6 +39,7 @@ import (
 	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/runtime"
 	"github.com/berth-dev/berth/pkg/state"
+	"github.com/berth-dev/berth/pkg/stats"
 )
 
 // Option adjusts how New wires the agent beyond what the config says.
@@ -130,7 +131,9 @@ type Agent struct {
 	db     *state.DB
 	listen net.Addr
 	roles  *taskRoles // nil unless ECS_ENABLE_TASK_IAM_ROLE
-	runErr error      // what Run returned, once ended is closed
+	// sampler is nil with ECS_DISABLE_METRICS=true (metrics.go).
+	sampler *stats.Sampler
+	runErr  error // what Run returned, once ended is closed
 }
 
 // ErrStopped is returned (wrapping why) by methods that wait for a running
@@ -287,17 +290,22 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 
+	sampler, err := a.newSampler(eng, rt)
+	if err != nil {
+		return err
+	}
+
 	ln, err := net.Listen("tcp", cfg.Listen.Introspection.String())
 	if err != nil {
 		return fmt.Errorf("introspection API: listen on %s: %w", cfg.Listen.Introspection, err)
 	}
 	a.mu.Lock()
-	a.eng, a.db, a.listen, a.roles = eng, db, ln.Addr(), roles
+	a.eng, a.db, a.listen, a.roles, a.sampler = eng, db, ln.Addr(), roles, sampler
 	a.mu.Unlock()
 	close(a.started)
 
 	a.log.Info("agent running", "dataDir", cfg.DataDir, "introspection", ln.Addr().String(), "cpuUnits", cpu, "memoryMiB", mem, "networkOwner", owner)
-	return a.runComponents(ctx, components{eng: eng, ln: ln, roles: roles, rt: rt, db: db, logs: logs, nw: nw})
+	return a.runComponents(ctx, components{eng: eng, ln: ln, roles: roles, rt: rt, db: db, logs: logs, nw: nw, sampler: sampler})
 }
 
 // components are what Agent.Run runs once everything is built.
@@ -309,6 +317,8 @@ type components struct {
 	db    *state.DB
 	logs  *logship.Manager
 	nw    networkAdapter
+	// sampler is nil with metrics disabled.
+	sampler *stats.Sampler
 }
 
 // runComponents runs the engine, the introspection API and (with task
@@ -369,9 +379,19 @@ func (a *Agent) runComponents(ctx context.Context, c components) error {
 		}
 		return nil
 	})
+	if c.sampler != nil {
+		essential("stats sampler", func(ctx context.Context) error {
+			select {
+			case <-c.eng.Ready():
+			case <-ctx.Done():
+				return nil
+			}
+			return c.sampler.Run(ctx)
+		})
+	}
 	if c.roles != nil {
 		// Task role credentials and task metadata.
-		essential("credentials endpoint", func(ctx context.Context) error { return c.roles.run(ctx, c.eng, c.rt) })
+		essential("credentials endpoint", func(ctx context.Context) error { return c.roles.run(ctx, c.eng, c.rt, c.sampler) })
 	}
 	return g.Wait()
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/berth-dev/berth/pkg/iam/agentiam"
 	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/runtime"
+	"github.com/berth-dev/berth/pkg/stats"
 )
 
 // taskRoles is the agent's side of task IAM roles and task metadata
@@ -66,7 +67,7 @@ func (r *taskRoles) ready(ctx context.Context) error {
 // serves the credentials and metadata endpoints (with the iptables route
 // from 169.254.170.2) until ctx ends. An error (the address is taken, the
 // route cannot be installed) stops the agent.
-func (r *taskRoles) run(ctx context.Context, eng *engine.Engine, rt *runtime.Runtime) error {
+func (r *taskRoles) run(ctx context.Context, eng *engine.Engine, rt *runtime.Runtime, sampler *stats.Sampler) error {
 	defer close(r.ended)
 	select {
 	case <-eng.Ready():
@@ -80,9 +81,13 @@ func (r *taskRoles) run(ctx context.Context, eng *engine.Engine, rt *runtime.Run
 		r.log.Info("task role credentials ids restored; waiting for ACS to resend the credentials", "tasks", n)
 	}
 	cfg := r.cfg
+	lookup := &agentiam.Lookup{Engine: eng, Stats: rt}
+	if sampler != nil {
+		lookup.Samples = sampler
+	}
 	err := agentiam.Run(ctx, agentiam.ServiceOptions{
 		Store:        r.store,
-		Lookup:       &agentiam.Lookup{Engine: eng, Stats: rt},
+		Lookup:       lookup,
 		Addr:         cfg.Listen.Credentials,
 		AuditLogFile: cfg.AuditLog(),
 		RateLimit:    iam.RateLimit{RPS: float64(cfg.IAM.MetadataRateLimit.RPS), Burst: cfg.IAM.MetadataRateLimit.Burst},

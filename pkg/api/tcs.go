@@ -2,7 +2,7 @@ package api
 
 // TCS frame types: the Telemetry Communication Service
 // (shared/protocol/tcs-api-2.json) is a second websocket on which the agent
-// publishes container health (and metrics) to the endpoint, in the same
+// publishes container health and metrics (tcs_metrics.go) to the endpoint, in the same
 // {"type","message"} envelope as ACS. The TCS heartbeat is also called
 // "HeartbeatMessage" (with a "healthy" member): it decodes as
 // *HeartbeatMessage, whose members it does not use.
@@ -67,9 +67,7 @@ type AckPublishHealth struct {
 // FrameType implements Frame.
 func (*AckPublishHealth) FrameType() string { return TypeAckPublishHealth }
 
-// AckPublishMetric acknowledges a PublishMetricsRequest. The endpoint
-// acknowledges metrics without keeping them; Berth's agent does not send
-// any (container stats are served by task metadata v4 instead).
+// AckPublishMetric acknowledges a PublishMetricsRequest.
 type AckPublishMetric struct {
 	Message string `json:"message,omitempty"`
 }

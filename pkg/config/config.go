@@ -24,6 +24,7 @@ type Config struct {
 	Ports      PortsConfig
 	Containers ContainersConfig
 	Tasks      TasksConfig
+	Metrics    MetricsConfig
 	Images     ImagesConfig
 	Instance   InstanceConfig
 	IAM        IAMConfig
@@ -148,6 +149,16 @@ type TasksConfig struct {
 	PropagateMemoryLimit bool
 	// PidsLimit is ECS_TASK_PIDS_LIMIT: pids.max of each task; 0 means unlimited.
 	PidsLimit int
+}
+
+// MetricsConfig is the sampling and publication of container metrics.
+type MetricsConfig struct {
+	// Disabled is ECS_DISABLE_METRICS: no container is sampled and no
+	// metrics are published on TCS.
+	Disabled bool
+	// PollInterval is ECS_POLLING_METRICS_WAIT_DURATION: the time between
+	// two samples of every running container (5s to 20s).
+	PollInterval time.Duration
 }
 
 // ImagesConfig is image pulling, registry authentication and image cleanup.

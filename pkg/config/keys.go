@@ -277,6 +277,14 @@ func Keys() []Key {
 				return ""
 			}),
 
+		// Container metrics.
+		define("ECS_DISABLE_METRICS", boolType(), "false", func(c *Config) *bool { return &c.Metrics.Disabled },
+			"Turn off container metrics: nothing is sampled and no PublishMetricsRequest is sent on TCS (task metadata /stats then reads containers on request)."),
+		define("ECS_POLLING_METRICS_WAIT_DURATION", signedDurationType(), "10s",
+			func(c *Config) *time.Duration { return &c.Metrics.PollInterval },
+			"Time between two samples of every running container's CPU, memory, network and block I/O; outside 5s-20s means the nearest bound.").
+			checked(checkPollInterval),
+
 		// Task-level resources.
 		define("ECS_ENABLE_TASK_CPU_MEM_LIMIT", boolType(), "true", func(c *Config) *bool { return &c.Tasks.CPUMemLimit },
 			"Task-level cpu and memory bound all containers of the task through a task cgroup.").
@@ -481,4 +489,16 @@ func checkPidsLimit(c *Config) string {
 	default:
 		return what
 	}
+}
+
+// checkPollInterval keeps ECS_POLLING_METRICS_WAIT_DURATION within 5s-20s,
+// moving a value outside to the nearest bound, as the ECS agent does.
+func checkPollInterval(c *Config) string {
+	const lo, hi = 5 * time.Second, 20 * time.Second
+	if c.Metrics.PollInterval > hi {
+		msg := fmt.Sprintf("%s is above the maximum of %s; using %s, as the ECS agent does", formatDuration(c.Metrics.PollInterval), formatDuration(hi), formatDuration(hi))
+		c.Metrics.PollInterval = hi
+		return msg
+	}
+	return clampDuration(&c.Metrics.PollInterval, lo)
 }

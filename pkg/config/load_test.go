@@ -69,6 +69,7 @@ func TestDefaults(t *testing.T) {
 			PullDependentUpfront:    true,
 		},
 		Tasks: TasksConfig{CPUMemLimit: true, CgroupCPUPeriod: 100 * time.Millisecond},
+		Metrics: MetricsConfig{PollInterval: 10 * time.Second},
 		Images: ImagesConfig{
 			PullBehavior:          "default",
 			PullInactivityTimeout: time.Minute,

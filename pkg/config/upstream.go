@@ -8,7 +8,6 @@ import (
 // Reasons shared by several keys.
 const (
 	reasonUpdate  = "Berth is upgraded by its package manager, not by the agent updating itself on an ACS UpdateRequest"
-	reasonMetrics = "Berth reads container stats from their cgroups when asked; there is no Docker stats stream to poll"
 	reasonENI     = "task ENIs are EC2 network interfaces that ECS attaches; Berth's awsvpc tasks get their own network namespace on the host bridge (docs/network.md)"
 	reasonWindows = "it applies to Windows container instances only"
 	reasonGPU     = "GPU tasks are not supported: Berth has no NVIDIA runtime integration"
@@ -26,11 +25,9 @@ func unsupportedKeys() []Key {
 		// Agent updates and metrics.
 		unsupportedBool("ECS_UPDATES_ENABLED", reasonUpdate),
 		unsupportedString("ECS_UPDATE_DOWNLOAD_DIR", "path", tomlString, reasonUpdate),
-		ignoredKey("ECS_DISABLE_METRICS", "bool", tomlBool, StatusNotEnforced, isTrue,
-			"task metrics are not published over TCS yet (task metadata serves stats), as if it were true",
-			notEnforcedMessage("task metrics are not published over TCS yet (task metadata serves stats)")),
-		unsupportedBool("ECS_POLL_METRICS", reasonMetrics),
-		unsupportedString("ECS_POLLING_METRICS_WAIT_DURATION", "duration", tomlString, reasonMetrics),
+		ignoredKey("ECS_POLL_METRICS", "bool", tomlBool, StatusDifferent, isTrue,
+			"Berth always polls containerd's cgroup metrics every ECS_POLLING_METRICS_WAIT_DURATION; there is no Docker stats stream, so false earns a warning",
+			notEnforcedMessage("container metrics are always polled every ECS_POLLING_METRICS_WAIT_DURATION; there is no stats stream")),
 		ignoredKey("ECS_DISABLE_DOCKER_HEALTH_CHECK", "bool", tomlBool, StatusNotEnforced, isFalse,
 			"the container-health-check capability is always registered and health checks always run",
 			notEnforcedMessage("the container-health-check capability is always registered and health checks always run")),

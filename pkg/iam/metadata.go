@@ -89,7 +89,22 @@ type ContainerStats struct {
 	CPUStats    CPUStats                `json:"cpu_stats"`
 	PreCPUStats CPUStats                `json:"precpu_stats"`
 	MemoryStats MemoryStats             `json:"memory_stats"`
+	BlkioStats  BlkioStats              `json:"blkio_stats"`
 	Networks    map[string]NetworkStats `json:"networks,omitempty"`
+}
+
+// BlkioStats is the container's block I/O.
+type BlkioStats struct {
+	IoServiceBytesRecursive []BlkioEntry `json:"io_service_bytes_recursive"`
+}
+
+// BlkioEntry is one counter of BlkioStats; Berth sums over devices, so
+// Major and Minor are zero.
+type BlkioEntry struct {
+	Major uint64 `json:"major"`
+	Minor uint64 `json:"minor"`
+	Op    string `json:"op"`
+	Value uint64 `json:"value"`
 }
 
 // PidsStats counts a container's processes.

@@ -43,6 +43,11 @@ type TelemetryOptions struct {
 	// Republish is how often unchanged health is published again (the
 	// upstream agent's interval). Zero means 20 seconds.
 	Republish time.Duration
+	// Metrics, when set, is published as PublishMetricsRequest frames
+	// every MetricsInterval (zero: DefaultMetricsInterval); nil means
+	// ECS_DISABLE_METRICS: no metrics frame is sent.
+	Metrics         MetricsSource
+	MetricsInterval time.Duration
 	// Backoff paces reconnects (default 1 s to 2 minutes, 20% jitter).
 	Backoff Backoff
 	Clock   Clock
@@ -53,10 +58,12 @@ type TelemetryOptions struct {
 // telemetryEndpoint) open and publishes container health on it as
 // PublishHealthRequest frames: the endpoint's service scheduler replaces
 // tasks whose essential containers turn UNHEALTHY, and DescribeTasks shows
-// the status. Metrics are not published (task metadata v4 serves stats).
+// the status. With a MetricsSource it also publishes task metrics
+// (PublishMetricsRequest, metrics.go).
 type Telemetry struct {
-	o         TelemetryOptions
-	published atomic.Int64
+	o                TelemetryOptions
+	published        atomic.Int64
+	metricsPublished atomic.Int64
 }
 
 // NewTelemetry checks the options and returns a Telemetry; Run starts it.
@@ -69,6 +76,9 @@ func NewTelemetry(o TelemetryOptions) (*Telemetry, error) {
 	}
 	if o.Republish <= 0 {
 		o.Republish = 20 * time.Second
+	}
+	if o.MetricsInterval <= 0 {
+		o.MetricsInterval = DefaultMetricsInterval
 	}
 	if o.Backoff.Min == 0 {
 		o.Backoff = Backoff{Min: time.Second, Max: 2 * time.Minute, Jitter: 0.2}
@@ -84,6 +94,9 @@ func NewTelemetry(o TelemetryOptions) (*Telemetry, error) {
 
 // Published returns how many PublishHealthRequest frames were sent.
 func (t *Telemetry) Published() int64 { return t.published.Load() }
+
+// MetricsPublished returns how many PublishMetricsRequest frames were sent.
+func (t *Telemetry) MetricsPublished() int64 { return t.metricsPublished.Load() }
 
 // Run connects and reconnects until ctx ends (returning ctx's error) or the
 // endpoint says the instance is inactive. Health is lost for nothing while
@@ -158,13 +171,23 @@ func (t *Telemetry) read(c *wsConn) error {
 }
 
 // publishLoop publishes the health at once, on every change and every
-// Republish interval, until the connection or ctx ends.
+// Republish interval, and the metrics every MetricsInterval (the first
+// one interval after connecting, so that it covers samples taken while
+// connected or waiting for the connection), until the connection or ctx
+// ends.
 func (t *Telemetry) publishLoop(ctx context.Context, c *wsConn, readErr <-chan error) error {
 	var last []*api.TaskHealth
 	var lastAt time.Time
 	first := true
+	metricsAt := t.o.Clock.Now()
 	for {
 		now := t.o.Clock.Now()
+		if t.o.Metrics != nil && now.Sub(metricsAt) >= t.o.MetricsInterval {
+			if err := t.publishMetrics(c, now); err != nil {
+				return err
+			}
+			metricsAt = now
+		}
 		cur := t.o.Health.TaskHealth()
 		if first || !reflect.DeepEqual(cur, last) || now.Sub(lastAt) >= t.o.Republish {
 			if err := t.publish(c, cur, now); err != nil {
@@ -180,6 +203,19 @@ func (t *Telemetry) publishLoop(ctx context.Context, c *wsConn, readErr <-chan e
 		case <-t.o.Clock.After(t.o.Poll):
 		}
 	}
+}
+
+// publishMetrics sends one publication of task metrics, in as many frames
+// as it takes.
+func (t *Telemetry) publishMetrics(c *wsConn, now time.Time) error {
+	tasks, idle := t.o.Metrics.TaskMetrics()
+	for _, f := range metricsFrames(t.o.ClusterArn, t.o.ContainerInstanceArn, tasks, idle, now) {
+		if err := c.send(f); err != nil {
+			return err
+		}
+		t.metricsPublished.Add(1)
+	}
+	return nil
 }
 
 func (t *Telemetry) publish(c *wsConn, tasks []*api.TaskHealth, now time.Time) error {

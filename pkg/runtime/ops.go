@@ -191,6 +191,17 @@ type Stats struct {
 	MemoryLimitBytes uint64
 	// Pids is the number of processes.
 	Pids uint64
+	// MemoryInactiveFileBytes is cgroup v2's inactive_file (zero on v1).
+	MemoryInactiveFileBytes uint64
+	// MemoryMaxUsageBytes is the peak usage (cgroup v1 only).
+	MemoryMaxUsageBytes uint64
+	// BlockReadBytes and BlockWriteBytes are cumulative block I/O of the
+	// container's cgroup, summed over devices.
+	BlockReadBytes, BlockWriteBytes uint64
+	// Networks are the counters of the interfaces in the container's
+	// network namespace (loopback left out), by interface name; nil when
+	// they could not be read (netstats.go).
+	Networks map[string]NetworkCounters
 }
 
 // Stats reads CPU and memory usage of a running container (cgroup v1 or v2).
@@ -222,16 +233,31 @@ func (r *Runtime) Stats(ctx context.Context, id string) (Stats, error) {
 		st.MemoryUsageBytes = m.GetMemory().GetUsage().GetUsage()
 		st.MemoryLimitBytes = m.GetMemory().GetUsage().GetLimit()
 		st.MemoryCacheBytes = m.GetMemory().GetTotalCache()
+		st.MemoryMaxUsageBytes = m.GetMemory().GetUsage().GetMax()
 		st.Pids = m.GetPids().GetCurrent()
+		for _, e := range m.GetBlkio().GetIoServiceBytesRecursive() {
+			switch strings.ToLower(e.GetOp()) {
+			case "read":
+				st.BlockReadBytes += e.GetValue()
+			case "write":
+				st.BlockWriteBytes += e.GetValue()
+			}
+		}
 	case *v2.Metrics:
 		st.CPUUsageNanos = m.GetCPU().GetUsageUsec() * 1000
 		st.MemoryUsageBytes = m.GetMemory().GetUsage()
 		st.MemoryLimitBytes = m.GetMemory().GetUsageLimit()
 		st.MemoryCacheBytes = m.GetMemory().GetFile()
+		st.MemoryInactiveFileBytes = m.GetMemory().GetInactiveFile()
 		st.Pids = m.GetPids().GetCurrent()
+		for _, e := range m.GetIo().GetUsage() {
+			st.BlockReadBytes += e.GetRbytes()
+			st.BlockWriteBytes += e.GetWbytes()
+		}
 	default:
 		return Stats{}, fmt.Errorf("stats of %s: unknown metrics type %T", id, v)
 	}
+	st.Networks = netDevCounters(task.Pid())
 	return st, nil
 }
 

@@ -35,6 +35,9 @@ type Host interface {
 	ActiveTaskARNs() []string
 	// TaskHealth feeds the TCS session (container health).
 	TaskHealth() []*api.TaskHealth
+	// TaskMetrics feeds the TCS session (container metrics) unless
+	// ECS_DISABLE_METRICS is true.
+	TaskMetrics() ([]*api.TaskMetric, bool)
 }
 
 var _ Host = (*agent.Agent)(nil)
@@ -59,6 +62,9 @@ type Options struct {
 	// Session, when set, receives the ACS session once it exists (tests
 	// watch Connected through it).
 	Session func(*registration.Session)
+	// MetricsInterval is how often metrics are published on TCS; zero
+	// means registration.DefaultMetricsInterval (tests shorten it).
+	MetricsInterval time.Duration
 	// FlushTimeout bounds the last flush of the outbox at shutdown; zero
 	// means DefaultFlushTimeout.
 	FlushTimeout time.Duration
@@ -141,12 +147,17 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	tel, err := registration.NewTelemetry(registration.TelemetryOptions{
+	telOpts := registration.TelemetryOptions{
 		API: client.ECS, Credentials: client.Credentials, Region: client.Region,
 		ClusterArn: id.ClusterArn, ContainerInstanceArn: id.ContainerInstanceArn,
 		Health: o.Agent, AgentVersion: version.Version, AgentHash: version.Version,
-		TLSConfig: tlsConfig(client), Backoff: o.ReconnectBackoff, Logger: o.Logger,
-	})
+		MetricsInterval: o.MetricsInterval,
+		TLSConfig:       tlsConfig(client), Backoff: o.ReconnectBackoff, Logger: o.Logger,
+	}
+	if !cfg.Metrics.Disabled {
+		telOpts.Metrics = o.Agent
+	}
+	tel, err := registration.NewTelemetry(telOpts)
 	if err != nil {
 		return err
 	}

@@ -3,12 +3,14 @@ package agentiam
 import (
 	"context"
 	"net/netip"
+	goruntime "runtime"
 	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/iam"
 	"github.com/berth-dev/berth/pkg/runtime"
+	"github.com/berth-dev/berth/pkg/stats"
 )
 
 // StatsReader reads a running container's usage (*runtime.Runtime).
@@ -18,10 +20,20 @@ type StatsReader interface {
 
 var _ StatsReader = (*runtime.Runtime)(nil)
 
+// Samples hands out the stats sampler's newest samples (*stats.Sampler).
+type Samples interface {
+	Latest(id string) (cur, prev stats.Sample, ok, ok2 bool)
+}
+
+var _ Samples = (*stats.Sampler)(nil)
+
 // Lookup answers pkg/iam's questions from the engine's task states.
 type Lookup struct {
 	Engine Engine
-	// Stats is optional; without it /stats answers empty documents.
+	// Samples is optional: the sampler's figures for /stats.
+	Samples Samples
+	// Stats is optional; without it and Samples, /stats answers empty
+	// documents.
 	Stats StatsReader
 	// AvailabilityZone is reported in task metadata when known.
 	AvailabilityZone string
@@ -156,16 +168,16 @@ func (l *Lookup) TaskMetadata(id string) (iam.TaskMetadata, string, bool) {
 	return md, dockerID, true
 }
 
-// TaskStats implements iam.MetadataSource.
+// TaskStats implements iam.MetadataSource. With Samples set the figures
+// are the sampler's newest two samples (the numbers published on TCS);
+// a container the sampler has not reached yet, or every container when
+// metrics are off (ECS_DISABLE_METRICS), is read from Stats at once.
 func (l *Lookup) TaskStats(ctx context.Context, id string) (map[string]*iam.ContainerStats, bool) {
 	t, _, ok := l.find(id)
 	if !ok {
 		return nil, false
 	}
 	out := map[string]*iam.ContainerStats{}
-	if l.Stats == nil {
-		return out, true
-	}
 	timeout := l.Timeout
 	if timeout <= 0 {
 		timeout = 2 * time.Second
@@ -174,19 +186,51 @@ func (l *Lookup) TaskStats(ctx context.Context, id string) (map[string]*iam.Cont
 		if st.RuntimeID == "" || st.KnownStatus != engine.ContainerRunning {
 			continue
 		}
-		sctx, cancel := context.WithTimeout(ctx, timeout)
-		s, err := l.Stats.Stats(sctx, st.RuntimeID)
-		cancel()
-		if err != nil {
+		var cur, prev stats.Sample
+		var ok, ok2 bool
+		if l.Samples != nil {
+			cur, prev, ok, ok2 = l.Samples.Latest(st.RuntimeID)
+		}
+		if !ok && l.Stats != nil {
+			sctx, cancel := context.WithTimeout(ctx, timeout)
+			s, err := l.Stats.Stats(sctx, st.RuntimeID)
+			cancel()
+			if err == nil {
+				cur, ok = stats.Sample{Stats: s}, true
+			}
+		}
+		if !ok {
 			continue
 		}
-		out[st.RuntimeID] = &iam.ContainerStats{
-			Name: st.Name, ID: st.RuntimeID, Read: s.Time,
-			PidsStats: iam.PidsStats{Current: s.Pids},
-			CPUStats:  iam.CPUStats{CPUUsage: iam.CPUUsage{TotalUsage: s.CPUUsageNanos}},
-			MemoryStats: iam.MemoryStats{Usage: s.MemoryUsageBytes, Limit: s.MemoryLimitBytes,
-				Stats: map[string]uint64{"cache": s.MemoryCacheBytes}},
+		doc := dockerStats(cur, st.Name, st.RuntimeID)
+		if ok2 {
+			p := dockerStats(prev, st.Name, st.RuntimeID)
+			doc.PreRead, doc.PreCPUStats = p.Read, p.CPUStats
 		}
+		out[st.RuntimeID] = doc
 	}
 	return out, true
+}
+
+// dockerStats renders one sample as Docker's stats document.
+func dockerStats(s stats.Sample, name, id string) *iam.ContainerStats {
+	doc := &iam.ContainerStats{
+		Name: name, ID: id, Read: s.Time,
+		PidsStats: iam.PidsStats{Current: s.Pids},
+		CPUStats: iam.CPUStats{CPUUsage: iam.CPUUsage{TotalUsage: s.CPUUsageNanos},
+			SystemUsage: s.SystemCPUNanos, OnlineCPUs: uint32(goruntime.NumCPU())},
+		MemoryStats: iam.MemoryStats{Usage: s.MemoryUsageBytes, MaxUsage: s.MemoryMaxUsageBytes, Limit: s.MemoryLimitBytes,
+			Stats: map[string]uint64{"cache": s.MemoryCacheBytes, "inactive_file": s.MemoryInactiveFileBytes}},
+		BlkioStats: iam.BlkioStats{IoServiceBytesRecursive: []iam.BlkioEntry{
+			{Op: "Read", Value: s.BlockReadBytes}, {Op: "Write", Value: s.BlockWriteBytes},
+			{Op: "Total", Value: s.BlockReadBytes + s.BlockWriteBytes}}},
+	}
+	if len(s.Networks) > 0 {
+		doc.Networks = map[string]iam.NetworkStats{}
+		for n, c := range s.Networks {
+			doc.Networks[n] = iam.NetworkStats{RxBytes: c.RxBytes, RxPackets: c.RxPackets, RxErrors: c.RxErrors, RxDropped: c.RxDropped,
+				TxBytes: c.TxBytes, TxPackets: c.TxPackets, TxErrors: c.TxErrors, TxDropped: c.TxDropped}
+		}
+	}
+	return doc
 }
