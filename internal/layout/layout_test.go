@@ -52,6 +52,8 @@ func rules() []rule {
 			to:   []string{"pkg/cluster/ecsapi", "pkg/cluster/acs", "pkg/cluster/logstore", "pkg/cluster/roles", "pkg/cluster/elbv2", "pkg/cluster/secrets"}, transitive: true},
 		{why: "only pkg/cluster wires the Elastic Load Balancing API (pkg/cluster/elbv2); its wire package lbwire is for the data plane",
 			from: []string{"..."}, fromExcept: []string{"pkg/cluster", "pkg/cluster/elbv2"}, to: []string{"pkg/cluster/elbv2"}},
+		{why: "only pkg/cluster wires Application Auto Scaling (pkg/cluster/autoscaling): the alarms reach it through metrics.ActionRunner",
+			from: []string{"..."}, fromExcept: []string{"pkg/cluster", "pkg/cluster/autoscaling"}, to: []string{"pkg/cluster/autoscaling"}},
 		{why: "only pkg/cluster wires the CloudWatch API (pkg/cluster/cloudwatchapi)",
 			from: []string{"..."}, fromExcept: []string{"pkg/cluster", "pkg/cluster/cloudwatchapi"}, to: []string{"pkg/cluster/cloudwatchapi"}},
 		{why: "the metrics store (pkg/cluster/metrics) stays below the APIs and the session server that feed it",
@@ -229,6 +231,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/cluster/acs"), Imports: []string{"go.etcd.io/etcd/client/v3"}},
 		{ImportPath: m("pkg/lb"), Deps: []string{m("pkg/cluster/elbv2/lbwire"), m("pkg/cluster/records")}},
 		{ImportPath: m("pkg/cluster/acs"), Imports: []string{m("pkg/cluster/cloudwatchapi")}},
+		{ImportPath: m("pkg/cluster/cloudwatchapi"), Imports: []string{m("pkg/cluster/autoscaling")}},
 		{ImportPath: m("pkg/cluster/metrics"), Deps: []string{m("pkg/cluster/records"), m("pkg/cluster/acs")}},
 	}
 	got := violations(bad, rules())
@@ -257,6 +260,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		m("pkg/cluster/acs") + " imports go.etcd.io/etcd/client/v3",
 		m("pkg/lb") + " imports " + m("pkg/cluster/records"),
 		m("pkg/cluster/acs") + " imports " + m("pkg/cluster/cloudwatchapi"),
+		m("pkg/cluster/cloudwatchapi") + " imports " + m("pkg/cluster/autoscaling"),
 		m("pkg/cluster/metrics") + " imports " + m("pkg/cluster/acs"),
 	}
 	slices.Sort(want)

@@ -34,6 +34,7 @@ import (
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/autoscaling"
 	"github.com/berth-dev/berth/pkg/cluster/awsproto"
 	"github.com/berth-dev/berth/pkg/cluster/cloudwatchapi"
 	"github.com/berth-dev/berth/pkg/cluster/ecsapi"
@@ -89,6 +90,11 @@ type Options struct {
 	ACS acs.Options
 	// Services tune the service controller.
 	Services servicectl.Timing
+	// ScalingTick is how often the leader checks whether the clock reached
+	// a new minute to evaluate the alarms, and whether scheduled actions
+	// are due; zero means 10 seconds (tests with an injected clock make it
+	// short).
+	ScalingTick time.Duration
 	// StoppedTaskRetention is how long a STOPPED task stays visible; zero
 	// means one hour, as in ECS. Run prunes older ones every minute.
 	StoppedTaskRetention time.Duration
@@ -133,19 +139,20 @@ type Endpoint struct {
 	secrets  *secrets.Server
 	services *servicectl.Controller
 	metrics  *metrics.Store
-	// alarmActions runs alarm actions (nil until Application Auto Scaling
-	// is served).
-	alarmActions metrics.ActionRunner
-	handler      http.Handler
+	// scaling is Application Auto Scaling: it runs the alarms' actions.
+	scaling *autoscaling.Server
+	handler http.Handler
 	// adminLn is the admin socket Listen opened, handed to Serve.
 	adminLn net.Listener
 }
 
 // Buckets lists the buckets of cluster.db: the ECS and load balancing
-// records, the metrics, the access keys, the agents' session records,
-// the SSM parameters and Secrets Manager secrets.
+// records, the metrics and alarms, Application Auto Scaling's records,
+// the access keys, the agents' session records, the SSM parameters and
+// Secrets Manager secrets.
 func Buckets() []store.Bucket {
-	return append(append(append(append(records.Buckets(), records.LBBuckets()...), metrics.Buckets()...), auth.KeysBucket, acs.SessionsBucket), secrets.Buckets()...)
+	return append(append(append(append(append(records.Buckets(), records.LBBuckets()...), metrics.Buckets()...), autoscaling.Buckets()...),
+		auth.KeysBucket, acs.SessionsBucket), secrets.Buckets()...)
 }
 
 // OpenStore opens the data directory's store and keyring without serving;
@@ -237,7 +244,8 @@ func (e *Endpoint) build(ctx context.Context) error {
 		}
 	}
 	verifier := &auth.Verifier{Keys: e.keys, Region: o.Region, Now: o.Now,
-		Services: []string{ecsapi.Service, logstore.Service, auth.LBService, cloudwatchapi.Service, secrets.SSMService, secrets.SecretsManagerService}}
+		Services: []string{ecsapi.Service, logstore.Service, auth.LBService, cloudwatchapi.Service, secrets.SSMService, secrets.SecretsManagerService,
+			autoscaling.Service}}
 	so := secrets.Options{Store: e.db, Sealer: e.keys, Region: o.Region, AccountID: o.AccountID, Now: o.Now}
 	if e.broker != nil {
 		// Requests signed with a declared role's credentials (a task's
@@ -291,11 +299,17 @@ func (e *Endpoint) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cw, err := cloudwatchapi.New(cloudwatchapi.Options{Metrics: e.metrics, Region: o.Region, AccountID: o.AccountID, Now: o.Now})
+	if e.scaling, err = autoscaling.New(autoscaling.Options{Store: e.db, Metrics: e.metrics, Region: o.Region, AccountID: o.AccountID,
+		Services: e.services, Logger: o.Logger, Now: o.Now}); err != nil {
+		return err
+	}
+	cw, err := cloudwatchapi.New(cloudwatchapi.Options{Metrics: e.metrics, Region: o.Region, AccountID: o.AccountID,
+		Actions: e.scaling, Now: o.Now})
 	if err != nil {
 		return err
 	}
-	apis := append([]awsproto.API{ecs.API(), e.logs.API(), lb.API(), lb.DataPlaneAPI(), e.secrets.SSMAPI(), e.secrets.SecretsManagerAPI()}, cw.APIs()...)
+	apis := append([]awsproto.API{ecs.API(), e.logs.API(), lb.API(), lb.DataPlaneAPI(), e.secrets.SSMAPI(), e.secrets.SecretsManagerAPI(),
+		e.scaling.API()}, cw.APIs()...)
 	router, err := awsproto.New(awsproto.Options{Verifier: verifier, APIs: apis, Logger: o.Logger, Now: o.Now})
 	if err != nil {
 		return err

@@ -38,7 +38,11 @@ func (e *Endpoint) workers() []worker {
 			return nil
 		}},
 		{name: "alarm evaluation", run: func(ctx context.Context) error {
-			e.metrics.RunEvaluator(ctx, e.alarmActions, func(err error) { e.opts.Logger.Warn("alarm evaluation failed", "err", err) })
+			e.metrics.RunEvaluator(ctx, e.scalingTick(), e.scaling, func(err error) { e.opts.Logger.Warn("alarm evaluation failed", "err", err) })
+			return nil
+		}},
+		{name: "scheduled scaling", run: func(ctx context.Context) error {
+			e.scaling.RunScheduler(ctx, e.scalingTick(), func(err error) { e.opts.Logger.Warn("scheduled scaling failed", "err", err) })
 			return nil
 		}},
 		{name: "reservation sampler", run: func(ctx context.Context) error {
@@ -71,6 +75,27 @@ func (e *Endpoint) workers() []worker {
 		}
 	}
 	return ws
+}
+
+// ScaleOnce does once what the leader's scaling workers do every minute:
+// it evaluates every alarm at the clock's minute (running their actions:
+// Application Auto Scaling policies) and runs the scheduled actions that
+// are due. Run does this by itself; tests that drive an endpoint with an
+// injected clock (Options.Now) call it to step minute by minute.
+func (e *Endpoint) ScaleOnce(ctx context.Context) error {
+	if _, err := e.metrics.EvaluateAlarms(ctx, e.scaling); err != nil {
+		return err
+	}
+	_, err := e.scaling.RunScheduled()
+	return err
+}
+
+// scalingTick is how often alarms and scheduled actions are looked at.
+func (e *Endpoint) scalingTick() time.Duration {
+	if e.opts.ScalingTick > 0 {
+		return e.opts.ScalingTick
+	}
+	return 10 * time.Second
 }
 
 // Run runs the endpoint's background work until ctx ends: the service

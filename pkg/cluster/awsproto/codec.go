@@ -340,3 +340,16 @@ func treeTime(src any) (time.Time, error) {
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
 }
+
+// Op adapts an operation written on the SDK's input type to a Request:
+// it decodes the input (DecodeInput) and runs fn with the request's
+// context. S is the API's server type.
+func Op[S, In any, Out smithy.Serializable](fn func(S, context.Context, *In) (Out, error)) func(S, *Request) (smithy.Serializable, error) {
+	return func(s S, r *Request) (smithy.Serializable, error) {
+		var in In
+		if err := DecodeInput(r, &in); err != nil {
+			return nil, err
+		}
+		return fn(s, r.Context, &in)
+	}
+}

@@ -288,7 +288,7 @@ func setAlarmState(s *Server, ctx context.Context, in *cloudwatch.SetAlarmStateI
 	// the alarm back.
 	if s.o.Actions != nil && before.Alarm.StateValue != after.Alarm.StateValue {
 		if acts := metrics.ActionsFor(&after.Alarm, after.Alarm.StateValue); len(acts) > 0 {
-			s.o.Actions.RunAlarmActions(ctx, after, acts, true)
+			s.o.Actions.RunAlarmActions(ctx, after, acts, true, s.o.Now())
 		}
 	}
 	return &cloudwatch.SetAlarmStateOutput{}, nil

@@ -15,7 +15,6 @@
 package cloudwatchapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -127,28 +126,17 @@ func invalidFormat(format string, args ...any) error {
 // SDK output to encode.
 type operation func(s *Server, r *awsproto.Request) (smithy.Serializable, error)
 
-// decodeRun adapts an operation on the SDK's input type.
-func decodeRun[In any, Out smithy.Serializable](fn func(*Server, context.Context, *In) (Out, error)) operation {
-	return func(s *Server, r *awsproto.Request) (smithy.Serializable, error) {
-		var in In
-		if err := awsproto.DecodeInput(r, &in); err != nil {
-			return nil, err
-		}
-		return fn(s, r.Context, &in)
-	}
-}
-
 func operations() map[string]operation {
 	return map[string]operation{
-		"PutMetricData":        decodeRun(putMetricData),
-		"GetMetricStatistics":  decodeRun(getMetricStatistics),
-		"GetMetricData":        decodeRun(getMetricData),
-		"ListMetrics":          decodeRun(listMetrics),
-		"PutMetricAlarm":       decodeRun(putMetricAlarm),
-		"DescribeAlarms":       decodeRun(describeAlarms),
-		"DeleteAlarms":         decodeRun(deleteAlarms),
-		"SetAlarmState":        decodeRun(setAlarmState),
-		"DescribeAlarmHistory": decodeRun(describeAlarmHistory),
+		"PutMetricData":        awsproto.Op(putMetricData),
+		"GetMetricStatistics":  awsproto.Op(getMetricStatistics),
+		"GetMetricData":        awsproto.Op(getMetricData),
+		"ListMetrics":          awsproto.Op(listMetrics),
+		"PutMetricAlarm":       awsproto.Op(putMetricAlarm),
+		"DescribeAlarms":       awsproto.Op(describeAlarms),
+		"DeleteAlarms":         awsproto.Op(deleteAlarms),
+		"SetAlarmState":        awsproto.Op(setAlarmState),
+		"DescribeAlarmHistory": awsproto.Op(describeAlarmHistory),
 	}
 }
 

@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -259,26 +257,16 @@ func TestQueryProtocol(t *testing.T) {
 // to CloudWatch: put-metric-data, get-metric-statistics, list-metrics,
 // and an error with CloudWatch's code.
 func TestCLIMetrics(t *testing.T) {
-	testenv.RequireBinaries(t, "aws")
-	awsCLI, _ := exec.LookPath("aws")
 	l := startLab(t)
+	ok, fails := l.cli(t)
 	at := time.Now().UTC().Truncate(time.Minute).Add(-3 * time.Minute)
-	out, err := l.cli(awsCLI, "put-metric-data", "--namespace", "Lab/CLI", "--metric-name", "Jobs", "--dimensions", "Queue=q1",
+	ok("put-metric-data", "--namespace", "Lab/CLI", "--metric-name", "Jobs", "--dimensions", "Queue=q1",
 		"--value", "7", "--unit", "Count", "--timestamp", at.Format(time.RFC3339))
-	if err != nil {
-		t.Fatalf("put-metric-data: %v\n%s", err, out)
-	}
-	out, err = l.cli(awsCLI, "put-metric-data", "--namespace", "Lab/CLI", "--metric-data",
+	ok("put-metric-data", "--namespace", "Lab/CLI", "--metric-data",
 		`[{"MetricName":"Jobs","Dimensions":[{"Name":"Queue","Value":"q1"}],"Value":5,"Unit":"Count","Timestamp":"`+at.Add(10*time.Second).Format(time.RFC3339)+`"}]`)
-	if err != nil {
-		t.Fatalf("put-metric-data --metric-data: %v\n%s", err, out)
-	}
-	out, err = l.cli(awsCLI, "get-metric-statistics", "--namespace", "Lab/CLI", "--metric-name", "Jobs", "--dimensions", "Name=Queue,Value=q1",
+	out := ok("get-metric-statistics", "--namespace", "Lab/CLI", "--metric-name", "Jobs", "--dimensions", "Name=Queue,Value=q1",
 		"--start-time", at.Format(time.RFC3339), "--end-time", at.Add(time.Minute).Format(time.RFC3339), "--period", "60",
 		"--statistics", "Sum", "Maximum")
-	if err != nil {
-		t.Fatalf("get-metric-statistics: %v\n%s", err, out)
-	}
 	var st struct {
 		Label      string
 		Datapoints []struct {
@@ -293,33 +281,35 @@ func TestCLIMetrics(t *testing.T) {
 	if st.Label != "Jobs" || len(st.Datapoints) != 1 || st.Datapoints[0].Timestamp != float64(at.Unix()) || st.Datapoints[0].Sum != 12 || st.Datapoints[0].Maximum != 7 || st.Datapoints[0].Unit != "Count" {
 		t.Errorf("get-metric-statistics: %s", out)
 	}
-	out, err = l.cli(awsCLI, "list-metrics", "--namespace", "Lab/CLI")
-	if err != nil || !strings.Contains(string(out), `"MetricName": "Jobs"`) {
-		t.Errorf("list-metrics: %v\n%s", err, out)
+	if out := ok("list-metrics", "--namespace", "Lab/CLI"); !strings.Contains(string(out), `"MetricName":"Jobs"`) {
+		t.Errorf("list-metrics: %s", out)
 	}
-	out, err = l.cli(awsCLI, "put-metric-data", "--namespace", "Lab/CLI", "--metric-name", "Jobs", "--value", "1", "--statistic-values",
+	msg := fails("put-metric-data", "--namespace", "Lab/CLI", "--metric-name", "Jobs", "--value", "1", "--statistic-values",
 		"SampleCount=1,Sum=1,Minimum=1,Maximum=1")
-	if err == nil || !strings.Contains(string(out), "InvalidParameterCombination") || !strings.Contains(string(out), "MetricData.member.1.Value") {
-		t.Errorf("put-metric-data with a value and a statistic set: %v\n%s", err, out)
+	if !strings.Contains(msg, "InvalidParameterCombination") || !strings.Contains(msg, "MetricData.member.1.Value") {
+		t.Errorf("put-metric-data with a value and a statistic set: %s", msg)
 	}
 }
 
-func (l *lab) cli(awsCLI string, args ...string) ([]byte, error) {
-	home, err := os.MkdirTemp("", "cw-cli")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(home)
-	cmd := exec.Command(awsCLI, append([]string{"cloudwatch", "--endpoint-url", l.url, "--output", "json"}, args...)...)
-	env := []string{"AWS_ACCESS_KEY_ID=" + l.id, "AWS_SECRET_ACCESS_KEY=" + l.secret, "AWS_DEFAULT_REGION=" + region,
-		"AWS_CONFIG_FILE=" + home + "/config", "AWS_SHARED_CREDENTIALS_FILE=" + home + "/credentials", "AWS_MAX_ATTEMPTS=1", "HOME=" + home}
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "AWS_") && !strings.HasPrefix(e, "HOME=") {
-			env = append(env, e)
+// cli runs `aws cloudwatch <args>` as an operator would: ok expects
+// success and returns the JSON output, fails expects a failure and
+// returns its text.
+func (l *lab) cli(t *testing.T) (ok func(args ...string) []byte, fails func(args ...string) string) {
+	run := testenv.AWSCLI(t, l.url, region, l.id, l.secret)
+	ok = func(args ...string) []byte {
+		t.Helper()
+		b, err := json.Marshal(run(t, true, append([]string{"cloudwatch"}, args...)...))
+		if err != nil {
+			t.Fatal(err)
 		}
+		return b
 	}
-	cmd.Env = env
-	return cmd.CombinedOutput()
+	fails = func(args ...string) string {
+		t.Helper()
+		msg, _ := run(t, false, append([]string{"cloudwatch"}, args...)...)["error"].(string)
+		return msg
+	}
+	return ok, fails
 }
 
 func sha256Hex(s string) string {
@@ -381,7 +371,9 @@ func TestSDKAlarms(t *testing.T) {
 	}
 
 	l.refused(t, "SNS action", "InvalidParameterValue", "AlarmActions.member.1", func() error {
-		return put("x", func(in *cloudwatch.PutMetricAlarmInput) { in.AlarmActions = []string{"arn:aws:sns:us-test-1:123456789012:page"} })
+		return put("x", func(in *cloudwatch.PutMetricAlarmInput) {
+			in.AlarmActions = []string{"arn:aws:sns:us-test-1:123456789012:page"}
+		})
 	})
 	l.refused(t, "datapoints above periods", "InvalidParameterValue", "DatapointsToAlarm", func() error {
 		return put("x", func(in *cloudwatch.PutMetricAlarmInput) { in.DatapointsToAlarm = aws.Int32(4) })
@@ -413,34 +405,28 @@ func TestSDKAlarms(t *testing.T) {
 // TestCLIAlarms: put-metric-alarm, describe-alarms, set-alarm-state,
 // describe-alarm-history and delete-alarms as an operator types them.
 func TestCLIAlarms(t *testing.T) {
-	testenv.RequireBinaries(t, "aws")
-	awsCLI, _ := exec.LookPath("aws")
 	l := startLab(t)
-	run := func(args ...string) []byte {
-		t.Helper()
-		out, err := l.cli(awsCLI, args...)
-		if err != nil {
-			t.Fatalf("aws cloudwatch %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	run, fails := l.cli(t)
 	run("put-metric-alarm", "--alarm-name", "cpu-high", "--namespace", "AWS/ECS", "--metric-name", "CPUUtilization",
 		"--dimensions", "Name=ClusterName,Value=lab", "Name=ServiceName,Value=web", "--statistic", "Average", "--period", "60",
 		"--evaluation-periods", "3", "--threshold", "70", "--comparison-operator", "GreaterThanThreshold", "--treat-missing-data", "missing")
-	var d struct{ MetricAlarms []struct{ AlarmName, StateValue, StateReason string } }
+	var d struct {
+		MetricAlarms []struct{ AlarmName, StateValue, StateReason string }
+	}
 	if err := json.Unmarshal(run("describe-alarms", "--alarm-names", "cpu-high"), &d); err != nil || len(d.MetricAlarms) != 1 ||
 		d.MetricAlarms[0].StateValue != "INSUFFICIENT_DATA" {
 		t.Fatalf("describe-alarms: %+v %v", d, err)
 	}
 	run("set-alarm-state", "--alarm-name", "cpu-high", "--state-value", "OK", "--state-reason", "by hand")
-	var h struct{ AlarmHistoryItems []struct{ HistorySummary string } }
+	var h struct {
+		AlarmHistoryItems []struct{ HistorySummary string }
+	}
 	if err := json.Unmarshal(run("describe-alarm-history", "--alarm-name", "cpu-high", "--history-item-type", "StateUpdate"), &h); err != nil ||
 		len(h.AlarmHistoryItems) != 1 || h.AlarmHistoryItems[0].HistorySummary != "Alarm updated from INSUFFICIENT_DATA to OK" {
 		t.Errorf("describe-alarm-history: %+v %v", h, err)
 	}
-	out, err := l.cli(awsCLI, "delete-alarms", "--alarm-names", "nope")
-	if err == nil || !strings.Contains(string(out), "ResourceNotFound") {
-		t.Errorf("delete-alarms of an unknown alarm: %v\n%s", err, out)
+	if msg := fails("delete-alarms", "--alarm-names", "nope"); !strings.Contains(msg, "ResourceNotFound") {
+		t.Errorf("delete-alarms of an unknown alarm: %s", msg)
 	}
 	run("delete-alarms", "--alarm-names", "cpu-high")
 }

@@ -253,10 +253,7 @@ func (s *Server) updateService(c *call, in *ecs.UpdateServiceInput) (smithy.Seri
 			if svc.SchedulingStrategy == types.SchedulingStrategyDaemon {
 				return invalidParam("The daemon scheduling strategy does not support a desired count for services.")
 			}
-			if *in.DesiredCount != svc.DesiredCount {
-				rec.Steady = false
-			}
-			svc.DesiredCount = *in.DesiredCount
+			rec.SetDesiredCount(*in.DesiredCount)
 		}
 		dc, err := deploymentConfig(svc.SchedulingStrategy, in.DeploymentConfiguration, svc.DeploymentConfiguration)
 		if err != nil {

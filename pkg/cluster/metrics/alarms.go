@@ -53,51 +53,55 @@ var ErrTooManyAlarms = errors.New("too many alarms")
 // The alarm's configuration time is set from the clock.
 func (s *Store) PutAlarm(a *Alarm) error {
 	now := s.o.Now()
-	return s.o.Store.Update(func(tx store.Tx) error {
-		next := *a
-		var old Alarm
-		err := tx.Get(AlarmsBucket, a.Name(), &old)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			n := 0
-			if err := tx.Scan(AlarmsBucket, store.Range{}, func(string, []byte) error {
-				if n++; n >= MaxAlarms {
-					return store.ErrStopScan
-				}
-				return nil
-			}); err != nil {
-				return fmt.Errorf("count alarms: %w", err)
+	return s.o.Store.Update(func(tx store.Tx) error { return PutAlarmTx(tx, a, now) })
+}
+
+// PutAlarmTx is PutAlarm within a transaction of the caller's (Application
+// Auto Scaling writes a policy and the alarms it owns together).
+func PutAlarmTx(tx store.Tx, a *Alarm, now time.Time) error {
+	next := *a
+	var old Alarm
+	err := tx.Get(AlarmsBucket, a.Name(), &old)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		n := 0
+		if err := tx.Scan(AlarmsBucket, store.Range{}, func(string, []byte) error {
+			if n++; n >= MaxAlarms {
+				return store.ErrStopScan
 			}
-			if n >= MaxAlarms {
-				return fmt.Errorf("%w: the endpoint keeps %d alarms", ErrTooManyAlarms, MaxAlarms)
-			}
-			next.Alarm.StateValue = types.StateValueInsufficientData
-			next.Alarm.StateReason = aws.String("Unchecked: Initial alarm creation")
-			next.Alarm.StateUpdatedTimestamp = aws.Time(now)
-			next.Alarm.StateTransitionedTimestamp = aws.Time(now)
-			if err := addHistory(tx, a.Name(), now, types.HistoryItemTypeConfigurationUpdate,
-				fmt.Sprintf("Alarm %q created", a.Name()), configData("Create", &next.Alarm)); err != nil {
-				return err
-			}
-		case err != nil:
-			return fmt.Errorf("read alarm %s: %w", a.Name(), err)
-		default:
-			next.Alarm.StateValue, next.Alarm.StateReason, next.Alarm.StateReasonData = old.Alarm.StateValue, old.Alarm.StateReason, old.Alarm.StateReasonData
-			next.Alarm.StateUpdatedTimestamp, next.Alarm.StateTransitionedTimestamp = old.Alarm.StateUpdatedTimestamp, old.Alarm.StateTransitionedTimestamp
-			if next.Tags == nil {
-				next.Tags = old.Tags // tags are set at creation (and by TagResource)
-			}
-			if err := addHistory(tx, a.Name(), now, types.HistoryItemTypeConfigurationUpdate,
-				fmt.Sprintf("Alarm %q updated", a.Name()), configData("Update", &next.Alarm)); err != nil {
-				return err
-			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("count alarms: %w", err)
 		}
-		next.Alarm.AlarmConfigurationUpdatedTimestamp = aws.Time(now)
-		if err := tx.Put(AlarmsBucket, a.Name(), &next); err != nil {
-			return fmt.Errorf("write alarm %s: %w", a.Name(), err)
+		if n >= MaxAlarms {
+			return fmt.Errorf("%w: the endpoint keeps %d alarms", ErrTooManyAlarms, MaxAlarms)
 		}
-		return nil
-	})
+		next.Alarm.StateValue = types.StateValueInsufficientData
+		next.Alarm.StateReason = aws.String("Unchecked: Initial alarm creation")
+		next.Alarm.StateUpdatedTimestamp = aws.Time(now)
+		next.Alarm.StateTransitionedTimestamp = aws.Time(now)
+		if err := addHistory(tx, a.Name(), now, types.HistoryItemTypeConfigurationUpdate,
+			fmt.Sprintf("Alarm %q created", a.Name()), configData("Create", &next.Alarm)); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("read alarm %s: %w", a.Name(), err)
+	default:
+		next.Alarm.StateValue, next.Alarm.StateReason, next.Alarm.StateReasonData = old.Alarm.StateValue, old.Alarm.StateReason, old.Alarm.StateReasonData
+		next.Alarm.StateUpdatedTimestamp, next.Alarm.StateTransitionedTimestamp = old.Alarm.StateUpdatedTimestamp, old.Alarm.StateTransitionedTimestamp
+		if next.Tags == nil {
+			next.Tags = old.Tags // tags are set at creation
+		}
+		if err := addHistory(tx, a.Name(), now, types.HistoryItemTypeConfigurationUpdate,
+			fmt.Sprintf("Alarm %q updated", a.Name()), configData("Update", &next.Alarm)); err != nil {
+			return err
+		}
+	}
+	next.Alarm.AlarmConfigurationUpdatedTimestamp = aws.Time(now)
+	if err := tx.Put(AlarmsBucket, a.Name(), &next); err != nil {
+		return fmt.Errorf("write alarm %s: %w", a.Name(), err)
+	}
+	return nil
 }
 
 func configData(typ string, a *types.MetricAlarm) string {
@@ -145,34 +149,43 @@ func (s *Store) Alarm(name string) (*Alarm, error) {
 // DeleteAlarms deletes the named alarms and their history, all or none:
 // a name that does not exist is ErrNoAlarm.
 func (s *Store) DeleteAlarms(names []string) error {
-	return s.o.Store.Update(func(tx store.Tx) error {
-		for _, n := range names {
-			var a Alarm
-			if err := tx.Get(AlarmsBucket, n, &a); errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("%w: %s", ErrNoAlarm, n)
-			} else if err != nil {
-				return fmt.Errorf("read alarm %s: %w", n, err)
+	return s.o.Store.Update(func(tx store.Tx) error { return DeleteAlarmsTx(tx, names, false) })
+}
+
+// DeleteAlarmsTx is DeleteAlarms within the caller's transaction;
+// missingOK skips names that do not exist.
+func DeleteAlarmsTx(tx store.Tx, names []string, missingOK bool) error {
+	var found []string
+	for _, n := range names {
+		var a Alarm
+		if err := tx.Get(AlarmsBucket, n, &a); errors.Is(err, store.ErrNotFound) {
+			if missingOK {
+				continue
+			}
+			return fmt.Errorf("%w: %s", ErrNoAlarm, n)
+		} else if err != nil {
+			return fmt.Errorf("read alarm %s: %w", n, err)
+		}
+		found = append(found, n)
+	}
+	for _, n := range found {
+		var keys []string
+		if err := store.ForEach(tx, HistoryBucket, n+"/", func(k string, _ []byte) error {
+			keys = append(keys, k)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("read alarm history %s: %w", n, err)
+		}
+		for _, k := range keys {
+			if err := tx.Delete(HistoryBucket, k); err != nil {
+				return err
 			}
 		}
-		for _, n := range names {
-			var keys []string
-			if err := store.ForEach(tx, HistoryBucket, n+"/", func(k string, _ []byte) error {
-				keys = append(keys, k)
-				return nil
-			}); err != nil {
-				return fmt.Errorf("read alarm history %s: %w", n, err)
-			}
-			for _, k := range keys {
-				if err := tx.Delete(HistoryBucket, k); err != nil {
-					return err
-				}
-			}
-			if err := tx.Delete(AlarmsBucket, n); err != nil {
-				return fmt.Errorf("delete alarm %s: %w", n, err)
-			}
+		if err := tx.Delete(AlarmsBucket, n); err != nil {
+			return fmt.Errorf("delete alarm %s: %w", n, err)
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // StateChange is an alarm's move to another state, as SetState and the

@@ -57,7 +57,7 @@ func TestEvaluate(t *testing.T) {
 // recorder is an ActionRunner that records what it was asked to run.
 type recorder struct{ runs []string }
 
-func (r *recorder) RunAlarmActions(_ context.Context, a *Alarm, acts []string, transition bool) {
+func (r *recorder) RunAlarmActions(_ context.Context, a *Alarm, acts []string, transition bool, _ time.Time) {
 	r.runs = append(r.runs, a.Name()+" "+string(a.Alarm.StateValue)+" "+strings.Join(acts, ",")+" "+map[bool]string{true: "transition", false: "again"}[transition])
 }
 

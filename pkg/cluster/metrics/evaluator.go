@@ -12,9 +12,10 @@ import (
 // ActionRunner runs an alarm's actions for its state (Application Auto
 // Scaling policies). transition says whether the alarm just moved to the
 // state; CloudWatch invokes scaling actions again every minute the alarm
-// stays in it, other actions only on a transition.
+// stays in it. at is the minute of the evaluation (the clock's time for
+// SetAlarmState): a runner that must act once per evaluation keys on it.
 type ActionRunner interface {
-	RunAlarmActions(ctx context.Context, a *Alarm, actions []string, transition bool)
+	RunAlarmActions(ctx context.Context, a *Alarm, actions []string, transition bool, at time.Time)
 }
 
 // ActionsFor is what an alarm does in state.
@@ -62,7 +63,7 @@ func (s *Store) EvaluateAlarms(ctx context.Context, runner ActionRunner) (int, e
 			changed++
 		}
 		if acts := ActionsFor(&cur.Alarm, state); runner != nil && len(acts) > 0 {
-			runner.RunAlarmActions(ctx, cur, acts, transition)
+			runner.RunAlarmActions(ctx, cur, acts, transition, end)
 		}
 	}
 	return changed, nil
@@ -70,6 +71,18 @@ func (s *Store) EvaluateAlarms(ctx context.Context, runner ActionRunner) (int, e
 
 // evaluate reads an alarm's periods and decides its state.
 func (s *Store) evaluate(a *types.MetricAlarm, end, now time.Time) (types.StateValue, string, string, error) {
+	values, times, err := s.window(a, end)
+	if err != nil {
+		return "", "", "", err
+	}
+	state, reason, data := Evaluate(a, values, times, now)
+	return state, reason, data, nil
+}
+
+// window returns an alarm's last EvaluationPeriods periods ending at end:
+// each period's statistic (nil without data, or data in another unit) and
+// start, oldest first.
+func (s *Store) window(a *types.MetricAlarm, end time.Time) ([]*float64, []time.Time, error) {
 	period := int64(aws.ToInt32(a.Period))
 	n := int64(aws.ToInt32(a.EvaluationPeriods))
 	start := end.Add(-time.Duration(n*period) * time.Second)
@@ -79,7 +92,7 @@ func (s *Store) evaluate(a *types.MetricAlarm, end, now time.Time) (types.StateV
 	}
 	pts, unit, err := s.Statistics(Query{MetricID: id, Start: start, End: end, Period: period})
 	if err != nil {
-		return "", "", "", err
+		return nil, nil, err
 	}
 	values := make([]*float64, n)
 	times := make([]time.Time, n)
@@ -94,8 +107,23 @@ func (s *Store) evaluate(a *types.MetricAlarm, end, now time.Time) (types.StateV
 			values[i] = &v
 		}
 	}
-	state, reason, data := Evaluate(a, values, times, now)
-	return state, reason, data, nil
+	return values, times, nil
+}
+
+// AlarmValue is the newest value an alarm evaluated at the minute at:
+// what a scaling policy compares with its target or threshold. false when
+// the evaluation window has no data.
+func (s *Store) AlarmValue(a *types.MetricAlarm, at time.Time) (float64, bool, error) {
+	values, _, err := s.window(a, at.Truncate(time.Minute))
+	if err != nil {
+		return 0, false, err
+	}
+	for i := len(values) - 1; i >= 0; i-- {
+		if values[i] != nil {
+			return *values[i], true, nil
+		}
+	}
+	return 0, false, nil
 }
 
 // StatValue is one statistic of a set, by CloudWatch's name (Average, Sum,
@@ -114,10 +142,11 @@ func StatValue(st StatSet, name string) float64 {
 	return st.Count
 }
 
-// RunEvaluator evaluates the alarms at every minute until ctx ends (the
-// leader runs it); failures go to fail.
-func (s *Store) RunEvaluator(ctx context.Context, runner ActionRunner, fail func(error)) {
-	t := time.NewTicker(10 * time.Second)
+// RunEvaluator evaluates the alarms once for every minute the clock
+// reaches (looking every tick) until ctx ends (the leader runs it);
+// failures go to fail.
+func (s *Store) RunEvaluator(ctx context.Context, tick time.Duration, runner ActionRunner, fail func(error)) {
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	var last time.Time
 	for {

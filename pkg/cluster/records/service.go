@@ -17,6 +17,20 @@ func (r *Service) Name() string { return aws.ToString(r.Service.ServiceName) }
 // Group is the task group of the service's tasks.
 func (r *Service) Group() string { return "service:" + r.Name() }
 
+// SetDesiredCount sets the service's desired count, as UpdateService and
+// Application Auto Scaling change it: the primary deployment's too, and a
+// steady-state event is due again when it changed. The caller writes the
+// record and wakes the service controller.
+func (r *Service) SetDesiredCount(n int32) {
+	if n != r.Service.DesiredCount {
+		r.Steady = false
+	}
+	r.Service.DesiredCount = n
+	if len(r.Service.Deployments) > 0 {
+		r.Service.Deployments[0].DesiredCount = n
+	}
+}
+
 // AddEvent puts msg first in the service's events, keeping at most
 // MaxServiceEvents.
 func (r *Service) AddEvent(msg string, now time.Time) {
