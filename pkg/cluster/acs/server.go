@@ -43,7 +43,6 @@ import (
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/awsproto"
-	"github.com/berth-dev/berth/pkg/cluster/metrics"
 	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/cluster/store"
@@ -102,7 +101,7 @@ type Options struct {
 // MetricsRecorder keeps what an agent's TCS PublishMetricsRequest reports
 // (*metrics.Store implements it).
 type MetricsRecorder interface {
-	RecordPublish(instanceArn string, p *metrics.Publish) (int, error)
+	RecordPublish(instanceArn string, p *api.PublishMetricsRequest) (int, error)
 }
 
 // maxAgentFrame bounds one websocket message from an agent; a larger one

@@ -14,7 +14,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/berth-dev/berth/pkg/api"
-	"github.com/berth-dev/berth/pkg/cluster/metrics"
 	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
@@ -154,10 +153,20 @@ func (s *Server) readTelemetry(ctx context.Context, conn *websocket.Conn, handsh
 				s.o.Logger.Debug("container health changed", "instance", instanceArn, "tasks", n)
 			}
 			reply = &api.AckPublishHealth{Message: "ok"}
+		case *api.PublishMetricsRequest:
+			reply = s.recordMetrics(instanceArn, m)
 		case *api.UnknownFrame:
 			switch m.Type {
 			case api.TypePublishMetricsRequest:
-				reply = s.recordMetrics(instanceArn, m.Message)
+				// pkg/api decodes it once its frame type is registered;
+				// until then it arrives raw.
+				var p api.PublishMetricsRequest
+				if err := json.Unmarshal(m.Message, &p); err != nil {
+					s.o.Logger.Warn("ignore malformed PublishMetricsRequest", "instance", instanceArn, "err", err)
+					reply = &api.ErrorFrame{Type: api.TypeBadRequestException, Message: "PublishMetricsRequest: " + err.Error()}
+					break
+				}
+				reply = s.recordMetrics(instanceArn, &p)
 			case api.TypePublishInstanceStatusRequest:
 				// The upstream agent reports its own health checks
 				// (container runtime, ...); Berth keeps none of it.
@@ -258,16 +267,11 @@ func applyHealth(t *types.Task, report []*api.ContainerHealth) bool {
 // recordMetrics hands one PublishMetricsRequest to the metrics recorder
 // and returns the answer: AckPublishMetric, or a ServerException when it
 // could not be kept (the agent publishes again next interval).
-func (s *Server) recordMetrics(instanceArn string, msg json.RawMessage) api.Frame {
+func (s *Server) recordMetrics(instanceArn string, p *api.PublishMetricsRequest) api.Frame {
 	if s.o.Metrics == nil {
 		return &api.AckPublishMetric{Message: "ok"}
 	}
-	var p metrics.Publish
-	if err := json.Unmarshal(msg, &p); err != nil {
-		s.o.Logger.Warn("ignore malformed PublishMetricsRequest", "instance", instanceArn, "err", err)
-		return &api.ErrorFrame{Type: api.TypeBadRequestException, Message: "PublishMetricsRequest: " + err.Error()}
-	}
-	n, err := s.o.Metrics.RecordPublish(instanceArn, &p)
+	n, err := s.o.Metrics.RecordPublish(instanceArn, p)
 	if err != nil {
 		s.o.Logger.Error("record container metrics", "instance", instanceArn, "err", err)
 		return &api.ErrorFrame{Type: api.TypeServerException, Message: "could not record the metrics"}

@@ -2,9 +2,12 @@ package acs_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
+	"github.com/berth-dev/berth/pkg/cluster/ecsapi"
 )
 
 // TestTelemetryHealth: an agent's PublishHealthRequest on the TCS
@@ -204,5 +208,77 @@ func TestTelemetryUpstreamSignedFrames(t *testing.T) {
 	}
 	if task, web := health(); task != types.HealthStatusHealthy || web != types.HealthStatusHealthy {
 		t.Fatalf("a frame changed after signing was applied: task %s, web %s", task, web)
+	}
+}
+
+// metricsRecorder is a MetricsRecorder that keeps what it is handed.
+type metricsRecorder struct {
+	mu    sync.Mutex
+	got   []string
+	fails bool
+}
+
+func (r *metricsRecorder) RecordPublish(instanceArn string, p *api.PublishMetricsRequest) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, tm := range p.TaskMetrics {
+		for _, c := range tm.ContainerMetrics {
+			r.got = append(r.got, fmt.Sprintf("%s %s %s %v", instanceArn, tm.TaskArn, c.ContainerName, *c.CPUStatsSet.Sum))
+		}
+	}
+	if r.fails {
+		return 0, errors.New("store down")
+	}
+	return len(p.TaskMetrics), nil
+}
+
+// TestTelemetryMetrics: a PublishMetricsRequest on the TCS websocket goes
+// to the metrics recorder with the session's instance and is acknowledged;
+// one the recorder cannot keep is answered with a ServerException.
+func TestTelemetryMetrics(t *testing.T) {
+	rec := &metricsRecorder{}
+	f := newFixtureOpts(t, func(o *acs.Options) { o.Metrics = rec })
+	conn, _, err := f.dialURL(t, &f.keyA, f.srv.URL+ecsapi.TelemetryPath+"/ws?"+
+		url.Values{"cluster": {f.clusterArn}, "containerInstance": {f.instanceArn}}.Encode())
+	if err != nil {
+		t.Fatalf("open the TCS session: %v", err)
+	}
+	defer conn.Close()
+	sum, n := 42.0, int64(2)
+	frame := &api.PublishMetricsRequest{Metadata: &api.MetricsMetadata{Cluster: f.clusterArn, ContainerInstance: f.instanceArn, MessageID: "m", Fin: true},
+		TaskMetrics: []*api.TaskMetric{{TaskArn: "arn:aws:ecs:us-test-1:123456789012:task/c/1", ContainerMetrics: []*api.ContainerMetric{
+			{ContainerName: "web", CPUStatsSet: &api.CWStatsSet{Sum: &sum, SampleCount: &n}}}}}}
+	send := func() string {
+		t.Helper()
+		b, err := api.EncodeFrame(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, data, err := conn.ReadMessage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fr, err := api.DecodeFrame(data); err == nil && fr.FrameType() != api.TypeHeartbeatMessage {
+				return fr.FrameType()
+			}
+		}
+	}
+	if got := send(); got != api.TypeAckPublishMetric {
+		t.Fatalf("answer %s, want %s", got, api.TypeAckPublishMetric)
+	}
+	rec.mu.Lock()
+	want := f.instanceArn + " arn:aws:ecs:us-test-1:123456789012:task/c/1 web 42"
+	if len(rec.got) != 1 || rec.got[0] != want {
+		t.Errorf("recorded %q, want %q", rec.got, want)
+	}
+	rec.fails = true
+	rec.mu.Unlock()
+	if got := send(); got != api.TypeServerException {
+		t.Errorf("answer when it cannot be kept: %s, want %s", got, api.TypeServerException)
 	}
 }

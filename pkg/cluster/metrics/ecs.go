@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
@@ -23,57 +24,9 @@ const (
 	UnitPercent = "Percent"
 )
 
-// Publish is what RecordPublish reads of one TCS PublishMetricsRequest
-// (shared/protocol/tcs-api-2.json): per task, per container, the CPU and
-// memory statistic sets over the agent's sampling interval. The other
-// members of the request (instance metrics, network, storage) are not
-// kept.
-//
-// Units, as the ECS agent sends them: cpuStatsSet is CPU use in percent
-// of one CPU (100 = one core fully used, 1024 CPU units; a container on
-// two cores reads 200), memoryStatsSet is memory use in MiB.
-type Publish struct {
-	Metadata    *PublishMetadata `json:"metadata,omitempty"`
-	TaskMetrics []*TaskMetric    `json:"taskMetrics,omitempty"`
-}
-
-// PublishMetadata says whose metrics a Publish carries.
-type PublishMetadata struct {
-	Cluster           string `json:"cluster,omitempty"`
-	ContainerInstance string `json:"containerInstance,omitempty"`
-	MessageID         string `json:"messageId,omitempty"`
-	Idle              bool   `json:"idle,omitempty"`
-	Fin               bool   `json:"fin,omitempty"`
-}
-
-// TaskMetric is one task's containers' statistics.
-type TaskMetric struct {
-	TaskArn               string             `json:"taskArn,omitempty"`
-	ClusterArn            string             `json:"clusterArn,omitempty"`
-	TaskDefinitionFamily  string             `json:"taskDefinitionFamily,omitempty"`
-	TaskDefinitionVersion string             `json:"taskDefinitionVersion,omitempty"`
-	ContainerMetrics      []*ContainerMetric `json:"containerMetrics,omitempty"`
-}
-
-// ContainerMetric is one container's CPU and memory statistics.
-type ContainerMetric struct {
-	ContainerArn   string      `json:"containerArn,omitempty"`
-	ContainerName  string      `json:"containerName,omitempty"`
-	CPUStatsSet    *CWStatsSet `json:"cpuStatsSet,omitempty"`
-	MemoryStatsSet *CWStatsSet `json:"memoryStatsSet,omitempty"`
-}
-
-// CWStatsSet is the model's statistic set of samples.
-type CWStatsSet struct {
-	Min         *float64 `json:"min,omitempty"`
-	Max         *float64 `json:"max,omitempty"`
-	SampleCount *int64   `json:"sampleCount,omitempty"`
-	Sum         *float64 `json:"sum,omitempty"`
-}
-
-// stats returns the set's average, minimum and maximum; false when it has
-// no samples.
-func (c *CWStatsSet) stats() (avg, lo, hi float64, ok bool) {
+// stats returns a statistic set's average, minimum and maximum; false
+// when it has no samples.
+func stats(c *api.CWStatsSet) (avg, lo, hi float64, ok bool) {
 	if c == nil || c.SampleCount == nil || *c.SampleCount <= 0 || c.Sum == nil {
 		return 0, 0, 0, false
 	}
@@ -91,18 +44,21 @@ func (c *CWStatsSet) stats() (avg, lo, hi float64, ok bool) {
 // cpuUnitsPerCore is what one fully used CPU is in ECS CPU units.
 const cpuUnitsPerCore = 1024
 
-// RecordPublish turns one TCS publication of the agent of instanceArn into
-// AWS/ECS samples at the endpoint's clock: for each RUNNING task of a
-// service that the publication reports (and that runs on that instance),
-// its CPU use over its CPU reservation (a task without one: over one CPU)
-// and its memory use over its memory reservation, in percent, as one
-// sample of CPUUtilization and MemoryUtilization for {ClusterName,
-// ServiceName}. Over a period the Average is the service's utilisation
-// (ECS's tasks of a service share one reservation), Minimum and Maximum
-// those of its least and most busy task. Tasks of no service, unknown
-// tasks and tasks of other instances are skipped. It returns how many
-// tasks were recorded.
-func (s *Store) RecordPublish(instanceArn string, p *Publish) (int, error) {
+// RecordPublish turns one TCS PublishMetricsRequest frame (the model's
+// shape, pkg/api) of the agent of instanceArn into AWS/ECS samples at the
+// endpoint's clock. The agent reports a container's CPU as a percentage of
+// the whole instance (all its cores) and its memory in MiB, as the ECS
+// agent does; the instance's registered CPU units turn the first into CPU
+// units. For each RUNNING task of a service that the frame reports (and
+// that runs on that instance), its CPU use over its CPU reservation (a
+// task without one: over one CPU, 1024 units) and its memory use over its
+// memory reservation, in percent, is one sample of CPUUtilization and
+// MemoryUtilization for {ClusterName, ServiceName}. Over a period the
+// Average is the service's utilisation (ECS's tasks of a service share
+// one reservation), Minimum and Maximum those of its least and most busy
+// task. Tasks of no service, unknown tasks and tasks of other instances
+// are skipped. It returns how many tasks were recorded.
+func (s *Store) RecordPublish(instanceArn string, p *api.PublishMetricsRequest) (int, error) {
 	if p == nil || len(p.TaskMetrics) == 0 {
 		return 0, nil
 	}
@@ -111,6 +67,16 @@ func (s *Store) RecordPublish(instanceArn string, p *Publish) (int, error) {
 	tasks := 0
 	err := s.o.Store.View(func(tx store.Tx) error {
 		samples, tasks = nil, 0
+		var instanceCPU int64
+		if key, _, ok := records.InstanceKeyOf(instanceArn); ok {
+			in, found, err := records.Get[records.Instance](tx, records.Instances, key)
+			if err != nil {
+				return fmt.Errorf("read instance %s: %w", instanceArn, err)
+			}
+			if found {
+				instanceCPU = records.ResourceInt(in.Instance.RegisteredResources, "CPU")
+			}
+		}
 		for _, tm := range p.TaskMetrics {
 			if tm == nil {
 				continue
@@ -136,13 +102,15 @@ func (s *Store) RecordPublish(instanceArn string, p *Publish) (int, error) {
 					Dimensions: []Dimension{{"ClusterName", t.Cluster}, {"ServiceName", service}}}
 			}
 			recorded := false
-			if st, ok := taskShare(tm, func(c *ContainerMetric) *CWStatsSet { return c.CPUStatsSet },
-				cpuUnitsPerCore/100.0, float64(cpuReservation(t))); ok {
-				samples = append(samples, Sample{MetricID: id(CPUUtilization), Unit: UnitPercent, Time: now, Stat: st})
-				recorded = true
+			if instanceCPU > 0 {
+				if st, ok := taskShare(tm, func(c *api.ContainerMetric) *api.CWStatsSet { return c.CPUStatsSet },
+					float64(instanceCPU)/100, float64(cpuReservation(t))); ok {
+					samples = append(samples, Sample{MetricID: id(CPUUtilization), Unit: UnitPercent, Time: now, Stat: st})
+					recorded = true
+				}
 			}
 			if t.Demand.Memory > 0 {
-				if st, ok := taskShare(tm, func(c *ContainerMetric) *CWStatsSet { return c.MemoryStatsSet },
+				if st, ok := taskShare(tm, func(c *api.ContainerMetric) *api.CWStatsSet { return c.MemoryStatsSet },
 					1, float64(t.Demand.Memory)); ok {
 					samples = append(samples, Sample{MetricID: id(MemoryUtilization), Unit: UnitPercent, Time: now, Stat: st})
 					recorded = true
@@ -176,14 +144,14 @@ func cpuReservation(t *records.Task) int64 {
 // taskShare is one task's use of a resource over its reservation in
 // percent: the containers' averages (and minimums, maximums) added up,
 // times scale (to the reservation's unit), over reserved.
-func taskShare(tm *TaskMetric, set func(*ContainerMetric) *CWStatsSet, scale, reserved float64) (StatSet, bool) {
+func taskShare(tm *api.TaskMetric, set func(*api.ContainerMetric) *api.CWStatsSet, scale, reserved float64) (StatSet, bool) {
 	var avg, lo, hi float64
 	any := false
 	for _, c := range tm.ContainerMetrics {
 		if c == nil {
 			continue
 		}
-		a, l, h, ok := set(c).stats()
+		a, l, h, ok := stats(set(c))
 		if !ok {
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/scheduler"
 	"github.com/berth-dev/berth/pkg/cluster/store"
@@ -137,7 +138,12 @@ func TestRecordPublish(t *testing.T) {
 		task("t5", "service:web", inst, "STOPPED", 512, 256),     // stopped
 		task("t6", "service:idle", inst, "RUNNING", 0, 128),      // no CPU reservation
 	}
+	instance := &records.Instance{Cluster: "lab", Instance: types.ContainerInstance{ContainerInstanceArn: aws.String(inst),
+		Status: aws.String("ACTIVE"), RegisteredResources: []types.Resource{{Name: aws.String("CPU"), Type: aws.String("INTEGER"), IntegerValue: 2048}}}}
 	if err := db.Update(func(tx store.Tx) error {
+		if err := records.Put(tx, instance); err != nil {
+			return err
+		}
 		for _, tk := range tasks {
 			if err := records.Put(tx, tk); err != nil {
 				return err
@@ -147,20 +153,23 @@ func TestRecordPublish(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	set := func(sum float64, n int64) *CWStatsSet {
+	set := func(sum float64, n int64) *api.CWStatsSet {
 		lo, hi := sum/float64(n)-1, sum/float64(n)+1
-		return &CWStatsSet{Sum: &sum, SampleCount: &n, Min: &lo, Max: &hi}
+		return &api.CWStatsSet{Sum: &sum, SampleCount: &n, Min: &lo, Max: &hi}
 	}
-	tm := func(id string, cpuPct, memMiB float64) *TaskMetric {
-		return &TaskMetric{TaskArn: "arn:aws:ecs:us-test-1:123456789012:task/lab/" + id, ContainerMetrics: []*ContainerMetric{
+	// cpuPct is of the whole instance (2 CPUs, 2048 units), as the agent
+	// reports it.
+	tm := func(id string, cpuPct, memMiB float64) *api.TaskMetric {
+		return &api.TaskMetric{TaskArn: "arn:aws:ecs:us-test-1:123456789012:task/lab/" + id, ContainerMetrics: []*api.ContainerMetric{
 			{ContainerName: "a", CPUStatsSet: set(cpuPct*2, 2), MemoryStatsSet: set(memMiB*2, 2)},
 			{ContainerName: "b", CPUStatsSet: set(0, 2), MemoryStatsSet: set(0, 2)},
 		}}
 	}
-	// t1 uses a quarter CPU (256 of 512 units: 50 %) and 64 MiB (25 %);
-	// t2 a whole CPU (200 %) and 128 MiB (50 %); t6 10 % of a CPU.
-	p := &Publish{TaskMetrics: []*TaskMetric{tm("t1", 25, 64), tm("t2", 100, 128), tm("t3", 50, 50), tm("t4", 50, 50),
-		tm("t5", 50, 50), tm("t6", 10, 32), tm("unknown", 50, 50), {TaskArn: "not an arn"}}}
+	// t1 uses a quarter CPU (12.5 % of the instance: 256 of its 512
+	// units, 50 %) and 64 MiB (25 %); t2 a whole CPU (50 %: 200 %) and
+	// 128 MiB (50 %); t6 a tenth of a CPU (5 %; no reservation: 10 %).
+	p := &api.PublishMetricsRequest{TaskMetrics: []*api.TaskMetric{tm("t1", 12.5, 64), tm("t2", 50, 128), tm("t3", 50, 50), tm("t4", 50, 50),
+		tm("t5", 50, 50), tm("t6", 5, 32), tm("unknown", 50, 50), {TaskArn: "not an arn"}}}
 	n, err := s.RecordPublish(inst, p)
 	if err != nil || n != 3 {
 		t.Fatalf("RecordPublish: %d tasks, %v; want 3", n, err)
@@ -174,9 +183,10 @@ func TestRecordPublish(t *testing.T) {
 		}
 		return pts[0].Stat
 	}
-	// Minimum and maximum add the containers' (each avg -+ 1).
-	if st := stat("web", CPUUtilization); st.Count != 2 || st.Sum/st.Count != 125 || st.Min != 46 || st.Max != 204 {
-		t.Errorf("web CPUUtilization: %+v, want the average of 50 and 200, min 46, max 204", st)
+	// Minimum and maximum add the containers' (each avg -+ 1 % of the
+	// instance: 20.48 units, 4 % of 512).
+	if st := stat("web", CPUUtilization); st.Count != 2 || st.Sum/st.Count != 125 || st.Min != 42 || st.Max != 208 {
+		t.Errorf("web CPUUtilization: %+v, want the average of 50 and 200, min 42, max 208", st)
 	}
 	if st := stat("web", MemoryUtilization); st.Count != 2 || st.Sum/st.Count != 37.5 {
 		t.Errorf("web MemoryUtilization: %+v, want the average of 25 and 50", st)
