@@ -14,7 +14,7 @@ GOTEST_FLAGS ?= -count=1 -timeout 15m
 TESTENV_BIN := bin/berth-testenv
 TESTENV := $(TESTENV_BIN) --
 
-.PHONY: all build test test-deps demo-deps vet unit lint bench demo clean fuzz version
+.PHONY: all build test test-deps demo-deps vet unit lint bench bench-peers demo clean fuzz version
 
 all: build
 
@@ -77,6 +77,18 @@ bench: test-deps build
 	$(GO) run ./bench/cmd/engine
 	$(GO) run ./bench/cmd/e2e -rounds 5 -datapath builtin
 	$(GO) run ./bench/cmd/e2e -rounds 5 -datapath cni
+
+# bench-peers: time until a container's dynamic host port answers on raw
+# containerd, containerd + CNI, Berth (dev mode), Docker and Podman, and their
+# memory at 100 running containers (docs/benchmarks.md, "peers"). Root; installs
+# docker.io and podman when missing; not part of `make bench` (it takes about
+# 15 minutes and starts Docker and Podman). PEERS_FLAGS passes flags, e.g.
+# PEERS_FLAGS='-engines raw,berth -rounds 3'. Built first, not `go run`, so
+# that Ctrl-C reaches the program, which then cleans up.
+PEERS_FLAGS ?=
+bench-peers: test-deps build
+	$(GO) build -o bin/bench-peers ./bench/cmd/peers
+	bin/bench-peers -agent bin/berth-agent $(PEERS_FLAGS)
 
 # demo: dev mode end to end (scripts/demo.sh, docs/dev-mode.md); needs root.
 # The script builds berth-agent and its tools itself (BERTH_DEMO_BIN).
