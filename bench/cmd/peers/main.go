@@ -65,11 +65,24 @@ func main() {
 	o.engines = strings.Split(*engines, ",")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o); err != nil {
+	err := run(ctx, o)
+	var cerr *cleanupError
+	switch {
+	case err == nil:
+	case errors.Is(err, context.Canceled) && !errors.As(err, &cerr):
+		fmt.Fprintln(os.Stderr, "bench peers: interrupted; what it started is removed")
+	default:
 		fmt.Fprintln(os.Stderr, "bench peers:", err)
 		os.Exit(1)
 	}
 }
+
+// cleanupError is a failure to remove what the benchmark started; it
+// fails the run even when the run was interrupted.
+type cleanupError struct{ err error }
+
+func (e *cleanupError) Error() string { return e.err.Error() }
+func (e *cleanupError) Unwrap() error { return e.err }
 
 type options struct {
 	agentBin, berthPull string
@@ -166,7 +179,9 @@ func run(ctx context.Context, o options) (retErr error) {
 	defer func() {
 		cctx, cancel := cleanupCtx()
 		defer cancel()
-		retErr = errors.Join(retErr, shared.Close(cctx))
+		if err := shared.Close(cctx); err != nil {
+			retErr = errors.Join(retErr, &cleanupError{err})
+		}
 	}()
 	img, err := testenv.BuildAndPush(ctx, shared.Registry, "bench/peers", testenv.ImageSpec{
 		Files:        []testenv.File{{Path: "/srv/index.html", Mode: 0o644, Data: []byte(page)}},
@@ -192,8 +207,15 @@ func run(ctx context.Context, o options) (retErr error) {
 		defer cancel()
 		for _, p := range slices.Backward(peers) {
 			if err := p.e.close(cctx); err != nil {
-				retErr = errors.Join(retErr, fmt.Errorf("clean up %s: %w", p.key, err))
+				retErr = errors.Join(retErr, &cleanupError{fmt.Errorf("clean up %s: %w", p.key, err)})
 			}
+		}
+	}()
+	// After Ctrl-C, what failed because of it (killed clients, cancelled
+	// calls) is not reported; clean-up failures still are.
+	defer func() {
+		if retErr != nil && ctx.Err() != nil {
+			retErr = ctx.Err()
 		}
 	}()
 	for _, key := range o.engines {
