@@ -80,7 +80,7 @@ bench: test-deps build
 
 # bench-peers: time until a container's dynamic host port answers on raw
 # containerd, containerd + CNI, Berth (dev mode), Docker and Podman, and their
-# memory at 100 running containers (docs/benchmarks.md, "peers"). Root; installs
+# memory at 10 and 100 running containers (docs/benchmarks.md, "peers"). Root; installs
 # docker.io and podman when missing; not part of `make bench` (it takes about
 # 15 minutes and starts Docker and Podman). PEERS_FLAGS passes flags, e.g.
 # PEERS_FLAGS='-engines raw,berth -rounds 3'. Built first, not `go run`, so

@@ -13,8 +13,8 @@
 //   - Podman (Debian's podman, rootful, private storage): `podman run -d -p 80`;
 //
 // interleaved round by round in one run, then the resident memory (RSS and
-// PSS) of each engine's processes with 100 of its containers running. It
-// prints Markdown tables for docs/benchmarks.md.
+// PSS) of each engine's processes with 10 and then 100 of its containers
+// running (-memory). It prints Markdown tables for docs/benchmarks.md.
 //
 // It runs as root, installs docker.io and podman when missing, uses the
 // containerd and registry of the BERTHTEST_* variables when set and
@@ -49,7 +49,7 @@ func main() {
 	flag.StringVar(&o.agentBin, "agent", "bin/berth-agent", "berth-agent binary for the Berth side (make build)")
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per engine and count")
 	counts := flag.String("counts", "1,20", "containers started at once, per measurement")
-	flag.IntVar(&o.memory, "memory", 100, "running containers per engine for the memory table (0: none)")
+	memory := flag.String("memory", "10,100", "running containers per engine for the memory tables, ascending (the containers of one table stay for the next; 0: none)")
 	engines := flag.String("engines", "raw,cni,berth,docker,podman", "engines to measure, in this order")
 	flag.StringVar(&o.berthPull, "berth-pull", "prefer-cached", "ECS_IMAGE_PULL_BEHAVIOR of the Berth agent (prefer-cached matches Docker's and Podman's pull-if-missing)")
 	flag.BoolVar(&o.install, "install", true, "apt-get install docker.io and podman when missing")
@@ -61,6 +61,16 @@ func main() {
 			os.Exit(2)
 		}
 		o.counts = append(o.counts, n)
+	}
+	for _, c := range strings.Split(*memory, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 0 || (len(o.memory) > 0 && n <= o.memory[len(o.memory)-1]) {
+			fmt.Fprintf(os.Stderr, "bench peers: -memory: %q is not a number above the one before it\n", c)
+			os.Exit(2)
+		}
+		if n > 0 {
+			o.memory = append(o.memory, n)
+		}
 	}
 	o.engines = strings.Split(*engines, ",")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -86,8 +96,8 @@ func (e *cleanupError) Unwrap() error { return e.err }
 
 type options struct {
 	agentBin, berthPull string
-	rounds, memory      int
-	counts              []int
+	rounds              int
+	counts, memory      []int
 	engines             []string
 	install             bool
 }
@@ -262,21 +272,23 @@ func run(ctx context.Context, o options) (retErr error) {
 	}
 	loadTimed := loadAverage()
 
-	var mem []memoryRow
-	if o.memory > 0 {
+	mem := make([][]memoryRow, len(o.memory)) // by count, then engine
+	if len(o.memory) > 0 {
 		for _, p := range peers {
-			groups, err := measureMemory(ctx, client, p, o.memory)
+			byCount, err := measureMemory(ctx, client, p, o.memory)
 			if err != nil {
 				return err
 			}
-			mem = append(mem, memoryRow{p, groups})
+			for i, groups := range byCount {
+				mem[i] = append(mem[i], memoryRow{p, groups})
+			}
 		}
 	}
 	fmt.Println()
 	printTimes(peers, o.counts, times, o.rounds)
-	if len(mem) > 0 {
+	for i, rows := range mem {
 		fmt.Println()
-		printMemory(mem, o.memory)
+		printMemory(rows, o.memory[i])
 	}
 	fmt.Printf("\nload average after the timed rounds %s, at the end %s\n", loadTimed, loadAverage())
 	return nil

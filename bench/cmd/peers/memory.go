@@ -37,28 +37,40 @@ type memoryRow struct {
 // the memory is read, so that start-up garbage is collected.
 const settle = 5 * time.Second
 
-// measureMemory starts n containers (20 at a time, each batch until its
-// ports answer), lets the engine settle, reads the memory of its processes
-// and removes the containers again.
-func measureMemory(ctx context.Context, client *http.Client, p peer, n int) ([]procGroup, error) {
-	start := time.Now()
-	for left := n; left > 0; left -= 20 {
-		if _, err := measure(ctx, client, p.e, min(left, 20)); err != nil {
-			_ = clearEngine(ctx, p.e)
-			return nil, fmt.Errorf("memory, %s: %w", p.key, err)
+// measureMemory starts containers (20 at a time, each batch until its
+// ports answer) up to each of counts in turn (ascending), lets the engine
+// settle there and reads the memory of its processes, then removes the
+// containers again. The result has one entry per count.
+func measureMemory(ctx context.Context, client *http.Client, p peer, counts []int) ([][]procGroup, error) {
+	var out [][]procGroup
+	start, running := time.Now(), 0
+	for _, n := range counts {
+		for running < n {
+			batch := min(n-running, 20)
+			if _, err := measure(ctx, client, p.e, batch); err != nil {
+				_ = clearEngine(ctx, p.e)
+				return nil, fmt.Errorf("memory, %s: %w", p.key, err)
+			}
+			running += batch
 		}
+		fmt.Printf("memory  %-7s %d containers answer after %s\n", p.key, n, formatDuration(time.Since(start)))
+		select {
+		case <-ctx.Done():
+			_ = clearEngine(ctx, p.e)
+			return nil, ctx.Err()
+		case <-time.After(settle):
+		}
+		groups, err := p.e.memory()
+		if err != nil {
+			_ = clearEngine(ctx, p.e)
+			return nil, fmt.Errorf("memory, %s, %d containers: %w", p.key, n, err)
+		}
+		out = append(out, groups)
 	}
-	fmt.Printf("memory  %-7s %d containers answer after %s\n", p.key, n, formatDuration(time.Since(start)))
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-time.After(settle):
+	if err := clearEngine(ctx, p.e); err != nil {
+		return nil, fmt.Errorf("memory, %s: remove the containers: %w", p.key, err)
 	}
-	groups, err := p.e.memory()
-	if cerr := clearEngine(ctx, p.e); err == nil && cerr != nil {
-		err = fmt.Errorf("memory, %s: remove the containers: %w", p.key, cerr)
-	}
-	return groups, err
+	return out, nil
 }
 
 func mib(kib int64) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }
