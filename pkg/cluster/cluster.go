@@ -15,6 +15,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -365,8 +366,8 @@ func (ns taskNotifiers) TasksChanged(ctx context.Context, changes []records.Task
 }
 
 // routes serves the AWS APIs on POST / (and RPC v2 on POST /service/...),
-// the ACS websocket on GET /ws and the TCS websocket on GET /tcs/ws;
-// anything else is 404.
+// the ACS websocket on GET /ws, the TCS websocket on GET /tcs/ws and the
+// Prometheus figures on GET /metrics; anything else is 404.
 func (e *Endpoint) routes(router http.Handler) http.Handler {
 	var telemetry http.Handler
 	if e.sessions != nil {
@@ -378,6 +379,8 @@ func (e *Endpoint) routes(router http.Handler) http.Handler {
 			e.sessions.ServeHTTP(w, r)
 		case r.URL.Path == ecsapi.TelemetryPath+"/ws" && r.Method == http.MethodGet && telemetry != nil:
 			telemetry.ServeHTTP(w, r)
+		case r.URL.Path == "/metrics" && r.Method == http.MethodGet:
+			e.serveMetrics(w)
 		case (r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, awsproto.RPCPathPrefix)) && r.Method == http.MethodPost:
 			if e.etcd != nil {
 				w = &staleMarker{ResponseWriter: w, st: e.etcd}
@@ -418,6 +421,21 @@ func (m *staleMarker) Write(b []byte) (int, error) {
 		m.WriteHeader(http.StatusOK)
 	}
 	return m.ResponseWriter.Write(b)
+}
+
+// serveMetrics answers GET /metrics: the AWS/ECS figures for Prometheus.
+// Like DiscoverPollEndpoint's telemetry, it needs no signature (a
+// Prometheus scrape has none); it shows cluster and service names and
+// their utilisation, nothing else.
+func (e *Endpoint) serveMetrics(w http.ResponseWriter) {
+	var b bytes.Buffer
+	if err := e.metrics.WritePrometheus(&b); err != nil {
+		e.opts.Logger.Error("serve /metrics", "err", err)
+		http.Error(w, "the metrics store could not be read", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Write(b.Bytes())
 }
 
 // Handler is the endpoint's HTTP handler: the AWS APIs on POST /, the ACS

@@ -430,3 +430,19 @@ func TestCLIAlarms(t *testing.T) {
 	}
 	run("delete-alarms", "--alarm-names", "cpu-high")
 }
+
+// TestPrometheusEndpoint: GET /metrics on the endpoint answers the text
+// exposition format without a signature, as a Prometheus scrape asks.
+func TestPrometheusEndpoint(t *testing.T) {
+	l := startLab(t)
+	resp, err := http.Get(l.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/plain; version=0.0.4; charset=utf-8" ||
+		!strings.Contains(string(b), "# TYPE berth_ecs_service_cpu_utilization_percent gauge") {
+		t.Errorf("GET /metrics: %d %s\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+	}
+}

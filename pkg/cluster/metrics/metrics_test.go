@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -225,5 +226,40 @@ func TestSampleReservations(t *testing.T) {
 		if err != nil || len(pts) != 1 || pts[0].Stat.Sum != want {
 			t.Errorf("%s: %v %v, want %v", metric, pts, err, want)
 		}
+	}
+}
+
+func TestWritePrometheus(t *testing.T) {
+	s, _, c := openStore(t)
+	svc := func(name, service string, v float64, at time.Time) Sample {
+		return Sample{MetricID: MetricID{Namespace: ECSNamespace, MetricName: name,
+			Dimensions: []Dimension{{"ServiceName", service}, {"ClusterName", "lab"}}}, Unit: UnitPercent, Time: at, Stat: StatSet{Count: 2, Sum: 2 * v, Min: v, Max: v}}
+	}
+	if err := s.Put([]Sample{
+		svc(CPUUtilization, `web "blue"`, 40, c.t),
+		svc(MemoryUtilization, `web "blue"`, 12.5, c.t),
+		svc(CPUUtilization, "old", 99, c.t.Add(-10*time.Minute)), // stale: left out
+		{MetricID: MetricID{Namespace: ECSNamespace, MetricName: CPUReservation, Dimensions: []Dimension{{"ClusterName", "lab"}}}, Time: c.t, Stat: Value(25)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := s.WritePrometheus(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"# TYPE berth_ecs_service_cpu_utilization_percent gauge\n",
+		`berth_ecs_service_cpu_utilization_percent{cluster="lab",service="web \"blue\""} 40` + "\n",
+		`berth_ecs_service_memory_utilization_percent{cluster="lab",service="web \"blue\""} 12.5` + "\n",
+		`berth_ecs_cluster_cpu_reservation_percent{cluster="lab"} 25` + "\n",
+		"# TYPE berth_ecs_cluster_memory_reservation_percent gauge\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "old") {
+		t.Errorf("a series without data for 10 minutes is exposed:\n%s", out)
 	}
 }
