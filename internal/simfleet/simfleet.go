@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -71,6 +72,8 @@ type Fleet struct {
 	// mu guards instances.
 	mu        sync.Mutex
 	instances []*Instance
+	// nextPort hands out simulated dynamic host ports (from 32768).
+	nextPort atomic.Int32
 }
 
 // Start returns an empty fleet; Add registers instances.
@@ -88,7 +91,9 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	return &Fleet{o: o, ctx: ctx, cancel: cancel}, nil
+	f := &Fleet{o: o, ctx: ctx, cancel: cancel}
+	f.nextPort.Store(32767)
+	return f, nil
 }
 
 // Close ends every session and task goroutine and waits for them.
@@ -114,11 +119,14 @@ type Instance struct {
 type simTask struct {
 	arn        string
 	containers []string
-	behaviour  Behaviour
-	stop       chan struct{} // closed when desired STOPPED arrives
-	kill       chan struct{} // closed by Kill
-	stopOnce   sync.Once
-	killOnce   sync.Once
+	// bindings are the host ports the task's containers got (dynamic ones
+	// from the fleet's counter), reported with RUNNING.
+	bindings  map[string][]types.NetworkBinding
+	behaviour Behaviour
+	stop      chan struct{} // closed when desired STOPPED arrives
+	kill      chan struct{} // closed by Kill
+	stopOnce  sync.Once
+	killOnce  sync.Once
 	// stopped is set once STOPPED was reported; guarded by Instance.mu.
 	stopped bool
 }
@@ -318,9 +326,17 @@ func (in *Instance) HandlePayload(ctx context.Context, p *api.PayloadMessage) er
 		in.mu.Lock()
 		st := in.tasks[t.Arn]
 		if st == nil {
-			st = &simTask{arn: t.Arn, stop: make(chan struct{}), kill: make(chan struct{})}
+			st = &simTask{arn: t.Arn, stop: make(chan struct{}), kill: make(chan struct{}), bindings: map[string][]types.NetworkBinding{}}
 			for _, c := range t.Containers {
 				st.containers = append(st.containers, c.Name)
+				for _, pm := range c.PortMappings {
+					host := int32(pm.HostPort)
+					if host == 0 {
+						host = in.f.nextPort.Add(1)
+					}
+					st.bindings[c.Name] = append(st.bindings[c.Name], types.NetworkBinding{BindIP: aws.String("0.0.0.0"),
+						ContainerPort: aws.Int32(int32(pm.ContainerPort)), HostPort: aws.Int32(host), Protocol: types.TransportProtocol(pm.EffectiveProtocol())})
+				}
 			}
 			if in.f.o.Behave != nil {
 				st.behaviour = in.f.o.Behave(t)
@@ -422,6 +438,9 @@ func (in *Instance) report(t *simTask, status string, exitCode *int32, reason st
 	}
 	for _, name := range t.containers {
 		cs := types.ContainerStateChange{ContainerName: aws.String(name), Status: aws.String(status), RuntimeId: aws.String("sim-" + name)}
+		if status == "RUNNING" {
+			cs.NetworkBindings = t.bindings[name]
+		}
 		if status == "STOPPED" {
 			cs.ExitCode = exitCode
 			if reason != "" {

@@ -38,7 +38,7 @@ type testServer struct {
 // the test ends.
 func newTestServer(tb testing.TB) *testServer {
 	tb.Helper()
-	db, err := boltstore.Open(filepath.Join(tb.TempDir(), "api.db"), boltstore.Options{Buckets: records.Buckets()})
+	db, err := boltstore.Open(filepath.Join(tb.TempDir(), "api.db"), boltstore.Options{Buckets: append(records.Buckets(), records.LBBuckets()...)})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -10,14 +10,14 @@ const (
 	whyReferenceID       = "it ties a task to EBS volumes configured at launch, which are not supported"
 	whyLattice           = "VPC Lattice is an AWS network service"
 	whyRegistries        = "service discovery registers tasks in AWS Cloud Map"
-	whyLoadBalancers     = "services do not register targets with load balancers yet"
+	whyLoadBalancers     = "targetGroupArn of this endpoint's Elastic Load Balancing v2 API with containerName and containerPort, validated as ECS does; target groups of target type instance only (the agent does not report an awsvpc task's address for ip targets); loadBalancerName (Classic Load Balancers) refused; a change is deployed as a new deployment"
 	whyGateway           = "Express gateways are AWS-managed ingress"
 	whyMonitoring        = "service monitoring configurations feed AWS-managed alarms"
 	whyLaunchType        = "EC2 and EXTERNAL; FARGATE and MANAGED_INSTANCES are refused naming launchType"
 	whyDaemons           = "ECS daemons (CreateDaemon) are not served"
 	whyManagedAgents     = "managed agents are ECS Exec's, which is not supported"
 	whyRebalancing       = "ENABLED (the default, as in ECS) or DISABLED, stored and returned; new tasks are spread over ecs.availability-zone by the default placement strategy, but running tasks are not moved to rebalance"
-	whyGrace             = "an UNHEALTHY container health check of a task that started within the period does not count; there are no load balancer health checks yet"
+	whyGrace             = "an UNHEALTHY container health check or an unhealthy load balancer target of a task that started within the period does not count"
 	whyTDLaunchType      = "EC2 and EXTERNAL; FARGATE and MANAGED_INSTANCES are refused naming requiresCompatibilities"
 )
 
@@ -130,8 +130,8 @@ func Members() map[string][]Member {
 			refused("enableExecuteCommand", whyExec),
 			refused("gatewayConnectors", whyGateway),
 			differs("healthCheckGracePeriodSeconds", whyGrace),
-			refused("loadBalancers", whyLoadBalancers),
-			refused("role", "the role is for load balancers, which services do not use yet"),
+			differs("loadBalancers", whyLoadBalancers),
+			refused("role", "the endpoint registers a service's targets itself: there is no IAM role to assume"),
 			refused("monitoring", whyMonitoring),
 			refused("platformVersion", whyPlatformVersion),
 			refused("serviceConnectConfiguration", whyServiceConnect),
@@ -149,7 +149,7 @@ func Members() map[string][]Member {
 			refused("enableExecuteCommand", whyExec),
 			refused("gatewayConnectors", whyGateway),
 			differs("healthCheckGracePeriodSeconds", whyGrace),
-			refused("loadBalancers", whyLoadBalancers),
+			differs("loadBalancers", whyLoadBalancers),
 			refused("monitoring", whyMonitoring),
 			refused("platformVersion", whyPlatformVersion),
 			refused("serviceConnectConfiguration", whyServiceConnect),

@@ -45,7 +45,7 @@ func newEnv(t *testing.T) *env {
 func memberChecks() map[string]func(*env) {
 	all := map[string]func(*env){}
 	for _, part := range []map[string]func(*env){clusterChecks(), taskDefinitionChecks(), instanceChecks(),
-		taskChecks(), serviceChecks(), tagChecks(), deploymentChecks(), networkChecks()} {
+		taskChecks(), serviceChecks(), tagChecks(), deploymentChecks(), networkChecks(), loadBalancerChecks()} {
 		maps.Copy(all, part)
 	}
 	return all

@@ -119,6 +119,9 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 		if err := validateNetwork("CreateService", in.NetworkConfiguration, p.TD); err != nil {
 			return err
 		}
+		if err := s.validateLoadBalancers(tx, in.LoadBalancers, p.TD); err != nil {
+			return err
+		}
 		if existing, ok, err := s.loadService(tx, cluster, name); err != nil {
 			return err
 		} else if ok && aws.ToString(existing.Service.Status) != "INACTIVE" {
@@ -155,7 +158,7 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 			HealthCheckGracePeriodSeconds: in.HealthCheckGracePeriodSeconds,
 			NetworkConfiguration:          in.NetworkConfiguration,
 			Events:                        []types.ServiceEvent{},
-			LoadBalancers:                 []types.LoadBalancer{},
+			LoadBalancers:                 nonNilLoadBalancers(in.LoadBalancers),
 			ServiceRegistries:             []types.ServiceRegistry{},
 		}
 		rec := &records.Service{Service: svc, Cluster: cluster, ClientToken: aws.ToString(in.ClientToken)}
@@ -299,7 +302,11 @@ func (s *Server) updateService(c *call, in *ecs.UpdateServiceInput) (smithy.Seri
 		if in.NetworkConfiguration != nil {
 			svc.NetworkConfiguration = in.NetworkConfiguration
 		}
-		if in.TaskDefinition != nil || in.NetworkConfiguration != nil {
+		lbsChanged := in.LoadBalancers != nil && !slices.EqualFunc(in.LoadBalancers, svc.LoadBalancers, sameLoadBalancer)
+		if lbsChanged {
+			svc.LoadBalancers = nonNilLoadBalancers(in.LoadBalancers)
+		}
+		if in.TaskDefinition != nil || in.NetworkConfiguration != nil || in.LoadBalancers != nil {
 			td, err := s.findTaskDefinition(tx, tdArn)
 			if err != nil {
 				return err
@@ -307,9 +314,13 @@ func (s *Server) updateService(c *call, in *ecs.UpdateServiceInput) (smithy.Seri
 			if err := validateNetwork("UpdateService", svc.NetworkConfiguration, &td.TaskDefinition); err != nil {
 				return err
 			}
+			if err := s.validateLoadBalancers(tx, svc.LoadBalancers, &td.TaskDefinition); err != nil {
+				return err
+			}
 		}
-		// A new network configuration, like a new revision, is deployed.
-		if tdArn != aws.ToString(svc.TaskDefinition) || in.ForceNewDeployment || in.NetworkConfiguration != nil {
+		// A new network or load balancer configuration, like a new
+		// revision, is deployed: new tasks register, old ones drain.
+		if tdArn != aws.ToString(svc.TaskDefinition) || in.ForceNewDeployment || in.NetworkConfiguration != nil || lbsChanged {
 			if err := rec.StartDeployment(tdArn, c.now); err != nil {
 				return err
 			}

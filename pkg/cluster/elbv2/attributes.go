@@ -7,6 +7,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+
+	"github.com/berth-dev/berth/pkg/cluster/records"
 )
 
 // attrSpec is one attribute a resource has: AWS's default and what a value
@@ -89,7 +91,7 @@ func lbAttrs(t elbtypes.LoadBalancerTypeEnum) map[string]attrSpec {
 // protocol and target type.
 func tgAttrs(tg *elbtypes.TargetGroup) map[string]attrSpec {
 	m := map[string]attrSpec{
-		"deregistration_delay.timeout_seconds":                                           intAttr(300, 0, 3600),
+		records.DeregistrationDelayAttribute:                                             intAttr(records.DefaultDeregistrationDelay, 0, 3600),
 		"stickiness.enabled":                                                             boolAttr(false),
 		"load_balancing.cross_zone.enabled":                                              enumAttr("use_load_balancer_configuration", "true", "false", "use_load_balancer_configuration"),
 		"target_group_health.dns_failover.minimum_healthy_targets.count":                 {def: "1", want: "'off' or an integer from 1", check: offOrMin(1, 1<<30)},

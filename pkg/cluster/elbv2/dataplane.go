@@ -140,7 +140,7 @@ func (s *Server) state(tx store.Tx, in lbwire.GetStateInput) (*lbwire.State, err
 			return nil, err
 		}
 		wtg := lbwire.TargetGroup{TargetGroup: tg.TargetGroup, Attributes: attrMap(tgAttrs(&tg.TargetGroup), tg.Attributes), Targets: []lbwire.Target{}}
-		targets, err := liveTargets(tx, tg, now)
+		targets, err := records.LiveTargets(tx, tg, now)
 		if err != nil {
 			return nil, err
 		}
@@ -151,12 +151,12 @@ func (s *Server) state(tx store.Tx, in lbwire.GetStateInput) (*lbwire.State, err
 			if tg.TargetGroup.TargetType == elbtypes.TargetTypeEnumIp {
 				wt.Address = t.ID
 			} else {
-				inst, err := instanceOf(tx, t.ID)
+				inst, err := records.FindInstanceByID(tx, t.ID)
 				if err != nil {
 					return nil, err
 				}
 				if inst != nil && aws.ToString(inst.Instance.Status) != "INACTIVE" {
-					wt.Address = instanceAddress(inst)
+					wt.Address = inst.HostAddress()
 				}
 			}
 			wtg.Targets = append(wtg.Targets, wt)

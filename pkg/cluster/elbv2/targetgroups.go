@@ -200,11 +200,3 @@ func (s *Server) modifyTargetGroupAttributes(tx store.Tx, in *elb.ModifyTargetGr
 	}
 	return &elb.ModifyTargetGroupAttributesOutput{Attributes: attrList(specs, set, mkTGAttr)}, nil
 }
-
-// tgAttr is the value of one of a target group's attributes.
-func tgAttr(tg *records.TargetGroup, key string) string {
-	if v, ok := tg.Attributes[key]; ok {
-		return v
-	}
-	return tgAttrs(&tg.TargetGroup)[key].def
-}

@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,35 +15,8 @@ import (
 )
 
 // AddressAttribute is the container instance attribute that holds the
-// address a load balancer reaches an instance's host ports on (an
-// instance target's address). Agents register it; an operator may set it
-// with `aws ecs put-attributes`.
-const AddressAttribute = "berth.host-address"
-
-// instanceOf finds the container instance a target id names (its id or
-// ARN); nil when there is none.
-func instanceOf(tx store.Tx, id string) (*records.Instance, error) {
-	id = records.LBResourceID(id)
-	var found *records.Instance
-	err := records.Each(tx, records.Instances, "", func(in *records.Instance) error {
-		if strings.HasSuffix(in.Key(), "/"+id) {
-			found = in
-			return store.ErrStopScan
-		}
-		return nil
-	})
-	return found, err
-}
-
-// instanceAddress is an instance's AddressAttribute, or "".
-func instanceAddress(in *records.Instance) string {
-	for _, a := range in.Instance.Attributes {
-		if aws.ToString(a.Name) == AddressAttribute {
-			return aws.ToString(a.Value)
-		}
-	}
-	return ""
-}
+// address a load balancer reaches an instance's host ports on.
+const AddressAttribute = records.AddressAttribute
 
 // targetOf validates one target description for tg and returns its id as
 // stored (an instance ARN becomes its id) and port.
@@ -74,7 +46,7 @@ func (s *Server) targetOf(tx store.Tx, tg *records.TargetGroup, d elbtypes.Targe
 		if !registering {
 			return records.LBResourceID(id), *port, nil
 		}
-		in, err := instanceOf(tx, id)
+		in, err := records.FindInstanceByID(tx, id)
 		if err != nil {
 			return "", 0, err
 		}
@@ -86,22 +58,6 @@ func (s *Server) targetOf(tx store.Tx, tg *records.TargetGroup, d elbtypes.Targe
 		}
 		return records.LBResourceID(id), *port, nil
 	}
-}
-
-// pruneDrained deletes the targets of a target group whose draining ended.
-func (s *Server) pruneDrained(tx store.Tx, tg *records.TargetGroup, now time.Time) error {
-	targets, err := all[records.Target](tx, records.Targets, tg.Key()+"/")
-	if err != nil {
-		return err
-	}
-	for _, t := range targets {
-		if !t.DrainingUntil.IsZero() && !now.Before(t.DrainingUntil) {
-			if err := tx.Delete(records.Targets, t.Key()); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // changeTargets starts RegisterTargets and DeregisterTargets: it reads the
@@ -116,7 +72,7 @@ func (s *Server) changeTargets(tx store.Tx, tgArn string, n int) (*records.Targe
 		return nil, time.Time{}, apiErr(errValidation, "At least one target must be specified")
 	}
 	now := s.o.Now().UTC()
-	return tg, now, s.pruneDrained(tx, tg, now)
+	return tg, now, records.PruneDrained(tx, tg, now)
 }
 
 func (s *Server) registerTargets(tx store.Tx, in *elb.RegisterTargetsInput) (any, error) {
@@ -129,16 +85,7 @@ func (s *Server) registerTargets(tx store.Tx, in *elb.RegisterTargetsInput) (any
 		if err != nil {
 			return nil, err
 		}
-		key := records.TargetKey(tg.Key(), id, port)
-		t, found, err := records.Get[records.Target](tx, records.Targets, key)
-		if err != nil {
-			return nil, err
-		}
-		if found && t.DrainingUntil.IsZero() {
-			continue // registered already
-		}
-		t = &records.Target{TargetGroupArn: *tg.TargetGroup.TargetGroupArn, ID: id, Port: port, RegisteredAt: now}
-		if err := records.Put(tx, t); err != nil {
+		if _, err := records.RegisterTarget(tx, tg, id, port, now, false); err != nil {
 			return nil, err
 		}
 	}
@@ -150,7 +97,6 @@ func (s *Server) deregisterTargets(tx store.Tx, in *elb.DeregisterTargetsInput) 
 	if err != nil {
 		return nil, err
 	}
-	delay, _ := strconv.Atoi(tgAttr(tg, "deregistration_delay.timeout_seconds"))
 	for _, d := range in.Targets {
 		id, port, err := s.targetOf(tx, tg, d, false)
 		if err != nil {
@@ -163,18 +109,7 @@ func (s *Server) deregisterTargets(tx store.Tx, in *elb.DeregisterTargetsInput) 
 		if !found {
 			return nil, apiErr(errInvalidTarget, "The following targets are not registered in target group '%s': '%s'", aws.ToString(in.TargetGroupArn), aws.ToString(d.Id))
 		}
-		if !t.DrainingUntil.IsZero() {
-			continue // draining already
-		}
-		// A target group no load balancer uses has no connections to drain.
-		if delay == 0 || len(tg.TargetGroup.LoadBalancerArns) == 0 {
-			if err := tx.Delete(records.Targets, t.Key()); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		t.DrainingUntil = now.Add(time.Duration(delay) * time.Second)
-		if err := records.Put(tx, t); err != nil {
+		if _, err := records.DeregisterTarget(tx, tg, t, now); err != nil {
 			return nil, err
 		}
 	}
@@ -190,7 +125,7 @@ func (s *Server) describeTargetHealth(tx store.Tx, in *elb.DescribeTargetHealthI
 		return nil, err
 	}
 	now := s.o.Now().UTC()
-	registered, err := liveTargets(tx, tg, now)
+	registered, err := records.LiveTargets(tx, tg, now)
 	if err != nil {
 		return nil, err
 	}
@@ -228,19 +163,6 @@ func (s *Server) describeTargetHealth(tx store.Tx, in *elb.DescribeTargetHealthI
 	return out, nil
 }
 
-// liveTargets are a target group's targets not done draining at now, in
-// key order.
-func liveTargets(tx store.Tx, tg *records.TargetGroup, now time.Time) ([]*records.Target, error) {
-	var out []*records.Target
-	err := records.Each(tx, records.Targets, tg.Key()+"/", func(t *records.Target) error {
-		if t.DrainingUntil.IsZero() || now.Before(t.DrainingUntil) {
-			out = append(out, t)
-		}
-		return nil
-	})
-	return out, err
-}
-
 func healthCheckPort(tg *records.TargetGroup, port int32) string {
 	if p := aws.ToString(tg.TargetGroup.HealthCheckPort); p != "" && p != "traffic-port" {
 		return p
@@ -248,52 +170,15 @@ func healthCheckPort(tg *records.TargetGroup, port int32) string {
 	return strconv.Itoa(int(port))
 }
 
-// health is a registered target's health as AWS shows it: draining while
-// it drains; unused when no load balancer uses the group or the instance
-// is gone or unreachable; unavailable when health checks are off;
-// otherwise the data plane's last report, or initial before one.
+// health is a registered target's health description as AWS shows it
+// (records.Target.State).
 func (s *Server) health(tx store.Tx, tg *records.TargetGroup, t *records.Target) (elbtypes.TargetHealthDescription, error) {
 	h := elbtypes.TargetHealthDescription{Target: &elbtypes.TargetDescription{Id: aws.String(t.ID), Port: aws.Int32(t.Port)},
 		HealthCheckPort: aws.String(healthCheckPort(tg, t.Port))}
-	set := func(state elbtypes.TargetHealthStateEnum, reason elbtypes.TargetHealthReasonEnum, desc string) {
-		h.TargetHealth = &elbtypes.TargetHealth{State: state, Reason: reason}
-		if desc != "" {
-			h.TargetHealth.Description = aws.String(desc)
-		}
-	}
 	if tg.TargetGroup.TargetType == elbtypes.TargetTypeEnumInstance {
 		h.Target.AvailabilityZone = aws.String(s.o.Region + "a")
 	}
-	switch {
-	case !t.DrainingUntil.IsZero():
-		set(elbtypes.TargetHealthStateEnumDraining, elbtypes.TargetHealthReasonEnumDeregistrationInProgress, "Target deregistration is in progress")
-		return h, nil
-	case len(tg.TargetGroup.LoadBalancerArns) == 0:
-		set(elbtypes.TargetHealthStateEnumUnused, elbtypes.TargetHealthReasonEnumNotInUse, "Target group is not configured to receive traffic from the load balancer")
-		return h, nil
-	}
-	if tg.TargetGroup.TargetType == elbtypes.TargetTypeEnumInstance {
-		in, err := instanceOf(tx, t.ID)
-		if err != nil {
-			return h, err
-		}
-		switch {
-		case in == nil || aws.ToString(in.Instance.Status) == "INACTIVE":
-			set(elbtypes.TargetHealthStateEnumUnused, elbtypes.TargetHealthReasonEnumInvalidState, "Target is in the stopped state")
-			return h, nil
-		case instanceAddress(in) == "":
-			set(elbtypes.TargetHealthStateEnumUnused, elbtypes.TargetHealthReasonEnumInvalidState,
-				"The container instance has no "+AddressAttribute+" attribute, so the load balancer cannot reach it")
-			return h, nil
-		}
-	}
-	switch r := t.Health; {
-	case r != nil && !r.ReportedAt.Before(t.RegisteredAt):
-		set(elbtypes.TargetHealthStateEnum(r.State), elbtypes.TargetHealthReasonEnum(r.Reason), r.Description)
-	case !aws.ToBool(tg.TargetGroup.HealthCheckEnabled):
-		set(elbtypes.TargetHealthStateEnumUnavailable, elbtypes.TargetHealthReasonEnumHealthCheckDisabled, "Health checks are disabled")
-	default:
-		set(elbtypes.TargetHealthStateEnumInitial, elbtypes.TargetHealthReasonEnumRegistrationInProgress, "Target registration is in progress")
-	}
-	return h, nil
+	state, err := t.State(tx, tg)
+	h.TargetHealth = &state
+	return h, err
 }

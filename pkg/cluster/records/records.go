@@ -4,7 +4,8 @@
 // lives under, the ECS ARN format and how references (names, ids, ARNs)
 // resolve to keys, and the changes to a record that every writer applies
 // the same way (a task's status moving forward, an instance's used
-// resources, a service's events and deployments).
+// resources, a service's events and deployments, load balancer targets
+// registered, deregistered and their health).
 //
 // The records hold the AWS SDK's ECS types, encoded with encoding/json (Go
 // field names), plus what the endpoint needs beside them; field names are
@@ -80,6 +81,13 @@ type Task struct {
 	// backoff), so each is counted once.
 	ServiceSawRunning bool `json:",omitempty"`
 	ServiceSawStop    bool `json:",omitempty"`
+	// Targets are the load balancer targets the service controller
+	// registered the task as; TargetsDeregistered is set once they were
+	// deregistered, and Deactivating while they drain before the task is
+	// told to stop.
+	Targets             []TaskTarget  `json:",omitempty"`
+	TargetsDeregistered bool          `json:",omitempty"`
+	Deactivating        *Deactivation `json:",omitempty"`
 	// ClientToken is the RunTask clientToken that created the task and
 	// RequestHash the digest of that request's other members: a retry with
 	// the token gets the same tasks while they are kept.

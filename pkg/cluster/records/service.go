@@ -68,7 +68,7 @@ func (r *Service) StartDeployment(tdArn string, now time.Time) error {
 	}
 	svc.Deployments = append([]types.Deployment{d}, svc.Deployments...)
 	r.History = append([]DeploymentRecord{{ID: id, TaskDefinition: tdArn, LaunchType: svc.LaunchType,
-		DesiredCount: svc.DesiredCount, CreatedAt: now, Source: r.primaryID()}}, r.History...)
+		DesiredCount: svc.DesiredCount, CreatedAt: now, Source: r.primaryID(), LoadBalancers: svc.LoadBalancers}}, r.History...)
 	if len(r.History) > MaxDeploymentHistory {
 		r.History = r.History[:MaxDeploymentHistory]
 	}
@@ -98,6 +98,19 @@ type DeploymentRecord struct {
 	StatusReason string                        `json:",omitempty"`
 	// Source is the id of the deployment it replaced.
 	Source string `json:",omitempty"`
+	// LoadBalancers are the service's loadBalancers when the deployment
+	// started: where its tasks are registered.
+	LoadBalancers []types.LoadBalancer `json:",omitempty"`
+}
+
+// LoadBalancersOf are the loadBalancers the tasks of deployment id are
+// registered with: the deployment's, or the service's for a deployment
+// the history no longer holds.
+func (r *Service) LoadBalancersOf(id string) []types.LoadBalancer {
+	if h, ok := r.Deployment(id); ok {
+		return h.LoadBalancers
+	}
+	return r.Service.LoadBalancers
 }
 
 // primaryID is the id of the history's newest deployment before the one

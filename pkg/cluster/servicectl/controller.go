@@ -5,8 +5,10 @@
 // service in its own store transaction: REPLICA and DAEMON scheduling,
 // rolling deployments within minimumHealthyPercent and maximumPercent,
 // replacement of unhealthy tasks, draining instances, launch backoff, the
-// deployment circuit breaker with rollback, and the service events ECS
-// writes. Tasks it places or stops are announced to a Notifier (the ACS
+// deployment circuit breaker with rollback, the service events ECS
+// writes, and services' load balancers (targets.go: tasks registered as
+// targets, counted healthy only when their targets are, deregistered and
+// drained before they are told to stop). Tasks it places or stops are announced to a Notifier (the ACS
 // session server) after the transaction commits.
 //
 // pkg/cluster runs it (Run) and wires the ECS API's ServiceWaker to Wake.

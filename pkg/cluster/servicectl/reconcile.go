@@ -24,6 +24,9 @@ type svcTask struct {
 	active   bool              // live and desired RUNNING
 	healthy  bool
 	unhealth bool // a container reported UNHEALTHY
+	// lbUnhealthy is the stop reason when a load balancer reported one of
+	// the task's targets unhealthy after the grace period.
+	lbUnhealthy string
 }
 
 // reconciler is one service's reconciliation inside one transaction.
@@ -46,6 +49,7 @@ type reconciler struct {
 	// next pass.
 	budget int
 	capped bool
+	lb     lbEvents
 }
 
 // spend takes one task from the pass's budget; false when it is used up.
@@ -78,6 +82,7 @@ func (r *reconciler) event(format string, args ...any) {
 }
 
 func (r *reconciler) run() error {
+	r.lb = lbEvents{registered: map[string]int{}, deregistered: map[string]int{}}
 	ps, err := r.c.o.Launcher.PlacementSet(r.tx, r.rec.Cluster)
 	if err != nil {
 		return err
@@ -158,7 +163,7 @@ func (r *reconciler) loadTasks() error {
 		}
 		last := aws.ToString(t.Task.LastStatus)
 		st.live = last != "STOPPED"
-		st.active = st.live && aws.ToString(t.Task.DesiredStatus) != "STOPPED"
+		st.active = st.live && aws.ToString(t.Task.DesiredStatus) != "STOPPED" && !deactivating(t)
 		dirty := false
 		if last == "RUNNING" && !t.ServiceSawRunning {
 			t.ServiceSawRunning, dirty = true, true
@@ -181,14 +186,31 @@ func (r *reconciler) loadTasks() error {
 			st.unhealth = st.unhealth && !r.rec.InHealthGrace(t, r.now)
 		}
 		if !st.live {
+			// A task that stopped by itself leaves its load balancers.
+			if _, err := r.deactivate(st, ""); err != nil {
+				return err
+			}
 			continue
 		}
+		gone := st.inst == nil || aws.ToString(st.inst.Instance.Status) == "INACTIVE"
 		// A deregistered instance has no agent left: its tasks are gone.
-		if st.active && (st.inst == nil || aws.ToString(st.inst.Instance.Status) == "INACTIVE") {
+		if st.active && gone {
 			r.stop(st, "Container instance was deregistered")
 			continue
 		}
+		// A task whose targets drained (or whose instance is gone) is told
+		// to stop now.
+		if d := t.Deactivating; deactivating(t) && (gone || !r.now.Before(d.Until)) && r.spend() {
+			r.sendStop(st, d.Reason)
+		}
 		r.tasks = append(r.tasks, st)
+	}
+	for _, st := range r.tasks {
+		if st.active && aws.ToString(st.rec.Task.LastStatus) == "RUNNING" {
+			if err := r.balance(st); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -359,13 +381,31 @@ func (r *reconciler) unableToPlace(ms []scheduler.Misfit) {
 }
 
 // stop asks a task to stop (or stops it at once when its instance is
-// gone) and gives its place back to the placement set. Past the pass's
-// budget it does nothing: the task runs on until the next pass, which
-// only ever leaves the service more tasks than it planned on.
+// gone) and gives its place back to the placement set; a task registered
+// with load balancers is deregistered first and told to stop once its
+// targets drained. Past the pass's budget it does nothing: the task runs
+// on until the next pass, which only ever leaves the service more tasks
+// than it planned on.
 func (r *reconciler) stop(t *svcTask, reason string) {
 	if !r.spend() {
 		return
 	}
+	t.active = false
+	if t.idx >= 0 {
+		r.ps.Placer.Forget(t.idx, r.group())
+	}
+	r.rec.Steady = false
+	waits, err := r.deactivate(t, reason)
+	r.note(err)
+	if waits {
+		return
+	}
+	r.sendStop(t, reason)
+}
+
+// sendStop sets the task's desired status to STOPPED, to be delivered to
+// its agent after the commit.
+func (r *reconciler) sendStop(t *svcTask, reason string) {
 	rec := t.rec
 	if rec.RequestStop(t.inst, types.TaskStopCodeServiceSchedulerInitiated, reason, r.now) {
 		rec.ServiceSawStop = true
@@ -373,9 +413,6 @@ func (r *reconciler) stop(t *svcTask, reason string) {
 		r.note(records.Put(r.tx, t.inst))
 	}
 	t.active = false
-	if t.idx >= 0 {
-		r.ps.Placer.Forget(t.idx, r.group())
-	}
 	r.note(records.Put(r.tx, rec))
 	r.stopped = append(r.stopped, arn.ResourceID(*rec.Task.TaskArn))
 	r.changes = append(r.changes, records.StoppingChange(&rec.Task))
@@ -384,6 +421,7 @@ func (r *reconciler) stop(t *svcTask, reason string) {
 
 // flushEvents writes the started/stopped events of this pass.
 func (r *reconciler) flushEvents() {
+	r.flushLBEvents()
 	if len(r.stopped) > 0 {
 		r.event("(service %s) has stopped %d running tasks: %s.", r.name(), len(r.stopped), taskList(r.stopped))
 	}

@@ -47,6 +47,13 @@ func (r *reconciler) replica() error {
 			r.stop(t, "Task failed container health checks")
 			continue
 		}
+		if t.lbUnhealthy != "" {
+			// Load balancer health failures count toward the circuit
+			// breaker, as ECS counts them.
+			svc.Deployments[0].FailedTasks++
+			r.stop(t, t.lbUnhealthy)
+			continue
+		}
 		kept = append(kept, t)
 	}
 	prim = kept
