@@ -87,6 +87,11 @@ func planFor(st *lbwire.State, dir, bind string) *plan {
 	fmt.Fprintf(&b, "    hard-stop-after %ds\n", max(idle, 60)+30)
 	fmt.Fprintf(&b, "defaults\n")
 	fmt.Fprintf(&b, "    timeout connect 10s\n")
+	// A connection refused or unanswered by a target that has just died
+	// (before its health checks or its deregistration take it out) is
+	// retried on another target at once: the request is not lost.
+	fmt.Fprintf(&b, "    retries 3\n")
+	fmt.Fprintf(&b, "    option redispatch 1\n")
 	fmt.Fprintf(&b, "    timeout client %ds\n", idle)
 	fmt.Fprintf(&b, "    timeout server %ds\n", idle)
 	fmt.Fprintf(&b, "    load-server-state-from-file global\n")

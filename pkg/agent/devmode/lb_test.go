@@ -1,0 +1,492 @@
+package devmode_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+
+	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/api/arn"
+	"github.com/berth-dev/berth/pkg/cluster/acs"
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+)
+
+// lbLab is the e2e harness with two real agents, a load balancer, a
+// target group and an HTTP listener on the endpoint, and berth-lb (the
+// binary) serving them with HAProxy on a loopback port.
+type lbLab struct {
+	*e2e
+	elb       *elb.Client
+	lbArn, tg string
+	url       string
+	specs     []agentSpec
+	arns      []string
+	sessions  []func()
+}
+
+// lbWait bounds every wait of these tests: it tells a hang from slowness
+// and is no timing assertion (HAProxy checks every 5 s, AWS's minimum).
+const lbWait = 3 * time.Minute
+
+func newLBLab(t *testing.T) *lbLab {
+	if testing.Short() {
+		t.Skip("integration test with agents, containers and HAProxy (-short)")
+	}
+	testenv.RequireBinaries(t, "haproxy")
+	haproxy, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newE2E(t, acs.Options{})
+	l := &lbLab{e2e: e}
+	for range 2 {
+		s := e.spec()
+		arn, _, stop := e.runAgent(s)
+		l.specs, l.arns, l.sessions = append(l.specs, s), append(l.arns, arn), append(l.sessions, stop)
+	}
+	ctx := context.Background()
+	id, secret, err := e.ep.Keys.Create(auth.RoleAdmin, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.elb = elb.New(elb.Options{Region: region, BaseEndpoint: aws.String(e.ep.URL), HTTPClient: awshttp.NewBuildableClient(),
+		Credentials: credentials.NewStaticCredentialsProvider(id, secret, "")})
+	lb, err := l.elb.CreateLoadBalancer(ctx, &elb.CreateLoadBalancerInput{Name: aws.String("web"), Subnets: []string{"subnet-berth"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.lbArn = aws.ToString(lb.LoadBalancers[0].LoadBalancerArn)
+	port := freeLoopbackPort(t)
+	l.tg = l.targetGroup(t, "web", "/", port)
+	l.url = fmt.Sprintf("http://127.0.0.1:%d/", port)
+
+	// berth-lb, the binary, with its own lb key.
+	lbID, lbSecret, err := e.ep.Keys.Create(auth.RoleLB, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "berth-lb")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../../cmd/lb").CombinedOutput(); err != nil {
+		t.Fatalf("build berth-lb: %v\n%s", err, out)
+	}
+	runDir, err := os.MkdirTemp("", "blb") // short: HAProxy's sockets live in it
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "lb.toml")
+	toml := fmt.Sprintf("endpoint = %q\nregion = %q\naccess_key_id = %q\nsecret_access_key = %q\nload_balancers = [\"web\"]\n"+
+		"bind_address = \"127.0.0.1\"\nhaproxy = %q\nrun_dir = %q\npoll_interval = \"200ms\"\n", e.ep.URL, region, lbID, lbSecret, haproxy, runDir)
+	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config", conf)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		// berth-lb leaves HAProxy serving by design; the test ends it.
+		if b, err := os.ReadFile(filepath.Join(runDir, "web", "haproxy.pid")); err == nil {
+			if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGTERM)
+				for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+					time.Sleep(50 * time.Millisecond)
+				}
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		os.RemoveAll(runDir)
+		if t.Failed() {
+			t.Logf("berth-lb output:\n%s", out.String())
+		}
+	})
+	return l
+}
+
+// targetGroup creates an HTTP target group checking path every 5 s
+// (healthy after 2, unhealthy after 2), draining for 3 s, behind a new
+// listener of the load balancer on port.
+func (l *lbLab) targetGroup(t *testing.T, name, path string, port int) string {
+	t.Helper()
+	ctx := context.Background()
+	tg, err := l.elb.CreateTargetGroup(ctx, &elb.CreateTargetGroupInput{Name: aws.String(name), Protocol: elbtypes.ProtocolEnumHttp,
+		Port: aws.Int32(80), VpcId: aws.String("vpc-berth"), TargetType: elbtypes.TargetTypeEnumInstance,
+		HealthCheckPath: aws.String(path), HealthCheckIntervalSeconds: aws.Int32(5), HealthCheckTimeoutSeconds: aws.Int32(2),
+		HealthyThresholdCount: aws.Int32(2), UnhealthyThresholdCount: aws.Int32(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := aws.ToString(tg.TargetGroups[0].TargetGroupArn)
+	if _, err := l.elb.ModifyTargetGroupAttributes(ctx, &elb.ModifyTargetGroupAttributesInput{TargetGroupArn: aws.String(arn),
+		Attributes: []elbtypes.TargetGroupAttribute{{Key: aws.String("deregistration_delay.timeout_seconds"), Value: aws.String("3")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.elb.CreateListener(ctx, &elb.CreateListenerInput{LoadBalancerArn: aws.String(l.lbArn), Protocol: elbtypes.ProtocolEnumHttp,
+		Port: aws.Int32(int32(port)), DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(arn)}}}); err != nil {
+		t.Fatal(err)
+	}
+	return arn
+}
+
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// createService runs service name of td behind tg.
+func (l *lbLab) createService(t *testing.T, name, td, tg string, desired int32) {
+	t.Helper()
+	_, err := l.admin.CreateService(context.Background(), &ecs.CreateServiceInput{Cluster: aws.String("default"), ServiceName: aws.String(name),
+		TaskDefinition: aws.String(td), DesiredCount: aws.Int32(desired),
+		LoadBalancers: []types.LoadBalancer{{TargetGroupArn: aws.String(tg), ContainerName: aws.String("web"), ContainerPort: aws.Int32(80)}}})
+	if err != nil {
+		t.Fatalf("CreateService: %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = l.admin.DeleteService(context.Background(), &ecs.DeleteServiceInput{Cluster: aws.String("default"), Service: aws.String(name), Force: aws.Bool(true)})
+	})
+}
+
+func (l *lbLab) service(t *testing.T, name string) types.Service {
+	t.Helper()
+	out, err := l.admin.DescribeServices(context.Background(), &ecs.DescribeServicesInput{Cluster: aws.String("default"), Services: []string{name}})
+	if err != nil || len(out.Services) != 1 {
+		t.Fatalf("DescribeServices: %v", err)
+	}
+	return out.Services[0]
+}
+
+// targets is DescribeTargetHealth: state by "<instance id>:<port>".
+func (l *lbLab) targets(t *testing.T, tg string) map[string]string {
+	t.Helper()
+	out, err := l.elb.DescribeTargetHealth(context.Background(), &elb.DescribeTargetHealthInput{TargetGroupArn: aws.String(tg)})
+	if err != nil {
+		t.Fatalf("DescribeTargetHealth: %v", err)
+	}
+	m := map[string]string{}
+	for _, d := range out.TargetHealthDescriptions {
+		m[fmt.Sprintf("%s:%d", aws.ToString(d.Target.Id), aws.ToInt32(d.Target.Port))] = string(d.TargetHealth.State)
+	}
+	return m
+}
+
+// serviceTasks are the service's tasks desired RUNNING.
+func (l *lbLab) serviceTasks(t *testing.T, name string) []types.Task {
+	t.Helper()
+	ctx := context.Background()
+	lt, err := l.admin.ListTasks(ctx, &ecs.ListTasksInput{Cluster: aws.String("default"), ServiceName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lt.TaskArns) == 0 {
+		return nil
+	}
+	dt, err := l.admin.DescribeTasks(ctx, &ecs.DescribeTasksInput{Cluster: aws.String("default"), Tasks: lt.TaskArns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dt.Tasks
+}
+
+// settled says whether the service runs exactly desired tasks, all
+// RUNNING, of one deployment that completed, each registered and healthy
+// in tg and nothing else registered there.
+func (l *lbLab) settled(t *testing.T, name, tg string, desired int) func() (bool, string) {
+	return func() (bool, string) {
+		svc := l.service(t, name)
+		tasks := l.serviceTasks(t, name)
+		h := l.targets(t, tg)
+		why := fmt.Sprintf("deployments %d (%s), running %d, tasks %d, targets %v", len(svc.Deployments),
+			svc.Deployments[0].RolloutState, svc.RunningCount, len(tasks), h)
+		if len(svc.Deployments) != 1 || svc.Deployments[0].RolloutState != types.DeploymentRolloutStateCompleted ||
+			len(tasks) != desired || len(h) != desired {
+			return false, why
+		}
+		for _, task := range tasks {
+			if aws.ToString(task.LastStatus) != "RUNNING" || h[taskTarget(task)] != "healthy" {
+				return false, why
+			}
+		}
+		return true, why
+	}
+}
+
+func taskTarget(task types.Task) string {
+	return fmt.Sprintf("%s:%d", arn.ResourceID(aws.ToString(task.ContainerInstanceArn)), hostPort(task))
+}
+
+func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(lbWait)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %s", what, why)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// lbLoad sends requests through HAProxy one after another (bounded in
+// count and time, loopback only) and counts the answers.
+type lbLoad struct {
+	cancel   context.CancelFunc
+	done     chan struct{}
+	mu       sync.Mutex
+	ok, fail int
+	errs     []string
+}
+
+func startLBLoad(t *testing.T, url string) *lbLoad {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ld := &lbLoad{cancel: cancel, done: make(chan struct{})}
+	c := &http.Client{Timeout: 10 * time.Second}
+	go func() {
+		defer close(ld.done)
+		for i := 0; i < 1_000_000 && ctx.Err() == nil; i++ {
+			sent := time.Now()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			resp, err := c.Do(req)
+			status, body := 0, ""
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				status, body = resp.StatusCode, string(b)
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			ld.mu.Lock()
+			if err != nil || status != http.StatusOK || body != "hello from berth\n" {
+				ld.fail++
+				if len(ld.errs) < 10 {
+					ld.errs = append(ld.errs, fmt.Sprintf("sent %s, answered %s: %d %q %v", sent.Format("15:04:05.000"),
+						time.Now().Format("15:04:05.000"), status, body, err))
+				}
+			} else {
+				ld.ok++
+			}
+			ld.mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() { ld.stop() })
+	return ld
+}
+
+func (ld *lbLoad) stop() (ok, fail int) {
+	ld.cancel()
+	<-ld.done
+	ld.mu.Lock()
+	defer ld.mu.Unlock()
+	return ld.ok, ld.fail
+}
+
+// noFailures stops the load and fails the test on any failed request.
+func (ld *lbLoad) noFailures(t *testing.T, what string) {
+	t.Helper()
+	ok, fail := ld.stop()
+	t.Logf("%s: %d requests answered, %d failed", what, ok, fail)
+	if fail != 0 || ok == 0 {
+		t.Errorf("%s: %d of %d requests failed; first: %v", what, fail, ok+fail, ld.errs)
+	}
+}
+
+// TestServiceBehindHAProxy runs a service of two real containers behind
+// berth-lb's HAProxy and sends requests through it continuously while the
+// service is deployed anew, scaled 2 → 6 → 2, loses a container to kill -9
+// and loses an instance to draining.
+func TestServiceBehindHAProxy(t *testing.T) {
+	l := newLBLab(t)
+	ctx := context.Background()
+	v1 := l.taskDef("web", 0)
+	l.createService(t, "web", v1, l.tg, 2)
+	waitUntil(t, "2 healthy targets", l.settled(t, "web", l.tg, 2))
+
+	t.Run("rolling deployment", func(t *testing.T) {
+		ld := startLBLoad(t, l.url)
+		v2 := l.taskDef("web", 0)
+		if _, err := l.admin.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: aws.String("default"), Service: aws.String("web"), TaskDefinition: aws.String(v2)}); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "v2 settled", func() (bool, string) {
+			ok, why := l.settled(t, "web", l.tg, 2)()
+			for _, task := range l.serviceTasks(t, "web") {
+				ok = ok && aws.ToString(task.TaskDefinitionArn) == v2
+			}
+			return ok, why
+		})
+		ld.noFailures(t, "rolling deployment")
+	})
+
+	t.Run("scale 2 to 6 to 2", func(t *testing.T) {
+		ld := startLBLoad(t, l.url)
+		for _, n := range []int32{6, 2} {
+			if _, err := l.admin.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: aws.String("default"), Service: aws.String("web"), DesiredCount: aws.Int32(n)}); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, fmt.Sprintf("%d healthy targets", n), l.settled(t, "web", l.tg, int(n)))
+		}
+		ld.noFailures(t, "scale 2 → 6 → 2")
+	})
+
+	t.Run("drain an instance", func(t *testing.T) {
+		ld := startLBLoad(t, l.url)
+		// Drain the instance with more of the service's tasks.
+		per := map[string]int{}
+		for _, task := range l.serviceTasks(t, "web") {
+			per[aws.ToString(task.ContainerInstanceArn)]++
+		}
+		drained, kept := l.arns[0], l.arns[1]
+		if per[kept] > per[drained] {
+			drained, kept = kept, drained
+		}
+		if _, err := l.admin.UpdateContainerInstancesState(ctx, &ecs.UpdateContainerInstancesStateInput{Cluster: aws.String("default"),
+			ContainerInstances: []string{drained}, Status: types.ContainerInstanceStatusDraining}); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "all tasks on the other instance", func() (bool, string) {
+			ok, why := l.settled(t, "web", l.tg, 2)()
+			for _, task := range l.serviceTasks(t, "web") {
+				ok = ok && aws.ToString(task.ContainerInstanceArn) == kept
+			}
+			return ok, why
+		})
+		ld.noFailures(t, "instance drained")
+		if _, err := l.admin.UpdateContainerInstancesState(ctx, &ecs.UpdateContainerInstancesStateInput{Cluster: aws.String("default"),
+			ContainerInstances: []string{drained}, Status: types.ContainerInstanceStatusActive}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("kill -9 of a task's container", func(t *testing.T) {
+		tasks := l.serviceTasks(t, "web")
+		victim := tasks[0]
+		ld := startLBLoad(t, l.url)
+		time.Sleep(time.Second)
+		l.killContainer(t, victim)
+		killed := time.Now()
+		waitUntil(t, "the killed task replaced", func() (bool, string) {
+			ok, why := l.settled(t, "web", l.tg, 2)()
+			for _, task := range l.serviceTasks(t, "web") {
+				ok = ok && aws.ToString(task.TaskArn) != aws.ToString(victim.TaskArn)
+			}
+			return ok, why
+		})
+		stopped, err := l.describe(ctx, aws.ToString(victim.TaskArn))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// An ALB sends a target that just died requests until its health
+		// checks fail or the service deregisters it, and answers those
+		// 502. HAProxy retries a refused connection on another target
+		// (berth-lb's option redispatch), so none fails here.
+		t.Logf("killed %s, task STOPPED %s", killed.Format("15:04:05.000"), aws.ToTime(stopped.StoppedAt).Format("15:04:05.000"))
+		ld.noFailures(t, "kill -9 of a task's container")
+	})
+
+	t.Run("unhealthy target replaced", func(t *testing.T) {
+		sick := l.targetGroup(t, "sick", "/missing", freeLoopbackPort(t))
+		l.createService(t, "sick", l.taskDef("sick", 0), sick, 1)
+		reason := "Task failed ELB health checks in (target-group " + sick + ")"
+		waitUntil(t, "a task stopped for failing its ELB health checks", func() (bool, string) {
+			out, err := l.admin.ListTasks(ctx, &ecs.ListTasksInput{Cluster: aws.String("default"), ServiceName: aws.String("sick"), DesiredStatus: types.DesiredStatusStopped})
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, a := range out.TaskArns {
+				if task, err := l.describe(ctx, a); err == nil && aws.ToString(task.StoppedReason) == reason {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("stopped %v, targets %v", out.TaskArns, l.targets(t, sick))
+		})
+		found := false
+		for _, ev := range l.service(t, "sick").Events {
+			found = found || strings.Contains(aws.ToString(ev.Message), "due to (reason Health checks failed with these codes: [404])")
+		}
+		if !found {
+			t.Errorf("no unhealthy event: %+v", l.service(t, "sick").Events)
+		}
+		// The service keeps trying: a replacement was placed.
+		waitUntil(t, "a replacement task", func() (bool, string) { return len(l.serviceTasks(t, "sick")) == 1, "" })
+	})
+}
+
+// killContainer SIGKILLs the task's container process, as kill -9 does.
+func (l *lbLab) killContainer(t *testing.T, task types.Task) {
+	t.Helper()
+	id := aws.ToString(task.Containers[0].RuntimeId)
+	cli := l.cd.Client(t)
+	for _, s := range l.specs {
+		ctx := namespaced(t, s.NS)
+		c, err := cli.LoadContainer(ctx, id)
+		if err != nil {
+			continue
+		}
+		ct, err := c.Task(ctx, nil)
+		if err != nil {
+			t.Fatalf("task of container %s: %v", id, err)
+		}
+		if err := syscall.Kill(int(ct.Pid()), syscall.SIGKILL); err != nil {
+			t.Fatalf("kill -9 %d: %v", ct.Pid(), err)
+		}
+		return
+	}
+	t.Fatalf("container %s not found in the agents' namespaces", id)
+}
