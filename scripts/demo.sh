@@ -16,7 +16,9 @@
 #      tears down their containers and task networks;
 #   2. the agent (SIGTERM): it removes its credentials rules; it runs in a
 #      session of its own (setsid), so the terminal's SIGINT never reaches it;
-#   3. the bridge, which outlives the agent by design;
+#   3. its network: what the agent keeps on the host for its next start
+#      (berth-democtl remove-network: the built-in datapath's nftables
+#      table, the bridge's forward rules), then the bridge;
 #   4. containerd and the registry: berth-testenv forwards the signal to this
 #      script and tears them down only once this script has exited; make
 #      waits for berth-testenv.
@@ -96,6 +98,11 @@ cleanup() {
 			kill -KILL "$agent_pid" 2>/dev/null || true
 		fi
 		wait "$agent_pid" 2>/dev/null || true
+	fi
+	if [ -n "$agent_pid" ] && [ -d "$dev_dir/agent" ]; then
+		echo "==> removing dev mode's network rules"
+		"$BIN/berth-democtl" remove-network "$dev_dir" "$BRIDGE" "$SUBNET" ||
+			echo "demo: removing dev mode's network failed" >&2
 	fi
 	if ip link show "$BRIDGE" >/dev/null 2>&1; then
 		echo "==> removing the bridge $BRIDGE"

@@ -8,9 +8,10 @@
 #                            registry, busybox-static (the demo image), and
 #                            iptables and iproute2 (task networks)
 #   scripts/deps.sh test     make test and make bench: the demo's, plus what
-#                            the other tests run (tini, rsyslog, systemd's
-#                            journald, shellcheck, rpm, packer, vagrant,
-#                            openssl, wrk, etcd-server, haproxy, git, make)
+#                            the other tests run (nftables' nft, tini,
+#                            rsyslog, systemd's journald, shellcheck, rpm,
+#                            packer, vagrant, openssl, wrk, etcd-server,
+#                            haproxy, git, make)
 #   scripts/deps.sh --list SET   print the set's packages, one per line
 #
 # Go itself is not a Debian package here (bookworm's is too old); install it
@@ -19,7 +20,7 @@
 set -euo pipefail
 
 demo=(containerd runc containernetworking-plugins docker-registry busybox-static iptables iproute2)
-test=("${demo[@]}" tini rsyslog systemd shellcheck rpm packer vagrant openssl wrk etcd-server haproxy git make)
+test=("${demo[@]}" nftables tini rsyslog systemd shellcheck rpm packer vagrant openssl wrk etcd-server haproxy git make)
 
 usage() {
 	echo "usage: scripts/deps.sh [--list] demo|test" >&2

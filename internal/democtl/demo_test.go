@@ -29,7 +29,8 @@ import (
 // them reacts first, the demo must stop its tasks, then dev mode, then its
 // network, and only then containerd. Afterwards no process of the demo
 // (agent, containerd, shims, registry) may be left, nor its bridge, nor an
-// iptables rule of its bridge or subnet (credentials DNAT, host ports).
+// iptables or nftables rule of its bridge or subnet (credentials DNAT,
+// host ports, the built-in datapath's table and forward rules).
 // (The containers of the STOPPED tasks stay in containerd, as the agent
 // keeps them for ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION; berth-testenv
 // deletes them with containerd.)
@@ -122,7 +123,7 @@ func requireDemo(t *testing.T) {
 	}
 	testenv.RequireRoot(t)
 	testenv.RequireBinaries(t, "make", "go", "setsid", "containerd", "containerd-shim-runc-v2", "runc",
-		"docker-registry", "iptables", "iptables-save", "ip")
+		"docker-registry", "iptables", "iptables-save", "ip", "nft")
 	testenv.RequireBusyboxStatic(t)
 }
 
@@ -405,6 +406,17 @@ func (d *demo) checkNothingLeft(t *testing.T) {
 			if strings.Contains(line, d.bridge) || strings.Contains(line, subnet) {
 				t.Errorf("iptables rule of the demo left in %s: %s", table, line)
 			}
+		}
+	}
+	// The built-in datapath's table (named after dev mode's owner tag,
+	// which dies with its directory) names the bridge and the subnet.
+	ruleset, err := exec.Command("nft", "list", "ruleset").Output()
+	if err != nil {
+		t.Fatalf("nft list ruleset: %v", err)
+	}
+	for _, line := range strings.Split(string(ruleset), "\n") {
+		if strings.Contains(line, d.bridge) || strings.Contains(line, subnet) {
+			t.Errorf("nftables rule of the demo left: %s", strings.TrimSpace(line))
 		}
 	}
 }
