@@ -47,6 +47,7 @@ type containerdServer struct {
 	dir         string
 	address     string
 	snapshotter string
+	config      string // its config.toml, for a restart
 	proc        *daemon
 	refs        []containerRef // containers seen during stop, for the leftover check
 }
@@ -116,16 +117,26 @@ disabled_plugins = [%s]
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("start containerd: write config: %w", err)
 	}
-	proc, err := startDaemon("containerd", filepath.Join(dir, "containerd.log"), "containerd", "--config", cfg)
-	if err != nil {
+	s.config = cfg
+	if err := s.run(ctx); err != nil {
 		return nil, err
+	}
+	return s, nil
+}
+
+// run starts the containerd process (again, after a kill: shims and their
+// containers kept running and are found again) and waits until it serves.
+func (s *containerdServer) run(ctx context.Context) error {
+	proc, err := startDaemon("containerd", filepath.Join(s.dir, "containerd.log"), "containerd", "--config", s.config)
+	if err != nil {
+		return err
 	}
 	s.proc = proc
 	if err := s.waitServing(ctx, 30*time.Second); err != nil {
 		_ = proc.stop(5 * time.Second)
-		return nil, err
+		return err
 	}
-	return s, nil
+	return nil
 }
 
 // waitServing polls the socket until containerd answers a version request.

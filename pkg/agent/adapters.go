@@ -62,6 +62,21 @@ func engineErr(err error) error {
 	return err
 }
 
+// opErr maps the error of a pull, create, start, stop or remove onto the
+// engine's sentinels: containerd out of reach (the engine waits and
+// retries), a container that exists already, or one that does not.
+func (a *runtimeAdapter) opErr(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, runtime.ErrContainerExists):
+		return fmt.Errorf("%w: %w", engine.ErrExists, err)
+	case a.rt.Unreachable(ctx, err):
+		return fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
+	}
+	return engineErr(err)
+}
+
 func (a *runtimeAdapter) Pull(ctx context.Context, ref string) (engine.Image, error) {
 	var opts runtime.PullOptions
 	if a.auth != nil {
@@ -73,7 +88,7 @@ func (a *runtimeAdapter) Pull(ctx context.Context, ref string) (engine.Image, er
 	}
 	img, err := a.rt.Pull(ctx, ref, opts)
 	if err != nil {
-		return engine.Image{}, err
+		return engine.Image{}, a.opErr(ctx, err)
 	}
 	return engine.Image{Ref: img.Ref, Digest: img.Digest}, nil
 }
@@ -145,7 +160,7 @@ func (a *runtimeAdapter) Create(ctx context.Context, s engine.ContainerSpec) err
 		}
 		spec.Log = lo
 	}
-	return a.rt.Create(ctx, spec)
+	return a.opErr(ctx, a.rt.Create(ctx, spec))
 }
 
 // rlimit maps Docker's -1 (unlimited) onto the largest rlimit.
@@ -200,7 +215,7 @@ func parseSize(s string) (int64, error) {
 func (a *runtimeAdapter) Start(ctx context.Context, id string) (int, error) {
 	ch, err := a.rt.Start(ctx, id)
 	if err != nil {
-		return 0, err
+		return 0, a.opErr(ctx, err)
 	}
 	a.mu.Lock()
 	a.exits[id] = ch
@@ -246,14 +261,14 @@ func (a *runtimeAdapter) Wait(ctx context.Context, id string) (engine.Exit, erro
 }
 
 func (a *runtimeAdapter) Stop(ctx context.Context, id string, timeout time.Duration) error {
-	return engineErr(a.rt.Stop(ctx, id, timeout))
+	return a.opErr(ctx, a.rt.Stop(ctx, id, timeout))
 }
 
 func (a *runtimeAdapter) Remove(ctx context.Context, id string) error {
 	a.mu.Lock()
 	delete(a.exits, id)
 	a.mu.Unlock()
-	return engineErr(a.rt.Remove(ctx, id))
+	return a.opErr(ctx, a.rt.Remove(ctx, id))
 }
 
 func (a *runtimeAdapter) Exec(ctx context.Context, id string, args []string, timeout time.Duration) (int, error) {

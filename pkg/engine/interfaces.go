@@ -11,6 +11,17 @@ import (
 // removing or stopping.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnavailable is what the runtime returns (wrapped) when it could not be
+// reached at all, as opposed to refusing the request: containerd is down or
+// restarting. The engine waits and retries the operation with backoff
+// instead of failing the task.
+var ErrUnavailable = errors.New("container runtime unavailable")
+
+// ErrExists is what the runtime's Create returns (wrapped) when a container
+// with the ID already exists. The IDs are deterministic, so for a create
+// that is retried it is the container an earlier attempt made.
+var ErrExists = errors.New("already exists")
+
 // Ulimit is one rlimit.
 type Ulimit struct {
 	Name string `json:"name"`

@@ -13,7 +13,6 @@ const (
 	prefixPull            = "CannotPullContainerError: "
 	prefixCreate          = "CannotCreateContainerError: "
 	prefixStart           = "CannotStartContainerError: "
-	prefixStop            = "CannotStopContainerError: "
 	prefixResourceInit    = "ResourceInitializationError: "
 	prefixDependency      = "DependencyError: "
 )
@@ -163,6 +162,13 @@ type ContainerState struct {
 	FinishedAt    time.Time       `json:"finishedAt,omitempty"`
 	LogPath       string          `json:"logPath,omitempty"`
 	Step          step            `json:"step,omitempty"`
+	// Retries counts the failed attempts of the container's current
+	// operation (a pull, create or start that could not reach the runtime,
+	// a stop that failed); RetryError is the last failure. Both are reset
+	// when the operation succeeds, so a non-zero Retries means "waiting to
+	// try again" (introspection and /metrics show it).
+	Retries    int    `json:"retries,omitempty"`
+	RetryError string `json:"retryError,omitempty"`
 }
 
 // TaskState is the whole persisted record of one task: its definition and
@@ -185,6 +191,11 @@ type TaskState struct {
 	ExecutionStoppedAt time.Time         `json:"executionStoppedAt,omitempty"`
 	StoppedAt          time.Time         `json:"stoppedAt,omitempty"`
 	Containers         []*ContainerState `json:"containers"`
+	// CleanupRetries counts clean-ups that failed (CleanupError is the
+	// last failure). The record is kept until a clean-up succeeds, so a
+	// clean-up pending at an agent restart is retried by the next agent.
+	CleanupRetries int    `json:"cleanupRetries,omitempty"`
+	CleanupError   string `json:"cleanupError,omitempty"`
 }
 
 func (t *TaskState) container(name string) *ContainerState {

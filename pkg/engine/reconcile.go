@@ -104,6 +104,13 @@ func (r *taskRunner) advance(c *ContainerState) {
 	d := r.def(c)
 	rt := r.e.opts.Runtime
 	id := ContainerID(st.Def.ARN, c.Name)
+	if at, ok := r.retryAt[c.Name]; ok {
+		if r.now().Before(at) {
+			r.wakeAt(at)
+			return
+		}
+		delete(r.retryAt, c.Name)
+	}
 	switch c.KnownStatus {
 	case ContainerNone:
 		if st.PullStartedAt.IsZero() {
@@ -239,7 +246,6 @@ func conditionMet(cond Condition, dc *ContainerState) (met, impossible bool) {
 // then tears the network down and marks the task STOPPED.
 func (r *taskRunner) driveStop() {
 	st := r.st
-	rt := r.e.opts.Runtime
 	allStopped := true
 	for _, c := range st.Containers {
 		if c.KnownStatus == ContainerStopped {
@@ -254,6 +260,12 @@ func (r *taskRunner) driveStop() {
 		}
 		switch c.KnownStatus {
 		case ContainerNone, ContainerPulled, ContainerCreated:
+			if c.KnownStatus == ContainerCreated && c.Retries > 0 {
+				// A start whose answer was lost may have made a process:
+				// the container is STOPPED once a stop says it is gone.
+				r.issueStop(c)
+				continue
+			}
 			c.KnownStatus = ContainerStopped
 			c.DesiredStatus = ContainerStopped
 			c.Step = stepNone
@@ -263,23 +275,7 @@ func (r *taskRunner) driveStop() {
 			if r.stopIssued[c.Name] || r.dependentsRunning(c) {
 				continue
 			}
-			if at, ok := r.retryAt[c.Name]; ok && r.now().Before(at) {
-				r.wakeAt(at)
-				continue
-			}
-			delete(r.retryAt, c.Name)
-			c.Step = stepStopping
-			if !r.mustSave() {
-				continue
-			}
-			timeout := r.def(c).StopTimeout
-			if timeout <= 0 {
-				timeout = r.e.opts.StopTimeout
-			}
-			id := ContainerID(st.Def.ARN, c.Name)
-			r.goOp(c.Name, "stop", false, func(ctx context.Context) event {
-				return event{kind: evStopDone, err: rt.Stop(ctx, id, timeout)}
-			})
+			r.issueStop(c)
 		}
 	}
 	allStopped = true
@@ -330,6 +326,29 @@ func (r *taskRunner) driveStop() {
 	}
 	r.mustSave(r.taskChange())
 	r.cleanupWhenDue()
+}
+
+// issueStop starts stopping one container, once the delay after a failed
+// attempt has passed.
+func (r *taskRunner) issueStop(c *ContainerState) {
+	if at, ok := r.retryAt[c.Name]; ok && r.now().Before(at) {
+		r.wakeAt(at)
+		return
+	}
+	delete(r.retryAt, c.Name)
+	c.Step = stepStopping
+	if !r.mustSave() {
+		return
+	}
+	timeout := r.def(c).StopTimeout
+	if timeout <= 0 {
+		timeout = r.e.opts.StopTimeout
+	}
+	rt := r.e.opts.Runtime
+	id := ContainerID(r.st.Def.ARN, c.Name)
+	r.goOp(c.Name, "stop", false, func(ctx context.Context) event {
+		return event{kind: evStopDone, err: rt.Stop(ctx, id, timeout)}
+	})
 }
 
 // dependentsRunning reports whether a container that depends on c is still
@@ -483,10 +502,14 @@ func (r *taskRunner) cleanupWhenDue() {
 		return
 	}
 	due := r.st.StoppedAt.Add(r.e.opts.CleanupWait)
+	if at, ok := r.retryAt[cleanupKey]; ok && at.After(due) {
+		due = at // a failed clean-up waits before it tries again
+	}
 	if r.now().Before(due) {
 		r.wakeAt(due)
 		return
 	}
+	delete(r.retryAt, cleanupKey)
 	for _, cancel := range r.life {
 		cancel()
 	}
@@ -548,10 +571,15 @@ func (r *taskRunner) cleanupWhenDue() {
 				}
 			}
 		}
-		if err := e.opts.Store.DeleteTask(ctx, arn); err != nil {
-			errs = append(errs, fmt.Errorf("delete task record: %w", err))
+		if len(errs) > 0 {
+			// The record is what makes the clean-up happen again, even
+			// after a restart: it goes only once everything else went.
+			return event{kind: evCleaned, err: errors.Join(errs...)}
 		}
-		return event{kind: evCleaned, err: errors.Join(errs...)}
+		if err := e.opts.Store.DeleteTask(ctx, arn); err != nil {
+			return event{kind: evCleaned, err: fmt.Errorf("delete task record: %w", err)}
+		}
+		return event{kind: evCleaned}
 	})
 }
 

@@ -126,6 +126,12 @@ type Metrics struct {
 	PullFailures int64
 	Starts       int64
 	Failures     int64
+	// RuntimeRetries counts pulls, creates and starts retried because the
+	// runtime could not be reached; StopRetries failed container stops and
+	// CleanupRetries failed task clean-ups, each retried with backoff.
+	RuntimeRetries int64
+	StopRetries    int64
+	CleanupRetries int64
 }
 
 // Metrics returns a copy of the counters.

@@ -44,7 +44,29 @@ type desiredReq struct {
 	done   chan error
 }
 
-const maxStopAttempts = 3
+// maxTeardownAttempts bounds network teardown attempts; container stops and
+// task clean-ups are retried until they succeed.
+const maxTeardownAttempts = 3
+
+// Retry delays of operations that failed or could not reach the runtime:
+// doubled per attempt from firstRetryDelay up to maxRetryDelay.
+const (
+	firstRetryDelay = time.Second
+	maxRetryDelay   = 30 * time.Second
+)
+
+// cleanupKey is the retryAt key of the task's clean-up (container names
+// are letters, digits, '-' and '_', so it never names a container).
+const cleanupKey = "*cleanup"
+
+// retryDelay is the wait before retry number attempt (1 is the first).
+func retryDelay(attempt int) time.Duration {
+	d := firstRetryDelay
+	for i := 1; i < attempt && d < maxRetryDelay; i++ {
+		d *= 2
+	}
+	return min(d, maxRetryDelay)
+}
 
 // taskRunner is the goroutine that owns one task. Every input (desired
 // status, operation results, exits, health results, timers) arrives on a
@@ -377,10 +399,15 @@ func (r *taskRunner) handle(ev event) {
 				r.mustSave()
 				return
 			}
+			if errors.Is(ev.err, ErrUnavailable) {
+				r.retryLater(c, "pull", ev.err)
+				return
+			}
 			r.fail(c, prefixPull+ev.err.Error())
 			return
 		}
 		c.Step = stepNone
+		r.retried(c)
 		if c.KnownStatus < ContainerPulled {
 			c.KnownStatus = ContainerPulled
 		}
@@ -392,21 +419,40 @@ func (r *taskRunner) handle(ev event) {
 		}
 		r.mustSave()
 	case evCreated:
+		if ev.err != nil && errors.Is(ev.err, ErrExists) {
+			// The container of this deterministic ID was made by an
+			// earlier attempt whose answer was lost (the runtime went
+			// away, or the agent did): it is this container.
+			r.log.Info("container made by an earlier create", "container", c.Name)
+			ev.err = nil
+		}
 		if ev.err != nil {
+			if errors.Is(ev.err, ErrUnavailable) && st.DesiredStatus != TaskStopped {
+				r.retryLater(c, "create", ev.err)
+				return
+			}
 			r.fail(c, prefixCreate+ev.err.Error())
 			return
 		}
 		c.Step = stepNone
+		r.retried(c)
 		c.KnownStatus = ContainerCreated
 		c.RuntimeID = ContainerID(st.Def.ARN, c.Name)
 		r.mustSave()
 	case evStarted:
 		if ev.err != nil {
+			if errors.Is(ev.err, ErrUnavailable) && st.DesiredStatus != TaskStopped {
+				// Start is idempotent: the next attempt finds the task
+				// this one may have made and continues from there.
+				r.retryLater(c, "start", ev.err)
+				return
+			}
 			r.fail(c, prefixStart+ev.err.Error())
 			return
 		}
 		r.e.count(func(m *Metrics) { m.Starts++ })
 		c.Step = stepNone
+		r.retried(c)
 		if c.KnownStatus < ContainerRunning {
 			c.KnownStatus = ContainerRunning
 		}
@@ -417,28 +463,32 @@ func (r *taskRunner) handle(ev event) {
 		r.shipLog(c)
 		r.watch(c.Name)
 	case evStopDone:
+		if ev.err == nil && c.KnownStatus < ContainerRunning {
+			// A container that was created (and whose start may have
+			// half-happened) has no process left: it is stopped.
+			r.retried(c)
+			r.exited(c, Exit{At: r.now()}, false)
+			return
+		}
 		if ev.err == nil {
 			// The exit arrives from the waiter; until then the step stays
 			// persisted so that a restart stops the container again.
 			r.stopIssued[c.Name] = true
+			if c.Retries > 0 {
+				r.retried(c)
+				r.mustSave()
+			}
 			return
 		}
-		c.Step = stepNone
-		if !errors.Is(ev.err, ErrNotFound) {
-			r.attempts[c.Name]++
-			r.log.Warn("stop container", "container", c.Name, "attempt", r.attempts[c.Name], "err", ev.err)
-			if r.attempts[c.Name] >= maxStopAttempts {
-				c.Reason = prefixStop + ev.err.Error()
-				r.exited(c, Exit{Code: -1, At: r.now()}, false)
-				return
-			}
-			r.retryAt[c.Name] = r.now().Add(time.Second)
-		}
-		if errors.Is(ev.err, ErrNotFound) && c.KnownStatus == ContainerRunning {
+		if errors.Is(ev.err, ErrNotFound) {
+			c.Step = stepNone
 			r.exited(c, Exit{Code: -1, At: r.now()}, false)
 			return
 		}
-		r.mustSave()
+		// The container may still run: it is reported STOPPED only once
+		// the runtime says its process is gone, however long that takes.
+		r.e.count(func(m *Metrics) { m.StopRetries++ })
+		r.retryLater(c, "stop", ev.err)
 	case evExited:
 		r.exited(c, ev.exit, true)
 	case evHealth:
@@ -462,7 +512,7 @@ func (r *taskRunner) handle(ev event) {
 		if ev.err != nil {
 			r.attempts[""]++
 			r.log.Warn("tear down task network", "attempt", r.attempts[""], "err", ev.err)
-			if r.attempts[""] < maxStopAttempts {
+			if r.attempts[""] < maxTeardownAttempts {
 				r.retryAt[""] = r.now().Add(time.Second)
 				return
 			}
@@ -474,11 +524,45 @@ func (r *taskRunner) handle(ev event) {
 	case evCleaned:
 		r.cleaning = false
 		if ev.err != nil {
-			r.log.Warn("clean up task", "err", ev.err)
+			// The record stays, so the clean-up is retried, by this agent
+			// after the delay and by the next one after a restart.
+			st.CleanupRetries++
+			st.CleanupError = ev.err.Error()
+			delay := retryDelay(st.CleanupRetries)
+			r.retryAt[cleanupKey] = r.now().Add(delay)
+			r.e.count(func(m *Metrics) { m.CleanupRetries++ })
+			r.log.Warn("clean up task, will retry", "attempt", st.CleanupRetries, "retry_in", delay, "err", ev.err)
+			r.mustSave()
+			return
 		}
 		r.finished = true
 		r.e.forget(st.Def.ARN)
 	}
+}
+
+// retryLater records a failed attempt of a container's operation and when
+// to try again; reconcile starts it again once the delay has passed.
+func (r *taskRunner) retryLater(c *ContainerState, op string, err error) {
+	c.Step = stepNone
+	if op == "stop" {
+		// The step stays persisted: a restarted agent stops it again.
+		c.Step = stepStopping
+	} else {
+		r.e.count(func(m *Metrics) { m.RuntimeRetries++ })
+	}
+	c.Retries++
+	c.RetryError = fmt.Sprintf("%s: %v", op, err)
+	delay := retryDelay(c.Retries)
+	r.retryAt[c.Name] = r.now().Add(delay)
+	r.log.Warn("container operation failed, will retry", "container", c.Name, "op", op, "attempt", c.Retries, "retry_in", delay, "err", err)
+	r.mustSave()
+}
+
+// retried clears a container's retry record once its operation succeeded.
+func (r *taskRunner) retried(c *ContainerState) {
+	c.Retries = 0
+	c.RetryError = ""
+	delete(r.retryAt, c.Name)
 }
 
 // exited records that a container's process ended.

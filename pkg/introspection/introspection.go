@@ -392,8 +392,18 @@ func parseSince(v string) (time.Time, error) {
 // The handful of series does not justify the client library's dependencies.
 func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
 	counts := map[string]int{"PENDING": 0, "RUNNING": 0, "STOPPED": 0}
+	// Operations waiting to be tried again after a failure.
+	var retrying, cleanupsRetrying int
 	for _, st := range s.o.Tasks.Tasks() {
 		counts[st.KnownStatus.Reported()]++
+		for _, c := range st.Containers {
+			if c.Retries > 0 {
+				retrying++
+			}
+		}
+		if st.CleanupRetries > 0 {
+			cleanupsRetrying++
+		}
 	}
 	m := s.o.Tasks.Metrics()
 	var b strings.Builder
@@ -411,6 +421,13 @@ func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
 	metric("berth_image_pull_failures_total", "counter", "Image pulls that failed.", fmt.Sprintf(" %d", m.PullFailures))
 	metric("berth_container_starts_total", "counter", "Containers started.", fmt.Sprintf(" %d", m.Starts))
 	metric("berth_container_failures_total", "counter", "Containers that could not be pulled, created or started.", fmt.Sprintf(" %d", m.Failures))
+	metric("berth_retries_total", "counter", "Operations retried with backoff: pulls, creates and starts that could not reach containerd, container stops that failed, task clean-ups that failed.",
+		fmt.Sprintf(`{op="runtime"} %d`, m.RuntimeRetries),
+		fmt.Sprintf(`{op="stop"} %d`, m.StopRetries),
+		fmt.Sprintf(`{op="cleanup"} %d`, m.CleanupRetries))
+	metric("berth_retries_pending", "gauge", "Operations waiting to be retried: container operations (pull, create, start, stop) and task clean-ups.",
+		fmt.Sprintf(`{op="container"} %d`, retrying),
+		fmt.Sprintf(`{op="cleanup"} %d`, cleanupsRetrying))
 	if s.o.Pending != nil {
 		if n, err := s.o.Pending(); err == nil {
 			metric("berth_state_changes_pending", "gauge", "State changes in the outbox, not yet sent.", fmt.Sprintf(" %d", n))

@@ -84,15 +84,29 @@ func (r *Runtime) Start(ctx context.Context, id string) (<-chan ExitStatus, erro
 			return nil, fmt.Errorf("start %s: clear exit label: %w", id, err)
 		}
 	}
-	// A stopped task left by an agent that died before deleting it would
-	// make NewTask fail; a running one means the container is started.
+	// A task left by an earlier Start (an agent killed, or containerd gone,
+	// before it returned) is taken up: Start is idempotent.
 	if old, err := c.Task(ctx, nil); err == nil {
-		st, serr := old.Status(ctx)
-		if serr != nil || st.Status != containerd.Stopped {
-			return nil, fmt.Errorf("start %s: task already exists (%s)", id, st.Status)
+		st, err := old.Status(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("start %s: status of existing task: %w", id, err)
 		}
-		if _, err := old.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
-			return nil, fmt.Errorf("start %s: delete stopped task: %w", id, err)
+		switch st.Status {
+		case containerd.Running, containerd.Paused, containerd.Pausing:
+			// Started by the earlier attempt: wait for it like for a
+			// task this call started.
+			return r.Attach(ctx, id)
+		case containerd.Stopped:
+			// Ended, but not deleted by an agent that died first.
+			if _, err := old.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+				return nil, fmt.Errorf("start %s: delete stopped task: %w", id, err)
+			}
+		default:
+			// Created but never started: its process has not run a
+			// single instruction of the container's. Begin again.
+			if _, err := old.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				return nil, fmt.Errorf("start %s: delete task %s by an interrupted start: %w", id, st.Status, err)
+			}
 		}
 	}
 	// Output of earlier tasks is complete before this one writes.
@@ -108,6 +122,7 @@ func (r *Runtime) Start(ctx context.Context, id string) (<-chan ExitStatus, erro
 		}
 		return nil, fmt.Errorf("start %s: create task: %w", id, err)
 	}
+	r.step(ctx, "start:created")
 	if captured {
 		// The task exists: the capture may now take a FIFO without a
 		// writer for the end of its stream. Failing here is not fatal:
@@ -130,6 +145,7 @@ func (r *Runtime) Start(ctx context.Context, id string) (<-chan ExitStatus, erro
 		}
 		return nil, fmt.Errorf("start %s: %w", id, err)
 	}
+	r.step(ctx, "start:started")
 	out, err := r.monitor(id, exitCh)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", id, err)

@@ -20,11 +20,14 @@ import (
 	"time"
 
 	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/events"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 	"golang.org/x/sync/singleflight"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	eventtypes "github.com/containerd/containerd/api/events"
 
@@ -111,6 +114,18 @@ type Runtime struct {
 	mu     sync.Mutex
 	ooms   map[string]time.Time // container ID → time of its last OOM event
 	closed bool
+
+	// stepHook, set only by this package's crash tests, runs at the points
+	// of Create and Start that a kill -9 may interrupt ("create:files",
+	// "create:snapshot", "start:created", "start:started").
+	stepHook func(ctx context.Context, point string)
+}
+
+// step runs the crash tests' hook at one point of Create or Start.
+func (r *Runtime) step(ctx context.Context, point string) {
+	if r.stepHook != nil {
+		r.stepHook(ctx, point)
+	}
 }
 
 // ErrClosed is returned for work started after Close.
@@ -227,6 +242,27 @@ func tryConnect(ctx context.Context, opts Options) (*containerd.Client, error) {
 		return nil, err
 	}
 	return client, nil
+}
+
+// unreachableProbe bounds the health check of Unreachable.
+const unreachableProbe = 3 * time.Second
+
+// Unreachable reports whether err, returned by one of the Runtime's calls,
+// means that containerd could not be reached (it is down or restarting)
+// rather than that it refused the request: the error says so, or containerd
+// does not answer a health check now. Callers wait and retry such calls
+// instead of failing what they were for.
+func (r *Runtime) Unreachable(ctx context.Context, err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return false
+	}
+	if errdefs.IsUnavailable(err) || status.Code(errors.Unwrap(err)) == codes.Unavailable || status.Code(err) == codes.Unavailable {
+		return true
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unreachableProbe)
+	defer cancel()
+	serving, perr := r.client.IsServing(pctx)
+	return perr != nil || !serving
 }
 
 // Client returns the underlying containerd client (for tests and tooling).

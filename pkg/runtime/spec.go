@@ -215,14 +215,25 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error)
 			os.RemoveAll(r.containerDir(spec.ID))
 		}
 	}()
+	r.step(ctx, "create:files")
 	specOpts, err := r.specOpts(spec, img, imgSpec, files)
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", spec.ID, err)
+	}
+	// The snapshot is made before the container record: a create that was
+	// interrupted between the two (the agent killed, containerd gone) left
+	// it, and no container owns it (checked above). It is that create's.
+	if err := r.removeSnapshot(ctx, spec.ID); err != nil {
+		return fmt.Errorf("create container %s: snapshot left by an interrupted create: %w", spec.ID, err)
 	}
 	_, err = r.client.NewContainer(ctx, spec.ID,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(r.opts.Snapshotter),
 		containerd.WithNewSnapshot(spec.ID, img),
+		func(ctx context.Context, _ *containerd.Client, _ *containers.Container) error {
+			r.step(ctx, "create:snapshot")
+			return nil
+		},
 		containerd.WithNewSpec(specOpts...),
 		containerd.WithContainerLabels(labels),
 		containerd.WithRuntime(r.opts.RuntimeName, nil),
