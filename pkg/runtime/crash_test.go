@@ -24,6 +24,9 @@ const agentHelperEnv = "BERTH_RUNTIME_TEST_AGENT"
 type helperJob struct {
 	Options Options
 	Spec    ContainerSpec
+	// CrashAt is a point of Create or Start (see Runtime.stepHook) where
+	// the helper prints CRASHPOINT and blocks until it is killed.
+	CrashAt string
 }
 
 func runAgentHelper(raw string) int {
@@ -37,6 +40,12 @@ func runAgentHelper(raw string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 2
+	}
+	rt.stepHook = func(ctx context.Context, point string) {
+		if point == job.CrashAt {
+			fmt.Println("CRASHPOINT")
+			select {} // the test kills us
+		}
 	}
 	if err := rt.Create(ctx, job.Spec); err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
