@@ -137,7 +137,7 @@ func TestStopWhileContainerdDown(t *testing.T) {
 	}
 	assertNoNetns(t, h)
 	keys, _ := outboxKeys(t, a, task.Arn)
-	if len(keys) < 2 || keys[len(keys)-2] != "container/STOPPED" || keys[len(keys)-1] != "task/STOPPED" {
+	if len(keys) < 2 || keys[len(keys)-2] != "main/STOPPED" || keys[len(keys)-1] != "task/STOPPED" {
 		t.Errorf("outbox %v: want the container's STOPPED before the task's", keys)
 	}
 }
