@@ -17,15 +17,16 @@ import (
 )
 
 // ownContainerdHost is a hostEnv whose agent uses a containerd of this
-// test's own, which the test kills and starts again.
-func ownContainerdHost(t *testing.T) (*hostEnv, *testenv.OwnedContainerd) {
+// test's own, which the test kills and starts again, and a busybox image.
+func ownContainerdHost(t *testing.T) (*hostEnv, *testenv.OwnedContainerd, testenv.Image) {
 	t.Helper()
 	own := testenv.OwnContainerd(t)
 	h := newHostEnv(t, func(h *hostEnv) {
 		h.Containerd = own.Address
 		h.Snapshotter = own.Snapshotter
 	})
-	return h, own
+	img := testenv.BuildImage(t, testenv.Registry(t), "tools/busybox:latest", testenv.ImageSpec{Cmd: []string{"/bin/sh"}})
+	return h, own, img
 }
 
 // metricInt reads one integer sample ("name{labels}") from /metrics.
@@ -50,9 +51,7 @@ func processAlive(pid int) bool {
 // (issue 23, item 8). Before, it failed at once with
 // CannotPullContainerError.
 func TestPlacedWhileContainerdDown(t *testing.T) {
-	h, own := ownContainerdHost(t)
-	reg := testenv.Registry(t)
-	img := testenv.BuildImage(t, reg, "tools/busybox:latest", testenv.ImageSpec{Cmd: []string{"/bin/sh"}})
+	h, own, img := ownContainerdHost(t)
 	a := h.runAgent(t, h.config(t))
 	task := oneContainerTask("down-"+randomHex(3), img.Ref, []string{"/bin/sh", "-c", "sleep 3600"}, "{}")
 
@@ -86,9 +85,7 @@ func TestPlacedWhileContainerdDown(t *testing.T) {
 // one second apart ended in STOPPED with "CannotStopContainerError", the
 // network was removed, and the container kept running.
 func TestStopWhileContainerdDown(t *testing.T) {
-	h, own := ownContainerdHost(t)
-	reg := testenv.Registry(t)
-	img := testenv.BuildImage(t, reg, "tools/busybox:latest", testenv.ImageSpec{Cmd: []string{"/bin/sh"}})
+	h, own, img := ownContainerdHost(t)
 	a := h.runAgent(t, h.config(t))
 	task := oneContainerTask("stopdown-"+randomHex(3), img.Ref, []string{"/bin/sh", "-c", "sleep 3600"}, "{}")
 	handle(t, a, payload(task))
@@ -149,9 +146,7 @@ func TestStopWhileContainerdDown(t *testing.T) {
 // failure was logged once, the record deleted, and the container and its
 // snapshot stayed.
 func TestCleanupRetried(t *testing.T) {
-	h, own := ownContainerdHost(t)
-	reg := testenv.Registry(t)
-	img := testenv.BuildImage(t, reg, "tools/busybox:latest", testenv.ImageSpec{Cmd: []string{"/bin/sh"}})
+	h, own, img := ownContainerdHost(t)
 	ct := ctrd{cli: own.Client(t), ctx: namespaces.WithNamespace(context.Background(), h.Namespace)}
 
 	for _, restart := range []bool{false, true} {

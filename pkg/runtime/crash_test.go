@@ -59,6 +59,30 @@ func runAgentHelper(raw string) int {
 	select {} // the test kills us
 }
 
+// startHelper runs the test binary as a stand-in agent doing job and
+// returns it once its first line is want; otherwise it is killed and the
+// test fails.
+func startHelper(t *testing.T, job helperJob, want string) *exec.Cmd {
+	t.Helper()
+	raw, err := json.Marshal(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), agentHelperEnv+"="+string(raw))
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != want+"\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper agent did not print %q (said %q)", want, line)
+	}
+	return cmd
+}
+
 // TestAgentKilledWhileContainerLogs kills (SIGKILL) the process that created
 // and started a logging container. The container must run on unblocked, and
 // its log must be complete: output never flowed through that process.
@@ -71,20 +95,8 @@ func TestAgentKilledWhileContainerLogs(t *testing.T) {
 	})
 	tr.pull(t, img.Ref)
 	spec := ContainerSpec{ID: "crash", Image: img.Ref, Log: LogOptions{Dir: tr.logDir}}
-	job, _ := json.Marshal(helperJob{Options: tr.opts, Spec: spec})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), agentHelperEnv+"="+string(job))
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	defer tr.Remove(t.Context(), spec.ID)
-	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "started\n" {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("helper agent did not start the container (said %q)", line)
-	}
+	cmd := startHelper(t, helperJob{Options: tr.opts, Spec: spec}, "started")
 	// Kill the "agent" mid-stream, once some output is on disk.
 	logPath := LogPath(tr.logDir, spec.ID)
 	for i := 0; ; i++ {

@@ -1,11 +1,7 @@
 package runtime
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,20 +36,8 @@ func TestCreateStartResumeAfterKill9(t *testing.T) {
 		t.Run(point, func(t *testing.T) {
 			id := "resume-" + strings.ReplaceAll(point, ":", "-")
 			spec := ContainerSpec{ID: id, Image: img.Ref, Log: LogOptions{Dir: tr.logDir}}
-			job, _ := json.Marshal(helperJob{Options: tr.opts, Spec: spec, CrashAt: point})
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), agentHelperEnv+"="+string(job))
-			stdout, _ := cmd.StdoutPipe()
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
 			t.Cleanup(func() { tr.Remove(context.Background(), id) })
-			if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "CRASHPOINT\n" {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("helper did not reach %s (said %q)", point, line)
-			}
+			cmd := startHelper(t, helperJob{Options: tr.opts, Spec: spec, CrashAt: point}, "CRASHPOINT")
 			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
@@ -117,4 +101,3 @@ func waitLog(t *testing.T, path, want string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
