@@ -57,6 +57,10 @@ func (c *OwnedContainerd) Kill(t testing.TB) {
 	<-p.done
 }
 
+// Running reports whether containerd runs (it was not killed, or was
+// restarted since).
+func (c *OwnedContainerd) Running() bool { return !c.srv.proc.exited() }
+
 // Restart starts containerd again on the same socket, root and state (after
 // Kill) and waits until it serves.
 func (c *OwnedContainerd) Restart(t testing.TB) {
