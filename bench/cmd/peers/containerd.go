@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -242,7 +241,8 @@ func (e *containerdEngine) close(ctx context.Context) error {
 		errs = append(errs, delLink(ctx, e.bridge)) // CNI's bridge plugin leaves the bridge
 	}
 	if e.netnsDir != "" {
-		errs = append(errs, os.RemoveAll(e.netnsDir))
+		// CreateNetns bound the directory onto itself (shared mount).
+		errs = append(errs, network.ReleaseNetnsDir(e.netnsDir))
 	}
 	errs = append(errs, e.cli.Close())
 	return errors.Join(errs...)
