@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"net/http"
 	"reflect"
 	"strings"
 	"testing"
@@ -11,8 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
-
-	"github.com/berth-dev/berth/pkg/cluster/awsproto"
 )
 
 func TestBadInputChangesNothing(t *testing.T) {
@@ -58,7 +55,6 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"StopTask unknown task", "StopTask", `{"cluster":"lab","task":"0123456789abcdef0123456789abcdef"}`, 400, "InvalidParameterException"},
 		{"invalid cluster name", "CreateCluster", `{"clusterName":"no spaces"}`, 400, "InvalidParameterException"},
 		{"task definition over 64 KiB", "RegisterTaskDefinition", container(`,"command":["` + strings.Repeat("x", 70000) + `"]`), 400, "ClientException"},
-		{"body too large", "CreateCluster", `{"clusterName":"` + strings.Repeat("x", awsproto.MaxRequestBody) + `"}`, http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException"},
 	}
 	for _, c := range cases {
 		status, typ := re.do(t, rawRequest{target: c.target, body: c.body, id: re.adminID, secret: re.adminSecret})

@@ -48,12 +48,39 @@ import (
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
-// Verifier authenticates the handshake. *auth.Verifier implements it.
+// Verifier authenticates the handshake and says which SigV4 service it
+// was signed for. *auth.Verifier implements it.
 type Verifier interface {
-	Verify(r *http.Request, body []byte) (auth.Key, error)
+	VerifyScope(r *http.Request, body []byte) (auth.Key, string, error)
 }
 
 var _ Verifier = (*auth.Verifier)(nil)
+
+// sigV4Service is the service the ACS and TCS handshakes (and signed TCS
+// frames) are signed for, as the ECS agent signs them.
+const sigV4Service = "ecs"
+
+// verify authenticates a handshake or a signed frame: it must be signed
+// for ECS, by an admin or agent key. The endpoint's verifier also accepts
+// the other APIs' services and the lb and task role keys that may call
+// them; without this check an lb key, or a task's role credentials signed
+// for SSM, would open a session as any container instance and receive its
+// tasks and their credentials.
+func (s *Server) verify(r *http.Request, body []byte) (auth.Key, error) {
+	key, service, err := s.o.Verifier.VerifyScope(r, body)
+	if err != nil {
+		return auth.Key{}, err
+	}
+	if service != sigV4Service {
+		return auth.Key{}, &auth.Error{Type: auth.InvalidSignature, Status: http.StatusBadRequest,
+			Message: "Credential should be scoped to correct service: '" + sigV4Service + "'. "}
+	}
+	if key.Role != auth.RoleAdmin && key.Role != auth.RoleAgent {
+		return auth.Key{}, &auth.Error{Type: auth.AccessDenied, Status: http.StatusForbidden,
+			Message: "User: " + key.AccessKeyID + " (" + string(key.Role) + ") may not open agent sessions"}
+	}
+	return key, nil
+}
 
 // CredentialsBroker issues and refreshes task role credentials
 // (pkg/cluster/roles' Broker implements it): ForPayload fills a payload's
@@ -246,7 +273,7 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, what, param stri
 // for an agent key, that the key registered that instance. On failure it
 // has answered with an AWS error shape.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, what, param, instanceArn string) (*records.Instance, bool) {
-	key, err := s.o.Verifier.Verify(r, nil)
+	key, err := s.verify(r, nil)
 	if err != nil {
 		var ae *auth.Error
 		if errors.As(err, &ae) {

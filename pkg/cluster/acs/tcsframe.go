@@ -51,7 +51,7 @@ func (s *Server) telemetryFrame(handshake *url.URL, inst *records.Instance, data
 	}
 	u := *handshake
 	req := &http.Request{Method: http.MethodGet, URL: &u, Host: hdr.Get("Host"), Header: http.Header(hdr), ContentLength: -1}
-	key, err := s.o.Verifier.Verify(req, body)
+	key, err := s.verify(req, body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errUnsignedFrame, err)
 	}
