@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -209,8 +210,24 @@ func (s *server) sortedTasks() []engine.TaskState {
 	return tasks
 }
 
+// query parses the request's query. r.URL.Query drops what it cannot
+// parse (a pair with a ';', a bad escape), which would turn
+// ?tail=1;x into a request for the whole log: such a query is refused.
+// false means the request was answered.
+func query(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "query: " + err.Error()})
+		return nil, false
+	}
+	return q, true
+}
+
 func (s *server) tasks(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, ok := query(w, r)
+	if !ok {
+		return
+	}
 	arn, dockerID := q.Get("taskarn"), q.Get("dockerid")
 	switch {
 	case arn != "" && dockerID != "":
@@ -271,7 +288,10 @@ func (s *server) logs(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no logs for container %s of task %s", name, id)})
 		return
 	}
-	q := r.URL.Query()
+	q, ok := query(w, r)
+	if !ok {
+		return
+	}
 	opts := logs.ReadOptions{PollInterval: s.o.LogPollInterval}
 	if v := q.Get("tail"); v != "" {
 		n, err := strconv.Atoi(v)
