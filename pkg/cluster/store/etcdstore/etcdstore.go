@@ -347,6 +347,14 @@ func unavailable(err error) bool {
 			return true
 		}
 	}
+	// The client turns the server's errors into EtcdError values, which
+	// carry their gRPC code without being a gRPC status: a member that is
+	// stopping ("server stopped"), an unhealthy cluster, a leader lost
+	// mid-request are all codes.Unavailable.
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) && (ee.Code() == codes.Unavailable || ee.Code() == codes.DeadlineExceeded) {
+		return true
+	}
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded:
 		return true
