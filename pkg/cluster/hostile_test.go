@@ -319,6 +319,10 @@ func TestHostileInput(t *testing.T) {
 			cases = append(cases, hcase{"JSON nested 100,000 deep", hostileReq{body: deep}, 400, "SerializationException", ""},
 				hcase{"not JSON", hostileReq{body: "\x00\xff{"}, 400, "SerializationException", ""})
 		}
+		if a.ctype == "application/cbor" {
+			cases = append(cases, hcase{"CBOR nested to the body limit", hostileReq{body: "\xa1\x61a" + strings.Repeat("\x81", awsproto.MaxRequestBody-4) + "\xa0"},
+				400, "SerializationException", ""})
+		}
 		if a.service == auth.LBService || a.lbKey {
 			cases = append(cases, hcase{"agent key", hostileReq{body: a.base, id: agentID, secret: agentSecret}, 400, auth.AccessDenied, ""})
 		} else {
