@@ -1,18 +1,15 @@
 package iam
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // twoTasks is a MetadataSource with task A (metadata id meta-a) and task B
@@ -34,27 +31,6 @@ func (twoTasks) TaskStats(_ context.Context, id string) (map[string]*ContainerSt
 		return nil, false
 	}
 	return map[string]*ContainerStats{"da": {ID: "da", Name: "a"}, "db": {ID: "db", Name: "b"}}, true
-}
-
-// rawGET sends a request line exactly as given (no client-side cleaning or
-// escaping of the path) from a loopback address and returns the status and
-// the body.
-func rawGET(t *testing.T, addr, method, target string) (int, string) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: 169.254.170.2\r\nConnection: close\r\n\r\n", method, target)
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, target, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // TestHostileRequests asks the credentials and metadata endpoint for
@@ -136,7 +112,7 @@ func TestHostileRequests(t *testing.T) {
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 	for _, p := range []string{"/v4/meta-b/../meta-a/task", "/v2/credentials/../../v2/credentials/" + idA} {
-		if status, body := rawGET(t, srv.Listener.Addr().String(), "GET", p); status == http.StatusOK || strings.Contains(body, "secret") {
+		if status, body := testenv.RawHTTP(t, srv.Listener.Addr().String(), "GET", p); status == http.StatusOK || strings.Contains(body, "secret") {
 			t.Errorf("GET %s from loopback = %d %s, want a refusal", p, status, body)
 		}
 	}

@@ -1,37 +1,14 @@
 package introspection_test
 
 import (
-	"bufio"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-)
 
-// rawRequest sends the request line as written (no cleaning or escaping
-// by a client) and returns the status and the body.
-func rawRequest(t *testing.T, addr, method, target string) (int, string) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", method, target)
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, target, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
+	"github.com/berth-dev/berth/internal/testenv"
+)
 
 // TestHostileRequests reaches for files through the log API (path
 // traversal in the task id and the container name, raw and encoded),
@@ -81,7 +58,7 @@ func TestHostileRequests(t *testing.T) {
 		{"empty docker id prefix", "GET", "/v1/tasks?dockerid=%00", 404, "no unique task"},
 	}
 	for _, c := range cases {
-		status, body := rawRequest(t, addr, c.method, c.target)
+		status, body := testenv.RawHTTP(t, addr, c.method, c.target)
 		if status != c.status || !strings.Contains(body, c.inBody) {
 			t.Errorf("%s: %s %.80s = %d %.200q, want %d containing %q", c.name, c.method, c.target, status, body, c.status, c.inBody)
 		}
@@ -90,7 +67,7 @@ func TestHostileRequests(t *testing.T) {
 		}
 	}
 	// The container's own log is still served.
-	if status, body := rawRequest(t, addr, "GET", logs); status != http.StatusOK || body != "hello from app\n" {
+	if status, body := testenv.RawHTTP(t, addr, "GET", logs); status != http.StatusOK || body != "hello from app\n" {
 		t.Errorf("GET %s = %d %q, want the log", logs, status, body)
 	}
 }
