@@ -251,8 +251,10 @@ func newE2E(t *testing.T, ao acs.Options) *e2e {
 	e := &e2e{t: t, rec: &recorder{}, acsOpts: ao, dataDir: t.TempDir(), cd: testenv.Containerd(t)}
 	reg := testenv.Registry(t)
 	img := testenv.BuildImage(t, reg, "e2e/web", testenv.ImageSpec{
-		Files: []testenv.File{{Path: "/srv/index.html", Mode: 0o644, Data: []byte("hello from berth\n")}},
-		Cmd:   []string{"/bin/httpd", "-f", "-v", "-p", "80", "-h", "/srv"},
+		Files: []testenv.File{{Path: "/srv/index.html", Mode: 0o644, Data: []byte("hello from berth\n")},
+			// A request that takes a second: in flight while tasks stop.
+			{Path: "/srv/cgi-bin/slow", Mode: 0o755, Data: []byte("#!/bin/sh\nsleep 1\nprintf 'Content-Type: text/plain\\r\\n\\r\\nslow\\n'\n")}},
+		Cmd: []string{"/bin/httpd", "-f", "-v", "-p", "80", "-h", "/srv"},
 	})
 	e.image = img.Ref
 	e.startEndpoint("127.0.0.1:0")

@@ -293,40 +293,64 @@ type lbLoad struct {
 }
 
 func startLBLoad(t *testing.T, url string) *lbLoad {
+	return startLBLoadOf(t, url, "hello from berth\n", 1)
+}
+
+// startSlowLoad keeps workers requests to the slow CGI (a second each)
+// in flight through HAProxy: a task stopped before its target drained
+// cuts them.
+func startSlowLoad(t *testing.T, url string) *lbLoad {
+	return startLBLoadOf(t, url+"cgi-bin/slow", "slow\n", 3)
+}
+
+func startLBLoadOf(t *testing.T, url, want string, workers int) *lbLoad {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	ld := &lbLoad{cancel: cancel, done: make(chan struct{})}
 	c := &http.Client{Timeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ld.run(ctx, c, url, want)
+		}()
+	}
 	go func() {
-		defer close(ld.done)
-		for i := 0; i < 1_000_000 && ctx.Err() == nil; i++ {
-			sent := time.Now()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-			resp, err := c.Do(req)
-			status, body := 0, ""
-			if err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				status, body = resp.StatusCode, string(b)
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			ld.mu.Lock()
-			if err != nil || status != http.StatusOK || body != "hello from berth\n" {
-				ld.fail++
-				if len(ld.errs) < 10 {
-					ld.errs = append(ld.errs, fmt.Sprintf("sent %s, answered %s: %d %q %v", sent.Format("15:04:05.000"),
-						time.Now().Format("15:04:05.000"), status, body, err))
-				}
-			} else {
-				ld.ok++
-			}
-			ld.mu.Unlock()
-			time.Sleep(2 * time.Millisecond)
-		}
+		wg.Wait()
+		close(ld.done)
 	}()
 	t.Cleanup(func() { ld.stop() })
 	return ld
+}
+
+// run sends requests one after another until ctx ends.
+func (ld *lbLoad) run(ctx context.Context, c *http.Client, url, want string) {
+	for i := 0; i < 1_000_000 && ctx.Err() == nil; i++ {
+		sent := time.Now()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := c.Do(req)
+		status, body := 0, ""
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			status, body = resp.StatusCode, string(b)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		ld.mu.Lock()
+		if err != nil || status != http.StatusOK || body != want {
+			ld.fail++
+			if len(ld.errs) < 10 {
+				ld.errs = append(ld.errs, fmt.Sprintf("sent %s, answered %s: %d %q %v", sent.Format("15:04:05.000"),
+					time.Now().Format("15:04:05.000"), status, body, err))
+			}
+		} else {
+			ld.ok++
+		}
+		ld.mu.Unlock()
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func (ld *lbLoad) stop() (ok, fail int) {
@@ -347,20 +371,30 @@ func (ld *lbLoad) noFailures(t *testing.T, what string) {
 	}
 }
 
+// webTaskDef registers a revision of the web service: busybox httpd
+// under a shell that exits at SIGTERM, as an application without a
+// graceful shutdown does, so a stop cuts the requests in flight unless
+// the task's targets drained first.
+func (l *lbLab) webTaskDef() string {
+	return l.taskDef("web", 0, "/bin/sh", "-c", "trap 'exit 0' TERM; /bin/httpd -f -v -p 80 -h /srv & wait")
+}
+
 // TestServiceBehindHAProxy runs a service of two real containers behind
 // berth-lb's HAProxy and sends requests through it continuously while the
 // service is deployed anew, scaled 2 → 6 → 2, loses a container to kill -9
-// and loses an instance to draining.
+// and loses an instance to draining. Slow requests (a second each) are in
+// flight whenever tasks are stopped: they are answered because each task's
+// targets drain before its stop reaches the agent.
 func TestServiceBehindHAProxy(t *testing.T) {
 	l := newLBLab(t)
 	ctx := context.Background()
-	v1 := l.taskDef("web", 0)
+	v1 := l.webTaskDef()
 	l.createService(t, "web", v1, l.tg, 2)
 	waitUntil(t, "2 healthy targets", l.settled(t, "web", l.tg, 2))
 
 	t.Run("rolling deployment", func(t *testing.T) {
-		ld := startLBLoad(t, l.url)
-		v2 := l.taskDef("web", 0)
+		ld, slow := startLBLoad(t, l.url), startSlowLoad(t, l.url)
+		v2 := l.webTaskDef()
 		if _, err := l.admin.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: aws.String("default"), Service: aws.String("web"), TaskDefinition: aws.String(v2)}); err != nil {
 			t.Fatal(err)
 		}
@@ -372,10 +406,11 @@ func TestServiceBehindHAProxy(t *testing.T) {
 			return ok, why
 		})
 		ld.noFailures(t, "rolling deployment")
+		slow.noFailures(t, "rolling deployment, slow requests")
 	})
 
 	t.Run("scale 2 to 6 to 2", func(t *testing.T) {
-		ld := startLBLoad(t, l.url)
+		ld, slow := startLBLoad(t, l.url), startSlowLoad(t, l.url)
 		for _, n := range []int32{6, 2} {
 			if _, err := l.admin.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: aws.String("default"), Service: aws.String("web"), DesiredCount: aws.Int32(n)}); err != nil {
 				t.Fatal(err)
@@ -383,10 +418,11 @@ func TestServiceBehindHAProxy(t *testing.T) {
 			waitUntil(t, fmt.Sprintf("%d healthy targets", n), l.settled(t, "web", l.tg, int(n)))
 		}
 		ld.noFailures(t, "scale 2 → 6 → 2")
+		slow.noFailures(t, "scale 2 → 6 → 2, slow requests")
 	})
 
 	t.Run("drain an instance", func(t *testing.T) {
-		ld := startLBLoad(t, l.url)
+		ld, slow := startLBLoad(t, l.url), startSlowLoad(t, l.url)
 		// Drain the instance with more of the service's tasks.
 		per := map[string]int{}
 		for _, task := range l.serviceTasks(t, "web") {
@@ -408,6 +444,7 @@ func TestServiceBehindHAProxy(t *testing.T) {
 			return ok, why
 		})
 		ld.noFailures(t, "instance drained")
+		slow.noFailures(t, "instance drained, slow requests")
 		if _, err := l.admin.UpdateContainerInstancesState(ctx, &ecs.UpdateContainerInstancesStateInput{Cluster: aws.String("default"),
 			ContainerInstances: []string{drained}, Status: types.ContainerInstanceStatusActive}); err != nil {
 			t.Fatal(err)
