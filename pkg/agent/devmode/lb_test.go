@@ -41,6 +41,40 @@ type lbLab struct {
 	specs     []agentSpec
 	arns      []string
 	sessions  []func()
+
+	// berth-lb, the binary, and its process while it runs.
+	lbBin, lbConf string
+	lbOut         *lockedBuffer
+	lbCmd         *exec.Cmd
+	lbDone        chan struct{}
+}
+
+// startBerthLB starts berth-lb on the lab's configuration.
+func (l *lbLab) startBerthLB(t *testing.T) {
+	t.Helper()
+	cmd := exec.Command(l.lbBin, "--config", l.lbConf)
+	cmd.Stdout, cmd.Stderr = l.lbOut, l.lbOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	l.lbCmd, l.lbDone = cmd, done
+}
+
+// stopBerthLB sends sig to berth-lb (SIGKILL after 10 s) and waits for it.
+func (l *lbLab) stopBerthLB(sig syscall.Signal) {
+	if l.lbCmd == nil {
+		return
+	}
+	_ = l.lbCmd.Process.Signal(sig)
+	select {
+	case <-l.lbDone:
+	case <-time.After(10 * time.Second):
+		_ = l.lbCmd.Process.Kill()
+		<-l.lbDone
+	}
+	l.lbCmd = nil
 }
 
 // lbWait bounds every wait of these tests: it tells a hang from slowness
@@ -99,22 +133,10 @@ func newLBLab(t *testing.T) *lbLab {
 	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--config", conf)
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	l.lbBin, l.lbConf, l.lbOut = bin, conf, &lockedBuffer{}
+	l.startBerthLB(t)
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		l.stopBerthLB(syscall.SIGTERM)
 		// berth-lb leaves HAProxy serving by design; the test ends it.
 		if b, err := os.ReadFile(filepath.Join(runDir, "web", "haproxy.pid")); err == nil {
 			if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 0 {
@@ -127,7 +149,7 @@ func newLBLab(t *testing.T) *lbLab {
 		}
 		os.RemoveAll(runDir)
 		if t.Failed() {
-			t.Logf("berth-lb output:\n%s", out.String())
+			t.Logf("berth-lb output:\n%s", l.lbOut.String())
 		}
 	})
 	return l
@@ -449,6 +471,63 @@ func TestServiceBehindHAProxy(t *testing.T) {
 			ContainerInstances: []string{drained}, Status: types.ContainerInstanceStatusActive}); err != nil {
 			t.Fatal(err)
 		}
+	})
+
+	t.Run("berth-lb killed during a deployment", func(t *testing.T) {
+		ld, slow := startLBLoad(t, l.url), startSlowLoad(t, l.url)
+		l.stopBerthLB(syscall.SIGKILL)
+		v := l.webTaskDef()
+		if _, err := l.admin.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: aws.String("default"), Service: aws.String("web"), TaskDefinition: aws.String(v)}); err != nil {
+			t.Fatal(err)
+		}
+		// With no data plane reporting, the new tasks' targets stay
+		// initial: the old tasks keep serving through the HAProxy that
+		// outlived berth-lb, and the deployment waits.
+		waitUntil(t, "the new tasks registered", func() (bool, string) {
+			h := l.targets(t, l.tg)
+			return len(h) == 4, fmt.Sprintf("targets %v", h)
+		})
+		time.Sleep(12 * time.Second) // more than two health-check intervals
+		if svc := l.service(t, "web"); len(svc.Deployments) != 2 {
+			t.Errorf("deployment went on without berth-lb: %d deployments (%s)", len(svc.Deployments), svc.Deployments[0].RolloutState)
+		}
+		for k, st := range l.targets(t, l.tg) {
+			if st == "draining" {
+				t.Errorf("target %s draining while no data plane reported the new tasks healthy", k)
+			}
+		}
+		l.startBerthLB(t)
+		waitUntil(t, "the deployment completed after berth-lb returned", func() (bool, string) {
+			ok, why := l.settled(t, "web", l.tg, 2)()
+			for _, task := range l.serviceTasks(t, "web") {
+				ok = ok && aws.ToString(task.TaskDefinitionArn) == v
+			}
+			return ok, why
+		})
+		ld.noFailures(t, "berth-lb killed during a deployment")
+		slow.noFailures(t, "berth-lb killed during a deployment, slow requests")
+	})
+
+	t.Run("berth-lb restarted during a deployment", func(t *testing.T) {
+		ld := startLBLoad(t, l.url)
+		v := l.webTaskDef()
+		if _, err := l.admin.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: aws.String("default"), Service: aws.String("web"), TaskDefinition: aws.String(v)}); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "the new tasks registered", func() (bool, string) {
+			h := l.targets(t, l.tg)
+			return len(h) == 4, fmt.Sprintf("targets %v", h)
+		})
+		l.stopBerthLB(syscall.SIGTERM)
+		l.startBerthLB(t)
+		waitUntil(t, "the deployment completed", func() (bool, string) {
+			ok, why := l.settled(t, "web", l.tg, 2)()
+			for _, task := range l.serviceTasks(t, "web") {
+				ok = ok && aws.ToString(task.TaskDefinitionArn) == v
+			}
+			return ok, why
+		})
+		ld.noFailures(t, "berth-lb restarted during a deployment")
 	})
 
 	t.Run("kill -9 of a task's container", func(t *testing.T) {
