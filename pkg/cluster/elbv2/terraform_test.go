@@ -37,10 +37,9 @@ func needTool(t *testing.T, name string, candidates ...string) string {
 	return ""
 }
 
-// tfConfig is the operator's configuration: an Application Load Balancer
-// with an HTTP listener forwarding to a target group, a path rule
-// forwarding with weights to two groups, and an ip target.
-const tfConfig = `
+// tfProvider is the AWS provider pointed at the endpoint: format it with
+// the region, key id, secret and endpoint URL.
+const tfProvider = `
 terraform {
   required_providers {
     aws = { source = "hashicorp/aws", version = "5.100.0" }
@@ -65,7 +64,12 @@ provider "aws" {
     ec2   = "%[4]s"
   }
 }
+`
 
+// tfConfig is the operator's configuration: an Application Load Balancer
+// with an HTTP listener forwarding to a target group, a path rule
+// forwarding with weights to two groups, and an ip target.
+const tfConfig = tfProvider + `
 resource "aws_lb" "web" {
   name               = "web"
   load_balancer_type = "application"
@@ -172,52 +176,9 @@ func TestTerraform(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs terraform")
 	}
-	tf := needTool(t, "terraform", "/usr/local/bin/terraform")
-	if _, err := os.Stat(tfPluginMirror); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("the provider mirror %s is missing: %v", tfPluginMirror, err)
-		}
-		t.Skipf("the provider mirror %s is missing", tfPluginMirror)
-	}
+	tf := needTerraform(t)
 	l := startLab(t)
-	dir := t.TempDir()
-	cli := filepath.Join(dir, "terraformrc")
-	must(t, os.WriteFile(cli, []byte(`provider_installation {
-  filesystem_mirror {
-    path    = "`+tfPluginMirror+`"
-    include = ["registry.terraform.io/hashicorp/aws"]
-  }
-}
-`), 0o600))
-	work := filepath.Join(dir, "work")
-	must(t, os.MkdirAll(work, 0o755))
-	must(t, os.WriteFile(filepath.Join(work, "main.tf"), []byte(fmt.Sprintf(tfConfig, region, l.id, l.secret, l.url, certArn)), 0o600))
-	run := func(wantExit int, args ...string) string {
-		t.Helper()
-		cmd := exec.Command(tf, args...)
-		cmd.Dir = work
-		env := []string{"TF_CLI_CONFIG_FILE=" + cli, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1", "TF_LOG=" + os.Getenv("BERTH_TF_LOG"), "TF_LOG_PATH=" + os.Getenv("BERTH_TF_LOG_PATH")}
-		for _, e := range os.Environ() {
-			if !strings.HasPrefix(e, "AWS_") && !strings.HasPrefix(e, "TF_") {
-				env = append(env, e)
-			}
-		}
-		cmd.Env = env
-		start := time.Now()
-		out, err := cmd.CombinedOutput()
-		t.Logf("terraform %s: %s", args[0], time.Since(start).Round(time.Millisecond))
-		code := 0
-		if err != nil {
-			code = -1
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			}
-		}
-		if code != wantExit {
-			t.Fatalf("terraform %s: exit %d (%v), want %d:\n%s", strings.Join(args, " "), code, err, wantExit, out)
-		}
-		return string(out)
-	}
+	run := terraform(t, tf, l, fmt.Sprintf(tfConfig, region, l.id, l.secret, l.url, certArn))
 	run(0, "init", "-input=false", "-no-color")
 	run(0, "apply", "-auto-approve", "-input=false", "-no-color")
 
@@ -257,6 +218,68 @@ func TestTerraform(t *testing.T) {
 			t.Errorf("after destroy, %s still holds %v", b, snap[b])
 		}
 	}
+}
+
+// needTerraform returns terraform's path, skipping (failing under CI=true)
+// when it or the provider mirror is missing.
+func needTerraform(t *testing.T) string {
+	t.Helper()
+	tf := needTool(t, "terraform", "/usr/local/bin/terraform")
+	if _, err := os.Stat(tfPluginMirror); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("the provider mirror %s is missing: %v", tfPluginMirror, err)
+		}
+		t.Skipf("the provider mirror %s is missing", tfPluginMirror)
+	}
+	return tf
+}
+
+// terraform writes config as main.tf in a new directory and returns a
+// runner of terraform there, with the provider from the filesystem mirror
+// and no AWS_* variable of the host (AWS_CA_BUNDLE would make the
+// provider refuse the plain-HTTP endpoint). The runner fails the test
+// unless terraform exits with wantExit.
+func terraform(t *testing.T, tf string, l *lab, config string) func(wantExit int, args ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cli := filepath.Join(dir, "terraformrc")
+	must(t, os.WriteFile(cli, []byte(`provider_installation {
+  filesystem_mirror {
+    path    = "`+tfPluginMirror+`"
+    include = ["registry.terraform.io/hashicorp/aws"]
+  }
+}
+`), 0o600))
+	work := filepath.Join(dir, "work")
+	must(t, os.MkdirAll(work, 0o755))
+	must(t, os.WriteFile(filepath.Join(work, "main.tf"), []byte(config), 0o600))
+	run := func(wantExit int, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(tf, args...)
+		cmd.Dir = work
+		env := []string{"TF_CLI_CONFIG_FILE=" + cli, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1", "TF_LOG=" + os.Getenv("BERTH_TF_LOG"), "TF_LOG_PATH=" + os.Getenv("BERTH_TF_LOG_PATH")}
+		for _, e := range os.Environ() {
+			if !strings.HasPrefix(e, "AWS_") && !strings.HasPrefix(e, "TF_") {
+				env = append(env, e)
+			}
+		}
+		cmd.Env = env
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		t.Logf("terraform %s: %s", args[0], time.Since(start).Round(time.Millisecond))
+		code := 0
+		if err != nil {
+			code = -1
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+		}
+		if code != wantExit {
+			t.Fatalf("terraform %s: exit %d (%v), want %d:\n%s", strings.Join(args, " "), code, err, wantExit, out)
+		}
+		return string(out)
+	}
+	return run
 }
 
 func attrValue(attrs []elbtypes.LoadBalancerAttribute, key string) string {
