@@ -23,6 +23,7 @@ import (
 
 	"github.com/berth-dev/berth/pkg/cluster"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/metrics"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
 
@@ -193,5 +194,47 @@ func snapshot(t *testing.T, re *runningEndpoint) map[store.Bucket]map[string]str
 	if err != nil {
 		t.Fatalf("snapshot: %v", err)
 	}
+	withoutSampled(s)
 	return s
+}
+
+// withoutSampled leaves out of a snapshot the series the endpoint writes
+// by itself every minute (each cluster's CPUReservation and
+// MemoryReservation, metrics.Store.RunSampler) and their points, so that
+// a test comparing snapshots around requests does not see the clock.
+func withoutSampled(s map[store.Bucket]map[string]string) {
+	for key := range s[metrics.SeriesBucket] {
+		for _, name := range []string{metrics.CPUReservation, metrics.MemoryReservation} {
+			prefix := metrics.SeriesKey(metrics.MetricID{Namespace: metrics.ECSNamespace, MetricName: name})
+			prefix = prefix[:strings.LastIndex(prefix, "/")+1]
+			if !strings.HasPrefix(key, prefix) {
+				continue
+			}
+			delete(s[metrics.SeriesBucket], key)
+			hash := key[len(prefix):]
+			for pk := range s[metrics.PointsBucket] {
+				if strings.HasPrefix(pk, hash+"/") {
+					delete(s[metrics.PointsBucket], pk)
+				}
+			}
+		}
+	}
+}
+
+// TestWithoutSampled: the snapshot filter drops the sampler's series and
+// points and nothing else.
+func TestWithoutSampled(t *testing.T) {
+	sampled := metrics.SeriesKey(metrics.MetricID{Namespace: metrics.ECSNamespace, MetricName: metrics.CPUReservation,
+		Dimensions: []metrics.Dimension{{Name: "ClusterName", Value: "c"}}})
+	user := metrics.SeriesKey(metrics.MetricID{Namespace: "Mine", MetricName: metrics.CPUReservation})
+	hash := func(k string) string { return k[strings.LastIndex(k, "/")+1:] }
+	s := map[store.Bucket]map[string]string{
+		metrics.SeriesBucket: {sampled: "{}", user: "{}"},
+		metrics.PointsBucket: {hash(sampled) + "/m/0000000060": "{}", hash(user) + "/m/0000000060": "{}"},
+	}
+	withoutSampled(s)
+	if len(s[metrics.SeriesBucket]) != 1 || s[metrics.SeriesBucket][user] == "" ||
+		len(s[metrics.PointsBucket]) != 1 || s[metrics.PointsBucket][hash(user)+"/m/0000000060"] == "" {
+		t.Errorf("after withoutSampled: %v", s)
+	}
 }
