@@ -231,6 +231,9 @@ type EnvironmentFile struct {
 }
 
 // Secret is a secret to inject into a container or a log driver.
+// Target is SecretTargetLogDriver for a logConfiguration.secretOptions
+// entry (empty or "CONTAINER" otherwise); Type is SecretTypeEnv for an
+// environment variable; Provider is "ssm" or "asm".
 type Secret struct {
 	Name          string `json:"name,omitempty"`
 	ValueFrom     string `json:"valueFrom,omitempty"`
@@ -240,6 +243,15 @@ type Secret struct {
 	Provider      string `json:"provider,omitempty"`
 	Target        string `json:"target,omitempty"`
 }
+
+// Secret targets, types and providers as ACS names them.
+const (
+	SecretTargetContainer = "CONTAINER"
+	SecretTargetLogDriver = "LOG_DRIVER"
+	SecretTypeEnv         = "ENVIRONMENT_VARIABLE"
+	SecretProviderSSM     = "ssm"
+	SecretProviderASM     = "asm"
+)
 
 // RestartPolicy restarts a container in place when it exits.
 type RestartPolicy struct {

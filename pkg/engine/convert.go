@@ -134,8 +134,6 @@ func unsupportedContainer(c *api.Container) string {
 		return "unsupported field links"
 	case len(c.VolumesFrom) > 0:
 		return "unsupported field volumesFrom"
-	case len(c.Secrets) > 0:
-		return "unsupported field secrets"
 	case len(c.EnvironmentFiles) > 0:
 		return "unsupported field environmentFiles"
 	case c.FirelensConfiguration != nil:
@@ -188,6 +186,11 @@ func convertContainer(c *api.Container) (ContainerDef, error) {
 	if reason := unsupportedContainer(c); reason != "" {
 		return cd, errors.New(reason)
 	}
+	secrets, err := convertSecrets(c.Secrets)
+	if err != nil {
+		return cd, err
+	}
+	cd.Secrets = secrets
 	settings, err := c.DockerConfig.Decode()
 	if err != nil {
 		return cd, err
@@ -272,4 +275,31 @@ func convertContainer(c *api.Container) (ContainerDef, error) {
 	}
 	cd.Spec = spec
 	return cd, nil
+}
+
+// convertSecrets takes a container's secrets (environment variables) and
+// its log driver's secretOptions (target LOG_DRIVER) as references; a
+// secret mounted as a file, or one without a name or a source, is refused
+// by name.
+func convertSecrets(in []api.Secret) ([]SecretRef, error) {
+	var out []SecretRef
+	seen := map[string]bool{}
+	for _, s := range in {
+		log := s.Target == api.SecretTargetLogDriver
+		switch {
+		case s.Name == "" || s.ValueFrom == "":
+			return nil, fmt.Errorf("secrets: a secret needs a name and a valueFrom (name %q)", s.Name)
+		case !log && s.Type != "" && s.Type != api.SecretTypeEnv:
+			return nil, fmt.Errorf("secret %s: unsupported type %q (only %s)", s.Name, s.Type, api.SecretTypeEnv)
+		case s.Target != "" && s.Target != api.SecretTargetContainer && !log:
+			return nil, fmt.Errorf("secret %s: unsupported target %q", s.Name, s.Target)
+		}
+		key := fmt.Sprint(log, s.Name)
+		if seen[key] {
+			return nil, fmt.Errorf("secret %s: named twice", s.Name)
+		}
+		seen[key] = true
+		out = append(out, SecretRef{Name: s.Name, ValueFrom: s.ValueFrom, Region: s.Region, Log: log})
+	}
+	return out, nil
 }

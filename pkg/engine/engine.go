@@ -56,6 +56,10 @@ type Options struct {
 	// lines are shipped; zero means DefaultLogDrainTimeout. The drain runs
 	// in the background and never delays the task's stop.
 	LogDrainTimeout time.Duration
+	// Secrets fetches the values of containers' secrets and log
+	// secretOptions when they are created; nil stops a task that has any
+	// (ResourceInitializationError naming the secret).
+	Secrets SecretSource
 	// DataDir holds docker-type volumes (volumes/<task-id>/<name> and
 	// volumes/shared/<name>).
 	DataDir string

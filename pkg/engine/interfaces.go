@@ -230,6 +230,15 @@ type LogShipper interface {
 	Remove(id string) error
 }
 
+// SecretSource fetches the values of a task's secrets the way the ECS
+// agent does: with the task's execution role, from SSM Parameter Store or
+// Secrets Manager (pkg/agent implements it). Its errors name the secret
+// and never carry a value.
+type SecretSource interface {
+	// Fetch returns the values of refs, in their order.
+	Fetch(ctx context.Context, taskARN string, refs []SecretRef) ([]string, error)
+}
+
 // pullTaskKey is the context key of the task ARN a Pull is made for.
 type pullTaskKey struct{}
 

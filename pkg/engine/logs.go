@@ -44,16 +44,30 @@ func (r *taskRunner) ships(c *ContainerState) bool {
 
 // shipLog starts (or, after a restart, resumes) shipping a started
 // container's log. A failure is logged, never fatal: the lines stay in
-// the json-file and the container runs on.
-func (r *taskRunner) shipLog(c *ContainerState) {
+// the json-file and the container runs on. It reports false when shipping
+// waits for the log driver's secretOptions to be fetched.
+func (r *taskRunner) shipLog(c *ContainerState) bool {
 	if !r.ships(c) {
-		return
+		return true
 	}
 	st, d := r.st, r.def(c)
+	lc := d.Spec.Log
+	if refs := logSecretRefs(d); len(refs) > 0 {
+		opts, ok := r.logSecrets[c.Name]
+		if !ok {
+			r.fetchLogSecrets(c.Name, refs) // shipLog runs again with them
+			return false
+		}
+		var err error
+		if lc, err = withLogSecrets(lc, opts); err != nil {
+			r.log.Warn("ship container logs", "container", c.Name, "driver", lc.Driver, "err", err)
+			return true
+		}
+	}
 	cl := ContainerLog{
 		ID:      ContainerID(st.Def.ARN, c.Name),
 		LogPath: c.LogPath,
-		Log:     d.Spec.Log,
+		Log:     lc,
 		Name:    c.Name,
 		Image:   d.Image,
 		TaskARN: st.Def.ARN,
@@ -65,6 +79,7 @@ func (r *taskRunner) shipLog(c *ContainerState) {
 	if err := r.e.opts.LogShipper.Start(r.ctx, cl); err != nil {
 		r.log.Warn("ship container logs", "container", c.Name, "driver", cl.Log.Driver, "err", err)
 	}
+	return true
 }
 
 // drainLog ships what an exited container's log still holds, in the
@@ -98,8 +113,7 @@ func (r *taskRunner) resumeLogs() {
 		if c.StartedAt.IsZero() || !r.ships(c) {
 			continue
 		}
-		r.shipLog(c)
-		if c.KnownStatus == ContainerStopped {
+		if r.shipLog(c) && c.KnownStatus == ContainerStopped {
 			r.drainLog(c)
 		}
 	}

@@ -89,6 +89,11 @@ func TestLogShipperLifecycle(t *testing.T) {
 	h.stop()
 	h.start()
 	h.waitStatus(def.ARN, engine.TaskRunning)
+	// The recovered task reads RUNNING before its goroutine resumes the
+	// shipping.
+	for deadline := time.Now().Add(5 * time.Second); len(calls.snapshot()) < 2 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if got := calls.snapshot(); !slices.Equal(got, []string{"start " + shipper, "start " + shipper}) {
 		t.Fatalf("shipper calls after a restart %v, want the shipper started again", got)
 	}

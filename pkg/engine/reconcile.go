@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -150,10 +151,21 @@ func (r *taskRunner) advance(c *ContainerState) {
 				return
 			}
 			timeout := r.e.opts.CreateTimeout
+			refs, src, arn, logCfg := d.Secrets, r.e.opts.Secrets, st.Def.ARN, d.Spec.Log
 			r.goOp(c.Name, "create", false, func(ctx context.Context) event {
 				ctx, cancel := withTimeout(ctx, timeout)
 				defer cancel()
-				return event{kind: evCreated, err: rt.Create(ctx, spec)}
+				env, logOpts, err := fetchSecrets(ctx, src, arn, refs)
+				if err != nil {
+					return event{kind: evCreated, err: err, secrets: true}
+				}
+				if _, err := withLogSecrets(logCfg, logOpts); err != nil {
+					return event{kind: evCreated, err: err}
+				}
+				// The values go to the runtime only, never into the
+				// task's record.
+				spec.Env = append(slices.Clone(spec.Env), env...)
+				return event{kind: evCreated, err: rt.Create(ctx, spec), logSecrets: logOpts}
 			})
 			return
 		}

@@ -24,6 +24,7 @@ const (
 	evNetUp
 	evNetDown
 	evCleaned
+	evLogSecrets
 )
 
 // event is the result of something the task's goroutine started in the
@@ -37,6 +38,11 @@ type event struct {
 	exit      Exit
 	healthy   bool
 	net       NetworkResult
+	// secrets marks a create that failed fetching the container's secrets.
+	secrets bool
+	// logSecrets are the log driver's secretOptions values (evCreated,
+	// evLogSecrets).
+	logSecrets map[string]string
 }
 
 type desiredReq struct {
@@ -102,6 +108,9 @@ type taskRunner struct {
 	// draining holds, per container, a channel closed when its log drain
 	// ends; clean-up waits for it before removing the shipper.
 	draining map[string]chan struct{}
+	// logSecrets holds, per container, its log driver's secretOptions
+	// values, in memory only (see secrets.go).
+	logSecrets map[string]map[string]string
 }
 
 type healthTrack struct {
@@ -126,6 +135,7 @@ func newTaskRunner(e *Engine, st *TaskState) *taskRunner {
 		stopIssued: map[string]bool{},
 		retryAt:    map[string]time.Time{},
 		draining:   map[string]chan struct{}{},
+		logSecrets: map[string]map[string]string{},
 	}
 }
 
@@ -379,7 +389,7 @@ func (r *taskRunner) handle(ev event) {
 	if ev.kind == evNetUp || ev.kind == evNetDown || ev.kind == evCleaned {
 		r.netBusy = false
 		delete(r.opCancel, "")
-	} else if ev.kind != evExited && ev.kind != evHealth {
+	} else if ev.kind != evExited && ev.kind != evHealth && ev.kind != evLogSecrets {
 		delete(r.busy, ev.container)
 		delete(r.opCancel, ev.container)
 	}
@@ -419,6 +429,14 @@ func (r *taskRunner) handle(ev event) {
 		}
 		r.mustSave()
 	case evCreated:
+		if ev.err != nil && ev.secrets {
+			// As in ECS, a secret that cannot be fetched stops the task,
+			// whichever container it belongs to.
+			reason := reasonSecrets + ev.err.Error()
+			r.stopTask(reason)
+			r.fail(c, reason)
+			return
+		}
 		if ev.err != nil && errors.Is(ev.err, ErrExists) {
 			// The container of this deterministic ID was made by an
 			// earlier attempt whose answer was lost (the runtime went
@@ -433,6 +451,9 @@ func (r *taskRunner) handle(ev event) {
 			}
 			r.fail(c, prefixCreate+ev.err.Error())
 			return
+		}
+		if ev.logSecrets != nil {
+			r.logSecrets[c.Name] = ev.logSecrets
 		}
 		c.Step = stepNone
 		r.retried(c)
@@ -521,6 +542,16 @@ func (r *taskRunner) handle(ev event) {
 		st.NetworkReady = false
 		st.NetHandle = nil
 		r.mustSave()
+	case evLogSecrets:
+		if ev.err != nil {
+			r.log.Warn("ship container logs: fetch the log driver's secretOptions", "container", c.Name, "err", ev.err)
+			return
+		}
+		r.logSecrets[c.Name] = ev.logSecrets
+		r.shipLog(c)
+		if c.KnownStatus == ContainerStopped {
+			r.drainLog(c)
+		}
 	case evCleaned:
 		r.cleaning = false
 		if ev.err != nil {
