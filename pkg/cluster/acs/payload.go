@@ -201,7 +201,16 @@ func acsContainer(cd *types.ContainerDefinition, co types.ContainerOverride) (*a
 		c.DependsOn = append(c.DependsOn, api.ContainerDependency{ContainerName: aws.ToString(d.ContainerName), Condition: string(d.Condition)})
 	}
 	for _, s := range cd.Secrets {
-		c.Secrets = append(c.Secrets, api.Secret{Name: aws.ToString(s.Name), ValueFrom: aws.ToString(s.ValueFrom), Type: "ENVIRONMENT_VARIABLE", Provider: secretProvider(aws.ToString(s.ValueFrom))})
+		c.Secrets = append(c.Secrets, api.Secret{Name: aws.ToString(s.Name), ValueFrom: aws.ToString(s.ValueFrom), Type: api.SecretTypeEnv,
+			Target: api.SecretTargetContainer, Provider: secretProvider(aws.ToString(s.ValueFrom))})
+	}
+	if lc := cd.LogConfiguration; lc != nil {
+		// The log driver's secretOptions travel as secrets aimed at it,
+		// as ECS sends them.
+		for _, s := range lc.SecretOptions {
+			c.Secrets = append(c.Secrets, api.Secret{Name: aws.ToString(s.Name), ValueFrom: aws.ToString(s.ValueFrom), Type: api.SecretTypeEnv,
+				Target: api.SecretTargetLogDriver, Provider: secretProvider(aws.ToString(s.ValueFrom))})
+		}
 	}
 	if rp := cd.RestartPolicy; rp != nil {
 		c.RestartPolicy = &api.RestartPolicy{Enabled: aws.ToBool(rp.Enabled), RestartAttemptPeriod: int64(aws.ToInt32(rp.RestartAttemptPeriod))}
@@ -344,7 +353,7 @@ func addMembers(obj string, add map[string]any) (string, error) {
 // secretProvider tells Secrets Manager ARNs from SSM parameters.
 func secretProvider(valueFrom string) string {
 	if strings.Contains(valueFrom, ":secretsmanager:") {
-		return "asm"
+		return api.SecretProviderASM
 	}
-	return "ssm"
+	return api.SecretProviderSSM
 }

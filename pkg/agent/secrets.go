@@ -1,0 +1,230 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/config"
+	"github.com/berth-dev/berth/pkg/engine"
+	"github.com/berth-dev/berth/pkg/iam"
+)
+
+// secretSource is the engine's SecretSource: it fetches a task's secrets
+// as the ECS agent does, signed with the task's execution role
+// credentials, from SSM Parameter Store (GetParameters with decryption, up
+// to 10 names a call) and Secrets Manager (GetSecretValue, with the
+// json-key, version-stage and version-id suffixes of valueFrom). The
+// service is the cluster endpoint (the first ECS_BACKEND_HOST), or AWS's
+// own endpoints when the agent is joined to Amazon ECS (no backend host,
+// or one under amazonaws.com). Errors name the secret and never carry a
+// value; nothing here logs.
+type secretSource struct {
+	// store holds the execution role credentials the payloads brought;
+	// nil when task roles are off (they then never reach the agent).
+	store    *iam.Store
+	region   string
+	endpoint string // "" means AWS's endpoints
+	http     aws.HTTPClient
+}
+
+// secretsTimeout bounds one call to SSM or Secrets Manager.
+const secretsTimeout = 30 * time.Second
+
+func newSecretSource(cfg *config.Config, roles *taskRoles) *secretSource {
+	s := &secretSource{region: cfg.Region(), endpoint: secretsEndpoint(cfg.BackendHost),
+		http: awshttp.NewBuildableClient().WithTimeout(secretsTimeout)}
+	if roles != nil {
+		s.store = roles.store
+	}
+	return s
+}
+
+// secretsEndpoint is where secrets are fetched from: the cluster endpoint
+// (the first of a list of replicas), or "" (AWS) when the backend is
+// Amazon ECS itself.
+func secretsEndpoint(backendHost string) string {
+	host, _, _ := strings.Cut(backendHost, ",")
+	host = strings.TrimSpace(host)
+	if host == "" {
+		return ""
+	}
+	if u, err := url.Parse(host); err == nil && (u.Hostname() == "amazonaws.com" || strings.HasSuffix(u.Hostname(), ".amazonaws.com")) {
+		return ""
+	}
+	return host
+}
+
+// Fetch implements engine.SecretSource.
+func (s *secretSource) Fetch(ctx context.Context, taskARN string, refs []engine.SecretRef) ([]string, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	if s.store == nil {
+		return nil, fmt.Errorf("secret %s: the task's execution role credentials do not reach this agent with ECS_ENABLE_TASK_IAM_ROLE=false", refs[0].Name)
+	}
+	c, ok := s.store.TaskCredentials(taskARN, api.RoleTypeTaskExecution)
+	if !ok {
+		return nil, fmt.Errorf("secret %s: the task has no execution role credentials (executionRoleArn)", refs[0].Name)
+	}
+	creds := credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)
+	out := make([]string, len(refs))
+	ssmByRegion := map[string][]int{}
+	for i, ref := range refs {
+		region := s.refRegion(ref)
+		if !isSecretsManager(ref.ValueFrom) {
+			ssmByRegion[region] = append(ssmByRegion[region], i)
+			continue
+		}
+		v, err := s.secretValue(ctx, creds, region, ref)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	for region, idx := range ssmByRegion {
+		if err := s.parameters(ctx, creds, region, refs, idx, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func isSecretsManager(valueFrom string) bool {
+	return strings.HasPrefix(valueFrom, "arn:") && strings.Contains(valueFrom, ":secretsmanager:")
+}
+
+// refRegion is the region of a secret: the payload's, else its ARN's,
+// else the agent's.
+func (s *secretSource) refRegion(ref engine.SecretRef) string {
+	if ref.Region != "" {
+		return ref.Region
+	}
+	if parts := strings.Split(ref.ValueFrom, ":"); len(parts) > 4 && parts[0] == "arn" && parts[3] != "" {
+		return parts[3]
+	}
+	return s.region
+}
+
+// parameterName is the SSM name a valueFrom names: the name itself, or
+// the resource after "parameter" of an ARN (parameter/app/db → /app/db).
+func parameterName(valueFrom string) string {
+	if !strings.HasPrefix(valueFrom, "arn:") {
+		return valueFrom
+	}
+	parts := strings.SplitN(valueFrom, ":", 6)
+	if len(parts) < 6 {
+		return valueFrom
+	}
+	return strings.TrimPrefix(parts[5], "parameter")
+}
+
+// parameters fetches the SSM parameters refs[idx] name, 10 a call, into
+// out.
+func (s *secretSource) parameters(ctx context.Context, creds aws.CredentialsProvider, region string, refs []engine.SecretRef, idx []int, out []string) error {
+	client := ssm.New(ssm.Options{Region: region, Credentials: creds, HTTPClient: s.http, BaseEndpoint: s.base()})
+	for start := 0; start < len(idx); start += 10 {
+		batch := idx[start:min(start+10, len(idx))]
+		var names []string
+		for _, i := range batch {
+			names = append(names, parameterName(refs[i].ValueFrom))
+		}
+		res, err := client.GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(true)})
+		if err != nil {
+			return fmt.Errorf("secret %s: unable to retrieve secrets from ssm: %w", refs[batch[0]].Name, serviceError(err))
+		}
+		got := map[string]string{}
+		for _, p := range res.Parameters {
+			got[aws.ToString(p.Name)+aws.ToString(p.Selector)] = aws.ToString(p.Value)
+			if p.ARN != nil {
+				got[aws.ToString(p.ARN)+aws.ToString(p.Selector)] = aws.ToString(p.Value)
+			}
+		}
+		for j, i := range batch {
+			v, ok := got[names[j]]
+			if !ok {
+				return fmt.Errorf("secret %s: unable to retrieve secrets from ssm: parameter %s: not found or not allowed (InvalidParameters)", refs[i].Name, refs[i].ValueFrom)
+			}
+			out[i] = v
+		}
+	}
+	return nil
+}
+
+func (s *secretSource) base() *string {
+	if s.endpoint == "" {
+		return nil
+	}
+	return aws.String(s.endpoint)
+}
+
+// secretValue fetches one Secrets Manager secret. valueFrom is the
+// secret's ARN, or the ARN followed by :json-key:version-stage:version-id
+// (each possibly empty), as ECS takes it.
+func (s *secretSource) secretValue(ctx context.Context, creds aws.CredentialsProvider, region string, ref engine.SecretRef) (string, error) {
+	parts := strings.Split(ref.ValueFrom, ":")
+	var jsonKey, stage, versionID string
+	switch len(parts) {
+	case 7:
+	case 10:
+		jsonKey, stage, versionID = parts[7], parts[8], parts[9]
+	default:
+		return "", fmt.Errorf("secret %s: valueFrom %s is neither a Secrets Manager secret's ARN nor one followed by :json-key:version-stage:version-id", ref.Name, ref.ValueFrom)
+	}
+	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(strings.Join(parts[:7], ":"))}
+	if stage != "" {
+		in.VersionStage = aws.String(stage)
+	}
+	if versionID != "" {
+		in.VersionId = aws.String(versionID)
+	}
+	client := secretsmanager.New(secretsmanager.Options{Region: region, Credentials: creds, HTTPClient: s.http, BaseEndpoint: s.base()})
+	res, err := client.GetSecretValue(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("secret %s: unable to retrieve secret from asm: %s: %w", ref.Name, aws.ToString(in.SecretId), serviceError(err))
+	}
+	if res.SecretString == nil {
+		return "", fmt.Errorf("secret %s: %s holds a binary value (SecretBinary), which cannot become an environment variable or log option", ref.Name, aws.ToString(in.SecretId))
+	}
+	if jsonKey == "" {
+		return *res.SecretString, nil
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal([]byte(*res.SecretString), &obj) != nil {
+		return "", fmt.Errorf("secret %s: json key %s: the value of %s is not a JSON object", ref.Name, jsonKey, aws.ToString(in.SecretId))
+	}
+	raw, ok := obj[jsonKey]
+	if !ok {
+		return "", fmt.Errorf("secret %s: json key %s is not in the value of %s", ref.Name, jsonKey, aws.ToString(in.SecretId))
+	}
+	var str string
+	if json.Unmarshal(raw, &str) == nil {
+		return str, nil
+	}
+	return string(raw), nil // a number, boolean, object or list as its JSON text
+}
+
+// serviceError is the service's error as ECS's reasons quote it (code:
+// message), without the SDK's operation and request-id wrapping; other
+// errors (the endpoint cannot be reached) as they are.
+func serviceError(err error) error {
+	var ae interface {
+		ErrorCode() string
+		ErrorMessage() string
+	}
+	if errors.As(err, &ae) {
+		return errors.New(ae.ErrorCode() + ": " + ae.ErrorMessage())
+	}
+	return err
+}
