@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	mrand "math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -291,4 +292,18 @@ func (l *containerLog) wait(what string, timeout time.Duration) {
 func (l *containerLog) skipToEnd() {
 	b, _ := os.ReadFile(l.path)
 	l.off = len(b)
+}
+
+// withTaskRoles turns task roles on in cfg, the credentials endpoint on a
+// free loopback port and its audit log in a temporary directory.
+func withTaskRoles(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	cfg.IAM.EnableTaskRole = true
+	cfg.IAM.AuditLogFile = filepath.Join(t.TempDir(), "audit.log")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen.Credentials = netip.MustParseAddrPort(ln.Addr().String())
+	ln.Close()
 }

@@ -2,10 +2,7 @@ package agent_test
 
 import (
 	"context"
-	"net"
-	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,14 +19,7 @@ import (
 func TestTaskRoleCredentials(t *testing.T) {
 	h := newHostEnv(t)
 	cfg := h.config(t)
-	cfg.IAM.EnableTaskRole = true
-	cfg.IAM.AuditLogFile = filepath.Join(t.TempDir(), "audit.log")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listen.Credentials = netip.MustParseAddrPort(ln.Addr().String())
-	ln.Close()
+	withTaskRoles(t, cfg)
 
 	reg := testenv.Registry(t)
 	loop := `while true; do wget -q -O - http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI 2>&1; echo; ` +

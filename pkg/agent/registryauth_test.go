@@ -3,11 +3,8 @@ package agent_test
 import (
 	"encoding/base64"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -57,14 +54,7 @@ func TestExecutionRolePull(t *testing.T) {
 	defer srv.Close()
 
 	cfg := h.config(t)
-	cfg.IAM.EnableTaskRole = true
-	cfg.IAM.AuditLogFile = filepath.Join(t.TempDir(), "audit.log")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listen.Credentials = netip.MustParseAddrPort(ln.Addr().String())
-	ln.Close()
+	withTaskRoles(t, cfg)
 	cfg.Images.ECRRegistries = map[string]string{areg.Host: srv.URL}
 	a, _ := h.startAgent(t, cfg)
 

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/api/arn"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/iam"
@@ -102,7 +103,8 @@ func (s *secretSource) Fetch(ctx context.Context, taskARN string, refs []engine.
 }
 
 func isSecretsManager(valueFrom string) bool {
-	return strings.HasPrefix(valueFrom, "arn:") && strings.Contains(valueFrom, ":secretsmanager:")
+	a, err := arn.Parse(valueFrom)
+	return err == nil && a.Service == "secretsmanager"
 }
 
 // refRegion is the region of a secret: the payload's, else its ARN's,
@@ -111,8 +113,8 @@ func (s *secretSource) refRegion(ref engine.SecretRef) string {
 	if ref.Region != "" {
 		return ref.Region
 	}
-	if parts := strings.Split(ref.ValueFrom, ":"); len(parts) > 4 && parts[0] == "arn" && parts[3] != "" {
-		return parts[3]
+	if a, err := arn.Parse(ref.ValueFrom); err == nil && a.Region != "" {
+		return a.Region
 	}
 	return s.region
 }
@@ -120,14 +122,11 @@ func (s *secretSource) refRegion(ref engine.SecretRef) string {
 // parameterName is the SSM name a valueFrom names: the name itself, or
 // the resource after "parameter" of an ARN (parameter/app/db → /app/db).
 func parameterName(valueFrom string) string {
-	if !strings.HasPrefix(valueFrom, "arn:") {
+	a, err := arn.Parse(valueFrom)
+	if err != nil {
 		return valueFrom
 	}
-	parts := strings.SplitN(valueFrom, ":", 6)
-	if len(parts) < 6 {
-		return valueFrom
-	}
-	return strings.TrimPrefix(parts[5], "parameter")
+	return strings.TrimPrefix(a.Resource, "parameter")
 }
 
 // parameters fetches the SSM parameters refs[idx] name, 10 a call, into
@@ -173,16 +172,22 @@ func (s *secretSource) base() *string {
 // secret's ARN, or the ARN followed by :json-key:version-stage:version-id
 // (each possibly empty), as ECS takes it.
 func (s *secretSource) secretValue(ctx context.Context, creds aws.CredentialsProvider, region string, ref engine.SecretRef) (string, error) {
-	parts := strings.Split(ref.ValueFrom, ":")
+	a, err := arn.Parse(ref.ValueFrom)
+	if err != nil {
+		return "", fmt.Errorf("secret %s: valueFrom %s: %w", ref.Name, ref.ValueFrom, err)
+	}
+	// The resource is secret:<name>, possibly followed by the suffixes.
+	parts := strings.Split(a.Resource, ":")
 	var jsonKey, stage, versionID string
 	switch len(parts) {
-	case 7:
-	case 10:
-		jsonKey, stage, versionID = parts[7], parts[8], parts[9]
+	case 2:
+	case 5:
+		jsonKey, stage, versionID = parts[2], parts[3], parts[4]
 	default:
 		return "", fmt.Errorf("secret %s: valueFrom %s is neither a Secrets Manager secret's ARN nor one followed by :json-key:version-stage:version-id", ref.Name, ref.ValueFrom)
 	}
-	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(strings.Join(parts[:7], ":"))}
+	a.Resource = strings.Join(parts[:2], ":")
+	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(a.String())}
 	if stage != "" {
 		in.VersionStage = aws.String(stage)
 	}

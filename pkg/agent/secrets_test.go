@@ -3,9 +3,7 @@ package agent_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,14 +86,7 @@ func TestTaskSecretsFromEndpoint(t *testing.T) {
 
 	cfg := h.config(t)
 	cfg.BackendHost = srv.URL
-	cfg.IAM.EnableTaskRole = true
-	cfg.IAM.AuditLogFile = filepath.Join(t.TempDir(), "audit.log")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listen.Credentials = netip.MustParseAddrPort(ln.Addr().String())
-	ln.Close()
+	withTaskRoles(t, cfg)
 	a, _ := h.startAgent(t, cfg, agent.WithLogger(slog.New(slog.NewTextHandler(&agentLog, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 
 	exec := &api.IAMRoleCredentials{CredentialsID: "exec-" + randomHex(8), RoleArn: execRole, AccessKeyID: execKey, SecretAccessKey: execPass,
