@@ -68,7 +68,7 @@ func TestDefaults(t *testing.T) {
 			TaskCleanupWait:         3 * time.Hour,
 			PullDependentUpfront:    true,
 		},
-		Tasks: TasksConfig{CPUMemLimit: true, CgroupCPUPeriod: 100 * time.Millisecond},
+		Tasks:   TasksConfig{CPUMemLimit: true, CgroupCPUPeriod: 100 * time.Millisecond},
 		Metrics: MetricsConfig{PollInterval: 10 * time.Second},
 		Images: ImagesConfig{
 			PullBehavior:          "default",
