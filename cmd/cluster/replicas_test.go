@@ -30,6 +30,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/simfleet"
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/internal/testenv/agentproc"
 	"github.com/berth-dev/berth/pkg/cluster"
 )
 
@@ -38,11 +39,14 @@ import (
 // kill -9 them.
 const childEnv = "BERTH_CLUSTER_TEST_CHILD"
 
+// TestMain runs the test binary as a replica (childEnv), as an agent
+// (agentChildEnv, agents_test.go), as the agents' log daemon or shim
+// logger, or else the tests, with testenv tearing down what it started.
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		main()
 	}
-	os.Exit(m.Run())
+	os.Exit(agentproc.Main(m, agentChildEnv, runAgentChild))
 }
 
 // replicaProc is one `berth-cluster serve` process.
@@ -136,69 +140,12 @@ func (r *replicaProc) leads() bool { return strings.Contains(r.log(), "this repl
 //     back: writes work again.
 func TestReplicaProcesses(t *testing.T) {
 	etcd := testenv.Etcd(t, 3)
-	dir := t.TempDir()
-	kek := filepath.Join(dir, "cluster.kek")
-	if err := os.WriteFile(kek, bytes.Repeat([]byte{9}, 32), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var reps []*replicaProc
-	for i := range 3 {
-		r := &replicaProc{name: fmt.Sprintf("r%d", i), addr: freePort(t), logPath: filepath.Join(dir, fmt.Sprintf("r%d.log", i))}
-		r.cfg = filepath.Join(dir, r.name+".toml")
-		doc := fmt.Sprintf(`listen = %q
-insecure_http = true
-region = "us-test-1"
-account_id = "123456789012"
-data_dir = %q
-store = "etcd"
-[etcd]
-endpoints = [%q, %q, %q]
-prefix = "/berth/procs/"
-kek_file = %q
-replica = %q
-lease_ttl = 2
-request_timeout = 2
-`, r.addr, filepath.Join(dir, r.name), etcd.Endpoints[0], etcd.Endpoints[1], etcd.Endpoints[2], kek, r.name)
-		if err := os.WriteFile(r.cfg, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		reps = append(reps, r)
-	}
-	newKey := func(role string) (string, string, error) {
-		var out, errb bytes.Buffer
-		if code := run(context.Background(), []string{"keys", "create", "--role", role, "--config", reps[0].cfg}, &out, &errb); code != 0 {
-			return "", "", fmt.Errorf("keys create --role %s: exit %d: %s", role, code, errb.String())
-		}
-		m := credRE.FindStringSubmatch(out.String())
-		if m == nil {
-			return "", "", fmt.Errorf("keys create printed %q", out.String())
-		}
-		return m[1], m[2], nil
-	}
-	adminID, adminSecret, err := newKey("admin")
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := newReplicaSet(t, etcd, "/berth/procs/", "")
+	reps, newKey, client, live := set.reps, set.newKey, set.client, set.live
 	for _, r := range reps {
-		r.start(t)
-		t.Cleanup(func() { r.stop(t) })
-	}
-	client := func(r *replicaProc) *ecs.Client {
-		return ecs.New(ecs.Options{Region: "us-test-1", BaseEndpoint: aws.String(r.url()), Retryer: aws.NopRetryer{},
-			Credentials: credentials.NewStaticCredentialsProvider(adminID, adminSecret, ""), HTTPClient: awshttp.NewBuildableClient()})
+		set.start(t, r)
 	}
 	ctx := context.Background()
-	live := func() []*ecs.Client {
-		var out []*ecs.Client
-		for _, r := range reps {
-			select {
-			case <-r.exited:
-			default:
-				out = append(out, client(r))
-			}
-		}
-		return out
-	}
 	if _, err := client(reps[0]).CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String("rep")}); err != nil {
 		t.Fatal(err)
 	}
@@ -454,6 +401,93 @@ request_timeout = 2
 		})
 		waitFor(t, 20*time.Second, "the task run after the quorum came back on an agent", func() bool { return slices.Contains(onAgents(), arn) })
 	})
+}
+
+// replicaSet is three `berth-cluster serve` replicas (r0, r1, r2) on one
+// etcd cluster, sharing a KEK, with an admin key created through
+// `keys create` before any of them starts.
+type replicaSet struct {
+	reps                 []*replicaProc
+	adminID, adminSecret string
+}
+
+// newReplicaSet writes the replicas' configurations (store = "etcd" under
+// prefix, extraTOML appended) and creates the admin key; start each
+// replica with start.
+func newReplicaSet(t *testing.T, etcd *testenv.EtcdCluster, prefix, extraTOML string) *replicaSet {
+	t.Helper()
+	dir := t.TempDir()
+	kek := filepath.Join(dir, "cluster.kek")
+	if err := os.WriteFile(kek, bytes.Repeat([]byte{9}, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &replicaSet{}
+	for i := range 3 {
+		r := &replicaProc{name: fmt.Sprintf("r%d", i), addr: freePort(t), logPath: filepath.Join(dir, fmt.Sprintf("r%d.log", i))}
+		r.cfg = filepath.Join(dir, r.name+".toml")
+		doc := fmt.Sprintf(`listen = %q
+insecure_http = true
+region = "us-test-1"
+account_id = "123456789012"
+data_dir = %q
+store = "etcd"
+[etcd]
+endpoints = [%q, %q, %q]
+prefix = %q
+kek_file = %q
+replica = %q
+lease_ttl = 2
+request_timeout = 2
+`, r.addr, filepath.Join(dir, r.name), etcd.Endpoints[0], etcd.Endpoints[1], etcd.Endpoints[2], prefix, kek, r.name)
+		if err := os.WriteFile(r.cfg, []byte(doc+extraTOML), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.reps = append(s.reps, r)
+	}
+	var err error
+	if s.adminID, s.adminSecret, err = s.newKey("admin"); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// newKey creates a key with `keys create` against etcd directly.
+func (s *replicaSet) newKey(role string) (string, string, error) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"keys", "create", "--role", role, "--config", s.reps[0].cfg}, &out, &errb); code != 0 {
+		return "", "", fmt.Errorf("keys create --role %s: exit %d: %s", role, code, errb.String())
+	}
+	m := credRE.FindStringSubmatch(out.String())
+	if m == nil {
+		return "", "", fmt.Errorf("keys create printed %q", out.String())
+	}
+	return m[1], m[2], nil
+}
+
+// start runs the replica until the test ends (SIGTERM then, exit 0 wanted).
+func (s *replicaSet) start(t *testing.T, r *replicaProc) {
+	t.Helper()
+	r.start(t)
+	t.Cleanup(func() { r.stop(t) })
+}
+
+// client is an admin ECS client of one replica, without retries.
+func (s *replicaSet) client(r *replicaProc) *ecs.Client {
+	return ecs.New(ecs.Options{Region: "us-test-1", BaseEndpoint: aws.String(r.url()), Retryer: aws.NopRetryer{},
+		Credentials: credentials.NewStaticCredentialsProvider(s.adminID, s.adminSecret, ""), HTTPClient: awshttp.NewBuildableClient()})
+}
+
+// live returns clients of the replicas still running.
+func (s *replicaSet) live() []*ecs.Client {
+	var out []*ecs.Client
+	for _, r := range s.reps {
+		select {
+		case <-r.exited:
+		default:
+			out = append(out, s.client(r))
+		}
+	}
+	return out
 }
 
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
