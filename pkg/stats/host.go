@@ -12,10 +12,10 @@ import (
 // Linux architecture Berth runs on.
 const clockTicksPerSecond = 100
 
-// hostCPUNanos returns the host's cumulative CPU time over all CPUs (the
+// HostCPUNanos returns the host's cumulative CPU time over all CPUs (the
 // "cpu" line of /proc/stat, idle included) in nanoseconds, as Docker
 // computes system_cpu_usage; zero when it cannot be read.
-func hostCPUNanos() uint64 {
+func HostCPUNanos() uint64 {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0

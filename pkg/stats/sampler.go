@@ -175,7 +175,7 @@ func (s *Sampler) Run(ctx context.Context) error {
 func (s *Sampler) SampleOnce(ctx context.Context) {
 	targets := s.o.Targets.Targets()
 	live := make(map[string]bool, len(targets))
-	system := hostCPUNanos()
+	system := HostCPUNanos()
 	for _, tg := range targets {
 		if ctx.Err() != nil {
 			return

@@ -196,7 +196,7 @@ func (l *Lookup) TaskStats(ctx context.Context, id string) (map[string]*iam.Cont
 			s, err := l.Stats.Stats(sctx, st.RuntimeID)
 			cancel()
 			if err == nil {
-				cur, ok = stats.Sample{Stats: s}, true
+				cur, ok = stats.Sample{Stats: s, SystemCPUNanos: stats.HostCPUNanos()}, true
 			}
 		}
 		if !ok {
