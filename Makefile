@@ -75,6 +75,7 @@ bench: test-deps build
 	$(GO) test ./bench -run '^$$' -bench 'BenchmarkMetrics' -benchtime 300x -count 2
 	$(GO) test ./bench -run '^$$' -bench 'BenchmarkLBHAProxy' -benchtime 3x
 	$(GO) run ./bench/cmd/runtime -n 40 -rounds 5
+	$(TESTENV) $(GO) run ./bench/cmd/stats -n 100 -rounds 20
 	$(GO) run ./bench/cmd/engine
 	$(GO) run ./bench/cmd/e2e -rounds 5 -datapath builtin
 	$(GO) run ./bench/cmd/e2e -rounds 5 -datapath cni

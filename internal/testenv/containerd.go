@@ -270,6 +270,12 @@ func deleteContainers(ctx context.Context, c *containerd.Client) error {
 	return errors.Join(errs...)
 }
 
+// EmptyNamespace is emptyNamespace for programs that create their own
+// namespace on a shared containerd (the bench/cmd benchmarks).
+func EmptyNamespace(ctx context.Context, c *containerd.Client, ns string) error {
+	return emptyNamespace(ctx, c, ns)
+}
+
 // emptyNamespace deletes everything in the namespace of ctx: tasks,
 // containers with snapshots, leases, images (content and unpacked snapshots
 // go with the synchronous garbage collection), then the namespace itself.
