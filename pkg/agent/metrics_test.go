@@ -4,10 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"net"
-	"net/netip"
 	"os"
-	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"testing"
@@ -65,14 +62,7 @@ func TestMetricsSampledAndServed(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			cfg := h.config(t)
-			cfg.IAM.EnableTaskRole = true
-			cfg.IAM.AuditLogFile = filepath.Join(t.TempDir(), "audit.log")
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.Listen.Credentials = netip.MustParseAddrPort(ln.Addr().String())
-			ln.Close()
+			withTaskRoles(t, cfg)
 			cfg.Metrics.Disabled = disabled
 			cfg.Metrics.PollInterval = time.Second // below the 5s that config allows, for speed
 
