@@ -401,6 +401,27 @@ func (l *lbLab) webTaskDef() string {
 	return l.taskDef("web", 0, "/bin/sh", "-c", "trap 'exit 0' TERM; /bin/httpd -f -v -p 80 -h /srv & wait")
 }
 
+// deploy updates the web service to task definition td.
+func (l *lbLab) deploy(t *testing.T, td string) {
+	t.Helper()
+	if _, err := l.admin.UpdateService(context.Background(), &ecs.UpdateServiceInput{Cluster: aws.String("default"),
+		Service: aws.String("web"), TaskDefinition: aws.String(td)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitDeployed waits until the web service settled on two tasks of td.
+func (l *lbLab) waitDeployed(t *testing.T, what, td string) {
+	t.Helper()
+	waitUntil(t, what, func() (bool, string) {
+		ok, why := l.settled(t, "web", l.tg, 2)()
+		for _, task := range l.serviceTasks(t, "web") {
+			ok = ok && aws.ToString(task.TaskDefinitionArn) == td
+		}
+		return ok, why
+	})
+}
+
 // TestServiceBehindHAProxy runs a service of two real containers behind
 // berth-lb's HAProxy and sends requests through it continuously while the
 // service is deployed anew, scaled 2 → 6 → 2, loses a container to kill -9
@@ -417,16 +438,8 @@ func TestServiceBehindHAProxy(t *testing.T) {
 	t.Run("rolling deployment", func(t *testing.T) {
 		ld, slow := startLBLoad(t, l.url), startSlowLoad(t, l.url)
 		v2 := l.webTaskDef()
-		if _, err := l.admin.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: aws.String("default"), Service: aws.String("web"), TaskDefinition: aws.String(v2)}); err != nil {
-			t.Fatal(err)
-		}
-		waitUntil(t, "v2 settled", func() (bool, string) {
-			ok, why := l.settled(t, "web", l.tg, 2)()
-			for _, task := range l.serviceTasks(t, "web") {
-				ok = ok && aws.ToString(task.TaskDefinitionArn) == v2
-			}
-			return ok, why
-		})
+		l.deploy(t, v2)
+		l.waitDeployed(t, "v2 settled", v2)
 		ld.noFailures(t, "rolling deployment")
 		slow.noFailures(t, "rolling deployment, slow requests")
 	})
@@ -477,9 +490,7 @@ func TestServiceBehindHAProxy(t *testing.T) {
 		ld, slow := startLBLoad(t, l.url), startSlowLoad(t, l.url)
 		l.stopBerthLB(syscall.SIGKILL)
 		v := l.webTaskDef()
-		if _, err := l.admin.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: aws.String("default"), Service: aws.String("web"), TaskDefinition: aws.String(v)}); err != nil {
-			t.Fatal(err)
-		}
+		l.deploy(t, v)
 		// With no data plane reporting, the new tasks' targets stay
 		// initial: the old tasks keep serving through the HAProxy that
 		// outlived berth-lb, and the deployment waits.
@@ -497,13 +508,7 @@ func TestServiceBehindHAProxy(t *testing.T) {
 			}
 		}
 		l.startBerthLB(t)
-		waitUntil(t, "the deployment completed after berth-lb returned", func() (bool, string) {
-			ok, why := l.settled(t, "web", l.tg, 2)()
-			for _, task := range l.serviceTasks(t, "web") {
-				ok = ok && aws.ToString(task.TaskDefinitionArn) == v
-			}
-			return ok, why
-		})
+		l.waitDeployed(t, "the deployment completed after berth-lb returned", v)
 		ld.noFailures(t, "berth-lb killed during a deployment")
 		slow.noFailures(t, "berth-lb killed during a deployment, slow requests")
 	})
@@ -511,22 +516,14 @@ func TestServiceBehindHAProxy(t *testing.T) {
 	t.Run("berth-lb restarted during a deployment", func(t *testing.T) {
 		ld := startLBLoad(t, l.url)
 		v := l.webTaskDef()
-		if _, err := l.admin.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: aws.String("default"), Service: aws.String("web"), TaskDefinition: aws.String(v)}); err != nil {
-			t.Fatal(err)
-		}
+		l.deploy(t, v)
 		waitUntil(t, "the new tasks registered", func() (bool, string) {
 			h := l.targets(t, l.tg)
 			return len(h) == 4, fmt.Sprintf("targets %v", h)
 		})
 		l.stopBerthLB(syscall.SIGTERM)
 		l.startBerthLB(t)
-		waitUntil(t, "the deployment completed", func() (bool, string) {
-			ok, why := l.settled(t, "web", l.tg, 2)()
-			for _, task := range l.serviceTasks(t, "web") {
-				ok = ok && aws.ToString(task.TaskDefinitionArn) == v
-			}
-			return ok, why
-		})
+		l.waitDeployed(t, "the deployment completed", v)
 		ld.noFailures(t, "berth-lb restarted during a deployment")
 	})
 
