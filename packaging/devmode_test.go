@@ -63,6 +63,7 @@ type devHost struct {
 	env    []string
 	ns     string
 	bridge string
+	subnet string // its first three octets and a dot: "10.150.7."
 	cli    *containerd.Client
 }
 
@@ -74,13 +75,14 @@ func newDevHost(t *testing.T) *devHost {
 	reg := testenv.Registry(t)
 	h := &devHost{dir: t.TempDir(), ns: cd.Namespace(t), cli: cd.Client(t)}
 	h.bridge = fmt.Sprintf("bpk%06x", rand.IntN(1<<24))
+	h.subnet = fmt.Sprintf("10.%d.%d.", 150+rand.IntN(50), rand.IntN(256))
 	h.intro = freeLoopbackAddr(t)
 	h.env = []string{
 		"BERTH_CONTAINERD_ADDRESS=" + cd.Address,
 		"BERTH_CONTAINERD_NAMESPACE=" + h.ns,
 		"BERTH_INSECURE_REGISTRIES=[\"" + reg.Host + "\"]",
 		"BERTH_BRIDGE_NAME=" + h.bridge,
-		fmt.Sprintf("BERTH_BRIDGE_SUBNET=10.%d.%d.0/24", 150+rand.IntN(50), rand.IntN(256)),
+		"BERTH_BRIDGE_SUBNET=" + h.subnet + "0/24",
 		"BERTH_INTROSPECTION_ADDRESS=" + h.intro,
 		"BERTH_CREDENTIALS_ADDRESS=" + freeLoopbackAddr(t),
 		"ECS_CONTAINER_STOP_TIMEOUT=2s",
@@ -312,7 +314,8 @@ func runningContainers(t *testing.T, cli *containerd.Client, ns string) int {
 // checkDevModeTask runs the installed agent in dev mode until a task runs,
 // stops it with SIGTERM while the task runs (exit 0, the container keeps
 // running), starts it again (the task is adopted and still RUNNING), then
-// stops the task through the endpoint and the agent with SIGTERM. The
+// stops the task through the endpoint and the agent with SIGTERM, which
+// leaves no iptables or nftables rule of its bridge or subnet. The
 // container instance's versionInfo and /v1/metadata carry version.
 func checkDevModeTask(t *testing.T, version string) {
 	testenv.RequireBusyboxStatic(t)
@@ -377,6 +380,13 @@ func checkDevModeTask(t *testing.T, version string) {
 	}
 	if code := agent.stop(t); code != 0 {
 		t.Errorf("berth-agent exited %d on SIGTERM, want 0\n%s", code, agent.out)
+	}
+	// With no task left, dev mode removes its network's host-wide parts
+	// (the built-in datapath's nftables table, named after an owner tag
+	// that dies with the directory, and the bridge's forward rules): no
+	// rule of its bridge or subnet may outlive it.
+	for _, r := range testenv.NetworkRulesMentioning(t, h.bridge, h.subnet) {
+		t.Errorf("rule of dev mode left after it stopped with no task: %s\n%s", r, agent.out)
 	}
 }
 

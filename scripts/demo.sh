@@ -4,8 +4,9 @@
 # server image from busybox-static into that registry, starts dev mode
 # (berth-agent --dev: a cluster endpoint and an agent in one process),
 # registers a task definition with hostPort 0, runs two tasks, curls each,
-# and streams one container's log. Ctrl-C stops the tasks, then dev mode,
-# then removes its network, then containerd and the registry.
+# and streams one container's log. Ctrl-C stops the tasks, then dev mode
+# (which removes its network's rules), then the bridge, containerd and the
+# registry.
 # Needs root (containers and their networks); `make demo` installs what is
 # missing first (scripts/deps.sh demo).
 #
@@ -16,9 +17,10 @@
 #      tears down their containers and task networks;
 #   2. the agent (SIGTERM): it removes its credentials rules; it runs in a
 #      session of its own (setsid), so the terminal's SIGINT never reaches it;
-#   3. its network: what the agent keeps on the host for its next start
-#      (berth-democtl remove-network: the built-in datapath's nftables
-#      table, the bridge's forward rules), then the bridge;
+#   2'. with no task left, dev mode removes its network's rules itself on
+#      that stop (the built-in datapath's nftables table, the bridge's
+#      forward rules; docs/dev-mode.md);
+#   3. the bridge, which outlives the agent by design;
 #   4. containerd and the registry: berth-testenv forwards the signal to this
 #      script and tears them down only once this script has exited; make
 #      waits for berth-testenv.
@@ -98,11 +100,6 @@ cleanup() {
 			kill -KILL "$agent_pid" 2>/dev/null || true
 		fi
 		wait "$agent_pid" 2>/dev/null || true
-	fi
-	if [ -n "$agent_pid" ] && [ -d "$dev_dir/agent" ]; then
-		echo "==> removing dev mode's network rules"
-		"$BIN/berth-democtl" remove-network "$dev_dir" "$BRIDGE" "$SUBNET" ||
-			echo "demo: removing dev mode's network failed" >&2
 	fi
 	if ip link show "$BRIDGE" >/dev/null 2>&1; then
 		echo "==> removing the bridge $BRIDGE"

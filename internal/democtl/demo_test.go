@@ -396,28 +396,11 @@ func (d *demo) checkNothingLeft(t *testing.T) {
 	if out, err := exec.Command("ip", "link", "show", d.bridge).CombinedOutput(); err == nil {
 		t.Errorf("the demo's bridge is left:\n%s", out)
 	}
-	subnet := strings.TrimSuffix(d.subnet, "0/24")
-	for _, table := range []string{"nat", "filter"} {
-		rules, err := exec.Command("iptables-save", "-t", table).Output()
-		if err != nil {
-			t.Fatalf("iptables-save -t %s: %v", table, err)
-		}
-		for _, line := range strings.Split(string(rules), "\n") {
-			if strings.Contains(line, d.bridge) || strings.Contains(line, subnet) {
-				t.Errorf("iptables rule of the demo left in %s: %s", table, line)
-			}
-		}
-	}
 	// The built-in datapath's table (named after dev mode's owner tag,
-	// which dies with its directory) names the bridge and the subnet.
-	ruleset, err := exec.Command("nft", "list", "ruleset").Output()
-	if err != nil {
-		t.Fatalf("nft list ruleset: %v", err)
-	}
-	for _, line := range strings.Split(string(ruleset), "\n") {
-		if strings.Contains(line, d.bridge) || strings.Contains(line, subnet) {
-			t.Errorf("nftables rule of the demo left: %s", strings.TrimSpace(line))
-		}
+	// which dies with its directory) names the bridge and the subnet, as
+	// do the credentials and host-port rules.
+	for _, r := range testenv.NetworkRulesMentioning(t, d.bridge, strings.TrimSuffix(d.subnet, "0/24")) {
+		t.Errorf("rule of the demo left: %s", r)
 	}
 }
 

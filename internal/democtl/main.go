@@ -11,18 +11,11 @@
 //	    leaving the tasks running
 //	berth-democtl stop                  stop every task of the cluster and
 //	    wait until each is STOPPED
-//	berth-democtl remove-network DIR BRIDGE SUBNET  once dev mode (--dev-dir
-//	    DIR, on BRIDGE and SUBNET) has stopped, remove what its network
-//	    keeps on the host for its next start: sandboxes left over, the
-//	    built-in datapath's nftables table and the bridge's forward rules
-//	    (the bridge itself is the script's to delete)
 //
 // Stopping is separate from run because the demo's clean-up, not the
 // process that Ctrl-C happens to interrupt, owns the order of the stop:
-// tasks first, then the agent, then its network (scripts/demo.sh). An agent
-// leaves its network's host-wide parts in place when it stops, since its
-// sandboxes may outlive it; the demo, which deletes dev mode's directory
-// and with it the owner of those parts, removes them (remove-network).
+// tasks first, then the agent, then its bridge (scripts/demo.sh). Dev mode,
+// stopped with no task left, removes its network's rules itself.
 package main
 
 import (
@@ -35,7 +28,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -44,14 +36,11 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
-
-	"github.com/berth-dev/berth/pkg/agent/devmode"
-	"github.com/berth-dev/berth/pkg/network"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: berth-democtl free-port | run [--follow-for DURATION] IMAGE INTROSPECTION-ADDR | stop | remove-network DIR BRIDGE SUBNET")
+		fmt.Fprintln(os.Stderr, "usage: berth-democtl free-port | run [--follow-for DURATION] IMAGE INTROSPECTION-ADDR | stop")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -92,18 +81,6 @@ func main() {
 		// ignored, so a second Ctrl-C cannot cut the stop short.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		err := stopAll(ctx)
-		cancel()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "demo: %v\n", err)
-			os.Exit(1)
-		}
-	case "remove-network":
-		if len(os.Args) != 5 {
-			fmt.Fprintln(os.Stderr, "usage: berth-democtl remove-network DIR BRIDGE SUBNET")
-			os.Exit(2)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		err := removeNetwork(ctx, os.Args[2], os.Args[3], os.Args[4])
 		cancel()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "demo: %v\n", err)
@@ -325,31 +302,4 @@ func follow(ctx context.Context, url string) error {
 	}
 	_, err = io.Copy(os.Stdout, resp.Body)
 	return err
-}
-
-// removeNetwork removes, after dev mode on dir stopped, what its agent's
-// network manager keeps on the host: the agent's start-up clean-up with no
-// live sandbox (anything a task left), then the built-in datapath's table
-// and the bridge's forward rules (network.Manager.Uninstall).
-func removeNetwork(ctx context.Context, dir, bridge, subnet string) error {
-	owner, err := network.OwnerForDir(filepath.Join(dir, "agent"))
-	if err != nil {
-		return fmt.Errorf("remove dev mode's network: %w", err)
-	}
-	m, err := network.New(network.Options{NamePrefix: devmode.DevNamePrefix, Owner: owner, Bridge: bridge, Subnet: subnet}.
-		InRunDir(filepath.Join(dir, "run")))
-	if err != nil {
-		return fmt.Errorf("remove dev mode's network: %w", err)
-	}
-	rep, err := m.Cleanup(ctx, nil, nil)
-	if err != nil {
-		return fmt.Errorf("remove dev mode's network: %w", err)
-	}
-	if len(rep.Pending) > 0 {
-		return fmt.Errorf("remove dev mode's network: could not remove %+v", rep.Pending)
-	}
-	if err := m.Uninstall(ctx); err != nil {
-		return fmt.Errorf("remove dev mode's network: %w", err)
-	}
-	return nil
 }

@@ -59,3 +59,37 @@ func BuildStatic(t testing.TB, pkg string) []byte {
 	}
 	return b
 }
+
+// NetworkRulesMentioning lists the iptables rules (nat and filter) and the
+// nftables ruleset lines that contain any of names, such as a test agent's
+// bridge and subnet: after the agent stopped with no task left, none may
+// be left (credentials routes, host-port DNAT, the built-in datapath's
+// nftables table and forward rules). Each line says where it was found.
+func NetworkRulesMentioning(t testing.TB, names ...string) []string {
+	t.Helper()
+	RequireBinaries(t, "iptables-save", "nft")
+	var found []string
+	match := func(where, out string) {
+		for _, line := range strings.Split(out, "\n") {
+			for _, n := range names {
+				if strings.Contains(line, n) {
+					found = append(found, where+": "+strings.TrimSpace(line))
+					break
+				}
+			}
+		}
+	}
+	for _, table := range []string{"nat", "filter"} {
+		out, err := exec.Command("iptables-save", "-t", table).Output()
+		if err != nil {
+			t.Fatalf("iptables-save -t %s: %v", table, err)
+		}
+		match("iptables "+table, string(out))
+	}
+	out, err := exec.Command("nft", "list", "ruleset").Output()
+	if err != nil {
+		t.Fatalf("nft list ruleset: %v", err)
+	}
+	match("nftables", string(out))
+	return found
+}

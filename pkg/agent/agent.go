@@ -56,6 +56,8 @@ type options struct {
 	stepHook     func(ctx context.Context, step engine.Step)
 	afterRecover func(ctx context.Context) error
 	onChange     func()
+	// uninstallNetwork: WithNetworkUninstallOnStop.
+	uninstallNetwork bool
 	// awsCredentials sign awslogs requests; nil means the agent's own.
 	awsCredentials aws.CredentialsProvider
 }
@@ -306,7 +308,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	close(a.started)
 
 	a.log.Info("agent running", "dataDir", cfg.DataDir, "introspection", ln.Addr().String(), "cpuUnits", cpu, "memoryMiB", mem, "networkOwner", owner)
-	return a.runComponents(ctx, components{eng: eng, ln: ln, roles: roles, rt: rt, db: db, logs: logs, nw: nw, sampler: sampler})
+	err = a.runComponents(ctx, components{eng: eng, ln: ln, roles: roles, rt: rt, db: db, logs: logs, nw: nw, sampler: sampler})
+	if err == nil && a.o.uninstallNetwork {
+		a.uninstallNetwork(ctx, nm, nwOpts.Bridge)
+	}
+	return err
 }
 
 // components are what Agent.Run runs once everything is built.

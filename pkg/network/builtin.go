@@ -287,12 +287,64 @@ func (m *Manager) step(name string) error {
 
 // Uninstall removes what the built-in datapath's sandboxes share on the
 // host: the Manager's nftables table and its bridge's forward rules. The
-// bridge stays (like the CNI bridge plugin's). An agent never calls it,
-// since its sandboxes outlive it; tests and the test runner's sweep do,
-// once the sandboxes are gone.
+// bridge stays (like the CNI bridge plugin's). A system agent never calls
+// it, since its sandboxes outlive it; dev mode does on a clean stop when
+// InUse finds nothing, and tests and the test runner's sweep do once the
+// sandboxes are gone.
 func (m *Manager) Uninstall(ctx context.Context) error {
 	m.hostMu.Lock()
 	m.hostReady = false
 	m.hostMu.Unlock()
 	return errors.Join(m.nft.deleteTable(), RemoveBridgeForwardRules(ctx, m.opts.Bridge))
 }
+
+// InUse lists what still needs the host-wide parts that Uninstall removes,
+// one line each, empty when nothing does: the Manager's sandboxes (records
+// in StateDir and namespaces of its IDs), what it retries removing, and
+// interfaces attached to its bridge (another agent's sandboxes on a shared
+// bridge pass its forward rules). Call it once no Setup or Teardown runs.
+func (m *Manager) InUse() ([]string, error) {
+	var out []string
+	recs, err := m.records()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, sb := range recs {
+		seen[sb.ID] = true
+		out = append(out, "sandbox "+sb.ID)
+	}
+	entries, err := os.ReadDir(m.opts.NetnsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("list netns dir: %w", err)
+	}
+	for _, e := range entries {
+		if id := e.Name(); m.ours(id) && !seen[id] {
+			out = append(out, "namespace "+filepath.Join(m.opts.NetnsDir, id))
+		}
+	}
+	for _, l := range m.Pending() {
+		out = append(out, "pending removal of "+l.Resource)
+	}
+	br, err := netlink.LinkByName(m.opts.Bridge)
+	if _, ok := err.(netlink.LinkNotFoundError); ok {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", m.opts.Bridge, err)
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	for _, l := range links {
+		if a := l.Attrs(); a.MasterIndex == br.Attrs().Index {
+			out = append(out, "interface "+a.Name+" on bridge "+m.opts.Bridge)
+		}
+	}
+	return out, nil
+}
+
+// TableName is the built-in datapath's nftables table of the Manager (ip
+// family): its name prefix and owner.
+func (m *Manager) TableName() string { return m.nft.table.Name }

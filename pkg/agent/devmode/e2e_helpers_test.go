@@ -57,6 +57,14 @@ func logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// teeLogger logs to w, and to stderr as logger does.
+func teeLogger(w io.Writer) *slog.Logger {
+	if os.Getenv("BERTH_TEST_VERBOSE") != "" {
+		w = io.MultiWriter(w, os.Stderr)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)

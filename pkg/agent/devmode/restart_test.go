@@ -30,6 +30,8 @@ type runningDev struct {
 	started chan *devmode.Dev
 	mu      sync.Mutex
 	out     strings.Builder
+	// log is what dev mode logged (also on stderr with BERTH_TEST_VERBOSE).
+	log syncBuffer
 }
 
 // startDev runs dev mode on dir until the test ends (or stop).
@@ -40,7 +42,7 @@ func startDev(t *testing.T, dir string, cfg *config.Config, s agentSpec) *runnin
 	r.cancel = cancel
 	go func() {
 		r.done <- devmode.Run(ctx, devmode.Options{
-			Dir: dir, Config: cfg, Out: lockedWriter{&r.mu, &r.out}, Logger: logger(),
+			Dir: dir, Config: cfg, Out: lockedWriter{&r.mu, &r.out}, Logger: teeLogger(&r.log),
 			AgentOptions: s.options(),
 			Member:       member.Options{SubmitPoll: 50 * time.Millisecond},
 			Started:      func(d *devmode.Dev) { r.started <- d },

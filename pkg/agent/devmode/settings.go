@@ -28,10 +28,14 @@ const (
 
 // devAgentOptions put the agent's CNI configuration, IPAM leases and
 // sandbox records under DIR/run instead of the system agent's /run/berth,
-// and name its sandboxes with DevNamePrefix. Options.AgentOptions come
-// after them and win.
+// name its sandboxes with DevNamePrefix, and have a clean stop with no
+// sandbox left remove the network's host-wide parts (nftables table,
+// forward rules): its owner tag derives from DIR, which the user may
+// delete, and nothing would remove them afterwards. Options.AgentOptions
+// come after them and win.
 func devAgentOptions(dir string) []agent.Option {
-	return []agent.Option{agent.WithNetworkRunDir(filepath.Join(dir, "run")), agent.WithNamePrefix(DevNamePrefix)}
+	return []agent.Option{agent.WithNetworkRunDir(filepath.Join(dir, "run")), agent.WithNamePrefix(DevNamePrefix),
+		agent.WithNetworkUninstallOnStop()}
 }
 
 // isDefault reports whether the configuration left key at its default.

@@ -19,6 +19,11 @@ import (
 // bridges, credentials routes. Before the tests start, the runner removes
 // what carries the tests' own names, which never collide with the agent's
 // defaults ("berth-" sandboxes, the "berth0" bridge) or anything else.
+// devTestBridges are the bridges of tests that run dev mode as a user does
+// (with dev mode's name prefix): packaging's installed agent (bpk),
+// make demo's test (bd) and cmd/agent's (bf, bx).
+const devTestBridges = `bpk[0-9a-f]{6}|bd[0-9a-f]{6}|bf[0-9a-f]{4}|bx[0-9a-f]{4}[0-9]+`
+
 var (
 	// testSandboxID is a sandbox id of a test's network: its name prefix
 	// (pkg/agent "bt<hex>-", devmode "be<hex>-", simfleet "bs<hex>-",
@@ -27,11 +32,21 @@ var (
 	// digits. The first group is everything before the 16 digits.
 	testSandboxID = regexp.MustCompile(`^((?:b[ets][0-9a-f]{1,8}-|btiam-)(?:[0-9a-f]{8}-)?)[0-9a-f]{16}$`)
 	// testLink is a bridge or veth a test created by name.
-	testLink = regexp.MustCompile(`^(b[ets][0-9a-f]{1,8}|btbr[0-9]+|btpf[0-9]+|btiam0|bi[0-9a-f]{6}[hn])$`)
+	testLink = regexp.MustCompile(`^(b[ets][0-9a-f]{1,8}|btbr[0-9]+|btpf[0-9]+|btiam0|bi[0-9a-f]{6}[hn]|` + devTestBridges + `)$`)
 	// testComment is the comment of a rule a test installed itself:
-	// credentials routes of test bridges, pkg/iam's and pkg/network's
-	// routes, the host-network test's guard.
-	testComment     = regexp.MustCompile(`^berth:((creds|fwd):(b[ets][0-9a-f]{1,8}|btbr[0-9]+|btiam0)|test-creds:.*|iam-e2e:.*|test-guard:.*)$`)
+	// credentials routes and forward rules of test bridges, pkg/iam's and
+	// pkg/network's routes, the host-network test's guard.
+	testComment = regexp.MustCompile(`^berth:((creds|fwd):(b[ets][0-9a-f]{1,8}|btbr[0-9]+|btiam0|` + devTestBridges + `)|test-creds:.*|iam-e2e:.*|test-guard:.*)$`)
+	// testDevBridge is a bridge of a test that runs dev mode with its
+	// default name prefix (berthdev-<owner>-, whose owner tag says nothing
+	// of a test): its nftables table is known to be a test's only by the
+	// bridge it names.
+	testDevBridge = regexp.MustCompile(`^(b[ets][0-9a-f]{1,8}|` + devTestBridges + `)$`)
+	// devTable is the built-in datapath's table of dev mode's agent
+	// (devmode.DevNamePrefix and an owner tag), devTableBridge the bridge
+	// its rules name.
+	devTable        = regexp.MustCompile(`^berthdev-[0-9a-f]{8}$`)
+	devTableBridge  = regexp.MustCompile(`oifname (?:!= )?"([^"]+)"`)
 	testSandboxIDIn = regexp.MustCompile(`(?:b[ets][0-9a-f]{1,8}-|btiam-)(?:[0-9a-f]{8}-)?[0-9a-f]{16}`)
 	// testNetns is the IMDS test's stand-in namespace.
 	testNetns   = regexp.MustCompile(`^bi[0-9a-f]{6}$`)
@@ -55,10 +70,11 @@ func sweepTestLeftovers(ctx context.Context) ([]string, error) {
 	// up as that test's agent would at start (pkg/network Cleanup: CNI DEL,
 	// rules, chains, caches). This runs before the tests start, never
 	// during them, so no test can pass because of it.
-	prefixes := map[string]bool{}
+	// prefixes maps each prefix to its bridge ("" for the test's own name).
+	prefixes := map[string]string{}
 	addID := func(id string) {
 		if m := testSandboxID.FindStringSubmatch(id); m != nil {
-			prefixes[m[1]] = true
+			prefixes[m[1]] = ""
 		}
 	}
 	if entries, err := os.ReadDir("/run/netns"); err == nil {
@@ -80,8 +96,20 @@ func sweepTestLeftovers(ctx context.Context) ([]string, error) {
 	// all that is left.
 	if out, err := exec.CommandContext(ctx, "nft", "list", "tables", "ip").Output(); err == nil {
 		for _, line := range strings.Split(string(out), "\n") {
-			if name, ok := strings.CutPrefix(strings.TrimSpace(line), "table ip "); ok {
-				addID(tableSandboxID(name))
+			name, ok := strings.CutPrefix(strings.TrimSpace(line), "table ip ")
+			if !ok {
+				continue
+			}
+			addID(tableSandboxID(name))
+			if !devTable.MatchString(name) {
+				continue
+			}
+			listing, err := exec.CommandContext(ctx, "nft", "list", "table", "ip", name).Output()
+			if err != nil {
+				continue // gone meanwhile
+			}
+			if bridge, ok := devTableOfTest(string(listing)); ok {
+				prefixes[name+"-"] = bridge
 			}
 		}
 	}
@@ -100,7 +128,10 @@ func sweepTestLeftovers(ctx context.Context) ([]string, error) {
 	defer os.RemoveAll(tmp)
 	for _, prefix := range sortedKeys(prefixes) {
 		dir := filepath.Join(tmp, strings.TrimSuffix(prefix, "-"))
-		bridge, _, _ := strings.Cut(prefix, "-") // the test's own name
+		bridge := prefixes[prefix]
+		if bridge == "" {
+			bridge, _, _ = strings.Cut(prefix, "-") // the test's own name
+		}
 		if len(bridge) > 15 {
 			bridge = "bsweep0"
 		}
@@ -191,11 +222,26 @@ func sweepTestLeftovers(ctx context.Context) ([]string, error) {
 	return done, nil
 }
 
+// devTableOfTest reports whether a dev mode table (devTable), listed by
+// `nft list table`, is a test's: every bridge its rules name is a test's
+// (testDevBridge), never an operator's such as dev mode's default
+// berthdev0 or the demo's berthdemo0. It returns that bridge.
+func devTableOfTest(listing string) (string, bool) {
+	var bridge string
+	for _, m := range devTableBridge.FindAllStringSubmatch(listing, -1) {
+		if !testDevBridge.MatchString(m[1]) || (bridge != "" && m[1] != bridge) {
+			return "", false
+		}
+		bridge = m[1]
+	}
+	return bridge, bridge != ""
+}
+
 // tableSandboxID is an ID of the prefix a built-in datapath's nftables
 // table is named after (network.Manager: the prefix without its last dash).
 func tableSandboxID(table string) string { return table + "-" + strings.Repeat("0", 16) }
 
-func sortedKeys(m map[string]bool) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

@@ -29,6 +29,16 @@ func TestSweepNames(t *testing.T) {
 		{"link", "br-0a1b2c", false},
 		{"comment", "berth:creds:bt7be850", true},
 		{"comment", "berth:test-guard:bt7be850", true},
+		{"comment", "berth:fwd:bpk98176c", true},
+		{"comment", "berth:fwd:bda169a6", true},
+		{"comment", "berth:creds:bf12ab", true},
+		{"link", "bpk98176c", true},
+		{"link", "bx12ab3", true},
+		{"comment", "berth:fwd:berthdev0", false},
+		{"comment", "berth:fwd:berthdemo0", false},
+		{"comment", "berth:fwd:berth0", false},
+		{"link", "berthdev0", false},
+		{"link", "berthdemo0", false},
 		{"comment", "berth:creds:berth0", false},
 		{"comment", "berth:creds:docker0", false},
 	} {
@@ -59,6 +69,43 @@ func TestSweepPrefix(t *testing.T) {
 	for _, table := range []string{"berth-1a2b3c4d", "berth", "nat", "filter", "docker"} {
 		if m := testSandboxID.FindStringSubmatch(tableSandboxID(table)); m != nil {
 			t.Errorf("table %s taken for a test's, prefix %q", table, m[1])
+		}
+	}
+}
+
+// TestSweepDevTables: a dev mode table (berthdev-<owner>, an owner tag that
+// says nothing of a test) is a test's only when the bridge its rules name
+// is a test's; an operator's dev mode, on its default bridge, the demo's
+// or any other, keeps its table.
+func TestSweepDevTables(t *testing.T) {
+	listing := func(bridge string) string {
+		return "table ip berthdev-d0f02501 {\n\tchain postrouting {\n" +
+			"\t\tct status dnat oifname \"" + bridge + "\" ip saddr 10.181.158.0/24 masquerade\n" +
+			"\t\toifname != \"" + bridge + "\" ip saddr 10.181.158.0/24 masquerade\n\t}\n}\n"
+	}
+	for _, c := range []struct {
+		listing string
+		want    string // the bridge; "" when the table is not a test's
+	}{
+		{listing("bpk98176c"), "bpk98176c"},               // packaging's installed agent
+		{listing("bda169a6"), "bda169a6"},                 // make demo's test
+		{listing("bf12ab"), "bf12ab"},                     // cmd/agent's --dev test
+		{listing("be68de0a"), "be68de0a"},                 // pkg/agent/devmode's
+		{listing("berthdev0"), ""},                        // dev mode's default
+		{listing("berthdemo0"), ""},                       // make demo
+		{listing("berth0"), ""},                           // the system agent's
+		{listing("bpeersberth0"), ""},                     // the peers benchmark, not a test
+		{listing("bpk98176c") + listing("berthdev0"), ""}, // names an operator's bridge too
+		{"table ip berthdev-d0f02501 {\n}\n", ""},         // empty: nothing says whose
+	} {
+		got, ok := devTableOfTest(c.listing)
+		if got != c.want || ok != (c.want != "") {
+			t.Errorf("devTableOfTest(%q) = %q, %v; want %q", c.listing, got, ok, c.want)
+		}
+	}
+	for name, want := range map[string]bool{"berthdev-d0f02501": true, "berthdev-d0f0250": false, "berth-d0f02501": false, "berthdev-D0F02501": false} {
+		if got := devTable.MatchString(name); got != want {
+			t.Errorf("devTable on %q: %v, want %v", name, got, want)
 		}
 	}
 }
