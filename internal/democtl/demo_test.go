@@ -173,8 +173,9 @@ func newDemo(t *testing.T) *demo {
 		out:    &terminalOutput{changed: make(chan struct{})},
 		copied: make(chan struct{}),
 		done:   make(chan struct{}),
-		// "bd" and hex: neither the demo's default nor a name the test
-		// runner's sweep of leftovers matches.
+		// "bd" and hex: not the demo's default; the test runner's sweep,
+		// which runs only before the tests, takes a killed run's leftovers
+		// by it (berth-testenv's devTestBridges).
 		bridge: fmt.Sprintf("bd%06x", rand.IntN(1<<24)),
 		subnet: fmt.Sprintf("10.232.%d.0/24", rand.IntN(256)),
 	}
