@@ -53,14 +53,7 @@ func TestDevModeStopRemovesNetwork(t *testing.T) {
 	}
 
 	first := startDev(t, dir, cfg, s)
-	var dev *devmode.Dev
-	select {
-	case dev = <-first.started:
-	case err := <-first.done:
-		t.Fatalf("dev mode stopped: %v", err)
-	case <-time.After(hangDetector):
-		t.Fatal("dev mode did not start")
-	}
+	dev := first.waitStarted(t)
 	devE := &e2e{t: t, admin: devmode.NewECSClient(dev.Endpoint.URL, region, dev.Admin), image: e.image}
 	task := devE.runTasks(devE.taskDef("web", 0), 1)[0]
 	devE.waitStatus(task, "RUNNING", 90*time.Second)
@@ -75,13 +68,7 @@ func TestDevModeStopRemovesNetwork(t *testing.T) {
 	}
 
 	second := startDev(t, dir, cfg, s)
-	select {
-	case dev = <-second.started:
-	case err := <-second.done:
-		t.Fatalf("dev mode stopped: %v", err)
-	case <-time.After(hangDetector):
-		t.Fatal("dev mode did not start again")
-	}
+	dev = second.waitStarted(t)
 	devE.admin = devmode.NewECSClient(dev.Endpoint.URL, region, dev.Admin)
 	if _, err := devE.admin.StopTask(context.Background(), &ecs.StopTaskInput{Cluster: aws.String(devmode.ClusterName), Task: aws.String(task)}); err != nil {
 		t.Fatal(err)

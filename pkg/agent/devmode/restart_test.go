@@ -66,6 +66,22 @@ func (r *runningDev) stop(t *testing.T) error {
 	}
 }
 
+// waitStarted waits until dev mode's agent is connected and DIR/env
+// written, and returns what Options.Started got.
+func (r *runningDev) waitStarted(t *testing.T) *devmode.Dev {
+	t.Helper()
+	select {
+	case dev := <-r.started:
+		return dev
+	case err := <-r.done:
+		r.done <- err
+		t.Fatalf("dev mode stopped before it was up: %v", err)
+	case <-time.After(hangDetector):
+		t.Fatal("dev mode did not start")
+	}
+	return nil
+}
+
 func (r *runningDev) output() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
