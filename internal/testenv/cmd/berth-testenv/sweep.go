@@ -149,7 +149,11 @@ func sweepTestLeftovers(ctx context.Context) ([]string, error) {
 			note(fmt.Errorf("sweep %s: %s: %s", prefix, l.Resource, l.Err))
 		}
 		if len(rep.Pending) == 0 {
-			note(m.Uninstall(ctx)) // the built-in datapath's table of the prefix
+			err := m.Uninstall(ctx) // the built-in datapath's table of the prefix
+			note(err)
+			if err == nil && prefixes[prefix] != "" {
+				done = append(done, "nftables table ip "+m.TableName()+" and the forward rules of "+bridge)
+			}
 		}
 		for _, what := range [][]string{rep.TornDown, rep.Netns, rep.Rules, rep.Chains} {
 			done = append(done, what...)
