@@ -299,3 +299,41 @@ func TestRecoveryReattachesAndReportsDowntimeExits(t *testing.T) {
 	h.rt.exit(engine.ContainerID(keep.ARN, "c"), 0)
 	h.waitStatus(keep.ARN, engine.TaskStopped)
 }
+
+func TestStaticPortHeldByAnotherTaskKeepsTaskPending(t *testing.T) {
+	h := newHarness(t, nil)
+	hostTask := func(id string) engine.TaskDef {
+		def := simpleTask("arn:aws:ecs:us-east-1:0:task/lab/"+id, engine.ContainerDef{Name: "c", Image: "img", Essential: true,
+			Ports: []engine.PortMapping{{ContainerPort: 8080, Protocol: "tcp"}}})
+		def.NetworkMode = "host"
+		return def
+	}
+	a, b := hostTask("port-a"), hostTask("port-b")
+	h.apply(a, engine.TaskRunning)
+	h.waitStatus(a.ARN, engine.TaskRunning)
+	h.apply(b, engine.TaskRunning)
+	time.Sleep(50 * time.Millisecond)
+	if st, _ := h.eng.Task(b.ARN); st.KnownStatus != engine.TaskNone {
+		t.Fatalf("task b is %s while task a holds host port 8080; want PENDING", st.KnownStatus.Reported())
+	}
+	h.apply(a, engine.TaskStopped)
+	st := h.waitStatus(b.ARN, engine.TaskRunning)
+	if c := findContainer(st, "c"); len(c.Bindings) != 1 || c.Bindings[0].HostPort != 8080 {
+		t.Fatalf("host-mode bindings %+v, want 8080", c.Bindings)
+	}
+}
+
+func TestTaskWithOnlyNonEssentialContainersStopsWhenAllExited(t *testing.T) {
+	h := newHarness(t, nil)
+	def := simpleTask("arn:aws:ecs:us-east-1:0:task/lab/nonessential",
+		engine.ContainerDef{Name: "a", Image: "img"}, engine.ContainerDef{Name: "b", Image: "img"})
+	h.apply(def, engine.TaskRunning)
+	h.waitStatus(def.ARN, engine.TaskRunning)
+	h.rt.exit(engine.ContainerID(def.ARN, "a"), 0)
+	time.Sleep(30 * time.Millisecond)
+	if st, _ := h.eng.Task(def.ARN); st.KnownStatus != engine.TaskRunning {
+		t.Fatalf("task %s after one non-essential container exited, want RUNNING", st.KnownStatus)
+	}
+	h.rt.exit(engine.ContainerID(def.ARN, "b"), 0)
+	h.waitStatus(def.ARN, engine.TaskStopped)
+}

@@ -84,25 +84,21 @@ func (r *taskRunner) healthResult(c *ContainerState, healthy bool) {
 	if d.HealthCheck == nil {
 		return
 	}
-	tr := r.health[c.Name]
-	if tr == nil {
-		tr = &healthTrack{}
-		r.health[c.Name] = tr
-	}
+	cr := r.container(c.Name)
 	next := c.Health
 	if healthy {
-		tr.fails = 0
+		cr.healthFails = 0
 		next = HealthHealthy
 	} else {
 		inStart := r.now().Before(c.StartedAt.Add(d.HealthCheck.StartPeriod))
 		if !inStart || c.Health == HealthHealthy {
-			tr.fails++
+			cr.healthFails++
 		}
 		retries := d.HealthCheck.Retries
 		if retries <= 0 {
 			retries = defaultHealthRetries
 		}
-		if tr.fails >= retries {
+		if cr.healthFails >= retries {
 			next = HealthUnhealthy
 		}
 	}

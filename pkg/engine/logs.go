@@ -53,8 +53,9 @@ func (r *taskRunner) shipLog(c *ContainerState) bool {
 	st, d := r.st, r.def(c)
 	lc := d.Spec.Log
 	if refs := logSecretRefs(d); len(refs) > 0 {
-		opts, ok := r.logSecrets[c.Name]
-		if !ok {
+		cr := r.container(c.Name)
+		opts := cr.logSecrets
+		if !cr.haveLogSecrets {
 			r.fetchLogSecrets(c.Name, refs) // shipLog runs again with them
 			return false
 		}
@@ -92,7 +93,7 @@ func (r *taskRunner) drainLog(c *ContainerState) {
 	ls, id, timeout := r.e.opts.LogShipper, ContainerID(r.st.Def.ARN, c.Name), r.e.opts.LogDrainTimeout
 	name, ctx := c.Name, r.ctx
 	done := make(chan struct{})
-	r.draining[name] = done
+	r.container(name).draining = done
 	r.ops.Add(1)
 	go func() {
 		defer r.ops.Done()

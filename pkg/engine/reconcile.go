@@ -57,7 +57,7 @@ func (r *taskRunner) reconcile() {
 		r.setupNetwork()
 	}
 	for _, c := range st.Containers {
-		if c.DesiredStatus != ContainerRunning || r.busy[c.Name] || c.KnownStatus >= ContainerRunning {
+		if c.DesiredStatus != ContainerRunning || r.container(c.Name).busy || c.KnownStatus >= ContainerRunning {
 			continue
 		}
 		r.advance(c)
@@ -105,12 +105,12 @@ func (r *taskRunner) advance(c *ContainerState) {
 	d := r.def(c)
 	rt := r.e.opts.Runtime
 	id := ContainerID(st.Def.ARN, c.Name)
-	if at, ok := r.retryAt[c.Name]; ok {
-		if r.now().Before(at) {
-			r.wakeAt(at)
+	if cr := r.container(c.Name); !cr.retryAt.IsZero() {
+		if r.now().Before(cr.retryAt) {
+			r.wakeAt(cr.retryAt)
 			return
 		}
-		delete(r.retryAt, c.Name)
+		cr.retryAt = time.Time{}
 	}
 	switch c.KnownStatus {
 	case ContainerNone:
@@ -197,11 +197,11 @@ func (r *taskRunner) depsReady(c *ContainerState) (ok bool, reason string) {
 	if len(d.DependsOn) == 0 {
 		return true, ""
 	}
-	since, waiting := r.waitSince[c.Name]
-	if !waiting {
-		since = r.now()
-		r.waitSince[c.Name] = since
+	cr := r.container(c.Name)
+	if cr.waitSince.IsZero() {
+		cr.waitSince = r.now()
 	}
+	since := cr.waitSince
 	ok = true
 	for _, dep := range d.DependsOn {
 		dc := r.st.container(dep.Container)
@@ -264,9 +264,9 @@ func (r *taskRunner) driveStop() {
 			continue
 		}
 		allStopped = false
-		if r.busy[c.Name] {
-			if cancel := r.opCancel[c.Name]; cancel != nil {
-				cancel() // a pull need not finish for a task that is stopping
+		if cr := r.container(c.Name); cr.busy {
+			if cr.cancelOp != nil {
+				cr.cancelOp() // a pull need not finish for a task that is stopping
 			}
 			continue
 		}
@@ -284,7 +284,7 @@ func (r *taskRunner) driveStop() {
 			r.mustSave(r.containerChange(c))
 		case ContainerRunning:
 			c.DesiredStatus = ContainerStopped
-			if r.stopIssued[c.Name] || r.dependentsRunning(c) {
+			if r.container(c.Name).stopIssued || r.dependentsRunning(c) {
 				continue
 			}
 			r.issueStop(c)
@@ -296,15 +296,15 @@ func (r *taskRunner) driveStop() {
 			allStopped = false
 		}
 	}
-	if !allStopped || len(r.busy) > 0 || r.netBusy {
+	if !allStopped || r.anyBusy() || r.netBusy {
 		return
 	}
 	if st.NetworkReady || st.NetworkStep != stepNone {
-		if at, ok := r.retryAt[""]; ok && r.now().Before(at) {
+		if at := r.netRetryAt; !at.IsZero() && r.now().Before(at) {
 			r.wakeAt(at)
 			return
 		}
-		delete(r.retryAt, "")
+		r.netRetryAt = time.Time{}
 		st.NetworkStep = stepStopping
 		if !r.mustSave() {
 			return
@@ -343,11 +343,12 @@ func (r *taskRunner) driveStop() {
 // issueStop starts stopping one container, once the delay after a failed
 // attempt has passed.
 func (r *taskRunner) issueStop(c *ContainerState) {
-	if at, ok := r.retryAt[c.Name]; ok && r.now().Before(at) {
+	cr := r.container(c.Name)
+	if at := cr.retryAt; !at.IsZero() && r.now().Before(at) {
 		r.wakeAt(at)
 		return
 	}
-	delete(r.retryAt, c.Name)
+	cr.retryAt = time.Time{}
 	c.Step = stepStopping
 	if !r.mustSave() {
 		return
@@ -514,16 +515,18 @@ func (r *taskRunner) cleanupWhenDue() {
 		return
 	}
 	due := r.st.StoppedAt.Add(r.e.opts.CleanupWait)
-	if at, ok := r.retryAt[cleanupKey]; ok && at.After(due) {
+	if at := r.cleanupRetryAt; at.After(due) {
 		due = at // a failed clean-up waits before it tries again
 	}
 	if r.now().Before(due) {
 		r.wakeAt(due)
 		return
 	}
-	delete(r.retryAt, cleanupKey)
-	for _, cancel := range r.life {
-		cancel()
+	r.cleanupRetryAt = time.Time{}
+	for _, cr := range r.containers {
+		if cr.life != nil {
+			cr.life()
+		}
 	}
 	r.cleaning = true
 	st := r.st
@@ -542,9 +545,11 @@ func (r *taskRunner) cleanupWhenDue() {
 	taskDir := filepath.Join(r.e.opts.DataDir, "volumes", sanitizeID(TaskID(st.Def.ARN)))
 	arn := st.Def.ARN
 	e := r.e
-	drains := make([]chan struct{}, 0, len(r.draining))
-	for _, d := range r.draining {
-		drains = append(drains, d)
+	var drains []chan struct{}
+	for _, cr := range r.containers {
+		if cr.draining != nil {
+			drains = append(drains, cr.draining)
+		}
 	}
 	r.goOp("", "cleanup", false, func(ctx context.Context) event {
 		var errs []error

@@ -61,10 +61,6 @@ const (
 	maxRetryDelay   = 30 * time.Second
 )
 
-// cleanupKey is the retryAt key of the task's clean-up (container names
-// are letters, digits, '-' and '_', so it never names a container).
-const cleanupKey = "*cleanup"
-
 // retryDelay is the wait before retry number attempt (1 is the first).
 func retryDelay(attempt int) time.Duration {
 	d := firstRetryDelay
@@ -88,33 +84,64 @@ type taskRunner struct {
 	record  atomic.Pointer[[]byte] // last saved record, for snapshots
 
 	// The fields below are owned by the run goroutine.
-	ctx       context.Context
-	ops       sync.WaitGroup
-	busy      map[string]bool               // container name → operation in flight
-	opCancel  map[string]context.CancelFunc // cancels an in-flight pull
-	life      map[string]context.CancelFunc // ends a container's waiter and health check
-	netBusy   bool
-	cleaning  bool
-	finished  bool
-	waitSince map[string]time.Time // when a container started waiting on dependsOn
-	health    map[string]*healthTrack
-	attempts  map[string]int // stop and teardown attempts
-	// stopIssued marks containers whose Stop returned; their exit follows.
-	stopIssued map[string]bool
-	retryAt    map[string]time.Time
-	attach     []string // containers found running at recovery
-	timer      *time.Timer
-	next       time.Time
-	// draining holds, per container, a channel closed when its log drain
-	// ends; clean-up waits for it before removing the shipper.
-	draining map[string]chan struct{}
-	// logSecrets holds, per container, its log driver's secretOptions
-	// values, in memory only (see secrets.go).
-	logSecrets map[string]map[string]string
+	ctx        context.Context
+	ops        sync.WaitGroup
+	containers map[string]*containerRun // container name → its in-memory state
+	netBusy    bool
+	netCancel  context.CancelFunc // cancels an in-flight network operation
+	cleaning   bool
+	finished   bool
+	// teardownAttempts counts failed network teardowns; netRetryAt and
+	// cleanupRetryAt hold when the next teardown or clean-up may run.
+	teardownAttempts int
+	netRetryAt       time.Time
+	cleanupRetryAt   time.Time
+	attach           []string // containers found running at recovery
+	timer            *time.Timer
+	next             time.Time
 }
 
-type healthTrack struct {
-	fails int
+// containerRun is what the task's goroutine keeps in memory, never
+// persisted, about one of its containers.
+type containerRun struct {
+	busy     bool               // an operation is in flight
+	cancelOp context.CancelFunc // cancels an in-flight pull
+	life     context.CancelFunc // ends the waiter and health check
+	// waitSince is when the container started waiting on dependsOn.
+	waitSince   time.Time
+	healthFails int // consecutive failed health probes that count
+	// stopIssued marks a container whose Stop returned; its exit follows.
+	stopIssued bool
+	// retryAt is when a failed operation may run again (zero: now).
+	retryAt time.Time
+	// draining is closed when the container's log drain ends; clean-up
+	// waits for it before removing the shipper.
+	draining chan struct{}
+	// logSecrets holds the log driver's secretOptions values, in memory
+	// only (see secrets.go); haveLogSecrets says they were fetched.
+	logSecrets     map[string]string
+	haveLogSecrets bool
+}
+
+// container returns the in-memory state of the named container, making it
+// on first use.
+func (r *taskRunner) container(name string) *containerRun {
+	cr := r.containers[name]
+	if cr == nil {
+		cr = &containerRun{}
+		r.containers[name] = cr
+	}
+	return cr
+}
+
+// anyBusy reports whether an operation of some container is in flight.
+func (r *taskRunner) anyBusy() bool {
+	for _, cr := range r.containers {
+		if cr.busy {
+			return true
+		}
+	}
+	return false
 }
 
 func newTaskRunner(e *Engine, st *TaskState) *taskRunner {
@@ -126,16 +153,7 @@ func newTaskRunner(e *Engine, st *TaskState) *taskRunner {
 		events:     make(chan event),
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
-		busy:       map[string]bool{},
-		opCancel:   map[string]context.CancelFunc{},
-		life:       map[string]context.CancelFunc{},
-		waitSince:  map[string]time.Time{},
-		health:     map[string]*healthTrack{},
-		attempts:   map[string]int{},
-		stopIssued: map[string]bool{},
-		retryAt:    map[string]time.Time{},
-		draining:   map[string]chan struct{}{},
-		logSecrets: map[string]map[string]string{},
+		containers: map[string]*containerRun{},
 	}
 }
 
@@ -301,12 +319,18 @@ func (r *taskRunner) goOp(name, stepName string, cancellable bool, f func(ctx co
 	var cancel context.CancelFunc = func() {}
 	if cancellable {
 		ctx, cancel = context.WithCancel(r.ctx)
-		r.opCancel[name] = cancel
 	}
 	if name == "" {
 		r.netBusy = true
+		if cancellable {
+			r.netCancel = cancel
+		}
 	} else {
-		r.busy[name] = true
+		cr := r.container(name)
+		cr.busy = true
+		if cancellable {
+			cr.cancelOp = cancel
+		}
 	}
 	r.ops.Add(1)
 	go func() {
@@ -388,10 +412,11 @@ func (r *taskRunner) handle(ev event) {
 	st := r.st
 	if ev.kind == evNetUp || ev.kind == evNetDown || ev.kind == evCleaned {
 		r.netBusy = false
-		delete(r.opCancel, "")
+		r.netCancel = nil
 	} else if ev.kind != evExited && ev.kind != evHealth && ev.kind != evLogSecrets {
-		delete(r.busy, ev.container)
-		delete(r.opCancel, ev.container)
+		cr := r.container(ev.container)
+		cr.busy = false
+		cr.cancelOp = nil
 	}
 	var c *ContainerState
 	if ev.container != "" {
@@ -453,7 +478,8 @@ func (r *taskRunner) handle(ev event) {
 			return
 		}
 		if ev.logSecrets != nil {
-			r.logSecrets[c.Name] = ev.logSecrets
+			cr := r.container(c.Name)
+			cr.logSecrets, cr.haveLogSecrets = ev.logSecrets, true
 		}
 		c.Step = stepNone
 		r.retried(c)
@@ -494,7 +520,7 @@ func (r *taskRunner) handle(ev event) {
 		if ev.err == nil {
 			// The exit arrives from the waiter; until then the step stays
 			// persisted so that a restart stops the container again.
-			r.stopIssued[c.Name] = true
+			r.container(c.Name).stopIssued = true
 			if c.Retries > 0 {
 				r.retried(c)
 				r.mustSave()
@@ -531,10 +557,10 @@ func (r *taskRunner) handle(ev event) {
 		r.mustSave()
 	case evNetDown:
 		if ev.err != nil {
-			r.attempts[""]++
-			r.log.Warn("tear down task network", "attempt", r.attempts[""], "err", ev.err)
-			if r.attempts[""] < maxTeardownAttempts {
-				r.retryAt[""] = r.now().Add(time.Second)
+			r.teardownAttempts++
+			r.log.Warn("tear down task network", "attempt", r.teardownAttempts, "err", ev.err)
+			if r.teardownAttempts < maxTeardownAttempts {
+				r.netRetryAt = r.now().Add(time.Second)
 				return
 			}
 		}
@@ -547,7 +573,8 @@ func (r *taskRunner) handle(ev event) {
 			r.log.Warn("ship container logs: fetch the log driver's secretOptions", "container", c.Name, "err", ev.err)
 			return
 		}
-		r.logSecrets[c.Name] = ev.logSecrets
+		cr := r.container(c.Name)
+		cr.logSecrets, cr.haveLogSecrets = ev.logSecrets, true
 		r.shipLog(c)
 		if c.KnownStatus == ContainerStopped {
 			r.drainLog(c)
@@ -560,7 +587,7 @@ func (r *taskRunner) handle(ev event) {
 			st.CleanupRetries++
 			st.CleanupError = ev.err.Error()
 			delay := retryDelay(st.CleanupRetries)
-			r.retryAt[cleanupKey] = r.now().Add(delay)
+			r.cleanupRetryAt = r.now().Add(delay)
 			r.e.count(func(m *Metrics) { m.CleanupRetries++ })
 			r.log.Warn("clean up task, will retry", "attempt", st.CleanupRetries, "retry_in", delay, "err", ev.err)
 			r.mustSave()
@@ -584,7 +611,7 @@ func (r *taskRunner) retryLater(c *ContainerState, op string, err error) {
 	c.Retries++
 	c.RetryError = fmt.Sprintf("%s: %v", op, err)
 	delay := retryDelay(c.Retries)
-	r.retryAt[c.Name] = r.now().Add(delay)
+	r.container(c.Name).retryAt = r.now().Add(delay)
 	r.log.Warn("container operation failed, will retry", "container", c.Name, "op", op, "attempt", c.Retries, "retry_in", delay, "err", err)
 	r.mustSave()
 }
@@ -593,14 +620,14 @@ func (r *taskRunner) retryLater(c *ContainerState, op string, err error) {
 func (r *taskRunner) retried(c *ContainerState) {
 	c.Retries = 0
 	c.RetryError = ""
-	delete(r.retryAt, c.Name)
+	r.container(c.Name).retryAt = time.Time{}
 }
 
 // exited records that a container's process ended.
 func (r *taskRunner) exited(c *ContainerState, x Exit, observed bool) {
-	if cancel := r.life[c.Name]; cancel != nil {
-		cancel()
-		delete(r.life, c.Name)
+	if cr := r.container(c.Name); cr.life != nil {
+		cr.life()
+		cr.life = nil
 	}
 	if c.KnownStatus == ContainerStopped {
 		return
@@ -637,11 +664,12 @@ func (r *taskRunner) allPulled() bool {
 
 // watch waits for a running container's exit in the background.
 func (r *taskRunner) watch(name string) {
-	if _, ok := r.life[name]; ok {
+	cr := r.container(name)
+	if cr.life != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
-	r.life[name] = cancel
+	cr.life = cancel
 	id := ContainerID(r.st.Def.ARN, name)
 	rt := r.e.opts.Runtime
 	r.ops.Add(1)

@@ -5,37 +5,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/pkg/engine"
 )
-
-func TestHealthTurnsUnhealthyAfterRetriesAndBack(t *testing.T) {
-	h := newHarness(t, nil)
-	var failing atomic.Bool
-	failing.Store(true)
-	h.rt.health = func(string) int {
-		if failing.Load() {
-			return 1
-		}
-		return 0
-	}
-	def := simpleTask("arn:aws:ecs:us-east-1:0:task/lab/health", engine.ContainerDef{Name: "c", Image: "img", Essential: true,
-		HealthCheck: &engine.HealthCheck{Test: []string{"CMD-SHELL", "check"}, Interval: 5 * time.Millisecond, Retries: 3}})
-	h.apply(def, engine.TaskRunning)
-	h.waitTask(def.ARN, "UNHEALTHY", func(st engine.TaskState) bool { return findContainer(st, "c").Health == engine.HealthUnhealthy })
-	failing.Store(false)
-	h.waitTask(def.ARN, "HEALTHY", func(st engine.TaskState) bool { return findContainer(st, "c").Health == engine.HealthHealthy })
-	keys := h.store.changeKeys()
-	if u, ok := slices.Index(keys, "c/RUNNING+UNHEALTHY"), slices.Index(keys, "c/RUNNING+HEALTHY"); u < 0 || ok < u {
-		t.Fatalf("outbox %v: want UNHEALTHY then HEALTHY reported", keys)
-	}
-	if st, _ := h.eng.Task(def.ARN); st.KnownStatus != engine.TaskRunning {
-		t.Fatalf("an unhealthy container stopped its task: %s", st.KnownStatus)
-	}
-}
 
 func TestSharedVolumes(t *testing.T) {
 	h := newHarness(t, func(o *engine.Options) { o.CleanupWait = 10 * time.Millisecond })
@@ -113,42 +87,4 @@ func TestSpecCarriesLabelsAndSettings(t *testing.T) {
 			t.Errorf("spec %s wrong: %+v", c.what, spec)
 		}
 	}
-}
-
-func TestStaticPortHeldByAnotherTaskKeepsTaskPending(t *testing.T) {
-	h := newHarness(t, nil)
-	hostTask := func(id string) engine.TaskDef {
-		def := simpleTask("arn:aws:ecs:us-east-1:0:task/lab/"+id, engine.ContainerDef{Name: "c", Image: "img", Essential: true,
-			Ports: []engine.PortMapping{{ContainerPort: 8080, Protocol: "tcp"}}})
-		def.NetworkMode = "host"
-		return def
-	}
-	a, b := hostTask("port-a"), hostTask("port-b")
-	h.apply(a, engine.TaskRunning)
-	h.waitStatus(a.ARN, engine.TaskRunning)
-	h.apply(b, engine.TaskRunning)
-	time.Sleep(50 * time.Millisecond)
-	if st, _ := h.eng.Task(b.ARN); st.KnownStatus != engine.TaskNone {
-		t.Fatalf("task b is %s while task a holds host port 8080; want PENDING", st.KnownStatus.Reported())
-	}
-	h.apply(a, engine.TaskStopped)
-	st := h.waitStatus(b.ARN, engine.TaskRunning)
-	if c := findContainer(st, "c"); len(c.Bindings) != 1 || c.Bindings[0].HostPort != 8080 {
-		t.Fatalf("host-mode bindings %+v, want 8080", c.Bindings)
-	}
-}
-
-func TestTaskWithOnlyNonEssentialContainersStopsWhenAllExited(t *testing.T) {
-	h := newHarness(t, nil)
-	def := simpleTask("arn:aws:ecs:us-east-1:0:task/lab/nonessential",
-		engine.ContainerDef{Name: "a", Image: "img"}, engine.ContainerDef{Name: "b", Image: "img"})
-	h.apply(def, engine.TaskRunning)
-	h.waitStatus(def.ARN, engine.TaskRunning)
-	h.rt.exit(engine.ContainerID(def.ARN, "a"), 0)
-	time.Sleep(30 * time.Millisecond)
-	if st, _ := h.eng.Task(def.ARN); st.KnownStatus != engine.TaskRunning {
-		t.Fatalf("task %s after one non-essential container exited, want RUNNING", st.KnownStatus)
-	}
-	h.rt.exit(engine.ContainerID(def.ARN, "b"), 0)
-	h.waitStatus(def.ARN, engine.TaskStopped)
 }
