@@ -76,6 +76,8 @@ func rules() []rule {
 			from: []string{"pkg/cluster/scheduler"}, to: []string{"..."}, toExcept: []string{"pkg/cluster/scheduler"}, transitive: true},
 		{why: "pkg/stats samples containers through pkg/runtime and speaks pkg/api's TCS shapes; it knows nothing of the engine, the endpoint or the config",
 			from: []string{"pkg/stats/..."}, to: []string{"..."}, toExcept: []string{"pkg/stats/...", "pkg/runtime/...", "pkg/api/...", "pkg/logs/...", "internal/version"}, transitive: true},
+		{why: "pkg/iam serves credentials and metadata from a store it owns: of Berth it imports pkg/api only; the agent (pkg/agent) wires it to the engine",
+			from: []string{"pkg/iam/..."}, to: []string{"..."}, toExcept: []string{"pkg/iam/...", "pkg/api/..."}, transitive: true},
 		{why: "pkg/engine never talks to the endpoint; pkg/registration does",
 			from: []string{"pkg/engine/..."}, to: []string{"pkg/registration/..."}, transitive: true},
 		{why: "pkg/state holds no business rules: of the Berth packages it imports pkg/api only",
@@ -233,6 +235,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/cluster/acs"), Imports: []string{m("pkg/cluster/cloudwatchapi")}},
 		{ImportPath: m("pkg/cluster/cloudwatchapi"), Imports: []string{m("pkg/cluster/autoscaling")}},
 		{ImportPath: m("pkg/cluster/metrics"), Deps: []string{m("pkg/cluster/records"), m("pkg/cluster/acs")}},
+		{ImportPath: m("pkg/iam/agentiam"), Deps: []string{m("pkg/api"), m("pkg/iam"), m("pkg/engine")}},
 	}
 	got := violations(bad, rules())
 	want := []string{
@@ -262,6 +265,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		m("pkg/cluster/acs") + " imports " + m("pkg/cluster/cloudwatchapi"),
 		m("pkg/cluster/cloudwatchapi") + " imports " + m("pkg/cluster/autoscaling"),
 		m("pkg/cluster/metrics") + " imports " + m("pkg/cluster/acs"),
+		m("pkg/iam/agentiam") + " imports " + m("pkg/engine"),
 	}
 	slices.Sort(want)
 	if len(got) != len(want) {
@@ -285,6 +289,8 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/runtime"), Deps: []string{"context", m("internal/version")}, TestImports: []string{m("internal/testenv")}},
 		{ImportPath: m("internal/testenv/cmd/berth-testenv"), Imports: []string{m("internal/testenv")}},
 		{ImportPath: m("pkg/configuration"), Imports: []string{"github.com/other/pkg/config"}},
+		{ImportPath: m("pkg/iam"), Deps: []string{m("pkg/api"), m("pkg/api/arn"), "github.com/aws/aws-sdk-go-v2/aws/arn"}},
+		{ImportPath: m("pkg/agent"), Imports: []string{m("pkg/iam"), m("pkg/engine")}},
 	}
 	if got := violations(good, rules()); len(got) != 0 {
 		t.Errorf("a layout-following module has violations:\n%s", strings.Join(got, "\n"))

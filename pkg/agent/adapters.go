@@ -16,7 +16,6 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/berth-dev/berth/pkg/engine"
-	"github.com/berth-dev/berth/pkg/iam/agentiam"
 	"github.com/berth-dev/berth/pkg/introspection"
 	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/runtime"
@@ -45,7 +44,7 @@ type pullAuthorizer interface {
 	PullCredentials(ctx context.Context, taskArn, ref string) (*runtime.Credentials, error)
 }
 
-var _ pullAuthorizer = (*agentiam.RegistryAuth)(nil)
+var _ pullAuthorizer = (*registryAuth)(nil)
 
 func newRuntimeAdapter(rt *runtime.Runtime, auth pullAuthorizer) *runtimeAdapter {
 	return &runtimeAdapter{rt: rt, auth: auth, exits: map[string]<-chan runtime.ExitStatus{}}

@@ -263,7 +263,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	logDrivers := append([]string{}, cfg.Containers.AvailableLoggingDrivers...)
 	cpu, mem := HostResources(cfg.Containers.ReservedMemoryMiB)
 	roles := newTaskRoles(cfg, a.log)
-	auth, err := a.registryAuth(ctx, roles)
+	auth, err := a.newRegistryAuth(ctx, roles)
 	if err != nil {
 		return err
 	}

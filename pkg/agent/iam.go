@@ -1,23 +1,24 @@
 package agent
 
+// This file and the other iam_*.go files are the agent's side of task IAM
+// roles and task metadata: pkg/iam serves credentials and metadata from a
+// store it owns; the agent feeds that store from ACS, adds the credentials
+// and metadata variables to a task's containers (decorateTask), answers
+// pkg/iam's questions from the engine's task states (iam_lookup.go), runs
+// the server with its iptables route (iam_endpoint.go) and logs in to
+// ECR-style registries with a task's execution role (iam_registry.go).
+
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
-	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"strings"
 
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/config"
-	"github.com/berth-dev/berth/pkg/ecrauth"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/iam"
-	"github.com/berth-dev/berth/pkg/iam/agentiam"
 	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/runtime"
 	"github.com/berth-dev/berth/pkg/stats"
@@ -77,15 +78,15 @@ func (r *taskRoles) run(ctx context.Context, eng *engine.Engine, rt *runtime.Run
 	if ctx.Err() != nil {
 		return nil // the engine's recovery failed: the agent is stopping
 	}
-	if n := agentiam.Restore(r.store, eng); n > 0 {
+	if n := restoreCredentialIDs(r.store, eng); n > 0 {
 		r.log.Info("task role credentials ids restored; waiting for ACS to resend the credentials", "tasks", n)
 	}
 	cfg := r.cfg
-	lookup := &agentiam.Lookup{Engine: eng, Stats: rt}
+	lookup := &taskLookup{tasks: eng, stats: rt}
 	if sampler != nil {
-		lookup.Samples = sampler
+		lookup.samples = sampler
 	}
-	err := agentiam.Run(ctx, agentiam.ServiceOptions{
+	err := serveCredentials(ctx, credentialsOptions{
 		Store:        r.store,
 		Lookup:       lookup,
 		Addr:         cfg.Listen.Credentials,
@@ -109,7 +110,7 @@ func (r *taskRoles) apply(t *api.Task, def *engine.TaskDef) error {
 		return nil
 	}
 	r.store.SetTask(t)
-	return agentiam.Decorate(def, t)
+	return decorateTask(def, t)
 }
 
 // HandleCredentials stores the credentials of an IAMRoleCredentialsMessage
@@ -129,42 +130,78 @@ func (a *Agent) HandleCredentials(ctx context.Context, m *api.IAMRoleCredentials
 	return r.store.ApplyRefresh(m)
 }
 
-// registryAuth returns the login source of pulls from ECR-style registries
-// (*.dkr.ecr.*.amazonaws.com and BERTH_ECR_REGISTRIES): a
-// GetAuthorizationToken token made with the task's execution role, which
-// reaches the agent only with task roles on (roles non-nil), else with the
-// agent's own credentials.
-func (a *Agent) registryAuth(ctx context.Context, roles *taskRoles) (*agentiam.RegistryAuth, error) {
-	cfg := a.cfg
-	var regs []ecrauth.Registry
-	for _, host := range slices.Sorted(maps.Keys(cfg.Images.ECRRegistries)) {
-		regs = append(regs, ecrauth.Registry{Host: host, Endpoint: cfg.Images.ECRRegistries[host], Region: cfg.Region()})
-	}
-	p, err := ecrauth.New(ecrauth.Options{
-		Registries: regs,
-		// Resolved only when an ECR image is pulled without an execution role.
-		InstanceCredentials: aws.NewCredentialsCache(lazyCredentials(func() aws.CredentialsProvider { return a.agentCredentials(ctx) })),
-		HTTPClient:          awshttp.NewBuildableClient().WithTimeout(time.Minute),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("registry auth: %w", err)
-	}
-	ra := &agentiam.RegistryAuth{Provider: p}
-	if roles != nil {
-		ra.Store = roles.store
-	}
-	return ra, nil
+// taskStates is the part of *engine.Engine the task role glue reads.
+type taskStates interface {
+	Tasks() []engine.TaskState
+	Task(arn string) (engine.TaskState, bool)
 }
 
-// lazyCredentials defers building a credentials provider (which may load
-// the SDK's configuration) to the first Retrieve.
-type lazyCredentials func() aws.CredentialsProvider
+var _ taskStates = (*engine.Engine)(nil)
 
-// Retrieve implements aws.CredentialsProvider.
-func (l lazyCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
-	p := l()
-	if p == nil {
-		return aws.Credentials{}, errors.New("no AWS credentials for the agent")
+// decorateTask adds to every container of def the variables the agent
+// injects: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI when the task has a role,
+// and the task metadata URIs with a fresh per-container id. The engine
+// stores the first definition it receives, so the ids of a redelivered
+// task are those of its first delivery.
+func decorateTask(def *engine.TaskDef, t *api.Task) error {
+	credID := ""
+	if t.RoleCredentials != nil {
+		credID = t.RoleCredentials.CredentialsID
 	}
-	return p.Retrieve(ctx)
+	for i := range def.Containers {
+		metaID, err := iam.NewID()
+		if err != nil {
+			return fmt.Errorf("task %s container %s: %w", def.ARN, def.Containers[i].Name, err)
+		}
+		spec := &def.Containers[i].Spec
+		spec.Env = append(spec.Env, iam.ContainerEnv(credID, metaID)...)
+	}
+	return nil
+}
+
+// envValue returns the value of key in a "K=V" list.
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// credentialsID is the id a stored task's containers were given.
+func credentialsID(t *engine.TaskState) string {
+	for _, c := range t.Def.Containers {
+		if v := envValue(c.Spec.Env, iam.EnvCredentialsRelativeURI); v != "" {
+			return strings.TrimPrefix(v, iam.V2CredentialsPath+"/")
+		}
+	}
+	return ""
+}
+
+// metadataID is a stored container's task metadata id.
+func metadataID(c *engine.ContainerDef) string {
+	v := envValue(c.Spec.Env, iam.EnvMetadataURIV4)
+	if i := strings.LastIndexByte(v, '/'); i >= 0 {
+		return v[i+1:]
+	}
+	return ""
+}
+
+// restoreCredentialIDs tells store the credentials id of every task the
+// engine recovered that is not stopped: they answer 503
+// CredentialsUninitialized until ACS resends the credentials (never stored
+// on disk).
+func restoreCredentialIDs(store *iam.Store, tasks taskStates) int {
+	n := 0
+	for _, t := range tasks.Tasks() {
+		if t.KnownStatus == engine.TaskStopped {
+			continue
+		}
+		if id := credentialsID(&t); id != "" {
+			store.Expect(t.Def.ARN, api.RoleTypeTaskApplication, id)
+			n++
+		}
+	}
+	return n
 }

@@ -3,7 +3,7 @@
 // interval, ECS_POLLING_METRICS_WAIT_DURATION, and keeps a bounded window of
 // samples per container. From that window come the statistic sets that
 // pkg/registration publishes on TCS (PublishMetricsRequest) and the
-// Docker-format figures of task metadata /stats (pkg/iam/agentiam), so both
+// Docker-format figures of task metadata /stats (pkg/agent/iam_lookup.go), so both
 // show the same numbers. pkg/agent builds and runs it; it knows nothing of
 // the engine, which it sees through Targets.
 package stats

@@ -1,4 +1,4 @@
-package agentiam
+package agent
 
 import (
 	"context"
@@ -28,12 +28,12 @@ const (
 	hostTask   = "arn:aws:ecs:us-east-1:123456789012:task/c/host1"
 )
 
-// fakeEngine returns fixed task states: the lookups' mapping is under test.
-type fakeEngine struct{ tasks []engine.TaskState }
+// fakeTasks returns fixed task states: the lookups' mapping is under test.
+type fakeTasks struct{ tasks []engine.TaskState }
 
-func (f *fakeEngine) Tasks() []engine.TaskState { return f.tasks }
+func (f *fakeTasks) Tasks() []engine.TaskState { return f.tasks }
 
-func (f *fakeEngine) Task(arn string) (engine.TaskState, bool) {
+func (f *fakeTasks) Task(arn string) (engine.TaskState, bool) {
 	for _, t := range f.tasks {
 		if t.Def.ARN == arn {
 			return t, true
@@ -59,7 +59,7 @@ func decorated(t *testing.T, arn, mode, ip string, role bool) engine.TaskState {
 		Containers: []engine.ContainerDef{{Name: "app", Image: "busybox", CPU: 128, MemoryMiB: 64,
 			Spec: engine.ContainerSpec{Env: []string{"A=b"}, Labels: map[string]string{"l": "v"}}},
 			{Name: "side", Image: "busybox"}}}
-	if err := Decorate(&def, at); err != nil {
+	if err := decorateTask(&def, at); err != nil {
 		t.Fatal(err)
 	}
 	started := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -72,7 +72,7 @@ func decorated(t *testing.T, arn, mode, ip string, role bool) engine.TaskState {
 		}}
 }
 
-func TestDecorateAndRestore(t *testing.T) {
+func TestDecorateTaskAndRestoreIDs(t *testing.T) {
 	b := decorated(t, bridgeTask, "bridge", "10.1.0.5", true)
 	h := decorated(t, hostTask, "host", "", false)
 	app := b.Def.Containers[0].Spec.Env
@@ -87,7 +87,7 @@ func TestDecorateAndRestore(t *testing.T) {
 		t.Fatal("a task without a role got a credentials URI")
 	}
 	store := iam.NewStore()
-	if n := Restore(store, &fakeEngine{tasks: []engine.TaskState{b, h}}); n != 1 {
+	if n := restoreCredentialIDs(store, &fakeTasks{tasks: []engine.TaskState{b, h}}); n != 1 {
 		t.Fatalf("restored %d ids, want 1", n)
 	}
 	if e, ok := store.Get("cred-bridge1"); !ok || e.Initialized || e.TaskArn != bridgeTask {
@@ -95,10 +95,10 @@ func TestDecorateAndRestore(t *testing.T) {
 	}
 }
 
-func TestLookup(t *testing.T) {
+func TestTaskLookup(t *testing.T) {
 	b := decorated(t, bridgeTask, "bridge", "10.1.0.5", true)
 	h := decorated(t, hostTask, "host", "", false)
-	l := &Lookup{Engine: &fakeEngine{tasks: []engine.TaskState{b, h}}, Stats: fakeStats{}, AvailabilityZone: "lab-1a"}
+	l := &taskLookup{tasks: &fakeTasks{tasks: []engine.TaskState{b, h}}, stats: fakeStats{}, availabilityZone: "lab-1a"}
 	if a, ok := l.TaskAddresses(bridgeTask); !ok || len(a) != 1 || a[0] != netip.MustParseAddr("10.1.0.5") {
 		t.Fatalf("bridge task addresses: %v %v", a, ok)
 	}
@@ -133,10 +133,10 @@ func TestLookup(t *testing.T) {
 	}
 }
 
-// TestRunInstallsAndRemovesRoute runs the service with a route on a
+// TestServeCredentialsInstallsAndRemovesRoute runs the service with a route on a
 // private bridge and checks the rules exist while it serves and are gone
 // after a clean stop.
-func TestRunInstallsAndRemovesRoute(t *testing.T) {
+func TestServeCredentialsInstallsAndRemovesRoute(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireBinaries(t, "iptables", "iptables-save")
 	const bridge = "btiamsvc0"
@@ -157,7 +157,7 @@ func TestRunInstallsAndRemovesRoute(t *testing.T) {
 	done := make(chan error, 1)
 	addr := netip.MustParseAddrPort("127.0.0.1:0")
 	go func() {
-		done <- Run(ctx, ServiceOptions{Store: store, Addr: addr, AuditLogFile: audit, Ready: ready,
+		done <- serveCredentials(ctx, credentialsOptions{Store: store, Addr: addr, AuditLogFile: audit, Ready: ready,
 			Route: &network.CredentialsRoute{Bridge: bridge, Comment: comment}})
 	}()
 	select {
@@ -192,8 +192,8 @@ func TestRunInstallsAndRemovesRoute(t *testing.T) {
 	}
 }
 
-// routePort reads the listener port from the DNAT rule, which Run set
-// from the listener it opened on port 0.
+// routePort reads the listener port from the DNAT rule, which
+// serveCredentials set from the listener it opened on port 0.
 func routePort(t *testing.T, comment string) string {
 	out, _ := exec.Command("iptables-save", "-t", "nat").CombinedOutput()
 	for _, l := range strings.Split(string(out), "\n") {
@@ -217,7 +217,7 @@ func TestRegistryAuthUsesExecutionRole(t *testing.T) {
 	store := iam.NewStore()
 	store.Set(bridgeTask, iam.Credentials{ID: "exec-id", RoleArn: "arn:aws:iam::1:role/exec", AccessKeyID: "ASIAEXECGLUE",
 		SecretAccessKey: "s", RoleType: api.RoleTypeTaskExecution})
-	ra := &RegistryAuth{Store: store, Provider: p}
+	ra := &registryAuth{store: store, provider: p}
 	c, err := ra.PullCredentials(context.Background(), bridgeTask, "reg.lab:5000/app:1")
 	if err != nil || c == nil || c.Username != "AWS" || c.Password != "pw" {
 		t.Fatalf("login: %+v %v", c, err)

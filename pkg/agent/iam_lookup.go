@@ -1,4 +1,4 @@
-package agentiam
+package agent
 
 import (
 	"context"
@@ -7,48 +7,51 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/iam"
 	"github.com/berth-dev/berth/pkg/runtime"
 	"github.com/berth-dev/berth/pkg/stats"
 )
 
-// StatsReader reads a running container's usage (*runtime.Runtime).
-type StatsReader interface {
+// statsReader reads a running container's usage (*runtime.Runtime).
+type statsReader interface {
 	Stats(ctx context.Context, id string) (runtime.Stats, error)
 }
 
-var _ StatsReader = (*runtime.Runtime)(nil)
+var _ statsReader = (*runtime.Runtime)(nil)
 
-// Samples hands out the stats sampler's newest samples (*stats.Sampler).
-type Samples interface {
+// sampleSource hands out the stats sampler's newest samples
+// (*stats.Sampler).
+type sampleSource interface {
 	Latest(id string) (cur, prev stats.Sample, ok, ok2 bool)
 }
 
-var _ Samples = (*stats.Sampler)(nil)
+var _ sampleSource = (*stats.Sampler)(nil)
 
-// Lookup answers pkg/iam's questions from the engine's task states.
-type Lookup struct {
-	Engine Engine
-	// Samples is optional: the sampler's figures for /stats.
-	Samples Samples
-	// Stats is optional; without it and Samples, /stats answers empty
+// taskLookup answers pkg/iam's questions (the source address check, task
+// metadata and stats) from the engine's task states.
+type taskLookup struct {
+	tasks taskStates
+	// samples is optional: the sampler's figures for /stats.
+	samples sampleSource
+	// stats is optional; without it and samples, /stats answers empty
 	// documents.
-	Stats StatsReader
-	// AvailabilityZone is reported in task metadata when known.
-	AvailabilityZone string
-	// Timeout bounds one stats read; zero means 2 seconds.
-	Timeout time.Duration
+	stats statsReader
+	// availabilityZone is reported in task metadata when known.
+	availabilityZone string
+	// timeout bounds one stats read; zero means 2 seconds.
+	timeout time.Duration
 }
 
 var (
-	_ iam.TaskLookup     = (*Lookup)(nil)
-	_ iam.MetadataSource = (*Lookup)(nil)
+	_ iam.TaskLookup     = (*taskLookup)(nil)
+	_ iam.MetadataSource = (*taskLookup)(nil)
 )
 
 // TaskAddresses implements iam.TaskLookup.
-func (l *Lookup) TaskAddresses(taskArn string) ([]netip.Addr, bool) {
-	t, ok := l.Engine.Task(taskArn)
+func (l *taskLookup) TaskAddresses(taskArn string) ([]netip.Addr, bool) {
+	t, ok := l.tasks.Task(taskArn)
 	if !ok {
 		return nil, false
 	}
@@ -60,8 +63,8 @@ func (l *Lookup) TaskAddresses(taskArn string) ([]netip.Addr, bool) {
 }
 
 // TaskByAddress implements iam.TaskLookup.
-func (l *Lookup) TaskByAddress(ip netip.Addr) (string, bool) {
-	for _, t := range l.Engine.Tasks() {
+func (l *taskLookup) TaskByAddress(ip netip.Addr) (string, bool) {
+	for _, t := range l.tasks.Tasks() {
 		if t.KnownStatus == engine.TaskStopped {
 			continue
 		}
@@ -73,11 +76,11 @@ func (l *Lookup) TaskByAddress(ip netip.Addr) (string, bool) {
 }
 
 // find returns the task and container index holding metadata id.
-func (l *Lookup) find(id string) (engine.TaskState, int, bool) {
+func (l *taskLookup) find(id string) (engine.TaskState, int, bool) {
 	if id == "" {
 		return engine.TaskState{}, 0, false
 	}
-	for _, t := range l.Engine.Tasks() {
+	for _, t := range l.tasks.Tasks() {
 		for i := range t.Def.Containers {
 			if metadataID(&t.Def.Containers[i]) == id {
 				return t, i, true
@@ -95,7 +98,7 @@ func timePtr(t time.Time) *time.Time {
 }
 
 // TaskMetadata implements iam.MetadataSource.
-func (l *Lookup) TaskMetadata(id string) (iam.TaskMetadata, string, bool) {
+func (l *taskLookup) TaskMetadata(id string) (iam.TaskMetadata, string, bool) {
 	t, idx, ok := l.find(id)
 	if !ok {
 		return iam.TaskMetadata{}, "", false
@@ -105,7 +108,7 @@ func (l *Lookup) TaskMetadata(id string) (iam.TaskMetadata, string, bool) {
 		Cluster: cluster, TaskARN: t.Def.ARN, Family: t.Def.Family, Revision: t.Def.Version,
 		DesiredStatus: t.DesiredStatus.String(), KnownStatus: t.KnownStatus.String(),
 		PullStartedAt: timePtr(t.PullStartedAt), PullStoppedAt: timePtr(t.PullStoppedAt),
-		ExecutionStopped: timePtr(t.ExecutionStoppedAt), AvailabilityZone: l.AvailabilityZone, LaunchType: "EC2",
+		ExecutionStopped: timePtr(t.ExecutionStoppedAt), AvailabilityZone: l.availabilityZone, LaunchType: "EC2",
 	}
 	if t.Def.CPU > 0 || t.Def.MemoryMiB > 0 {
 		lim := &iam.Limits{}
@@ -172,13 +175,13 @@ func (l *Lookup) TaskMetadata(id string) (iam.TaskMetadata, string, bool) {
 // are the sampler's newest two samples (the numbers published on TCS);
 // a container the sampler has not reached yet, or every container when
 // metrics are off (ECS_DISABLE_METRICS), is read from Stats at once.
-func (l *Lookup) TaskStats(ctx context.Context, id string) (map[string]*iam.ContainerStats, bool) {
+func (l *taskLookup) TaskStats(ctx context.Context, id string) (map[string]*iam.ContainerStats, bool) {
 	t, _, ok := l.find(id)
 	if !ok {
 		return nil, false
 	}
 	out := map[string]*iam.ContainerStats{}
-	timeout := l.Timeout
+	timeout := l.timeout
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
@@ -188,12 +191,12 @@ func (l *Lookup) TaskStats(ctx context.Context, id string) (map[string]*iam.Cont
 		}
 		var cur, prev stats.Sample
 		var ok, ok2 bool
-		if l.Samples != nil {
-			cur, prev, ok, ok2 = l.Samples.Latest(st.RuntimeID)
+		if l.samples != nil {
+			cur, prev, ok, ok2 = l.samples.Latest(st.RuntimeID)
 		}
-		if !ok && l.Stats != nil {
+		if !ok && l.stats != nil {
 			sctx, cancel := context.WithTimeout(ctx, timeout)
-			s, err := l.Stats.Stats(sctx, st.RuntimeID)
+			s, err := l.stats.Stats(sctx, st.RuntimeID)
 			cancel()
 			if err == nil {
 				cur, ok = stats.Sample{Stats: s, SystemCPUNanos: stats.HostCPUNanos()}, true
@@ -233,4 +236,13 @@ func dockerStats(s stats.Sample, name, id string) *iam.ContainerStats {
 		}
 	}
 	return doc
+}
+
+// addressOf is a bridge or awsvpc task's sandbox address.
+func addressOf(t *engine.TaskState) (netip.Addr, bool) {
+	if t.Def.NetworkMode == api.NetworkModeHost || t.IPv4 == "" {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(t.IPv4)
+	return a, err == nil
 }

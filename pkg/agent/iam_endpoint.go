@@ -1,4 +1,4 @@
-package agentiam
+package agent
 
 import (
 	"context"
@@ -14,12 +14,12 @@ import (
 	"github.com/berth-dev/berth/pkg/network"
 )
 
-// ServiceOptions configure Run.
-type ServiceOptions struct {
+// credentialsOptions configure serveCredentials.
+type credentialsOptions struct {
 	// Store holds the credentials; the agent feeds it from ACS.
 	Store *iam.Store
 	// Lookup resolves tasks; nil disables the source check and metadata.
-	Lookup *Lookup
+	Lookup *taskLookup
 	// Addr is BERTH_CREDENTIALS_ADDRESS (127.0.0.1:51679 by default).
 	Addr netip.AddrPort
 	// AuditLogFile is ECS_AUDIT_LOGFILE; empty disables the audit log.
@@ -38,15 +38,16 @@ type ServiceOptions struct {
 }
 
 // running reports whether the engine has a task that has not stopped.
-func running(eng Engine) func(string) bool {
+func running(tasks taskStates) func(string) bool {
 	return func(arn string) bool {
-		t, ok := eng.Task(arn)
+		t, ok := tasks.Task(arn)
 		return ok && t.KnownStatus != engine.TaskStopped
 	}
 }
 
-// Run serves the credentials and task metadata endpoints until ctx ends.
-func Run(ctx context.Context, o ServiceOptions) (err error) {
+// serveCredentials serves the credentials and task metadata endpoints
+// until ctx ends.
+func serveCredentials(ctx context.Context, o credentialsOptions) (err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -106,7 +107,7 @@ func Run(ctx context.Context, o ServiceOptions) (err error) {
 				case <-pctx.Done():
 					return
 				case <-tick.C:
-					o.Store.Prune(running(o.Lookup.Engine))
+					o.Store.Prune(running(o.Lookup.tasks))
 				}
 			}
 		}()
