@@ -14,11 +14,31 @@ GOTEST_FLAGS ?= -count=1 -timeout 15m
 TESTENV_BIN := bin/berth-testenv
 TESTENV := $(TESTENV_BIN) --
 
-.PHONY: all build test test-deps demo-deps vet unit lint bench bench-peers demo clean fuzz version
+.PHONY: all build test test-deps demo-deps vet unit lint bench bench-peers demo clean fuzz version console-assets console-screenshots
 
 all: build
 
-build:
+# console-assets: the web console's browser libraries (htmx, uPlot), fetched
+# by npm at the versions and integrity hashes pinned in
+# pkg/cluster/console/web/package-lock.json, their dist files (and licences)
+# copied into pkg/cluster/console/static/vendor, which go:embed takes into
+# berth-cluster and berth-agent. Fetched build output, so not committed;
+# redone only when the lock file changes (docs/console.md).
+CONSOLE_WEB := pkg/cluster/console/web
+CONSOLE_VENDOR := pkg/cluster/console/static/vendor
+console-assets: $(CONSOLE_VENDOR)/.stamp
+
+$(CONSOLE_VENDOR)/.stamp: $(CONSOLE_WEB)/package.json $(CONSOLE_WEB)/package-lock.json
+	@command -v npm >/dev/null || { echo "console-assets: npm is missing (Debian: apt-get install npm)" >&2; exit 1; }
+	cd $(CONSOLE_WEB) && npm ci --ignore-scripts --no-audit --no-fund
+	mkdir -p $(CONSOLE_VENDOR)
+	cp $(CONSOLE_WEB)/node_modules/htmx.org/dist/htmx.min.js $(CONSOLE_VENDOR)/htmx.min.js
+	cp $(CONSOLE_WEB)/node_modules/htmx.org/LICENSE $(CONSOLE_VENDOR)/htmx.LICENSE
+	cp $(CONSOLE_WEB)/node_modules/uplot/dist/uPlot.iife.min.js $(CONSOLE_WEB)/node_modules/uplot/dist/uPlot.min.css $(CONSOLE_VENDOR)/
+	cp $(CONSOLE_WEB)/node_modules/uplot/LICENSE $(CONSOLE_VENDOR)/uPlot.LICENSE
+	touch $@
+
+build: console-assets
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-agent ./cmd/agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-cluster ./cmd/cluster
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-lb ./cmd/lb
@@ -39,13 +59,13 @@ vet:
 
 # test: installs what is missing, vets, then runs every test (unit and integration)
 # with the race detector against a private containerd and registry.
-test: test-deps vet build
+test: test-deps console-assets vet build
 	$(GO) build -o $(TESTENV_BIN) ./internal/testenv/cmd/berth-testenv
 	$(TESTENV) $(GO) test -race $(GOTEST_FLAGS) ./...
 
 # unit: only tests that need no containerd or registry; with -short, testenv
 # skips every test that asks for one.
-unit:
+unit: console-assets
 	$(GO) test -race $(GOTEST_FLAGS) -short ./...
 
 lint:
@@ -107,7 +127,7 @@ clean:
 # `make build` cannot swap them between build and packaging.
 DIST ?= dist
 PACKAGE_BIN ?= bin/package
-package:
+package: console-assets
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PACKAGE_BIN)/berth-agent ./cmd/agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PACKAGE_BIN)/berth-cluster ./cmd/cluster
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PACKAGE_BIN)/berth-lb ./cmd/lb

@@ -11,7 +11,8 @@
 #                            the other tests run (nftables' nft, tini,
 #                            rsyslog, systemd's journald, shellcheck, rpm,
 #                            packer, vagrant, openssl, wrk, etcd-server,
-#                            haproxy, git, make)
+#                            haproxy, git, make, chromium for the console's
+#                            browser tests)
 #   scripts/deps.sh --list SET   print the set's packages, one per line
 #
 # Go itself is not a Debian package here (bookworm's is too old); install it
@@ -20,7 +21,7 @@
 set -euo pipefail
 
 demo=(containerd runc containernetworking-plugins docker-registry busybox-static iptables iproute2)
-test=("${demo[@]}" nftables tini rsyslog systemd shellcheck rpm packer vagrant openssl wrk etcd-server haproxy git make)
+test=("${demo[@]}" nftables tini rsyslog systemd shellcheck rpm packer vagrant openssl wrk etcd-server haproxy git make chromium)
 
 usage() {
 	echo "usage: scripts/deps.sh [--list] demo|test" >&2

@@ -72,6 +72,11 @@ func rules() []rule {
 			to: []string{"pkg/cluster/store/boltstore", "pkg/cluster/store/etcdstore"}},
 		{why: "only the etcd store (pkg/cluster/store/etcdstore) imports the etcd client: watches and elections go through it too",
 			from: []string{"..."}, fromExcept: []string{"pkg/cluster/store/etcdstore"}, toExternal: []string{"go.etcd.io/etcd/"}},
+		{why: "the web console (pkg/cluster/console) reads the records and acts only through the ECS API's handler that pkg/cluster hands it: of the endpoint it imports awsproto, auth, records, store and metrics (its graphs), never a store implementation, the API packages or the controllers",
+			from: []string{"pkg/cluster/console/..."}, to: []string{"pkg/cluster/..."},
+			toExcept: []string{"pkg/cluster/console/...", "pkg/cluster/awsproto", "pkg/cluster/auth", "pkg/cluster/records", "pkg/cluster/store", "pkg/cluster/metrics"}},
+		{why: "only pkg/cluster mounts the web console (pkg/cluster/console)",
+			from: []string{"..."}, fromExcept: []string{"pkg/cluster", "pkg/cluster/console/..."}, to: []string{"pkg/cluster/console/..."}},
 		{why: "pkg/cluster/scheduler is pure placement logic: it imports no other Berth package",
 			from: []string{"pkg/cluster/scheduler"}, to: []string{"..."}, toExcept: []string{"pkg/cluster/scheduler"}, transitive: true},
 		{why: "pkg/stats samples containers through pkg/runtime and speaks pkg/api's TCS shapes; it knows nothing of the engine, the endpoint or the config",
@@ -236,6 +241,8 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/cluster/cloudwatchapi"), Imports: []string{m("pkg/cluster/autoscaling")}},
 		{ImportPath: m("pkg/cluster/metrics"), Deps: []string{m("pkg/cluster/records"), m("pkg/cluster/acs")}},
 		{ImportPath: m("pkg/iam/agentiam"), Deps: []string{m("pkg/api"), m("pkg/iam"), m("pkg/engine")}},
+		{ImportPath: m("pkg/cluster/console"), Imports: []string{m("pkg/cluster/records"), m("pkg/cluster/servicectl")}},
+		{ImportPath: m("pkg/cluster/autoscaling"), Imports: []string{m("pkg/cluster/console")}},
 	}
 	got := violations(bad, rules())
 	want := []string{
@@ -266,6 +273,8 @@ func TestRulesCatchViolations(t *testing.T) {
 		m("pkg/cluster/cloudwatchapi") + " imports " + m("pkg/cluster/autoscaling"),
 		m("pkg/cluster/metrics") + " imports " + m("pkg/cluster/acs"),
 		m("pkg/iam/agentiam") + " imports " + m("pkg/engine"),
+		m("pkg/cluster/console") + " imports " + m("pkg/cluster/servicectl"),
+		m("pkg/cluster/autoscaling") + " imports " + m("pkg/cluster/console"),
 	}
 	slices.Sort(want)
 	if len(got) != len(want) {
@@ -291,6 +300,9 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/configuration"), Imports: []string{"github.com/other/pkg/config"}},
 		{ImportPath: m("pkg/iam"), Deps: []string{m("pkg/api"), m("pkg/api/arn"), "github.com/aws/aws-sdk-go-v2/aws/arn"}},
 		{ImportPath: m("pkg/agent"), Imports: []string{m("pkg/iam"), m("pkg/engine")}},
+		{ImportPath: m("pkg/cluster/console"), Imports: []string{m("pkg/cluster/awsproto"), m("pkg/cluster/auth"), m("pkg/cluster/records"),
+			m("pkg/cluster/store"), m("pkg/api/arn")}, XTestImports: []string{m("pkg/cluster"), m("internal/testenv")}},
+		{ImportPath: m("pkg/cluster"), Imports: []string{m("pkg/cluster/console")}},
 	}
 	if got := violations(good, rules()); len(got) != 0 {
 		t.Errorf("a layout-following module has violations:\n%s", strings.Join(got, "\n"))

@@ -38,6 +38,7 @@ import (
 	"github.com/berth-dev/berth/pkg/cluster/autoscaling"
 	"github.com/berth-dev/berth/pkg/cluster/awsproto"
 	"github.com/berth-dev/berth/pkg/cluster/cloudwatchapi"
+	"github.com/berth-dev/berth/pkg/cluster/console"
 	"github.com/berth-dev/berth/pkg/cluster/ecsapi"
 	"github.com/berth-dev/berth/pkg/cluster/elbv2"
 	"github.com/berth-dev/berth/pkg/cluster/launch"
@@ -142,6 +143,8 @@ type Endpoint struct {
 	metrics  *metrics.Store
 	// scaling is Application Auto Scaling: it runs the alarms' actions.
 	scaling *autoscaling.Server
+	// console is the web console on /console/.
+	console *console.Server
 	handler http.Handler
 	// adminLn is the admin socket Listen opened, handed to Serve.
 	adminLn net.Listener
@@ -309,7 +312,13 @@ func (e *Endpoint) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	apis := append([]awsproto.API{ecs.API(), e.logs.API(), lb.API(), lb.DataPlaneAPI(), e.secrets.SSMAPI(), e.secrets.SecretsManagerAPI(),
+	ecsAPI := ecs.API()
+	// The console acts through the ECS API's own handler, as the signed-in
+	// key: the same checks and errors as a signed request.
+	if e.console, err = console.New(console.Options{Store: e.db, Keys: e.keys, ECS: ecsAPI.Handler, Logger: o.Logger, Now: o.Now}); err != nil {
+		return err
+	}
+	apis := append([]awsproto.API{ecsAPI, e.logs.API(), lb.API(), lb.DataPlaneAPI(), e.secrets.SSMAPI(), e.secrets.SecretsManagerAPI(),
 		e.scaling.API()}, cw.APIs()...)
 	router, err := awsproto.New(awsproto.Options{Verifier: verifier, APIs: apis, Logger: o.Logger, Now: o.Now})
 	if err != nil {
@@ -366,8 +375,9 @@ func (ns taskNotifiers) TasksChanged(ctx context.Context, changes []records.Task
 }
 
 // routes serves the AWS APIs on POST / (and RPC v2 on POST /service/...),
-// the ACS websocket on GET /ws, the TCS websocket on GET /tcs/ws and the
-// Prometheus figures on GET /metrics; anything else is 404.
+// the ACS websocket on GET /ws, the TCS websocket on GET /tcs/ws, the
+// Prometheus figures on GET /metrics and the web console under /console/;
+// anything else is 404.
 func (e *Endpoint) routes(router http.Handler) http.Handler {
 	var telemetry http.Handler
 	if e.sessions != nil {
@@ -381,6 +391,10 @@ func (e *Endpoint) routes(router http.Handler) http.Handler {
 			telemetry.ServeHTTP(w, r)
 		case r.URL.Path == "/metrics" && r.Method == http.MethodGet:
 			e.serveMetrics(w)
+		case strings.HasPrefix(r.URL.Path, console.Prefix):
+			e.console.ServeHTTP(w, r)
+		case r.URL.Path == strings.TrimSuffix(console.Prefix, "/") && r.Method == http.MethodGet:
+			http.Redirect(w, r, console.Prefix, http.StatusMovedPermanently)
 		case (r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, awsproto.RPCPathPrefix)) && r.Method == http.MethodPost:
 			if e.etcd != nil {
 				w = &staleMarker{ResponseWriter: w, st: e.etcd}

@@ -1,0 +1,101 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/awsproto"
+)
+
+// call runs one ECS API operation as the session's key, through the same
+// handler as a signed request: the same role checks, validation and
+// errors. A refusal comes back as a flash naming the API's error;
+// anything else is an internal error (logged, nil flash and a non-nil
+// error).
+func (s *Server) call(r *http.Request, op string, input any) (*flash, error) {
+	sess := sessionOf(r)
+	if !sess.canAct() {
+		return &flash{Error: true, Message: fmt.Sprintf("AccessDeniedException: %s keys may only look", sess.Key.Role)}, nil
+	}
+	body, err := json.Marshal(input)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode input: %w", op, err)
+	}
+	scheme := "http://"
+	if r.TLS != nil {
+		scheme = "https://"
+	}
+	_, err = s.o.ECS.ServeAWS(&awsproto.Request{Context: r.Context(), Key: sess.Key, Operation: op, Protocol: awsproto.JSON11,
+		Body: body, BaseURL: scheme + r.Host})
+	var ae *awsproto.Error
+	var authE *auth.Error
+	switch {
+	case err == nil:
+		return nil, nil
+	case errors.As(err, &ae):
+		return &flash{Error: true, Message: ae.Type + ": " + ae.Message}, nil
+	case errors.As(err, &authE):
+		return &flash{Error: true, Message: authE.Type + ": " + authE.Message}, nil
+	}
+	return nil, fmt.Errorf("%s: %w", op, err)
+}
+
+// answerAction tells the browser how an action went: htmx gets the flash
+// fragment (and an event that refreshes the live parts at once); a plain
+// form post goes back to the page (back) when the action was taken, or
+// gets the refusal with a link back.
+func (s *Server) answerAction(w http.ResponseWriter, r *http.Request, fl *flash, back string) {
+	switch {
+	case isHTMX(r):
+		w.Header().Set("HX-Trigger", "berth-refresh")
+		// htmx swaps only 2xx answers by default: the refusal is shown as
+		// a 200 fragment and told apart by its class.
+		s.render(w, http.StatusOK, fragmentPage, "flash", &page{Flash: fl})
+	case fl.Error:
+		s.render(w, http.StatusBadRequest, "message", "layout.html", &page{Title: "Refused", Session: sessionOf(r), Flash: fl, Data: back})
+	default:
+		http.Redirect(w, r, back, http.StatusSeeOther)
+	}
+}
+
+func (s *Server) setDesiredCount(w http.ResponseWriter, r *http.Request) {
+	cluster, service := r.PathValue("cluster"), r.PathValue("service")
+	raw := strings.TrimSpace(r.PostFormValue("desiredCount"))
+	n, err := strconv.ParseInt(raw, 10, 32)
+	var fl *flash
+	if err != nil {
+		fl = &flash{Error: true, Message: fmt.Sprintf("InvalidParameterException: desiredCount %q is not a whole number", raw)}
+	} else {
+		fl, err = s.call(r, "UpdateService", map[string]any{"cluster": cluster, "service": service, "desiredCount": n})
+		if err != nil {
+			s.internalError(w, err)
+			return
+		}
+		if fl == nil {
+			fl = &flash{Message: fmt.Sprintf("Desired count of %s set to %d.", service, n)}
+		}
+	}
+	s.answerAction(w, r, fl, Prefix+"clusters/"+cluster+"/services/"+service)
+}
+
+// stopTask stops the task named by the form's task field (the button
+// pressed: a service's task list has one form, outside the part that
+// polling replaces, and a button per task).
+func (s *Server) stopTask(w http.ResponseWriter, r *http.Request) {
+	cluster, task := r.PathValue("cluster"), r.PostFormValue("task")
+	reason := "Stopped from the console by " + sessionOf(r).Key.AccessKeyID
+	fl, err := s.call(r, "StopTask", map[string]any{"cluster": cluster, "task": task, "reason": reason})
+	if err != nil {
+		s.internalError(w, err)
+		return
+	}
+	if fl == nil {
+		fl = &flash{Message: "Task " + task + " is stopping."}
+	}
+	s.answerAction(w, r, fl, Prefix+"clusters/"+cluster+"/tasks/"+task)
+}

@@ -1,0 +1,227 @@
+// Package console is the cluster endpoint's web console, served by the
+// endpoint itself at /console/: server-rendered pages of the clusters, a
+// cluster (services, instances with their remaining resources, tasks), a
+// service (deployments, events, tasks) and a task (containers, ports,
+// health), kept live by htmx polling, and the operator's actions (a
+// service's desired count, stopping a task).
+//
+// It reads the ECS records through pkg/cluster/records on the endpoint's
+// store.Store and acts only through the ECS API's awsproto.Handler, which
+// pkg/cluster hands it: an action from the console is the API operation
+// itself, with the signed-in key, the same validation and the same errors.
+// Operators sign in with an access key pair whose secret never leaves the
+// browser (session.go). The browser libraries (htmx, uPlot) are vendored
+// from their npm packages by `make console-assets` into static/vendor and
+// embedded with the rest of static/.
+//
+// Only pkg/cluster imports it (it mounts Server on /console/); it imports
+// awsproto, auth, records and store of the endpoint (layout rule).
+package console
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/awsproto"
+	"github.com/berth-dev/berth/pkg/cluster/store"
+)
+
+// Prefix is the path the endpoint serves the console under.
+const Prefix = "/console/"
+
+//go:embed templates static
+var files embed.FS
+
+// vendored returns the third-party files make console-assets copies into
+// static/vendor; without them the pages say how to get them.
+func vendored() []string {
+	return []string{"static/vendor/htmx.min.js", "static/vendor/uPlot.iife.min.js", "static/vendor/uPlot.min.css"}
+}
+
+// KeyLookup finds an access key and its secret: *auth.Keyring.
+type KeyLookup interface {
+	Lookup(id string) (auth.Key, string, error)
+}
+
+var _ KeyLookup = (*auth.Keyring)(nil)
+
+// Options configure a Server.
+type Options struct {
+	// Store holds the ECS records the pages show.
+	Store store.Store
+	// Keys signs operators in and checks, on every request, that the
+	// session's key is still valid.
+	Keys KeyLookup
+	// ECS is the ECS API's handler; every action is one of its operations.
+	ECS awsproto.Handler
+	// Logger gets internal errors (the page shows only that one happened).
+	Logger *slog.Logger
+	// Now is the clock of sessions and sign-in challenges; nil means
+	// time.Now.
+	Now func() time.Time
+}
+
+// Server serves the console.
+type Server struct {
+	o        Options
+	mux      *http.ServeMux
+	pages    map[string]*template.Template
+	sessions *sessions
+	// missingAssets lists the vendored files this build lacks.
+	missingAssets []string
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New returns a Server; Store, Keys and ECS are required.
+func New(o Options) (*Server, error) {
+	if o.Store == nil || o.Keys == nil || o.ECS == nil {
+		return nil, errors.New("console: Store, Keys and ECS are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Server{o: o}
+	var err error
+	if s.pages, err = parsePages(); err != nil {
+		return nil, err
+	}
+	if s.sessions, err = newSessions(o.Now); err != nil {
+		return nil, err
+	}
+	for _, f := range vendored() {
+		if _, err := fs.Stat(files, f); err != nil {
+			s.missingAssets = append(s.missingAssets, strings.TrimPrefix(f, "static/"))
+		}
+	}
+	static, err := fs.Sub(files, "static")
+	if err != nil {
+		return nil, fmt.Errorf("console: static files: %w", err)
+	}
+	s.mux = s.routes(static)
+	return s, nil
+}
+
+// MissingAssets lists the vendored browser libraries this build was made
+// without (make console-assets was not run): the console then works
+// without live updates and graphs.
+func (s *Server) MissingAssets() []string { return s.missingAssets }
+
+func (s *Server) routes(static fs.FS) *http.ServeMux {
+	m := http.NewServeMux()
+	m.Handle("GET /console/static/", http.StripPrefix("/console/static/", http.FileServerFS(static)))
+	m.HandleFunc("GET /console/signin", s.signInPage)
+	m.HandleFunc("POST /console/signin", s.signIn)
+	m.HandleFunc("POST /console/signout", s.signedIn(s.signOut))
+	m.HandleFunc("GET /console/{$}", s.signedIn(s.clustersPage))
+	m.HandleFunc("GET /console/clusters/{cluster}", s.signedIn(s.clusterPage))
+	m.HandleFunc("GET /console/clusters/{cluster}/services/{service}", s.signedIn(s.servicePage))
+	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/desired-count", s.signedIn(s.setDesiredCount))
+	m.HandleFunc("GET /console/clusters/{cluster}/tasks/{task}", s.signedIn(s.taskPage))
+	m.HandleFunc("POST /console/clusters/{cluster}/stop-task", s.signedIn(s.stopTask))
+	m.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
+	return m
+}
+
+// contentSecurityPolicy allows only the console's own scripts, styles and
+// requests: no inline script or style, no other origin, no framing.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+// ServeHTTP serves every path under Prefix.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	if !strings.HasPrefix(r.URL.Path, "/console/static/") {
+		h.Set("Cache-Control", "no-store")
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// page is what every full page's layout needs beside the page's own data.
+type page struct {
+	Title string
+	// Crumbs lead from the clusters to this page; the last is the page.
+	Crumbs []crumb
+	// Session is nil on the sign-in page.
+	Session *session
+	// MissingAssets are the vendored files this build lacks.
+	MissingAssets []string
+	// Flash is a message from the action that led here.
+	Flash *flash
+	Data  any
+}
+
+type crumb struct{ Name, Href string }
+
+// flash is an action's outcome shown at the top of a page.
+type flash struct {
+	Error   bool
+	Message string
+}
+
+// CanAct reports whether the page shows the action controls.
+func (p *page) CanAct() bool { return p.Session != nil && p.Session.canAct() }
+
+// parsePages parses each page's template with the layout it fills.
+func parsePages() (map[string]*template.Template, error) {
+	names, err := fs.Glob(files, "templates/page_*.html")
+	if err != nil {
+		return nil, fmt.Errorf("console: templates: %w", err)
+	}
+	pages := map[string]*template.Template{}
+	for _, n := range names {
+		t, err := template.New("layout.html").Funcs(templateFuncs()).ParseFS(files, "templates/layout.html", n)
+		if err != nil {
+			return nil, fmt.Errorf("console: templates: %w", err)
+		}
+		pages[strings.TrimSuffix(strings.TrimPrefix(n, "templates/page_"), ".html")] = t
+	}
+	return pages, nil
+}
+
+// fragmentPage is a page set whose layout.html defines the fragments
+// every page shares ("flash"); any page set would do.
+const fragmentPage = "clusters"
+
+// render writes the template name of page set pg: "layout.html" for the
+// whole page, or one of its fragments (an htmx request's answer).
+func (s *Server) render(w http.ResponseWriter, status int, pg, name string, p *page) {
+	t, ok := s.pages[pg]
+	if !ok {
+		s.internalError(w, fmt.Errorf("no page %q", pg))
+		return
+	}
+	p.MissingAssets = s.missingAssets
+	var b bytes.Buffer
+	if err := t.ExecuteTemplate(&b, name, p); err != nil {
+		s.internalError(w, fmt.Errorf("render %s/%s: %w", pg, name, err))
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(b.Bytes())
+}
+
+// internalError logs err and tells the browser only that something failed.
+func (s *Server) internalError(w http.ResponseWriter, err error) {
+	s.o.Logger.Error("console", "err", err)
+	http.Error(w, "internal error (the endpoint's log has the details)", http.StatusInternalServerError)
+}
+
+// isHTMX reports whether htmx sent r (it then wants a fragment).
+func isHTMX(r *http.Request) bool { return r.Header.Get("HX-Request") == "true" }

@@ -1,0 +1,319 @@
+package console
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/cluster/auth"
+)
+
+// Sign-in: the page carries a challenge (a nonce the server made and
+// MACed, so it keeps nothing until it is used); the browser proves it
+// holds the key's secret with HMAC-SHA256(secret, proofMessage(nonce,
+// key id)) computed by WebCrypto (static/console.js), and sends only the
+// key id, the nonce and the proof. A nonce is good once, for
+// challengeTTL. The session is a random id in an HttpOnly, SameSite=Strict
+// cookie (Secure over TLS), kept in memory with the key it stands for and
+// its CSRF token; it ends after idleTTL without a request, after
+// sessionTTL in any case, and as soon as its key is revoked.
+const (
+	challengeTTL = 5 * time.Minute
+	idleTTL      = 30 * time.Minute
+	sessionTTL   = 12 * time.Hour
+	cookieName   = "berth_console"
+	// csrfHeader carries the CSRF token of htmx requests (the layout's
+	// hx-headers); plain forms send it as the csrf field.
+	csrfHeader = "X-CSRF-Token"
+)
+
+// proofMessage is what the browser MACs with the key's secret.
+func proofMessage(nonce, keyID string) string {
+	return "berth-console-signin\n" + nonce + "\n" + keyID
+}
+
+// session is one signed-in browser.
+type session struct {
+	Key  auth.Key
+	CSRF string
+	// created and seen are guarded by sessions.mu.
+	created, seen time.Time
+}
+
+// canAct reports whether the session's key may take actions.
+func (s *session) canAct() bool { return s.Key.Role == auth.RoleAdmin }
+
+// sessions holds the signed-in sessions and the used sign-in nonces.
+type sessions struct {
+	now func() time.Time
+	// macKey signs challenges; it lives as long as the process, so a
+	// restart invalidates the open sign-in pages (and the sessions).
+	macKey []byte
+
+	mu sync.Mutex
+	// byID and usedNonces (nonce → expiry) are guarded by mu.
+	byID       map[string]*session
+	usedNonces map[string]time.Time
+}
+
+func newSessions(now func() time.Time) (*sessions, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("console: sign-in key: %w", err)
+	}
+	return &sessions{now: now, macKey: key, byID: map[string]*session{}, usedNonces: map[string]time.Time{}}, nil
+}
+
+func randomToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func (ss *sessions) mac(s string) string {
+	m := hmac.New(sha256.New, ss.macKey)
+	m.Write([]byte(s))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// challenge returns a new sign-in nonce: the time, random bytes and their
+// MAC.
+func (ss *sessions) challenge() (string, error) {
+	b := make([]byte, 24)
+	binary.BigEndian.PutUint64(b, uint64(ss.now().Unix()))
+	if _, err := rand.Read(b[8:]); err != nil {
+		return "", fmt.Errorf("sign-in challenge: %w", err)
+	}
+	body := base64.RawURLEncoding.EncodeToString(b)
+	return body + "." + ss.mac(body), nil
+}
+
+// errSignIn is every refused sign-in; its message is shown.
+var errSignIn = errors.New("sign-in refused")
+
+// useChallenge checks that nonce is one of ours, fresh and unused, and
+// marks it used.
+func (ss *sessions) useChallenge(nonce string) error {
+	body, sum, ok := strings.Cut(nonce, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(body)
+	if !ok || err != nil || len(raw) != 24 || !hmac.Equal([]byte(sum), []byte(ss.mac(body))) {
+		return fmt.Errorf("%w: the sign-in page's challenge is not one this endpoint made; reload the page", errSignIn)
+	}
+	now := ss.now()
+	made := time.Unix(int64(binary.BigEndian.Uint64(raw)), 0)
+	if now.Sub(made) > challengeTTL {
+		return fmt.Errorf("%w: the sign-in page is older than %s; reload it", errSignIn, challengeTTL)
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for n, exp := range ss.usedNonces {
+		if now.After(exp) {
+			delete(ss.usedNonces, n)
+		}
+	}
+	if _, used := ss.usedNonces[nonce]; used {
+		return fmt.Errorf("%w: this sign-in page was already used; reload it", errSignIn)
+	}
+	ss.usedNonces[nonce] = made.Add(challengeTTL + time.Minute)
+	return nil
+}
+
+// create starts a session for key and returns its id.
+func (ss *sessions) create(key auth.Key) (string, *session, error) {
+	id, err := randomToken()
+	if err != nil {
+		return "", nil, err
+	}
+	csrf, err := randomToken()
+	if err != nil {
+		return "", nil, err
+	}
+	now := ss.now()
+	s := &session{Key: key, CSRF: csrf, created: now, seen: now}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for sid, o := range ss.byID {
+		if ss.expiredLocked(o, now) {
+			delete(ss.byID, sid)
+		}
+	}
+	ss.byID[id] = s
+	return id, s, nil
+}
+
+func (ss *sessions) expiredLocked(s *session, now time.Time) bool {
+	return now.Sub(s.seen) > idleTTL || now.Sub(s.created) > sessionTTL
+}
+
+// get returns the live session id names and marks it seen.
+func (ss *sessions) get(id string) (*session, bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s, ok := ss.byID[id]
+	if !ok {
+		return nil, false
+	}
+	now := ss.now()
+	if ss.expiredLocked(s, now) {
+		delete(ss.byID, id)
+		return nil, false
+	}
+	s.seen = now
+	return s, true
+}
+
+func (ss *sessions) end(id string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	delete(ss.byID, id)
+}
+
+type sessionKey struct{}
+
+// sessionOf returns the session signedIn found for r.
+func sessionOf(r *http.Request) *session {
+	s, _ := r.Context().Value(sessionKey{}).(*session)
+	return s
+}
+
+// signedIn wraps a handler that needs a session: without one, a page
+// request goes to the sign-in page and anything else is 401. Every POST
+// must carry the session's CSRF token.
+func (s *Server) signedIn(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sess, _ := s.currentSession(r)
+		if sess == nil {
+			if r.Method == http.MethodGet && !isHTMX(r) {
+				http.Redirect(w, r, Prefix+"signin", http.StatusSeeOther)
+				return
+			}
+			http.Error(w, "not signed in to the console (or the session ended): sign in again", http.StatusUnauthorized)
+			return
+		}
+		if r.Method == http.MethodPost {
+			token := r.Header.Get(csrfHeader)
+			if token == "" {
+				token = r.PostFormValue("csrf")
+			}
+			if subtle.ConstantTimeCompare([]byte(token), []byte(sess.CSRF)) != 1 {
+				http.Error(w, "the request's CSRF token is missing or stale: reload the page", http.StatusForbidden)
+				return
+			}
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
+	}
+}
+
+// currentSession returns r's session, if its cookie names a live one whose
+// key is still valid.
+func (s *Server) currentSession(r *http.Request) (*session, string) {
+	c, err := r.Cookie(cookieName)
+	if err != nil {
+		return nil, ""
+	}
+	sess, ok := s.sessions.get(c.Value)
+	if !ok {
+		return nil, ""
+	}
+	key, _, err := s.o.Keys.Lookup(sess.Key.AccessKeyID)
+	if err != nil || key.Role != sess.Key.Role {
+		if !errors.Is(err, auth.ErrUnknownKey) && err != nil {
+			s.o.Logger.Error("console: look up a session's key", "err", err)
+		}
+		s.sessions.end(c.Value)
+		return nil, ""
+	}
+	return sess, c.Value
+}
+
+type signInData struct {
+	Nonce, KeyID, Error string
+}
+
+func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
+	s.renderSignIn(w, http.StatusOK, "", "")
+}
+
+func (s *Server) renderSignIn(w http.ResponseWriter, status int, keyID, msg string) {
+	nonce, err := s.sessions.challenge()
+	if err != nil {
+		s.internalError(w, err)
+		return
+	}
+	s.render(w, status, "signin", "layout.html", &page{Title: "Sign in", Data: signInData{Nonce: nonce, KeyID: keyID, Error: msg}})
+}
+
+// consoleRoles are the key roles that may sign in: agent, load balancer
+// and role keys are for machines.
+func consoleRole(r auth.Role) bool { return r == auth.RoleAdmin }
+
+func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
+	keyID, nonce, proof := strings.TrimSpace(r.PostFormValue("keyId")), r.PostFormValue("nonce"), r.PostFormValue("proof")
+	key, err := s.checkSignIn(keyID, nonce, proof)
+	if err != nil {
+		if !errors.Is(err, errSignIn) {
+			s.internalError(w, err)
+			return
+		}
+		s.renderSignIn(w, http.StatusUnauthorized, keyID, err.Error())
+		return
+	}
+	id, _, err := s.sessions.create(key)
+	if err != nil {
+		s.internalError(w, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: id, Path: Prefix, HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL / time.Second)})
+	s.o.Logger.Info("console: signed in", "accessKeyId", key.AccessKeyID, "role", key.Role)
+	http.Redirect(w, r, Prefix, http.StatusSeeOther)
+}
+
+// checkSignIn returns the key a sign-in proves, or an errSignIn saying why
+// not.
+func (s *Server) checkSignIn(keyID, nonce, proof string) (auth.Key, error) {
+	if keyID == "" || proof == "" {
+		return auth.Key{}, fmt.Errorf("%w: enter the access key id and the secret access key (the page needs JavaScript to sign in)", errSignIn)
+	}
+	if err := s.sessions.useChallenge(nonce); err != nil {
+		return auth.Key{}, err
+	}
+	key, secret, err := s.o.Keys.Lookup(keyID)
+	if errors.Is(err, auth.ErrUnknownKey) {
+		return auth.Key{}, fmt.Errorf("%w: the access key id or the secret is wrong", errSignIn)
+	}
+	if err != nil {
+		return auth.Key{}, fmt.Errorf("sign in: %w", err)
+	}
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(proofMessage(nonce, keyID)))
+	if !hmac.Equal([]byte(strings.ToLower(proof)), []byte(hex.EncodeToString(m.Sum(nil)))) {
+		return auth.Key{}, fmt.Errorf("%w: the access key id or the secret is wrong", errSignIn)
+	}
+	if !consoleRole(key.Role) {
+		return auth.Key{}, fmt.Errorf("%w: %s keys cannot sign in to the console; use an admin key", errSignIn, key.Role)
+	}
+	return key, nil
+}
+
+func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
+	if _, id := s.currentSession(r); id != "" {
+		s.sessions.end(id)
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: Prefix, HttpOnly: true, Secure: r.TLS != nil,
+		SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.Redirect(w, r, Prefix+"signin", http.StatusSeeOther)
+}

@@ -1,0 +1,29 @@
+// The console's own script: the sign-in proof. Everything else on the
+// pages is server-rendered HTML kept live by htmx (vendor/htmx.min.js).
+"use strict";
+
+(function () {
+  const form = document.getElementById("signin");
+  if (!form) {
+    return;
+  }
+  const hint = document.getElementById("signin-hint");
+  const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (!window.crypto || !window.crypto.subtle) {
+      hint.hidden = false;
+      hint.textContent = "This browser offers no WebCrypto here: the console signs in over HTTPS or on localhost only.";
+      return;
+    }
+    const keyId = form.elements.keyId.value.trim();
+    const secret = document.getElementById("secret").value;
+    // The secret never leaves the page: the endpoint checks an HMAC of
+    // its one-time challenge, made with the secret as the key.
+    const enc = new TextEncoder();
+    const key = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    const msg = "berth-console-signin\n" + form.elements.nonce.value + "\n" + keyId;
+    form.elements.proof.value = hex(await crypto.subtle.sign("HMAC", key, enc.encode(msg)));
+    form.submit();
+  });
+})();
