@@ -102,14 +102,10 @@ func (s *Server) createService(c *call, in *ecs.CreateServiceInput) (smithy.Seri
 	if err := validateServicePlacement(sched, in.PlacementConstraints, in.PlacementStrategy); err != nil {
 		return nil, err
 	}
+	// What the caller gave is stored and answered, as ECS does ([] for
+	// none); the service controller applies ECS's default strategy for
+	// services when it places and scales in.
 	strats := in.PlacementStrategy
-	if sched == types.SchedulingStrategyReplica && len(strats) == 0 {
-		// ECS's default for services: spread over zones, then instances.
-		strats = []types.PlacementStrategy{
-			{Type: types.PlacementStrategyTypeSpread, Field: aws.String("attribute:ecs.availability-zone")},
-			{Type: types.PlacementStrategyTypeSpread, Field: aws.String("instanceId")},
-		}
-	}
 	out := &ecs.CreateServiceOutput{}
 	err = s.opts.Store.Update(func(tx store.Tx) error {
 		p, err := s.taskParamsFor(tx, cluster, in.TaskDefinition, nil, nil, nil)

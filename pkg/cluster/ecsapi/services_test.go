@@ -47,7 +47,9 @@ func TestDescribeServicesDefaults(t *testing.T) {
 		"deploymentConfiguration": `{"deploymentCircuitBreaker":{"enable":false,"rollback":false},"maximumPercent":200,"minimumHealthyPercent":100,"strategy":"ROLLING"}`,
 		"deploymentController":    `{"type":"ECS"}`,
 		"loadBalancers":           `[]`, "serviceRegistries": `[]`, "placementConstraints": `[]`,
-		"placementStrategy": `[{"field":"attribute:ecs.availability-zone","type":"spread"},{"field":"instanceId","type":"spread"}]`,
+		// None given, none answered (ECS applies its default when it places;
+		// answering it made Terraform plan to remove it on every run).
+		"placementStrategy": `[]`,
 	}
 	for k, w := range want {
 		got, err := json.Marshal(svc[k])

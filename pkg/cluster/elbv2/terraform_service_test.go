@@ -73,18 +73,10 @@ resource "aws_ecs_service" "web" {
     container_name   = "web"
     container_port   = 80
   }
-  # Berth's DescribeServices returns ECS's default placement strategy
-  # for a service created without one, so Terraform would plan to remove
-  # it on every run unless the configuration names it (see
-  # docs/load-balancing.md).
-  ordered_placement_strategy {
-    type  = "spread"
-    field = "attribute:ecs.availability-zone"
-  }
-  ordered_placement_strategy {
-    type  = "spread"
-    field = "instanceId"
-  }
+  # No ordered_placement_strategy: the service stores none and answers
+  # none (ECS's default applies when tasks are placed), so the second plan
+  # must show no changes.
+
   # ECS refuses a target group no load balancer uses.
   depends_on = [aws_lb_listener.http]
 }
@@ -123,6 +115,9 @@ func TestTerraformService(t *testing.T) {
 	if len(svc.LoadBalancers) != 1 || aws.ToString(svc.LoadBalancers[0].ContainerName) != "web" || aws.ToInt32(svc.LoadBalancers[0].ContainerPort) != 80 ||
 		aws.ToInt32(svc.HealthCheckGracePeriodSeconds) != 30 {
 		t.Errorf("the applied service: loadBalancers %+v, grace %v", svc.LoadBalancers, svc.HealthCheckGracePeriodSeconds)
+	}
+	if len(svc.PlacementStrategy) != 0 {
+		t.Errorf("the applied service answers placementStrategy %+v; none was given", svc.PlacementStrategy)
 	}
 
 	// A second plan shows no changes (exit code 0 with -detailed-exitcode).

@@ -304,8 +304,7 @@ func (r *reconciler) request() (*scheduler.Request, scheduler.Demand, *types.Tas
 	}
 	td := &tdRec.TaskDefinition
 	d := launch.Demand(td, nil)
-	req, err := launch.Request(td, d, r.group(), svc.PlacementConstraints, svc.PlacementStrategy,
-		[]scheduler.Strategy{{Type: "random"}})
+	req, err := launch.Request(td, d, r.group(), svc.PlacementConstraints, placementStrategy(svc), nil)
 	return req, d, td, err
 }
 

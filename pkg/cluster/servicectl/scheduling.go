@@ -67,7 +67,7 @@ func (r *reconciler) replica() error {
 				placed = append(placed, t)
 			}
 		}
-		strats, err := launch.Strategies(r.rec.Service.PlacementStrategy)
+		strats, err := launch.Strategies(placementStrategy(svc))
 		if err != nil {
 			return err
 		}
@@ -125,6 +125,19 @@ func (r *reconciler) replica() error {
 		}
 	}
 	return nil
+}
+
+// placementStrategy is the service's placement strategies, or ECS's
+// default for services when it has none (the service stores and answers
+// none): spread over availability zones, then over instances.
+func placementStrategy(svc *types.Service) []types.PlacementStrategy {
+	if len(svc.PlacementStrategy) > 0 {
+		return svc.PlacementStrategy
+	}
+	return []types.PlacementStrategy{
+		{Type: types.PlacementStrategyTypeSpread, Field: aws.String("attribute:ecs.availability-zone")},
+		{Type: types.PlacementStrategyTypeSpread, Field: aws.String("instanceId")},
+	}
 }
 
 // daemon keeps one PRIMARY task on every ACTIVE instance that meets the
