@@ -35,7 +35,7 @@ const usage = `usage: berth-cluster [--version] <command> [flags]
 commands:
   serve [--config FILE] [--log-format logfmt|json]
                                               run the cluster endpoint
-  keys create --role admin|agent|lb [--config FILE | --data-dir DIR]
+  keys create --role admin|agent|lb|viewer [--config FILE | --data-dir DIR]
                                               create an access key; the secret is printed once
   keys list [--config FILE | --data-dir DIR]  list access keys (never secrets)
   keys revoke [--config FILE | --data-dir DIR] ACCESS_KEY_ID
@@ -211,7 +211,7 @@ func keys(args []string, stdout, stderr io.Writer) error {
 	var role string
 	var extra func(*flag.FlagSet)
 	if args[0] == "create" {
-		extra = func(fs *flag.FlagSet) { fs.StringVar(&role, "role", "", "admin, agent or lb") }
+		extra = func(fs *flag.FlagSet) { fs.StringVar(&role, "role", "", "admin, agent, lb or viewer") }
 	}
 	fs, dataDir, etcd, err := keysFlags(args[0], args[1:], stderr, extra)
 	if err != nil {

@@ -41,6 +41,11 @@ const (
 	// data-plane operations (read a load balancer's state, report target
 	// health); the Verifier refuses it for every other service.
 	RoleLB Role = "lb"
+	// RoleViewer is a read-only operator's key: it signs in to the web
+	// console, which shows it everything and lets it change nothing. The
+	// Verifier refuses it for every signed request, and the ECS API lets
+	// it call only the Describe and List operations (the console's path).
+	RoleViewer Role = "viewer"
 	// RoleIAM is not an access key of the keyring but the credentials of
 	// an IAM role declared in cluster.toml (a task's role or execution
 	// role), recognised by the Verifier through its RoleKeys. Key.RoleArn
@@ -57,13 +62,13 @@ var RoleServices = []string{"ssm", "secretsmanager"}
 // the load balancer data-plane API, the only one an lb key may sign for.
 const LBService = "elasticloadbalancing"
 
-// ParseRole accepts "admin", "agent" or "lb".
+// ParseRole accepts "admin", "agent", "lb" or "viewer".
 func ParseRole(s string) (Role, error) {
 	switch Role(s) {
-	case RoleAdmin, RoleAgent, RoleLB:
+	case RoleAdmin, RoleAgent, RoleLB, RoleViewer:
 		return Role(s), nil
 	}
-	return "", fmt.Errorf("role %q: must be admin, agent or lb", s)
+	return "", fmt.Errorf("role %q: must be admin, agent, lb or viewer", s)
 }
 
 // ErrUnknownKey is returned when an access key does not exist or was revoked.

@@ -187,6 +187,9 @@ func (v *Verifier) verify(r *http.Request, body []byte) (Key, string, error) {
 	if key.Role == RoleLB && service != LBService {
 		return Key{}, "", authErr(AccessDenied, http.StatusBadRequest, "lb keys may call only the %s API, not %s", LBService, service)
 	}
+	if key.Role == RoleViewer {
+		return Key{}, "", authErr(AccessDenied, http.StatusBadRequest, "viewer keys sign in to the web console (/console/) only; they sign no API request")
+	}
 	if key.Role == RoleIAM && !containsString(RoleServices, service) {
 		return Key{}, "", authErr(AccessDenied, http.StatusBadRequest, "credentials of role %s may call only the %s APIs on this endpoint, not %s",
 			key.RoleArn, strings.Join(RoleServices, " and "), service)

@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/cluster/auth"
 )
 
 // requireBrowser stops the test unless Chromium and the vendored browser
@@ -176,5 +177,43 @@ func TestBrowserScaleAndStop(t *testing.T) {
 	}
 	if got, want := aws.ToString(d.Tasks[0].StoppedReason), "Stopped from the console by "+f.adminID; got != want {
 		t.Errorf("stopped reason %q, want %q", got, want)
+	}
+}
+
+// TestBrowserViewerCannotAct: a viewer key signs in and sees the service,
+// without the controls; a request forged from its page with its session's
+// CSRF token is refused and changes nothing; the key signs no API request.
+func TestBrowserViewerCannotAct(t *testing.T) {
+	path := requireBrowser(t)
+	f := newFixture(t)
+	f.createService(t, "api", 1)
+	viewerID, viewerSecret := f.newKey(t, auth.RoleViewer)
+	if _, err := f.client(viewerID, viewerSecret).ListClusters(context.Background(), &ecs.ListClustersInput{}); !strings.Contains(fmt.Sprint(err), "AccessDenied") {
+		t.Errorf("viewer key's signed ListClusters: %v, want AccessDenied", err)
+	}
+	ctx := browser(t, path)
+	signIn(t, ctx, f.url, viewerID, viewerSecret)
+	if err := chromedp.Do(ctx, chromedp.Navigate(f.url+"/console/clusters/web/services/api"),
+		chromedp.WaitVisible(chromedp.CSS("#service-tasks"))); err != nil {
+		t.Fatalf("viewer opens the service page: %v", err)
+	}
+	if err := waitText(ctx, "#running", "1"); err != nil {
+		t.Fatal(err)
+	}
+	controls, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#desired-form, #stop-form, button.stop").length`))
+	if err != nil || controls != 0 {
+		t.Errorf("a viewer's service page has %d action controls (%v), want none", controls, err)
+	}
+	status, err := chromedp.Run(ctx, chromedp.Evaluate[int](`(async () => {
+		const token = JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRF-Token"];
+		const r = await fetch("/console/clusters/web/services/api/desired-count", {method: "POST",
+			headers: {"X-CSRF-Token": token, "Content-Type": "application/x-www-form-urlencoded"}, body: "desiredCount=9"});
+		return r.status;
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil || status != 403 {
+		t.Errorf("forged scale from a viewer's page: HTTP %d (%v), want 403", status, err)
+	}
+	if got := f.desired(t, "api"); got != 1 {
+		t.Errorf("after the viewer's forged request the desired count is %d, want 1", got)
 	}
 }

@@ -128,9 +128,9 @@ func (s *Server) routes(static fs.FS) *http.ServeMux {
 	m.HandleFunc("GET /console/{$}", s.signedIn(s.clustersPage))
 	m.HandleFunc("GET /console/clusters/{cluster}", s.signedIn(s.clusterPage))
 	m.HandleFunc("GET /console/clusters/{cluster}/services/{service}", s.signedIn(s.servicePage))
-	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/desired-count", s.signedIn(s.setDesiredCount))
+	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/desired-count", s.signedIn(s.acting(s.setDesiredCount)))
 	m.HandleFunc("GET /console/clusters/{cluster}/tasks/{task}", s.signedIn(s.taskPage))
-	m.HandleFunc("POST /console/clusters/{cluster}/stop-task", s.signedIn(s.stopTask))
+	m.HandleFunc("POST /console/clusters/{cluster}/stop-task", s.signedIn(s.acting(s.stopTask)))
 	m.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
 	return m
 }

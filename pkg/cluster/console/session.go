@@ -217,6 +217,19 @@ func (s *Server) signedIn(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// acting wraps an action's handler: only sessions whose key may act get
+// through (a viewer's page shows no controls, and a forged request is
+// refused here; the ECS API refuses a viewer's writes too).
+func (s *Server) acting(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if sess := sessionOf(r); !sess.canAct() {
+			http.Error(w, fmt.Sprintf("AccessDeniedException: %s keys may only look", sess.Key.Role), http.StatusForbidden)
+			return
+		}
+		h(w, r)
+	}
+}
+
 // currentSession returns r's session, if its cookie names a live one whose
 // key is still valid.
 func (s *Server) currentSession(r *http.Request) (*session, string) {
@@ -256,9 +269,10 @@ func (s *Server) renderSignIn(w http.ResponseWriter, status int, keyID, msg stri
 	s.render(w, status, "signin", "layout.html", &page{Title: "Sign in", Data: signInData{Nonce: nonce, KeyID: keyID, Error: msg}})
 }
 
-// consoleRoles are the key roles that may sign in: agent, load balancer
-// and role keys are for machines.
-func consoleRole(r auth.Role) bool { return r == auth.RoleAdmin }
+// consoleRole reports whether keys of role r may sign in: admins, and
+// viewers, who only look. Agent, load balancer and role keys are for
+// machines.
+func consoleRole(r auth.Role) bool { return r == auth.RoleAdmin || r == auth.RoleViewer }
 
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	keyID, nonce, proof := strings.TrimSpace(r.PostFormValue("keyId")), r.PostFormValue("nonce"), r.PostFormValue("proof")
@@ -304,7 +318,7 @@ func (s *Server) checkSignIn(keyID, nonce, proof string) (auth.Key, error) {
 		return auth.Key{}, fmt.Errorf("%w: the access key id or the secret is wrong", errSignIn)
 	}
 	if !consoleRole(key.Role) {
-		return auth.Key{}, fmt.Errorf("%w: %s keys cannot sign in to the console; use an admin key", errSignIn, key.Role)
+		return auth.Key{}, fmt.Errorf("%w: %s keys cannot sign in to the console; use an admin or a viewer key", errSignIn, key.Role)
 	}
 	return key, nil
 }

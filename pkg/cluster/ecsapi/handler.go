@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	smithy "github.com/aws/smithy-go"
@@ -139,6 +140,12 @@ func op[In any](agent bool, fn func(c *call, in *In) (smithy.Serializable, error
 	}}
 }
 
+// readOnly reports whether op only reads: the ECS API's Describe and List
+// operations.
+func readOnly(op string) bool {
+	return strings.HasPrefix(op, "Describe") || strings.HasPrefix(op, "List")
+}
+
 // ServeAWS runs one ECS operation; after the output is encoded, the
 // notifier learns about the tasks it placed or stopped and the service
 // controller is woken if it may have work.
@@ -150,6 +157,12 @@ func (s *Server) ServeAWS(r *awsproto.Request) ([]byte, error) {
 	if r.Key.Role == auth.RoleAgent && !o.agent {
 		return nil, awsproto.ClientError(auth.AccessDenied,
 			"User: %s is not authorized to perform: ecs:%s (agent keys may only call agent operations)", r.Key.AccessKeyID, r.Operation)
+	}
+	if r.Key.Role == auth.RoleViewer && !readOnly(r.Operation) {
+		// The web console calls this handler with its operator's key; a
+		// viewer's may only read.
+		return nil, awsproto.ClientError(auth.AccessDenied,
+			"User: %s is not authorized to perform: ecs:%s (viewer keys may only read)", r.Key.AccessKeyID, r.Operation)
 	}
 	if err := refuseMembers(r.Operation, s.members[r.Operation], r.Body); err != nil {
 		return nil, err
