@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/console"
 )
 
 // TestSignIn: only a proof made with the key's secret over a fresh
@@ -58,7 +59,7 @@ func TestSignIn(t *testing.T) {
 		// refused: capture it by signing in by hand.
 		page := get(t, &http.Client{}, f.url+"/console/signin")
 		nonce := strings.SplitN(strings.SplitN(page, `name="nonce" value="`, 2)[1], `"`, 2)[0]
-		form := url.Values{"keyId": {f.adminID}, "nonce": {nonce}, "proof": {proof(f.adminKey, nonce, f.adminID)}}
+		form := url.Values{"keyId": {f.adminID}, "nonce": {nonce}, "proof": {console.Proof(f.adminKey, nonce, f.adminID)}}
 		first, _ := post(t, c, f.url+"/console/signin", form, nil)
 		second, body := post(t, c, f.url+"/console/signin", form, nil)
 		if first != http.StatusOK || second != http.StatusUnauthorized || !strings.Contains(body, "already used") {

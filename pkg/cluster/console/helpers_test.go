@@ -2,9 +2,6 @@ package console_test
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"net"
 	"net/http"
@@ -23,6 +20,7 @@ import (
 
 	"github.com/berth-dev/berth/pkg/cluster"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/console"
 )
 
 const testRegion = "us-test-1"
@@ -182,20 +180,13 @@ func (f *fixture) signInHTTP(t *testing.T, id, secret string) (*http.Client, *ht
 		t.Fatalf("sign-in page has no challenge:\n%s", page)
 	}
 	nonce := m[1]
-	resp, err := c.PostForm(f.url+"/console/signin", url.Values{"keyId": {id}, "nonce": {nonce}, "proof": {proof(secret, nonce, id)}})
+	resp, err := c.PostForm(f.url+"/console/signin", url.Values{"keyId": {id}, "nonce": {nonce}, "proof": {console.Proof(secret, nonce, id)}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return c, resp, string(b)
-}
-
-// proof is what the sign-in page's script computes (static/console.js).
-func proof(secret, nonce, id string) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte("berth-console-signin\n" + nonce + "\n" + id))
-	return hex.EncodeToString(mac.Sum(nil))
 }
 
 func get(t *testing.T, c *http.Client, u string) string {
