@@ -63,6 +63,8 @@ type Options struct {
 	Keys KeyLookup
 	// ECS is the ECS API's handler; every action is one of its operations.
 	ECS awsproto.Handler
+	// Metrics feeds the services' CPU and memory graphs; nil shows none.
+	Metrics Statistics
 	// Logger gets internal errors (the page shows only that one happened).
 	Logger *slog.Logger
 	// Now is the clock of sessions and sign-in challenges; nil means
@@ -110,7 +112,11 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("console: static files: %w", err)
 	}
-	s.mux = s.routes(static)
+	sf, err := newStaticFiles(static)
+	if err != nil {
+		return nil, err
+	}
+	s.mux = s.routes(sf)
 	return s, nil
 }
 
@@ -119,15 +125,16 @@ func New(o Options) (*Server, error) {
 // without live updates and graphs.
 func (s *Server) MissingAssets() []string { return s.missingAssets }
 
-func (s *Server) routes(static fs.FS) *http.ServeMux {
+func (s *Server) routes(static staticFiles) *http.ServeMux {
 	m := http.NewServeMux()
-	m.Handle("GET /console/static/", http.StripPrefix("/console/static/", http.FileServerFS(static)))
+	m.Handle("GET /console/static/{file...}", static)
 	m.HandleFunc("GET /console/signin", s.signInPage)
 	m.HandleFunc("POST /console/signin", s.signIn)
 	m.HandleFunc("POST /console/signout", s.signedIn(s.signOut))
 	m.HandleFunc("GET /console/{$}", s.signedIn(s.clustersPage))
 	m.HandleFunc("GET /console/clusters/{cluster}", s.signedIn(s.clusterPage))
 	m.HandleFunc("GET /console/clusters/{cluster}/services/{service}", s.signedIn(s.servicePage))
+	m.HandleFunc("GET /console/clusters/{cluster}/services/{service}/metrics", s.signedIn(s.serviceMetrics))
 	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/desired-count", s.signedIn(s.acting(s.setDesiredCount)))
 	m.HandleFunc("GET /console/clusters/{cluster}/tasks/{task}", s.signedIn(s.taskPage))
 	m.HandleFunc("POST /console/clusters/{cluster}/stop-task", s.signedIn(s.acting(s.stopTask)))

@@ -178,3 +178,28 @@ func TestUserStringsEscaped(t *testing.T) {
 		t.Errorf("the stop reason is not shown as text:\n%s", page)
 	}
 }
+
+// TestStaticRevalidates: the embedded files carry an ETag, and a browser
+// revalidating one it has gets 304 without the body.
+func TestStaticRevalidates(t *testing.T) {
+	f := newFixture(t)
+	resp, err := http.Get(f.url + "/console/static/console.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	etag := resp.Header.Get("ETag")
+	if resp.StatusCode != http.StatusOK || etag == "" {
+		t.Fatalf("GET console.js: %s, ETag %q", resp.Status, etag)
+	}
+	req, _ := http.NewRequest(http.MethodGet, f.url+"/console/static/console.js", nil)
+	req.Header.Set("If-None-Match", etag)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotModified {
+		t.Errorf("revalidating console.js: %s, want 304", resp.Status)
+	}
+}

@@ -227,6 +227,8 @@ type serviceData struct {
 	// TasksTotal counts the service's active tasks; the page shows the
 	// first pageSize.
 	TasksTotal int
+	// Graphs is set when the endpoint keeps metrics (the page draws them).
+	Graphs bool
 }
 
 // loadService reads what a service's page shows.
@@ -297,6 +299,7 @@ func (s *Server) servicePage(w http.ResponseWriter, r *http.Request) {
 	if s.viewFailed(w, r, "service page", err) {
 		return
 	}
+	d.Graphs = s.o.Metrics != nil
 	tmpl := "layout.html"
 	if r.URL.Query().Get("part") == "live" {
 		tmpl = "live"

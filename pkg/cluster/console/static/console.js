@@ -27,3 +27,43 @@
     form.submit();
   });
 })();
+
+// Charts: an element .chart[data-src] gets a uPlot chart of the JSON its
+// data-src answers ({times, cpu, memory}), fetched again every 30 s.
+(function () {
+  const charts = document.querySelectorAll(".chart[data-src]");
+  if (charts.length === 0 || !window.uPlot) {
+    return;
+  }
+  charts.forEach((el) => {
+    let plot = null;
+    const draw = async () => {
+      const resp = await fetch(el.dataset.src, { headers: { Accept: "application/json" } });
+      if (!resp.ok) {
+        return;
+      }
+      const d = await resp.json();
+      if (d.times.length === 0) {
+        return;
+      }
+      const data = [d.times, d.cpu, d.memory];
+      if (plot) {
+        plot.setData(data);
+        return;
+      }
+      el.replaceChildren();
+      plot = new uPlot({
+        width: el.clientWidth || 800,
+        height: 220,
+        scales: { y: { range: [0, 100] } },
+        series: [
+          {},
+          { label: "CPU %", stroke: "#0b6bcb", width: 2, spanGaps: false },
+          { label: "Memory %", stroke: "#b3261e", width: 2, spanGaps: false },
+        ],
+      }, data, el);
+    };
+    draw();
+    setInterval(draw, 30000);
+  });
+})();
