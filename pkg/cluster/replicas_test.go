@@ -1,8 +1,10 @@
 package cluster_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -39,13 +41,22 @@ type replica struct {
 	killed bool
 }
 
-// startReplica opens a replica on etcd with its own data directory.
+// startReplica opens a replica on etcd with its own data directory. Its
+// log (Info and above: the requests that failed or were refused, the
+// store's quorum changes) is printed when the test fails.
 func startReplica(t *testing.T, name string, eo cluster.EtcdOptions) *replica {
 	t.Helper()
 	eo.Replica = name
+	log := &lockedBuffer{}
+	t.Cleanup(func() { // registered first: runs after the replica closed
+		if t.Failed() {
+			t.Logf("replica %s log:\n%s", name, log.String())
+		}
+	})
 	ep, err := cluster.Open(context.Background(), cluster.Options{
 		Listen: "127.0.0.1:0", InsecureHTTP: true, Region: testRegion, AccountID: testAccount,
 		DataDir: t.TempDir(), Etcd: &eo, ACS: acs.Options{RedeliverAfter: time.Second},
+		Logger:   slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Services: servicectl.Timing{Interval: 200 * time.Millisecond},
 	})
 	if err != nil {
@@ -78,6 +89,24 @@ func startReplica(t *testing.T, name string, eo cluster.EtcdOptions) *replica {
 		}
 	})
 	return r
+}
+
+// lockedBuffer is a replica's log, written by its goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // kill cuts the replica off as a crash would: its etcd connection closes

@@ -330,12 +330,23 @@ func mapErr(err error) error {
 
 // mapReqErr is mapErr for a request bounded by ctx: a request that ran
 // out its time is etcd unavailable too, whatever status the server put on
-// it (etcd answers some with code Unknown).
+// it. The deadline is compared with the clock rather than read from
+// ctx.Err(), which a timer sets: the member's answer to a request it ran
+// out of time can arrive before that timer has run.
 func mapReqErr(ctx context.Context, err error) error {
-	if err != nil && !unavailable(err) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if err != nil && !unavailable(err) && pastDeadline(ctx) {
 		return fmt.Errorf("%w: etcd has no quorum, or no member answers: %w", store.ErrUnavailable, err)
 	}
 	return mapErr(err)
+}
+
+// pastDeadline reports whether ctx's deadline has passed.
+func pastDeadline(ctx context.Context) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // unavailable reports whether err says that etcd could not serve a
@@ -355,9 +366,18 @@ func unavailable(err error) bool {
 	if errors.As(err, &ee) && (ee.Code() == codes.Unavailable || ee.Code() == codes.DeadlineExceeded) {
 		return true
 	}
-	switch status.Code(err) {
+	var se interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch st := se.GRPCStatus(); st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded:
 		return true
+	case codes.Unknown:
+		// etcd 3.4's gRPC server answers a request that ran out its
+		// deadline (waiting for a quorum that never came) with code
+		// Unknown and the context's message, which the client passes on.
+		return st.Message() == context.DeadlineExceeded.Error()
 	}
 	return false
 }
