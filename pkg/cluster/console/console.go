@@ -65,6 +65,9 @@ type Options struct {
 	ECS awsproto.Handler
 	// Metrics feeds the services' CPU and memory graphs; nil shows none.
 	Metrics Statistics
+	// Logs is the CloudWatch Logs-compatible API's handler: the task
+	// page's container logs are its GetLogEvents. Nil shows none.
+	Logs awsproto.Handler
 	// Logger gets internal errors (the page shows only that one happened).
 	Logger *slog.Logger
 	// Now is the clock of sessions and sign-in challenges; nil means
@@ -137,6 +140,7 @@ func (s *Server) routes(static staticFiles) *http.ServeMux {
 	m.HandleFunc("GET /console/clusters/{cluster}/services/{service}/metrics", s.signedIn(s.serviceMetrics))
 	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/desired-count", s.signedIn(s.acting(s.setDesiredCount)))
 	m.HandleFunc("GET /console/clusters/{cluster}/tasks/{task}", s.signedIn(s.taskPage))
+	m.HandleFunc("GET /console/clusters/{cluster}/tasks/{task}/logs", s.signedIn(s.containerLogs))
 	m.HandleFunc("POST /console/clusters/{cluster}/stop-task", s.signedIn(s.acting(s.stopTask)))
 	m.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
 	return m

@@ -309,8 +309,10 @@ func (s *Server) servicePage(w http.ResponseWriter, r *http.Request) {
 
 type containerRow struct {
 	Name, LastStatus, Reason, Health, Image string
-	ExitCode                                *int32
-	Bindings                                []types.NetworkBinding
+	// Logs is set when the container's lines go to the log store.
+	Logs     bool
+	ExitCode *int32
+	Bindings []types.NetworkBinding
 }
 
 type taskData struct {
@@ -351,8 +353,15 @@ func (s *Server) loadTask(cluster, id string) (*taskData, error) {
 		if ok {
 			d.Host = in.HostAddress()
 		}
+		var targets map[string]logTarget
+		if s.o.Logs != nil {
+			if targets, err = taskLogTargets(tx, t, id); err != nil {
+				return err
+			}
+		}
 		for _, c := range tk.Containers {
-			d.Containers = append(d.Containers, containerRow{Name: aws.ToString(c.Name), LastStatus: aws.ToString(c.LastStatus),
+			_, logs := targets[aws.ToString(c.Name)]
+			d.Containers = append(d.Containers, containerRow{Name: aws.ToString(c.Name), LastStatus: aws.ToString(c.LastStatus), Logs: logs,
 				Reason: aws.ToString(c.Reason), Health: string(c.HealthStatus), Image: aws.ToString(c.Image), ExitCode: c.ExitCode,
 				Bindings: c.NetworkBindings})
 		}
