@@ -196,7 +196,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	defer db.Close()
 
-	rt, err := a.newRuntime(ctx)
+	roles := newTaskRoles(cfg, a.log)
+	auth, err := a.newRegistryAuth(ctx, roles)
+	if err != nil {
+		return err
+	}
+	rt, err := a.newRuntime(ctx, auth)
 	if err != nil {
 		return err
 	}
@@ -262,13 +267,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	// json-file and none.
 	logDrivers := append([]string{}, cfg.Containers.AvailableLoggingDrivers...)
 	cpu, mem := HostResources(cfg.Containers.ReservedMemoryMiB)
-	roles := newTaskRoles(cfg, a.log)
-	auth, err := a.newRegistryAuth(ctx, roles)
-	if err != nil {
-		return err
-	}
 	eng, err := engine.New(engine.Options{
-		Runtime:       newRuntimeAdapter(rt, auth),
+		Runtime:       rt,
 		Network:       nw,
 		Store:         storeAdapter{db: db},
 		Logs:          logRemover{},
@@ -418,7 +418,7 @@ func (a *Agent) afterRecover(nw networkAdapter) func(context.Context, [][]byte) 
 	}
 }
 
-func (a *Agent) newRuntime(ctx context.Context) (*runtime.Runtime, error) {
+func (a *Agent) newRuntime(ctx context.Context, pullAuth runtime.PullAuthorizer) (*runtime.Runtime, error) {
 	cfg := a.cfg
 	opts := runtime.Options{
 		Address:               cfg.Containerd.Address,
@@ -432,6 +432,7 @@ func (a *Agent) newRuntime(ctx context.Context) (*runtime.Runtime, error) {
 		InitBinary:            a.o.initBinary,
 		Snapshotter:           a.o.snapshotter,
 		ConnectTimeout:        time.Minute,
+		PullAuth:              pullAuth,
 	}
 	opts.Registry.InsecureRegistries = cfg.Images.InsecureRegistries
 	if cfg.Images.AuthType != "" {
@@ -467,7 +468,7 @@ func imageCleanup(cfg *config.Config, rt *runtime.Runtime) engine.ImageCleanup {
 		return engine.ImageCleanup{}
 	}
 	return engine.ImageCleanup{
-		Store:      imageStore{rt: rt},
+		Store:      rt,
 		Interval:   cfg.Images.CleanupInterval,
 		MinimumAge: cfg.Images.MinimumCleanupAge,
 		PerCycle:   cfg.Images.DeletePerCycle,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/ecrauth"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/iam"
@@ -57,7 +58,7 @@ func decorated(t *testing.T, arn, mode, ip string, role bool) engine.TaskState {
 	def := engine.TaskDef{ARN: arn, Family: "web", Version: "4", Cluster: "arn:aws:ecs:us-east-1:123456789012:cluster/c",
 		NetworkMode: mode, MemoryMiB: 256,
 		Containers: []engine.ContainerDef{{Name: "app", Image: "busybox", CPU: 128, MemoryMiB: 64,
-			Spec: engine.ContainerSpec{Env: []string{"A=b"}, Labels: map[string]string{"l": "v"}}},
+			Spec: container.Spec{Env: []string{"A=b"}, Labels: map[string]string{"l": "v"}}},
 			{Name: "side", Image: "busybox"}}}
 	if err := decorateTask(&def, at); err != nil {
 		t.Fatal(err)

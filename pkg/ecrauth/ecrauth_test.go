@@ -122,7 +122,7 @@ func TestPullWithExecutionRoleToken(t *testing.T) {
 	}
 	defer rt.Close()
 
-	if _, err := rt.Pull(ctx, img.Ref, runtime.PullOptions{}); err == nil {
+	if _, err := rt.Pull(ctx, img.Ref); err == nil {
 		t.Fatal("pull without a token succeeded; the registry does not demand auth and the test proves nothing")
 	}
 	exec := &RoleCredentials{RoleArn: "arn:aws:iam::123456789012:role/exec", AccessKeyID: "ASIAEXECROLE", SecretAccessKey: "exec-secret", SessionToken: "exec-token"}
@@ -137,7 +137,7 @@ func TestPullWithExecutionRoleToken(t *testing.T) {
 	if len(calls) != 1 || !strings.Contains(calls[0], "Credential=ASIAEXECROLE/") || !strings.Contains(calls[0], "/eu-central-1/ecr/aws4_request") {
 		t.Fatalf("GetAuthorizationToken not signed with the execution role for eu-central-1: %q", calls)
 	}
-	pulled, err := rt.Pull(ctx, img.Ref, runtime.PullOptions{Credentials: &runtime.Credentials{Username: a.Username, Password: a.Password}})
+	pulled, err := rt.PullWith(ctx, img.Ref, runtime.PullOptions{Credentials: &runtime.Credentials{Username: a.Username, Password: a.Password}})
 	if err != nil {
 		t.Fatalf("pull with the token: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/container"
 )
 
 const mib = 1 << 20
@@ -195,7 +196,7 @@ func convertContainer(c *api.Container) (ContainerDef, error) {
 	if err != nil {
 		return cd, err
 	}
-	spec := ContainerSpec{
+	spec := container.Spec{
 		Image:      c.Image,
 		Entrypoint: slices.Clone(c.EntryPoint),
 		Command:    slices.Clone(c.Command),
@@ -247,10 +248,10 @@ func convertContainer(c *api.Container) (ContainerDef, error) {
 	if lc := host.LogConfig; lc != nil {
 		// The driver and its options are checked when the task starts
 		// (Engine.checkLogConfig), against the agent's allowed drivers.
-		spec.Log = LogConfig{Driver: lc.Type, Options: maps.Clone(lc.Config)}
+		spec.Log = container.LogConfig{Driver: lc.Type, Options: maps.Clone(lc.Config)}
 	}
 	for _, u := range host.Ulimits {
-		spec.Ulimits = append(spec.Ulimits, Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
+		spec.Ulimits = append(spec.Ulimits, container.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
 	}
 	spec.MemoryReservation = host.MemoryReservation
 	spec.CapAdd = append(spec.CapAdd, host.CapAdd...)
@@ -261,7 +262,7 @@ func convertContainer(c *api.Container) (ContainerDef, error) {
 	tmpfs := slices.Collect(maps.Keys(host.Tmpfs))
 	sort.Strings(tmpfs)
 	for _, p := range tmpfs {
-		spec.Tmpfs = append(spec.Tmpfs, Tmpfs{Path: p, Options: host.Tmpfs[p]})
+		spec.Tmpfs = append(spec.Tmpfs, container.Tmpfs{Path: p, Options: host.Tmpfs[p]})
 	}
 	if host.ShmSize > 0 {
 		spec.ShmSize = host.ShmSize

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/engine"
 )
 
@@ -22,10 +23,10 @@ type fakeRuntime struct {
 }
 
 type fakeContainer struct {
-	spec    engine.ContainerSpec
+	spec    container.Spec
 	running bool
 	exited  bool
-	exit    engine.Exit
+	exit    container.Exit
 	pid     int
 	done    chan struct{}
 }
@@ -40,18 +41,18 @@ func (f *fakeRuntime) record(ev string) {
 	f.events = append(f.events, ev)
 }
 
-func (f *fakeRuntime) Pull(ctx context.Context, ref string) (engine.Image, error) {
+func (f *fakeRuntime) Pull(ctx context.Context, ref string) (container.Image, error) {
 	// The agent logs in to ECR-style registries as the pulling task.
-	if engine.PullTask(ctx) == "" {
-		return engine.Image{}, fmt.Errorf("pull %s: no task in the context (engine.WithPullTask)", ref)
+	if container.PullFor(ctx) == "" {
+		return container.Image{}, fmt.Errorf("pull %s: no task in the context (container.WithPullFor)", ref)
 	}
 	if strings.Contains(ref, "nonexistent") {
-		return engine.Image{}, fmt.Errorf("pull %s: not found", ref)
+		return container.Image{}, fmt.Errorf("pull %s: not found", ref)
 	}
-	return engine.Image{Ref: ref, Digest: "sha256:" + strings.Repeat("a", 64)}, nil
+	return container.Image{Ref: ref, Digest: "sha256:" + strings.Repeat("a", 64)}, nil
 }
 
-func (f *fakeRuntime) Create(ctx context.Context, spec engine.ContainerSpec) error {
+func (f *fakeRuntime) Create(ctx context.Context, spec container.Spec) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.containers[spec.ID]; ok {
@@ -67,7 +68,7 @@ func (f *fakeRuntime) Start(ctx context.Context, id string) (int, error) {
 	defer f.mu.Unlock()
 	c, ok := f.containers[id]
 	if !ok {
-		return 0, fmt.Errorf("start %s: %w", id, engine.ErrNotFound)
+		return 0, fmt.Errorf("start %s: %w", id, container.ErrNotFound)
 	}
 	f.nextPID++
 	c.pid = f.nextPID
@@ -90,7 +91,7 @@ func (f *fakeRuntime) exitLocked(id string, code int) {
 	}
 	c.running = false
 	c.exited = true
-	c.exit = engine.Exit{Code: code, At: time.Now()}
+	c.exit = container.Exit{Code: code, At: time.Now()}
 	close(c.done)
 }
 
@@ -98,7 +99,7 @@ func (f *fakeRuntime) Stop(ctx context.Context, id string, timeout time.Duration
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.containers[id]; !ok {
-		return fmt.Errorf("stop %s: %w", id, engine.ErrNotFound)
+		return fmt.Errorf("stop %s: %w", id, container.ErrNotFound)
 	}
 	f.record("stop " + id)
 	f.exitLocked(id, 143)
@@ -109,19 +110,19 @@ func (f *fakeRuntime) Remove(ctx context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.containers[id]; !ok {
-		return fmt.Errorf("remove %s: %w", id, engine.ErrNotFound)
+		return fmt.Errorf("remove %s: %w", id, container.ErrNotFound)
 	}
 	delete(f.containers, id)
 	f.record("remove " + id)
 	return nil
 }
 
-func (f *fakeRuntime) Wait(ctx context.Context, id string) (engine.Exit, error) {
+func (f *fakeRuntime) Wait(ctx context.Context, id string) (container.Exit, error) {
 	f.mu.Lock()
 	c, ok := f.containers[id]
 	f.mu.Unlock()
 	if !ok {
-		return engine.Exit{}, fmt.Errorf("wait %s: %w", id, engine.ErrNotFound)
+		return container.Exit{}, fmt.Errorf("wait %s: %w", id, container.ErrNotFound)
 	}
 	select {
 	case <-c.done:
@@ -129,7 +130,7 @@ func (f *fakeRuntime) Wait(ctx context.Context, id string) (engine.Exit, error) 
 		defer f.mu.Unlock()
 		return c.exit, nil
 	case <-ctx.Done():
-		return engine.Exit{}, ctx.Err()
+		return container.Exit{}, ctx.Err()
 	}
 }
 
@@ -143,15 +144,15 @@ func (f *fakeRuntime) Exec(ctx context.Context, id string, args []string, timeou
 	return h(id), nil
 }
 
-func (f *fakeRuntime) List(ctx context.Context, key string) ([]engine.Observed, error) {
+func (f *fakeRuntime) List(ctx context.Context, key string) ([]container.Observed, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []engine.Observed
+	var out []container.Observed
 	for id, c := range f.containers {
 		if _, ok := c.spec.Labels[key]; !ok {
 			continue
 		}
-		out = append(out, engine.Observed{ID: id, Labels: c.spec.Labels, Running: c.running, Exited: c.exited, Exit: c.exit, PID: c.pid})
+		out = append(out, container.Observed{ID: id, Labels: c.spec.Labels, Running: c.running, Exited: c.exited, Exit: c.exit, PID: c.pid})
 	}
 	return out, nil
 }

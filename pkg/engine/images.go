@@ -5,18 +5,13 @@ import (
 	"errors"
 	"sort"
 	"time"
-)
 
-// ImageInfo is one image in the runtime's store.
-type ImageInfo struct {
-	Ref string
-	// UpdatedAt is when the image was last pulled or changed.
-	UpdatedAt time.Time
-}
+	"github.com/berth-dev/berth/pkg/container"
+)
 
 // ImageStore lists and removes images, for image clean-up.
 type ImageStore interface {
-	Images(ctx context.Context) ([]ImageInfo, error)
+	Images(ctx context.Context) ([]container.ImageInfo, error)
 	RemoveImage(ctx context.Context, ref string) error
 }
 
@@ -84,7 +79,7 @@ func (e *Engine) CleanImages(ctx context.Context) ([]string, error) {
 	}
 	e.mu.Unlock()
 	now := e.opts.Now()
-	var candidates []ImageInfo
+	var candidates []container.ImageInfo
 	for _, img := range images {
 		if inUse[img.Ref] {
 			continue
@@ -106,7 +101,7 @@ func (e *Engine) CleanImages(ctx context.Context) ([]string, error) {
 		if len(removed) >= perCycle {
 			break
 		}
-		if err := ic.Store.RemoveImage(ctx, img.Ref); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := ic.Store.RemoveImage(ctx, img.Ref); err != nil && !errors.Is(err, container.ErrNotFound) {
 			errs = append(errs, err)
 			continue
 		}

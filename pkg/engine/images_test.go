@@ -7,15 +7,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/engine"
 )
 
 type fakeImages struct {
 	mu     sync.Mutex
-	images []engine.ImageInfo
+	images []container.ImageInfo
 }
 
-func (f *fakeImages) Images(ctx context.Context) ([]engine.ImageInfo, error) {
+func (f *fakeImages) Images(ctx context.Context) ([]container.ImageInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.images), nil
@@ -24,13 +25,13 @@ func (f *fakeImages) Images(ctx context.Context) ([]engine.ImageInfo, error) {
 func (f *fakeImages) RemoveImage(ctx context.Context, ref string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.images = slices.DeleteFunc(f.images, func(i engine.ImageInfo) bool { return i.Ref == ref })
+	f.images = slices.DeleteFunc(f.images, func(i container.ImageInfo) bool { return i.Ref == ref })
 	return nil
 }
 
 func TestImageCleanupRemovesOldestUnusedImages(t *testing.T) {
 	now := time.Now()
-	store := &fakeImages{images: []engine.ImageInfo{
+	store := &fakeImages{images: []container.ImageInfo{
 		{Ref: "in-use", UpdatedAt: now.Add(-10 * time.Hour)},
 		{Ref: "old", UpdatedAt: now.Add(-5 * time.Hour)},
 		{Ref: "oldest", UpdatedAt: now.Add(-9 * time.Hour)},

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/engine"
 )
 
@@ -120,17 +121,17 @@ func TestLogShipperLifecycle(t *testing.T) {
 func TestLogConfigRefused(t *testing.T) {
 	tests := []struct {
 		name       string
-		mod        func(*engine.LogConfig)
+		mod        func(*container.LogConfig)
 		allowed    []string
 		wantReason []string
 	}{
-		{"driver not allowed", func(*engine.LogConfig) {}, []string{"syslog"},
+		{"driver not allowed", func(*container.LogConfig) {}, []string{"syslog"},
 			[]string{"CannotCreateContainerError: ", "container shipper", `"awslogs"`, "ECS_AVAILABLE_LOGGING_DRIVERS"}},
-		{"unknown driver", func(l *engine.LogConfig) { l.Driver, l.Options = "splunk", nil }, nil,
+		{"unknown driver", func(l *container.LogConfig) { l.Driver, l.Options = "splunk", nil }, nil,
 			[]string{"CannotCreateContainerError: ", `"splunk"`}},
-		{"unknown option", func(l *engine.LogConfig) { l.Options["awslogs-grup"] = "x" }, nil,
+		{"unknown option", func(l *container.LogConfig) { l.Options["awslogs-grup"] = "x" }, nil,
 			[]string{"CannotCreateContainerError: ", `"awslogs-grup"`}},
-		{"bad value", func(l *engine.LogConfig) { l.Options["mode"] = "sometimes" }, nil,
+		{"bad value", func(l *container.LogConfig) { l.Options["mode"] = "sometimes" }, nil,
 			[]string{"CannotCreateContainerError: ", `"mode"`}},
 	}
 	for _, tc := range tests {

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"time"
+
+	"github.com/berth-dev/berth/pkg/container"
 )
 
 // Failure reasons, in the words ECS uses, so that operators and tools that
@@ -104,7 +106,7 @@ type ContainerDef struct {
 	Secrets []SecretRef `json:"secrets,omitempty"`
 	// Spec is the runtime spec without the per-run fields (ID, netns,
 	// resolved mounts, log path), which the engine fills in at create.
-	Spec ContainerSpec `json:"spec"`
+	Spec container.Spec `json:"spec"`
 }
 
 // SecretRef is one secret of a container: the environment variable (or,

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/berth-dev/berth/pkg/container"
 )
 
 // reconcile moves the task one round toward its desired status. It starts
@@ -124,7 +126,7 @@ func (r *taskRunner) advance(c *ContainerState) {
 		r.e.count(func(m *Metrics) { m.Pulls++ })
 		image, arn := d.Image, st.Def.ARN
 		r.goOp(c.Name, "pull", true, func(ctx context.Context) event {
-			img, err := rt.Pull(WithPullTask(ctx, arn), image)
+			img, err := rt.Pull(container.WithPullFor(ctx, arn), image)
 			return event{kind: evPulled, image: img, err: err}
 		})
 	case ContainerPulled, ContainerCreated:
@@ -463,7 +465,7 @@ func (r *taskRunner) taskVolumeDir(name string) string {
 }
 
 // buildSpec fills the per-run fields of a container's spec.
-func (r *taskRunner) buildSpec(c *ContainerState, d *ContainerDef) ContainerSpec {
+func (r *taskRunner) buildSpec(c *ContainerState, d *ContainerDef) container.Spec {
 	st := r.st
 	spec := d.Spec
 	spec.ID = ContainerID(st.Def.ARN, c.Name)
@@ -483,9 +485,9 @@ func (r *taskRunner) buildSpec(c *ContainerState, d *ContainerDef) ContainerSpec
 	default:
 		spec.NetNSPath = st.NetNSPath
 	}
-	spec.Mounts = append([]Mount(nil), d.Spec.Mounts...)
+	spec.Mounts = append([]container.Mount(nil), d.Spec.Mounts...)
 	for _, m := range d.Mounts {
-		spec.Mounts = append(spec.Mounts, Mount{Source: st.VolumePaths[m.Volume], Destination: m.ContainerPath, ReadOnly: m.ReadOnly})
+		spec.Mounts = append(spec.Mounts, container.Mount{Source: st.VolumePaths[m.Volume], Destination: m.ContainerPath, ReadOnly: m.ReadOnly})
 	}
 	spec.LogPath = r.e.opts.LogPath(spec.ID)
 	return spec
@@ -571,7 +573,7 @@ func (r *taskRunner) cleanupWhenDue() {
 			}
 		}
 		for _, id := range ids {
-			if err := e.opts.Runtime.Remove(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+			if err := e.opts.Runtime.Remove(ctx, id); err != nil && !errors.Is(err, container.ErrNotFound) {
 				errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))
 			}
 		}

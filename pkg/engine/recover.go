@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/berth-dev/berth/pkg/container"
 )
 
 // recover loads every stored task, compares it with the containers the
@@ -19,7 +21,7 @@ func (e *Engine) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list containers: %w", err)
 	}
-	byID := make(map[string]Observed, len(observed))
+	byID := make(map[string]container.Observed, len(observed))
 	for _, o := range observed {
 		byID[o.ID] = o
 	}
@@ -49,11 +51,11 @@ func (e *Engine) recover(ctx context.Context) error {
 		// up (or never written) and nothing will ever stop it otherwise.
 		e.log.Info("remove container of unknown task", "id", o.ID, "task", o.Labels[LabelTaskARN])
 		if o.Running {
-			if err := e.opts.Runtime.Stop(ctx, o.ID, 0); err != nil && !errors.Is(err, ErrNotFound) {
+			if err := e.opts.Runtime.Stop(ctx, o.ID, 0); err != nil && !errors.Is(err, container.ErrNotFound) {
 				e.log.Warn("stop leftover container", "id", o.ID, "err", err)
 			}
 		}
-		if err := e.opts.Runtime.Remove(ctx, o.ID); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := e.opts.Runtime.Remove(ctx, o.ID); err != nil && !errors.Is(err, container.ErrNotFound) {
 			e.log.Warn("remove leftover container", "id", o.ID, "err", err)
 		}
 	}
@@ -86,7 +88,7 @@ func (e *Engine) recover(ctx context.Context) error {
 // reconcileObserved brings a recovered record in line with what the runtime
 // reports and returns the state changes that happened while the agent was
 // down. Containers found running are re-attached, never restarted.
-func (r *taskRunner) reconcileObserved(byID map[string]Observed) []StateChange {
+func (r *taskRunner) reconcileObserved(byID map[string]container.Observed) []StateChange {
 	st := r.st
 	var changes []StateChange
 	for _, c := range st.Containers {

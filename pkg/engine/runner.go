@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/berth-dev/berth/pkg/container"
 )
 
 type eventKind int
@@ -33,9 +35,9 @@ type event struct {
 	kind      eventKind
 	container string
 	err       error
-	image     Image
+	image     container.Image
 	pid       int
-	exit      Exit
+	exit      container.Exit
 	healthy   bool
 	net       NetworkResult
 	// secrets marks a create that failed fetching the container's secrets.
@@ -434,7 +436,7 @@ func (r *taskRunner) handle(ev event) {
 				r.mustSave()
 				return
 			}
-			if errors.Is(ev.err, ErrUnavailable) {
+			if errors.Is(ev.err, container.ErrUnavailable) {
 				r.retryLater(c, "pull", ev.err)
 				return
 			}
@@ -462,7 +464,7 @@ func (r *taskRunner) handle(ev event) {
 			r.fail(c, reason)
 			return
 		}
-		if ev.err != nil && errors.Is(ev.err, ErrExists) {
+		if ev.err != nil && errors.Is(ev.err, container.ErrExists) {
 			// The container of this deterministic ID was made by an
 			// earlier attempt whose answer was lost (the runtime went
 			// away, or the agent did): it is this container.
@@ -470,7 +472,7 @@ func (r *taskRunner) handle(ev event) {
 			ev.err = nil
 		}
 		if ev.err != nil {
-			if errors.Is(ev.err, ErrUnavailable) && st.DesiredStatus != TaskStopped {
+			if errors.Is(ev.err, container.ErrUnavailable) && st.DesiredStatus != TaskStopped {
 				r.retryLater(c, "create", ev.err)
 				return
 			}
@@ -488,7 +490,7 @@ func (r *taskRunner) handle(ev event) {
 		r.mustSave()
 	case evStarted:
 		if ev.err != nil {
-			if errors.Is(ev.err, ErrUnavailable) && st.DesiredStatus != TaskStopped {
+			if errors.Is(ev.err, container.ErrUnavailable) && st.DesiredStatus != TaskStopped {
 				// Start is idempotent: the next attempt finds the task
 				// this one may have made and continues from there.
 				r.retryLater(c, "start", ev.err)
@@ -514,7 +516,7 @@ func (r *taskRunner) handle(ev event) {
 			// A container that was created (and whose start may have
 			// half-happened) has no process left: it is stopped.
 			r.retried(c)
-			r.exited(c, Exit{At: r.now()}, false)
+			r.exited(c, container.Exit{At: r.now()}, false)
 			return
 		}
 		if ev.err == nil {
@@ -527,9 +529,9 @@ func (r *taskRunner) handle(ev event) {
 			}
 			return
 		}
-		if errors.Is(ev.err, ErrNotFound) {
+		if errors.Is(ev.err, container.ErrNotFound) {
 			c.Step = stepNone
-			r.exited(c, Exit{Code: -1, At: r.now()}, false)
+			r.exited(c, container.Exit{Code: -1, At: r.now()}, false)
 			return
 		}
 		// The container may still run: it is reported STOPPED only once
@@ -624,7 +626,7 @@ func (r *taskRunner) retried(c *ContainerState) {
 }
 
 // exited records that a container's process ended.
-func (r *taskRunner) exited(c *ContainerState, x Exit, observed bool) {
+func (r *taskRunner) exited(c *ContainerState, x container.Exit, observed bool) {
 	if cr := r.container(c.Name); cr.life != nil {
 		cr.life()
 		cr.life = nil
@@ -687,9 +689,9 @@ func (r *taskRunner) watch(name string) {
 			if ctx.Err() != nil {
 				return
 			}
-			if errors.Is(err, ErrNotFound) {
+			if errors.Is(err, container.ErrNotFound) {
 				select {
-				case r.events <- event{kind: evExited, container: name, exit: Exit{Code: -1}}:
+				case r.events <- event{kind: evExited, container: name, exit: container.Exit{Code: -1}}:
 				case <-ctx.Done():
 				}
 				return

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/logship"
 )
 
@@ -61,7 +62,7 @@ func fetchSecrets(ctx context.Context, src SecretSource, taskARN string, refs []
 // withLogSecrets returns lc with the secret options added, checked as
 // options of its driver. An error names the option and never shows its
 // value.
-func withLogSecrets(lc LogConfig, opts map[string]string) (LogConfig, error) {
+func withLogSecrets(lc container.LogConfig, opts map[string]string) (container.LogConfig, error) {
 	if len(opts) == 0 {
 		return lc, nil
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/engine"
 )
 
@@ -155,7 +156,7 @@ func TestSecretFetchFails(t *testing.T) {
 			def := secretTask(t, "/app/missing")
 			def.ARN += "-" + strings.ReplaceAll(tc.name, " ", "-")
 			for i := range def.Containers {
-				def.Containers[i].Spec.Log = engine.LogConfig{} // json-file
+				def.Containers[i].Spec.Log = container.LogConfig{} // json-file
 				if def.Containers[i].Name == "shipper" {
 					def.Containers[i].Secrets = nil
 				}

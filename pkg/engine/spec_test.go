@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/engine"
 )
 
@@ -73,10 +74,10 @@ func TestSpecCarriesLabelsAndSettings(t *testing.T) {
 		{"env", slices.Equal(spec.Env, []string{"APP_MODE=production", "GREETING=hello world"})},
 		{"user/workdir/hostname", spec.User == "0" && spec.WorkingDir == "/www" && spec.Hostname == "web"},
 		{"limits", spec.CPUShares == 256 && spec.MemoryLimit == 128<<20 && spec.MemoryReservation == 32<<20 && spec.ShmSize == 64<<20},
-		{"ulimits", len(spec.Ulimits) == 1 && spec.Ulimits[0] == engine.Ulimit{Name: "nofile", Soft: 4096, Hard: 8192}},
+		{"ulimits", len(spec.Ulimits) == 1 && spec.Ulimits[0] == container.Ulimit{Name: "nofile", Soft: 4096, Hard: 8192}},
 		{"caps", slices.Equal(spec.CapAdd, []string{"NET_BIND_SERVICE"}) && slices.Equal(spec.CapDrop, []string{"MKNOD"})},
 		{"dns/hosts", slices.Equal(spec.DNS, []string{"10.0.0.2"}) && slices.Equal(spec.ExtraHosts, []string{"db.internal:10.0.0.9"})},
-		{"tmpfs", len(spec.Tmpfs) == 1 && spec.Tmpfs[0] == engine.Tmpfs{Path: "/run", Options: "rw,size=16m"}},
+		{"tmpfs", len(spec.Tmpfs) == 1 && spec.Tmpfs[0] == container.Tmpfs{Path: "/run", Options: "rw,size=16m"}},
 		{"init", spec.Init},
 		{"network", spec.NetNSPath != "" && !spec.HostNetwork},
 		{"log", spec.Log.Driver == "json-file" && spec.Log.Options["max-size"] == "10m" && spec.LogPath != ""},

@@ -1,14 +1,21 @@
 // Package engine owns the ECS task and container state machine of the agent:
-// it turns task definitions into neutral container specs, drives every
-// container from its known status toward its desired status (one goroutine
-// per task), accounts host resources, honours dependsOn and health checks,
-// stops and cleans up tasks, recovers after an agent restart, and records
-// every transition as a state change in the outbox of its Store.
+// it turns task definitions (pkg/api's task model) into neutral container
+// specs (pkg/container), drives every container from its known status
+// toward its desired status (one goroutine per task), accounts host
+// resources, honours dependsOn and health checks, stops and cleans up
+// tasks, recovers after an agent restart, removes unused images, and
+// records every transition as a state change in the outbox of its Store.
 //
-// It is imported by pkg/agent only. It declares the small interfaces it needs
-// from the runtime, the network and the state store (see interfaces.go);
-// pkg/agent adapts pkg/runtime, pkg/network and pkg/state to them. It never
-// talks to the endpoint and never imports pkg/config.
+// It declares the small interfaces it needs (interfaces.go): pkg/runtime's
+// *Runtime implements ContainerRuntime and ImageStore as they are, with the
+// types of pkg/container, so a task goes from the ACS payload to
+// containerd's NewContainer through the engine and the runtime only.
+// pkg/agent adapts pkg/network and pkg/state to Network and Store.
+//
+// pkg/agent runs it; pkg/introspection and the agent's task roles read its
+// task snapshots. Of Berth it imports pkg/api and pkg/container only: it
+// never talks to the endpoint (pkg/registration does) and never imports
+// pkg/config, pkg/runtime or containerd.
 package engine
 
 import (

@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/iam"
 	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/runtime"
@@ -213,7 +214,7 @@ func TestEndToEndBridgeTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	if _, err := rt.Pull(ctx, img.Ref, runtime.PullOptions{}); err != nil {
+	if _, err := rt.Pull(ctx, img.Ref); err != nil {
 		t.Fatal(err)
 	}
 
@@ -224,10 +225,10 @@ func TestEndToEndBridgeTasks(t *testing.T) {
 		n++
 		id := fmt.Sprintf("iam-e2e-%d", n)
 		out := t.TempDir()
-		err := rt.Create(ctx, runtime.ContainerSpec{
+		err := rt.Create(ctx, container.Spec{
 			ID: id, Image: img.Ref, NetNSPath: sandboxes[task].NetnsPath,
 			Env:    append([]string{"PROBE_OUT=/out/result", "AWS_EC2_METADATA_DISABLED=true"}, env...),
-			Mounts: []runtime.Mount{{Source: out, Destination: "/out"}},
+			Mounts: []container.Mount{{Source: out, Destination: "/out"}},
 		})
 		if err != nil {
 			t.Fatalf("create %s: %v", id, err)
@@ -237,17 +238,15 @@ func TestEndToEndBridgeTasks(t *testing.T) {
 				t.Errorf("remove %s: %v", id, err)
 			}
 		}()
-		exit, err := rt.Start(ctx, id)
-		if err != nil {
+		if _, err := rt.Start(ctx, id); err != nil {
 			t.Fatalf("start %s: %v", id, err)
 		}
-		select {
-		case st := <-exit:
-			if st.ExitCode != 0 {
-				t.Fatalf("probe %s exited %d", id, st.ExitCode)
-			}
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("probe %s did not finish", id)
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		if st, err := rt.Wait(wctx, id); err != nil {
+			t.Fatalf("probe %s did not finish: %v", id, err)
+		} else if st.Code != 0 {
+			t.Fatalf("probe %s exited %d", id, st.Code)
 		}
 		b, err := os.ReadFile(filepath.Join(out, "result"))
 		if err != nil {

@@ -1,6 +1,7 @@
 package logship
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/runtime"
 )
 
@@ -39,7 +41,7 @@ func TestAWSLogsFromRealContainers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	if _, err := rt.Pull(t.Context(), img.Ref, runtime.PullOptions{}); err != nil {
+	if _, err := rt.Pull(t.Context(), img.Ref); err != nil {
 		t.Fatal(err)
 	}
 	ls := startLogStore(t, filepath.Join(dir, "logs.db"))
@@ -48,28 +50,26 @@ func TestAWSLogsFromRealContainers(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, name := range []string{"web", "worker"} {
 		id := "logship-" + name
-		if err := rt.Create(t.Context(), runtime.ContainerSpec{ID: id, Image: img.Ref,
-			Log: runtime.LogOptions{Dir: logDir, MaxSize: 2 << 20, MaxFile: 4}}); err != nil {
+		if err := rt.Create(t.Context(), container.Spec{ID: id, Image: img.Ref, LogPath: runtime.LogPath(logDir, id),
+			Log: container.LogConfig{Options: map[string]string{"max-size": "2m", "max-file": "4"}}}); err != nil {
 			t.Fatal(err)
 		}
 		d := awslogsDriver(t, ls, awsOpts, ContainerInfo{ID: id, Name: name, TaskID: "0f1e2d3c"})
 		posDir := filepath.Join(dir, "pos-"+name)
 		os.MkdirAll(posDir, 0o755)
 		s := startShipper(t, posDir, runtime.LogPath(logDir, id), d, nil)
-		ch, err := rt.Start(t.Context(), id)
-		if err != nil {
+		if _, err := rt.Start(t.Context(), id); err != nil {
 			t.Fatal(err)
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			select {
-			case st := <-ch:
-				if st.ExitCode != 0 {
-					t.Errorf("%s exited %d", name, st.ExitCode)
-				}
-			case <-time.After(3 * time.Minute):
-				t.Errorf("%s did not exit", name)
+			wctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+			defer cancel()
+			if st, err := rt.Wait(wctx, id); err != nil {
+				t.Errorf("%s did not exit: %v", name, err)
+			} else if st.Code != 0 {
+				t.Errorf("%s exited %d", name, st.Code)
 			}
 			drain(t, s)
 			if err := rt.Remove(t.Context(), id); err != nil {

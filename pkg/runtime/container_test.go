@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/cgroups/v3"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/container"
 )
 
 func TestEntrypointCommandEnvUserWorkdirFollowDocker(t *testing.T) {
@@ -31,25 +32,25 @@ func TestEntrypointCommandEnvUserWorkdirFollowDocker(t *testing.T) {
 	sh := func(script string) []string { return []string{"/bin/sh", "-c", script} }
 	cases := []struct {
 		name string
-		spec ContainerSpec
+		spec container.Spec
 		want string
 	}{
-		{"image ENTRYPOINT and CMD", ContainerSpec{}, "image-entrypoint image-cmd"},
-		{"command replaces CMD, keeps ENTRYPOINT", ContainerSpec{Command: []string{"given-cmd"}}, "image-entrypoint given-cmd"},
-		{"entrypoint replaces ENTRYPOINT and drops CMD", ContainerSpec{Entrypoint: []string{"/bin/echo", "given-entry"}}, "given-entry"},
-		{"entrypoint and command", ContainerSpec{Entrypoint: []string{"/bin/echo", "given-entry"}, Command: []string{"given-cmd"}}, "given-entry given-cmd"},
-		{"image env merged with spec env", ContainerSpec{Entrypoint: sh("echo $FROM_IMAGE $OVERRIDE $ADDED")}, "yes image"},
-		{"spec env overrides image env", ContainerSpec{Entrypoint: sh("echo $FROM_IMAGE $OVERRIDE $ADDED"), Env: []string{"OVERRIDE=spec", "ADDED=1"}}, "yes spec 1"},
-		{"image PATH kept", ContainerSpec{Entrypoint: sh("echo $PATH")}, "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-		{"image WORKDIR", ContainerSpec{Entrypoint: sh("pwd")}, "/tmp"},
-		{"spec working dir", ContainerSpec{Entrypoint: sh("pwd"), WorkingDir: "/etc"}, "/etc"},
-		{"default user is root", ContainerSpec{Entrypoint: sh("echo $(id -u):$(id -g)")}, "0:0"},
-		{"user by name", ContainerSpec{Entrypoint: sh("echo $(id -u):$(id -g)"), User: "app"}, "1000:1000"},
-		{"user by uid takes the passwd group", ContainerSpec{Entrypoint: sh("echo $(id -u):$(id -g)"), User: "1000"}, "1000:1000"},
-		{"uid:gid", ContainerSpec{Entrypoint: sh("echo $(id -u):$(id -g)"), User: "65534:1000"}, "65534:1000"},
-		{"name:group", ContainerSpec{Entrypoint: sh("echo $(id -u):$(id -g)"), User: "nobody:app"}, "65534:1000"},
-		{"image USER", ContainerSpec{Image: userImg.Ref}, "1000:1000 /"},
-		{"spec user overrides image USER", ContainerSpec{Image: userImg.Ref, User: "root"}, "0:0 /"},
+		{"image ENTRYPOINT and CMD", container.Spec{}, "image-entrypoint image-cmd"},
+		{"command replaces CMD, keeps ENTRYPOINT", container.Spec{Command: []string{"given-cmd"}}, "image-entrypoint given-cmd"},
+		{"entrypoint replaces ENTRYPOINT and drops CMD", container.Spec{Entrypoint: []string{"/bin/echo", "given-entry"}}, "given-entry"},
+		{"entrypoint and command", container.Spec{Entrypoint: []string{"/bin/echo", "given-entry"}, Command: []string{"given-cmd"}}, "given-entry given-cmd"},
+		{"image env merged with spec env", container.Spec{Entrypoint: sh("echo $FROM_IMAGE $OVERRIDE $ADDED")}, "yes image"},
+		{"spec env overrides image env", container.Spec{Entrypoint: sh("echo $FROM_IMAGE $OVERRIDE $ADDED"), Env: []string{"OVERRIDE=spec", "ADDED=1"}}, "yes spec 1"},
+		{"image PATH kept", container.Spec{Entrypoint: sh("echo $PATH")}, "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		{"image WORKDIR", container.Spec{Entrypoint: sh("pwd")}, "/tmp"},
+		{"spec working dir", container.Spec{Entrypoint: sh("pwd"), WorkingDir: "/etc"}, "/etc"},
+		{"default user is root", container.Spec{Entrypoint: sh("echo $(id -u):$(id -g)")}, "0:0"},
+		{"user by name", container.Spec{Entrypoint: sh("echo $(id -u):$(id -g)"), User: "app"}, "1000:1000"},
+		{"user by uid takes the passwd group", container.Spec{Entrypoint: sh("echo $(id -u):$(id -g)"), User: "1000"}, "1000:1000"},
+		{"uid:gid", container.Spec{Entrypoint: sh("echo $(id -u):$(id -g)"), User: "65534:1000"}, "65534:1000"},
+		{"name:group", container.Spec{Entrypoint: sh("echo $(id -u):$(id -g)"), User: "nobody:app"}, "65534:1000"},
+		{"image USER", container.Spec{Image: userImg.Ref}, "1000:1000 /"},
+		{"spec user overrides image USER", container.Spec{Image: userImg.Ref, User: "root"}, "0:0 /"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -67,7 +68,7 @@ func TestEntrypointCommandEnvUserWorkdirFollowDocker(t *testing.T) {
 		})
 	}
 	t.Run("an existing ID is refused and left intact", func(t *testing.T) {
-		spec := ContainerSpec{ID: "dup", Image: img.Ref}
+		spec := container.Spec{ID: "dup", Image: img.Ref}
 		tr.create(t, &spec)
 		defer tr.Remove(t.Context(), "dup")
 		if err := tr.Create(t.Context(), spec); !errors.Is(err, ErrContainerExists) {
@@ -79,7 +80,7 @@ func TestEntrypointCommandEnvUserWorkdirFollowDocker(t *testing.T) {
 		}
 	})
 	t.Run("unknown user is an error", func(t *testing.T) {
-		err := tr.Create(t.Context(), ContainerSpec{ID: "baduser", Image: img.Ref, User: "ghost"})
+		err := tr.Create(t.Context(), container.Spec{ID: "baduser", Image: img.Ref, User: "ghost"})
 		if err == nil {
 			t.Fatal("Create with a user missing from the image succeeded")
 		}
@@ -123,21 +124,21 @@ func TestLimitsAreEnforced(t *testing.T) {
 
 	t.Run("memory limit OOM-kills and is reported", func(t *testing.T) {
 		// tail keeps an ever-growing "line" from /dev/zero in memory.
-		st, _ := tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/tail", "/dev/zero"},
-			Resources: Resources{MemoryLimit: 32 << 20}})
+		st, _ := tr.run(t, container.Spec{Image: img.Ref, Command: []string{"/bin/tail", "/dev/zero"},
+			MemoryLimit: 32 << 20})
 		if !st.OOMKilled || st.ExitCode != 137 {
 			t.Errorf("exit = %+v, want OOMKilled with code 137", st)
 		}
 	})
 	t.Run("a normal exit is not OOM", func(t *testing.T) {
-		st, _ := tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", "exit 3"},
-			Resources: Resources{MemoryLimit: 32 << 20}})
+		st, _ := tr.run(t, container.Spec{Image: img.Ref, Command: []string{"/bin/sh", "-c", "exit 3"},
+			MemoryLimit: 32 << 20})
 		if st.OOMKilled || st.ExitCode != 3 {
 			t.Errorf("exit = %+v, want code 3 without OOM", st)
 		}
 	})
 	t.Run("cpu shares, memory limit, swap and reservation in the cgroup", func(t *testing.T) {
-		spec := ContainerSpec{Image: img.Ref, Resources: Resources{CPUShares: 512, MemoryLimit: 64 << 20, MemoryReservation: 48 << 20}}
+		spec := container.Spec{Image: img.Ref, CPUShares: 512, MemoryLimit: 64 << 20, MemoryReservation: 48 << 20}
 		id := tr.create(t, &spec)
 		defer tr.Remove(t.Context(), id)
 		if _, err := tr.Start(t.Context(), id); err != nil {
@@ -169,15 +170,15 @@ func TestLimitsAreEnforced(t *testing.T) {
 		}
 	})
 	t.Run("ulimit nofile", func(t *testing.T) {
-		st, out := tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", "ulimit -n; ulimit -Hn"},
-			Resources: Resources{Ulimits: []Ulimit{{Name: "nofile", Soft: 1234, Hard: 2345}}}})
+		st, out := tr.run(t, container.Spec{Image: img.Ref, Command: []string{"/bin/sh", "-c", "ulimit -n; ulimit -Hn"},
+			Ulimits: []container.Ulimit{{Name: "nofile", Soft: 1234, Hard: 2345}}})
 		if st.ExitCode != 0 || out.stdout != "1234\n2345\n" {
 			t.Errorf("exit %d, output %q; want 1234 and 2345", st.ExitCode, out.stdout)
 		}
 	})
 	t.Run("read-only root filesystem", func(t *testing.T) {
-		st, out := tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", "touch /newfile && echo wrote; touch /tmp/x2 && echo tmp-ok"},
-			Security: Security{ReadonlyRootfs: true}, Tmpfs: []Tmpfs{{Destination: "/tmp", Size: 1 << 20}}})
+		st, out := tr.run(t, container.Spec{Image: img.Ref, Command: []string{"/bin/sh", "-c", "touch /newfile && echo wrote; touch /tmp/x2 && echo tmp-ok"},
+			ReadonlyRootfs: true, Tmpfs: []container.Tmpfs{{Path: "/tmp", Options: "size=1m"}}})
 		if strings.Contains(out.stdout, "wrote") || !strings.Contains(out.stderr, "Read-only file system") {
 			t.Errorf("write to read-only root: stdout %q stderr %q", out.stdout, out.stderr)
 		}
@@ -188,16 +189,16 @@ func TestLimitsAreEnforced(t *testing.T) {
 	t.Run("privileged refused when disabled", func(t *testing.T) {
 		tr2 := newTestRuntime(t, func(o *Options) { o.DisablePrivileged = true })
 		tr2.pull(t, img.Ref)
-		err := tr2.Create(t.Context(), ContainerSpec{ID: "priv", Image: img.Ref, Security: Security{Privileged: true}})
+		err := tr2.Create(t.Context(), container.Spec{ID: "priv", Image: img.Ref, Privileged: true})
 		if !errors.Is(err, ErrPrivilegedDisabled) {
 			t.Errorf("Create privileged = %v, want ErrPrivilegedDisabled", err)
 		}
 	})
 	t.Run("unsupported settings are named", func(t *testing.T) {
-		for name, spec := range map[string]ContainerSpec{
+		for name, spec := range map[string]container.Spec{
 			"init":   {ID: "u1", Image: img.Ref, Init: true},
-			"ulimit": {ID: "u2", Image: img.Ref, Resources: Resources{Ulimits: []Ulimit{{Name: "bogus"}}}},
-			"capAdd": {ID: "u3", Image: img.Ref, Security: Security{CapAdd: []string{"FLY"}}},
+			"ulimit": {ID: "u2", Image: img.Ref, Ulimits: []container.Ulimit{{Name: "bogus"}}},
+			"capAdd": {ID: "u3", Image: img.Ref, CapAdd: []string{"FLY"}},
 		} {
 			err := tr.Create(t.Context(), spec)
 			if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), name) {
@@ -220,9 +221,9 @@ func TestStopSignalsAndTimeouts(t *testing.T) {
 	tr.pull(t, stubborn.Ref)
 	tr.pull(t, polite.Ref)
 
-	startReady := func(t *testing.T, spec ContainerSpec) (string, <-chan ExitStatus) {
+	startReady := func(t *testing.T, spec container.Spec) (string, <-chan ExitStatus) {
 		id := tr.create(t, &spec)
-		ch, err := tr.Start(t.Context(), id)
+		ch, _, err := tr.startWatch(t.Context(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -236,7 +237,7 @@ func TestStopSignalsAndTimeouts(t *testing.T) {
 	}
 
 	t.Run("ignoring SIGTERM means SIGKILL after the timeout", func(t *testing.T) {
-		id, ch := startReady(t, ContainerSpec{Image: stubborn.Ref})
+		id, ch := startReady(t, container.Spec{Image: stubborn.Ref})
 		defer tr.Remove(t.Context(), id)
 		const timeout = 2 * time.Second
 		began := time.Now()
@@ -261,7 +262,7 @@ func TestStopSignalsAndTimeouts(t *testing.T) {
 		}
 	})
 	t.Run("image STOPSIGNAL is used", func(t *testing.T) {
-		id, ch := startReady(t, ContainerSpec{Image: polite.Ref})
+		id, ch := startReady(t, container.Spec{Image: polite.Ref})
 		defer tr.Remove(t.Context(), id)
 		if err := tr.Stop(t.Context(), id, time.Minute); err != nil {
 			t.Fatal(err)
@@ -288,16 +289,16 @@ func TestExecStatsListAttach(t *testing.T) {
 	reg := testenv.Registry(t)
 	img := testenv.BuildImage(t, reg, "rt/ops", testenv.ImageSpec{Cmd: []string{"/bin/sh", "-c", "while true; do sleep 0.1; done"}})
 	tr.pull(t, img.Ref)
-	spec := ContainerSpec{Image: img.Ref, Labels: map[string]string{"test.group": "ops", "test.role": "main"},
-		Hostname: "ops-host", ExtraHosts: []string{"db:10.9.8.7"}, DNS: DNS{Search: []string{"svc.test"}}}
+	spec := container.Spec{Image: img.Ref, Labels: map[string]string{"test.group": "ops", "test.role": "main"},
+		Hostname: "ops-host", ExtraHosts: []string{"db:10.9.8.7"}, DNSSearch: []string{"svc.test"}}
 	id := tr.create(t, &spec)
 	defer tr.Remove(t.Context(), id)
-	ch, err := tr.Start(t.Context(), id)
+	ch, _, err := tr.startWatch(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	res, err := tr.Exec(t.Context(), id, ExecOptions{Args: []string{"/bin/sh", "-c", "hostname; cat /etc/resolv.conf /etc/hosts; echo err >&2; exit 3"}, Timeout: 30 * time.Second})
+	res, err := tr.ExecWith(t.Context(), id, ExecOptions{Args: []string{"/bin/sh", "-c", "hostname; cat /etc/resolv.conf /etc/hosts; echo err >&2; exit 3"}, Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +315,7 @@ func TestExecStatsListAttach(t *testing.T) {
 		t.Errorf("the host's systemd-resolved stub leaked into a container with its own netns:\n%s", out)
 	}
 	began := time.Now()
-	_, err = tr.Exec(t.Context(), id, ExecOptions{Args: []string{"/bin/sleep", "30"}, Timeout: 500 * time.Millisecond})
+	_, err = tr.ExecWith(t.Context(), id, ExecOptions{Args: []string{"/bin/sleep", "30"}, Timeout: 500 * time.Millisecond})
 	if !errors.Is(err, ErrExecTimeout) {
 		t.Errorf("exec past its timeout: %v, want ErrExecTimeout", err)
 	}
@@ -330,14 +331,14 @@ func TestExecStatsListAttach(t *testing.T) {
 		t.Errorf("stats look empty: %+v", st)
 	}
 
-	list, err := tr.List(t.Context(), map[string]string{"test.group": "ops", "test.role": "main"})
+	list, err := tr.Containers(t.Context(), map[string]string{"test.group": "ops", "test.role": "main"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(list) != 1 || list[0].ID != id || list[0].State != TaskRunning {
 		t.Errorf("List by labels = %+v, want only %s running", list, id)
 	}
-	if list, _ := tr.List(t.Context(), map[string]string{"test.group": "other"}); len(list) != 0 {
+	if list, _ := tr.Containers(t.Context(), map[string]string{"test.group": "other"}); len(list) != 0 {
 		t.Errorf("List with a non-matching label = %+v", list)
 	}
 
@@ -368,10 +369,10 @@ func TestExecStatsListAttach(t *testing.T) {
 	if st3 := waitExit(t, ch3, 10*time.Second); st3.ExitCode != st1.ExitCode {
 		t.Errorf("attach after exit: %+v, want %+v", st3, st1)
 	}
-	if list, _ := tr.List(t.Context(), map[string]string{"test.group": "ops"}); len(list) != 1 || list[0].Exit == nil || list[0].State != TaskNone {
+	if list, _ := tr.Containers(t.Context(), map[string]string{"test.group": "ops"}); len(list) != 1 || list[0].Exit == nil || list[0].State != TaskNone {
 		t.Errorf("List after exit = %+v, want the recorded exit and no task", list)
 	}
-	if _, err := tr.Exec(t.Context(), id, ExecOptions{Args: []string{"/bin/true"}}); !errors.Is(err, ErrNotRunning) {
+	if _, err := tr.ExecWith(t.Context(), id, ExecOptions{Args: []string{"/bin/true"}}); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("exec in a stopped container: %v, want ErrNotRunning", err)
 	}
 }
@@ -385,9 +386,10 @@ func TestCapabilitiesAndJoinedNetworkNamespace(t *testing.T) {
 	})
 	tr.pull(t, img.Ref)
 
-	capEff := func(t *testing.T, sec Security) uint64 {
+	capEff := func(t *testing.T, sec container.Spec) uint64 {
 		t.Helper()
-		st, out := tr.run(t, ContainerSpec{Image: img.Ref, Security: sec})
+		sec.Image = img.Ref
+		st, out := tr.run(t, sec)
 		var v uint64
 		if _, err := fmt.Sscanf(strings.TrimSpace(out.stdout), "CapEff:\t%x", &v); err != nil || st.ExitCode != 0 {
 			t.Fatalf("CapEff output %q (exit %d): %v", out.stdout, st.ExitCode, err)
@@ -395,29 +397,29 @@ func TestCapabilitiesAndJoinedNetworkNamespace(t *testing.T) {
 		return v
 	}
 	const chown, netAdmin, sysAdmin = 1 << 0, 1 << 12, 1 << 21
-	def := capEff(t, Security{})
+	def := capEff(t, container.Spec{})
 	if def&chown == 0 || def&netAdmin != 0 || def&sysAdmin != 0 {
 		t.Errorf("default capabilities %x: want CHOWN without NET_ADMIN and SYS_ADMIN", def)
 	}
-	if got := capEff(t, Security{CapAdd: []string{"NET_ADMIN"}, CapDrop: []string{"chown"}}); got&netAdmin == 0 || got&chown != 0 {
+	if got := capEff(t, container.Spec{CapAdd: []string{"NET_ADMIN"}, CapDrop: []string{"chown"}}); got&netAdmin == 0 || got&chown != 0 {
 		t.Errorf("capAdd NET_ADMIN, capDrop chown: %x", got)
 	}
-	if got := capEff(t, Security{CapDrop: []string{"ALL"}, CapAdd: []string{"CAP_CHOWN"}}); got != chown {
+	if got := capEff(t, container.Spec{CapDrop: []string{"ALL"}, CapAdd: []string{"CAP_CHOWN"}}); got != chown {
 		t.Errorf("drop ALL, add CHOWN: %x, want only CHOWN", got)
 	}
-	if got := capEff(t, Security{Privileged: true}); got&sysAdmin == 0 || got&netAdmin == 0 {
+	if got := capEff(t, container.Spec{Privileged: true}); got&sysAdmin == 0 || got&netAdmin == 0 {
 		t.Errorf("privileged capabilities %x lack SYS_ADMIN or NET_ADMIN", got)
 	}
 
 	// A server bound to loopback in one container is reachable from a
 	// second container only when it joins the first one's namespace.
-	server := ContainerSpec{Image: img.Ref, Command: []string{"/bin/httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/srv"}}
+	server := container.Spec{Image: img.Ref, Command: []string{"/bin/httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/srv"}}
 	sid := tr.create(t, &server)
 	defer tr.Remove(t.Context(), sid)
 	if _, err := tr.Start(t.Context(), sid); err != nil {
 		t.Fatal(err)
 	}
-	list, err := tr.List(t.Context(), nil)
+	list, err := tr.Containers(t.Context(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,11 +433,11 @@ func TestCapabilitiesAndJoinedNetworkNamespace(t *testing.T) {
 		t.Fatalf("no pid for the server container in %+v", list)
 	}
 	client := `for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.3; done; exit 1`
-	st, out := tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", client}, NetNSPath: fmt.Sprintf("/proc/%d/ns/net", pid)})
+	st, out := tr.run(t, container.Spec{Image: img.Ref, Command: []string{"/bin/sh", "-c", client}, NetNSPath: fmt.Sprintf("/proc/%d/ns/net", pid)})
 	if st.ExitCode != 0 || out.stdout != "netns-ok" {
 		t.Errorf("client in the joined namespace: exit %d, output %q, stderr %q", st.ExitCode, out.stdout, out.stderr)
 	}
-	st, _ = tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", strings.Replace(client, "1 2 3 4 5 6 7 8 9 10", "1", 1)}})
+	st, _ = tr.run(t, container.Spec{Image: img.Ref, Command: []string{"/bin/sh", "-c", strings.Replace(client, "1 2 3 4 5 6 7 8 9 10", "1", 1)}})
 	if st.ExitCode == 0 {
 		t.Error("a container with its own namespace reached the other container's loopback server")
 	}
@@ -455,12 +457,13 @@ func TestExitWhileAgentDownAndRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		spec := ContainerSpec{ID: fmt.Sprintf("restart-%t", attachFirst), Image: img.Ref, Log: LogOptions{Dir: tr.logDir}}
+		id := fmt.Sprintf("restart-%t", attachFirst)
+		spec := container.Spec{ID: id, Image: img.Ref, LogPath: LogPath(tr.logDir, id)}
 		if err := gone.Create(t.Context(), spec); err != nil {
 			t.Fatal(err)
 		}
 		defer tr.Remove(t.Context(), spec.ID)
-		ch, err := gone.Start(t.Context(), spec.ID)
+		ch, _, err := gone.startWatch(t.Context(), spec.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -469,7 +472,7 @@ func TestExitWhileAgentDownAndRestart(t *testing.T) {
 			t.Fatal("the closed Runtime delivered an exit it could not have seen")
 		}
 		for i := 0; ; i++ {
-			list, err := tr.List(t.Context(), map[string]string{})
+			list, err := tr.Containers(t.Context(), map[string]string{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -494,7 +497,7 @@ func TestExitWhileAgentDownAndRestart(t *testing.T) {
 				t.Errorf("exit found on attach = %+v, want code 4", st)
 			}
 		}
-		ch, err = tr.Start(t.Context(), spec.ID)
+		ch, _, err = tr.startWatch(t.Context(), spec.ID)
 		if err != nil {
 			t.Fatalf("start again (attach first: %t): %v", attachFirst, err)
 		}
@@ -520,10 +523,10 @@ echo from-container > /rw/out && echo rw-ok
 df -k /dev/shm | tail -1 | awk '{print "shm", $2}'
 df -k /scratch | tail -1 | awk '{print "scratch", $2}'
 cat /proc/sys/net/ipv4/ip_local_port_range`
-	st, out := tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", script},
-		Mounts:  []Mount{{Source: ro, Destination: "/ro", ReadOnly: true}, {Source: rw, Destination: "/rw"}},
+	st, out := tr.run(t, container.Spec{Image: img.Ref, Command: []string{"/bin/sh", "-c", script},
+		Mounts:  []container.Mount{{Source: ro, Destination: "/ro", ReadOnly: true}, {Source: rw, Destination: "/rw"}},
 		ShmSize: 8 << 20,
-		Tmpfs:   []Tmpfs{{Destination: "/scratch", Size: 4 << 20}},
+		Tmpfs:   []container.Tmpfs{{Path: "/scratch", Options: "size=4m"}},
 		Sysctls: map[string]string{"net.ipv4.ip_local_port_range": "40000 41000"}})
 	if st.ExitCode != 0 {
 		t.Fatalf("exit %+v, stderr %q", st, out.stderr)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/logs"
 )
 
@@ -23,7 +24,7 @@ const agentHelperEnv = "BERTH_RUNTIME_TEST_AGENT"
 
 type helperJob struct {
 	Options Options
-	Spec    ContainerSpec
+	Spec    container.Spec
 	// CrashAt is a point of Create or Start (see Runtime.stepHook) where
 	// the helper prints CRASHPOINT and blocks until it is killed.
 	CrashAt string
@@ -94,7 +95,7 @@ func TestAgentKilledWhileContainerLogs(t *testing.T) {
 		Cmd: []string{"/bin/sh", "-c", fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "line $i"; i=$((i+1)); usleep 1000; done`, lines)},
 	})
 	tr.pull(t, img.Ref)
-	spec := ContainerSpec{ID: "crash", Image: img.Ref, Log: LogOptions{Dir: tr.logDir}}
+	spec := container.Spec{ID: "crash", Image: img.Ref, LogPath: LogPath(tr.logDir, "crash")}
 	defer tr.Remove(t.Context(), spec.ID)
 	cmd := startHelper(t, helperJob{Options: tr.opts, Spec: spec}, "started")
 	// Kill the "agent" mid-stream, once some output is on disk.
@@ -152,7 +153,7 @@ func TestLogCapture(t *testing.T) {
 	t.Run("100k interleaved lines and a 1 MiB line, exact and in order", func(t *testing.T) {
 		const perStream = 50000
 		script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; head -c 1048576 /dev/zero | tr '\0' x; echo; echo tail`, perStream)
-		st, out := tr.run(t, ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", script}})
+		st, out := tr.run(t, container.Spec{Image: img.Ref, Command: []string{"/bin/sh", "-c", script}})
 		if st.ExitCode != 0 {
 			t.Fatalf("exit %+v", st)
 		}
@@ -170,18 +171,18 @@ func TestLogCapture(t *testing.T) {
 		}
 	})
 	t.Run("rotation keeps at most max-file files", func(t *testing.T) {
-		spec := ContainerSpec{ID: "rot", Image: img.Ref, Command: []string{"/bin/sh", "-c", `i=0; while [ $i -lt 20000 ]; do echo "rotating line $i"; i=$((i+1)); done`},
-			Log: LogOptions{Dir: filepath.Join(tr.logDir, "rot"), MaxSize: 64 << 10, MaxFile: 3}}
+		spec := container.Spec{ID: "rot", Image: img.Ref, Command: []string{"/bin/sh", "-c", `i=0; while [ $i -lt 20000 ]; do echo "rotating line $i"; i=$((i+1)); done`},
+			LogPath: LogPath(filepath.Join(tr.logDir, "rot"), "rot"), Log: container.LogConfig{Options: map[string]string{"max-size": "64k", "max-file": "3"}}}
 		st, _ := tr.run(t, spec)
 		if st.ExitCode != 0 {
 			t.Fatalf("exit %+v", st)
 		}
-		files, _ := filepath.Glob(LogPath(spec.Log.Dir, spec.ID) + "*")
+		files, _ := filepath.Glob(spec.LogPath + "*")
 		if len(files) != 3 {
 			t.Errorf("log files %v, want exactly max-file=3 after 20000 lines of 64 KiB files", files)
 		}
 		var got strings.Builder
-		logs.Read(t.Context(), LogPath(spec.Log.Dir, spec.ID), logs.ReadOptions{}, func(e logs.Entry) error {
+		logs.Read(t.Context(), spec.LogPath, logs.ReadOptions{}, func(e logs.Entry) error {
 			got.WriteString(e.Log)
 			return nil
 		})
@@ -190,7 +191,7 @@ func TestLogCapture(t *testing.T) {
 		}
 	})
 	t.Run("follow sees new lines", func(t *testing.T) {
-		spec := ContainerSpec{Image: img.Ref, Command: []string{"/bin/sh", "-c", `i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.2; done`}}
+		spec := container.Spec{Image: img.Ref, Command: []string{"/bin/sh", "-c", `i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.2; done`}}
 		id := tr.create(t, &spec)
 		defer tr.Remove(t.Context(), id)
 		if _, err := tr.Start(t.Context(), id); err != nil {

@@ -259,7 +259,7 @@ func TestPullWithCredentialHelpers(t *testing.T) {
 					c.adjust(o)
 				}
 			})
-			got, err := tr.Pull(t.Context(), img.Ref, PullOptions{})
+			got, err := tr.PullWith(t.Context(), img.Ref, PullOptions{})
 			c.check(t, err)
 			if err == nil && got.Digest != img.Digest.String() {
 				t.Errorf("recorded digest %s, registry has %s", got.Digest, img.Digest)

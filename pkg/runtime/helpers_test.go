@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/internal/testenv/agentproc"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/logs"
 )
 
@@ -71,9 +73,9 @@ func newTestRuntime(t *testing.T, adjust func(*Options)) *testRuntime {
 }
 
 // pull pulls ref and fails the test on error.
-func (tr *testRuntime) pull(t *testing.T, ref string) Image {
+func (tr *testRuntime) pull(t *testing.T, ref string) container.Image {
 	t.Helper()
-	img, err := tr.Pull(t.Context(), ref, PullOptions{})
+	img, err := tr.Pull(t.Context(), ref)
 	if err != nil {
 		t.Fatalf("Pull(%s): %v", ref, err)
 	}
@@ -101,8 +103,8 @@ func (tr *testRuntime) logsOf(t *testing.T, id string) output {
 }
 
 // run creates, starts and waits for a container, removes it and returns its
-// exit and output. spec.ID and spec.Log.Dir are filled in when empty.
-func (tr *testRuntime) run(t *testing.T, spec ContainerSpec) (ExitStatus, output) {
+// exit and output. spec.ID and spec.LogPath are filled in when empty.
+func (tr *testRuntime) run(t *testing.T, spec container.Spec) (ExitStatus, output) {
 	t.Helper()
 	id := tr.create(t, &spec)
 	return tr.runExisting(t, id)
@@ -112,11 +114,16 @@ func (tr *testRuntime) run(t *testing.T, spec ContainerSpec) (ExitStatus, output
 // returns its exit and output.
 func (tr *testRuntime) runExisting(t *testing.T, id string) (ExitStatus, output) {
 	t.Helper()
-	ch, err := tr.Start(t.Context(), id)
-	if err != nil {
+	if _, err := tr.Start(t.Context(), id); err != nil {
 		t.Fatalf("Start(%s): %v", id, err)
 	}
-	st := waitExit(t, ch, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	x, err := tr.Wait(ctx, id)
+	if err != nil {
+		t.Fatalf("Wait(%s): %v", id, err)
+	}
+	st := ExitStatus{ExitCode: uint32(x.Code), ExitedAt: x.At, OOMKilled: x.OOMKill}
 	out := tr.logsOf(t, id)
 	if err := tr.Remove(t.Context(), id); err != nil {
 		t.Errorf("Remove(%s): %v", id, err)
@@ -129,7 +136,7 @@ var idSeq struct {
 	n  int
 }
 
-func (tr *testRuntime) create(t *testing.T, spec *ContainerSpec) string {
+func (tr *testRuntime) create(t *testing.T, spec *container.Spec) string {
 	t.Helper()
 	if spec.ID == "" {
 		idSeq.mu.Lock()
@@ -137,8 +144,8 @@ func (tr *testRuntime) create(t *testing.T, spec *ContainerSpec) string {
 		spec.ID = fmt.Sprintf("c%d", idSeq.n)
 		idSeq.mu.Unlock()
 	}
-	if spec.Log.Dir == "" {
-		spec.Log.Dir = tr.logDir
+	if spec.LogPath == "" {
+		spec.LogPath = LogPath(tr.logDir, spec.ID)
 	}
 	if err := tr.Create(t.Context(), *spec); err != nil {
 		t.Fatalf("Create(%s): %v", spec.ID, err)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/errdefs"
@@ -65,23 +66,66 @@ func notFound(id string, err error) error {
 	return fmt.Errorf("container %s: %w", id, err)
 }
 
-// Start starts a created container. The returned channel delivers its exit
-// status once and is closed; it is closed without a value if the Runtime is
-// closed first (the container keeps running; Attach it again).
-func (r *Runtime) Start(ctx context.Context, id string) (<-chan ExitStatus, error) {
+// Start starts a created container and returns its process's PID; Wait
+// returns its exit. Errors wrap container.ErrNotFound for a container that
+// does not exist and container.ErrUnavailable when containerd could not be
+// reached.
+func (r *Runtime) Start(ctx context.Context, id string) (int, error) {
+	ch, pid, err := r.startWatch(ctx, id)
+	if err != nil {
+		return 0, r.opErr(ctx, err)
+	}
+	r.mu.Lock()
+	r.exits[id] = ch
+	r.mu.Unlock()
+	return pid, nil
+}
+
+// Wait blocks until the process of a container this Runtime started exits,
+// or, after an agent restart, re-attaches to it (Attach) and waits. It
+// returns container.ErrNotFound (wrapped) for a container that does not
+// exist or never started.
+func (r *Runtime) Wait(ctx context.Context, id string) (container.Exit, error) {
+	r.mu.Lock()
+	ch, ok := r.exits[id]
+	delete(r.exits, id)
+	r.mu.Unlock()
+	if !ok {
+		var err error
+		ch, err = r.Attach(ctx, id)
+		if err != nil {
+			return container.Exit{}, notFoundErr(err)
+		}
+	}
+	select {
+	case st, ok := <-ch:
+		if !ok {
+			return container.Exit{}, errors.New("runtime closed before the container exited")
+		}
+		return container.Exit{Code: int(st.ExitCode), At: st.ExitedAt, OOMKill: st.OOMKilled}, nil
+	case <-ctx.Done():
+		return container.Exit{}, ctx.Err()
+	}
+}
+
+// startWatch starts a created container and returns its PID and a channel
+// that delivers its exit status once and is closed; it is closed without a
+// value if the Runtime is closed first (the container keeps running; Attach
+// it again).
+func (r *Runtime) startWatch(ctx context.Context, id string) (<-chan ExitStatus, int, error) {
 	ctx = r.withNS(ctx)
 	c, err := r.client.LoadContainer(ctx, id)
 	if err != nil {
-		return nil, notFound(id, err)
+		return nil, 0, notFound(id, err)
 	}
 	labels, err := c.Labels(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", id, err)
+		return nil, 0, fmt.Errorf("start %s: %w", id, err)
 	}
 	if labels[labelExit] != "" {
 		// A restarted container: forget the previous run's exit.
 		if _, err := c.SetLabels(ctx, map[string]string{labelExit: ""}); err != nil {
-			return nil, fmt.Errorf("start %s: clear exit label: %w", id, err)
+			return nil, 0, fmt.Errorf("start %s: clear exit label: %w", id, err)
 		}
 	}
 	// A task left by an earlier Start (an agent killed, or containerd gone,
@@ -89,23 +133,24 @@ func (r *Runtime) Start(ctx context.Context, id string) (<-chan ExitStatus, erro
 	if old, err := c.Task(ctx, nil); err == nil {
 		st, err := old.Status(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("start %s: status of existing task: %w", id, err)
+			return nil, 0, fmt.Errorf("start %s: status of existing task: %w", id, err)
 		}
 		switch st.Status {
 		case containerd.Running, containerd.Paused, containerd.Pausing:
 			// Started by the earlier attempt: wait for it like for a
 			// task this call started.
-			return r.Attach(ctx, id)
+			ch, err := r.Attach(ctx, id)
+			return ch, int(old.Pid()), err
 		case containerd.Stopped:
 			// Ended, but not deleted by an agent that died first.
 			if _, err := old.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
-				return nil, fmt.Errorf("start %s: delete stopped task: %w", id, err)
+				return nil, 0, fmt.Errorf("start %s: delete stopped task: %w", id, err)
 			}
 		default:
 			// Created but never started: its process has not run a
 			// single instruction of the container's. Begin again.
 			if _, err := old.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-				return nil, fmt.Errorf("start %s: delete task %s by an interrupted start: %w", id, st.Status, err)
+				return nil, 0, fmt.Errorf("start %s: delete task %s by an interrupted start: %w", id, st.Status, err)
 			}
 		}
 	}
@@ -113,14 +158,14 @@ func (r *Runtime) Start(ctx context.Context, id string) (<-chan ExitStatus, erro
 	r.finishCaptures(ctx, id)
 	taskIO, captured, err := r.taskIO(id, labels)
 	if err != nil {
-		return nil, fmt.Errorf("start %s: log capture: %w", id, err)
+		return nil, 0, fmt.Errorf("start %s: log capture: %w", id, err)
 	}
 	task, err := c.NewTask(ctx, taskIO)
 	if err != nil {
 		if captured {
 			r.dropCaptures(ctx, id)
 		}
-		return nil, fmt.Errorf("start %s: create task: %w", id, err)
+		return nil, 0, fmt.Errorf("start %s: create task: %w", id, err)
 	}
 	r.step(ctx, "start:created")
 	if captured {
@@ -137,20 +182,20 @@ func (r *Runtime) Start(ctx context.Context, id string) (<-chan ExitStatus, erro
 	exitCh, err := task.Wait(r.ctx)
 	if err != nil {
 		task.Delete(ctx, containerd.WithProcessKill)
-		return nil, fmt.Errorf("start %s: wait task: %w", id, err)
+		return nil, 0, fmt.Errorf("start %s: wait task: %w", id, err)
 	}
 	if err := task.Start(ctx); err != nil {
 		if _, derr := task.Delete(r.ctx, containerd.WithProcessKill); derr != nil && !errdefs.IsNotFound(derr) {
 			err = errors.Join(err, fmt.Errorf("delete failed task: %w", derr))
 		}
-		return nil, fmt.Errorf("start %s: %w", id, err)
+		return nil, 0, fmt.Errorf("start %s: %w", id, err)
 	}
 	r.step(ctx, "start:started")
 	out, err := r.monitor(id, exitCh)
 	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", id, err)
+		return nil, 0, fmt.Errorf("start %s: %w", id, err)
 	}
-	return out, nil
+	return out, int(task.Pid()), nil
 }
 
 // monitor owns one goroutine per running container that turns the task's
@@ -339,8 +384,13 @@ func (r *Runtime) Attach(ctx context.Context, id string) (<-chan ExitStatus, err
 
 // Stop sends the container's stop signal, waits up to timeout for it to
 // exit, then kills it with SIGKILL and waits for the exit. A container that
-// is not running (or does not exist) is already stopped.
+// is not running (or does not exist) is already stopped. The error wraps
+// container.ErrUnavailable when containerd could not be reached.
 func (r *Runtime) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	return r.opErr(ctx, r.stop(ctx, id, timeout))
+}
+
+func (r *Runtime) stop(ctx context.Context, id string, timeout time.Duration) error {
 	ctx = r.withNS(ctx)
 	c, err := r.client.LoadContainer(ctx, id)
 	if err != nil {
@@ -400,6 +450,13 @@ func (r *Runtime) Stop(ctx context.Context, id string, timeout time.Duration) er
 // its snapshot and its per-container files. NotFound at any step counts as
 // done, so Remove is idempotent.
 func (r *Runtime) Remove(ctx context.Context, id string) error {
+	r.mu.Lock()
+	delete(r.exits, id)
+	r.mu.Unlock()
+	return r.opErr(ctx, r.remove(ctx, id))
+}
+
+func (r *Runtime) remove(ctx context.Context, id string) error {
 	ctx = r.withNS(ctx)
 	defer os.RemoveAll(r.containerDir(id))
 	defer r.dropCaptures(ctx, id) // after the task is gone

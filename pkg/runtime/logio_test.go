@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/cio"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/logs"
 )
 
@@ -36,10 +37,10 @@ func TestLogDaemonKilledWhileAContainerEnds(t *testing.T) {
 		Cmd: []string{"/bin/sh", "-c", `i=0; while [ $i -lt 1000 ]; do echo "first $i"; i=$((i+1)); done; sleep 2; i=0; while [ $i -lt 1000 ]; do echo "second $i"; echo "err $i" >&2; i=$((i+1)); done`},
 	})
 	tr.pull(t, img.Ref)
-	spec := ContainerSpec{Image: img.Ref}
+	spec := container.Spec{Image: img.Ref}
 	id := tr.create(t, &spec)
 	defer tr.Remove(t.Context(), id)
-	ch, err := tr.Start(t.Context(), id)
+	ch, _, err := tr.startWatch(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func TestContainerFromBeforeTheLogDaemon(t *testing.T) {
 		Cmd: []string{"/bin/sh", "-c", `sleep 1; i=0; while [ $i -lt 3000 ]; do echo "run $i"; echo "err $i" >&2; i=$((i+1)); done`},
 	})
 	tr.pull(t, img.Ref)
-	spec := ContainerSpec{Image: img.Ref}
+	spec := container.Spec{Image: img.Ref}
 	id := tr.create(t, &spec)
 	defer tr.Remove(t.Context(), id)
 
@@ -162,7 +163,7 @@ func TestContainerFromBeforeTheLogDaemon(t *testing.T) {
 	}
 
 	// Started again by the new agent: the daemon appends to the same log.
-	ch, err = upgraded.Start(t.Context(), id)
+	ch, _, err = upgraded.startWatch(t.Context(), id)
 	if err != nil {
 		t.Fatalf("Start again: %v", err)
 	}

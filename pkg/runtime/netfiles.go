@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/berth-dev/berth/pkg/container"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -33,7 +34,7 @@ func (r *Runtime) containerDir(id string) string { return filepath.Join(r.opts.S
 
 // writeNetworkFiles writes resolv.conf, hosts and hostname for a container
 // under StateDir/<id>.
-func (r *Runtime) writeNetworkFiles(spec ContainerSpec) (networkFiles, error) {
+func (r *Runtime) writeNetworkFiles(spec createSpec) (networkFiles, error) {
 	dir := r.containerDir(spec.ID)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return networkFiles{}, fmt.Errorf("container state dir: %w", err)
@@ -42,7 +43,7 @@ func (r *Runtime) writeNetworkFiles(spec ContainerSpec) (networkFiles, error) {
 	if err != nil {
 		return networkFiles{}, err
 	}
-	resolv, err := resolvConf(hostResolv, spec.DNS, !spec.HostNetwork)
+	resolv, err := resolvConf(hostResolv, spec.Spec, !spec.HostNetwork)
 	if err != nil {
 		return networkFiles{}, err
 	}
@@ -108,9 +109,9 @@ func onlyLoopbackResolvers(b []byte) bool {
 var defaultResolvers = []string{"8.8.8.8", "8.8.4.4"}
 
 // resolvConf builds a container's resolv.conf. Explicit DNS settings replace
-// the host's. In a private network namespace loopback resolvers (such as the
+// the host's (spec's DNS, DNSSearch, DNSOptions). In a private network namespace loopback resolvers (such as the
 // systemd-resolved stub 127.0.0.53) cannot be reached, so they are dropped.
-func resolvConf(host []byte, dns DNS, ownNetNS bool) ([]byte, error) {
+func resolvConf(host []byte, dns container.Spec, ownNetNS bool) ([]byte, error) {
 	var servers, search, options []string
 	sc := bufio.NewScanner(bytes.NewReader(host))
 	for sc.Scan() {
@@ -129,20 +130,20 @@ func resolvConf(host []byte, dns DNS, ownNetNS bool) ([]byte, error) {
 			options = append(options, f[1:]...)
 		}
 	}
-	if len(dns.Servers) > 0 {
+	if len(dns.DNS) > 0 {
 		servers = nil
-		for _, s := range dns.Servers {
+		for _, s := range dns.DNS {
 			if net.ParseIP(s) == nil {
 				return nil, fmt.Errorf("dns server %q is not an IP address", s)
 			}
 			servers = append(servers, s)
 		}
 	}
-	if len(dns.Search) > 0 {
-		search = dns.Search
+	if len(dns.DNSSearch) > 0 {
+		search = dns.DNSSearch
 	}
-	if len(dns.Options) > 0 {
-		options = dns.Options
+	if len(dns.DNSOptions) > 0 {
+		options = dns.DNSOptions
 	}
 	if len(servers) == 0 && ownNetNS {
 		servers = defaultResolvers

@@ -18,6 +18,8 @@ import (
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
+
+	"github.com/berth-dev/berth/pkg/container"
 )
 
 // ErrExecTimeout is returned by Exec when the command outlived its timeout
@@ -47,10 +49,21 @@ type ExecResult struct {
 	Output []byte
 }
 
-// Exec runs a command in the running container id, as health checks do,
-// and waits for it. On timeout the command is killed and ErrExecTimeout
-// returned.
-func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (ExecResult, error) {
+// Exec runs args in the running container id with a timeout, as health
+// checks do, and returns the command's exit code (-1 with an error). A
+// container that does not exist is container.ErrNotFound (wrapped).
+func (r *Runtime) Exec(ctx context.Context, id string, args []string, timeout time.Duration) (int, error) {
+	res, err := r.ExecWith(ctx, id, ExecOptions{Args: args, Timeout: timeout})
+	if err != nil {
+		return -1, notFoundErr(err)
+	}
+	return int(res.ExitCode), nil
+}
+
+// ExecWith runs a command in the running container id and waits for it,
+// capturing its output. On timeout the command is killed and
+// ErrExecTimeout returned.
+func (r *Runtime) ExecWith(ctx context.Context, id string, opts ExecOptions) (ExecResult, error) {
 	ctx = r.withNS(ctx)
 	if len(opts.Args) == 0 {
 		return ExecResult{}, fmt.Errorf("exec in %s: no command", id)
@@ -286,8 +299,36 @@ type ContainerInfo struct {
 	Exit *ExitStatus
 }
 
-// List returns the containers carrying all the given labels.
-func (r *Runtime) List(ctx context.Context, labels map[string]string) ([]ContainerInfo, error) {
+// List returns the containers carrying the label labelKey (any value), as
+// recovery sees them: running (also paused or of unknown state), exited with
+// their exit, or created and never started.
+func (r *Runtime) List(ctx context.Context, labelKey string) ([]container.Observed, error) {
+	infos, err := r.Containers(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []container.Observed
+	for _, ci := range infos {
+		if _, ok := ci.Labels[labelKey]; !ok {
+			continue
+		}
+		o := container.Observed{ID: ci.ID, Labels: ci.Labels, PID: int(ci.Pid)}
+		switch {
+		case ci.State == TaskRunning || ci.State == TaskPaused || ci.State == TaskUnknown:
+			o.Running = true
+		case ci.Exit != nil:
+			o.Exited = true
+			o.Exit = container.Exit{Code: int(ci.Exit.ExitCode), At: ci.Exit.ExitedAt, OOMKill: ci.Exit.OOMKilled}
+		case ci.State == TaskStopped:
+			o.Exited = true
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// Containers returns the containers carrying all the given labels.
+func (r *Runtime) Containers(ctx context.Context, labels map[string]string) ([]ContainerInfo, error) {
 	ctx = r.withNS(ctx)
 	var filters []string
 	if len(labels) > 0 {

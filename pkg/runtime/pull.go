@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/remotes/docker"
@@ -96,18 +97,6 @@ type PullOptions struct {
 	Behavior PullBehavior
 }
 
-// Image is a pulled (or cached) image ready for Create.
-type Image struct {
-	// Ref is the normalised reference ("docker.io/library/busybox:latest").
-	Ref string
-	// Digest is the digest of the image's manifest or index.
-	Digest string
-	// Cached reports that the local copy was used without pulling.
-	Cached bool
-	// PullError is why a PullDefault pull fell back to the cached copy.
-	PullError error
-}
-
 // NormalizeReference applies Docker's defaults: "busybox" becomes
 // "docker.io/library/busybox:latest".
 func NormalizeReference(ref string) (string, error) {
@@ -118,22 +107,41 @@ func NormalizeReference(ref string) (string, error) {
 	return named.String(), nil
 }
 
-// Pull makes ref available locally according to the pull behaviour.
+// Pull makes ref available locally for the owner named by
+// container.PullFor(ctx), logging in as Options.PullAuth says for it. The
+// error wraps container.ErrUnavailable when containerd could not be reached.
+func (r *Runtime) Pull(ctx context.Context, ref string) (container.Image, error) {
+	var opts PullOptions
+	if r.opts.PullAuth != nil {
+		creds, err := r.opts.PullAuth.PullCredentials(ctx, container.PullFor(ctx), ref)
+		if err != nil {
+			return container.Image{}, fmt.Errorf("pull %s: registry login: %w", ref, err)
+		}
+		opts.Credentials = creds
+	}
+	img, err := r.PullWith(ctx, ref, opts)
+	if err != nil {
+		return container.Image{}, r.opErr(ctx, err)
+	}
+	return img, nil
+}
+
+// PullWith makes ref available locally according to the pull behaviour.
 // Concurrent pulls of one reference with the same credentials share a single
 // registry fetch; the shared pull is bounded by the pull timeouts, not by
 // any one caller's ctx.
-func (r *Runtime) Pull(ctx context.Context, ref string, opts PullOptions) (Image, error) {
+func (r *Runtime) PullWith(ctx context.Context, ref string, opts PullOptions) (container.Image, error) {
 	ctx = r.withNS(ctx)
 	norm, err := NormalizeReference(ref)
 	if err != nil {
-		return Image{}, err
+		return container.Image{}, err
 	}
 	behavior := opts.Behavior
 	if behavior == "" {
 		behavior = r.opts.PullBehavior
 	}
 	if err := behavior.validate(); err != nil {
-		return Image{}, err
+		return container.Image{}, err
 	}
 	if behavior == PullPreferCached || behavior == PullOnce {
 		if cached, err := r.cachedImage(ctx, norm); err == nil && (behavior == PullPreferCached || cached.pulledByUs) {
@@ -150,13 +158,13 @@ func (r *Runtime) Pull(ctx context.Context, ref string, opts PullOptions) (Image
 				return c, nil
 			}
 		}
-		return Image{}, err
+		return container.Image{}, err
 	}
 	return img, nil
 }
 
 type cachedImage struct {
-	Image
+	container.Image
 	pulledByUs bool
 }
 
@@ -176,12 +184,12 @@ func (r *Runtime) cachedImage(ctx context.Context, ref string) (cachedImage, err
 		}
 	}
 	return cachedImage{
-		Image:      Image{Ref: ref, Digest: img.Target().Digest.String(), Cached: true},
+		Image:      container.Image{Ref: ref, Digest: img.Target().Digest.String(), Cached: true},
 		pulledByUs: img.Labels()[pulledLabel] != "",
 	}, nil
 }
 
-func (r *Runtime) sharedPull(ctx context.Context, ref string, creds *Credentials) (Image, error) {
+func (r *Runtime) sharedPull(ctx context.Context, ref string, creds *Credentials) (container.Image, error) {
 	key := ref
 	if creds != nil {
 		h := sha256.Sum256([]byte(creds.Username + "\x00" + creds.Password + "\x00" + creds.IdentityToken))
@@ -204,18 +212,18 @@ func (r *Runtime) sharedPull(ctx context.Context, ref string, creds *Credentials
 	select {
 	case res := <-ch:
 		if res.Err != nil {
-			return Image{}, res.Err
+			return container.Image{}, res.Err
 		}
-		return res.Val.(Image), nil
+		return res.Val.(container.Image), nil
 	case <-ctx.Done():
-		return Image{}, fmt.Errorf("pull %s: %w", ref, ctx.Err())
+		return container.Image{}, fmt.Errorf("pull %s: %w", ref, ctx.Err())
 	}
 }
 
 // errInactive is the cancellation cause when no bytes arrived for too long.
 var errInactive = errors.New("no data received")
 
-func (r *Runtime) pull(ctx context.Context, ref string, creds *Credentials) (Image, error) {
+func (r *Runtime) pull(ctx context.Context, ref string, creds *Credentials) (container.Image, error) {
 	if r.opts.PullTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.opts.PullTimeout)
@@ -256,14 +264,14 @@ func (r *Runtime) pull(ctx context.Context, ref string, creds *Credentials) (Ima
 	cancelFetch(nil)
 	wg.Wait()
 	if err != nil {
-		return Image{}, classifyPullError(ref, err, cause, ctx.Err())
+		return container.Image{}, classifyPullError(ref, err, cause, ctx.Err())
 	}
 	img := containerd.NewImage(r.client, imgMeta)
 	if err := img.Unpack(ctx, r.opts.Snapshotter); err != nil {
 		if ctx.Err() != nil {
-			return Image{}, fmt.Errorf("pull %s: unpack: %w: %w", ref, ErrPullTimeout, err)
+			return container.Image{}, fmt.Errorf("pull %s: unpack: %w: %w", ref, ErrPullTimeout, err)
 		}
-		return Image{}, fmt.Errorf("pull %s: unpack: %w", ref, err)
+		return container.Image{}, fmt.Errorf("pull %s: unpack: %w", ref, err)
 	}
 	if imgMeta.Labels == nil {
 		imgMeta.Labels = map[string]string{}
@@ -272,7 +280,7 @@ func (r *Runtime) pull(ctx context.Context, ref string, creds *Credentials) (Ima
 	if _, err := r.client.ImageService().Update(ctx, imgMeta, "labels."+pulledLabel); err != nil {
 		log.G(ctx).WithError(err).WithField("image", ref).Warn("could not label pulled image")
 	}
-	return Image{Ref: ref, Digest: imgMeta.Target.Digest.String()}, nil
+	return container.Image{Ref: ref, Digest: imgMeta.Target.Digest.String()}, nil
 }
 
 // classifyPullError maps a containerd/registry error to one sentinel.

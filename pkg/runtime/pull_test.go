@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/container"
 )
 
 func TestPullWithEachCredentialForm(t *testing.T) {
@@ -78,7 +79,7 @@ func TestPullWithEachCredentialForm(t *testing.T) {
 				if f.creds != nil {
 					po.Credentials = f.creds(user, p)
 				}
-				got, err := tr.Pull(t.Context(), img.Ref, po)
+				got, err := tr.PullWith(t.Context(), img.Ref, po)
 				if right {
 					if err != nil {
 						t.Fatalf("Pull with right credentials: %v", err)
@@ -96,7 +97,7 @@ func TestPullWithEachCredentialForm(t *testing.T) {
 	}
 	t.Run("no credentials", func(t *testing.T) {
 		tr := newTestRuntime(t, nil)
-		if _, err := tr.Pull(t.Context(), img.Ref, PullOptions{}); !errors.Is(err, ErrUnauthorized) {
+		if _, err := tr.PullWith(t.Context(), img.Ref, PullOptions{}); !errors.Is(err, ErrUnauthorized) {
 			t.Fatalf("anonymous Pull: %v, want ErrUnauthorized", err)
 		}
 	})
@@ -114,7 +115,7 @@ func TestConcurrentPullsShareOneFetch(t *testing.T) {
 
 	const n = 10
 	var wg sync.WaitGroup
-	results := make([]Image, n)
+	results := make([]container.Image, n)
 	errs := make([]error, n)
 	start := make(chan struct{})
 	for i := range n {
@@ -122,7 +123,7 @@ func TestConcurrentPullsShareOneFetch(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			results[i], errs[i] = tr.Pull(t.Context(), ref, PullOptions{Behavior: PullAlways})
+			results[i], errs[i] = tr.PullWith(t.Context(), ref, PullOptions{Behavior: PullAlways})
 		}()
 	}
 	close(start)
@@ -161,14 +162,14 @@ func TestPullBehaviorsAndFailureClasses(t *testing.T) {
 	ref := proxy.Host + strings.TrimPrefix(img.Ref, reg.Host)
 	tr := newTestRuntime(t, func(o *Options) { o.PullInactivityTimeout = time.Second })
 
-	if _, err := tr.Pull(t.Context(), ref, PullOptions{Behavior: PullOnce}); err != nil {
+	if _, err := tr.PullWith(t.Context(), ref, PullOptions{Behavior: PullOnce}); err != nil {
 		t.Fatal(err)
 	}
 	if total(proxy.take()) == 0 {
 		t.Fatal("first pull made no registry requests")
 	}
 	for _, b := range []PullBehavior{PullOnce, PullPreferCached} {
-		got, err := tr.Pull(t.Context(), ref, PullOptions{Behavior: b})
+		got, err := tr.PullWith(t.Context(), ref, PullOptions{Behavior: b})
 		if err != nil || !got.Cached {
 			t.Errorf("%s after a pull: %+v, %v; want the cached image", b, got, err)
 		}
@@ -177,26 +178,26 @@ func TestPullBehaviorsAndFailureClasses(t *testing.T) {
 		}
 	}
 	proxy.setMode("down")
-	if got, err := tr.Pull(t.Context(), ref, PullOptions{Behavior: PullDefault}); err != nil || !got.Cached || got.PullError == nil {
+	if got, err := tr.PullWith(t.Context(), ref, PullOptions{Behavior: PullDefault}); err != nil || !got.Cached || got.PullError == nil {
 		t.Errorf("default with registry down: %+v, %v; want the cached image and the pull error", got, err)
 	}
-	if _, err := tr.Pull(t.Context(), ref, PullOptions{Behavior: PullAlways}); err == nil {
+	if _, err := tr.PullWith(t.Context(), ref, PullOptions{Behavior: PullAlways}); err == nil {
 		t.Error("always with registry down succeeded")
 	}
 	proxy.setMode("")
-	if _, err := tr.Pull(t.Context(), proxy.Host+"/rt/does-not-exist:1", PullOptions{}); !errors.Is(err, ErrImageNotFound) {
+	if _, err := tr.PullWith(t.Context(), proxy.Host+"/rt/does-not-exist:1", PullOptions{}); !errors.Is(err, ErrImageNotFound) {
 		t.Errorf("missing image: %v, want ErrImageNotFound", err)
 	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := ln.Addr().String()
 	ln.Close()
-	if _, err := tr.Pull(t.Context(), closed+"/rt/x:1", PullOptions{}); !errors.Is(err, ErrRegistryUnreachable) {
+	if _, err := tr.PullWith(t.Context(), closed+"/rt/x:1", PullOptions{}); !errors.Is(err, ErrRegistryUnreachable) {
 		t.Errorf("closed port: %v, want ErrRegistryUnreachable", err)
 	}
 	// A stalled transfer is cancelled by the inactivity timeout.
 	stallImg := testenv.BuildImage(t, reg, "rt/stall", testenv.ImageSpec{Cmd: []string{"/bin/false"}, Env: []string{"STALL=1"}})
 	proxy.setMode("stall")
-	if _, err := tr.Pull(t.Context(), proxy.Host+strings.TrimPrefix(stallImg.Ref, reg.Host), PullOptions{}); !errors.Is(err, ErrPullTimeout) {
+	if _, err := tr.PullWith(t.Context(), proxy.Host+strings.TrimPrefix(stallImg.Ref, reg.Host), PullOptions{}); !errors.Is(err, ErrPullTimeout) {
 		t.Errorf("stalled pull: %v, want ErrPullTimeout", err)
 	}
 }
@@ -215,7 +216,7 @@ func TestSlowPullsAndTimeouts(t *testing.T) {
 	// the whole pull takes longer than that.
 	tr := newTestRuntime(t, func(o *Options) { o.PullInactivityTimeout = 1500 * time.Millisecond })
 	began := time.Now()
-	if _, err := tr.Pull(t.Context(), ref, PullOptions{}); err != nil {
+	if _, err := tr.PullWith(t.Context(), ref, PullOptions{}); err != nil {
 		t.Fatalf("slow but moving pull: %v", err)
 	}
 	took := time.Since(began)
@@ -231,7 +232,7 @@ func TestSlowPullsAndTimeouts(t *testing.T) {
 	})
 	tr2 := newTestRuntime(t, func(o *Options) { o.PullTimeout = time.Second })
 	defer func(began time.Time) { t.Logf("timed-out pull took %s", time.Since(began)) }(time.Now())
-	if _, err := tr2.Pull(t.Context(), proxy.Host+strings.TrimPrefix(img2.Ref, reg.Host), PullOptions{}); !errors.Is(err, ErrPullTimeout) {
+	if _, err := tr2.PullWith(t.Context(), proxy.Host+strings.TrimPrefix(img2.Ref, reg.Host), PullOptions{}); !errors.Is(err, ErrPullTimeout) {
 		t.Errorf("pull past PullTimeout: %v, want ErrPullTimeout", err)
 	}
 }
@@ -253,7 +254,7 @@ func TestCertsDirMirror(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(toml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got, err := tr.Pull(t.Context(), "mirror.invalid"+strings.TrimPrefix(img.Ref, reg.Host), PullOptions{})
+	got, err := tr.PullWith(t.Context(), "mirror.invalid"+strings.TrimPrefix(img.Ref, reg.Host), PullOptions{})
 	if err != nil {
 		t.Fatalf("pull through certs.d mirror: %v", err)
 	}

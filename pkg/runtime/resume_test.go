@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/containerd/snapshots"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/logs"
 )
 
@@ -35,7 +36,7 @@ func TestCreateStartResumeAfterKill9(t *testing.T) {
 	for _, point := range []string{"create:files", "create:snapshot", "start:created", "start:started"} {
 		t.Run(point, func(t *testing.T) {
 			id := "resume-" + strings.ReplaceAll(point, ":", "-")
-			spec := ContainerSpec{ID: id, Image: img.Ref, Log: LogOptions{Dir: tr.logDir}}
+			spec := container.Spec{ID: id, Image: img.Ref, LogPath: LogPath(tr.logDir, id)}
 			t.Cleanup(func() { tr.Remove(context.Background(), id) })
 			cmd := startHelper(t, helperJob{Options: tr.opts, Spec: spec, CrashAt: point}, "CRASHPOINT")
 			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -53,7 +54,7 @@ func TestCreateStartResumeAfterKill9(t *testing.T) {
 					t.Fatalf("Create after a kill -9 at %s: %v", point, err)
 				}
 			}
-			ch, err := tr.Start(t.Context(), id)
+			ch, _, err := tr.startWatch(t.Context(), id)
 			if err != nil {
 				t.Fatalf("Start after a kill -9 at %s: %v", point, err)
 			}

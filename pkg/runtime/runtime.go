@@ -1,13 +1,22 @@
-// Package runtime owns the agent's use of containerd: connecting, pulling
-// images (credentials, mirrors, pull behaviours, timeouts), creating
-// containers from a neutral ContainerSpec, and their lifecycle (start, exit,
-// stop, remove, exec, stats, list and re-attach after an agent restart).
+// Package runtime owns the agent's use of containerd, and is the only
+// package of Berth that talks to it: connecting, pulling images
+// (credentials, mirrors, pull behaviours, timeouts, a per-owner registry
+// login), creating containers from a container.Spec (reading its
+// Docker-format sizes, tmpfs and log options), their lifecycle (start, exit,
+// wait, stop, remove, exec, stats, list and re-attach after an agent
+// restart) and the images of its namespace.
 //
-// It knows nothing of ECS, tasks or networks: pkg/engine translates task
-// definitions into ContainerSpecs and joins network namespaces that
-// pkg/network created. Container output goes from the shim through FIFOs to
-// the log daemon of pkg/logs (logio.go), so no container IO passes through
-// this package.
+// *Runtime satisfies pkg/engine's ContainerRuntime and ImageStore directly:
+// the types it takes and returns are pkg/container's, and its errors wrap
+// container.ErrNotFound, ErrExists and ErrUnavailable. It knows nothing of
+// ECS, tasks or networks: it joins network namespaces that pkg/network
+// created. Container output goes from the shim through FIFOs to the log
+// daemon of pkg/logs (logio.go), so no container IO passes through this
+// package.
+//
+// Of Berth it imports pkg/logs and pkg/container only. pkg/agent builds it;
+// pkg/stats, the agent's task roles (pkg/iam/agentiam), bench/ and tests
+// also use it.
 package runtime
 
 import (
@@ -31,6 +40,7 @@ import (
 
 	eventtypes "github.com/containerd/containerd/api/events"
 
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/logs"
 )
 
@@ -94,6 +104,15 @@ type Options struct {
 	// InitBinary, when set, is bind-mounted as /sbin/docker-init and run as
 	// PID 1 for containers with Init set; without it Init is refused.
 	InitBinary string
+	// PullAuth, when set, gives the registry login of Pull for the owner
+	// named by container.PullFor (the task); nil credentials leave the
+	// agent-wide ones in force.
+	PullAuth PullAuthorizer
+}
+
+// PullAuthorizer picks the registry login of one pull.
+type PullAuthorizer interface {
+	PullCredentials(ctx context.Context, owner, ref string) (*Credentials, error)
 }
 
 // Runtime runs containers on containerd. It is safe for concurrent use.
@@ -109,10 +128,13 @@ type Runtime struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// mu guards ooms and closed; wg.Add happens under it so that no
+	// mu guards ooms, exits and closed; wg.Add happens under it so that no
 	// goroutine starts once Close is waiting.
-	mu     sync.Mutex
-	ooms   map[string]time.Time // container ID → time of its last OOM event
+	mu   sync.Mutex
+	ooms map[string]time.Time // container ID → time of its last OOM event
+	// exits holds the exit channel of a container Start started until Wait
+	// takes it; after an agent restart Wait re-attaches instead.
+	exits  map[string]<-chan ExitStatus
 	closed bool
 
 	// stepHook, set only by this package's crash tests, runs at the points
@@ -174,6 +196,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		ctx:    namespaces.WithNamespace(rctx, opts.Namespace),
 		cancel: cancel,
 		ooms:   make(map[string]time.Time),
+		exits:  make(map[string]<-chan ExitStatus),
 		captures: logs.NewCaptures(logs.CapturesOptions{Dir: opts.LogDaemonDir, Binary: opts.LoggerBinary,
 			Log: log.G(rctx)}),
 	}
@@ -263,6 +286,30 @@ func (r *Runtime) Unreachable(ctx context.Context, err error) bool {
 	defer cancel()
 	serving, perr := r.client.IsServing(pctx)
 	return perr != nil || !serving
+}
+
+// notFoundErr adds container.ErrNotFound to the errors of a container or
+// process that does not exist.
+func notFoundErr(err error) error {
+	if errors.Is(err, ErrContainerNotFound) || errors.Is(err, ErrNoTask) {
+		return fmt.Errorf("%w: %w", container.ErrNotFound, err)
+	}
+	return err
+}
+
+// opErr adds the container package's sentinel to the error of a pull,
+// create, start, stop or remove: containerd out of reach (the engine waits
+// and retries), a container that exists already, or one that does not.
+func (r *Runtime) opErr(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrContainerExists):
+		return fmt.Errorf("%w: %w", container.ErrExists, err)
+	case r.Unreachable(ctx, err):
+		return fmt.Errorf("%w: %w", container.ErrUnavailable, err)
+	}
+	return notFoundErr(err)
 }
 
 // Client returns the underlying containerd client (for tests and tooling).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/containerd/containerd"
@@ -17,99 +18,21 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/logs"
 )
 
-// ContainerSpec is everything Create needs, in Docker's terms and free of
-// any orchestrator's vocabulary. Zero fields mean "the image's or Docker's
-// default".
-type ContainerSpec struct {
-	// ID names the container in containerd; it must be unique in the namespace.
-	ID string
-	// Image is a reference already made local by Pull.
-	Image string
-	// Entrypoint and Command follow Docker: a given Entrypoint replaces the
-	// image's ENTRYPOINT and drops its CMD unless Command is also given; a
-	// given Command replaces the image's CMD.
-	Entrypoint []string
-	Command    []string
-	// Env ("K=V") is merged over the image's environment.
-	Env []string
-	// WorkingDir replaces the image's WORKDIR.
-	WorkingDir string
-	// User is "name", "uid", "name:group" or "uid:gid", resolved against the
-	// image's /etc/passwd and /etc/group; empty keeps the image's USER.
-	User string
-
-	// Resources and limits.
-	Resources Resources
-	// Security settings.
-	Security Security
-
-	// ShmSize is the size of /dev/shm in bytes; 0 keeps 64 MiB.
-	ShmSize int64
-	// Tmpfs and Mounts are added to the container's filesystem.
-	Tmpfs  []Tmpfs
-	Mounts []Mount
-
-	// Network identity: NetNSPath joins an existing network namespace; with
-	// HostNetwork the host's is shared; with neither the container gets a
-	// namespace of its own with only loopback.
-	NetNSPath   string
-	HostNetwork bool
-	Hostname    string
-	DNS         DNS
-	// ExtraHosts are "name:ip" entries added to /etc/hosts.
-	ExtraHosts []string
-
-	// StopSignal overrides the image's STOPSIGNAL (default SIGTERM).
-	StopSignal string
-	// Init runs Options.InitBinary as PID 1 to reap zombies and forward signals.
-	Init bool
-	// Sysctls are namespaced kernel parameters.
-	Sysctls map[string]string
-	// Labels are stored on the containerd container; List selects by them.
-	Labels map[string]string
-	// Log is where the container's output goes; a zero Log discards it.
-	Log LogOptions
+// createSpec is a container.Spec with its Docker-format strings read (tmpfs
+// options, log options and their sizes): what create works from.
+type createSpec struct {
+	container.Spec
+	tmpfs []tmpfsMount
+	// log places the json-file; nil discards the output.
+	log *logOptions
 }
 
-// Resources are cgroup and rlimit settings.
-type Resources struct {
-	// CPUShares is the relative CPU weight (cgroup cpu.shares); 0 keeps the default.
-	CPUShares uint64
-	// MemoryLimit is the hard limit in bytes; swap is limited to the same
-	// value (no swap use). 0 means unlimited.
-	MemoryLimit int64
-	// MemoryReservation is the soft limit in bytes.
-	MemoryReservation int64
-	// Ulimits are per-process resource limits.
-	Ulimits []Ulimit
-	// PidsLimit caps the number of processes; 0 means unlimited.
-	PidsLimit int64
-}
-
-// Ulimit is one rlimit; Name is Docker's ("nofile", "nproc", "core", ...).
-type Ulimit struct {
-	Name       string
-	Soft, Hard uint64
-}
-
-// Security are privilege settings.
-type Security struct {
-	// CapAdd and CapDrop name capabilities with or without "CAP_"; "ALL" is allowed.
-	CapAdd, CapDrop []string
-	// Privileged gives all capabilities and host devices; refused when the
-	// Runtime has DisablePrivileged.
-	Privileged bool
-	// ReadonlyRootfs mounts the image's filesystem read-only.
-	ReadonlyRootfs bool
-	// NoNewPrivileges sets the no_new_privs bit.
-	NoNewPrivileges bool
-}
-
-// Tmpfs is a tmpfs mount.
-type Tmpfs struct {
+// tmpfsMount is a tmpfs mount with its size read.
+type tmpfsMount struct {
 	Destination string
 	// Size in bytes; 0 means the kernel default (half of RAM).
 	Size int64
@@ -117,24 +40,99 @@ type Tmpfs struct {
 	Options []string
 }
 
-// Mount is a bind mount of a host path.
-type Mount struct {
-	Source, Destination string
-	ReadOnly            bool
-}
-
-// DNS configures the container's resolv.conf; all empty means "derived from
-// the host's".
-type DNS struct {
-	Servers, Search, Options []string
-}
-
-// LogOptions place the container's json-file log: Dir/<ID>-json.log,
-// rotated at MaxSize bytes keeping MaxFile files.
-type LogOptions struct {
+// logOptions place a container's json-file log: Dir/<ID>-json.log, rotated
+// at MaxSize bytes keeping MaxFile files.
+type logOptions struct {
 	Dir     string
 	MaxSize int64
 	MaxFile int
+}
+
+// readSpec reads spec's Docker-format strings: the image reference, the
+// tmpfs options ("rw,size=16m,mode=1777") and the json-file's max-size and
+// max-file. Its errors name the setting.
+func readSpec(spec container.Spec) (createSpec, error) {
+	ref, err := NormalizeReference(spec.Image)
+	if err != nil {
+		return createSpec{}, err
+	}
+	spec.Image = ref
+	cs := createSpec{Spec: spec}
+	for _, t := range spec.Tmpfs {
+		tm, err := readTmpfs(t)
+		if err != nil {
+			return createSpec{}, err
+		}
+		cs.tmpfs = append(cs.tmpfs, tm)
+	}
+	if spec.Log.Driver != "none" && spec.LogPath != "" {
+		lo := logOptions{Dir: filepath.Dir(spec.LogPath)}
+		if v := spec.Log.Options["max-size"]; v != "" {
+			n, err := parseSize(v)
+			if err != nil {
+				return createSpec{}, fmt.Errorf("log option max-size: %w", err)
+			}
+			lo.MaxSize = n
+		}
+		if v := spec.Log.Options["max-file"]; v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return createSpec{}, fmt.Errorf("log option max-file %q: %w", v, err)
+			}
+			lo.MaxFile = n
+		}
+		cs.log = &lo
+	}
+	return cs, nil
+}
+
+// readTmpfs splits Docker's tmpfs options ("rw,size=16m,mode=1777").
+func readTmpfs(t container.Tmpfs) (tmpfsMount, error) {
+	out := tmpfsMount{Destination: t.Path}
+	for _, o := range strings.Split(t.Options, ",") {
+		o = strings.TrimSpace(o)
+		if o == "" {
+			continue
+		}
+		if v, ok := strings.CutPrefix(o, "size="); ok {
+			n, err := parseSize(v)
+			if err != nil {
+				return out, fmt.Errorf("tmpfs %s size: %w", t.Path, err)
+			}
+			out.Size = n
+			continue
+		}
+		out.Options = append(out.Options, o)
+	}
+	return out, nil
+}
+
+// parseSize reads Docker sizes: "10m", "64k", "1g", "512" (bytes).
+func parseSize(s string) (int64, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "b": 1} {
+		if strings.HasSuffix(s, suffix) {
+			num := strings.TrimSuffix(s, suffix)
+			if _, err := strconv.ParseFloat(num, 64); err == nil {
+				s, mult = num, m
+				break
+			}
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("size %q is not a number with an optional k, m or g suffix", s)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+// rlimit maps Docker's -1 (unlimited) onto the largest rlimit.
+func rlimit(v int64) uint64 {
+	if v < 0 {
+		return ^uint64(0)
+	}
+	return uint64(v)
 }
 
 // LogPath is where a container's current json-file log is written.
@@ -155,18 +153,28 @@ var ErrPrivilegedDisabled = errors.New("privileged containers are disabled on th
 // ErrContainerExists is returned by Create for an ID already in use.
 var ErrContainerExists = errors.New("container already exists")
 
-// ErrUnsupported marks a ContainerSpec setting the runtime cannot honour;
+// ErrUnsupported marks a container.Spec setting the runtime cannot honour;
 // the error text names the setting.
 var ErrUnsupported = errors.New("unsupported container setting")
 
 // Create makes a container (not yet started) from spec. The image must have
-// been pulled. On error nothing is left behind.
-func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error) {
+// been pulled. On error nothing is left behind; the error wraps
+// container.ErrExists for an ID in use and container.ErrUnavailable when
+// containerd could not be reached.
+func (r *Runtime) Create(ctx context.Context, spec container.Spec) error {
+	cs, err := readSpec(spec)
+	if err != nil {
+		return err
+	}
+	return r.opErr(ctx, r.create(ctx, cs))
+}
+
+func (r *Runtime) create(ctx context.Context, spec createSpec) (retErr error) {
 	ctx = r.withNS(ctx)
 	if spec.ID == "" {
 		return errors.New("create container: ID is empty")
 	}
-	if spec.Security.Privileged && r.opts.DisablePrivileged {
+	if spec.Privileged && r.opts.DisablePrivileged {
 		return fmt.Errorf("create container %s: privileged: %w", spec.ID, ErrPrivilegedDisabled)
 	}
 	// Refuse an existing ID before touching anything: the cleanup below
@@ -198,8 +206,8 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error)
 	for k, v := range spec.Labels {
 		labels[k] = v
 	}
-	if spec.Log.Dir != "" {
-		arg, err := logArg(spec)
+	if spec.log != nil {
+		arg, err := logArg(spec.ID, *spec.log)
 		if err != nil {
 			return fmt.Errorf("create container %s: %w", spec.ID, err)
 		}
@@ -255,18 +263,18 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error)
 // logArg creates the container's log directory and returns its log
 // config, stored on the container as a label so that every start of it
 // (by this agent or the next) captures into the same json-file.
-func logArg(spec ContainerSpec) (string, error) {
-	if err := os.MkdirAll(spec.Log.Dir, 0o750); err != nil {
+func logArg(id string, lo logOptions) (string, error) {
+	if err := os.MkdirAll(lo.Dir, 0o750); err != nil {
 		return "", fmt.Errorf("log dir: %w", err)
 	}
-	cfg := logs.Config{Path: LogPath(spec.Log.Dir, spec.ID), MaxSize: spec.Log.MaxSize, MaxFile: spec.Log.MaxFile}
+	cfg := logs.Config{Path: LogPath(lo.Dir, id), MaxSize: lo.MaxSize, MaxFile: lo.MaxFile}
 	return cfg.Encode()
 }
 
-// specOpts translates the ContainerSpec into OCI spec options, in an order
+// specOpts translates the spec into OCI spec options, in an order
 // where later options see the effects of earlier ones (image config first,
 // then overrides).
-func (r *Runtime) specOpts(spec ContainerSpec, img containerd.Image, imgSpec ocispec.Image, files networkFiles) ([]oci.SpecOpts, error) {
+func (r *Runtime) specOpts(spec createSpec, img containerd.Image, imgSpec ocispec.Image, files networkFiles) ([]oci.SpecOpts, error) {
 	opts := []oci.SpecOpts{
 		// Start from an empty env so that the image's PATH is not overridden
 		// by the default spec's.
@@ -275,7 +283,7 @@ func (r *Runtime) specOpts(spec ContainerSpec, img containerd.Image, imgSpec oci
 			return nil
 		},
 		oci.WithImageConfig(img),
-		oci.WithProcessArgs(processArgs(spec, imgSpec.Config)...),
+		oci.WithProcessArgs(processArgs(spec.Spec, imgSpec.Config)...),
 	}
 	if len(spec.Env) > 0 {
 		opts = append(opts, oci.WithEnv(spec.Env))
@@ -286,7 +294,7 @@ func (r *Runtime) specOpts(spec ContainerSpec, img containerd.Image, imgSpec oci
 	if spec.User != "" {
 		opts = append(opts, oci.WithUser(spec.User), withAdditionalGIDsOf(spec.User))
 	}
-	if len(processArgs(spec, imgSpec.Config)) == 0 {
+	if len(processArgs(spec.Spec, imgSpec.Config)) == 0 {
 		return nil, errors.New("no command: neither the spec nor the image has an entrypoint or command")
 	}
 	if spec.Init {
@@ -296,12 +304,12 @@ func (r *Runtime) specOpts(spec ContainerSpec, img containerd.Image, imgSpec oci
 		opts = append(opts, withInit(r.opts.InitBinary))
 	}
 
-	res, err := resourceOpts(spec.Resources)
+	res, err := resourceOpts(spec.Spec)
 	if err != nil {
 		return nil, err
 	}
 	opts = append(opts, res...)
-	sec, err := securityOpts(spec.Security)
+	sec, err := securityOpts(spec.Spec)
 	if err != nil {
 		return nil, err
 	}
@@ -346,7 +354,7 @@ func (r *Runtime) specOpts(spec ContainerSpec, img containerd.Image, imgSpec oci
 }
 
 // processArgs applies Docker's entrypoint/command rules.
-func processArgs(spec ContainerSpec, img ocispec.ImageConfig) []string {
+func processArgs(spec container.Spec, img ocispec.ImageConfig) []string {
 	var args []string
 	switch {
 	case len(spec.Entrypoint) > 0:
@@ -378,10 +386,10 @@ func withInit(binary string) oci.SpecOpts {
 	}
 }
 
-func resourceOpts(res Resources) ([]oci.SpecOpts, error) {
+func resourceOpts(res container.Spec) ([]oci.SpecOpts, error) {
 	var opts []oci.SpecOpts
 	if res.CPUShares > 0 {
-		opts = append(opts, oci.WithCPUShares(res.CPUShares))
+		opts = append(opts, oci.WithCPUShares(uint64(res.CPUShares)))
 	}
 	if res.MemoryLimit < 0 || res.MemoryReservation < 0 {
 		return nil, errors.New("memory: negative limit or reservation")
@@ -415,10 +423,11 @@ func resourceOpts(res Resources) ([]oci.SpecOpts, error) {
 			if err != nil {
 				return nil, err
 			}
-			if u.Soft > u.Hard {
-				return nil, fmt.Errorf("ulimit %s: soft limit %d above hard limit %d", u.Name, u.Soft, u.Hard)
+			soft, hard := rlimit(u.Soft), rlimit(u.Hard)
+			if soft > hard {
+				return nil, fmt.Errorf("ulimit %s: soft limit %d above hard limit %d", u.Name, soft, hard)
 			}
-			rlimits = append(rlimits, specs.POSIXRlimit{Type: name, Soft: u.Soft, Hard: u.Hard})
+			rlimits = append(rlimits, specs.POSIXRlimit{Type: name, Soft: soft, Hard: hard})
 		}
 		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
 			for _, rl := range rlimits {
@@ -452,7 +461,7 @@ func rlimitName(name string) (string, error) {
 	return "RLIMIT_" + strings.ToUpper(n), nil
 }
 
-func securityOpts(sec Security) ([]oci.SpecOpts, error) {
+func securityOpts(sec container.Spec) ([]oci.SpecOpts, error) {
 	var opts []oci.SpecOpts
 	if sec.Privileged {
 		all, err := cap.Current()
@@ -525,7 +534,7 @@ func capNames(setting string, names []string) ([]string, error) {
 	return out, nil
 }
 
-func mountSpecs(spec ContainerSpec) ([]specs.Mount, error) {
+func mountSpecs(spec createSpec) ([]specs.Mount, error) {
 	var mounts []specs.Mount
 	for _, m := range spec.Mounts {
 		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Destination) {
@@ -537,7 +546,7 @@ func mountSpecs(spec ContainerSpec) ([]specs.Mount, error) {
 		}
 		mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: []string{"rbind", opt}})
 	}
-	for _, t := range spec.Tmpfs {
+	for _, t := range spec.tmpfs {
 		if !filepath.IsAbs(t.Destination) {
 			return nil, fmt.Errorf("tmpfs %s: destination must be absolute", t.Destination)
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/containerd/containerd/remotes/docker"
 	remoteerrors "github.com/containerd/containerd/remotes/errors"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -35,7 +36,7 @@ func TestProcessArgsFollowDockerRules(t *testing.T) {
 		{"nothing at all", nil, nil, ocispec.ImageConfig{}, nil},
 	}
 	for _, c := range cases {
-		got := processArgs(ContainerSpec{Entrypoint: c.entrypoint, Command: c.command}, c.img)
+		got := processArgs(container.Spec{Entrypoint: c.entrypoint, Command: c.command}, c.img)
 		if !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: args = %q, want %q", c.name, got, c.want)
 		}
@@ -48,17 +49,17 @@ func TestResolvConf(t *testing.T) {
 	cases := []struct {
 		name     string
 		host     []byte
-		dns      DNS
+		dns      container.Spec
 		ownNetNS bool
 		want     string
 	}{
-		{"stub dropped in own netns, defaults used", stub, DNS{}, true,
+		{"stub dropped in own netns, defaults used", stub, container.Spec{}, true,
 			"nameserver 8.8.8.8\nnameserver 8.8.4.4\nsearch corp.example\noptions edns0 trust-ad\n"},
-		{"stub kept with host network", stub, DNS{}, false,
+		{"stub kept with host network", stub, container.Spec{}, false,
 			"nameserver 127.0.0.53\nsearch corp.example\noptions edns0 trust-ad\n"},
-		{"loopback dropped, others kept", mixed, DNS{}, true,
+		{"loopback dropped, others kept", mixed, container.Spec{}, true,
 			"nameserver 10.0.0.2\nsearch a.example b.example\n"},
-		{"explicit settings win", mixed, DNS{Servers: []string{"192.0.2.1"}, Search: []string{"svc.local"}, Options: []string{"ndots:2"}}, true,
+		{"explicit settings win", mixed, container.Spec{DNS: []string{"192.0.2.1"}, DNSSearch: []string{"svc.local"}, DNSOptions: []string{"ndots:2"}}, true,
 			"nameserver 192.0.2.1\nsearch svc.local\noptions ndots:2\n"},
 	}
 	for _, c := range cases {
@@ -70,7 +71,7 @@ func TestResolvConf(t *testing.T) {
 			t.Errorf("%s:\n got %q\nwant %q", c.name, got, c.want)
 		}
 	}
-	if _, err := resolvConf(nil, DNS{Servers: []string{"dns.example"}}, true); err == nil {
+	if _, err := resolvConf(nil, container.Spec{DNS: []string{"dns.example"}}, true); err == nil {
 		t.Error("a DNS server that is not an IP was accepted")
 	}
 }
@@ -232,7 +233,7 @@ func TestRlimitsAndCapabilities(t *testing.T) {
 	if _, err := capNames("capDrop", []string{"FLY"}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "capDrop") {
 		t.Errorf("unknown capability error = %v", err)
 	}
-	if _, err := resourceOpts(Resources{MemoryLimit: 10, MemoryReservation: 20}); err == nil {
+	if _, err := resourceOpts(container.Spec{MemoryLimit: 10, MemoryReservation: 20}); err == nil {
 		t.Error("reservation above limit accepted")
 	}
 }
@@ -272,5 +273,51 @@ func TestParsePullBehavior(t *testing.T) {
 	}
 	if _, err := ParsePullBehavior("sometimes"); err == nil {
 		t.Error("ParsePullBehavior accepted an unknown behaviour")
+	}
+}
+
+// TestReadSpec covers the Docker-format strings Create reads: tmpfs options
+// with a size, the json-file's max-size and max-file, and the errors that
+// name the setting.
+func TestReadSpec(t *testing.T) {
+	cs, err := readSpec(container.Spec{ID: "c1", Image: "busybox",
+		Tmpfs:   []container.Tmpfs{{Path: "/run", Options: "rw, size=16m,mode=1777"}, {Path: "/tmp"}},
+		LogPath: "/var/log/berth/c1-json.log",
+		Log:     container.LogConfig{Driver: "json-file", Options: map[string]string{"max-size": "1.5k", "max-file": "3"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Image != "docker.io/library/busybox:latest" {
+		t.Errorf("image %q, want it normalised", cs.Image)
+	}
+	want := []tmpfsMount{{Destination: "/run", Size: 16 << 20, Options: []string{"rw", "mode=1777"}}, {Destination: "/tmp"}}
+	if !reflect.DeepEqual(cs.tmpfs, want) {
+		t.Errorf("tmpfs %+v, want %+v", cs.tmpfs, want)
+	}
+	if cs.log == nil || *cs.log != (logOptions{Dir: "/var/log/berth", MaxSize: 1536, MaxFile: 3}) {
+		t.Errorf("log %+v, want /var/log/berth, 1536 bytes, 3 files", cs.log)
+	}
+	for _, off := range []container.Spec{
+		{Image: "busybox", LogPath: "/var/log/berth/c1-json.log", Log: container.LogConfig{Driver: "none"}},
+		{Image: "busybox"},
+	} {
+		if cs, err := readSpec(off); err != nil || cs.log != nil {
+			t.Errorf("readSpec(%+v) = log %+v, %v; want no log", off, cs.log, err)
+		}
+	}
+	for setting, spec := range map[string]container.Spec{
+		"tmpfs /run size":     {Image: "busybox", Tmpfs: []container.Tmpfs{{Path: "/run", Options: "size=lots"}}},
+		"log option max-size": {Image: "busybox", LogPath: "/l/c-json.log", Log: container.LogConfig{Options: map[string]string{"max-size": "-1m"}}},
+		"log option max-file": {Image: "busybox", LogPath: "/l/c-json.log", Log: container.LogConfig{Options: map[string]string{"max-file": "many"}}},
+		"image reference":     {Image: "Not A Reference"},
+	} {
+		if _, err := readSpec(spec); err == nil || !strings.Contains(err.Error(), setting) {
+			t.Errorf("readSpec error = %v, want one naming %q", err, setting)
+		}
+	}
+	for in, want := range map[string]int64{"512": 512, "64k": 64 << 10, "10m": 10 << 20, "1g": 1 << 30, "2MB": 2 << 20, "7b": 7} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
 	}
 }

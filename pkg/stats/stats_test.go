@@ -18,6 +18,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/internal/testenv/agentproc"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/runtime"
 	"github.com/berth-dev/berth/pkg/stats"
 )
@@ -51,7 +52,7 @@ func newLab(t *testing.T) *lab {
 	}
 	t.Cleanup(func() { rt.Close() })
 	img := testenv.BuildImage(t, testenv.Registry(t), "stats/busybox", testenv.ImageSpec{Cmd: []string{"/bin/sh"}})
-	if _, err := rt.Pull(t.Context(), img.Ref, runtime.PullOptions{}); err != nil {
+	if _, err := rt.Pull(t.Context(), img.Ref); err != nil {
 		t.Fatal(err)
 	}
 	return &lab{rt: rt, ns: ns, img: img.Ref}
@@ -61,7 +62,7 @@ func newLab(t *testing.T) *lab {
 // its shell; the container is removed at the end of the test.
 func (l *lab) start(t *testing.T, id, script string) (string, uint32) {
 	t.Helper()
-	if err := l.rt.Create(t.Context(), runtime.ContainerSpec{ID: id, Image: l.img, Entrypoint: []string{"/bin/sh", "-c", script}}); err != nil {
+	if err := l.rt.Create(t.Context(), container.Spec{ID: id, Image: l.img, Entrypoint: []string{"/bin/sh", "-c", script}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -35,6 +35,7 @@ import (
 	"github.com/containerd/containerd/oci"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/logs"
 	"github.com/berth-dev/berth/pkg/runtime"
 )
@@ -91,7 +92,7 @@ func run(ctx context.Context, n, lines, rounds, running, launchRounds int) (retE
 	}
 	defer rt.Close()
 	defer cleanNamespace(context.WithoutCancel(ctx), rt.Client(), ns)
-	if _, err := rt.Pull(ctx, img.Ref, runtime.PullOptions{}); err != nil {
+	if _, err := rt.Pull(ctx, img.Ref); err != nil {
 		return err
 	}
 	fmt.Printf("containerd %s, snapshotter %s, image %s\n\n", address, snapshotter, img.Ref)
@@ -169,14 +170,15 @@ func rawLifecycle(ctx context.Context, cli *containerd.Client, image containerd.
 }
 
 func berthLifecycle(ctx context.Context, rt *runtime.Runtime, ref, id string) error {
-	if err := rt.Create(ctx, runtime.ContainerSpec{ID: id, Image: ref, Command: []string{"/bin/true"}}); err != nil {
+	if err := rt.Create(ctx, container.Spec{ID: id, Image: ref, Command: []string{"/bin/true"}}); err != nil {
 		return err
 	}
-	ch, err := rt.Start(ctx, id)
-	if err != nil {
+	if _, err := rt.Start(ctx, id); err != nil {
 		return err
 	}
-	<-ch
+	if _, err := rt.Wait(ctx, id); err != nil {
+		return err
+	}
 	return rt.Remove(ctx, id)
 }
 
@@ -192,20 +194,22 @@ func benchLogs(ctx context.Context, rt *runtime.Runtime, ref, logDir string, lin
 			if toNull {
 				cmd += " > /dev/null"
 			}
-			spec := runtime.ContainerSpec{ID: id, Image: ref, Command: []string{"/bin/sh", "-c", cmd},
-				Log: runtime.LogOptions{Dir: logDir, MaxSize: 64 << 20, MaxFile: 2}}
+			spec := container.Spec{ID: id, Image: ref, Command: []string{"/bin/sh", "-c", cmd},
+				LogPath: runtime.LogPath(logDir, id), Log: container.LogConfig{Options: map[string]string{"max-size": "64m", "max-file": "2"}}}
 			if err := rt.Create(ctx, spec); err != nil {
 				return err
 			}
 			start := time.Now()
-			ch, err := rt.Start(ctx, id)
-			if err != nil {
+			if _, err := rt.Start(ctx, id); err != nil {
 				return err
 			}
 			// The exit arrives once the log daemon has written the whole
 			// output and the task is deleted: the log is complete here.
-			st := <-ch
-			d, ran := time.Since(start), st.ExitedAt.Sub(start)
+			st, err := rt.Wait(ctx, id)
+			if err != nil {
+				return err
+			}
+			d, ran := time.Since(start), st.At.Sub(start)
 			if err := rt.Remove(ctx, id); err != nil {
 				return err
 			}

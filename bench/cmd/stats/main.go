@@ -29,6 +29,7 @@ import (
 	"github.com/containerd/containerd/namespaces"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/logs"
 	"github.com/berth-dev/berth/pkg/runtime"
 	"github.com/berth-dev/berth/pkg/stats"
@@ -92,13 +93,13 @@ func run(ctx context.Context, n, rounds int) (retErr error) {
 			retErr = errors.Join(retErr, testenv.EmptyNamespace(cctx, rt.Client(), ns))
 		}
 	}()
-	if _, err := rt.Pull(ctx, img.Ref, runtime.PullOptions{}); err != nil {
+	if _, err := rt.Pull(ctx, img.Ref); err != nil {
 		return err
 	}
 	var ts targets
 	for i := range n {
 		id := fmt.Sprintf("c%03d", i)
-		if err := rt.Create(ctx, runtime.ContainerSpec{ID: id, Image: img.Ref}); err != nil {
+		if err := rt.Create(ctx, container.Spec{ID: id, Image: img.Ref}); err != nil {
 			return err
 		}
 		if _, err := rt.Start(ctx, id); err != nil {
