@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/state"
 	bolt "go.etcd.io/bbolt"
 )
@@ -19,9 +20,9 @@ import (
 func BenchmarkStateSaveTask(b *testing.B) {
 	record := bytes.Repeat([]byte("x"), 2048)
 	record = append(append([]byte(`{"blob":"`), record...), []byte(`"}`)...)
-	change := state.StateChange{Kind: state.ChangeContainer, TaskARN: "arn:aws:ecs:us-east-1:000000000000:task/lab/0123456789abcdef",
+	change := api.StateChange{Kind: api.ChangeContainer, TaskARN: "arn:aws:ecs:us-east-1:000000000000:task/lab/0123456789abcdef",
 		ContainerName: "app", Status: "RUNNING", RuntimeID: "0123456789abcdef-app", At: time.Now(),
-		NetworkBindings: []state.NetworkBinding{{ContainerPort: 8080, HostPort: 49153, Protocol: "tcp", BindIP: "0.0.0.0"}}}
+		NetworkBindings: []api.NetworkBinding{{ContainerPort: 8080, HostPort: 49153, Protocol: "tcp", BindIP: "0.0.0.0"}}}
 	changeJSON, err := json.Marshal(change)
 	if err != nil {
 		b.Fatal(err)
@@ -76,7 +77,7 @@ func BenchmarkStateSaveTask(b *testing.B) {
 		}
 		rawDur += time.Since(start)
 		start = time.Now()
-		changes := []state.StateChange{change, change}
+		changes := []api.StateChange{change, change}
 		if err := db.SaveTask(change.TaskARN, record, changes); err != nil {
 			b.Fatal(err)
 		}
@@ -97,7 +98,7 @@ func BenchmarkStatePendingStateChanges(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	change := state.StateChange{Kind: state.ChangeTask, TaskARN: "arn:aws:ecs:us-east-1:000000000000:task/lab/x", Status: "RUNNING", At: time.Now()}
+	change := api.StateChange{Kind: api.ChangeTask, TaskARN: "arn:aws:ecs:us-east-1:000000000000:task/lab/x", Status: "RUNNING", At: time.Now()}
 	if err := db.Update(func(tx *state.Tx) error {
 		for i := 0; i < 1000; i++ {
 			c := change
@@ -142,7 +143,7 @@ func BenchmarkStatePendingStateChanges(b *testing.B) {
 		err := raw.View(func(tx *bolt.Tx) error {
 			c := tx.Bucket([]byte("outbox")).Cursor()
 			for k, v := c.First(); k != nil; k, v = c.Next() {
-				var sc state.StateChange
+				var sc api.StateChange
 				if err := json.Unmarshal(v, &sc); err != nil {
 					return err
 				}

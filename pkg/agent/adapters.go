@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/introspection"
 	"github.com/berth-dev/berth/pkg/network"
@@ -38,7 +39,7 @@ func (n networkAdapter) Setup(ctx context.Context, req engine.NetworkRequest) (e
 	}
 	res := engine.NetworkResult{NetNSPath: sb.NetnsPath, IPv4: sb.IP, Handle: handle}
 	for _, b := range sb.Bindings {
-		res.Bindings = append(res.Bindings, engine.PortBinding{ContainerPort: b.ContainerPort, HostPort: b.HostPort, Protocol: string(b.Protocol), BindIP: b.BindIP})
+		res.Bindings = append(res.Bindings, api.NetworkBinding{ContainerPort: b.ContainerPort, HostPort: b.HostPort, Protocol: string(b.Protocol), BindIP: b.BindIP})
 	}
 	return res, nil
 }
@@ -83,38 +84,16 @@ func (n networkAdapter) pending() []introspection.PendingCleanup {
 	return out
 }
 
-// storeAdapter maps the engine's store onto pkg/state.
+// storeAdapter gives the engine its Store on pkg/state: the task records and
+// the outbox of state changes (api.StateChange, one type for both).
 type storeAdapter struct {
 	db *state.DB
 }
 
 var _ engine.Store = storeAdapter{}
 
-func (s storeAdapter) SaveTask(ctx context.Context, arn string, record []byte, changes []engine.StateChange) error {
-	out := make([]state.StateChange, 0, len(changes))
-	for _, c := range changes {
-		sc := state.StateChange{
-			Kind:               state.ChangeKind(c.Kind),
-			TaskARN:            c.TaskARN,
-			Cluster:            c.Cluster,
-			Status:             c.Status,
-			Reason:             c.Reason,
-			ContainerName:      c.ContainerName,
-			RuntimeID:          c.RuntimeID,
-			ImageDigest:        c.ImageDigest,
-			ExitCode:           c.ExitCode,
-			HealthStatus:       c.HealthStatus,
-			PullStartedAt:      c.PullStartedAt,
-			PullStoppedAt:      c.PullStoppedAt,
-			ExecutionStoppedAt: c.ExecutionStoppedAt,
-			At:                 c.At,
-		}
-		for _, b := range c.NetworkBindings {
-			sc.NetworkBindings = append(sc.NetworkBindings, state.NetworkBinding{ContainerPort: b.ContainerPort, HostPort: b.HostPort, Protocol: b.Protocol, BindIP: b.BindIP})
-		}
-		out = append(out, sc)
-	}
-	return s.db.SaveTask(arn, record, out)
+func (s storeAdapter) SaveTask(ctx context.Context, arn string, record []byte, changes []api.StateChange) error {
+	return s.db.SaveTask(arn, record, changes)
 }
 
 func (s storeAdapter) DeleteTask(ctx context.Context, arn string) error { return s.db.DeleteTask(arn) }

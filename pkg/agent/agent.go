@@ -598,7 +598,7 @@ func (a *Agent) Task(arn string) (engine.TaskState, bool) {
 }
 
 // PendingStateChanges returns the outbox, oldest first.
-func (a *Agent) PendingStateChanges() ([]state.StateChange, error) {
+func (a *Agent) PendingStateChanges() ([]api.StateChange, error) {
 	a.mu.Lock()
 	db := a.db
 	a.mu.Unlock()

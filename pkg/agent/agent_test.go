@@ -18,7 +18,6 @@ import (
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/engine"
-	"github.com/berth-dev/berth/pkg/state"
 )
 
 // TestFixturesDecode proves every shared protocol fixture decodes, that the
@@ -94,21 +93,21 @@ func handle(t *testing.T, a *agent.Agent, p *api.PayloadMessage) {
 }
 
 // outboxKeys renders the outbox as "container/STATUS[+HEALTH]" and "task/STATUS".
-func outboxKeys(t *testing.T, a *agent.Agent, arn string) ([]string, []state.StateChange) {
+func outboxKeys(t *testing.T, a *agent.Agent, arn string) ([]string, []api.StateChange) {
 	t.Helper()
 	changes, err := a.PendingStateChanges()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var keys []string
-	var mine []state.StateChange
+	var mine []api.StateChange
 	for _, c := range changes {
 		if c.TaskARN != arn {
 			continue
 		}
 		mine = append(mine, c)
 		k := "task"
-		if c.Kind == state.ChangeContainer {
+		if c.Kind == api.ChangeContainer {
 			k = c.ContainerName
 		}
 		k += "/" + c.Status
@@ -137,7 +136,7 @@ func TestWebTaskFixture(t *testing.T) {
 	if healthy < 0 || shipper < healthy || !slices.Contains(keys, "task/RUNNING") {
 		t.Fatalf("outbox %v: want app HEALTHY, then shipper RUNNING, and task RUNNING", keys)
 	}
-	var appBindings []state.NetworkBinding
+	var appBindings []api.NetworkBinding
 	for _, c := range changes {
 		if c.ContainerName == "app" && c.Status == "RUNNING" && c.HealthStatus == "" {
 			appBindings = c.NetworkBindings

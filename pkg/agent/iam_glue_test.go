@@ -68,7 +68,7 @@ func decorated(t *testing.T, arn, mode, ip string, role bool) engine.TaskState {
 		Containers: []*engine.ContainerState{
 			{Name: "app", RuntimeID: "rt-app", ImageDigest: "sha256:abc", KnownStatus: engine.ContainerRunning,
 				DesiredStatus: engine.ContainerRunning, StartedAt: started,
-				Bindings: []engine.PortBinding{{ContainerPort: 80, HostPort: 32768, Protocol: "tcp", BindIP: "0.0.0.0"}}},
+				Bindings: []api.NetworkBinding{{ContainerPort: 80, HostPort: 32768, Protocol: "tcp", BindIP: "0.0.0.0"}}},
 			{Name: "side", RuntimeID: "rt-side", KnownStatus: engine.ContainerRunning, DesiredStatus: engine.ContainerRunning},
 		}}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/engine"
 )
@@ -201,7 +202,7 @@ func (n *fakeNetwork) Setup(ctx context.Context, req engine.NetworkRequest) (eng
 			hp = n.next
 			n.next++
 		}
-		res.Bindings = append(res.Bindings, engine.PortBinding{ContainerPort: p.ContainerPort, HostPort: hp, Protocol: p.Protocol, BindIP: "0.0.0.0"})
+		res.Bindings = append(res.Bindings, api.NetworkBinding{ContainerPort: p.ContainerPort, HostPort: hp, Protocol: p.Protocol, BindIP: "0.0.0.0"})
 	}
 	return res, nil
 }
@@ -224,14 +225,14 @@ func (n *fakeNetwork) live() int {
 type fakeStore struct {
 	mu      sync.Mutex
 	records map[string][]byte
-	outbox  []engine.StateChange
+	outbox  []api.StateChange
 }
 
 var _ engine.Store = (*fakeStore)(nil)
 
 func newFakeStore() *fakeStore { return &fakeStore{records: map[string][]byte{}} }
 
-func (s *fakeStore) SaveTask(ctx context.Context, arn string, record []byte, changes []engine.StateChange) error {
+func (s *fakeStore) SaveTask(ctx context.Context, arn string, record []byte, changes []api.StateChange) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.records[arn] = append([]byte(nil), record...)
@@ -256,10 +257,10 @@ func (s *fakeStore) LoadTasks(ctx context.Context) ([][]byte, error) {
 	return out, nil
 }
 
-func (s *fakeStore) changes() []engine.StateChange {
+func (s *fakeStore) changes() []api.StateChange {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]engine.StateChange(nil), s.outbox...)
+	return append([]api.StateChange(nil), s.outbox...)
 }
 
 // changeKeys renders the outbox as "container/status" and "task/status".
@@ -267,7 +268,7 @@ func (s *fakeStore) changeKeys() []string {
 	var out []string
 	for _, c := range s.changes() {
 		k := "task"
-		if c.Kind == engine.ChangeContainer {
+		if c.Kind == api.ChangeContainer {
 			k = c.ContainerName
 		}
 		st := c.Status

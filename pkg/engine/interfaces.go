@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/container"
 )
 
@@ -64,7 +65,7 @@ type NetworkRequest struct {
 type NetworkResult struct {
 	NetNSPath string
 	IPv4      string
-	Bindings  []PortBinding
+	Bindings  []api.NetworkBinding
 	// Handle is opaque to the engine: the network's record of what it made.
 	Handle []byte
 }
@@ -81,7 +82,7 @@ type Network interface {
 type Store interface {
 	// SaveTask writes the record and appends the changes to the outbox in
 	// one transaction.
-	SaveTask(ctx context.Context, arn string, record []byte, changes []StateChange) error
+	SaveTask(ctx context.Context, arn string, record []byte, changes []api.StateChange) error
 	// DeleteTask removes the record (after clean-up); the outbox is kept.
 	DeleteTask(ctx context.Context, arn string) error
 	// LoadTasks returns every stored record.

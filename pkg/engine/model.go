@@ -3,6 +3,7 @@ package engine
 import (
 	"time"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/container"
 )
 
@@ -52,14 +53,6 @@ type PortMapping struct {
 	ContainerPort uint16 `json:"containerPort"`
 	HostPort      uint16 `json:"hostPort"`
 	Protocol      string `json:"protocol"` // "tcp" or "udp"
-}
-
-// PortBinding is a port actually bound, reported as a networkBinding.
-type PortBinding struct {
-	ContainerPort uint16 `json:"containerPort"`
-	HostPort      uint16 `json:"hostPort"`
-	Protocol      string `json:"protocol"`
-	BindIP        string `json:"bindIP"`
 }
 
 // MountPoint binds a task volume into a container.
@@ -166,21 +159,21 @@ type Step struct {
 
 // ContainerState is the known state of one container.
 type ContainerState struct {
-	Name          string          `json:"name"`
-	KnownStatus   ContainerStatus `json:"knownStatus"`
-	DesiredStatus ContainerStatus `json:"desiredStatus"`
-	RuntimeID     string          `json:"runtimeId,omitempty"`
-	ImageDigest   string          `json:"imageDigest,omitempty"`
-	ImageRef      string          `json:"imageRef,omitempty"` // normalised, as pulled
-	PID           int             `json:"pid,omitempty"`
-	ExitCode      *int            `json:"exitCode,omitempty"`
-	Reason        string          `json:"reason,omitempty"`
-	Health        HealthStatus    `json:"health"`
-	Bindings      []PortBinding   `json:"bindings,omitempty"`
-	StartedAt     time.Time       `json:"startedAt,omitempty"`
-	FinishedAt    time.Time       `json:"finishedAt,omitempty"`
-	LogPath       string          `json:"logPath,omitempty"`
-	Step          step            `json:"step,omitempty"`
+	Name          string               `json:"name"`
+	KnownStatus   ContainerStatus      `json:"knownStatus"`
+	DesiredStatus ContainerStatus      `json:"desiredStatus"`
+	RuntimeID     string               `json:"runtimeId,omitempty"`
+	ImageDigest   string               `json:"imageDigest,omitempty"`
+	ImageRef      string               `json:"imageRef,omitempty"` // normalised, as pulled
+	PID           int                  `json:"pid,omitempty"`
+	ExitCode      *int                 `json:"exitCode,omitempty"`
+	Reason        string               `json:"reason,omitempty"`
+	Health        HealthStatus         `json:"health"`
+	Bindings      []api.NetworkBinding `json:"bindings,omitempty"`
+	StartedAt     time.Time            `json:"startedAt,omitempty"`
+	FinishedAt    time.Time            `json:"finishedAt,omitempty"`
+	LogPath       string               `json:"logPath,omitempty"`
+	Step          step                 `json:"step,omitempty"`
 	// Retries counts the failed attempts of the container's current
 	// operation (a pull, create or start that could not reach the runtime,
 	// a stop that failed); RetryError is the last failure. Both are reset
@@ -193,23 +186,23 @@ type ContainerState struct {
 // TaskState is the whole persisted record of one task: its definition and
 // everything known about it. The task's goroutine is its only writer.
 type TaskState struct {
-	Def                TaskDef           `json:"def"`
-	DesiredStatus      TaskStatus        `json:"desiredStatus"`
-	KnownStatus        TaskStatus        `json:"knownStatus"`
-	StoppedReason      string            `json:"stoppedReason,omitempty"`
-	Admitted           bool              `json:"admitted,omitempty"`
-	NetworkReady       bool              `json:"networkReady,omitempty"`
-	NetworkStep        step              `json:"networkStep,omitempty"`
-	NetNSPath          string            `json:"netnsPath,omitempty"`
-	NetHandle          []byte            `json:"netHandle,omitempty"`
-	IPv4               string            `json:"ipv4,omitempty"`
-	Bindings           []PortBinding     `json:"bindings,omitempty"`
-	VolumePaths        map[string]string `json:"volumePaths,omitempty"`
-	PullStartedAt      time.Time         `json:"pullStartedAt,omitempty"`
-	PullStoppedAt      time.Time         `json:"pullStoppedAt,omitempty"`
-	ExecutionStoppedAt time.Time         `json:"executionStoppedAt,omitempty"`
-	StoppedAt          time.Time         `json:"stoppedAt,omitempty"`
-	Containers         []*ContainerState `json:"containers"`
+	Def                TaskDef              `json:"def"`
+	DesiredStatus      TaskStatus           `json:"desiredStatus"`
+	KnownStatus        TaskStatus           `json:"knownStatus"`
+	StoppedReason      string               `json:"stoppedReason,omitempty"`
+	Admitted           bool                 `json:"admitted,omitempty"`
+	NetworkReady       bool                 `json:"networkReady,omitempty"`
+	NetworkStep        step                 `json:"networkStep,omitempty"`
+	NetNSPath          string               `json:"netnsPath,omitempty"`
+	NetHandle          []byte               `json:"netHandle,omitempty"`
+	IPv4               string               `json:"ipv4,omitempty"`
+	Bindings           []api.NetworkBinding `json:"bindings,omitempty"`
+	VolumePaths        map[string]string    `json:"volumePaths,omitempty"`
+	PullStartedAt      time.Time            `json:"pullStartedAt,omitempty"`
+	PullStoppedAt      time.Time            `json:"pullStoppedAt,omitempty"`
+	ExecutionStoppedAt time.Time            `json:"executionStoppedAt,omitempty"`
+	StoppedAt          time.Time            `json:"stoppedAt,omitempty"`
+	Containers         []*ContainerState    `json:"containers"`
 	// CleanupRetries counts clean-ups that failed (CleanupError is the
 	// last failure). The record is kept until a clean-up succeeds, so a
 	// clean-up pending at an agent restart is retried by the next agent.
@@ -233,34 +226,4 @@ func (t *TaskState) def(name string) *ContainerDef {
 		}
 	}
 	return nil
-}
-
-// StateChangeKind says whether a change is about a task or a container.
-type StateChangeKind string
-
-// State change kinds.
-const (
-	ChangeTask      StateChangeKind = "task"
-	ChangeContainer StateChangeKind = "container"
-)
-
-// StateChange is one transition to report to the endpoint
-// (SubmitTaskStateChange / SubmitContainerStateChange). It is written to the
-// outbox in the same transaction as the state it describes.
-type StateChange struct {
-	Kind               StateChangeKind `json:"kind"`
-	TaskARN            string          `json:"taskArn"`
-	Cluster            string          `json:"cluster,omitempty"`
-	Status             string          `json:"status"`
-	Reason             string          `json:"reason,omitempty"`
-	ContainerName      string          `json:"containerName,omitempty"`
-	RuntimeID          string          `json:"runtimeId,omitempty"`
-	ImageDigest        string          `json:"imageDigest,omitempty"`
-	ExitCode           *int            `json:"exitCode,omitempty"`
-	NetworkBindings    []PortBinding   `json:"networkBindings,omitempty"`
-	HealthStatus       string          `json:"healthStatus,omitempty"`
-	PullStartedAt      time.Time       `json:"pullStartedAt,omitempty"`
-	PullStoppedAt      time.Time       `json:"pullStoppedAt,omitempty"`
-	ExecutionStoppedAt time.Time       `json:"executionStoppedAt,omitempty"`
-	At                 time.Time       `json:"at"`
 }

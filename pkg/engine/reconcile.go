@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/container"
 )
 
@@ -494,8 +495,8 @@ func (r *taskRunner) buildSpec(c *ContainerState, d *ContainerDef) container.Spe
 }
 
 // bindingsFor returns the host bindings of one container's port mappings.
-func bindingsFor(st *TaskState, d *ContainerDef) []PortBinding {
-	var out []PortBinding
+func bindingsFor(st *TaskState, d *ContainerDef) []api.NetworkBinding {
+	var out []api.NetworkBinding
 	for _, p := range d.Ports {
 		proto := p.Protocol
 		if proto == "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/container"
 )
 
@@ -88,9 +89,9 @@ func (e *Engine) recover(ctx context.Context) error {
 // reconcileObserved brings a recovered record in line with what the runtime
 // reports and returns the state changes that happened while the agent was
 // down. Containers found running are re-attached, never restarted.
-func (r *taskRunner) reconcileObserved(byID map[string]container.Observed) []StateChange {
+func (r *taskRunner) reconcileObserved(byID map[string]container.Observed) []api.StateChange {
 	st := r.st
-	var changes []StateChange
+	var changes []api.StateChange
 	for _, c := range st.Containers {
 		id := ContainerID(st.Def.ARN, c.Name)
 		o, exists := byID[id]

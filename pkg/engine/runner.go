@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/container"
 )
 
@@ -245,7 +246,7 @@ func (r *taskRunner) handleDesired(status TaskStatus) error {
 }
 
 // save writes the record and the changes to the outbox in one transaction.
-func (r *taskRunner) save(ctx context.Context, changes ...StateChange) error {
+func (r *taskRunner) save(ctx context.Context, changes ...api.StateChange) error {
 	b, err := json.Marshal(r.st)
 	if err != nil {
 		return fmt.Errorf("encode task %s: %w", r.st.Def.ARN, err)
@@ -265,7 +266,7 @@ func (r *taskRunner) save(ctx context.Context, changes ...StateChange) error {
 
 // mustSave saves and logs a failure: the next transition rewrites the whole
 // record, so a failed write is retried by the next save.
-func (r *taskRunner) mustSave(changes ...StateChange) bool {
+func (r *taskRunner) mustSave(changes ...api.StateChange) bool {
 	if err := r.save(r.ctx, changes...); err != nil {
 		if r.ctx.Err() == nil {
 			r.log.Error("persist task state", "err", err)
@@ -275,10 +276,10 @@ func (r *taskRunner) mustSave(changes ...StateChange) bool {
 	return true
 }
 
-func (r *taskRunner) taskChange() StateChange {
+func (r *taskRunner) taskChange() api.StateChange {
 	st := r.st
-	ch := StateChange{
-		Kind:          ChangeTask,
+	ch := api.StateChange{
+		Kind:          api.ChangeTask,
 		TaskARN:       st.Def.ARN,
 		Cluster:       st.Def.Cluster,
 		Status:        st.KnownStatus.Reported(),
@@ -293,9 +294,9 @@ func (r *taskRunner) taskChange() StateChange {
 	return ch
 }
 
-func (r *taskRunner) containerChange(c *ContainerState) StateChange {
-	ch := StateChange{
-		Kind:            ChangeContainer,
+func (r *taskRunner) containerChange(c *ContainerState) api.StateChange {
+	ch := api.StateChange{
+		Kind:            api.ChangeContainer,
 		TaskARN:         r.st.Def.ARN,
 		Cluster:         r.st.Def.Cluster,
 		ContainerName:   c.Name,

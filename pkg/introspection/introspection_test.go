@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/introspection"
 )
@@ -63,7 +64,7 @@ func newServerTasks(t *testing.T, logPath string) (*httptest.Server, *fakeTasks)
 		VolumePaths:   map[string]string{"content": "/srv/web"},
 		Containers: []*engine.ContainerState{{
 			Name: "app", RuntimeID: "3b2f9c1d-app", KnownStatus: engine.ContainerRunning, LogPath: logPath,
-			Bindings: []engine.PortBinding{{ContainerPort: 8080, HostPort: 49153, Protocol: "tcp", BindIP: "0.0.0.0"}},
+			Bindings: []api.NetworkBinding{{ContainerPort: 8080, HostPort: 49153, Protocol: "tcp", BindIP: "0.0.0.0"}},
 		}},
 	}
 	tasks := &fakeTasks{tasks: []engine.TaskState{st}}

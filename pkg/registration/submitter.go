@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/state"
 )
 
@@ -26,7 +27,7 @@ var _ StateChangeAPI = (*ecs.Client)(nil)
 // Outbox is the durable queue of unsent state changes. *state.DB implements it.
 type Outbox interface {
 	// PendingStateChanges returns up to limit entries, oldest first.
-	PendingStateChanges(limit int) ([]state.StateChange, error)
+	PendingStateChanges(limit int) ([]api.StateChange, error)
 	// DeleteStateChange removes entries once the endpoint accepted them.
 	DeleteStateChange(seqs ...uint64) error
 }
@@ -175,12 +176,12 @@ func (s *Submitter) drain(ctx context.Context) (int, error) {
 	return settled, nil
 }
 
-func (s *Submitter) submit(ctx context.Context, c *state.StateChange) error {
+func (s *Submitter) submit(ctx context.Context, c *api.StateChange) error {
 	cluster := c.Cluster
 	if cluster == "" {
 		cluster = s.o.Cluster
 	}
-	if c.Kind == state.ChangeContainer {
+	if c.Kind == api.ChangeContainer {
 		_, err := s.o.API.SubmitContainerStateChange(ctx, ContainerStateChangeInput(cluster, c))
 		return err
 	}
@@ -189,7 +190,7 @@ func (s *Submitter) submit(ctx context.Context, c *state.StateChange) error {
 }
 
 // TaskStateChangeInput maps a task outbox entry onto SubmitTaskStateChange.
-func TaskStateChangeInput(cluster string, c *state.StateChange) *ecs.SubmitTaskStateChangeInput {
+func TaskStateChangeInput(cluster string, c *api.StateChange) *ecs.SubmitTaskStateChangeInput {
 	in := &ecs.SubmitTaskStateChangeInput{
 		Cluster: aws.String(cluster),
 		Task:    aws.String(c.TaskARN),
@@ -212,7 +213,7 @@ func TaskStateChangeInput(cluster string, c *state.StateChange) *ecs.SubmitTaskS
 
 // ContainerStateChangeInput maps a container outbox entry onto
 // SubmitContainerStateChange.
-func ContainerStateChangeInput(cluster string, c *state.StateChange) *ecs.SubmitContainerStateChangeInput {
+func ContainerStateChangeInput(cluster string, c *api.StateChange) *ecs.SubmitContainerStateChangeInput {
 	in := &ecs.SubmitContainerStateChangeInput{
 		Cluster:       aws.String(cluster),
 		Task:          aws.String(c.TaskARN),

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	smithy "github.com/aws/smithy-go"
 
+	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/registration"
 	"github.com/berth-dev/berth/pkg/state"
@@ -55,7 +56,7 @@ func (f *fakeSubmitAPI) snapshot() []string {
 	return slices.Clone(f.accepted)
 }
 
-func appendChanges(t *testing.T, db *state.DB, changes ...state.StateChange) {
+func appendChanges(t *testing.T, db *state.DB, changes ...api.StateChange) {
 	t.Helper()
 	if err := db.Update(func(tx *state.Tx) error {
 		for i := range changes {
@@ -89,45 +90,45 @@ func runSubmitter(t *testing.T, o registration.SubmitterOptions) *registration.S
 
 func TestSubmitterDeliversInOrderThroughOutages(t *testing.T) {
 	db := openState(t)
-	api := &fakeSubmitAPI{down: 3, reject: map[string]bool{"bad": true}}
+	fake := &fakeSubmitAPI{down: 3, reject: map[string]bool{"bad": true}}
 	var want []string
 	for i := 0; i < 3; i++ {
 		task := fmt.Sprintf("t%d", i)
 		appendChanges(t, db,
-			state.StateChange{Kind: state.ChangeContainer, TaskARN: task, ContainerName: "app", Status: "RUNNING",
-				NetworkBindings: []state.NetworkBinding{{ContainerPort: 80, HostPort: 32768, Protocol: "tcp"}}},
-			state.StateChange{Kind: state.ChangeTask, TaskARN: task, Status: "RUNNING"},
+			api.StateChange{Kind: api.ChangeContainer, TaskARN: task, ContainerName: "app", Status: "RUNNING",
+				NetworkBindings: []api.NetworkBinding{{ContainerPort: 80, HostPort: 32768, Protocol: "tcp"}}},
+			api.StateChange{Kind: api.ChangeTask, TaskARN: task, Status: "RUNNING"},
 		)
 		want = append(want, task+"/app/RUNNING", task+"/RUNNING")
 	}
-	appendChanges(t, db, state.StateChange{Kind: state.ChangeTask, TaskARN: "bad", Status: "RUNNING"},
-		state.StateChange{Kind: state.ChangeTask, TaskARN: "t0", Status: "STOPPED"})
+	appendChanges(t, db, api.StateChange{Kind: api.ChangeTask, TaskARN: "bad", Status: "RUNNING"},
+		api.StateChange{Kind: api.ChangeTask, TaskARN: "t0", Status: "STOPPED"})
 	want = append(want, "t0/STOPPED")
 
-	runSubmitter(t, registration.SubmitterOptions{Outbox: db, API: api, Cluster: "c",
+	runSubmitter(t, registration.SubmitterOptions{Outbox: db, API: fake, Cluster: "c",
 		Backoff: registration.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
 	eventually(t, "outbox drained", 10*time.Second, func() bool {
 		n, _ := db.StateChangeCount()
 		return n == 0
 	})
-	if got := api.snapshot(); !slices.Equal(got, want) {
+	if got := fake.snapshot(); !slices.Equal(got, want) {
 		t.Fatalf("accepted = %v\nwant       %v (in outbox order, none twice, the rejected one dropped)", got, want)
 	}
-	if api.attempted != len(want)+1+3 {
-		t.Errorf("attempts = %d, want %d (each accepted once, one rejection, three failures)", api.attempted, len(want)+4)
+	if fake.attempted != len(want)+1+3 {
+		t.Errorf("attempts = %d, want %d (each accepted once, one rejection, three failures)", fake.attempted, len(want)+4)
 	}
 }
 
 func TestSubmitterKeepsEntriesUntilAccepted(t *testing.T) {
 	db := openState(t)
-	api := &fakeSubmitAPI{down: 1 << 30}
-	appendChanges(t, db, state.StateChange{Kind: state.ChangeTask, TaskARN: "t", Status: "RUNNING"})
+	fake := &fakeSubmitAPI{down: 1 << 30}
+	appendChanges(t, db, api.StateChange{Kind: api.ChangeTask, TaskARN: "t", Status: "RUNNING"})
 	ctx, cancel := context.WithCancel(context.Background())
-	sub, _ := registration.NewSubmitter(registration.SubmitterOptions{Outbox: db, API: api, Logger: testLogger(t),
+	sub, _ := registration.NewSubmitter(registration.SubmitterOptions{Outbox: db, API: fake, Logger: testLogger(t),
 		Backoff: registration.Backoff{Min: 5 * time.Millisecond, Max: 5 * time.Millisecond}})
 	done := make(chan struct{})
 	go func() { defer close(done); sub.Run(ctx) }()
-	eventually(t, "several failed attempts", 10*time.Second, func() bool { api.mu.Lock(); defer api.mu.Unlock(); return api.attempted > 3 })
+	eventually(t, "several failed attempts", 10*time.Second, func() bool { fake.mu.Lock(); defer fake.mu.Unlock(); return fake.attempted > 3 })
 	cancel()
 	<-done
 	if n, _ := db.StateChangeCount(); n != 1 {
@@ -144,11 +145,11 @@ func TestSubmitterUpdatesTheEndpoint(t *testing.T) {
 	task := l.runTask(t, l.taskDef(t, "web"))
 	exit := 3
 	appendChanges(t, db,
-		state.StateChange{Kind: state.ChangeContainer, TaskARN: task, ContainerName: "app", Status: "RUNNING", RuntimeID: "rt-1",
-			NetworkBindings: []state.NetworkBinding{{ContainerPort: 80, HostPort: 32800, Protocol: "tcp", BindIP: "0.0.0.0"}}},
-		state.StateChange{Kind: state.ChangeTask, TaskARN: task, Status: "RUNNING"},
-		state.StateChange{Kind: state.ChangeContainer, TaskARN: task, ContainerName: "app", Status: "STOPPED", ExitCode: &exit, Reason: "exited"},
-		state.StateChange{Kind: state.ChangeTask, TaskARN: task, Status: "STOPPED", Reason: "Essential container in task exited"},
+		api.StateChange{Kind: api.ChangeContainer, TaskARN: task, ContainerName: "app", Status: "RUNNING", RuntimeID: "rt-1",
+			NetworkBindings: []api.NetworkBinding{{ContainerPort: 80, HostPort: 32800, Protocol: "tcp", BindIP: "0.0.0.0"}}},
+		api.StateChange{Kind: api.ChangeTask, TaskARN: task, Status: "RUNNING"},
+		api.StateChange{Kind: api.ChangeContainer, TaskARN: task, ContainerName: "app", Status: "STOPPED", ExitCode: &exit, Reason: "exited"},
+		api.StateChange{Kind: api.ChangeTask, TaskARN: task, Status: "STOPPED", Reason: "Essential container in task exited"},
 	)
 	runSubmitter(t, registration.SubmitterOptions{Outbox: db, API: l.agentECS.ECS, Cluster: id.ClusterArn})
 	eventually(t, "outbox drained", 10*time.Second, func() bool { n, _ := db.StateChangeCount(); return n == 0 })
@@ -173,25 +174,25 @@ func TestSubmitterFlush(t *testing.T) {
 	var want []string
 	for i := 0; i < 100; i++ { // more than one batch of 64
 		task := fmt.Sprintf("t%d", i)
-		appendChanges(t, db, state.StateChange{Kind: state.ChangeTask, TaskARN: task, Status: "STOPPED"})
+		appendChanges(t, db, api.StateChange{Kind: api.ChangeTask, TaskARN: task, Status: "STOPPED"})
 		want = append(want, task+"/STOPPED")
 	}
-	api := &fakeSubmitAPI{}
-	sub, err := registration.NewSubmitter(registration.SubmitterOptions{Outbox: db, API: api, Cluster: "c", Logger: testLogger(t)})
+	fake := &fakeSubmitAPI{}
+	sub, err := registration.NewSubmitter(registration.SubmitterOptions{Outbox: db, API: fake, Cluster: "c", Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := sub.Flush(context.Background()); err != nil {
 		t.Fatalf("Flush: %v", err)
 	}
-	if got := api.snapshot(); !slices.Equal(got, want) {
+	if got := fake.snapshot(); !slices.Equal(got, want) {
 		t.Fatalf("flushed %d changes %v..., want %d in order", len(got), got[:min(3, len(got))], len(want))
 	}
 	if n, _ := db.StateChangeCount(); n != 0 {
 		t.Fatalf("outbox holds %d after Flush, want 0", n)
 	}
 
-	appendChanges(t, db, state.StateChange{Kind: state.ChangeTask, TaskARN: "late", Status: "STOPPED"})
+	appendChanges(t, db, api.StateChange{Kind: api.ChangeTask, TaskARN: "late", Status: "STOPPED"})
 	down := &fakeSubmitAPI{down: 1 << 30}
 	sub, err = registration.NewSubmitter(registration.SubmitterOptions{Outbox: db, API: down, Cluster: "c", Logger: testLogger(t)})
 	if err != nil {

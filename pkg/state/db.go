@@ -1,13 +1,17 @@
 package state
 
-import "time"
+import (
+	"time"
+
+	"github.com/berth-dev/berth/pkg/api"
+)
 
 // This file holds one-transaction shorthands on DB for the common calls.
 
 // SaveTask writes the record of the task arn and appends changes to the
 // outbox in one transaction, setting each change's Seq. It is the shape of
 // pkg/engine's Store.SaveTask.
-func (db *DB) SaveTask(arn string, record []byte, changes []StateChange) error {
+func (db *DB) SaveTask(arn string, record []byte, changes []api.StateChange) error {
 	return db.Update(func(tx *Tx) error {
 		if err := tx.PutTask(arn, record); err != nil {
 			return err
@@ -39,8 +43,8 @@ func (db *DB) Tasks() ([]TaskEntry, error) {
 
 // PendingStateChanges returns up to limit outbox entries, oldest first
 // (limit <= 0 means all).
-func (db *DB) PendingStateChanges(limit int) ([]StateChange, error) {
-	var out []StateChange
+func (db *DB) PendingStateChanges(limit int) ([]api.StateChange, error) {
+	var out []api.StateChange
 	err := db.View(func(tx *Tx) error {
 		var err error
 		out, err = tx.PendingStateChanges(limit)

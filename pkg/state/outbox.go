@@ -6,56 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
+
+	"github.com/berth-dev/berth/pkg/api"
 )
-
-// ChangeKind says whether a state change is about a task or a container.
-type ChangeKind string
-
-// State change kinds.
-const (
-	ChangeTask      ChangeKind = "task"
-	ChangeContainer ChangeKind = "container"
-)
-
-// NetworkBinding is a host port bound for a container, as reported in a
-// container state change.
-type NetworkBinding struct {
-	ContainerPort uint16 `json:"containerPort"`
-	HostPort      uint16 `json:"hostPort"`
-	Protocol      string `json:"protocol"`
-	BindIP        string `json:"bindIP"`
-}
-
-// StateChange is one entry of the outbox: a task or container transition
-// still to be reported to the endpoint (SubmitTaskStateChange or
-// SubmitContainerStateChange). JSON names match pkg/engine's StateChange so
-// that the agent can convert one into the other field by field.
-type StateChange struct {
-	// Seq is the entry's position in the outbox, assigned by
-	// AppendStateChange; it only grows, across restarts too.
-	Seq                uint64           `json:"seq"`
-	Kind               ChangeKind       `json:"kind"`
-	TaskARN            string           `json:"taskArn"`
-	Cluster            string           `json:"cluster,omitempty"`
-	Status             string           `json:"status"`
-	Reason             string           `json:"reason,omitempty"`
-	ContainerName      string           `json:"containerName,omitempty"`
-	RuntimeID          string           `json:"runtimeId,omitempty"`
-	ImageDigest        string           `json:"imageDigest,omitempty"`
-	ExitCode           *int             `json:"exitCode,omitempty"`
-	NetworkBindings    []NetworkBinding `json:"networkBindings,omitempty"`
-	HealthStatus       string           `json:"healthStatus,omitempty"`
-	PullStartedAt      time.Time        `json:"pullStartedAt,omitzero"`
-	PullStoppedAt      time.Time        `json:"pullStoppedAt,omitzero"`
-	ExecutionStoppedAt time.Time        `json:"executionStoppedAt,omitzero"`
-	At                 time.Time        `json:"at,omitzero"`
-}
 
 // AppendStateChange adds c to the end of the outbox and returns its
 // sequence number (also set in c.Seq). Call it in the transaction that
 // writes the state the change describes.
-func (tx *Tx) AppendStateChange(c *StateChange) (uint64, error) {
+func (tx *Tx) AppendStateChange(c *api.StateChange) (uint64, error) {
 	if c == nil || c.TaskARN == "" {
 		return 0, errors.New("append state change: no task ARN")
 	}
@@ -81,21 +39,21 @@ func (tx *Tx) AppendStateChange(c *StateChange) (uint64, error) {
 // PendingStateChanges returns up to limit outbox entries, oldest first
 // (limit <= 0 means all). Entries of one task come in the order they were
 // appended.
-func (tx *Tx) PendingStateChanges(limit int) ([]StateChange, error) {
-	return tx.scanOutbox(limit, func(*StateChange) bool { return true })
+func (tx *Tx) PendingStateChanges(limit int) ([]api.StateChange, error) {
+	return tx.scanOutbox(limit, func(*api.StateChange) bool { return true })
 }
 
 // PendingStateChangesForTask returns the outbox entries of one task, oldest
 // first.
-func (tx *Tx) PendingStateChangesForTask(arn string) ([]StateChange, error) {
-	return tx.scanOutbox(0, func(c *StateChange) bool { return c.TaskARN == arn })
+func (tx *Tx) PendingStateChangesForTask(arn string) ([]api.StateChange, error) {
+	return tx.scanOutbox(0, func(c *api.StateChange) bool { return c.TaskARN == arn })
 }
 
-func (tx *Tx) scanOutbox(limit int, keep func(*StateChange) bool) ([]StateChange, error) {
-	var out []StateChange
+func (tx *Tx) scanOutbox(limit int, keep func(*api.StateChange) bool) ([]api.StateChange, error) {
+	var out []api.StateChange
 	cur := tx.bucket(bucketOutbox).Cursor()
 	for k, v := cur.First(); k != nil; k, v = cur.Next() {
-		var c StateChange
+		var c api.StateChange
 		if err := json.Unmarshal(v, &c); err != nil {
 			return nil, fmt.Errorf("read outbox entry %d: %w", binary.BigEndian.Uint64(k), err)
 		}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/pkg/api"
 )
 
 func TestOutboxOrdering(t *testing.T) {
@@ -21,10 +23,10 @@ func TestOutboxOrdering(t *testing.T) {
 	}
 	code := 137
 	at := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
-	changes := []StateChange{
-		{Kind: ChangeContainer, TaskARN: "t1", ContainerName: "app", Status: "RUNNING", RuntimeID: "r1",
-			NetworkBindings: []NetworkBinding{{ContainerPort: 8080, HostPort: 49153, Protocol: "tcp", BindIP: "0.0.0.0"}}, At: at},
-		{Kind: ChangeTask, TaskARN: "t1", Status: "RUNNING", PullStartedAt: at, PullStoppedAt: at.Add(time.Second), At: at},
+	changes := []api.StateChange{
+		{Kind: api.ChangeContainer, TaskARN: "t1", ContainerName: "app", Status: "RUNNING", RuntimeID: "r1",
+			NetworkBindings: []api.NetworkBinding{{ContainerPort: 8080, HostPort: 49153, Protocol: "tcp", BindIP: "0.0.0.0"}}, At: at},
+		{Kind: api.ChangeTask, TaskARN: "t1", Status: "RUNNING", PullStartedAt: at, PullStoppedAt: at.Add(time.Second), At: at},
 	}
 	if err := db.SaveTask("t1", []byte(`{"v":1}`), changes); err != nil {
 		t.Fatal(err)
@@ -32,10 +34,10 @@ func TestOutboxOrdering(t *testing.T) {
 	if changes[0].Seq != 1 || changes[1].Seq != 2 {
 		t.Fatalf("assigned seqs %d %d", changes[0].Seq, changes[1].Seq)
 	}
-	if err := db.SaveTask("t2", []byte(`{"v":1}`), []StateChange{{Kind: ChangeTask, TaskARN: "t2", Status: "PENDING"}}); err != nil {
+	if err := db.SaveTask("t2", []byte(`{"v":1}`), []api.StateChange{{Kind: api.ChangeTask, TaskARN: "t2", Status: "PENDING"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SaveTask("t1", []byte(`{"v":2}`), []StateChange{{Kind: ChangeContainer, TaskARN: "t1", ContainerName: "app", Status: "STOPPED", ExitCode: &code, Reason: "killed"}}); err != nil {
+	if err := db.SaveTask("t1", []byte(`{"v":2}`), []api.StateChange{{Kind: api.ChangeContainer, TaskARN: "t1", ContainerName: "app", Status: "STOPPED", ExitCode: &code, Reason: "killed"}}); err != nil {
 		t.Fatal(err)
 	}
 	all, err := db.PendingStateChanges(0)
@@ -55,7 +57,7 @@ func TestOutboxOrdering(t *testing.T) {
 	if got, _ := db.PendingStateChanges(2); len(got) != 2 || got[1].Seq != 2 {
 		t.Fatalf("limit 2 gave %+v", got)
 	}
-	var forT1 []StateChange
+	var forT1 []api.StateChange
 	_ = db.View(func(tx *Tx) error { forT1, err = tx.PendingStateChangesForTask("t1"); return err })
 	if len(forT1) != 3 || forT1[0].Seq != 1 || forT1[2].Seq != 4 || forT1[2].Status != "STOPPED" {
 		t.Fatalf("t1 changes %+v", forT1)
@@ -82,14 +84,14 @@ func TestOutboxOrdering(t *testing.T) {
 	if n, _ := db.StateChangeCount(); n != 0 {
 		t.Fatalf("count after deleting all %d", n)
 	}
-	next := []StateChange{{Kind: ChangeTask, TaskARN: "t3", Status: "PENDING"}}
+	next := []api.StateChange{{Kind: api.ChangeTask, TaskARN: "t3", Status: "PENDING"}}
 	if err := db.SaveTask("t3", []byte(`{}`), next); err != nil {
 		t.Fatal(err)
 	}
 	if next[0].Seq != 5 {
 		t.Fatalf("seq after restart %d, want 5", next[0].Seq)
 	}
-	if err := db.Update(func(tx *Tx) error { _, err := tx.AppendStateChange(&StateChange{Status: "X"}); return err }); err == nil {
+	if err := db.Update(func(tx *Tx) error { _, err := tx.AppendStateChange(&api.StateChange{Status: "X"}); return err }); err == nil {
 		t.Fatal("state change without task ARN accepted")
 	}
 }
@@ -101,7 +103,7 @@ func TestUpdateRollsBackTaskAndOutboxTogether(t *testing.T) {
 		if err := tx.PutTask("t1", []byte(`{}`)); err != nil {
 			return err
 		}
-		if _, err := tx.AppendStateChange(&StateChange{TaskARN: "t1", Kind: ChangeTask, Status: "RUNNING"}); err != nil {
+		if _, err := tx.AppendStateChange(&api.StateChange{TaskARN: "t1", Kind: api.ChangeTask, Status: "RUNNING"}); err != nil {
 			return err
 		}
 		return boom
@@ -116,7 +118,7 @@ func TestUpdateRollsBackTaskAndOutboxTogether(t *testing.T) {
 		t.Fatalf("a failed transaction left tasks=%v outbox=%v count=%d", tasks, pending, n)
 	}
 	// The rolled-back append did not consume a sequence number.
-	c := []StateChange{{TaskARN: "t1", Kind: ChangeTask, Status: "RUNNING"}}
+	c := []api.StateChange{{TaskARN: "t1", Kind: api.ChangeTask, Status: "RUNNING"}}
 	if err := db.SaveTask("t1", []byte(`{}`), c); err != nil || c[0].Seq != 1 {
 		t.Fatalf("seq %d, %v", c[0].Seq, err)
 	}
@@ -151,7 +153,7 @@ func TestCrashWriterChild(t *testing.T) {
 			}
 			// Several changes per transaction, so a torn write would show.
 			for j := 0; j < 3; j++ {
-				if _, err := tx.AppendStateChange(&StateChange{Kind: ChangeTask, TaskARN: arn, Status: "RUNNING", Reason: strconv.Itoa(rec.Changes)}); err != nil {
+				if _, err := tx.AppendStateChange(&api.StateChange{Kind: api.ChangeTask, TaskARN: arn, Status: "RUNNING", Reason: strconv.Itoa(rec.Changes)}); err != nil {
 					return err
 				}
 				rec.Changes++
@@ -237,7 +239,7 @@ func TestCrashSafety(t *testing.T) {
 			if n != len(pending) {
 				return fmt.Errorf("outbox count %d but %d entries", n, len(pending))
 			}
-			perTask := map[string][]StateChange{}
+			perTask := map[string][]api.StateChange{}
 			var last uint64
 			for _, c := range pending {
 				if c.Seq <= last {
@@ -339,7 +341,7 @@ func TestConcurrentReaders(t *testing.T) {
 	}
 	for i := 1; i <= writes; i++ {
 		err := db.Update(func(tx *Tx) error {
-			if _, err := tx.AppendStateChange(&StateChange{Kind: ChangeTask, TaskARN: "t", Status: "RUNNING"}); err != nil {
+			if _, err := tx.AppendStateChange(&api.StateChange{Kind: api.ChangeTask, TaskARN: "t", Status: "RUNNING"}); err != nil {
 				return err
 			}
 			return tx.PutTaskJSON("t", crashRecord{Changes: i})
