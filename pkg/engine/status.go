@@ -13,9 +13,10 @@
 // pkg/agent adapts pkg/network and pkg/state to Network and Store.
 //
 // pkg/agent runs it; pkg/introspection and the agent's task roles read its
-// task snapshots. Of Berth it imports pkg/api and pkg/container only: it
-// never talks to the endpoint (pkg/registration does) and never imports
-// pkg/config, pkg/runtime or containerd.
+// task snapshots. Of Berth it imports pkg/api, pkg/container and pkg/logship
+// (which log drivers exist and what options they take): it never talks to
+// the endpoint (pkg/registration does) and never imports pkg/config,
+// pkg/runtime or containerd.
 package engine
 
 import (
