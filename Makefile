@@ -38,6 +38,12 @@ $(CONSOLE_VENDOR)/.stamp: $(CONSOLE_WEB)/package.json $(CONSOLE_WEB)/package-loc
 	cp $(CONSOLE_WEB)/node_modules/uplot/LICENSE $(CONSOLE_VENDOR)/uPlot.LICENSE
 	touch $@
 
+# console-screenshots: the console's pages at 1280x800 into docs/console/
+# (shown in README.md and docs/console.md), taken by TestScreenshots in
+# headless Chromium against a real endpoint.
+console-screenshots: console-assets
+	BERTH_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test ./pkg/cluster/console -run '^TestScreenshots$$' -count=1
+
 build: console-assets
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-agent ./cmd/agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-cluster ./cmd/cluster

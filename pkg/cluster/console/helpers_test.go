@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
@@ -34,6 +35,8 @@ type fixture struct {
 	admin, agent      *ecs.Client
 	instanceArn       string
 	taskDefinitionArn string
+	// logs is an agent's CloudWatch Logs client (putLogs makes it).
+	logs *cloudwatchlogs.Client
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -70,6 +73,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatalf("CreateCluster: %v", err)
 	}
 	ri, err := f.agent.RegisterContainerInstance(ctx, &ecs.RegisterContainerInstanceInput{Cluster: aws.String("web"),
+		// The agent's own address, which network bindings link to.
+		Attributes: []types.Attribute{{Name: aws.String("berth.host-address"), Value: aws.String("127.0.0.1")}},
 		TotalResources: []types.Resource{
 			{Name: aws.String("CPU"), Type: aws.String("INTEGER"), IntegerValue: 4096},
 			{Name: aws.String("MEMORY"), Type: aws.String("INTEGER"), IntegerValue: 8192},
@@ -137,8 +142,14 @@ func (f *fixture) markRunning(t *testing.T, service string) int {
 // were placed and report RUNNING.
 func (f *fixture) createService(t *testing.T, name string, desired int32) {
 	t.Helper()
+	f.createServiceOf(t, name, "app", desired)
+}
+
+// createServiceOf is createService with another task definition.
+func (f *fixture) createServiceOf(t *testing.T, name, taskDefinition string, desired int32) {
+	t.Helper()
 	if _, err := f.admin.CreateService(context.Background(), &ecs.CreateServiceInput{Cluster: aws.String("web"),
-		ServiceName: aws.String(name), TaskDefinition: aws.String("app"), DesiredCount: aws.Int32(desired)}); err != nil {
+		ServiceName: aws.String(name), TaskDefinition: aws.String(taskDefinition), DesiredCount: aws.Int32(desired)}); err != nil {
 		t.Fatalf("CreateService: %v", err)
 	}
 	f.waitRunning(t, name, desired)

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -40,28 +41,8 @@ func TestBrowserTaskLogs(t *testing.T) {
 	taskID := arn[strings.LastIndex(arn, "/")+1:]
 
 	// The agent's awslogs driver: group, stream <prefix>/<container>/<task id>, lines.
-	agentID, agentSecret := f.newKey(t, auth.RoleAgent)
-	logs := cloudwatchlogs.New(cloudwatchlogs.Options{Region: testRegion, BaseEndpoint: aws.String(f.url),
-		Credentials: credentials.NewStaticCredentialsProvider(agentID, agentSecret, ""),
-		HTTPClient:  awshttp.NewBuildableClient(), Retryer: aws.NopRetryer{}})
 	group, stream := "/ecs/logged", "logged/web/"+taskID
-	if _, err := logs.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String(group)}); err != nil {
-		t.Fatalf("CreateLogGroup: %v", err)
-	}
-	if _, err := logs.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: aws.String(group), LogStreamName: aws.String(stream)}); err != nil {
-		t.Fatalf("CreateLogStream: %v", err)
-	}
-	put := func(lines ...string) {
-		t.Helper()
-		var evs []cwltypes.InputLogEvent
-		for _, l := range lines {
-			evs = append(evs, cwltypes.InputLogEvent{Message: aws.String(l), Timestamp: aws.Int64(time.Now().UnixMilli())})
-		}
-		if _, err := logs.PutLogEvents(ctx, &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(group), LogStreamName: aws.String(stream),
-			LogEvents: evs}); err != nil {
-			t.Fatalf("PutLogEvents: %v", err)
-		}
-	}
+	put := func(lines ...string) { f.putLogs(t, group, stream, lines...) }
 	put("listening on :8080", `<script>window.pwned=1</script>`)
 
 	bctx := browser(t, path)
@@ -103,4 +84,33 @@ func waitContains(ctx context.Context, sel string, want ...string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("%s shows %q after 30s, want it to contain %q", sel, got, want)
+}
+
+// putLogs puts lines into a log stream as the agent's awslogs driver
+// does, with an agent key, creating the group and stream the first time.
+func (f *fixture) putLogs(t *testing.T, group, stream string, lines ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if f.logs == nil {
+		agentID, agentSecret := f.newKey(t, auth.RoleAgent)
+		f.logs = cloudwatchlogs.New(cloudwatchlogs.Options{Region: testRegion, BaseEndpoint: aws.String(f.url),
+			Credentials: credentials.NewStaticCredentialsProvider(agentID, agentSecret, ""),
+			HTTPClient:  awshttp.NewBuildableClient(), Retryer: aws.NopRetryer{}})
+	}
+	var exists *cwltypes.ResourceAlreadyExistsException
+	if _, err := f.logs.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String(group)}); err != nil && !errors.As(err, &exists) {
+		t.Fatalf("CreateLogGroup: %v", err)
+	}
+	if _, err := f.logs.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: aws.String(group),
+		LogStreamName: aws.String(stream)}); err != nil && !errors.As(err, &exists) {
+		t.Fatalf("CreateLogStream: %v", err)
+	}
+	var evs []cwltypes.InputLogEvent
+	for _, l := range lines {
+		evs = append(evs, cwltypes.InputLogEvent{Message: aws.String(l), Timestamp: aws.Int64(time.Now().UnixMilli())})
+	}
+	if _, err := f.logs.PutLogEvents(ctx, &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(group), LogStreamName: aws.String(stream),
+		LogEvents: evs}); err != nil {
+		t.Fatalf("PutLogEvents: %v", err)
+	}
 }

@@ -53,7 +53,7 @@
       }
       el.replaceChildren();
       plot = new uPlot({
-        width: el.clientWidth || 800,
+        width: (el.clientWidth || 816) - 16,
         height: 220,
         scales: { y: { range: [0, 100] } },
         series: [
