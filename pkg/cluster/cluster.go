@@ -299,7 +299,8 @@ func (e *Endpoint) build(ctx context.Context) error {
 			return fmt.Errorf("certificate %s: %w", c.ARN, err)
 		}
 	}
-	lb, err := elbv2.New(elbv2.Options{Store: e.db, Region: o.Region, AccountID: o.AccountID, Certificates: o.Certificates, Now: o.Now})
+	lb, err := elbv2.New(elbv2.Options{Store: e.db, Region: o.Region, AccountID: o.AccountID, Certificates: o.Certificates,
+		Metrics: e.metrics, Now: o.Now})
 	if err != nil {
 		return err
 	}

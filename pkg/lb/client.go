@@ -87,6 +87,15 @@ func (c *endpointClient) Report(ctx context.Context, in lbwire.ReportInput) (*lb
 	return &out, nil
 }
 
+// Metrics sends a load balancer's metrics.
+func (c *endpointClient) Metrics(ctx context.Context, in lbwire.MetricsInput) (*lbwire.MetricsOutput, error) {
+	var out lbwire.MetricsOutput
+	if err := c.call(ctx, lbwire.OpReportMetrics, in, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 func (c *endpointClient) call(ctx context.Context, op string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {

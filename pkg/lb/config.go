@@ -43,8 +43,11 @@ type Config struct {
 	RunDir string `toml:"run_dir"`
 	// PollInterval is how often the state is read and health reported.
 	PollInterval duration `toml:"poll_interval"`
-	LogLevel     string   `toml:"log_level"`
-	LogFormat    string   `toml:"log_format"`
+	// MetricsInterval is how often HAProxy's counters are reported as the
+	// load balancer's metrics.
+	MetricsInterval duration `toml:"metrics_interval"`
+	LogLevel        string   `toml:"log_level"`
+	LogFormat       string   `toml:"log_format"`
 }
 
 // duration is a time.Duration written as a Go duration string ("2s").
@@ -64,7 +67,7 @@ const errNotDuration = "is not a duration (e.g. 2s, 500ms)"
 // Defaults are the values of the settings a file leaves out.
 func Defaults() Config {
 	return Config{Region: "us-east-1", HAProxy: "/usr/sbin/haproxy", RunDir: "/run/berth-lb",
-		PollInterval: duration{2 * time.Second}, LogLevel: "info", LogFormat: "logfmt"}
+		PollInterval: duration{2 * time.Second}, MetricsInterval: duration{10 * time.Second}, LogLevel: "info", LogFormat: "logfmt"}
 }
 
 // ConfigError lists every problem of a configuration file, one per line,
@@ -79,7 +82,7 @@ var (
 	lbNameRE  = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$`)
 )
 
-const knownKeys = "endpoint, region, access_key_id, secret_access_key, ca_file, load_balancers, bind_address, haproxy, run_dir, poll_interval, log_level, log_format"
+const knownKeys = "endpoint, region, access_key_id, secret_access_key, ca_file, load_balancers, bind_address, haproxy, run_dir, poll_interval, metrics_interval, log_level, log_format"
 
 // LoadConfig reads the file at path over Defaults and validates it.
 func LoadConfig(path string) (Config, error) {
@@ -161,6 +164,9 @@ func ParseConfig(path string, data []byte) (Config, error) {
 	}
 	if cfg.PollInterval.Duration < 100*time.Millisecond || cfg.PollInterval.Duration > 5*time.Minute {
 		add("poll_interval", "%s: allowed from 100ms to 5m", cfg.PollInterval.Duration)
+	}
+	if cfg.MetricsInterval.Duration < time.Second || cfg.MetricsInterval.Duration > time.Minute {
+		add("metrics_interval", "%s: allowed from 1s to 1m", cfg.MetricsInterval.Duration)
 	}
 	if cfg.CAFile != "" && !filepath.IsAbs(cfg.CAFile) {
 		add("ca_file", "%q is not an absolute path", cfg.CAFile)

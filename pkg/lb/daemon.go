@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/berth-dev/berth/pkg/cluster/elbv2/lbwire"
 )
 
@@ -82,6 +84,12 @@ type balancer struct {
 	reported        map[string]lbwire.TargetHealth // by backend/server
 	removing        map[string]time.Time           // backend/server in maintenance, waiting to be deleted
 	reloads         int
+
+	metricsInterval time.Duration
+	metricsAt       time.Time // of the last report (or of the base)
+	metricsBase     *counters // counted up to the last report
+	metricsReloads  int       // reloads at metricsBase
+	metricsErr      string    // the last report's failure, logged once
 }
 
 func newBalancer(cfg Config, name string, client *endpointClient, log *slog.Logger) (*balancer, error) {
@@ -100,7 +108,7 @@ func newBalancer(cfg Config, name string, client *endpointClient, log *slog.Logg
 		return nil, fmt.Errorf("load balancer %s: another berth-lb serves it from %s: %w", name, dir, err)
 	}
 	return &balancer{name: name, h: &haproxy{bin: cfg.HAProxy, dir: dir}, client: client, bind: cfg.BindAddress,
-		interval: cfg.PollInterval.Duration, log: log.With("load_balancer", name), lock: lock,
+		interval: cfg.PollInterval.Duration, metricsInterval: cfg.MetricsInterval.Duration, log: log.With("load_balancer", name), lock: lock,
 		reported: map[string]lbwire.TargetHealth{}, removing: map[string]time.Time{}}, nil
 }
 
@@ -167,5 +175,9 @@ func (b *balancer) step(ctx context.Context) error {
 		return err
 	}
 	b.version = st.Version
-	return b.report(ctx, p, st.Version)
+	if err := b.report(ctx, p, st.Version); err != nil {
+		return err
+	}
+	b.sendMetrics(ctx, p, aws.ToString(st.LoadBalancer.LoadBalancerArn))
+	return nil
 }

@@ -279,11 +279,21 @@ type serverStat struct {
 	checkCode     string // the HTTP status of an L7 check
 	checkFailures int
 	current       int // current sessions
+	// Counters since the worker started: responses by status class
+	// (1xx, 2xx, 3xx, 4xx, 5xx, other) of servers, requests received
+	// (req_tot) of frontends; rtime is a server's average response time
+	// in ms over its last 1024 responses.
+	responses [6]int64
+	requests  int64
+	rtime     int64
 }
 
-// stats reads `show stat` for servers.
+// frontendRow is the svname of a frontend's row in `show stat`.
+const frontendRow = "FRONTEND"
+
+// stats reads `show stat` for frontends (svname FRONTEND) and servers.
 func (h *haproxy) stats(ctx context.Context) ([]serverStat, error) {
-	out, err := command(ctx, h.adminSock(), "show stat -1 4 -1")
+	out, err := command(ctx, h.adminSock(), "show stat -1 5 -1")
 	if err != nil {
 		return nil, err
 	}
@@ -314,14 +324,20 @@ func parseStat(out string) ([]serverStat, error) {
 			}
 			return ""
 		}
-		if get("svname") == "FRONTEND" || get("svname") == "BACKEND" {
+		if get("svname") == "BACKEND" {
 			continue
 		}
-		fails, _ := strconv.Atoi(get("chkfail"))
-		cur, _ := strconv.Atoi(get("scur"))
-		stats = append(stats, serverStat{backend: get("pxname"), name: get("svname"), status: get("status"),
+		num := func(name string) int64 {
+			n, _ := strconv.ParseInt(get(name), 10, 64)
+			return n
+		}
+		st := serverStat{backend: get("pxname"), name: get("svname"), status: get("status"),
 			checkStatus: strings.TrimPrefix(get("check_status"), "* "), checkCode: get("check_code"),
-			checkFailures: fails, current: cur})
+			checkFailures: int(num("chkfail")), current: int(num("scur")), requests: num("req_tot"), rtime: num("rtime")}
+		for i, c := range []string{"hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other"} {
+			st.responses[i] = num(c)
+		}
+		stats = append(stats, st)
 	}
 	return stats, nil
 }

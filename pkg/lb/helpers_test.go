@@ -29,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
@@ -51,6 +52,7 @@ const (
 type lab struct {
 	url             string
 	elb             *elb.Client
+	cw              *cloudwatch.Client
 	lbID, lbSecret  string
 	caPool          *x509.CertPool
 	lbArn, lbName   string
@@ -105,6 +107,8 @@ func startLab(t *testing.T) *lab {
 	}
 	l := &lab{url: srv.URL, lbID: lbID, lbSecret: lbSecret, caPool: pool, haproxy: bin, runDir: runDir,
 		elb: elb.New(elb.Options{Region: testRegion, BaseEndpoint: aws.String(srv.URL), HTTPClient: awshttp.NewBuildableClient(),
+			Credentials: credentials.NewStaticCredentialsProvider(adminID, adminSecret, ""), Retryer: aws.NopRetryer{}}),
+		cw: cloudwatch.New(cloudwatch.Options{Region: testRegion, BaseEndpoint: aws.String(srv.URL), HTTPClient: awshttp.NewBuildableClient(),
 			Credentials: credentials.NewStaticCredentialsProvider(adminID, adminSecret, ""), Retryer: aws.NopRetryer{}})}
 	t.Cleanup(func() {
 		stopHAProxy(t, filepath.Join(runDir, "web", "haproxy.pid"))
@@ -142,6 +146,7 @@ func (l *lab) config() Config {
 	cfg.HAProxy = l.haproxy
 	cfg.RunDir = l.runDir
 	cfg.PollInterval = duration{200 * time.Millisecond}
+	cfg.MetricsInterval = duration{time.Second}
 	return cfg
 }
 

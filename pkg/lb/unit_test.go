@@ -14,7 +14,7 @@ import (
 func TestParseConfig(t *testing.T) {
 	good := "endpoint = \"https://cluster:8443\"\naccess_key_id = \"AK\"\nsecret_access_key = \"S\"\nload_balancers = [\"web\"]\n"
 	cfg, err := ParseConfig("lb.toml", []byte(good))
-	if err != nil || cfg.HAProxy != "/usr/sbin/haproxy" || cfg.RunDir != "/run/berth-lb" || cfg.PollInterval.Seconds() != 2 {
+	if err != nil || cfg.HAProxy != "/usr/sbin/haproxy" || cfg.RunDir != "/run/berth-lb" || cfg.PollInterval.Seconds() != 2 || cfg.MetricsInterval.Seconds() != 10 {
 		t.Fatalf("good config: %+v %v", cfg, err)
 	}
 	tests := []struct{ name, text, want string }{
@@ -26,6 +26,7 @@ func TestParseConfig(t *testing.T) {
 		{"twice", strings.Replace(good, "[\"web\"]", "[\"web\", \"web\"]", 1), "\"web\" is listed twice"},
 		{"bind", good + "bind_address = \"localhost\"\n", "lb.toml:5: bind_address: \"localhost\" is not an IP address"},
 		{"interval", good + "poll_interval = \"10ms\"\n", "lb.toml:5: poll_interval: 10ms: allowed from 100ms to 5m"},
+		{"metrics interval", good + "metrics_interval = \"2m\"\n", "lb.toml:5: metrics_interval: 2m0s: allowed from 1s to 1m"},
 		{"interval type", good + "poll_interval = \"soon\"\n", "lb.toml:5: poll_interval"},
 		{"syntax", good + "x = \n", "lb.toml:5: TOML syntax"},
 		{"relative haproxy", good + "haproxy = \"haproxy\"\n", "lb.toml:5: haproxy: \"haproxy\" is not an absolute path"},

@@ -24,6 +24,7 @@ import (
 
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/awsproto"
+	"github.com/berth-dev/berth/pkg/cluster/elbv2/lbwire"
 	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/store"
 )
@@ -50,8 +51,17 @@ type Options struct {
 	AccountID string
 	// Certificates are the certificates HTTPS listeners may name.
 	Certificates []Certificate
+	// Metrics, when set, records the data planes' metric reports
+	// (ReportLoadBalancerMetrics); without it they are refused.
+	Metrics MetricsRecorder
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// MetricsRecorder records a data plane's metrics of a load balancer whose
+// load balancer and target groups exist (*metrics.Store implements it).
+type MetricsRecorder interface {
+	RecordLoadBalancer(in *lbwire.MetricsInput) error
 }
 
 // Server serves the Elastic Load Balancing v2 API and the data-plane API.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -59,6 +60,11 @@ func (d dataPlane) ServeAWS(r *awsproto.Request) ([]byte, error) {
 				return e
 			})
 		}
+	case lbwire.OpReportMetrics:
+		var in lbwire.MetricsInput
+		if err = decodeJSON(r.Body, &in); err == nil {
+			out, err = d.s.recordMetrics(&in)
+		}
 	default:
 		return nil, apiErr("UnknownOperationException", "operation %s is not served by this endpoint", r.Operation)
 	}
@@ -70,6 +76,40 @@ func (d dataPlane) ServeAWS(r *awsproto.Request) ([]byte, error) {
 		return nil, fmt.Errorf("encode %s output: %w", r.Operation, err)
 	}
 	return b, nil
+}
+
+// recordMetrics records a data plane's metrics of an existing load
+// balancer; target groups deleted meanwhile are left out.
+func (s *Server) recordMetrics(in *lbwire.MetricsInput) (*lbwire.MetricsOutput, error) {
+	if s.o.Metrics == nil {
+		return nil, apiErr("UnknownOperationException", "this endpoint keeps no metrics")
+	}
+	kept := *in
+	kept.TargetGroups = nil
+	err := s.o.Store.View(func(tx store.Tx) error {
+		kept.TargetGroups = nil
+		if _, err := s.loadBalancer(tx, in.LoadBalancerArn); err != nil {
+			return err
+		}
+		for _, tg := range in.TargetGroups {
+			_, err := s.targetGroup(tx, tg.TargetGroupArn)
+			var gone *awsproto.Error
+			switch {
+			case err == nil:
+				kept.TargetGroups = append(kept.TargetGroups, tg)
+			case !errors.As(err, &gone):
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.o.Metrics.RecordLoadBalancer(&kept); err != nil {
+		return nil, err
+	}
+	return &lbwire.MetricsOutput{Recorded: len(kept.TargetGroups)}, nil
 }
 
 func decodeJSON(body []byte, v any) error {

@@ -23,6 +23,8 @@ const (
 	OpGetLoadBalancerState = "GetLoadBalancerState"
 	// OpReportTargetHealth: ReportInput → ReportOutput.
 	OpReportTargetHealth = "ReportTargetHealth"
+	// OpReportMetrics: MetricsInput → MetricsOutput.
+	OpReportMetrics = "ReportLoadBalancerMetrics"
 )
 
 // GetStateInput names a load balancer by ARN or by name (one of them).
@@ -113,4 +115,37 @@ type TargetHealth struct {
 type ReportOutput struct {
 	Recorded      int
 	NotRegistered []TargetHealth `json:",omitempty"`
+}
+
+// MetricsInput is what one data plane counted for one load balancer since
+// its previous report (counts are deltas; host counts are as seen now).
+// The endpoint records it as the AWS/ApplicationELB metrics at its clock.
+type MetricsInput struct {
+	LoadBalancerArn string
+	// RequestCount is the requests the load balancer's listeners received
+	// (those answered by a rule's fixed response or redirect too).
+	RequestCount int64
+	TargetGroups []TargetGroupMetrics
+}
+
+// TargetGroupMetrics is one target group's figures.
+type TargetGroupMetrics struct {
+	TargetGroupArn string
+	// RequestCount is the responses its targets sent; Target2XX..5XX split
+	// them by status class.
+	RequestCount                               int64
+	Target2XX, Target3XX, Target4XX, Target5XX int64
+	// ResponseTimeSum is the seconds from request sent to response
+	// headers received, summed over RequestCount responses;
+	// ResponseTimeMin and ResponseTimeMax bound a response's time.
+	ResponseTimeSum, ResponseTimeMin, ResponseTimeMax float64
+	// HealthyHostCount and UnHealthyHostCount count the targets (not
+	// draining) healthy and unhealthy now.
+	HealthyHostCount, UnHealthyHostCount int
+}
+
+// MetricsOutput says how many target groups were recorded (a target group
+// deleted meanwhile is skipped).
+type MetricsOutput struct {
+	Recorded int
 }
