@@ -1,26 +1,17 @@
 package packaging
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/containerd/containerd"
@@ -28,33 +19,6 @@ import (
 
 	"github.com/berth-dev/berth/internal/testenv"
 )
-
-// devAgent is the installed berth-agent running in dev mode (`--dev`): a
-// cluster endpoint and an agent registered to it, in one process.
-type devAgent struct {
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{} // closed when the process has exited
-	err  error         // the result of Wait, valid once done is closed
-}
-
-// lockedBuffer collects the agent's output from the goroutines of exec.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // devHost is the test's private slice of the host for the installed agent.
 type devHost struct {
@@ -76,7 +40,7 @@ func newDevHost(t *testing.T) *devHost {
 	h := &devHost{dir: t.TempDir(), ns: cd.Namespace(t), cli: cd.Client(t)}
 	h.bridge = fmt.Sprintf("bpk%06x", rand.IntN(1<<24))
 	h.subnet = fmt.Sprintf("10.%d.%d.", 150+rand.IntN(50), rand.IntN(256))
-	h.intro = freeLoopbackAddr(t)
+	h.intro = testenv.FreeLoopbackAddr(t)
 	h.env = []string{
 		"BERTH_CONTAINERD_ADDRESS=" + cd.Address,
 		"BERTH_CONTAINERD_NAMESPACE=" + h.ns,
@@ -84,7 +48,7 @@ func newDevHost(t *testing.T) *devHost {
 		"BERTH_BRIDGE_NAME=" + h.bridge,
 		"BERTH_BRIDGE_SUBNET=" + h.subnet + "0/24",
 		"BERTH_INTROSPECTION_ADDRESS=" + h.intro,
-		"BERTH_CREDENTIALS_ADDRESS=" + freeLoopbackAddr(t),
+		"BERTH_CREDENTIALS_ADDRESS=" + testenv.FreeLoopbackAddr(t),
 		"ECS_CONTAINER_STOP_TIMEOUT=2s",
 		// Asks for the 169.254.170.2 route, whose rules must go on SIGTERM.
 		"ECS_ENABLE_TASK_IAM_ROLE=true",
@@ -100,7 +64,7 @@ func newDevHost(t *testing.T) *devHost {
 const logMarker = "berth-packaged-logger-ok"
 
 // waitLog polls the introspection API for the task's container output.
-func (h *devHost) waitLog(t *testing.T, taskARN string, a *devAgent) {
+func (h *devHost) waitLog(t *testing.T, taskARN string, a *testenv.AgentProcess) {
 	t.Helper()
 	id := taskARN[strings.LastIndex(taskARN, "/")+1:]
 	url := "http://" + h.intro + "/v1/tasks/" + id + "/containers/sleeper/logs"
@@ -119,7 +83,7 @@ func (h *devHost) waitLog(t *testing.T, taskARN string, a *devAgent) {
 			last = err.Error()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("GET %s never showed %q; last answer: %s\n%s", url, logMarker, last, a.out)
+			t.Fatalf("GET %s never showed %q; last answer: %s\n%s", url, logMarker, last, a.Output())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -139,139 +103,25 @@ func (h *devHost) credentialsRules(t *testing.T) []string {
 	return rules
 }
 
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // run starts /usr/bin/berth-agent with args, the host's environment and
 // env. The process is killed at the end of the test if it is still
 // running.
-func (h *devHost) run(t *testing.T, env []string, args ...string) *devAgent {
+func (h *devHost) run(t *testing.T, env []string, args ...string) *testenv.AgentProcess {
 	t.Helper()
-	a := &devAgent{out: &lockedBuffer{}, done: make(chan struct{})}
-	a.cmd = exec.Command("/usr/bin/berth-agent", args...)
-	a.cmd.Env = append(append(os.Environ(), h.env...), env...)
-	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start the installed berth-agent %s: %v", strings.Join(args, " "), err)
-	}
-	go func() {
-		a.err = a.cmd.Wait()
-		close(a.done)
-	}()
-	t.Cleanup(func() {
-		_ = a.cmd.Process.Kill()
-		<-a.done
-		if t.Failed() {
-			t.Logf("berth-agent %s output:\n%s", strings.Join(args, " "), a.out)
-		}
-	})
-	return a
+	return testenv.StartAgent(t, "/usr/bin/berth-agent", append(slices.Clone(h.env), env...), args...)
 }
 
-// start runs /usr/bin/berth-agent --dev and waits for the env file that
-// says its endpoint serves. The process is killed at the end of the test
-// if it is still running.
-func (h *devHost) start(t *testing.T) (*devAgent, *ecs.Client) {
+// start runs /usr/bin/berth-agent --dev and waits for it to serve with
+// its instance connected; the client is built from the exports it wrote,
+// as a user sourcing the file would.
+func (h *devHost) start(t *testing.T) (*testenv.AgentProcess, *ecs.Client) {
 	t.Helper()
-	envFile := filepath.Join(h.dir, "env")
-	_ = os.Remove(envFile) // a restart writes it anew, with the new port
-	a := h.run(t, nil, "--dev", "--dev-dir", h.dir)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if data, err := os.ReadFile(envFile); err == nil && strings.Contains(string(data), "AWS_ENDPOINT_URL_ECS=") {
-			client := h.client(t, string(data))
-			waitConnected(t, client, a)
-			return a, client
-		}
-		select {
-		case <-a.done:
-			t.Fatalf("berth-agent --dev exited before serving: %v\n%s", a.err, a.out)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("berth-agent --dev wrote no %s within a minute\n%s", envFile, a.out)
-		}
-	}
-}
-
-// client builds an ECS client from the exports dev mode wrote, as a user
-// sourcing the file would.
-func (h *devHost) client(t *testing.T, envText string) *ecs.Client {
-	t.Helper()
-	vars := map[string]string{}
-	sc := bufio.NewScanner(strings.NewReader(envText))
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "="); ok {
-			vars[k] = v
-		}
-	}
-	cfg, err := awsconfig.LoadDefaultConfig(t.Context(),
-		awsconfig.WithRegion(vars["AWS_REGION"]),
-		awsconfig.WithSharedCredentialsFiles([]string{vars["AWS_SHARED_CREDENTIALS_FILE"]}),
-		awsconfig.WithSharedConfigProfile(vars["AWS_PROFILE"]),
-		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(30*time.Second)))
-	if err != nil {
-		t.Fatalf("load the AWS configuration dev mode wrote (%q): %v", envText, err)
-	}
-	return ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(vars["AWS_ENDPOINT_URL_ECS"]) })
-}
-
-// waitConnected waits until the agent has registered its instance and
-// holds its ACS session: the env file only says that the endpoint serves,
-// and the endpoint places tasks only on connected instances.
-func waitConnected(t *testing.T, client *ecs.Client, a *devAgent) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		list, err := client.ListContainerInstances(t.Context(), &ecs.ListContainerInstancesInput{Cluster: aws.String("default")})
-		if err == nil && len(list.ContainerInstanceArns) > 0 {
-			desc, err := client.DescribeContainerInstances(t.Context(), &ecs.DescribeContainerInstancesInput{
-				Cluster: aws.String("default"), ContainerInstances: list.ContainerInstanceArns})
-			if err == nil && len(desc.ContainerInstances) == 1 && desc.ContainerInstances[0].AgentConnected {
-				return
-			}
-		}
-		select {
-		case <-a.done:
-			t.Fatalf("berth-agent --dev exited before connecting: %v\n%s", a.err, a.out)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent's container instance was not connected within a minute (last error %v)\n%s", err, a.out)
-		}
-	}
-}
-
-// stop sends SIGTERM and returns the exit code.
-func (a *devAgent) stop(t *testing.T) int {
-	t.Helper()
-	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM berth-agent: %v", err)
-	}
-	select {
-	case <-a.done:
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("berth-agent did not exit within 2 minutes of SIGTERM\n%s", a.out)
-	}
-	var ee *exec.ExitError
-	if errors.As(a.err, &ee) {
-		return ee.ExitCode()
-	}
-	if a.err != nil {
-		t.Fatalf("wait for berth-agent: %v", a.err)
-	}
-	return 0
+	a, env := testenv.StartDevMode(t, "/usr/bin/berth-agent", h.dir, h.env)
+	return a, env.ECS(t)
 }
 
 // waitTask polls DescribeTasks until the task reports want.
-func waitTask(t *testing.T, client *ecs.Client, arn, want string, a *devAgent) types.Task {
+func waitTask(t *testing.T, client *ecs.Client, arn, want string, a *testenv.AgentProcess) types.Task {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	var last string
@@ -284,7 +134,7 @@ func waitTask(t *testing.T, client *ecs.Client, arn, want string, a *devAgent) t
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("task %s is %q (err %v), want %s within 2 minutes\n%s", arn, last, err, want, a.out)
+			t.Fatalf("task %s is %q (err %v), want %s within 2 minutes\n%s", arn, last, err, want, a.Output())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -340,7 +190,7 @@ func checkDevModeTask(t *testing.T, version string) {
 		Cluster: aws.String("default"), TaskDefinition: td.TaskDefinition.TaskDefinitionArn,
 	})
 	if err != nil || len(run.Tasks) != 1 {
-		t.Fatalf("run task: %v (failures %+v)\n%s", err, run, agent.out)
+		t.Fatalf("run task: %v (failures %+v)\n%s", err, run, agent.Output())
 	}
 	arn := aws.ToString(run.Tasks[0].TaskArn)
 	waitTask(t, client, arn, "RUNNING", agent)
@@ -353,8 +203,8 @@ func checkDevModeTask(t *testing.T, version string) {
 	h.waitLog(t, arn, agent)
 
 	routed := h.credentialsRules(t)
-	if code := agent.stop(t); code != 0 {
-		t.Fatalf("berth-agent exited %d on SIGTERM, want 0\n%s", code, agent.out)
+	if code := agent.Stop(t); code != 0 {
+		t.Fatalf("berth-agent exited %d on SIGTERM, want 0\n%s", code, agent.Output())
 	}
 	if n := runningContainers(t, h.cli, h.ns); n != 1 {
 		t.Fatalf("%d containers running after the agent stopped, want the task's 1 left running", n)
@@ -378,15 +228,15 @@ func checkDevModeTask(t *testing.T, version string) {
 	if n := runningContainers(t, h.cli, h.ns); n != 0 {
 		t.Errorf("%d containers running after the task stopped, want 0", n)
 	}
-	if code := agent.stop(t); code != 0 {
-		t.Errorf("berth-agent exited %d on SIGTERM, want 0\n%s", code, agent.out)
+	if code := agent.Stop(t); code != 0 {
+		t.Errorf("berth-agent exited %d on SIGTERM, want 0\n%s", code, agent.Output())
 	}
 	// With no task left, dev mode removes its network's host-wide parts
 	// (the built-in datapath's nftables table, named after an owner tag
 	// that dies with the directory, and the bridge's forward rules): no
 	// rule of its bridge or subnet may outlive it.
 	for _, r := range testenv.NetworkRulesMentioning(t, h.bridge, h.subnet) {
-		t.Errorf("rule of dev mode left after it stopped with no task: %s\n%s", r, agent.out)
+		t.Errorf("rule of dev mode left after it stopped with no task: %s\n%s", r, agent.Output())
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	smithy "github.com/aws/smithy-go"
+
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // labIP is a loopback address standing in for the lab's endpoint VM
@@ -78,7 +80,7 @@ func TestLabPrepare(t *testing.T) {
 	cfgPath := filepath.Join(work, "cluster.toml")
 	writeFile(t, cfgPath, cfg, 0o600)
 	serve := exec.Command(bin, "serve", "--config", cfgPath)
-	var out lockedBuffer
+	var out testenv.LockedBuffer
 	serve.Stdout, serve.Stderr = &out, &out
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)

@@ -101,8 +101,8 @@ func checkVersionOnTheWire(t *testing.T, version string) {
 	deadline := time.Now().Add(time.Minute)
 	for len(seen.get()) < len(places) {
 		select {
-		case <-a.done:
-			t.Fatalf("berth-agent exited before it connected: %v\n%s", a.err, a.out)
+		case <-a.Done():
+			t.Fatalf("berth-agent exited before it connected: %v\n%s", a.Err(), a.Output())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -118,7 +118,7 @@ func checkVersionOnTheWire(t *testing.T, version string) {
 	if got, want := metadataVersion(t, h.intro), "Berth Agent - "+version; got != want {
 		t.Errorf("/v1/metadata Version %q, want %q", got, want)
 	}
-	if code := a.stop(t); code != 0 {
+	if code := a.Stop(t); code != 0 {
 		t.Errorf("berth-agent exited %d on SIGTERM, want 0", code)
 	}
 }

@@ -84,7 +84,7 @@ func TestAgentExitsWhenAPartFails(t *testing.T) {
 				fmt.Sprintf("ECS_DYNAMIC_HOST_PORT_RANGE=%d-%d", 21100+100*i, 21149+100*i),
 			}, tc.env...)
 			if !strings.Contains(strings.Join(tc.env, " "), "BERTH_INTROSPECTION_ADDRESS") {
-				cmd.Env = append(cmd.Env, "BERTH_INTROSPECTION_ADDRESS="+freeAddr(t))
+				cmd.Env = append(cmd.Env, "BERTH_INTROSPECTION_ADDRESS="+testenv.FreeLoopbackAddr(t))
 			}
 			output := &syncWriter{w: &strings.Builder{}}
 			cmd.Stdout, cmd.Stderr = output, output

@@ -21,17 +21,6 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
-// freeAddr returns a loopback address nobody listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestSystemdNotify runs the built agent as systemd would (NOTIFY_SOCKET,
 // WATCHDOG_USEC) against a real endpoint and containerd, and reads what it
 // sends: READY=1 only once the instance is registered, WATCHDOG=1 pings at
@@ -72,8 +61,8 @@ func TestSystemdNotify(t *testing.T) {
 		"BERTH_CONTAINERD_NAMESPACE=" + cd.Namespace(t),
 		"BERTH_BRIDGE_NAME=" + bridge,
 		"BERTH_BRIDGE_SUBNET=10.249.17.0/24",
-		"BERTH_INTROSPECTION_ADDRESS=" + freeAddr(t),
-		"BERTH_CREDENTIALS_ADDRESS=" + freeAddr(t),
+		"BERTH_INTROSPECTION_ADDRESS=" + testenv.FreeLoopbackAddr(t),
+		"BERTH_CREDENTIALS_ADDRESS=" + testenv.FreeLoopbackAddr(t),
 		"ECS_DYNAMIC_HOST_PORT_RANGE=21000-21049",
 	}
 	var output strings.Builder

@@ -46,6 +46,19 @@ func LockHost(t testing.TB, name string) {
 // binary's contents.
 func BuildStatic(t testing.TB, pkg string) []byte {
 	t.Helper()
+	b, err := os.ReadFile(BuildBinary(t, pkg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// BuildBinary compiles the main package pkg (an import path, e.g.
+// "github.com/berth-dev/berth/cmd/agent") with CGO_ENABLED=0 into the
+// test's temporary directory and returns the binary's path: a test that
+// runs a Berth program as a user does builds it from the tree it tests.
+func BuildBinary(t testing.TB, pkg string) string {
+	t.Helper()
 	RequireBinaries(t, "go")
 	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
 	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
@@ -53,11 +66,7 @@ func BuildStatic(t testing.TB, pkg string) []byte {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("testenv: build %s: %v\n%s", pkg, err, b)
 	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return out
 }
 
 // NetworkRulesMentioning lists the iptables rules (nat and filter) and the

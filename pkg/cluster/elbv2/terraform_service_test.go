@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/cluster/records"
 )
 
@@ -90,7 +91,6 @@ func TestTerraformService(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs terraform")
 	}
-	tf := needTerraform(t)
 	l := startLab(t)
 	// The service controller makes a deleted service INACTIVE, which
 	// Terraform's destroy waits for: run the endpoint's background work.
@@ -103,7 +103,7 @@ func TestTerraformService(t *testing.T) {
 			t.Errorf("endpoint: %v", err)
 		}
 	})
-	run := terraform(t, tf, l, fmt.Sprintf(tfServiceConfig, region, l.id, l.secret, l.url))
+	run := testenv.Terraform(t, fmt.Sprintf(tfServiceConfig, region, l.id, l.secret, l.url))
 	run(0, "init", "-input=false", "-no-color")
 	run(0, "apply", "-auto-approve", "-input=false", "-no-color")
 

@@ -3,39 +3,15 @@ package elbv2_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/cluster/records"
 )
-
-// tfPluginMirror is where the AWS provider is installed as a filesystem
-// mirror on these machines.
-const tfPluginMirror = "/opt/tf-plugins"
-
-// needTool returns the path of a tool, skipping the test when it is
-// missing outside CI and failing it under CI=true.
-func needTool(t *testing.T, name string, candidates ...string) string {
-	t.Helper()
-	for _, c := range append(candidates, name) {
-		if p, err := exec.LookPath(c); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed (CI=true: a missing dependency fails)", name)
-	}
-	t.Skipf("%s is not installed", name)
-	return ""
-}
 
 // tfProvider is the AWS provider pointed at the endpoint: format it with
 // the region, key id, secret and endpoint URL.
@@ -176,9 +152,8 @@ func TestTerraform(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs terraform")
 	}
-	tf := needTerraform(t)
 	l := startLab(t)
-	run := terraform(t, tf, l, fmt.Sprintf(tfConfig, region, l.id, l.secret, l.url, certArn))
+	run := testenv.Terraform(t, fmt.Sprintf(tfConfig, region, l.id, l.secret, l.url, certArn))
 	run(0, "init", "-input=false", "-no-color")
 	run(0, "apply", "-auto-approve", "-input=false", "-no-color")
 
@@ -220,68 +195,6 @@ func TestTerraform(t *testing.T) {
 	}
 }
 
-// needTerraform returns terraform's path, skipping (failing under CI=true)
-// when it or the provider mirror is missing.
-func needTerraform(t *testing.T) string {
-	t.Helper()
-	tf := needTool(t, "terraform", "/usr/local/bin/terraform")
-	if _, err := os.Stat(tfPluginMirror); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("the provider mirror %s is missing: %v", tfPluginMirror, err)
-		}
-		t.Skipf("the provider mirror %s is missing", tfPluginMirror)
-	}
-	return tf
-}
-
-// terraform writes config as main.tf in a new directory and returns a
-// runner of terraform there, with the provider from the filesystem mirror
-// and no AWS_* variable of the host (AWS_CA_BUNDLE would make the
-// provider refuse the plain-HTTP endpoint). The runner fails the test
-// unless terraform exits with wantExit.
-func terraform(t *testing.T, tf string, l *lab, config string) func(wantExit int, args ...string) string {
-	t.Helper()
-	dir := t.TempDir()
-	cli := filepath.Join(dir, "terraformrc")
-	must(t, os.WriteFile(cli, []byte(`provider_installation {
-  filesystem_mirror {
-    path    = "`+tfPluginMirror+`"
-    include = ["registry.terraform.io/hashicorp/aws"]
-  }
-}
-`), 0o600))
-	work := filepath.Join(dir, "work")
-	must(t, os.MkdirAll(work, 0o755))
-	must(t, os.WriteFile(filepath.Join(work, "main.tf"), []byte(config), 0o600))
-	run := func(wantExit int, args ...string) string {
-		t.Helper()
-		cmd := exec.Command(tf, args...)
-		cmd.Dir = work
-		env := []string{"TF_CLI_CONFIG_FILE=" + cli, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1", "TF_LOG=" + os.Getenv("BERTH_TF_LOG"), "TF_LOG_PATH=" + os.Getenv("BERTH_TF_LOG_PATH")}
-		for _, e := range os.Environ() {
-			if !strings.HasPrefix(e, "AWS_") && !strings.HasPrefix(e, "TF_") {
-				env = append(env, e)
-			}
-		}
-		cmd.Env = env
-		start := time.Now()
-		out, err := cmd.CombinedOutput()
-		t.Logf("terraform %s: %s", args[0], time.Since(start).Round(time.Millisecond))
-		code := 0
-		if err != nil {
-			code = -1
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			}
-		}
-		if code != wantExit {
-			t.Fatalf("terraform %s: exit %d (%v), want %d:\n%s", strings.Join(args, " "), code, err, wantExit, out)
-		}
-		return string(out)
-	}
-	return run
-}
-
 func attrValue(attrs []elbtypes.LoadBalancerAttribute, key string) string {
 	for _, a := range attrs {
 		if aws.ToString(a.Key) == key {
@@ -289,11 +202,4 @@ func attrValue(attrs []elbtypes.LoadBalancerAttribute, key string) string {
 		}
 	}
 	return ""
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }

@@ -64,6 +64,21 @@ func TestDevRole(t *testing.T) {
 	if _, err := New(Options{Roles: []RoleConfig{a}}); err != nil {
 		t.Fatalf("dev role is not a valid role: %v", err)
 	}
+	for _, g := range a.Secrets {
+		if p := GrantProblem(g, "eu-west-1", "123456789012"); p != "" {
+			t.Errorf("dev role grant: %s", p)
+		}
+	}
+	for arn, want := range map[string]bool{
+		"arn:aws:ssm:us-east-1:123456789012:parameter/app/db":            true,
+		"arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf": true,
+		"arn:aws:ssm:us-east-1:999999999999:parameter/app/db":            false,
+		"arn:aws:secretsmanager:eu-west-1:999999999999:secret:db-AbCdEf": false,
+	} {
+		if got := GrantAllows(a.Secrets, arn); got != want {
+			t.Errorf("dev role may read %s: %v, want %v", arn, got, want)
+		}
+	}
 	if _, err := DevRole("1", "a/b"); err == nil {
 		t.Fatal("name with a slash accepted")
 	}

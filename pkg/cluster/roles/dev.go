@@ -8,7 +8,11 @@ import (
 
 // DevRole is the static role dev mode declares for `--dev-role NAME`:
 // arn:aws:iam::<account>:role/<name> with a generated key pair, so that a
-// lab can try task roles without a cloud account.
+// lab can try task roles without a cloud account. Its credentials may read
+// every SSM parameter and Secrets Manager secret of the account (the
+// endpoint's own, in any region): as a task's execution role it fetches
+// the task's `secrets`, which a lab creates on dev mode's endpoint with
+// its admin key.
 func DevRole(accountID, name string) (RoleConfig, error) {
 	if name == "" || strings.ContainsAny(name, ":/ ") {
 		return RoleConfig{}, fmt.Errorf("dev role name %q: want a plain role name", name)
@@ -26,6 +30,10 @@ func DevRole(accountID, name string) (RoleConfig, error) {
 		Source:          SourceStatic,
 		AccessKeyID:     keyID,
 		SecretAccessKey: secret,
+		Secrets: []string{
+			"arn:aws:ssm:*:" + accountID + ":parameter/*",
+			"arn:aws:secretsmanager:*:" + accountID + ":secret:*",
+		},
 	}, nil
 }
 

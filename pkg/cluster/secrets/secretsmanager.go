@@ -85,6 +85,8 @@ func (a smAPI) ServeAWS(r *awsproto.Request) ([]byte, error) {
 		out, err = call(r, a.getSecretValue)
 	case "DescribeSecret":
 		out, err = call(r, a.describeSecret)
+	case "GetResourcePolicy":
+		out, err = call(r, a.getResourcePolicy)
 	case "ListSecrets":
 		out, err = call(r, a.listSecrets)
 	case "DeleteSecret":
@@ -554,6 +556,23 @@ func (s *Server) describeSecret(k auth.Key, in *sm.DescribeSecretInput) (*sm.Des
 		out = &sm.DescribeSecretOutput{ARN: aws.String(sec.ARN), Name: aws.String(sec.Name), Description: optional(sec.Description),
 			CreatedDate: aws.Time(sec.Created), LastChangedDate: aws.Time(sec.Changed), DeletedDate: sec.Deleted,
 			Tags: outTags(sec.Tags), VersionIdsToStages: versionsToStages(sec), RotationEnabled: aws.Bool(false)}
+		return nil
+	})
+	return out, err
+}
+
+// getResourcePolicy answers that the secret has no resource policy: this
+// endpoint serves none (PutResourcePolicy is not served), so none can be
+// attached. Clients that read a secret back ask for it (Terraform's
+// aws_secretsmanager_secret does on every refresh).
+func (s *Server) getResourcePolicy(k auth.Key, in *sm.GetResourcePolicyInput) (*sm.GetResourcePolicyOutput, error) {
+	var out *sm.GetResourcePolicyOutput
+	err := s.o.Store.View(func(tx store.Tx) error {
+		sec, err := s.findSecret(tx, aws.ToString(in.SecretId), s.writeCheck(k, "secretsmanager:GetResourcePolicy"))
+		if err != nil {
+			return err
+		}
+		out = &sm.GetResourcePolicyOutput{ARN: aws.String(sec.ARN), Name: aws.String(sec.Name)}
 		return nil
 	})
 	return out, err

@@ -122,6 +122,17 @@ func TestSecretsManager(t *testing.T) {
 			t.Errorf("DescribeSecret stages of %s: %v, want %v", id, d.VersionIdsToStages[id], st)
 		}
 	}
+	// No resource policy can be attached here: GetResourcePolicy says so
+	// (Terraform reads it back on every refresh).
+	rp, err := c.GetResourcePolicy(ctx, &sm.GetResourcePolicyInput{SecretId: aws.String("db-main")})
+	ok(t, "GetResourcePolicy", err)
+	if aws.ToString(rp.ARN) != aws.ToString(d.ARN) || aws.ToString(rp.Name) != "db-main" || rp.ResourcePolicy != nil {
+		t.Errorf("GetResourcePolicy: %+v", rp)
+	}
+	_, err = c.GetResourcePolicy(ctx, &sm.GetResourcePolicyInput{SecretId: aws.String("no-such")})
+	wantCode(t, "GetResourcePolicy of a missing secret", err, "ResourceNotFoundException", "")
+	_, err = c.PutResourcePolicy(ctx, &sm.PutResourcePolicyInput{SecretId: aws.String("db-main"), ResourcePolicy: aws.String("{}")})
+	wantCode(t, "PutResourcePolicy", err, "InvalidAction", "PutResourcePolicy")
 
 	// UpdateSecret, tags.
 	up, err := c.UpdateSecret(ctx, &sm.UpdateSecretInput{SecretId: aws.String("bin"), Description: aws.String("binary blob"), SecretString: aws.String("now text")})
@@ -318,6 +329,8 @@ func TestRoleAccess(t *testing.T) {
 	wantCode(t, "role PutParameter", err, "AccessDeniedException", "ssm:PutParameter")
 	_, err = l.sm(app).DeleteSecret(ctx, &sm.DeleteSecretInput{SecretId: aws.String("db-pass")})
 	wantCode(t, "role DeleteSecret", err, "AccessDeniedException", "secretsmanager:DeleteSecret")
+	_, err = l.sm(app).GetResourcePolicy(ctx, &sm.GetResourcePolicyInput{SecretId: aws.String("db-pass")})
+	wantCode(t, "role GetResourcePolicy", err, "AccessDeniedException", "secretsmanager:GetResourcePolicy")
 
 	other := l.creds("AKIAOTHER00000000001", "other-secret", "")
 	_, err = l.ssm(other).GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String("/app/key")})

@@ -21,8 +21,9 @@ import (
 // defaults ("berth-" sandboxes, the "berth0" bridge) or anything else.
 // devTestBridges are the bridges of tests that run dev mode as a user does
 // (with dev mode's name prefix): packaging's installed agent (bpk),
-// make demo's test (bd) and cmd/agent's (bf, bx).
-const devTestBridges = `bpk[0-9a-f]{6}|bd[0-9a-f]{6}|bf[0-9a-f]{4}|bx[0-9a-f]{4}[0-9]+`
+// make demo's test (bd), cmd/agent's (bf, bx) and the walk-throughs
+// (test/walkthrough, bw).
+const devTestBridges = `bpk[0-9a-f]{6}|bd[0-9a-f]{6}|bf[0-9a-f]{4}|bx[0-9a-f]{4}[0-9]+|bw[0-9a-f]{6}`
 
 var (
 	// testSandboxID is a sandbox id of a test's network: its name prefix

@@ -34,6 +34,8 @@ func TestSweepNames(t *testing.T) {
 		{"comment", "berth:creds:bf12ab", true},
 		{"link", "bpk98176c", true},
 		{"link", "bx12ab3", true},
+		{"link", "bw0a1b2c", true},
+		{"comment", "berth:fwd:bw0a1b2c", true},
 		{"comment", "berth:fwd:berthdev0", false},
 		{"comment", "berth:fwd:berthdemo0", false},
 		{"comment", "berth:fwd:berth0", false},
@@ -90,6 +92,7 @@ func TestSweepDevTables(t *testing.T) {
 		{listing("bpk98176c"), "bpk98176c"},               // packaging's installed agent
 		{listing("bda169a6"), "bda169a6"},                 // make demo's test
 		{listing("bf12ab"), "bf12ab"},                     // cmd/agent's --dev test
+		{listing("bw0a1b2c"), "bw0a1b2c"},                 // the walk-throughs'
 		{listing("be68de0a"), "be68de0a"},                 // pkg/agent/devmode's
 		{listing("berthdev0"), ""},                        // dev mode's default
 		{listing("berthdemo0"), ""},                       // make demo
