@@ -53,6 +53,11 @@ func (e *env) loadBalancerRefusals(call func(lbs []types.LoadBalancer, td string
 	loose := e.targetGroup("loose", elbtypes.TargetTypeEnumInstance, elbtypes.ProtocolEnumHttp, false)
 	ip := e.targetGroup("ip", elbtypes.TargetTypeEnumIp, elbtypes.ProtocolEnumHttp, true)
 	udp := e.targetGroup("udp", elbtypes.TargetTypeEnumInstance, elbtypes.ProtocolEnumUdp, true)
+	// The Elastic Load Balancing API refuses lambda and alb target groups;
+	// stored anyway (a store written by another version), a service still
+	// refuses them by name.
+	lambda := e.targetGroup("lambda", elbtypes.TargetTypeEnumLambda, "", true)
+	alb := e.targetGroup("alb-group", elbtypes.TargetTypeEnumAlb, elbtypes.ProtocolEnumTcp, true)
 	six := []types.LoadBalancer{}
 	for range 6 {
 		six = append(six, lbEntry(good, "app", 8080)...)
@@ -71,6 +76,8 @@ func (e *env) loadBalancerRefusals(call func(lbs []types.LoadBalancer, td string
 		{lbEntry(good, "app", 8080), "vpc", "loadBalancers[0].targetGroupArn", "incompatible with the awsvpc network mode"},
 		{lbEntry(ip, "app", 8080), "web", "loadBalancers[0].targetGroupArn", "incompatible with the bridge network mode"},
 		{lbEntry(ip, "app", 8080), "vpc", "loadBalancers[0].targetGroupArn", "target type ip is not supported"},
+		{lbEntry(lambda, "app", 8080), "web", "loadBalancers[0].targetGroupArn", "has target type lambda, which a service cannot register tasks in"},
+		{lbEntry(alb, "app", 8080), "web", "loadBalancers[0].targetGroupArn", "has target type alb, which a service cannot register tasks in"},
 		{lbEntry(udp, "app", 8080), "web", "loadBalancers[0].containerPort", "protocol tcp"},
 		{lbEntry(good, "app", 5353), "web", "loadBalancers[0].containerPort", "protocol udp"},
 		{lbEntry("", "app", 8080), "web", "loadBalancers[0].targetGroupArn", "can not be blank"},
