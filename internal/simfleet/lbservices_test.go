@@ -232,6 +232,111 @@ func TestServiceBehindLoadBalancer(t *testing.T) {
 	}
 	e.waitFor("one DEACTIVATING", func() bool { return len(e.byStatus("web")["DEACTIVATING"]) == 1 })
 	e.waitFor("scaled in", func() bool { return len(e.tasks("web")) == 1 && len(e.health()) == 1 })
+	e.report("healthy", nil)
+	e.waitFor("steady at 1", e.steady("web"))
+
+	// StopTask of a task with targets drains it first, as ECS does.
+	victim := e.tasks("web")[0]
+	key := target(arn.ResourceID(aws.ToString(victim.ContainerInstanceArn)), aws.ToInt32(victim.Containers[0].NetworkBindings[0].HostPort))
+	called := time.Now()
+	out, err := e.Admin.StopTask(e.ctx, &ecs.StopTaskInput{Cluster: aws.String(e.Cluster), Task: victim.TaskArn, Reason: aws.String("operator says")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := aws.ToString(out.Task.LastStatus); st != "DEACTIVATING" {
+		t.Fatalf("StopTask answered lastStatus %s, want DEACTIVATING (draining first)", st)
+	}
+	if h := e.health()[key]; h != elbtypes.TargetHealthStateEnumDraining {
+		t.Fatalf("the stopped task's target %s is %q, want draining", key, h)
+	}
+	// Asked again while it drains: it stays draining, not stopped at once.
+	again, err := e.Admin.StopTask(e.ctx, &ecs.StopTaskInput{Cluster: aws.String(e.Cluster), Task: victim.TaskArn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := aws.ToString(again.Task.LastStatus); st != "DEACTIVATING" || again.Task.StoppingAt != nil {
+		t.Fatalf("a second StopTask during the drain: lastStatus %s, stoppingAt %v", st, again.Task.StoppingAt)
+	}
+	e.waitFor("the stopped task STOPPED", func() bool {
+		dt, err := e.Admin.DescribeTasks(e.ctx, &ecs.DescribeTasksInput{Cluster: aws.String(e.Cluster), Tasks: []string{aws.ToString(victim.TaskArn)}})
+		if err != nil || len(dt.Tasks) != 1 {
+			t.Fatalf("DescribeTasks: %v", err)
+		}
+		victim = dt.Tasks[0]
+		return aws.ToString(victim.LastStatus) == "STOPPED"
+	})
+	if victim.StopCode != types.TaskStopCodeUserInitiated || aws.ToString(victim.StoppedReason) != "operator says" {
+		t.Fatalf("stopped with %s %q, want UserInitiated \"operator says\"", victim.StopCode, aws.ToString(victim.StoppedReason))
+	}
+	// The agent was told only once the 1 s deregistration delay passed.
+	if stopping := aws.ToTime(victim.StoppingAt); stopping.Before(called.Add(time.Second)) {
+		t.Fatalf("stop sent at %s, %s after StopTask: before the target drained (1 s)", stopping.Format(time.RFC3339Nano), stopping.Sub(called))
+	}
+	if svc := e.describe("web"); !hasEvent(svc, `has begun draining connections on 1 tasks\.`) {
+		t.Fatalf("no draining event for StopTask: %q", messages(svc))
+	}
+	e.waitFor("a replacement", func() bool { return len(e.tasks("web")) == 1 && len(e.health()) == 1 })
+}
+
+// TestDaemonServiceBehindLoadBalancer: a DAEMON service's tasks are
+// registered on every instance, and one the load balancer reports
+// unhealthy is stopped (drained first) and replaced on its instance.
+func TestDaemonServiceBehindLoadBalancer(t *testing.T) {
+	e := newLBEnv(t)
+	v1 := e.webDef()
+	_, err := e.Admin.CreateService(e.ctx, &ecs.CreateServiceInput{Cluster: aws.String(e.Cluster), ServiceName: aws.String("web"),
+		TaskDefinition: aws.String(v1), SchedulingStrategy: types.SchedulingStrategyDaemon,
+		LoadBalancers: []types.LoadBalancer{{TargetGroupArn: aws.String(e.tg), ContainerName: aws.String("app"), ContainerPort: aws.Int32(8080)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("2 targets", func() bool { return len(e.health()) == 2 })
+	e.report("healthy", nil)
+	e.waitFor("steady", e.steady("web"))
+	before := e.tasks("web")
+	bad := firstKey(e.health())
+	e.report("unhealthy", func(k string) bool { return k == bad })
+	reason := "Task failed ELB health checks in (target-group " + e.tg + ")"
+	var sick types.Task
+	e.waitFor("the unhealthy task stopped", func() bool {
+		for _, task := range e.allTasks() {
+			if aws.ToString(task.StoppedReason) == reason && aws.ToString(task.LastStatus) == "STOPPED" {
+				sick = task
+				return true
+			}
+		}
+		return false
+	})
+	if svc := e.describe("web"); !hasEvent(svc, `is unhealthy in \(target-group .*\) due to \(reason Health checks failed with these codes: \[500\]\)\.`) {
+		t.Fatalf("no unhealthy event: %q", messages(svc))
+	}
+	if sick.StoppingAt == nil || sick.StopCode != types.TaskStopCodeServiceSchedulerInitiated {
+		t.Fatalf("the unhealthy task: %+v", sick)
+	}
+	// Its replacement runs on the same instance and is registered there.
+	e.waitFor("the replacement registered", func() bool {
+		ts := e.tasks("web")
+		if len(ts) != 2 || len(e.health()) != 2 {
+			return false
+		}
+		for _, task := range ts {
+			if aws.ToString(task.TaskArn) == aws.ToString(sick.TaskArn) || aws.ToString(task.LastStatus) != "RUNNING" {
+				return false
+			}
+		}
+		return true
+	})
+	perInstance := map[string]int{}
+	for _, task := range e.tasks("web") {
+		perInstance[aws.ToString(task.ContainerInstanceArn)]++
+	}
+	for _, task := range before {
+		if perInstance[aws.ToString(task.ContainerInstanceArn)] != 1 {
+			t.Fatalf("daemon tasks per instance after the replacement: %v", perInstance)
+		}
+	}
+	e.report("healthy", nil)
+	e.waitFor("steady again", e.steady("web"))
 }
 
 func firstKey(m map[string]elbtypes.TargetHealthStateEnum) string {

@@ -424,10 +424,11 @@ func (l *lbLab) waitDeployed(t *testing.T, what, td string) {
 
 // TestServiceBehindHAProxy runs a service of two real containers behind
 // berth-lb's HAProxy and sends requests through it continuously while the
-// service is deployed anew, scaled 2 → 6 → 2, loses a container to kill -9
-// and loses an instance to draining. Slow requests (a second each) are in
-// flight whenever tasks are stopped: they are answered because each task's
-// targets drain before its stop reaches the agent.
+// service is deployed anew, scaled 2 → 6 → 2, has a task stopped with
+// StopTask, loses a container to kill -9 and loses an instance to
+// draining. Slow requests (a second each) are in flight whenever tasks are
+// stopped: they are answered because each task's targets drain before its
+// stop reaches the agent.
 func TestServiceBehindHAProxy(t *testing.T) {
 	l := newLBLab(t)
 	ctx := context.Background()
@@ -454,6 +455,27 @@ func TestServiceBehindHAProxy(t *testing.T) {
 		}
 		ld.noFailures(t, "scale 2 → 6 → 2")
 		slow.noFailures(t, "scale 2 → 6 → 2, slow requests")
+	})
+
+	t.Run("StopTask drains first", func(t *testing.T) {
+		ld, slow := startLBLoad(t, l.url), startSlowLoad(t, l.url)
+		time.Sleep(time.Second) // slow requests in flight on both tasks
+		victim := l.serviceTasks(t, "web")[0]
+		out, err := l.admin.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String("default"), Task: victim.TaskArn,
+			Reason: aws.String("stopped by the test")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As ECS: deregistered and draining before its agent is told.
+		if st := aws.ToString(out.Task.LastStatus); st != "DEACTIVATING" {
+			t.Errorf("StopTask answered lastStatus %s, want DEACTIVATING", st)
+		}
+		stopped := l.waitReplaced(t, "the stopped task replaced", victim)
+		if stopped.StopCode != types.TaskStopCodeUserInitiated || aws.ToString(stopped.StoppedReason) != "stopped by the test" {
+			t.Errorf("stopped with %s %q", stopped.StopCode, aws.ToString(stopped.StoppedReason))
+		}
+		ld.noFailures(t, "StopTask")
+		slow.noFailures(t, "StopTask, slow requests")
 	})
 
 	t.Run("drain an instance", func(t *testing.T) {
@@ -534,17 +556,7 @@ func TestServiceBehindHAProxy(t *testing.T) {
 		time.Sleep(time.Second)
 		l.killContainer(t, victim)
 		killed := time.Now()
-		waitUntil(t, "the killed task replaced", func() (bool, string) {
-			ok, why := l.settled(t, "web", l.tg, 2)()
-			for _, task := range l.serviceTasks(t, "web") {
-				ok = ok && aws.ToString(task.TaskArn) != aws.ToString(victim.TaskArn)
-			}
-			return ok, why
-		})
-		stopped, err := l.describe(ctx, aws.ToString(victim.TaskArn))
-		if err != nil {
-			t.Fatal(err)
-		}
+		stopped := l.waitReplaced(t, "the killed task replaced", victim)
 		// An ALB sends a target that just died requests until its health
 		// checks fail or the service deregisters it, and answers those
 		// 502. HAProxy retries a refused connection on another target
@@ -579,6 +591,24 @@ func TestServiceBehindHAProxy(t *testing.T) {
 		// The service keeps trying: a replacement was placed.
 		waitUntil(t, "a replacement task", func() (bool, string) { return len(l.serviceTasks(t, "sick")) == 1, "" })
 	})
+}
+
+// waitReplaced waits until the web service settled on two tasks without
+// victim and returns victim as it stopped.
+func (l *lbLab) waitReplaced(t *testing.T, what string, victim types.Task) types.Task {
+	t.Helper()
+	waitUntil(t, what, func() (bool, string) {
+		ok, why := l.settled(t, "web", l.tg, 2)()
+		for _, task := range l.serviceTasks(t, "web") {
+			ok = ok && aws.ToString(task.TaskArn) != aws.ToString(victim.TaskArn)
+		}
+		return ok, why
+	})
+	stopped, err := l.describe(context.Background(), aws.ToString(victim.TaskArn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stopped
 }
 
 // killContainer SIGKILLs the task's container process, as kill -9 does.

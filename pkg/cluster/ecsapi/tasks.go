@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -296,14 +297,30 @@ func (s *Server) stopTask(c *call, in *ecs.StopTaskInput) (smithy.Serializable, 
 			return invalidParam("The referenced task was not found.")
 		}
 		out.Task = &t.Task
-		if aws.ToString(t.Task.DesiredStatus) == "STOPPED" {
+		// A task already stopping, or draining before its stop, stays so.
+		if aws.ToString(t.Task.DesiredStatus) == "STOPPED" || t.IsDeactivating() {
 			return nil
 		}
-		changed = true
 		inst, _, err := s.loadInstance(tx, cluster, aws.ToString(t.Task.ContainerInstanceArn))
 		if err != nil {
 			return err
 		}
+		// A service's task registered with load balancers drains first, as
+		// ECS does: DEACTIVATING, and the service controller sends the stop
+		// once its targets' deregistration delay has passed.
+		waits, err := t.Deactivate(tx, records.LBARNs{Region: s.arns.Region, AccountID: s.arns.AccountID}, inst,
+			string(types.TaskStopCodeUserInitiated), reason, c.now)
+		if err != nil {
+			return err
+		}
+		if waits {
+			c.wake = true
+			if err := s.drainingEvents(tx, cluster, t, c.now); err != nil {
+				return err
+			}
+			return records.Put(tx, t)
+		}
+		changed = true
 		if t.RequestStop(inst, types.TaskStopCodeUserInitiated, reason, c.now) {
 			if err := records.Put(tx, inst); err != nil {
 				return err
@@ -318,6 +335,32 @@ func (s *Server) stopTask(c *call, in *ecs.StopTaskInput) (smithy.Serializable, 
 		c.notifies = append(c.notifies, records.StoppingChange(out.Task))
 	}
 	return out, nil
+}
+
+// drainingEvents writes ECS's events for a service task that StopTask
+// took out of its load balancers: its targets deregistered, the drain begun.
+func (s *Server) drainingEvents(tx store.Tx, cluster string, t *records.Task, now time.Time) error {
+	name, ok := strings.CutPrefix(aws.ToString(t.Task.Group), "service:")
+	if !ok {
+		return nil
+	}
+	svc, ok, err := s.loadService(tx, cluster, name)
+	if err != nil || !ok {
+		return err
+	}
+	per := map[string]int{}
+	var tgs []string
+	for _, tt := range t.Targets {
+		if per[tt.TargetGroupArn] == 0 {
+			tgs = append(tgs, tt.TargetGroupArn)
+		}
+		per[tt.TargetGroupArn]++
+	}
+	for _, tg := range tgs {
+		svc.AddEvent(fmt.Sprintf("(service %s) deregistered %d targets in (target-group %s)", name, per[tg], tg), now)
+	}
+	svc.AddEvent(fmt.Sprintf("(service %s) has begun draining connections on 1 tasks.", name), now)
+	return records.Put(tx, svc)
 }
 
 func (s *Server) listTasks(c *call, in *ecs.ListTasksInput) (smithy.Serializable, error) {

@@ -222,6 +222,35 @@ type Deactivation struct {
 	Reason string
 }
 
+// Deactivate takes the task out of its load balancers before its stop, as
+// ECS does for a service's task, whoever stops it (the service controller
+// or StopTask): its targets are deregistered and, when they drain (a delay
+// applies, its instance inst is reachable and the task still runs), it
+// becomes DEACTIVATING until they are done and waits is true; the service
+// controller then stops it with code and reason. False means nothing to
+// wait for: stop it now. The caller writes the record.
+func (t *Task) Deactivate(tx store.Tx, arns LBARNs, inst *Instance, code, reason string, now time.Time) (waits bool, err error) {
+	if len(t.Targets) == 0 || t.TargetsDeregistered {
+		return false, nil
+	}
+	until, err := t.DeregisterTargets(tx, arns, now)
+	if err != nil {
+		return false, err
+	}
+	if !until.After(now) || inst == nil || inst.Status() == "INACTIVE" || aws.ToString(t.Task.LastStatus) == "STOPPED" {
+		return false, nil
+	}
+	t.Deactivating = &Deactivation{Until: until, Code: code, Reason: reason}
+	t.Task.LastStatus = aws.String("DEACTIVATING")
+	t.Task.Version++
+	return true, nil
+}
+
+// IsDeactivating reports whether the task is draining before its stop.
+func (t *Task) IsDeactivating() bool {
+	return t.Deactivating != nil && aws.ToString(t.Task.DesiredStatus) != "STOPPED"
+}
+
 // DeregisterTargets deregisters every target the task was registered as
 // (once) and returns when the last one's draining ends; a target group or
 // target that is gone has nothing to drain.

@@ -163,7 +163,7 @@ func (r *reconciler) loadTasks() error {
 		}
 		last := aws.ToString(t.Task.LastStatus)
 		st.live = last != "STOPPED"
-		st.active = st.live && aws.ToString(t.Task.DesiredStatus) != "STOPPED" && !deactivating(t)
+		st.active = st.live && aws.ToString(t.Task.DesiredStatus) != "STOPPED" && !t.IsDeactivating()
 		dirty := false
 		if last == "RUNNING" && !t.ServiceSawRunning {
 			t.ServiceSawRunning, dirty = true, true
@@ -200,8 +200,9 @@ func (r *reconciler) loadTasks() error {
 		}
 		// A task whose targets drained (or whose instance is gone) is told
 		// to stop now.
-		if d := t.Deactivating; deactivating(t) && (gone || !r.now.Before(d.Until)) && r.spend() {
-			r.sendStop(st, d.Reason)
+		// (StopTask's drain ends here too, with its own code and reason.)
+		if d := t.Deactivating; t.IsDeactivating() && (gone || !r.now.Before(d.Until)) && r.spend() {
+			r.sendStop(st, types.TaskStopCode(d.Code), d.Reason)
 		}
 		r.tasks = append(r.tasks, st)
 	}
@@ -399,14 +400,14 @@ func (r *reconciler) stop(t *svcTask, reason string) {
 	if waits {
 		return
 	}
-	r.sendStop(t, reason)
+	r.sendStop(t, types.TaskStopCodeServiceSchedulerInitiated, reason)
 }
 
 // sendStop sets the task's desired status to STOPPED, to be delivered to
 // its agent after the commit.
-func (r *reconciler) sendStop(t *svcTask, reason string) {
+func (r *reconciler) sendStop(t *svcTask, code types.TaskStopCode, reason string) {
 	rec := t.rec
-	if rec.RequestStop(t.inst, types.TaskStopCodeServiceSchedulerInitiated, reason, r.now) {
+	if rec.RequestStop(t.inst, code, reason, r.now) {
 		rec.ServiceSawStop = true
 		t.live = false
 		r.note(records.Put(r.tx, t.inst))

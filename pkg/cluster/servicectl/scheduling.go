@@ -43,18 +43,9 @@ func (r *reconciler) replica() error {
 	// Unhealthy tasks are replaced: stopping them costs no healthy task.
 	kept := prim[:0]
 	for _, t := range prim {
-		if t.unhealth {
-			r.stop(t, "Task failed container health checks")
-			continue
+		if !r.replaceUnhealthy(t) {
+			kept = append(kept, t)
 		}
-		if t.lbUnhealthy != "" {
-			// Load balancer health failures count toward the circuit
-			// breaker, as ECS counts them.
-			svc.Deployments[0].FailedTasks++
-			r.stop(t, t.lbUnhealthy)
-			continue
-		}
-		kept = append(kept, t)
 	}
 	prim = kept
 	// Scale-in: the strategies choose which PRIMARY tasks go.
@@ -127,6 +118,23 @@ func (r *reconciler) replica() error {
 	return nil
 }
 
+// replaceUnhealthy stops the PRIMARY task t when a container reported it
+// unhealthy or a load balancer did after the grace period, and says so.
+func (r *reconciler) replaceUnhealthy(t *svcTask) bool {
+	switch {
+	case t.unhealth:
+		r.stop(t, "Task failed container health checks")
+	case t.lbUnhealthy != "":
+		// Load balancer health failures count toward the circuit
+		// breaker, as ECS counts them.
+		r.rec.Service.Deployments[0].FailedTasks++
+		r.stop(t, t.lbUnhealthy)
+	default:
+		return false
+	}
+	return true
+}
+
 // placementStrategy is the service's placement strategies, or ECS's
 // default for services when it has none (the service stores and answers
 // none): spread over availability zones, then over instances.
@@ -176,9 +184,15 @@ func (r *reconciler) daemon() error {
 		var mine, live []*svcTask
 		for _, t := range perInstance[i] {
 			live = append(live, t)
-			if t.active && aws.ToString(t.rec.Task.StartedBy) == primary {
-				mine = append(mine, t)
+			if !t.active || aws.ToString(t.rec.Task.StartedBy) != primary {
+				continue
 			}
+			// An unhealthy task is replaced on its instance once it has
+			// stopped (drained first when it has targets), as for REPLICA.
+			if r.replaceUnhealthy(t) {
+				continue
+			}
+			mine = append(mine, t)
 		}
 		for _, extra := range mine[min(1, len(mine)):] {
 			r.stop(extra, "Scaling activity initiated by (deployment "+primary+")")

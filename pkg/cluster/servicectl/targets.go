@@ -131,33 +131,24 @@ func hostPort(t *records.Task, name string, containerPort int32) (int32, bool) {
 	return 0, false
 }
 
-// deactivate deregisters the task's targets; when they drain (the
-// instance is reachable and a delay applies) the task becomes DEACTIVATING
-// until they are done and true is returned: its stop waits.
+// deactivate deregisters the task's targets (records.Task.Deactivate) and
+// notes the pass's events; true when the task drains (DEACTIVATING): its
+// stop waits.
 func (r *reconciler) deactivate(t *svcTask, reason string) (bool, error) {
 	if len(t.rec.Targets) == 0 || t.rec.TargetsDeregistered {
 		return false, nil
 	}
-	until, err := t.rec.DeregisterTargets(r.tx, r.lbARNs(), r.now)
+	waits, err := t.rec.Deactivate(r.tx, r.lbARNs(), t.inst, string(types.TaskStopCodeServiceSchedulerInitiated), reason, r.now)
 	if err != nil {
 		return false, err
 	}
 	for _, tt := range t.rec.Targets {
 		r.lb.deregistered[tt.TargetGroupArn]++
 	}
-	if !until.After(r.now) || t.inst == nil || t.inst.Status() == "INACTIVE" || !t.live {
-		return false, records.Put(r.tx, t.rec)
+	if waits {
+		r.lb.draining = append(r.lb.draining, arn.ResourceID(aws.ToString(t.rec.Task.TaskArn)))
 	}
-	t.rec.Deactivating = &records.Deactivation{Until: until, Code: string(types.TaskStopCodeServiceSchedulerInitiated), Reason: reason}
-	t.rec.Task.LastStatus = aws.String("DEACTIVATING")
-	t.rec.Task.Version++
-	r.lb.draining = append(r.lb.draining, arn.ResourceID(aws.ToString(t.rec.Task.TaskArn)))
-	return true, records.Put(r.tx, t.rec)
-}
-
-// deactivating reports whether the task is draining before its stop.
-func deactivating(t *records.Task) bool {
-	return t.Deactivating != nil && aws.ToString(t.Task.DesiredStatus) != "STOPPED"
+	return waits, records.Put(r.tx, t.rec)
 }
 
 // flushLBEvents writes the pass's registration and draining events.
