@@ -102,7 +102,7 @@ func Members() map[string][]Member {
 			refused("referenceId", whyReferenceID),
 			refused("volumeConfigurations", whyLaunchVolumes),
 		}, networkMembers()...),
-		"StopTask": {cluster, honoured("task"), honoured("reason")},
+		"StopTask": {cluster, differs("task", "a service's task registered with load balancers drains first, as in ECS (lastStatus DEACTIVATING, stopped once the deregistration delay passed), but keeps desiredStatus RUNNING until then (ECS shows STOPPED at once)"), honoured("reason")},
 		"ListTasks": append([]Member{cluster, honoured("containerInstance"), honoured("desiredStatus"),
 			honoured("family"), honoured("launchType"), honoured("serviceName"), honoured("startedBy"),
 			refused("daemonName", whyDaemons)}, paging...),
