@@ -457,6 +457,13 @@ func (e *Endpoint) serveMetrics(w http.ResponseWriter) {
 // and TCS websockets on GET /ws and GET /tcs/ws.
 func (e *Endpoint) Handler() http.Handler { return e.handler }
 
+// ConsoleSignInLink returns the path of a one-time link (good for 10
+// minutes) that signs a browser in to the web console as the key keyID:
+// dev mode prints one for its admin key.
+func (e *Endpoint) ConsoleSignInLink(keyID string) (string, error) {
+	return e.console.SignInLink(keyID)
+}
+
 // Keys is the endpoint's keyring.
 func (e *Endpoint) Keys() *auth.Keyring { return e.keys }
 

@@ -291,6 +291,11 @@ func (r *devRun) announce(ctx context.Context, registered <-chan string) error {
 	for _, role := range r.roles {
 		fmt.Fprintf(&b, "task role for taskRoleArn/executionRoleArn: %s\n", role.Arn)
 	}
+	if link, err := r.ep.ConsoleSignInLink(r.admin.AccessKeyID); err != nil {
+		r.o.Logger.Warn("dev mode: console sign-in link", "err", err)
+	} else {
+		fmt.Fprintf(&b, "web console: %s%s (signs in once as the dev admin key, within 10 minutes)\n", r.ep.URL, link)
+	}
 	fmt.Fprintf(&b, "addresses are kept across restarts in %s; to use dev mode:\n. %s\n%s", r.addrsFile, r.envFile, lines)
 	// Printed first, so that a script that shows the output once DIR/env
 	// is there shows all of it.

@@ -58,6 +58,12 @@ type Endpoint struct {
 	failed chan error
 }
 
+// ConsoleSignInLink returns the path of a one-time link that signs a
+// browser in to the endpoint's web console as the key keyID.
+func (e *Endpoint) ConsoleSignInLink(keyID string) (string, error) {
+	return e.ep.ConsoleSignInLink(keyID)
+}
+
 // Failed receives the first error that stopped the endpoint serving (or its
 // background work: the service controller, credential refresh, ...) before
 // Close or Shutdown: dev mode then stops instead of running an agent whose

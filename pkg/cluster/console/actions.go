@@ -96,3 +96,34 @@ func (s *Server) stopTask(w http.ResponseWriter, r *http.Request) {
 	}
 	s.answerAction(w, r, fl, Prefix+"clusters/"+cluster+"/tasks/"+task)
 }
+
+// forceDeployment starts a new deployment of the service's task
+// definition (UpdateService forceNewDeployment), replacing its tasks.
+func (s *Server) forceDeployment(w http.ResponseWriter, r *http.Request) {
+	cluster, service := r.PathValue("cluster"), r.PathValue("service")
+	fl, err := s.call(r, "UpdateService", map[string]any{"cluster": cluster, "service": service, "forceNewDeployment": true})
+	if err != nil {
+		s.internalError(w, err)
+		return
+	}
+	if fl == nil {
+		fl = &flash{Message: "A new deployment of " + service + " started."}
+	}
+	s.answerAction(w, r, fl, Prefix+"clusters/"+cluster+"/services/"+service)
+}
+
+// setInstanceState drains a container instance or makes it ACTIVE again
+// (UpdateContainerInstancesState): the form's instance and status.
+func (s *Server) setInstanceState(w http.ResponseWriter, r *http.Request) {
+	cluster, instance, status := r.PathValue("cluster"), r.PostFormValue("instance"), r.PostFormValue("status")
+	fl, err := s.call(r, "UpdateContainerInstancesState", map[string]any{"cluster": cluster, "containerInstances": []string{instance},
+		"status": status})
+	if err != nil {
+		s.internalError(w, err)
+		return
+	}
+	if fl == nil {
+		fl = &flash{Message: fmt.Sprintf("Instance %s is %s.", instance, status)}
+	}
+	s.answerAction(w, r, fl, Prefix+"clusters/"+cluster)
+}

@@ -139,6 +139,8 @@ func (s *Server) routes(static staticFiles) *http.ServeMux {
 	m.HandleFunc("GET /console/clusters/{cluster}/services/{service}", s.signedIn(s.servicePage))
 	m.HandleFunc("GET /console/clusters/{cluster}/services/{service}/metrics", s.signedIn(s.serviceMetrics))
 	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/desired-count", s.signedIn(s.acting(s.setDesiredCount)))
+	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/force-deployment", s.signedIn(s.acting(s.forceDeployment)))
+	m.HandleFunc("POST /console/clusters/{cluster}/instance-state", s.signedIn(s.acting(s.setInstanceState)))
 	m.HandleFunc("GET /console/clusters/{cluster}/tasks/{task}", s.signedIn(s.taskPage))
 	m.HandleFunc("GET /console/clusters/{cluster}/tasks/{task}/logs", s.signedIn(s.containerLogs))
 	m.HandleFunc("POST /console/clusters/{cluster}/stop-task", s.signedIn(s.acting(s.stopTask)))

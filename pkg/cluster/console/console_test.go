@@ -2,7 +2,9 @@ package console_test
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"testing"
@@ -201,5 +203,72 @@ func TestStaticRevalidates(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotModified {
 		t.Errorf("revalidating console.js: %s, want 304", resp.Status)
+	}
+}
+
+// TestSignInLink: dev mode's one-time link signs a browser in once.
+func TestSignInLink(t *testing.T) {
+	f := newFixture(t)
+	link, err := f.ep.ConsoleSignInLink(f.adminID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	if page := get(t, c, f.url+link); !strings.Contains(page, `id="clusters"`) {
+		t.Fatalf("following the link: want the clusters page, got:\n%s", page)
+	}
+	resp, err := (&http.Client{}).Get(f.url + link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "used already") {
+		t.Errorf("the link a second time: %s, want 401 saying it was used:\n%s", resp.Status, body)
+	}
+	if _, err := f.ep.ConsoleSignInLink("BKNOSUCHKEY000000000"); err == nil {
+		t.Error("a link for an unknown key was made")
+	}
+}
+
+// TestDrainAndForceDeployment: a plain form post (no JavaScript) drains
+// an instance and activates it again, and forces a new deployment, each
+// through the ECS operation, and comes back to the page.
+func TestDrainAndForceDeployment(t *testing.T) {
+	f := newFixture(t)
+	f.createService(t, "api", 1)
+	ctx := context.Background()
+	c, _, _ := f.signInHTTP(t, f.adminID, f.adminKey)
+	page := get(t, c, f.url+"/console/clusters/web")
+	token := csrfOf(t, page)
+	instance := f.instanceArn[strings.LastIndex(f.instanceArn, "/")+1:]
+	status := func() string {
+		d, err := f.admin.DescribeContainerInstances(ctx, &ecs.DescribeContainerInstancesInput{Cluster: aws.String("web"),
+			ContainerInstances: []string{f.instanceArn}})
+		if err != nil || len(d.ContainerInstances) != 1 {
+			t.Fatalf("DescribeContainerInstances: %v", err)
+		}
+		return aws.ToString(d.ContainerInstances[0].Status)
+	}
+	for _, want := range []string{"DRAINING", "ACTIVE"} {
+		code, body := post(t, c, f.url+"/console/clusters/web/instance-state", url.Values{"csrf": {token}, "instance": {instance}, "status": {want}}, nil)
+		if code != http.StatusOK || !strings.Contains(body, `id="instances"`) || status() != want {
+			t.Fatalf("set instance %s: HTTP %d, instance %s; want the cluster page and %s", want, code, status(), want)
+		}
+	}
+	before, err := f.admin.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String("web"), Services: []string{"api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := post(t, c, f.url+"/console/clusters/web/services/api/force-deployment", url.Values{"csrf": {token}}, nil)
+	after, err := f.admin.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String("web"), Services: []string{"api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusOK || !strings.Contains(body, `id="live"`) ||
+		aws.ToString(after.Services[0].Deployments[0].Id) == aws.ToString(before.Services[0].Deployments[0].Id) {
+		t.Errorf("force a new deployment: HTTP %d, primary deployment %s before and %s after; want the service page and a new one",
+			code, aws.ToString(before.Services[0].Deployments[0].Id), aws.ToString(after.Services[0].Deployments[0].Id))
 	}
 }

@@ -30,9 +30,11 @@ import (
 // sessionTTL in any case, and as soon as its key is revoked.
 const (
 	challengeTTL = 5 * time.Minute
-	idleTTL      = 30 * time.Minute
-	sessionTTL   = 12 * time.Hour
-	cookieName   = "berth_console"
+	// linkTTL is how long a one-time sign-in link (SignInLink) is good.
+	linkTTL    = 10 * time.Minute
+	idleTTL    = 30 * time.Minute
+	sessionTTL = 12 * time.Hour
+	cookieName = "berth_console"
 	// csrfHeader carries the CSRF token of htmx requests (the layout's
 	// hx-headers); plain forms send it as the csrf field.
 	csrfHeader = "X-CSRF-Token"
@@ -67,9 +69,16 @@ type sessions struct {
 	macKey []byte
 
 	mu sync.Mutex
-	// byID and usedNonces (nonce → expiry) are guarded by mu.
+	// byID, usedNonces (nonce → expiry) and links are guarded by mu.
 	byID       map[string]*session
 	usedNonces map[string]time.Time
+	links      map[string]signInLink
+}
+
+// signInLink is an unused one-time sign-in link's key and expiry.
+type signInLink struct {
+	keyID   string
+	expires time.Time
 }
 
 func newSessions(now func() time.Time) (*sessions, error) {
@@ -77,7 +86,8 @@ func newSessions(now func() time.Time) (*sessions, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("console: sign-in key: %w", err)
 	}
-	return &sessions{now: now, macKey: key, byID: map[string]*session{}, usedNonces: map[string]time.Time{}}, nil
+	return &sessions{now: now, macKey: key, byID: map[string]*session{}, usedNonces: map[string]time.Time{},
+		links: map[string]signInLink{}}, nil
 }
 
 func randomToken() (string, error) {
@@ -257,12 +267,69 @@ func (s *Server) currentSession(r *http.Request) (*session, string) {
 	return sess, c.Value
 }
 
+// SignInLink returns the path of a link that signs a browser in as the
+// key keyID once, within 10 minutes: dev mode prints it for its admin key.
+// Whoever holds the link holds the session, as with the key itself.
+func (s *Server) SignInLink(keyID string) (string, error) {
+	if _, _, err := s.o.Keys.Lookup(keyID); err != nil {
+		return "", fmt.Errorf("console sign-in link: %w", err)
+	}
+	token, err := randomToken()
+	if err != nil {
+		return "", fmt.Errorf("console sign-in link: %w", err)
+	}
+	ss := s.sessions
+	now := ss.now()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for t, l := range ss.links {
+		if now.After(l.expires) {
+			delete(ss.links, t)
+		}
+	}
+	ss.links[token] = signInLink{keyID: keyID, expires: now.Add(linkTTL)}
+	return Prefix + "signin?token=" + token, nil
+}
+
+// useLink returns the key id of an unused, unexpired link and forgets it.
+func (ss *sessions) useLink(token string) (string, bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	l, ok := ss.links[token]
+	delete(ss.links, token)
+	if !ok || ss.now().After(l.expires) {
+		return "", false
+	}
+	return l.keyID, true
+}
+
 type signInData struct {
 	Nonce, KeyID, Error string
 }
 
+// signInPage shows the sign-in form, or signs in with a one-time link's
+// token (?token=).
 func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
-	s.renderSignIn(w, http.StatusOK, "", "")
+	token := r.URL.Query().Get("token")
+	if token == "" {
+		s.renderSignIn(w, http.StatusOK, "", "")
+		return
+	}
+	keyID, ok := s.sessions.useLink(token)
+	if !ok {
+		s.renderSignIn(w, http.StatusUnauthorized, "", fmt.Sprintf("%s: this sign-in link was used already or is older than %s; sign in with the key", errSignIn, linkTTL))
+		return
+	}
+	key, _, err := s.o.Keys.Lookup(keyID)
+	if errors.Is(err, auth.ErrUnknownKey) || err == nil && !consoleRole(key.Role) {
+		s.renderSignIn(w, http.StatusUnauthorized, "", fmt.Sprintf("%s: the link's key was revoked or cannot sign in", errSignIn))
+		return
+	}
+	if err != nil {
+		s.internalError(w, fmt.Errorf("sign in with a link: %w", err))
+		return
+	}
+	s.startSession(w, r, key)
 }
 
 func (s *Server) renderSignIn(w http.ResponseWriter, status int, keyID, msg string) {
@@ -290,6 +357,11 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		s.renderSignIn(w, http.StatusUnauthorized, keyID, err.Error())
 		return
 	}
+	s.startSession(w, r, key)
+}
+
+// startSession signs the browser in as key and sends it to the clusters.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, key auth.Key) {
 	id, _, err := s.sessions.create(key)
 	if err != nil {
 		s.internalError(w, err)
