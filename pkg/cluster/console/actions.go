@@ -15,31 +15,42 @@ import (
 // call runs one ECS API operation as the session's key, through the same
 // handler as a signed request: the same role checks, validation and
 // errors. A refusal comes back as a flash naming the API's error;
-// anything else is an internal error (logged, nil flash and a non-nil
-// error).
+// anything else is an internal error (nil flash and a non-nil error).
 func (s *Server) call(r *http.Request, op string, input any) (*flash, error) {
+	out, err := s.callOut(r, op, input)
+	return out.flash, err
+}
+
+// callResult is an operation's answer: its JSON output, or the refusal.
+type callResult struct {
+	body  []byte
+	flash *flash
+}
+
+// callOut is call that also returns the operation's output.
+func (s *Server) callOut(r *http.Request, op string, input any) (callResult, error) {
 	sess := sessionOf(r)
 	body, err := json.Marshal(input)
 	if err != nil {
-		return nil, fmt.Errorf("%s: encode input: %w", op, err)
+		return callResult{}, fmt.Errorf("%s: encode input: %w", op, err)
 	}
 	scheme := "http://"
 	if r.TLS != nil {
 		scheme = "https://"
 	}
-	_, err = s.o.ECS.ServeAWS(&awsproto.Request{Context: r.Context(), Key: sess.Key, Operation: op, Protocol: awsproto.JSON11,
+	out, err := s.o.ECS.ServeAWS(&awsproto.Request{Context: r.Context(), Key: sess.Key, Operation: op, Protocol: awsproto.JSON11,
 		Body: body, BaseURL: scheme + r.Host})
 	var ae *awsproto.Error
 	var authE *auth.Error
 	switch {
 	case err == nil:
-		return nil, nil
+		return callResult{body: out}, nil
 	case errors.As(err, &ae):
-		return &flash{Error: true, Message: ae.Type + ": " + ae.Message}, nil
+		return callResult{flash: &flash{Error: true, Message: ae.Type + ": " + ae.Message}}, nil
 	case errors.As(err, &authE):
-		return &flash{Error: true, Message: authE.Type + ": " + authE.Message}, nil
+		return callResult{flash: &flash{Error: true, Message: authE.Type + ": " + authE.Message}}, nil
 	}
-	return nil, fmt.Errorf("%s: %w", op, err)
+	return callResult{}, fmt.Errorf("%s: %w", op, err)
 }
 
 // answerAction tells the browser how an action went: htmx gets the flash

@@ -144,6 +144,10 @@ func (s *Server) routes(static staticFiles) *http.ServeMux {
 	m.HandleFunc("GET /console/clusters/{cluster}/tasks/{task}", s.signedIn(s.taskPage))
 	m.HandleFunc("GET /console/clusters/{cluster}/tasks/{task}/logs", s.signedIn(s.containerLogs))
 	m.HandleFunc("POST /console/clusters/{cluster}/stop-task", s.signedIn(s.acting(s.stopTask)))
+	m.HandleFunc("GET /console/task-definitions", s.signedIn(s.familiesPage))
+	m.HandleFunc("GET /console/task-definitions/{family}", s.signedIn(s.familyPage))
+	m.HandleFunc("GET /console/task-definitions/{family}/{revision}", s.signedIn(s.revisionPage))
+	m.HandleFunc("POST /console/task-definitions/{family}/{revision}/run", s.signedIn(s.acting(s.runTask)))
 	m.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
 	return m
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/console"
@@ -270,5 +271,42 @@ func TestDrainAndForceDeployment(t *testing.T) {
 		aws.ToString(after.Services[0].Deployments[0].Id) == aws.ToString(before.Services[0].Deployments[0].Id) {
 		t.Errorf("force a new deployment: HTTP %d, primary deployment %s before and %s after; want the service page and a new one",
 			code, aws.ToString(before.Services[0].Deployments[0].Id), aws.ToString(after.Services[0].Deployments[0].Id))
+	}
+}
+
+// TestTaskDefinitionsAndRunTask: the task definition pages list the
+// families and revisions and show a revision readably and as JSON, its
+// environment values escaped; running it from its page is RunTask.
+func TestTaskDefinitionsAndRunTask(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.admin.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{Family: aws.String("app"),
+		ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("app"), Image: aws.String("busybox"), Memory: aws.Int32(32),
+			Environment: []ecstypes.KeyValuePair{{Name: aws.String("GREETING"), Value: aws.String("<b>hi</b>")}}}}}); err != nil {
+		t.Fatalf("RegisterTaskDefinition: %v", err)
+	}
+	c, _, _ := f.signInHTTP(t, f.adminID, f.adminKey)
+	if page := get(t, c, f.url+"/console/task-definitions"); !strings.Contains(page, `href="/console/task-definitions/app/2"`) {
+		t.Errorf("families page does not link app's latest revision 2:\n%s", page)
+	}
+	if page := get(t, c, f.url+"/console/task-definitions/app"); !strings.Contains(page, "app:1") || !strings.Contains(page, "app:2") {
+		t.Errorf("family page does not list both revisions:\n%s", page)
+	}
+	page := get(t, c, f.url+"/console/task-definitions/app/2")
+	if strings.Contains(page, "<b>hi</b>") || !strings.Contains(page, "GREETING=&lt;b&gt;hi&lt;/b&gt;") || !strings.Contains(page, `id="taskdef-json"`) {
+		t.Errorf("revision page: want the environment escaped and the JSON:\n%s", page)
+	}
+	token := csrfOf(t, page)
+	code, body := post(t, c, f.url+"/console/task-definitions/app/2/run", url.Values{"csrf": {token}, "cluster": {"web"}, "count": {"0"}}, nil)
+	if code != http.StatusBadRequest || !strings.Contains(body, "InvalidParameterException") {
+		t.Errorf("run 0 tasks: HTTP %d, want 400 with the API's error:\n%s", code, body)
+	}
+	code, body = post(t, c, f.url+"/console/task-definitions/app/2/run", url.Values{"csrf": {token}, "cluster": {"web"}, "count": {"2"}}, nil)
+	if code != http.StatusOK || !strings.Contains(body, `id="cluster-tasks"`) {
+		t.Fatalf("run 2 tasks: HTTP %d, want the cluster page:\n%s", code, body)
+	}
+	list, err := f.admin.ListTasks(ctx, &ecs.ListTasksInput{Cluster: aws.String("web"), StartedBy: aws.String("console/" + f.adminID)})
+	if err != nil || len(list.TaskArns) != 2 {
+		t.Errorf("tasks started by the console: %v %v, want 2", list, err)
 	}
 }
