@@ -78,6 +78,17 @@ func signIn(t *testing.T, ctx context.Context, base, id, secret string) {
 
 // waitText waits until the element sel shows want.
 func waitText(ctx context.Context, sel, want string) error {
+	return waitUntil(ctx, sel, fmt.Sprintf("%q", want), func(text string) bool { return strings.TrimSpace(text) == want })
+}
+
+// waitContains waits until the text of sel contains every one of want.
+func waitContains(ctx context.Context, sel string, want ...string) error {
+	return waitUntil(ctx, sel, fmt.Sprintf("text containing %q", want), func(text string) bool { return containsAll(text, want...) })
+}
+
+// waitUntil waits up to 30 s until the text of the element sel is ok;
+// it fails with the text last seen and the page's main element.
+func waitUntil(ctx context.Context, sel, want string, ok func(string) bool) error {
 	deadline := time.Now().Add(30 * time.Second)
 	var got string
 	for time.Now().Before(deadline) {
@@ -88,16 +99,16 @@ func waitText(ctx context.Context, sel, want string) error {
 		cancel()
 		if err == nil {
 			got = text
+			if ok(got) {
+				return nil
+			}
 		} else if ctx.Err() != nil {
 			return err
-		}
-		if strings.TrimSpace(got) == want {
-			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("main")))
-	return fmt.Errorf("%s shows %q after 30s, want %q; the page's main:\n%s", sel, got, want, html)
+	return fmt.Errorf("%s shows %q after 30s, want %s; the page's main:\n%s", sel, got, want, html)
 }
 
 // TestBrowserScaleAndStop drives the console in Chromium as an operator:

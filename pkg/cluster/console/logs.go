@@ -86,17 +86,15 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	var target logTarget
 	err := s.o.Store.View(func(tx store.Tx) error {
-		t, ok, err := records.Get[records.Task](tx, records.Tasks, records.TaskKey(cluster, id))
+		t, err := getTask(tx, cluster, id)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return fmt.Errorf("%w: task %s in cluster %s", errNotFound, id, cluster)
 		}
 		targets, err := taskLogTargets(tx, t, id)
 		if err != nil {
 			return err
 		}
+		var ok bool
 		if target, ok = targets[container]; !ok {
 			return fmt.Errorf("%w: container %q of task %s has no awslogs log stream", errNotFound, container, id)
 		}

@@ -3,7 +3,6 @@ package console_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -65,25 +64,6 @@ func TestBrowserTaskLogs(t *testing.T) {
 	if err != nil || state != "true undefined" {
 		t.Errorf("after the new line: reload marker and injected script = %q (%v), want \"true undefined\"", state, err)
 	}
-}
-
-// waitContains waits until the text of sel contains every one of want.
-func waitContains(ctx context.Context, sel string, want ...string) error {
-	var got string
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		text, err := chromedp.Run(tctx, chromedp.Text(chromedp.CSS(sel)))
-		cancel()
-		if err == nil {
-			got = text
-			if containsAll(got, want...) {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("%s shows %q after 30s, want it to contain %q", sel, got, want)
 }
 
 // putLogs puts lines into a log stream as the agent's awslogs driver

@@ -330,12 +330,9 @@ type taskData struct {
 func (s *Server) loadTask(cluster, id string) (*taskData, error) {
 	var d *taskData
 	err := s.o.Store.View(func(tx store.Tx) error {
-		t, ok, err := records.Get[records.Task](tx, records.Tasks, records.TaskKey(cluster, id))
+		t, err := getTask(tx, cluster, id)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return fmt.Errorf("%w: task %s in cluster %s", errNotFound, id, cluster)
 		}
 		tk := t.Task
 		d = &taskData{Cluster: cluster, ID: id, LastStatus: aws.ToString(tk.LastStatus), DesiredStatus: aws.ToString(tk.DesiredStatus),
@@ -368,6 +365,15 @@ func (s *Server) loadTask(cluster, id string) (*taskData, error) {
 		return nil
 	})
 	return d, err
+}
+
+// getTask reads a task's record; errNotFound when there is none.
+func getTask(tx store.Tx, cluster, id string) (*records.Task, error) {
+	t, ok, err := records.Get[records.Task](tx, records.Tasks, records.TaskKey(cluster, id))
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: task %s in cluster %s", errNotFound, id, cluster)
+	}
+	return t, err
 }
 
 func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
