@@ -160,7 +160,7 @@ func TestServiceBehindLoadBalancer(t *testing.T) {
 	}
 	e.report("healthy", nil)
 	e.waitFor("steady", e.steady("web"))
-	if svc := e.describe("web"); !hasEvent(svc, `registered 2 targets in \(target-group `) {
+	if svc := e.describe("web"); eventTotal(svc, `^\(service web\) registered (\d+) targets in \(target-group `) != 2 {
 		t.Fatalf("no registration event: %q", messages(svc))
 	}
 
@@ -201,7 +201,7 @@ func TestServiceBehindLoadBalancer(t *testing.T) {
 			}
 		}
 	}
-	if svc := e.describe("web"); !hasEvent(svc, `has begun draining connections on 2 tasks\.`) || !hasEvent(svc, `deregistered 2 targets in \(target-group `) {
+	if svc := e.describe("web"); eventTotal(svc, `has begun draining connections on (\d+) tasks\.`) != 2 || eventTotal(svc, `deregistered (\d+) targets in \(target-group `) != 2 {
 		t.Fatalf("no draining events: %q", messages(svc))
 	}
 

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,24 @@ func hasEvent(svc types.Service, re string) bool {
 		}
 	}
 	return false
+}
+
+// eventTotal adds up the number that re's first group captures over the
+// service's events: a controller pass reports what it did in that pass,
+// so two tasks registered in two passes are two events of one target.
+func eventTotal(svc types.Service, re string) int {
+	r := regexp.MustCompile(re)
+	total := 0
+	for _, ev := range svc.Events {
+		if m := r.FindStringSubmatch(aws.ToString(ev.Message)); m != nil {
+			n, err := strconv.Atoi(m[1])
+			if err != nil {
+				panic(fmt.Sprintf("eventTotal: %q captures %q, not a number", re, m[1]))
+			}
+			total += n
+		}
+	}
+	return total
 }
 
 func (e *svcEnv) steady(name string) func() bool {

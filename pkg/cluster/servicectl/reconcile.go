@@ -75,10 +75,23 @@ func (r *reconciler) group() string { return r.rec.Group() }
 
 func (r *reconciler) event(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	if evs := r.rec.Service.Events; len(evs) > 0 && aws.ToString(evs[0].Message) == msg && !strings.Contains(msg, "has started") && !strings.Contains(msg, "has stopped") {
+	if evs := r.rec.Service.Events; len(evs) > 0 && aws.ToString(evs[0].Message) == msg && !reportsChange(msg) {
 		return // ECS does not repeat an unchanged message back to back
 	}
 	r.rec.AddEvent(msg, r.now)
+}
+
+// reportsChange tells the messages that report something done in this
+// pass (tasks started or stopped, targets registered, deregistered or
+// draining): each is news even when the pass before said the same words,
+// unlike a state such as "has reached a steady state".
+func reportsChange(msg string) bool {
+	for _, s := range []string{"has started", "has stopped", "registered", "has begun draining"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *reconciler) run() error {
