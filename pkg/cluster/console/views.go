@@ -229,6 +229,45 @@ type serviceData struct {
 	TasksTotal int
 	// Graphs is set when the endpoint keeps metrics (the page draws them).
 	Graphs bool
+	// Targets are the service's load balancer targets with their health.
+	Targets []targetRow
+}
+
+// targetRow is a registered target of one of a service's target groups.
+type targetRow struct {
+	TargetGroup, Target, State, Reason string
+}
+
+// serviceTargets returns the live targets of the service's target groups
+// with their health, as DescribeTargetHealth reports it
+// (records.Target.State).
+func serviceTargets(tx store.Tx, sv *records.Service, now time.Time) ([]targetRow, error) {
+	var rows []targetRow
+	seen := map[string]bool{}
+	for _, lb := range sv.Service.LoadBalancers {
+		id := records.LBResourceID(aws.ToString(lb.TargetGroupArn))
+		if id == "" || seen[id] {
+			continue
+		}
+		seen[id] = true
+		tg, ok, err := records.Get[records.TargetGroup](tx, records.TargetGroups, id)
+		if err != nil || !ok {
+			return rows, err
+		}
+		targets, err := records.LiveTargets(tx, tg, now)
+		if err != nil {
+			return rows, err
+		}
+		for _, t := range targets {
+			h, err := t.State(tx, tg)
+			if err != nil {
+				return rows, err
+			}
+			rows = append(rows, targetRow{TargetGroup: aws.ToString(tg.TargetGroup.TargetGroupName),
+				Target: fmt.Sprintf("%s:%d", t.ID, t.Port), State: string(h.State), Reason: aws.ToString(h.Description)})
+		}
+	}
+	return rows, nil
 }
 
 // loadService reads what a service's page shows.
@@ -282,7 +321,8 @@ func (s *Server) loadService(cluster, name string) (*serviceData, error) {
 			d.Deployments = append(d.Deployments, row)
 		}
 		d.Events = slices.Clone(sv.Service.Events[:min(len(sv.Service.Events), eventsShown)])
-		return nil
+		d.Targets, err = serviceTargets(tx, sv, s.o.Now())
+		return err
 	})
 	return d, err
 }
