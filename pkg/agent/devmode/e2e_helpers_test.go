@@ -87,6 +87,10 @@ type agentSpec struct {
 	Introspection, Credentials string
 	// Datapath, when set, is BERTH_NETWORK_DATAPATH (default: builtin).
 	Datapath string
+	// MetricsSample and MetricsPublish, when set, shorten the metrics
+	// sampling interval (below the 5s config allows) and the TCS
+	// publication interval (20s).
+	MetricsSample, MetricsPublish time.Duration
 }
 
 func (s agentSpec) config() (*config.Config, error) {
@@ -127,6 +131,9 @@ func (s agentSpec) config() (*config.Config, error) {
 	if s.Datapath != "" {
 		cfg.Network.Datapath = s.Datapath
 	}
+	if s.MetricsSample > 0 {
+		cfg.Metrics.PollInterval = s.MetricsSample
+	}
 	return cfg, nil
 }
 
@@ -157,7 +164,7 @@ func (s agentSpec) runLogged(ctx context.Context, log *slog.Logger, registered f
 		Credentials:      credentials.NewStaticCredentialsProvider(s.KeyID, s.Secret, ""),
 		HeartbeatTimeout: time.Minute, SubmitPoll: 50 * time.Millisecond,
 		ReconnectBackoff: registration.Backoff{Min: 100 * time.Millisecond, Max: time.Second, Jitter: 0.2},
-		Registered:       registered, Session: session,
+		Registered:       registered, Session: session, MetricsInterval: s.MetricsPublish,
 	})
 }
 
@@ -240,7 +247,9 @@ func (r *recorder) of(task string) []string {
 // e2e is a real endpoint (restartable on its port and data), an admin
 // client, an agent key, containerd and a registry with the web image.
 type e2e struct {
-	t       *testing.T
+	t *testing.T
+	// tune, when set, changes the endpoint's options at each start.
+	tune    func(*devmode.EndpointOptions)
 	rec     *recorder
 	acsOpts acs.Options
 	dataDir string
@@ -254,9 +263,15 @@ type e2e struct {
 
 func newE2E(t *testing.T, ao acs.Options) *e2e {
 	t.Helper()
+	return newE2ETuned(t, ao, nil)
+}
+
+// newE2ETuned is newE2E with the endpoint's options changed by tune.
+func newE2ETuned(t *testing.T, ao acs.Options, tune func(*devmode.EndpointOptions)) *e2e {
+	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireBinaries(t, "iptables", "ip")
-	e := &e2e{t: t, rec: &recorder{}, acsOpts: ao, dataDir: t.TempDir(), cd: testenv.Containerd(t)}
+	e := &e2e{t: t, rec: &recorder{}, acsOpts: ao, dataDir: t.TempDir(), cd: testenv.Containerd(t), tune: tune}
 	reg := testenv.Registry(t)
 	img := testenv.BuildImage(t, reg, "e2e/web", testenv.ImageSpec{
 		Files: []testenv.File{{Path: "/srv/index.html", Mode: 0o644, Data: []byte("hello from berth\n")},
@@ -283,8 +298,12 @@ func newE2E(t *testing.T, ao acs.Options) *e2e {
 
 func (e *e2e) startEndpoint(addr string) {
 	e.t.Helper()
-	ep, err := devmode.StartEndpoint(context.Background(), devmode.EndpointOptions{DataDir: e.dataDir, Listen: addr, Region: region,
-		AccountID: devmode.DefaultAccount, ACS: e.acsOpts, Wrap: e.rec.wrap, Logger: logger()})
+	o := devmode.EndpointOptions{DataDir: e.dataDir, Listen: addr, Region: region,
+		AccountID: devmode.DefaultAccount, ACS: e.acsOpts, Wrap: e.rec.wrap, Logger: logger()}
+	if e.tune != nil {
+		e.tune(&o)
+	}
+	ep, err := devmode.StartEndpoint(context.Background(), o)
 	if err != nil {
 		e.t.Fatalf("start endpoint: %v", err)
 	}

@@ -33,6 +33,10 @@ type EndpointOptions struct {
 	// Wrap, when set, wraps the HTTP handler (tests record requests).
 	Wrap   func(http.Handler) http.Handler
 	Logger *slog.Logger
+	// MetricsClock and ScalingTick, when set, are cluster.Options'
+	// (end-to-end tests of auto scaling run the metrics clock fast).
+	MetricsClock func() time.Time
+	ScalingTick  time.Duration
 }
 
 // Endpoint is pkg/cluster's endpoint (the ECS and CloudWatch Logs APIs on
@@ -93,7 +97,7 @@ func StartEndpoint(ctx context.Context, o EndpointOptions) (*Endpoint, error) {
 		o.Listen = "127.0.0.1:0"
 	}
 	ep, err := cluster.Open(ctx, cluster.Options{Listen: o.Listen, InsecureHTTP: true, Region: o.Region, AccountID: o.AccountID,
-		DataDir: o.DataDir, Roles: o.Roles, ACS: o.ACS, Logger: o.Logger})
+		DataDir: o.DataDir, Roles: o.Roles, ACS: o.ACS, Logger: o.Logger, MetricsClock: o.MetricsClock, ScalingTick: o.ScalingTick})
 	if err != nil {
 		return nil, fmt.Errorf("start endpoint: %w", err)
 	}

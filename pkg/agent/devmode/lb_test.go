@@ -25,6 +25,7 @@ import (
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/berth-dev/berth/pkg/agent/devmode"
 	"github.com/berth-dev/berth/pkg/api/arn"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
@@ -82,6 +83,12 @@ func (l *lbLab) stopBerthLB(sig syscall.Signal) {
 const lbWait = 3 * time.Minute
 
 func newLBLab(t *testing.T) *lbLab {
+	return newLBLabTuned(t, nil, nil)
+}
+
+// newLBLabTuned is newLBLab with the endpoint's options changed by tune
+// and the agents' by spec.
+func newLBLabTuned(t *testing.T, tune func(*devmode.EndpointOptions), spec func(*agentSpec)) *lbLab {
 	if testing.Short() {
 		t.Skip("integration test with agents, containers and HAProxy (-short)")
 	}
@@ -90,10 +97,13 @@ func newLBLab(t *testing.T) *lbLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newE2E(t, acs.Options{})
+	e := newE2ETuned(t, acs.Options{}, tune)
 	l := &lbLab{e2e: e}
 	for range 2 {
 		s := e.spec()
+		if spec != nil {
+			spec(&s)
+		}
 		arn, _, stop := e.runAgent(s)
 		l.specs, l.arns, l.sessions = append(l.specs, s), append(l.arns, arn), append(l.sessions, stop)
 	}
@@ -129,7 +139,7 @@ func newLBLab(t *testing.T) *lbLab {
 	}
 	conf := filepath.Join(dir, "lb.toml")
 	toml := fmt.Sprintf("endpoint = %q\nregion = %q\naccess_key_id = %q\nsecret_access_key = %q\nload_balancers = [\"web\"]\n"+
-		"bind_address = \"127.0.0.1\"\nhaproxy = %q\nrun_dir = %q\npoll_interval = \"200ms\"\n", e.ep.URL, region, lbID, lbSecret, haproxy, runDir)
+		"bind_address = \"127.0.0.1\"\nhaproxy = %q\nrun_dir = %q\npoll_interval = \"200ms\"\nmetrics_interval = \"1s\"\n", e.ep.URL, region, lbID, lbSecret, haproxy, runDir)
 	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
