@@ -100,6 +100,7 @@ bench: test-deps build
 	$(TESTENV) $(GO) test ./bench -run '^$$' -bench 'Logship' -benchtime 3x
 	$(GO) test ./bench -run '^$$' -bench 'BenchmarkMetrics' -benchtime 300x -count 2
 	$(GO) test ./bench -run '^$$' -bench 'BenchmarkConsolePages' -benchtime 100x -count 2
+	$(GO) test ./bench -run '^$$' -bench 'BenchmarkConsoleLiveUnderChurn' -benchtime 400x -count 2
 	$(GO) test ./bench -run '^$$' -bench 'BenchmarkLBHAProxy' -benchtime 3x
 	$(GO) run ./bench/cmd/runtime -n 40 -rounds 5
 	$(TESTENV) $(GO) run ./bench/cmd/stats -n 100 -rounds 20

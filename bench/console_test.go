@@ -36,8 +36,10 @@ type consoleBench struct {
 	url, stubURL string
 	client       *http.Client
 	setStub      func([]byte)
-	// task is the id of one of the tasks.
-	task string
+	// task is the id of one of the tasks; tasks are all their ARNs.
+	task  string
+	tasks []string
+	admin *ecs.Client
 }
 
 func newConsoleBench(b *testing.B) *consoleBench {
@@ -69,6 +71,7 @@ func newConsoleBench(b *testing.B) *consoleBench {
 		b.Fatal(err)
 	}
 	admin, agent := benchClient(cb.url, adminID, adminSecret), benchClient(cb.url, agentID, agentSecret)
+	cb.admin = admin
 	cb.fill(b, ctx, admin, agent)
 	cb.signIn(b, adminID, adminSecret)
 	return cb
@@ -112,6 +115,7 @@ func (cb *consoleBench) fill(b *testing.B, ctx context.Context, admin, agent *ec
 					b.Fatal(err)
 				}
 				cb.task = aws.ToString(t.TaskArn)[len(aws.ToString(t.TaskArn))-32:]
+				cb.tasks = append(cb.tasks, aws.ToString(t.TaskArn))
 			}
 		}
 	}
@@ -188,4 +192,63 @@ func BenchmarkConsolePages(b *testing.B) {
 			b.ReportMetric(float64(epDur)/float64(stubDur), "x-stub")
 		})
 	}
+}
+
+// churnRate is how many task state changes a second the churn makes.
+const churnRate = 50
+
+// churn stops the cluster's tasks one by one, churnRate a second (each a
+// StopTask: a task record and its index written in one transaction),
+// until ctx ends; the returned func waits for it and reports how many it
+// stopped.
+func (cb *consoleBench) churn(ctx context.Context) func() int {
+	done := make(chan int, 1)
+	go func() {
+		n := 0
+		tick := time.NewTicker(time.Second / churnRate)
+		defer tick.Stop()
+		for _, arn := range cb.tasks {
+			select {
+			case <-ctx.Done():
+				done <- n
+				return
+			case <-tick.C:
+			}
+			if _, err := cb.admin.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String("big"), Task: aws.String(arn)}); err == nil {
+				n++
+			}
+		}
+		done <- n
+	}()
+	return func() int { return <-done }
+}
+
+// BenchmarkConsoleLiveUnderChurn fetches a service page's live part (its
+// 2 s poll) while 50 tasks a second change state in the same cluster:
+// "page-ms" against the stub's round trip of the same bytes ("x-stub"),
+// and "changes/s" the rate the churn kept up.
+func BenchmarkConsoleLiveUnderChurn(b *testing.B) {
+	cb := newConsoleBench(b)
+	stubClient := &http.Client{}
+	path := "/console/clusters/big/services/svc-07?part=live"
+	cb.setStub(cb.get(b, cb.client, cb.url+path))
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := cb.churn(ctx)
+	var epDur, stubDur time.Duration
+	start := time.Now()
+	for b.Loop() {
+		t0 := time.Now()
+		cb.get(b, cb.client, cb.url+path)
+		t1 := time.Now()
+		cb.get(b, stubClient, cb.stubURL+path)
+		epDur += t1.Sub(t0)
+		stubDur += time.Since(t1)
+	}
+	elapsed := time.Since(start)
+	cancel()
+	changes := wait()
+	b.ReportMetric(float64(epDur.Microseconds())/1000/float64(b.N), "page-ms")
+	b.ReportMetric(float64(stubDur.Microseconds())/1000/float64(b.N), "stub-ms")
+	b.ReportMetric(float64(epDur)/float64(stubDur), "x-stub")
+	b.ReportMetric(float64(changes)/elapsed.Seconds(), "changes/s")
 }
