@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -324,6 +325,9 @@ func TestDevModeFlags(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "task role for taskRoleArn/executionRoleArn: arn:aws:iam::000000000000:role/app") {
 		t.Errorf("stdout does not name the dev role:\n%s", stdout.String())
+	}
+	if !regexp.MustCompile(`web console: http://127\.0\.0\.1:\d+/console/signin\?token=\S+ `).MatchString(stdout.String()) {
+		t.Errorf("stdout does not give the web console's sign-in link:\n%s", stdout.String())
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "credentials")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("credentials file: %v, %v; want mode 0600", fi, err)
