@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,25 +26,6 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
-
-// lockedBuffer is written by containerd's IO copy goroutines and read by the
-// test, so access is serialised.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // runToExit creates a container from ref, runs it to its exit and returns
 // the exit code and output. The task and container are deleted before it
@@ -63,7 +43,7 @@ func runToExit(t *testing.T, ctx context.Context, cli *containerd.Client, image 
 			t.Errorf("delete container: %v", err)
 		}
 	}()
-	var out lockedBuffer
+	var out testenv.LockedBuffer
 	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &out, &out)))
 	if err != nil {
 		t.Fatalf("create task: %v", err)

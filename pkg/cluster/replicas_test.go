@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -47,7 +46,7 @@ type replica struct {
 func startReplica(t *testing.T, name string, eo cluster.EtcdOptions) *replica {
 	t.Helper()
 	eo.Replica = name
-	log := &lockedBuffer{}
+	log := &testenv.LockedBuffer{}
 	t.Cleanup(func() { // registered first: runs after the replica closed
 		if t.Failed() {
 			t.Logf("replica %s log:\n%s", name, log.String())
@@ -89,24 +88,6 @@ func startReplica(t *testing.T, name string, eo cluster.EtcdOptions) *replica {
 		}
 	})
 	return r
-}
-
-// lockedBuffer is a replica's log, written by its goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // kill cuts the replica off as a crash would: its etcd connection closes
