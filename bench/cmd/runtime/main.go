@@ -60,42 +60,24 @@ func main() {
 }
 
 func run(ctx context.Context, n, lines, rounds, running, launchRounds int) (retErr error) {
-	if os.Geteuid() != 0 {
-		return errors.New("needs root (containerd, runc); see scripts/test-deps.sh")
-	}
-	shared, err := testenv.AcquireShared(ctx)
+	b, err := testenv.StartBench(ctx, "runtime", testenv.ImageSpec{Cmd: []string{"/bin/true"}})
 	if err != nil {
 		return err
 	}
-	defer func() { retErr = errors.Join(retErr, shared.Close(ctx)) }()
-	address, snapshotter, reg := shared.Address, shared.Snapshotter, shared.Registry
-	img, err := testenv.BuildAndPush(ctx, reg, "bench/runtime", testenv.ImageSpec{Cmd: []string{"/bin/true"}})
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "berth-bench-runtime-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	ns := fmt.Sprintf("bench-runtime-%d", os.Getpid())
+	defer func() { retErr = errors.Join(retErr, b.Close(ctx)) }()
+	dir, self, ns, img := b.Dir, b.Self, b.Namespace, b.Image
 	rt, err := runtime.New(ctx, runtime.Options{
-		Address: address, Namespace: ns, Snapshotter: snapshotter, ConnectTimeout: time.Minute,
+		Address: b.Address, Namespace: ns, Snapshotter: b.Snapshotter, ConnectTimeout: time.Minute,
 		StateDir: filepath.Join(dir, "state"), LoggerBinary: self,
 	})
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	defer cleanNamespace(context.WithoutCancel(ctx), rt.Client(), ns)
 	if _, err := rt.Pull(ctx, img.Ref); err != nil {
 		return err
 	}
-	fmt.Printf("containerd %s, snapshotter %s, image %s\n\n", address, snapshotter, img.Ref)
+	fmt.Printf("containerd %s, snapshotter %s, image %s\n\n", b.Address, b.Snapshotter, img.Ref)
 
 	if err := benchLifecycle(ctx, rt, ns, img.Ref, n); err != nil {
 		return err
@@ -254,21 +236,4 @@ func msList(ds []time.Duration) string {
 		parts[i] = fmt.Sprintf("%.0f", ms(d))
 	}
 	return "[" + strings.Join(parts, " ") + "]"
-}
-
-// cleanNamespace removes what the benchmark left in its namespace.
-func cleanNamespace(ctx context.Context, cli *containerd.Client, ns string) {
-	ctx = namespaces.WithNamespace(ctx, ns)
-	cs, _ := cli.Containers(ctx)
-	for _, c := range cs {
-		if t, err := c.Task(ctx, nil); err == nil {
-			t.Delete(ctx, containerd.WithProcessKill)
-		}
-		c.Delete(ctx, containerd.WithSnapshotCleanup)
-	}
-	imgs, _ := cli.ImageService().List(ctx)
-	for _, i := range imgs {
-		cli.ImageService().Delete(ctx, i.Name)
-	}
-	cli.NamespaceService().Delete(ctx, ns)
 }

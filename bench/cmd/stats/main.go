@@ -56,43 +56,18 @@ type targets []stats.Target
 func (t targets) Targets() []stats.Target { return t }
 
 func run(ctx context.Context, n, rounds int) (retErr error) {
-	if os.Geteuid() != 0 {
-		return errors.New("needs root (containerd, runc)")
-	}
-	shared, err := testenv.AcquireShared(ctx)
+	b, err := testenv.StartBench(ctx, "stats", testenv.ImageSpec{Cmd: []string{"/bin/sleep", "100000"}})
 	if err != nil {
 		return err
 	}
-	defer func() { retErr = errors.Join(retErr, shared.Close(ctx)) }()
-	img, err := testenv.BuildAndPush(ctx, shared.Registry, "bench/stats", testenv.ImageSpec{Cmd: []string{"/bin/sleep", "100000"}})
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "berth-bench-stats-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	ns := fmt.Sprintf("bench-stats-%d", os.Getpid())
-	rt, err := runtime.New(ctx, runtime.Options{Address: shared.Address, Namespace: ns, Snapshotter: shared.Snapshotter,
-		ConnectTimeout: time.Minute, StateDir: filepath.Join(dir, "state"), LoggerBinary: self})
+	defer func() { retErr = errors.Join(retErr, b.Close(ctx)) }()
+	ns, img := b.Namespace, b.Image
+	rt, err := runtime.New(ctx, runtime.Options{Address: b.Address, Namespace: ns, Snapshotter: b.Snapshotter,
+		ConnectTimeout: time.Minute, StateDir: filepath.Join(b.Dir, "state"), LoggerBinary: b.Self})
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	defer func() {
-		// A shim that is exiting may drop the delete (ttrpc: closed, seen
-		// once): once more after a moment.
-		cctx := context.WithoutCancel(ctx)
-		if err := testenv.EmptyNamespace(cctx, rt.Client(), ns); err != nil {
-			time.Sleep(time.Second)
-			retErr = errors.Join(retErr, testenv.EmptyNamespace(cctx, rt.Client(), ns))
-		}
-	}()
 	if _, err := rt.Pull(ctx, img.Ref); err != nil {
 		return err
 	}
@@ -133,11 +108,11 @@ func run(ctx context.Context, n, rounds int) (retErr error) {
 		return pids
 	}()
 	cdPIDs, _ := testenv.FindProcs(func(a []string) bool {
-		return filepath.Base(a[0]) == "containerd" && strings.Contains(strings.Join(a, " "), shared.Address)
+		return filepath.Base(a[0]) == "containerd" && strings.Contains(strings.Join(a, " "), b.Address)
 	})
 
 	fmt.Printf("containerd %s, %d running containers, %d CPUs, %d rounds per side; CPU of %d containerd and %d shim processes watched\n\n",
-		shared.Address, n, goruntime.NumCPU(), rounds, len(cdPIDs), len(shimPIDs))
+		b.Address, n, goruntime.NumCPU(), rounds, len(cdPIDs), len(shimPIDs))
 
 	// Idle: the process with the containers running and nothing sampled.
 	idleWall := 5 * time.Second
