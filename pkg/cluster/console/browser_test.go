@@ -228,3 +228,27 @@ func TestBrowserViewerCannotAct(t *testing.T) {
 		t.Errorf("after the viewer's forged request the desired count is %d, want 1", got)
 	}
 }
+
+// TestBrowserSessionEnd: when the session ends under an open page (its
+// key revoked), the next live poll takes the browser to the sign-in page
+// instead of leaving a page that silently stops updating.
+func TestBrowserSessionEnd(t *testing.T) {
+	path := requireBrowser(t)
+	f := newFixture(t)
+	f.createService(t, "api", 1)
+	id, secret := f.newKey(t, auth.RoleAdmin)
+	ctx := browser(t, path)
+	signIn(t, ctx, f.url, id, secret)
+	if err := chromedp.Do(ctx, chromedp.Navigate(f.url+"/console/clusters/web/services/api"),
+		chromedp.WaitVisible(chromedp.CSS("#live"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ep.Keys().Revoke(id); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second) // polls run every 2 s
+	defer cancel()
+	if err := chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS("#signin"))); err != nil {
+		t.Fatalf("after the key was revoked the page did not go to the sign-in form: %v", err)
+	}
+}

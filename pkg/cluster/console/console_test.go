@@ -84,6 +84,16 @@ func TestSignIn(t *testing.T) {
 		if status != http.StatusUnauthorized {
 			t.Errorf("action without a session: %d, want 401", status)
 		}
+		req, _ := http.NewRequest(http.MethodGet, f.url+"/console/clusters/web/services/api?part=live", nil)
+		req.Header.Set("HX-Request", "true")
+		resp, err = noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("HX-Redirect") != "/console/signin" {
+			t.Errorf("a live poll without a session: %s, HX-Redirect %q; want 401 sending htmx to /console/signin", resp.Status, resp.Header.Get("HX-Redirect"))
+		}
 	})
 
 	t.Run("revoked key", func(t *testing.T) {

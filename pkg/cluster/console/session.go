@@ -215,6 +215,12 @@ func (s *Server) signedIn(h http.HandlerFunc) http.HandlerFunc {
 				http.Redirect(w, r, Prefix+"signin", http.StatusSeeOther)
 				return
 			}
+			if isHTMX(r) {
+				// A live part's poll after the session ended: htmx
+				// follows HX-Redirect, so the page goes to the sign-in
+				// form instead of silently going stale.
+				w.Header().Set("HX-Redirect", Prefix+"signin")
+			}
 			http.Error(w, "not signed in to the console (or the session ended): sign in again", http.StatusUnauthorized)
 			return
 		}
