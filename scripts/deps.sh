@@ -15,6 +15,9 @@
 #                            browser tests)
 #   scripts/deps.sh --list SET   print the set's packages, one per line
 #
+# Both sets also install Debian's npm when no npm is on the PATH (the
+# console's browser libraries are fetched with it by every build).
+#
 # Go itself is not a Debian package here (bookworm's is too old); install it
 # first. The package counts a fresh Debian 12 machine installs are in
 # README.md.
@@ -49,6 +52,13 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 for p in "${want[@]}"; do
 	have_pkg "$p" || need+=("$p")
 done
+# npm fetches the console's browser libraries for every build (make
+# console-assets). Debian's npm package is installed only when no npm is on
+# the PATH: a Node.js from elsewhere (NodeSource's nodejs bundles npm)
+# conflicts with it and serves as well.
+if ! command -v npm >/dev/null; then
+	need+=(npm)
+fi
 
 if [ "${#need[@]}" -eq 0 ]; then
 	echo "deps ($1): everything is installed"
