@@ -2,9 +2,7 @@ package state
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"time"
 )
 
 // PortAllocation is one host port held by an owner (a task). Its JSON names
@@ -99,69 +97,4 @@ func (db *DB) LoadPorts() ([]PortAllocation, error) {
 // transaction.
 func (db *DB) SavePorts(allocs []PortAllocation) error {
 	return db.Update(func(tx *Tx) error { return tx.ReplacePortAllocations(allocs) })
-}
-
-// SandboxRecord is a task's network sandbox as the network layer set it up:
-// the netns path and whatever the layer needs to tear it down again after a
-// restart (kept as opaque JSON in Data).
-type SandboxRecord struct {
-	// ID is the sandbox's key, usually the task ARN or task ID.
-	ID        string          `json:"id"`
-	NetNSPath string          `json:"netnsPath,omitempty"`
-	Mode      string          `json:"mode,omitempty"`
-	Data      json.RawMessage `json:"data,omitempty"`
-	CreatedAt time.Time       `json:"createdAt,omitzero"`
-}
-
-// PutSandbox stores (or replaces) a sandbox record.
-func (tx *Tx) PutSandbox(r SandboxRecord) error {
-	if r.ID == "" {
-		return errors.New("put sandbox: empty ID")
-	}
-	v, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("put sandbox %s: %w", r.ID, err)
-	}
-	if err := tx.bucket(bucketSandboxes).Put([]byte(r.ID), v); err != nil {
-		return fmt.Errorf("put sandbox %s: %w", r.ID, err)
-	}
-	return nil
-}
-
-// Sandbox returns one sandbox record, or an error wrapping ErrNotFound.
-func (tx *Tx) Sandbox(id string) (SandboxRecord, error) {
-	var r SandboxRecord
-	v := tx.bucket(bucketSandboxes).Get([]byte(id))
-	if v == nil {
-		return r, fmt.Errorf("sandbox %s: %w", id, ErrNotFound)
-	}
-	if err := json.Unmarshal(v, &r); err != nil {
-		return r, fmt.Errorf("sandbox %s: decode: %w", id, err)
-	}
-	return r, nil
-}
-
-// Sandboxes returns every sandbox record, ordered by ID.
-func (tx *Tx) Sandboxes() ([]SandboxRecord, error) {
-	var out []SandboxRecord
-	err := tx.bucket(bucketSandboxes).ForEach(func(k, v []byte) error {
-		var r SandboxRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("sandbox %s: %w", k, err)
-		}
-		out = append(out, r)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list sandboxes: %w", err)
-	}
-	return out, nil
-}
-
-// DeleteSandbox removes a sandbox record; a missing one is not an error.
-func (tx *Tx) DeleteSandbox(id string) error {
-	if err := tx.bucket(bucketSandboxes).Delete([]byte(id)); err != nil {
-		return fmt.Errorf("delete sandbox %s: %w", id, err)
-	}
-	return nil
 }

@@ -1,16 +1,21 @@
-// Package state is the agent's persistence: one bbolt database
+// Package state is the agent's persistence: it owns one bbolt database
 // (<ECS_DATADIR>/berth.db) holding task records, the outbox of unsent state
-// changes, host port allocations, network sandbox (netns) records, the
-// container instance identity, processed ACS message ids and the ACS
-// sequence number.
+// changes, host port allocations, the container instance identity,
+// processed ACS message ids and the ACS sequence number.
 //
 // It stores and returns records; it holds no business rules. Task records
-// are opaque JSON blobs owned by the engine. Everything that must change
-// together is written in one transaction: a task record and the state
-// changes describing it go through the same DB.Update.
+// are opaque JSON blobs owned by the engine (a task's network sandbox is
+// part of its record; pkg/network keeps its own crash clean-up records
+// under its run directory). Everything that must change together is
+// written in one transaction: a task record and the state changes
+// describing it go through the same DB.Update.
 //
-// pkg/agent opens the database and adapts it to the small interfaces of
-// pkg/engine, pkg/network and pkg/registration; state imports pkg/api only.
+// pkg/agent opens the database (one per agent run) and adapts it to the
+// engine's store and the network's port store; pkg/registration takes the
+// *DB for the instance identity, the outbox and the ACS message ids; the
+// agent's wiring (cmd/agent, dev mode, pkg/agent/member) reads
+// InstanceIdentity. Of Berth it imports pkg/api only (a rule in
+// internal/layout).
 package state
 
 import (
@@ -35,12 +40,13 @@ const SchemaVersion = 1
 
 // Bucket names. They are part of the on-disk format.
 const (
-	bucketMeta      = "meta"
-	bucketTasks     = "tasks"
-	bucketOutbox    = "outbox"
-	bucketPorts     = "ports"
-	bucketSandboxes = "sandboxes"
-	bucketMessages  = "messages"
+	bucketMeta     = "meta"
+	bucketTasks    = "tasks"
+	bucketOutbox   = "outbox"
+	bucketPorts    = "ports"
+	bucketMessages = "messages"
+	// Databases of earlier builds also hold an empty "sandboxes"
+	// bucket: nothing ever wrote to it, and nothing reads it.
 )
 
 // Keys in the meta bucket.
@@ -53,7 +59,7 @@ const (
 )
 
 func allBuckets() []string {
-	return []string{bucketMeta, bucketTasks, bucketOutbox, bucketPorts, bucketSandboxes, bucketMessages}
+	return []string{bucketMeta, bucketTasks, bucketOutbox, bucketPorts, bucketMessages}
 }
 
 var (

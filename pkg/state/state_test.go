@@ -264,7 +264,7 @@ func TestInstanceSeqNumMessages(t *testing.T) {
 	}
 }
 
-func TestPortsAndSandboxes(t *testing.T) {
+func TestPortAllocations(t *testing.T) {
 	db := openTest(t)
 	allocs := []PortAllocation{{Owner: "t1", Protocol: "udp", HostPort: 9090}, {Owner: "t1", Protocol: "tcp", HostPort: 49153}, {Owner: "t2", Protocol: "tcp", HostPort: 8080}}
 	if err := db.SavePorts(allocs); err != nil {
@@ -304,35 +304,4 @@ func TestPortsAndSandboxes(t *testing.T) {
 		t.Fatalf("after clearing %+v", got)
 	}
 
-	sb := SandboxRecord{ID: "task-1", NetNSPath: "/run/netns/berth-1", Mode: "bridge", Data: []byte(`{"ip":"10.0.0.2"}`), CreatedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	err = db.Update(func(tx *Tx) error { return tx.PutSandbox(sb) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.View(func(tx *Tx) error {
-		got, err := tx.Sandbox("task-1")
-		if err != nil || !reflect.DeepEqual(got, sb) {
-			return fmt.Errorf("sandbox %+v, %v", got, err)
-		}
-		all, err := tx.Sandboxes()
-		if err != nil || len(all) != 1 {
-			return fmt.Errorf("sandboxes %+v, %v", all, err)
-		}
-		if _, err := tx.Sandbox("nope"); !errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("missing sandbox: %v", err)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *Tx) error { return tx.DeleteSandbox("task-1") }); err != nil {
-		t.Fatal(err)
-	}
-	_ = db.View(func(tx *Tx) error {
-		if all, _ := tx.Sandboxes(); len(all) != 0 {
-			t.Fatalf("sandbox survived delete: %+v", all)
-		}
-		return nil
-	})
 }
