@@ -21,7 +21,7 @@ const loopbackConfList = `{"cniVersion": "0.3.1", "name": "cni-loopback", "plugi
 // BenchmarkNetworkBridgeSandbox measures one bridge-mode sandbox with one
 // dynamic port mapping set up and torn down through pkg/network on each
 // datapath: built-in (netns, host port allocation, sandbox record, address
-// lease, veth and routes by netlink, the DNAT rule in the Manager's
+// lease, veth and routes by netlink, the DNAT rule in the Sandboxer's
 // nftables table) and CNI (the same first three, then go-cni ADD/DEL of
 // loopback and of bridge+host-local+portmap+firewall), against the raw
 // baseline doing the same netns creation and libcni ADD/DEL of the same two
@@ -107,7 +107,7 @@ func BenchmarkNetworkBridgeSandbox(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	berthOn := func(m *network.Manager) func() {
+	berthOn := func(m *network.Sandboxer) func() {
 		return func() {
 			sb, err := m.Setup(ctx, network.SetupRequest{Ports: []network.PortRequest{{ContainerPort: 80}}})
 			if err != nil {

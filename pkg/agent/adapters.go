@@ -18,7 +18,7 @@ import (
 // networkAdapter maps the engine's network interface onto pkg/network; the
 // handle the engine persists is the network.Sandbox as JSON.
 type networkAdapter struct {
-	m *network.Manager
+	m *network.Sandboxer
 }
 
 var _ engine.Network = networkAdapter{}

@@ -255,7 +255,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		<-retriesDone
 	}()
 
-	logs := a.newLogManager(ctx)
+	logs := a.newLogShippers(ctx)
 	defer func() {
 		// After the engine: every task goroutine (and its drains) ended.
 		if err := logs.Close(); err != nil {
@@ -322,7 +322,7 @@ type components struct {
 	roles *taskRoles
 	rt    *runtime.Runtime
 	db    *state.DB
-	logs  *logship.Manager
+	logs  *logship.Shippers
 	nw    networkAdapter
 	// sampler is nil with metrics disabled.
 	sampler *stats.Sampler

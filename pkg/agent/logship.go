@@ -16,11 +16,11 @@ import (
 	"github.com/berth-dev/berth/pkg/logship"
 )
 
-// logShipper is the engine's LogShipper on top of a logship.Manager.
+// logShipper is the engine's LogShipper on top of logship.Shippers.
 type logShipper struct {
-	m *logship.Manager
+	m *logship.Shippers
 	// depsFor returns the drivers' dependencies for one task, or nil for
-	// the Manager's (the agent's own credentials): the task's execution
+	// the Shippers' (the agent's own credentials): the task's execution
 	// role with ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE
 	// (awslogsExecutionRole).
 	depsFor func(taskARN string) *logship.Deps
@@ -61,7 +61,7 @@ func (s logShipper) Remove(id string) error { return s.m.RemoveContainer(id) }
 // ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE: the shippers of a task whose
 // execution role credentials the store holds sign with them, read from the
 // store at each refresh so that IAMRoleCredentialsMessage renewals apply;
-// other tasks keep the Manager's (the agent's own) credentials. nil when
+// other tasks keep the Shippers' (the agent's own) credentials. nil when
 // the setting is off or task roles are (the store exists only with them).
 func (a *Agent) awslogsExecutionRole(roles *taskRoles) func(taskARN string) *logship.Deps {
 	if !a.cfg.Containers.AWSLogsExecutionRole || roles == nil {
@@ -99,11 +99,11 @@ func (a *Agent) logDeps(creds aws.CredentialsProvider) logship.Deps {
 	}
 }
 
-// newLogManager maps the config onto a logship.Manager: positions under
+// newLogShippers maps the config onto logship.Shippers: positions under
 // <ECS_DATADIR>/logship, the agent's region and credentials, and
 // BERTH_AWSLOGS_ENDPOINT ("cluster" = ECS_BACKEND_HOST).
-func (a *Agent) newLogManager(ctx context.Context) *logship.Manager {
-	return logship.NewManager(logship.ManagerOptions{
+func (a *Agent) newLogShippers(ctx context.Context) *logship.Shippers {
+	return logship.NewShippers(logship.ShippersOptions{
 		PositionDir: filepath.Join(a.cfg.DataDir, "logship"),
 		Deps:        a.logDeps(a.agentCredentials(ctx)),
 		Logger:      a.log,

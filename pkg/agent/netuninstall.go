@@ -11,7 +11,7 @@ import (
 // WithNetworkUninstallOnStop makes a clean stop (Run's context ended)
 // remove the host-wide parts of the agent's network — the built-in
 // datapath's nftables table and its bridge's forward rules
-// (network.Manager.Uninstall) — when nothing needs them any more: no
+// (network.Sandboxer.Uninstall) — when nothing needs them any more: no
 // sandbox of the agent is left (every task stopped and torn down), nothing
 // is pending removal and no other interface is on the bridge. Otherwise
 // they stay for the next start, and the log says why. Dev mode sets it,
@@ -22,7 +22,7 @@ func WithNetworkUninstallOnStop() Option { return func(o *options) { o.uninstall
 // uninstallNetwork is WithNetworkUninstallOnStop's step, run after every
 // component stopped. It fails nothing: what it cannot remove is logged,
 // and the next start's Cleanup and Setup work with or without it.
-func (a *Agent) uninstallNetwork(ctx context.Context, nm *network.Manager, bridge string) {
+func (a *Agent) uninstallNetwork(ctx context.Context, nm *network.Sandboxer, bridge string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	inUse, err := nm.InUse()

@@ -16,22 +16,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Datapath is how a Manager wires sandboxes.
+// Datapath is how a Sandboxer wires sandboxes.
 type Datapath string
 
 // The datapaths.
 const (
 	// DatapathBuiltin does the work in process: netlink for the veth pair,
-	// bridge, addresses and routes, the Manager's own address leases, and
-	// nftables (one table per Manager) for port mappings, hairpin,
+	// bridge, addresses and routes, the Sandboxer's own address leases, and
+	// nftables (one table per Sandboxer) for port mappings, hairpin,
 	// localhost access and masquerading. It is the default.
 	DatapathBuiltin Datapath = "builtin"
-	// DatapathCNI runs the CNI plugins of the Manager's conflist (bridge,
+	// DatapathCNI runs the CNI plugins of the Sandboxer's conflist (bridge,
 	// host-local, portmap, firewall, loopback) through go-cni.
 	DatapathCNI Datapath = "cni"
 )
 
-// Steps of the built-in setup, named to the Manager's step hook (tests
+// Steps of the built-in setup, named to the Sandboxer's step hook (tests
 // kill the process there).
 const (
 	stepLease = "lease"
@@ -45,7 +45,7 @@ func forwardComment(bridge string) string { return "berth:fwd:" + bridge }
 
 // bridgeForwardRules are the bridge-wide filter FORWARD rules: sandboxes may
 // send anything, and receive replies and DNATed connections. They are in
-// iptables, not in the Manager's nftables table, because an accept in one
+// iptables, not in the Sandboxer's nftables table, because an accept in one
 // nftables base chain does not overrule the drop of another (a host whose
 // FORWARD policy is DROP, as Docker sets it). Appended, so that a DROP the
 // credentials route inserts (BlockIMDS) still comes first.
@@ -77,11 +77,11 @@ func hostVethName(id string) string {
 }
 
 // ensureHost prepares what the built-in datapath's sandboxes share, once
-// per Manager (again after a failure): the bridge with the gateway
+// per Sandboxer (again after a failure): the bridge with the gateway
 // address, forwarding, route_localnet on the bridge (connections to
 // 127.0.0.1:<host port> leave through it with a loopback source until they
 // are masqueraded), the forward rules and the nftables table.
-func (m *Manager) ensureHost(ctx context.Context) error {
+func (m *Sandboxer) ensureHost(ctx context.Context) error {
 	m.hostMu.Lock()
 	defer m.hostMu.Unlock()
 	if m.hostReady {
@@ -131,7 +131,7 @@ func (m *Manager) ensureHost(ctx context.Context) error {
 // end on the bridge in hairpin mode, and the port mappings' DNAT rules.
 // sb gets its IP and Gateway, and is recorded again once it has an
 // address. It returns the step that failed.
-func (m *Manager) wireBuiltin(ctx context.Context, sb *Sandbox) (string, error) {
+func (m *Sandboxer) wireBuiltin(ctx context.Context, sb *Sandbox) (string, error) {
 	nsh, err := netns.GetFromPath(sb.NetnsPath)
 	if err != nil {
 		return "open netns", err
@@ -216,7 +216,7 @@ func (m *Manager) wireBuiltin(ctx context.Context, sb *Sandbox) (string, error) 
 // its lease by ID; it may also be a CNI sandbox whose record was lost (an
 // orphan namespace), so the firewall plugin's CNI-FORWARD rules for that
 // address go before the lease does.
-func (m *Manager) unwireBuiltin(ctx context.Context, sb Sandbox) error {
+func (m *Sandboxer) unwireBuiltin(ctx context.Context, sb Sandbox) error {
 	if _, err := m.nft.remove(func(id string) bool { return id == sb.ID }); err != nil {
 		return err
 	}
@@ -278,7 +278,7 @@ func forgetFlows(addr netip.Addr) error {
 
 // step calls the test hook after a step of the built-in setup; its error
 // fails the setup there.
-func (m *Manager) step(name string) error {
+func (m *Sandboxer) step(name string) error {
 	if m.stepHook != nil {
 		return m.stepHook(name)
 	}
@@ -286,12 +286,12 @@ func (m *Manager) step(name string) error {
 }
 
 // Uninstall removes what the built-in datapath's sandboxes share on the
-// host: the Manager's nftables table and its bridge's forward rules. The
+// host: the Sandboxer's nftables table and its bridge's forward rules. The
 // bridge stays (like the CNI bridge plugin's). A system agent never calls
 // it, since its sandboxes outlive it; dev mode does on a clean stop when
 // InUse finds nothing, and tests and the test runner's sweep do once the
 // sandboxes are gone.
-func (m *Manager) Uninstall(ctx context.Context) error {
+func (m *Sandboxer) Uninstall(ctx context.Context) error {
 	m.hostMu.Lock()
 	m.hostReady = false
 	m.hostMu.Unlock()
@@ -299,11 +299,11 @@ func (m *Manager) Uninstall(ctx context.Context) error {
 }
 
 // InUse lists what still needs the host-wide parts that Uninstall removes,
-// one line each, empty when nothing does: the Manager's sandboxes (records
+// one line each, empty when nothing does: the Sandboxer's sandboxes (records
 // in StateDir and namespaces of its IDs), what it retries removing, and
 // interfaces attached to its bridge (another agent's sandboxes on a shared
 // bridge pass its forward rules). Call it once no Setup or Teardown runs.
-func (m *Manager) InUse() ([]string, error) {
+func (m *Sandboxer) InUse() ([]string, error) {
 	var out []string
 	recs, err := m.records()
 	if err != nil {
@@ -345,6 +345,6 @@ func (m *Manager) InUse() ([]string, error) {
 	return out, nil
 }
 
-// TableName is the built-in datapath's nftables table of the Manager (ip
+// TableName is the built-in datapath's nftables table of the Sandboxer (ip
 // family): its name prefix and owner.
-func (m *Manager) TableName() string { return m.nft.table.Name }
+func (m *Sandboxer) TableName() string { return m.nft.table.Name }

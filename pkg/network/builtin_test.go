@@ -91,14 +91,14 @@ func TestBuiltinKill9DuringSetup(t *testing.T) {
 	}
 }
 
-// TestBuiltinTwoOwnersKeepApart runs two Managers with different owners on
+// TestBuiltinTwoOwnersKeepApart runs two Sandboxers with different owners on
 // one bridge, subnet and set of directories, as two agents on one host
 // with default settings do: each has its own nftables table, and the
 // clean-up of one (with nothing live) removes nothing of the other's.
 func TestBuiltinTwoOwnersKeepApart(t *testing.T) {
 	requireHost(t)
 	tn := newTestNetOn(t, "bowners", 123, DatapathBuiltin)
-	managers := map[string]*Manager{}
+	managers := map[string]*Sandboxer{}
 	sbs := map[string]*Sandbox{}
 	for _, owner := range []string{"aaaa1111", "bbbb2222"} {
 		o := tn.opts

@@ -14,7 +14,7 @@ import (
 // CleanupReport says what Cleanup removed, and what it could not.
 type CleanupReport struct {
 	// TornDown are the sandboxes torn down from the caller's list or from
-	// the Manager's own records.
+	// the Sandboxer's own records.
 	TornDown []string
 	// Netns are namespace files removed that no record accounted for.
 	Netns []string
@@ -33,17 +33,17 @@ type CleanupReport struct {
 // sweepResource names the sweep in what the retries report.
 const sweepResource = "network sweep"
 
-// Cleanup removes what this Manager's sandboxes that are no longer live
+// Cleanup removes what this Sandboxer's sandboxes that are no longer live
 // left behind, as the agent does at start after a crash. live are the
 // sandboxes the caller still uses; stale are the ones it recorded whose
 // owner is gone. Cleanup tears down every stale sandbox and every sandbox
-// the Manager recorded itself that is not live (a crash between CNI setup
+// the Sandboxer recorded itself that is not live (a crash between CNI setup
 // and the caller persisting the result), then sweeps what carries one of
 // its own IDs and no live one: netns files, CNI iptables rules and chains,
 // the firewall plugin's CNI-FORWARD rules for their addresses, host-local
 // leases, CNI result caches and port allocations.
 //
-// Only what is provably this Manager's is touched: IDs of the form
+// Only what is provably this Sandboxer's is touched: IDs of the form
 // <NamePrefix><Owner>-<16 hex digits> (see ours), records of such IDs, and
 // rules naming them or their addresses. Other agents on the host, sharing
 // NamePrefix, StateDir or /run/netns, keep their sandboxes.
@@ -52,7 +52,7 @@ const sweepResource = "network sweep"
 // Pending, logged, and retried by Run with backoff. The error is non-nil
 // only when ctx ended. Call it before any Setup of this run: a sandbox
 // whose Setup is still in progress is not live yet and would be torn down.
-func (m *Manager) Cleanup(ctx context.Context, live, stale []Sandbox) (CleanupReport, error) {
+func (m *Sandboxer) Cleanup(ctx context.Context, live, stale []Sandbox) (CleanupReport, error) {
 	var rep CleanupReport
 	liveIDs := map[string]bool{}
 	for _, sb := range live {
@@ -100,7 +100,7 @@ func (m *Manager) Cleanup(ctx context.Context, live, stale []Sandbox) (CleanupRe
 // record yet (its ports are allocated first). It is asked right before
 // each removal, because a retried sweep runs while the agent sets up
 // sandboxes.
-func (m *Manager) kept(keep map[string]bool, id string) bool {
+func (m *Sandboxer) kept(keep map[string]bool, id string) bool {
 	if keep[id] || m.retry.has(sandboxResource(id)) {
 		return true
 	}
@@ -119,7 +119,7 @@ func (m *Manager) kept(keep map[string]bool, id string) bool {
 // rules and chains, the CNI-FORWARD rules of those leases' addresses, CNI
 // caches and port allocations. gone are IDs torn down already, whose
 // per-ID chains are swept too; sweep adds the orphans it tears down.
-func (m *Manager) sweep(ctx context.Context, keep, gone map[string]bool, rep *CleanupReport) error {
+func (m *Sandboxer) sweep(ctx context.Context, keep, gone map[string]bool, rep *CleanupReport) error {
 	var errs []error
 	kept := func(id string) bool { return m.kept(keep, id) }
 
@@ -195,30 +195,30 @@ func (m *Manager) sweep(ctx context.Context, keep, gone map[string]bool, rep *Cl
 	return nil
 }
 
-// ours reports whether an ID was made by this Manager (or an earlier run of
+// ours reports whether an ID was made by this Sandboxer (or an earlier run of
 // it): its prefix and owner followed by exactly 16 hex digits. IDs of a
-// Manager with another owner, or of one without an owner, never match.
-func (m *Manager) ours(id string) bool {
+// Sandboxer with another owner, or of one without an owner, never match.
+func (m *Sandboxer) ours(id string) bool {
 	rest, ok := strings.CutPrefix(id, m.prefix)
 	return ok && len(rest) == 16 && strings.Trim(rest, "0123456789abcdef") == ""
 }
 
 // orphan is the best guess at a sandbox known only by its ID: a bridge
-// sandbox of this Manager's network and datapath without port mappings.
+// sandbox of this Sandboxer's network and datapath without port mappings.
 // Guessing the datapath wrong leaves nothing: the namespace's removal takes
 // the veth pair along, and the sweep removes both datapaths' rules and
 // leases by ID.
-func (m *Manager) orphan(id string) Sandbox {
+func (m *Sandboxer) orphan(id string) Sandbox {
 	return Sandbox{ID: id, Mode: ModeBridge, NetnsPath: filepath.Join(m.opts.NetnsDir, id),
 		Network: m.opts.NetworkName, IfName: IfName, Datapath: m.opts.Datapath}
 }
 
 // leaseDir is host-local's lease directory for our network.
-func (m *Manager) leaseDir() string { return filepath.Join(m.opts.IPAMDir, m.opts.NetworkName) }
+func (m *Sandboxer) leaseDir() string { return filepath.Join(m.opts.IPAMDir, m.opts.NetworkName) }
 
 // leases returns the container ID holding each leased address; agents that
 // share the IPAM directory have theirs there too.
-func (m *Manager) leases() (map[string]string, error) {
+func (m *Sandboxer) leases() (map[string]string, error) {
 	entries, err := os.ReadDir(m.leaseDir())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -242,7 +242,7 @@ func (m *Manager) leases() (map[string]string, error) {
 // leaseHolder returns the container ID holding ip, or "" when it is not
 // leased. A lease file is named by the IP and holds
 // "<container id>\r\n<ifname>".
-func (m *Manager) leaseHolder(ip string) string {
+func (m *Sandboxer) leaseHolder(ip string) string {
 	b, err := os.ReadFile(filepath.Join(m.leaseDir(), ip))
 	if err != nil {
 		return "" // not leased, or released meanwhile
@@ -270,7 +270,7 @@ var commentID = regexp.MustCompile(`id: "([^"]+)"`)
 // CNI-* chains those rules jump to or that are named after a stale ID, and
 // the firewall plugin's CNI-FORWARD rules for stale addresses (which carry
 // no comment).
-func (m *Manager) sweepIPTables(ctx context.Context, kept func(string) bool, staleIDs []string, staleIPs map[string]string, rep *CleanupReport) error {
+func (m *Sandboxer) sweepIPTables(ctx context.Context, kept func(string) bool, staleIDs []string, staleIPs map[string]string, rep *CleanupReport) error {
 	var errs []error
 	staleChains := map[string]bool{}
 	for _, id := range staleIDs {
@@ -375,7 +375,7 @@ func sharedCNIChain(c string) bool {
 // sweepCNICache removes libcni's cached results for our IDs that are not
 // kept, so a later DEL of a reused name cannot pick up a stale result. Best
 // effort.
-func (m *Manager) sweepCNICache(kept func(string) bool) {
+func (m *Sandboxer) sweepCNICache(kept func(string) bool) {
 	const cacheDir = "/var/lib/cni/results"
 	entries, err := os.ReadDir(cacheDir)
 	if err != nil {

@@ -246,7 +246,7 @@ exit 0
 }
 
 // TestTeardownAfterRestart persists a Sandbox as JSON, as the engine does,
-// and tears it down through a new Manager and allocator over the same state.
+// and tears it down through a new Sandboxer and allocator over the same state.
 func TestTeardownAfterRestart(t *testing.T) {
 	requireHost(t)
 	eachDatapath(t, func(t *testing.T, dp Datapath, off int) {

@@ -121,7 +121,7 @@ func newTestNetOn(t *testing.T, name string, n int, dp Datapath) *testNet {
 		Datapath:    dp,
 	}
 	t.Cleanup(func() {
-		// The bridge, its forward rules and the Manager's table outlive
+		// The bridge, its forward rules and the Sandboxer's table outlive
 		// their sandboxes by design; Uninstall removes the rules and the
 		// table, and must leave none of them.
 		if err := tn.manager(t).Uninstall(context.Background()); err != nil {
@@ -142,12 +142,12 @@ func newTestNetOn(t *testing.T, name string, n int, dp Datapath) *testNet {
 	return tn
 }
 
-// nftTable is the name of the test Managers' nftables table.
+// nftTable is the name of the test Sandboxers' nftables table.
 func (tn *testNet) nftTable() string { return strings.TrimSuffix(tn.opts.NamePrefix, "-") }
 
-// manager returns a Manager over a new allocator on the test's store, as an
+// manager returns a Sandboxer over a new allocator on the test's store, as an
 // agent (re)start would build it.
-func (tn *testNet) manager(t *testing.T) *Manager {
+func (tn *testNet) manager(t *testing.T) *Sandboxer {
 	t.Helper()
 	ports, err := NewPortAllocator(AllocatorOptions{Range: tn.rng, Store: tn.store})
 	if err != nil {

@@ -52,7 +52,7 @@ const (
 // DefaultPluginDirs are searched for CNI plugins when Options.PluginDirs is empty.
 var DefaultPluginDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
 
-// Options configures a Manager. Zero fields take the defaults above.
+// Options configures a Sandboxer. Zero fields take the defaults above.
 type Options struct {
 	// PluginDirs are searched in order for CNI plugin binaries.
 	PluginDirs []string
@@ -81,10 +81,10 @@ type Options struct {
 	// two agents on one host with the same NamePrefix never take each
 	// other's sandboxes for their own. Without it IDs are
 	// <NamePrefix><16 hex digits> and the prefix alone must be unique to
-	// the Manager (tests). Cleanup touches only IDs of exactly this form.
+	// the Sandboxer (tests). Cleanup touches only IDs of exactly this form.
 	// At most 16 characters of [0-9a-z].
 	Owner string
-	// Logger receives what the Manager could not remove and retries
+	// Logger receives what the Sandboxer could not remove and retries
 	// (default slog.Default()).
 	Logger *slog.Logger
 	// Ports allocates host ports; nil means an in-memory allocator over the
@@ -129,7 +129,7 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// idPrefix is what every sandbox ID of a Manager with o starts with.
+// idPrefix is what every sandbox ID of a Sandboxer with o starts with.
 func (o Options) idPrefix() string {
 	if o.Owner == "" {
 		return o.NamePrefix
@@ -197,9 +197,11 @@ type SetupRequest struct {
 	Ports []PortRequest
 }
 
-// Manager creates and removes sandboxes on one host. It is safe for
-// concurrent use. What it fails to remove it keeps and retries in Run.
-type Manager struct {
+// Sandboxer creates and removes the sandboxes of one agent on its host
+// (the network namespaces, their wiring, port mappings and records). It is
+// safe for concurrent use. What it fails to remove it keeps and retries in
+// Run.
+type Sandboxer struct {
 	opts     Options
 	prefix   string // Options.idPrefix
 	confPath string
@@ -232,7 +234,7 @@ type Manager struct {
 
 // lockCNI serializes go-cni calls in race builds (see cnilock_race.go) and
 // returns the matching unlock.
-func (m *Manager) lockCNI() func() {
+func (m *Sandboxer) lockCNI() func() {
 	if !serializeCNI {
 		return func() {}
 	}
@@ -241,7 +243,7 @@ func (m *Manager) lockCNI() func() {
 }
 
 // New writes the agent's conflist into ConfDir and loads it.
-func New(o Options) (*Manager, error) {
+func New(o Options) (*Sandboxer, error) {
 	o.setDefaults()
 	if len(o.Bridge) > 15 {
 		return nil, fmt.Errorf("bridge name %q: longer than 15 bytes", o.Bridge)
@@ -295,15 +297,15 @@ func New(o Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load CNI loopback config: %w", err)
 	}
-	return &Manager{opts: o, prefix: o.idPrefix(), confPath: confPath, bridge: br, loopback: lo,
+	return &Sandboxer{opts: o, prefix: o.idPrefix(), confPath: confPath, bridge: br, loopback: lo,
 		retry: newRetrier(o.Logger), setups: map[string]bool{}, addrs: addrs, nft: nft}, nil
 }
 
-// ConfPath returns the path of the conflist the Manager wrote.
-func (m *Manager) ConfPath() string { return m.confPath }
+// ConfPath returns the path of the conflist the Sandboxer wrote.
+func (m *Sandboxer) ConfPath() string { return m.confPath }
 
-// Ports returns the Manager's host port allocator.
-func (m *Manager) Ports() *PortAllocator { return m.opts.Ports }
+// Ports returns the Sandboxer's host port allocator.
+func (m *Sandboxer) Ports() *PortAllocator { return m.opts.Ports }
 
 // Conflist returns the CNI network configuration list for o (defaults
 // applied to zero fields): bridge with host-local IPAM, portmap and firewall.
@@ -341,7 +343,7 @@ func Conflist(o Options) ([]byte, error) {
 // Setup creates a sandbox. On failure everything it created is removed
 // again (CNI DEL runs even when ADD failed halfway) and the error says which
 // step failed.
-func (m *Manager) Setup(ctx context.Context, req SetupRequest) (*Sandbox, error) {
+func (m *Sandboxer) Setup(ctx context.Context, req SetupRequest) (*Sandbox, error) {
 	mode := req.Mode
 	if mode == "" {
 		mode = ModeBridge
@@ -427,7 +429,7 @@ func (m *Manager) Setup(ctx context.Context, req SetupRequest) (*Sandbox, error)
 // wireCNI runs the CNI plugins for the sandbox at sb.NetnsPath (loopback
 // only in ModeNone) and gives sb the address and gateway of the result. It
 // returns the step that failed.
-func (m *Manager) wireCNI(ctx context.Context, sb *Sandbox) (string, error) {
+func (m *Sandboxer) wireCNI(ctx context.Context, sb *Sandbox) (string, error) {
 	if sb.Mode == ModeNone {
 		unlock := m.lockCNI()
 		_, err := m.loopback.Setup(ctx, sb.ID, sb.NetnsPath)
@@ -473,7 +475,7 @@ func awsvpcBinding(ip string, p PortRequest) Binding {
 
 // setupHost reserves the host ports of a host-mode sandbox so no bridge
 // sandbox is handed the same ports.
-func (m *Manager) setupHost(sb *Sandbox, reqs []PortRequest) (*Sandbox, error) {
+func (m *Sandboxer) setupHost(sb *Sandbox, reqs []PortRequest) (*Sandbox, error) {
 	var static []PortRequest
 	for _, r := range reqs {
 		if r.HostPort != 0 && r.HostPort != r.ContainerPort {
@@ -532,7 +534,7 @@ func portMappings(bs []Binding) []PortMapping {
 	return out
 }
 
-func (m *Manager) nsOpts(sb Sandbox) []gocni.NamespaceOpts {
+func (m *Sandboxer) nsOpts(sb Sandbox) []gocni.NamespaceOpts {
 	if len(sb.PortMappings) == 0 {
 		return nil
 	}
@@ -550,7 +552,7 @@ func (m *Manager) nsOpts(sb Sandbox) []gocni.NamespaceOpts {
 // is kept (the record always; the ports until CNI DEL succeeded) and the
 // sandbox is handed to Run, which retries it with backoff until it is
 // gone; the error is returned as well.
-func (m *Manager) Teardown(ctx context.Context, sb Sandbox) error {
+func (m *Sandboxer) Teardown(ctx context.Context, sb Sandbox) error {
 	if sb.ID == "" {
 		return errors.New("tear down sandbox: empty id")
 	}
@@ -570,7 +572,7 @@ func (m *Manager) Teardown(ctx context.Context, sb Sandbox) error {
 func sandboxResource(id string) string { return "sandbox " + id }
 
 // removeSandbox does Teardown's work, one caller at a time per sandbox.
-func (m *Manager) removeSandbox(ctx context.Context, sb Sandbox) error {
+func (m *Sandboxer) removeSandbox(ctx context.Context, sb Sandbox) error {
 	unlock := m.sandboxes.lock(sb.ID)
 	defer unlock()
 	switch {
@@ -633,7 +635,7 @@ func (m *Manager) removeSandbox(ctx context.Context, sb Sandbox) error {
 // gone nothing would name them again. A record without the address (the
 // crash came before Setup stored it) gets it from the lease, and is
 // rewritten with it so that a crash now does not lose it again.
-func (m *Manager) removeForwardRules(ctx context.Context, sb *Sandbox) error {
+func (m *Sandboxer) removeForwardRules(ctx context.Context, sb *Sandbox) error {
 	if sb.IP == "" {
 		leases, err := m.leases()
 		if err != nil {
@@ -660,11 +662,11 @@ func (m *Manager) removeForwardRules(ctx context.Context, sb *Sandbox) error {
 	return err
 }
 
-func (m *Manager) recordPath(id string) string {
+func (m *Sandboxer) recordPath(id string) string {
 	return filepath.Join(m.opts.StateDir, id+".json")
 }
 
-func (m *Manager) writeRecord(sb Sandbox) error {
+func (m *Sandboxer) writeRecord(sb Sandbox) error {
 	b, err := json.Marshal(sb)
 	if err != nil {
 		return fmt.Errorf("encode sandbox record: %w", err)
@@ -677,7 +679,7 @@ func (m *Manager) writeRecord(sb Sandbox) error {
 
 // records reads every sandbox record in StateDir that is ours (see ours);
 // agents sharing StateDir keep theirs there too.
-func (m *Manager) records() ([]Sandbox, error) {
+func (m *Sandboxer) records() ([]Sandbox, error) {
 	entries, err := os.ReadDir(m.opts.StateDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil

@@ -15,7 +15,7 @@ import (
 )
 
 // This file is the only user of nftables. The built-in datapath keeps its
-// rules in one table per Manager (per agent: the table is named after the
+// rules in one table per Sandboxer (per agent: the table is named after the
 // ID prefix, "berth-<owner>"), so two agents on one host never touch each
 // other's rules, and nothing of another program's tables is ever read or
 // changed:
@@ -40,7 +40,7 @@ const (
 	nftPostrouting = "postrouting"
 )
 
-// nftRules manages a Manager's table.
+// nftRules manages a Sandboxer's table.
 type nftRules struct {
 	table  *nftables.Table
 	bridge string

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Leftover is something the Manager failed to remove and retries in Run:
+// Leftover is something the Sandboxer failed to remove and retries in Run:
 // a sandbox (its netns, CNI state, rules, ports or record), or the sweep
 // of what earlier runs left.
 type Leftover struct {
@@ -220,17 +220,17 @@ berth_network_cleanup_recovered_total %d
 // until ctx ends. The agent runs it for as long as it runs; without it the
 // leftovers are only listed (Pending) and retried by the next Teardown of
 // the same sandbox or the next start's Cleanup.
-func (m *Manager) Run(ctx context.Context) { m.retry.run(ctx) }
+func (m *Sandboxer) Run(ctx context.Context) { m.retry.run(ctx) }
 
-// Pending returns what the Manager failed to remove and retries, oldest
+// Pending returns what the Sandboxer failed to remove and retries, oldest
 // first.
-func (m *Manager) Pending() []Leftover { return m.retry.pending() }
+func (m *Sandboxer) Pending() []Leftover { return m.retry.pending() }
 
 // WritePrometheus writes berth_network_cleanup_pending (gauge),
 // berth_network_cleanup_failures_total and
 // berth_network_cleanup_recovered_total (counters) in the Prometheus text
 // format, for the agent's /metrics.
-func (m *Manager) WritePrometheus(w io.Writer) error { return m.retry.writePrometheus(w) }
+func (m *Sandboxer) WritePrometheus(w io.Writer) error { return m.retry.writePrometheus(w) }
 
 // keyedMutex is one mutex per key, created on demand and dropped when
 // nobody holds or waits for it.

@@ -114,12 +114,12 @@ func TestOwnerForDir(t *testing.T) {
 	}
 }
 
-// TestOwnershipByName: a Manager takes for its own exactly the IDs of its
-// prefix and owner; another owner's, an owner-less Manager's and longer or
+// TestOwnershipByName: a Sandboxer takes for its own exactly the IDs of its
+// prefix and owner; another owner's, an owner-less Sandboxer's and longer or
 // shorter names are not.
 func TestOwnershipByName(t *testing.T) {
-	mine := &Manager{prefix: Options{NamePrefix: "berth-", Owner: "1a2b3c4d"}.idPrefix()}
-	legacy := &Manager{prefix: Options{NamePrefix: "berth-"}.idPrefix()}
+	mine := &Sandboxer{prefix: Options{NamePrefix: "berth-", Owner: "1a2b3c4d"}.idPrefix()}
+	legacy := &Sandboxer{prefix: Options{NamePrefix: "berth-"}.idPrefix()}
 	for _, c := range []struct {
 		id           string
 		mine, legacy bool

@@ -143,7 +143,7 @@ type AgentNetwork struct {
 
 // SweepNetwork removes, at the end of a test, what an agent with this
 // network may have left on the host if the test failed with tasks running:
-// its sandboxes, CNI rules and leases (network.Manager.Cleanup with no live
+// its sandboxes, CNI rules and leases (network.Sandboxer.Cleanup with no live
 // sandbox, as the agent's own start-up would), namespaces under the prefix
 // and the bridge. Register it before starting the agent, so that it runs
 // after the agent stopped; it runs after the test's assertions, so it

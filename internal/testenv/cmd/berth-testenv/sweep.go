@@ -243,7 +243,7 @@ func devTableOfTest(listing string) (string, bool) {
 }
 
 // tableSandboxID is an ID of the prefix a built-in datapath's nftables
-// table is named after (network.Manager: the prefix without its last dash).
+// table is named after (network.Sandboxer: the prefix without its last dash).
 func tableSandboxID(table string) string { return table + "-" + strings.Repeat("0", 16) }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -53,7 +53,7 @@ func TestSweepNames(t *testing.T) {
 
 // TestSweepPrefix: the sweep cleans up under the whole prefix of an ID,
 // with the agent's owner tag when it has one, so that it takes the IDs of
-// exactly that agent (network.Manager.ours).
+// exactly that agent (network.Sandboxer.ours).
 func TestSweepPrefix(t *testing.T) {
 	for id, want := range map[string]string{
 		"bt1ef675-c9f13f51-067089e50123abcd": "bt1ef675-c9f13f51-",

@@ -13,14 +13,14 @@ import (
 	"github.com/berth-dev/berth/pkg/logs"
 )
 
-// The Manager validates, starts, drains across an agent restart, and
+// Shippers validates, starts, drains across an agent restart, and
 // removes a container's shipping; json-file needs no Shipper.
-func TestManagerLifecycle(t *testing.T) {
+func TestShippersLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	ls := startLogStore(t, filepath.Join(dir, "logs.db"))
 	deps := Deps{AWSCredentials: credentials.NewStaticCredentialsProvider(lsKeyID, lsSecret, ""), AWSRegion: lsRegion, AWSLogsEndpoint: ls.url()}
 	posDir := filepath.Join(dir, "logship")
-	m := NewManager(ManagerOptions{PositionDir: posDir, Deps: deps})
+	m := NewShippers(ShippersOptions{PositionDir: posDir, Deps: deps})
 	ctx := context.Background()
 	path := filepath.Join(dir, "c1-json.log")
 	w := startLog(t, logs.Config{Path: path})
@@ -47,7 +47,7 @@ func TestManagerLifecycle(t *testing.T) {
 	}
 	w.write(t, 3000, 6000)
 	w.close()
-	m = NewManager(ManagerOptions{PositionDir: posDir, Deps: deps}) // agent restarts
+	m = NewShippers(ShippersOptions{PositionDir: posDir, Deps: deps}) // agent restarts
 	if err := m.StartContainer(ctx, c); err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,8 @@ import (
 	"sync"
 )
 
-// ManagerOptions configures a Manager.
-type ManagerOptions struct {
+// ShippersOptions configures Shippers.
+type ShippersOptions struct {
 	// PositionDir holds one position file per container
 	// (<ECS_DATADIR>/logship).
 	PositionDir string
@@ -23,31 +23,31 @@ type ManagerOptions struct {
 	Logger  *slog.Logger
 }
 
-// Manager owns the Shippers of an agent's containers, keyed by container
-// id: the engine starts one when a container starts, drains it when the
-// container exits, and removes it at cleanup. It is safe for concurrent
-// use.
-type Manager struct {
-	opts ManagerOptions
+// Shippers owns the Shipper of each of an agent's containers, keyed by
+// container id: the engine starts one when a container starts, drains it
+// when the container exits, and removes it at cleanup. It is safe for
+// concurrent use.
+type Shippers struct {
+	opts ShippersOptions
 
 	// mu guards shippers.
 	mu       sync.Mutex
 	shippers map[string]*Shipper
 }
 
-// NewManager returns an empty Manager.
-func NewManager(opts ManagerOptions) *Manager {
+// NewShippers returns an empty set of Shippers.
+func NewShippers(opts ShippersOptions) *Shippers {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{opts: opts, shippers: map[string]*Shipper{}}
+	return &Shippers{opts: opts, shippers: map[string]*Shipper{}}
 }
 
 // Metrics returns the counters for /metrics.
-func (m *Manager) Metrics() *Metrics { return m.opts.Metrics }
+func (m *Shippers) Metrics() *Metrics { return m.opts.Metrics }
 
 // ContainerLog says what to ship for one container.
 type ContainerLog struct {
@@ -57,7 +57,7 @@ type ContainerLog struct {
 	Driver  string
 	Options map[string]string
 	Info    ContainerInfo
-	// Deps, when set, replace the Manager's for this container (e.g. the
+	// Deps, when set, replace the Shippers' for this container (e.g. the
 	// task's execution-role credentials).
 	Deps *Deps
 }
@@ -66,7 +66,7 @@ type ContainerLog struct {
 // agent restart: the Shipper resumes from the container's position file).
 // json-file and none start nothing. Starting a container already shipping
 // is a no-op.
-func (m *Manager) StartContainer(ctx context.Context, c ContainerLog) error {
+func (m *Shippers) StartContainer(ctx context.Context, c ContainerLog) error {
 	if err := ValidateOptions(c.Driver, c.Options); err != nil {
 		return err
 	}
@@ -99,12 +99,12 @@ func (m *Manager) StartContainer(ctx context.Context, c ContainerLog) error {
 	return nil
 }
 
-func (m *Manager) positionPath(id string) string {
+func (m *Shippers) positionPath(id string) string {
 	return filepath.Join(m.opts.PositionDir, id+".json")
 }
 
 // Stats returns the counters of a container's Shipper.
-func (m *Manager) Stats(id string) (Stats, bool) {
+func (m *Shippers) Stats(id string) (Stats, bool) {
 	m.mu.Lock()
 	s, ok := m.shippers[id]
 	m.mu.Unlock()
@@ -114,7 +114,7 @@ func (m *Manager) Stats(id string) (Stats, bool) {
 	return s.Stats(), true
 }
 
-func (m *Manager) take(id string) *Shipper {
+func (m *Shippers) take(id string) *Shipper {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.shippers[id]
@@ -124,7 +124,7 @@ func (m *Manager) take(id string) *Shipper {
 
 // DrainContainer ships what the exited container's log holds, bounded by
 // ctx, and stops its Shipper. The position file stays until Remove.
-func (m *Manager) DrainContainer(ctx context.Context, id string) error {
+func (m *Shippers) DrainContainer(ctx context.Context, id string) error {
 	if s := m.take(id); s != nil {
 		return s.Drain(ctx)
 	}
@@ -133,7 +133,7 @@ func (m *Manager) DrainContainer(ctx context.Context, id string) error {
 
 // RemoveContainer stops the container's Shipper, if any, and deletes its
 // position file; call it before the container's logs are removed.
-func (m *Manager) RemoveContainer(id string) error {
+func (m *Shippers) RemoveContainer(id string) error {
 	var err error
 	if s := m.take(id); s != nil {
 		err = s.Close()
@@ -145,7 +145,7 @@ func (m *Manager) RemoveContainer(id string) error {
 }
 
 // Close stops every Shipper at once (agent shutdown); positions stay.
-func (m *Manager) Close() error {
+func (m *Shippers) Close() error {
 	m.mu.Lock()
 	all := m.shippers
 	m.shippers = map[string]*Shipper{}
