@@ -21,7 +21,6 @@ import (
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/agent/devmode"
-	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/logs"
 	"github.com/berth-dev/berth/pkg/sdnotify"
@@ -269,11 +268,6 @@ func startAgent(ctx context.Context, cfg *config.Config, mode runMode, log *logr
 		return devmode.Run(ctx, devmode.Options{Dir: mode.devDir, Config: cfg, Out: mode.stdout, Logger: slogger,
 			AgentOptions: opts, DevRoles: mode.devRoles})
 	}
-	hook, changed := member.StateChangeSignal()
-	a, err := agent.New(cfg, append(opts, agent.WithLogger(slogger), agent.WithStateChangeHook(hook))...)
-	if err != nil {
-		return err
-	}
 	// Under systemd (Type=notify) the unit becomes active once the instance
 	// is registered, and the watchdog is fed while the engine answers.
 	notifier, err := sdnotify.New()
@@ -281,6 +275,16 @@ func startAgent(ctx context.Context, cfg *config.Config, mode runMode, log *logr
 		return fmt.Errorf("systemd notify: %w", err)
 	}
 	_ = notifier.Status("starting: recovering tasks and registering")
+	a, err := agent.New(cfg, append(opts, agent.WithLogger(slogger), agent.WithMembership(agent.Membership{
+		Registered: func(id state.InstanceIdentity) {
+			if err := notifier.Ready("registered as " + id.ContainerInstanceArn); err != nil {
+				slogger.Warn("systemd notify READY failed", "err", err)
+			}
+		},
+	}))...)
+	if err != nil {
+		return err
+	}
 	watchCtx, stopWatchdog := context.WithCancel(ctx)
 	watchdogDone := make(chan struct{})
 	go func() {
@@ -294,12 +298,7 @@ func startAgent(ctx context.Context, cfg *config.Config, mode runMode, log *logr
 	// STOPPING=1 as soon as shutdown begins, while the outbox is flushed.
 	stopNotify := context.AfterFunc(ctx, func() { _ = notifier.Stopping("stopping: flushing the outbox") })
 	defer stopNotify()
-	err = member.Run(ctx, member.Options{Config: cfg, Agent: a, Logger: slogger, StateChanged: changed,
-		Registered: func(id state.InstanceIdentity) {
-			if err := notifier.Ready("registered as " + id.ContainerInstanceArn); err != nil {
-				slogger.Warn("systemd notify READY failed", "err", err)
-			}
-		}})
+	err = a.Run(ctx)
 	stopWatchdog()
 	<-watchdogDone
 	return err

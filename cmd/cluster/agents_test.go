@@ -28,7 +28,6 @@ import (
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/internal/testenv/agentproc"
 	"github.com/berth-dev/berth/pkg/agent"
-	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/runtime"
@@ -36,7 +35,7 @@ import (
 )
 
 // agentChildEnv makes the test binary run as a berth agent: the agent of
-// cmd/agent (config.Load of an ecs.config file, agent.New, member.Run with
+// cmd/agent (config.Load of an ecs.config file, agent.New with WithMembership, Run with
 // the production session timings), plus the three options the binary has
 // no setting for and a test needs to keep to its own slice of the host.
 // Its value is a JSON agentChild.
@@ -62,15 +61,15 @@ func runAgentChild(raw string) int {
 		return 5
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	hook, changed := member.StateChangeSignal()
-	a, err := agent.New(cfg, agent.WithLogger(log), agent.WithStateChangeHook(hook),
-		agent.WithSnapshotter(s.Snapshotter), agent.WithNetworkRunDir(s.NetRunDir), agent.WithNamePrefix(s.Prefix))
+	a, err := agent.New(cfg, agent.WithLogger(log),
+		agent.WithSnapshotter(s.Snapshotter), agent.WithNetworkRunDir(s.NetRunDir), agent.WithNamePrefix(s.Prefix),
+		agent.WithMembership(agent.Membership{
+			Registered: func(id state.InstanceIdentity) { fmt.Println("REGISTERED " + id.ContainerInstanceArn) }}))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "agent:", err)
 		return 1
 	}
-	err = member.Run(ctx, member.Options{Config: cfg, Agent: a, Logger: log, StateChanged: changed,
-		Registered: func(id state.InstanceIdentity) { fmt.Println("REGISTERED " + id.ContainerInstanceArn) }})
+	err = a.Run(ctx)
 	if err != nil && ctx.Err() == nil {
 		fmt.Fprintln(os.Stderr, "agent:", err)
 		return 1

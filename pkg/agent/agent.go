@@ -1,13 +1,17 @@
 // Package agent wires one Berth agent together from a config.Config: the
 // state database (pkg/state), containerd (pkg/runtime), task networking
 // (pkg/network), container logs (pkg/logs) and their shipping to log
-// drivers (pkg/logship), the task engine (pkg/engine) and the introspection
-// API (pkg/introspection). Run runs it until its context
-// ends or one of its components fails; HandlePayload is how ACS payloads
-// (or tests) hand it tasks.
+// drivers (pkg/logship), the task engine (pkg/engine), the introspection
+// API (pkg/introspection), task IAM roles and metadata (pkg/iam, fed and
+// served from iam*.go) and, with WithMembership, the cluster membership
+// (pkg/registration: registration, the ACS and TCS sessions and the state
+// change submitter, membership.go). Run runs it until its context ends or
+// one of its components fails; HandlePayload is how ACS payloads (or tests)
+// hand it tasks.
 //
-// cmd/agent, dev mode and integration tests import it. It maps the config
-// onto each package's own options and holds no protocol or runtime logic.
+// cmd/agent, dev mode (pkg/agent/devmode), the benchmarks and integration
+// tests import it. It maps the config onto each package's own options and
+// holds no protocol or runtime logic.
 package agent
 
 import (
@@ -60,6 +64,8 @@ type options struct {
 	uninstallNetwork bool
 	// awsCredentials sign awslogs requests; nil means the agent's own.
 	awsCredentials aws.CredentialsProvider
+	// membership: WithMembership (membership.go); nil runs no membership.
+	membership *Membership
 }
 
 // WithStateChangeHook is called (without locks held) each time state
@@ -126,6 +132,9 @@ type Agent struct {
 
 	started chan struct{} // closed once Run has built the engine
 	ended   chan struct{} // closed once Run has returned
+	// stateChanged wakes the state change submitter (membership.go) each
+	// time the engine wrote state changes; nil without membership.
+	stateChanged chan struct{}
 
 	// mu guards the fields below, set by Run.
 	mu     sync.Mutex
@@ -172,17 +181,42 @@ func New(cfg *config.Config, opts ...Option) (*Agent, error) {
 			}
 		}
 	}
-	return &Agent{cfg: cfg, o: o, log: o.logger, started: make(chan struct{}), ended: make(chan struct{})}, nil
+	a := &Agent{cfg: cfg, o: o, log: o.logger, started: make(chan struct{}), ended: make(chan struct{})}
+	if o.membership != nil {
+		a.stateChanged = make(chan struct{}, 1)
+		hook := o.onChange
+		a.o.onChange = func() {
+			select {
+			case a.stateChanged <- struct{}{}:
+			default:
+			}
+			if hook != nil {
+				hook()
+			}
+		}
+	}
+	return a, nil
 }
 
 // Run opens the state, connects to containerd, recovers tasks, serves the
 // introspection API and runs tasks until ctx ends (returning nil) or one
 // of its components fails: the engine (its recovery, for instance), the
-// introspection API or, with task roles on, the credentials endpoint. Then
-// the others are stopped, the failure is logged and Run returns it once
-// every goroutine of the agent has ended. Containers keep running when Run
-// returns; the next Run re-attaches to them.
-func (a *Agent) Run(ctx context.Context) (err error) {
+// introspection API or, with task roles on, the credentials endpoint; with
+// WithMembership it also registers the instance and runs the sessions with
+// the endpoint and the state change submitter (membership.go). Then the
+// others are stopped, the failure is logged and Run returns it once every
+// goroutine of the agent has ended. Containers keep running when Run
+// returns; the next Run re-attaches to them. Call Run once.
+func (a *Agent) Run(ctx context.Context) error {
+	if a.o.membership != nil {
+		return a.runMember(ctx, *a.o.membership)
+	}
+	return a.runNode(ctx)
+}
+
+// runNode is Run without the membership: it owns the state database, the
+// runtime, the network and the engine.
+func (a *Agent) runNode(ctx context.Context) (err error) {
 	defer func() {
 		a.mu.Lock()
 		a.runErr = err

@@ -13,8 +13,7 @@
 // pkg/agent opens the database (one per agent run) and adapts it to the
 // engine's store and the network's port store; pkg/registration takes the
 // *DB for the instance identity, the outbox and the ACS message ids; the
-// agent's wiring (cmd/agent, dev mode, pkg/agent/member) reads
-// InstanceIdentity. Of Berth it imports pkg/api only (a rule in
+// agent's callers (cmd/agent, dev mode) read InstanceIdentity. Of Berth it imports pkg/api only (a rule in
 // internal/layout).
 package state
 

@@ -39,7 +39,6 @@ import (
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/agent/devmode"
-	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/logs"
 	"github.com/berth-dev/berth/pkg/network"
@@ -209,20 +208,20 @@ func startBerth(ctx context.Context, dir, address, snapshotter, datapath string)
 	cfg.Containers.TaskCleanupWait = time.Second
 	exe, _ := os.Executable()
 	quiet := slog.New(slog.DiscardHandler)
-	hook, changed := member.StateChangeSignal()
-	a, err := agent.New(cfg, agent.WithLogger(quiet), agent.WithStateChangeHook(hook), agent.WithLoggerBinary(exe), agent.WithSnapshotter(snapshotter),
-		agent.WithNetworkRunDir(filepath.Join(dir, "net")), agent.WithNamePrefix("bbe2e-"))
+	registered := make(chan string, 1)
+	a, err := agent.New(cfg, agent.WithLogger(quiet), agent.WithLoggerBinary(exe), agent.WithSnapshotter(snapshotter),
+		agent.WithNetworkRunDir(filepath.Join(dir, "net")), agent.WithNamePrefix("bbe2e-"),
+		agent.WithMembership(agent.Membership{
+			Credentials: credentials.NewStaticCredentialsProvider(agentID, agentSecret, ""),
+			Registered:  func(id state.InstanceIdentity) { registered <- id.ContainerInstanceArn }}))
 	if err != nil {
 		ep.Close()
 		return nil, err
 	}
-	registered := make(chan string, 1)
 	mctx, cancel := context.WithCancel(ctx)
 	b.cancel = cancel
 	go func() {
-		b.done <- member.Run(mctx, member.Options{Config: cfg, Agent: a, Logger: quiet, StateChanged: changed,
-			Credentials: credentials.NewStaticCredentialsProvider(agentID, agentSecret, ""),
-			Registered:  func(id state.InstanceIdentity) { registered <- id.ContainerInstanceArn }})
+		b.done <- a.Run(mctx)
 	}()
 	select {
 	case arn := <-registered:

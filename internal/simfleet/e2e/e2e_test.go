@@ -24,7 +24,6 @@ import (
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/internal/testenv/agentproc"
 	"github.com/berth-dev/berth/pkg/agent"
-	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/cluster/servicectl"
 	"github.com/berth-dev/berth/pkg/config"
@@ -85,25 +84,22 @@ func startAgent(t *testing.T, env *simfleet.Env, cd *testenv.ContainerdInstance,
 	cfg.Listen.Introspection = netip.MustParseAddrPort("127.0.0.1:0")
 	cfg.Containers.TaskCleanupWait = time.Hour
 	exe, _ := os.Executable()
-	hook, changed := member.StateChangeSignal()
-	ag, err := agent.New(cfg, agent.WithLogger(logger()), agent.WithLoggerBinary(exe), agent.WithStateChangeHook(hook),
-		agent.WithNetworkRunDir(a.netDir), agent.WithNamePrefix(a.prefix), agent.WithSnapshotter(cd.Snapshotter))
+	ids := make(chan string, 1)
+	ag, err := agent.New(cfg, agent.WithLogger(logger()), agent.WithLoggerBinary(exe),
+		agent.WithNetworkRunDir(a.netDir), agent.WithNamePrefix(a.prefix), agent.WithSnapshotter(cd.Snapshotter),
+		agent.WithMembership(agent.Membership{
+			Credentials:      credentials.NewStaticCredentialsProvider(keyID, secret, ""),
+			HeartbeatTimeout: time.Minute, SubmitPoll: 50 * time.Millisecond,
+			ReconnectBackoff: registration.Backoff{Min: 100 * time.Millisecond, Max: time.Second, Jitter: 0.2},
+			Registered:       func(id state.InstanceIdentity) { ids <- id.ContainerInstanceArn },
+		}))
 	if err != nil {
 		t.Fatalf("agent: %v", err)
 	}
 	agentproc.SweepNetwork(t, agentproc.AgentNetwork{DataDir: a.dataDir, RunDir: a.netDir, Prefix: a.prefix, Bridge: a.bridge, Subnet: a.subnet}) // runs after the agent stopped
 	ctx, cancel := context.WithCancel(context.Background())
-	ids := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- member.Run(ctx, member.Options{
-			Config: cfg, Agent: ag, Logger: logger(), StateChanged: changed,
-			Credentials:      credentials.NewStaticCredentialsProvider(keyID, secret, ""),
-			HeartbeatTimeout: time.Minute, SubmitPoll: 50 * time.Millisecond,
-			ReconnectBackoff: registration.Backoff{Min: 100 * time.Millisecond, Max: time.Second, Jitter: 0.2},
-			Registered:       func(id state.InstanceIdentity) { ids <- id.ContainerInstanceArn },
-		})
-	}()
+	go func() { done <- ag.Run(ctx) }()
 	stopped := false
 	a.stop = func() {
 		if stopped {

@@ -26,7 +26,6 @@ import (
 	"github.com/berth-dev/berth/internal/testenv/agentproc"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/agent/devmode"
-	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/network"
@@ -101,7 +100,7 @@ func devModeBesideSystemAgent(t *testing.T, datapath string) {
 	go func() {
 		done <- devmode.Run(ctx, devmode.Options{Dir: dir, Config: cfg, Logger: logger(),
 			AgentOptions: []agent.Option{agent.WithLoggerBinary(exe), agent.WithSnapshotter(e.cd.Snapshotter)},
-			Member:       member.Options{SubmitPoll: 50 * time.Millisecond},
+			Membership:   agent.Membership{SubmitPoll: 50 * time.Millisecond},
 			Started:      func(d *devmode.Dev) { started <- d }})
 	}()
 	stopDev := func() error {

@@ -27,7 +27,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
 	"github.com/berth-dev/berth/pkg/agent"
-	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/config"
@@ -65,9 +64,9 @@ type Options struct {
 	// arn:aws:iam::000000000000:role/NAME with generated static keys, whose
 	// credentials the endpoint puts in the payloads of tasks that name it.
 	DevRoles []string
-	// Member tunes the agent's session and submitter; Config, Agent and
-	// Credentials are filled in.
-	Member member.Options
+	// Membership tunes the agent's sessions and submitter; Credentials is
+	// filled in (the generated agent key).
+	Membership agent.Membership
 	// Out receives the lines printed at start (the env exports).
 	Out    io.Writer
 	Logger *slog.Logger
@@ -163,24 +162,27 @@ func Run(ctx context.Context, o Options) error {
 	cfg.BackendHost = ep.URL
 	cfg.AWS.Region = region
 	applyDevSettings(&cfg, dir, addrs)
-	hook, changed := member.StateChangeSignal()
 	agentCreds := credentials.StaticCredentialsProvider{Value: agentKey}
+	r := &devRun{o: o, cfg: &cfg, ep: ep, admin: admin, region: region, roles: devRoles,
+		envFile: envFile, credsFile: credsFile, addrsFile: addrsFile}
+	m := o.Membership
+	m.Credentials = agentCreds
+	registered := make(chan string, 1)
+	m.Registered = func(id state.InstanceIdentity) {
+		if o.Membership.Registered != nil {
+			o.Membership.Registered(id)
+		}
+		select {
+		case registered <- id.ContainerInstanceArn:
+		default:
+		}
+	}
 	agentOpts := append([]agent.Option{agent.WithLogger(o.Logger.With("component", "agent")),
-		agent.WithStateChangeHook(hook), agent.WithAWSCredentials(agentCreds)}, devAgentOptions(dir)...)
-	a, err := agent.New(&cfg, append(agentOpts, o.AgentOptions...)...)
-	if err != nil {
+		agent.WithAWSCredentials(agentCreds), agent.WithMembership(m)}, devAgentOptions(dir)...)
+	if r.agent, err = agent.New(&cfg, append(agentOpts, o.AgentOptions...)...); err != nil {
 		return fmt.Errorf("dev mode: %w", err)
 	}
-	mo := o.Member
-	mo.Config, mo.Agent = &cfg, a
-	mo.Credentials = agentCreds
-	mo.StateChanged = changed
-	if mo.Logger == nil {
-		mo.Logger = o.Logger.With("component", "agent")
-	}
-	r := &devRun{o: o, cfg: &cfg, ep: ep, agent: a, admin: admin, region: region, roles: devRoles,
-		envFile: envFile, credsFile: credsFile, addrsFile: addrsFile}
-	err = r.run(ctx, mo)
+	err = r.run(ctx, registered)
 	if rerr := removeEnv(envFile); rerr != nil {
 		o.Logger.Warn("dev mode: remove the env file", "err", rerr)
 	}
@@ -203,29 +205,20 @@ type devRun struct {
 }
 
 // run runs the agent as a member of the endpoint's cluster until ctx ends
-// or a part fails: the agent (member.Run returns), the endpoint (it stopped
+// or a part fails: the agent (its Run returns), the endpoint (it stopped
 // serving: the agent is stopped, its ACS session closed first as on any
 // stop) or the announcement (DIR/env could not be written). The watchers
 // are goroutines owned here, cancelled and waited for before run returns.
-func (r *devRun) run(ctx context.Context, mo member.Options) error {
+// registered receives the container instance ARN once the agent is
+// registered.
+func (r *devRun) run(ctx context.Context, registered <-chan string) error {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel (defers run last first)
 	defer cancel(nil)
 	fail := func(err error) {
-		mo.Logger.Error("dev mode: stopping", "err", err)
+		r.o.Logger.With("component", "agent").Error("dev mode: stopping", "err", err)
 		cancel(err)
-	}
-	registered := make(chan string, 1)
-	userRegistered := mo.Registered
-	mo.Registered = func(id state.InstanceIdentity) {
-		if userRegistered != nil {
-			userRegistered(id)
-		}
-		select {
-		case registered <- id.ContainerInstanceArn:
-		default:
-		}
 	}
 	wg.Add(2)
 	go func() {
@@ -242,7 +235,7 @@ func (r *devRun) run(ctx context.Context, mo member.Options) error {
 			fail(err)
 		}
 	}()
-	err := member.Run(runCtx, mo)
+	err := r.agent.Run(runCtx)
 	if cause := context.Cause(runCtx); ctx.Err() == nil && cause != nil && (err == nil || errors.Is(err, context.Canceled)) {
 		err = cause // the endpoint or the announcement failed
 	}
@@ -264,7 +257,7 @@ func (r *devRun) announce(ctx context.Context, registered <-chan string) error {
 		return nil
 	}
 	if err := r.agent.Ready(ctx); err != nil {
-		return nil // the agent stopped: member.Run reports why
+		return nil // the agent stopped: its Run reports why
 	}
 	client := NewECSClient(r.ep.URL, r.region, r.admin)
 	for {

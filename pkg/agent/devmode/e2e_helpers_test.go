@@ -32,7 +32,6 @@ import (
 	"github.com/berth-dev/berth/internal/testenv/agentproc"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/agent/devmode"
-	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
 	"github.com/berth-dev/berth/pkg/config"
@@ -154,18 +153,16 @@ func (s agentSpec) runLogged(ctx context.Context, log *slog.Logger, registered f
 	if err != nil {
 		return err
 	}
-	hook, changed := member.StateChangeSignal()
-	a, err := agent.New(cfg, append(append(s.options(), agent.WithLogger(log), agent.WithStateChangeHook(hook)), opts...)...)
-	if err != nil {
-		return err
-	}
-	return member.Run(ctx, member.Options{
-		Config: cfg, Agent: a, Logger: log, StateChanged: changed,
+	a, err := agent.New(cfg, append(append(s.options(), agent.WithLogger(log), agent.WithMembership(agent.Membership{
 		Credentials:      credentials.NewStaticCredentialsProvider(s.KeyID, s.Secret, ""),
 		HeartbeatTimeout: time.Minute, SubmitPoll: 50 * time.Millisecond,
 		ReconnectBackoff: registration.Backoff{Min: 100 * time.Millisecond, Max: time.Second, Jitter: 0.2},
 		Registered:       registered, Session: session, MetricsInterval: s.MetricsPublish,
-	})
+	})), opts...)...)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
 }
 
 func runChild(raw string) int {

@@ -22,7 +22,6 @@ import (
 
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/agent/devmode"
-	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 )
 
@@ -48,8 +47,8 @@ func TestDevModeRunTaskStopTask(t *testing.T) {
 			Dir: dir, Config: cfg, Out: lockedWriter{&outMu, &out}, Logger: logger(),
 			AgentOptions: []agent.Option{agent.WithLoggerBinary(exe), agent.WithNetworkRunDir(s.NetRunDir),
 				agent.WithNamePrefix(s.Prefix), agent.WithSnapshotter(s.Snapshotter)},
-			Member:  member.Options{SubmitPoll: 50 * time.Millisecond},
-			Started: func(d *devmode.Dev) { started <- d },
+			Membership: agent.Membership{SubmitPoll: 50 * time.Millisecond},
+			Started:    func(d *devmode.Dev) { started <- d },
 		})
 	}()
 	var dev *devmode.Dev

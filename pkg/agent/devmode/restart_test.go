@@ -13,12 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/agent"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
 	"github.com/berth-dev/berth/pkg/agent/devmode"
-	"github.com/berth-dev/berth/pkg/agent/member"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/config"
 )
@@ -44,7 +45,7 @@ func startDev(t *testing.T, dir string, cfg *config.Config, s agentSpec) *runnin
 		r.done <- devmode.Run(ctx, devmode.Options{
 			Dir: dir, Config: cfg, Out: lockedWriter{&r.mu, &r.out}, Logger: teeLogger(&r.log),
 			AgentOptions: s.options(),
-			Member:       member.Options{SubmitPoll: 50 * time.Millisecond},
+			Membership:   agent.Membership{SubmitPoll: 50 * time.Millisecond},
 			Started:      func(d *devmode.Dev) { r.started <- d },
 		})
 	}()

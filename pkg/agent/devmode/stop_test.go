@@ -26,8 +26,8 @@ const hangDetector = 2 * time.Minute
 
 // TestAgentFailureClosesSession runs an agent as a cluster member whose
 // engine fails during recovery after its ACS session is up (recovery is
-// held at its end until the instance shows agentConnected). member.Run must
-// return that failure, having logged it, and the endpoint must see the
+// held at its end until the instance shows agentConnected). The agent's
+// Run must return that failure, having logged it, and the endpoint must see the
 // session closed: agentConnected false, so nothing more is placed on the
 // instance. Before the fix the agent never returned and its session stayed
 // up, leaving every payload unacknowledged (issue 14, item 1).
@@ -76,12 +76,12 @@ func TestAgentFailureClosesSession(t *testing.T) {
 	case err = <-done:
 		done <- err // for the cleanup
 	case <-time.After(hangDetector):
-		t.Fatalf("member.Run has not returned %s after the engine failed (it hangs); connected: %v; log:\n%s",
+		t.Fatalf("the agent's Run has not returned %s after the engine failed (it hangs); connected: %v; log:\n%s",
 			hangDetector, e.agentConnected(arn), logBuf.String())
 	}
 	const want = "agent: engine: recover tasks: after recovery: injected recovery failure"
 	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("member.Run returned %v, want an error containing %q", err, want)
+		t.Fatalf("the agent's Run returned %v, want an error containing %q", err, want)
 	}
 	if logged := logBuf.String(); !strings.Contains(logged, "level=ERROR") || !strings.Contains(logged, "injected recovery failure") {
 		t.Errorf("the failure was not logged as an error:\n%s", logged)

@@ -1,4 +1,4 @@
-package member
+package agent
 
 import (
 	"io/fs"
@@ -8,7 +8,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/registration"
 )
@@ -29,11 +28,11 @@ func TestRegisterOptionsFromConfig(t *testing.T) {
 		"ECS_DISABLE_PRIVILEGED=true", `ECS_AVAILABLE_LOGGING_DRIVERS=["json-file","awslogs","splunk"]`,
 		"ECS_DETAILED_OS_FAMILY=debian_12")
 	o := registerOptions(cfg, &registration.Client{}, nil, nil)
-	full, _ := agent.HostResources(0)
+	full, _ := HostResources(0)
 	if o.Resources.CPU != int64(goruntime.NumCPU())*1024 || o.Resources.CPU != full {
 		t.Errorf("CPU = %d, want %d (cores x 1024)", o.Resources.CPU, goruntime.NumCPU()*1024)
 	}
-	_, memAll := agent.HostResources(0)
+	_, memAll := HostResources(0)
 	if o.Resources.MemoryMiB != memAll-256 {
 		t.Errorf("MEMORY = %d, want host %d - ECS_RESERVED_MEMORY 256", o.Resources.MemoryMiB, memAll)
 	}

@@ -1,51 +1,39 @@
-// Package member runs a Berth agent as a member of its cluster: beside
-// pkg/agent's Agent.Run it registers the container instance
-// (pkg/registration), keeps the ACS session that delivers tasks open and
-// drains the outbox of state changes to the endpoint. cmd/agent, dev mode
-// and the end-to-end tests use it; it maps config.Config onto
-// pkg/registration's options and holds no protocol logic itself.
-package member
+package agent
+
+// This file runs an agent as a member of its cluster (WithMembership):
+// beside the engine, Run registers the container instance
+// (pkg/registration), keeps the ACS session that delivers tasks and the TCS
+// session (health, metrics) open and drains the outbox of state changes to
+// the endpoint. It maps config.Config onto pkg/registration's options and
+// holds no protocol logic itself.
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/berth-dev/berth/internal/version"
-	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/config"
+	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/logship"
 	"github.com/berth-dev/berth/pkg/registration"
 	"github.com/berth-dev/berth/pkg/state"
 )
 
-// Host is the agent a member runs beside. *agent.Agent implements it.
-type Host interface {
-	Run(ctx context.Context) error
-	HandlePayload(ctx context.Context, p *api.PayloadMessage) error
-	StateDB(ctx context.Context) (*state.DB, error)
-	ActiveTaskARNs() []string
-	// TaskHealth feeds the TCS session (container health).
-	TaskHealth() []*api.TaskHealth
-	// TaskMetrics feeds the TCS session (container metrics) unless
-	// ECS_DISABLE_METRICS is true.
-	TaskMetrics() ([]*api.TaskMetric, bool)
-}
-
-var _ Host = (*agent.Agent)(nil)
-
-// Options configure Run.
-type Options struct {
-	Config *config.Config
-	Agent  Host
+// Membership makes Run a member of the config's cluster (WithMembership).
+// Every field is optional.
+type Membership struct {
 	// Credentials override the config's static keys and the standard AWS
 	// credential chain (dev mode passes its generated agent key).
 	Credentials aws.CredentialsProvider
@@ -54,9 +42,6 @@ type Options struct {
 	HeartbeatTimeout time.Duration
 	SubmitPoll       time.Duration
 	ReconnectBackoff registration.Backoff
-	Logger           *slog.Logger
-	// StateChanged, when set, wakes the submitter (see StateChangeSignal).
-	StateChanged <-chan struct{}
 	// Registered, when set, is called once the instance is registered.
 	Registered func(state.InstanceIdentity)
 	// Session, when set, receives the ACS session once it exists (tests
@@ -70,44 +55,45 @@ type Options struct {
 	FlushTimeout time.Duration
 }
 
+// WithMembership makes Run register the instance with the config's
+// cluster and run the ACS and TCS sessions and the state change submitter
+// beside the engine; without it Run only runs tasks handed to
+// HandlePayload.
+func WithMembership(m Membership) Option { return func(o *options) { o.membership = &m } }
+
 // DefaultFlushTimeout bounds the outbox flush on shutdown, well inside
 // systemd's default stop timeout.
 const DefaultFlushTimeout = 10 * time.Second
 
-// Run runs the agent and, once its state is open, registers the instance
-// and keeps the ACS session, the TCS session (container health) and the
-// submitter going until ctx ends or one of them (the agent included) stops
-// on its own. The first to stop ends the others: the ACS session is closed
-// first, so the endpoint marks the instance disconnected and places nothing
-// more on it, then the agent is stopped, and Run returns that first error
-// once every goroutine has ended. Terminal registration and session errors
-// are *registration.TerminalError (exit code 5 in cmd/agent).
-func Run(ctx context.Context, o Options) error {
-	if o.Config == nil || o.Agent == nil {
-		return errors.New("member: Config and Agent are required")
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	cfg := o.Config
-	creds := o.Credentials
+// runMember runs the agent (runNode) and, once its state is open,
+// registers the instance and keeps the ACS session, the TCS session
+// (container health and metrics) and the submitter going until ctx ends or
+// one of them (the agent included) stops on its own. The first to stop ends
+// the others: the ACS session is closed first, so the endpoint marks the
+// instance disconnected and places nothing more on it, then the agent is
+// stopped, and runMember returns that first error once every goroutine has
+// ended. Terminal registration and session errors are
+// *registration.TerminalError (exit code 5 in cmd/agent).
+func (a *Agent) runMember(ctx context.Context, m Membership) error {
+	cfg, log := a.cfg, a.log
+	creds := m.Credentials
 	if creds == nil {
-		creds = agent.InstanceCredentials(cfg)
+		creds = InstanceCredentials(cfg)
 	}
 	client, err := registration.NewClient(ctx, registration.ClientOptions{
-		Endpoint: cfg.BackendHost, Region: cfg.Region(), Credentials: creds, Logger: o.Logger,
+		Endpoint: cfg.BackendHost, Region: cfg.Region(), Credentials: creds, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
 
-	g := newGroup(ctx, o.Logger)
+	g := newGroup(ctx, log)
 	defer g.stop()
-	g.runAgent(o.Agent.Run)
+	g.runAgent(a.runNode)
 	// result prefers the failure that ended the work (the agent failing is
-	// why StateDB or Register gave up) over err.
+	// why stateDB or Register gave up) over err.
 	result := func(err error) error {
-		if errors.Is(err, agent.ErrStopped) {
+		if errors.Is(err, ErrStopped) {
 			<-g.agentDone // the agent's goroutine records why first
 		}
 		if f := g.failure(); f != nil {
@@ -115,34 +101,34 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return err
 	}
-	db, err := o.Agent.StateDB(g.work)
+	db, err := a.stateDB(g.work)
 	if err != nil {
 		return result(err)
 	}
-	id, err := registration.Register(g.work, registerOptions(cfg, client, db, o.Logger))
+	id, err := registration.Register(g.work, registerOptions(cfg, client, db, log))
 	if err != nil {
 		return result(err)
 	}
-	if o.Registered != nil {
-		o.Registered(id)
+	if m.Registered != nil {
+		m.Registered(id)
 	}
 	sess, err := registration.NewSession(registration.SessionOptions{
 		API: client.ECS, Credentials: client.Credentials, Region: client.Region,
 		ClusterArn: id.ClusterArn, ContainerInstanceArn: id.ContainerInstanceArn,
-		Handler: o.Agent, Tasks: o.Agent, Messages: db,
+		Handler: a, Tasks: a, Messages: db,
 		AgentVersion: version.Version, AgentHash: version.Version,
 		TLSConfig:        tlsConfig(client),
-		HeartbeatTimeout: o.HeartbeatTimeout, Backoff: o.ReconnectBackoff,
-		Logger: o.Logger,
+		HeartbeatTimeout: m.HeartbeatTimeout, Backoff: m.ReconnectBackoff,
+		Logger: log,
 	})
 	if err != nil {
 		return err
 	}
-	if o.Session != nil {
-		o.Session(sess)
+	if m.Session != nil {
+		m.Session(sess)
 	}
 	sub, err := registration.NewSubmitter(registration.SubmitterOptions{
-		Outbox: db, API: client.ECS, Cluster: id.ClusterArn, Poll: o.SubmitPoll, Wake: o.StateChanged, Logger: o.Logger,
+		Outbox: db, API: client.ECS, Cluster: id.ClusterArn, Poll: m.SubmitPoll, Wake: a.stateChanged, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -150,12 +136,12 @@ func Run(ctx context.Context, o Options) error {
 	telOpts := registration.TelemetryOptions{
 		API: client.ECS, Credentials: client.Credentials, Region: client.Region,
 		ClusterArn: id.ClusterArn, ContainerInstanceArn: id.ContainerInstanceArn,
-		Health: o.Agent, AgentVersion: version.Version, AgentHash: version.Version,
-		MetricsInterval: o.MetricsInterval,
-		TLSConfig:       tlsConfig(client), Backoff: o.ReconnectBackoff, Logger: o.Logger,
+		Health: a, AgentVersion: version.Version, AgentHash: version.Version,
+		MetricsInterval: m.MetricsInterval,
+		TLSConfig:       tlsConfig(client), Backoff: m.ReconnectBackoff, Logger: log,
 	}
 	if !cfg.Metrics.Disabled {
-		telOpts.Metrics = o.Agent
+		telOpts.Metrics = a
 	}
 	tel, err := registration.NewTelemetry(telOpts)
 	if err != nil {
@@ -171,7 +157,7 @@ func Run(ctx context.Context, o Options) error {
 	// Shutdown: no new work, then a bounded last flush of the outbox while
 	// the agent (and its state database) is still up.
 	g.stopWork()
-	timeout := o.FlushTimeout
+	timeout := m.FlushTimeout
 	if timeout <= 0 {
 		timeout = DefaultFlushTimeout
 	}
@@ -179,9 +165,78 @@ func Run(ctx context.Context, o Options) error {
 	defer cancelFlush()
 	if err := sub.Flush(flushCtx); err != nil {
 		n, _ := db.StateChangeCount()
-		o.Logger.Warn("outbox not fully flushed at shutdown; the rest is sent at the next start", "pending", n, "err", err)
+		log.Warn("outbox not fully flushed at shutdown; the rest is sent at the next start", "pending", n, "err", err)
 	}
 	return result(ctx.Err())
+}
+
+// stateDB waits until runNode has opened the state database and returns
+// it. The database stays open until runNode returns; callers must stop
+// using it then. It fails (ErrStopped) when runNode returned before
+// opening it.
+func (a *Agent) stateDB(ctx context.Context) (*state.DB, error) {
+	if err := a.waitStarted(ctx); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.db, nil
+}
+
+// ActiveTaskARNs returns the tasks the engine holds whose desired status is
+// not STOPPED (nil before Run has built the engine), for the ACS session
+// (registration.TaskLister).
+func (a *Agent) ActiveTaskARNs() []string {
+	a.mu.Lock()
+	eng := a.eng
+	a.mu.Unlock()
+	if eng == nil {
+		return nil
+	}
+	var out []string
+	for _, t := range eng.Tasks() {
+		if t.DesiredStatus != engine.TaskStopped {
+			out = append(out, t.Def.ARN)
+		}
+	}
+	return out
+}
+
+// TaskHealth returns the health of the running tasks' containers that have
+// a health check, for the TCS session (registration.HealthSource), sorted
+// by task ARN (containers in definition order), so an unchanged state gives
+// an equal result.
+func (a *Agent) TaskHealth() []*api.TaskHealth {
+	a.mu.Lock()
+	eng := a.eng
+	a.mu.Unlock()
+	if eng == nil {
+		return nil
+	}
+	var out []*api.TaskHealth
+	for _, t := range eng.Tasks() {
+		if t.KnownStatus != engine.TaskRunning {
+			continue
+		}
+		th := &api.TaskHealth{TaskArn: t.Def.ARN, ClusterArn: t.Def.Cluster,
+			TaskDefinitionFamily: t.Def.Family, TaskDefinitionVersion: t.Def.Version}
+		for i := range t.Def.Containers {
+			d := &t.Def.Containers[i]
+			if d.HealthCheck == nil {
+				continue
+			}
+			for _, c := range t.Containers {
+				if c.Name == d.Name {
+					th.Containers = append(th.Containers, &api.ContainerHealth{ContainerName: c.Name, HealthStatus: c.Health.String()})
+				}
+			}
+		}
+		if len(th.Containers) > 0 {
+			out = append(out, th)
+		}
+	}
+	slices.SortFunc(out, func(a, b *api.TaskHealth) int { return strings.Compare(a.TaskArn, b.TaskArn) })
+	return out
 }
 
 // group owns a member's goroutines, in two lifetimes: the work (the ACS
@@ -278,19 +333,6 @@ func (g *group) stop() {
 	})
 }
 
-// StateChangeSignal returns a hook for agent.WithStateChangeHook and the
-// channel it signals, for Options.StateChanged: the submitter then sends
-// state changes as soon as the engine wrote them.
-func StateChangeSignal() (hook func(), ch <-chan struct{}) {
-	c := make(chan struct{}, 1)
-	return func() {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
-	}, c
-}
-
 // instanceAttributes are ECS_INSTANCE_ATTRIBUTES, as the ECS agent
 // registers it ecs.os-type-detailed (ECS_DETAILED_OS_FAMILY), and
 // berth.host-address (BERTH_HOST_ADDRESS) for load balancers.
@@ -311,7 +353,7 @@ func instanceAttributes(cfg *config.Config) map[string]string {
 }
 
 func registerOptions(cfg *config.Config, client *registration.Client, db *state.DB, log *slog.Logger) registration.RegisterOptions {
-	cpu, mem := agent.HostResources(cfg.Containers.ReservedMemoryMiB)
+	cpu, mem := HostResources(cfg.Containers.ReservedMemoryMiB)
 	ports := append([]uint16(nil), cfg.Ports.Reserved...)
 	if cfg.Ports.ReserveDynamic {
 		for p := int(cfg.Ports.DynamicRange.First); p <= int(cfg.Ports.DynamicRange.Last); p++ {
@@ -331,4 +373,16 @@ func registerOptions(cfg *config.Config, client *registration.Client, db *state.
 		AgentVersion: version.Version, AgentHash: version.Version,
 		Logger: log,
 	}
+}
+
+// tlsConfig reuses the SDK transport's TLS settings (AWS_CA_BUNDLE) for
+// the websocket.
+func tlsConfig(c *registration.Client) *tls.Config {
+	if c.HTTPClient == nil {
+		return nil
+	}
+	if tr := c.HTTPClient.GetTransport(); tr != nil && tr.TLSClientConfig != nil {
+		return tr.TLSClientConfig.Clone()
+	}
+	return nil
 }
