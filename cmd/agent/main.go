@@ -270,11 +270,7 @@ func startAgent(ctx context.Context, cfg *config.Config, mode runMode, log *logr
 	}
 	// Under systemd (Type=notify) the unit becomes active once the instance
 	// is registered, and the watchdog is fed while the engine answers.
-	notifier, err := sdnotify.New()
-	if err != nil {
-		return fmt.Errorf("systemd notify: %w", err)
-	}
-	_ = notifier.Status("starting: recovering tasks and registering")
+	var notifier *sdnotify.Notifier
 	a, err := agent.New(cfg, append(opts, agent.WithLogger(slogger), agent.WithMembership(agent.Membership{
 		Registered: func(id state.InstanceIdentity) {
 			if err := notifier.Ready("registered as " + id.ContainerInstanceArn); err != nil {
@@ -285,6 +281,11 @@ func startAgent(ctx context.Context, cfg *config.Config, mode runMode, log *logr
 	if err != nil {
 		return err
 	}
+	notifier, err = sdnotify.New()
+	if err != nil {
+		return fmt.Errorf("systemd notify: %w", err)
+	}
+	_ = notifier.Status("starting: recovering tasks and registering")
 	watchCtx, stopWatchdog := context.WithCancel(ctx)
 	watchdogDone := make(chan struct{})
 	go func() {
