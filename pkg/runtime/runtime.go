@@ -15,8 +15,7 @@
 // package.
 //
 // Of Berth it imports pkg/logs and pkg/container only. pkg/agent builds it;
-// pkg/stats, the agent's task roles (pkg/iam/agentiam), bench/ and tests
-// also use it.
+// pkg/stats, bench/ and tests also use it.
 package runtime
 
 import (
