@@ -119,8 +119,11 @@ func fetchBody(b *testing.B, h http.Handler, path string) []byte {
 	return body
 }
 
-func serveLoopback(b *testing.B, h http.Handler) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func serveLoopback(b *testing.B, h http.Handler) string { return serveAt(b, "127.0.0.1:0", h) }
+
+// serveAt serves h at addr until the benchmark ends.
+func serveAt(b *testing.B, addr string, h http.Handler) string {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}

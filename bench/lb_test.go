@@ -105,34 +105,7 @@ func BenchmarkLBHAProxy(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	runDir, err := os.MkdirTemp("", "blbbench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := lb.ParseConfig("bench", fmt.Appendf(nil, "endpoint = %q\nregion = \"us-east-1\"\naccess_key_id = %q\nsecret_access_key = %q\n"+
-		"load_balancers = [\"bench\"]\nbind_address = \"127.0.0.1\"\nhaproxy = %q\nrun_dir = %q\npoll_interval = \"500ms\"\n",
-		srv.URL, lbID, lbSecret, haproxy, runDir))
-	if err != nil {
-		b.Fatal(err)
-	}
-	lbCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- lb.Run(lbCtx, lb.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	}()
-	b.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			b.Errorf("berth-lb: %v", err)
-		}
-		if pid, _ := strconv.Atoi(strings.TrimSpace(readOr(filepath.Join(runDir, "bench", "haproxy.pid")))); pid > 0 {
-			_ = syscall.Kill(pid, syscall.SIGTERM)
-			for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-		os.RemoveAll(runDir)
-	})
+	startBerthLB(b, srv.URL, "us-east-1", lbID, lbSecret, haproxy, "500ms")
 	// Both targets healthy (DescribeTargetHealth, reported by berth-lb).
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -183,4 +156,38 @@ func BenchmarkLBHAProxy(b *testing.B) {
 func readOr(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
+}
+
+// startBerthLB runs berth-lb (serving the load balancer "bench" from the
+// endpoint at url with an lb key) in this process until the benchmark ends,
+// then stops the HAProxy it started.
+func startBerthLB(b *testing.B, url, region, id, secret, haproxy, poll string) {
+	runDir, err := os.MkdirTemp("", "blbbench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := lb.ParseConfig("bench", fmt.Appendf(nil, "endpoint = %q\nregion = %q\naccess_key_id = %q\nsecret_access_key = %q\n"+
+		"load_balancers = [\"bench\"]\nbind_address = \"127.0.0.1\"\nhaproxy = %q\nrun_dir = %q\npoll_interval = %q\n",
+		url, region, id, secret, haproxy, runDir, poll))
+	if err != nil {
+		b.Fatal(err)
+	}
+	lbCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- lb.Run(lbCtx, lb.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}()
+	b.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			b.Errorf("berth-lb: %v", err)
+		}
+		if pid, _ := strconv.Atoi(strings.TrimSpace(readOr(filepath.Join(runDir, "bench", "haproxy.pid")))); pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+			for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		os.RemoveAll(runDir)
+	})
 }
