@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -95,22 +93,6 @@ type targets []stats.Target
 
 func (ts targets) Targets() []stats.Target { return ts }
 
-// procCPUTicks reads a process's user+system time from /proc (clock
-// ticks): the kernel's account of the process, independent of the cgroup
-// figures the sampler reads.
-func procCPUTicks(t *testing.T, pid uint32) uint64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Fields after the command name (which may hold spaces) start at state.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	utime, _ := strconv.ParseUint(f[11], 10, 64)
-	stime, _ := strconv.ParseUint(f[12], 10, 64)
-	return utime + stime
-}
-
 // TestBurnerCPUAndMemory: a busybox loop held to half a CPU by a CFS quota
 // is published at the share of the host's CPUs that the kernel says the
 // process used (and never above its quota), and an awk holding a 64 MB
@@ -136,13 +118,13 @@ func TestBurnerCPUAndMemory(t *testing.T) {
 	time.Sleep(2 * time.Second) // the quota is in force and the variable filled
 	s.SampleOnce(t.Context())
 	_, _ = s.TaskMetrics() // start the publication after the settling sample
-	start, ticks0 := time.Now(), procCPUTicks(t, pid)
+	start, ticks0 := time.Now(), testenv.ProcCPUTicks(t, pid)
 	first := s.Window(burner)
 	for range 8 {
 		time.Sleep(time.Second)
 		s.SampleOnce(t.Context())
 	}
-	ticks1 := procCPUTicks(t, pid)
+	ticks1 := testenv.ProcCPUTicks(t, pid)
 	last := s.Window(burner)
 	tasks, idle := s.TaskMetrics()
 	if idle || len(tasks) != 2 {

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/agent/devmode"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
@@ -339,4 +340,108 @@ func TestTargetTrackingRequestCount(t *testing.T) {
 		t.Errorf("RequestCountPerTarget %.0f, RequestCount %.0f: want above the target (100) and at most the requests", perTarget, requests)
 	}
 	sc.checkStory(high, low, 1)
+}
+
+// TestServiceUtilizationStatistics: `aws cloudwatch get-metric-statistics`
+// answers a service's CPUUtilization and MemoryUtilization consistent
+// with what its task used: a container burning CPU (a full CPU reserved)
+// at the share of a CPU the kernel accounts to its process over the same
+// metrics minutes, and a container whose awk holds a 16,000,000-byte
+// string at those 15 MiB of the task's 64 MiB.
+func TestServiceUtilizationStatistics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test with agents and containers (-short)")
+	}
+	clock := fastClock{start: time.Now()}
+	e := newE2ETuned(t, acs.Options{}, clock.tune)
+	s := e.spec()
+	fastMetrics(&s)
+	e.runAgent(s)
+	ctx := context.Background()
+	const allocated = 16_000_000
+	td, err := e.admin.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{Family: aws.String("use"),
+		ContainerDefinitions: []types.ContainerDefinition{
+			{Name: aws.String("burn"), Image: aws.String(e.image), Cpu: 1024, Memory: aws.Int32(32), Essential: aws.Bool(true),
+				Command: []string{"/bin/sh", "-c", "while :; do :; done"}},
+			{Name: aws.String("hold"), Image: aws.String(e.image), Memory: aws.Int32(32), Essential: aws.Bool(true),
+				Command: []string{"/bin/sh", "-c", fmt.Sprintf(`awk 'BEGIN{s=sprintf("%%%ds",""); system("sleep 600")}'`, allocated)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.CreateService(ctx, &ecs.CreateServiceInput{Cluster: aws.String("default"), ServiceName: aws.String("use"),
+		TaskDefinition: td.TaskDefinition.TaskDefinitionArn, DesiredCount: aws.Int32(1)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = e.admin.DeleteService(context.Background(), &ecs.DeleteServiceInput{Cluster: aws.String("default"), Service: aws.String("use"), Force: aws.Bool(true)})
+	})
+	pid := burnerPid(t, e, s.NS)
+	// Two metrics minutes to settle (the burner's first samples), then
+	// the kernel's account over whole metrics minutes.
+	time.Sleep(12 * time.Second)
+	from := clock.now().Truncate(time.Minute).Add(time.Minute)
+	for clock.now().Before(from) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	realFrom, ticks0 := time.Now(), testenv.ProcCPUTicks(t, pid)
+	to := from.Add(5 * time.Minute)
+	for clock.now().Before(to) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	used := float64(testenv.ProcCPUTicks(t, pid)-ticks0) / 100 / time.Since(realFrom).Seconds() * 100 // % of one CPU = of 1024 units
+	time.Sleep(3 * time.Second)                                                                       // the last publication of the span arrives
+	id, secret, err := e.ep.Keys.Create(auth.RoleAdmin, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := testenv.AWSCLI(t, e.ep.URL, region, id, secret)
+	stat := func(name string) float64 {
+		out := cli(t, true, "cloudwatch", "get-metric-statistics", "--namespace", "AWS/ECS", "--metric-name", name,
+			"--dimensions", "Name=ClusterName,Value=default", "Name=ServiceName,Value=use",
+			"--start-time", from.UTC().Format(time.RFC3339), "--end-time", to.UTC().Format(time.RFC3339),
+			"--period", "300", "--statistics", "Average")
+		dps, _ := out["Datapoints"].([]any)
+		if len(dps) != 1 {
+			t.Fatalf("get-metric-statistics %s: %v", name, out)
+		}
+		v, _ := dps[0].(map[string]any)["Average"].(float64)
+		return v
+	}
+	cpu, mem := stat("CPUUtilization"), stat("MemoryUtilization")
+	wantMem := float64(allocated) / (1 << 20) / 64 * 100
+	t.Logf("CPUUtilization %.1f %% vs the kernel's %.1f %% of one CPU; MemoryUtilization %.1f %% (the string alone: %.1f %% of 64 MiB)",
+		cpu, used, mem, wantMem)
+	if diff := cpu - used; diff < -(1+used/10) || diff > 1+used/10 {
+		t.Errorf("CPUUtilization %.1f %%, the kernel accounts %.1f %%: want within 1 point + 10 %%", cpu, used)
+	}
+	if mem < wantMem-2 || mem > wantMem+5 {
+		t.Errorf("MemoryUtilization %.1f %%: want the held string's %.1f %% (plus the processes' few MiB)", mem, wantMem)
+	}
+}
+
+// burnerPid waits for the burn container of the agent's namespace ns and
+// returns its shell's pid (as the host sees it).
+func burnerPid(t *testing.T, e *e2e, ns string) uint32 {
+	t.Helper()
+	cli := e.cd.Client(t)
+	ctx := namespaced(t, ns)
+	deadline := time.Now().Add(scaleWait)
+	for time.Now().Before(deadline) {
+		cs, err := cli.Containers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			task, err := c.Task(ctx, nil)
+			if err != nil {
+				continue
+			}
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", task.Pid())); err == nil && strings.Contains(string(b), "while :; do :; done") {
+				return task.Pid()
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatal("no burn container running")
+	return 0
 }
