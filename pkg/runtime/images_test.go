@@ -68,4 +68,10 @@ func TestPullAuthAndImages(t *testing.T) {
 	if slices.ContainsFunc(images, func(i container.ImageInfo) bool { return i.Ref == got.Ref }) {
 		t.Errorf("%s still listed after RemoveImage", got.Ref)
 	}
+	// RemoveImage leaves the content to containerd's garbage collection, as
+	// the agent's image clean-up wants; pulled again, the image is deleted
+	// synchronously with the test's namespace, which collects both.
+	if _, err := tr.Pull(container.WithPullFor(t.Context(), "task-a"), img.Ref); err != nil {
+		t.Fatal(err)
+	}
 }
