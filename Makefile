@@ -14,7 +14,7 @@ GOTEST_FLAGS ?= -count=1 -timeout 15m
 TESTENV_BIN := bin/berth-testenv
 TESTENV := $(TESTENV_BIN) --
 
-.PHONY: all build test test-deps demo-deps vet unit lint bench bench-peers demo clean fuzz version console-assets console-screenshots
+.PHONY: all build test test-deps demo-deps vet unit lint bench bench-peers demo clean fuzz version console-assets console-screenshots chaos
 
 all: build
 
@@ -78,6 +78,18 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# chaos: the fault-injection suite in full (test/chaos, docs/reliability.md):
+# the built berth-cluster and berth-agent on a containerd of their own, in a
+# private mount and network namespace; 25 kill -9s of the agent while tasks
+# start and stop, containerd killed for 10 s, the endpoint down for 45 s,
+# containers killed from the host, the invariants checked after each fault.
+# CHAOS_RUNS runs one after another. Root; about 5 minutes a run. `make test`
+# runs its short version (4 kills, 5 s, 10 s). BERTH_CHAOS_SEED=N replays a
+# run's random choices (each run logs its seed).
+CHAOS_RUNS ?= 1
+chaos: test-deps
+	BERTH_CHAOS=full $(GO) test -count=$(CHAOS_RUNS) -timeout 0 -v -run '^TestChaos$$' ./test/chaos
 
 # fuzz: each fuzz target for FUZZTIME (their seed corpora also run in `make test`).
 FUZZTIME ?= 60s
