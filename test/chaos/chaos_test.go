@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -99,8 +100,12 @@ func runPrivate(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = out, out
 	// Go makes the child's mounts private after unsharing, so nothing it
 	// mounts reaches the host.
+	// The parent-death signal follows the thread that started the child:
+	// keep that thread until the child has ended.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGTERM}
+	runtime.LockOSThread()
 	err = cmd.Run()
+	runtime.UnlockOSThread()
 	b, _ := os.ReadFile(logPath)
 	if keep := os.Getenv("BERTH_CHAOS_LOG"); keep != "" {
 		_ = os.WriteFile(keep, b, 0o644)
