@@ -288,6 +288,18 @@ func (h *harness) converge(t *testing.T, after string) time.Duration {
 				return fmt.Errorf("task %s is %s, want %s", arn, last, want)
 			}
 		}
+		// The endpoint may show a task RUNNING from the killed agent's
+		// report while the restarted one still recovers its network: the
+		// recovery ends when every running task's host port answers.
+		for _, arn := range h.order {
+			if tk := tasks[arn]; !h.tasks[arn].stopped && aws.ToString(tk.LastStatus) == "RUNNING" {
+				if port := hostPort(tk); port != 0 {
+					if body, err := get(port); err != nil || body != page {
+						return fmt.Errorf("task %s's host port %d answers %q, %v; want its page", arn, port, body, err)
+					}
+				}
+			}
+		}
 		return nil
 	})
 	took := time.Since(start)
@@ -401,12 +413,7 @@ func (h *harness) check(t *testing.T, after string, tasks map[string]types.Task)
 			h.violation(t, after, "task %s's container is process %d, was %d: started again", arn, cs[0].pid, e.pid)
 		}
 		e.pid = cs[0].pid
-		var port int32
-		for _, c := range tk.Containers {
-			for _, nb := range c.NetworkBindings {
-				port = aws.ToInt32(nb.HostPort)
-			}
-		}
+		port := hostPort(tk)
 		if port == 0 {
 			h.violation(t, after, "task %s is RUNNING with no host port", arn)
 			continue
@@ -422,8 +429,17 @@ func (h *harness) check(t *testing.T, after string, tasks map[string]types.Task)
 	}
 }
 
+func hostPort(tk types.Task) int32 {
+	for _, c := range tk.Containers {
+		for _, nb := range c.NetworkBindings {
+			return aws.ToInt32(nb.HostPort)
+		}
+	}
+	return 0
+}
+
 func get(port int32) (string, error) {
-	c := http.Client{Timeout: 5 * time.Second}
+	c := http.Client{Timeout: 2 * time.Second}
 	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
 	if err != nil {
 		return "", err
