@@ -148,7 +148,18 @@ func TestEndToEndBridgeTasks(t *testing.T) {
 	if _, err := nm.Cleanup(ctx, nil, nil); err != nil {
 		t.Fatalf("clean up an earlier run: %v", err)
 	}
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", e2eBridge).Run() })
+	// After the sandboxes' teardowns (cleanups run last first): what the
+	// datapath shares on the host goes with the bridge, and nothing that
+	// names the bridge is left for the test runner's sweep.
+	t.Cleanup(func() {
+		if err := nm.Uninstall(context.Background()); err != nil {
+			t.Errorf("uninstall the test's datapath: %v", err)
+		}
+		_ = exec.Command("ip", "link", "del", e2eBridge).Run()
+		if left := testenv.NetworkRulesMentioning(t, e2eBridge); len(left) > 0 {
+			t.Errorf("rules naming %s left after the test: %q", e2eBridge, left)
+		}
+	})
 
 	port, err := freePort()
 	if err != nil {
