@@ -18,6 +18,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 )
 
 // AgentProcess is a berth-agent binary a test started as a user does (the
@@ -201,4 +202,15 @@ func FreeLoopbackAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// FirstHostPort is the host port of a task's first network binding, 0 when
+// it has none.
+func FirstHostPort(task ecstypes.Task) int32 {
+	for _, c := range task.Containers {
+		for _, nb := range c.NetworkBindings {
+			return aws.ToInt32(nb.HostPort)
+		}
+	}
+	return 0
 }

@@ -35,3 +35,16 @@ func RawHTTP(t testing.TB, addr, method, target string) (int, string) {
 	}
 	return resp.StatusCode, string(b)
 }
+
+// GetLoopback GETs / on a loopback port, as a client of a task's host port
+// would, and returns the body.
+func GetLoopback(port int32) (string, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}

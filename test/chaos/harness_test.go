@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -293,8 +291,8 @@ func (h *harness) converge(t *testing.T, after string) time.Duration {
 		// recovery ends when every running task's host port answers.
 		for _, arn := range h.order {
 			if tk := tasks[arn]; !h.tasks[arn].stopped && aws.ToString(tk.LastStatus) == "RUNNING" {
-				if port := hostPort(tk); port != 0 {
-					if body, err := get(port); err != nil || body != page {
+				if port := testenv.FirstHostPort(tk); port != 0 {
+					if body, err := testenv.GetLoopback(port); err != nil || body != page {
 						return fmt.Errorf("task %s's host port %d answers %q, %v; want its page", arn, port, body, err)
 					}
 				}
@@ -413,7 +411,7 @@ func (h *harness) check(t *testing.T, after string, tasks map[string]types.Task)
 			h.violation(t, after, "task %s's container is process %d, was %d: started again", arn, cs[0].pid, e.pid)
 		}
 		e.pid = cs[0].pid
-		port := hostPort(tk)
+		port := testenv.FirstHostPort(tk)
 		if port == 0 {
 			h.violation(t, after, "task %s is RUNNING with no host port", arn)
 			continue
@@ -423,30 +421,10 @@ func (h *harness) check(t *testing.T, after string, tasks map[string]types.Task)
 		}
 		ports[port] = arn
 		e.port = port
-		if body, err := get(port); err != nil || body != page {
+		if body, err := testenv.GetLoopback(port); err != nil || body != page {
 			h.violation(t, after, "task %s's host port %d answers %q, %v; want its page", arn, port, body, err)
 		}
 	}
-}
-
-func hostPort(tk types.Task) int32 {
-	for _, c := range tk.Containers {
-		for _, nb := range c.NetworkBindings {
-			return aws.ToInt32(nb.HostPort)
-		}
-	}
-	return 0
-}
-
-func get(port int32) (string, error) {
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
 }
 
 // checkNothingLeft waits for the agent to clean up every stopped task,

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/containerd/containerd"
 
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/internal/testenv/agentproc"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/agent/devmode"
@@ -72,7 +73,7 @@ func devModeBesideSystemAgent(t *testing.T, datapath string) {
 	sysArn, _, _ := e.runAgent(sys)
 	task := e.runTasks(e.taskDef("system-web", 0), 1)[0]
 	running := e.waitStatus(task, "RUNNING", 90*time.Second)
-	port := hostPort(running)
+	port := testenv.FirstHostPort(running)
 	before := snapshotAgent(t, e, sys, task, port, sysArn)
 
 	// Dev mode with its defaults (bridge, subnet, netns names, CNI state,
@@ -129,11 +130,11 @@ func devModeBesideSystemAgent(t *testing.T, datapath string) {
 	devE := &e2e{t: t, admin: devmode.NewECSClient(dev.Endpoint.URL, region, dev.Admin), image: e.image}
 	devTask := devE.runTasks(devE.taskDef("dev-web", 0), 1)[0]
 	devRunning := devE.waitStatus(devTask, "RUNNING", 90*time.Second)
-	devPort := hostPort(devRunning)
+	devPort := testenv.FirstHostPort(devRunning)
 	if devPort < devmode.DevPortFirst || devPort > devmode.DevPortLast {
 		t.Errorf("dev mode's task got host port %d, want one of dev mode's %d-%d", devPort, devmode.DevPortFirst, devmode.DevPortLast)
 	}
-	if body, err := get(devPort); err != nil || body != "hello from berth\n" {
+	if body, err := testenv.GetLoopback(devPort); err != nil || body != "hello from berth\n" {
 		t.Errorf("dev mode's task port %d answered %q, %v", devPort, body, err)
 	}
 	if _, err := devE.admin.StopTask(context.Background(), &ecs.StopTaskInput{Cluster: aws.String(devmode.ClusterName), Task: aws.String(devTask)}); err != nil {
@@ -264,7 +265,7 @@ func snapshotAgent(t *testing.T, e *e2e, s agentSpec, task string, port int32, a
 
 	// Its ports: the task's host port, the introspection API (answering as
 	// this agent) and the credentials endpoint.
-	body, err := get(port)
+	body, err := testenv.GetLoopback(port)
 	snap["ports"] = append(snap["ports"], fmt.Sprintf("task port %d: %q %v", port, body, err))
 	c := http.Client{Timeout: 5 * time.Second}
 	var md struct{ ContainerInstanceArn string }

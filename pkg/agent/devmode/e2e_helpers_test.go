@@ -474,25 +474,6 @@ func (e *e2e) runTasks(td string, n int) []string {
 }
 
 // get fetches http://127.0.0.1:port/ and returns the body.
-func get(port int32) (string, error) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
-}
-
-func hostPort(t types.Task) int32 {
-	for _, c := range t.Containers {
-		for _, nb := range c.NetworkBindings {
-			return aws.ToInt32(nb.HostPort)
-		}
-	}
-	return 0
-}
 
 // startChild runs an agent in its own process and returns it once it has
 // registered and connected, with its container instance ARN.

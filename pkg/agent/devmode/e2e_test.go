@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/agent"
 	"github.com/berth-dev/berth/pkg/agent/devmode"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
@@ -173,13 +174,13 @@ func TestDevModeRunTaskStopTask(t *testing.T) {
 	}
 	arns := e.runTasks(aws.ToString(tdOut.TaskDefinition.TaskDefinitionArn), 1)
 	task := e.waitStatus(arns[0], "RUNNING", 90*time.Second)
-	port := hostPort(task)
+	port := testenv.FirstHostPort(task)
 	if port == 0 {
 		t.Fatalf("RUNNING task has no networkBindings: %+v", task.Containers)
 	}
 	var body string
 	for i := 0; i < 50; i++ {
-		if body, err = get(port); err == nil {
+		if body, err = testenv.GetLoopback(port); err == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -341,8 +342,8 @@ func TestEndpointOutage(t *testing.T) {
 		}
 	}
 	for time.Since(outage) < 30*time.Second {
-		if p := hostPort(first); p != 0 {
-			if body, err := get(p); err != nil || body != "hello from berth\n" {
+		if p := testenv.FirstHostPort(first); p != 0 {
+			if body, err := testenv.GetLoopback(p); err != nil || body != "hello from berth\n" {
 				t.Errorf("during the outage the running task's port answered %q, %v", body, err)
 				break
 			}
@@ -399,7 +400,7 @@ func TestSecondAgentJoins(t *testing.T) {
 	if !placed[arnA] || !placed[arnB] {
 		t.Fatalf("tasks placed on %v, want both %s and %s", placed, arnA, arnB)
 	}
-	if body, err := get(port); err != nil || body != "hello from berth\n" {
+	if body, err := testenv.GetLoopback(port); err != nil || body != "hello from berth\n" {
 		t.Errorf("static port %d answered %q, %v", port, body, err)
 	}
 }
@@ -430,7 +431,7 @@ func TestAgentKillRestart(t *testing.T) {
 	if id := aws.ToString(kept.Containers[0].RuntimeId); id != before[keep] {
 		t.Errorf("running container changed from %s to %s across the agent restart", before[keep], id)
 	}
-	if body, err := get(hostPort(kept)); err != nil || body != "hello from berth\n" {
+	if body, err := testenv.GetLoopback(testenv.FirstHostPort(kept)); err != nil || body != "hello from berth\n" {
 		t.Errorf("kept task's port answered %q, %v", body, err)
 	}
 	list, err := e.admin.ListContainerInstances(context.Background(), &ecs.ListContainerInstancesInput{Cluster: aws.String("default")})

@@ -296,7 +296,7 @@ func (l *lbLab) settled(t *testing.T, name, tg string, desired int) func() (bool
 }
 
 func taskTarget(task types.Task) string {
-	return fmt.Sprintf("%s:%d", arn.ResourceID(aws.ToString(task.ContainerInstanceArn)), hostPort(task))
+	return fmt.Sprintf("%s:%d", arn.ResourceID(aws.ToString(task.ContainerInstanceArn)), testenv.FirstHostPort(task))
 }
 
 func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
