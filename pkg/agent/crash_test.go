@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -110,6 +111,9 @@ func runChild(raw string) int {
 type child struct {
 	*agentproc.Child
 	addr string
+	// seen are lines read while waiting for another: the engine may reach
+	// a crash point (CRASHPOINT) before the child prints READY.
+	seen []string
 }
 
 func startChild(t *testing.T, h *hostEnv, p *api.PayloadMessage, crashAt string) *child {
@@ -133,6 +137,12 @@ func startChild(t *testing.T, h *hostEnv, p *api.PayloadMessage, crashAt string)
 // waitFor returns the first line starting with prefix.
 func (c *child) waitFor(t *testing.T, prefix string) string {
 	t.Helper()
+	for i, l := range c.seen {
+		if strings.HasPrefix(l, prefix) {
+			c.seen = slices.Delete(c.seen, i, i+1)
+			return l
+		}
+	}
 	timeout := time.After(2 * time.Minute)
 	for {
 		select {
@@ -143,6 +153,7 @@ func (c *child) waitFor(t *testing.T, prefix string) string {
 			if strings.HasPrefix(l, prefix) {
 				return l
 			}
+			c.seen = append(c.seen, l)
 		case <-timeout:
 			t.Fatalf("child agent did not print %q; its tasks: %s", prefix, c.dump())
 		}
