@@ -14,6 +14,7 @@ import (
 	"github.com/berth-dev/berth/pkg/container"
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/moby/sys/signal"
@@ -108,6 +109,25 @@ func (r *Runtime) Wait(ctx context.Context, id string) (container.Exit, error) {
 	}
 }
 
+// bundleBusyAttempts and bundleBusyWait bound how long Start waits for an
+// earlier NewTask of the same container that containerd is still serving:
+// attempt n waits n*bundleBusyWait, about 11 s in all.
+const (
+	bundleBusyAttempts = 7
+	bundleBusyWait     = 500 * time.Millisecond
+)
+
+// bundleBusy tells containerd's answer to a NewTask whose bundle directory
+// exists: another NewTask of the container is under way (containerd
+// removes a bundle whose creation failed, and a restarted containerd those
+// of shims that are gone). containerd sends it as an untyped error
+// ("failed to start shim: mkdir …: file exists"), so its text is all there
+// is to go by.
+func bundleBusy(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "failed to start shim") && strings.Contains(msg, "file exists")
+}
+
 // startWatch starts a created container and returns its PID and a channel
 // that delivers its exit status once and is closed; it is closed without a
 // value if the Runtime is closed first (the container keeps running; Attach
@@ -128,44 +148,64 @@ func (r *Runtime) startWatch(ctx context.Context, id string) (<-chan ExitStatus,
 			return nil, 0, fmt.Errorf("start %s: clear exit label: %w", id, err)
 		}
 	}
-	// A task left by an earlier Start (an agent killed, or containerd gone,
-	// before it returned) is taken up: Start is idempotent.
-	if old, err := c.Task(ctx, nil); err == nil {
-		st, err := old.Status(ctx)
+	var (
+		task     containerd.Task
+		captured bool
+	)
+	for attempt := 1; ; attempt++ {
+		// A task left by an earlier Start (an agent killed, or containerd gone,
+		// before it returned) is taken up: Start is idempotent.
+		if old, err := c.Task(ctx, nil); err == nil {
+			st, err := old.Status(ctx)
+			if err != nil {
+				return nil, 0, fmt.Errorf("start %s: status of existing task: %w", id, err)
+			}
+			switch st.Status {
+			case containerd.Running, containerd.Paused, containerd.Pausing:
+				// Started by the earlier attempt: wait for it like for a
+				// task this call started.
+				ch, err := r.Attach(ctx, id)
+				return ch, int(old.Pid()), err
+			case containerd.Stopped:
+				// Ended, but not deleted by an agent that died first.
+				if _, err := old.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+					return nil, 0, fmt.Errorf("start %s: delete stopped task: %w", id, err)
+				}
+			default:
+				// Created but never started: its process has not run a
+				// single instruction of the container's. Begin again.
+				if _, err := old.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+					return nil, 0, fmt.Errorf("start %s: delete task %s by an interrupted start: %w", id, st.Status, err)
+				}
+			}
+		}
+		// Output of earlier tasks is complete before this one writes.
+		r.finishCaptures(ctx, id)
+		var taskIO cio.Creator
+		taskIO, captured, err = r.taskIO(id, labels)
 		if err != nil {
-			return nil, 0, fmt.Errorf("start %s: status of existing task: %w", id, err)
+			return nil, 0, fmt.Errorf("start %s: log capture: %w", id, err)
 		}
-		switch st.Status {
-		case containerd.Running, containerd.Paused, containerd.Pausing:
-			// Started by the earlier attempt: wait for it like for a
-			// task this call started.
-			ch, err := r.Attach(ctx, id)
-			return ch, int(old.Pid()), err
-		case containerd.Stopped:
-			// Ended, but not deleted by an agent that died first.
-			if _, err := old.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
-				return nil, 0, fmt.Errorf("start %s: delete stopped task: %w", id, err)
-			}
-		default:
-			// Created but never started: its process has not run a
-			// single instruction of the container's. Begin again.
-			if _, err := old.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-				return nil, 0, fmt.Errorf("start %s: delete task %s by an interrupted start: %w", id, st.Status, err)
-			}
+		task, err = c.NewTask(ctx, taskIO)
+		if err == nil {
+			break
 		}
-	}
-	// Output of earlier tasks is complete before this one writes.
-	r.finishCaptures(ctx, id)
-	taskIO, captured, err := r.taskIO(id, labels)
-	if err != nil {
-		return nil, 0, fmt.Errorf("start %s: log capture: %w", id, err)
-	}
-	task, err := c.NewTask(ctx, taskIO)
-	if err != nil {
 		if captured {
 			r.dropCaptures(ctx, id)
 		}
-		return nil, 0, fmt.Errorf("start %s: create task: %w", id, err)
+		if !bundleBusy(err) || attempt == bundleBusyAttempts {
+			return nil, 0, fmt.Errorf("start %s: create task: %w", id, err)
+		}
+		// An earlier Start's NewTask (its agent killed mid-call) is still
+		// being served: containerd is making the shim in the bundle
+		// directory that this call found. Wait for it, then take up the
+		// task it made, as above.
+		log.G(ctx).WithError(err).WithField("container", id).Info("an earlier start of the container is still under way in containerd; waiting for it")
+		select {
+		case <-time.After(time.Duration(attempt) * bundleBusyWait):
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("start %s: wait for an earlier start still under way: %w", id, ctx.Err())
+		}
 	}
 	r.step(ctx, "start:created")
 	if captured {

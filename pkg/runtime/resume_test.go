@@ -2,11 +2,14 @@ package runtime
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/snapshots"
 
 	"github.com/berth-dev/berth/internal/testenv"
@@ -100,5 +103,73 @@ func waitLog(t *testing.T, path, want string) {
 			t.Fatalf("log %s lacks %q after a minute (has %q, %v)", path, want, got.String(), err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStartWaitsForAnEarlierStartUnderWay is a restarted agent's Start
+// meeting the NewTask of the agent it replaces, which containerd is still
+// serving (issue 23, item 2: "failed to start shim: mkdir … file exists"
+// failed the task). The earlier call is stood in for by the bundle
+// directory containerd makes first, and, a second later, the task that
+// call makes. Start waits for it, takes it up, and the command runs once.
+func TestStartWaitsForAnEarlierStartUnderWay(t *testing.T) {
+	tr := newTestRuntime(t, nil)
+	reg := testenv.Registry(t)
+	img := testenv.BuildImage(t, reg, "rt/underway", testenv.ImageSpec{
+		Cmd: []string{"/bin/sh", "-c", `echo started; trap "exit 0" TERM; while true; do sleep 0.1; done`},
+	})
+	tr.pull(t, img.Ref)
+	ctx := tr.withNS(t.Context())
+	const id = "start-under-way"
+	spec := container.Spec{ID: id, Image: img.Ref, LogPath: LogPath(tr.logDir, id)}
+	if err := tr.Create(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Remove(context.Background(), id) })
+
+	// The test's containerd keeps its state next to its socket
+	// (internal/testenv); the runtime v2 plugin makes a task's bundle in
+	// io.containerd.runtime.v2.task/NAMESPACE/ID there.
+	state := filepath.Join(filepath.Dir(tr.cd.Address), "state")
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("the test containerd's state directory: %v", err)
+	}
+	bundle := filepath.Join(state, "io.containerd.runtime.v2.task", tr.ns, id)
+	if err := os.MkdirAll(filepath.Dir(bundle), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(bundle, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	earlier := make(chan error, 1)
+	go func() {
+		time.Sleep(time.Second)
+		if err := os.Remove(bundle); err != nil {
+			earlier <- err
+			return
+		}
+		c, err := tr.Client().LoadContainer(ctx, id)
+		if err == nil {
+			_, err = c.NewTask(ctx, cio.NullIO)
+		}
+		earlier <- err
+	}()
+
+	ch, _, err := tr.startWatch(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Start while an earlier start is under way: %v", err)
+	}
+	// The stand-in's NewTask made the task first (Start took it up) or
+	// found Start's task: either way one task ran.
+	t.Logf("the earlier start's NewTask: %v", <-earlier)
+	waitLog(t, LogPath(tr.logDir, id), "started\n")
+	if err := tr.Stop(t.Context(), id, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitExit(t, ch, time.Minute); st.ExitCode != 0 {
+		t.Errorf("exit %+v, want 0 (the trap of the one process that ran)", st)
+	}
+	if got := tr.logsOf(t, id).stdout; got != "started\n" {
+		t.Errorf("container output %q, want one \"started\" line: the command ran once", got)
 	}
 }
