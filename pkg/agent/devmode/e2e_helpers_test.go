@@ -273,7 +273,8 @@ func newE2ETuned(t *testing.T, ao acs.Options, tune func(*devmode.EndpointOption
 	img := testenv.BuildImage(t, reg, "e2e/web", testenv.ImageSpec{
 		Files: []testenv.File{{Path: "/srv/index.html", Mode: 0o644, Data: []byte("hello from berth\n")},
 			// A request that takes a second: in flight while tasks stop.
-			{Path: "/srv/cgi-bin/slow", Mode: 0o755, Data: []byte("#!/bin/sh\nsleep 1\nprintf 'Content-Type: text/plain\\r\\n\\r\\nslow\\n'\n")}},
+			// It answers "slow " and the page (lb tests: the task's id).
+			{Path: "/srv/cgi-bin/slow", Mode: 0o755, Data: []byte("#!/bin/sh\nsleep 1\nprintf 'Content-Type: text/plain\\r\\n\\r\\nslow %s\\n' \"$(cat /srv/index.html)\"\n")}},
 		Cmd: []string{"/bin/httpd", "-f", "-v", "-p", "80", "-h", "/srv"},
 	})
 	e.image = img.Ref

@@ -322,20 +322,31 @@ type lbLoad struct {
 	mu       sync.Mutex
 	ok, fail int
 	errs     []string
+	answers  []lbAnswer
 }
 
+// lbAnswer is one request answered: the id of the task that served it
+// ("task ..." from the page webTaskDef writes) and when it was sent.
+type lbAnswer struct {
+	id   string
+	sent time.Time
+}
+
+// startLBLoad sends requests for the page, which names the task serving it.
 func startLBLoad(t *testing.T, url string) *lbLoad {
-	return startLBLoadOf(t, url, "hello from berth\n", 1)
+	return startLBLoadOf(t, url, "task ", 1)
 }
 
 // startSlowLoad keeps workers requests to the slow CGI (a second each)
 // in flight through HAProxy: a task stopped before its target drained
 // cuts them.
 func startSlowLoad(t *testing.T, url string) *lbLoad {
-	return startLBLoadOf(t, url+"cgi-bin/slow", "slow\n", 3)
+	return startLBLoadOf(t, url+"cgi-bin/slow", "slow task ", 3)
 }
 
-func startLBLoadOf(t *testing.T, url, want string, workers int) *lbLoad {
+// startLBLoadOf runs workers clients whose answers must start with prefix;
+// the rest of an answer after "slow " is the id of the task that served it.
+func startLBLoadOf(t *testing.T, url, prefix string, workers int) *lbLoad {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	ld := &lbLoad{cancel: cancel, done: make(chan struct{})}
 	c := &http.Client{Timeout: 10 * time.Second}
@@ -344,7 +355,7 @@ func startLBLoadOf(t *testing.T, url, want string, workers int) *lbLoad {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ld.run(ctx, c, url, want)
+			ld.run(ctx, c, url, prefix)
 		}()
 	}
 	go func() {
@@ -356,7 +367,7 @@ func startLBLoadOf(t *testing.T, url, want string, workers int) *lbLoad {
 }
 
 // run sends requests one after another until ctx ends.
-func (ld *lbLoad) run(ctx context.Context, c *http.Client, url, want string) {
+func (ld *lbLoad) run(ctx context.Context, c *http.Client, url, prefix string) {
 	for i := 0; i < 1_000_000 && ctx.Err() == nil; i++ {
 		sent := time.Now()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -371,7 +382,7 @@ func (ld *lbLoad) run(ctx context.Context, c *http.Client, url, want string) {
 			return
 		}
 		ld.mu.Lock()
-		if err != nil || status != http.StatusOK || body != want {
+		if err != nil || status != http.StatusOK || !strings.HasPrefix(body, prefix) || !strings.HasSuffix(body, "\n") {
 			ld.fail++
 			if len(ld.errs) < 10 {
 				ld.errs = append(ld.errs, fmt.Sprintf("sent %s, answered %s: %d %q %v", sent.Format("15:04:05.000"),
@@ -379,6 +390,7 @@ func (ld *lbLoad) run(ctx context.Context, c *http.Client, url, want string) {
 			}
 		} else {
 			ld.ok++
+			ld.answers = append(ld.answers, lbAnswer{strings.TrimSpace(strings.TrimPrefix(body, "slow ")), sent})
 		}
 		ld.mu.Unlock()
 		time.Sleep(2 * time.Millisecond)
@@ -407,8 +419,10 @@ func (ld *lbLoad) noFailures(t *testing.T, what string) {
 // under a shell that exits at SIGTERM, as an application without a
 // graceful shutdown does, so a stop cuts the requests in flight unless
 // the task's targets drained first.
+// The page it serves names the task: "task " and a random id.
 func (l *lbLab) webTaskDef() string {
-	return l.taskDef("web", 0, "/bin/sh", "-c", "trap 'exit 0' TERM; /bin/httpd -f -v -p 80 -h /srv & wait")
+	return l.taskDef("web", 0, "/bin/sh", "-c", "trap 'exit 0' TERM; echo \"task $(cut -c1-13 /proc/sys/kernel/random/uuid)\" >/srv/index.html; "+
+		"/bin/httpd -f -v -p 80 -h /srv & wait")
 }
 
 // deploy updates the web service to task definition td.
@@ -438,21 +452,35 @@ func (l *lbLab) waitDeployed(t *testing.T, what, td string) {
 // StopTask, loses a container to kill -9 and loses an instance to
 // draining. Slow requests (a second each) are in flight whenever tasks are
 // stopped: they are answered because each task's targets drain before its
-// stop reaches the agent.
+// stop reaches the agent. Each answer names the task that served it: that
+// task's target must have read healthy in DescribeTargetHealth when the
+// request was sent (healthWatch, lbwho_test.go).
 func TestServiceBehindHAProxy(t *testing.T) {
 	l := newLBLab(t)
 	ctx := context.Background()
 	v1 := l.webTaskDef()
 	l.createService(t, "web", v1, l.tg, 2)
 	waitUntil(t, "2 healthy targets", l.settled(t, "web", l.tg, 2))
+	// Every answer below must come from a task healthy at the time.
+	w := l.watchHealth(t, "web", l.tg)
+	checked := func(t *testing.T, what string, lds ...*lbLoad) {
+		t.Helper()
+		for i, ld := range lds {
+			name := what
+			if i > 0 {
+				name += ", slow requests"
+			}
+			ld.noFailures(t, name)
+			w.answeredByHealthy(t, name, ld)
+		}
+	}
 
 	t.Run("rolling deployment", func(t *testing.T) {
 		ld, slow := startLBLoad(t, l.url), startSlowLoad(t, l.url)
 		v2 := l.webTaskDef()
 		l.deploy(t, v2)
 		l.waitDeployed(t, "v2 settled", v2)
-		ld.noFailures(t, "rolling deployment")
-		slow.noFailures(t, "rolling deployment, slow requests")
+		checked(t, "rolling deployment", ld, slow)
 	})
 
 	t.Run("scale 2 to 6 to 2", func(t *testing.T) {
@@ -463,8 +491,7 @@ func TestServiceBehindHAProxy(t *testing.T) {
 			}
 			waitUntil(t, fmt.Sprintf("%d healthy targets", n), l.settled(t, "web", l.tg, int(n)))
 		}
-		ld.noFailures(t, "scale 2 → 6 → 2")
-		slow.noFailures(t, "scale 2 → 6 → 2, slow requests")
+		checked(t, "scale 2 → 6 → 2", ld, slow)
 	})
 
 	t.Run("StopTask drains first", func(t *testing.T) {
@@ -484,8 +511,7 @@ func TestServiceBehindHAProxy(t *testing.T) {
 		if stopped.StopCode != types.TaskStopCodeUserInitiated || aws.ToString(stopped.StoppedReason) != "stopped by the test" {
 			t.Errorf("stopped with %s %q", stopped.StopCode, aws.ToString(stopped.StoppedReason))
 		}
-		ld.noFailures(t, "StopTask")
-		slow.noFailures(t, "StopTask, slow requests")
+		checked(t, "StopTask", ld, slow)
 	})
 
 	t.Run("drain an instance", func(t *testing.T) {
@@ -510,8 +536,7 @@ func TestServiceBehindHAProxy(t *testing.T) {
 			}
 			return ok, why
 		})
-		ld.noFailures(t, "instance drained")
-		slow.noFailures(t, "instance drained, slow requests")
+		checked(t, "instance drained", ld, slow)
 		if _, err := l.admin.UpdateContainerInstancesState(ctx, &ecs.UpdateContainerInstancesStateInput{Cluster: aws.String("default"),
 			ContainerInstances: []string{drained}, Status: types.ContainerInstanceStatusActive}); err != nil {
 			t.Fatal(err)
@@ -541,8 +566,7 @@ func TestServiceBehindHAProxy(t *testing.T) {
 		}
 		l.startBerthLB(t)
 		l.waitDeployed(t, "the deployment completed after berth-lb returned", v)
-		ld.noFailures(t, "berth-lb killed during a deployment")
-		slow.noFailures(t, "berth-lb killed during a deployment, slow requests")
+		checked(t, "berth-lb killed during a deployment", ld, slow)
 	})
 
 	t.Run("berth-lb restarted during a deployment", func(t *testing.T) {
@@ -556,7 +580,7 @@ func TestServiceBehindHAProxy(t *testing.T) {
 		l.stopBerthLB(syscall.SIGTERM)
 		l.startBerthLB(t)
 		l.waitDeployed(t, "the deployment completed", v)
-		ld.noFailures(t, "berth-lb restarted during a deployment")
+		checked(t, "berth-lb restarted during a deployment", ld)
 	})
 
 	t.Run("kill -9 of a task's container", func(t *testing.T) {
@@ -572,7 +596,7 @@ func TestServiceBehindHAProxy(t *testing.T) {
 		// 502. HAProxy retries a refused connection on another target
 		// (berth-lb's option redispatch), so none fails here.
 		t.Logf("killed %s, task STOPPED %s", killed.Format("15:04:05.000"), aws.ToTime(stopped.StoppedAt).Format("15:04:05.000"))
-		ld.noFailures(t, "kill -9 of a task's container")
+		checked(t, "kill -9 of a task's container", ld)
 	})
 
 	t.Run("unhealthy target replaced", func(t *testing.T) {
