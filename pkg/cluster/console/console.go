@@ -1,9 +1,11 @@
 // Package console is the cluster endpoint's web console, served by the
 // endpoint itself at /console/: server-rendered pages of the clusters, a
 // cluster (services, instances with their remaining resources, tasks), a
-// service (deployments, events, tasks) and a task (containers, ports,
-// health), kept live by htmx polling, and the operator's actions (a
-// service's desired count, stopping a task).
+// service (deployments, events, tasks, load balancer targets, graphs), a
+// task (containers, ports, health, logs), the load balancers (listeners,
+// rules, target groups and their targets' health), kept live by htmx
+// polling, and the operator's actions (a service's desired count,
+// stopping a task, ...).
 //
 // It reads the ECS records through pkg/cluster/records on the endpoint's
 // store.Store and acts only through the ECS API's awsproto.Handler, which
@@ -144,6 +146,9 @@ func (s *Server) routes(static staticFiles) *http.ServeMux {
 	m.HandleFunc("GET /console/clusters/{cluster}/tasks/{task}", s.signedIn(s.taskPage))
 	m.HandleFunc("GET /console/clusters/{cluster}/tasks/{task}/logs", s.signedIn(s.containerLogs))
 	m.HandleFunc("POST /console/clusters/{cluster}/stop-task", s.signedIn(s.acting(s.stopTask)))
+	m.HandleFunc("GET /console/load-balancers", s.signedIn(s.loadBalancersPage))
+	m.HandleFunc("GET /console/load-balancers/{lb}", s.signedIn(s.loadBalancerPage))
+	m.HandleFunc("GET /console/target-groups/{tg}", s.signedIn(s.targetGroupPage))
 	m.HandleFunc("GET /console/task-definitions", s.signedIn(s.familiesPage))
 	m.HandleFunc("GET /console/task-definitions/{family}", s.signedIn(s.familyPage))
 	m.HandleFunc("GET /console/task-definitions/{family}/{revision}", s.signedIn(s.revisionPage))

@@ -229,45 +229,58 @@ type serviceData struct {
 	TasksTotal int
 	// Graphs is set when the endpoint keeps metrics (the page draws them).
 	Graphs bool
-	// Targets are the service's load balancer targets with their health.
-	Targets []targetRow
+	// LoadBalancers are the service's target groups; Targets their
+	// targets with their health.
+	LoadBalancers []serviceLB
+	Targets       []targetRow
 }
 
-// targetRow is a registered target of one of a service's target groups.
+// targetRow is a registered target of a target group with its health:
+// State, the reason code and its description.
 type targetRow struct {
-	TargetGroup, Target, State, Reason string
+	TargetGroup                        lbLink
+	Target, State, Reason, Description string
 }
 
-// serviceTargets returns the live targets of the service's target groups
-// with their health, as DescribeTargetHealth reports it
-// (records.Target.State).
-func serviceTargets(tx store.Tx, sv *records.Service, now time.Time) ([]targetRow, error) {
+// serviceLB is one of a service's load balancers entries: a target group
+// and the container port it sends traffic to.
+type serviceLB struct {
+	TargetGroup lbLink
+	Container   string
+	Port        int32
+}
+
+// serviceTargets returns the service's target groups and their live
+// targets with their health.
+func serviceTargets(tx store.Tx, sv *records.Service, now time.Time) ([]serviceLB, []targetRow, error) {
+	var lbs []serviceLB
 	var rows []targetRow
 	seen := map[string]bool{}
 	for _, lb := range sv.Service.LoadBalancers {
 		id := records.LBResourceID(aws.ToString(lb.TargetGroupArn))
-		if id == "" || seen[id] {
+		if id == "" {
+			continue
+		}
+		tg, ok, err := records.Get[records.TargetGroup](tx, records.TargetGroups, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		link := lbLink{ID: id, Name: id}
+		if ok {
+			link = tgLink(tg)
+		}
+		lbs = append(lbs, serviceLB{TargetGroup: link, Container: aws.ToString(lb.ContainerName), Port: aws.ToInt32(lb.ContainerPort)})
+		if !ok || seen[id] {
 			continue
 		}
 		seen[id] = true
-		tg, ok, err := records.Get[records.TargetGroup](tx, records.TargetGroups, id)
-		if err != nil || !ok {
-			return rows, err
-		}
-		targets, err := records.LiveTargets(tx, tg, now)
+		targets, err := groupTargets(tx, tg, now)
 		if err != nil {
-			return rows, err
+			return nil, nil, err
 		}
-		for _, t := range targets {
-			h, err := t.State(tx, tg)
-			if err != nil {
-				return rows, err
-			}
-			rows = append(rows, targetRow{TargetGroup: aws.ToString(tg.TargetGroup.TargetGroupName),
-				Target: fmt.Sprintf("%s:%d", t.ID, t.Port), State: string(h.State), Reason: aws.ToString(h.Description)})
-		}
+		rows = append(rows, targets...)
 	}
-	return rows, nil
+	return lbs, rows, nil
 }
 
 // loadService reads what a service's page shows.
@@ -321,7 +334,7 @@ func (s *Server) loadService(cluster, name string) (*serviceData, error) {
 			d.Deployments = append(d.Deployments, row)
 		}
 		d.Events = slices.Clone(sv.Service.Events[:min(len(sv.Service.Events), eventsShown)])
-		d.Targets, err = serviceTargets(tx, sv, s.o.Now())
+		d.LoadBalancers, d.Targets, err = serviceTargets(tx, sv, s.o.Now())
 		return err
 	})
 	return d, err
@@ -340,11 +353,7 @@ func (s *Server) servicePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.Graphs = s.o.Metrics != nil
-	tmpl := "layout.html"
-	if r.URL.Query().Get("part") == "live" {
-		tmpl = "live"
-	}
-	s.render(w, http.StatusOK, "service", tmpl, &page{Title: "Service " + name, Session: sessionOf(r), Crumbs: serviceCrumbs(cluster, name), Data: d})
+	s.render(w, http.StatusOK, "service", livePart(r), &page{Title: "Service " + name, Session: sessionOf(r), Crumbs: serviceCrumbs(cluster, name), Data: d})
 }
 
 type containerRow struct {
@@ -427,9 +436,5 @@ func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
 		crumbs = serviceCrumbs(cluster, d.Service)
 	}
 	crumbs = append(crumbs, crumb{Name: "task " + id, Href: Prefix + "clusters/" + cluster + "/tasks/" + id})
-	tmpl := "layout.html"
-	if r.URL.Query().Get("part") == "live" {
-		tmpl = "live"
-	}
-	s.render(w, http.StatusOK, "task", tmpl, &page{Title: "Task " + id, Session: sessionOf(r), Crumbs: crumbs, Data: d})
+	s.render(w, http.StatusOK, "task", livePart(r), &page{Title: "Task " + id, Session: sessionOf(r), Crumbs: crumbs, Data: d})
 }
