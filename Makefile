@@ -46,6 +46,7 @@ console-screenshots: console-assets
 
 build: console-assets
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-agent ./cmd/agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-logd ./cmd/logd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-cluster ./cmd/cluster
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-lb ./cmd/lb
 
@@ -149,6 +150,7 @@ DIST ?= dist
 PACKAGE_BIN ?= bin/package
 package: console-assets
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PACKAGE_BIN)/berth-agent ./cmd/agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PACKAGE_BIN)/berth-logd ./cmd/logd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PACKAGE_BIN)/berth-cluster ./cmd/cluster
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PACKAGE_BIN)/berth-lb ./cmd/lb
 	VERSION='$(VERSION)' BIN='$(PACKAGE_BIN)' DIST='$(DIST)' ./scripts/package.sh

@@ -197,10 +197,16 @@ func checkDevModeTask(t *testing.T, version string) {
 	if n := runningContainers(t, h.cli, h.ns); n != 1 {
 		t.Fatalf("%d containers running in %s while the task runs, want 1", n, h.ns)
 	}
-	// containerd's shim starts the installed binary again as the
-	// container's logger ("berth-agent logger"); its capture must reach
-	// the introspection API.
+	// The container's output goes through the log daemon, which the agent
+	// runs as the installed berth-logd (its own small program); the
+	// capture must reach the introspection API.
 	h.waitLog(t, arn, agent)
+	daemons, err := testenv.FindProcs(func(a []string) bool {
+		return len(a) > 2 && a[0] == "/usr/bin/berth-logd" && a[1] == "log-daemon" && a[2] == "run"
+	})
+	if err != nil || len(daemons) == 0 {
+		t.Fatalf("no /usr/bin/berth-logd log daemon runs while the task's log is captured (%v)\n%s", err, agent.Output())
+	}
 
 	routed := h.credentialsRules(t)
 	if code := agent.Stop(t); code != 0 {

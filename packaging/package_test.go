@@ -28,6 +28,7 @@ type wantFile struct {
 
 var agentFiles = []wantFile{
 	{path: "/usr/bin/berth-agent", mode: 0o755},
+	{path: "/usr/bin/berth-logd", mode: 0o755},
 	{path: "/lib/systemd/system/berth-agent.service", mode: 0o644},
 	{path: "/etc/ecs/ecs.config", mode: 0o600},
 	{path: "/etc/berth/agent.toml", mode: 0o644},
@@ -140,6 +141,7 @@ func TestPackages(t *testing.T) {
 	checkFiles(t, clusterFiles, true)
 	checkFiles(t, lbFiles, true)
 	checkVersion(t, "/usr/bin/berth-agent", "berth-agent", version)
+	checkVersion(t, "/usr/bin/berth-logd", "berth-logd", version)
 	checkVersion(t, "/usr/bin/berth-cluster", "berth-cluster", version)
 	checkVersion(t, "/usr/bin/berth-lb", "berth-lb", version)
 	for _, pkg := range packages {

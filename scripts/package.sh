@@ -25,7 +25,7 @@ fi
 ARCH=${ARCH:-$(go env GOARCH)}
 export VERSION ARCH
 
-for bin in "$BIN/berth-agent" "$BIN/berth-cluster" "$BIN/berth-lb"; do
+for bin in "$BIN/berth-agent" "$BIN/berth-logd" "$BIN/berth-cluster" "$BIN/berth-lb"; do
 	if [[ ! -x $bin ]]; then
 		echo "package.sh: $bin is missing; run 'make package'" >&2
 		exit 1

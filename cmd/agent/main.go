@@ -261,6 +261,11 @@ func runAgent(ctx context.Context, opts config.LoadOptions, mode runMode, stderr
 func startAgent(ctx context.Context, cfg *config.Config, mode runMode, log *logrus.Logger) error {
 	slogger := config.NewSlog(log)
 	var opts []agent.Option
+	// The log daemon runs as berth-logd when it is installed next to the
+	// agent (its memory is then the daemon's, not the agent binary's).
+	if exe, err := os.Executable(); err == nil {
+		opts = append(opts, agent.WithLoggerBinary(logs.DaemonBinary(exe)))
+	}
 	if mode.snapshotter != "" {
 		opts = append(opts, agent.WithSnapshotter(mode.snapshotter))
 	}

@@ -109,6 +109,8 @@ func rules() []rule {
 		{why: "internal/testenv is test-only: only tests and the testenv runner import it",
 			from: []string{"..."}, fromExcept: []string{"internal/testenv/...", "bench/..."},
 			to: []string{"internal/testenv/..."}},
+		{why: "berth-logd is the log daemon and nothing else: it links pkg/logs and no other Berth package, so its memory stays the daemon's",
+			from: []string{"cmd/logd"}, to: []string{"..."}, toExcept: []string{"cmd/logd", "pkg/logs", "internal/version"}, transitive: true},
 		{why: "internal/testenv must not ship in the berth binaries",
 			from: []string{"cmd/agent", "cmd/cluster", "cmd/lb"}, to: []string{"internal/testenv/..."}, transitive: true},
 	}

@@ -1,7 +1,7 @@
 // Package logs owns container log capture and reading.
 //
-// Capture runs in one log daemon per agent (the agent binary in its hidden
-// "log-daemon" mode, RunDaemon) that reads every container's stdout and
+// Capture runs in one log daemon per agent (cmd/logd's berth-logd, or the
+// agent binary, in the hidden "log-daemon" mode, RunDaemon; DaemonBinary) that reads every container's stdout and
 // stderr from FIFOs which containerd's shim writes, so container output never
 // flows through the agent and an agent restart never blocks a container.
 // Captures is the daemon's client: pkg/runtime registers each task's FIFOs

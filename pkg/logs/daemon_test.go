@@ -479,3 +479,36 @@ func TestDropAndStopDoNotWaitForAQuietWriter(t *testing.T) {
 	f.finish(t, "q2") // started again by the Captures
 	expectStreams(t, f.logPath("q2"), "half a line and the rest\n", "")
 }
+
+func TestDaemonBinaryPrefersTheDaemonProgramNextToTheAgent(t *testing.T) {
+	dir := t.TempDir()
+	agent := filepath.Join(dir, "berth-agent")
+	logd := filepath.Join(dir, DaemonProgram)
+	if err := os.WriteFile(agent, []byte("#!/bin/true\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := DaemonBinary(agent); got != agent {
+		t.Errorf("without %s: DaemonBinary = %q, want the agent %q", DaemonProgram, got, agent)
+	}
+	// Not executable: not a program to run.
+	if err := os.WriteFile(logd, []byte("#!/bin/true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := DaemonBinary(agent); got != agent {
+		t.Errorf("with a %s that is not executable: DaemonBinary = %q, want the agent %q", DaemonProgram, got, agent)
+	}
+	if err := os.Chmod(logd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := DaemonBinary(agent); got != logd {
+		t.Errorf("with %s next to the agent: DaemonBinary = %q, want %q", DaemonProgram, got, logd)
+	}
+	// A directory of that name is not a program either.
+	other := filepath.Join(t.TempDir(), "berth-agent")
+	if err := os.Mkdir(filepath.Join(filepath.Dir(other), DaemonProgram), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := DaemonBinary(other); got != other {
+		t.Errorf("with a directory named %s: DaemonBinary = %q, want the agent %q", DaemonProgram, got, other)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -62,4 +63,23 @@ func ServeMode(ctx context.Context, program string, args []string, stderr io.Wri
 		return 0, true
 	}
 	return 0, false
+}
+
+// DaemonProgram is the name of the log daemon's own program (cmd/logd),
+// installed next to berth-agent.
+const DaemonProgram = "berth-logd"
+
+// DaemonBinary returns the program that the agent at exe runs its log daemon
+// with (CapturesOptions.Binary): DaemonProgram in exe's directory when there
+// is one, else exe itself, which serves the same daemon through ServeMode.
+// The small program saves the memory that the agent's binary costs a
+// process (docs/benchmarks.md, "peers"); both speak the same protocol as
+// long as they come from one build, which the packages and `make build`
+// ensure.
+func DaemonBinary(exe string) string {
+	p := filepath.Join(filepath.Dir(exe), DaemonProgram)
+	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+		return p
+	}
+	return exe
 }
