@@ -128,7 +128,7 @@ func TestWebTaskFixture(t *testing.T) {
 	handle(t, a, run)
 	handle(t, a, run) // redelivery changes nothing
 	st := waitTask(t, a, arn, "RUNNING", 2*time.Minute, func(st engine.TaskState) bool { return st.KnownStatus == engine.TaskRunning })
-	if got := container(st, "app").Health; got != engine.HealthHealthy {
+	if got := container(st, "app").Health; got.String() != "HEALTHY" {
 		t.Fatalf("task RUNNING with app %s, want HEALTHY", got)
 	}
 	keys, changes := outboxKeys(t, a, arn)

@@ -15,16 +15,14 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/berth-dev/berth/internal/version"
-	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/config"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/logship"
 	"github.com/berth-dev/berth/pkg/registration"
@@ -202,41 +200,16 @@ func (a *Agent) ActiveTaskARNs() []string {
 	return out
 }
 
-// TaskHealth returns the health of the running tasks' containers that have
-// a health check, for the TCS session (registration.HealthSource), sorted
-// by task ARN (containers in definition order), so an unchanged state gives
-// an equal result.
-func (a *Agent) TaskHealth() []*api.TaskHealth {
+// TaskHealth is the engine's (registration.HealthSource); nil before the
+// engine starts.
+func (a *Agent) TaskHealth() []container.TaskHealth {
 	a.mu.Lock()
 	eng := a.eng
 	a.mu.Unlock()
 	if eng == nil {
 		return nil
 	}
-	var out []*api.TaskHealth
-	for _, t := range eng.Tasks() {
-		if t.KnownStatus != engine.TaskRunning {
-			continue
-		}
-		th := &api.TaskHealth{TaskArn: t.Def.ARN, ClusterArn: t.Def.Cluster,
-			TaskDefinitionFamily: t.Def.Family, TaskDefinitionVersion: t.Def.Version}
-		for i := range t.Def.Containers {
-			d := &t.Def.Containers[i]
-			if d.HealthCheck == nil {
-				continue
-			}
-			for _, c := range t.Containers {
-				if c.Name == d.Name {
-					th.Containers = append(th.Containers, &api.ContainerHealth{ContainerName: c.Name, HealthStatus: c.Health.String()})
-				}
-			}
-		}
-		if len(th.Containers) > 0 {
-			out = append(out, th)
-		}
-	}
-	slices.SortFunc(out, func(a, b *api.TaskHealth) int { return strings.Compare(a.TaskArn, b.TaskArn) })
-	return out
+	return eng.TaskHealth()
 }
 
 // group owns a member's goroutines, in two lifetimes: the work (the ACS

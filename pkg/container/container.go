@@ -2,13 +2,15 @@
 // the container runtime reports about it: the Spec that pkg/engine builds from
 // a task definition and pkg/runtime creates on containerd, the pulled Image,
 // the process's Exit, the Observed container of a recovery, the images of
-// the runtime's store, and the errors the engine acts on. With one home for
+// the runtime's store, the errors the engine acts on, and the health of a
+// task's containers as the engine reports it (TaskHealth, which
+// pkg/registration maps onto the TCS wire types). With one home for
 // these types the runtime satisfies the engine's interfaces directly and no
 // package translates one into the other.
 //
 // It is pure data: it imports no other Berth package, does no I/O and knows
-// nothing of ECS. pkg/engine, pkg/runtime and whatever drives the runtime
-// (pkg/stats, tests, bench/) import it.
+// nothing of ECS. pkg/engine, pkg/runtime, pkg/registration and whatever
+// drives the runtime (pkg/stats, tests, bench/) import it.
 package container
 
 import (

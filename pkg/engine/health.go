@@ -2,7 +2,11 @@ package engine
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/berth-dev/berth/pkg/container"
 )
 
 // Docker's health-check defaults, used when the task leaves them zero.
@@ -88,10 +92,10 @@ func (r *taskRunner) healthResult(c *ContainerState, healthy bool) {
 	next := c.Health
 	if healthy {
 		cr.healthFails = 0
-		next = HealthHealthy
+		next = container.HealthHealthy
 	} else {
 		inStart := r.now().Before(c.StartedAt.Add(d.HealthCheck.StartPeriod))
-		if !inStart || c.Health == HealthHealthy {
+		if !inStart || c.Health == container.HealthHealthy {
 			cr.healthFails++
 		}
 		retries := d.HealthCheck.Retries
@@ -99,7 +103,7 @@ func (r *taskRunner) healthResult(c *ContainerState, healthy bool) {
 			retries = defaultHealthRetries
 		}
 		if cr.healthFails >= retries {
-			next = HealthUnhealthy
+			next = container.HealthUnhealthy
 		}
 	}
 	if next == c.Health {
@@ -107,4 +111,34 @@ func (r *taskRunner) healthResult(c *ContainerState, healthy bool) {
 	}
 	c.Health = next
 	r.mustSave(r.containerChange(c))
+}
+
+// TaskHealth returns the health of the running tasks' containers that have
+// a health check (pkg/registration publishes it on the TCS session), sorted
+// by task ARN, containers in definition order, so an unchanged state gives
+// an equal result. Tasks without such a container are left out.
+func (e *Engine) TaskHealth() []container.TaskHealth {
+	var out []container.TaskHealth
+	for _, t := range e.Tasks() {
+		if t.KnownStatus != TaskRunning {
+			continue
+		}
+		th := container.TaskHealth{TaskARN: t.Def.ARN, Cluster: t.Def.Cluster, Family: t.Def.Family, Version: t.Def.Version}
+		for i := range t.Def.Containers {
+			d := &t.Def.Containers[i]
+			if d.HealthCheck == nil {
+				continue
+			}
+			for _, c := range t.Containers {
+				if c.Name == d.Name {
+					th.Containers = append(th.Containers, container.ContainerHealth{Name: c.Name, Status: c.Health})
+				}
+			}
+		}
+		if len(th.Containers) > 0 {
+			out = append(out, th)
+		}
+	}
+	slices.SortFunc(out, func(a, b container.TaskHealth) int { return strings.Compare(a.TaskARN, b.TaskARN) })
+	return out
 }

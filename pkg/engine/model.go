@@ -159,21 +159,21 @@ type Step struct {
 
 // ContainerState is the known state of one container.
 type ContainerState struct {
-	Name          string               `json:"name"`
-	KnownStatus   ContainerStatus      `json:"knownStatus"`
-	DesiredStatus ContainerStatus      `json:"desiredStatus"`
-	RuntimeID     string               `json:"runtimeId,omitempty"`
-	ImageDigest   string               `json:"imageDigest,omitempty"`
-	ImageRef      string               `json:"imageRef,omitempty"` // normalised, as pulled
-	PID           int                  `json:"pid,omitempty"`
-	ExitCode      *int                 `json:"exitCode,omitempty"`
-	Reason        string               `json:"reason,omitempty"`
-	Health        HealthStatus         `json:"health"`
-	Bindings      []api.NetworkBinding `json:"bindings,omitempty"`
-	StartedAt     time.Time            `json:"startedAt,omitempty"`
-	FinishedAt    time.Time            `json:"finishedAt,omitempty"`
-	LogPath       string               `json:"logPath,omitempty"`
-	Step          step                 `json:"step,omitempty"`
+	Name          string                 `json:"name"`
+	KnownStatus   ContainerStatus        `json:"knownStatus"`
+	DesiredStatus ContainerStatus        `json:"desiredStatus"`
+	RuntimeID     string                 `json:"runtimeId,omitempty"`
+	ImageDigest   string                 `json:"imageDigest,omitempty"`
+	ImageRef      string                 `json:"imageRef,omitempty"` // normalised, as pulled
+	PID           int                    `json:"pid,omitempty"`
+	ExitCode      *int                   `json:"exitCode,omitempty"`
+	Reason        string                 `json:"reason,omitempty"`
+	Health        container.HealthStatus `json:"health"`
+	Bindings      []api.NetworkBinding   `json:"bindings,omitempty"`
+	StartedAt     time.Time              `json:"startedAt,omitempty"`
+	FinishedAt    time.Time              `json:"finishedAt,omitempty"`
+	LogPath       string                 `json:"logPath,omitempty"`
+	Step          step                   `json:"step,omitempty"`
 	// Retries counts the failed attempts of the container's current
 	// operation (a pull, create or start that could not reach the runtime,
 	// a stop that failed); RetryError is the last failure. Both are reset

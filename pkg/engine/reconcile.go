@@ -249,10 +249,10 @@ func conditionMet(cond Condition, dc *ContainerState) (met, impossible bool) {
 		}
 		return false, false
 	case CondHealthy:
-		if dc.Health == HealthHealthy && !stopped {
+		if dc.Health == container.HealthHealthy && !stopped {
 			return true, false
 		}
-		return false, stopped || dc.Health == HealthUnhealthy
+		return false, stopped || dc.Health == container.HealthUnhealthy
 	}
 	return false, true
 }

@@ -308,7 +308,7 @@ func (r *taskRunner) containerChange(c *ContainerState) api.StateChange {
 		NetworkBindings: c.Bindings,
 		At:              r.now(),
 	}
-	if c.Health != HealthUnknown && c.KnownStatus == ContainerRunning {
+	if c.Health != container.HealthUnknown && c.KnownStatus == ContainerRunning {
 		// Health describes a running container; a stopped one has none.
 		ch.HealthStatus = c.Health.String()
 	}

@@ -7,7 +7,9 @@
 // SubmitTaskStateChange and SubmitContainerStateChange.
 //
 // It starts no container: payloads go to a PayloadHandler (pkg/agent's
-// Agent.HandlePayload) and state changes come from an Outbox (pkg/state's
-// DB). cmd/agent, dev mode and tests wire it; it imports pkg/api and
-// pkg/state only among Berth packages.
+// Agent.HandlePayload), state changes come from an Outbox (pkg/state's DB)
+// and container health from a HealthSource in pkg/container's neutral
+// types (the engine's TaskHealth), which Telemetry maps onto the TCS wire
+// types. cmd/agent, dev mode and tests wire it; among Berth packages it
+// imports pkg/api, pkg/state and pkg/container only.
 package registration

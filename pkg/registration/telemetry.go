@@ -17,13 +17,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/container"
 )
 
 // HealthSource reports the health of the agent's tasks whose containers
-// have a health check (pkg/agent's Agent implements it over the engine).
-// Tasks without such a container are left out.
+// have a health check, in the neutral types of pkg/container (the engine's
+// TaskHealth, through pkg/agent's Agent); Telemetry maps it onto the TCS
+// wire types. Tasks without such a container are left out.
 type HealthSource interface {
-	TaskHealth() []*api.TaskHealth
+	TaskHealth() []container.TaskHealth
 }
 
 // TelemetryOptions configure a Telemetry session.
@@ -176,7 +178,7 @@ func (t *Telemetry) read(c *wsConn) error {
 // connected or waiting for the connection), until the connection or ctx
 // ends.
 func (t *Telemetry) publishLoop(ctx context.Context, c *wsConn, readErr <-chan error) error {
-	var last []*api.TaskHealth
+	var last []container.TaskHealth
 	var lastAt time.Time
 	first := true
 	metricsAt := t.o.Clock.Now()
@@ -218,13 +220,27 @@ func (t *Telemetry) publishMetrics(c *wsConn, now time.Time) error {
 	return nil
 }
 
-func (t *Telemetry) publish(c *wsConn, tasks []*api.TaskHealth, now time.Time) error {
+// wireHealth is health as PublishHealthRequest carries it.
+func wireHealth(tasks []container.TaskHealth) []*api.TaskHealth {
+	var out []*api.TaskHealth
+	for _, t := range tasks {
+		th := &api.TaskHealth{TaskArn: t.TaskARN, ClusterArn: t.Cluster,
+			TaskDefinitionFamily: t.Family, TaskDefinitionVersion: t.Version}
+		for _, c := range t.Containers {
+			th.Containers = append(th.Containers, &api.ContainerHealth{ContainerName: c.Name, HealthStatus: c.Status.String()})
+		}
+		out = append(out, th)
+	}
+	return out
+}
+
+func (t *Telemetry) publish(c *wsConn, tasks []container.TaskHealth, now time.Time) error {
 	var id [16]byte
 	_, _ = rand.Read(id[:])
 	req := &api.PublishHealthRequest{
 		Metadata: &api.HealthMetadata{Cluster: t.o.ClusterArn, ContainerInstance: t.o.ContainerInstanceArn,
 			MessageID: hex.EncodeToString(id[:]), Fin: true},
-		Tasks:     tasks,
+		Tasks:     wireHealth(tasks),
 		Timestamp: &api.ECSEpochTime{Time: now.UTC()},
 	}
 	if err := c.send(req); err != nil {

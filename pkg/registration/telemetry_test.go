@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/cluster/acs"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/registration"
 )
 
-type staticHealth []*api.TaskHealth
+type staticHealth []container.TaskHealth
 
-func (h staticHealth) TaskHealth() []*api.TaskHealth { return h }
+func (h staticHealth) TaskHealth() []container.TaskHealth { return h }
 
 // TestTelemetryPublishesAndReconnects: the TCS session publishes health to
 // the real endpoint, publishes again after the endpoint restarts, and Run
@@ -21,7 +21,7 @@ func (h staticHealth) TaskHealth() []*api.TaskHealth { return h }
 func TestTelemetryPublishesAndReconnects(t *testing.T) {
 	l := newLab(t, acs.Options{})
 	id := l.register(t, openState(t))
-	health := staticHealth{{TaskArn: id.ClusterArn + "-not-a-task", Containers: []*api.ContainerHealth{{ContainerName: "web", HealthStatus: api.HealthStatusHealthy}}}}
+	health := staticHealth{{TaskARN: id.ClusterArn + "-not-a-task", Containers: []container.ContainerHealth{{Name: "web", Status: container.HealthHealthy}}}}
 	tel, err := registration.NewTelemetry(registration.TelemetryOptions{
 		API: l.agentECS.ECS, Credentials: l.agentECS.Credentials, Region: testRegion,
 		ClusterArn: id.ClusterArn, ContainerInstanceArn: id.ContainerInstanceArn, Health: health,
