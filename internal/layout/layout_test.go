@@ -94,6 +94,11 @@ func rules() []rule {
 		{why: "pkg/runtime and pkg/logs stay neutral: the runtime uses pkg/logs and the neutral container types (pkg/container) and nothing else of Berth",
 			from: []string{"pkg/runtime/...", "pkg/logs/..."}, to: []string{"..."},
 			toExcept: []string{"pkg/runtime/...", "pkg/logs/...", "pkg/container", "internal/version"}, transitive: true},
+		{why: "pkg/network is the engine's Network as it is, on the neutral types of pkg/container: of Berth it imports pkg/container only",
+			from: []string{"pkg/network/..."}, to: []string{"..."}, toExcept: []string{"pkg/network/...", "pkg/container"}, transitive: true},
+		{why: "a task passes from the ACS payload to containerd through the engine and what it calls (runtime, network, execution role) without returning to the wiring package: none of them links pkg/agent",
+			from: []string{"pkg/engine/...", "pkg/runtime/...", "pkg/network/...", "pkg/container/...", "pkg/execrole/...", "pkg/ecrauth/...", "pkg/iam/..."},
+			to:   []string{"pkg/agent/..."}, transitive: true},
 		{why: "pkg/container is pure data shared by the engine and the runtime: it imports no other Berth package",
 			from: []string{"pkg/container"}, to: []string{"..."}, toExcept: []string{"pkg/container"}, transitive: true},
 		{why: "only pkg/runtime talks to containerd (bench/ measures raw containerd as its baseline, internal/testenv runs the tests' containerd)",
@@ -257,6 +262,8 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/agent"), Imports: []string{m("pkg/runtime"), "github.com/containerd/containerd/namespaces"}},
 		{ImportPath: m("pkg/engine/x"), Imports: []string{m("pkg/container"), "github.com/containerd/errdefs"}},
 		{ImportPath: m("pkg/container"), Deps: []string{"context", m("pkg/api")}},
+		{ImportPath: m("pkg/network"), Deps: []string{m("pkg/container"), m("pkg/state")}},
+		{ImportPath: m("pkg/engine/x"), Deps: []string{m("pkg/container"), m("pkg/agent")}},
 	}
 	got := violations(bad, rules())
 	want := []string{
@@ -267,9 +274,10 @@ func TestRulesCatchViolations(t *testing.T) {
 		m("pkg/engine") + " imports " + m("pkg/config"),
 		m("pkg/engine/health") + " imports " + m("pkg/registration"),
 		m("pkg/logs") + " imports " + m("internal/testenv"),
-		m("pkg/network/cni") + " imports " + m("pkg/config"),
-		m("pkg/runtime") + " imports " + m("pkg/api"), // not neutral
-		m("pkg/runtime") + " imports " + m("pkg/api"), // knows of ECS
+		m("pkg/network/cni") + " imports " + m("pkg/config"), // knows of ECS
+		m("pkg/network/cni") + " imports " + m("pkg/config"), // not neutral
+		m("pkg/runtime") + " imports " + m("pkg/api"),        // not neutral
+		m("pkg/runtime") + " imports " + m("pkg/api"),        // knows of ECS
 		m("pkg/state") + " imports " + m("pkg/config"),
 		m("pkg/state/x") + " imports " + m("pkg/engine"),
 		m("pkg/logs/x") + " imports github.com/aws/aws-sdk-go-v2/aws",
@@ -292,6 +300,8 @@ func TestRulesCatchViolations(t *testing.T) {
 		m("pkg/agent") + " imports github.com/containerd/containerd/namespaces",
 		m("pkg/engine/x") + " imports github.com/containerd/errdefs",
 		m("pkg/container") + " imports " + m("pkg/api"),
+		m("pkg/network") + " imports " + m("pkg/state"),
+		m("pkg/engine/x") + " imports " + m("pkg/agent"),
 	}
 	slices.Sort(want)
 	if len(got) != len(want) {
@@ -316,7 +326,7 @@ func TestRulesCatchViolations(t *testing.T) {
 			Deps: []string{"context", m("internal/version"), m("pkg/container")}, TestImports: []string{m("internal/testenv")}},
 		{ImportPath: m("pkg/stats"), Deps: []string{m("pkg/runtime"), m("pkg/container")}, TestImports: []string{"github.com/containerd/containerd"}},
 		{ImportPath: m("pkg/engine"), Imports: []string{m("pkg/container"), m("pkg/api")}},
-		{ImportPath: m("pkg/network"), Imports: []string{"github.com/containerd/go-cni"}},
+		{ImportPath: m("pkg/network"), Imports: []string{"github.com/containerd/go-cni"}, Deps: []string{m("pkg/container")}},
 		{ImportPath: m("bench/cmd/runtime"), Imports: []string{"github.com/containerd/containerd", m("pkg/runtime")}},
 		{ImportPath: m("internal/testenv/cmd/berth-testenv"), Imports: []string{m("internal/testenv")}},
 		{ImportPath: m("pkg/configuration"), Imports: []string{"github.com/other/pkg/config"}},

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,73 +14,17 @@ import (
 	"github.com/berth-dev/berth/pkg/state"
 )
 
-// networkAdapter maps the engine's network interface onto pkg/network; the
-// handle the engine persists is the network.Sandbox as JSON.
-type networkAdapter struct {
-	m *network.Sandboxer
-}
-
-var _ engine.Network = networkAdapter{}
-
-func (n networkAdapter) Setup(ctx context.Context, req engine.NetworkRequest) (engine.NetworkResult, error) {
-	sr := network.SetupRequest{Owner: req.TaskID, Mode: network.Mode(req.Mode)}
-	for _, p := range req.Ports {
-		sr.Ports = append(sr.Ports, network.PortRequest{ContainerPort: p.ContainerPort, HostPort: p.HostPort, Protocol: network.Protocol(p.Protocol)})
-	}
-	sb, err := n.m.Setup(ctx, sr)
-	if err != nil {
-		return engine.NetworkResult{}, err
-	}
-	handle, err := json.Marshal(sb)
-	if err != nil {
-		// Without a handle nothing could tear it down again: undo now.
-		return engine.NetworkResult{}, errors.Join(fmt.Errorf("encode sandbox: %w", err), n.m.Teardown(ctx, *sb))
-	}
-	res := engine.NetworkResult{NetNSPath: sb.NetnsPath, IPv4: sb.IP, Handle: handle}
-	for _, b := range sb.Bindings {
-		res.Bindings = append(res.Bindings, api.NetworkBinding{ContainerPort: b.ContainerPort, HostPort: b.HostPort, Protocol: string(b.Protocol), BindIP: b.BindIP})
-	}
-	return res, nil
-}
-
-func (n networkAdapter) Teardown(ctx context.Context, req engine.NetworkRequest) error {
-	if len(req.Handle) == 0 {
-		// Setup never returned (a crash in the middle of it); the sweep at
-		// start-up (network.Cleanup) removed what it made.
-		return nil
-	}
-	var sb network.Sandbox
-	if err := json.Unmarshal(req.Handle, &sb); err != nil {
-		return fmt.Errorf("decode sandbox of task %s: %w", req.TaskID, err)
-	}
-	return n.m.Teardown(ctx, sb)
-}
-
-// cleanup sweeps every sandbox, netns, rule and port of this agent that no
-// live task holds. What cannot be removed now does not stop the agent: the
-// network retries it in the background and reports it (pending).
-func (n networkAdapter) cleanup(ctx context.Context, handles [][]byte) error {
-	var live []network.Sandbox
-	for _, h := range handles {
-		var sb network.Sandbox
-		if err := json.Unmarshal(h, &sb); err != nil {
-			return fmt.Errorf("decode sandbox: %w", err)
+// pendingCleanup maps what the network retries onto the introspection
+// API's /v1/cleanup.
+func pendingCleanup(nw *network.Sandboxer) func() []introspection.PendingCleanup {
+	return func() []introspection.PendingCleanup {
+		var out []introspection.PendingCleanup
+		for _, l := range nw.Pending() {
+			out = append(out, introspection.PendingCleanup{Resource: l.Resource, Task: l.Owner, Error: l.Err,
+				Attempts: l.Attempts, Since: l.Since, NextAttempt: l.NextAttempt})
 		}
-		live = append(live, sb)
+		return out
 	}
-	_, err := n.m.Cleanup(ctx, live, nil)
-	return err
-}
-
-// pending maps what the network retries onto the introspection API's
-// /v1/cleanup.
-func (n networkAdapter) pending() []introspection.PendingCleanup {
-	var out []introspection.PendingCleanup
-	for _, l := range n.m.Pending() {
-		out = append(out, introspection.PendingCleanup{Resource: l.Resource, Task: l.Owner, Error: l.Err,
-			Attempts: l.Attempts, Since: l.Since, NextAttempt: l.NextAttempt})
-	}
-	return out
 }
 
 // storeAdapter gives the engine its Store on pkg/state: the task records and

@@ -276,7 +276,6 @@ func (a *Agent) runNode(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
-	nw := networkAdapter{m: nm}
 	// Retries what the network could not remove; ends when Run returns.
 	retryCtx, stopRetries := context.WithCancel(ctx)
 	retriesDone := make(chan struct{})
@@ -303,7 +302,7 @@ func (a *Agent) runNode(ctx context.Context) (err error) {
 	cpu, mem := HostResources(cfg.Containers.ReservedMemoryMiB)
 	eng, err := engine.New(engine.Options{
 		Runtime:       rt,
-		Network:       nw,
+		Network:       nm,
 		Store:         storeAdapter{db: db},
 		Logs:          logRemover{},
 		LogShipper:    logShipper{m: logs, depsFor: a.awslogsExecutionRole(roles)},
@@ -317,7 +316,7 @@ func (a *Agent) runNode(ctx context.Context) (err error) {
 		CreateTimeout: cfg.Containers.CreateTimeout,
 		StartTimeout:  cfg.Containers.StartTimeout,
 		CleanupWait:   cfg.Containers.TaskCleanupWait,
-		AfterRecover:  a.afterRecover(nw),
+		AfterRecover:  a.afterRecover(nm),
 		StepHook:      a.o.stepHook,
 		OnStateChange: a.o.onChange,
 		Images:        imageCleanup(cfg, rt),
@@ -342,7 +341,7 @@ func (a *Agent) runNode(ctx context.Context) (err error) {
 	close(a.started)
 
 	a.log.Info("agent running", "dataDir", cfg.DataDir, "introspection", ln.Addr().String(), "cpuUnits", cpu, "memoryMiB", mem, "networkOwner", owner)
-	err = a.runComponents(ctx, components{eng: eng, ln: ln, roles: roles, rt: rt, db: db, logs: logs, nw: nw, sampler: sampler})
+	err = a.runComponents(ctx, components{eng: eng, ln: ln, roles: roles, rt: rt, db: db, logs: logs, nw: nm, sampler: sampler})
 	if err == nil && a.o.uninstallNetwork {
 		a.uninstallNetwork(ctx, nm, nwOpts.Bridge)
 	}
@@ -357,7 +356,7 @@ type components struct {
 	rt    *runtime.Runtime
 	db    *state.DB
 	logs  *logship.Shippers
-	nw    networkAdapter
+	nw    *network.Sandboxer
 	// sampler is nil with metrics disabled.
 	sampler *stats.Sampler
 }
@@ -397,8 +396,8 @@ func (a *Agent) runComponents(ctx context.Context, c components) error {
 			Logger:   a.log,
 			// Log shippers' counters (lines shipped, dropped, ...) and the
 			// network's clean-up retries.
-			ExtraMetrics: []introspection.PrometheusWriter{c.logs.Metrics(), c.nw.m},
-			Cleanup:      c.nw.pending,
+			ExtraMetrics: []introspection.PrometheusWriter{c.logs.Metrics(), c.nw},
+			Cleanup:      pendingCleanup(c.nw),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		// Requests (log streams) end with the group, not only with ctx.
@@ -439,13 +438,13 @@ func (a *Agent) runComponents(ctx context.Context, c components) error {
 
 // afterRecover is the engine's AfterRecover: the network clean-up, then
 // the test seam's hook.
-func (a *Agent) afterRecover(nw networkAdapter) func(context.Context, [][]byte) error {
+func (a *Agent) afterRecover(nw *network.Sandboxer) func(context.Context, [][]byte) error {
 	hook := a.o.afterRecover
 	if hook == nil {
-		return nw.cleanup
+		return nw.CleanupHandles
 	}
 	return func(ctx context.Context, live [][]byte) error {
-		if err := nw.cleanup(ctx, live); err != nil {
+		if err := nw.CleanupHandles(ctx, live); err != nil {
 			return err
 		}
 		return hook(ctx)

@@ -172,7 +172,7 @@ func convertContainer(c *api.Container) (ContainerDef, error) {
 		StopTimeout:  time.Duration(c.StopTimeout) * time.Second,
 	}
 	for _, p := range c.PortMappings {
-		cd.Ports = append(cd.Ports, PortMapping{
+		cd.Ports = append(cd.Ports, container.PortMapping{
 			ContainerPort: uint16(p.ContainerPort),
 			HostPort:      uint16(p.HostPort),
 			Protocol:      p.EffectiveProtocol(),

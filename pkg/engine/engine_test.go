@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/engine"
 )
 
@@ -304,7 +305,7 @@ func TestStaticPortHeldByAnotherTaskKeepsTaskPending(t *testing.T) {
 	h := newHarness(t, nil)
 	hostTask := func(id string) engine.TaskDef {
 		def := simpleTask("arn:aws:ecs:us-east-1:0:task/lab/"+id, engine.ContainerDef{Name: "c", Image: "img", Essential: true,
-			Ports: []engine.PortMapping{{ContainerPort: 8080, Protocol: "tcp"}}})
+			Ports: []container.PortMapping{{ContainerPort: 8080, Protocol: "tcp"}}})
 		def.NetworkMode = "host"
 		return def
 	}

@@ -184,7 +184,7 @@ type fakeNetwork struct {
 
 var _ engine.Network = (*fakeNetwork)(nil)
 
-func (n *fakeNetwork) Setup(ctx context.Context, req engine.NetworkRequest) (engine.NetworkResult, error) {
+func (n *fakeNetwork) SetupNetwork(ctx context.Context, req container.NetworkRequest) (container.NetworkResult, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.setups == nil {
@@ -192,7 +192,7 @@ func (n *fakeNetwork) Setup(ctx context.Context, req engine.NetworkRequest) (eng
 		n.next = 49153
 	}
 	n.setups[req.TaskID] = true
-	res := engine.NetworkResult{NetNSPath: "/run/netns/" + req.TaskID, IPv4: "10.1.0.2"}
+	res := container.NetworkResult{NetNSPath: "/run/netns/" + req.TaskID, IPv4: "10.1.0.2"}
 	for _, p := range req.Ports {
 		hp := p.HostPort
 		if req.Mode == "host" {
@@ -202,12 +202,12 @@ func (n *fakeNetwork) Setup(ctx context.Context, req engine.NetworkRequest) (eng
 			hp = n.next
 			n.next++
 		}
-		res.Bindings = append(res.Bindings, api.NetworkBinding{ContainerPort: p.ContainerPort, HostPort: hp, Protocol: p.Protocol, BindIP: "0.0.0.0"})
+		res.Bindings = append(res.Bindings, container.PortBinding{ContainerPort: p.ContainerPort, HostPort: hp, Protocol: p.Protocol, BindIP: "0.0.0.0"})
 	}
 	return res, nil
 }
 
-func (n *fakeNetwork) Teardown(ctx context.Context, req engine.NetworkRequest) error {
+func (n *fakeNetwork) TeardownNetwork(ctx context.Context, req container.NetworkRequest) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.setups, req.TaskID)

@@ -49,33 +49,14 @@ type ContainerRuntime interface {
 	Lister
 }
 
-// NetworkRequest describes the network a task needs.
-type NetworkRequest struct {
-	TaskID string
-	// Mode is bridge, host, none or awsvpc.
-	Mode  string
-	Ports []PortMapping
-	// Handle is what Setup returned in NetworkResult.Handle, persisted with
-	// the task; Teardown gets it back (empty when Setup never returned, e.g.
-	// after a crash in the middle of it).
-	Handle []byte
-}
-
-// NetworkResult is what Setup produced.
-type NetworkResult struct {
-	NetNSPath string
-	IPv4      string
-	Bindings  []api.NetworkBinding
-	// Handle is opaque to the engine: the network's record of what it made.
-	Handle []byte
-}
-
-// Network sets up and tears down a task's network namespace and host ports.
+// Network sets up and tears down a task's network namespace and host
+// ports; pkg/network's *Sandboxer implements it as it is, on the neutral
+// types of pkg/container.
 type Network interface {
-	Setup(ctx context.Context, req NetworkRequest) (NetworkResult, error)
-	// Teardown removes what Setup made for the task; it is idempotent and
-	// also runs when Setup failed half-way.
-	Teardown(ctx context.Context, req NetworkRequest) error
+	SetupNetwork(ctx context.Context, req container.NetworkRequest) (container.NetworkResult, error)
+	// TeardownNetwork removes what SetupNetwork made for the task; it is
+	// idempotent and also runs when SetupNetwork failed half-way.
+	TeardownNetwork(ctx context.Context, req container.NetworkRequest) error
 }
 
 // Store persists task records and the outbox of state changes.

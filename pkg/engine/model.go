@@ -47,14 +47,6 @@ type HealthCheck struct {
 	StartPeriod time.Duration `json:"startPeriod"`
 }
 
-// PortMapping is a container port published on the host. HostPort 0 means
-// the network allocates a dynamic one.
-type PortMapping struct {
-	ContainerPort uint16 `json:"containerPort"`
-	HostPort      uint16 `json:"hostPort"`
-	Protocol      string `json:"protocol"` // "tcp" or "udp"
-}
-
 // MountPoint binds a task volume into a container.
 type MountPoint struct {
 	Volume        string `json:"volume"`
@@ -82,17 +74,17 @@ type Volume struct {
 
 // ContainerDef is what the task definition says about one container.
 type ContainerDef struct {
-	Name         string        `json:"name"`
-	Image        string        `json:"image"`
-	Essential    bool          `json:"essential"`
-	CPU          int64         `json:"cpu"`
-	MemoryMiB    int64         `json:"memoryMiB"`
-	Ports        []PortMapping `json:"ports,omitempty"`
-	Mounts       []MountPoint  `json:"mounts,omitempty"`
-	DependsOn    []Dependency  `json:"dependsOn,omitempty"`
-	HealthCheck  *HealthCheck  `json:"healthCheck,omitempty"`
-	StartTimeout time.Duration `json:"startTimeout,omitempty"`
-	StopTimeout  time.Duration `json:"stopTimeout,omitempty"`
+	Name         string                  `json:"name"`
+	Image        string                  `json:"image"`
+	Essential    bool                    `json:"essential"`
+	CPU          int64                   `json:"cpu"`
+	MemoryMiB    int64                   `json:"memoryMiB"`
+	Ports        []container.PortMapping `json:"ports,omitempty"`
+	Mounts       []MountPoint            `json:"mounts,omitempty"`
+	DependsOn    []Dependency            `json:"dependsOn,omitempty"`
+	HealthCheck  *HealthCheck            `json:"healthCheck,omitempty"`
+	StartTimeout time.Duration           `json:"startTimeout,omitempty"`
+	StopTimeout  time.Duration           `json:"stopTimeout,omitempty"`
 	// Secrets are the references of the container's secrets and of its
 	// log driver's secretOptions; their values are fetched each time the
 	// container is created and never stored.

@@ -315,7 +315,7 @@ func (r *taskRunner) driveStop() {
 		req := r.networkRequest()
 		nw := r.e.opts.Network
 		r.goOp("", "network-teardown", false, func(ctx context.Context) event {
-			return event{kind: evNetDown, err: nw.Teardown(ctx, req)}
+			return event{kind: evNetDown, err: nw.TeardownNetwork(ctx, req)}
 		})
 		return
 	}
@@ -383,8 +383,8 @@ func (r *taskRunner) dependentsRunning(c *ContainerState) bool {
 	return false
 }
 
-func (r *taskRunner) networkRequest() NetworkRequest {
-	req := NetworkRequest{TaskID: TaskID(r.st.Def.ARN), Mode: r.st.Def.NetworkMode, Handle: r.st.NetHandle}
+func (r *taskRunner) networkRequest() container.NetworkRequest {
+	req := container.NetworkRequest{TaskID: TaskID(r.st.Def.ARN), Mode: r.st.Def.NetworkMode, Handle: r.st.NetHandle}
 	if req.Mode == "" {
 		req.Mode = "bridge"
 	}
@@ -416,11 +416,11 @@ func (r *taskRunner) setupNetwork() {
 	nw := r.e.opts.Network
 	r.goOp("", "network-setup", false, func(ctx context.Context) event {
 		if halfDone {
-			if err := nw.Teardown(ctx, req); err != nil {
+			if err := nw.TeardownNetwork(ctx, req); err != nil {
 				return event{kind: evNetUp, err: fmt.Errorf("roll back interrupted network setup: %w", err)}
 			}
 		}
-		res, err := nw.Setup(ctx, req)
+		res, err := nw.SetupNetwork(ctx, req)
 		return event{kind: evNetUp, net: res, err: err}
 	})
 }
@@ -492,6 +492,16 @@ func (r *taskRunner) buildSpec(c *ContainerState, d *ContainerDef) container.Spe
 	}
 	spec.LogPath = r.e.opts.LogPath(spec.ID)
 	return spec
+}
+
+// wireBindings is the network's port bindings as the task record and its
+// state changes carry them.
+func wireBindings(in []container.PortBinding) []api.NetworkBinding {
+	var out []api.NetworkBinding
+	for _, b := range in {
+		out = append(out, api.NetworkBinding{ContainerPort: b.ContainerPort, HostPort: b.HostPort, Protocol: b.Protocol, BindIP: b.BindIP})
+	}
+	return out
 }
 
 // bindingsFor returns the host bindings of one container's port mappings.

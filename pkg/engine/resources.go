@@ -1,6 +1,10 @@
 package engine
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/berth-dev/berth/pkg/container"
+)
 
 // resources accounts the CPU, memory and static host ports that admitted
 // tasks hold, so that a task waits (PENDING) while the host lacks them.
@@ -57,7 +61,7 @@ func need(def *TaskDef) taskResources {
 	return tr
 }
 
-func portKey(p PortMapping) string {
+func portKey(p container.PortMapping) string {
 	proto := p.Protocol
 	if proto == "" {
 		proto = "tcp"

@@ -40,7 +40,7 @@ type event struct {
 	pid       int
 	exit      container.Exit
 	healthy   bool
-	net       NetworkResult
+	net       container.NetworkResult
 	// secrets marks a create that failed fetching the container's secrets.
 	secrets bool
 	// logSecrets are the log driver's secretOptions values (evCreated,
@@ -555,7 +555,7 @@ func (r *taskRunner) handle(ev event) {
 		st.NetworkReady = true
 		st.NetNSPath = ev.net.NetNSPath
 		st.IPv4 = ev.net.IPv4
-		st.Bindings = ev.net.Bindings
+		st.Bindings = wireBindings(ev.net.Bindings)
 		st.NetHandle = ev.net.Handle
 		r.mustSave()
 	case evNetDown:

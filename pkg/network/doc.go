@@ -9,14 +9,19 @@
 // (169.254.170.2) to the agent (CredentialsRoute).
 //
 // It knows nothing of ECS, the engine or the agent's database (rules in
-// internal/layout): callers hand it neutral types (SetupRequest, Mode,
-// PortRequest) and get back a Sandbox, which the caller keeps and hands
-// back to Teardown; the package itself records each sandbox under its run
-// directory for crash clean-up, and persists port allocations through the
-// PortStore its caller provides.
+// internal/layout): of Berth it imports only the neutral types of
+// pkg/container. *Sandboxer is the engine's Network as it is (task.go):
+// SetupNetwork takes a container.NetworkRequest and returns a
+// container.NetworkResult whose handle (the Sandbox as JSON) the engine
+// persists and hands back to TeardownNetwork, and at start-up to
+// CleanupHandles. Below that, Setup takes neutral types (SetupRequest,
+// Mode, PortRequest) and returns a Sandbox for Teardown and Cleanup. The
+// package records each sandbox under its run directory for crash clean-up,
+// and persists port allocations through the PortStore its caller provides.
 //
-// pkg/agent imports it (task networking for the engine, the credentials
-// route, dev mode's network removal); so do the test runner's sweep
-// (internal/testenv) and the benchmarks. No other package of the agent may:
-// the engine reaches it through pkg/agent.
+// pkg/agent imports it and hands the Sandboxer to the engine (task
+// networking; the engine calls it directly, not through pkg/agent), and
+// uses it for the credentials route and dev mode's network removal; so do
+// the test runner's sweep (internal/testenv) and the benchmarks. The engine
+// itself never imports it: it holds the Sandboxer as its Network interface.
 package network
