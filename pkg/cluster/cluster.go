@@ -327,7 +327,7 @@ func (e *Endpoint) build(ctx context.Context) error {
 	ecsAPI := ecs.API()
 	// The console acts through the ECS API's own handler, as the signed-in
 	// key: the same checks and errors as a signed request.
-	if e.console, err = console.New(console.Options{Store: e.db, Keys: e.keys, ECS: ecsAPI.Handler, Metrics: e.metrics, Logs: e.logs, Logger: o.Logger, Now: o.Now}); err != nil {
+	if e.console, err = console.New(console.Options{Store: e.db, Keys: e.keys, ECS: ecsAPI.Handler, Metrics: e.metrics, Logs: e.logs, Scaling: e.scaling, Logger: o.Logger, Now: o.Now}); err != nil {
 		return err
 	}
 	apis := append([]awsproto.API{ecsAPI, e.logs.API(), lb.API(), lb.DataPlaneAPI(), e.secrets.SSMAPI(), e.secrets.SecretsManagerAPI(),

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/applicationautoscaling/types"
@@ -117,13 +118,15 @@ func operations() map[string]operation {
 	}
 }
 
-// ServeAWS runs one operation for a verified caller: admin keys only.
+// ServeAWS runs one operation for a verified caller: admin keys, and
+// viewer keys (which the web console calls it with) for the Describe
+// operations.
 func (s *Server) ServeAWS(r *awsproto.Request) ([]byte, error) {
 	op, ok := operations()[r.Operation]
 	if !ok {
 		return nil, awsproto.ClientError("UnknownOperationException", "Unknown operation %s", r.Operation)
 	}
-	if r.Key.Role != auth.RoleAdmin {
+	if r.Key.Role != auth.RoleAdmin && (r.Key.Role != auth.RoleViewer || !strings.HasPrefix(r.Operation, "Describe")) {
 		return nil, &awsproto.Error{Type: auth.AccessDenied, Status: http.StatusBadRequest,
 			Message: fmt.Sprintf("%s keys may not call Application Auto Scaling's %s", r.Key.Role, r.Operation)}
 	}

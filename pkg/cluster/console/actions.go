@@ -17,7 +17,7 @@ import (
 // errors. A refusal comes back as a flash naming the API's error;
 // anything else is an internal error (nil flash and a non-nil error).
 func (s *Server) call(r *http.Request, op string, input any) (*flash, error) {
-	out, err := s.callOut(r, op, input)
+	out, err := s.callOut(r, s.o.ECS, op, input)
 	return out.flash, err
 }
 
@@ -27,8 +27,9 @@ type callResult struct {
 	flash *flash
 }
 
-// callOut is call that also returns the operation's output.
-func (s *Server) callOut(r *http.Request, op string, input any) (callResult, error) {
+// callOut is call on the API handler h that also returns the
+// operation's output.
+func (s *Server) callOut(r *http.Request, h awsproto.Handler, op string, input any) (callResult, error) {
 	sess := sessionOf(r)
 	body, err := json.Marshal(input)
 	if err != nil {
@@ -38,7 +39,7 @@ func (s *Server) callOut(r *http.Request, op string, input any) (callResult, err
 	if r.TLS != nil {
 		scheme = "https://"
 	}
-	out, err := s.o.ECS.ServeAWS(&awsproto.Request{Context: r.Context(), Key: sess.Key, Operation: op, Protocol: awsproto.JSON11,
+	out, err := h.ServeAWS(&awsproto.Request{Context: r.Context(), Key: sess.Key, Operation: op, Protocol: awsproto.JSON11,
 		Body: body, BaseURL: scheme + r.Host})
 	var ae *awsproto.Error
 	var authE *auth.Error

@@ -70,6 +70,10 @@ type Options struct {
 	// Logs is the CloudWatch Logs-compatible API's handler: the task
 	// page's container logs are its GetLogEvents. Nil shows none.
 	Logs awsproto.Handler
+	// Scaling is Application Auto Scaling's handler: the service page's
+	// scaling policies, scheduled actions and activities are its
+	// Describe operations. Nil shows none.
+	Scaling awsproto.Handler
 	// Logger gets internal errors (the page shows only that one happened).
 	Logger *slog.Logger
 	// Now is the clock of sessions and sign-in challenges; nil means
@@ -140,6 +144,7 @@ func (s *Server) routes(static staticFiles) *http.ServeMux {
 	m.HandleFunc("GET /console/clusters/{cluster}", s.signedIn(s.clusterPage))
 	m.HandleFunc("GET /console/clusters/{cluster}/services/{service}", s.signedIn(s.servicePage))
 	m.HandleFunc("GET /console/clusters/{cluster}/services/{service}/metrics", s.signedIn(s.serviceMetrics))
+	m.HandleFunc("GET /console/clusters/{cluster}/services/{service}/requests", s.signedIn(s.serviceRequests))
 	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/desired-count", s.signedIn(s.acting(s.setDesiredCount)))
 	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/force-deployment", s.signedIn(s.acting(s.forceDeployment)))
 	m.HandleFunc("POST /console/clusters/{cluster}/instance-state", s.signedIn(s.acting(s.setInstanceState)))

@@ -46,20 +46,30 @@ func TestServiceMetrics(t *testing.T) {
 	f.createService(t, "api", 1)
 	first := putUtilisation(t, f, "api", 5)
 	c, _, _ := f.signInHTTP(t, f.adminID, f.adminKey)
-	var u struct {
-		Times  []int64    `json:"times"`
-		CPU    []*float64 `json:"cpu"`
-		Memory []*float64 `json:"memory"`
-	}
-	if err := json.Unmarshal([]byte(get(t, c, f.url+"/console/clusters/web/services/api/metrics")), &u); err != nil {
+	var g graphData
+	if err := json.Unmarshal([]byte(get(t, c, f.url+"/console/clusters/web/services/api/metrics")), &g); err != nil {
 		t.Fatal(err)
 	}
-	if len(u.Times) != 5 || len(u.CPU) != 5 || len(u.Memory) != 5 || u.Times[0] != first.Unix() {
-		t.Fatalf("graph data %+v: want 5 minutes from %d", u, first.Unix())
+	if len(g.Times) != 5 || len(g.Series) != 2 || g.Times[0] != first.Unix() || !g.Percent {
+		t.Fatalf("graph data %+v: want 5 minutes from %d of 2 series in percent", g, first.Unix())
 	}
-	if *u.CPU[0] != 10 || *u.CPU[4] != 14 || u.Memory[0] != nil || *u.Memory[1] != 50 {
-		t.Errorf("cpu %v memory %v: want 10..14 and null, 50...", u.CPU, u.Memory)
+	cpu, mem := g.Series[0], g.Series[1]
+	if cpu.Label != "CPU %" || mem.Label != "Memory %" || len(cpu.Values) != 5 || len(mem.Values) != 5 {
+		t.Fatalf("series %+v: want CPU %% and Memory %%, 5 values each", g.Series)
 	}
+	if *cpu.Values[0] != 10 || *cpu.Values[4] != 14 || mem.Values[0] != nil || *mem.Values[1] != 50 {
+		t.Errorf("cpu %v memory %v: want 10..14 and null, 50...", cpu.Values, mem.Values)
+	}
+}
+
+// graphData is the JSON a chart draws.
+type graphData struct {
+	Times  []int64 `json:"times"`
+	Series []struct {
+		Label  string     `json:"label"`
+		Values []*float64 `json:"values"`
+	} `json:"series"`
+	Percent bool `json:"percent"`
 }
 
 // TestBrowserGraph: the service page draws the utilisation with uPlot.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"html"
 	"io"
 	"net/http"
 	"strings"
@@ -32,7 +33,7 @@ import (
 // a rule sending /health to a fixed response. Its one task runs with the
 // dynamic host port 32770, which the service controller registered.
 type balanced struct {
-	lbID, tgID, tgArn, instanceID string
+	lbID, lbArn, tgID, tgArn, instanceID string
 	// dataPlaneID and dataPlaneKey are an lb key: the data plane's part.
 	dataPlaneID, dataPlaneKey string
 }
@@ -53,7 +54,8 @@ func (f *fixture) serviceBehindLB(t *testing.T) *balanced {
 	if err != nil {
 		t.Fatalf("CreateLoadBalancer: %v", err)
 	}
-	b.lbID = records.LBResourceID(aws.ToString(lb.LoadBalancers[0].LoadBalancerArn))
+	b.lbArn = aws.ToString(lb.LoadBalancers[0].LoadBalancerArn)
+	b.lbID = records.LBResourceID(b.lbArn)
 	ls, err := lbc.CreateListener(ctx, &elb.CreateListenerInput{LoadBalancerArn: lb.LoadBalancers[0].LoadBalancerArn,
 		Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(80),
 		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(b.tgArn)}}})
@@ -105,8 +107,19 @@ func (f *fixture) serviceBehindLB(t *testing.T) *balanced {
 // reports the health its checks see of the task's target.
 func (f *fixture) reportHealth(t *testing.T, b *balanced, state, reason, description string) {
 	t.Helper()
-	body, err := json.Marshal(lbwire.ReportInput{TargetGroupArn: b.tgArn, Targets: []lbwire.TargetHealth{{ID: b.instanceID, Port: 32770,
-		State: state, Reason: reason, Description: description}}})
+	var rep lbwire.ReportOutput
+	f.dataPlane(t, b, lbwire.OpReportTargetHealth, lbwire.ReportInput{TargetGroupArn: b.tgArn, Targets: []lbwire.TargetHealth{{ID: b.instanceID,
+		Port: 32770, State: state, Reason: reason, Description: description}}}, &rep)
+	if rep.Recorded != 1 {
+		t.Fatalf("ReportTargetHealth recorded %d reports, want 1", rep.Recorded)
+	}
+}
+
+// dataPlane calls a data-plane operation as berth-lb does, with b's lb
+// key.
+func (f *fixture) dataPlane(t *testing.T, b *balanced, op string, in, out any) {
+	t.Helper()
+	body, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +128,7 @@ func (f *fixture) reportHealth(t *testing.T, b *balanced, state, reason, descrip
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("X-Amz-Target", lbwire.TargetPrefix+lbwire.OpReportTargetHealth)
+	req.Header.Set("X-Amz-Target", lbwire.TargetPrefix+op)
 	sum := sha256.Sum256(body)
 	if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: b.dataPlaneID, SecretAccessKey: b.dataPlaneKey}, req,
 		hex.EncodeToString(sum[:]), auth.LBService, testRegion, time.Now()); err != nil {
@@ -126,21 +139,20 @@ func (f *fixture) reportHealth(t *testing.T, b *balanced, state, reason, descrip
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	var rep lbwire.ReportOutput
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(out, &rep) != nil || rep.Recorded != 1 {
-		t.Fatalf("ReportTargetHealth: HTTP %d %s, want 1 recorded", resp.StatusCode, out)
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, out) != nil {
+		t.Fatalf("%s: HTTP %d %s", op, resp.StatusCode, raw)
 	}
 }
 
-// waitPage polls the console page u as c until it contains every one of
-// want.
+// waitPage polls the console page u as c until its text (HTML entities
+// decoded) contains every one of want; it returns the page as served.
 func waitPage(t *testing.T, c *http.Client, u string, want ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		page := get(t, c, u)
-		if containsAll(page, want...) {
+		if containsAll(html.UnescapeString(page), want...) {
 			return page
 		}
 		if time.Now().After(deadline) {

@@ -139,7 +139,7 @@ func (s *Server) runTask(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		fl = &flash{Error: true, Message: fmt.Sprintf("InvalidParameterException: count %q is not a whole number", r.PostFormValue("count"))}
 	} else {
-		out, err := s.callOut(r, "RunTask", map[string]any{"cluster": cluster, "taskDefinition": family + ":" + rev, "count": count,
+		out, err := s.callOut(r, s.o.ECS, "RunTask", map[string]any{"cluster": cluster, "taskDefinition": family + ":" + rev, "count": count,
 			"startedBy": "console/" + sessionOf(r).Key.AccessKeyID})
 		if err != nil {
 			s.internalError(w, err)

@@ -233,6 +233,9 @@ type serviceData struct {
 	// targets with their health.
 	LoadBalancers []serviceLB
 	Targets       []targetRow
+	// Scaling is the service's Application Auto Scaling (nil when the
+	// endpoint has none).
+	Scaling *scalingData
 }
 
 // targetRow is a registered target of a target group with its health:
@@ -250,11 +253,11 @@ type serviceLB struct {
 	Port        int32
 }
 
-// serviceTargets returns the service's target groups and their live
-// targets with their health.
-func serviceTargets(tx store.Tx, sv *records.Service, now time.Time) ([]serviceLB, []targetRow, error) {
+// serviceTargetGroups returns the service's load balancers entries and
+// the target groups they name (each once, those that exist).
+func serviceTargetGroups(tx store.Tx, sv *records.Service) ([]serviceLB, []*records.TargetGroup, error) {
 	var lbs []serviceLB
-	var rows []targetRow
+	var groups []*records.TargetGroup
 	seen := map[string]bool{}
 	for _, lb := range sv.Service.LoadBalancers {
 		id := records.LBResourceID(aws.ToString(lb.TargetGroupArn))
@@ -270,10 +273,23 @@ func serviceTargets(tx store.Tx, sv *records.Service, now time.Time) ([]serviceL
 			link = tgLink(tg)
 		}
 		lbs = append(lbs, serviceLB{TargetGroup: link, Container: aws.ToString(lb.ContainerName), Port: aws.ToInt32(lb.ContainerPort)})
-		if !ok || seen[id] {
-			continue
+		if ok && !seen[id] {
+			seen[id] = true
+			groups = append(groups, tg)
 		}
-		seen[id] = true
+	}
+	return lbs, groups, nil
+}
+
+// serviceTargets returns the service's load balancers entries and the
+// live targets of its target groups with their health.
+func serviceTargets(tx store.Tx, sv *records.Service, now time.Time) ([]serviceLB, []targetRow, error) {
+	lbs, groups, err := serviceTargetGroups(tx, sv)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rows []targetRow
+	for _, tg := range groups {
 		targets, err := groupTargets(tx, tg, now)
 		if err != nil {
 			return nil, nil, err
@@ -353,6 +369,12 @@ func (s *Server) servicePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.Graphs = s.o.Metrics != nil
+	if s.o.Scaling != nil {
+		if d.Scaling, err = s.loadScaling(r, cluster, name); err != nil {
+			s.internalError(w, fmt.Errorf("service page %s: %w", r.URL.Path, err))
+			return
+		}
+	}
 	s.render(w, http.StatusOK, "service", livePart(r), &page{Title: "Service " + name, Session: sessionOf(r), Crumbs: serviceCrumbs(cluster, name), Data: d})
 }
 

@@ -29,12 +29,14 @@
 })();
 
 // Charts: an element .chart[data-src] gets a uPlot chart of the JSON its
-// data-src answers ({times, cpu, memory}), fetched again every 30 s.
+// data-src answers ({times, series: [{label, values}], percent}), fetched
+// again every 30 s.
 (function () {
   const charts = document.querySelectorAll(".chart[data-src]");
   if (charts.length === 0 || !window.uPlot) {
     return;
   }
+  const colours = ["#0b6bcb", "#b3261e", "#1b7f3b", "#8a4baf", "#c26a00"];
   charts.forEach((el) => {
     let plot = null;
     const draw = async () => {
@@ -46,7 +48,7 @@
       if (d.times.length === 0) {
         return;
       }
-      const data = [d.times, d.cpu, d.memory];
+      const data = [d.times].concat(d.series.map((s) => s.values));
       if (plot) {
         plot.setData(data);
         return;
@@ -55,12 +57,8 @@
       plot = new uPlot({
         width: (el.clientWidth || 816) - 16,
         height: 220,
-        scales: { y: { range: [0, 100] } },
-        series: [
-          {},
-          { label: "CPU %", stroke: "#0b6bcb", width: 2, spanGaps: false },
-          { label: "Memory %", stroke: "#b3261e", width: 2, spanGaps: false },
-        ],
+        scales: d.percent ? { y: { range: [0, 100] } } : {},
+        series: [{}].concat(d.series.map((s, i) => ({ label: s.label, stroke: colours[i % colours.length], width: 2, spanGaps: false }))),
       }, data, el);
     };
     draw();
