@@ -226,6 +226,89 @@ func BenchmarkClusterRunTask(b *testing.B) {
 	b.ReportMetric(float64(epDur)/float64(stubDur), "x-stub")
 }
 
+// BenchmarkClusterRunTaskConcurrent measures RunTask throughput with
+// concurrent clients (issue 16: RunTask not bound by one fsync per
+// request): each round sends the same number of RunTasks, one new input
+// each, from the same number of goroutines to the stub and then to the
+// endpoint, and the wall time of each side's rounds is summed. With one
+// writer per bbolt transaction every RunTask waits for its own fsync;
+// with group commit the RunTasks that arrive during a commit share the
+// next one.
+func BenchmarkClusterRunTaskConcurrent(b *testing.B) {
+	for _, clients := range []int{1, 16} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			cb := newClusterBench(b, 1<<30, 1<<30)
+			ctx := context.Background()
+			in := func() *ecs.RunTaskInput {
+				return &ecs.RunTaskInput{Cluster: aws.String("bench"), TaskDefinition: aws.String("web")}
+			}
+			first, err := cb.endpoint.RunTask(ctx, in())
+			if err != nil || len(first.Tasks) != 1 {
+				b.Fatalf("RunTask: %v %v", first, err)
+			}
+			canned, err := ecsapi.EncodeOutput(ctx, first)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cb.setStub(canned)
+			// round sends n RunTasks from clients goroutines and returns
+			// the wall time.
+			round := func(c *ecs.Client, n int) (time.Duration, error) {
+				var wg sync.WaitGroup
+				errs := make(chan error, clients)
+				next := make(chan struct{}, n)
+				for range n {
+					next <- struct{}{}
+				}
+				close(next)
+				start := time.Now()
+				for range clients {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for range next {
+							out, err := c.RunTask(ctx, in())
+							if err == nil && len(out.Tasks) != 1 {
+								err = fmt.Errorf("RunTask placed %d tasks, want 1: %v", len(out.Tasks), out.Failures)
+							}
+							if err != nil {
+								errs <- err
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				d := time.Since(start)
+				close(errs)
+				return d, <-errs
+			}
+			var epDur, stubDur time.Duration
+			b.ResetTimer()
+			for done := 0; done < b.N; {
+				n := min(b.N-done, 10*clients)
+				d, err := round(cb.stub, n)
+				if err != nil {
+					b.Fatal(err)
+				}
+				stubDur += d
+				if d, err = round(cb.endpoint, n); err != nil {
+					b.Fatal(err)
+				}
+				epDur += d
+				done += n
+			}
+			b.StopTimer()
+			if err := cb.placed(ctx, b.N+1); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/epDur.Seconds(), "berth-req/s")
+			b.ReportMetric(float64(b.N)/stubDur.Seconds(), "stub-req/s")
+			b.ReportMetric(float64(epDur)/float64(stubDur), "x-stub")
+		})
+	}
+}
+
 // BenchmarkClusterRunTaskStored measures one client's RunTask latency with
 // 10, 1,000 and 10,000 tasks stored in the cluster (stopped ones, as a
 // cluster accumulates them within ECS's hour of visibility), against the

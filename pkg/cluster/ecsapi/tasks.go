@@ -148,13 +148,6 @@ func (s *Server) runTask(c *call, in *ecs.RunTaskInput) (smithy.Serializable, er
 		p.Network = in.NetworkConfiguration
 		p.LaunchType = in.LaunchType
 		p.ClientToken, p.RequestHash = token, hash
-		ps, err := s.opts.Launcher.PlacementSet(tx, cluster)
-		if err != nil {
-			return err
-		}
-		if len(ps.Records) == 0 {
-			return invalidParam("No Container Instances were found in your cluster.")
-		}
 		d := launch.Demand(p.TD, in.Overrides)
 		group := aws.ToString(in.Group)
 		if group == "" {
@@ -164,6 +157,13 @@ func (s *Server) runTask(c *call, in *ecs.RunTaskInput) (smithy.Serializable, er
 			[]scheduler.Strategy{{Type: "random"}})
 		if err != nil {
 			return err
+		}
+		ps, err := s.opts.Launcher.PlacementSetFor(tx, cluster, req)
+		if err != nil {
+			return err
+		}
+		if len(ps.Records) == 0 {
+			return invalidParam("No Container Instances were found in your cluster.")
 		}
 		failures := failureList{attributeDetail: requiredDetail(req)}
 		for i := int32(0); i < count; i++ {

@@ -236,13 +236,34 @@ func activeInstances(tx store.Tx, cluster string) ([]*records.Instance, error) {
 // PlacementSet reads the cluster's ACTIVE instances and counts their tasks
 // per group.
 func (l *Launcher) PlacementSet(tx store.Tx, cluster string) (*PlacementSet, error) {
+	return l.placementSet(tx, cluster, true)
+}
+
+// PlacementSetFor is PlacementSet for placing r only: when r does not look
+// at the instances' tasks (r.CountsTasks), it reads the instance records
+// alone, not every unstopped task of the cluster (their resources are in
+// the records already), so a RunTask's cost does not grow with the
+// cluster's running tasks.
+func (l *Launcher) PlacementSetFor(tx store.Tx, cluster string, r *scheduler.Request) (*PlacementSet, error) {
+	return l.placementSet(tx, cluster, r.CountsTasks())
+}
+
+func (l *Launcher) placementSet(tx store.Tx, cluster string, countTasks bool) (*PlacementSet, error) {
 	recs, err := activeInstances(tx, cluster)
 	if err != nil {
 		return nil, err
 	}
-	views, err := l.Views(tx, cluster, recs)
-	if err != nil {
-		return nil, err
+	var views []*scheduler.Instance
+	if countTasks {
+		views, err = l.Views(tx, cluster, recs)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		views = make([]*scheduler.Instance, len(recs))
+		for i, rec := range recs {
+			views[i] = l.View(rec)
+		}
 	}
 	r := l.Rand
 	if r == nil {

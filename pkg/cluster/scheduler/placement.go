@@ -45,6 +45,25 @@ type Request struct {
 	Strategies  []Strategy
 }
 
+// CountsTasks reports whether placing r looks at the instances' tasks
+// (their groups or running count): spread, distinctInstance, or a
+// memberOf expression on runningTasksCount or task:group. When it does
+// not, the instances' records alone (capacity, attributes, agent) decide,
+// and the caller need not count every unstopped task of the cluster.
+func (r *Request) CountsTasks() bool {
+	for _, s := range r.Strategies {
+		if s.Type == "spread" {
+			return true
+		}
+	}
+	for _, c := range r.Constraints {
+		if c.Type == "distinctInstance" || c.Type == "memberOf" && ReadsTasks(c.Expr) {
+			return true
+		}
+	}
+	return false
+}
+
 // ParseStrategies validates strategy types and fields as ECS does.
 func ParseStrategies(types, fields []string) ([]Strategy, error) {
 	if len(types) > MaxStrategies {

@@ -295,3 +295,35 @@ func TestScaleInPerStrategy(t *testing.T) {
 		}
 	}
 }
+
+// TestCountsTasks: a request needs the instances' task counts exactly when
+// a strategy or constraint looks at them, so RunTask's default (random,
+// no constraints) and attribute-only constraints place from the instance
+// records alone.
+func TestCountsTasks(t *testing.T) {
+	memberOf := func(expr string) Constraint {
+		c, err := ParseConstraint("memberOf", expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	cases := []struct {
+		name string
+		r    Request
+		want bool
+	}{
+		{"random", Request{Strategies: []Strategy{{Type: "random"}}}, false},
+		{"binpack", Request{Strategies: []Strategy{{Type: "binpack", Field: "memory"}}}, false},
+		{"spread", Request{Strategies: []Strategy{{Type: "binpack", Field: "cpu"}, {Type: "spread", Field: "instanceId"}}}, true},
+		{"distinctInstance", Request{Constraints: []Constraint{{Type: "distinctInstance"}}}, true},
+		{"memberOf attributes", Request{Constraints: []Constraint{memberOf("attribute:stack == prod and agentConnected == true")}}, false},
+		{"memberOf runningTasksCount", Request{Constraints: []Constraint{memberOf("attribute:stack == prod or runningTasksCount < 3")}}, true},
+		{"memberOf task:group under not", Request{Constraints: []Constraint{memberOf("not(task:group == web)")}}, true},
+	}
+	for _, c := range cases {
+		if got := c.r.CountsTasks(); got != c.want {
+			t.Errorf("%s: CountsTasks = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -343,6 +343,23 @@ type andExpr struct{ l, r Expr }
 type orExpr struct{ l, r Expr }
 type notExpr struct{ e Expr }
 
+// ReadsTasks reports whether e looks at an instance's tasks
+// (runningTasksCount, task:group) rather than only at what its record
+// says; an expression of a kind it does not know is assumed to.
+func ReadsTasks(e Expr) bool {
+	switch e := e.(type) {
+	case andExpr:
+		return ReadsTasks(e.l) || ReadsTasks(e.r)
+	case orExpr:
+		return ReadsTasks(e.l) || ReadsTasks(e.r)
+	case notExpr:
+		return ReadsTasks(e.e)
+	case *comparison:
+		return e.subject == "runningTasksCount" || e.subject == "task:group"
+	}
+	return true
+}
+
 func (e andExpr) Eval(in *Instance) bool { return e.l.Eval(in) && e.r.Eval(in) }
 func (e orExpr) Eval(in *Instance) bool  { return e.l.Eval(in) || e.r.Eval(in) }
 func (e notExpr) Eval(in *Instance) bool { return !e.e.Eval(in) }

@@ -34,7 +34,8 @@ type Options struct {
 
 // DB is the bbolt implementation of store.Store.
 type DB struct {
-	db *bolt.DB
+	db      *bolt.DB
+	updates *commitQueue
 }
 
 var _ store.Store = (*DB)(nil)
@@ -64,7 +65,7 @@ func Open(path string, o Options) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &DB{db: db}, nil
+	return &DB{db: db, updates: &commitQueue{db: db}}, nil
 }
 
 // View runs fn in a read-only transaction.
@@ -73,9 +74,12 @@ func (d *DB) View(fn func(store.Tx) error) error {
 }
 
 // Update runs fn in a read-write transaction, committed only if fn returns
-// nil. bbolt serializes writers, so fn runs exactly once.
+// nil, and returns once the commit is durable. Concurrent calls share
+// transactions (group commit, see commitQueue), so fn may run more than
+// once, on another caller's goroutine, after other callers' functions in
+// the same transaction; what it hands out must come from its last run.
 func (d *DB) Update(fn func(store.Tx) error) error {
-	return d.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+	return d.updates.update(fn)
 }
 
 // Close closes the file.
