@@ -3,18 +3,25 @@
 # containerd and a loopback registry (berth-testenv), builds a small HTTP
 # server image from busybox-static into that registry, starts dev mode
 # (berth-agent --dev: a cluster endpoint and an agent in one process),
-# registers a task definition with hostPort 0, runs two tasks, curls each,
-# and streams one container's log. Ctrl-C stops the tasks, then dev mode
-# (which removes its network's rules), then the bridge, containerd and the
-# registry.
+# creates a load balancer with an HTTP listener on a fixed loopback port
+# (BERTH_DEMO_LB_PORT, 8480) and starts berth-lb for it (the real daemon,
+# which runs HAProxy), registers a task definition with hostPort 0, runs
+# two tasks as a service behind the load balancer, curls each, prints the
+# load balancer's URL, replaces both tasks while requesting that URL, and
+# streams one container's log. Ctrl-C stops the tasks, then berth-lb and its
+# HAProxy, then dev mode (which removes its network's rules), then the
+# bridge, containerd and the registry.
 # Needs root (containers and their networks); `make demo` installs what is
 # missing first (scripts/deps.sh demo).
 #
 # Ctrl-C in a terminal sends SIGINT to the whole foreground process group at
 # once: make, berth-testenv, this script, berth-democtl and whatever short
 # command runs. Only this script's clean-up stops things, in this order:
-#   1. the tasks, through the API (berth-democtl stop), so that the agent
-#      tears down their containers and task networks;
+#   1. the tasks, through the API (berth-democtl stop: the service is
+#      deleted, its tasks drain from the load balancer and stop), so that
+#      the agent tears down their containers and task networks;
+#   1'. berth-lb (SIGTERM; setsid, like the agent), then the HAProxy it
+#      started, which outlives berth-lb by design (its pid file);
 #   2. the agent (SIGTERM): it removes its credentials rules; it runs in a
 #      session of its own (setsid), so the terminal's SIGINT never reaches it;
 #   2'. with no task left, dev mode removes its network's rules itself on
@@ -29,14 +36,16 @@
 #
 # Environment (defaults in brackets), for running beside another demo or in
 # a test: BERTH_DEMO_BIN, where the tools are built [bin]; BERTH_DEMO_BRIDGE
-# [berthdemo0]; BERTH_DEMO_SUBNET [10.231.77.0/24]; BERTH_DEMO_FOLLOW_FOR,
-# how long the log is followed when standard input is no terminal [30s].
+# [berthdemo0]; BERTH_DEMO_SUBNET [10.231.77.0/24]; BERTH_DEMO_LB_PORT, the
+# load balancer's listener on 127.0.0.1 [8480]; BERTH_DEMO_FOLLOW_FOR, how
+# long the log is followed when standard input is no terminal [30s].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BERTH_DEMO_BIN:-bin}
 BRIDGE=${BERTH_DEMO_BRIDGE:-berthdemo0}
 SUBNET=${BERTH_DEMO_SUBNET:-10.231.77.0/24}
+LB_PORT=${BERTH_DEMO_LB_PORT:-8480}
 
 if [ "${BERTH_DEMO_INNER:-}" != 1 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
@@ -48,6 +57,8 @@ if [ "${BERTH_DEMO_INNER:-}" != 1 ]; then
 	version=$(scripts/version.sh)
 	CGO_ENABLED=0 "$go" build -trimpath -ldflags "-X github.com/berth-dev/berth/internal/version.Version=$version" \
 		-o "$BIN/berth-agent" ./cmd/agent
+	CGO_ENABLED=0 "$go" build -trimpath -ldflags "-X github.com/berth-dev/berth/internal/version.Version=$version" \
+		-o "$BIN/berth-lb" ./cmd/lb
 	"$go" build -o "$BIN/berth-testenv" ./internal/testenv/cmd/berth-testenv
 	"$go" build -o "$BIN/berth-demoimage" ./internal/testenv/cmd/berth-demoimage
 	"$go" build -o "$BIN/berth-democtl" ./internal/democtl
@@ -60,6 +71,7 @@ fi
 dev_dir=$(mktemp -d "${TMPDIR:-/tmp}/berth-demo.XXXXXX")
 agent_pid=
 ctl_pid=
+lb_pid=
 
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
@@ -86,27 +98,54 @@ cleanup() {
 			(. "$dev_dir/env" && "$BIN/berth-democtl" stop) ||
 				echo "demo: stopping the tasks failed; stopping dev mode anyway" >&2
 		fi
+		stop_lb
 		echo "==> stopping dev mode"
 		kill -TERM "$agent_pid" 2>/dev/null || true
 		# A clean stop takes a second or two; after a minute it gets SIGKILL.
-		# (bash reaps the agent as soon as it exits, so kill -0 then fails.)
-		for _ in $(seq 1 600); do
-			kill -0 "$agent_pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$agent_pid" 2>/dev/null; then
+		if ! wait_exit "$agent_pid" 600; then
 			echo "demo: dev mode did not stop within a minute of SIGTERM; killing it (its credentials rules stay); its log ends with:" >&2
 			tail -n 20 "$dev_dir/agent.log" >&2
 			kill -KILL "$agent_pid" 2>/dev/null || true
 		fi
 		wait "$agent_pid" 2>/dev/null || true
 	fi
+	stop_lb
 	if ip link show "$BRIDGE" >/dev/null 2>&1; then
 		echo "==> removing the bridge $BRIDGE"
 		ip link del "$BRIDGE" || true
 	fi
 	rm -rf "$dev_dir"
 	exit "$status"
+}
+# wait_exit PID N waits up to N tenths of a second for PID to exit; it fails
+# if PID still runs. (bash reaps its children as soon as they exit, so kill
+# -0 then fails.)
+# shellcheck disable=SC2317 # invoked by cleanup
+wait_exit() {
+	for _ in $(seq 1 "$2"); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	! kill -0 "$1" 2>/dev/null
+}
+# stop_lb stops berth-lb, then the HAProxy it started (berth-lb leaves
+# HAProxy serving when it stops, by design: docs/load-balancing.md).
+# shellcheck disable=SC2317 # invoked by cleanup
+stop_lb() {
+	if [ -n "$lb_pid" ]; then
+		echo "==> stopping berth-lb and its HAProxy"
+		kill -TERM "$lb_pid" 2>/dev/null || true
+		wait_exit "$lb_pid" 100 || kill -KILL "$lb_pid" 2>/dev/null || true
+		wait "$lb_pid" 2>/dev/null || true
+		lb_pid=
+	fi
+	local pidfile=$dev_dir/lb/berth-demo/haproxy.pid haproxy_pid
+	if [ -s "$pidfile" ]; then
+		haproxy_pid=$(cat "$pidfile")
+		kill -TERM "$haproxy_pid" 2>/dev/null || true
+		wait_exit "$haproxy_pid" 50 || kill -KILL "$haproxy_pid" 2>/dev/null || true
+		rm -f "$pidfile"
+	fi
 }
 trap cleanup EXIT
 # A signal ends the script (status 128+N) and the EXIT trap cleans up. The
@@ -171,7 +210,14 @@ if [ ! -t 0 ]; then
 	follow=(--follow-for "${BERTH_DEMO_FOLLOW_FOR:-30s}")
 	echo "    (no terminal on standard input: the log is followed for ${BERTH_DEMO_FOLLOW_FOR:-30s}, then the demo stops)"
 fi
-"$BIN/berth-democtl" run "${follow[@]}" "$image" "127.0.0.1:$port" &
+mkdir -p "$dev_dir/lb"
+"$BIN/berth-democtl" lb "$LB_PORT" "$dev_dir/lb" "$dev_dir/lb.toml"
+echo "==> starting berth-lb: $BIN/berth-lb --config $dev_dir/lb.toml (log: $dev_dir/lb.log)"
+setsid "$BIN/berth-lb" --config "$dev_dir/lb.toml" >"$dev_dir/lb.log" 2>&1 </dev/null &
+lb_pid=$!
+url=http://127.0.0.1:$LB_PORT/
+
+"$BIN/berth-democtl" run "${follow[@]}" "$image" "127.0.0.1:$port" "$url" &
 ctl_pid=$!
 status=0
 wait "$ctl_pid" || status=$?
@@ -179,5 +225,7 @@ ctl_pid=
 if [ "$status" -ne 0 ] && [ "$status" -ne 130 ]; then
 	echo "demo: failed; the agent's log ends with:" >&2
 	tail -n 30 "$dev_dir/agent.log" >&2
+	echo "demo: berth-lb's log ends with:" >&2
+	tail -n 20 "$dev_dir/lb.log" >&2
 fi
 exit "$status"

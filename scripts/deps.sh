@@ -5,13 +5,14 @@
 # a desktop's worth of libraries):
 #
 #   scripts/deps.sh demo     make demo: containerd, runc, the CNI plugins, a
-#                            registry, busybox-static (the demo image), and
-#                            iptables and iproute2 (task networks)
+#                            registry, busybox-static (the demo image),
+#                            iptables and iproute2 (task networks), and
+#                            haproxy (berth-lb's data plane)
 #   scripts/deps.sh test     make test and make bench: the demo's, plus what
 #                            the other tests run (nftables' nft, tini,
 #                            rsyslog, systemd's journald, shellcheck, rpm,
 #                            packer, vagrant, openssl, wrk, etcd-server,
-#                            haproxy, git, make, chromium for the console's
+#                            git, make, chromium for the console's
 #                            browser tests)
 #   scripts/deps.sh --list SET   print the set's packages, one per line
 #
@@ -23,8 +24,8 @@
 # README.md.
 set -euo pipefail
 
-demo=(containerd runc containernetworking-plugins docker-registry busybox-static iptables iproute2)
-test=("${demo[@]}" nftables tini rsyslog systemd shellcheck rpm packer vagrant openssl wrk etcd-server haproxy git make chromium)
+demo=(containerd runc containernetworking-plugins docker-registry busybox-static iptables iproute2 haproxy)
+test=("${demo[@]}" nftables tini rsyslog systemd shellcheck rpm packer vagrant openssl wrk etcd-server git make chromium)
 
 usage() {
 	echo "usage: scripts/deps.sh [--list] demo|test" >&2

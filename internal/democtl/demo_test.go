@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,11 +28,13 @@ import (
 // and presses Ctrl-C there at three moments. The terminal's line
 // discipline turns ^C into SIGINT for the whole foreground process group
 // (make, berth-testenv, scripts/demo.sh, berth-democtl), so whichever of
-// them reacts first, the demo must stop its tasks, then dev mode, then its
-// network, and only then containerd. Afterwards no process of the demo
-// (agent, containerd, shims, registry) may be left, nor its bridge, nor an
-// iptables or nftables rule of its bridge or subnet (credentials DNAT,
-// host ports, the built-in datapath's table and forward rules).
+// them reacts first, the demo must stop its tasks, then berth-lb and its
+// HAProxy, then dev mode, then its network, and only then containerd.
+// Afterwards no process of the demo (agent, berth-lb, HAProxy, containerd,
+// shims, registry) may be left, nor its load balancer's port open, nor its
+// bridge, nor an iptables or nftables rule of its bridge or subnet
+// (credentials DNAT, host ports, the built-in datapath's table and forward
+// rules).
 // (The containers of the STOPPED tasks stay in containerd, as the agent
 // keeps them for ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION; berth-testenv
 // deletes them with containerd.)
@@ -43,19 +47,28 @@ func TestDemoCtrlC(t *testing.T) {
 	root := repoRoot(t)
 	bin := t.TempDir() // shared by the cases: later builds are up to date
 
+	// The stop's steps in order once the service exists: it is deleted, its
+	// tasks drain from the load balancer and stop, then berth-lb and its
+	// HAProxy stop, then dev mode.
+	withTasks := []string{"==> deleting service berth-demo", "==> stopping the tasks", " STOPPED: ", " STOPPED: ",
+		"==> stopping berth-lb and its HAProxy", "==> stopping dev mode", "berth-testenv: teardown clean"}
 	for _, tc := range []struct {
 		name string
 		// after is the output that must appear before ^C is pressed.
 		after []string
-		// tasks says whether the tasks were placed by then, so that their
-		// stop must come before dev mode's.
-		tasks bool
+		// steps must appear in this order after ^C (with no second ^C).
+		steps []string
 		// again is the output after which ^C is pressed a second time.
 		again string
 	}{
-		{name: "while the log streams", after: []string{"streaming the log of task", "tick "}, tasks: true},
-		{name: "while the tasks start", after: []string{"==> running two tasks"}, tasks: true},
-		{name: "while dev mode starts", after: []string{"    dev mode runs as pid"}},
+		{name: "while the log streams", after: []string{"streaming the log of task", "tick "}, steps: withTasks},
+		{name: "while the tasks are replaced", after: []string{"==> replacing both tasks"}, steps: withTasks},
+		// The service may have placed no task yet: whatever it placed
+		// stops before berth-lb and dev mode do (checked by the stop's
+		// own order when there are any).
+		{name: "while the tasks start", after: []string{"==> running two tasks"},
+			steps: []string{"==> deleting service berth-demo", "==> stopping berth-lb and its HAProxy", "==> stopping dev mode", "berth-testenv: teardown clean"}},
+		{name: "while dev mode starts", after: []string{"    dev mode runs as pid"}, steps: []string{"==> stopping dev mode", "berth-testenv: teardown clean"}},
 		// The second ^C kills make (it restored the default action after
 		// the first); make leads the terminal's session, so the terminal
 		// hangs up and the rest of the group gets SIGHUP, as when a user
@@ -79,11 +92,7 @@ func TestDemoCtrlC(t *testing.T) {
 			out := d.out.String()
 
 			if tc.again == "" {
-				steps := []string{"==> stopping dev mode", "berth-testenv: teardown clean"}
-				if tc.tasks {
-					steps = append([]string{"==> stopping the tasks", "STOPPED: demo finished", "STOPPED: demo finished"}, steps...)
-				}
-				checkOrder(t, out, steps)
+				checkOrder(t, out, tc.steps)
 			}
 			d.checkNothingLeft(t)
 			t.Logf("terminal output:\n%s", out)
@@ -94,6 +103,10 @@ func TestDemoCtrlC(t *testing.T) {
 // TestDemoWithoutTerminal runs `make demo` with standard input that is not
 // a terminal, where nobody can press Ctrl-C: the demo follows the log for
 // BERTH_DEMO_FOLLOW_FOR and ends by itself, exit 0, with the same clean-up.
+// From the moment the demo prints its load balancer's URL until it says
+// the tasks were replaced, this test requests that URL itself, one request
+// after another: every one must be answered (200, a container's page), by
+// at least three containers (the two first tasks and a replacement).
 func TestDemoWithoutTerminal(t *testing.T) {
 	requireDemo(t)
 	d := newDemo(t)
@@ -105,12 +118,50 @@ func TestDemoWithoutTerminal(t *testing.T) {
 	}
 	close(d.copied)
 	d.watch(t, nil)
+
+	d.waitFor(t, "==> the service answers at ", 5*time.Minute)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", d.lbPort)
+	if !strings.Contains(d.out.String(), "==> the service answers at "+url+" ") {
+		t.Errorf("the demo did not print its load balancer's URL %s", url)
+	}
+	ok, failed, bodies := 0, []string{}, map[string]int{}
+	c := &http.Client{Timeout: 5 * time.Second}
+	for !strings.Contains(d.out.String(), "==> tasks replaced: ") {
+		select {
+		case <-d.done:
+			t.Fatalf("make demo exited (%v) before replacing its tasks:\n%s", d.err, d.out)
+		default:
+		}
+		resp, err := c.Get(url)
+		if err != nil {
+			failed = append(failed, err.Error())
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(b), "Hello from Berth (container ") {
+			failed = append(failed, fmt.Sprintf("%d %q", resp.StatusCode, b))
+			continue
+		}
+		ok++
+		bodies[string(b)]++
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("%s while the tasks were replaced: %d requests answered, %d failed, by %d containers: %v", url, ok, len(failed), len(bodies), bodies)
+	if len(failed) > 0 || len(bodies) < 3 {
+		t.Errorf("%s while the tasks were replaced: %d of %d requests failed (first: %v); answered by %d containers, want at least 3",
+			url, len(failed), ok+len(failed), failed[:min(len(failed), 5)], len(bodies))
+	}
+	if !regexp.MustCompile(`==> tasks replaced: [1-9][0-9]* requests to `+regexp.QuoteMeta(url)+`, 0 failed`).MatchString(d.out.String()) {
+		t.Errorf("the demo's own count of requests while it replaced the tasks is missing or not 0 failed")
+	}
+
 	if code := d.wait(t, 5*time.Minute); code != 0 {
 		t.Errorf("make demo without a terminal exited %d, want 0", code)
 	}
 	d.waitGone(t, 3*time.Minute)
-	checkOrder(t, d.out.String(), []string{"followed the log for 3s", "==> stopping the tasks",
-		"STOPPED: demo finished", "STOPPED: demo finished", "==> stopping dev mode", "berth-testenv: teardown clean"})
+	checkOrder(t, d.out.String(), []string{"followed the log for 3s", "==> deleting service berth-demo", "==> stopping the tasks",
+		" STOPPED: ", " STOPPED: ", "==> stopping berth-lb and its HAProxy", "==> stopping dev mode", "berth-testenv: teardown clean"})
 	d.checkNothingLeft(t)
 	t.Logf("output:\n%s", d.out)
 }
@@ -123,7 +174,7 @@ func requireDemo(t *testing.T) {
 	}
 	testenv.RequireRoot(t)
 	testenv.RequireBinaries(t, "make", "go", "setsid", "containerd", "containerd-shim-runc-v2", "runc",
-		"docker-registry", "iptables", "iptables-save", "ip", "nft")
+		"docker-registry", "iptables", "iptables-save", "ip", "nft", "haproxy")
 	testenv.RequireBusyboxStatic(t)
 }
 
@@ -137,6 +188,7 @@ type demo struct {
 	err    error         // make's Wait result, valid once done is closed
 	bridge string
 	subnet string
+	lbPort int // the load balancer's listener (BERTH_DEMO_LB_PORT)
 }
 
 // terminalOutput collects what the demo writes to its terminal.
@@ -178,7 +230,19 @@ func newDemo(t *testing.T) *demo {
 		// by it (berth-testenv's devTestBridges).
 		bridge: fmt.Sprintf("bd%06x", rand.IntN(1<<24)),
 		subnet: fmt.Sprintf("10.232.%d.0/24", rand.IntN(256)),
+		lbPort: freePort(),
 	}
+}
+
+// freePort is a loopback TCP port free now, for the demo's load balancer
+// (not its default 8480: a demo may run beside the test).
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // env is the environment of make demo: this process's without the outer
@@ -191,7 +255,8 @@ func (d *demo) env(bin string) []string {
 			env = append(env, kv)
 		}
 	}
-	return append(env, "BERTH_DEMO_BIN="+bin, "BERTH_DEMO_BRIDGE="+d.bridge, "BERTH_DEMO_SUBNET="+d.subnet, "TERM=dumb")
+	return append(env, "BERTH_DEMO_BIN="+bin, "BERTH_DEMO_BRIDGE="+d.bridge, "BERTH_DEMO_SUBNET="+d.subnet,
+		fmt.Sprintf("BERTH_DEMO_LB_PORT=%d", d.lbPort), "TERM=dumb")
 }
 
 func startDemo(t *testing.T, root, bin string) *demo {
@@ -393,6 +458,11 @@ func (d *demo) checkNothingLeft(t *testing.T) {
 		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s is still there (stat: %v)", dir, err)
 		}
+	}
+	// HAProxy, which outlives berth-lb by design, must be gone with the demo.
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", d.lbPort), time.Second); err == nil {
+		c.Close()
+		t.Errorf("the demo's load balancer port 127.0.0.1:%d still accepts connections", d.lbPort)
 	}
 	if out, err := exec.Command("ip", "link", "show", d.bridge).CombinedOutput(); err == nil {
 		t.Errorf("the demo's bridge is left:\n%s", out)

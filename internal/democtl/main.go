@@ -4,18 +4,24 @@
 // the dev mode's DIR/env.
 //
 //	berth-democtl free-port             print a free loopback TCP port
-//	berth-democtl run [--follow-for D] IMAGE INTROSPECT  register a task
-//	    definition with hostPort 0, run two tasks, curl each, stream one
-//	    container's log (from the agent's introspection API at INTROSPECT,
-//	    host:port) for D, or until SIGINT or SIGTERM (then exit 130),
-//	    leaving the tasks running
-//	berth-democtl stop                  stop every task of the cluster and
-//	    wait until each is STOPPED
+//	berth-democtl lb PORT RUNDIR CONF   create load balancer berth-demo, its
+//	    target group and an HTTP listener on 127.0.0.1:PORT, and write
+//	    berth-lb's configuration for it (HAProxy's files under RUNDIR) to CONF
+//	berth-democtl run [--follow-for D] IMAGE INTROSPECT URL  register a task
+//	    definition with hostPort 0, create service berth-demo of two tasks
+//	    behind the target group, curl each task, wait until URL (the
+//	    listener) answers, replace both tasks with a new deployment while
+//	    requesting URL, then stream one container's log (from the agent's
+//	    introspection API at INTROSPECT, host:port) for D, or until SIGINT
+//	    or SIGTERM (then exit 130), leaving the tasks running
+//	berth-democtl stop                  delete every service of the
+//	    cluster, stop every task and wait until each is STOPPED
 //
 // Stopping is separate from run because the demo's clean-up, not the
 // process that Ctrl-C happens to interrupt, owns the order of the stop:
-// tasks first, then the agent, then its bridge (scripts/demo.sh). Dev mode,
-// stopped with no task left, removes its network's rules itself.
+// tasks first, then berth-lb and its HAProxy, then the agent, then its
+// bridge (scripts/demo.sh). Dev mode, stopped with no task left, removes
+// its network's rules itself.
 package main
 
 import (
@@ -40,7 +46,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: berth-democtl free-port | run [--follow-for DURATION] IMAGE INTROSPECTION-ADDR | stop")
+		fmt.Fprintln(os.Stderr, "usage: berth-democtl free-port | lb PORT RUNDIR CONF | run [--follow-for DURATION] IMAGE INTROSPECTION-ADDR URL | stop")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -52,16 +58,33 @@ func main() {
 		}
 		fmt.Println(ln.Addr().(*net.TCPAddr).Port)
 		ln.Close()
+	case "lb":
+		port := 0
+		if len(os.Args) != 5 {
+			fmt.Fprintln(os.Stderr, "usage: berth-democtl lb PORT RUNDIR CONF")
+			os.Exit(2)
+		}
+		if _, err := fmt.Sscan(os.Args[2], &port); err != nil || port < 1 || port > 65535 {
+			fmt.Fprintf(os.Stderr, "demo: load balancer port %q: want 1-65535\n", os.Args[2])
+			os.Exit(2)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := setUpLB(ctx, port, os.Args[3], os.Args[4])
+		cancel()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+			os.Exit(1)
+		}
 	case "run":
 		flags := flag.NewFlagSet("run", flag.ExitOnError)
 		followFor := flags.Duration("follow-for", 0, "stop following the log after this long (0: until SIGINT)")
 		_ = flags.Parse(os.Args[2:])
-		if flags.NArg() != 2 {
-			fmt.Fprintln(os.Stderr, "usage: berth-democtl run [--follow-for DURATION] IMAGE INTROSPECTION-ADDR")
+		if flags.NArg() != 3 {
+			fmt.Fprintln(os.Stderr, "usage: berth-democtl run [--follow-for DURATION] IMAGE INTROSPECTION-ADDR URL")
 			os.Exit(2)
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := run(ctx, flags.Arg(0), flags.Arg(1), *followFor)
+		err := run(ctx, flags.Arg(0), flags.Arg(1), flags.Arg(2), *followFor)
 		interrupted := ctx.Err() != nil
 		stop()
 		if interrupted {
@@ -96,13 +119,17 @@ func say(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
 
 // run is the demo up to the log stream, which it follows until ctx ends
 // (Ctrl-C); it stops nothing: scripts/demo.sh's clean-up runs stop.
-func run(ctx context.Context, image, introspection string, followFor time.Duration) error {
+func run(ctx context.Context, image, introspection, url string, followFor time.Duration) error {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		return fmt.Errorf("load AWS configuration (did you source DIR/env?): %w", err)
 	}
 	client := ecs.NewFromConfig(cfg)
 	if err := waitForInstance(ctx, client); err != nil {
+		return err
+	}
+	tg, err := targetGroupArn(ctx, cfg)
+	if err != nil {
 		return err
 	}
 	say("registering task definition berth-demo (image %s, containerPort 80, hostPort 0)", image)
@@ -116,34 +143,51 @@ func run(ctx context.Context, image, introspection string, followFor time.Durati
 	if err != nil {
 		return fmt.Errorf("register task definition: %w", err)
 	}
-	say("running two tasks")
+	say("running two tasks: service %s behind target group %s (container hello, port 80)", demoName, demoName)
 	// Not cancelled by Ctrl-C: a request abandoned half-way could still
-	// place tasks, and the clean-up must find every task in the cluster.
-	out, err := client.RunTask(context.WithoutCancel(ctx), &ecs.RunTaskInput{TaskDefinition: td.TaskDefinition.TaskDefinitionArn, Count: aws.Int32(2)})
+	// create the service, and the clean-up must find it.
+	if _, err := client.CreateService(context.WithoutCancel(ctx), &ecs.CreateServiceInput{ServiceName: aws.String(demoName),
+		TaskDefinition: td.TaskDefinition.TaskDefinitionArn, DesiredCount: aws.Int32(2),
+		LoadBalancers: []types.LoadBalancer{{TargetGroupArn: aws.String(tg), ContainerName: aws.String("hello"), ContainerPort: aws.Int32(80)}},
+	}); err != nil {
+		return fmt.Errorf("create service: %w", err)
+	}
+	running, err := waitRunning(ctx, client, 2)
 	if err != nil {
-		return fmt.Errorf("run tasks: %w", err)
-	}
-	if len(out.Tasks) != 2 {
-		return fmt.Errorf("run tasks: %d placed, failures %+v", len(out.Tasks), out.Failures)
-	}
-	say("placed tasks %s and %s", taskID(aws.ToString(out.Tasks[0].TaskArn)), taskID(aws.ToString(out.Tasks[1].TaskArn)))
-	var running []types.Task
-	for _, t := range out.Tasks {
-		t, err := waitStatus(ctx, client, aws.ToString(t.TaskArn), "RUNNING")
-		if err != nil {
-			return err
-		}
-		running = append(running, t)
+		return err
 	}
 	for _, t := range running {
 		port := hostPort(t)
-		fmt.Printf("\n$ curl http://127.0.0.1:%d\n", port)
+		fmt.Printf("\n$ curl http://127.0.0.1:%d   # task %s directly, at its dynamic host port\n", port, taskID(aws.ToString(t.TaskArn)))
 		body, err := get(ctx, fmt.Sprintf("http://127.0.0.1:%d/", port))
 		if err != nil {
 			fmt.Printf("(no answer: %v)\n", err)
 		} else {
 			fmt.Print(body)
 		}
+	}
+	fmt.Println()
+	say("waiting until HAProxy's health checks pass (every 5 s, twice) and %s answers", url)
+	if err := waitHealthy(ctx, cfg, tg, 2); err != nil {
+		return err
+	}
+	body, err := waitAnswers(ctx, url)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n$ curl %s\n%s\n", url, body)
+	say("the service answers at %s (berth-lb's HAProxy, one URL for every task)", url)
+	sent, failed, err := replaceTasks(ctx, client, url)
+	if err != nil {
+		return err
+	}
+	say("tasks replaced: %d requests to %s, %d failed", sent, url, failed)
+	if failed > 0 {
+		return fmt.Errorf("%d of %d requests to %s failed while the tasks were replaced", failed, sent, url)
+	}
+	running, err = serviceTasks(ctx, client)
+	if err != nil || len(running) == 0 {
+		return fmt.Errorf("the service's tasks after the deployment: %d, %v", len(running), err)
 	}
 	id := taskID(aws.ToString(running[0].TaskArn))
 	fmt.Println()
@@ -164,7 +208,8 @@ func run(ctx context.Context, image, introspection string, followFor time.Durati
 	return ctx.Err()
 }
 
-// stopAll stops every task of the cluster that is not yet STOPPED and
+// stopAll deletes every service of the cluster (their tasks drain from
+// the load balancer first), stops every task that is not yet STOPPED and
 // waits until each is.
 func stopAll(ctx context.Context) error {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx)
@@ -172,6 +217,9 @@ func stopAll(ctx context.Context) error {
 		return fmt.Errorf("load AWS configuration (did you source DIR/env?): %w", err)
 	}
 	client := ecs.NewFromConfig(cfg)
+	if err := deleteServices(ctx, client); err != nil {
+		return err
+	}
 	var arns []string
 	// ListTasks lists RUNNING (desired) tasks by default, PENDING ones included.
 	pages := ecs.NewListTasksPaginator(client, &ecs.ListTasksInput{})
@@ -270,15 +318,14 @@ func hostPort(t types.Task) int32 {
 	return 0
 }
 
+// get fetches url, trying again for 5 s while it cannot connect (a
+// container's httpd starts a moment after the task is RUNNING).
 func get(ctx context.Context, url string) (string, error) {
 	var lastErr error
 	for i := 0; i < 50; i++ {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
+		_, body, err := fetch(ctx, http.DefaultClient, url)
 		if err == nil {
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return string(b), err
+			return body, nil
 		}
 		lastErr = err
 		time.Sleep(100 * time.Millisecond)
