@@ -10,9 +10,10 @@ import (
 
 // SaveTask writes the record of the task arn and appends changes to the
 // outbox in one transaction, setting each change's Seq. It is the shape of
-// pkg/engine's Store.SaveTask.
+// pkg/engine's Store.SaveTask. Concurrent calls share a transaction (group
+// commit, group.go): each returns once its writes are durable.
 func (db *DB) SaveTask(arn string, record []byte, changes []api.StateChange) error {
-	return db.Update(func(tx *Tx) error {
+	return db.updateGrouped(func(tx *Tx) error {
 		if err := tx.PutTask(arn, record); err != nil {
 			return err
 		}

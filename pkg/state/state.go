@@ -8,7 +8,8 @@
 // part of its record; pkg/network keeps its own crash clean-up records
 // under its run directory). Everything that must change together is
 // written in one transaction: a task record and the state changes
-// describing it go through the same DB.Update.
+// describing it go through the same transaction (DB.SaveTask, whose
+// concurrent calls share one: group commit).
 //
 // pkg/agent opens the database (one per agent run) and adapts it to the
 // engine's store and the network's port store; pkg/registration takes the
@@ -99,8 +100,9 @@ type Options struct {
 // DB is an open state database. It is safe for concurrent use: any number
 // of View transactions run alongside at most one Update.
 type DB struct {
-	bolt *bolt.DB
-	path string
+	bolt  *bolt.DB
+	path  string
+	group groupQueue // SaveTask's group commit
 }
 
 // OpenDir opens (creating if needed) <dataDir>/berth.db.
