@@ -22,7 +22,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -50,12 +52,28 @@ func main() {
 	if code, ok := logs.ServeMode(context.Background(), "bench-e2e", os.Args[1:], os.Stderr); ok {
 		os.Exit(code)
 	}
-	rounds := flag.Int("rounds", 3, "rounds per side and task count")
-	datapath := flag.String("datapath", "builtin", "the agent's BERTH_NETWORK_DATAPATH (builtin or cni)")
+	var o options
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds per side and task count")
+	flag.StringVar(&o.datapath, "datapath", "builtin", "the agent's BERTH_NETWORK_DATAPATH (builtin or cni)")
+	flag.StringVar(&o.pull, "pull", "prefer-cached", "the agent's ECS_IMAGE_PULL_BEHAVIOR (prefer-cached: the image is local, as on the raw side; default asks the registry for every task)")
+	flag.DurationVar(&o.poll, "poll", 5*time.Millisecond, "DescribeTasks interval while waiting for RUNNING (the measurement's resolution)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the timed rounds (endpoint and agent, this process) to this file")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *rounds, *datapath); err != nil {
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench e2e:", err)
+			os.Exit(1)
+		}
+		o.profile = f
+	}
+	err := run(ctx, o)
+	if o.profile != nil {
+		err = errors.Join(err, o.profile.Close())
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench e2e:", err)
 		os.Exit(1)
 	}
@@ -66,7 +84,15 @@ const region = "us-east-1"
 // script runs until SIGTERM (a shell as PID 1 ignores it otherwise).
 var command = []string{"/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1 & wait $!; done"}
 
-func run(ctx context.Context, rounds int, datapath string) (retErr error) {
+// options are the flags.
+type options struct {
+	rounds         int
+	datapath, pull string
+	poll           time.Duration
+	profile        *os.File // the CPU profile of the timed rounds, if asked for
+}
+
+func run(ctx context.Context, o options) (retErr error) {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (containerd, runc, CNI); see scripts/test-deps.sh")
 	}
@@ -86,7 +112,7 @@ func run(ctx context.Context, rounds int, datapath string) (retErr error) {
 	}
 	defer os.RemoveAll(dir)
 
-	b, err := startBerth(ctx, dir, address, snapshotter, datapath)
+	b, err := startBerth(ctx, dir, address, snapshotter, o)
 	if err != nil {
 		return err
 	}
@@ -113,10 +139,17 @@ func run(ctx context.Context, rounds int, datapath string) (retErr error) {
 	if _, err := b.runToRunning(ctx, td.TaskDefinition.TaskDefinitionArn, 1); err != nil {
 		return err
 	}
-	fmt.Printf("rounds: %d per side; snapshotter %s; datapath %s\n", rounds, snapshotter, datapath)
+	fmt.Printf("rounds: %d per side; snapshotter %s; datapath %s; pull %s; poll %s; load average %s\n",
+		o.rounds, snapshotter, o.datapath, o.pull, o.poll, loadAverage())
+	if o.profile != nil {
+		if err := pprof.StartCPUProfile(o.profile); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for _, n := range []int{1, 20} {
 		var berthT, rawT []time.Duration
-		for r := 0; r < rounds; r++ {
+		for r := 0; r < o.rounds; r++ {
 			d, err := b.runToRunning(ctx, td.TaskDefinition.TaskDefinitionArn, n)
 			if err != nil {
 				return err
@@ -132,7 +165,21 @@ func run(ctx context.Context, rounds int, datapath string) (retErr error) {
 		fmt.Printf("RunTask->RUNNING %2d task(s): berth %v (rounds %v), raw containerd %v (rounds %v), ratio %.2fx\n",
 			n, bm.Round(time.Millisecond), rounded(berthT), rm.Round(time.Millisecond), rounded(rawT), float64(bm)/float64(rm))
 	}
+	fmt.Printf("load average at the end %s\n", loadAverage())
 	return nil
+}
+
+// loadAverage is /proc/loadavg's first three fields.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func median(ds []time.Duration) time.Duration {
@@ -156,11 +203,12 @@ type berth struct {
 	cancel context.CancelFunc
 	done   chan error
 	bridge string
+	poll   time.Duration
 	// table is the agent's nftables table (built-in datapath).
 	table string
 }
 
-func startBerth(ctx context.Context, dir, address, snapshotter, datapath string) (*berth, error) {
+func startBerth(ctx context.Context, dir, address, snapshotter string, o options) (*berth, error) {
 	ep, err := devmode.StartEndpoint(ctx, devmode.EndpointOptions{DataDir: filepath.Join(dir, "cluster"), Region: region, AccountID: devmode.DefaultAccount})
 	if err != nil {
 		return nil, err
@@ -176,7 +224,7 @@ func startBerth(ctx context.Context, dir, address, snapshotter, datapath string)
 		return nil, err
 	}
 	b := &berth{ep: ep, admin: devmode.NewECSClient(ep.URL, region, aws.Credentials{AccessKeyID: adminID, SecretAccessKey: adminSecret}),
-		done: make(chan error, 1), bridge: "bbe2e0"}
+		done: make(chan error, 1), bridge: "bbe2e0", poll: o.poll}
 	if _, err := b.admin.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String("default")}); err != nil {
 		ep.Close()
 		return nil, err
@@ -187,7 +235,8 @@ func startBerth(ctx context.Context, dir, address, snapshotter, datapath string)
 		"BERTH_CONTAINERD_ADDRESS=" + address, "BERTH_CONTAINERD_NAMESPACE=bench-e2e-berth",
 		"BERTH_BRIDGE_NAME=" + b.bridge, "BERTH_BRIDGE_SUBNET=10.253.0.0/22",
 		"ECS_DYNAMIC_HOST_PORT_RANGE=46000-46999", "ECS_CONTAINER_STOP_TIMEOUT=2s",
-		"BERTH_NETWORK_DATAPATH=" + datapath,
+		"BERTH_NETWORK_DATAPATH=" + o.datapath,
+		"ECS_IMAGE_PULL_BEHAVIOR=" + o.pull,
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "agent"), 0o700); err != nil {
 		ep.Close()
@@ -308,7 +357,7 @@ func (b *berth) waitAll(ctx context.Context, arns []string, want string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%d of %d tasks %s after 3 minutes", done, len(arns), want)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(b.poll)
 	}
 }
 

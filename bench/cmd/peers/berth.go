@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,11 +21,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/images"
 	"github.com/containerd/containerd/namespaces"
 
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/agent/devmode"
+	"github.com/berth-dev/berth/pkg/logs"
 )
 
 // berthEngine is `berth-agent --dev` (endpoint and agent in one process,
@@ -34,11 +38,24 @@ import (
 // copy of the agent binary from the benchmark's directory, so that every
 // process it causes (the agent, per-container loggers, any helper daemon)
 // is recognised by its program path.
+//
+// As a cluster member (-engines berth-member) the endpoint is berth-cluster,
+// a process of its own (as in production, where it runs elsewhere), and
+// the agent is `berth-agent` registered to it with an access key: its
+// memory is the agent's alone.
 type berthEngine struct {
 	bin, ns, bridge, address string
-	agent                    *daemonProc
-	client                   *ecs.Client
-	taskDef                  string
+	// logd is the copy of the log daemon's program (berth-logd next to
+	// the agent binary), "" when the agent runs the daemon itself.
+	logd string
+	// member: the agent is a cluster member of endpoint (berth-cluster,
+	// clusterBin); otherwise it is dev mode with the endpoint inside.
+	member     bool
+	clusterBin string
+	endpoint   *daemonProc
+	agent      *daemonProc
+	client     *ecs.Client
+	taskDef    string
 
 	mu    sync.Mutex // guards tasks
 	tasks []string
@@ -48,16 +65,46 @@ type berthEngine struct {
 // the host's AWS settings play no part.
 const berthRegion = devmode.DefaultRegion
 
-func startBerth(ctx context.Context, s *setup) (*berthEngine, error) {
-	dir := filepath.Join(s.dir, "berth")
+// newBerth copies the agent binary, and the log daemon's program next to
+// it if there is one, into a directory of the engine's own.
+func newBerth(s *setup, name, ns, bridge string) (*berthEngine, string, error) {
+	dir := filepath.Join(s.dir, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	e := &berthEngine{bin: filepath.Join(dir, "berth-agent"), ns: ns, bridge: bridge, address: s.shared.Address}
+	if err := copyFile(s.agentBin, e.bin); err != nil {
+		return e, dir, fmt.Errorf("%s: copy the agent binary: %w", name, err)
+	}
+	if logd := logs.DaemonBinary(s.agentBin); logd != s.agentBin {
+		e.logd = filepath.Join(dir, logs.DaemonProgram)
+		if err := copyFile(logd, e.logd); err != nil {
+			return e, dir, fmt.Errorf("%s: copy the log daemon's program: %w", name, err)
+		}
+	}
+	return e, dir, nil
+}
+
+// agentEnv is the environment both forms of the agent get: the benchmark's
+// containerd, namespace, bridge and pull behaviour.
+func (e *berthEngine) agentEnv(s *setup, subnet string) ([]string, error) {
+	introspection, err := freePort()
+	if err != nil {
 		return nil, err
 	}
-	e := &berthEngine{bin: filepath.Join(dir, "berth-agent"), ns: "bench-peers-berth", bridge: s.names.berthBridge, address: s.shared.Address}
-	if err := copyFile(s.agentBin, e.bin); err != nil {
-		return e, fmt.Errorf("berth: copy the agent binary: %w", err)
-	}
-	introspection, err := freePort()
+	return []string{
+		"AWS_REGION=" + berthRegion,
+		"BERTH_CONTAINERD_ADDRESS=" + s.shared.Address,
+		"BERTH_CONTAINERD_NAMESPACE=" + e.ns,
+		"BERTH_BRIDGE_NAME=" + e.bridge,
+		"BERTH_BRIDGE_SUBNET=" + subnet,
+		"BERTH_INTROSPECTION_ADDRESS=127.0.0.1:" + strconv.Itoa(introspection),
+		"ECS_IMAGE_PULL_BEHAVIOR=" + s.berthPull,
+	}, nil
+}
+
+func startBerth(ctx context.Context, s *setup) (*berthEngine, error) {
+	e, dir, err := newBerth(s, "berth", "bench-peers-berth", s.names.berthBridge)
 	if err != nil {
 		return e, err
 	}
@@ -68,14 +115,9 @@ func startBerth(ctx context.Context, s *setup) (*berthEngine, error) {
 		return e, err
 	}
 	devDir := filepath.Join(dir, "dev")
-	env := []string{
-		"AWS_REGION=" + berthRegion,
-		"BERTH_CONTAINERD_ADDRESS=" + s.shared.Address,
-		"BERTH_CONTAINERD_NAMESPACE=" + e.ns,
-		"BERTH_BRIDGE_NAME=" + e.bridge,
-		"BERTH_BRIDGE_SUBNET=" + s.names.berthSubnet,
-		"BERTH_INTROSPECTION_ADDRESS=127.0.0.1:" + strconv.Itoa(introspection),
-		"ECS_IMAGE_PULL_BEHAVIOR=" + s.berthPull,
+	env, err := e.agentEnv(s, s.names.berthSubnet)
+	if err != nil {
+		return e, err
 	}
 	e.agent, err = startDaemonProc(env, filepath.Join(dir, "agent.log"), e.bin,
 		"--config", empty, "--toml", empty, "--dev", "--dev-dir", devDir, "--containerd-snapshotter", s.shared.Snapshotter)
@@ -101,8 +143,108 @@ func startBerth(ctx context.Context, s *setup) (*berthEngine, error) {
 		return e, fmt.Errorf("berth: read the dev credentials: %w", err)
 	}
 	e.client = devmode.NewECSClient(url, berthRegion, creds)
-	// RunTask places tasks only on an instance whose agent is connected.
-	err = e.agent.waitFor(ctx, "berth: the agent connects to the endpoint", time.Minute, func() error {
+	return e, e.ready(ctx, s)
+}
+
+// berthAccount is the member endpoint's account.
+const berthAccount = "000000000000"
+
+// startBerthMember runs berth-cluster and berth-agent as a cluster member
+// of it, configured through files as on a host.
+func startBerthMember(ctx context.Context, s *setup) (*berthEngine, error) {
+	e, dir, err := newBerth(s, "berth-member", "bench-peers-berth-member", s.names.memberBridge)
+	if err != nil {
+		return e, err
+	}
+	e.member = true
+	e.clusterBin = filepath.Join(dir, "berth-cluster")
+	if err := copyFile(s.clusterBin, e.clusterBin); err != nil {
+		return e, fmt.Errorf("berth-member: copy the endpoint binary: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return e, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	dataDir := filepath.Join(dir, "cluster")
+	clusterCfg := filepath.Join(dir, "cluster.toml")
+	doc := fmt.Sprintf("listen = %q\ninsecure_http = true\nregion = %q\naccount_id = %q\ndata_dir = %q\n", addr, berthRegion, berthAccount, dataDir)
+	if err := os.WriteFile(clusterCfg, []byte(doc), 0o600); err != nil {
+		return e, err
+	}
+	admin, err := clusterKey(ctx, e.clusterBin, dataDir, "admin")
+	if err != nil {
+		return e, err
+	}
+	agentKey, err := clusterKey(ctx, e.clusterBin, dataDir, "agent")
+	if err != nil {
+		return e, err
+	}
+	e.endpoint, err = startDaemonProc(nil, filepath.Join(dir, "cluster.log"), e.clusterBin, "serve", "--config", clusterCfg)
+	if err != nil {
+		return e, err
+	}
+	err = e.endpoint.waitFor(ctx, "berth-member: berth-cluster listens", time.Minute, func() error {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	if err != nil {
+		return e, err
+	}
+	e.client = devmode.NewECSClient("http://"+addr, berthRegion, admin)
+	if _, err := e.client.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String("default")}); err != nil {
+		return e, fmt.Errorf("berth-member: create the cluster: %w", err)
+	}
+	ecsConfig := filepath.Join(dir, "ecs.config")
+	empty := filepath.Join(dir, "agent.toml")
+	cfg := strings.Join([]string{
+		"ECS_CLUSTER=default",
+		"ECS_BACKEND_HOST=http://" + addr,
+		"ECS_DATADIR=" + filepath.Join(dir, "agent"),
+		"ECS_AUDIT_LOGFILE=" + filepath.Join(dir, "audit.log"),
+	}, "\n") + "\n"
+	if err := os.WriteFile(ecsConfig, []byte(cfg), 0o600); err != nil {
+		return e, err
+	}
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		return e, err
+	}
+	env, err := e.agentEnv(s, s.names.memberSubnet)
+	if err != nil {
+		return e, err
+	}
+	env = append(env, "AWS_ACCESS_KEY_ID="+agentKey.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+agentKey.SecretAccessKey)
+	e.agent, err = startDaemonProc(env, filepath.Join(dir, "agent.log"), e.bin,
+		"--config", ecsConfig, "--toml", empty, "--containerd-snapshotter", s.shared.Snapshotter)
+	if err != nil {
+		return e, err
+	}
+	return e, e.ready(ctx, s)
+}
+
+var keyRE = regexp.MustCompile(`AWS_ACCESS_KEY_ID=(\S+)\nAWS_SECRET_ACCESS_KEY=(\S+)\n`)
+
+// clusterKey creates an access key of role with berth-cluster's offline
+// `keys create`, as an operator does before the first start.
+func clusterKey(ctx context.Context, bin, dataDir, role string) (aws.Credentials, error) {
+	out, err := command(ctx, nil, bin, "keys", "create", "--role", role, "--data-dir", dataDir)
+	if err != nil {
+		return aws.Credentials{}, fmt.Errorf("berth-cluster keys create --role %s: %w", role, err)
+	}
+	m := keyRE.FindStringSubmatch(out)
+	if m == nil {
+		return aws.Credentials{}, fmt.Errorf("berth-cluster keys create --role %s printed no key: %q", role, out)
+	}
+	return aws.Credentials{AccessKeyID: m[1], SecretAccessKey: m[2]}, nil
+}
+
+// ready waits until the agent is connected (RunTask places tasks only on
+// an instance whose agent is) and registers the task definition.
+func (e *berthEngine) ready(ctx context.Context, s *setup) error {
+	err := e.agent.waitFor(ctx, "berth: the agent connects to the endpoint", time.Minute, func() error {
 		list, err := e.client.ListContainerInstances(ctx, &ecs.ListContainerInstancesInput{})
 		if err != nil || len(list.ContainerInstanceArns) == 0 {
 			return fmt.Errorf("no container instance yet (%v)", err)
@@ -114,7 +256,7 @@ func startBerth(ctx context.Context, s *setup) (*berthEngine, error) {
 		return nil
 	})
 	if err != nil {
-		return e, err
+		return err
 	}
 	td, err := e.client.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
 		Family:      aws.String("bench-peers"),
@@ -125,10 +267,10 @@ func startBerth(ctx context.Context, s *setup) (*berthEngine, error) {
 		}},
 	})
 	if err != nil {
-		return e, fmt.Errorf("berth: register task definition: %w", err)
+		return fmt.Errorf("berth: register task definition: %w", err)
 	}
 	e.taskDef = aws.ToString(td.TaskDefinition.TaskDefinitionArn)
-	return e, nil
+	return nil
 }
 
 // endpointURL reads AWS_ENDPOINT_URL_ECS from dev mode's env file.
@@ -254,10 +396,12 @@ func (e *berthEngine) clear(ctx context.Context) error {
 	}
 }
 
-// memory groups every process running the agent binary by its mode (the
-// agent with the endpoint, the per-container loggers, any other helper).
+// memory groups every process of the engine's programs by its mode (the
+// agent, the endpoint, the log daemon, any per-container logger). The
+// member endpoint is reported but not counted as the agent's own: it runs
+// on another host in production.
 func (e *berthEngine) memory() ([]procGroup, error) {
-	pids, err := testenv.FindProcs(func(a []string) bool { return a[0] == e.bin })
+	pids, err := testenv.FindProcs(func(a []string) bool { return e.ours(a[0]) })
 	if err != nil {
 		return nil, err
 	}
@@ -273,26 +417,38 @@ func (e *berthEngine) memory() ([]procGroup, error) {
 	slices.Sort(modes)
 	var groups []procGroup
 	for _, m := range modes {
-		groups = append(groups, newGroup(m, true, byMode[m]))
+		own := !strings.HasPrefix(m, "berth-cluster")
+		groups = append(groups, newGroup(m, own, byMode[m]))
 	}
 	rest, err := containerdGroups(e.address, e.ns)
 	return append(groups, rest...), err
 }
 
-// mode names a process of the agent binary: "berth-agent --dev" or
-// "berth-agent <hidden mode>".
+// ours reports whether program is one of the engine's copies.
+func (e *berthEngine) ours(program string) bool {
+	return program != "" && (program == e.bin || program == e.logd || program == e.clusterBin)
+}
+
+// mode names a process of the engine's programs: "berth-agent --dev",
+// "berth-agent", "berth-cluster" or "<program> <hidden mode>".
 func (e *berthEngine) mode(pid int) string {
-	if e.agent != nil && pid == e.agent.pid() {
+	switch {
+	case e.agent != nil && pid == e.agent.pid() && e.member:
+		return "berth-agent (agent)"
+	case e.agent != nil && pid == e.agent.pid():
 		return "berth-agent --dev (agent and endpoint)"
+	case e.endpoint != nil && pid == e.endpoint.pid():
+		return "berth-cluster (endpoint; not counted)"
 	}
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	name := filepath.Base(args[0])
 	for _, a := range args[1:] {
 		if !strings.HasPrefix(a, "-") {
-			return "berth-agent " + a
+			return name + " " + a
 		}
 	}
-	return "berth-agent"
+	return name
 }
 
 // close stops the tasks through the API (dev mode leaves containers
@@ -307,7 +463,14 @@ func (e *berthEngine) close(ctx context.Context) error {
 	if e.agent != nil {
 		e.agent.stop(30 * time.Second)
 	}
-	errs = append(errs, killProgram(e.bin))
+	if e.endpoint != nil {
+		e.endpoint.stop(30 * time.Second)
+	}
+	for _, p := range []string{e.bin, e.logd, e.clusterBin} {
+		if p != "" {
+			errs = append(errs, killProgram(p))
+		}
+	}
 	cli, err := containerd.New(e.address)
 	if err != nil {
 		errs = append(errs, err)
@@ -348,6 +511,12 @@ func emptyNamespace(ctx context.Context, cli *containerd.Client, ns string) erro
 	cs, err := cli.Containers(ctx)
 	if err != nil {
 		return err
+	}
+	if len(cs) == 0 {
+		// Nothing was started in it (a failed start): it may not exist.
+		if _, err := cli.NamespaceService().Labels(ctx, ns); errdefs.IsNotFound(err) {
+			return nil
+		}
 	}
 	for _, c := range cs {
 		if t, err := c.Task(ctx, nil); err == nil {

@@ -9,6 +9,8 @@
 //     plugins and configuration Berth's bridge mode uses;
 //   - Berth: `berth-agent --dev`, RunTask of a bridge-mode task definition
 //     with hostPort 0, the reported networkBinding's port;
+//   - Berth as a cluster member: the same against berth-cluster, the
+//     endpoint in a process of its own, so the agent's memory is its own;
 //   - Docker (Debian's docker.io, a private dockerd): `docker run -d -p 80`;
 //   - Podman (Debian's podman, rootful, private storage): `podman run -d -p 80`;
 //
@@ -46,11 +48,12 @@ import (
 
 func main() {
 	var o options
-	flag.StringVar(&o.agentBin, "agent", "bin/berth-agent", "berth-agent binary for the Berth side (make build)")
+	flag.StringVar(&o.agentBin, "agent", "bin/berth-agent", "berth-agent binary for the Berth side (make build; berth-logd next to it is used as the agent uses it)")
+	flag.StringVar(&o.clusterBin, "cluster", "bin/berth-cluster", "berth-cluster binary, the endpoint of the berth-member engine (make build)")
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per engine and count")
 	counts := flag.String("counts", "1,20", "containers started at once, per measurement")
 	memory := flag.String("memory", "10,100", "running containers per engine for the memory tables, ascending (the containers of one table stay for the next; 0: none)")
-	engines := flag.String("engines", "raw,cni,berth,docker,podman", "engines to measure, in this order")
+	engines := flag.String("engines", "raw,cni,berth,berth-member,docker,podman", "engines to measure, in this order")
 	flag.StringVar(&o.berthPull, "berth-pull", "prefer-cached", "ECS_IMAGE_PULL_BEHAVIOR of the Berth agent (prefer-cached matches Docker's and Podman's pull-if-missing)")
 	flag.BoolVar(&o.install, "install", true, "apt-get install docker.io and podman when missing")
 	flag.Parse()
@@ -95,11 +98,11 @@ func (e *cleanupError) Error() string { return e.err.Error() }
 func (e *cleanupError) Unwrap() error { return e.err }
 
 type options struct {
-	agentBin, berthPull string
-	rounds              int
-	counts, memory      []int
-	engines             []string
-	install             bool
+	agentBin, clusterBin, berthPull string
+	rounds                          int
+	counts, memory                  []int
+	engines                         []string
+	install                         bool
 }
 
 // engine starts containers of the benchmark image with a dynamic host port.
@@ -126,12 +129,13 @@ type peer struct {
 
 // setup is what every engine starts from.
 type setup struct {
-	dir       string // the run's scratch directory
-	shared    *testenv.Shared
-	image     string // reference in the loopback registry
-	agentBin  string
-	berthPull string
-	names     names
+	dir        string // the run's scratch directory
+	shared     *testenv.Shared
+	image      string // reference in the loopback registry
+	agentBin   string
+	clusterBin string
+	berthPull  string
+	names      names
 }
 
 // names are the host-wide names the engines use; none collides with
@@ -139,6 +143,7 @@ type setup struct {
 type names struct {
 	cniBridge, cniSubnet       string
 	berthBridge, berthSubnet   string
+	memberBridge, memberSubnet string
 	dockerBridge, dockerSubnet string
 	podmanBridge, podmanSubnet string
 }
@@ -147,6 +152,7 @@ func defaultNames() names {
 	return names{
 		cniBridge: "bpeerscni0", cniSubnet: "10.232.1.0/24",
 		berthBridge: "bpeersberth0", berthSubnet: "10.232.2.0/24",
+		memberBridge: "bpeersbmem0", memberSubnet: "10.232.5.0/24",
 		dockerBridge: "bpeersdock0", dockerSubnet: "10.232.3.0/24",
 		podmanBridge: "bpeerspod0", podmanSubnet: "10.232.4.0/24",
 	}
@@ -168,9 +174,18 @@ func run(ctx context.Context, o options) (retErr error) {
 	if err != nil {
 		return err
 	}
-	if slices.Contains(o.engines, "berth") {
+	clusterBin, err := filepath.Abs(o.clusterBin)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(o.engines, "berth") || slices.Contains(o.engines, "berth-member") {
 		if _, err := os.Stat(agentBin); err != nil {
 			return fmt.Errorf("-agent: %w (make build writes bin/berth-agent)", err)
+		}
+	}
+	if slices.Contains(o.engines, "berth-member") {
+		if _, err := os.Stat(clusterBin); err != nil {
+			return fmt.Errorf("-cluster: %w (make build writes bin/berth-cluster)", err)
 		}
 	}
 	if slices.Contains(o.engines, "docker") || slices.Contains(o.engines, "podman") {
@@ -209,7 +224,7 @@ func run(ctx context.Context, o options) (retErr error) {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	s := &setup{dir: dir, shared: shared, image: img.Ref, agentBin: agentBin, berthPull: o.berthPull, names: defaultNames()}
+	s := &setup{dir: dir, shared: shared, image: img.Ref, agentBin: agentBin, clusterBin: clusterBin, berthPull: o.berthPull, names: defaultNames()}
 
 	var peers []peer
 	defer func() {
@@ -325,6 +340,9 @@ func startPeer(ctx context.Context, s *setup, key string) (peer, error) {
 	case "berth":
 		p.label = "Berth dev mode: RunTask, bridge, hostPort 0"
 		p.e, err = started(startBerth(ctx, s))
+	case "berth-member":
+		p.label = "Berth agent as a cluster member of berth-cluster: RunTask, bridge, hostPort 0"
+		p.e, err = started(startBerthMember(ctx, s))
 	case "docker":
 		p.label = "Docker: docker run -d -p 80"
 		p.e, err = started(startDocker(ctx, s))
@@ -332,7 +350,7 @@ func startPeer(ctx context.Context, s *setup, key string) (peer, error) {
 		p.label = "Podman: podman run -d -p 80"
 		p.e, err = started(startPodman(ctx, s))
 	default:
-		return p, fmt.Errorf("-engines: unknown engine %q (raw, cni, berth, docker, podman)", key)
+		return p, fmt.Errorf("-engines: unknown engine %q (raw, cni, berth, berth-member, docker, podman)", key)
 	}
 	return p, err
 }
