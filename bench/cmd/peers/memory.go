@@ -79,21 +79,21 @@ func mib(kib int64) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }
 // of its own processes and the total with containerd and its shims.
 func printMemory(rows []memoryRow, n int) {
 	fmt.Printf("Resident memory with %d containers running (smaps_rollup; PSS splits shared pages among the processes that map them):\n\n", n)
-	fmt.Println("| engine | processes | count | RSS MiB | PSS MiB |")
-	fmt.Println("| --- | --- | --- | --- | --- |")
+	fmt.Println("| engine | processes | count | RSS MiB | of it anonymous | PSS MiB |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
 		var own, all testenv.Memory
 		for _, g := range r.groups {
-			fmt.Printf("| %s | %s | %d | %s | %s |\n", r.peer.key, g.name, g.mem.Procs, mib(g.mem.RSS), mib(g.mem.PSS))
+			fmt.Printf("| %s | %s | %d | %s | %s | %s |\n", r.peer.key, g.name, g.mem.Procs, mib(g.mem.RSS), mib(g.mem.Anon), mib(g.mem.PSS))
 			add(&all, g.mem)
 			if g.own {
 				add(&own, g.mem)
 			}
 		}
 		if own.Procs > 0 {
-			fmt.Printf("| %s | **engine's own processes** | %d | **%s** | **%s** |\n", r.peer.key, own.Procs, mib(own.RSS), mib(own.PSS))
+			fmt.Printf("| %s | **engine's own processes** | %d | **%s** | %s | **%s** |\n", r.peer.key, own.Procs, mib(own.RSS), mib(own.Anon), mib(own.PSS))
 		}
-		fmt.Printf("| %s | all of the above | %d | %s | %s |\n", r.peer.key, all.Procs, mib(all.RSS), mib(all.PSS))
+		fmt.Printf("| %s | all of the above | %d | %s | %s | %s |\n", r.peer.key, all.Procs, mib(all.RSS), mib(all.Anon), mib(all.PSS))
 	}
 }
 
