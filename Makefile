@@ -131,7 +131,7 @@ bench: test-deps build
 PEERS_FLAGS ?=
 bench-peers: test-deps build
 	$(GO) build -o bin/bench-peers ./bench/cmd/peers
-	bin/bench-peers -agent bin/berth-agent $(PEERS_FLAGS)
+	bin/bench-peers -agent bin/berth-agent -cluster bin/berth-cluster $(PEERS_FLAGS)
 
 # demo: dev mode end to end (scripts/demo.sh, docs/dev-mode.md); needs root.
 # The script builds berth-agent and its tools itself (BERTH_DEMO_BIN).
