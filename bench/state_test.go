@@ -16,32 +16,36 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// BenchmarkStateSaveTask measures pkg/state's SaveTask (a 2 KiB task record
-// plus two outbox entries in one fsynced transaction) against raw bbolt
-// doing the same writes in the same run, and reports the ratio as
-// "x-raw-bbolt". Both write to the same kind of file in b.TempDir().
-func BenchmarkStateSaveTask(b *testing.B) {
-	record := bytes.Repeat([]byte("x"), 2048)
-	record = append(append([]byte(`{"blob":"`), record...), []byte(`"}`)...)
-	change := api.StateChange{Kind: api.ChangeContainer, TaskARN: "arn:aws:ecs:us-east-1:000000000000:task/lab/0123456789abcdef",
-		ContainerName: "app", Status: "RUNNING", RuntimeID: "0123456789abcdef-app", At: time.Now(),
-		NetworkBindings: []api.NetworkBinding{{ContainerPort: 8080, HostPort: 49153, Protocol: "tcp", BindIP: "0.0.0.0"}}}
-	changeJSON, err := json.Marshal(change)
-	if err != nil {
-		b.Fatal(err)
-	}
+// saveBench is what the SaveTask benchmarks write: a 2 KiB task record
+// plus two outbox entries, through pkg/state and through raw bbolt (the
+// same writes, without pkg/state), each to a file in b.TempDir().
+type saveBench struct {
+	db         *state.DB
+	raw        *bolt.DB
+	record     []byte
+	change     api.StateChange
+	changeJSON []byte
+}
 
-	db, err := state.OpenDir(b.TempDir(), state.Options{})
-	if err != nil {
+func newSaveBench(b *testing.B) *saveBench {
+	record := bytes.Repeat([]byte("x"), 2048)
+	s := &saveBench{record: append(append([]byte(`{"blob":"`), record...), []byte(`"}`)...),
+		change: api.StateChange{Kind: api.ChangeContainer, TaskARN: "arn:aws:ecs:us-east-1:000000000000:task/lab/0123456789abcdef",
+			ContainerName: "app", Status: "RUNNING", RuntimeID: "0123456789abcdef-app", At: time.Now(),
+			NetworkBindings: []api.NetworkBinding{{ContainerPort: 8080, HostPort: 49153, Protocol: "tcp", BindIP: "0.0.0.0"}}}}
+	var err error
+	if s.changeJSON, err = json.Marshal(s.change); err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
-	raw, err := bolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
-	if err != nil {
+	if s.db, err = state.OpenDir(b.TempDir(), state.Options{}); err != nil {
 		b.Fatal(err)
 	}
-	defer raw.Close()
-	if err := raw.Update(func(tx *bolt.Tx) error {
+	b.Cleanup(func() { s.db.Close() })
+	if s.raw, err = bolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.raw.Close() })
+	if err := s.raw.Update(func(tx *bolt.Tx) error {
 		for _, n := range []string{"tasks", "outbox"} {
 			if _, err := tx.CreateBucket([]byte(n)); err != nil {
 				return err
@@ -51,37 +55,53 @@ func BenchmarkStateSaveTask(b *testing.B) {
 	}); err != nil {
 		b.Fatal(err)
 	}
+	return s
+}
 
+// rawSave is the save with raw bbolt: one fsynced transaction.
+func (s *saveBench) rawSave(arn string) error {
+	return s.raw.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket([]byte("tasks")).Put([]byte(arn), s.record); err != nil {
+			return err
+		}
+		out := tx.Bucket([]byte("outbox"))
+		for j := 0; j < 2; j++ {
+			seq, err := out.NextSequence()
+			if err != nil {
+				return err
+			}
+			k := make([]byte, 8)
+			binary.BigEndian.PutUint64(k, seq)
+			if err := out.Put(k, s.changeJSON); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// stateSave is the save through pkg/state.
+func (s *saveBench) stateSave(arn string) error {
+	return s.db.SaveTask(arn, s.record, []api.StateChange{s.change, s.change})
+}
+
+// BenchmarkStateSaveTask measures pkg/state's SaveTask (a 2 KiB task record
+// plus two outbox entries in one fsynced transaction) against raw bbolt
+// doing the same writes in the same run, and reports the ratio as
+// "x-raw-bbolt".
+func BenchmarkStateSaveTask(b *testing.B) {
+	s := newSaveBench(b)
 	// Interleave the two so that file growth and disk noise hit both alike.
 	var rawDur, stateDur time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
-		err := raw.Update(func(tx *bolt.Tx) error {
-			if err := tx.Bucket([]byte("tasks")).Put([]byte(change.TaskARN), record); err != nil {
-				return err
-			}
-			out := tx.Bucket([]byte("outbox"))
-			for j := 0; j < 2; j++ {
-				seq, err := out.NextSequence()
-				if err != nil {
-					return err
-				}
-				k := make([]byte, 8)
-				binary.BigEndian.PutUint64(k, seq)
-				if err := out.Put(k, changeJSON); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := s.rawSave(s.change.TaskARN); err != nil {
 			b.Fatal(err)
 		}
 		rawDur += time.Since(start)
 		start = time.Now()
-		changes := []api.StateChange{change, change}
-		if err := db.SaveTask(change.TaskARN, record, changes); err != nil {
+		if err := s.stateSave(s.change.TaskARN); err != nil {
 			b.Fatal(err)
 		}
 		stateDur += time.Since(start)
@@ -178,56 +198,7 @@ func BenchmarkStatePendingStateChanges(b *testing.B) {
 // interleaved in rounds of 20 saves. ns/op metrics are per save.
 func BenchmarkStateSaveTaskConcurrent(b *testing.B) {
 	const writers = 20
-	record := append(append([]byte(`{"blob":"`), bytes.Repeat([]byte("x"), 2048)...), []byte(`"}`)...)
-	change := api.StateChange{Kind: api.ChangeContainer, TaskARN: "arn:aws:ecs:us-east-1:000000000000:task/lab/0123456789abcdef",
-		ContainerName: "app", Status: "RUNNING", RuntimeID: "0123456789abcdef-app", At: time.Now()}
-	changeJSON, err := json.Marshal(change)
-	if err != nil {
-		b.Fatal(err)
-	}
-	db, err := state.OpenDir(b.TempDir(), state.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	raw, err := bolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer raw.Close()
-	if err := raw.Update(func(tx *bolt.Tx) error {
-		for _, n := range []string{"tasks", "outbox"} {
-			if _, err := tx.CreateBucket([]byte(n)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		b.Fatal(err)
-	}
-	rawSave := func(arn string) error {
-		return raw.Update(func(tx *bolt.Tx) error {
-			if err := tx.Bucket([]byte("tasks")).Put([]byte(arn), record); err != nil {
-				return err
-			}
-			out := tx.Bucket([]byte("outbox"))
-			for j := 0; j < 2; j++ {
-				seq, err := out.NextSequence()
-				if err != nil {
-					return err
-				}
-				k := make([]byte, 8)
-				binary.BigEndian.PutUint64(k, seq)
-				if err := out.Put(k, changeJSON); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	stateSave := func(arn string) error {
-		return db.SaveTask(arn, record, []api.StateChange{change, change})
-	}
+	s := newSaveBench(b)
 	round := func(save func(string) error) time.Duration {
 		start := time.Now()
 		var wg sync.WaitGroup
@@ -249,8 +220,8 @@ func BenchmarkStateSaveTaskConcurrent(b *testing.B) {
 	rounds := 0
 	b.ResetTimer()
 	for i := 0; i < b.N; i += writers {
-		rawDur += round(rawSave)
-		stateDur += round(stateSave)
+		rawDur += round(s.rawSave)
+		stateDur += round(s.stateSave)
 		rounds++
 	}
 	b.StopTimer()

@@ -64,3 +64,17 @@ func FindProcs(match func(args []string) bool) ([]int, error) {
 	}
 	return pids, nil
 }
+
+// LoadAverage is /proc/loadavg's first three fields ("?" if unreadable),
+// which the benchmark programs print with their figures.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}

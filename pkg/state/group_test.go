@@ -118,19 +118,7 @@ func TestGroupCommitFailureIsItsOwn(t *testing.T) {
 		}()
 	}
 	// Every caller is queued behind the first before it is released.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		db.group.mu.Lock()
-		queued := len(db.group.pending)
-		db.group.mu.Unlock()
-		if queued == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d callers queued behind the first", queued, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitQueued(t, db, n)
 	close(release)
 	if err := <-first; err != nil {
 		t.Fatalf("first: %v", err)
@@ -197,19 +185,7 @@ func TestGroupCommitOneTransaction(t *testing.T) {
 			}
 		}()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		db.group.mu.Lock()
-		queued := len(db.group.pending)
-		db.group.mu.Unlock()
-		if queued == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d callers queued", queued, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitQueued(t, db, n)
 	// Wrap the queued calls' fns to see their transaction.
 	db.group.mu.Lock()
 	for _, c := range db.group.pending {
@@ -227,5 +203,23 @@ func TestGroupCommitOneTransaction(t *testing.T) {
 	wg.Wait()
 	if len(ids) != 1 {
 		t.Errorf("%d queued saves were committed in transactions %v, want one", n, ids)
+	}
+}
+
+// waitQueued waits until n callers wait for the next group commit.
+func waitQueued(t *testing.T, db *DB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		db.group.mu.Lock()
+		queued := len(db.group.pending)
+		db.group.mu.Unlock()
+		if queued == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d callers queued behind the commit under way", queued, n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -140,7 +139,7 @@ func run(ctx context.Context, o options) (retErr error) {
 		return err
 	}
 	fmt.Printf("rounds: %d per side; snapshotter %s; datapath %s; pull %s; poll %s; load average %s\n",
-		o.rounds, snapshotter, o.datapath, o.pull, o.poll, loadAverage())
+		o.rounds, snapshotter, o.datapath, o.pull, o.poll, testenv.LoadAverage())
 	if o.profile != nil {
 		if err := pprof.StartCPUProfile(o.profile); err != nil {
 			return err
@@ -165,21 +164,8 @@ func run(ctx context.Context, o options) (retErr error) {
 		fmt.Printf("RunTask->RUNNING %2d task(s): berth %v (rounds %v), raw containerd %v (rounds %v), ratio %.2fx\n",
 			n, bm.Round(time.Millisecond), rounded(berthT), rm.Round(time.Millisecond), rounded(rawT), float64(bm)/float64(rm))
 	}
-	fmt.Printf("load average at the end %s\n", loadAverage())
+	fmt.Printf("load average at the end %s\n", testenv.LoadAverage())
 	return nil
-}
-
-// loadAverage is /proc/loadavg's first three fields.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func median(ds []time.Duration) time.Duration {

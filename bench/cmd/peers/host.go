@@ -182,19 +182,6 @@ func waitAnswer(ctx context.Context, client *http.Client, addr string, limit tim
 	}
 }
 
-// loadAverage is /proc/loadavg's first three fields.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // findBinary returns the first of paths that exists, or looks up the last
 // one's base name in PATH.
 func findBinary(paths ...string) (string, error) {

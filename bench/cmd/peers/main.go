@@ -252,7 +252,7 @@ func run(ctx context.Context, o options) (retErr error) {
 			return err
 		}
 	}
-	fmt.Printf("containerd %s (snapshotter %s), image %s, load average %s\n", shared.Address, shared.Snapshotter, img.Ref, loadAverage())
+	fmt.Printf("containerd %s (snapshotter %s), image %s, load average %s\n", shared.Address, shared.Snapshotter, img.Ref, testenv.LoadAverage())
 	fmt.Printf("versions: %s\n", versions(ctx))
 	for _, p := range peers {
 		fmt.Printf("  %-7s %s\n", p.key, p.label)
@@ -285,7 +285,7 @@ func run(ctx context.Context, o options) (retErr error) {
 			}
 		}
 	}
-	loadTimed := loadAverage()
+	loadTimed := testenv.LoadAverage()
 
 	mem := make([][]memoryRow, len(o.memory)) // by count, then engine
 	if len(o.memory) > 0 {
@@ -305,7 +305,7 @@ func run(ctx context.Context, o options) (retErr error) {
 		fmt.Println()
 		printMemory(rows, o.memory[i])
 	}
-	fmt.Printf("\nload average after the timed rounds %s, at the end %s\n", loadTimed, loadAverage())
+	fmt.Printf("\nload average after the timed rounds %s, at the end %s\n", loadTimed, testenv.LoadAverage())
 	return nil
 }
 
