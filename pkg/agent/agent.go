@@ -320,6 +320,7 @@ func (a *Agent) runNode(ctx context.Context) (err error) {
 		StepHook:      a.o.stepHook,
 		OnStateChange: a.o.onChange,
 		Images:        imageCleanup(cfg, rt),
+		TaskCgroups:   taskCgroups(cfg),
 		Logger:        a.log,
 	})
 	if err != nil {
@@ -505,6 +506,20 @@ func imageCleanup(cfg *config.Config, rt *runtime.Runtime) engine.ImageCleanup {
 		Interval:   cfg.Images.CleanupInterval,
 		MinimumAge: cfg.Images.MinimumCleanupAge,
 		PerCycle:   cfg.Images.DeletePerCycle,
+	}
+}
+
+// taskCgroups maps the task-level resource settings; task cgroups need a
+// host whose cgroups can hold them (the registered capability says so too).
+func taskCgroups(cfg *config.Config) engine.TaskCgroups {
+	if !cfg.Tasks.CPUMemLimit || !runtime.TaskCgroupsSupported() {
+		return engine.TaskCgroups{}
+	}
+	return engine.TaskCgroups{
+		Enabled:         true,
+		CPUPeriod:       cfg.Tasks.CgroupCPUPeriod,
+		PidsLimit:       int64(cfg.Tasks.PidsLimit),
+		PropagateMemory: cfg.Tasks.PropagateMemoryLimit && runtime.UnifiedCgroups(),
 	}
 }
 

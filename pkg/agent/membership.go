@@ -26,6 +26,7 @@ import (
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/logship"
 	"github.com/berth-dev/berth/pkg/registration"
+	"github.com/berth-dev/berth/pkg/runtime"
 	"github.com/berth-dev/berth/pkg/state"
 )
 
@@ -340,6 +341,7 @@ func registerOptions(cfg *config.Config, client *registration.Client, db *state.
 			LoggingDrivers:          cfg.Containers.AvailableLoggingDrivers,
 			SupportedLoggingDrivers: logship.KnownDrivers(),
 			Privileged:              !cfg.Containers.DisablePrivileged,
+			TaskCPUMemLimit:         cfg.Tasks.CPUMemLimit && runtime.TaskCgroupsSupported(),
 		}),
 		Attributes:   instanceAttributes(cfg),
 		Tags:         cfg.Instance.Tags,

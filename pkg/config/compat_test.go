@@ -68,7 +68,7 @@ func TestEveryUpstreamKey(t *testing.T) {
 		warned[p.Key] = true
 	}
 	// A value that asks for what Berth lacks is never silent.
-	for _, name := range []string{"ECS_ENABLE_CONTAINER_METADATA", "ECS_TASK_PIDS_LIMIT", "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER",
+	for _, name := range []string{"ECS_ENABLE_CONTAINER_METADATA", "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER",
 		"ECS_EBSTA_SUPPORTED", "ECS_VOLUME_PLUGIN_CAPABILITIES", "ECS_CNI_PLUGINS_PATH", "DOCKER_HOST"} {
 		if !warned[name] {
 			t.Errorf("no warning for %s, which asks for what Berth lacks", name)
@@ -168,7 +168,7 @@ func TestNotEnforcedWarnsOnlyWhenAsked(t *testing.T) {
 	}{
 		{"ECS_ENABLE_CONTAINER_METADATA=true", true},
 		{"ECS_ENABLE_CONTAINER_METADATA=false", false},
-		{"ECS_ENABLE_TASK_CPU_MEM_LIMIT=true", true},
+		{"ECS_ENABLE_TASK_CPU_MEM_LIMIT=true", false},
 		{"ECS_ENABLE_TASK_CPU_MEM_LIMIT=false", false},
 		{"ECS_SELINUX_CAPABLE=true", true},
 		{"ECS_APPARMOR_CAPABLE=true", true},

@@ -287,18 +287,15 @@ func Keys() []Key {
 
 		// Task-level resources.
 		define("ECS_ENABLE_TASK_CPU_MEM_LIMIT", boolType(), "true", func(c *Config) *bool { return &c.Tasks.CPUMemLimit },
-			"Task-level cpu and memory bound all containers of the task through a task cgroup.").
-			notEnforced("task-level cpu and memory do not create a task cgroup yet; each container keeps its own limits", enabled(func(c *Config) bool { return c.Tasks.CPUMemLimit })),
+			"Task-level cpu and memory bound all containers of the task through a task cgroup (cpu quota = cpu/1024 × ECS_CGROUP_CPU_PERIOD, memory limit = memory).").
+			differs("A task gets a task cgroup only when it sets task-level cpu or memory (or ECS_TASK_PIDS_LIMIT is set); the ECS agent makes one for every task, with the sum of its containers' cpu shares when the task sets no cpu. Needs cgroup v2 or the cgroup v1 cpu, memory and pids controllers; on a host without them task-cpu-mem-limit is not registered and tasks keep per-container limits."),
 		define("ECS_CGROUP_CPU_PERIOD", signedDurationType(), "100ms", func(c *Config) *time.Duration { return &c.Tasks.CgroupCPUPeriod },
 			"CFS period of task-level cpu limits (8ms-100ms; outside that, the default).").
-			withStatus(StatusNotEnforced, "task cgroups, which this period is for, are not created yet").
 			checked(checkCPUPeriod),
 		define("ECS_PROPAGATE_TASK_MEMORY_LIMIT_CGROUPV2", boolType(), "false", func(c *Config) *bool { return &c.Tasks.PropagateMemoryLimit },
-			"A container without a memory limit gets the task's memory as its limit.").
-			notEnforced("containers without a memory limit do not get the task's", enabled(func(c *Config) bool { return c.Tasks.PropagateMemoryLimit })),
+			"On a cgroup v2 host, a container without a memory limit gets the task's memory as its limit."),
 		define("ECS_TASK_PIDS_LIMIT", intType(-1<<31, 1<<31), "0", func(c *Config) *int { return &c.Tasks.PidsLimit },
-			"pids.max of each task's cgroup (1-4194304); 0 or unset means unlimited.").
-			withStatus(StatusNotEnforced, "task cgroups, which pids.max is set on, are not created yet").
+			"pids.max of each task's cgroup (1-4194304), with ECS_ENABLE_TASK_CPU_MEM_LIMIT; 0 or unset means unlimited.").
 			checked(checkPidsLimit),
 
 		// Images and registries.
@@ -454,14 +451,13 @@ func ShippedLoggingDrivers() []string {
 }
 
 // checkCPUPeriod resets a period outside 8ms-100ms to 100ms, as the ECS
-// agent does, and warns that it is not enforced yet.
+// agent does.
 func checkCPUPeriod(c *Config) string {
-	var reset string
 	if p := c.Tasks.CgroupCPUPeriod; p < 8*time.Millisecond || p > 100*time.Millisecond {
-		reset = fmt.Sprintf("%s is outside 8ms-100ms; using the default 100ms, as the ECS agent does", p)
 		c.Tasks.CgroupCPUPeriod = 100 * time.Millisecond
+		return fmt.Sprintf("%s is outside 8ms-100ms; using the default 100ms, as the ECS agent does", p)
 	}
-	return joinWarnings(reset, notEnforcedMessage("task cgroups, which this period is for, are not created yet"))
+	return ""
 }
 
 // joinWarnings joins the non-empty warnings with "; ".
@@ -476,18 +472,19 @@ func joinWarnings(ws ...string) string {
 }
 
 // checkPidsLimit treats a limit outside 1-4194304 as unset, as the ECS agent
-// does, and warns that the limit is not enforced yet.
+// does, and warns that a limit has no effect without task cgroups.
 func checkPidsLimit(c *Config) string {
 	const most = 4194304 // runc's limit on Amazon Linux, which the ECS agent copies
-	what := notEnforcedMessage("task cgroups, which pids.max is set on, are not created yet")
 	switch n := c.Tasks.PidsLimit; {
 	case n == 0:
 		return ""
 	case n < 0 || n > most:
 		c.Tasks.PidsLimit = 0
 		return fmt.Sprintf("%d is outside 1-%d; treated as unset (unlimited), as the ECS agent does", n, most)
+	case !c.Tasks.CPUMemLimit:
+		return "has no effect with ECS_ENABLE_TASK_CPU_MEM_LIMIT=false (pids.max is set on the task cgroup), as in the ECS agent"
 	default:
-		return what
+		return ""
 	}
 }
 

@@ -106,6 +106,26 @@ type Spec struct {
 	// Log is the log configuration as the task asked for it; the runtime
 	// reads its max-size and max-file options.
 	Log LogConfig `json:"log,omitempty"`
+	// TaskCgroup, when set, puts the container in its task's cgroup, whose
+	// limits bound all the task's containers together; nil leaves the
+	// container's cgroup on its own.
+	TaskCgroup *TaskCgroup `json:"taskCgroup,omitempty"`
+}
+
+// TaskCgroup is the cgroup of one task (ECS task-level cpu and memory,
+// ECS_TASK_PIDS_LIMIT). Every container of the task names the same one; the
+// runtime creates it with the first and removes it at the task's clean-up.
+type TaskCgroup struct {
+	// Name is unique per task on the host (the engine uses the task ID).
+	Name string `json:"name"`
+	// CPUQuota is the CPU time in microseconds the task may use per
+	// CPUPeriod (cpu.max); 0 means no limit.
+	CPUQuota  int64  `json:"cpuQuota,omitempty"`
+	CPUPeriod uint64 `json:"cpuPeriod,omitempty"`
+	// MemoryLimit is memory.max in bytes, without swap; 0 means none.
+	MemoryLimit int64 `json:"memoryLimit,omitempty"`
+	// PidsLimit is pids.max; 0 means none.
+	PidsLimit int64 `json:"pidsLimit,omitempty"`
 }
 
 // Ulimit is one rlimit; Name is Docker's ("nofile", "nproc", "core", ...)

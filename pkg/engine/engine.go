@@ -95,7 +95,10 @@ type Options struct {
 	StepHook func(ctx context.Context, step Step)
 	// Images configures the clean-up of unused images; zero disables it.
 	Images ImageCleanup
-	Logger *slog.Logger
+	// TaskCgroups puts each task's containers in a task cgroup that bounds
+	// them together; zero disables it.
+	TaskCgroups TaskCgroups
+	Logger      *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

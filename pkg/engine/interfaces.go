@@ -41,6 +41,14 @@ type Lister interface {
 	List(ctx context.Context, labelKey string) ([]container.Observed, error)
 }
 
+// TaskCgroupRemover removes a task's cgroup (container.TaskCgroup) once
+// the task's containers are removed; pkg/runtime's *Runtime implements it.
+// A cgroup that does not exist is done. The engine calls it at the task's
+// clean-up when the runtime has it.
+type TaskCgroupRemover interface {
+	RemoveTaskCgroup(ctx context.Context, name string) error
+}
+
 // ContainerRuntime is everything the engine needs from the runtime.
 type ContainerRuntime interface {
 	Runtime

@@ -491,6 +491,12 @@ func (r *taskRunner) buildSpec(c *ContainerState, d *ContainerDef) container.Spe
 		spec.Mounts = append(spec.Mounts, container.Mount{Source: st.VolumePaths[m.Volume], Destination: m.ContainerPath, ReadOnly: m.ReadOnly})
 	}
 	spec.LogPath = r.e.opts.LogPath(spec.ID)
+	if tc := r.e.opts.TaskCgroups.cgroupFor(&st.Def); tc != nil {
+		spec.TaskCgroup = tc
+		if r.e.opts.TaskCgroups.PropagateMemory && spec.MemoryLimit == 0 {
+			spec.MemoryLimit = tc.MemoryLimit
+		}
+	}
 	return spec
 }
 
@@ -586,6 +592,12 @@ func (r *taskRunner) cleanupWhenDue() {
 		for _, id := range ids {
 			if err := e.opts.Runtime.Remove(ctx, id); err != nil && !errors.Is(err, container.ErrNotFound) {
 				errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))
+			}
+		}
+		// After the containers: the task cgroup holds theirs until then.
+		if tcr, ok := e.opts.Runtime.(TaskCgroupRemover); ok {
+			if err := tcr.RemoveTaskCgroup(ctx, taskCgroupName(arn)); err != nil {
+				errs = append(errs, fmt.Errorf("remove task cgroup: %w", err))
 			}
 		}
 		for _, v := range vols {

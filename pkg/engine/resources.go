@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/berth-dev/berth/pkg/container"
 )
@@ -122,6 +123,58 @@ func (r *resources) release(arn string) bool {
 	}
 	delete(r.held, arn)
 	return true
+}
+
+// TaskCgroups configures task cgroups, as the ECS agent's
+// ECS_ENABLE_TASK_CPU_MEM_LIMIT does: a task with task-level cpu or memory
+// (or any task, when PidsLimit is set) gets a cgroup holding all its
+// containers, with cpu.max from the task's cpu units and memory.max from
+// its memory.
+type TaskCgroups struct {
+	// Enabled is ECS_ENABLE_TASK_CPU_MEM_LIMIT (and the runtime able to
+	// make task cgroups).
+	Enabled bool
+	// CPUPeriod is ECS_CGROUP_CPU_PERIOD; zero means 100ms.
+	CPUPeriod time.Duration
+	// PidsLimit is ECS_TASK_PIDS_LIMIT: pids.max of each task cgroup; 0
+	// means none.
+	PidsLimit int64
+	// PropagateMemory is ECS_PROPAGATE_TASK_MEMORY_LIMIT_CGROUPV2 on a
+	// cgroup v2 host: a container without a memory limit of its own gets
+	// the task's memory as its limit.
+	PropagateMemory bool
+}
+
+// defaultCPUPeriod is ECS_CGROUP_CPU_PERIOD's default; minCPUQuota the
+// kernel's smallest cfs quota (1ms).
+const (
+	defaultCPUPeriod = 100 * time.Millisecond
+	minCPUQuota      = 1000
+)
+
+// taskCgroupName names the task cgroup of a task ARN.
+func taskCgroupName(arn string) string { return sanitizeID(TaskID(arn)) }
+
+// cgroupFor returns the task cgroup of def, or nil when it gets none. The
+// quota is the task's share of CPUs over one period, as the ECS agent
+// computes it: cpu/1024 × period.
+func (o TaskCgroups) cgroupFor(def *TaskDef) *container.TaskCgroup {
+	if !o.Enabled || (def.CPU <= 0 && def.MemoryMiB <= 0 && o.PidsLimit <= 0) {
+		return nil
+	}
+	tc := &container.TaskCgroup{Name: taskCgroupName(def.ARN), PidsLimit: o.PidsLimit}
+	if def.MemoryMiB > 0 {
+		tc.MemoryLimit = def.MemoryMiB * mib
+	}
+	if def.CPU > 0 {
+		period := o.CPUPeriod
+		if period <= 0 {
+			period = defaultCPUPeriod
+		}
+		tc.CPUPeriod = uint64(period / time.Microsecond)
+		tc.CPUQuota = max(def.CPU*int64(tc.CPUPeriod)/1024, minCPUQuota)
+	}
+	return tc
 }
 
 // Metrics are the engine's counters for /metrics.

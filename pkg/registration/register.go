@@ -220,6 +220,9 @@ type CapabilityOptions struct {
 	Privileged bool
 	// TaskIAMRole is ECS_ENABLE_TASK_IAM_ROLE.
 	TaskIAMRole bool
+	// TaskCPUMemLimit is ECS_ENABLE_TASK_CPU_MEM_LIMIT on a host whose
+	// cgroups can hold task cgroups: task-level cpu and memory are enforced.
+	TaskCPUMemLimit bool
 }
 
 // baseLogDrivers are implemented by the container runtime's own logger.
@@ -228,7 +231,7 @@ func baseLogDrivers() []string { return []string{"json-file", "none"} }
 // Capabilities lists the capability attributes Berth really has: the
 // Docker remote API levels whose task definition features the engine
 // honours (through the dockerConfig subset), container ordering (dependsOn),
-// health checks, task-level cpu and memory limits, and the logging drivers
+// health checks, task-level cpu and memory limits when enforced, and the logging drivers
 // and privileged mode that are both implemented and enabled.
 func Capabilities(o CapabilityOptions) []string {
 	out := []string{}
@@ -253,8 +256,10 @@ func Capabilities(o CapabilityOptions) []string {
 	out = append(out,
 		"ecs.capability.container-ordering",
 		"ecs.capability.container-health-check",
-		"ecs.capability.task-cpu-mem-limit",
 	)
+	if o.TaskCPUMemLimit {
+		out = append(out, "ecs.capability.task-cpu-mem-limit")
+	}
 	return out
 }
 

@@ -142,6 +142,9 @@ func (r *Runtime) startWatch(ctx context.Context, id string) (<-chan ExitStatus,
 	if err != nil {
 		return nil, 0, fmt.Errorf("start %s: %w", id, err)
 	}
+	if err := r.ensureTaskCgroup(labels); err != nil {
+		return nil, 0, fmt.Errorf("start %s: %w", id, err)
+	}
 	if labels[labelExit] != "" {
 		// A restarted container: forget the previous run's exit.
 		if _, err := c.SetLabels(ctx, map[string]string{labelExit: ""}); err != nil {
@@ -507,6 +510,7 @@ func (r *Runtime) remove(ctx context.Context, id string) error {
 		}
 		return fmt.Errorf("remove %s: %w", id, err)
 	}
+	cgroupsPath := containerCgroupsPath(ctx, c)
 	if task, err := c.Task(ctx, nil); err == nil {
 		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("remove %s: delete task: %w", id, err)
@@ -517,6 +521,7 @@ func (r *Runtime) remove(ctx context.Context, id string) error {
 	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove %s: delete container: %w", id, err)
 	}
+	r.removeEmptyTaskCgroup(cgroupsPath)
 	return nil
 }
 

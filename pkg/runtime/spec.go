@@ -228,6 +228,14 @@ func (r *Runtime) create(ctx context.Context, spec createSpec) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", spec.ID, err)
 	}
+	if spec.TaskCgroup != nil {
+		opt, label, err := r.taskCgroupOpts(spec.ID, spec.TaskCgroup)
+		if err != nil {
+			return fmt.Errorf("create container %s: %w", spec.ID, err)
+		}
+		specOpts = append(specOpts, opt)
+		labels[labelTaskCgroup] = label
+	}
 	// The snapshot is made before the container record: a create that was
 	// interrupted between the two (the agent killed, containerd gone) left
 	// it, and no container owns it (checked above). It is that create's.
