@@ -98,6 +98,7 @@ func removeNamespaceDirs(ns string) error {
 	for _, d := range dirs {
 		var err error
 		for attempt := 0; attempt < 100; attempt++ {
+			removeTaskCgroups(d)
 			err = os.Remove(d)
 			if err == nil || errors.Is(err, os.ErrNotExist) {
 				err = nil
@@ -113,6 +114,22 @@ func removeNamespaceDirs(ns string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeTaskCgroups removes (rmdir only) the task cgroups below a
+// namespace's cgroup: pkg/runtime's /<ns>/task-<id> outlive their
+// containers until the agent's task clean-up, which a test's end does not
+// wait for. A busy one stays, and so does the namespace's.
+func removeTaskCgroups(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "task-") {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // hostLeftovers describes what is left on the host of the given containers.

@@ -321,6 +321,7 @@ func (a *Agent) runNode(ctx context.Context) (err error) {
 		OnStateChange: a.o.onChange,
 		Images:        imageCleanup(cfg, rt),
 		TaskCgroups:   taskCgroups(cfg),
+		Security:      engine.Security{AppArmorCapable: cfg.Containers.AppArmorCapable, SELinuxCapable: cfg.Containers.SELinuxCapable},
 		Logger:        a.log,
 	})
 	if err != nil {

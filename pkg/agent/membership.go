@@ -342,6 +342,8 @@ func registerOptions(cfg *config.Config, client *registration.Client, db *state.
 			SupportedLoggingDrivers: logship.KnownDrivers(),
 			Privileged:              !cfg.Containers.DisablePrivileged,
 			TaskCPUMemLimit:         cfg.Tasks.CPUMemLimit && runtime.TaskCgroupsSupported(),
+			SELinux:                 cfg.Containers.SELinuxCapable,
+			AppArmor:                cfg.Containers.AppArmorCapable,
 		}),
 		Attributes:   instanceAttributes(cfg),
 		Tags:         cfg.Instance.Tags,

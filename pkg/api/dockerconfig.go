@@ -69,6 +69,10 @@ type DockerHostConfig struct {
 	// Init runs an init process as PID 1; nil means the default (no init).
 	Init       *bool `json:"Init,omitempty"`
 	Privileged bool  `json:"Privileged,omitempty"`
+	// SecurityOpt are the container's dockerSecurityOptions
+	// ("no-new-privileges", "apparmor:PROFILE", "label:type:T", ...); the
+	// engine reads and checks them.
+	SecurityOpt []string `json:"SecurityOpt,omitempty"`
 }
 
 // LogConfig selects a log driver and its options.
@@ -139,6 +143,7 @@ func supportedHostConfig() map[string][]string {
 		"readonlyrootfs":    nil,
 		"init":              nil,
 		"privileged":        nil,
+		"securityopt":       nil,
 	}
 }
 

@@ -71,7 +71,7 @@ func TestDecodeDockerConfigUnsupported(t *testing.T) {
 		section, field string
 	}{
 		{"", `{"Devices":[{"PathOnHost":"/dev/fuse"}]}`, "hostConfig", "Devices"},
-		{"", `{"LogConfig":{"Type":"json-file"},"SecurityOpt":["seccomp=unconfined"]}`, "hostConfig", "SecurityOpt"},
+		{"", `{"LogConfig":{"Type":"json-file"},"CgroupParent":"/other"}`, "hostConfig", "CgroupParent"},
 		{"", `{"Sysctls":{"net.core.somaxconn":"1024"}}`, "hostConfig", "Sysctls"},
 		{"", `{"CpuShares":512}`, "hostConfig", "CpuShares"},
 		{`{"Tty":true}`, "", "config", "Tty"},

@@ -244,11 +244,11 @@ func Keys() []Key {
 		define("ECS_DISABLE_PRIVILEGED", boolType(), "false", func(c *Config) *bool { return &c.Containers.DisablePrivileged },
 			"Refuse tasks with privileged containers."),
 		define("ECS_SELINUX_CAPABLE", boolType(), "false", func(c *Config) *bool { return &c.Containers.SELinuxCapable },
-			"Honour `label:` dockerSecurityOptions.").
-			notEnforced("label: security options are not applied to containers yet", enabled(func(c *Config) bool { return c.Containers.SELinuxCapable })),
+			"Honour `label:` dockerSecurityOptions (SELinux process and mount labels); without it a task naming one stops with a reason naming the option.").
+			differs("A host without SELinux enabled refuses the option when the container is created (CannotCreateContainerError naming it)."),
 		define("ECS_APPARMOR_CAPABLE", boolType(), "false", func(c *Config) *bool { return &c.Containers.AppArmorCapable },
-			"Honour `apparmor:` dockerSecurityOptions.").
-			notEnforced("apparmor: security options are not applied to containers yet", enabled(func(c *Config) bool { return c.Containers.AppArmorCapable })),
+			"Honour `apparmor:` dockerSecurityOptions (the container's AppArmor profile); without it a task naming one stops with a reason naming the option.").
+			differs("A host without AppArmor enabled refuses the option when the container is created (CannotCreateContainerError naming it)."),
 		define("ECS_CONTAINER_STOP_TIMEOUT", signedDurationType(), "30s",
 			func(c *Config) *time.Duration { return &c.Containers.StopTimeout }, "Time between the stop signal and SIGKILL when a task has no stopTimeout; below 1s means 1s.").
 			checked(func(c *Config) string { return clampDuration(&c.Containers.StopTimeout, time.Second) }),

@@ -80,6 +80,13 @@ type Spec struct {
 	ReadonlyRootfs bool `json:"readonlyRootfs,omitempty"`
 	// NoNewPrivileges sets the no_new_privs bit.
 	NoNewPrivileges bool `json:"noNewPrivileges,omitempty"`
+	// AppArmorProfile confines the process with this loaded AppArmor
+	// profile (Docker's "apparmor:PROFILE"); empty keeps the runtime's.
+	AppArmorProfile string `json:"apparmorProfile,omitempty"`
+	// SELinuxOptions are Docker's "label:" options ("user:U", "role:R",
+	// "type:T", "level:L", "filetype:T", "disable") that make the
+	// process's and mounts' SELinux labels.
+	SELinuxOptions []string `json:"selinuxOptions,omitempty"`
 	// Init runs the runtime's init binary as PID 1 to reap zombies and
 	// forward signals.
 	Init bool `json:"init,omitempty"`

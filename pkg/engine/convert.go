@@ -274,6 +274,9 @@ func convertContainer(c *api.Container) (ContainerDef, error) {
 	if host.Privileged {
 		spec.Privileged = true
 	}
+	if err := readSecurityOptions(host.SecurityOpt, &spec); err != nil {
+		return cd, err
+	}
 	cd.Spec = spec
 	return cd, nil
 }

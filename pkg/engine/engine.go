@@ -95,6 +95,8 @@ type Options struct {
 	StepHook func(ctx context.Context, step Step)
 	// Images configures the clean-up of unused images; zero disables it.
 	Images ImageCleanup
+	// Security says which dockerSecurityOptions the instance may honour.
+	Security Security
 	// TaskCgroups puts each task's containers in a task cgroup that bounds
 	// them together; zero disables it.
 	TaskCgroups TaskCgroups

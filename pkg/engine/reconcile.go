@@ -35,7 +35,11 @@ func (r *taskRunner) reconcile() {
 		return
 	}
 	if !st.Admitted {
-		if reason := r.e.checkLogConfig(&st.Def); reason != "" {
+		reason := r.e.checkLogConfig(&st.Def)
+		if reason == "" {
+			reason = r.e.checkSecurityOptions(&st.Def)
+		}
+		if reason != "" {
 			r.stopTask(prefixCreate + reason)
 			r.mustSave()
 			r.driveStop()

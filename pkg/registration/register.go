@@ -223,6 +223,9 @@ type CapabilityOptions struct {
 	// TaskCPUMemLimit is ECS_ENABLE_TASK_CPU_MEM_LIMIT on a host whose
 	// cgroups can hold task cgroups: task-level cpu and memory are enforced.
 	TaskCPUMemLimit bool
+	// SELinux and AppArmor are ECS_SELINUX_CAPABLE and ECS_APPARMOR_CAPABLE:
+	// label: and apparmor: dockerSecurityOptions are honoured.
+	SELinux, AppArmor bool
 }
 
 // baseLogDrivers are implemented by the container runtime's own logger.
@@ -259,6 +262,12 @@ func Capabilities(o CapabilityOptions) []string {
 	)
 	if o.TaskCPUMemLimit {
 		out = append(out, "ecs.capability.task-cpu-mem-limit")
+	}
+	if o.SELinux {
+		out = append(out, "com.amazonaws.ecs.capability.selinux")
+	}
+	if o.AppArmor {
+		out = append(out, "com.amazonaws.ecs.capability.apparmor")
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package registration_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -198,5 +199,25 @@ func TestBackoffDelays(t *testing.T) {
 	}
 	if got := b.Delay(30); got != 3*time.Minute {
 		t.Errorf("Delay(30) = %v, want the 2m cap plus 50%% jitter", got)
+	}
+}
+
+// TestCapabilitiesOnlyWhatIsEnforced: task-cpu-mem-limit, selinux and
+// apparmor are registered only when the agent enforces them.
+func TestCapabilitiesOnlyWhatIsEnforced(t *testing.T) {
+	names := map[string]string{
+		"task":     "ecs.capability.task-cpu-mem-limit",
+		"selinux":  "com.amazonaws.ecs.capability.selinux",
+		"apparmor": "com.amazonaws.ecs.capability.apparmor",
+	}
+	off := registration.Capabilities(registration.CapabilityOptions{})
+	on := registration.Capabilities(registration.CapabilityOptions{TaskCPUMemLimit: true, SELinux: true, AppArmor: true})
+	for what, name := range names {
+		if slices.Contains(off, name) {
+			t.Errorf("%s registered without %s enforced", name, what)
+		}
+		if !slices.Contains(on, name) {
+			t.Errorf("%s not registered with %s enforced", name, what)
+		}
 	}
 }

@@ -195,11 +195,20 @@ func TestLimitsAreEnforced(t *testing.T) {
 		}
 	})
 	t.Run("unsupported settings are named", func(t *testing.T) {
-		for name, spec := range map[string]container.Spec{
+		unsupported := map[string]container.Spec{
 			"init":   {ID: "u1", Image: img.Ref, Init: true},
 			"ulimit": {ID: "u2", Image: img.Ref, Ulimits: []container.Ulimit{{Name: "bogus"}}},
 			"capAdd": {ID: "u3", Image: img.Ref, CapAdd: []string{"FLY"}},
-		} {
+		}
+		// A security module the host lacks refuses its option.
+		lsm := hostLSMs()
+		if !lsm.apparmor {
+			unsupported["apparmor:berth-test"] = container.Spec{ID: "u4", Image: img.Ref, AppArmorProfile: "berth-test"}
+		}
+		if !lsm.selinux {
+			unsupported["label:type:spc_t"] = container.Spec{ID: "u5", Image: img.Ref, SELinuxOptions: []string{"type:spc_t"}}
+		}
+		for name, spec := range unsupported {
 			err := tr.Create(t.Context(), spec)
 			if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), name) {
 				t.Errorf("%s: Create = %v, want ErrUnsupported naming %q", name, err, name)

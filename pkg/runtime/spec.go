@@ -13,10 +13,13 @@ import (
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/oci"
+	"github.com/containerd/containerd/pkg/apparmor"
 	"github.com/containerd/containerd/pkg/cap"
 	"github.com/moby/sys/signal"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/selinux/go-selinux"
+	"github.com/opencontainers/selinux/go-selinux/label"
 
 	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/logs"
@@ -317,7 +320,7 @@ func (r *Runtime) specOpts(spec createSpec, img containerd.Image, imgSpec ocispe
 		return nil, err
 	}
 	opts = append(opts, res...)
-	sec, err := securityOpts(spec.Spec)
+	sec, err := securityOpts(spec.Spec, hostLSMs())
 	if err != nil {
 		return nil, err
 	}
@@ -469,8 +472,41 @@ func rlimitName(name string) (string, error) {
 	return "RLIMIT_" + strings.ToUpper(n), nil
 }
 
-func securityOpts(sec container.Spec) ([]oci.SpecOpts, error) {
+// lsms says which Linux security modules the host has enabled.
+type lsms struct{ apparmor, selinux bool }
+
+func hostLSMs() lsms {
+	return lsms{apparmor: apparmor.HostSupports(), selinux: selinux.GetEnabled()}
+}
+
+func securityOpts(sec container.Spec, host lsms) ([]oci.SpecOpts, error) {
 	var opts []oci.SpecOpts
+	if p := sec.AppArmorProfile; p != "" {
+		if !host.apparmor {
+			return nil, fmt.Errorf("apparmor:%s: %w: AppArmor is not enabled on this host", p, ErrUnsupported)
+		}
+		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			s.Process.ApparmorProfile = p
+			return nil
+		})
+	}
+	if o := sec.SELinuxOptions; len(o) > 0 {
+		if !host.selinux {
+			return nil, fmt.Errorf("label:%s: %w: SELinux is not enabled on this host", o[0], ErrUnsupported)
+		}
+		processLabel, mountLabel, err := label.InitLabels(o)
+		if err != nil {
+			return nil, fmt.Errorf("label:%s: %w", strings.Join(o, ","), err)
+		}
+		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			s.Process.SelinuxLabel = processLabel
+			if s.Linux == nil {
+				s.Linux = &specs.Linux{}
+			}
+			s.Linux.MountLabel = mountLabel
+			return nil
+		})
+	}
 	if sec.Privileged {
 		all, err := cap.Current()
 		if err != nil {

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -13,9 +14,11 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/pkg/container"
+	"github.com/containerd/containerd/oci"
 	"github.com/containerd/containerd/remotes/docker"
 	remoteerrors "github.com/containerd/containerd/remotes/errors"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestProcessArgsFollowDockerRules(t *testing.T) {
@@ -319,5 +322,49 @@ func TestReadSpec(t *testing.T) {
 		if got, err := parseSize(in); err != nil || got != want {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
+	}
+}
+
+func TestSecurityOptionsInTheSpec(t *testing.T) {
+	apply := func(opts []oci.SpecOpts) *oci.Spec {
+		t.Helper()
+		s := &oci.Spec{Process: &specs.Process{}, Linux: &specs.Linux{}}
+		for _, o := range opts {
+			if err := o(context.Background(), nil, nil, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s
+	}
+	opts, err := securityOpts(container.Spec{AppArmorProfile: "berth-web", NoNewPrivileges: true}, lsms{apparmor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := apply(opts); s.Process.ApparmorProfile != "berth-web" || !s.Process.NoNewPrivileges {
+		t.Errorf("process apparmor profile %q, no_new_privs %v; want berth-web and true", s.Process.ApparmorProfile, s.Process.NoNewPrivileges)
+	}
+	if s := apply(mustOpts(t)(securityOpts(container.Spec{}, lsms{apparmor: true, selinux: true}))); s.Process.ApparmorProfile != "" || s.Process.SelinuxLabel != "" {
+		t.Errorf("no security options gave apparmor %q, selinux %q", s.Process.ApparmorProfile, s.Process.SelinuxLabel)
+	}
+	// On a host without the module the option is refused by name, never
+	// dropped.
+	for name, spec := range map[string]container.Spec{
+		"apparmor:berth-web": {AppArmorProfile: "berth-web"},
+		"label:type:spc_t":   {SELinuxOptions: []string{"type:spc_t"}},
+	} {
+		_, err := securityOpts(spec, lsms{})
+		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s on a host without it: %v, want ErrUnsupported naming it", name, err)
+		}
+	}
+}
+
+func mustOpts(t *testing.T) func([]oci.SpecOpts, error) []oci.SpecOpts {
+	return func(opts []oci.SpecOpts, err error) []oci.SpecOpts {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return opts
 	}
 }
