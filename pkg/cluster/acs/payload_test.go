@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -188,7 +189,6 @@ func TestACSTaskReportsUnsupported(t *testing.T) {
 		{"systemControls", func(cd *types.ContainerDefinition) {
 			cd.SystemControls = []types.SystemControl{{Namespace: aws.String("net.core.somaxconn"), Value: aws.String("1024")}}
 		}, "Sysctls"},
-		{"dockerSecurityOptions", func(cd *types.ContainerDefinition) { cd.DockerSecurityOptions = []string{"no-new-privileges"} }, "SecurityOpt"},
 		{"pseudoTerminal", func(cd *types.ContainerDefinition) { cd.PseudoTerminal = aws.Bool(true) }, "Tty"},
 		{"devices", func(cd *types.ContainerDefinition) {
 			cd.LinuxParameters.Devices = []types.Device{{HostPath: aws.String("/dev/fuse")}}
@@ -206,6 +206,21 @@ func TestACSTaskReportsUnsupported(t *testing.T) {
 		if !errors.As(err, &ue) || ue.Field != c.field {
 			t.Errorf("%s: decoder error %v, want unsupported field %s", c.name, err, c.field)
 		}
+	}
+}
+
+// TestACSTaskCarriesSecurityOptions: dockerSecurityOptions reach the agent
+// as hostConfig.SecurityOpt, which its engine reads.
+func TestACSTaskCarriesSecurityOptions(t *testing.T) {
+	td := loadECSTaskDefinition(t, "testdata/ecs_taskdef_web_v4.json")
+	td.ContainerDefinitions[0].DockerSecurityOptions = []string{"no-new-privileges", "apparmor:web"}
+	got, err := acsTask(td, ecsTaskFor(td, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := got.Container("app").Settings()
+	if err != nil || !slices.Equal(s.HostConfig.SecurityOpt, []string{"no-new-privileges", "apparmor:web"}) {
+		t.Fatalf("settings %+v, %v; want SecurityOpt no-new-privileges, apparmor:web", s, err)
 	}
 }
 
