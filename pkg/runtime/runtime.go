@@ -4,12 +4,13 @@
 // login), creating containers from a container.Spec (reading its
 // Docker-format sizes, tmpfs and log options), their lifecycle (start, exit,
 // wait, stop, remove, exec, stats, list and re-attach after an agent
-// restart) and the images of its namespace.
+// restart), the task cgroups that bound a task's containers together
+// (taskcgroup.go) and the images of its namespace.
 //
 // *Runtime satisfies pkg/engine's ContainerRuntime and ImageStore directly:
 // the types it takes and returns are pkg/container's, and its errors wrap
 // container.ErrNotFound, ErrExists and ErrUnavailable. It knows nothing of
-// ECS, tasks or networks: it joins network namespaces that pkg/network
+// ECS or networks (a task is only a named cgroup here): it joins network namespaces that pkg/network
 // created. Container output goes from the shim through FIFOs to the log
 // daemon of pkg/logs (logio.go), so no container IO passes through this
 // package.
