@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -125,7 +126,8 @@ func (s *Server) forceDeployment(w http.ResponseWriter, r *http.Request) {
 }
 
 // setInstanceState drains a container instance or makes it ACTIVE again
-// (UpdateContainerInstancesState): the form's instance and status.
+// (UpdateContainerInstancesState): the form's instance and status. It
+// goes back to the cluster's page, or to the instance's (from=instance).
 func (s *Server) setInstanceState(w http.ResponseWriter, r *http.Request) {
 	cluster, instance, status := r.PathValue("cluster"), r.PostFormValue("instance"), r.PostFormValue("status")
 	fl, err := s.call(r, "UpdateContainerInstancesState", map[string]any{"cluster": cluster, "containerInstances": []string{instance},
@@ -137,5 +139,9 @@ func (s *Server) setInstanceState(w http.ResponseWriter, r *http.Request) {
 	if fl == nil {
 		fl = &flash{Message: fmt.Sprintf("Instance %s is %s.", instance, status)}
 	}
-	s.answerAction(w, r, fl, Prefix+"clusters/"+cluster)
+	back := Prefix + "clusters/" + cluster
+	if r.PostFormValue("from") == "instance" {
+		back += "/instances/" + url.PathEscape(instance)
+	}
+	s.answerAction(w, r, fl, back)
 }

@@ -147,6 +147,7 @@ func (s *Server) routes(static staticFiles) *http.ServeMux {
 	m.HandleFunc("GET /console/clusters/{cluster}/services/{service}/requests", s.signedIn(s.serviceRequests))
 	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/desired-count", s.signedIn(s.acting(s.setDesiredCount)))
 	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/force-deployment", s.signedIn(s.acting(s.forceDeployment)))
+	m.HandleFunc("GET /console/clusters/{cluster}/instances/{instance}", s.signedIn(s.instancePage))
 	m.HandleFunc("POST /console/clusters/{cluster}/instance-state", s.signedIn(s.acting(s.setInstanceState)))
 	m.HandleFunc("GET /console/clusters/{cluster}/tasks/{task}", s.signedIn(s.taskPage))
 	m.HandleFunc("GET /console/clusters/{cluster}/tasks/{task}/logs", s.signedIn(s.containerLogs))
