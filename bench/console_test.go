@@ -8,6 +8,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -167,12 +168,21 @@ func (cb *consoleBench) get(b *testing.B, c *http.Client, u string) []byte {
 func BenchmarkConsolePages(b *testing.B) {
 	cb := newConsoleBench(b)
 	stubClient := &http.Client{}
+	instances, err := cb.admin.ListContainerInstances(context.Background(), &ecs.ListContainerInstancesInput{Cluster: aws.String("big")})
+	if err != nil || len(instances.ContainerInstanceArns) == 0 {
+		b.Fatalf("ListContainerInstances: %v", err)
+	}
+	instance := instances.ContainerInstanceArns[0][strings.LastIndex(instances.ContainerInstanceArns[0], "/")+1:]
 	for _, p := range []struct{ name, path string }{
 		{"clusters", "/console/"},
 		{"cluster", "/console/clusters/big"},
 		{"service", "/console/clusters/big/services/svc-07"},
 		{"service-live", "/console/clusters/big/services/svc-07?part=live"},
 		{"task", "/console/clusters/big/tasks/" + cb.task},
+		{"instance", "/console/clusters/big/instances/" + instance},
+		{"tasks-list", "/console/clusters/big/tasks"},
+		{"tasks-filtered", "/console/clusters/big/tasks?group=service:svc-07&status=RUNNING"},
+		{"services-list", "/console/clusters/big/services?q=svc-4"},
 	} {
 		b.Run(p.name, func(b *testing.B) {
 			page := cb.get(b, cb.client, cb.url+p.path)

@@ -110,9 +110,12 @@ type clusterData struct {
 	Instances []instanceRow
 	Tasks     []taskRow
 	// TasksTotal counts the cluster's active tasks; NextTasks is the
-	// ?after= of the next page of them ("" on the last).
+	// ?after= of the tasks list's next page ("" when all are shown).
 	TasksTotal int
 	NextTasks  string
+	// ServicesTotal and InstancesTotal count all (the page shows the
+	// first pageSize).
+	ServicesTotal, InstancesTotal int
 }
 
 func clusterCrumbs(cluster string) []crumb {
@@ -122,64 +125,87 @@ func clusterCrumbs(cluster string) []crumb {
 // errNotFound is a page whose record does not exist (404).
 var errNotFound = errors.New("not found")
 
+// countTasks walks the cluster's active-task index once: the running and
+// pending tasks of each group, and the tasks not stopped of each
+// instance (by ARN); each, when not nil, sees every task too.
+func countTasks(tx store.Tx, cluster string, each func(key string, a *records.ActiveTask)) (map[string]*taskCounts, map[string]int64, error) {
+	counts := map[string]*taskCounts{}
+	perInstance := map[string]int64{}
+	err := records.EachActiveTask(tx, cluster, func(key string, a *records.ActiveTask) error {
+		c := counts[a.Group]
+		if c == nil {
+			c = &taskCounts{}
+			counts[a.Group] = c
+		}
+		c.add(a.LastStatus, a.DesiredStatus)
+		if a.Unstopped() {
+			perInstance[a.InstanceArn]++
+		}
+		if each != nil {
+			each(key, a)
+		}
+		return nil
+	})
+	return counts, perInstance, err
+}
+
+func newServiceRow(sv *records.Service, counts map[string]*taskCounts) serviceRow {
+	row := serviceRow{Name: sv.Name(), Status: aws.ToString(sv.Service.Status), Desired: sv.Service.DesiredCount,
+		TaskDefinition: arn.ResourceID(aws.ToString(sv.Service.TaskDefinition))}
+	if c := counts[sv.Group()]; c != nil {
+		row.taskCounts = *c
+	}
+	return row
+}
+
+func newInstanceRow(in *records.Instance, perInstance map[string]int64) instanceRow {
+	ci := in.Instance
+	row := instanceRow{ID: arn.ResourceID(aws.ToString(ci.ContainerInstanceArn)), Status: in.Status(), Connected: ci.AgentConnected,
+		CPU: records.ResourceInt(ci.RegisteredResources, "CPU"), Memory: records.ResourceInt(ci.RegisteredResources, "MEMORY"),
+		Tasks: perInstance[aws.ToString(ci.ContainerInstanceArn)]}
+	if ci.VersionInfo != nil {
+		row.AgentVersion = aws.ToString(ci.VersionInfo.AgentVersion)
+	}
+	row.RemainingCPU, row.RemainingMemory = row.CPU-in.UsedCPU, row.Memory-in.UsedMemory
+	return row
+}
+
+// clusterPage shows the first pageSize of a cluster's services, instances
+// and tasks (the list pages page and filter them all).
 func (s *Server) clusterPage(w http.ResponseWriter, r *http.Request) {
-	name, after := r.PathValue("cluster"), r.URL.Query().Get("after")
+	name := r.PathValue("cluster")
 	var d clusterData
 	err := s.o.Store.View(func(tx store.Tx) error {
 		d = clusterData{Name: name}
-		if _, ok, err := records.Get[records.Cluster](tx, records.Clusters, name); err != nil || !ok {
-			if err == nil {
-				err = fmt.Errorf("%w: cluster %s", errNotFound, name)
-			}
+		if err := clusterExists(tx, name); err != nil {
 			return err
 		}
-		counts := map[string]*taskCounts{}
-		perInstance := map[string]int64{}
-		if err := records.EachActiveTask(tx, name, func(key string, a *records.ActiveTask) error {
-			c := counts[a.Group]
-			if c == nil {
-				c = &taskCounts{}
-				counts[a.Group] = c
-			}
-			c.add(a.LastStatus, a.DesiredStatus)
-			if a.Unstopped() {
-				perInstance[a.InstanceArn]++
-			}
+		counts, perInstance, err := countTasks(tx, name, func(key string, a *records.ActiveTask) {
 			d.TasksTotal++
-			if key <= records.TaskKey(name, after) && after != "" {
-				return nil
-			}
 			if len(d.Tasks) < pageSize {
 				d.Tasks = append(d.Tasks, taskRow{ID: strings.TrimPrefix(key, records.ClusterPrefix(name)), LastStatus: a.LastStatus,
 					DesiredStatus: a.DesiredStatus, Group: a.Group, Instance: arn.ResourceID(a.InstanceArn)})
 			} else if d.NextTasks == "" {
 				d.NextTasks = d.Tasks[len(d.Tasks)-1].ID
 			}
-			return nil
-		}); err != nil {
+		})
+		if err != nil {
 			return err
 		}
 		if err := records.Each(tx, records.Services, records.ClusterPrefix(name), func(sv *records.Service) error {
-			row := serviceRow{Name: sv.Name(), Status: aws.ToString(sv.Service.Status), Desired: sv.Service.DesiredCount,
-				TaskDefinition: arn.ResourceID(aws.ToString(sv.Service.TaskDefinition))}
-			if c := counts[sv.Group()]; c != nil {
-				row.taskCounts = *c
+			d.ServicesTotal++
+			if len(d.Services) < pageSize {
+				d.Services = append(d.Services, newServiceRow(sv, counts))
 			}
-			d.Services = append(d.Services, row)
 			return nil
 		}); err != nil {
 			return err
 		}
 		return records.Each(tx, records.Instances, records.ClusterPrefix(name), func(in *records.Instance) error {
-			ci := in.Instance
-			row := instanceRow{ID: arn.ResourceID(aws.ToString(ci.ContainerInstanceArn)), Status: in.Status(), Connected: ci.AgentConnected,
-				CPU: records.ResourceInt(ci.RegisteredResources, "CPU"), Memory: records.ResourceInt(ci.RegisteredResources, "MEMORY"),
-				Tasks: perInstance[aws.ToString(ci.ContainerInstanceArn)]}
-			if ci.VersionInfo != nil {
-				row.AgentVersion = aws.ToString(ci.VersionInfo.AgentVersion)
+			d.InstancesTotal++
+			if len(d.Instances) < pageSize {
+				d.Instances = append(d.Instances, newInstanceRow(in, perInstance))
 			}
-			row.RemainingCPU, row.RemainingMemory = row.CPU-in.UsedCPU, row.Memory-in.UsedMemory
-			d.Instances = append(d.Instances, row)
 			return nil
 		})
 	})
