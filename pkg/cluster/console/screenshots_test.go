@@ -21,7 +21,8 @@ import (
 const screenshotsEnv = "BERTH_CONSOLE_SCREENSHOTS"
 
 // TestScreenshots takes 1280×800 screenshots of the main pages of a
-// cluster with two services, their graph and a task's page, and checks
+// cluster with two services and one behind a load balancer, their graph,
+// a task's page, the instance's and the load balancer's, and checks
 // each is a PNG of that size.
 func TestScreenshots(t *testing.T) {
 	path := requireBrowser(t)
@@ -40,6 +41,8 @@ func TestScreenshots(t *testing.T) {
 	}
 	f.createServiceOf(t, "api", "api", 3)
 	f.createService(t, "worker", 2)
+	lb := f.serviceBehindLB(t)
+	f.reportHealth(t, lb, "healthy", "", "")
 	putUtilisation(t, f, "api", 90)
 	list, err := f.admin.ListTasks(ctx0, &ecs.ListTasksInput{Cluster: aws.String("web"), ServiceName: aws.String("api")})
 	if err != nil || len(list.TaskArns) == 0 {
@@ -84,4 +87,6 @@ func TestScreenshots(t *testing.T) {
 	shoot("cluster", "/console/clusters/web", "#instances")
 	shoot("service", "/console/clusters/web/services/api", "#utilisation-chart canvas")
 	shoot("task", "/console/clusters/web/tasks/"+task, "#containers")
+	shoot("instance", "/console/clusters/web/instances/"+lb.instanceID, "#attributes")
+	shoot("loadbalancer", "/console/load-balancers/"+lb.lbID, ".targets")
 }
