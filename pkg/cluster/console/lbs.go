@@ -5,7 +5,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -273,16 +272,6 @@ func ruleActions(tx store.Tx, actions []elbtypes.Action) ([]actionRow, error) {
 	return out, nil
 }
 
-// rulePriority orders a listener's rules as the load balancer tries
-// them: by priority, the default rule last.
-func rulePriority(r *records.Rule) int {
-	if aws.ToBool(r.Rule.IsDefault) {
-		return 1 << 30
-	}
-	n, _ := strconv.Atoi(aws.ToString(r.Rule.Priority))
-	return n
-}
-
 // loadLoadBalancer reads what a load balancer's page shows.
 func loadLoadBalancer(tx store.Tx, id string, now time.Time) (*loadBalancerData, error) {
 	lb, ok, err := records.Get[records.LoadBalancer](tx, records.LoadBalancers, id)
@@ -319,7 +308,7 @@ func loadLoadBalancer(tx store.Tx, id string, now time.Time) (*loadBalancerData,
 		}); err != nil {
 			return nil, err
 		}
-		slices.SortFunc(rules, func(a, b *records.Rule) int { return rulePriority(a) - rulePriority(b) })
+		slices.SortFunc(rules, func(a, b *records.Rule) int { return a.Order() - b.Order() })
 		for _, ru := range rules {
 			rr := ruleRow{Priority: aws.ToString(ru.Rule.Priority)}
 			for _, c := range ru.Rule.Conditions {

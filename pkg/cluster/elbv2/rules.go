@@ -19,17 +19,8 @@ func listenerRules(tx store.Tx, listenerArn string) ([]*records.Rule, error) {
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(rules, func(a, b *records.Rule) int { return rulePriority(a) - rulePriority(b) })
+	slices.SortFunc(rules, func(a, b *records.Rule) int { return a.Order() - b.Order() })
 	return rules, nil
-}
-
-// rulePriority is a rule's priority; the default rule's sorts last.
-func rulePriority(r *records.Rule) int {
-	if aws.ToBool(r.Rule.IsDefault) {
-		return 1 << 30
-	}
-	n, _ := strconv.Atoi(aws.ToString(r.Rule.Priority))
-	return n
 }
 
 // checkPriority refuses a priority outside 1-50000 or taken by another
@@ -39,7 +30,7 @@ func checkPriority(rules []*records.Rule, self string, p int32) error {
 		return apiErr(errValidation, "1 validation error detected: Value '%d' at 'priority' failed to satisfy constraint: Member must have value between 1 and 50000", p)
 	}
 	for _, r := range rules {
-		if aws.ToString(r.Rule.RuleArn) != self && !aws.ToBool(r.Rule.IsDefault) && rulePriority(r) == int(p) {
+		if aws.ToString(r.Rule.RuleArn) != self && !aws.ToBool(r.Rule.IsDefault) && r.Order() == int(p) {
 			return apiErr(errPriorityInUse, "Priority '%d' is currently in use", p)
 		}
 	}
@@ -228,7 +219,7 @@ func (s *Server) setRulePriorities(tx store.Tx, in *elb.SetRulePrioritiesInput) 
 		}
 	}
 	for _, c := range changed {
-		if err := checkPriority(rules, aws.ToString(c.Rule.RuleArn), int32(rulePriority(c))); err != nil {
+		if err := checkPriority(rules, aws.ToString(c.Rule.RuleArn), int32(c.Order())); err != nil {
 			return nil, err
 		}
 	}

@@ -135,6 +135,16 @@ func (r *Rule) Key() string {
 	return LBResourceID(r.ListenerArn) + "/" + LBResourceID(aws.ToString(r.Rule.RuleArn))
 }
 
+// Order is the rule's place among its listener's rules, as the load
+// balancer tries them: its priority, the default rule's last.
+func (r *Rule) Order() int {
+	if aws.ToBool(r.Rule.IsDefault) {
+		return 1 << 30
+	}
+	n, _ := strconv.Atoi(aws.ToString(r.Rule.Priority))
+	return n
+}
+
 // Bucket is Targets.
 func (*Target) Bucket() store.Bucket { return Targets }
 
