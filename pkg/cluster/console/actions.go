@@ -93,6 +93,21 @@ func (s *Server) setDesiredCount(w http.ResponseWriter, r *http.Request) {
 	s.answerAction(w, r, fl, Prefix+"clusters/"+cluster+"/services/"+service)
 }
 
+// updateRevision updates the service to the form's task definition
+// revision (UpdateService taskDefinition): a new deployment.
+func (s *Server) updateRevision(w http.ResponseWriter, r *http.Request) {
+	cluster, service, td := r.PathValue("cluster"), r.PathValue("service"), strings.TrimSpace(r.PostFormValue("taskDefinition"))
+	fl, err := s.call(r, "UpdateService", map[string]any{"cluster": cluster, "service": service, "taskDefinition": td})
+	if err != nil {
+		s.internalError(w, err)
+		return
+	}
+	if fl == nil {
+		fl = &flash{Message: fmt.Sprintf("Service %s is being updated to %s.", service, td)}
+	}
+	s.answerAction(w, r, fl, Prefix+"clusters/"+cluster+"/services/"+service)
+}
+
 // stopTask stops the task named by the form's task field (the button
 // pressed: a service's task list has one form, outside the part that
 // polling replaces, and a button per task).

@@ -146,6 +146,7 @@ func (s *Server) routes(static staticFiles) *http.ServeMux {
 	m.HandleFunc("GET /console/clusters/{cluster}/services/{service}/metrics", s.signedIn(s.serviceMetrics))
 	m.HandleFunc("GET /console/clusters/{cluster}/services/{service}/requests", s.signedIn(s.serviceRequests))
 	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/desired-count", s.signedIn(s.acting(s.setDesiredCount)))
+	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/task-definition", s.signedIn(s.acting(s.updateRevision)))
 	m.HandleFunc("POST /console/clusters/{cluster}/services/{service}/force-deployment", s.signedIn(s.acting(s.forceDeployment)))
 	m.HandleFunc("GET /console/clusters/{cluster}/tasks", s.signedIn(s.tasksPage))
 	m.HandleFunc("GET /console/clusters/{cluster}/services", s.signedIn(s.servicesPage))

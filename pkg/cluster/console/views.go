@@ -262,6 +262,9 @@ type serviceData struct {
 	// Scaling is the service's Application Auto Scaling (nil when the
 	// endpoint has none).
 	Scaling *scalingData
+	// Revisions are the ACTIVE revisions of the service's task definition
+	// family ("app:3"), newest first: the choices of its update.
+	Revisions []string
 }
 
 // targetRow is a registered target of a target group with its health:
@@ -325,6 +328,29 @@ func serviceTargets(tx store.Tx, sv *records.Service, now time.Time) ([]serviceL
 	return lbs, rows, nil
 }
 
+// activeRevisions returns the ACTIVE revisions of the family of the task
+// definition taskDefinition ("family:revision"), newest first.
+func activeRevisions(tx store.Tx, taskDefinition string) ([]string, error) {
+	family, _, ok := strings.Cut(taskDefinition, ":")
+	if !ok {
+		return nil, nil
+	}
+	var revs []int32
+	err := records.Each(tx, records.TaskDefinitions, family+":", func(td *records.TaskDefinition) error {
+		if td.TaskDefinition.Status == types.TaskDefinitionStatusActive {
+			revs = append(revs, td.TaskDefinition.Revision)
+		}
+		return nil
+	})
+	slices.Sort(revs)
+	slices.Reverse(revs)
+	out := make([]string, len(revs))
+	for i, r := range revs {
+		out[i] = fmt.Sprintf("%s:%d", family, r)
+	}
+	return out, err
+}
+
 // loadService reads what a service's page shows.
 func (s *Server) loadService(cluster, name string) (*serviceData, error) {
 	var d *serviceData
@@ -376,6 +402,9 @@ func (s *Server) loadService(cluster, name string) (*serviceData, error) {
 			d.Deployments = append(d.Deployments, row)
 		}
 		d.Events = slices.Clone(sv.Service.Events[:min(len(sv.Service.Events), eventsShown)])
+		if d.Revisions, err = activeRevisions(tx, d.TaskDefinition); err != nil {
+			return err
+		}
 		d.LoadBalancers, d.Targets, err = serviceTargets(tx, sv, s.o.Now())
 		return err
 	})
