@@ -233,20 +233,60 @@ const fragmentPage = "clusters"
 // render writes the template name of page set pg: "layout.html" for the
 // whole page, or one of its fragments (an htmx request's answer).
 func (s *Server) render(w http.ResponseWriter, status int, pg, name string, p *page) {
-	t, ok := s.pages[pg]
-	if !ok {
-		s.internalError(w, fmt.Errorf("no page %q", pg))
-		return
-	}
-	p.MissingAssets = s.missingAssets
-	var b bytes.Buffer
-	if err := t.ExecuteTemplate(&b, name, p); err != nil {
-		s.internalError(w, fmt.Errorf("render %s/%s: %w", pg, name, err))
+	b, err := s.execute(pg, name, p)
+	if err != nil {
+		s.internalError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	w.Write(b.Bytes())
+	w.Write(b)
+}
+
+func (s *Server) execute(pg, name string, p *page) ([]byte, error) {
+	t, ok := s.pages[pg]
+	if !ok {
+		return nil, fmt.Errorf("no page %q", pg)
+	}
+	p.MissingAssets = s.missingAssets
+	var b bytes.Buffer
+	if err := t.ExecuteTemplate(&b, name, p); err != nil {
+		return nil, fmt.Errorf("render %s/%s: %w", pg, name, err)
+	}
+	return b.Bytes(), nil
+}
+
+// renderPage answers a page that has a live part: the whole page, or the
+// live part alone for htmx's poll (?part=live).
+func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, pg string, p *page) {
+	if r.URL.Query().Get("part") == "live" {
+		s.renderPolled(w, r, pg, "live", p)
+		return
+	}
+	s.render(w, http.StatusOK, pg, "layout.html", p)
+}
+
+// renderPolled answers a polled fragment with an ETag of its bytes; a
+// poll whose If-None-Match still holds gets 304 without a body, and the
+// page keeps what it shows (static/console.js sends the tag back, htmx is
+// configured not to swap on 304). The fragment is rendered either way:
+// what the tag saves is the transfer and the browser's swap.
+func (s *Server) renderPolled(w http.ResponseWriter, r *http.Request, pg, name string, p *page) {
+	b, err := s.execute(pg, name, p)
+	if err != nil {
+		s.internalError(w, err)
+		return
+	}
+	tag := etagOf(b)
+	h := w.Header()
+	h.Set("ETag", tag)
+	if r.Header.Get("If-None-Match") == tag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
 }
 
 // internalError logs err and tells the browser only that something failed.

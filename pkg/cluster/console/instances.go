@@ -120,5 +120,5 @@ func (s *Server) instancePage(w http.ResponseWriter, r *http.Request) {
 	if s.viewFailed(w, r, "instance page", err) {
 		return
 	}
-	s.render(w, http.StatusOK, "instance", livePart(r), &page{Title: "Instance " + id, Session: sessionOf(r), Crumbs: instanceCrumbs(cluster, id), Data: d})
+	s.renderPage(w, r, "instance", &page{Title: "Instance " + id, Session: sessionOf(r), Crumbs: instanceCrumbs(cluster, id), Data: d})
 }

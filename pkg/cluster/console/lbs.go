@@ -344,15 +344,6 @@ func loadLoadBalancer(tx store.Tx, id string, now time.Time) (*loadBalancerData,
 	return d, nil
 }
 
-// livePart is the template a page request asks for: the whole page, or
-// only the part htmx's polling replaces (?part=live).
-func livePart(r *http.Request) string {
-	if r.URL.Query().Get("part") == "live" {
-		return "live"
-	}
-	return "layout.html"
-}
-
 func (s *Server) loadBalancerPage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("lb")
 	var d *loadBalancerData
@@ -365,7 +356,7 @@ func (s *Server) loadBalancerPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	crumbs := append(lbCrumbs(), crumb{Name: d.Name, Href: Prefix + "load-balancers/" + id})
-	s.render(w, http.StatusOK, "loadbalancer", livePart(r), &page{Title: "Load balancer " + d.Name, Session: sessionOf(r), Crumbs: crumbs, Data: d})
+	s.renderPage(w, r, "loadbalancer", &page{Title: "Load balancer " + d.Name, Session: sessionOf(r), Crumbs: crumbs, Data: d})
 }
 
 func (s *Server) targetGroupPage(w http.ResponseWriter, r *http.Request) {
@@ -386,5 +377,5 @@ func (s *Server) targetGroupPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	crumbs := append(lbCrumbs(), crumb{Name: "target group " + d.Name, Href: Prefix + "target-groups/" + id})
-	s.render(w, http.StatusOK, "targetgroup", livePart(r), &page{Title: "Target group " + d.Name, Session: sessionOf(r), Crumbs: crumbs, Data: &d})
+	s.renderPage(w, r, "targetgroup", &page{Title: "Target group " + d.Name, Session: sessionOf(r), Crumbs: crumbs, Data: &d})
 }

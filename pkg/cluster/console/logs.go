@@ -135,5 +135,5 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 			d.Lines = append(d.Lines, logLine{Time: &at, Message: e.Message})
 		}
 	}
-	s.render(w, http.StatusOK, "task", "logs", &page{Session: sessionOf(r), Data: &d})
+	s.renderPolled(w, r, "task", "logs", &page{Session: sessionOf(r), Data: &d})
 }

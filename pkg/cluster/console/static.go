@@ -33,14 +33,19 @@ func newStaticFiles(fsys fs.FS) (staticFiles, error) {
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(b)
-		sf[p] = staticFile{content: b, etag: `"` + hex.EncodeToString(sum[:16]) + `"`}
+		sf[p] = staticFile{content: b, etag: etagOf(b)}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("console: static files: %w", err)
 	}
 	return sf, nil
+}
+
+// etagOf is the ETag of content: its SHA-256, shortened.
+func etagOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return `"` + hex.EncodeToString(sum[:16]) + `"`
 }
 
 func (sf staticFiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -218,7 +218,8 @@ func TestLoadBalancerPages(t *testing.T) {
 	}
 }
 
-// TestBrowserTargetHealth: the load balancer's page in Chromium shows the
+// TestBrowserTargetHealth: the load balancer's page in Chromium polls
+// with the ETag of what it shows (304 while nothing changes) and shows the
 // target's health change as the data plane reports it, without a reload.
 func TestBrowserTargetHealth(t *testing.T) {
 	path := requireBrowser(t)
@@ -239,6 +240,24 @@ func TestBrowserTargetHealth(t *testing.T) {
 	}
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.berthNoReload = true`)); err != nil {
 		t.Fatalf("mark the page: %v", err)
+	}
+	// While nothing changes, the polls are answered 304 (the ETag sent
+	// back); the page keeps showing the target.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`performance.getEntriesByType("resource").filter(e => e.name.includes("part=live") && e.responseStatus === 304).length`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			dbg, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(performance.getEntriesByType("resource").filter(e => e.name.includes("part=live")).map(e => [e.responseStatus, e.transferSize]))`))
+			t.Fatalf("no poll of the load balancer's live part was answered 304 in 15 s (status, bytes of each): %s", dbg)
+		}
+	}
+	if err := waitText(ctx, ".targets td.health", "initial"); err != nil {
+		t.Fatal(err)
 	}
 	f.reportHealth(t, b, "healthy", "", "")
 	if err := waitText(ctx, ".targets td.health", "healthy"); err != nil {

@@ -430,7 +430,7 @@ func (s *Server) servicePage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.render(w, http.StatusOK, "service", livePart(r), &page{Title: "Service " + name, Session: sessionOf(r), Crumbs: serviceCrumbs(cluster, name), Data: d})
+	s.renderPage(w, r, "service", &page{Title: "Service " + name, Session: sessionOf(r), Crumbs: serviceCrumbs(cluster, name), Data: d})
 }
 
 type containerRow struct {
@@ -513,5 +513,5 @@ func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
 		crumbs = serviceCrumbs(cluster, d.Service)
 	}
 	crumbs = append(crumbs, crumb{Name: "task " + id, Href: Prefix + "clusters/" + cluster + "/tasks/" + id})
-	s.render(w, http.StatusOK, "task", livePart(r), &page{Title: "Task " + id, Session: sessionOf(r), Crumbs: crumbs, Data: d})
+	s.renderPage(w, r, "task", &page{Title: "Task " + id, Session: sessionOf(r), Crumbs: crumbs, Data: d})
 }

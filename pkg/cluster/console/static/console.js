@@ -1,5 +1,6 @@
-// The console's own script: the sign-in proof. Everything else on the
-// pages is server-rendered HTML kept live by htmx (vendor/htmx.min.js).
+// The console's own script: the sign-in proof, the charts and the
+// conditional polls. Everything else on the pages is server-rendered HTML
+// kept live by htmx (vendor/htmx.min.js).
 "use strict";
 
 (function () {
@@ -63,5 +64,26 @@
     };
     draw();
     setInterval(draw, 30000);
+  });
+})();
+
+// Conditional polls: a polled part answers with an ETag, which the next
+// poll of the same path sends back as If-None-Match; the endpoint then
+// answers 304 when nothing changed, and htmx (configured in the page's
+// htmx-config) leaves the part as it is.
+(function () {
+  const tags = new Map();
+  document.body.addEventListener("htmx:configRequest", (ev) => {
+    const tag = tags.get(ev.detail.path);
+    if (ev.detail.verb === "get" && tag) {
+      ev.detail.headers["If-None-Match"] = tag;
+    }
+  });
+  document.body.addEventListener("htmx:afterRequest", (ev) => {
+    const xhr = ev.detail.xhr;
+    const tag = xhr && xhr.getResponseHeader("ETag");
+    if (tag && ev.detail.requestConfig && ev.detail.requestConfig.verb === "get") {
+      tags.set(ev.detail.requestConfig.path, tag);
+    }
   });
 })();
