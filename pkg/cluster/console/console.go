@@ -1,23 +1,27 @@
 // Package console is the cluster endpoint's web console, served by the
 // endpoint itself at /console/: server-rendered pages of the clusters, a
-// cluster (services, instances with their remaining resources, tasks), a
-// service (deployments, events, tasks, load balancer targets, graphs), a
-// task (containers, ports, health, logs), the load balancers (listeners,
-// rules, target groups and their targets' health), kept live by htmx
-// polling, and the operator's actions (a service's desired count,
-// stopping a task, ...).
+// cluster (the first rows of its services, instances and tasks) and its
+// lists (paged and filtered on the server), a service (deployments,
+// events, tasks, load balancer targets, graphs, auto scaling), a task
+// (containers, ports, health, logs), a container instance (resources,
+// ports, attributes, tasks), the task definitions and the load balancers
+// (listeners, rules, target groups and their targets' health), kept live
+// by htmx polling with ETags, and the operator's actions (a service's
+// desired count and revision, stopping and running tasks, draining, ...).
 //
-// It reads the ECS records through pkg/cluster/records on the endpoint's
+// It reads the records through pkg/cluster/records on the endpoint's
 // store.Store and acts only through the ECS API's awsproto.Handler, which
 // pkg/cluster hands it: an action from the console is the API operation
 // itself, with the signed-in key, the same validation and the same errors.
+// Logs and a service's scaling are read the same way, through the log
+// store's and Application Auto Scaling's handlers.
 // Operators sign in with an access key pair whose secret never leaves the
 // browser (session.go). The browser libraries (htmx, uPlot) are vendored
 // from their npm packages by `make console-assets` into static/vendor and
 // embedded with the rest of static/.
 //
 // Only pkg/cluster imports it (it mounts Server on /console/); it imports
-// awsproto, auth, records and store of the endpoint (layout rule).
+// awsproto, auth, records, store and metrics of the endpoint (layout rule).
 package console
 
 import (
