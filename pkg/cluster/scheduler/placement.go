@@ -118,7 +118,12 @@ func ParseConstraint(typ, expr string) (Constraint, error) {
 // Check returns "" when the instance can take the task, else the first
 // reason it cannot, in ECS's order: agent, resources, attributes,
 // constraints.
-func Check(in *Instance, r *Request) string {
+func Check(in *Instance, r *Request) string { return check(in, r, -1, nil) }
+
+// check is Check with, for memberOf constraints that read no tasks,
+// static[k][i] (when static[k] is not nil) standing for
+// r.Constraints[k].Expr.Eval(in), in being instance i.
+func check(in *Instance, r *Request, i int, static [][]bool) string {
 	if in.Unavailable != "" {
 		return in.Unavailable
 	}
@@ -131,10 +136,16 @@ func Check(in *Instance, r *Request) string {
 			return ReasonAttribute
 		}
 	}
-	for _, c := range r.Constraints {
+	for k, c := range r.Constraints {
 		switch c.Type {
 		case "memberOf":
-			if !c.Expr.Eval(in) {
+			var ok bool
+			if k < len(static) && static[k] != nil {
+				ok = static[k][i]
+			} else {
+				ok = c.Expr.Eval(in)
+			}
+			if !ok {
 				return ReasonMemberOf
 			}
 		case "distinctInstance":
@@ -147,7 +158,11 @@ func Check(in *Instance, r *Request) string {
 }
 
 // Placer places tasks on a set of instances. It keeps each value's task
-// count per spread field so that a placement costs O(instances).
+// count per spread field so that a placement costs O(instances), and it
+// evaluates once what placing does not change (memberOf expressions that
+// read no tasks, spread values): a service pass or a RunTask of many tasks
+// places them all on one Placer. So Instances' attributes, agent fields
+// and Unavailable must not change while it is used.
 type Placer struct {
 	Instances []*Instance
 	// Rand breaks ties; tests inject a seeded one.
@@ -157,6 +172,13 @@ type Placer struct {
 	// computed; Place, ScaleIn and Forget keep it current. Change
 	// Instances' Groups only through them.
 	counts map[spreadKey]map[string]int
+	// matches caches, by the source text of a memberOf expression that
+	// reads no tasks, whether each instance matches it.
+	matches map[string][]bool
+	// values caches each instance's value of a spread field.
+	values map[string][]string
+	// cands is Place's reused candidate list.
+	cands []int
 }
 
 type spreadKey struct{ field, group string }
@@ -183,20 +205,50 @@ func (p *Placer) Forget(i int, group string) {
 	p.adjust(p.Instances[i], group, -1)
 }
 
+// staticMatches returns, per constraint of r, the cached matches of a
+// memberOf expression that reads no tasks (nil for the others).
+func (p *Placer) staticMatches(r *Request) [][]bool {
+	var out [][]bool
+	for k, c := range r.Constraints {
+		if c.Type != "memberOf" || c.Source == "" || ReadsTasks(c.Expr) {
+			continue
+		}
+		m, ok := p.matches[c.Source]
+		if !ok || len(m) != len(p.Instances) {
+			m = make([]bool, len(p.Instances))
+			for i, in := range p.Instances {
+				m[i] = c.Expr.Eval(in)
+			}
+			if p.matches == nil {
+				p.matches = map[string][]bool{}
+			}
+			p.matches[c.Source] = m
+		}
+		if out == nil {
+			out = make([][]bool, len(r.Constraints))
+		}
+		out[k] = m
+	}
+	return out
+}
+
 // Place picks an instance for r, takes its resources and counts the task in
 // its group, and returns its index. When no instance can take it, the index
 // is -1 and each instance's reason is returned.
 func (p *Placer) Place(r *Request) (int, []Misfit) {
-	cands := make([]int, 0, len(p.Instances))
-	var misfits []Misfit
+	static := p.staticMatches(r)
+	cands := p.cands[:0]
 	for i, in := range p.Instances {
-		if reason := Check(in, r); reason != "" {
-			misfits = append(misfits, Misfit{Arn: in.Arn, Reason: reason})
-			continue
+		if check(in, r, i, static) == "" {
+			cands = append(cands, i)
 		}
-		cands = append(cands, i)
 	}
+	p.cands = cands
 	if len(cands) == 0 {
+		misfits := make([]Misfit, 0, len(p.Instances))
+		for i, in := range p.Instances {
+			misfits = append(misfits, Misfit{Arn: in.Arn, Reason: check(in, r, i, static)})
+		}
 		return -1, misfits
 	}
 	for _, s := range r.Strategies {
@@ -216,19 +268,38 @@ func (p *Placer) Place(r *Request) (int, []Misfit) {
 	return pick, nil
 }
 
-// narrow keeps the candidates with the best score under s.
+// narrow keeps the candidates with the best score under s, in cands'
+// own array.
 func (p *Placer) narrow(cands []int, s Strategy, r *Request) []int {
 	switch s.Type {
 	case "random":
-		return []int{cands[p.Rand.IntN(len(cands))]}
+		return append(cands[:0], cands[p.Rand.IntN(len(cands))])
 	case "binpack":
 		// Least remaining amount that still fits.
-		return best(cands, func(i int) int64 { return p.remaining(i, s.Field) })
+		return best(cands[:0], cands, func(i int) int64 { return p.remaining(i, s.Field) })
 	case "spread":
 		counts := p.spreadCounts(s.Field, r.Group)
-		return best(cands, func(i int) int64 { return int64(counts[SpreadValue(p.Instances[i], s.Field)]) })
+		values := p.spreadValues(s.Field)
+		return best(cands[:0], cands, func(i int) int64 { return int64(counts[values[i]]) })
 	}
 	return cands
+}
+
+// spreadValues returns each instance's value of a spread field, computed
+// once.
+func (p *Placer) spreadValues(field string) []string {
+	if v, ok := p.values[field]; ok && len(v) == len(p.Instances) {
+		return v
+	}
+	v := make([]string, len(p.Instances))
+	for i, in := range p.Instances {
+		v[i] = SpreadValue(in, field)
+	}
+	if p.values == nil {
+		p.values = map[string][]string{}
+	}
+	p.values[field] = v
+	return v
 }
 
 func (p *Placer) remaining(i int, field string) int64 {
@@ -268,15 +339,16 @@ func SpreadValue(in *Instance, field string) string {
 	return in.Attributes[strings.TrimPrefix(field, "attribute:")]
 }
 
-// best returns the candidates with the lowest score.
-func best(cands []int, score func(int) int64) []int {
-	var out []int
+// best appends to out the candidates with the lowest score and returns
+// it; out may be cands[:0] (it never overtakes the candidate being read).
+func best(out, cands []int, score func(int) int64) []int {
 	var low int64
+	start := len(out)
 	for _, c := range cands {
 		v := score(c)
 		switch {
-		case len(out) == 0 || v < low:
-			out, low = append(out[:0], c), v
+		case len(out) == start || v < low:
+			out, low = append(out[:start], c), v
 		case v == low:
 			out = append(out, c)
 		}
@@ -313,10 +385,10 @@ func (p *Placer) ScaleIn(tasks []TaskRef, group string, strategies []Strategy, n
 			case "random":
 				cands = []int{cands[p.Rand.IntN(len(cands))]}
 			case "binpack":
-				cands = best(cands, func(t int) int64 { return -p.remaining(tasks[t].Instance, s.Field) })
+				cands = best(nil, cands, func(t int) int64 { return -p.remaining(tasks[t].Instance, s.Field) })
 			case "spread":
 				counts := p.spreadCounts(s.Field, group)
-				cands = best(cands, func(t int) int64 {
+				cands = best(nil, cands, func(t int) int64 {
 					return -int64(counts[SpreadValue(p.Instances[tasks[t].Instance], s.Field)])
 				})
 			}

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -324,6 +325,59 @@ func TestCountsTasks(t *testing.T) {
 	for _, c := range cases {
 		if got := c.r.CountsTasks(); got != c.want {
 			t.Errorf("%s: CountsTasks = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestPlaceCachedMatchesEqualEvaluated: a Placer evaluates a memberOf
+// expression that reads no tasks once per instance and reuses the result;
+// its decisions (and its misfits once the fleet is full) are the same as
+// those of a Placer evaluating the expression for every placement, with
+// the same seeded ties, over a mixed fleet and a mix of constraints.
+func TestPlaceCachedMatchesEqualEvaluated(t *testing.T) {
+	mixed := func() []*Instance {
+		f := fleet(30)
+		for i, in := range f {
+			in.Attributes["stack"] = []string{"prod", "dev", "prod"}[i%3]
+			in.AgentConnected = i%7 != 0
+			in.RemainingMemory = int64(512 * (1 + i%4))
+		}
+		return f
+	}
+	exprs := []string{"attribute:stack == prod and agentConnected == true", "not(attribute:ecs.availability-zone == b)"}
+	var cons []Constraint
+	for _, e := range exprs {
+		c, err := ParseConstraint("memberOf", e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cons = append(cons, c)
+	}
+	cons = append(cons, Constraint{Type: "distinctInstance"})
+	uncached := make([]Constraint, len(cons))
+	copy(uncached, cons)
+	for i := range uncached {
+		uncached[i].Source = "" // no source: evaluated every time
+	}
+	strats := mustStrategies(t, "spread", "attribute:ecs.availability-zone", "binpack", "memory")
+	for _, withDistinct := range []bool{false, true} {
+		n := len(cons)
+		if !withDistinct {
+			n--
+		}
+		a := &Placer{Instances: mixed(), Rand: rand.New(rand.NewPCG(1, 2))}
+		b := &Placer{Instances: mixed(), Rand: rand.New(rand.NewPCG(1, 2))}
+		ra := &Request{Demand: Demand{CPU: 10, Memory: 256}, Group: "g", Constraints: cons[:n], Strategies: strats}
+		rb := &Request{Demand: Demand{CPU: 10, Memory: 256}, Group: "g", Constraints: uncached[:n], Strategies: strats}
+		got, want := placeN(t, a, ra, 100), placeN(t, b, rb, 100)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("distinctInstance %v: cached placements\n%v\nwant (evaluated each time)\n%v", withDistinct, got, want)
+		}
+		if len(a.matches) != len(exprs) {
+			t.Errorf("cached %d expressions, want %d", len(a.matches), len(exprs))
+		}
+		if last := got[len(got)-1]; !strings.HasPrefix(last, "fail") {
+			t.Errorf("distinctInstance %v: the fleet never filled (last %s); the misfits were not compared", withDistinct, last)
 		}
 	}
 }
