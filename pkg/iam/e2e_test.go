@@ -312,6 +312,11 @@ func TestEndToEndBridgeTasks(t *testing.T) {
 		t.Fatalf("after the resend: want the refreshed key, got %q", got)
 	}
 
+	// The agent closes its audit log when it stops; the buffered lines are
+	// in the file then.
+	if err := audit.Close(); err != nil {
+		t.Fatal(err)
+	}
 	b, err := os.ReadFile(auditPath)
 	if err != nil {
 		t.Fatal(err)
