@@ -1,6 +1,9 @@
 package records
 
 import (
+	"encoding/json"
+	"fmt"
+
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/berth-dev/berth/pkg/cluster/store"
@@ -17,12 +20,19 @@ func FindTaskDefinition(tx store.Tx, arns ARNs, ref string) (rec *TaskDefinition
 	if rev > 0 {
 		return Get[TaskDefinition](tx, TaskDefinitions, TaskDefinitionKey(family, rev))
 	}
+	// Revisions are zero-padded in the key: walk down from the newest and
+	// stop at the first ACTIVE one, rather than decoding every revision.
 	var latest *TaskDefinition
-	err = Each(tx, TaskDefinitions, family+":", func(r *TaskDefinition) error {
-		if r.TaskDefinition.Status == types.TaskDefinitionStatusActive {
-			latest = r
+	err = tx.Scan(TaskDefinitions, store.Range{Prefix: family + ":", Reverse: true}, func(key string, raw []byte) error {
+		r := new(TaskDefinition)
+		if err := json.Unmarshal(raw, r); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", TaskDefinitions, key, err)
 		}
-		return nil
+		if r.TaskDefinition.Status != types.TaskDefinitionStatusActive {
+			return nil
+		}
+		latest = r
+		return store.ErrStopScan
 	})
 	return latest, latest != nil, err
 }
