@@ -33,7 +33,7 @@ import (
 // berthEngine is `berth-agent --dev` (endpoint and agent in one process,
 // as a user starts it) driven through the ECS API with the AWS SDK: a
 // bridge-mode task definition with hostPort 0, RunTask (at most 10 tasks
-// per call, as ECS allows), DescribeTasks every 20 ms until a task reports
+// per call, as ECS allows), DescribeTasks every -berth-poll (5 ms) until a task reports
 // its networkBinding, then the bound host port must answer. It runs a
 // copy of the agent binary from the benchmark's directory, so that every
 // process it causes (the agent, per-container loggers, any helper daemon)
@@ -55,6 +55,7 @@ type berthEngine struct {
 	endpoint   *daemonProc
 	agent      *daemonProc
 	client     *ecs.Client
+	poll       time.Duration // DescribeTasks interval while waiting for the port
 	taskDef    string
 
 	mu    sync.Mutex // guards tasks
@@ -72,7 +73,7 @@ func newBerth(s *setup, name, ns, bridge string) (*berthEngine, string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", err
 	}
-	e := &berthEngine{bin: filepath.Join(dir, "berth-agent"), ns: ns, bridge: bridge, address: s.shared.Address}
+	e := &berthEngine{bin: filepath.Join(dir, "berth-agent"), ns: ns, bridge: bridge, address: s.shared.Address, poll: s.berthPoll}
 	if err := copyFile(s.agentBin, e.bin); err != nil {
 		return e, dir, fmt.Errorf("%s: copy the agent binary: %w", name, err)
 	}
@@ -334,7 +335,7 @@ func (e *berthEngine) launch(ctx context.Context, n int, up func(addr string)) e
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(e.poll):
 			}
 		}
 	}

@@ -55,6 +55,7 @@ func main() {
 	memory := flag.String("memory", "10,100", "running containers per engine for the memory tables, ascending (the containers of one table stay for the next; 0: none)")
 	engines := flag.String("engines", "raw,cni,berth,berth-member,docker,podman", "engines to measure, in this order")
 	flag.StringVar(&o.berthPull, "berth-pull", "prefer-cached", "ECS_IMAGE_PULL_BEHAVIOR of the Berth agent (prefer-cached matches Docker's and Podman's pull-if-missing)")
+	flag.DurationVar(&o.berthPoll, "berth-poll", 5*time.Millisecond, "DescribeTasks interval while Berth's tasks have no port yet (the measurement's resolution; 20 ms before)")
 	flag.BoolVar(&o.install, "install", true, "apt-get install docker.io and podman when missing")
 	flag.Parse()
 	for _, c := range strings.Split(*counts, ",") {
@@ -99,6 +100,7 @@ func (e *cleanupError) Unwrap() error { return e.err }
 
 type options struct {
 	agentBin, clusterBin, berthPull string
+	berthPoll                       time.Duration
 	rounds                          int
 	counts, memory                  []int
 	engines                         []string
@@ -135,6 +137,7 @@ type setup struct {
 	agentBin   string
 	clusterBin string
 	berthPull  string
+	berthPoll  time.Duration
 	names      names
 }
 
@@ -224,7 +227,7 @@ func run(ctx context.Context, o options) (retErr error) {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	s := &setup{dir: dir, shared: shared, image: img.Ref, agentBin: agentBin, clusterBin: clusterBin, berthPull: o.berthPull, names: defaultNames()}
+	s := &setup{dir: dir, shared: shared, image: img.Ref, agentBin: agentBin, clusterBin: clusterBin, berthPull: o.berthPull, berthPoll: o.berthPoll, names: defaultNames()}
 
 	var peers []peer
 	defer func() {
