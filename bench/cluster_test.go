@@ -30,6 +30,7 @@ import (
 // signing and decoding plus one loopback HTTP round trip, without
 // verification, store or encoding on the server side.
 type clusterBench struct {
+	b        *testing.B
 	endpoint *ecs.Client
 	stub     *ecs.Client
 	// setStub sets the canned response body.
@@ -103,6 +104,7 @@ func newClusterBench(b *testing.B, cpu, memory int32) *clusterBench {
 		w.Write(body)
 	})
 	cb := &clusterBench{
+		b:        b,
 		endpoint: benchClient(serveBench(b, ep.Handler()), id, secret),
 		stub:     benchClient(serveBench(b, stub), id, secret),
 		setStub:  func(body []byte) { mu.Lock(); canned = body; mu.Unlock() },
@@ -187,21 +189,7 @@ func BenchmarkClusterDescribeTasks100(b *testing.B) {
 func BenchmarkClusterRunTask(b *testing.B) {
 	cb := newClusterBench(b, 1<<30, 1<<30)
 	ctx := context.Background()
-	// A new input each time: the SDK fills in the client token of the
-	// input it is given, and a second call with that token would be an
-	// idempotent replay rather than a placement.
-	in := func() *ecs.RunTaskInput {
-		return &ecs.RunTaskInput{Cluster: aws.String("bench"), TaskDefinition: aws.String("web")}
-	}
-	first, err := cb.endpoint.RunTask(ctx, in())
-	if err != nil || len(first.Tasks) != 1 {
-		b.Fatalf("RunTask: %v %v", first, err)
-	}
-	canned, err := ecsapi.EncodeOutput(ctx, first)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cb.setStub(canned)
+	in := cb.primeRunTask(ctx)
 	var epDur, stubDur time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -239,18 +227,7 @@ func BenchmarkClusterRunTaskConcurrent(b *testing.B) {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			cb := newClusterBench(b, 1<<30, 1<<30)
 			ctx := context.Background()
-			in := func() *ecs.RunTaskInput {
-				return &ecs.RunTaskInput{Cluster: aws.String("bench"), TaskDefinition: aws.String("web")}
-			}
-			first, err := cb.endpoint.RunTask(ctx, in())
-			if err != nil || len(first.Tasks) != 1 {
-				b.Fatalf("RunTask: %v %v", first, err)
-			}
-			canned, err := ecsapi.EncodeOutput(ctx, first)
-			if err != nil {
-				b.Fatal(err)
-			}
-			cb.setStub(canned)
+			in := cb.primeRunTask(ctx)
 			// round sends n RunTasks from clients goroutines and returns
 			// the wall time.
 			round := func(c *ecs.Client, n int) (time.Duration, error) {
@@ -388,6 +365,28 @@ func BenchmarkClusterRunTaskStored(b *testing.B) {
 			b.ReportMetric(float64(med(ep))/float64(med(stub)), "x-stub")
 		})
 	}
+}
+
+// primeRunTask runs one RunTask of the "web" task definition on the
+// endpoint, sets its response as the stub's canned answer, and returns the
+// input maker: a new input each time, since the SDK fills in the client
+// token of the input it is given, and a second call with that token would
+// be an idempotent replay rather than a placement.
+func (cb *clusterBench) primeRunTask(ctx context.Context) func() *ecs.RunTaskInput {
+	cb.b.Helper()
+	in := func() *ecs.RunTaskInput {
+		return &ecs.RunTaskInput{Cluster: aws.String("bench"), TaskDefinition: aws.String("web")}
+	}
+	first, err := cb.endpoint.RunTask(ctx, in())
+	if err != nil || len(first.Tasks) != 1 {
+		cb.b.Fatalf("RunTask: %v %v", first, err)
+	}
+	canned, err := ecsapi.EncodeOutput(ctx, first)
+	if err != nil {
+		cb.b.Fatal(err)
+	}
+	cb.setStub(canned)
+	return in
 }
 
 // placed checks that the cluster holds want running tasks: each RunTask
