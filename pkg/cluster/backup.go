@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-dev/berth/pkg/cluster/acs"
 	"github.com/berth-dev/berth/pkg/cluster/auth"
+	"github.com/berth-dev/berth/pkg/cluster/console"
 	"github.com/berth-dev/berth/pkg/cluster/records"
 	"github.com/berth-dev/berth/pkg/cluster/roles"
 	"github.com/berth-dev/berth/pkg/cluster/store"
@@ -79,11 +80,11 @@ func (c Counts) Total() int {
 var ErrStoreNotEmpty = errors.New("destination store is not empty")
 
 // backupBuckets are the buckets a backup holds: every bucket of the
-// endpoint but the agents' sessions.
+// endpoint but the agents' and the console's sessions.
 func backupBuckets() []store.Bucket {
 	var out []store.Bucket
 	for _, b := range Buckets() {
-		if b != acs.SessionsBucket {
+		if b != acs.SessionsBucket && !slices.Contains(console.Buckets(), b) {
 			out = append(out, b)
 		}
 	}

@@ -163,7 +163,7 @@ type Endpoint struct {
 // Secrets Manager secrets.
 func Buckets() []store.Bucket {
 	return append(append(append(append(append(records.Buckets(), records.LBBuckets()...), metrics.Buckets()...), autoscaling.Buckets()...),
-		auth.KeysBucket, acs.SessionsBucket), secrets.Buckets()...)
+		auth.KeysBucket, acs.SessionsBucket), append(secrets.Buckets(), console.Buckets()...)...)
 }
 
 // OpenStore opens the data directory's store and keyring without serving;

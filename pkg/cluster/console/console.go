@@ -113,9 +113,7 @@ func New(o Options) (*Server, error) {
 	if s.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
-	if s.sessions, err = newSessions(o.Now); err != nil {
-		return nil, err
-	}
+	s.sessions = newSessions(o.Store, o.Now)
 	for _, f := range vendored() {
 		if _, err := fs.Stat(files, f); err != nil {
 			s.missingAssets = append(s.missingAssets, strings.TrimPrefix(f, "static/"))
@@ -297,6 +295,17 @@ func (s *Server) renderPolled(w http.ResponseWriter, r *http.Request, pg, name s
 func (s *Server) internalError(w http.ResponseWriter, err error) {
 	s.o.Logger.Error("console", "err", err)
 	http.Error(w, "internal error (the endpoint's log has the details)", http.StatusInternalServerError)
+}
+
+// storeError answers a request the store failed: 503 saying so when the
+// replicated store has no quorum, otherwise an internal error.
+func (s *Server) storeError(w http.ResponseWriter, err error) {
+	if errors.Is(err, store.ErrUnavailable) {
+		s.o.Logger.Warn("console", "err", err)
+		http.Error(w, "the cluster's store is unavailable; try again when it has recovered", http.StatusServiceUnavailable)
+		return
+	}
+	s.internalError(w, err)
 }
 
 // isHTMX reports whether htmx sent r (it then wants a fragment).

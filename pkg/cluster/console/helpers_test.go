@@ -41,10 +41,22 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ep, err := cluster.Open(context.Background(), cluster.Options{Listen: "127.0.0.1:0", InsecureHTTP: true,
-		Region: testRegion, AccountID: "123456789012", DataDir: t.TempDir(),
-		// The agent's part is played by SubmitTaskStateChange calls.
-		NoAgentSessions: true})
+	return newFixtureWith(t, endpointOptions(t))
+}
+
+// endpointOptions are the fixture's endpoint's: plain HTTP on loopback,
+// bbolt in a temporary data directory, no agent sessions (the agent's
+// part is played by SubmitTaskStateChange calls).
+func endpointOptions(t *testing.T) cluster.Options {
+	return cluster.Options{Listen: "127.0.0.1:0", InsecureHTTP: true,
+		Region: testRegion, AccountID: "123456789012", DataDir: t.TempDir(), NoAgentSessions: true}
+}
+
+// serve opens an endpoint with o and serves it until the test ends; it
+// returns the endpoint and its URL.
+func serve(t *testing.T, o cluster.Options) (*cluster.Endpoint, string) {
+	t.Helper()
+	ep, err := cluster.Open(context.Background(), o)
 	if err != nil {
 		t.Fatalf("open endpoint: %v", err)
 	}
@@ -64,7 +76,15 @@ func newFixture(t *testing.T) *fixture {
 			t.Errorf("close: %v", err)
 		}
 	})
-	f := &fixture{ep: ep, url: "http://" + ln.Addr().(*net.TCPAddr).String()}
+	return ep, "http://" + ln.Addr().(*net.TCPAddr).String()
+}
+
+// newFixtureWith is newFixture on an endpoint opened with o.
+func newFixtureWith(t *testing.T, o cluster.Options) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	ep, u := serve(t, o)
+	f := &fixture{ep: ep, url: u}
 	f.adminID, f.adminKey = f.newKey(t, auth.RoleAdmin)
 	f.admin = f.client(f.adminID, f.adminKey)
 	agentID, agentKey := f.newKey(t, auth.RoleAgent)

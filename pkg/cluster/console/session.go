@@ -3,17 +3,13 @@ package console
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/pkg/cluster/auth"
@@ -25,9 +21,11 @@ import (
 // computed by WebCrypto (static/console.js), and sends only the
 // key id, the nonce and the proof. A nonce is good once, for
 // challengeTTL. The session is a random id in an HttpOnly, SameSite=Strict
-// cookie (Secure over TLS), kept in memory with the key it stands for and
-// its CSRF token; it ends after idleTTL without a request, after
-// sessionTTL in any case, and as soon as its key is revoked.
+// cookie (Secure over TLS); the endpoint's store keeps its hash with the
+// key it stands for (sessions.go), so every replica knows it, and its CSRF
+// token is a MAC of it. It ends after idleTTL without a request, after
+// sessionTTL in any case, when it signs out (on every replica), and as
+// soon as its key is revoked.
 const (
 	challengeTTL = 5 * time.Minute
 	// linkTTL is how long a one-time sign-in link (SignInLink) is good.
@@ -50,152 +48,6 @@ func Proof(secret, nonce, keyID string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// session is one signed-in browser.
-type session struct {
-	Key  auth.Key
-	CSRF string
-	// created and seen are guarded by sessions.mu.
-	created, seen time.Time
-}
-
-// canAct reports whether the session's key may take actions.
-func (s *session) canAct() bool { return s.Key.Role == auth.RoleAdmin }
-
-// sessions holds the signed-in sessions and the used sign-in nonces.
-type sessions struct {
-	now func() time.Time
-	// macKey signs challenges; it lives as long as the process, so a
-	// restart invalidates the open sign-in pages (and the sessions).
-	macKey []byte
-
-	mu sync.Mutex
-	// byID, usedNonces (nonce → expiry) and links are guarded by mu.
-	byID       map[string]*session
-	usedNonces map[string]time.Time
-	links      map[string]signInLink
-}
-
-// signInLink is an unused one-time sign-in link's key and expiry.
-type signInLink struct {
-	keyID   string
-	expires time.Time
-}
-
-func newSessions(now func() time.Time) (*sessions, error) {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("console: sign-in key: %w", err)
-	}
-	return &sessions{now: now, macKey: key, byID: map[string]*session{}, usedNonces: map[string]time.Time{},
-		links: map[string]signInLink{}}, nil
-}
-
-func randomToken() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("random token: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-func (ss *sessions) mac(s string) string {
-	m := hmac.New(sha256.New, ss.macKey)
-	m.Write([]byte(s))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-// challenge returns a new sign-in nonce: the time, random bytes and their
-// MAC.
-func (ss *sessions) challenge() (string, error) {
-	b := make([]byte, 24)
-	binary.BigEndian.PutUint64(b, uint64(ss.now().Unix()))
-	if _, err := rand.Read(b[8:]); err != nil {
-		return "", fmt.Errorf("sign-in challenge: %w", err)
-	}
-	body := base64.RawURLEncoding.EncodeToString(b)
-	return body + "." + ss.mac(body), nil
-}
-
-// errSignIn is every refused sign-in; its message is shown.
-var errSignIn = errors.New("sign-in refused")
-
-// useChallenge checks that nonce is one of ours, fresh and unused, and
-// marks it used.
-func (ss *sessions) useChallenge(nonce string) error {
-	body, sum, ok := strings.Cut(nonce, ".")
-	raw, err := base64.RawURLEncoding.DecodeString(body)
-	if !ok || err != nil || len(raw) != 24 || !hmac.Equal([]byte(sum), []byte(ss.mac(body))) {
-		return fmt.Errorf("%w: the sign-in page's challenge is not one this endpoint made; reload the page", errSignIn)
-	}
-	now := ss.now()
-	made := time.Unix(int64(binary.BigEndian.Uint64(raw)), 0)
-	if now.Sub(made) > challengeTTL {
-		return fmt.Errorf("%w: the sign-in page is older than %s; reload it", errSignIn, challengeTTL)
-	}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	for n, exp := range ss.usedNonces {
-		if now.After(exp) {
-			delete(ss.usedNonces, n)
-		}
-	}
-	if _, used := ss.usedNonces[nonce]; used {
-		return fmt.Errorf("%w: this sign-in page was already used; reload it", errSignIn)
-	}
-	ss.usedNonces[nonce] = made.Add(challengeTTL + time.Minute)
-	return nil
-}
-
-// create starts a session for key and returns its id.
-func (ss *sessions) create(key auth.Key) (string, *session, error) {
-	id, err := randomToken()
-	if err != nil {
-		return "", nil, err
-	}
-	csrf, err := randomToken()
-	if err != nil {
-		return "", nil, err
-	}
-	now := ss.now()
-	s := &session{Key: key, CSRF: csrf, created: now, seen: now}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	for sid, o := range ss.byID {
-		if ss.expiredLocked(o, now) {
-			delete(ss.byID, sid)
-		}
-	}
-	ss.byID[id] = s
-	return id, s, nil
-}
-
-func (ss *sessions) expiredLocked(s *session, now time.Time) bool {
-	return now.Sub(s.seen) > idleTTL || now.Sub(s.created) > sessionTTL
-}
-
-// get returns the live session id names and marks it seen.
-func (ss *sessions) get(id string) (*session, bool) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s, ok := ss.byID[id]
-	if !ok {
-		return nil, false
-	}
-	now := ss.now()
-	if ss.expiredLocked(s, now) {
-		delete(ss.byID, id)
-		return nil, false
-	}
-	s.seen = now
-	return s, true
-}
-
-func (ss *sessions) end(id string) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	delete(ss.byID, id)
-}
-
 type sessionKey struct{}
 
 // sessionOf returns the session signedIn found for r.
@@ -209,7 +61,11 @@ func sessionOf(r *http.Request) *session {
 // must carry the session's CSRF token.
 func (s *Server) signedIn(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		sess, _ := s.currentSession(r)
+		sess, _, err := s.currentSession(r)
+		if err != nil {
+			s.storeError(w, err)
+			return
+		}
 		if sess == nil {
 			if r.Method == http.MethodGet && !isHTMX(r) {
 				http.Redirect(w, r, Prefix+"signin", http.StatusSeeOther)
@@ -252,25 +108,24 @@ func (s *Server) acting(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // currentSession returns r's session, if its cookie names a live one whose
-// key is still valid.
-func (s *Server) currentSession(r *http.Request) (*session, string) {
+// key is still valid; an error only when the store cannot say.
+func (s *Server) currentSession(r *http.Request) (*session, string, error) {
 	c, err := r.Cookie(cookieName)
 	if err != nil {
-		return nil, ""
+		return nil, "", nil
 	}
-	sess, ok := s.sessions.get(c.Value)
-	if !ok {
-		return nil, ""
+	sess, err := s.sessions.get(c.Value)
+	if sess == nil || err != nil {
+		return nil, "", err
 	}
 	key, _, err := s.o.Keys.Lookup(sess.Key.AccessKeyID)
-	if err != nil || key.Role != sess.Key.Role {
-		if !errors.Is(err, auth.ErrUnknownKey) && err != nil {
-			s.o.Logger.Error("console: look up a session's key", "err", err)
-		}
-		s.sessions.end(c.Value)
-		return nil, ""
+	if err != nil && !errors.Is(err, auth.ErrUnknownKey) {
+		return nil, "", fmt.Errorf("console: look up a session's key: %w", err)
 	}
-	return sess, c.Value
+	if err != nil || key.Role != sess.Key.Role {
+		return nil, "", s.sessions.end(c.Value)
+	}
+	return sess, c.Value, nil
 }
 
 // SignInLink returns the path of a link that signs a browser in as the
@@ -284,29 +139,10 @@ func (s *Server) SignInLink(keyID string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("console sign-in link: %w", err)
 	}
-	ss := s.sessions
-	now := ss.now()
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	for t, l := range ss.links {
-		if now.After(l.expires) {
-			delete(ss.links, t)
-		}
+	if err := s.sessions.addLink(token, keyID); err != nil {
+		return "", fmt.Errorf("console sign-in link: %w", err)
 	}
-	ss.links[token] = signInLink{keyID: keyID, expires: now.Add(linkTTL)}
 	return Prefix + "signin?token=" + token, nil
-}
-
-// useLink returns the key id of an unused, unexpired link and forgets it.
-func (ss *sessions) useLink(token string) (string, bool) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	l, ok := ss.links[token]
-	delete(ss.links, token)
-	if !ok || ss.now().After(l.expires) {
-		return "", false
-	}
-	return l.keyID, true
 }
 
 type signInData struct {
@@ -321,7 +157,11 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
 		s.renderSignIn(w, http.StatusOK, "", "")
 		return
 	}
-	keyID, ok := s.sessions.useLink(token)
+	keyID, ok, err := s.sessions.useLink(token)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
 	if !ok {
 		s.renderSignIn(w, http.StatusUnauthorized, "", fmt.Sprintf("%s: this sign-in link was used already or is older than %s; sign in with the key", errSignIn, linkTTL))
 		return
@@ -357,7 +197,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	key, err := s.checkSignIn(keyID, nonce, proof)
 	if err != nil {
 		if !errors.Is(err, errSignIn) {
-			s.internalError(w, err)
+			s.storeError(w, err)
 			return
 		}
 		s.renderSignIn(w, http.StatusUnauthorized, keyID, err.Error())
@@ -405,8 +245,13 @@ func (s *Server) checkSignIn(keyID, nonce, proof string) (auth.Key, error) {
 }
 
 func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
-	if _, id := s.currentSession(r); id != "" {
-		s.sessions.end(id)
+	_, id, err := s.currentSession(r)
+	if err == nil && id != "" {
+		err = s.sessions.end(id)
+	}
+	if err != nil {
+		s.storeError(w, err)
+		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: Prefix, HttpOnly: true, Secure: r.TLS != nil,
 		SameSite: http.SameSiteStrictMode, MaxAge: -1})
