@@ -14,7 +14,7 @@ GOTEST_FLAGS ?= -count=1 -timeout 15m
 TESTENV_BIN := bin/berth-testenv
 TESTENV := $(TESTENV_BIN) --
 
-.PHONY: all build test test-deps demo-deps vet unit lint bench bench-peers demo clean fuzz version console-assets console-screenshots chaos
+.PHONY: all build test test-deps demo-deps vet unit lint bench bench-peers demo clean fuzz version console-assets console-firefox console-screenshots chaos
 
 all: build
 
@@ -36,6 +36,19 @@ $(CONSOLE_VENDOR)/.stamp: $(CONSOLE_WEB)/package.json $(CONSOLE_WEB)/package-loc
 	cp $(CONSOLE_WEB)/node_modules/htmx.org/LICENSE $(CONSOLE_VENDOR)/htmx.LICENSE
 	cp $(CONSOLE_WEB)/node_modules/uplot/dist/uPlot.iife.min.js $(CONSOLE_WEB)/node_modules/uplot/dist/uPlot.min.css $(CONSOLE_VENDOR)/
 	cp $(CONSOLE_WEB)/node_modules/uplot/LICENSE $(CONSOLE_VENDOR)/uPlot.LICENSE
+	touch $@
+
+# console-firefox: puppeteer-core for the console's Firefox test
+# (TestFirefox drives Debian's firefox-esr over WebDriver BiDi), installed by
+# npm at the version and integrity hashes pinned in
+# pkg/cluster/console/testdata/firefox/package-lock.json; not committed,
+# redone only when the lock file changes.
+CONSOLE_FIREFOX := pkg/cluster/console/testdata/firefox
+console-firefox: $(CONSOLE_FIREFOX)/node_modules/.stamp
+
+$(CONSOLE_FIREFOX)/node_modules/.stamp: $(CONSOLE_FIREFOX)/package.json $(CONSOLE_FIREFOX)/package-lock.json
+	@command -v npm >/dev/null || { echo "console-firefox: npm is missing (Debian: apt-get install npm)" >&2; exit 1; }
+	cd $(CONSOLE_FIREFOX) && npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
 # console-screenshots: the console's pages at 1280x800 into docs/console/
@@ -66,7 +79,7 @@ vet:
 
 # test: installs what is missing, vets, then runs every test (unit and integration)
 # with the race detector against a private containerd and registry.
-test: test-deps console-assets vet build
+test: test-deps console-assets console-firefox vet build
 	$(GO) build -o $(TESTENV_BIN) ./internal/testenv/cmd/berth-testenv
 	$(TESTENV) $(GO) test -race $(GOTEST_FLAGS) ./...
 

@@ -12,8 +12,9 @@
 #                            the other tests run (nftables' nft, tini,
 #                            rsyslog, systemd's journald, shellcheck, rpm,
 #                            packer, vagrant, openssl, wrk, etcd-server,
-#                            git, make, chromium for the console's
-#                            browser tests)
+#                            git, make, chromium and firefox-esr for the
+#                            console's browser tests, nodejs to drive
+#                            Firefox with puppeteer-core)
 #   scripts/deps.sh --list SET   print the set's packages, one per line
 #
 # Both sets also install Debian's npm when no npm is on the PATH (the
@@ -25,7 +26,7 @@
 set -euo pipefail
 
 demo=(containerd runc containernetworking-plugins docker-registry busybox-static iptables iproute2 haproxy)
-test=("${demo[@]}" nftables tini rsyslog systemd shellcheck rpm packer vagrant openssl wrk etcd-server git make chromium)
+test=("${demo[@]}" nftables tini rsyslog systemd shellcheck rpm packer vagrant openssl wrk etcd-server git make chromium firefox-esr nodejs)
 
 usage() {
 	echo "usage: scripts/deps.sh [--list] demo|test" >&2

@@ -22,18 +22,24 @@ import (
 func requireBrowser(t *testing.T) string {
 	t.Helper()
 	testenv.RequireBinaries(t, "chromium")
-	if _, err := os.Stat("static/vendor/htmx.min.js"); err != nil {
-		msg := "the console's vendored libraries are missing (static/vendor/htmx.min.js): run `make console-assets`"
-		if testenv.InCI() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	requireFile(t, "static/vendor/htmx.min.js", "the console's vendored libraries are missing (static/vendor/htmx.min.js): run `make console-assets`")
 	path, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// requireFile stops the test unless path exists: a failure saying msg
+// under CI=true, a skip elsewhere.
+func requireFile(t *testing.T, path, msg string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		if testenv.InCI() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
 }
 
 // browser starts a headless Chromium for the test, with a 1280×800
