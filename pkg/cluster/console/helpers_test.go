@@ -205,12 +205,7 @@ func (f *fixture) signInHTTP(t *testing.T, id, secret string) (*http.Client, *ht
 		t.Fatal(err)
 	}
 	c := &http.Client{Jar: jar}
-	page := get(t, c, f.url+"/console/signin")
-	m := regexp.MustCompile(`name="nonce" value="([^"]+)"`).FindStringSubmatch(page)
-	if m == nil {
-		t.Fatalf("sign-in page has no challenge:\n%s", page)
-	}
-	nonce := m[1]
+	nonce := challenge(t, c, f.url)
 	resp, err := c.PostForm(f.url+"/console/signin", url.Values{"keyId": {id}, "nonce": {nonce}, "proof": {console.Proof(secret, nonce, id)}})
 	if err != nil {
 		t.Fatal(err)
