@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -95,6 +96,23 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 	}
 	if code := postSignIn(t, newBrowser(t), a.url, nonce, a.adminID, a.adminKey); code != http.StatusUnauthorized {
 		t.Fatalf("the challenge used on B replayed on A: %d, want 401", code)
+	}
+
+	// A wrong proof is refused and writes nothing: guesses cannot fill
+	// the store.
+	before, err := store.Snapshot(a.ep.Store(), console.Buckets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := postSignIn(t, newBrowser(t), bURL, challenge(t, newBrowser(t), a.url), a.adminID, "wrong"); code != http.StatusUnauthorized {
+		t.Fatalf("sign in with a wrong secret: %d, want 401", code)
+	}
+	after, err := store.Snapshot(a.ep.Store(), console.Buckets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(before, after) {
+		t.Fatalf("a refused sign-in changed the store:\nbefore %v\nafter  %v", before, after)
 	}
 
 	// Sign out on B: refused on A.

@@ -225,7 +225,7 @@ func (s *Server) checkSignIn(keyID, nonce, proof string) (auth.Key, error) {
 	if keyID == "" || proof == "" {
 		return auth.Key{}, fmt.Errorf("%w: enter the access key id and the secret access key (the page needs JavaScript to sign in)", errSignIn)
 	}
-	if err := s.sessions.useChallenge(nonce); err != nil {
+	if err := s.sessions.checkChallenge(nonce); err != nil {
 		return auth.Key{}, err
 	}
 	key, secret, err := s.o.Keys.Lookup(keyID)
@@ -240,6 +240,9 @@ func (s *Server) checkSignIn(keyID, nonce, proof string) (auth.Key, error) {
 	}
 	if !consoleRole(key.Role) {
 		return auth.Key{}, fmt.Errorf("%w: %s keys cannot sign in to the console; use an admin or a viewer key", errSignIn, key.Role)
+	}
+	if err := s.sessions.useChallenge(nonce); err != nil {
+		return auth.Key{}, err
 	}
 	return key, nil
 }

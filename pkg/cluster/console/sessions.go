@@ -172,9 +172,10 @@ func (ss *sessions) challenge() (string, error) {
 // errSignIn is every refused sign-in; its message is shown.
 var errSignIn = errors.New("sign-in refused")
 
-// useChallenge checks that nonce is one of ours (made by any replica),
-// fresh and unused, and marks it used.
-func (ss *sessions) useChallenge(nonce string) error {
+// checkChallenge checks that nonce is one of ours (made by any replica)
+// and fresh; it writes nothing, so that only a sign-in whose proof holds
+// writes (useChallenge) and guesses cannot fill the store.
+func (ss *sessions) checkChallenge(nonce string) error {
 	body, sum, ok := strings.Cut(nonce, ".")
 	raw, err := base64.RawURLEncoding.DecodeString(body)
 	if !ok || err != nil || len(raw) != 24 {
@@ -192,9 +193,15 @@ func (ss *sessions) useChallenge(nonce string) error {
 	if now.Sub(made) > challengeTTL {
 		return fmt.Errorf("%w: the sign-in page is older than %s; reload it", errSignIn, challengeTTL)
 	}
+	return nil
+}
+
+// useChallenge marks a checked nonce used, or says it was already.
+func (ss *sessions) useChallenge(nonce string) error {
 	name := "nonce/" + hashID(nonce)
+	expires := ss.now().Add(challengeTTL + time.Minute)
 	var used bool
-	err = ss.db.Update(func(tx store.Tx) error {
+	err := ss.db.Update(func(tx store.Tx) error {
 		used = false
 		var rec nonceRecord
 		err := tx.Get(SignInBucket, name, &rec)
@@ -205,7 +212,7 @@ func (ss *sessions) useChallenge(nonce string) error {
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		return tx.Put(SignInBucket, name, nonceRecord{Expires: made.Add(challengeTTL + time.Minute)})
+		return tx.Put(SignInBucket, name, nonceRecord{Expires: expires})
 	})
 	if err != nil {
 		return fmt.Errorf("console: mark a sign-in challenge used: %w", err)
