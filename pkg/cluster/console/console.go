@@ -16,7 +16,8 @@
 // Logs and a service's scaling are read the same way, through the log
 // store's and Application Auto Scaling's handlers.
 // Operators sign in with an access key pair whose secret never leaves the
-// browser (session.go). The browser libraries (htmx, uPlot) are vendored
+// browser (session.go); the sessions live, hashed, in the endpoint's store,
+// so every replica on etcd knows them (sessions.go). The browser libraries (htmx, uPlot) are vendored
 // from their npm packages by `make console-assets` into static/vendor and
 // embedded with the rest of static/.
 //
