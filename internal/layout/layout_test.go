@@ -99,6 +99,9 @@ func rules() []rule {
 		{why: "a task passes from the ACS payload to containerd through the engine and what it calls (runtime, network, execution role) without returning to the wiring package: none of them links pkg/agent",
 			from: []string{"pkg/engine/...", "pkg/runtime/...", "pkg/network/...", "pkg/container/...", "pkg/execrole/...", "pkg/ecrauth/...", "pkg/iam/..."},
 			to:   []string{"pkg/agent/..."}, transitive: true},
+		{why: "pkg/execrole does the execution role's work on a task's path (secrets, registry logins) for the engine and the runtime: of Berth it imports pkg/api, pkg/container, pkg/ecrauth and pkg/iam only",
+			from: []string{"pkg/execrole/..."}, to: []string{"..."},
+			toExcept: []string{"pkg/execrole/...", "pkg/api/...", "pkg/container", "pkg/ecrauth", "pkg/iam"}, transitive: true},
 		{why: "pkg/container is pure data shared by the engine and the runtime: it imports no other Berth package",
 			from: []string{"pkg/container"}, to: []string{"..."}, toExcept: []string{"pkg/container"}, transitive: true},
 		{why: "only pkg/runtime talks to containerd (bench/ measures raw containerd as its baseline, internal/testenv runs the tests' containerd)",
@@ -264,6 +267,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/container"), Deps: []string{"context", m("pkg/api")}},
 		{ImportPath: m("pkg/network"), Deps: []string{m("pkg/container"), m("pkg/state")}},
 		{ImportPath: m("pkg/engine/x"), Deps: []string{m("pkg/container"), m("pkg/agent")}},
+		{ImportPath: m("pkg/execrole"), Deps: []string{m("pkg/iam"), m("pkg/engine")}},
 	}
 	got := violations(bad, rules())
 	want := []string{
@@ -302,6 +306,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		m("pkg/container") + " imports " + m("pkg/api"),
 		m("pkg/network") + " imports " + m("pkg/state"),
 		m("pkg/engine/x") + " imports " + m("pkg/agent"),
+		m("pkg/execrole") + " imports " + m("pkg/engine"),
 	}
 	slices.Sort(want)
 	if len(got) != len(want) {
@@ -332,6 +337,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		{ImportPath: m("pkg/configuration"), Imports: []string{"github.com/other/pkg/config"}},
 		{ImportPath: m("pkg/iam"), Deps: []string{m("pkg/api"), m("pkg/api/arn"), "github.com/aws/aws-sdk-go-v2/aws/arn"}},
 		{ImportPath: m("pkg/agent"), Imports: []string{m("pkg/iam"), m("pkg/engine")}},
+		{ImportPath: m("pkg/execrole"), Deps: []string{m("pkg/api"), m("pkg/api/arn"), m("pkg/container"), m("pkg/ecrauth"), m("pkg/iam")}},
 		{ImportPath: m("pkg/cluster/console"), Imports: []string{m("pkg/cluster/awsproto"), m("pkg/cluster/auth"), m("pkg/cluster/records"),
 			m("pkg/cluster/store"), m("pkg/api/arn")}, XTestImports: []string{m("pkg/cluster"), m("internal/testenv")}},
 		{ImportPath: m("pkg/cluster"), Imports: []string{m("pkg/cluster/console")}},

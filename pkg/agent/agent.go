@@ -306,7 +306,7 @@ func (a *Agent) runNode(ctx context.Context) (err error) {
 		Store:         storeAdapter{db: db},
 		Logs:          logRemover{},
 		LogShipper:    logShipper{m: logs, depsFor: a.awslogsExecutionRole(roles)},
-		Secrets:       newSecretSource(cfg, roles),
+		Secrets:       newSecrets(cfg, roles),
 		LogDrivers:    logDrivers,
 		DataDir:       cfg.DataDir,
 		LogPath:       func(id string) string { return runtime.LogPath(cfg.DataDir+"/logs", id) },

@@ -5,8 +5,9 @@ package agent
 // store it owns; the agent feeds that store from ACS, adds the credentials
 // and metadata variables to a task's containers (decorateTask), answers
 // pkg/iam's questions from the engine's task states (iam_lookup.go), runs
-// the server with its iptables route (iam_endpoint.go) and logs in to
-// ECR-style registries with a task's execution role (iam_registry.go).
+// the server with its iptables route (iam_endpoint.go) and builds, once at
+// start, what does the execution role's work on a task's path: pkg/execrole's
+// registry logins and secrets (execrole.go).
 
 import (
 	"context"

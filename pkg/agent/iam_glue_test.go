@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -17,7 +16,6 @@ import (
 	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/container"
-	"github.com/berth-dev/berth/pkg/ecrauth"
 	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/iam"
 	"github.com/berth-dev/berth/pkg/network"
@@ -206,41 +204,4 @@ func routePort(t *testing.T, comment string) string {
 	}
 	t.Fatalf("no DNAT rule with %s:\n%s", comment, out)
 	return ""
-}
-
-func TestRegistryAuthUsesExecutionRole(t *testing.T) {
-	var signedWith string
-	endpoint := httptestECR(t, &signedWith)
-	p, err := ecrauth.New(ecrauth.Options{Registries: []ecrauth.Registry{{Host: "reg.lab:5000", Endpoint: endpoint}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := iam.NewStore()
-	store.Set(bridgeTask, iam.Credentials{ID: "exec-id", RoleArn: "arn:aws:iam::1:role/exec", AccessKeyID: "ASIAEXECGLUE",
-		SecretAccessKey: "s", RoleType: api.RoleTypeTaskExecution})
-	ra := &registryAuth{store: store, provider: p}
-	c, err := ra.PullCredentials(context.Background(), bridgeTask, "reg.lab:5000/app:1")
-	if err != nil || c == nil || c.Username != "AWS" || c.Password != "pw" {
-		t.Fatalf("login: %+v %v", c, err)
-	}
-	if !strings.Contains(signedWith, "Credential=ASIAEXECGLUE/") {
-		t.Fatalf("not signed with the execution role: %q", signedWith)
-	}
-	if c, err := ra.PullCredentials(context.Background(), bridgeTask, "docker.io/library/busybox"); c != nil || err != nil {
-		t.Fatalf("non-ECR image: %+v %v", c, err)
-	}
-	if _, err := ra.PullCredentials(context.Background(), hostTask, "reg.lab:5000/app:1"); err == nil {
-		t.Fatal("task without execution role and no instance credentials got a login")
-	}
-}
-
-// httptestECR serves GetAuthorizationToken with the login AWS:pw.
-func httptestECR(t *testing.T, signedWith *string) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		*signedWith = r.Header.Get("Authorization")
-		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		_, _ = io.WriteString(w, `{"authorizationData":[{"authorizationToken":"QVdTOnB3","expiresAt":4102444800}]}`)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
 }

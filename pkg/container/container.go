@@ -4,13 +4,17 @@
 // the process's Exit, the Observed container of a recovery, the images of
 // the runtime's store, the errors the engine acts on, and the health of a
 // task's containers as the engine reports it (TaskHealth, which
-// pkg/registration maps onto the TCS wire types). With one home for
+// pkg/registration maps onto the TCS wire types). It is also what the
+// engine exchanges with the packages it calls on a task's path: the
+// network request and result (pkg/network), secret references and registry
+// logins (pkg/execrole). With one home for
 // these types the runtime satisfies the engine's interfaces directly and no
 // package translates one into the other.
 //
 // It is pure data: it imports no other Berth package, does no I/O and knows
-// nothing of ECS. pkg/engine, pkg/runtime, pkg/registration and whatever
-// drives the runtime (pkg/stats, tests, bench/) import it.
+// nothing of ECS. pkg/engine, pkg/runtime, pkg/network, pkg/execrole,
+// pkg/registration and whatever drives the runtime (pkg/stats, tests,
+// bench/) import it.
 package container
 
 import (
@@ -215,4 +219,26 @@ func WithPullFor(ctx context.Context, owner string) context.Context {
 func PullFor(ctx context.Context) string {
 	owner, _ := ctx.Value(pullForKey{}).(string)
 	return owner
+}
+
+// Credentials are a registry login for one pull (the runtime's
+// PullAuthorizer returns them: an ECR token made with the task's
+// execution role).
+type Credentials struct {
+	Username string
+	Password string
+}
+
+// SecretRef is one secret of a container: the environment variable (or,
+// with Log, the log driver option) Name takes the value of the SSM
+// parameter or Secrets Manager secret ValueFrom names. The engine persists
+// the reference with the task (hence the JSON names), never the value; its
+// SecretSource (pkg/execrole) fetches the values.
+type SecretRef struct {
+	Name      string `json:"name"`
+	ValueFrom string `json:"valueFrom"`
+	// Region is where the secret lives when the payload says; empty means
+	// the region of ValueFrom's ARN, else the agent's.
+	Region string `json:"region,omitempty"`
+	Log    bool   `json:"log,omitempty"`
 }

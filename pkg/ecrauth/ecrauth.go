@@ -5,8 +5,9 @@
 // role credentials or the instance's own. Tokens are cached until shortly
 // before they expire.
 //
-// It is imported by pkg/agent, which passes the result to pkg/runtime's
-// per-pull credentials. It imports no agent package.
+// It is imported by pkg/execrole, whose RegistryLogins passes the result
+// to pkg/runtime's per-pull credentials, and by pkg/agent, which builds the
+// Provider. It imports no agent package.
 package ecrauth
 
 import (

@@ -285,8 +285,8 @@ func convertContainer(c *api.Container) (ContainerDef, error) {
 // its log driver's secretOptions (target LOG_DRIVER) as references; a
 // secret mounted as a file, or one without a name or a source, is refused
 // by name.
-func convertSecrets(in []api.Secret) ([]SecretRef, error) {
-	var out []SecretRef
+func convertSecrets(in []api.Secret) ([]container.SecretRef, error) {
+	var out []container.SecretRef
 	seen := map[string]bool{}
 	for _, s := range in {
 		log := s.Target == api.SecretTargetLogDriver
@@ -303,7 +303,7 @@ func convertSecrets(in []api.Secret) ([]SecretRef, error) {
 			return nil, fmt.Errorf("secret %s: named twice", s.Name)
 		}
 		seen[key] = true
-		out = append(out, SecretRef{Name: s.Name, ValueFrom: s.ValueFrom, Region: s.Region, Log: log})
+		out = append(out, container.SecretRef{Name: s.Name, ValueFrom: s.ValueFrom, Region: s.Region, Log: log})
 	}
 	return out, nil
 }

@@ -119,9 +119,9 @@ type LogShipper interface {
 
 // SecretSource fetches the values of a task's secrets the way the ECS
 // agent does: with the task's execution role, from SSM Parameter Store or
-// Secrets Manager (pkg/agent implements it). Its errors name the secret
-// and never carry a value.
+// Secrets Manager (pkg/execrole's Secrets implements it). Its errors name
+// the secret and never carry a value.
 type SecretSource interface {
 	// Fetch returns the values of refs, in their order.
-	Fetch(ctx context.Context, taskARN string, refs []SecretRef) ([]string, error)
+	Fetch(ctx context.Context, taskARN string, refs []container.SecretRef) ([]string, error)
 }

@@ -88,23 +88,10 @@ type ContainerDef struct {
 	// Secrets are the references of the container's secrets and of its
 	// log driver's secretOptions; their values are fetched each time the
 	// container is created and never stored.
-	Secrets []SecretRef `json:"secrets,omitempty"`
+	Secrets []container.SecretRef `json:"secrets,omitempty"`
 	// Spec is the runtime spec without the per-run fields (ID, netns,
 	// resolved mounts, log path), which the engine fills in at create.
 	Spec container.Spec `json:"spec"`
-}
-
-// SecretRef is one secret of a container: the environment variable (or,
-// with Log, the log driver option) Name takes the value of the SSM
-// parameter or Secrets Manager secret ValueFrom names. Only the reference
-// is part of the task's record.
-type SecretRef struct {
-	Name      string `json:"name"`
-	ValueFrom string `json:"valueFrom"`
-	// Region is where the secret lives when the payload says; empty means
-	// the region of ValueFrom's ARN, else the agent's.
-	Region string `json:"region,omitempty"`
-	Log    bool   `json:"log,omitempty"`
 }
 
 // TaskDef is what the task definition says about the task.

@@ -32,7 +32,7 @@ const logSecretsTimeout = time.Minute
 // fetchSecrets fetches refs with the task's execution role and returns the
 // environment variables to add (NAME=value) and the log driver options
 // (nil when there are none).
-func fetchSecrets(ctx context.Context, src SecretSource, taskARN string, refs []SecretRef) (env []string, logOpts map[string]string, err error) {
+func fetchSecrets(ctx context.Context, src SecretSource, taskARN string, refs []container.SecretRef) (env []string, logOpts map[string]string, err error) {
 	if len(refs) == 0 {
 		return nil, nil, nil
 	}
@@ -89,8 +89,8 @@ func withLogSecrets(lc container.LogConfig, opts map[string]string) (container.L
 }
 
 // logSecretRefs returns the log driver secretOptions of a container.
-func logSecretRefs(d *ContainerDef) []SecretRef {
-	var out []SecretRef
+func logSecretRefs(d *ContainerDef) []container.SecretRef {
+	var out []container.SecretRef
 	for _, s := range d.Secrets {
 		if s.Log {
 			out = append(out, s)
@@ -102,7 +102,7 @@ func logSecretRefs(d *ContainerDef) []SecretRef {
 // fetchLogSecrets fetches a running container's log options in the
 // background (after a restart, when the create step's values are gone)
 // and hands them to the select loop, which then starts its log shipping.
-func (r *taskRunner) fetchLogSecrets(name string, refs []SecretRef) {
+func (r *taskRunner) fetchLogSecrets(name string, refs []container.SecretRef) {
 	src, arn, ctx := r.e.opts.Secrets, r.st.Def.ARN, r.ctx
 	r.ops.Add(1)
 	go func() {

@@ -22,7 +22,7 @@ type fakeSecrets struct {
 	fetches []string // task ARN + the refs' names, per call
 }
 
-func (f *fakeSecrets) Fetch(_ context.Context, taskARN string, refs []engine.SecretRef) ([]string, error) {
+func (f *fakeSecrets) Fetch(_ context.Context, taskARN string, refs []container.SecretRef) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var names []string
@@ -59,9 +59,9 @@ func secretTask(t *testing.T, dbFrom string) engine.TaskDef {
 		c := &def.Containers[i]
 		switch c.Name {
 		case "app":
-			c.Secrets = []engine.SecretRef{{Name: "DB_PASSWORD", ValueFrom: dbFrom}}
+			c.Secrets = []container.SecretRef{{Name: "DB_PASSWORD", ValueFrom: dbFrom}}
 		case "shipper":
-			c.Secrets = []engine.SecretRef{{Name: "awslogs-stream-prefix", ValueFrom: "arn:aws:secretsmanager:us-east-1:000000000000:secret:logprefix-AbCdEf", Log: true}}
+			c.Secrets = []container.SecretRef{{Name: "awslogs-stream-prefix", ValueFrom: "arn:aws:secretsmanager:us-east-1:000000000000:secret:logprefix-AbCdEf", Log: true}}
 		}
 	}
 	return def
@@ -191,7 +191,7 @@ func TestSecretsFromAPI(t *testing.T) {
 		api.Secret{Name: "DB", ValueFrom: "arn:aws:ssm:us-east-1:000000000000:parameter/db", Type: api.SecretTypeEnv, Provider: api.SecretProviderSSM, Region: "us-east-1"},
 		api.Secret{Name: "splunk-token", ValueFrom: "tok", Target: api.SecretTargetLogDriver, Provider: api.SecretProviderSSM},
 	), "lab")
-	want := []engine.SecretRef{
+	want := []container.SecretRef{
 		{Name: "DB", ValueFrom: "arn:aws:ssm:us-east-1:000000000000:parameter/db", Region: "us-east-1"},
 		{Name: "splunk-token", ValueFrom: "tok", Log: true},
 	}

@@ -14,11 +14,11 @@ import (
 // ownerAuth is a PullAuthorizer that logs in only for one owner.
 type ownerAuth struct {
 	owner string
-	creds Credentials
+	creds container.Credentials
 	asked []string
 }
 
-func (a *ownerAuth) PullCredentials(ctx context.Context, owner, ref string) (*Credentials, error) {
+func (a *ownerAuth) PullCredentials(ctx context.Context, owner, ref string) (*container.Credentials, error) {
 	a.asked = append(a.asked, owner)
 	if owner != a.owner {
 		return nil, errors.New("no role for " + owner)
@@ -33,7 +33,7 @@ func (a *ownerAuth) PullCredentials(ctx context.Context, owner, ref string) (*Cr
 func TestPullAuthAndImages(t *testing.T) {
 	areg := testenv.AuthRegistry(t)
 	img := testenv.BuildImage(t, areg, "rt/owned", testenv.ImageSpec{Cmd: []string{"/bin/true"}})
-	auth := &ownerAuth{owner: "task-a", creds: Credentials{Username: areg.Username, Password: areg.Password}}
+	auth := &ownerAuth{owner: "task-a", creds: container.Credentials{Username: areg.Username, Password: areg.Password}}
 	tr := newTestRuntime(t, func(o *Options) { o.PullAuth = auth; o.PullBehavior = PullAlways })
 
 	_, err := tr.Pull(container.WithPullFor(t.Context(), "task-b"), img.Ref)

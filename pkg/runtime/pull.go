@@ -117,7 +117,9 @@ func (r *Runtime) Pull(ctx context.Context, ref string) (container.Image, error)
 		if err != nil {
 			return container.Image{}, fmt.Errorf("pull %s: registry login: %w", ref, err)
 		}
-		opts.Credentials = creds
+		if creds != nil {
+			opts.Credentials = &Credentials{Username: creds.Username, Password: creds.Password}
+		}
 	}
 	img, err := r.PullWith(ctx, ref, opts)
 	if err != nil {

@@ -110,9 +110,10 @@ type Options struct {
 	PullAuth PullAuthorizer
 }
 
-// PullAuthorizer picks the registry login of one pull.
+// PullAuthorizer picks the registry login of one pull (pkg/execrole's
+// RegistryLogins: ECR with the task's execution role).
 type PullAuthorizer interface {
-	PullCredentials(ctx context.Context, owner, ref string) (*Credentials, error)
+	PullCredentials(ctx context.Context, owner, ref string) (*container.Credentials, error)
 }
 
 // Runtime runs containers on containerd. It is safe for concurrent use.

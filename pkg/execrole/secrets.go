@@ -1,11 +1,10 @@
-package agent
+package execrole
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -17,21 +16,19 @@ import (
 
 	"github.com/berth-dev/berth/pkg/api"
 	"github.com/berth-dev/berth/pkg/api/arn"
-	"github.com/berth-dev/berth/pkg/config"
-	"github.com/berth-dev/berth/pkg/engine"
+	"github.com/berth-dev/berth/pkg/container"
 	"github.com/berth-dev/berth/pkg/iam"
 )
 
-// secretSource is the engine's SecretSource: it fetches a task's secrets
+// Secrets is the engine's SecretSource: it fetches a task's secrets
 // as the ECS agent does, signed with the task's execution role
 // credentials, from SSM Parameter Store (GetParameters with decryption, up
 // to 10 names a call) and Secrets Manager (GetSecretValue, with the
 // json-key, version-stage and version-id suffixes of valueFrom). The
-// service is the cluster endpoint (the first ECS_BACKEND_HOST), or AWS's
-// own endpoints when the agent is joined to Amazon ECS (no backend host,
-// or one under amazonaws.com). Errors name the secret and never carry a
-// value; nothing here logs.
-type secretSource struct {
+// service is SecretsOptions.Endpoint (the agent passes its cluster
+// endpoint), or AWS's own endpoints. Errors name the secret and never carry
+// a value; nothing here logs.
+type Secrets struct {
 	// store holds the execution role credentials the payloads brought;
 	// nil when task roles are off (they then never reach the agent).
 	store    *iam.Store
@@ -40,35 +37,34 @@ type secretSource struct {
 	http     aws.HTTPClient
 }
 
+// SecretsOptions configure Secrets.
+type SecretsOptions struct {
+	// Roles holds the tasks' execution role credentials; nil when task
+	// roles are off, and every fetch then fails naming the setting.
+	Roles *iam.Store
+	// Region is the agent's, for secrets whose reference names none.
+	Region string
+	// Endpoint is the SSM and Secrets Manager endpoint; "" means AWS's.
+	Endpoint string
+	// HTTPClient makes the calls; nil means one with a 30 s timeout.
+	HTTPClient aws.HTTPClient
+}
+
 // secretsTimeout bounds one call to SSM or Secrets Manager.
 const secretsTimeout = 30 * time.Second
 
-func newSecretSource(cfg *config.Config, roles *taskRoles) *secretSource {
-	s := &secretSource{region: cfg.Region(), endpoint: secretsEndpoint(cfg.BackendHost),
-		http: awshttp.NewBuildableClient().WithTimeout(secretsTimeout)}
-	if roles != nil {
-		s.store = roles.store
+// NewSecrets returns the secret source of the tasks whose execution role
+// credentials o.Roles holds.
+func NewSecrets(o SecretsOptions) *Secrets {
+	s := &Secrets{store: o.Roles, region: o.Region, endpoint: o.Endpoint, http: o.HTTPClient}
+	if s.http == nil {
+		s.http = awshttp.NewBuildableClient().WithTimeout(secretsTimeout)
 	}
 	return s
 }
 
-// secretsEndpoint is where secrets are fetched from: the cluster endpoint
-// (the first of a list of replicas), or "" (AWS) when the backend is
-// Amazon ECS itself.
-func secretsEndpoint(backendHost string) string {
-	host, _, _ := strings.Cut(backendHost, ",")
-	host = strings.TrimSpace(host)
-	if host == "" {
-		return ""
-	}
-	if u, err := url.Parse(host); err == nil && (u.Hostname() == "amazonaws.com" || strings.HasSuffix(u.Hostname(), ".amazonaws.com")) {
-		return ""
-	}
-	return host
-}
-
-// Fetch implements engine.SecretSource.
-func (s *secretSource) Fetch(ctx context.Context, taskARN string, refs []engine.SecretRef) ([]string, error) {
+// Fetch implements the engine's SecretSource.
+func (s *Secrets) Fetch(ctx context.Context, taskARN string, refs []container.SecretRef) ([]string, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
@@ -109,7 +105,7 @@ func isSecretsManager(valueFrom string) bool {
 
 // refRegion is the region of a secret: the payload's, else its ARN's,
 // else the agent's.
-func (s *secretSource) refRegion(ref engine.SecretRef) string {
+func (s *Secrets) refRegion(ref container.SecretRef) string {
 	if ref.Region != "" {
 		return ref.Region
 	}
@@ -131,7 +127,7 @@ func parameterName(valueFrom string) string {
 
 // parameters fetches the SSM parameters refs[idx] name, 10 a call, into
 // out.
-func (s *secretSource) parameters(ctx context.Context, creds aws.CredentialsProvider, region string, refs []engine.SecretRef, idx []int, out []string) error {
+func (s *Secrets) parameters(ctx context.Context, creds aws.CredentialsProvider, region string, refs []container.SecretRef, idx []int, out []string) error {
 	client := ssm.New(ssm.Options{Region: region, Credentials: creds, HTTPClient: s.http, BaseEndpoint: s.base()})
 	for start := 0; start < len(idx); start += 10 {
 		batch := idx[start:min(start+10, len(idx))]
@@ -161,7 +157,7 @@ func (s *secretSource) parameters(ctx context.Context, creds aws.CredentialsProv
 	return nil
 }
 
-func (s *secretSource) base() *string {
+func (s *Secrets) base() *string {
 	if s.endpoint == "" {
 		return nil
 	}
@@ -171,7 +167,7 @@ func (s *secretSource) base() *string {
 // secretValue fetches one Secrets Manager secret. valueFrom is the
 // secret's ARN, or the ARN followed by :json-key:version-stage:version-id
 // (each possibly empty), as ECS takes it.
-func (s *secretSource) secretValue(ctx context.Context, creds aws.CredentialsProvider, region string, ref engine.SecretRef) (string, error) {
+func (s *Secrets) secretValue(ctx context.Context, creds aws.CredentialsProvider, region string, ref container.SecretRef) (string, error) {
 	a, err := arn.Parse(ref.ValueFrom)
 	if err != nil {
 		return "", fmt.Errorf("secret %s: valueFrom %s: %w", ref.Name, ref.ValueFrom, err)

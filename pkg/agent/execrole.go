@@ -5,47 +5,48 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 
-	"github.com/berth-dev/berth/pkg/api"
+	"github.com/berth-dev/berth/pkg/config"
 	"github.com/berth-dev/berth/pkg/ecrauth"
-	"github.com/berth-dev/berth/pkg/iam"
-	"github.com/berth-dev/berth/pkg/runtime"
+	"github.com/berth-dev/berth/pkg/execrole"
 )
 
-// registryAuth picks the login for a task's image pull: for ECR-style
-// registries a GetAuthorizationToken login made with the task's execution
-// role credentials (the instance's when it has none).
-type registryAuth struct {
-	// store is nil when task roles are off: execution role credentials
-	// then never reach the agent.
-	store    *iam.Store
-	provider *ecrauth.Provider
+// The execution role's work on a task's path (secrets, registry logins)
+// is pkg/execrole's; what is composed here, once at start, is where it
+// goes: the endpoint of SSM and Secrets Manager, the ECR-style
+// registries, the instance's credentials for tasks without a role.
+
+// newSecrets returns the engine's SecretSource: the tasks' execution role
+// credentials (roles non-nil only with task roles on) against the cluster
+// endpoint, or AWS's endpoints when the agent is joined to Amazon ECS.
+func newSecrets(cfg *config.Config, roles *taskRoles) *execrole.Secrets {
+	o := execrole.SecretsOptions{Region: cfg.Region(), Endpoint: secretsEndpoint(cfg.BackendHost)}
+	if roles != nil {
+		o.Roles = roles.store
+	}
+	return execrole.NewSecrets(o)
 }
 
-// PullCredentials returns the credentials to put in runtime.PullOptions
-// for ref pulled by taskArn; nil (and no error) when ref's registry is not
-// ECR-style, so the agent-wide credentials apply.
-func (a *registryAuth) PullCredentials(ctx context.Context, taskArn, ref string) (*runtime.Credentials, error) {
-	if a == nil || a.provider == nil || !a.provider.IsECR(ref) {
-		return nil, nil
+// secretsEndpoint is where secrets are fetched from: the cluster endpoint
+// (the first of a list of replicas), or "" (AWS) when the backend is
+// Amazon ECS itself (no backend host, or one under amazonaws.com).
+func secretsEndpoint(backendHost string) string {
+	host, _, _ := strings.Cut(backendHost, ",")
+	host = strings.TrimSpace(host)
+	if host == "" {
+		return ""
 	}
-	var exec *ecrauth.RoleCredentials
-	if a.store != nil {
-		if c, ok := a.store.TaskCredentials(taskArn, api.RoleTypeTaskExecution); ok {
-			exec = &ecrauth.RoleCredentials{RoleArn: c.RoleArn, AccessKeyID: c.AccessKeyID,
-				SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken}
-		}
+	if u, err := url.Parse(host); err == nil && (u.Hostname() == "amazonaws.com" || strings.HasSuffix(u.Hostname(), ".amazonaws.com")) {
+		return ""
 	}
-	login, _, err := a.provider.Auth(ctx, ref, exec)
-	if err != nil {
-		return nil, err
-	}
-	return &runtime.Credentials{Username: login.Username, Password: login.Password}, nil
+	return host
 }
 
 // newRegistryAuth returns the login source of pulls from ECR-style
@@ -53,7 +54,7 @@ func (a *registryAuth) PullCredentials(ctx context.Context, taskArn, ref string)
 // GetAuthorizationToken token made with the task's execution role, which
 // reaches the agent only with task roles on (roles non-nil), else with the
 // agent's own credentials.
-func (a *Agent) newRegistryAuth(ctx context.Context, roles *taskRoles) (*registryAuth, error) {
+func (a *Agent) newRegistryAuth(ctx context.Context, roles *taskRoles) (*execrole.RegistryLogins, error) {
 	cfg := a.cfg
 	var regs []ecrauth.Registry
 	for _, host := range slices.Sorted(maps.Keys(cfg.Images.ECRRegistries)) {
@@ -68,11 +69,11 @@ func (a *Agent) newRegistryAuth(ctx context.Context, roles *taskRoles) (*registr
 	if err != nil {
 		return nil, fmt.Errorf("registry auth: %w", err)
 	}
-	ra := &registryAuth{provider: p}
+	l := &execrole.RegistryLogins{Provider: p}
 	if roles != nil {
-		ra.store = roles.store
+		l.Roles = roles.store
 	}
-	return ra, nil
+	return l, nil
 }
 
 // lazyCredentials defers building a credentials provider (which may load
