@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/berth-dev/berth/pkg/api"
-	"github.com/berth-dev/berth/pkg/engine"
 	"github.com/berth-dev/berth/pkg/introspection"
 	"github.com/berth-dev/berth/pkg/network"
 	"github.com/berth-dev/berth/pkg/state"
@@ -25,32 +23,6 @@ func pendingCleanup(nw *network.Sandboxer) func() []introspection.PendingCleanup
 		}
 		return out
 	}
-}
-
-// storeAdapter gives the engine its Store on pkg/state: the task records and
-// the outbox of state changes (api.StateChange, one type for both).
-type storeAdapter struct {
-	db *state.DB
-}
-
-var _ engine.Store = storeAdapter{}
-
-func (s storeAdapter) SaveTask(ctx context.Context, arn string, record []byte, changes []api.StateChange) error {
-	return s.db.SaveTask(arn, record, changes)
-}
-
-func (s storeAdapter) DeleteTask(ctx context.Context, arn string) error { return s.db.DeleteTask(arn) }
-
-func (s storeAdapter) LoadTasks(ctx context.Context) ([][]byte, error) {
-	entries, err := s.db.Tasks()
-	if err != nil {
-		return nil, err
-	}
-	out := make([][]byte, 0, len(entries))
-	for _, e := range entries {
-		out = append(out, e.Record)
-	}
-	return out, nil
 }
 
 // portStore persists the network's port allocations in the state database.

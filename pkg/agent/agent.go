@@ -303,7 +303,7 @@ func (a *Agent) runNode(ctx context.Context) (err error) {
 	eng, err := engine.New(engine.Options{
 		Runtime:       rt,
 		Network:       nm,
-		Store:         storeAdapter{db: db},
+		Store:         db,
 		Logs:          logRemover{},
 		LogShipper:    logShipper{m: logs, depsFor: a.awslogsExecutionRole(roles)},
 		Secrets:       newSecrets(cfg, roles),

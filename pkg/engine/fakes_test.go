@@ -232,7 +232,7 @@ var _ engine.Store = (*fakeStore)(nil)
 
 func newFakeStore() *fakeStore { return &fakeStore{records: map[string][]byte{}} }
 
-func (s *fakeStore) SaveTask(ctx context.Context, arn string, record []byte, changes []api.StateChange) error {
+func (s *fakeStore) SaveTask(arn string, record []byte, changes []api.StateChange) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.records[arn] = append([]byte(nil), record...)
@@ -240,14 +240,14 @@ func (s *fakeStore) SaveTask(ctx context.Context, arn string, record []byte, cha
 	return nil
 }
 
-func (s *fakeStore) DeleteTask(ctx context.Context, arn string) error {
+func (s *fakeStore) DeleteTask(arn string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.records, arn)
 	return nil
 }
 
-func (s *fakeStore) LoadTasks(ctx context.Context) ([][]byte, error) {
+func (s *fakeStore) TaskRecords() ([][]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out [][]byte

@@ -67,15 +67,16 @@ type Network interface {
 	TeardownNetwork(ctx context.Context, req container.NetworkRequest) error
 }
 
-// Store persists task records and the outbox of state changes.
+// Store persists task records and the outbox of state changes; pkg/state's
+// *DB implements it as it is (a local database: no call takes a context).
 type Store interface {
 	// SaveTask writes the record and appends the changes to the outbox in
 	// one transaction.
-	SaveTask(ctx context.Context, arn string, record []byte, changes []api.StateChange) error
+	SaveTask(arn string, record []byte, changes []api.StateChange) error
 	// DeleteTask removes the record (after clean-up); the outbox is kept.
-	DeleteTask(ctx context.Context, arn string) error
-	// LoadTasks returns every stored record.
-	LoadTasks(ctx context.Context) ([][]byte, error)
+	DeleteTask(arn string) error
+	// TaskRecords returns every stored record.
+	TaskRecords() ([][]byte, error)
 }
 
 // LogRemover deletes a container's logs at clean-up.

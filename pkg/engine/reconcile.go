@@ -622,7 +622,7 @@ func (r *taskRunner) cleanupWhenDue() {
 			// after a restart: it goes only once everything else went.
 			return event{kind: evCleaned, err: errors.Join(errs...)}
 		}
-		if err := e.opts.Store.DeleteTask(ctx, arn); err != nil {
+		if err := e.opts.Store.DeleteTask(arn); err != nil {
 			return event{kind: evCleaned, err: fmt.Errorf("delete task record: %w", err)}
 		}
 		return event{kind: evCleaned}

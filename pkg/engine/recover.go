@@ -14,7 +14,7 @@ import (
 // rolls back interrupted steps, and starts each task's goroutine again.
 // Containers that carry our labels but belong to no stored task are removed.
 func (e *Engine) recover(ctx context.Context) error {
-	records, err := e.opts.Store.LoadTasks(ctx)
+	records, err := e.opts.Store.TaskRecords()
 	if err != nil {
 		return fmt.Errorf("load tasks: %w", err)
 	}

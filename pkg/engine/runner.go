@@ -251,7 +251,7 @@ func (r *taskRunner) save(ctx context.Context, changes ...api.StateChange) error
 	if err != nil {
 		return fmt.Errorf("encode task %s: %w", r.st.Def.ARN, err)
 	}
-	if err := r.e.opts.Store.SaveTask(ctx, r.st.Def.ARN, b, changes); err != nil {
+	if err := r.e.opts.Store.SaveTask(r.st.Def.ARN, b, changes); err != nil {
 		return fmt.Errorf("save task %s: %w", r.st.Def.ARN, err)
 	}
 	r.record.Store(&b)

@@ -9,9 +9,10 @@ import (
 // This file holds one-transaction shorthands on DB for the common calls.
 
 // SaveTask writes the record of the task arn and appends changes to the
-// outbox in one transaction, setting each change's Seq. It is the shape of
-// pkg/engine's Store.SaveTask. Concurrent calls share a transaction (group
-// commit, group.go): each returns once its writes are durable.
+// outbox in one transaction, setting each change's Seq. With DeleteTask
+// and TaskRecords it makes *DB the engine's Store (pkg/engine) as it is.
+// Concurrent calls share a transaction (group commit, group.go): each
+// returns once its writes are durable.
 func (db *DB) SaveTask(arn string, record []byte, changes []api.StateChange) error {
 	return db.updateGrouped(func(tx *Tx) error {
 		if err := tx.PutTask(arn, record); err != nil {
@@ -40,6 +41,20 @@ func (db *DB) Tasks() ([]TaskEntry, error) {
 		return err
 	})
 	return out, err
+}
+
+// TaskRecords returns every task record, ordered by ARN (pkg/engine's
+// Store.TaskRecords).
+func (db *DB) TaskRecords() ([][]byte, error) {
+	tasks, err := db.Tasks()
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, 0, len(tasks))
+	for _, t := range tasks {
+		out = append(out, t.Record)
+	}
+	return out, nil
 }
 
 // PendingStateChanges returns up to limit outbox entries, oldest first

@@ -11,8 +11,9 @@
 // describing it go through the same transaction (DB.SaveTask, whose
 // concurrent calls share one: group commit).
 //
-// pkg/agent opens the database (one per agent run) and adapts it to the
-// engine's store and the network's port store; pkg/registration takes the
+// pkg/agent opens the database (one per agent run), hands the *DB to the
+// engine as its Store (SaveTask, DeleteTask, TaskRecords; the engine calls
+// it directly) and adapts it to the network's port store; pkg/registration takes the
 // *DB for the instance identity, the outbox and the ACS message ids; the
 // agent's callers (cmd/agent, dev mode) read InstanceIdentity. Of Berth it imports pkg/api only (a rule in
 // internal/layout).
