@@ -6,11 +6,15 @@
 // tasks, recovers after an agent restart, removes unused images, and
 // records every transition as a state change in the outbox of its Store.
 //
-// It declares the small interfaces it needs (interfaces.go): pkg/runtime's
-// *Runtime implements ContainerRuntime and ImageStore as they are, with the
-// types of pkg/container, so a task goes from the ACS payload to
-// containerd's NewContainer through the engine and the runtime only.
-// pkg/agent adapts pkg/network and pkg/state to Network and Store.
+// It declares the small interfaces it needs (interfaces.go), and the
+// packages it calls implement them as they are, on the neutral types of
+// pkg/container: pkg/runtime's *Runtime is ContainerRuntime and ImageStore,
+// pkg/network's *Sandboxer is Network, pkg/state's *DB is Store,
+// pkg/execrole's Secrets is SecretSource (and its RegistryLogins the
+// runtime's pull login). pkg/agent builds them and hands them over once,
+// so a task goes from the ACS payload to containerd's NewContainer through
+// the engine and what it calls, never back through pkg/agent. Health leaves
+// it neutral too (TaskHealth); pkg/registration maps it onto the wire.
 //
 // pkg/agent runs it; pkg/introspection and the agent's task roles read its
 // task snapshots. Of Berth it imports pkg/api, pkg/container and pkg/logship
