@@ -152,7 +152,7 @@ func TestDemoWithoutTerminal(t *testing.T) {
 		t.Errorf("%s while the tasks were replaced: %d of %d requests failed (first: %v); answered by %d containers, want at least 3",
 			url, len(failed), ok+len(failed), failed[:min(len(failed), 5)], len(bodies))
 	}
-	if !regexp.MustCompile(`==> tasks replaced: [1-9][0-9]* requests to `+regexp.QuoteMeta(url)+`, 0 failed`).MatchString(d.out.String()) {
+	if !regexp.MustCompile(`==> tasks replaced: [1-9][0-9]* requests to ` + regexp.QuoteMeta(url) + `, 0 failed`).MatchString(d.out.String()) {
 		t.Errorf("the demo's own count of requests while it replaced the tasks is missing or not 0 failed")
 	}
 

@@ -64,7 +64,9 @@ func (l *devLab) runBerthLB(t *testing.T, name string) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- lb.Run(ctx, lb.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(testLog{t}, nil))}) }()
+	go func() {
+		done <- lb.Run(ctx, lb.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(testLog{t}, nil))})
+	}()
 	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {

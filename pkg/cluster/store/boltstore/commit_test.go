@@ -50,7 +50,11 @@ func queueWhileBlocked(t *testing.T, db *DB, fns []func(store.Tx) error) ([]erro
 			})
 		}()
 	}
-	waitFor(t, func() bool { db.updates.mu.Lock(); defer db.updates.mu.Unlock(); return len(db.updates.pending) == len(fns) })
+	waitFor(t, func() bool {
+		db.updates.mu.Lock()
+		defer db.updates.mu.Unlock()
+		return len(db.updates.pending) == len(fns)
+	})
 	close(release)
 	wg.Wait()
 	if err := <-firstDone; err != nil {
