@@ -153,9 +153,18 @@ func TestDevModeRunTaskStopTask(t *testing.T) {
 			t.Errorf("GET %s/v2/credentials/ = %d, want 400 (no id)", dst, resp.StatusCode)
 		}
 	}
-	// Its audit log is under DIR, like every other file of dev mode.
-	if b, err := os.ReadFile(filepath.Join(dir, "audit.log")); err != nil || !strings.Contains(string(b), " 400 ") {
-		t.Errorf("DIR/audit.log = %q, %v; want the 400 line", b, err)
+	// Its audit log is under DIR, like every other file of dev mode. The
+	// log is buffered (written 100 ms after a first line): the wait for
+	// the line bounds a hang and asserts no timing.
+	var audit []byte
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		audit, err = os.ReadFile(filepath.Join(dir, "audit.log"))
+		if err == nil && strings.Contains(string(audit), " 400 ") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || !strings.Contains(string(audit), " 400 ") {
+		t.Errorf("DIR/audit.log = %q, %v after 10s; want the 400 line", audit, err)
 	}
 
 	// The container logs through awslogs: dev mode sends it to its own
