@@ -181,7 +181,13 @@ func (r *Runtime) cachedImage(ctx context.Context, ref string) (cachedImage, err
 		return cachedImage{}, err
 	}
 	if !ok {
-		if err := img.Unpack(ctx, r.opts.Snapshotter); err != nil {
+		lctx, release, err := r.withLease(ctx)
+		if err != nil {
+			return cachedImage{}, err
+		}
+		err = img.Unpack(lctx, r.opts.Snapshotter)
+		release()
+		if err != nil {
 			return cachedImage{}, err
 		}
 	}
@@ -231,6 +237,13 @@ func (r *Runtime) pull(ctx context.Context, ref string, creds *Credentials) (con
 		ctx, cancel = context.WithTimeout(ctx, r.opts.PullTimeout)
 		defer cancel()
 	}
+	// One lease of ours over Fetch and Unpack, instead of one of the
+	// client's each that a kill -9 could leave behind (leases.go).
+	ctx, release, err := r.withLease(ctx)
+	if err != nil {
+		return container.Image{}, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	defer release()
 	fetchCtx, cancelFetch := context.WithCancelCause(ctx)
 	defer cancelFetch(nil)
 

@@ -129,10 +129,14 @@ type Runtime struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// mu guards ooms, exits and closed; wg.Add happens under it so that no
-	// goroutine starts once Close is waiting.
+	// mu guards ooms, exits, held and closed; wg.Add happens under it so
+	// that no goroutine starts once Close is waiting.
 	mu   sync.Mutex
 	ooms map[string]time.Time // container ID → time of its last OOM event
+	// holder names this Runtime on its leases; held are the IDs of its
+	// leases that an operation holds now (leases.go).
+	holder leaseHolder
+	held   map[string]bool
 	// exits holds the exit channel of a container Start started until Wait
 	// takes it; after an agent restart Wait re-attaches instead.
 	exits  map[string]<-chan ExitStatus
@@ -185,6 +189,10 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		ctx, cancel = context.WithTimeout(ctx, opts.ConnectTimeout)
 		defer cancel()
 	}
+	holder, err := newLeaseHolder()
+	if err != nil {
+		return nil, err
+	}
 	client, err := connect(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -198,8 +206,15 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		cancel: cancel,
 		ooms:   make(map[string]time.Time),
 		exits:  make(map[string]<-chan ExitStatus),
+		holder: holder,
+		held:   make(map[string]bool),
 		captures: logs.NewCaptures(logs.CapturesOptions{Dir: opts.LogDaemonDir, Binary: opts.LoggerBinary,
 			Log: log.G(rctx)}),
+	}
+	// Leases of an earlier agent of this state directory killed during a
+	// pull or create: nothing else would release them before they expire.
+	if err := r.sweepLeases(ctx); err != nil {
+		log.G(ctx).WithError(err).Warn("leases left by an earlier run remain until they expire")
 	}
 	done, _ := r.track()
 	go func() {

@@ -245,7 +245,12 @@ func (r *Runtime) create(ctx context.Context, spec createSpec) (retErr error) {
 	if err := r.removeSnapshot(ctx, spec.ID); err != nil {
 		return fmt.Errorf("create container %s: snapshot left by an interrupted create: %w", spec.ID, err)
 	}
-	_, err = r.client.NewContainer(ctx, spec.ID,
+	// Our lease instead of the client's, which a kill -9 here would leave.
+	lctx, release, err := r.withLease(ctx)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", spec.ID, err)
+	}
+	_, err = r.client.NewContainer(lctx, spec.ID,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(r.opts.Snapshotter),
 		containerd.WithNewSnapshot(spec.ID, img),
@@ -257,6 +262,7 @@ func (r *Runtime) create(ctx context.Context, spec createSpec) (retErr error) {
 		containerd.WithContainerLabels(labels),
 		containerd.WithRuntime(r.opts.RuntimeName, nil),
 	)
+	release()
 	if err != nil {
 		if errdefs.IsAlreadyExists(err) {
 			// Lost a race with another Create of the same ID: leave its snapshot.
