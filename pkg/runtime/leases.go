@@ -108,8 +108,10 @@ func (r *Runtime) leaseTTL() time.Duration {
 
 // withLease returns ctx holding a new lease of the Runtime, for the
 // containerd calls that would otherwise take one each, and its release.
-// ctx must be in the Runtime's namespace.
-func (r *Runtime) withLease(ctx context.Context) (context.Context, func(), error) {
+// release(true), for a failed operation, has containerd collect what the
+// lease protected at once (a failed pull's blobs) rather than at its next
+// garbage collection. ctx must be in the Runtime's namespace.
+func (r *Runtime) withLease(ctx context.Context) (context.Context, func(failed bool), error) {
 	l, err := r.client.LeasesService().Create(ctx,
 		leases.WithRandomID(),
 		leases.WithExpiration(r.leaseTTL()),
@@ -123,21 +125,25 @@ func (r *Runtime) withLease(ctx context.Context) (context.Context, func(), error
 	r.mu.Lock()
 	r.held[l.ID] = true
 	r.mu.Unlock()
-	release := func() {
+	release := func(failed bool) {
 		r.mu.Lock()
 		delete(r.held, l.ID)
 		r.mu.Unlock()
-		r.releaseLease(l)
+		var opts []leases.DeleteOpt
+		if failed {
+			opts = append(opts, leases.SynchronousDelete)
+		}
+		r.releaseLease(l, opts...)
 	}
 	return leases.WithLease(ctx, l.ID), release, nil
 }
 
 // deleteLease makes one attempt to delete l, which is gone afterwards when
 // it returns nil.
-func (r *Runtime) deleteLease(ctx context.Context, l leases.Lease) error {
+func (r *Runtime) deleteLease(ctx context.Context, l leases.Lease, opts ...leases.DeleteOpt) error {
 	ctx, cancel := context.WithTimeout(r.withNS(context.WithoutCancel(ctx)), leaseReleaseTimeout)
 	defer cancel()
-	if err := r.client.LeasesService().Delete(ctx, l); err != nil && !errdefs.IsNotFound(err) {
+	if err := r.client.LeasesService().Delete(ctx, l, opts...); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete lease %s: %w", l.ID, err)
 	}
 	return nil
@@ -147,8 +153,8 @@ func (r *Runtime) deleteLease(ctx context.Context, l leases.Lease) error {
 // answers or the Runtime closes (which makes one last attempt). A lease
 // still left then is removed by the next Runtime of this state directory,
 // or by containerd when it expires.
-func (r *Runtime) releaseLease(l leases.Lease) {
-	err := r.deleteLease(r.ctx, l)
+func (r *Runtime) releaseLease(l leases.Lease, opts ...leases.DeleteOpt) {
+	err := r.deleteLease(r.ctx, l, opts...)
 	if err == nil {
 		return
 	}
@@ -164,13 +170,13 @@ func (r *Runtime) releaseLease(l leases.Lease) {
 		for {
 			select {
 			case <-r.ctx.Done():
-				if err := r.deleteLease(r.ctx, l); err != nil {
+				if err := r.deleteLease(r.ctx, l, opts...); err != nil {
 					log.G(r.ctx).WithError(err).WithField("lease", l.ID).Warn("lease left for the next start to remove")
 				}
 				return
 			case <-time.After(delay):
 			}
-			if r.deleteLease(r.ctx, l) == nil {
+			if r.deleteLease(r.ctx, l, opts...) == nil {
 				return
 			}
 			delay = min(delay*2, 5*time.Second)
@@ -206,7 +212,7 @@ func (r *Runtime) sweepLeases(ctx context.Context) error {
 		case strings.HasPrefix(holder, r.holder.process+":"), processAlive(holderProcess(holder)):
 			continue
 		}
-		if err := r.deleteLease(ctx, l); err != nil {
+		if err := r.deleteLease(ctx, l, leases.SynchronousDelete); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -186,7 +186,7 @@ func (r *Runtime) cachedImage(ctx context.Context, ref string) (cachedImage, err
 			return cachedImage{}, err
 		}
 		err = img.Unpack(lctx, r.opts.Snapshotter)
-		release()
+		release(err != nil)
 		if err != nil {
 			return cachedImage{}, err
 		}
@@ -231,7 +231,7 @@ func (r *Runtime) sharedPull(ctx context.Context, ref string, creds *Credentials
 // errInactive is the cancellation cause when no bytes arrived for too long.
 var errInactive = errors.New("no data received")
 
-func (r *Runtime) pull(ctx context.Context, ref string, creds *Credentials) (container.Image, error) {
+func (r *Runtime) pull(ctx context.Context, ref string, creds *Credentials) (_ container.Image, retErr error) {
 	if r.opts.PullTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.opts.PullTimeout)
@@ -243,7 +243,7 @@ func (r *Runtime) pull(ctx context.Context, ref string, creds *Credentials) (con
 	if err != nil {
 		return container.Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
-	defer release()
+	defer func() { release(retErr != nil) }()
 	fetchCtx, cancelFetch := context.WithCancelCause(ctx)
 	defer cancelFetch(nil)
 

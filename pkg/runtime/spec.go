@@ -262,7 +262,7 @@ func (r *Runtime) create(ctx context.Context, spec createSpec) (retErr error) {
 		containerd.WithContainerLabels(labels),
 		containerd.WithRuntime(r.opts.RuntimeName, nil),
 	)
-	release()
+	release(err != nil)
 	if err != nil {
 		if errdefs.IsAlreadyExists(err) {
 			// Lost a race with another Create of the same ID: leave its snapshot.
