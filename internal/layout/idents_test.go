@@ -31,6 +31,8 @@ func identRules() []identRule {
 			dir: "pkg/agent", pkg: "pkg/api", names: health},
 		{why: "the engine reports health in pkg/container's neutral types (Engine.TaskHealth); pkg/registration alone maps it onto the TCS wire types",
 			dir: "pkg/engine", pkg: "pkg/api", names: health},
+		{why: "the network's port allocator persists through *state.DB as it is (container.PortAllocation): no agent adapter on the way of every allocation",
+			dir: "pkg/agent", pkg: "pkg/network", names: []string{"PortStore"}},
 	}
 }
 

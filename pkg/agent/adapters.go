@@ -9,7 +9,6 @@ import (
 
 	"github.com/berth-dev/berth/pkg/introspection"
 	"github.com/berth-dev/berth/pkg/network"
-	"github.com/berth-dev/berth/pkg/state"
 )
 
 // pendingCleanup maps what the network retries onto the introspection
@@ -23,33 +22,6 @@ func pendingCleanup(nw *network.Sandboxer) func() []introspection.PendingCleanup
 		}
 		return out
 	}
-}
-
-// portStore persists the network's port allocations in the state database.
-type portStore struct {
-	db *state.DB
-}
-
-var _ network.PortStore = portStore{}
-
-func (p portStore) LoadPorts() ([]network.Allocation, error) {
-	in, err := p.db.LoadPorts()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]network.Allocation, 0, len(in))
-	for _, a := range in {
-		out = append(out, network.Allocation{Owner: a.Owner, Protocol: network.Protocol(a.Protocol), HostPort: a.HostPort})
-	}
-	return out, nil
-}
-
-func (p portStore) SavePorts(in []network.Allocation) error {
-	out := make([]state.PortAllocation, 0, len(in))
-	for _, a := range in {
-		out = append(out, state.PortAllocation{Owner: a.Owner, Protocol: string(a.Protocol), HostPort: a.HostPort})
-	}
-	return p.db.SavePorts(out)
 }
 
 // logRemover deletes a container's json-file log and its rotated files.

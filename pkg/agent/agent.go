@@ -245,7 +245,7 @@ func (a *Agent) runNode(ctx context.Context) (err error) {
 		Range:       network.PortRange{First: cfg.Ports.DynamicRange.First, Last: cfg.Ports.DynamicRange.Last},
 		ReservedTCP: cfg.Ports.Reserved,
 		ReservedUDP: cfg.Ports.ReservedUDP,
-		Store:       portStore{db: db},
+		Store:       db,
 	})
 	if err != nil {
 		return fmt.Errorf("port allocator: %w", err)

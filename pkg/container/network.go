@@ -41,3 +41,13 @@ type PortBinding struct {
 	Protocol      string
 	BindIP        string
 }
+
+// PortAllocation is one host port held by an owner (a task): what
+// pkg/network's port allocator persists through its PortStore and pkg/state
+// keeps in its ports bucket as this JSON. The JSON names are an on-disk
+// format: existing data directories hold them.
+type PortAllocation struct {
+	Owner    string `json:"owner"`
+	Protocol string `json:"protocol"` // "tcp" or "udp"
+	HostPort uint16 `json:"hostPort"`
+}

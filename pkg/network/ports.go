@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
+
+	"github.com/berth-dev/berth/pkg/container"
 )
 
 // Protocol is a transport protocol of a port mapping.
@@ -44,20 +46,13 @@ func (e *PortConflictError) Error() string {
 // Unwrap lets callers test for ErrPortInUse with errors.Is.
 func (e *PortConflictError) Unwrap() error { return ErrPortInUse }
 
-// Allocation is one host port held by an owner; it is what a PortStore keeps.
-type Allocation struct {
-	Owner    string   `json:"owner"`
-	Protocol Protocol `json:"protocol"`
-	HostPort uint16   `json:"hostPort"`
-}
-
-// PortStore persists the allocator's state so that no port is handed out
-// twice across a restart. SavePorts replaces the whole stored set. The engine
-// implements it on its database; MemoryPortStore and FilePortStore serve
-// tests and small tools.
+// PortStore persists the allocator's state (container.PortAllocation
+// records) so that no port is handed out twice across a restart. SavePorts
+// replaces the whole stored set. The agent's state database (*state.DB) is
+// one as it is; MemoryPortStore and FilePortStore serve tests and small tools.
 type PortStore interface {
-	LoadPorts() ([]Allocation, error)
-	SavePorts([]Allocation) error
+	LoadPorts() ([]container.PortAllocation, error)
+	SavePorts([]container.PortAllocation) error
 }
 
 // PortRange is an inclusive range of ports.
@@ -182,7 +177,7 @@ func NewPortAllocator(o AllocatorOptions) (*PortAllocator, error) {
 		return nil, fmt.Errorf("load port allocations: %w", err)
 	}
 	for _, al := range allocs {
-		p := normProto(al.Protocol)
+		p := normProto(Protocol(al.Protocol))
 		a.held[portKey{p, al.HostPort}] = al.Owner
 		// Resume the round-robin after the highest port still held.
 		if al.HostPort >= a.next[p] && al.HostPort < a.rng.Last {
@@ -378,7 +373,7 @@ func (a *PortAllocator) Release(owner string) error {
 }
 
 // Allocations returns every held port, sorted by protocol and port.
-func (a *PortAllocator) Allocations() []Allocation {
+func (a *PortAllocator) Allocations() []container.PortAllocation {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.allocationsLocked()
@@ -396,10 +391,10 @@ func (a *PortAllocator) Owners() []string {
 	return slices.Compact(owners)
 }
 
-func (a *PortAllocator) allocationsLocked() []Allocation {
-	out := make([]Allocation, 0, len(a.held))
+func (a *PortAllocator) allocationsLocked() []container.PortAllocation {
+	out := make([]container.PortAllocation, 0, len(a.held))
 	for k, o := range a.held {
-		out = append(out, Allocation{Owner: o, Protocol: k.proto, HostPort: k.port})
+		out = append(out, container.PortAllocation{Owner: o, Protocol: string(k.proto), HostPort: k.port})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Protocol != out[j].Protocol {

@@ -11,26 +11,28 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/berth-dev/berth/pkg/container"
 )
 
 // MemoryPortStore keeps allocations in memory; the zero value is ready.
 type MemoryPortStore struct {
 	mu sync.Mutex
 	// allocs is guarded by mu.
-	allocs []Allocation
+	allocs []container.PortAllocation
 }
 
 var _ PortStore = (*MemoryPortStore)(nil)
 
 // LoadPorts returns a copy of the stored allocations.
-func (s *MemoryPortStore) LoadPorts() ([]Allocation, error) {
+func (s *MemoryPortStore) LoadPorts() ([]container.PortAllocation, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.allocs), nil
 }
 
 // SavePorts replaces the stored allocations.
-func (s *MemoryPortStore) SavePorts(a []Allocation) error {
+func (s *MemoryPortStore) SavePorts(a []container.PortAllocation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.allocs = slices.Clone(a)
@@ -46,7 +48,7 @@ type FilePortStore struct {
 var _ PortStore = (*FilePortStore)(nil)
 
 // LoadPorts reads the file; a missing file holds no allocations.
-func (s *FilePortStore) LoadPorts() ([]Allocation, error) {
+func (s *FilePortStore) LoadPorts() ([]container.PortAllocation, error) {
 	b, err := os.ReadFile(s.Path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -54,7 +56,7 @@ func (s *FilePortStore) LoadPorts() ([]Allocation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read port store: %w", err)
 	}
-	var out []Allocation
+	var out []container.PortAllocation
 	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, fmt.Errorf("decode port store %s: %w", s.Path, err)
 	}
@@ -62,7 +64,7 @@ func (s *FilePortStore) LoadPorts() ([]Allocation, error) {
 }
 
 // SavePorts replaces the file's content.
-func (s *FilePortStore) SavePorts(a []Allocation) error {
+func (s *FilePortStore) SavePorts(a []container.PortAllocation) error {
 	b, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("encode port allocations: %w", err)

@@ -3,16 +3,12 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/berth-dev/berth/pkg/container"
 )
 
-// PortAllocation is one host port held by an owner (a task). Its JSON names
-// match pkg/network's Allocation, so the agent's PortStore adapter is a
-// field-by-field copy.
-type PortAllocation struct {
-	Owner    string `json:"owner"`
-	Protocol string `json:"protocol"`
-	HostPort uint16 `json:"hostPort"`
-}
+// The ports bucket holds one container.PortAllocation per host port, as its
+// JSON ({"owner","protocol","hostPort"}) under the key "<protocol>/%05d".
 
 func portKey(protocol string, port uint16) []byte {
 	return fmt.Appendf(nil, "%s/%05d", protocol, port)
@@ -20,7 +16,7 @@ func portKey(protocol string, port uint16) []byte {
 
 // PutPortAllocation records one allocation, replacing any record of the
 // same protocol and port.
-func (tx *Tx) PutPortAllocation(a PortAllocation) error {
+func (tx *Tx) PutPortAllocation(a container.PortAllocation) error {
 	if a.Protocol == "" || a.HostPort == 0 {
 		return fmt.Errorf("put port allocation %+v: protocol and port are required", a)
 	}
@@ -44,10 +40,10 @@ func (tx *Tx) DeletePortAllocation(protocol string, port uint16) error {
 }
 
 // PortAllocations returns every allocation, ordered by protocol and port.
-func (tx *Tx) PortAllocations() ([]PortAllocation, error) {
-	var out []PortAllocation
+func (tx *Tx) PortAllocations() ([]container.PortAllocation, error) {
+	var out []container.PortAllocation
 	err := tx.bucket(bucketPorts).ForEach(func(k, v []byte) error {
-		var a PortAllocation
+		var a container.PortAllocation
 		if err := json.Unmarshal(v, &a); err != nil {
 			return fmt.Errorf("port allocation %s: %w", k, err)
 		}
@@ -62,7 +58,7 @@ func (tx *Tx) PortAllocations() ([]PortAllocation, error) {
 
 // ReplacePortAllocations makes the stored set exactly allocs (the
 // PortStore.SavePorts contract of pkg/network).
-func (tx *Tx) ReplacePortAllocations(allocs []PortAllocation) error {
+func (tx *Tx) ReplacePortAllocations(allocs []container.PortAllocation) error {
 	b := tx.bucket(bucketPorts)
 	var keys [][]byte
 	if err := b.ForEach(func(k, _ []byte) error { keys = append(keys, clone(k)); return nil }); err != nil {
@@ -81,10 +77,11 @@ func (tx *Tx) ReplacePortAllocations(allocs []PortAllocation) error {
 	return nil
 }
 
-// LoadPorts returns every stored port allocation. With SavePorts it is the
-// shape of pkg/network's PortStore.
-func (db *DB) LoadPorts() ([]PortAllocation, error) {
-	var out []PortAllocation
+// LoadPorts returns every stored port allocation. With SavePorts it makes
+// *DB pkg/network's PortStore as it is (the agent hands the database to the
+// port allocator).
+func (db *DB) LoadPorts() ([]container.PortAllocation, error) {
+	var out []container.PortAllocation
 	err := db.View(func(tx *Tx) error {
 		var err error
 		out, err = tx.PortAllocations()
@@ -95,6 +92,6 @@ func (db *DB) LoadPorts() ([]PortAllocation, error) {
 
 // SavePorts replaces the stored port allocations with allocs in one
 // transaction.
-func (db *DB) SavePorts(allocs []PortAllocation) error {
+func (db *DB) SavePorts(allocs []container.PortAllocation) error {
 	return db.Update(func(tx *Tx) error { return tx.ReplacePortAllocations(allocs) })
 }

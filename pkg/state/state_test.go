@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/berth-dev/berth/pkg/container"
 )
 
 func openTest(t *testing.T) *DB {
@@ -264,9 +266,54 @@ func TestInstanceSeqNumMessages(t *testing.T) {
 	}
 }
 
+// TestPortAllocationsOnDisk pins the ports bucket's format, which data
+// directories written before container.PortAllocation (when pkg/state had its
+// own PortAllocation) hold: key "<protocol>/%05d", value the JSON
+// {"owner","protocol","hostPort"}. Such a record loads, and saving writes the
+// same bytes back.
+func TestPortAllocationsOnDisk(t *testing.T) {
+	db := openTest(t)
+	old := map[string]string{
+		"tcp/08080": `{"owner":"t2","protocol":"tcp","hostPort":8080}`,
+		"udp/49153": `{"owner":"t1","protocol":"udp","hostPort":49153}`,
+	}
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		for k, v := range old {
+			if err := tx.Bucket([]byte("ports")).Put([]byte(k), []byte(v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.LoadPorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []container.PortAllocation{{Owner: "t2", Protocol: "tcp", HostPort: 8080}, {Owner: "t1", Protocol: "udp", HostPort: 49153}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("loaded %+v, want %+v", got, want)
+	}
+	if err := db.SavePorts(got); err != nil {
+		t.Fatal(err)
+	}
+	raw := map[string]string{}
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("ports")).ForEach(func(k, v []byte) error { raw[string(k)] = string(v); return nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(raw, old) {
+		t.Fatalf("saved records %q, want %q", raw, old)
+	}
+}
+
 func TestPortAllocations(t *testing.T) {
 	db := openTest(t)
-	allocs := []PortAllocation{{Owner: "t1", Protocol: "udp", HostPort: 9090}, {Owner: "t1", Protocol: "tcp", HostPort: 49153}, {Owner: "t2", Protocol: "tcp", HostPort: 8080}}
+	allocs := []container.PortAllocation{{Owner: "t1", Protocol: "udp", HostPort: 9090}, {Owner: "t1", Protocol: "tcp", HostPort: 49153}, {Owner: "t2", Protocol: "tcp", HostPort: 8080}}
 	if err := db.SavePorts(allocs); err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +321,7 @@ func TestPortAllocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []PortAllocation{allocs[2], allocs[1], allocs[0]} // by protocol, then port
+	want := []container.PortAllocation{allocs[2], allocs[1], allocs[0]} // by protocol, then port
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("ports %+v, want %+v", got, want)
 	}
@@ -288,7 +335,7 @@ func TestPortAllocations(t *testing.T) {
 		if err := tx.DeletePortAllocation("udp", 9090); err != nil {
 			return err
 		}
-		return tx.PutPortAllocation(PortAllocation{Owner: "x", Protocol: "tcp"})
+		return tx.PutPortAllocation(container.PortAllocation{Owner: "x", Protocol: "tcp"})
 	})
 	if err == nil {
 		t.Fatal("allocation without port accepted")
