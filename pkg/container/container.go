@@ -6,14 +6,15 @@
 // task's containers as the engine reports it (TaskHealth, which
 // pkg/registration maps onto the TCS wire types). It is also what the
 // engine exchanges with the packages it calls on a task's path: the
-// network request and result (pkg/network), secret references and registry
-// logins (pkg/execrole). With one home for
+// network request and result (pkg/network), the host port allocations that
+// pkg/network's allocator persists and pkg/state stores (PortAllocation),
+// secret references and registry logins (pkg/execrole). With one home for
 // these types the runtime satisfies the engine's interfaces directly and no
 // package translates one into the other.
 //
 // It is pure data: it imports no other Berth package, does no I/O and knows
 // nothing of ECS. pkg/engine, pkg/runtime, pkg/network, pkg/execrole,
-// pkg/registration and whatever drives the runtime (pkg/stats, tests,
+// pkg/registration, pkg/state and whatever drives the runtime (pkg/stats, tests,
 // bench/) import it.
 package container
 

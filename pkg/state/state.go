@@ -13,10 +13,11 @@
 //
 // pkg/agent opens the database (one per agent run), hands the *DB to the
 // engine as its Store (SaveTask, DeleteTask, TaskRecords; the engine calls
-// it directly) and adapts it to the network's port store; pkg/registration takes the
-// *DB for the instance identity, the outbox and the ACS message ids; the
-// agent's callers (cmd/agent, dev mode) read InstanceIdentity. Of Berth it imports pkg/api only (a rule in
-// internal/layout).
+// it directly) and to the network's port allocator as its PortStore
+// (LoadPorts, SavePorts of container.PortAllocation); pkg/registration takes
+// the *DB for the instance identity, the outbox and the ACS message ids; the
+// agent's callers (cmd/agent, dev mode) read InstanceIdentity. Of Berth it
+// imports pkg/api and pkg/container only (a rule in internal/layout).
 package state
 
 import (
