@@ -241,6 +241,26 @@ func (e *Endpoint) runSessionSweep(ctx context.Context) error {
 	}
 }
 
+// runSessionRefresh records again, every few seconds, the agent sessions
+// this replica holds that the leader's sweep cleared while this replica's
+// liveness key was missing for a moment (acs.Server.RefreshSessions).
+func (e *Endpoint) runSessionRefresh(ctx context.Context) error {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if n, err := e.sessions.RefreshSessions(); err != nil {
+			e.opts.Logger.Warn("refresh agent sessions", "err", err)
+		} else if n > 0 {
+			e.opts.Logger.Warn("recorded again agent sessions this replica holds that were cleared as if it had died", "count", n)
+		}
+	}
+}
+
 // runWatch feeds every change any replica commits to tasks and services to
 // this replica's session server (tasks to deliver or stop on the sessions
 // it holds) and service controller (woken; it acts when this replica

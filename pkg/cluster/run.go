@@ -71,7 +71,8 @@ func (e *Endpoint) workers() []worker {
 	if e.etcd != nil {
 		ws = append(ws, worker{name: "store watch", run: e.runWatch, everyReplica: true})
 		if e.sessions != nil {
-			ws = append(ws, worker{name: "agent session sweep", run: e.runSessionSweep})
+			ws = append(ws, worker{name: "agent session sweep", run: e.runSessionSweep},
+				worker{name: "agent session refresh", run: e.runSessionRefresh, everyReplica: true})
 		}
 	}
 	return ws

@@ -62,7 +62,7 @@ func newFixtureWith(t *testing.T, creds acs.CredentialsBroker) *fixture {
 // changed by opt.
 func newFixtureOpts(t *testing.T, opt func(*acs.Options)) *fixture {
 	t.Helper()
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "cluster.db"), boltstore.Options{Buckets: append(records.Buckets(), auth.KeysBucket)})
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "cluster.db"), boltstore.Options{Buckets: append(records.Buckets(), auth.KeysBucket, acs.SessionsBucket)})
 	if err != nil {
 		t.Fatal(err)
 	}

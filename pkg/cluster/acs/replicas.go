@@ -20,7 +20,9 @@ import (
 //   - which replica holds each instance's session is recorded in
 //     SessionsBucket, and agentConnected is cleared only by the replica
 //     (and the session) that holds it, never at start-up;
-//   - the leader clears the records of replicas that died (SweepSessions);
+//   - the leader clears the records of replicas that died (SweepSessions),
+//     and every replica records again the sessions it holds that such a
+//     sweep cleared while it was alive (RefreshSessions);
 //   - tasks placed or stopped by any replica reach the session through the
 //     store's watch (StoreChanged), not through TasksChanged.
 
@@ -120,6 +122,70 @@ func (s *Server) SweepSessions(live []string) (int, error) {
 			return n, fmt.Errorf("sweep agent session %s: %w", arn, err)
 		}
 		n++
+	}
+	return n, nil
+}
+
+// RefreshSessions records again the sessions this replica holds whose
+// record is gone or whose agentConnected reads false, and reports how many
+// it mended. The leader's sweep clears a replica's sessions when that
+// replica's liveness key is missing, which also happens to a live replica
+// whose etcd lease lapsed for a moment (a loaded host); without this its
+// agents would read disconnected until they next reconnect. A session
+// another replica (or a newer session) holds is left alone. Every replica
+// calls it periodically.
+func (s *Server) RefreshSessions() (int, error) {
+	s.mu.Lock()
+	held := make([]*session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		held = append(held, sess)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, sess := range held {
+		var mended bool
+		err := s.o.Store.Update(func(tx store.Tx) error {
+			mended = false
+			var cur agentSession
+			err := tx.Get(SessionsBucket, sess.instanceArn, &cur)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				if err := tx.Put(SessionsBucket, sess.instanceArn, agentSession{Replica: s.o.Replica, Session: sess.id, Since: time.Now().UTC()}); err != nil {
+					return err
+				}
+				mended = true
+			case err != nil:
+				return err
+			case cur.Replica != s.o.Replica || cur.Session != sess.id:
+				return nil // another session holds it now
+			}
+			rec, err := loadInstance(tx, sess.instanceArn)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if !rec.Instance.AgentConnected {
+				mended = true
+			}
+			return putAgentConnected(tx, sess.instanceArn, true)
+		})
+		if err != nil {
+			return n, fmt.Errorf("refresh agent session %s: %w", sess.instanceArn, err)
+		}
+		if !mended {
+			continue
+		}
+		n++
+		// The session may have ended while it was being recorded: its
+		// end is then written again, after the record.
+		s.mu.Lock()
+		gone := s.sessions[sess.instanceArn] != sess
+		s.mu.Unlock()
+		if gone {
+			s.recordConnected(sess, false)
+		}
 	}
 	return n, nil
 }
