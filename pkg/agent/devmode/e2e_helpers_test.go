@@ -317,60 +317,15 @@ func (e *e2e) startEndpoint(addr string) {
 func (e *e2e) spec() agentSpec {
 	t := e.t
 	id := randomHex(3)
-	slot := agentSlots.take(t)
 	s := agentSpec{
 		Endpoint: e.ep.URL, KeyID: e.keyID, Secret: e.secret,
 		Containerd: e.cd.Address, Snapshotter: e.cd.Snapshotter, NS: e.cd.Namespace(t),
 		DataDir: t.TempDir(), NetRunDir: t.TempDir(),
-		Bridge: "be" + id, Subnet: fmt.Sprintf("10.%d.%d.0/24", 100+mrand.IntN(50), slot),
-		Prefix: "be" + id + "-", PortFirst: uint16(20000 + slot*50),
+		Bridge: "be" + id, Subnet: fmt.Sprintf("10.%d.%d.0/24", 100+mrand.IntN(50), mrand.IntN(256)),
+		Prefix: "be" + id + "-", PortFirst: uint16(20000 + mrand.IntN(160)*50),
 	}
 	agentproc.SweepNetwork(t, agentproc.AgentNetwork{DataDir: s.DataDir, RunDir: s.NetRunDir, Prefix: s.Prefix, Bridge: s.Bridge, Subnet: s.Subnet}) // what a failed test left
 	return s
-}
-
-// agentSlots hands each agent of this test process its own slot: its
-// dynamic host port range (50 ports from 20000 + 50·slot) and the third
-// octet of its subnet. Tests run in parallel (t.Parallel), and two agents
-// with overlapping ranges would map the same host port. It is the one
-// package-level variable of these tests: specs are made by helpers that
-// share no handle.
-var agentSlots slotSet
-
-// slotSet is a set of slots 0..numSlots-1 taken by running tests.
-type slotSet struct {
-	mu    sync.Mutex
-	taken map[int]bool
-}
-
-// numSlots keeps the ranges within 20000-27999.
-const numSlots = 160
-
-// take reserves a free slot, from a random start (other test processes
-// on the host pick theirs at random too), until t ends.
-func (s *slotSet) take(t *testing.T) int {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.taken == nil {
-		s.taken = map[int]bool{}
-	}
-	start := mrand.IntN(numSlots)
-	for i := range numSlots {
-		k := (start + i) % numSlots
-		if s.taken[k] {
-			continue
-		}
-		s.taken[k] = true
-		t.Cleanup(func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			delete(s.taken, k)
-		})
-		return k
-	}
-	t.Fatalf("all %d agent slots taken", numSlots)
-	return 0
 }
 
 // runAgent runs an agent in this process; stop ends it (also at cleanup,

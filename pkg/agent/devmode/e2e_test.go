@@ -276,7 +276,6 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // acknowledgement of every message: the endpoint resends the payload, the
 // agent accepts it again, and the task still runs exactly once.
 func TestDroppedAckIsRedeliveredAndTaskStartsOnce(t *testing.T) {
-	t.Parallel() // its own endpoint, agents, namespaces, bridges and ports (agentSlots)
 	var mu sync.Mutex
 	acks := map[string]int{}
 	e := newE2E(t, acs.Options{RedeliverAfter: 300 * time.Millisecond, DropAck: func(_, id string) bool {
@@ -327,7 +326,6 @@ func count(list []string, s string) int {
 // and stop: containers keep running, and afterwards every state change
 // arrives, none twice, in order.
 func TestEndpointOutage(t *testing.T) {
-	t.Parallel() // its own endpoint, agents, namespaces, bridges and ports (agentSlots)
 	e := newE2E(t, acs.Options{})
 	s := e.spec()
 	_, sess, _ := e.runAgent(s)
@@ -419,7 +417,6 @@ func TestSecondAgentJoins(t *testing.T) {
 // TestAgentKillRestart SIGKILLs a child agent, stops one of its tasks
 // through the API while it is down, and restarts it.
 func TestAgentKillRestart(t *testing.T) {
-	t.Parallel() // its own endpoint, agents, namespaces, bridges and ports (agentSlots)
 	e := newE2E(t, acs.Options{})
 	s := e.spec()
 	c, arn := e.startChild(s)

@@ -52,7 +52,6 @@ func (e *e2e) waitHealth(arn string, want types.HealthStatus, d time.Duration) t
 // check and UNHEALTHY for a failing one, and a service replaces its task
 // once that task's container turns UNHEALTHY.
 func TestContainerHealthReachesEndpoint(t *testing.T) {
-	t.Parallel() // its own endpoint, agents, namespaces, bridges and ports (agentSlots)
 	e := newE2E(t, acs.Options{})
 	e.runAgent(e.spec())
 

@@ -456,7 +456,6 @@ func (l *lbLab) waitDeployed(t *testing.T, what, td string) {
 // task's target must have read healthy in DescribeTargetHealth when the
 // request was sent (healthWatch, lbwho_test.go).
 func TestServiceBehindHAProxy(t *testing.T) {
-	t.Parallel() // its own endpoint, agents, namespaces, bridges and ports (agentSlots)
 	l := newLBLab(t)
 	ctx := context.Background()
 	v1 := l.webTaskDef()

@@ -225,7 +225,6 @@ func (s *scaler) statistic(clock fastClock, ns, name string, st cwtypes.Statisti
 // on with one action per task, a cooldown apart. DescribeScalingActivities
 // tells the story.
 func TestTargetTrackingCPU(t *testing.T) {
-	t.Parallel() // its own endpoint, agents, namespaces, bridges and ports (agentSlots)
 	if testing.Short() {
 		t.Skip("integration test with agents and containers (-short)")
 	}
@@ -315,7 +314,6 @@ func TestTargetTrackingCPU(t *testing.T) {
 // with no failed request; the client stops, the counts fall to zero, and
 // the service scales back in to one task.
 func TestTargetTrackingRequestCount(t *testing.T) {
-	t.Parallel() // its own endpoint, agents, namespaces, bridges and ports (agentSlots)
 	clock := fastClock{start: time.Now()}
 	l := newLBLabTuned(t, clock.tune, fastMetrics)
 	l.createService(t, "web", l.webTaskDef(), l.tg, 1)
@@ -351,7 +349,6 @@ func TestTargetTrackingRequestCount(t *testing.T) {
 // metrics minutes, and a container whose awk holds a 16,000,000-byte
 // string at those 15 MiB of the task's 64 MiB.
 func TestServiceUtilizationStatistics(t *testing.T) {
-	t.Parallel() // its own endpoint, agents, namespaces, bridges and ports (agentSlots)
 	if testing.Short() {
 		t.Skip("integration test with agents and containers (-short)")
 	}
