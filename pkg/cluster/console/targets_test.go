@@ -100,6 +100,21 @@ func (f *fixture) serviceBehindLB(t *testing.T) *balanced {
 	}
 	b.instanceID = records.LBResourceID(f.instanceArn)
 	b.dataPlaneID, b.dataPlaneKey = f.newKey(t, auth.RoleLB)
+	// The service controller registers the target on its next pass, after
+	// the state change: wait for it, or a health report finds no target
+	// (seen in CI: "ReportTargetHealth recorded 0 reports").
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		th, err := lbc.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{TargetGroupArn: aws.String(b.tgArn)})
+		if err != nil {
+			t.Fatalf("DescribeTargetHealth: %v", err)
+		}
+		if len(th.TargetHealthDescriptions) == 1 && aws.ToInt32(th.TargetHealthDescriptions[0].Target.Port) == 32770 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the task's target (port 32770) not registered after 30s: %d targets", len(th.TargetHealthDescriptions))
+		}
+	}
 	return b
 }
 
