@@ -58,21 +58,46 @@ func Etcd(t testing.TB, n int) *EtcdCluster {
 	}
 	c := &EtcdCluster{dir: dir}
 	t.Cleanup(func() { c.close(t) })
+	// A port found free can be taken by another process before etcd binds
+	// it (seen in CI: "bind: address already in use"); such a start is
+	// stopped and tried again on fresh ports, in a fresh data directory.
+	for try := 0; ; try++ {
+		err := c.launch(n, try)
+		if err == nil {
+			break
+		}
+		c.stopMembers(t)
+		if try == 2 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("testenv: %v", err)
+		}
+		t.Logf("testenv: etcd start %d: %v; trying other ports", try+1, err)
+	}
+	return c
+}
+
+// launch starts n members on free loopback ports (try > 0: in a directory
+// of its own) and waits until they are healthy.
+func (c *EtcdCluster) launch(n, try int) error {
+	data := c.dir
+	if try > 0 {
+		data = filepath.Join(c.dir, fmt.Sprintf("try%d", try))
+	}
+	c.members, c.Endpoints = nil, nil
 	var peers []string
 	for i := 0; i < n; i++ {
 		cp, err1 := freeLoopbackPort()
 		pp, err2 := freeLoopbackPort()
 		if err1 != nil || err2 != nil {
-			t.Fatalf("testenv: etcd ports: %v %v", err1, err2)
+			return fmt.Errorf("etcd ports: %v %v", err1, err2)
 		}
 		m := &etcdMember{name: fmt.Sprintf("m%d", i), client: fmt.Sprintf("http://127.0.0.1:%d", cp),
-			logPath: filepath.Join(dir, fmt.Sprintf("m%d.log", i))}
+			logPath: filepath.Join(data, fmt.Sprintf("m%d.log", i))}
 		peer := fmt.Sprintf("http://127.0.0.1:%d", pp)
 		peers = append(peers, m.name+"="+peer)
-		m.args = []string{"etcd", "--name", m.name, "--data-dir", filepath.Join(dir, m.name),
+		m.args = []string{"etcd", "--name", m.name, "--data-dir", filepath.Join(data, m.name),
 			"--listen-client-urls", m.client, "--advertise-client-urls", m.client,
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-			"--initial-cluster-token", filepath.Base(dir), "--initial-cluster-state", "new",
+			"--initial-cluster-token", fmt.Sprintf("%s-%d", filepath.Base(c.dir), try), "--initial-cluster-state", "new",
 			"--max-txn-ops", fmt.Sprint(EtcdMaxTxnOps),
 			// Loopback round trips are short: elect within half a second.
 			"--heartbeat-interval", "50", "--election-timeout", "500",
@@ -80,18 +105,33 @@ func Etcd(t testing.TB, n int) *EtcdCluster {
 		c.members = append(c.members, m)
 		c.Endpoints = append(c.Endpoints, m.client)
 	}
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return fmt.Errorf("etcd data: %w", err)
+	}
 	for _, m := range c.members {
 		m.args = append(m.args, "--initial-cluster", strings.Join(peers, ","))
 		if err := c.start(m); err != nil {
-			t.Fatalf("testenv: %v", err)
+			return err
 		}
 	}
 	for _, m := range c.members {
 		if err := m.waitHealthy(30 * time.Second); err != nil {
-			t.Fatalf("testenv: %v", err)
+			return err
 		}
 	}
-	return c
+	return nil
+}
+
+// stopMembers stops the members a failed launch started.
+func (c *EtcdCluster) stopMembers(t testing.TB) {
+	for _, m := range c.members {
+		if m.proc == nil {
+			continue
+		}
+		if err := m.proc.stop(5 * time.Second); err != nil {
+			t.Errorf("testenv: %v", err)
+		}
+	}
 }
 
 func (c *EtcdCluster) start(m *etcdMember) error {
